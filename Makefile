@@ -1,0 +1,24 @@
+# `make demo`: set up everything, then serve the quickstart example.
+# `make test`: set up everything, then run the whole suite (lint and type checks included).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.setup-done
+
+.PHONY: setup demo test lint clean
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements-dev.txt constraints.txt scripts/setup.sh scripts/llama-wheel.sh
+	VENV=$(VENV) scripts/setup.sh
+	touch $@
+
+demo: setup
+	VENV=$(VENV) scripts/demo.sh
+
+test: setup
+	$(PY) -m pytest
+
+lint: setup
+	$(PY) -m ruff check . && $(PY) -m ruff format --check . && $(PY) -m mypy
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

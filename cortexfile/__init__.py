@@ -1,0 +1,1 @@
+"""The Cortexfile: schema, loading with positions, precedence, validation and the plan."""

@@ -1,0 +1,112 @@
+"""Host checks of one phase, run first by `cortex start` / `cortex build` and by
+`cortex validate --preflight PHASE`: only what that phase itself needs."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Iterator, Mapping
+from enum import Enum
+from pathlib import Path
+
+from .errors import Diagnostic, Path_, dotted
+from .loader import Resolved
+from .schema.models import SourceKind, source_kind
+from .secrets import Secret, SecretUnavailable
+from .store import data_dir, find_local, local_candidates
+from .table import settings
+
+Problem = tuple[Path_, str, "str | None"]
+
+
+class Phase(str, Enum):
+    start = "start"
+    build = "build"
+
+
+BUILD_SECRETS = {("build", "network", "proxy"), ("build", "network", "pip_index_url")}
+
+
+def preflight(resolved: Resolved, phase: Phase, environ: Mapping[str, str] | None = None) -> list[Diagnostic]:
+    env = dict(os.environ if environ is None else environ)
+    checks = _start_problems(resolved, env) if phase is Phase.start else _build_problems(resolved, env)
+    return [Diagnostic(resolved.origin(path), dotted(path), message, hint) for path, message, hint in checks]
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _start_problems(resolved: Resolved, env: dict[str, str]) -> Iterator[Problem]:
+    config = resolved.config
+    yield from _secret_problems(resolved, env, lambda path: path[0] != "build")
+    for key in ("cert", "key"):
+        yield from _readable(("server", "tls", key), getattr(config.server.tls, key))
+    yield from _readable(("server", "auth", "api_key_file"), config.server.auth.api_key_file)
+    yield from _auth_problems(resolved)
+    data = data_dir(config, env)
+    for index, model in enumerate(config.models):
+        if source_kind(model.source) is SourceKind.local and find_local(model, data) is None:
+            tried = ", ".join(str(p) for p in local_candidates(model, data))
+            yield ("models", index, "source"), f"model file not found (looked at {tried})", None
+
+
+def _auth_problems(resolved: Resolved) -> Iterator[Problem]:
+    server = resolved.config.server
+    has_keys = bool(server.auth.api_keys) or server.auth.api_key_file is not None
+    if is_loopback(server.host) or has_keys or server.auth.allow_unauthenticated:
+        return
+    yield (
+        ("server", "host"),
+        f"refusing to serve on {server.host} without an API key",
+        "set server.auth.api_keys or server.auth.api_key_file, bind 127.0.0.1, "
+        "or set server.auth.allow_unauthenticated: true",
+    )
+
+
+def _build_problems(resolved: Resolved, env: dict[str, str]) -> Iterator[Problem]:
+    config = resolved.config
+    yield from _secret_problems(resolved, env, lambda path: path[:3] in BUILD_SECRETS)
+    for index, cert in enumerate(config.build.network.ca_certificates):
+        yield from _readable(("build", "network", "ca_certificates", index), cert)
+    if not config.build.bake_models:
+        return
+    for index, model in enumerate(config.models):
+        if source_kind(model.source) is SourceKind.local and not Path(model.source).is_file():
+            yield ("models", index, "source"), f"model file not found: {model.source}", None
+
+
+def _secret_problems(resolved: Resolved, env: dict[str, str], wanted: object) -> Iterator[Problem]:
+    for setting in settings():
+        if not setting.is_secret or not wanted(setting.path):  # type: ignore[operator]
+            continue
+        value = _get(resolved.config, setting.path)
+        items = value if isinstance(value, list) else [value]
+        for index, secret in enumerate(items):
+            if not isinstance(secret, Secret):
+                continue
+            path = (*setting.path, index) if isinstance(value, list) else setting.path
+            try:
+                secret.resolve(env)
+            except SecretUnavailable as exc:
+                yield path, str(exc), None
+
+
+def _readable(path: Path_, file: Path | None) -> Iterator[Problem]:
+    if file is None:
+        return
+    if not file.is_file():
+        yield path, f"file not found: {file}", None
+    elif not os.access(file, os.R_OK):
+        yield path, f"file not readable: {file}", None
+
+
+def _get(config: object, path: tuple[str, ...]) -> object:
+    for part in path:
+        config = getattr(config, part)
+    return config

@@ -1,0 +1,83 @@
+"""`models:` and `engines:` what the appliance serves, and with what."""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from .base import Section, Sha256, setting
+
+MODEL_ID = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
+_HF_SOURCE = re.compile(r"^hf://(?P<repo>[^/@\s]+/[^/@\s]+)/(?P<file>[^@\s]+)(@(?P<revision>[^@\s/]+))?$")
+
+
+class SourceKind(str, Enum):
+    local = "local"
+    huggingface = "hf"
+    url = "url"
+
+
+def source_kind(source: str) -> SourceKind:
+    if source.startswith("hf://"):
+        return SourceKind.huggingface
+    if source.startswith(("https://", "http://")):
+        return SourceKind.url
+    return SourceKind.local
+
+
+def parse_hf_source(source: str) -> tuple[str, str, str]:
+    """`hf://org/repo/path/file.gguf@rev` -> (org/repo, path/file.gguf, rev or "main")."""
+    match = _HF_SOURCE.match(source)
+    if match is None:
+        raise ValueError("write a Hugging Face source as hf://org/repo/file.gguf[@revision]")
+    return match["repo"], match["file"], match["revision"] or "main"
+
+
+class LoadPolicy(str, Enum):
+    start = "start"
+    on_demand = "on_demand"
+
+
+class Model(Section):
+    id: str = setting(description="Name clients pass as `model`.", pattern=MODEL_ID)
+    preset: str | None = setting(None, "Model preset from recipes/models that fills in unset fields.")
+    source: str = setting(
+        description="A local path (relative to the Cortexfile), hf://org/repo/file.gguf@revision, or an https URL."
+    )
+    sha256: Sha256 | None = setting(None, "Expected sha256 of the GGUF file; required for remote sources.")
+    engine: Literal["llama_cpp"] = setting("llama_cpp", "Engine that runs the model.")
+    context_size: int = setting(4096, "Context window in tokens (0: the model's own).", ge=0)
+    threads: int | None = setting(None, "CPU threads for generation (unset: all cores).", ge=1)
+    gpu_layers: int = setting(0, "Layers offloaded to the GPU (-1: all).", ge=-1)
+    chat_format: str | None = setting(None, "llama-cpp-python chat format (e.g. gemma, chatml, llama-3).")
+    chat_template: str | None = setting(None, "Jinja chat template, overriding the GGUF's own.")
+    embeddings: bool = setting(False, "Serve this model on /v1/embeddings.")
+    load: LoadPolicy = setting(LoadPolicy.start, "Load when the server starts, or on first use.")
+
+    @field_validator("engine", mode="before")
+    @classmethod
+    def _engine_alias(cls, value: object) -> object:
+        return "llama_cpp" if value in ("llama-cpp", "llamacpp", "llama.cpp") else value
+
+    @field_validator("source")
+    @classmethod
+    def _check_source(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("a model source cannot be empty")
+        if source_kind(value) is SourceKind.huggingface:
+            parse_hf_source(value)
+        return value
+
+
+class LlamaCppEngine(Section):
+    batch_size: int = setting(512, "Prompt tokens processed per batch.", ge=1)
+    flash_attention: bool = setting(False, "Use flash attention where the backend has it.")
+    use_mmap: bool = setting(True, "Map model files instead of reading them into memory.")
+    use_mlock: bool = setting(False, "Lock model memory so it is never swapped out.")
+
+
+class Engines(Section):
+    llama_cpp: LlamaCppEngine = Field(default_factory=LlamaCppEngine, description="llama.cpp through llama-cpp-python.")

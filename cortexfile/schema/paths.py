@@ -1,0 +1,51 @@
+"""`logs:` and `data:` where the appliance writes."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+from pydantic import field_validator
+
+from .base import Section, setting
+
+
+class LogLevel(str, Enum):
+    trace = "trace"
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+
+
+# Spellings people carry over from the legacy CLI (`--loglevel DBUG`) and other tools.
+_LEVEL_ALIASES = {"dbug": "debug", "warn": "warning", "err": "error", "trce": "trace", "inf": "info"}
+
+
+class Logs(Section):
+    level: LogLevel = setting(LogLevel.info, "Least severe messages logged.", flag="--loglevel")
+    path: Path | None = setting(
+        None, "Folder for log files; unset logs to stdout only.", flag="--logspath"
+    )
+    llama: Path | None = setting(
+        None, "llama.cpp log file (default: llama.log in the log folder).", flag="--logsllama"
+    )
+    onnx: Path | None = setting(None, "ONNX runtime log file (reserved for that engine).", flag="--logsonnx")
+    max_lines: int = setting(100_000, "Lines a log file holds before it is rotated.", flag="--loglines", ge=100)
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _level_alias(cls, value: object) -> object:
+        if isinstance(value, str):
+            lowered = value.strip().lower()
+            return _LEVEL_ALIASES.get(lowered, lowered)
+        return value
+
+
+class Data(Section):
+    path: Path | None = setting(
+        None,
+        "Folder for downloaded models (models/<sha256>.gguf) and state; "
+        "unset: $XDG_DATA_HOME/cortex or ~/.local/share/cortex.",
+        flag="--datapath",
+    )

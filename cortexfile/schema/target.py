@@ -1,0 +1,76 @@
+"""`target:` the hardware an appliance is built for, and `build:` what to produce."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+from pydantic import Field, field_validator
+
+from ..secrets import Secret
+from .base import Section, setting
+
+
+class Distro(str, Enum):
+    alpine = "alpine"
+    debian = "debian"
+    ubuntu = "ubuntu"
+    arch = "arch"
+    fedora = "fedora"
+
+
+class Accelerator(str, Enum):
+    cpu = "cpu"
+    cuda = "cuda"
+    vulkan = "vulkan"
+    rocm = "rocm"
+
+
+class Architecture(str, Enum):
+    amd64 = "amd64"
+    arm64 = "arm64"
+
+
+ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "arm64/v8": "arm64"}
+
+
+def normalize_architecture(value: object) -> object:
+    if isinstance(value, str):
+        name = value.strip().lower().removeprefix("linux/")
+        return ARCH_ALIASES.get(name, name)
+    return value
+
+
+class Target(Section):
+    hardware: str | None = setting(None, "Hardware recipe (recipes/hardware) that sets the fields below.")
+    distro: Distro = setting(Distro.debian, "Base distribution of images.")
+    accelerator: Accelerator = setting(Accelerator.cpu, "Compute backend llama.cpp is built for.")
+    architecture: Architecture = setting(Architecture.amd64, "CPU architecture (OCI names; x86_64/aarch64 accepted).")
+    llama_cmake_args: list[str] = setting(
+        ["-DGGML_NATIVE=OFF"], "CMake flags for building llama.cpp (portable: never -march=native)."
+    )
+    cuda_architectures: list[str] = setting([], "CUDA compute capabilities to build for (e.g. 87 for Orin).")
+
+    _arch = field_validator("architecture", mode="before")(normalize_architecture)
+
+
+class Format(str, Enum):
+    docker = "docker"
+    oci = "oci"
+    systemd = "systemd"
+    disk = "disk"
+
+
+class BuildNetwork(Section):
+    proxy: Secret | None = setting(None, "HTTP(S) proxy URL for build steps; may hold credentials.")
+    no_proxy: list[str] = setting([], "Hosts reached without the build proxy.")
+    ca_certificates: list[Path] = setting(
+        [], "Extra PEM CA certificates trusted by build steps (corporate TLS proxies); kept out of the final image."
+    )
+    pip_index_url: Secret | None = setting(None, "Python package index mirror for build steps.")
+
+
+class Build(Section):
+    formats: list[Format] = setting([Format.docker], "Outputs `cortex build` makes by default.")
+    bake_models: bool = setting(True, "Put the models into the image or bundle (else mount or fetch at start).")
+    network: BuildNetwork = Field(default_factory=BuildNetwork, description="Network settings for build steps.")

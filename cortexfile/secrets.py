@@ -1,0 +1,99 @@
+"""Secret values: a literal, or a reference resolved at run time (`${env:NAME}`, `${file:PATH}`).
+
+A reference is safe to print and to write into rendered files; a literal is not, so
+every printer masks it and `cortex validate` warns about it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema
+
+MASK = "********"
+_REFERENCE = re.compile(r"^\$\{(?P<kind>env|file):(?P<target>[^}]+)\}$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+SecretKind = Literal["literal", "env", "file"]
+
+
+class SecretUnavailable(Exception):
+    """A reference points at an unset env var or a missing/unreadable file."""
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A secret as written. `resolve()` reads it; `str()` never reveals a literal."""
+
+    kind: SecretKind
+    target: str  # the literal itself, the env var name, or the file path
+
+    @classmethod
+    def parse(cls, text: str) -> Secret:
+        match = _REFERENCE.match(text.strip())
+        if match is None:
+            if text.startswith("${"):
+                raise ValueError("a secret reference is `${env:NAME}` or `${file:/path}`")
+            return cls("literal", text)
+        kind, target = match["kind"], match["target"].strip()
+        if kind == "env" and not _ENV_NAME.match(target):
+            raise ValueError(f"`{target}` is not an environment variable name")
+        return cls("env" if kind == "env" else "file", target)
+
+    @property
+    def is_literal(self) -> bool:
+        return self.kind == "literal"
+
+    def with_base(self, base: Path) -> Secret:
+        """Make a relative `${file:...}` path relative to `base` (the Cortexfile's folder)."""
+        if self.kind != "file" or Path(self.target).is_absolute():
+            return self
+        return Secret("file", str(base / self.target))
+
+    def resolve(self, environ: dict[str, str] | None = None) -> str:
+        env = os.environ if environ is None else environ
+        if self.kind == "literal":
+            return self.target
+        if self.kind == "env":
+            if self.target not in env:
+                raise SecretUnavailable(f"environment variable {self.target} is not set")
+            return env[self.target]
+        try:
+            return Path(self.target).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise SecretUnavailable(f"cannot read secret file {self.target}: {exc.strerror}") from exc
+
+    def shown(self) -> str:
+        """What printers show: references as written, literals masked."""
+        return MASK if self.is_literal else f"${{{self.kind}:{self.target}}}"
+
+    def __str__(self) -> str:
+        return self.shown()
+
+    def __repr__(self) -> str:
+        return f"Secret({self.shown()!r})"
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        from_str = core_schema.no_info_after_validator_function(cls.parse, core_schema.str_schema())
+        return core_schema.union_schema(
+            [core_schema.is_instance_schema(cls), from_str],
+            serialization=core_schema.plain_serializer_function_ser_schema(cls.shown),
+        )
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {
+            "type": "string",
+            "description": "A secret: `${env:NAME}`, `${file:/path}`, or a literal (discouraged).",
+        }

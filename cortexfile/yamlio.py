@@ -1,0 +1,113 @@
+"""Parse YAML into plain data while keeping the 1-based position of every key and value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.constructor import DuplicateKeyError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from .errors import ConfigError, Diagnostic, Origin, Path_
+
+
+@dataclass
+class Positions:
+    """Origins of every value and of every mapping key, by path."""
+
+    values: dict[Path_, Origin] = field(default_factory=dict)
+    keys: dict[Path_, Origin] = field(default_factory=dict)
+
+
+@dataclass
+class Parsed:
+    data: Any
+    positions: Positions
+
+
+def parse_text(text: str, source: str) -> Parsed:
+    """Parse YAML `text`; a syntax error becomes a located ConfigError."""
+    if "\t" in text:
+        _reject_tabs(text, source)
+    yaml = YAML(typ="rt", pure=True)
+    yaml.allow_duplicate_keys = False
+    try:
+        node = yaml.load(text)
+    except DuplicateKeyError as exc:
+        raise ConfigError([_located(exc, source, duplicate=True)]) from exc
+    except MarkedYAMLError as exc:
+        raise ConfigError([_located(exc, source)]) from exc
+    except YAMLError as exc:
+        raise ConfigError([Diagnostic(Origin(source, 1, 1), "", f"invalid YAML: {exc}")]) from exc
+    positions = Positions()
+    data = _plain(node, (), source, positions)
+    positions.values.setdefault((), Origin(source, 1, 1))
+    return Parsed(data, positions)
+
+
+def parse_file(path: Path) -> Parsed:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError([Diagnostic(Origin(str(path)), "", f"cannot read: {exc.strerror}")]) from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError([Diagnostic(Origin(str(path), line, 1), "", "not UTF-8 text")]) from exc
+    return parse_text(text, str(path))
+
+
+def _reject_tabs(text: str, source: str) -> None:
+    """YAML forbids tabs for indentation; say so plainly instead of the scanner's riddle."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        indent = line[: len(line) - len(line.lstrip(" \t"))]
+        if "\t" in indent and line.strip():
+            column = indent.index("\t") + 1
+            raise ConfigError(
+                [Diagnostic(Origin(source, number, column), "", "tab used for indentation; YAML needs spaces")]
+            )
+
+
+def _located(exc: MarkedYAMLError, source: str, duplicate: bool = False) -> Diagnostic:
+    mark = exc.problem_mark or exc.context_mark
+    line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    if duplicate:
+        first = exc.context_mark
+        where = f" (first defined at line {first.line + 1})" if first else ""
+        return Diagnostic(Origin(source, line, column), "", f"duplicate key{where}")
+    problem = exc.problem or "invalid YAML"
+    context = f" {exc.context}" if exc.context else ""
+    return Diagnostic(Origin(source, line, column), "", f"invalid YAML: {problem}{context}")
+
+
+def _plain(node: Any, path: Path_, source: str, positions: Positions) -> Any:
+    if isinstance(node, CommentedMap):
+        out: dict[Any, Any] = {}
+        for key, value in node.items():
+            child = (*path, str(key))
+            key_line, key_col = node.lc.key(key)
+            positions.keys[child] = Origin(source, key_line + 1, key_col + 1)
+            value_line, value_col = node.lc.value(key)
+            positions.values[child] = Origin(source, value_line + 1, value_col + 1)
+            out[str(key)] = _plain(value, child, source, positions)
+        return out
+    if isinstance(node, CommentedSeq):
+        items = []
+        for index, value in enumerate(node):
+            line, col = node.lc.item(index)
+            positions.values[(*path, index)] = Origin(source, line + 1, col + 1)
+            items.append(_plain(value, (*path, index), source, positions))
+        return items
+    return _scalar(node)
+
+
+def _scalar(node: Any) -> Any:
+    """ruamel's scalar subclasses (ScalarFloat, etc.) -> plain Python values."""
+    for kind in (bool, int, float, str):
+        if isinstance(node, kind):
+            return kind(node)
+    return node

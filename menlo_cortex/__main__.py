@@ -1,0 +1,3 @@
+from menlo_cortex.cli import main
+
+raise SystemExit(main())

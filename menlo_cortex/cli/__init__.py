@@ -1,0 +1,77 @@
+"""`cortex`: one entry point; each command imports only what it needs (the runtime never
+imports the builder, and `validate` imports neither)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from menlo_cortex import __version__
+from menlo_cortex.cortexfile.errors import ConfigError
+
+from . import commands
+from .flags import add_setting_flags
+from .output import print_diagnostics
+
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+
+EPILOG = """exit codes: 0 ok; 2 bad Cortexfile, env, flags or usage; 1 a runtime failure
+(engine, network, disk); 130 interrupted."""
+
+
+def _file_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-f", "--file", default="Cortexfile.yaml", help="the Cortexfile (default: %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cortex", description="Put an LLM on any device.", epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"cortex {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    validate = sub.add_parser("validate", help="check a Cortexfile (static; --preflight adds host checks)")
+    _file_option(validate)
+    validate.add_argument("--preflight", choices=["start", "build"], help="also run that phase's host checks")
+    validate.set_defaults(run=commands.validate)
+
+    config = sub.add_parser("config", help="inspect the effective config").add_subparsers(
+        dest="config_command", required=True, metavar="SUBCOMMAND"
+    )
+    show = config.add_parser("show", help="the effective config, each value with its origin; secrets masked")
+    _file_option(show)
+    show.add_argument("--json", action="store_true", help="machine-readable output")
+    add_setting_flags(show)
+    show.set_defaults(run=commands.config_show)
+
+    schema = sub.add_parser("schema", help="print the Cortexfile JSON Schema")
+    schema.set_defaults(run=commands.schema)
+
+    migrate = sub.add_parser("migrate", help="convert a legacy .cortexrc into a Cortexfile")
+    migrate.add_argument("path", help="the .cortexrc file")
+    migrate.add_argument("-o", "--output", help="write the Cortexfile here (default: stdout)")
+    migrate.set_defaults(run=commands.migrate)
+
+    start = sub.add_parser("start", help="serve the Cortexfile's models (OpenAI-compatible API)")
+    _file_option(start)
+    add_setting_flags(start)
+    start.set_defaults(run=commands.start)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run(args)
+    except ConfigError as exc:
+        print_diagnostics(exc.diagnostics)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a runtime failure: say what, not where in our code
+        if args.debug:
+            raise
+        print(f"cortex: error: {exc} (run with --debug for details)", file=sys.stderr)
+        return EXIT_FAILURE

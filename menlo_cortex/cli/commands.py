@@ -1,0 +1,79 @@
+"""The commands on the Cortexfile itself: validate, config show, schema, migrate; and start."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from menlo_cortex.cortexfile.errors import ConfigError, Diagnostic, Origin
+from menlo_cortex.cortexfile.loader import Resolved, load_from_environment
+from menlo_cortex.cortexfile.migrate import migrate as migrate_text
+from menlo_cortex.cortexfile.preflight import Phase, preflight
+from menlo_cortex.cortexfile.schema_doc import schema_document
+from menlo_cortex.cortexfile.show import as_json, as_text
+
+from .flags import given_flags
+from .output import print_diagnostics
+
+
+def load_checked(args: argparse.Namespace, phase: Phase | None = None) -> Resolved:
+    """Load with env and flags, print warnings, run a phase's preflight; ConfigError on failure."""
+    flags = given_flags(args) if hasattr(args, "setting_host") else {}
+    resolved = load_from_environment(args.file, flags)
+    problems = preflight(resolved, phase) if phase else []
+    if problems:
+        raise ConfigError(resolved.warnings + problems)
+    print_diagnostics(resolved.warnings)
+    return resolved
+
+
+def validate(args: argparse.Namespace) -> int:
+    phase = Phase(args.preflight) if args.preflight else None
+    resolved = load_checked(args, phase)
+    models = len(resolved.config.models)
+    checked = f", {phase.value} preflight passed" if phase else ""
+    print(f"{args.file}: valid ({models} model{'s' if models != 1 else ''}{checked})")
+    return 0
+
+
+def config_show(args: argparse.Namespace) -> int:
+    resolved = load_checked(args)
+    print(as_json(resolved) if args.json else as_text(resolved))
+    return 0
+
+
+def schema(args: argparse.Namespace) -> int:
+    print(json.dumps(schema_document(), indent=2))
+    return 0
+
+
+def migrate(args: argparse.Namespace) -> int:
+    source = Path(args.path)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([Diagnostic(Origin(str(source)), "", f"cannot read: {exc}")]) from exc
+    migration = migrate_text(text, str(source))
+    output = migration.to_yaml()
+    if args.output:
+        _write_atomically(Path(args.output), output)
+    else:
+        sys.stdout.write(output)
+    for note in migration.notes:
+        print(f"{source}: {note}", file=sys.stderr)
+    return 0
+
+
+def start(args: argparse.Namespace) -> int:
+    from menlo_cortex.runtime.main import serve  # the runtime's dependencies load only here
+
+    return serve(load_checked(args, Phase.start), debug=args.debug)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)

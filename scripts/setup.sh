@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Everything `make demo` and `make test` need on a fresh Debian 12 with Python 3.11:
+# system packages, the virtual environment, llama-cpp-python (compiled once per version and
+# flags, then reused from a cache outside the work tree), the project, and the test model.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${VENV:-.venv}"
+PYTHON="${PYTHON:-python3}"
+CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/cortex"
+
+missing=()
+command -v cmake >/dev/null || missing+=(cmake)
+command -v g++ >/dev/null || missing+=(g++ make)
+command -v curl >/dev/null || missing+=(curl)
+"$PYTHON" -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+command -v openssl >/dev/null || missing+=(openssl)
+if ((${#missing[@]})); then
+  echo "setup: installing Debian packages: ${missing[*]}" >&2
+  [ "$(id -u)" = 0 ] || { echo "setup: run as root or install: ${missing[*]}" >&2; exit 1; }
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+"$VENV/bin/python" -m pip install -q --upgrade pip
+"$VENV/bin/python" -m pip install -q -r requirements-dev.txt
+wheels="$(PYTHON="$VENV/bin/python" scripts/llama-wheel.sh)"
+"$VENV/bin/python" -m pip install -q -c constraints.txt --find-links "$wheels" -e ".[runtime,build]"
+"$VENV/bin/python" scripts/test-model.py "$CACHE/test-data" >/dev/null
+echo "setup: ready ($VENV, test model in $CACHE/test-data)" >&2
