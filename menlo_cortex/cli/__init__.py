@@ -56,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     _file_option(start)
     add_setting_flags(start)
     start.set_defaults(run=commands.start)
+
+    pull = sub.add_parser("pull", help="download and verify the Cortexfile's remote models into the store")
+    _file_option(pull)
+    add_setting_flags(pull)
+    pull.set_defaults(run=commands.pull)
     return parser
 
 

@@ -73,6 +73,12 @@ def start(args: argparse.Namespace) -> int:
     return serve(load_checked(args, Phase.start), debug=args.debug)
 
 
+def pull(args: argparse.Namespace) -> int:
+    from menlo_cortex.runtime.pull import run_pull
+
+    return run_pull(load_checked(args))
+
+
 def _write_atomically(path: Path, text: str) -> None:
     partial = path.with_name(f".{path.name}.partial")
     partial.write_text(text, encoding="utf-8")
