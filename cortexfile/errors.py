@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 Path_ = tuple[str | int, ...]
 
@@ -35,7 +35,7 @@ class Origin:
         return f"{self.source}:{self.line}:{self.column}"
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     error = "error"
     warning = "warning"
 

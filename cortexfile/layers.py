@@ -86,13 +86,13 @@ def _get(data: Any, path: Path_) -> Any:
 
 
 def _set(data: dict[str, Any], path: Path_, value: Any) -> None:
-    *parents, last = path
-    for part in parents:
-        child = data.get(part)  # type: ignore[call-overload]
+    node: Any = data
+    for part in path[:-1]:
+        child = node.get(part)
         if not isinstance(child, dict):
-            child = data[part] = {}  # type: ignore[index]
-        data = child
-    data[last] = value  # type: ignore[index]
+            child = node[part] = {}
+        node = child
+    node[path[-1]] = value
 
 
 def resolve_paths(layer: Layer, base: Path) -> None:
@@ -109,7 +109,7 @@ def _resolve_in(value: Any, path: Path_, base: Path) -> Any:
         return [_resolve_in(item, (*path, i), base) for i, item in enumerate(value)]
     setting = setting_at(path)
     if isinstance(value, str) and setting is not None:
-        if setting.is_path or path[-1:] == ("source",) and _is_local_source(value):
+        if setting.is_path or (path[-1:] == ("source",) and _is_local_source(value)):
             return str(_absolute(value, base))
         if setting.is_secret and value.startswith("${file:") and value.endswith("}"):
             return "${file:" + str(_absolute(value[7:-1].strip(), base)) + "}"

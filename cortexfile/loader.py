@@ -108,7 +108,7 @@ def _apply_renames(layer: Layer) -> list[Diagnostic]:
 def _move(layer: Layer, old: tuple[str, ...], new: tuple[str, ...]) -> None:
     for table in (layer.values, layer.keys):
         for known in [k for k in table if k[: len(old)] == old]:
-            table[new + known[len(old):]] = table.pop(known)
+            table[new + known[len(old) :]] = table.pop(known)
 
 
 def _apply_presets(layer: Layer) -> list[Diagnostic]:

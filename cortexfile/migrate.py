@@ -78,7 +78,11 @@ class Migration:
         yaml = YAML()
         yaml.default_flow_style = False
         yaml.dump(self.config, out)
-        return SCHEMA_LINE + "# Migrated from .cortexrc by `cortex migrate`. Add your models under `models:`.\n" + out.getvalue()
+        return (
+            SCHEMA_LINE
+            + "# Migrated from .cortexrc by `cortex migrate`. Add your models under `models:`.\n"
+            + out.getvalue()
+        )
 
 
 def migrate(text: str, source: str) -> Migration:

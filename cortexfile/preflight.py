@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Iterator, Mapping
-from enum import Enum
+from collections.abc import Callable, Iterator, Mapping
+from enum import StrEnum
 from pathlib import Path
 
 from .errors import Diagnostic, Path_, dotted
@@ -16,10 +16,10 @@ from .secrets import Secret, SecretUnavailable
 from .store import data_dir, find_local, local_candidates
 from .table import settings
 
-Problem = tuple[Path_, str, "str | None"]
+Problem = tuple[Path_, str, str | None]
 
 
-class Phase(str, Enum):
+class Phase(StrEnum):
     start = "start"
     build = "build"
 
@@ -81,16 +81,18 @@ def _build_problems(resolved: Resolved, env: dict[str, str]) -> Iterator[Problem
             yield ("models", index, "source"), f"model file not found: {model.source}", None
 
 
-def _secret_problems(resolved: Resolved, env: dict[str, str], wanted: object) -> Iterator[Problem]:
+def _secret_problems(
+    resolved: Resolved, env: dict[str, str], wanted: Callable[[tuple[str, ...]], bool]
+) -> Iterator[Problem]:
     for setting in settings():
-        if not setting.is_secret or not wanted(setting.path):  # type: ignore[operator]
+        if not setting.is_secret or not wanted(setting.path):
             continue
         value = _get(resolved.config, setting.path)
         items = value if isinstance(value, list) else [value]
         for index, secret in enumerate(items):
             if not isinstance(secret, Secret):
                 continue
-            path = (*setting.path, index) if isinstance(value, list) else setting.path
+            path: Path_ = (*setting.path, index) if isinstance(value, list) else setting.path
             try:
                 secret.resolve(env)
             except SecretUnavailable as exc:

@@ -80,9 +80,7 @@ class Secret:
         return f"Secret({self.shown()!r})"
 
     @classmethod
-    def __get_pydantic_core_schema__(
-        cls, source: Any, handler: GetCoreSchemaHandler
-    ) -> core_schema.CoreSchema:
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
         from_str = core_schema.no_info_after_validator_function(cls.parse, core_schema.str_schema())
         return core_schema.union_schema(
             [core_schema.is_instance_schema(cls), from_str],

@@ -27,8 +27,10 @@ def as_json(resolved: Resolved) -> str:
 
 
 def as_text(resolved: Resolved) -> str:
-    rows = [(dotted(path), json.dumps(value), str(resolved.origin(path))) for path, value in flatten(
-        resolved.config.model_dump(mode="json"))]
+    rows = [
+        (dotted(path), json.dumps(value), str(resolved.origin(path)))
+        for path, value in flatten(resolved.config.model_dump(mode="json"))
+    ]
     key_width = max(len(key) for key, _, _ in rows)
     value_width = min(48, max(len(value) for _, value, _ in rows))
     lines = [f"{key:<{key_width}}  {value:<{value_width}}  # {origin}" for key, value, origin in rows]

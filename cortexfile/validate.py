@@ -34,7 +34,7 @@ def _from_pydantic(error: Any, merged: Merged) -> Diagnostic:
     if kind == "extra_forbidden":
         return Diagnostic(_where(merged, path, key=True), dotted(path), "unknown key", _close_key(path))
     if kind == "missing":
-        missing = next((p for p in error["loc"][len(path):] if isinstance(p, str)), "?")
+        missing = next((p for p in error["loc"][len(path) :] if isinstance(p, str)), "?")
         message = f"`{missing}` is required"
         return Diagnostic(_where(merged, path), dotted((*path, missing)), message)
     return Diagnostic(_where(merged, path), dotted(path), _message(error))
@@ -44,9 +44,9 @@ def _data_path(loc: tuple[Any, ...], data: Any) -> Path_:
     """Keep the part of a pydantic location that exists in the data (drops union branch tags)."""
     path: list[str | int] = []
     for part in loc:
-        if isinstance(data, dict) and part in data:
-            data = data[part]
-        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
+        if (isinstance(data, dict) and part in data) or (
+            isinstance(data, list) and isinstance(part, int) and part < len(data)
+        ):
             data = data[part]
         else:
             continue

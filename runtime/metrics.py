@@ -21,8 +21,10 @@ def _render_labels(labels: Labels, extra: Iterable[tuple[str, str]] = ()) -> str
     pairs = [*labels, *extra]
     if not pairs:
         return ""
-    escaped = (f'{k}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34)).replace(chr(10), "")}"'
-               for k, v in pairs)
+    escaped = (
+        f'{k}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34)).replace(chr(10), "")}"'
+        for k, v in pairs
+    )
     return "{" + ",".join(escaped) + "}"
 
 
@@ -50,7 +52,9 @@ class _Metric:
             cumulative = 0.0
             for bound, hits in zip([*self.buckets, math.inf], per_bucket, strict=True):
                 cumulative += hits
-                lines.append(f"{self.name}_bucket{_render_labels(labels, [('le', _number(bound))])} {_number(cumulative)}")
+                lines.append(
+                    f"{self.name}_bucket{_render_labels(labels, [('le', _number(bound))])} {_number(cumulative)}"
+                )
             lines.append(f"{self.name}_sum{_render_labels(labels)} {_number(total)}")
             lines.append(f"{self.name}_count{_render_labels(labels)} {_number(count)}")
         return lines
@@ -112,8 +116,11 @@ def standard_metrics() -> Metrics:
     metrics.counter("cortex_requests_total", "HTTP requests by route and status code.")
     metrics.counter("cortex_tokens_total", "Tokens processed, by model and direction (in: prompt, out: generated).")
     metrics.histogram("cortex_time_to_first_token_seconds", "Time from request start to the first generated token.")
-    metrics.histogram("cortex_token_latency_seconds", "Time between generated tokens.", (
-        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0))
+    metrics.histogram(
+        "cortex_token_latency_seconds",
+        "Time between generated tokens.",
+        (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+    )
     metrics.gauge("cortex_queue_depth", "Requests waiting or running, by model.")
     metrics.histogram("cortex_model_load_seconds", "Time to load a model into memory.", LOAD_BUCKETS)
     metrics.gauge("cortex_model_loaded", "1 when a model is resident, by model.")

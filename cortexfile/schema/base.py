@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 
 
 class Section(BaseModel):
@@ -18,11 +19,13 @@ class Section(BaseModel):
 
 def setting(default: Any = ..., description: str = "", *, flag: str | None = None, **kw: Any) -> Any:
     """A documented field. `flag` names its `cortex start` option (derived, never hand-listed)."""
-    extra = {"flag": flag} if flag else None
+    extra: JsonDict | None = {"flag": flag} if flag else None
     return Field(default, description=description, json_schema_extra=extra, **kw)
 
 
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
+)
 
 
 def _check_host(value: str) -> str:

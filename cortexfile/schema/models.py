@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from enum import Enum
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -14,7 +14,7 @@ MODEL_ID = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
 _HF_SOURCE = re.compile(r"^hf://(?P<repo>[^/@\s]+/[^/@\s]+)/(?P<file>[^@\s]+)(@(?P<revision>[^@\s/]+))?$")
 
 
-class SourceKind(str, Enum):
+class SourceKind(StrEnum):
     local = "local"
     huggingface = "hf"
     url = "url"
@@ -36,7 +36,7 @@ def parse_hf_source(source: str) -> tuple[str, str, str]:
     return match["repo"], match["file"], match["revision"] or "main"
 
 
-class LoadPolicy(str, Enum):
+class LoadPolicy(StrEnum):
     start = "start"
     on_demand = "on_demand"
 

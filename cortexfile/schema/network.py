@@ -22,17 +22,15 @@ class Proxy(Section):
     url: ProxyUrl | None = setting(None, "Proxy for outgoing HTTP(S) (downloads).", flag="--proxy-url")
     username: str | None = setting(None, "Proxy user name.", flag="--proxy-username")
     password: Secret | None = setting(None, "Proxy password.", flag="--proxy-password")
-    no_proxy: list[str] = setting(
-        [], "Hosts, domains and addresses reached without the proxy.", flag="--no-proxy"
-    )
+    no_proxy: list[str] = setting([], "Hosts, domains and addresses reached without the proxy.", flag="--no-proxy")
     verify_ssl: bool = setting(True, "Verify the proxy's TLS certificate.", flag="--verify-proxy")
-    verify_host: bool = setting(
-        True, "Check that the proxy's certificate names its host.", flag="--verify-proxy-host"
-    )
+    verify_host: bool = setting(True, "Check that the proxy's certificate names its host.", flag="--verify-proxy-host")
 
 
 class Ssl(Section):
-    verify_peer: bool = setting(True, "Verify TLS certificates of servers Cortex downloads from.", flag="--verify-ssl-peer")
+    verify_peer: bool = setting(
+        True, "Verify TLS certificates of servers Cortex downloads from.", flag="--verify-ssl-peer"
+    )
     verify_host: bool = setting(True, "Check that those certificates name the host.", flag="--verify-ssl-host")
 
 

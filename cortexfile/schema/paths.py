@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 from pydantic import field_validator
@@ -10,7 +10,7 @@ from pydantic import field_validator
 from .base import Section, setting
 
 
-class LogLevel(str, Enum):
+class LogLevel(StrEnum):
     trace = "trace"
     debug = "debug"
     info = "info"
@@ -24,12 +24,8 @@ _LEVEL_ALIASES = {"dbug": "debug", "warn": "warning", "err": "error", "trce": "t
 
 class Logs(Section):
     level: LogLevel = setting(LogLevel.info, "Least severe messages logged.", flag="--loglevel")
-    path: Path | None = setting(
-        None, "Folder for log files; unset logs to stdout only.", flag="--logspath"
-    )
-    llama: Path | None = setting(
-        None, "llama.cpp log file (default: llama.log in the log folder).", flag="--logsllama"
-    )
+    path: Path | None = setting(None, "Folder for log files; unset logs to stdout only.", flag="--logspath")
+    llama: Path | None = setting(None, "llama.cpp log file (default: llama.log in the log folder).", flag="--logsllama")
     onnx: Path | None = setting(None, "ONNX runtime log file (reserved for that engine).", flag="--logsonnx")
     max_lines: int = setting(100_000, "Lines a log file holds before it is rotated.", flag="--loglines", ge=100)
 

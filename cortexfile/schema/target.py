@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 from pydantic import Field, field_validator
@@ -11,7 +11,7 @@ from ..secrets import Secret
 from .base import Section, setting
 
 
-class Distro(str, Enum):
+class Distro(StrEnum):
     alpine = "alpine"
     debian = "debian"
     ubuntu = "ubuntu"
@@ -19,14 +19,14 @@ class Distro(str, Enum):
     fedora = "fedora"
 
 
-class Accelerator(str, Enum):
+class Accelerator(StrEnum):
     cpu = "cpu"
     cuda = "cuda"
     vulkan = "vulkan"
     rocm = "rocm"
 
 
-class Architecture(str, Enum):
+class Architecture(StrEnum):
     amd64 = "amd64"
     arm64 = "arm64"
 
@@ -54,7 +54,7 @@ class Target(Section):
     _arch = field_validator("architecture", mode="before")(normalize_architecture)
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     docker = "docker"
     oci = "oci"
     systemd = "systemd"
