@@ -1,0 +1,178 @@
+"""Real servers on loopback for the store and download tests: files, redirects, TLS, a recording proxy."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import selectors
+import socket
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import cast
+from urllib.parse import urlsplit
+
+
+def gguf_bytes(size: int = 64 * 1024, seed: int = 1) -> bytes:
+    """A small file that starts like a GGUF model; `seed` makes distinct contents."""
+    pattern = hashlib.sha256(str(seed).encode()).digest()
+    return b"GGUF" + (pattern * (size // len(pattern) + 1))[: size - 4]
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class Route:
+    body: bytes = b""
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    declared_length: int | None = None  # a Content-Length that differs from the body: truncation, huge files
+
+
+@dataclass(frozen=True)
+class Seen:
+    method: str
+    path: str
+    headers: dict[str, str]
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = False  # server_close() joins the handler threads
+    routes: dict[str, Route]
+    seen: list[Seen]
+
+
+class _FileHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        server = cast(_Server, self.server)
+        server.seen.append(Seen("GET", self.path, dict(self.headers.items())))
+        route = server.routes.get(urlsplit(self.path).path, Route(b"not found", status=404))
+        self.send_response(route.status)
+        length = len(route.body) if route.declared_length is None else route.declared_length
+        for name, value in {"Content-Length": str(length), **route.headers}.items():
+            self.send_header(name, value)
+        if route.declared_length is not None:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        self.wfile.write(route.body)
+
+    def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
+        pass
+
+
+@dataclass
+class Running:
+    server: _Server
+    scheme: str = "http"
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    def url(self, path: str, host: str = "127.0.0.1") -> str:
+        return f"{self.scheme}://{host}:{self.port}{path}"
+
+    @property
+    def routes(self) -> dict[str, Route]:
+        return self.server.routes
+
+    @property
+    def seen(self) -> list[Seen]:
+        return self.server.seen
+
+
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler], tls: ssl.SSLContext | None = None) -> Iterator[Running]:
+    server = _Server(("127.0.0.1", 0), handler)
+    server.routes, server.seen = {}, []
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield Running(server, "https" if tls else "http")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@contextmanager
+def file_server(tls: ssl.SSLContext | None = None) -> Iterator[Running]:
+    with serving(_FileHandler, tls) as running:
+        yield running
+
+
+def self_signed_tls(folder: Path, name: str = "localhost") -> tuple[ssl.SSLContext, Path]:
+    """A server TLS context with a fresh self-signed certificate for `name` only (made by openssl)."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", f"/CN={name}",
+         "-addext", f"subjectAltName=DNS:{name}", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context, cert
+
+
+class _ProxyHandler(BaseHTTPRequestHandler):
+    """A forward proxy: relays absolute-form GETs and tunnels CONNECT; records what it was asked."""
+
+    protocol_version = "HTTP/1.0"
+
+    def do_GET(self) -> None:
+        cast(_Server, self.server).seen.append(Seen("GET", self.path, dict(self.headers.items())))
+        target = urlsplit(self.path)
+        upstream = http.client.HTTPConnection(target.hostname or "", target.port or 80, timeout=10)
+        with closing(upstream):
+            upstream.request("GET", target.path, headers={"Host": target.netloc})
+            with closing(upstream.getresponse()) as response:
+                body = response.read()
+                self.send_response(response.status)
+                for name, value in response.getheaders():
+                    if name.lower() not in ("connection", "transfer-encoding"):
+                        self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+    def do_CONNECT(self) -> None:
+        cast(_Server, self.server).seen.append(Seen("CONNECT", self.path, dict(self.headers.items())))
+        host, _, port = self.path.rpartition(":")
+        with socket.create_connection((host, int(port)), timeout=10) as upstream:
+            self.send_response(200, "Connection established")
+            self.end_headers()
+            _relay(self.connection, upstream)
+        self.close_connection = True
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def _relay(client: socket.socket, upstream: socket.socket) -> None:
+    """Copy bytes both ways until either side closes."""
+    with selectors.DefaultSelector() as selector:
+        selector.register(client, selectors.EVENT_READ, upstream)
+        selector.register(upstream, selectors.EVENT_READ, client)
+        while True:
+            for key, _ in selector.select(timeout=10):
+                data = cast(socket.socket, key.fileobj).recv(65536)
+                if not data:
+                    return
+                cast(socket.socket, key.data).sendall(data)
+
+
+@contextmanager
+def recording_proxy() -> Iterator[Running]:
+    with serving(_ProxyHandler) as running:
+        yield running
