@@ -53,7 +53,8 @@ def _merge_into(merged: Merged, layer: Layer, value: Any, path: Path_) -> None:
         if path and not isinstance(_get(merged.data, path), dict):
             _drop_below(merged, path)
             _set(merged.data, path, {})
-        merged.values[path] = layer.origin(path)
+        if path in layer.values or path not in merged.values:
+            merged.values[path] = layer.origin(path)
         for key, child in value.items():
             child_path = (*path, key)
             if child_path in layer.keys:

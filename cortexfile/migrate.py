@@ -29,27 +29,32 @@ DROPPED = {
     "checkedForSyncHubAt": _BOOKKEEPING,
 }
 
+def _same(value: Any) -> Any:
+    """Copied as written: `cortex validate` then reports a wrong type at its new place."""
+    return value
+
+
 # legacy key -> (dotted Cortexfile key, converter)
 MOVED: dict[str, tuple[str, Callable[[Any], Any]]] = {
-    "logFolderPath": ("logs.path", str),
-    "logLlamaCppPath": ("logs.llama", str),
-    "logOnnxPath": ("logs.onnx", str),
-    "dataFolderPath": ("data.path", str),
-    "maxLogLines": ("logs.max_lines", int),
-    "apiServerHost": ("server.host", str),
-    "apiServerPort": ("server.port", int),
-    "gitHubUserAgent": ("network.github.user_agent", str),
-    "enableCors": ("server.cors.enabled", bool),
-    "allowedOrigins": ("server.cors.origins", list),
-    "proxyUrl": ("network.proxy.url", str),
-    "verifyProxySsl": ("network.proxy.verify_ssl", bool),
-    "verifyProxyHostSsl": ("network.proxy.verify_host", bool),
-    "proxyUsername": ("network.proxy.username", str),
+    "logFolderPath": ("logs.path", _same),
+    "logLlamaCppPath": ("logs.llama", _same),
+    "logOnnxPath": ("logs.onnx", _same),
+    "dataFolderPath": ("data.path", _same),
+    "maxLogLines": ("logs.max_lines", _same),
+    "apiServerHost": ("server.host", _same),
+    "apiServerPort": ("server.port", _same),
+    "gitHubUserAgent": ("network.github.user_agent", _same),
+    "enableCors": ("server.cors.enabled", _same),
+    "allowedOrigins": ("server.cors.origins", _same),
+    "proxyUrl": ("network.proxy.url", _same),
+    "verifyProxySsl": ("network.proxy.verify_ssl", _same),
+    "verifyProxyHostSsl": ("network.proxy.verify_host", _same),
+    "proxyUsername": ("network.proxy.username", _same),
     "noProxy": ("network.proxy.no_proxy", lambda v: [h.strip() for h in str(v).split(",") if h.strip()]),
-    "verifyPeerSsl": ("network.ssl.verify_peer", bool),
-    "verifyHostSsl": ("network.ssl.verify_host", bool),
-    "sslCertPath": ("server.tls.cert", str),
-    "sslKeyPath": ("server.tls.key", str),
+    "verifyPeerSsl": ("network.ssl.verify_peer", _same),
+    "verifyHostSsl": ("network.ssl.verify_host", _same),
+    "sslCertPath": ("server.tls.cert", _same),
+    "sslKeyPath": ("server.tls.key", _same),
 }
 
 # legacy secret key -> (dotted Cortexfile key, env var the user must set)

@@ -89,10 +89,8 @@ def _plain(node: Any, path: Path_, source: str, positions: Positions) -> Any:
         out: dict[Any, Any] = {}
         for key, value in node.items():
             child = (*path, str(key))
-            key_line, key_col = node.lc.key(key)
-            positions.keys[child] = Origin(source, key_line + 1, key_col + 1)
-            value_line, value_col = node.lc.value(key)
-            positions.values[child] = Origin(source, value_line + 1, value_col + 1)
+            positions.keys[child] = _position(node, source, "key", key)
+            positions.values[child] = _position(node, source, "value", key)
             out[str(key)] = _plain(value, child, source, positions)
         return out
     if isinstance(node, CommentedSeq):
@@ -103,6 +101,15 @@ def _plain(node: Any, path: Path_, source: str, positions: Positions) -> Any:
             items.append(_plain(value, (*path, index), source, positions))
         return items
     return _scalar(node)
+
+
+def _position(node: CommentedMap, source: str, part: str, key: Any) -> Origin:
+    """Where a key or its value is written; keys merged in with `<<:` point at the mapping."""
+    try:
+        line, column = node.lc.key(key) if part == "key" else node.lc.value(key)
+    except KeyError:
+        line, column = node.lc.line, node.lc.col
+    return Origin(source, line + 1, column + 1)
 
 
 def _scalar(node: Any) -> Any:

@@ -68,15 +68,17 @@ def migrate(args: argparse.Namespace) -> int:
 
 
 def start(args: argparse.Namespace) -> int:
+    resolved = load_checked(args, Phase.start)
     from menlo_cortex.runtime.main import serve  # the runtime's dependencies load only here
 
-    return serve(load_checked(args, Phase.start), debug=args.debug)
+    return serve(resolved, debug=args.debug)
 
 
 def pull(args: argparse.Namespace) -> int:
+    resolved = load_checked(args)
     from menlo_cortex.runtime.pull import run_pull
 
-    return run_pull(load_checked(args))
+    return run_pull(resolved)
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -1,0 +1,159 @@
+"""Every kind of bad Cortexfile gives located, human errors and exit 2 - all of them at once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from menlo_cortex.cli import main
+
+
+def validate(path: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, str]:
+    code = main(["validate", "-f", str(path), *extra])
+    return code, capsys.readouterr().err
+
+
+CASES = {
+    "yaml syntax": ("version: 1\nserver: [1, 2\n", "3:1: invalid YAML"),
+    "tab indentation": ("version: 1\nserver:\n\tport: 1\n", "3:1: tab used for indentation"),
+    "duplicate key": ("version: 1\nserver:\n  port: 1\n  port: 2\n", "4:3: duplicate key (first defined at line 3)"),
+    "wrong type": ("version: 1\nserver:\n  port: eighty\n", "3:9: server.port: input should be a valid integer"),
+    "unknown key": ("version: 1\nserver:\n  prot: 80\n", "3:3: server.prot: unknown key (did you mean `port`?)"),
+    "unknown section": ("version: 1\nsevrer: {}\n", "2:1: sevrer: unknown key (did you mean `server`?)"),
+    "empty file": ("", "1:1: the file is empty"),
+    "comment only": ("# nothing\n", "1:1: the file is empty"),
+    "a list": ("- version: 1\n", "1:1: a Cortexfile is a mapping of keys"),
+    "a scalar": ("hello\n", "1:1: a Cortexfile is a mapping of keys"),
+    "missing version": ("server: {}\n", "1:1: version: `version` is required"),
+    "wrong version": ("version: 2\n", "1:10: version: input should be 1"),
+    "port too big": ("version: 1\nserver:\n  port: 70000\n", "3:9: server.port: input should be less than or equal"),
+    "port zero": ("version: 1\nserver:\n  port: 0\n", "3:9: server.port: input should be greater than or equal to 1"),
+    "bad host": ("version: 1\nserver:\n  host: 'not a host!'\n", "3:9: server.host: `not a host!` is not an IP"),
+    "bad origin": (
+        "version: 1\nserver:\n  cors:\n    origins: [ftp://x]\n",
+        "4:15: server.cors.origins[0]: `ftp://x` must start with http:// or https://",
+    ),
+    "origin with path": (
+        "version: 1\nserver:\n  cors:\n    origins:\n      - http://a.b/c\n",
+        "5:9: server.cors.origins[0]: `http://a.b/c` is not an origin",
+    ),
+    "bad proxy url": (
+        "version: 1\nnetwork:\n  proxy:\n    url: proxy.corp:3128\n",
+        "4:10: network.proxy.url: `proxy.corp:3128` must start with",
+    ),
+    "bad hub url": (
+        "version: 1\nnetwork:\n  huggingface:\n    endpoint: https://\n",
+        "4:15: network.huggingface.endpoint: `https://` has no host",
+    ),
+    "tls cert without key": (
+        "version: 1\nserver:\n  tls:\n    cert: a.pem\n",
+        "4:11: server.tls.cert: a TLS cert needs a key too",
+    ),
+    "bad sha256": (
+        "version: 1\nmodels:\n  - id: m\n    source: m.gguf\n    sha256: abc\n",
+        "5:13: models[0].sha256: a sha256 is 64 hexadecimal characters",
+    ),
+    "remote without sha256": (
+        "version: 1\nmodels:\n  - id: m\n    source: https://example.com/m.gguf\n",
+        "4:13: models[0].source: a remote source needs `sha256`",
+    ),
+    "bad hf source": (
+        "version: 1\nmodels:\n  - id: m\n    source: hf://only-org\n    sha256: " + "a" * 64 + "\n",
+        "4:13: models[0].source: write a Hugging Face source as hf://org/repo/file.gguf[@revision]",
+    ),
+    "model without source": ("version: 1\nmodels:\n  - id: m\n", "3:5: models[0].source: `source` is required"),
+    "models not a list": ("version: 1\nmodels: {id: m}\n", "2:9: models: input should be a valid list"),
+    "bad model id": (
+        "version: 1\nmodels:\n  - id: 'has space'\n    source: m.gguf\n",
+        "3:9: models[0].id: string should match pattern",
+    ),
+    "unknown preset": (
+        "version: 1\nmodels:\n  - id: m\n    preset: gemma3-270m\n",
+        "4:13: models[0].preset: no model preset named `gemma3-270m` (did you mean `gemma3-270m-q4km`?)",
+    ),
+    "unknown recipe": (
+        "version: 1\ntarget:\n  hardware: raspberry-pi5\n",
+        "3:13: target.hardware: no hardware recipe named `raspberry-pi5` (did you mean `raspberry-pi-5`?)",
+    ),
+    "unsupported distro": ("version: 1\ntarget:\n  distro: gentoo\n", "3:11: target.distro: input should be"),
+    "bad secret reference": (
+        "version: 1\nnetwork:\n  huggingface:\n    token: ${vault:x}\n",
+        "4:12: network.huggingface.token: a secret reference is `${env:NAME}` or `${file:/path}`",
+    ),
+}
+
+
+@pytest.mark.parametrize(("text", "expected"), CASES.values(), ids=CASES.keys())
+def test_bad_file_is_located_error_and_exit_2(
+    text: str, expected: str, write_cortexfile: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_cortexfile(text)
+    code, err = validate(path, capsys)
+    assert code == 2
+    assert f"{path}:{expected}" in err, err
+    assert "Traceback" not in err
+
+
+def test_every_error_is_reported_not_just_the_first(
+    write_cortexfile: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_cortexfile(
+        """\
+        version: 1
+        server:
+          prot: 80
+          host: "bad host"
+          tls:
+            key: k.pem
+        models:
+          - id: a
+            source: a.gguf
+          - id: a
+            source: https://x.org/a.gguf
+        """
+    )
+    code, err = validate(path, capsys)
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.startswith(str(path))]
+    assert [line.split(": ")[1] for line in lines] == [
+        "server.prot",
+        "server.host",
+        "server.tls.key",
+        "models[1].id",
+        "models[1].source",
+    ]
+    assert err.rstrip().endswith("5 errors")
+
+
+def test_missing_file_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = validate(tmp_path / "nope.yaml", capsys)
+    assert code == 2
+    assert "nope.yaml: cannot read: No such file or directory" in err
+
+
+def test_not_utf8_is_located(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "Cortexfile.yaml"
+    path.write_bytes(b"version: 1\n# caf\xe9\n")
+    code, err = validate(path, capsys)
+    assert code == 2
+    assert f"{path}:2:1: not UTF-8 text" in err
+
+
+def test_renamed_key_warns_and_still_applies(
+    write_cortexfile: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_cortexfile("version: 1\nserver:\n  cors:\n    allowed_origins: [http://a.b]\n")
+    code, err = validate(path, capsys)
+    assert code == 0
+    assert f"{path}:4:5: server.cors.allowed_origins: warning: renamed to `origins`" in err
+
+
+def test_yaml_anchors_and_merge_keys_are_understood(
+    write_cortexfile: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_cortexfile("version: 1\nbase: &base {port: 8000}\n")
+    assert validate(path, capsys)[0] == 2
+    path = write_cortexfile("version: 1\nserver:\n  <<: {port: 8000}\n  host: ::1\n")
+    assert validate(path, capsys)[0] == 0
