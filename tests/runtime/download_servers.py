@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import cast
 from urllib.parse import urlsplit
 
+from menlo_cortex.cortexfile.loader import load
+from menlo_cortex.cortexfile.schema import Cortexfile
+
 
 def gguf_bytes(size: int = 64 * 1024, seed: int = 1) -> bytes:
     """A small file that starts like a GGUF model; `seed` makes distinct contents."""
@@ -26,6 +29,16 @@ def gguf_bytes(size: int = 64 * 1024, seed: int = 1) -> bytes:
 
 def sha256_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def model_config(folder: Path, source: str, sha256: str | None, network: str | None = None) -> Cortexfile:
+    """Load a real Cortexfile (written to `folder`) with one model `tiny` and an optional `network:` mapping."""
+    lines = ["version: 1", "models:", "  - id: tiny", f"    source: {source}"]
+    lines += [f"    sha256: {sha256}"] if sha256 else []
+    lines += [f"network: {network}"] if network else []
+    path = folder / "Cortexfile.yaml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return load(path).config
 
 
 @dataclass

@@ -2,48 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from download_servers import Route, file_server, gguf_bytes, sha256_of
+from download_servers import Route, file_server, gguf_bytes, model_config, sha256_of
 
-from menlo_cortex.cortexfile.loader import load
-from menlo_cortex.cortexfile.schema import Cortexfile
 from menlo_cortex.runtime.store import ModelInvalid, ModelStore, ModelUnavailable
 
-WriteCortexfile = Callable[..., Path]
 
-
-def config_with_model(write_cortexfile: WriteCortexfile, source: str, sha256: str | None, extra: str = "") -> Cortexfile:
-    sha_line = f"\n            sha256: {sha256}" if sha256 else ""
-    path = write_cortexfile(f"""
-        version: 1
-        models:
-          - id: tiny
-            source: {source}{sha_line}
-        {extra}
-    """)
-    return load(path).config
-
-
-def test_store_copy_is_found_before_the_source_path(tmp_path: Path, write_cortexfile: WriteCortexfile) -> None:
+def test_store_copy_is_found_before_the_source_path(tmp_path: Path) -> None:
     beside, stored = gguf_bytes(seed=1), gguf_bytes(seed=2)
     (tmp_path / "tiny.gguf").write_bytes(beside)
     sha = sha256_of(stored)
     data = tmp_path / "data"
     (data / "models").mkdir(parents=True)
     (data / "models" / f"{sha}.gguf").write_bytes(stored)
-    config = config_with_model(write_cortexfile, "tiny.gguf", sha)
+    config = model_config(tmp_path, "tiny.gguf", sha)
 
     assert ModelStore(config, data).locate(config.models[0]) == data / "models" / f"{sha}.gguf"
 
 
-def test_relative_source_is_found_beside_the_cortexfile(tmp_path: Path, write_cortexfile: WriteCortexfile) -> None:
+def test_relative_source_is_found_beside_the_cortexfile(tmp_path: Path) -> None:
     body = gguf_bytes()
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "tiny.gguf").write_bytes(body)
-    config = config_with_model(write_cortexfile, "models/tiny.gguf", sha256_of(body))
+    config = model_config(tmp_path, "models/tiny.gguf", sha256_of(body))
     store = ModelStore(config, tmp_path / "empty-data")
 
     assert store.locate(config.models[0]) == tmp_path / "models" / "tiny.gguf"
@@ -51,10 +34,10 @@ def test_relative_source_is_found_beside_the_cortexfile(tmp_path: Path, write_co
 
 
 def test_missing_local_model_names_the_model_and_every_path_tried(
-    tmp_path: Path, write_cortexfile: WriteCortexfile
+    tmp_path: Path,
 ) -> None:
     sha = sha256_of(b"absent")
-    config = config_with_model(write_cortexfile, "gone.gguf", sha)
+    config = model_config(tmp_path, "gone.gguf", sha)
     store = ModelStore(config, tmp_path / "data")
 
     with pytest.raises(ModelUnavailable) as caught:
@@ -66,13 +49,13 @@ def test_missing_local_model_names_the_model_and_every_path_tried(
     assert "cortex pull" not in message
 
 
-def test_missing_remote_model_says_to_pull_and_from_where(tmp_path: Path, write_cortexfile: WriteCortexfile) -> None:
+def test_missing_remote_model_says_to_pull_and_from_where(tmp_path: Path) -> None:
     sha = sha256_of(b"absent")
-    config = config_with_model(
-        write_cortexfile,
+    config = model_config(
+        tmp_path,
         "hf://org/repo/sub/tiny.gguf@v1",
         sha,
-        "network: {huggingface: {endpoint: 'http://127.0.0.1:9'}}",
+        "{huggingface: {endpoint: 'http://127.0.0.1:9'}}",
     )
 
     with pytest.raises(ModelUnavailable) as caught:
@@ -83,19 +66,19 @@ def test_missing_remote_model_says_to_pull_and_from_where(tmp_path: Path, write_
     assert "http://127.0.0.1:9/org/repo/resolve/v1/sub/tiny.gguf" in message
 
 
-def test_a_file_that_is_not_gguf_is_refused(tmp_path: Path, write_cortexfile: WriteCortexfile) -> None:
+def test_a_file_that_is_not_gguf_is_refused(tmp_path: Path) -> None:
     (tmp_path / "tiny.gguf").write_bytes(b"<html>not a model</html>")
-    config = config_with_model(write_cortexfile, "tiny.gguf", None)
+    config = model_config(tmp_path, "tiny.gguf", None)
 
     with pytest.raises(ModelInvalid, match=r"`tiny`: .*tiny\.gguf is not a GGUF file"):
         ModelStore(config, tmp_path / "data").locate(config.models[0])
 
 
-def test_a_local_file_with_the_wrong_sha256_is_refused(tmp_path: Path, write_cortexfile: WriteCortexfile) -> None:
+def test_a_local_file_with_the_wrong_sha256_is_refused(tmp_path: Path) -> None:
     body = gguf_bytes()
     (tmp_path / "tiny.gguf").write_bytes(body)
     wrong = sha256_of(b"something else")
-    config = config_with_model(write_cortexfile, "tiny.gguf", wrong)
+    config = model_config(tmp_path, "tiny.gguf", wrong)
 
     with pytest.raises(ModelInvalid) as caught:
         ModelStore(config, tmp_path / "data").ensure(config.models[0])
@@ -103,12 +86,12 @@ def test_a_local_file_with_the_wrong_sha256_is_refused(tmp_path: Path, write_cor
     assert str(tmp_path / "tiny.gguf") in str(caught.value)
 
 
-def test_ensure_downloads_a_hub_model_once(tmp_path: Path, write_cortexfile: WriteCortexfile) -> None:
+def test_ensure_downloads_a_hub_model_once(tmp_path: Path) -> None:
     body = gguf_bytes(size=300_000)
     with file_server() as hub:
         hub.routes["/org/repo/resolve/main/tiny.gguf"] = Route(body)
-        endpoint = f"network: {{huggingface: {{endpoint: '{hub.url('')}'}}}}"
-        config = config_with_model(write_cortexfile, "hf://org/repo/tiny.gguf", sha256_of(body), endpoint)
+        endpoint = f"{{huggingface: {{endpoint: '{hub.url('')}'}}}}"
+        config = model_config(tmp_path, "hf://org/repo/tiny.gguf", sha256_of(body), endpoint)
         store = ModelStore(config, tmp_path / "data")
 
         first = store.ensure(config.models[0])
@@ -120,9 +103,7 @@ def test_ensure_downloads_a_hub_model_once(tmp_path: Path, write_cortexfile: Wri
     assert not list((tmp_path / "data" / "models").glob("*.partial"))
 
 
-def test_the_real_test_model_is_found_in_the_store(
-    test_data_dir: Path, test_model_path: Path, write_cortexfile: WriteCortexfile
-) -> None:
-    config = config_with_model(write_cortexfile, "hf://org/repo/gemma.gguf", test_model_path.stem)
+def test_the_real_test_model_is_found_in_the_store(test_data_dir: Path, test_model_path: Path, tmp_path: Path) -> None:
+    config = model_config(tmp_path, "hf://org/repo/gemma.gguf", test_model_path.stem)
 
     assert ModelStore(config, test_data_dir).locate(config.models[0]) == test_model_path
