@@ -1,0 +1,121 @@
+"""Network settings applied to downloads: TLS verification against a self-signed server, and the proxy."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from download_servers import (
+    Route,
+    Running,
+    file_server,
+    gguf_bytes,
+    model_config,
+    recording_proxy,
+    self_signed_tls,
+    sha256_of,
+)
+
+from menlo_cortex.runtime.store import DownloadFailed, ModelStore
+
+BODY = gguf_bytes(size=100_000)
+SHA = sha256_of(BODY)
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Running, Path]]:
+    context, cert = self_signed_tls(tmp_path_factory.mktemp("tls"), name="localhost")
+    with file_server(tls=context) as server:
+        server.routes["/tiny.gguf"] = Route(BODY)
+        yield server, cert
+
+
+def ssl_network(verify_peer: bool, verify_host: bool = True) -> str:
+    return f"{{ssl: {{verify_peer: {str(verify_peer).lower()}, verify_host: {str(verify_host).lower()}}}}}"
+
+
+def test_a_self_signed_server_is_refused_while_peers_are_verified(
+    tls_server: tuple[Running, Path], tmp_path: Path
+) -> None:
+    server, _ = tls_server
+    config = model_config(tmp_path, server.url("/tiny.gguf", host="localhost"), SHA, ssl_network(True))
+
+    with pytest.raises(DownloadFailed, match="CERTIFICATE_VERIFY_FAILED"):
+        ModelStore(config, tmp_path / "data").ensure(config.models[0])
+
+
+def test_a_self_signed_server_works_when_peer_verification_is_off(
+    tls_server: tuple[Running, Path], tmp_path: Path
+) -> None:
+    server, _ = tls_server
+    config = model_config(tmp_path, server.url("/tiny.gguf"), SHA, ssl_network(False))
+
+    assert ModelStore(config, tmp_path / "data").ensure(config.models[0]).read_bytes() == BODY
+
+
+def test_host_name_check_follows_verify_host(
+    tls_server: tuple[Running, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, cert = tls_server
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # trust the test certificate, which names only `localhost`
+    wrong_name = server.url("/tiny.gguf", host="127.0.0.1")
+    checked = model_config(tmp_path, wrong_name, SHA, ssl_network(True, verify_host=True))
+    with pytest.raises(DownloadFailed, match="match"):
+        ModelStore(checked, tmp_path / "data").ensure(checked.models[0])
+
+    unchecked = model_config(tmp_path, wrong_name, SHA, ssl_network(True, verify_host=False))
+    assert ModelStore(unchecked, tmp_path / "data").ensure(unchecked.models[0]).read_bytes() == BODY
+
+
+def proxy_network(proxy: Running, no_proxy: str = "[]", ssl: str = "") -> str:
+    settings = (
+        f"url: '{proxy.url('')}', username: alice, password: '${{env:TEST_PROXY_PASSWORD}}', no_proxy: {no_proxy}"
+    )
+    return f"{{proxy: {{{settings}}}{ssl}}}"
+
+
+@pytest.fixture
+def proxy_password(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("TEST_PROXY_PASSWORD", "s3cret")
+    return "Basic " + base64.b64encode(b"alice:s3cret").decode()
+
+
+def test_a_plain_http_download_goes_through_the_proxy_with_its_credentials(tmp_path: Path, proxy_password: str) -> None:
+    with recording_proxy() as proxy, file_server() as server:
+        server.routes["/tiny.gguf"] = Route(BODY)
+        config = model_config(tmp_path, server.url("/tiny.gguf"), SHA, proxy_network(proxy))
+
+        path = ModelStore(config, tmp_path / "data").ensure(config.models[0])
+
+    assert path.read_bytes() == BODY
+    assert [(seen.method, seen.path) for seen in proxy.seen] == [("GET", server.url("/tiny.gguf"))]
+    assert proxy.seen[0].headers["Proxy-Authorization"] == proxy_password
+    assert "Proxy-Authorization" not in server.seen[0].headers
+
+
+def test_an_https_download_is_tunnelled_through_the_proxy(
+    tls_server: tuple[Running, Path], tmp_path: Path, proxy_password: str
+) -> None:
+    server, _ = tls_server
+    with recording_proxy() as proxy:
+        network = proxy_network(proxy, ssl=", ssl: {verify_peer: false}")
+        config = model_config(tmp_path, server.url("/tiny.gguf"), SHA, network)
+
+        path = ModelStore(config, tmp_path / "data").ensure(config.models[0])
+
+    assert path.read_bytes() == BODY
+    assert [(seen.method, seen.path) for seen in proxy.seen] == [("CONNECT", f"127.0.0.1:{server.port}")]
+    assert proxy.seen[0].headers["Proxy-Authorization"] == proxy_password
+
+
+def test_no_proxy_hosts_are_reached_directly(tmp_path: Path, proxy_password: str) -> None:
+    with recording_proxy() as proxy, file_server() as server:
+        server.routes["/tiny.gguf"] = Route(BODY)
+        config = model_config(tmp_path, server.url("/tiny.gguf"), SHA, proxy_network(proxy, no_proxy="['127.0.0.0/8']"))
+
+        ModelStore(config, tmp_path / "data").ensure(config.models[0])
+
+    assert proxy.seen == []
+    assert len(server.seen) == 1
