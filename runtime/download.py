@@ -119,6 +119,8 @@ def _check_free_space(folder: Path, needed: int | None) -> None:
 def _cause(exc: BaseException) -> str:
     if isinstance(exc, http.client.IncompleteRead):
         return f"the connection closed after {len(exc.partial)} bytes, before the end of the file"
+    if isinstance(exc, OSError) and exc.strerror:  # without the "[Errno N]" prefix
+        return exc.strerror
     return str(exc) or type(exc).__name__
 
 
