@@ -1,0 +1,219 @@
+"""The models of a Cortexfile: which are resident, loading them, and admitting requests to them.
+
+Everything here runs on the event loop; the blocking llama.cpp work happens on each engine's
+own thread. Per model: one generation at a time, at most `queue_size` more waiting, the rest 429.
+Across models: a count and an optional memory budget, least recently used idle model unloaded first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..cortexfile.schema import Cortexfile, Model
+from ..cortexfile.schema.models import LoadPolicy
+from .engine import Engine, ModelLoadError
+from .errors import ApiError
+from .metrics import Metrics
+
+RETRY_AFTER_S = "1"
+MIB = 1024 * 1024
+
+
+@dataclass(eq=False)
+class Slot:
+    """One model of the Cortexfile and what the server currently knows about it."""
+
+    model: Model
+    state: str = "unloaded"  # loading | ready | unloaded | failed
+    error: str | None = None
+    engine: Engine | None = None
+    size_mb: float = 0.0
+    pending: int = 0  # requests admitted: waiting or running
+    last_used: float = 0.0
+    loaded_once: bool = False
+    loading: asyncio.Task[Engine] | None = None
+
+
+class ModelManager:
+    """Owns every model's engine; routes ask it for an engine through `use()`."""
+
+    def __init__(self, config: Cortexfile, *, metrics: Metrics, locate: Callable[[Model], Path]) -> None:
+        self.config, self.metrics, self._locate = config, metrics, locate
+        self.limits = config.server.limits
+        self._slots = {model.id: Slot(model) for model in config.models}
+        self._residency = asyncio.Lock()
+        self._background: asyncio.Task[None] | None = None
+        for model_id in self._slots:
+            metrics.set("cortex_model_loaded", 0, model=model_id)
+            metrics.set("cortex_queue_depth", 0, model=model_id)
+
+    async def start(self) -> None:
+        """Return at once; the `load: start` models load one after another in the background."""
+        self._background = asyncio.create_task(self._load_start_models(), name="cortex-load-start-models")
+
+    async def close(self) -> None:
+        if self._background is not None:
+            self._background.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._background
+        for slot in self._slots.values():
+            if slot.loading is not None:
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await slot.loading
+            await self._unload(slot)
+
+    def ready(self) -> bool:
+        return all(slot.loaded_once for slot in self._slots.values() if slot.model.load is LoadPolicy.start)
+
+    def status(self) -> list[dict[str, object]]:
+        return [{"id": slot.model.id, "state": slot.state, "error": slot.error} for slot in self._slots.values()]
+
+    def model_ids(self) -> list[str]:
+        return list(self._slots)
+
+    def models(self) -> list[Model]:
+        return [slot.model for slot in self._slots.values()]
+
+    def model(self, model_id: str) -> Model:
+        return self._slot(model_id).model
+
+    def queue_depth(self, model_id: str) -> int:
+        return self._slot(model_id).pending
+
+    @contextlib.asynccontextmanager
+    async def use(self, model_id: str) -> AsyncIterator[Engine]:
+        """Admit a request to a model (429 when its queue is full), load it if needed, yield its engine."""
+        slot = self._slot(model_id)
+        self._admit(slot)
+        try:
+            engine = await self._ensure_loaded(slot)
+            slot.last_used = time.monotonic()
+            yield engine
+        finally:
+            slot.pending -= 1
+            slot.last_used = time.monotonic()
+            self.metrics.set("cortex_queue_depth", slot.pending, model=model_id)
+
+    def _slot(self, model_id: str) -> Slot:
+        slot = self._slots.get(model_id)
+        if slot is None:
+            known = ", ".join(self._slots) or "none"
+            raise ApiError(
+                404,
+                f"The model `{model_id}` does not exist. Models served here: {known}.",
+                param="model",
+                code="model_not_found",
+            )
+        return slot
+
+    def _admit(self, slot: Slot) -> None:
+        if slot.pending > self.limits.queue_size:
+            raise ApiError(
+                429,
+                f"Model `{slot.model.id}` is busy: {slot.pending} requests are running or waiting "
+                f"(queue_size {self.limits.queue_size}). Retry later.",
+                code="queue_full",
+                headers={"Retry-After": RETRY_AFTER_S},
+            )
+        slot.pending += 1
+        self.metrics.set("cortex_queue_depth", slot.pending, model=slot.model.id)
+
+    async def _ensure_loaded(self, slot: Slot) -> Engine:
+        if slot.engine is not None and slot.state == "ready":
+            return slot.engine
+        if slot.loading is None:
+            slot.loading = asyncio.create_task(self._load(slot), name=f"cortex-load-{slot.model.id}")
+        # Shielded: a request that goes away must not abort a load that others may be waiting for.
+        return await asyncio.shield(slot.loading)
+
+    async def _load_start_models(self) -> None:
+        for slot in self._slots.values():
+            if slot.model.load is LoadPolicy.start and slot.engine is None:
+                with contextlib.suppress(ApiError):
+                    await self._ensure_loaded(slot)
+
+    async def _load(self, slot: Slot) -> Engine:
+        try:
+            async with self._residency:
+                return await self._load_locked(slot)
+        finally:
+            slot.loading = None
+
+    async def _load_locked(self, slot: Slot) -> Engine:
+        if slot.engine is not None:
+            return slot.engine
+        model = slot.model
+        previous = slot.state
+        slot.state, slot.error = "loading", None
+        try:
+            path = await asyncio.to_thread(self._locate, model)
+            slot.size_mb = path.stat().st_size / MIB
+            await self._make_room(slot)
+            engine = Engine(model, path, self.config.engines.llama_cpp)
+            started = time.monotonic()
+            await self._load_engine(slot, engine)
+        except ApiError:
+            slot.state = previous if previous != "loading" else "unloaded"
+            raise
+        except Exception as exc:  # locate() and llama.cpp raise many kinds; each message names model and file
+            slot.state, slot.error = "failed", _describe(model, exc)
+            raise ApiError(503, slot.error, param="model", code="model_unavailable") from None
+        self.metrics.observe("cortex_model_load_seconds", time.monotonic() - started, model=model.id)
+        self.metrics.set("cortex_model_loaded", 1, model=model.id)
+        slot.engine, slot.state, slot.loaded_once = engine, "ready", True
+        return engine
+
+    async def _load_engine(self, slot: Slot, engine: Engine) -> None:
+        try:
+            await engine.load()
+        except BaseException:
+            await engine.close()
+            raise
+
+    async def _make_room(self, slot: Slot) -> None:
+        budget = self.limits.memory_budget_mb
+        if budget is not None and slot.size_mb > budget:
+            raise ModelLoadError(
+                f"model `{slot.model.id}` needs about {slot.size_mb:.0f} MiB, more than "
+                f"server.limits.memory_budget_mb ({budget})"
+            )
+        while self._over_limits(slot):
+            idle = sorted((s for s in self._resident() if s.pending == 0), key=lambda s: s.last_used)
+            if not idle:
+                raise ApiError(
+                    503,
+                    f"Cannot load model `{slot.model.id}`: the resident-model limit is reached and "
+                    "every resident model is busy. Retry later.",
+                    code="models_busy",
+                    headers={"Retry-After": RETRY_AFTER_S},
+                )
+            await self._unload(idle[0])
+
+    def _over_limits(self, incoming: Slot) -> bool:
+        resident = self._resident()
+        if len(resident) + 1 > self.limits.max_resident_models:
+            return True
+        budget = self.limits.memory_budget_mb
+        return budget is not None and sum(s.size_mb for s in resident) + incoming.size_mb > budget
+
+    def _resident(self) -> list[Slot]:
+        return [slot for slot in self._slots.values() if slot.engine is not None]
+
+    async def _unload(self, slot: Slot) -> None:
+        engine, slot.engine = slot.engine, None
+        if engine is None:
+            return
+        if slot.state == "ready":
+            slot.state = "unloaded"
+        self.metrics.set("cortex_model_loaded", 0, model=slot.model.id)
+        await engine.close()
+
+
+def _describe(model: Model, exc: Exception) -> str:
+    message = str(exc) or type(exc).__name__
+    return message if f"`{model.id}`" in message or model.id in message else f"model `{model.id}`: {message}"

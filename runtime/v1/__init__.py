@@ -1,0 +1,1 @@
+"""The OpenAI-compatible API: request models, validation, responses, streaming, routes, OpenAPI document."""

@@ -1,0 +1,149 @@
+"""Run one completion (chat or text) on a model: admit, generate, answer whole or as events, record metrics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ..engine import Chunk, Engine, Generation, StreamCall, TokenStats
+from ..errors import ApiError
+from ..manager import ModelManager
+from ..metrics import Metrics
+from .responses import Envelope, Reply, completion_body, stream_chunk, usage_chunk
+from .streaming import DONE, ClientGone, EventStream, error_event, event, unless_disconnected
+
+CLIENT_CLOSED_REQUEST = 499  # nginx's code; nobody reads it, but logs and metrics do
+
+
+@dataclass
+class Job:
+    """A validated request, ready to run."""
+
+    envelope: Envelope
+    start: StreamCall
+    stream: bool
+    include_usage: bool
+    prompt_param: str  # names the parameter in a "prompt too long" error
+
+
+async def respond(request: Request, manager: ModelManager, job: Job) -> Response:
+    model = manager.model(job.envelope.model)
+    if model.embeddings:
+        raise ApiError(
+            400,
+            f"Model `{model.id}` is an embedding model (embeddings: true): use /v1/embeddings.",
+            param="model",
+            code="model_not_supported",
+        )
+    timeout_s = manager.limits.request_timeout_s
+    generation = Generation(deadline=time.monotonic() + timeout_s)
+    lease = Lease(manager.metrics, model.id, generation.stats)
+    try:
+        engine = await unless_disconnected(request, lease.acquire(manager), timeout_s)
+        chunks = _guarded(engine.stream(job.start, generation), job)
+        if job.stream:
+            first = await unless_disconnected(request, anext(chunks, None), _left(generation))
+            return EventStream(_events(job, generation, timeout_s, first, chunks), on_close=lease.release)
+        reply = await unless_disconnected(request, _collect(chunks), _left(generation))
+        if generation.timed_out:
+            raise _timeout(timeout_s)
+        await lease.release()
+        return JSONResponse(completion_body(job.envelope, reply, generation.stats))
+    except ClientGone:
+        await lease.release()
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
+    except BaseException:
+        await lease.release()
+        raise
+
+
+def _left(generation: Generation) -> float:
+    return max(generation.deadline - time.monotonic(), 0.001)
+
+
+def _timeout(timeout_s: float) -> ApiError:
+    return ApiError(
+        408, f"The request took longer than server.limits.request_timeout_s ({timeout_s:g} s).", code="timeout"
+    )
+
+
+async def _guarded(chunks: AsyncIterator[Chunk], job: Job) -> AsyncIterator[Chunk]:
+    """Engine failures caused by the request (too long, bad grammar) become 4xx errors."""
+    try:
+        async for chunk in chunks:
+            yield chunk
+    except ValueError as exc:
+        message = str(exc)
+        if "exceed context window" in message:
+            raise ApiError(
+                400,
+                f"The prompt is too long for this model: {message}.",
+                param=job.prompt_param,
+                code="context_length_exceeded",
+            ) from None
+        raise ApiError(400, f"The model could not run this request: {message}", code="invalid_request") from None
+    except RuntimeError as exc:
+        raise ApiError(503, f"llama.cpp failed during generation: {exc}", code="engine_error") from None
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
+
+
+async def _collect(chunks: AsyncIterator[Chunk]) -> Reply:
+    reply = Reply()
+    async for chunk in chunks:
+        reply.add(chunk)
+    return reply
+
+
+async def _events(
+    job: Job, generation: Generation, timeout_s: float, first: Chunk | None, chunks: AsyncIterator[Chunk]
+) -> AsyncIterator[bytes]:
+    try:
+        if first is not None:
+            yield event(stream_chunk(job.envelope, first, job.include_usage))
+        async for chunk in chunks:
+            yield event(stream_chunk(job.envelope, chunk, job.include_usage))
+        if generation.timed_out:
+            yield error_event(_timeout(timeout_s))
+            return
+        if job.include_usage:
+            yield event(usage_chunk(job.envelope, generation.stats))
+        yield DONE
+    except ApiError as error:  # headers are sent: the error travels as an event
+        yield error_event(error)
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
+
+
+class Lease:
+    """A request's place in a model's queue; released once, whichever way the request ends."""
+
+    def __init__(self, metrics: Metrics, model_id: str, stats: TokenStats) -> None:
+        self.stack, self.metrics, self.model_id, self.stats = AsyncExitStack(), metrics, model_id, stats
+        self._released = False
+
+    async def acquire(self, manager: ModelManager) -> Engine:
+        return await self.stack.enter_async_context(manager.use(self.model_id))
+
+    async def release(self) -> None:
+        if self._released:
+            return
+        self._released = True
+        await self.stack.aclose()
+        record(self.metrics, self.model_id, self.stats)
+
+
+def record(metrics: Metrics, model_id: str, stats: TokenStats) -> None:
+    if stats.completion_tokens == 0:
+        return
+    metrics.inc("cortex_tokens_total", stats.prompt_tokens, model=model_id, direction="in")
+    metrics.inc("cortex_tokens_total", stats.completion_tokens, model=model_id, direction="out")
+    if stats.first_token_s is not None:
+        metrics.observe("cortex_time_to_first_token_seconds", stats.first_token_s, model=model_id)
+    for gap in stats.gaps_s:
+        metrics.observe("cortex_token_latency_seconds", gap, model=model_id)

@@ -1,0 +1,162 @@
+"""OpenAI request bodies, field for field from the API reference.
+
+Every documented parameter is declared, so clients that send it are accepted; fields that are
+not documented are rejected (extra="forbid"), as OpenAI does. Types are strict: "1" is not 1.
+Whether a *value* is supported is decided in `sampling.py`, so the 400 can name the parameter.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Temperature = Annotated[float, Field(ge=0, le=2, description="Sampling temperature; 0 is greedy.")]
+TopP = Annotated[float, Field(ge=0, le=1, description="Nucleus sampling: keep the top tokens of this mass.")]
+Penalty = Annotated[float, Field(ge=-2, le=2)]
+Stop = str | Annotated[list[str], Field(max_length=4)]
+MaxTokens = Annotated[int, Field(ge=1, description="Most tokens to generate (capped by the server).")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Loose(BaseModel):
+    """Objects whose inner shape we pass through or ignore (tools, metadata): unknown keys allowed."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+class StreamOptions(Strict):
+    include_usage: bool | None = Field(None, description="Send a last chunk with token usage.")
+    include_obfuscation: bool | None = Field(None, description="Accepted; chunks are never padded here.")
+
+
+class JsonSchema(Strict):
+    name: str = Field(max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(None, alias="schema", description="The JSON Schema the output follows.")
+    strict: bool | None = None
+
+
+class ResponseFormatText(Strict):
+    type: Literal["text"]
+
+
+class ResponseFormatJsonObject(Strict):
+    type: Literal["json_object"]
+
+
+class ResponseFormatJsonSchema(Strict):
+    type: Literal["json_schema"]
+    json_schema: JsonSchema
+
+
+ResponseFormat = Annotated[
+    ResponseFormatText | ResponseFormatJsonObject | ResponseFormatJsonSchema, Field(discriminator="type")
+]
+
+
+class ContentPart(Loose):
+    type: Literal["text", "image_url", "input_audio", "file", "refusal"]
+    text: str | None = None
+    refusal: str | None = None
+
+
+class FunctionCall(Loose):
+    name: str
+    arguments: str
+
+
+class ToolCall(Loose):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class Message(Strict):
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+    function_call: FunctionCall | None = None
+    refusal: str | None = None
+    audio: dict[str, Any] | None = None
+
+
+class FunctionDefinition(Loose):
+    name: str = Field(max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class Tool(Loose):
+    type: Literal["function", "custom"]
+    function: FunctionDefinition | None = None
+
+
+class NamedToolChoice(Loose):
+    type: Literal["function"]
+    function: dict[str, str]
+
+
+class CommonRequest(Strict):
+    """Parameters shared by /v1/chat/completions and /v1/completions."""
+
+    model: str = Field(description="A model id from GET /v1/models.")
+    frequency_penalty: Penalty | None = None
+    presence_penalty: Penalty | None = None
+    logit_bias: dict[str, Annotated[float, Field(ge=-100, le=100)]] | None = None
+    max_tokens: MaxTokens | None = None
+    n: Annotated[int, Field(ge=1, le=128)] | None = Field(None, description="Choices to generate; only 1 here.")
+    seed: int | None = Field(None, description="Same seed and parameters give the same output.")
+    stop: Stop | None = Field(None, description="Up to 4 sequences where generation stops.")
+    stream: bool | None = Field(None, description="Send tokens as server-sent events as they are generated.")
+    stream_options: StreamOptions | None = None
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
+    user: str | None = Field(None, description="Accepted and ignored.")
+
+
+class ChatCompletionRequest(CommonRequest):
+    messages: list[Message] = Field(min_length=1)
+    max_completion_tokens: MaxTokens | None = None
+    response_format: ResponseFormat | None = None
+    tools: list[Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    functions: list[FunctionDefinition] | None = None
+    function_call: Literal["none", "auto"] | dict[str, str] | None = None
+    logprobs: bool | None = None
+    top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
+    metadata: dict[str, str] | None = None
+    store: bool | None = None
+    service_tier: Literal["auto", "default", "flex", "scale", "priority"] | None = None
+    modalities: list[Literal["text", "audio"]] | None = None
+    audio: dict[str, Any] | None = None
+    prediction: dict[str, Any] | None = None
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
+    verbosity: Literal["low", "medium", "high"] | None = None
+    web_search_options: dict[str, Any] | None = None
+    safety_identifier: str | None = None
+    prompt_cache_key: str | None = None
+    prompt_cache_retention: Literal["in-memory", "24h"] | None = None
+
+
+class CompletionRequest(CommonRequest):
+    prompt: str | list[str] | list[int] | list[list[int]] = Field(description="Text (or token ids) to continue.")
+    best_of: Annotated[int, Field(ge=0, le=20)] | None = None
+    echo: bool | None = Field(None, description="Return the prompt before the completion.")
+    logprobs: Annotated[int, Field(ge=0, le=5)] | None = None
+    suffix: str | None = None
+
+
+class EmbeddingRequest(Strict):
+    model: str = Field(description="A model id declared with `embeddings: true`.")
+    input: str | list[str] | list[int] | list[list[int]] = Field(description="Text, or a list of texts, to embed.")
+    dimensions: Annotated[int, Field(ge=1)] | None = None
+    encoding_format: Literal["float", "base64"] | None = None
+    user: str | None = None

@@ -1,0 +1,125 @@
+"""The OpenAI-compatible endpoints under /v1."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from ..engine import Engine
+from ..errors import ApiError
+from ..manager import ModelManager
+from .generate import Job, respond
+from .requests import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from .responses import Envelope, embeddings_body, models_body
+from .sampling import chat_arguments, completion_arguments, unsupported
+from .streaming import unless_disconnected
+from .validation import parse_body
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def v1_routes(manager: ModelManager) -> list[BaseRoute]:
+    created = int(time.time())
+    return [
+        Route("/v1/models", _list_models(manager, created), methods=["GET"]),
+        Route("/v1/models/{model_id:path}", _get_model(manager, created), methods=["GET"]),
+        Route("/v1/chat/completions", _chat(manager), methods=["POST"]),
+        Route("/v1/completions", _completions(manager), methods=["POST"]),
+        Route("/v1/embeddings", _embeddings(manager), methods=["POST"]),
+    ]
+
+
+def _list_models(manager: ModelManager, created: int) -> Endpoint:
+    async def list_models(request: Request) -> Response:
+        return JSONResponse(models_body(manager.model_ids(), created))
+
+    return list_models
+
+
+def _get_model(manager: ModelManager, created: int) -> Endpoint:
+    async def get_model(request: Request) -> Response:
+        model = manager.model(request.path_params["model_id"])
+        return JSONResponse(models_body([model.id], created)["data"][0])
+
+    return get_model
+
+
+def _chat(manager: ModelManager) -> Endpoint:
+    async def chat_completions(request: Request) -> Response:
+        body = await parse_body(request, ChatCompletionRequest)
+        arguments = chat_arguments(body, manager.limits)
+
+        def start(llama: Any, processors: Any) -> Any:
+            return llama.create_chat_completion(**arguments, logits_processor=processors)
+
+        job = Job(Envelope("chat", body.model), start, bool(body.stream), _include_usage(body), "messages")
+        return await respond(request, manager, job)
+
+    return chat_completions
+
+
+def _completions(manager: ModelManager) -> Endpoint:
+    async def completions(request: Request) -> Response:
+        body = await parse_body(request, CompletionRequest)
+        arguments = completion_arguments(body, manager.limits)
+
+        def start(llama: Any, processors: Any) -> Any:
+            return llama.create_completion(**arguments, logits_processor=processors)
+
+        job = Job(Envelope("text", body.model), start, bool(body.stream), _include_usage(body), "prompt")
+        return await respond(request, manager, job)
+
+    return completions
+
+
+def _include_usage(body: ChatCompletionRequest | CompletionRequest) -> bool:
+    return bool(body.stream and body.stream_options and body.stream_options.include_usage)
+
+
+def _embeddings(manager: ModelManager) -> Endpoint:
+    async def embeddings(request: Request) -> Response:
+        body = await parse_body(request, EmbeddingRequest)
+        model = manager.model(body.model)
+        if not model.embeddings:
+            embedders = [m.id for m in manager.models() if m.embeddings]
+            raise ApiError(
+                400,
+                f"Model `{model.id}` does not serve embeddings (declare it with `embeddings: true`). "
+                f"Embedding models here: {', '.join(embedders) or 'none'}.",
+                param="model",
+                code="model_not_supported",
+            )
+        texts = _texts(body.input)
+        async with manager.use(model.id) as engine:
+            result = await unless_disconnected(request, _embed(engine, texts), manager.limits.request_timeout_s)
+        vectors, tokens = result
+        if body.dimensions is not None and vectors and body.dimensions != len(vectors[0]):
+            raise unsupported("dimensions", f"model `{model.id}` makes vectors of {len(vectors[0])} dimensions.")
+        return JSONResponse(embeddings_body(model.id, vectors, tokens, body.encoding_format or "float"))
+
+    return embeddings
+
+
+async def _embed(engine: Engine, texts: list[str]) -> tuple[list[list[float]], int]:
+    try:
+        result = await engine.embed(texts)
+    except ValueError as exc:
+        raise ApiError(400, f"Cannot embed this input: {exc}", param="input", code="invalid_value") from None
+    vectors = [item["embedding"] for item in result["data"]]
+    return vectors, int(result["usage"]["prompt_tokens"])
+
+
+def _texts(value: str | list[str] | list[int] | list[list[int]]) -> list[str]:
+    texts = [value] if isinstance(value, str) else value
+    if not texts or not all(isinstance(text, str) for text in texts):
+        raise unsupported("input", "send a string or a non-empty list of strings (token ids are not supported).")
+    if any(text == "" for text in texts):
+        raise ApiError(
+            400, "Invalid value for 'input': empty strings cannot be embedded.", param="input", code="invalid_value"
+        )
+    return [text for text in texts if isinstance(text, str)]
