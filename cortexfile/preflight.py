@@ -49,11 +49,7 @@ def _start_problems(resolved: Resolved, env: dict[str, str]) -> Iterator[Problem
         yield from _readable(("server", "tls", key), getattr(config.server.tls, key))
     yield from _readable(("server", "auth", "api_key_file"), config.server.auth.api_key_file)
     yield from _auth_problems(resolved)
-    data = data_dir(config, env)
-    for index, model in enumerate(config.models):
-        if source_kind(model.source) is SourceKind.local and find_local(model, data) is None:
-            tried = ", ".join(str(p) for p in local_candidates(model, data))
-            yield ("models", index, "source"), f"model file not found (looked at {tried})", None
+    yield from _local_model_problems(resolved, env)
 
 
 def _auth_problems(resolved: Resolved) -> Iterator[Problem]:
@@ -74,11 +70,17 @@ def _build_problems(resolved: Resolved, env: dict[str, str]) -> Iterator[Problem
     yield from _secret_problems(resolved, env, lambda path: path[:3] in BUILD_SECRETS)
     for index, cert in enumerate(config.build.network.ca_certificates):
         yield from _readable(("build", "network", "ca_certificates", index), cert)
-    if not config.build.bake_models:
-        return
-    for index, model in enumerate(config.models):
-        if source_kind(model.source) is SourceKind.local and not Path(model.source).is_file():
-            yield ("models", index, "source"), f"model file not found: {model.source}", None
+    if config.build.bake_models:
+        yield from _local_model_problems(resolved, env)
+
+
+def _local_model_problems(resolved: Resolved, env: dict[str, str]) -> Iterator[Problem]:
+    """Local models must be there; remote ones are fetched by the phase, not required."""
+    data = data_dir(resolved.config, env)
+    for index, model in enumerate(resolved.config.models):
+        if source_kind(model.source) is SourceKind.local and find_local(model, data) is None:
+            tried = ", ".join(str(p) for p in local_candidates(model, data))
+            yield ("models", index, "source"), f"model file not found (looked at {tried})", None
 
 
 def _secret_problems(

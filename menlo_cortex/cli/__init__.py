@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a Cortexfile (static; --preflight adds host checks)")
     _file_option(validate)
     validate.add_argument("--preflight", choices=["start", "build"], help="also run that phase's host checks")
+    add_setting_flags(validate)
     validate.set_defaults(run=commands.validate)
 
     config = sub.add_parser("config", help="inspect the effective config").add_subparsers(
