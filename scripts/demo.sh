@@ -1,12 +1,48 @@
 #!/usr/bin/env bash
-# The demo: validate the quickstart Cortexfile, show its effective config, then serve it.
-# DEMO_ONESHOT=1 asks one question and stops (what the smoke test runs).
+# The demo: validate the quickstart Cortexfile, show where its values come from, serve it,
+# and ask the model one question through the OpenAI-compatible API.
+# DEMO_ONESHOT=1 stops after the answer (the smoke test runs that); otherwise it keeps serving.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${VENV:-.venv}"
 cortex="$VENV/bin/cortex"
 data="${XDG_CACHE_HOME:-$HOME/.cache}/cortex/test-data"
+port="${DEMO_PORT:-39281}"
 file=examples/quickstart/Cortexfile.yaml
 
-"$cortex" validate -f "$file" --preflight start --datapath "$data" 2>/dev/null || "$cortex" validate -f "$file"
-"$cortex" config show -f "$file" --datapath "$data" | grep -E '^(server\.(host|port)|models\[0\]\.(id|sha256|chat_format))'
+step() { printf '\n== %s\n' "$*"; }
+
+step "cortex validate -f $file --preflight start"
+"$cortex" validate -f "$file" --preflight start --datapath "$data"
+
+step "cortex config show -f $file (excerpt)"
+"$cortex" config show -f "$file" --datapath "$data" --port "$port" |
+  grep -E '^(server\.(host|port)|models\[0\]\.(id|sha256|chat_format|context_size)|# config hash)'
+
+step "cortex start -f $file --port $port"
+"$cortex" start -f "$file" --datapath "$data" --port "$port" &
+server=$!
+trap 'kill -TERM $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
+for _ in $(seq 1 300); do
+  curl -fs "http://127.0.0.1:$port/ready" >/dev/null && break
+  kill -0 $server 2>/dev/null || { echo "demo: the server exited" >&2; exit 1; }
+  sleep 0.2
+done
+
+step "POST /v1/chat/completions"
+"$VENV/bin/python" - "$port" <<'PY'
+import sys
+from openai import OpenAI
+
+client = OpenAI(base_url=f"http://127.0.0.1:{sys.argv[1]}/v1", api_key="not-needed-on-loopback")
+reply = client.chat.completions.create(
+    model="gemma-3-270m",
+    messages=[{"role": "user", "content": "In one sentence: what is a Raspberry Pi?"}],
+    max_tokens=48,
+)
+print(reply.choices[0].message.content.strip())
+PY
+
+if [ "${DEMO_ONESHOT:-0}" = 1 ]; then exit 0; fi
+step "serving on http://127.0.0.1:$port (docs: /docs) - Ctrl-C to stop"
+wait $server
