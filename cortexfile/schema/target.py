@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 
 from ..secrets import Secret
 from .base import Section, setting
+from .systemd import SystemdService
 
 
 class Distro(StrEnum):
@@ -74,3 +75,6 @@ class Build(Section):
     formats: list[Format] = setting([Format.docker], "Outputs `cortex build` makes by default.")
     bake_models: bool = setting(True, "Put the models into the image or bundle (else mount or fetch at start).")
     network: BuildNetwork = Field(default_factory=BuildNetwork, description="Network settings for build steps.")
+    systemd: SystemdService = Field(
+        default_factory=SystemdService, description="The service that `--format systemd` installs."
+    )
