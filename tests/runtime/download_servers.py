@@ -186,6 +186,6 @@ def _relay(client: socket.socket, upstream: socket.socket) -> None:
 
 
 @contextmanager
-def recording_proxy() -> Iterator[Running]:
-    with serving(_ProxyHandler) as running:
+def recording_proxy(tls: ssl.SSLContext | None = None) -> Iterator[Running]:
+    with serving(_ProxyHandler, tls) as running:
         yield running

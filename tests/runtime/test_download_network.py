@@ -69,11 +69,9 @@ def test_host_name_check_follows_verify_host(
     assert ModelStore(unchecked, tmp_path / "data").ensure(unchecked.models[0]).read_bytes() == BODY
 
 
-def proxy_network(proxy: Running, no_proxy: str = "[]", ssl: str = "") -> str:
-    settings = (
-        f"url: '{proxy.url('')}', username: alice, password: '${{env:TEST_PROXY_PASSWORD}}', no_proxy: {no_proxy}"
-    )
-    return f"{{proxy: {{{settings}}}{ssl}}}"
+def proxy_network(proxy: Running, no_proxy: str = "[]", *, proxy_extra: str = "", ssl: str = "") -> str:
+    settings = f"url: '{proxy.url('')}', username: alice, password: '${{env:TEST_PROXY_PASSWORD}}'"
+    return f"{{proxy: {{{settings}, no_proxy: {no_proxy}{proxy_extra}}}{ssl}}}"
 
 
 @pytest.fixture
@@ -119,3 +117,30 @@ def test_no_proxy_hosts_are_reached_directly(tmp_path: Path, proxy_password: str
 
     assert proxy.seen == []
     assert len(server.seen) == 1
+
+
+@pytest.mark.parametrize("verify_ssl", [True, False])
+def test_tls_to_the_proxy_follows_verify_ssl(tmp_path: Path, proxy_password: str, verify_ssl: bool) -> None:
+    context, _ = self_signed_tls(tmp_path, name="localhost")
+    with recording_proxy(tls=context) as proxy, file_server() as server:
+        server.routes["/tiny.gguf"] = Route(BODY)
+        network = proxy_network(proxy, proxy_extra=f", verify_ssl: {str(verify_ssl).lower()}")
+        config = model_config(tmp_path, server.url("/tiny.gguf"), SHA, network)
+        store = ModelStore(config, tmp_path / "data")
+
+        if verify_ssl:
+            with pytest.raises(DownloadFailed, match="CERTIFICATE_VERIFY_FAILED"):
+                store.ensure(config.models[0])
+            assert proxy.seen == []
+        else:
+            assert store.ensure(config.models[0]).read_bytes() == BODY
+            assert [(seen.method, seen.path) for seen in proxy.seen] == [("GET", server.url("/tiny.gguf"))]
+
+
+def test_https_through_an_https_proxy_is_a_clear_error(tls_server: tuple[Running, Path], tmp_path: Path) -> None:
+    server, _ = tls_server
+    network = "{proxy: {url: 'https://127.0.0.1:9'}}"
+    config = model_config(tmp_path, server.url("/tiny.gguf"), SHA, network)
+
+    with pytest.raises(DownloadFailed, match="through an https:// proxy are not supported: use an http:// proxy URL"):
+        ModelStore(config, tmp_path / "data").ensure(config.models[0])
