@@ -1,0 +1,59 @@
+"""`create_app`: the whole server built from one Cortexfile, with no module-level state.
+
+Everything hangs off the returned app (`app.state.metrics`, `app.state.models`), so a reload
+can build a new app beside the old one and swap them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from starlette.applications import Starlette
+
+from menlo_cortex.cortexfile.schema import Cortexfile, Model
+
+from .auth import ApiKeys
+from .docs import docs_routes
+from .health import health_routes
+from .manager import ModelManager
+from .metrics import standard_metrics
+from .middleware import EXCEPTION_HANDLERS, middleware
+from .store import ModelStore
+from .v1.openapi import openapi_document
+from .v1.routes import v1_routes
+
+
+def create_app(config: Cortexfile, *, data_dir: Path) -> Starlette:
+    metrics = standard_metrics()
+    models = ModelManager(config, metrics=metrics, locate=model_locator(config, data_dir))
+    keys = ApiKeys(config.server.auth)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await models.start()
+        try:
+            yield
+        finally:
+            await models.close()
+
+    routes = [
+        *health_routes(models, metrics),
+        *docs_routes(openapi_document, keys_required=keys.configured, public_metrics=config.server.auth.public_metrics),
+        *v1_routes(models),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=middleware(config, keys, metrics),
+        lifespan=lifespan,
+        exception_handlers=EXCEPTION_HANDLERS,
+    )
+    app.state.metrics = metrics
+    app.state.models = models
+    return app
+
+
+def model_locator(config: Cortexfile, data_dir: Path) -> Callable[[Model], Path]:
+    """Find the model file, downloading a remote source into the store first (verified by sha256)."""
+    return ModelStore(config, data_dir).ensure

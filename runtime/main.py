@@ -1,0 +1,114 @@
+"""`serve`: run one Cortexfile's app under uvicorn until SIGTERM/SIGINT; return the exit code."""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import socket
+import ssl
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+import uvicorn
+
+from menlo_cortex.cortexfile.loader import Resolved
+from menlo_cortex.cortexfile.schema import Cortexfile
+from menlo_cortex.cortexfile.store import data_dir
+
+from .app import create_app
+from .logs import LlamaLog, configure_logging, llama_log_path
+
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+log = logging.getLogger("cortex.server")
+
+
+class StartupError(Exception):
+    """A problem that stops the server before it serves; its message is the one line the user sees."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def serve(resolved: Resolved, debug: bool = False) -> int:
+    config = resolved.config
+    handlers = configure_logging(config.logs, debug)
+    llama_path = llama_log_path(config.logs)
+    llama_log = LlamaLog(llama_path) if llama_path is not None else None
+    try:
+        return _serve(config)
+    except StartupError as exc:
+        print(f"cortex: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    finally:
+        if llama_log is not None:
+            llama_log.close()
+        for handler in handlers:
+            handler.close()
+
+
+def _serve(config: Cortexfile) -> int:
+    uvicorn_config = server_config(config)
+    listener = bind(config.server.host, config.server.port)
+    server = uvicorn.Server(uvicorn_config)
+    scheme = "https" if config.server.tls.cert else "http"
+    host = f"[{config.server.host}]" if ":" in config.server.host else config.server.host
+    log.info("cortex listening on %s://%s:%d", scheme, host, listener.getsockname()[1])
+    with sigterm_exits_cleanly():
+        try:
+            server.run(sockets=[listener])
+        except SystemExit as exc:  # uvicorn exits this way when the app's startup fails
+            return exc.code if isinstance(exc.code, int) else EXIT_FAILURE
+        finally:
+            listener.close()
+    return EXIT_OK
+
+
+def server_config(config: Cortexfile) -> uvicorn.Config:
+    server = config.server
+    app = create_app(config, data_dir=data_dir(config))
+    uvicorn_config = uvicorn.Config(
+        app,
+        log_config=None,  # our root handlers (logs.py) format every line, request id included
+        access_log=False,  # RequestContextMiddleware writes the access line
+        log_level=logging.getLogger().level,
+        lifespan="on",
+        proxy_headers=False,
+        server_header=False,
+        limit_concurrency=server.limits.max_connections,
+        timeout_graceful_shutdown=math.ceil(server.limits.shutdown_grace_s),
+        ssl_certfile=server.tls.cert,
+        ssl_keyfile=server.tls.key,
+    )
+    try:
+        uvicorn_config.load()
+    except (ssl.SSLError, OSError) as exc:
+        raise StartupError(f"server.tls: cannot use {server.tls.cert} / {server.tls.key}: {exc}", EXIT_CONFIG) from exc
+    return uvicorn_config
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """Bind here, not in uvicorn, so a taken port is one clear line rather than a logged traceback."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as exc:
+        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+
+
+@contextmanager
+def sigterm_exits_cleanly() -> Iterator[None]:
+    """uvicorn drains on SIGTERM, then re-raises the signal against the handler it found: make that one
+    a no-op, so a graceful stop exits 0 instead of dying by the signal."""
+
+    def noted(signum: int, frame: FrameType | None) -> None:
+        log.debug("signal %d after shutdown", signum)
+
+    previous = signal.signal(signal.SIGTERM, noted)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
