@@ -40,6 +40,9 @@ class ModelStore:
     def __init__(self, config: Cortexfile, data_dir: Path):
         self._config = config
         self._data_dir = data_dir
+        # Files already hashed, keyed by what would change if they were replaced: a reload of a
+        # model that was unloaded (LRU) must not hash gigabytes again.
+        self._hashed: set[tuple[Path, int, int, str]] = set()
 
     @property
     def models_dir(self) -> Path:
@@ -109,8 +112,11 @@ class ModelStore:
 
     def _check_sha256(self, model: Model, path: Path) -> None:
         try:
-            actual = file_sha256(path)
+            stat = path.stat()
+            key = (path, stat.st_size, stat.st_mtime_ns, model.sha256 or "")
+            actual = model.sha256 if key in self._hashed else file_sha256(path)
         except OSError as exc:
             raise ModelUnavailable(f"model `{model.id}`: cannot read {path}: {exc.strerror}") from None
         if actual != model.sha256:
             raise ModelInvalid(f"model `{model.id}`: {path} has sha256 {actual}, expected {model.sha256}")
+        self._hashed.add(key)

@@ -107,3 +107,17 @@ def test_the_real_test_model_is_found_in_the_store(test_data_dir: Path, test_mod
     config = model_config(tmp_path, "hf://org/repo/gemma.gguf", test_model_path.stem)
 
     assert ModelStore(config, test_data_dir).locate(config.models[0]) == test_model_path
+
+
+def test_a_replaced_local_file_is_hashed_again(tmp_path: Path) -> None:
+    body = gguf_bytes()
+    source = tmp_path / "tiny.gguf"
+    source.write_bytes(body)
+    config = model_config(tmp_path, "tiny.gguf", sha256_of(body))
+    store = ModelStore(config, tmp_path / "data")
+    assert store.ensure(config.models[0]) == source
+
+    source.write_bytes(gguf_bytes(size=len(body) + 1, seed=9))
+
+    with pytest.raises(ModelInvalid, match="has sha256"):
+        store.ensure(config.models[0])
