@@ -8,6 +8,7 @@ from pydantic import Field
 
 from ..secrets import Secret
 from .base import Host, Origin, Port, Section, setting
+from .reload import Reload
 
 DEFAULT_PORT = 39281
 
@@ -57,3 +58,4 @@ class Server(Section):
     tls: Tls = Field(default_factory=Tls, description="HTTPS for the API.")
     auth: Auth = Field(default_factory=Auth, description="Who may call the API.")
     limits: Limits = Field(default_factory=Limits, description="Bounds that keep the server alive.")
+    reload: Reload = Field(default_factory=Reload, description="Hot reload: follow edits without a restart.")
