@@ -8,6 +8,7 @@ from contextlib import closing, contextmanager
 from urllib.parse import SplitResult, urljoin, urlsplit
 
 from .netsettings import DEFAULT_PORTS, NetSettings, redact
+from .proxy_tunnel import TunnelConnection
 
 MAX_REDIRECTS = 10
 REDIRECTS = {301, 302, 303, 307, 308}
@@ -50,12 +51,7 @@ def _connection(parts: SplitResult, net: NetSettings) -> http.client.HTTPConnect
             return http.client.HTTPSConnection(host, port, timeout=net.timeout, context=net.tls)
         return http.client.HTTPConnection(host, port, timeout=net.timeout)
     if parts.scheme == "https":
-        if proxy.tls is not None:
-            raise HttpFailure("https downloads through an https:// proxy are not supported: use an http:// proxy URL")
-        tunnel = http.client.HTTPSConnection(proxy.host, proxy.port, timeout=net.timeout, context=net.tls)
-        auth = {"Proxy-Authorization": proxy.authorization} if proxy.authorization else None
-        tunnel.set_tunnel(host, port, headers=auth)
-        return tunnel
+        return TunnelConnection(host, port, proxy=proxy, tls=net.tls, timeout=net.timeout)
     if proxy.tls is not None:
         return http.client.HTTPSConnection(proxy.host, proxy.port, timeout=net.timeout, context=proxy.tls)
     return http.client.HTTPConnection(proxy.host, proxy.port, timeout=net.timeout)

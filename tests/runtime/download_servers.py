@@ -140,12 +140,22 @@ def self_signed_tls(folder: Path, name: str = "localhost") -> tuple[ssl.SSLConte
 
 
 class _ProxyHandler(BaseHTTPRequestHandler):
-    """A forward proxy: relays absolute-form GETs and tunnels CONNECT; records what it was asked."""
+    """A forward proxy that wants credentials: relays absolute-form GETs and tunnels CONNECT; records requests."""
 
     protocol_version = "HTTP/1.0"
 
+    def _admitted(self) -> bool:
+        cast(_Server, self.server).seen.append(Seen(self.command, self.path, dict(self.headers.items())))
+        if "Proxy-Authorization" in self.headers:
+            return True
+        self.send_response(407, "Proxy Authentication Required")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        return False
+
     def do_GET(self) -> None:
-        cast(_Server, self.server).seen.append(Seen("GET", self.path, dict(self.headers.items())))
+        if not self._admitted():
+            return
         target = urlsplit(self.path)
         upstream = http.client.HTTPConnection(target.hostname or "", target.port or 80, timeout=10)
         with closing(upstream):
@@ -160,7 +170,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
                 self.wfile.write(body)
 
     def do_CONNECT(self) -> None:
-        cast(_Server, self.server).seen.append(Seen("CONNECT", self.path, dict(self.headers.items())))
+        if not self._admitted():
+            return
         host, _, port = self.path.rpartition(":")
         with socket.create_connection((host, int(port)), timeout=10) as upstream:
             self.send_response(200, "Connection established")
@@ -179,9 +190,12 @@ def _relay(client: socket.socket, upstream: socket.socket) -> None:
         selector.register(upstream, selectors.EVENT_READ, client)
         while True:
             for key, _ in selector.select(timeout=10):
-                data = cast(socket.socket, key.fileobj).recv(65536)
+                source = cast(socket.socket, key.fileobj)
+                data = source.recv(65536)
                 if not data:
                     return
+                while isinstance(source, ssl.SSLSocket) and source.pending():  # select() cannot see these
+                    data += source.recv(source.pending())
                 cast(socket.socket, key.data).sendall(data)
 
 

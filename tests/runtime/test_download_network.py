@@ -137,10 +137,37 @@ def test_tls_to_the_proxy_follows_verify_ssl(tmp_path: Path, proxy_password: str
             assert [(seen.method, seen.path) for seen in proxy.seen] == [("GET", server.url("/tiny.gguf"))]
 
 
-def test_https_through_an_https_proxy_is_a_clear_error(tls_server: tuple[Running, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("verify_ssl", [True, False])
+def test_https_is_tunnelled_through_an_https_proxy(
+    tls_server: tuple[Running, Path], tmp_path: Path, proxy_password: str, verify_ssl: bool
+) -> None:
     server, _ = tls_server
-    network = "{proxy: {url: 'https://127.0.0.1:9'}}"
-    config = model_config(tmp_path, server.url("/tiny.gguf"), SHA, network)
+    context, _ = self_signed_tls(tmp_path, name="localhost")
+    with recording_proxy(tls=context) as proxy:
+        extra = f", verify_ssl: {str(verify_ssl).lower()}"
+        network = proxy_network(proxy, proxy_extra=extra, ssl=", ssl: {verify_peer: false}")
+        config = model_config(tmp_path, server.url("/tiny.gguf"), SHA, network)
+        store = ModelStore(config, tmp_path / "data")
 
-    with pytest.raises(DownloadFailed, match="through an https:// proxy are not supported: use an http:// proxy URL"):
-        ModelStore(config, tmp_path / "data").ensure(config.models[0])
+        if verify_ssl:
+            with pytest.raises(DownloadFailed, match="CERTIFICATE_VERIFY_FAILED"):
+                store.ensure(config.models[0])
+            assert proxy.seen == []
+        else:
+            assert store.ensure(config.models[0]).read_bytes() == BODY
+            assert [(seen.method, seen.path) for seen in proxy.seen] == [("CONNECT", f"127.0.0.1:{server.port}")]
+            assert proxy.seen[0].headers["Proxy-Authorization"] == proxy_password
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_proxy_that_refuses_is_a_clear_error(tls_server: tuple[Running, Path], tmp_path: Path, scheme: str) -> None:
+    server, _ = tls_server
+    with recording_proxy() as proxy, file_server() as plain:
+        url = server.url("/tiny.gguf") if scheme == "https" else plain.url("/tiny.gguf")
+        network = f"{{proxy: {{url: '{proxy.url('')}'}}, ssl: {{verify_peer: false}}}}"
+        config = model_config(tmp_path, url, SHA, network)
+
+        with pytest.raises(DownloadFailed, match="407 Proxy Authentication Required"):
+            ModelStore(config, tmp_path / "data").ensure(config.models[0])
+
+    assert [seen.method for seen in proxy.seen] == ["CONNECT" if scheme == "https" else "GET"]
