@@ -124,4 +124,7 @@ def standard_metrics() -> Metrics:
     metrics.gauge("cortex_queue_depth", "Requests waiting or running, by model.")
     metrics.histogram("cortex_model_load_seconds", "Time to load a model into memory.", LOAD_BUCKETS)
     metrics.gauge("cortex_model_loaded", "1 when a model is resident, by model.")
+    metrics.gauge("cortex_config_generation", "Generation of the config being served (1 at start, +1 per reload).")
+    metrics.counter("cortex_config_reloads_total", "Config reloads applied.")
+    metrics.counter("cortex_config_reload_failures_total", "Config reloads refused (invalid edit); the old config kept.")
     return metrics
