@@ -46,7 +46,8 @@ def _most_useful(errors: list[ErrorDetails]) -> ErrorDetails:
         for error in errors:
             if error["type"] == kind:
                 return error
-    return min(errors, key=lambda error: len(error["loc"]))
+    # A union member that matched the type but broke a constraint (too long, too big) says more than the others.
+    return min(errors, key=lambda error: (error["type"].endswith("_type"), len(error["loc"])))
 
 
 def dotted(loc: tuple[int | str, ...]) -> str:

@@ -1,0 +1,106 @@
+"""Bad requests get a 4xx in OpenAI's error shape, naming the problem; the server stays up."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from test_v1_harness import Served, make_config, model_entry, serve, unused_port
+
+CHAT = {"model": "gemma", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}
+
+
+@pytest.fixture(scope="module")
+def served(test_model_path: Path) -> Iterator[Served]:
+    config = make_config([model_entry(test_model_path, context_size=128)])
+    with serve(config, unused_port()) as running:
+        yield running
+
+
+def post(served: Served, body: Any, path: str = "/v1/chat/completions") -> httpx.Response:
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return httpx.post(f"{served.url}{path}", content=content, timeout=60)
+
+
+def error_of(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    error: dict[str, Any] = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    return error
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "words"),
+    [
+        (b"{", None, "not valid JSON"),
+        (b'{"model": "gemma", "messages": [{"role": "user", "content": "\xff"}]}', None, "not valid UTF-8"),
+        (b"[1, 2]", None, "JSON object"),
+        ({**CHAT, "max_tokens": -1}, "max_tokens", "greater than or equal to 1"),
+        ({**CHAT, "max_tokens": "8"}, "max_tokens", "integer"),
+        ({**CHAT, "temperature": 3}, "temperature", "less than or equal to 2"),
+        ({**CHAT, "messages": "hi"}, "messages", "array"),
+        ({**CHAT, "messages": [{"role": "robot", "content": "x"}]}, "messages[0].role", "'system'"),
+        ({"messages": CHAT["messages"]}, "model", "Missing required parameter"),
+        ({**CHAT, "frobnicate": True}, "frobnicate", "Unrecognized request argument"),
+        ({**CHAT, "messages": [{"role": "user", "content": "x", "mood": "sad"}]}, "messages[0].mood", "Unrecognized"),
+        ({**CHAT, "n": 3}, "n", "one choice"),
+        ({**CHAT, "logprobs": True}, "logprobs", "not returned"),
+        ({**CHAT, "tool_choice": "required"}, "tool_choice", "required"),
+        ({**CHAT, "stop": ["a", "b", "c", "d", "e"]}, "stop", "at most 4"),
+        ({**CHAT, "logit_bias": {"word": 1}}, "logit_bias", "token ids"),
+    ],
+)
+def test_bad_chat_requests_are_400_naming_the_problem(served: Served, body: Any, param: str | None, words: str) -> None:
+    error = error_of(post(served, body), 400)
+    assert error["param"] == param
+    assert words in error["message"]
+    assert error["type"] == "invalid_request_error"
+
+
+def test_image_content_is_unsupported(served: Served) -> None:
+    part = {"type": "image_url", "image_url": {"url": "http://x/y.png"}}
+    error = error_of(post(served, {**CHAT, "messages": [{"role": "user", "content": [part]}]}), 400)
+    assert error["param"] == "messages[0].content[0]"
+
+
+def test_text_content_parts_are_accepted(served: Served) -> None:
+    parts = [{"type": "text", "text": "Say"}, {"type": "text", "text": "hello"}]
+    assert post(served, {**CHAT, "messages": [{"role": "developer", "content": parts}]}).status_code == 200
+
+
+def test_unknown_model_is_404_naming_the_models(served: Served) -> None:
+    error = error_of(post(served, {**CHAT, "model": "gpt-4"}), 404)
+    assert "gpt-4" in error["message"]
+    assert "gemma" in error["message"]
+    assert error["param"] == "model"
+
+
+def test_prompt_longer_than_the_context_is_400(served: Served) -> None:
+    long = {**CHAT, "messages": [{"role": "user", "content": "word " * 400}]}
+    error = error_of(post(served, long), 400)
+    assert error["code"] == "context_length_exceeded"
+    assert "exceed context window" in error["message"]
+    stream_error = error_of(post(served, {**long, "stream": True}), 400)
+    assert stream_error["code"] == "context_length_exceeded"
+    completion = post(served, {"model": "gemma", "prompt": "word " * 400}, "/v1/completions")
+    assert error_of(completion, 400)["param"] == "prompt"
+
+
+def test_embeddings_need_an_embedding_model(served: Served) -> None:
+    error = error_of(post(served, {"model": "gemma", "input": "hi"}, "/v1/embeddings"), 400)
+    assert "embeddings: true" in error["message"]
+
+
+def test_several_prompts_are_unsupported(served: Served) -> None:
+    error = error_of(post(served, {"model": "gemma", "prompt": ["a", "b"]}, "/v1/completions"), 400)
+    assert error["param"] == "prompt"
+
+
+def test_server_still_answers_after_bad_input(served: Served) -> None:
+    for body in (b"\x00\x01", b'{"model": 1}', b"null", b'{"model": "gemma", "messages": [{}]}'):
+        assert 400 <= post(served, body).status_code < 500
+    assert post(served, CHAT).status_code == 200
