@@ -1,0 +1,98 @@
+"""Queueing, 429, cancellation on disconnect, and models that never wait for each other (real uvicorn, real model)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+from test_v1_harness import Served, make_config, model_entry, serve, unused_port, wait_for
+
+LONG = 400  # tokens: several seconds of generation, never reached because each test stops it
+
+
+def chat_body(model: str, max_tokens: int, stream: bool) -> dict[str, object]:
+    prompt = [{"role": "user", "content": "Write a very long story about a dragon."}]
+    return {
+        "model": model,
+        "messages": prompt,
+        "max_tokens": max_tokens,
+        "stream": stream,
+        "temperature": 0,
+        "stop": [],
+    }
+
+
+async def stream_lines(client: httpx.AsyncClient, body: dict[str, object]) -> AsyncIterator[str]:
+    async with client.stream("POST", "/v1/chat/completions", json=body) as response:
+        assert response.status_code == 200
+        async for line in response.aiter_lines():
+            if line.startswith("data: "):
+                yield line.removeprefix("data: ")
+
+
+def test_full_queue_is_429_and_a_disconnect_frees_the_place(test_model_path: Path) -> None:
+    config = make_config([model_entry(test_model_path)], queue_size=0, max_tokens=LONG)
+    with serve(config, unused_port()) as served:
+        asyncio.run(_full_then_freed(served))
+
+
+async def _full_then_freed(served: Served) -> None:
+    async with httpx.AsyncClient(base_url=served.url, timeout=60) as client:
+        lines = stream_lines(client, chat_body("gemma", LONG, stream=True))
+        await anext(lines)  # the first generation is running
+        refused = await client.post("/v1/chat/completions", json=chat_body("gemma", 4, stream=False))
+        assert refused.status_code == 429
+        assert refused.headers["retry-after"].isdigit()
+        assert refused.json()["error"]["type"] == "rate_limit_error"
+        started = time.monotonic()
+        await lines.aclose()  # the client goes away mid-stream
+        await asyncio.to_thread(wait_for, lambda: served.manager.queue_depth("gemma") == 0, 10, "the place freed")
+        assert time.monotonic() - started < 3  # far less than the rest of the LONG generation
+        answered = await client.post("/v1/chat/completions", json=chat_body("gemma", 4, stream=False))
+        assert answered.status_code == 200
+    assert served.metrics.value("cortex_tokens_total", model="gemma", direction="out") < LONG
+
+
+def test_a_non_streaming_client_that_leaves_cancels_its_generation(test_model_path: Path) -> None:
+    config = make_config([model_entry(test_model_path)], queue_size=0, max_tokens=LONG)
+    with serve(config, unused_port()) as served:
+        asyncio.run(_leave_non_streaming(served))
+        # The cancelled generation stopped between tokens, long before LONG tokens.
+        assert served.metrics.value("cortex_tokens_total", model="gemma", direction="out") < LONG - 4
+
+
+async def _leave_non_streaming(served: Served) -> None:
+    async with httpx.AsyncClient(base_url=served.url, timeout=60) as client:
+        request = asyncio.ensure_future(client.post("/v1/chat/completions", json=chat_body("gemma", LONG, False)))
+        await asyncio.to_thread(wait_for, lambda: served.manager.queue_depth("gemma") == 1, 10, "the request")
+        request.cancel()
+        await asyncio.gather(request, return_exceptions=True)
+        await asyncio.to_thread(wait_for, lambda: served.manager.queue_depth("gemma") == 0, 3, "the place freed")
+        answered = await client.post("/v1/chat/completions", json=chat_body("gemma", 4, stream=False))
+        assert answered.status_code == 200
+
+
+def test_two_models_do_not_wait_for_each_other(test_model_path: Path) -> None:
+    models = [model_entry(test_model_path, "first"), model_entry(test_model_path, "second")]
+    with serve(make_config(models, max_tokens=LONG), unused_port()) as served:
+        asyncio.run(_two_models(served))
+
+
+async def _two_models(served: Served) -> None:
+    async with httpx.AsyncClient(base_url=served.url, timeout=60) as client:
+        lines = stream_lines(client, chat_body("first", LONG, stream=True))
+        await anext(lines)
+        started = time.monotonic()
+        listed = await client.get("/v1/models")  # never waits for a generation
+        assert listed.status_code == 200
+        assert time.monotonic() - started < 0.5
+        other = await client.post("/v1/chat/completions", json=chat_body("second", 4, stream=False))
+        assert other.status_code == 200
+        # The first model is still generating: its stream has not finished.
+        assert json.loads(await anext(lines))["choices"][0]["finish_reason"] is None
+        assert served.manager.queue_depth("first") == 1
+        await lines.aclose()
