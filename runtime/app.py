@@ -20,6 +20,7 @@ from .health import health_routes
 from .manager import ModelManager
 from .metrics import standard_metrics
 from .middleware import EXCEPTION_HANDLERS, middleware
+from .sdnotify import readiness
 from .store import ModelStore
 from .v1.openapi import openapi_document
 from .v1.routes import v1_routes
@@ -34,7 +35,8 @@ def create_app(config: Cortexfile, *, data_dir: Path) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await models.start()
         try:
-            yield
+            async with readiness(models):  # systemd Type=notify: READY=1 once the models are loaded
+                yield
         finally:
             await models.close()
 
