@@ -1,0 +1,160 @@
+"""ModelManager on the real model: load policies, LRU unload, memory budget, clear load failures."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_v1_harness import locate_source, make_config, model_entry
+
+from menlo_cortex.cortexfile.schema import Cortexfile
+from menlo_cortex.runtime.engine import Generation
+from menlo_cortex.runtime.errors import ApiError
+from menlo_cortex.runtime.manager import ModelManager
+from menlo_cortex.runtime.metrics import standard_metrics
+
+GEMMA_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' else 'user' }}\n"
+    "{{ m['content'] }}<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+
+
+def run_with(config: Cortexfile, body: Callable[[ModelManager], Awaitable[None]]) -> ModelManager:
+    async def main() -> ModelManager:
+        manager = ModelManager(config, metrics=standard_metrics(), locate=locate_source)
+        await manager.start()
+        try:
+            await body(manager)
+        finally:
+            await manager.close()
+        return manager
+
+    return asyncio.run(main())
+
+
+async def wait_ready(manager: ModelManager) -> None:
+    async with asyncio.timeout(60):
+        while not manager.ready():
+            await asyncio.sleep(0.01)
+
+
+def states(manager: ModelManager) -> dict[object, object]:
+    return {entry["id"]: entry["state"] for entry in manager.status()}
+
+
+def test_start_models_load_in_the_background_and_on_demand_ones_on_first_use(test_model_path: Path) -> None:
+    config = make_config([model_entry(test_model_path, "a"), model_entry(test_model_path, "b", load="on_demand")])
+
+    async def body(manager: ModelManager) -> None:
+        assert not manager.ready()  # start() returned at once
+        await wait_ready(manager)
+        assert states(manager) == {"a": "ready", "b": "unloaded"}
+        async with manager.use("b"):
+            assert states(manager)["b"] == "ready"
+        assert manager.metrics.value("cortex_model_loaded", model="b") == 1
+        assert 'cortex_model_load_seconds_count{model="b"} 1' in manager.metrics.render()
+
+    manager = run_with(config, body)
+    assert states(manager) == {"a": "unloaded", "b": "unloaded"}  # close() unloads everything
+
+
+def test_least_recently_used_idle_model_is_unloaded(test_model_path: Path) -> None:
+    models = [model_entry(test_model_path, name, load="on_demand") for name in ("a", "b", "c")]
+    config = make_config(models, max_resident_models=2)
+
+    async def body(manager: ModelManager) -> None:
+        for name in ("a", "b", "a", "c"):
+            async with manager.use(name):
+                pass
+        assert states(manager) == {"a": "ready", "b": "unloaded", "c": "ready"}
+        assert manager.metrics.value("cortex_model_loaded", model="b") == 0
+
+    run_with(config, body)
+
+
+def test_busy_models_are_not_unloaded(test_model_path: Path) -> None:
+    models = [model_entry(test_model_path, name, load="on_demand") for name in ("a", "b")]
+
+    async def body(manager: ModelManager) -> None:
+        async with manager.use("a"):
+            with pytest.raises(ApiError) as raised:
+                async with manager.use("b"):
+                    pass
+        assert raised.value.status == 503
+        assert "busy" in raised.value.message
+        assert raised.value.headers["Retry-After"]
+
+    run_with(make_config(models, max_resident_models=1), body)
+
+
+def test_memory_budget_smaller_than_the_model_fails_clearly(test_model_path: Path) -> None:
+    config = make_config([model_entry(test_model_path, "a", load="on_demand")], memory_budget_mb=10)
+
+    async def body(manager: ModelManager) -> None:
+        with pytest.raises(ApiError) as raised:
+            async with manager.use("a"):
+                pass
+        assert raised.value.status == 503
+        assert "memory_budget_mb" in raised.value.message
+        assert manager.status() == [{"id": "a", "state": "failed", "error": raised.value.message}]
+
+    run_with(config, body)
+
+
+@pytest.mark.parametrize(
+    ("make_file", "words"),
+    [
+        (lambda folder: folder / "absent.gguf", "not found"),
+        (lambda folder: _write(folder / "text.gguf", b"hello, not a model"), "not a GGUF file"),
+        (lambda folder: _write(folder / "cut.gguf", b"GGUF" + b"\0" * 64), "failed to load"),
+    ],
+)
+def test_a_model_that_cannot_load_is_failed_with_model_and_file_named(
+    tmp_path: Path, make_file: Callable[[Path], Path], words: str
+) -> None:
+    path = make_file(tmp_path)
+    config = make_config([model_entry(path, "broken"), model_entry(path, "later", load="on_demand")])
+
+    async def body(manager: ModelManager) -> None:
+        async with asyncio.timeout(30):
+            while states(manager)["broken"] != "failed":
+                await asyncio.sleep(0.01)
+        error = str(manager.status()[0]["error"])
+        assert words in error
+        assert "broken" in error
+        assert path.name in error
+        assert not manager.ready()
+        with pytest.raises(ApiError) as raised:
+            async with manager.use("later"):
+                pass
+        assert raised.value.status == 503
+        assert "later" in raised.value.message
+
+    run_with(config, body)
+
+
+def _write(path: Path, content: bytes) -> Path:
+    path.write_bytes(content)
+    return path
+
+
+def test_chat_template_from_the_cortexfile_is_used(test_model_path: Path) -> None:
+    entry: dict[str, Any] = model_entry(test_model_path, "templated", chat_template=GEMMA_TEMPLATE)
+    del entry["chat_format"]
+
+    async def body(manager: ModelManager) -> None:
+        await wait_ready(manager)
+        messages = [{"role": "user", "content": "Say hello."}]
+
+        def start(llama: Any, processors: Any) -> Any:
+            return llama.create_chat_completion(messages=messages, max_tokens=8, temperature=0, stream=True)
+
+        async with manager.use("templated") as engine:
+            chunks = [chunk async for chunk in engine.stream(start, Generation(deadline=time.monotonic() + 60))]
+        assert "".join(chunk["choices"][0]["delta"].get("content") or "" for chunk in chunks).strip()
+
+    run_with(make_config([entry]), body)
