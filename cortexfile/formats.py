@@ -33,7 +33,7 @@ _MOUNT_HINT = (
     "(mount the folder, not the file, so edits reload)"
 )
 
-_CONTAINER = MappingProxyType({"server.host": "0.0.0.0", "data.path": CONTAINER_DATA})  # noqa: S104
+_CONTAINER = MappingProxyType({"server.host": "0.0.0.0", "data.path": CONTAINER_DATA})
 
 FORMATS: Mapping[str, FormatDefaults] = MappingProxyType(
     {

@@ -1,0 +1,133 @@
+"""Which distro x accelerator images the docker target makes, from which bases, with which packages.
+
+Data only. Package names are each distribution's own; the builder list is what compiles
+llama-cpp-python (dropped when prebuilt wheels are given), the runtime list is all the final
+image gets besides the base and the Python environment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+
+@dataclass(frozen=True)
+class Flavor:
+    """One supported distro x accelerator pair."""
+
+    builder_image: str
+    runtime_image: str
+    python: tuple[str, ...]  # the builder's Python with venv support
+    compilers: tuple[str, ...]  # only when llama-cpp-python is compiled
+    builder_extra: tuple[str, ...] = ()  # accelerator SDK for compiling
+    runtime: tuple[str, ...] = ()  # what the final image adds to its base
+    repo_setup: tuple[str, ...] = ()  # shell steps adding a vendor repository (CUDA, ROCm)
+
+
+class UnsupportedTarget(ValueError):
+    """A distro x accelerator pair without templates."""
+
+
+_DEBIAN = "docker.io/library/debian:bookworm-slim"
+_UBUNTU = "docker.io/library/ubuntu:24.04"
+_ALPINE = "docker.io/library/alpine:3.20"
+_ARCH = "docker.io/library/archlinux:base"
+_FEDORA = "registry.fedoraproject.org/fedora:40"
+
+_APT_PY, _APT_CC = ("python3", "python3-venv"), ("build-essential", "cmake")
+_APT_RUN = ("python3", "libgomp1", "ca-certificates")
+_APK_PY, _APK_CC = ("python3", "py3-pip"), ("build-base", "cmake", "linux-headers")
+_APK_RUN = ("python3", "libgomp", "libstdc++", "ca-certificates")
+_PAC_PY, _PAC_CC = ("python",), ("base-devel", "cmake")
+_PAC_RUN = ("python", "gcc-libs", "ca-certificates")
+_DNF_PY, _DNF_CC = ("python3",), ("gcc", "gcc-c++", "make", "cmake")
+_DNF_RUN = ("python3", "libgomp", "libstdc++", "ca-certificates")
+
+_NV = "https://developer.download.nvidia.com/compute/cuda/repos"
+_CUDA_DEBIAN_REPO = (
+    f"python3 -c \"import urllib.request as u; u.urlretrieve('{_NV}/debian12/x86_64/cuda-keyring_1.1-1_all.deb',"
+    " '/tmp/cuda-keyring.deb')\"",
+    "dpkg -i /tmp/cuda-keyring.deb",
+    "apt-get update",
+)
+_CUDA_FEDORA_REPO = (f"dnf config-manager --add-repo {_NV}/fedora39/x86_64/cuda-fedora39.repo",)
+_CUDA_LIBS = ("cuda-cudart-12-4", "libcublas-12-4")
+_CUDA_DNF_LIBS = ("cuda-cudart-12-4", "libcublas-12-4")
+_VULKAN_APT = (("libvulkan-dev", "glslc"), ("libvulkan1", "mesa-vulkan-drivers"))
+_VULKAN_APK = (
+    ("vulkan-loader-dev", "vulkan-headers", "shaderc"),
+    ("vulkan-loader", "mesa-vulkan-ati", "mesa-vulkan-intel"),
+)
+_VULKAN_PAC = (
+    ("vulkan-icd-loader", "vulkan-headers", "shaderc"),
+    ("vulkan-icd-loader", "vulkan-radeon", "vulkan-intel"),
+)
+_VULKAN_DNF = (("vulkan-loader-devel", "vulkan-headers", "glslc"), ("vulkan-loader", "mesa-vulkan-drivers"))
+
+
+def _apt(image: str, extra: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())) -> Flavor:
+    return Flavor(image, image, _APT_PY, _APT_CC, extra[0], _APT_RUN + extra[1])
+
+
+def _apk(extra: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())) -> Flavor:
+    return Flavor(_ALPINE, _ALPINE, _APK_PY, _APK_CC, extra[0], _APK_RUN + extra[1])
+
+
+def _pacman(extra: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())) -> Flavor:
+    return Flavor(_ARCH, _ARCH, _PAC_PY, _PAC_CC, extra[0], _PAC_RUN + extra[1])
+
+
+def _dnf(extra: tuple[tuple[str, ...], tuple[str, ...]] = ((), ()), repo: tuple[str, ...] = ()) -> Flavor:
+    return Flavor(_FEDORA, _FEDORA, _DNF_PY, _DNF_CC, extra[0], _DNF_RUN + extra[1], repo)
+
+
+FLAVORS: Mapping[tuple[str, str], Flavor] = MappingProxyType(
+    {
+        ("debian", "cpu"): _apt(_DEBIAN),
+        ("debian", "vulkan"): _apt(_DEBIAN, _VULKAN_APT),
+        ("debian", "cuda"): Flavor(
+            _DEBIAN, _DEBIAN, _APT_PY, _APT_CC, ("cuda-toolkit-12-4",), _APT_RUN + _CUDA_LIBS, _CUDA_DEBIAN_REPO
+        ),
+        ("ubuntu", "cpu"): _apt(_UBUNTU),
+        ("ubuntu", "vulkan"): _apt(_UBUNTU, _VULKAN_APT),
+        ("ubuntu", "cuda"): Flavor(
+            "docker.io/nvidia/cuda:12.4.1-devel-ubuntu22.04",
+            "docker.io/nvidia/cuda:12.4.1-runtime-ubuntu22.04",
+            _APT_PY,
+            _APT_CC,
+            runtime=_APT_RUN,
+        ),
+        ("ubuntu", "rocm"): Flavor(
+            "docker.io/rocm/dev-ubuntu-22.04:6.2",
+            "docker.io/rocm/dev-ubuntu-22.04:6.2",
+            _APT_PY,
+            _APT_CC,
+            ("hipblas-dev", "rocblas-dev"),
+            (*_APT_RUN, "hipblas", "rocblas"),
+        ),
+        ("alpine", "cpu"): _apk(),
+        ("alpine", "vulkan"): _apk(_VULKAN_APK),
+        ("arch", "cpu"): _pacman(),
+        ("arch", "vulkan"): _pacman(_VULKAN_PAC),
+        ("arch", "cuda"): _pacman((("cuda",), ("cuda",))),
+        ("fedora", "cpu"): _dnf(),
+        ("fedora", "vulkan"): _dnf(_VULKAN_DNF),
+        ("fedora", "cuda"): _dnf((("cuda-toolkit-12-4",), _CUDA_DNF_LIBS), _CUDA_FEDORA_REPO),
+    }
+)
+
+
+def supported() -> list[str]:
+    return [f"{distro}/{accelerator}" for distro, accelerator in sorted(FLAVORS)]
+
+
+def flavor(distro: str, accelerator: str) -> Flavor:
+    """The flavor of a pair, or UnsupportedTarget listing the supported ones."""
+    found = FLAVORS.get((distro, accelerator))
+    if found is None:
+        raise UnsupportedTarget(
+            f"no image template for distro `{distro}` with accelerator `{accelerator}`; "
+            f"supported: {', '.join(supported())}"
+        )
+    return found
