@@ -10,7 +10,9 @@ from collections.abc import Callable, Sequence
 from menlo_cortex import __version__
 from menlo_cortex.cortexfile.errors import ConfigError
 
+from . import build as build_command
 from . import commands
+from .defaults import add_defaults_option
 from .flags import add_setting_flags
 from .output import print_diagnostics
 
@@ -34,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     _file_option(validate)
     validate.add_argument("--preflight", choices=["start", "build"], help="also run that phase's host checks")
     add_setting_flags(validate)
+    add_defaults_option(validate)
     validate.set_defaults(run=commands.validate)
 
     config = sub.add_parser("config", help="inspect the effective config").add_subparsers(
@@ -43,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     _file_option(show)
     show.add_argument("--json", action="store_true", help="machine-readable output")
     add_setting_flags(show)
+    add_defaults_option(show)
     show.set_defaults(run=commands.config_show)
 
     schema = sub.add_parser("schema", help="print the Cortexfile JSON Schema")
@@ -56,12 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
     start = sub.add_parser("start", help="serve the Cortexfile's models (OpenAI-compatible API)")
     _file_option(start)
     add_setting_flags(start)
+    add_defaults_option(start)
     start.set_defaults(run=commands.start)
 
     pull = sub.add_parser("pull", help="download and verify the Cortexfile's remote models into the store")
     _file_option(pull)
     add_setting_flags(pull)
     pull.set_defaults(run=commands.pull)
+
+    build_command.register(sub, _file_option)
     return parser
 
 

@@ -15,6 +15,7 @@ from menlo_cortex.cortexfile.preflight import Phase, preflight
 from menlo_cortex.cortexfile.schema_doc import schema_document
 from menlo_cortex.cortexfile.show import as_json, as_text
 
+from .defaults import loader_options, mount_point_warning, require_file
 from .flags import given_flags
 from .output import print_diagnostics
 
@@ -22,7 +23,8 @@ from .output import print_diagnostics
 def load_checked(args: argparse.Namespace, phase: Phase | None = None) -> Resolved:
     """Load with env and flags, print warnings, run a phase's preflight; ConfigError on failure."""
     flags = given_flags(args) if hasattr(args, "setting_host") else {}
-    resolved = load_from_environment(args.file, flags)
+    require_file(args)
+    resolved = load_from_environment(args.file, flags, **loader_options(args))
     problems = preflight(resolved, phase) if phase else []
     if problems:
         raise ConfigError(resolved.warnings + problems)
@@ -69,6 +71,7 @@ def migrate(args: argparse.Namespace) -> int:
 
 def start(args: argparse.Namespace) -> int:
     resolved = load_checked(args, Phase.start)
+    print_diagnostics(filter(None, [mount_point_warning(Path(args.file))]))
     from menlo_cortex.runtime.main import serve  # the runtime's dependencies load only here
 
     return serve(resolved, debug=args.debug)
