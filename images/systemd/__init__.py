@@ -1,0 +1,1 @@
+"""`cortex build --format systemd`: a hardened systemd service bundle (see bundle.build)."""

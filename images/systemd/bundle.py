@@ -1,0 +1,129 @@
+"""`cortex build --format systemd`: assemble the bundle folder, then its tarball and sha256.
+
+Steps, each a function: gather wheels -> plan -> render -> copy the Cortexfile byte for byte ->
+place models in the store layout -> rename the finished folder into place -> tar it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from ... import __version__
+from ...cortexfile.hashing import config_hash
+from ...cortexfile.loader import Resolved
+from ...cortexfile.schema import Cortexfile
+from ...runtime.store import ModelStore
+from . import wheels
+from .archive import write_tarball
+from .plan import ServicePlan, make_plan
+from .render import EXECUTABLE, render_files
+
+CONSTRAINTS = wheels.PROJECT_ROOT / "constraints.txt"
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    resolved: Resolved  # loaded with plan.DEFAULTS as the format layer
+    output: Path
+    model_store: Path  # the build host's data folder, where baked models are found or fetched into
+    wheels_dir: Path | None = None  # a prebuilt llama-cpp-python wheel for the target (else the cache)
+    platform: str | None = None  # linux/amd64 | linux/arm64, overrides target.architecture
+
+
+@dataclass(frozen=True)
+class Bundle:
+    folder: Path
+    tarball: Path
+    sha256: str
+    plan: ServicePlan
+
+
+def build(request: BuildRequest) -> Bundle:
+    config = _with_platform(request.resolved.config, request.platform)
+    resolved = Resolved(request.resolved.path, config, request.resolved.merged, request.resolved.warnings)
+    make_plan(resolved, "check", "")  # bad settings fail here, before any slow step
+    llama = wheels.llama_wheel(config.target.architecture.value, request.wheels_dir)
+    staging = request.output / ".cortex-bundle.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        return _assemble(request, resolved, llama, staging)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _assemble(request: BuildRequest, resolved: Resolved, llama: Path, staging: Path) -> Bundle:
+    config = resolved.config
+    (staging / "wheels").mkdir(parents=True)
+    project_wheel = _gather_wheels(staging / "wheels", config.target.architecture.value, llama)
+    digest = config_hash(config)
+    plan = make_plan(resolved, _version(digest, staging / "wheels"), digest)
+    _write_rendered(staging, plan, project_wheel.name)
+    shutil.copyfile(request.resolved.path, staging / "Cortexfile.yaml")
+    _place_models(staging / "models", config, request.model_store, plan)
+    folder = request.output / f"cortex-{plan.version}-{plan.architecture}"
+    shutil.rmtree(folder, ignore_errors=True)
+    staging.rename(folder)
+    tarball, sha = write_tarball(folder)
+    return Bundle(folder, tarball, sha, plan)
+
+
+def _with_platform(config: Cortexfile, platform: str | None) -> Cortexfile:
+    if platform is None:
+        return config
+    name = platform.strip().lower().removeprefix("linux/")
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(name, name)
+    target = config.target.model_validate({**config.target.model_dump(), "architecture": arch})
+    return config.model_copy(update={"target": target})
+
+
+def _gather_wheels(into: Path, architecture: str, llama: Path) -> Path:
+    project = wheels.build_project_wheel(into)
+    for wheel in wheels.dependency_wheels(project, llama, architecture, CONSTRAINTS):
+        _link_or_copy(wheel, into / wheel.name)
+    return project
+
+
+def _version(digest: str, wheel_folder: Path) -> str:
+    """The project version plus a short hash of the config and every wheel: new content, new prefix."""
+    total = hashlib.sha256(digest.encode())
+    for wheel in sorted(wheel_folder.glob("*.whl")):
+        total.update(wheel.name.encode() + _file_sha256(wheel).encode())
+    return f"{__version__}-{total.hexdigest()[:12]}"
+
+
+def _write_rendered(into: Path, plan: ServicePlan, project_wheel: str) -> None:
+    for relative, text in render_files(plan, project_wheel).items():
+        path = into / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        path.chmod(0o755 if relative in EXECUTABLE else 0o644)
+
+
+def _place_models(into: Path, config: Cortexfile, store_dir: Path, plan: ServicePlan) -> None:
+    into.mkdir()
+    store = ModelStore(config, store_dir)
+    by_id = {model.id: model for model in config.models}
+    for baked in plan.models:
+        found = store.ensure(by_id[baked.id])
+        _link_or_copy(found, into / f"{baked.sha256}.gguf")
+
+
+def _link_or_copy(source: Path, dest: Path) -> None:
+    if dest.exists():
+        return
+    try:
+        os.link(source, dest)
+    except OSError:  # another file system, or links not allowed
+        shutil.copy2(source, dest)
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,105 @@
+"""The bundle's wheels: this project (`pip wheel --no-deps`), its runtime dependencies for the target's
+Python 3.11 (`pip download`, binary only, cached per requirement set), and the portable llama-cpp-python
+wheel that scripts/llama-wheel.sh keeps under ~/.cache/cortex/wheels. Never the builder's own
+dependencies (docker, tomli-w): the runtime extra does not name them."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent  # images/systemd/ -> the source tree
+LLAMA_VERSION = "0.3.36"
+TARGET_PYTHON = "3.11"
+MACHINES = {"amd64": "x86_64", "arm64": "aarch64"}
+GLIBC_MINORS = range(17, 37)  # manylinux tags a Debian 12 / Ubuntu 22.04+ glibc accepts
+
+
+class WheelError(RuntimeError):
+    """A wheel could not be built, found or downloaded; the message says which and why."""
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cortex"
+
+
+def build_project_wheel(out: Path, source: Path = PROJECT_ROOT) -> Path:
+    if not (source / "pyproject.toml").is_file():
+        raise WheelError(f"cannot build the runtime wheel: no pyproject.toml in {source} (use a source tree)")
+    with tempfile.TemporaryDirectory(prefix="cortex-wheel-") as scratch:
+        command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", scratch]
+        _run([*command, str(source)], "building the runtime wheel")
+        built = sorted(Path(scratch).glob("menlo_cortex-*.whl"))
+        if not built:
+            raise WheelError("pip wheel produced no menlo_cortex wheel")
+        return Path(shutil.copy2(built[0], out / built[0].name))
+
+
+def llama_wheel(architecture: str, folder: Path | None = None) -> Path:
+    """The prebuilt llama-cpp-python wheel for `architecture` (from `folder` or the llama-wheel.sh cache)."""
+    machine = MACHINES[architecture]
+    folders = [folder] if folder else sorted((cache_root() / "wheels").glob(f"llama-cpp-python-{LLAMA_VERSION}-*"))
+    pattern = f"llama_cpp_python-{LLAMA_VERSION}-*linux_{machine}.whl"
+    found = [wheel for place in folders for wheel in sorted(place.glob(pattern))]
+    if not found:
+        where = folder or cache_root() / "wheels"
+        raise WheelError(
+            f"no llama-cpp-python {LLAMA_VERSION} wheel for {architecture} ({machine}) in {where}: the bundle "
+            f"cannot contain that architecture; build one on a {machine} host with scripts/llama-wheel.sh "
+            "and pass its folder with --wheels"
+        )
+    return found[-1]
+
+
+def dependency_wheels(project_wheel: Path, llama: Path, architecture: str, constraints: Path | None) -> list[Path]:
+    """Every wheel the runtime extra needs on the target, downloaded once per requirement set."""
+    key = _dependency_key(project_wheel, llama, architecture, constraints)
+    cached = cache_root() / "bundle-wheels" / key
+    if not (cached / ".complete").is_file():
+        _download(project_wheel, llama, architecture, constraints, cached)
+    return sorted(cached.glob("*.whl"))
+
+
+def _download(project_wheel: Path, llama: Path, architecture: str, constraints: Path | None, into: Path) -> None:
+    partial = into.with_name(into.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    machine = MACHINES[architecture]
+    platforms = [f"manylinux_2_{minor}_{machine}" for minor in GLIBC_MINORS] + [f"manylinux2014_{machine}"]
+    command = [sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "-d", str(partial)]
+    command += [arg for name in [*platforms, f"linux_{machine}"] for arg in ("--platform", name)]
+    command += ["--python-version", TARGET_PYTHON, "--implementation", "cp", "--find-links", str(llama.parent)]
+    command += ["-c", str(constraints)] if constraints and constraints.is_file() else []
+    _run([*command, f"{project_wheel}[runtime]", "pip"], "downloading the runtime's dependencies")
+    for own in partial.glob("menlo_cortex-*.whl"):
+        own.unlink()
+    (partial / ".complete").touch()
+    shutil.rmtree(into, ignore_errors=True)
+    partial.rename(into)
+
+
+def _dependency_key(project_wheel: Path, llama: Path, architecture: str, constraints: Path | None) -> str:
+    digest = hashlib.sha256(f"{architecture}|{TARGET_PYTHON}|{llama.name}".encode())
+    digest.update("\n".join(_requirements(project_wheel)).encode())
+    if constraints and constraints.is_file():
+        digest.update(constraints.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _requirements(wheel: Path) -> list[str]:
+    with zipfile.ZipFile(wheel) as archive:
+        name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        lines = archive.read(name).decode().splitlines()
+    return sorted(line for line in lines if line.startswith("Requires-Dist:"))
+
+
+def _run(command: list[str], what: str) -> None:
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise WheelError(f"{what} failed: {(done.stderr or done.stdout).strip()[-2000:]}")

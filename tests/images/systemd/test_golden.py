@@ -1,0 +1,43 @@
+"""The generated files against reviewed copies, one folder per case. After an intended change:
+CORTEX_UPDATE_GOLDEN=1 pytest tests/images/systemd/test_golden.py, then review the diff."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from menlo_cortex.images.systemd.render import FILES, render_files
+
+from .conftest import GOLDEN, PROJECT_WHEEL, plan_for
+
+CASES = sorted(p.name for p in GOLDEN.iterdir() if (p / "Cortexfile.yaml").is_file())
+UPDATE = os.environ.get("CORTEX_UPDATE_GOLDEN") == "1"
+
+
+def expected_path(case: str, bundle_path: str) -> Path:
+    return GOLDEN / case / Path(bundle_path).name
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_rendered_files_match_golden(case: str) -> None:
+    rendered = render_files(plan_for(GOLDEN / case / "Cortexfile.yaml"), PROJECT_WHEEL)
+    assert set(rendered) == set(FILES)
+    for bundle_path, text in rendered.items():
+        golden = expected_path(case, bundle_path)
+        if UPDATE:
+            golden.write_text(text, encoding="utf-8")
+        assert golden.is_file(), f"no golden file {golden}: run with CORTEX_UPDATE_GOLDEN=1 and review it"
+        assert text == golden.read_text(encoding="utf-8"), f"{golden} differs (CORTEX_UPDATE_GOLDEN=1 to accept)"
+
+
+def test_every_case_has_been_reviewed() -> None:
+    assert len(CASES) >= 4
+    for case in CASES:
+        assert {p.name for p in (GOLDEN / case).iterdir()} == {"Cortexfile.yaml", *(Path(f).name for f in FILES)}
+
+
+def test_rendering_is_pure_and_stable() -> None:
+    path = GOLDEN / "server" / "Cortexfile.yaml"
+    assert render_files(plan_for(path), PROJECT_WHEEL) == render_files(plan_for(path), PROJECT_WHEEL)
