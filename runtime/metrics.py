@@ -126,5 +126,5 @@ def standard_metrics() -> Metrics:
     metrics.gauge("cortex_model_loaded", "1 when a model is resident, by model.")
     metrics.gauge("cortex_config_generation", "Generation of the config being served (1 at start, +1 per reload).")
     metrics.counter("cortex_config_reloads_total", "Config reloads applied.")
-    metrics.counter("cortex_config_reload_failures_total", "Config reloads refused (invalid edit); the old config kept.")
+    metrics.counter("cortex_config_reload_failures_total", "Config reloads refused; the running config was kept.")
     return metrics
