@@ -17,6 +17,12 @@ from .secrets import Secret
 from .store import store_path
 
 CORTEXFILE_NAME = "Cortexfile.yaml"
+BACKEND_FLAGS = {"cuda": "-DGGML_CUDA=ON", "vulkan": "-DGGML_VULKAN=ON", "rocm": "-DGGML_HIP=ON"}
+# Without explicit CPU features, build every CPU variant and pick one at run time.
+RUNTIME_DISPATCH = ("-DGGML_BACKEND_DL=ON", "-DGGML_CPU_ALL_VARIANTS=ON")
+CPU_FEATURE_FLAGS = ("-DGGML_AVX", "-DGGML_FMA", "-DGGML_F16C", "-DGGML_CPU_ARM_ARCH", "-DGGML_CPU_ALL_VARIANTS")
+DEFAULT_CUDA_ARCHITECTURES = ("75", "80", "86", "89", "90")  # Turing to Hopper
+NOT_PORTABLE = ("-DGGML_NATIVE", "-march=native", "-mcpu=native", "-mtune=native")
 OCI_SOURCE = "https://github.com/menloresearch/cortex"
 
 
@@ -89,9 +95,17 @@ class BuildPlan:
 
     @property
     def cmake_args(self) -> tuple[str, ...]:
-        args = [a for a in self.llama_cmake_args if not a.startswith("-DCMAKE_CUDA_ARCHITECTURES=")]
-        if self.cuda_architectures:
-            args.append("-DCMAKE_CUDA_ARCHITECTURES=" + ";".join(self.cuda_architectures))
+        """The Cortexfile's llama.cpp flags made portable: never native, the accelerator's backend
+        on, CUDA architectures listed, CPU variants dispatched at run time unless pinned."""
+        args = ["-DGGML_NATIVE=OFF"]
+        args += [a for a in self.llama_cmake_args if not a.startswith((*NOT_PORTABLE, "-DCMAKE_CUDA_ARCHITECTURES="))]
+        backend = BACKEND_FLAGS.get(self.accelerator)
+        if backend and backend not in args:
+            args.append(backend)
+        if not any(a.startswith(CPU_FEATURE_FLAGS) for a in args):
+            args += RUNTIME_DISPATCH
+        if self.accelerator == "cuda":
+            args.append("-DCMAKE_CUDA_ARCHITECTURES=" + ";".join(self.cuda_architectures or DEFAULT_CUDA_ARCHITECTURES))
         return tuple(args)
 
     @property

@@ -18,14 +18,14 @@ from pathlib import Path
 from menlo_cortex import __version__
 
 from ..cortexfile import formats
-from ..cortexfile.errors import ConfigError
+from ..cortexfile.errors import ConfigError, Diagnostic
 from ..cortexfile.loader import Resolved, load, load_from_environment
 from ..cortexfile.plan import BuildOptions, BuildPlan, make_plan
 from ..cortexfile.preflight import Phase, preflight
 from ..cortexfile.store import data_dir
 from . import engine
 from .context import Entry, HostFiles, entries, write_tar, write_tree
-from .docker_matrix import flavor
+from .docker_matrix import UnsupportedTarget, flavor
 from .progress import BuildDisplay
 from .wheels import build_project_wheel, prebuilt_wheels
 
@@ -60,7 +60,7 @@ class Built:
 def build_docker(request: DockerBuild, environ: Mapping[str, str]) -> Built:
     host_view = _host_view(request.file, environ)
     image_view = load(request.file, format_defaults=formats.get("docker").loader_argument())
-    flavor(image_view.config.target.distro.value, image_view.config.target.accelerator.value)
+    _check_supported(image_view)
     models = _baked_models(host_view, environ) if image_view.config.build.bake_models else {}
     with tempfile.TemporaryDirectory(prefix="cortex-build-") as scratch:
         wheels = _wheels(request, Path(scratch))
@@ -72,6 +72,15 @@ def build_docker(request: DockerBuild, environ: Mapping[str, str]) -> Built:
         if request.context_only:
             return Built(None, None, plan)
         return _build(request, plan, files, Path(scratch), environ)
+
+
+def _check_supported(resolved: Resolved) -> None:
+    target = resolved.config.target
+    try:
+        flavor(target.distro.value, target.accelerator.value)
+    except UnsupportedTarget as exc:
+        where = resolved.origin(("target", "accelerator"))
+        raise ConfigError([Diagnostic(where, "target.accelerator", str(exc))]) from None
 
 
 def _host_view(file: Path, environ: Mapping[str, str]) -> Resolved:

@@ -1,0 +1,55 @@
+# Rendered by `cortex build` for alpine/cpu on linux/amd64.
+# Edit the Cortexfile, not this file. Config hash: b8a84b3ba8e8dc80d4e8177bc1be93b7cb1f4b8fa9157e94f07b07a7b8a1dae7
+#
+# The `packages` and `builder` stages may use the build network settings in build/ (proxy,
+# extra CA certificates, index mirror). The final stage never copies build/: it takes only
+# the unpacked runtime packages and the Python environment, so no build secret reaches it.
+
+FROM docker.io/library/alpine:3.20 AS packages
+COPY build/ /tmp/cortex-build/
+RUN . /tmp/cortex-build/env.sh \
+ && mkdir -p /tmp/apks /opt/overlay \
+ && apk fetch --no-cache --recursive --output /tmp/apks python3 libgomp libstdc++ ca-certificates \
+ && for apk in /tmp/apks/*.apk; do tar -xzf "$apk" -C /opt/overlay 2>/dev/null; done \
+ && rm -rf /opt/overlay/.PKGINFO /opt/overlay/.SIGN.* /opt/overlay/.pre-* /opt/overlay/.post-* \
+    /opt/overlay/.trigger /opt/overlay/usr/share/doc /opt/overlay/usr/share/man /tmp/apks
+
+FROM docker.io/library/alpine:3.20 AS builder
+COPY build/ /tmp/cortex-build/
+RUN . /tmp/cortex-build/env.sh \
+ && apk add --no-cache python3 py3-pip build-base cmake linux-headers
+COPY wheels/ /tmp/cortex-wheels/
+RUN . /tmp/cortex-build/env.sh \
+ && python3 -m venv /opt/cortex \
+ && CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" /opt/cortex/bin/pip install --no-cache-dir --no-compile --find-links /tmp/cortex-wheels \
+    "/tmp/cortex-wheels/menlo_cortex-0.1.0-py3-none-any.whl[runtime]" \
+ && /opt/cortex/bin/python /tmp/cortex-build/trim-venv.py /opt/cortex --musl-stack
+
+FROM docker.io/library/alpine:3.20
+COPY --from=packages /opt/overlay/ /
+RUN addgroup -S -g 10001 cortex \
+ && adduser -S -D -H -u 10001 -G cortex -h /var/lib/cortex -s /sbin/nologin cortex \
+ && mkdir -p /etc/cortex /var/lib/cortex/models \
+ && chown 10001:10001 /var/lib/cortex /var/lib/cortex/models
+COPY --from=builder /opt/cortex /opt/cortex
+# Python's ssl looks here when the distro's openssl package (and its cert links) is absent.
+ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
+# model gemma: one layer each, so an edit of the Cortexfile re-uses it
+COPY models/a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818.gguf /var/lib/cortex/models/a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818.gguf
+COPY Cortexfile.yaml /etc/cortex/Cortexfile.yaml
+LABEL ai.menlo.cortex.accelerator="cpu" \
+      ai.menlo.cortex.config-hash="b8a84b3ba8e8dc80d4e8177bc1be93b7cb1f4b8fa9157e94f07b07a7b8a1dae7" \
+      ai.menlo.cortex.distro="alpine" \
+      org.opencontainers.image.created="2026-01-01T00:00:00Z" \
+      org.opencontainers.image.description="Cortex LLM appliance serving: gemma" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.source="https://github.com/menloresearch/cortex" \
+      org.opencontainers.image.title="cortex" \
+      org.opencontainers.image.vendor="Menlo Research" \
+      org.opencontainers.image.version="0.1.0"
+EXPOSE 8443
+USER 10001:10001
+WORKDIR /var/lib/cortex
+HEALTHCHECK --interval=30s --timeout=10s --start-period=120s --retries=3 \
+    CMD ["/opt/cortex/bin/cortex", "probe", "--defaults", "docker", "-f", "/etc/cortex/Cortexfile.yaml"]
+ENTRYPOINT ["/opt/cortex/bin/cortex", "start", "--defaults", "docker", "-f", "/etc/cortex/Cortexfile.yaml"]

@@ -1,0 +1,59 @@
+# Rendered by `cortex build` for fedora/vulkan on linux/amd64.
+# Edit the Cortexfile, not this file. Config hash: 68b0b542d909f18f9cd15f699b1af7dae830fd34a05637554b8e7e461b0fd0fb
+#
+# The `packages` and `builder` stages may use the build network settings in build/ (proxy,
+# extra CA certificates, index mirror). The final stage never copies build/: it takes only
+# the unpacked runtime packages and the Python environment, so no build secret reaches it.
+
+FROM registry.fedoraproject.org/fedora:40 AS packages
+COPY build/ /tmp/cortex-build/
+RUN . /tmp/cortex-build/env.sh \
+ && dnf install -y --setopt=install_weak_deps=False --nodocs cpio \
+ && mkdir -p /tmp/rpms /opt/overlay \
+ && dnf install -y --setopt=install_weak_deps=False --nodocs --downloadonly --destdir /tmp/rpms \
+    python3 libgomp libstdc++ ca-certificates vulkan-loader mesa-vulkan-drivers \
+ && for rpm in /tmp/rpms/*.rpm; do rpm2cpio "$rpm" | cpio -idm -D /opt/overlay --quiet; done \
+ && rm -rf /opt/overlay/usr/share/doc /opt/overlay/usr/share/man /opt/overlay/usr/share/info /tmp/rpms \
+ && dnf clean all
+
+FROM registry.fedoraproject.org/fedora:40 AS builder
+COPY build/ /tmp/cortex-build/
+RUN . /tmp/cortex-build/env.sh \
+ && dnf install -y --setopt=install_weak_deps=False --nodocs python3 gcc gcc-c++ make cmake vulkan-loader-devel vulkan-headers glslc \
+ && dnf clean all
+COPY wheels/ /tmp/cortex-wheels/
+RUN . /tmp/cortex-build/env.sh \
+ && python3 -m venv /opt/cortex \
+ && CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_VULKAN=ON -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" /opt/cortex/bin/pip install --no-cache-dir --no-compile --find-links /tmp/cortex-wheels \
+    "/tmp/cortex-wheels/menlo_cortex-0.1.0-py3-none-any.whl[runtime]" \
+ && /opt/cortex/bin/python /tmp/cortex-build/trim-venv.py /opt/cortex
+
+FROM registry.fedoraproject.org/fedora:40
+COPY --from=packages /opt/overlay/ /
+RUN ldconfig \
+ && groupadd --system --gid 10001 cortex \
+ && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/cortex --no-create-home --shell /sbin/nologin cortex \
+ && mkdir -p /etc/cortex /var/lib/cortex/models \
+ && chown 10001:10001 /var/lib/cortex /var/lib/cortex/models
+COPY --from=builder /opt/cortex /opt/cortex
+# Python's ssl looks here when the distro's openssl package (and its cert links) is absent.
+ENV SSL_CERT_FILE=/etc/pki/tls/certs/ca-bundle.crt
+# model gemma: one layer each, so an edit of the Cortexfile re-uses it
+COPY models/a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818.gguf /var/lib/cortex/models/a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818.gguf
+COPY Cortexfile.yaml /etc/cortex/Cortexfile.yaml
+LABEL ai.menlo.cortex.accelerator="vulkan" \
+      ai.menlo.cortex.config-hash="68b0b542d909f18f9cd15f699b1af7dae830fd34a05637554b8e7e461b0fd0fb" \
+      ai.menlo.cortex.distro="fedora" \
+      org.opencontainers.image.created="2026-01-01T00:00:00Z" \
+      org.opencontainers.image.description="Cortex LLM appliance serving: gemma" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.source="https://github.com/menloresearch/cortex" \
+      org.opencontainers.image.title="cortex" \
+      org.opencontainers.image.vendor="Menlo Research" \
+      org.opencontainers.image.version="0.1.0"
+EXPOSE 8443
+USER 10001:10001
+WORKDIR /var/lib/cortex
+HEALTHCHECK --interval=30s --timeout=10s --start-period=120s --retries=3 \
+    CMD ["/opt/cortex/bin/cortex", "probe", "--defaults", "docker", "-f", "/etc/cortex/Cortexfile.yaml"]
+ENTRYPOINT ["/opt/cortex/bin/cortex", "start", "--defaults", "docker", "-f", "/etc/cortex/Cortexfile.yaml"]

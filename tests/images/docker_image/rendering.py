@@ -1,0 +1,42 @@
+"""Render the golden cases: one Cortexfile, the target varied through env, fixed build options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from menlo_cortex.cortexfile import formats
+from menlo_cortex.cortexfile.loader import load
+from menlo_cortex.cortexfile.plan import BuildOptions, BuildPlan, make_plan
+from menlo_cortex.cortexfile.recipes import RECIPES_DIR
+from menlo_cortex.images.docker_matrix import FLAVORS
+from menlo_cortex.images.dockerfile import render_dockerfile
+
+HERE = Path(__file__).parent
+CASE_FILE = HERE / "cases" / "Cortexfile.yaml"
+GOLDEN = HERE / "golden"
+PROJECT_WHEEL = "menlo_cortex-0.1.0-py3-none-any.whl"
+LLAMA_WHEEL = "llama_cpp_python-0.3.36-py3-none-linux_x86_64.whl"
+OPTIONS = BuildOptions(project_wheel=PROJECT_WHEEL, version="0.1.0", created="2026-01-01T00:00:00Z")
+
+
+def plan_for(distro: str, accelerator: str, options: BuildOptions = OPTIONS, file: Path = CASE_FILE) -> BuildPlan:
+    environ = {"CORTEX_TARGET__DISTRO": distro, "CORTEX_TARGET__ACCELERATOR": accelerator}
+    resolved = load(file, environ=environ, format_defaults=formats.get("docker").loader_argument())
+    return make_plan(resolved.config, options)
+
+
+def variant_plan(name: str) -> BuildPlan:
+    resolved = load(RECIPES_DIR / "variants" / f"{name}.yaml", format_defaults=formats.get("docker").loader_argument())
+    return make_plan(resolved.config, OPTIONS)
+
+
+def cases() -> dict[str, str]:
+    """Golden file name -> rendered Dockerfile."""
+    rendered = {f"{d}-{a}.Dockerfile": render_dockerfile(plan_for(d, a)) for d, a in sorted(FLAVORS)}
+    prebuilt = BuildOptions(
+        project_wheel=PROJECT_WHEEL, prebuilt_wheels=(LLAMA_WHEEL,), version="0.1.0", created=OPTIONS.created
+    )
+    rendered["debian-cpu-prebuilt-wheels.Dockerfile"] = render_dockerfile(plan_for("debian", "cpu", prebuilt))
+    for name in ("alpine", "ubuntu"):
+        rendered[f"variant-{name}.Dockerfile"] = render_dockerfile(variant_plan(name), bake_cortexfile=False)
+    return rendered
