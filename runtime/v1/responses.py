@@ -20,6 +20,7 @@ class Envelope:
     model: str
     id: str = ""
     created: int = field(default_factory=lambda: int(time.time()))
+    announced_calls: set[int] = field(default_factory=set)  # tool calls whose id and name were streamed
 
     def __post_init__(self) -> None:
         prefix = "chatcmpl" if self.kind == "chat" else "cmpl"
@@ -73,7 +74,7 @@ class Reply:
         )
         known["id"] = call.get("id") or known["id"]
         function = call.get("function") or {}
-        known["function"]["name"] += function.get("name") or ""
+        known["function"]["name"] = known["function"]["name"] or function.get("name") or ""
         known["function"]["arguments"] += function.get("arguments") or ""
 
     @property
@@ -104,7 +105,8 @@ def stream_chunk(envelope: Envelope, chunk: Chunk, include_usage: bool) -> dict[
     choice = choice_of(chunk)
     finish = choice.get("finish_reason")
     if envelope.kind == "chat":
-        body_choice = {"index": 0, "delta": choice.get("delta") or {}, "logprobs": None, "finish_reason": finish}
+        delta = _openai_delta(envelope, choice.get("delta") or {})
+        body_choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
         body = {**envelope.head("chat.completion.chunk"), "choices": [body_choice], "system_fingerprint": None}
     else:
         body_choice = {"index": 0, "text": choice.get("text") or "", "logprobs": None, "finish_reason": finish}
@@ -112,6 +114,24 @@ def stream_chunk(envelope: Envelope, chunk: Chunk, include_usage: bool) -> dict[
     if include_usage:
         body["usage"] = None
     return body
+
+
+def _openai_delta(envelope: Envelope, delta: dict[str, Any]) -> dict[str, Any]:
+    """llama-cpp-python repeats a tool call's id and name in every chunk and sends nulls; OpenAI sends them once."""
+    cleaned = {key: value for key, value in delta.items() if value is not None}
+    calls = []
+    for call in cleaned.get("tool_calls") or []:
+        index = call.get("index", 0)
+        if index in envelope.announced_calls:
+            arguments = (call.get("function") or {}).get("arguments", "")
+            calls.append({"index": index, "function": {"arguments": arguments}})
+        else:
+            calls.append(call)
+        envelope.announced_calls.add(index)
+    if calls:
+        cleaned["tool_calls"] = calls
+        cleaned.pop("function_call", None)  # the legacy twin of tool_calls
+    return cleaned
 
 
 def usage_chunk(envelope: Envelope, stats: TokenStats) -> dict[str, Any]:

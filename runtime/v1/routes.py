@@ -16,7 +16,7 @@ from ..manager import ModelManager
 from .generate import Job, respond
 from .requests import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from .responses import Envelope, embeddings_body, models_body
-from .sampling import chat_arguments, completion_arguments, unsupported
+from .sampling import chat_arguments, check_token_ids, completion_arguments, unsupported
 from .streaming import unless_disconnected
 from .validation import parse_body
 
@@ -55,6 +55,7 @@ def _chat(manager: ModelManager) -> Endpoint:
         arguments = chat_arguments(body, manager.limits)
 
         def start(llama: Any, processors: Any) -> Any:
+            check_token_ids(arguments, llama.n_vocab())
             return llama.create_chat_completion(**arguments, logits_processor=processors)
 
         job = Job(Envelope("chat", body.model), start, bool(body.stream), _include_usage(body), "messages")
@@ -69,6 +70,7 @@ def _completions(manager: ModelManager) -> Endpoint:
         arguments = completion_arguments(body, manager.limits)
 
         def start(llama: Any, processors: Any) -> Any:
+            check_token_ids(arguments, llama.n_vocab())
             return llama.create_completion(**arguments, logits_processor=processors)
 
         job = Job(Envelope("text", body.model), start, bool(body.stream), _include_usage(body), "prompt")

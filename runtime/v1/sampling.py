@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from ...cortexfile.schema.server import Limits
@@ -10,10 +11,12 @@ from .requests import (
     ChatCompletionRequest,
     CommonRequest,
     CompletionRequest,
+    FunctionDefinition,
     Message,
     NamedToolChoice,
     ResponseFormatJsonObject,
     ResponseFormatJsonSchema,
+    Tool,
 )
 
 # OpenAI's defaults, not llama-cpp-python's (0.2 / 0.95): clients expect OpenAI behaviour.
@@ -67,9 +70,9 @@ def chat_arguments(request: ChatCompletionRequest, limits: Limits) -> dict[str, 
     arguments["messages"] = [_message(message, index) for index, message in enumerate(request.messages)]
     arguments["response_format"] = _response_format(request)
     if request.tools:
-        arguments["tools"] = [tool.model_dump(exclude_none=True) for tool in request.tools]
+        arguments["tools"] = [_tool(tool) for tool in request.tools]
     if request.functions:
-        arguments["functions"] = [function.model_dump(exclude_none=True) for function in request.functions]
+        arguments["functions"] = [_function(function) for function in request.functions]
     choice = request.tool_choice if request.tool_choice is not None else request.function_call
     if choice is not None:
         arguments["tool_choice" if request.tool_choice is not None else "function_call"] = (
@@ -104,20 +107,54 @@ def _reject_unsupported_chat(request: ChatCompletionRequest) -> None:
             )
 
 
+def _function(function: FunctionDefinition) -> dict[str, Any]:
+    """Omitted parameters mean "no arguments" (OpenAI); llama-cpp-python needs them spelled out."""
+    result = function.model_dump(exclude_none=True)
+    result.setdefault("parameters", {"type": "object", "properties": {}})
+    return result
+
+
+def _tool(tool: Tool) -> dict[str, Any]:
+    result = tool.model_dump(exclude_none=True)
+    if tool.function is not None:
+        result["function"] = _function(tool.function)
+    return result
+
+
 def _response_format(request: ChatCompletionRequest) -> dict[str, Any] | None:
     fmt = request.response_format
     if isinstance(fmt, ResponseFormatJsonObject):
         return {"type": "json_object"}
     if isinstance(fmt, ResponseFormatJsonSchema):
         schema = fmt.json_schema.schema_
+        if not schema:
+            return {"type": "json_object"}
+        _check_schema(schema)
         # llama-cpp-python turns {"type": "json_object", "schema": ...} into a grammar for that schema.
-        return {"type": "json_object", "schema": schema} if schema else {"type": "json_object"}
+        return {"type": "json_object", "schema": schema}
     return None
+
+
+def _check_schema(schema: dict[str, Any]) -> None:
+    """llama-cpp-python silently falls back to any JSON for a schema it cannot convert; refuse instead."""
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    try:
+        json_schema_to_gbnf(json.dumps(schema))
+    except Exception as exc:  # the converter raises many kinds (KeyError, ValueError, RecursionError...)
+        param = "response_format.json_schema.schema"
+        raise ApiError(
+            400,
+            f"Invalid value for '{param}': it cannot be turned into a grammar: {exc!r}",
+            param=param,
+            code="invalid_value",
+        ) from None
 
 
 def _message(message: Message, index: int) -> dict[str, Any]:
     """OpenAI message to llama-cpp-python's: content parts flattened to text (chat templates expect text)."""
     result = message.model_dump(exclude_none=True)
+    result.setdefault("content", "")  # chat formats concatenate content; an assistant's tool call has none
     if message.role == "developer":
         result["role"] = "system"  # OpenAI's newer name for system; templates know only `system`
     if isinstance(message.content, list):
@@ -149,9 +186,30 @@ def _single_prompt(prompt: str | list[str] | list[int] | list[list[int]]) -> str
         return prompt
     if not prompt:
         raise ApiError(400, "Invalid value for 'prompt': it is empty.", param="prompt", code="invalid_value")
+    if any(isinstance(item, list) and not item for item in prompt):
+        raise ApiError(400, "Invalid value for 'prompt': a token list is empty.", param="prompt", code="invalid_value")
     if all(isinstance(item, int) for item in prompt):
         return [item for item in prompt if isinstance(item, int)]
     if len(prompt) == 1:
         only = prompt[0]
         return only if isinstance(only, str) else list(only)  # type: ignore[arg-type]
     raise unsupported("prompt", "send one prompt per request (batches of prompts are not supported).")
+
+
+def check_token_ids(arguments: dict[str, Any], vocabulary: int) -> None:
+    """Token ids outside the vocabulary crash llama_decode; called on the engine thread, where the size is known."""
+    prompt = arguments.get("prompt")
+    if isinstance(prompt, list):
+        _check_ids("prompt", prompt, vocabulary)
+    _check_ids("logit_bias", list(arguments.get("logit_bias") or {}), vocabulary)
+
+
+def _check_ids(param: str, ids: list[int], vocabulary: int) -> None:
+    bad = next((token for token in ids if not 0 <= token < vocabulary), None)
+    if bad is not None:
+        raise ApiError(
+            400,
+            f"Invalid value for '{param}': token id {bad} is outside the vocabulary (0 to {vocabulary - 1}).",
+            param=param,
+            code="invalid_value",
+        )

@@ -197,3 +197,13 @@ def test_metrics_count_tokens(served: Served, client: openai.OpenAI) -> None:
     assert served.metrics.value("cortex_tokens_total", model="gemma", direction="out") > before
     assert 'cortex_time_to_first_token_seconds_count{model="gemma"}' in served.metrics.render()
     assert served.metrics.value("cortex_model_loaded", model="gemma") == 1
+
+
+def test_forced_tool_call_streams_its_name_once(served: Served) -> None:
+    tool = {"type": "function", "function": {"name": "now", "parameters": {"type": "object", "properties": {}}}}
+    response = chat(served, stream=True, tools=[tool], tool_choice={"type": "function", "function": {"name": "now"}})
+    events = [line.removeprefix("data: ") for line in response.text.splitlines() if line.startswith("data: ")]
+    deltas = [json.loads(event)["choices"][0]["delta"] for event in events[:-1]]
+    calls = [call for delta in deltas for call in delta.get("tool_calls", [])]
+    assert [call["function"]["name"] for call in calls if "name" in call["function"]] == ["now"]
+    assert all(value is not None for delta in deltas for value in delta.values())

@@ -104,3 +104,53 @@ def test_server_still_answers_after_bad_input(served: Served) -> None:
     for body in (b"\x00\x01", b'{"model": 1}', b"null", b'{"model": "gemma", "messages": [{}]}'):
         assert 400 <= post(served, body).status_code < 500
     assert post(served, CHAT).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        ("/v1/completions", {"model": "gemma", "prompt": [[]]}, "prompt"),
+        ("/v1/completions", {"model": "gemma", "prompt": [99999999]}, "prompt"),
+        ("/v1/completions", {"model": "gemma", "prompt": [-5]}, "prompt"),
+        ("/v1/chat/completions", {**CHAT, "logit_bias": {"-1": 5}}, "logit_bias"),
+        (
+            "/v1/chat/completions",
+            {
+                **CHAT,
+                "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "frob"}}},
+            },
+            "response_format.json_schema.schema",
+        ),
+    ],
+)
+def test_values_the_engine_cannot_take_are_400(served: Served, path: str, body: Any, param: str) -> None:
+    assert error_of(post(served, body, path), 400)["param"] == param
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        [{"role": "assistant", "content": None}, {"role": "user", "content": "x"}],
+        [{"role": "user"}],
+        [
+            {
+                "role": "assistant",
+                "tool_calls": [{"id": "1", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
+            }
+        ],
+        [{"role": "tool", "content": "42", "tool_call_id": "1"}],
+    ],
+)
+def test_messages_without_text_content_are_answered(served: Served, messages: list[dict[str, Any]]) -> None:
+    assert post(served, {**CHAT, "messages": messages}).status_code == 200
+
+
+def test_a_forced_function_without_parameters_is_called(served: Served) -> None:
+    body = {
+        **CHAT,
+        "max_tokens": 8,
+        "tools": [{"type": "function", "function": {"name": "now"}}],
+        "tool_choice": {"type": "function", "function": {"name": "now"}},
+    }
+    message = post(served, body).json()["choices"][0]["message"]
+    assert message["tool_calls"][0]["function"]["name"] == "now"
