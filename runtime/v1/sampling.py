@@ -22,6 +22,7 @@ from .requests import (
 # OpenAI's defaults, not llama-cpp-python's (0.2 / 0.95): clients expect OpenAI behaviour.
 DEFAULT_TEMPERATURE = 1.0
 DEFAULT_TOP_P = 1.0
+SEED_RANGE = 2**32  # llama.cpp seeds are uint32; OpenAI's are any integer
 
 
 def unsupported(param: str, message: str) -> ApiError:
@@ -41,7 +42,7 @@ def common_arguments(request: CommonRequest, limits: Limits, requested_max: int 
         "temperature": DEFAULT_TEMPERATURE if request.temperature is None else request.temperature,
         "top_p": DEFAULT_TOP_P if request.top_p is None else request.top_p,
         "stop": request.stop,
-        "seed": request.seed,
+        "seed": None if request.seed is None else request.seed % SEED_RANGE,
         "presence_penalty": request.presence_penalty or 0.0,
         "frequency_penalty": request.frequency_penalty or 0.0,
         "stream": True,  # always: generation is consumed chunk by chunk so that it can stop between tokens

@@ -96,3 +96,17 @@ async def _two_models(served: Served) -> None:
         assert json.loads(await anext(lines))["choices"][0]["finish_reason"] is None
         assert served.manager.queue_depth("first") == 1
         await lines.aclose()
+
+
+def test_request_timeout_is_enforced(test_model_path: Path) -> None:
+    config = make_config([model_entry(test_model_path)], request_timeout_s=0.5, max_tokens=LONG)
+    with serve(config, unused_port()) as served:
+        started = time.monotonic()
+        whole = httpx.post(f"{served.url}/v1/chat/completions", json=chat_body("gemma", LONG, False), timeout=60)
+        assert whole.status_code == 408
+        assert "request_timeout_s" in whole.json()["error"]["message"]
+        streamed = httpx.post(f"{served.url}/v1/chat/completions", json=chat_body("gemma", LONG, True), timeout=60)
+        events = [line.removeprefix("data: ") for line in streamed.text.splitlines() if line.startswith("data: ")]
+        assert json.loads(events[-1])["error"]["code"] == "timeout"
+        assert time.monotonic() - started < 4  # both stopped at their deadline, not after LONG tokens
+        wait_for(lambda: served.manager.queue_depth("gemma") == 0, 5, "the places freed")
