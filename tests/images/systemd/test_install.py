@@ -1,0 +1,163 @@
+"""install.sh and uninstall.sh on a real Debian 12 root (debootstrap, cached): the venv built offline
+with the root's own python3, the layout, permissions, `systemd-analyze verify --root`, upgrades that
+keep a local edit, idempotence, and refusals that leave the root untouched."""
+
+from __future__ import annotations
+
+import dataclasses
+import stat
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from menlo_cortex.images.systemd.render import render_files
+
+from .conftest import PROJECT_WHEEL, plan_for
+from .fixtures import Built, build_bundle, copy_root, debian_root, install, uninstall, write_api_key
+from .test_security import MAX_EXPOSURE, exposure
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def base_root() -> Path:
+    return debian_root()
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory: pytest.TempPathFactory, test_data_dir: Path) -> tuple[Built, Built]:
+    folder = tmp_path_factory.mktemp("bundles")
+    first = build_bundle(folder / "v1", test_data_dir)
+    second = build_bundle(folder / "v2", test_data_dir, context=256, extra="build:\n  bake_models: false\n")
+    return first, second
+
+
+@pytest.fixture
+def root(base_root: Path, tmp_path: Path) -> Path:
+    return copy_root(base_root, tmp_path / "root")
+
+
+def test_install_layout_and_verify(root: Path, bundles: tuple[Built, Built]) -> None:
+    first = bundles[0]
+    write_api_key(root)
+    done = install(first.bundle.folder, root)
+    assert done.returncode == 0, done.stderr
+    version = first.bundle.plan.version
+    assert (root / "opt/cortex/current").readlink() == Path(version)
+    assert (root / "etc/cortex/Cortexfile.yaml").read_bytes() == first.cortexfile
+    assert (root / f"var/lib/cortex/models/{first.bundle.plan.models[0].sha256}.gguf").stat().st_size > 200_000_000
+    assert (root / "etc/systemd/system/multi-user.target.wants/cortex.service").is_symlink()
+    keys = (root / "etc/cortex/api-keys").stat()
+    assert stat.S_IMODE(keys.st_mode) == 0o640
+    assert keys.st_gid == _gid(root, "cortex")
+    assert keys.st_uid == 0
+    imports = "import menlo_cortex.runtime.app, llama_cpp, uvicorn; import docker"
+    python = "/opt/cortex/current/bin/python"
+    probe = subprocess.run(["chroot", str(root), python, "-c", imports], capture_output=True, check=False)
+    assert b"No module named 'docker'" in probe.stderr  # the runtime imported; the builder's deps are absent
+    verify = subprocess.run(
+        ["systemd-analyze", "verify", f"--root={root}", "/etc/systemd/system/cortex.service"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert exposure(root / "etc/systemd/system/cortex.service") <= MAX_EXPOSURE
+
+
+def test_reinstall_is_idempotent_and_uninstall_keeps_data(root: Path, bundles: tuple[Built, Built]) -> None:
+    folder = bundles[0].bundle.folder
+    assert install(folder, root).returncode == 0
+    again = install(folder, root)
+    assert again.returncode == 0, again.stderr
+    assert "already in" in again.stderr
+    for _ in range(2):
+        done = uninstall(root) if (root / "opt/cortex").exists() else _uninstall_from(folder, root)
+        assert done.returncode == 0, done.stderr
+    assert not (root / "opt/cortex").exists()
+    assert not (root / "etc/systemd/system/cortex.service").exists()
+    assert (root / "etc/cortex/Cortexfile.yaml").is_file()
+    assert any((root / "var/lib/cortex/models").iterdir())
+    purged = _uninstall_from(folder, root, "--purge")
+    assert purged.returncode == 0, purged.stderr
+    assert not (root / "etc/cortex").exists()
+    assert not (root / "var/lib/cortex").exists()
+
+
+def test_upgrade_keeps_a_local_edit_and_the_models(root: Path, bundles: tuple[Built, Built]) -> None:
+    first, second = bundles
+    assert install(first.bundle.folder, root).returncode == 0
+    conf = root / "etc/cortex/Cortexfile.yaml"
+    edited = first.cortexfile + b"# tuned on this device\n"
+    conf.write_bytes(edited)
+    done = install(second.bundle.folder, root)
+    assert done.returncode == 0, done.stderr
+    assert conf.read_bytes() == edited
+    assert (root / "etc/cortex/Cortexfile.yaml.new").read_bytes() == second.cortexfile
+    assert "kept your edited /etc/cortex/Cortexfile.yaml" in done.stderr
+    assert (root / "opt/cortex/current").readlink() == Path(second.bundle.plan.version)
+    assert (root / f"var/lib/cortex/models/{first.bundle.plan.models[0].sha256}.gguf").is_file()
+
+
+def test_upgrade_replaces_an_unedited_cortexfile(root: Path, bundles: tuple[Built, Built]) -> None:
+    first, second = bundles
+    assert install(first.bundle.folder, root).returncode == 0
+    done = install(second.bundle.folder, root)
+    assert done.returncode == 0, done.stderr
+    assert (root / "etc/cortex/Cortexfile.yaml").read_bytes() == second.cortexfile
+    assert not (root / "etc/cortex/Cortexfile.yaml.new").exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("architecture", "arm64", "this host is x86_64; the bundle is built for aarch64"),
+        ("python_version", "3.12", "the bundle's wheels need Python 3.12"),
+    ],
+)
+def test_a_host_that_cannot_run_the_bundle_is_refused_untouched(
+    root: Path, tmp_path: Path, field: str, value: str, message: str
+) -> None:
+    cortexfile = tmp_path / "Cortexfile.yaml"
+    cortexfile.write_text("version: 1\n", encoding="utf-8")
+    changes: dict[str, Any] = {field: value}
+    plan = dataclasses.replace(plan_for(cortexfile), **changes)
+    bundle = tmp_path / "bundle"
+    for relative, text in render_files(plan, PROJECT_WHEEL).items():
+        (bundle / relative).parent.mkdir(parents=True, exist_ok=True)
+        (bundle / relative).write_text(text, encoding="utf-8")
+    before = sorted(root.rglob("*"))
+    command = ["bash", str(bundle / "install.sh"), "--root", str(root)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert done.returncode == 1
+    assert message in done.stderr
+    assert sorted(root.rglob("*")) == before
+
+
+def _uninstall_from(bundle: Path, root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [str(bundle / "uninstall.sh"), "--root", str(root), *args]
+    return subprocess.run(command, capture_output=True, text=True, check=False, timeout=300)
+
+
+def _gid(root: Path, group: str) -> int:
+    for line in (root / "etc/group").read_text().splitlines():
+        name, _, gid, *_ = line.split(":")
+        if name == group:
+            return int(gid)
+    raise AssertionError(f"no group {group} in {root}/etc/group")
+
+
+def test_bundle_contents(bundles: tuple[Built, Built]) -> None:
+    first, second = bundles
+    wheels = sorted(p.name.split("-")[0].lower() for p in (first.bundle.folder / "wheels").glob("*.whl"))
+    assert {"menlo_cortex", "llama_cpp_python", "pip"} <= set(wheels)
+    assert not {"docker", "tomli_w"} & set(wheels)  # jinja2 is there only as llama-cpp-python's own dependency
+    assert list((second.bundle.folder / "models").iterdir()) == []
+    digest = (first.bundle.tarball.parent / (first.bundle.tarball.name + ".sha256")).read_text().split()[0]
+    assert digest == first.bundle.sha256
+    listing = subprocess.run(["tar", "-tf", str(first.bundle.tarball)], capture_output=True, text=True, check=True)
+    assert f"{first.bundle.folder.name}/install.sh" in listing.stdout.splitlines()
+    sums = first.bundle.tarball.name + ".sha256"
+    assert subprocess.run(["sha256sum", "-c", sums], cwd=first.bundle.tarball.parent, check=False).returncode == 0
