@@ -21,9 +21,18 @@ class Readiness(Protocol):
     def status(self) -> list[dict[str, object]]: ...
 
 
-def health_routes(models: Readiness, metrics: Metrics) -> list[BaseRoute]:
+class ConfigStatus(Protocol):
+    """The config generation being served; `details`: include the last reload error's text."""
+
+    def __call__(self, *, details: bool) -> dict[str, object]: ...
+
+
+def health_routes(models: Readiness, metrics: Metrics, config_status: ConfigStatus | None = None) -> list[BaseRoute]:
     async def health(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        body: dict[str, object] = {"status": "ok"}
+        if config_status is not None:  # a reload error names files and keys: its text only for key holders
+            body["config"] = config_status(details=bool(request.scope.get(AUTHENTICATED)))
+        return JSONResponse(body)
 
     async def ready(request: Request) -> Response:
         is_ready = models.ready()
