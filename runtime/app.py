@@ -16,7 +16,7 @@ from menlo_cortex.cortexfile.schema import Cortexfile, Model
 
 from .auth import ApiKeys
 from .docs import docs_routes
-from .health import health_routes
+from .health import ConfigStatus, health_routes
 from .manager import ModelManager
 from .metrics import standard_metrics
 from .middleware import EXCEPTION_HANDLERS, middleware
@@ -26,9 +26,17 @@ from .v1.openapi import openapi_document
 from .v1.routes import v1_routes
 
 
-def create_app(config: Cortexfile, *, data_dir: Path) -> Starlette:
-    metrics = standard_metrics()
-    models = ModelManager(config, metrics=metrics, locate=model_locator(config, data_dir))
+def create_app(
+    config: Cortexfile,
+    *,
+    data_dir: Path,
+    models: ModelManager | None = None,
+    config_status: ConfigStatus | None = None,
+) -> Starlette:
+    """`models`: a manager shared by every generation of the app (hot reload; only the first app's lifespan
+    runs, and it owns the manager). `config_status`: the config generation that /health reports."""
+    models = models or ModelManager(config, metrics=standard_metrics(), locate=model_locator(config, data_dir))
+    metrics = models.metrics
     keys = ApiKeys(config.server.auth)
 
     @asynccontextmanager
@@ -41,7 +49,7 @@ def create_app(config: Cortexfile, *, data_dir: Path) -> Starlette:
             await models.close()
 
     routes = [
-        *health_routes(models, metrics),
+        *health_routes(models, metrics, config_status),
         *docs_routes(openapi_document, keys_required=keys.configured, public_metrics=config.server.auth.public_metrics),
         *v1_routes(models),
     ]
