@@ -159,7 +159,8 @@ class Engine:
                 yield item  # type: ignore[misc]
         finally:
             generation.cancel.set()
-            await asyncio.shield(asyncio.wrap_future(future))
+            if not future.cancel():  # still queued: it never runs; running: it stops at the next token
+                await asyncio.shield(asyncio.wrap_future(future))
 
     def _produce(self, start: StreamCall, generation: Generation, put: Callable[[object], None]) -> None:
         try:

@@ -148,7 +148,7 @@ class ModelManager:
         if slot.engine is not None:
             return slot.engine
         model = slot.model
-        previous = slot.state
+        previous = slot.state, slot.error
         slot.state, slot.error = "loading", None
         try:
             path = await asyncio.to_thread(self._locate, model)
@@ -157,8 +157,8 @@ class ModelManager:
             engine = Engine(model, path, self.config.engines.llama_cpp)
             started = time.monotonic()
             await self._load_engine(slot, engine)
-        except ApiError:
-            slot.state = previous if previous != "loading" else "unloaded"
+        except ApiError:  # nothing was wrong with the model itself (e.g. every resident model busy)
+            slot.state, slot.error = previous
             raise
         except Exception as exc:  # locate() and llama.cpp raise many kinds; each message names model and file
             slot.state, slot.error = "failed", _describe(model, exc)

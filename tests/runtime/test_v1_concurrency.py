@@ -110,3 +110,22 @@ def test_request_timeout_is_enforced(test_model_path: Path) -> None:
         assert json.loads(events[-1])["error"]["code"] == "timeout"
         assert time.monotonic() - started < 4  # both stopped at their deadline, not after LONG tokens
         wait_for(lambda: served.manager.queue_depth("gemma") == 0, 5, "the places freed")
+
+
+def test_a_waiting_client_that_leaves_frees_its_place_at_once(test_model_path: Path) -> None:
+    config = make_config([model_entry(test_model_path)], queue_size=1, max_tokens=LONG)
+    with serve(config, unused_port()) as served:
+        asyncio.run(_leave_while_waiting(served))
+
+
+async def _leave_while_waiting(served: Served) -> None:
+    async with httpx.AsyncClient(base_url=served.url, timeout=60) as client:
+        running = stream_lines(client, chat_body("gemma", LONG, stream=True))
+        await anext(running)
+        waiting = asyncio.ensure_future(client.post("/v1/chat/completions", json=chat_body("gemma", 4, True)))
+        await asyncio.to_thread(wait_for, lambda: served.manager.queue_depth("gemma") == 2, 10, "the waiting one")
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
+        await asyncio.to_thread(wait_for, lambda: served.manager.queue_depth("gemma") == 1, 3, "the place freed")
+        assert json.loads(await anext(running))["choices"][0]["finish_reason"] is None  # the first still runs
+        await running.aclose()
