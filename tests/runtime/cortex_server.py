@@ -24,7 +24,6 @@ models:
   - id: {MODEL_ID}
     preset: gemma3-270m-q4km
     context_size: 1024
-    threads: 2
 """
 
 
