@@ -10,8 +10,9 @@ import asyncio
 import contextlib
 import logging
 import signal
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -28,6 +29,7 @@ from .reload_state import ReloadState, describe
 from .watch import FolderWatcher, WatchSettings, fingerprint, referenced_files
 
 log = logging.getLogger("cortex.reload")
+SIGNAL_POLL_S = 0.2
 STOP_TIMEOUT_S = 10.0  # watchfiles answers a stop within one step; this only bounds a stuck watch
 
 
@@ -51,12 +53,23 @@ class Outcome:
     plan: Plan | None = None
 
 
+def first_state(running: Resolved) -> ReloadState:
+    return ReloadState(1, config_hash(running.config), time.time())
+
+
 class Reloader:
     """Holds the running config; `reload()` replaces it by the file's current content when that is valid."""
 
-    def __init__(self, inputs: StartInputs, running: Resolved, applier: Applier, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        inputs: StartInputs,
+        running: Resolved,
+        applier: Applier,
+        metrics: Metrics,
+        state: ReloadState | None = None,
+    ) -> None:
         self.inputs, self.running, self.applier, self.metrics = inputs, running, applier, metrics
-        self.state = ReloadState(1, config_hash(running.config), time.time())
+        self.state = state or first_state(running)
         self._parsed = file_values(inputs.path)
         self._seen = dict(fingerprint(self.files()))  # contents last looked at
         self._applied = dict(self._seen)  # contents the running generation was made from
@@ -200,14 +213,46 @@ class ReloadService:
 
     @contextlib.asynccontextmanager
     async def _sighup(self) -> AsyncIterator[None]:
+        if signal.SIGHUP in signal.pthread_sigmask(signal.SIG_BLOCK, []):
+            async with self._sighup_thread():
+                yield
+            return
         loop = asyncio.get_running_loop()
         try:
             loop.add_signal_handler(signal.SIGHUP, self.request, True)
         except (RuntimeError, ValueError):  # not the main thread: no signals there
-            log.debug("SIGHUP not available in this thread")
             yield
             return
         try:
             yield
         finally:
             loop.remove_signal_handler(signal.SIGHUP)
+
+    @contextlib.asynccontextmanager
+    async def _sighup_thread(self) -> AsyncIterator[None]:
+        """SIGHUP is blocked in every thread (`blocked_sighup`): collect it on a thread of its own."""
+        loop, stop = asyncio.get_running_loop(), threading.Event()
+
+        def collect() -> None:
+            while not stop.is_set():
+                if signal.sigtimedwait({signal.SIGHUP}, SIGNAL_POLL_S) is not None:
+                    loop.call_soon_threadsafe(self.request, True)
+
+        thread = threading.Thread(target=collect, name="cortex-sighup", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            await asyncio.to_thread(thread.join)
+
+
+@contextlib.contextmanager
+def blocked_sighup() -> Iterator[None]:
+    """Block SIGHUP in this thread and the threads started inside, before any exists: a signal landing
+    on a llama.cpp compute thread stalls its generation, so only our collector thread takes it."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)

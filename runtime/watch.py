@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from watchfiles import awatch
+from watchfiles import Change, awatch
 
 from menlo_cortex.cortexfile.schema import Cortexfile
 from menlo_cortex.cortexfile.schema.reload import Polling, Reload
@@ -56,6 +56,17 @@ def watched_folders(files: Iterable[Path]) -> tuple[Path, ...]:
     for path in files:
         folders += [path.parent, path.resolve().parent]
     return tuple(folder for folder in dict.fromkeys(folders) if folder.is_dir())
+
+
+def relevant_to(files: Iterable[Path]) -> Callable[[Change, str], bool]:
+    """Events on the watched names (as named or real) or on `..data`-style entries (ConfigMap swaps);
+    not on other files of the folder, such as a log file written beside the Cortexfile."""
+    names = {str(path) for file in files for path in (file, file.resolve())}
+
+    def relevant(change: Change, path: str) -> bool:
+        return path in names or Path(path).name.startswith("..")
+
+    return relevant
 
 
 def mount_points(mountinfo: Path = MOUNTINFO) -> frozenset[str]:
@@ -103,6 +114,7 @@ class FolderWatcher:
         self._stop = asyncio.Event()
         self._closed = False
         self.polling = False
+        logging.getLogger("watchfiles").setLevel(logging.WARNING)  # our reload lines say what changed
 
     def watch(self, files: Iterable[Path], settings: WatchSettings | None = None) -> None:
         files, settings = tuple(files), settings or self._settings
@@ -127,7 +139,7 @@ class FolderWatcher:
         log.debug("watching %s (%s)", ", ".join(map(str, folders)), "polling" if self.polling else "events")
         changes = awatch(
             *folders,
-            watch_filter=None,  # every event counts: `..data` and editor temp names are how swaps look
+            watch_filter=relevant_to(self._files),
             debounce=max(MAX_BATCH_MS, settings.debounce_ms),
             step=settings.debounce_ms,
             stop_event=self._stop,

@@ -51,15 +51,14 @@ class Running:
         await self.until(lambda: self.reloader.state.reloads >= count, f"{count} reloads")
 
     async def until_watching(self) -> None:
-        """The watch is up once a throwaway file in the Cortexfile's folder is seen (no watched content changes)."""
-        probe = self.reloader.inputs.path.parent / ".probe"
-        deadline, before = time.monotonic() + DEADLINE_S, self.service.events
+        """The watch is up once rewriting the Cortexfile with the same bytes is seen (and changes nothing)."""
+        path = self.reloader.inputs.path
+        deadline, before, text = time.monotonic() + DEADLINE_S, self.service.events, path.read_bytes()
         while self.service.events == before:
             if time.monotonic() > deadline:
                 raise AssertionError("the watch never started")
-            probe.write_text(str(time.monotonic()))
+            path.write_bytes(text)
             await asyncio.sleep(POLL_S * 5)
-        probe.unlink()
 
 
 def write(path: Path, text: str) -> None:
