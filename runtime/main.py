@@ -14,13 +14,14 @@ from contextlib import contextmanager
 from types import FrameType
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from menlo_cortex.cortexfile.loader import Resolved
 from menlo_cortex.cortexfile.schema import Cortexfile
-from menlo_cortex.cortexfile.store import data_dir
 
-from .app import create_app
+from .hot_reload import hot_reload
 from .logs import LlamaLog, configure_logging, llama_log_path
+from .reload import blocked_sighup
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 log = logging.getLogger("cortex.server")
@@ -40,7 +41,8 @@ def serve(resolved: Resolved, debug: bool = False) -> int:
     llama_path = llama_log_path(config.logs)
     llama_log = LlamaLog(llama_path) if llama_path is not None else None
     try:
-        return _serve(config)
+        with blocked_sighup():  # before any thread exists: see reload.py
+            return _serve(resolved, debug)
     except StartupError as exc:
         print(f"cortex: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -51,10 +53,13 @@ def serve(resolved: Resolved, debug: bool = False) -> int:
             handler.close()
 
 
-def _serve(config: Cortexfile) -> int:
-    uvicorn_config = server_config(config)
+def _serve(resolved: Resolved, debug: bool) -> int:
+    config = resolved.config
+    hot = hot_reload(resolved, os.environ, debug)  # the app of each config generation, swapped on a change
+    uvicorn_config = server_config(config, hot.app)
     listener = bind(config.server.host, config.server.port)
     server = uvicorn.Server(uvicorn_config)
+    hot.attach(server)
     scheme = "https" if config.server.tls.cert else "http"
     host = f"[{config.server.host}]" if ":" in config.server.host else config.server.host
     log.info("cortex listening on %s://%s:%d", scheme, host, listener.getsockname()[1])
@@ -68,9 +73,8 @@ def _serve(config: Cortexfile) -> int:
     return EXIT_OK
 
 
-def server_config(config: Cortexfile) -> uvicorn.Config:
+def server_config(config: Cortexfile, app: ASGIApp) -> uvicorn.Config:
     server = config.server
-    app = create_app(config, data_dir=data_dir(config))
     uvicorn_config = uvicorn.Config(
         app,
         log_config=None,  # our root handlers (logs.py) format every line, request id included
