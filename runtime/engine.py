@@ -8,6 +8,8 @@ different models share nothing, so a generation on one never waits for another.
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -20,6 +22,8 @@ from ..cortexfile.schema import Model
 from ..cortexfile.schema.models import LlamaCppEngine
 
 T = TypeVar("T")
+log = logging.getLogger("cortex.llama")
+GGML_LOG_LEVELS = {3: logging.WARNING, 4: logging.ERROR}  # ggml: 1 debug, 2 info, 3 warn, 4 error
 GGUF_MAGIC = b"GGUF"
 MEAN_POOLING = 1  # llama_cpp.LLAMA_POOLING_TYPE_MEAN
 Chunk = dict[str, Any]
@@ -97,8 +101,28 @@ def llama_arguments(model: Model, settings: LlamaCppEngine) -> dict[str, Any]:
         # Mean pooling gives one vector per input; decoder models default to none (a vector per token).
         **({"pooling_type": MEAN_POOLING} if model.embeddings else {}),
         "chat_format": model.chat_format,
-        "verbose": False,
+        "verbose": True,  # see route_llama_logs; turned off once loaded
     }
+
+
+@functools.cache
+def route_llama_logs() -> Any:
+    """Send llama.cpp's warnings and errors to logging, once per process (the cache keeps the callback alive).
+
+    llama-cpp-python's own quiet mode (verbose=False) silences loads by pointing file descriptors 1 and 2
+    at /dev/null for the whole process, which would swallow the server's logs and is not thread-safe.
+    """
+    import ctypes
+
+    import llama_cpp
+
+    @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
+    def forward(level: int, text: bytes, user_data: Any) -> None:
+        if level in GGML_LOG_LEVELS:
+            log.log(GGML_LOG_LEVELS[level], "%s", text.decode("utf-8", "replace").rstrip())
+
+    llama_cpp.llama_log_set(forward, ctypes.c_void_p(0))
+    return forward
 
 
 def _chat_handler(model: Model, llama: Any) -> Any:
@@ -194,12 +218,14 @@ class Engine:
 
     def _load_blocking(self) -> None:
         check_gguf(self.model, self.path)
+        route_llama_logs()
         from llama_cpp import Llama
 
         try:
             llama = Llama(model_path=str(self.path), **llama_arguments(self.model, self.settings))
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelLoadError(f"model `{self.model.id}`: llama.cpp failed to load {self.path}: {exc}") from None
+        llama.verbose = False  # no per-request timing prints on stderr
         handler = _chat_handler(self.model, llama)
         if handler is not None:
             llama.chat_handler = handler

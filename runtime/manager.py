@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from .engine import Engine, ModelLoadError
 from .errors import ApiError
 from .metrics import Metrics
 
+log = logging.getLogger("cortex.models")
 RETRY_AFTER_S = "1"
 MIB = 1024 * 1024
 
@@ -162,8 +164,11 @@ class ModelManager:
             raise
         except Exception as exc:  # locate() and llama.cpp raise many kinds; each message names model and file
             slot.state, slot.error = "failed", _describe(model, exc)
+            log.error("%s", slot.error)
             raise ApiError(503, slot.error, param="model", code="model_unavailable") from None
-        self.metrics.observe("cortex_model_load_seconds", time.monotonic() - started, model=model.id)
+        seconds = time.monotonic() - started
+        log.info("model `%s` loaded from %s in %.2f s", model.id, path, seconds)
+        self.metrics.observe("cortex_model_load_seconds", seconds, model=model.id)
         self.metrics.set("cortex_model_loaded", 1, model=model.id)
         slot.engine, slot.state, slot.loaded_once = engine, "ready", True
         return engine
@@ -192,6 +197,9 @@ class ModelManager:
                     code="models_busy",
                     headers={"Retry-After": RETRY_AFTER_S},
                 )
+            log.info(
+                "unloading model `%s`, the least recently used, to make room for `%s`", idle[0].model.id, slot.model.id
+            )
             await self._unload(idle[0])
 
     def _over_limits(self, incoming: Slot) -> bool:

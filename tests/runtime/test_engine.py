@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from pathlib import Path
@@ -101,3 +102,15 @@ def _threads_end(model_id: str) -> bool:
             return False
         time.sleep(0.01)
     return True
+
+
+def test_llama_cpp_warnings_go_to_logging(test_model_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        engine = Engine(model(test_model_path), test_model_path, LlamaCppEngine())
+        await engine.load()
+        await engine.close()
+
+    with caplog.at_level(logging.WARNING, logger="cortex.llama"):
+        asyncio.run(main())
+    # This GGUF makes llama.cpp warn about a token type; it must reach logging, not a silenced stderr.
+    assert any(record.name == "cortex.llama" for record in caplog.records)
