@@ -47,6 +47,8 @@ class ReloadableModels(ModelManager):
         for model_id in changes.updated:
             if model_id in self._slots:
                 self._slots[model_id].model = wanted[model_id]
+            else:  # still loading with its old fields: load it as it is now
+                self._add(wanted[model_id])
         for model_id in changes.replaced:
             old = self._slots.get(model_id)
             if old is None:
@@ -111,13 +113,13 @@ class ReloadableModels(ModelManager):
     def _publish(self, slot: Slot) -> None:
         """Serve `slot` under its model id from now on, in the Cortexfile's order; retire what it replaces."""
         model_id = slot.model.id
-        order = [model.id for model in self.config.models]
-        if model_id not in order:  # a later reload removed it while it was loading
+        wanted = {model.id: model for model in self.config.models}
+        if wanted.get(model_id) != slot.model:  # a later reload removed or changed it while it was loading
             self._retire(slot)
             return
         previous = self._slots.get(model_id)
         slots = {**self._slots, model_id: slot}
-        self._slots = {i: slots[i] for i in order if i in slots}
+        self._slots = {i: slots[i] for i in wanted if i in slots}
         if previous is not None and previous is not slot:
             self._retire(previous)
         if slot.engine is not None:
