@@ -1,5 +1,8 @@
 """Logging: stdout always, a line-rotated file in `logs.path` when set, llama.cpp's log to `logs.llama`.
 
+llama.cpp's own messages reach the `cortex.llama` logger (engine.py installs the one process-wide
+C callback); when a llama log file is configured they go there instead of the main log.
+
 Every record carries the id of the request it was logged in (`-` outside a request), taken
 from a context variable that the request middleware sets: asyncio tasks and anyio worker
 threads copy it, so engine code logging from a generation thread gets the id too.
@@ -7,20 +10,19 @@ threads copy it, so engine code logging from a generation thread gets the id too
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import logging.handlers
 import sys
-from collections.abc import Callable
 from contextvars import ContextVar
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from menlo_cortex.cortexfile.schema.paths import LogLevel, Logs
 
 REQUEST_ID: ContextVar[str] = ContextVar("cortex_request_id", default="-")
 LOG_FILE = "cortex.log"
 LLAMA_LOG_FILE = "llama.log"
+LLAMA_LOGGER = "cortex.llama"
 BACKUPS = 3
 TRACE = 5  # below DEBUG: Python has no TRACE level of its own
 FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
@@ -72,50 +74,45 @@ def level_of(logs: Logs, debug: bool) -> int:
 
 
 def configure_logging(logs: Logs, debug: bool = False, stream: IO[str] | None = None) -> list[logging.Handler]:
-    """Replace the root logger's handlers with ours; return them (the caller closes them on exit)."""
+    """Replace the root logger's handlers with ours; return every handler made (the caller closes them)."""
     logging.addLevelName(TRACE, "TRACE")
     handlers: list[logging.Handler] = [logging.StreamHandler(stream or sys.stdout)]
     if logs.path is not None:
-        logs.path.mkdir(parents=True, exist_ok=True)
-        handlers.append(LineRotatingFileHandler(logs.path / LOG_FILE, logs.max_lines))
-    formatter = logging.Formatter(FORMAT)
-    for handler in handlers:
-        handler.setFormatter(formatter)
-        handler.addFilter(RequestIdFilter())
+        handlers.append(_file_handler(logs.path / LOG_FILE, logs.max_lines))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     for handler in handlers:
-        root.addHandler(handler)
+        root.addHandler(_formatted(handler))
     root.setLevel(level_of(logs, debug))
-    return handlers
+    return handlers + _route_llama(logs)
+
+
+def _route_llama(logs: Logs) -> list[logging.Handler]:
+    llama = logging.getLogger(LLAMA_LOGGER)
+    for old in list(llama.handlers):
+        llama.removeHandler(old)
+    path = llama_log_path(logs)
+    llama.propagate = path is None
+    if path is None:
+        return []
+    handler = _formatted(_file_handler(path, logs.max_lines))
+    llama.addHandler(handler)
+    return [handler]
+
+
+def _file_handler(path: Path, max_lines: int) -> logging.Handler:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return LineRotatingFileHandler(path, max_lines)
+
+
+def _formatted(handler: logging.Handler) -> logging.Handler:
+    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.addFilter(RequestIdFilter())
+    return handler
 
 
 def llama_log_path(logs: Logs) -> Path | None:
     if logs.llama is not None:
         return logs.llama
     return logs.path / LLAMA_LOG_FILE if logs.path is not None else None
-
-
-class LlamaLog:
-    """llama.cpp's own log (a process-wide C callback) written to a file; `close()` restores stderr."""
-
-    def __init__(self, path: Path) -> None:
-        import llama_cpp
-
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._llama_cpp: Any = llama_cpp
-        self._file = path.open("a", encoding="utf-8", buffering=1)
-        # ctypes keeps only a pointer: this object must keep the callback alive while it is installed.
-        self._callback: Callable[..., None] = llama_cpp.llama_log_callback(self._write)
-        llama_cpp.llama_log_set(self._callback, ctypes.c_void_p(0))
-
-    def _write(self, level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-        if not self._file.closed:
-            self._file.write(text.decode("utf-8", errors="replace"))
-
-    def close(self) -> None:
-        from llama_cpp import _logger
-
-        self._llama_cpp.llama_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
-        self._file.close()

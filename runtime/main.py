@@ -20,7 +20,7 @@ from menlo_cortex.cortexfile.loader import Resolved
 from menlo_cortex.cortexfile.schema import Cortexfile
 
 from .hot_reload import hot_reload
-from .logs import LlamaLog, configure_logging, llama_log_path
+from .logs import configure_logging
 from .reload import blocked_sighup
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
@@ -38,8 +38,6 @@ class StartupError(Exception):
 def serve(resolved: Resolved, debug: bool = False) -> int:
     config = resolved.config
     handlers = configure_logging(config.logs, debug)
-    llama_path = llama_log_path(config.logs)
-    llama_log = LlamaLog(llama_path) if llama_path is not None else None
     try:
         with blocked_sighup():  # before any thread exists: see reload.py
             return _serve(resolved, debug)
@@ -47,8 +45,6 @@ def serve(resolved: Resolved, debug: bool = False) -> int:
         print(f"cortex: error: {exc}", file=sys.stderr)
         return exc.exit_code
     finally:
-        if llama_log is not None:
-            llama_log.close()
         for handler in handlers:
             handler.close()
 
