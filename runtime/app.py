@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from starlette.applications import Starlette
 
@@ -32,9 +33,11 @@ def create_app(
     data_dir: Path,
     models: ModelManager | None = None,
     config_status: ConfigStatus | None = None,
+    engine_document: Callable[[], dict[str, Any]] = openapi_document,
 ) -> Starlette:
     """`models`: a manager shared by every generation of the app (hot reload; only the first app's lifespan
-    runs, and it owns the manager). `config_status`: the config generation that /health reports."""
+    runs, and it owns the manager). `config_status`: the config generation that /health reports.
+    `engine_document`: the /v1 OpenAPI document, which a reload may reuse instead of generating it again."""
     models = models or ModelManager(config, metrics=standard_metrics(), locate=model_locator(config, data_dir))
     metrics = models.metrics
     keys = ApiKeys(config.server.auth)
@@ -50,7 +53,7 @@ def create_app(
 
     routes = [
         *health_routes(models, metrics, config_status),
-        *docs_routes(openapi_document, keys_required=keys.configured, public_metrics=config.server.auth.public_metrics),
+        *docs_routes(engine_document, keys_required=keys.configured, public_metrics=config.server.auth.public_metrics),
         *v1_routes(models),
     ]
     app = Starlette(
