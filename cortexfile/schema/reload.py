@@ -22,5 +22,9 @@ class Reload(Section):
     )
     poll_interval_ms: int = setting(300, "Time between two polls, when polling.", ge=50, le=60_000)
     debounce_ms: int = setting(
-        50, "Quiet time after the last change before reloading; a burst of writes is one reload.", ge=1, le=10_000
+        20,
+        "Quiet time after the last change before reloading (the reload starts one to two times this after the "
+        "last write); a burst of writes is one reload.",
+        ge=1,
+        le=10_000,
     )
