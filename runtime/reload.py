@@ -75,6 +75,7 @@ class Reloader:
         self._applied = dict(self._seen)  # contents the running generation was made from
         self._lock = asyncio.Lock()
         self.attempts = 0  # reloads tried: applied, refused, or found to change nothing
+        self._started = 0.0
         self.state.export(metrics)
 
     def files(self) -> tuple[Path, ...]:
@@ -87,6 +88,7 @@ class Reloader:
                 return Outcome(Status.unchanged)
             self._seen.update(current)
             self.attempts += 1
+            self._started = time.perf_counter()
             return await self._attempt(current)
 
     async def _attempt(self, current: dict[str, str | None]) -> Outcome:
@@ -129,7 +131,8 @@ class Reloader:
             self._applied.setdefault(path, digest)
         self.state.applied(config_hash(candidate.config))
         self.state.export(self.metrics)
-        log.info("config reload: generation %d applied (%s)", self.state.generation, _summary(plan))
+        took_ms = (time.perf_counter() - self._started) * 1000
+        log.info("config reload: generation %d applied in %.0f ms (%s)", self.state.generation, took_ms, _summary(plan))
 
     def _refuse(self, message: str) -> Outcome:
         self.state.failed(message)

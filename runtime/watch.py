@@ -93,7 +93,7 @@ def needs_polling(files: Iterable[Path], mode: Polling, mounts: frozenset[str] |
 class WatchSettings:
     polling: Polling = Polling.auto
     poll_interval_ms: int = 300
-    debounce_ms: int = 50
+    debounce_ms: int = 20
 
     @classmethod
     def of(cls, reload: Reload) -> WatchSettings:
