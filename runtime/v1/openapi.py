@@ -8,6 +8,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from .requests import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from .response_schemas import SCHEMAS
 
 REF = "#/components/schemas/{model}"
 ERROR_STATUSES = {
@@ -17,23 +18,43 @@ ERROR_STATUSES = {
     "429": "The model's queue is full; retry after the Retry-After header's seconds.",
     "503": "The model cannot be loaded (missing, not GGUF, failed to load) or every resident model is busy.",
 }
-POSTS: list[tuple[str, type[BaseModel], str, str]] = [
-    ("/v1/chat/completions", ChatCompletionRequest, "createChatCompletion", "A chat completion (or its SSE stream)."),
-    ("/v1/completions", CompletionRequest, "createCompletion", "A text completion (or its SSE stream)."),
-    ("/v1/embeddings", EmbeddingRequest, "createEmbedding", "Embedding vectors, for models with embeddings: true."),
+# path, request model, operationId, summary, response schema
+POSTS: list[tuple[str, type[BaseModel], str, str, str]] = [
+    (
+        "/v1/chat/completions",
+        ChatCompletionRequest,
+        "createChatCompletion",
+        "A chat completion (or its SSE stream).",
+        "ChatCompletion",
+    ),
+    (
+        "/v1/completions",
+        CompletionRequest,
+        "createCompletion",
+        "A text completion (or its SSE stream).",
+        "TextCompletion",
+    ),
+    (
+        "/v1/embeddings",
+        EmbeddingRequest,
+        "createEmbedding",
+        "Embedding vectors, for models with embeddings: true.",
+        "EmbeddingList",
+    ),
 ]
 
 
 def openapi_document() -> dict[str, Any]:
-    _, definitions = models_json_schema([(model, "validation") for _, model, _, _ in POSTS], ref_template=REF)
-    schemas: dict[str, Any] = {**definitions.get("$defs", {}), "Error": _error_schema()}
+    models = [(model, "validation") for _, model, *_ in POSTS]
+    _, definitions = models_json_schema(models, ref_template=REF)  # type: ignore[arg-type]
+    schemas: dict[str, Any] = {**definitions.get("$defs", {}), **SCHEMAS, "Error": _error_schema()}
     paths: dict[str, Any] = {
-        "/v1/models": {"get": _operation("listModels", "The models this server serves.", None, streams=False)},
+        "/v1/models": {"get": _operation("listModels", "The models this server serves.", None, "ModelList")},
         "/v1/models/{model_id}": {"get": _get_model()},
     }
-    for path, model, operation_id, summary in POSTS:
+    for path, model, operation_id, summary, answer in POSTS:
         streams = model is not EmbeddingRequest
-        paths[path] = {"post": _operation(operation_id, summary, model.__name__, streams=streams)}
+        paths[path] = {"post": _operation(operation_id, summary, model.__name__, answer, streams=streams)}
     return {
         "openapi": "3.1.0",
         "info": {"title": "Cortex OpenAI-compatible API", "version": "1"},
@@ -42,10 +63,12 @@ def openapi_document() -> dict[str, Any]:
     }
 
 
-def _operation(operation_id: str, summary: str, body: str | None, *, streams: bool) -> dict[str, Any]:
-    content: dict[str, Any] = {"application/json": {"schema": {"type": "object"}}}
+def _operation(
+    operation_id: str, summary: str, body: str | None, answer: str, *, streams: bool = False
+) -> dict[str, Any]:
+    content: dict[str, Any] = {"application/json": {"schema": {"$ref": REF.format(model=answer)}}}
     if streams:
-        content["text/event-stream"] = {"schema": {"type": "string"}}
+        content["text/event-stream"] = {"schema": {"$ref": REF.format(model="ServerSentEvent")}}
     operation: dict[str, Any] = {
         "operationId": operation_id,
         "summary": summary,
@@ -60,7 +83,7 @@ def _operation(operation_id: str, summary: str, body: str | None, *, streams: bo
 
 
 def _get_model() -> dict[str, Any]:
-    operation = _operation("retrieveModel", "One model this server serves.", None, streams=False)
+    operation = _operation("retrieveModel", "One model this server serves.", None, "Model")
     operation["parameters"] = [{"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"}}]
     operation["responses"]["404"] = _error_response(ERROR_STATUSES["404"])
     return operation

@@ -1,0 +1,78 @@
+"""JSON Schemas of the /v1 response bodies (what responses.py builds), for the OpenAPI document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+STRING = {"type": "string"}
+INTEGER = {"type": "integer"}
+NULLABLE_STRING = {"type": ["string", "null"]}
+FINISH_REASON = {"type": ["string", "null"], "enum": ["stop", "length", "tool_calls", "function_call", None]}
+
+
+def _object(required: dict[str, Any], optional: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"type": "object", "required": list(required), "properties": {**required, **(optional or {})}}
+
+
+USAGE = _object({"prompt_tokens": INTEGER, "completion_tokens": INTEGER, "total_tokens": INTEGER})
+TOOL_CALL = _object(
+    {"id": STRING, "type": STRING, "function": _object({"name": STRING, "arguments": STRING})},
+)
+MESSAGE = _object(
+    {"role": {"const": "assistant"}, "content": NULLABLE_STRING},
+    {"refusal": NULLABLE_STRING, "tool_calls": {"type": "array", "items": TOOL_CALL}},
+)
+
+
+def _completion(object_name: str, choice: dict[str, Any]) -> dict[str, Any]:
+    return _object(
+        {
+            "id": STRING,
+            "object": {"const": object_name},
+            "created": INTEGER,
+            "model": STRING,
+            "choices": {"type": "array", "items": choice},
+            "usage": USAGE,
+        },
+        {"system_fingerprint": NULLABLE_STRING},
+    )
+
+
+CHAT_COMPLETION = _completion(
+    "chat.completion",
+    _object({"index": INTEGER, "message": MESSAGE, "finish_reason": FINISH_REASON}, {"logprobs": {"type": "null"}}),
+)
+TEXT_COMPLETION = _completion(
+    "text_completion",
+    _object({"index": INTEGER, "text": STRING, "finish_reason": FINISH_REASON}, {"logprobs": {"type": "null"}}),
+)
+EMBEDDINGS = _object(
+    {
+        "object": {"const": "list"},
+        "model": STRING,
+        "data": {
+            "type": "array",
+            "items": _object(
+                {
+                    "object": {"const": "embedding"},
+                    "index": INTEGER,
+                    "embedding": {"oneOf": [{"type": "array", "items": {"type": "number"}}, STRING]},
+                }
+            ),
+        },
+        "usage": _object({"prompt_tokens": INTEGER, "total_tokens": INTEGER}),
+    }
+)
+MODEL = _object({"id": STRING, "object": {"const": "model"}, "created": INTEGER, "owned_by": STRING})
+MODEL_LIST = _object({"object": {"const": "list"}, "data": {"type": "array", "items": MODEL}})
+# One server-sent event: `data:` carries a JSON chunk, an error object, or the final `[DONE]`.
+SERVER_SENT_EVENT = _object({"data": STRING}, {"event": STRING, "id": STRING, "retry": INTEGER})
+
+SCHEMAS = {
+    "ChatCompletion": CHAT_COMPLETION,
+    "TextCompletion": TEXT_COMPLETION,
+    "EmbeddingList": EMBEDDINGS,
+    "Model": MODEL,
+    "ModelList": MODEL_LIST,
+    "ServerSentEvent": SERVER_SENT_EVENT,
+}
