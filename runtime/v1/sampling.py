@@ -91,6 +91,8 @@ def _reject_unsupported_chat(request: ChatCompletionRequest) -> None:
         raise unsupported("modalities", "this server produces text only.")
     if request.audio is not None:
         raise unsupported("audio", "this server produces text only.")
+    if request.moderation is not None:
+        raise unsupported("moderation", "this server runs no moderation.")
     if request.web_search_options is not None:
         raise unsupported("web_search_options", "this server has no web search.")
     if request.tool_choice == "required":

@@ -50,6 +50,7 @@ def error_of(response: httpx.Response, status: int) -> dict[str, Any]:
         ({**CHAT, "n": 3}, "n", "one choice"),
         ({**CHAT, "logprobs": True}, "logprobs", "not returned"),
         ({**CHAT, "tool_choice": "required"}, "tool_choice", "required"),
+        ({**CHAT, "moderation": {"model": "omni-moderation-latest"}}, "moderation", "no moderation"),
         ({**CHAT, "stop": ["a", "b", "c", "d", "e"]}, "stop", "at most 4"),
         ({**CHAT, "logit_bias": {"word": 1}}, "logit_bias", "token ids"),
     ],
