@@ -14,6 +14,7 @@ from .build_network import EXTRA_CA_NAME, env_script
 from .dockerfile import SYSTEM_CA_BUNDLES, family, render_dockerfile
 
 TRIM_SCRIPT = Path(__file__).resolve().parent / "trim_venv.py"
+SECRETS_FILE = "build/env.sh"
 DOCKERIGNORE = "# The context holds only what cortex build put there.\n**/__pycache__\n**/*.partial\n"
 
 
@@ -35,7 +36,7 @@ def entries(plan: BuildPlan, host: HostFiles) -> dict[str, Entry]:
     files: dict[str, Entry] = {
         "Dockerfile": render_dockerfile(plan, bake_cortexfile=host.cortexfile is not None).encode(),
         ".dockerignore": DOCKERIGNORE.encode(),
-        "build/env.sh": env_script(plan.network, SYSTEM_CA_BUNDLES[family(plan)], host.environ).encode(),
+        SECRETS_FILE: env_script(plan.network, SYSTEM_CA_BUNDLES[family(plan)], host.environ).encode(),
         "build/trim-venv.py": TRIM_SCRIPT,
     }
     if plan.network.has_extra_ca:
@@ -63,6 +64,8 @@ def write_tree(files: Mapping[str, Entry], folder: Path) -> None:
         target.unlink(missing_ok=True)
         if isinstance(entry, bytes):
             target.write_bytes(entry)
+            if name == SECRETS_FILE:
+                target.chmod(0o600)  # it holds the resolved build secrets
         else:
             _link_or_copy(entry, target)
 

@@ -107,9 +107,11 @@ def _baked_models(resolved: Resolved, environ: Mapping[str, str]) -> dict[str, t
 
 
 def _wheels(request: DockerBuild, scratch: Path) -> tuple[Path, ...]:
-    project = build_project_wheel(scratch / "wheels")
+    """This project's wheel first: from --wheels when it holds one (a release), else built here."""
     extra = prebuilt_wheels(request.wheels_dir) if request.wheels_dir else ()
-    return (project, *extra)
+    own = [w for w in extra if w.name.startswith("menlo_cortex-")]
+    project = own[-1] if own else build_project_wheel(scratch / "wheels")
+    return (project, *(w for w in extra if not w.name.startswith("menlo_cortex-")))
 
 
 def _options(request: DockerBuild, wheels: tuple[Path, ...]) -> BuildOptions:

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+WHEEL_EPOCH = "315532800"  # 1980-01-01, the earliest time a zip file can hold
 PROJECT_ROOT = Path(__file__).resolve().parent.parent  # images/ is linked into menlo_cortex/
 
 
@@ -22,7 +24,9 @@ def build_project_wheel(out: Path, source: Path = PROJECT_ROOT) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="cortex-wheel-") as scratch:
         command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", scratch]
-        done = subprocess.run([*command, str(source)], capture_output=True, text=True, check=False)
+        # Fixed zip timestamps: the same sources give the same wheel, so the engine re-uses its layers.
+        environ = dict(os.environ, SOURCE_DATE_EPOCH=WHEEL_EPOCH)
+        done = subprocess.run([*command, str(source)], capture_output=True, text=True, check=False, env=environ)
         if done.returncode != 0:
             raise WheelError(f"building the runtime wheel failed: {done.stderr.strip()[-2000:]}")
         built = sorted(Path(scratch).glob("menlo_cortex-*.whl"))

@@ -55,7 +55,8 @@ def _build_options(parser: argparse.ArgumentParser) -> None:
         "--wheels",
         type=Path,
         metavar="DIR",
-        help="prebuilt wheels (e.g. llama-cpp-python) the builder stage uses instead of compiling",
+        help="prebuilt wheels the builder stage uses (llama-cpp-python instead of compiling it; a menlo_cortex wheel "
+        "instead of building this checkout's)",
     )
     add("--base-image", help="base of the final stage (and of the builder, unless --builder-image)")
     add("--builder-image", help="base of the builder stage")
