@@ -62,6 +62,8 @@ def _build_options(parser: argparse.ArgumentParser) -> None:
     add("--builder-image", help="base of the builder stage")
     add("--network", dest="network_mode", help="network of the build steps (engine's names, e.g. host)")
     add("--verbose", "-v", action="store_true", help="show every line of build output")
+    add("--output", "-o", default="dist", help="folder for file outputs: the systemd bundle (default: %(default)s)")
+    add("--model-store", type=Path, metavar="DIR", help="systemd: build host's data folder with models/<sha256>.gguf")
 
 
 def run_build(args: argparse.Namespace) -> int:
@@ -69,6 +71,13 @@ def run_build(args: argparse.Namespace) -> int:
 
     file, bake_cortexfile, tag = _source(args)
     formats = _formats(args, file)
+    if "systemd" in formats:
+        from menlo_cortex.images.systemd.command import run as build_systemd
+
+        build_systemd(args)
+        formats = [f for f in formats if f != "systemd"]
+        if not formats:
+            return 0
     if formats != ["docker"]:
         unsupported = ", ".join(f for f in formats if f != "docker")
         print(f"cortex build: format(s) {unsupported}: not made by this command yet", file=sys.stderr)
