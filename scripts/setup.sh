@@ -14,6 +14,16 @@ command -v g++ >/dev/null || missing+=(g++ make)
 command -v curl >/dev/null || missing+=(curl)
 "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 command -v openssl >/dev/null || missing+=(openssl)
+# The systemd bundle's tests: a debootstrap'd root, a UEFI disk image without loop devices, qemu.
+command -v debootstrap >/dev/null || missing+=(debootstrap)
+command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)
+[ -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || missing+=(ovmf)
+[ -f /usr/lib/systemd/boot/efi/systemd-bootx64.efi ] || missing+=(systemd-boot-efi)
+command -v mcopy >/dev/null || missing+=(mtools)
+command -v mkfs.vfat >/dev/null || missing+=(dosfstools)
+command -v sfdisk >/dev/null || missing+=(fdisk)
+command -v mke2fs >/dev/null || missing+=(e2fsprogs)
+command -v shellcheck >/dev/null || missing+=(shellcheck)
 if ((${#missing[@]})); then
   echo "setup: installing Debian packages: ${missing[*]}" >&2
   [ "$(id -u)" = 0 ] || { echo "setup: run as root or install: ${missing[*]}" >&2; exit 1; }
