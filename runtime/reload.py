@@ -89,7 +89,11 @@ class Reloader:
             self._seen.update(current)
             self.attempts += 1
             self._started = time.perf_counter()
-            return await self._attempt(current)
+            try:
+                return await self._attempt(current)
+            except Exception as exc:  # a bug must not end reloading for the life of the process
+                log.exception("config reload failed unexpectedly")
+                return self._refuse(f"{self.inputs.path}: reload failed unexpectedly: {exc!r}")
 
     async def _attempt(self, current: dict[str, str | None]) -> Outcome:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import ssl
 import textwrap
 import threading
@@ -230,3 +231,14 @@ def _health_at(client: httpx.Client) -> bool:
         return client.get("/health").status_code == 200
     except httpx.TransportError:
         return False
+
+
+def test_sighup_reloads_when_watching_is_off(start_cortex: StartServer) -> None:
+    body = "server:\n  reload:\n    enabled: false\n"
+    server = start_cortex(body)
+    rewrite(server, body + "logs:\n  level: debug\n")
+    server.process.send_signal(signal.SIGHUP)
+    wait_for(lambda: config_status(server)["generation"] == 2, "the reload on SIGHUP", server)
+    server.process.send_signal(signal.SIGHUP)  # nothing changed: no new generation, and the process lives on
+    wait_for(lambda: "no change to apply (generation 2)" in server.output(), "the second SIGHUP", server)
+    assert server.process.poll() is None
