@@ -32,7 +32,7 @@ def write(tmp_path: Path, body: str) -> Path:
 
 
 def build_command(*args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "menlo_cortex.images.systemd", *args]
+    command = [sys.executable, "-m", "menlo_cortex", "build", "--format", "systemd", *args]
     return subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
 
 

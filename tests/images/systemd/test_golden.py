@@ -4,13 +4,15 @@ CORTEX_UPDATE_GOLDEN=1 pytest tests/images/systemd/test_golden.py, then review t
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from menlo_cortex.images.systemd.render import FILES, render_files
 
-from .conftest import GOLDEN, PROJECT_WHEEL, plan_for
+from .conftest import GOLDEN, HERE, PROJECT_WHEEL, plan_for
 
 CASES = sorted(p.name for p in GOLDEN.iterdir() if (p / "Cortexfile.yaml").is_file())
 UPDATE = os.environ.get("CORTEX_UPDATE_GOLDEN") == "1"
@@ -41,3 +43,10 @@ def test_every_case_has_been_reviewed() -> None:
 def test_rendering_is_pure_and_stable() -> None:
     path = GOLDEN / "server" / "Cortexfile.yaml"
     assert render_files(plan_for(path), PROJECT_WHEEL) == render_files(plan_for(path), PROJECT_WHEEL)
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed (scripts/setup.sh)")
+def test_shell_scripts_pass_shellcheck() -> None:
+    scripts = [*sorted(GOLDEN.glob("*/*.sh")), HERE / "vm" / "debian-root.sh"]
+    done = subprocess.run(["shellcheck", *map(str, scripts)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout
