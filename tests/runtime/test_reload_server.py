@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import ssl
 import textwrap
 import threading
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -242,3 +244,51 @@ def test_sighup_reloads_when_watching_is_off(start_cortex: StartServer) -> None:
     server.process.send_signal(signal.SIGHUP)  # nothing changed: no new generation, and the process lives on
     wait_for(lambda: "no change to apply (generation 2)" in server.output(), "the second SIGHUP", server)
     assert server.process.poll() is None
+
+
+def generation_is(server: CortexServer, generation: int) -> bool:
+    return config_status(server)["generation"] == generation
+
+
+def configmap_swap(folder: Path, text: str, version: int) -> None:
+    """The kubelet's way: a new timestamped folder, `..data` re-pointed by a rename, the old folder removed."""
+    fresh = folder / f"..2026_11_25_{version}"
+    fresh.mkdir()
+    (fresh / "Cortexfile.yaml").write_text(text, encoding="utf-8")
+    old = (folder / "..data").resolve() if (folder / "..data").is_symlink() else None
+    (folder / "..data_tmp").symlink_to(fresh.name)
+    os.replace(folder / "..data_tmp", folder / "..data")
+    if old is not None:
+        shutil.rmtree(old)
+
+
+def test_each_way_of_replacing_the_file_is_one_reload(start_cortex: StartServer) -> None:
+    server = start_cortex()
+    path, folder = server.cortexfile, server.cortexfile.parent
+
+    def text(number: int) -> str:
+        return f"version: 1\nserver:\n  cors:\n    origins: [http://change{number}.example]\n{MODEL_BLOCK}"
+
+    def to_configmap_layout(number: int) -> None:
+        configmap_swap(folder, text(number), number)
+        link = folder / ".Cortexfile.link"
+        link.symlink_to("..data/Cortexfile.yaml")
+        os.replace(link, path)
+
+    changes = [
+        lambda n: path.write_text(text(n), encoding="utf-8"),  # in place
+        lambda n: os.utime(path),  # a touch: no reload expected (the next change must still be the next one)
+        lambda n: rewrite(server, f"server:\n  cors:\n    origins: [http://change{n}.example]\n"),  # atomic rename
+        to_configmap_layout,
+        lambda n: configmap_swap(folder, text(n), n),
+        lambda n: configmap_swap(folder, text(n), n),
+    ]
+    expected = 1
+    for number, change in enumerate(changes):
+        change(number)
+        if number == 1:
+            continue
+        expected += 1
+        wait_for(partial(generation_is, server, expected), f"change {number}", server)
+    assert config_status(server)["reloads"] == expected - 1
+    assert "no change to apply" not in server.output()
