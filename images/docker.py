@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import docker
+
 from menlo_cortex import __version__
 
 from ..cortexfile import formats
@@ -61,17 +63,32 @@ def build_docker(request: DockerBuild, environ: Mapping[str, str]) -> Built:
     host_view = _host_view(request.file, environ)
     image_view = load(request.file, format_defaults=formats.get("docker").loader_argument())
     _check_supported(image_view)
+    client = None if request.context_only else engine.connect(environ)  # fail fast, before the heavy steps
+    try:
+        return _make(request, host_view, image_view, client, environ)
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _make(
+    request: DockerBuild,
+    host_view: Resolved,
+    image_view: Resolved,
+    client: docker.DockerClient | None,
+    environ: Mapping[str, str],
+) -> Built:
     models = _baked_models(host_view, environ) if image_view.config.build.bake_models else {}
     with tempfile.TemporaryDirectory(prefix="cortex-build-") as scratch:
         wheels = _wheels(request, Path(scratch))
         plan = make_plan(image_view.config, _options(request, wheels), {m: s for m, (s, _) in models.items()})
-        host = HostFiles(request.file if request.bake_cortexfile else None, wheels, dict(models.values()), environ)
-        files = entries(plan, host)
+        cortexfile = request.file if request.bake_cortexfile else None
+        files = entries(plan, HostFiles(cortexfile, wheels, dict(models.values()), environ))
         if request.context_dir is not None:
             write_tree(files, request.context_dir)
-        if request.context_only:
+        if client is None:
             return Built(None, None, plan)
-        return _build(request, plan, files, Path(scratch), environ)
+        return _build(client, request, plan, files, Path(scratch))
 
 
 def _check_supported(resolved: Resolved) -> None:
@@ -134,10 +151,9 @@ def default_tag(plan: BuildPlan) -> str:
 
 
 def _build(
-    request: DockerBuild, plan: BuildPlan, files: Mapping[str, Entry], scratch: Path, environ: Mapping[str, str]
+    client: docker.DockerClient, request: DockerBuild, plan: BuildPlan, files: Mapping[str, Entry], scratch: Path
 ) -> Built:
     _check_space(files, scratch)
-    client = engine.connect(environ)
     display = BuildDisplay(verbose=request.verbose)
     tarball = scratch / "context.tar"
     with tarball.open("w+b") as stream:
