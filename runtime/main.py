@@ -24,6 +24,10 @@ from .logs import configure_logging
 from .reload import blocked_sighup
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+# The event loop and the generation threads share the GIL. At Python's default 5 ms switch interval
+# the loop waits up to that long to forward each token, and the generation thread as long to get it
+# back: bench/serve.py measured about 10% fewer tokens/s served than direct; at 0.5 ms, none.
+GIL_SWITCH_INTERVAL_S = 0.0005
 log = logging.getLogger("cortex.server")
 
 
@@ -38,6 +42,7 @@ class StartupError(Exception):
 def serve(resolved: Resolved, debug: bool = False) -> int:
     config = resolved.config
     handlers = configure_logging(config.logs, debug)
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     try:
         with blocked_sighup():  # before any thread exists: see reload.py
             return _serve(resolved, debug)
