@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
-import io
 import tarfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -29,13 +27,12 @@ def find_in_archive(archive: Path, needles: Mapping[str, bytes]) -> list[str]:
 def _unpacked(name: str, reader: IO[bytes]) -> Iterator[tuple[str, IO[bytes]]]:
     head = reader.read(512)
     reader.seek(0)
-    stream: IO[bytes] = gzip.GzipFile(fileobj=reader) if head[:2] == b"\x1f\x8b" else reader
-    if head[:2] == b"\x1f\x8b" or _is_tar(head):
-        with tarfile.open(fileobj=stream, mode="r|*") as layer:
+    if head[:2] == b"\x1f\x8b" or _is_tar(head):  # a layer, plain or gzipped: "r|*" reads both
+        with tarfile.open(fileobj=reader, mode="r|*") as layer:
             for entry in layer:
                 inner = layer.extractfile(entry) if entry.isfile() else None
                 if inner is not None:
-                    yield f"{name}:{entry.name}", io.BufferedReader(inner)  # type: ignore[arg-type]
+                    yield f"{name}:{entry.name}", inner
         return
     yield name, reader
 

@@ -1,0 +1,137 @@
+"""The build context and the plan behind it: what goes where, secrets only in build/env.sh, a
+reproducible tar, the Cortexfile byte for byte."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from menlo_cortex.cortexfile import formats
+from menlo_cortex.cortexfile.hashing import config_hash
+from menlo_cortex.cortexfile.loader import load
+from menlo_cortex.cortexfile.plan import BuildOptions, BuildPlan, make_plan
+from menlo_cortex.images.context import HostFiles, entries, write_tar, write_tree
+
+from .rendering import OPTIONS, plan_for
+
+SHA = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+ENVIRON = {"BUILD_PROXY": "http://u:proxy-secret@proxy.corp:3128", "PIP_MIRROR": "https://u:tok@pypi.corp/simple"}
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> HostFiles:
+    cortexfile = tmp_path / "Cortexfile.yaml"
+    cortexfile.write_bytes(b"version: 1  # kept byte for byte\r\n")
+    wheel = tmp_path / "menlo_cortex-0.1.0-py3-none-any.whl"
+    wheel.write_bytes(b"wheel")
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"GGUF model")
+    return HostFiles(cortexfile, (wheel,), {SHA: model}, ENVIRON)
+
+
+def test_context_holds_exactly_the_rendered_and_gathered_files(host: HostFiles) -> None:
+    plan = make_plan(load(_case()).config, OPTIONS)
+    files = entries(_without_ca(plan), host)
+    assert sorted(files) == sorted(
+        [
+            ".dockerignore",
+            "Cortexfile.yaml",
+            "Dockerfile",
+            "build/env.sh",
+            "build/trim-venv.py",
+            f"models/{SHA}.gguf",
+            "wheels/menlo_cortex-0.1.0-py3-none-any.whl",
+        ]
+    )
+    assert files["Cortexfile.yaml"] == host.cortexfile
+
+
+def test_secrets_go_to_build_env_only(host: HostFiles, tmp_path: Path) -> None:
+    plan = _without_ca(plan_for("debian", "cpu"))
+    files = entries(plan, host)
+    env = files["build/env.sh"]
+    assert isinstance(env, bytes)
+    assert b"export https_proxy=http://u:proxy-secret@proxy.corp:3128" in env
+    assert b"export PIP_INDEX_URL=https://u:tok@pypi.corp/simple" in env
+    assert b"export no_proxy=localhost,internal.example" in env
+    for name, entry in files.items():
+        if name != "build/env.sh" and isinstance(entry, bytes):
+            assert b"proxy-secret" not in entry, name
+            assert b"tok@" not in entry, name
+
+
+def test_extra_ca_certificates_are_concatenated_for_the_builder(host: HostFiles, tmp_path: Path) -> None:
+    first, second = tmp_path / "a.pem", tmp_path / "b.pem"
+    first.write_bytes(b"-----A-----")
+    second.write_bytes(b"-----B-----\n")
+    text = _case().read_text(encoding="utf-8").replace("[/etc/corp/ca.pem]", f"[{first}, {second}]")
+    file = tmp_path / "with-ca.yaml"
+    file.write_text(text, encoding="utf-8")
+    plan = make_plan(load(file, format_defaults=formats.get("docker").loader_argument()).config, OPTIONS)
+    files = entries(plan, host)
+    assert files["build/extra-ca.pem"] == b"-----A-----\n-----B-----\n"
+    env = files["build/env.sh"]
+    assert isinstance(env, bytes)
+    assert b"export PIP_CERT=/tmp/cortex-build/ca-bundle.pem" in env
+
+
+def test_context_tar_is_reproducible(host: HostFiles) -> None:
+    files = entries(_without_ca(plan_for("debian", "cpu")), host)
+    first, second = io.BytesIO(), io.BytesIO()
+    write_tar(files, first, mtime=0)
+    write_tar(files, second, mtime=0)
+    assert first.getvalue() == second.getvalue()
+    first.seek(0)
+    with tarfile.open(fileobj=first) as archive:
+        members = archive.getmembers()
+    assert [m.name for m in members] == sorted(files)
+    assert {(m.mtime, m.uid, m.gid, m.mode) for m in members} == {(0, 0, 0, 0o644)}
+
+
+def test_written_context_keeps_secrets_private(host: HostFiles, tmp_path: Path) -> None:
+    files = entries(_without_ca(plan_for("debian", "cpu")), host)
+    write_tree(files, tmp_path / "ctx")
+    assert (tmp_path / "ctx" / "build" / "env.sh").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "ctx" / "Cortexfile.yaml").read_bytes() == b"version: 1  # kept byte for byte\r\n"
+
+
+def test_plan_derives_from_the_image_view_of_the_config() -> None:
+    resolved = load(_case(), format_defaults=formats.get("docker").loader_argument())
+    plan = make_plan(resolved.config, BuildOptions(platform="linux/aarch64"))
+    assert plan.architecture == "arm64"
+    assert plan.port == 8443
+    assert plan.tls
+    assert plan.data_dir == "/var/lib/cortex"
+    assert dict(plan.labels)["ai.menlo.cortex.config-hash"] == config_hash(resolved.config) == plan.config_hash
+    assert [m.image_path for m in plan.models] == [f"/var/lib/cortex/models/{SHA}.gguf"]
+
+
+def test_models_left_to_mount_are_not_planned(tmp_path: Path) -> None:
+    text = _case().read_text(encoding="utf-8") + "  bake_models: false\n"
+    file = tmp_path / "Cortexfile.yaml"
+    file.write_text(text, encoding="utf-8")
+    assert make_plan(load(file).config, OPTIONS).models == ()
+
+
+def test_cmake_args_are_portable_whatever_the_cortexfile_says(tmp_path: Path) -> None:
+    file = tmp_path / "Cortexfile.yaml"
+    file.write_text(
+        "version: 1\ntarget:\n  accelerator: cuda\n  distro: ubuntu\n"
+        '  llama_cmake_args: ["-DGGML_NATIVE=ON", "-DGGML_AVX2=ON"]\n  cuda_architectures: ["87"]\n',
+        encoding="utf-8",
+    )
+    args = make_plan(load(file).config, OPTIONS).cmake_args
+    assert args == ("-DGGML_NATIVE=OFF", "-DGGML_AVX2=ON", "-DGGML_CUDA=ON", "-DCMAKE_CUDA_ARCHITECTURES=87")
+
+
+def _case() -> Path:
+    return Path(__file__).parent / "cases" / "Cortexfile.yaml"
+
+
+def _without_ca(plan: BuildPlan) -> BuildPlan:
+    """The golden case names /etc/corp/ca.pem, which this host lacks: drop it from the plan."""
+    return replace(plan, network=replace(plan.network, ca_certificates=()))
