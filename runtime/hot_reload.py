@@ -16,13 +16,14 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from menlo_cortex.cortexfile.loader import Resolved
-from menlo_cortex.cortexfile.schema import Cortexfile
+from menlo_cortex.cortexfile.schema import Cortexfile, Model
 from menlo_cortex.cortexfile.secrets import SecretUnavailable
 from menlo_cortex.cortexfile.store import data_dir
 
@@ -100,12 +101,19 @@ class RuntimeApplier:
             raise ApplyError(f"server.auth.api_keys: {exc}") from exc
         if plan.touches(Kind.listener) and self.listener is not None:
             await self.listener.apply(self.config.server, new.server)
-        self.models.apply(new, plan.models, model_locator(new, data_dir(new, self.environ)))
+        self.models.apply(new, plan.models, self._new_store(new))
         logging.getLogger().setLevel(level_of(new.logs, self.debug))
         self.app.swap(app)
         self.config = new
         if plan.settings.get(Kind.restart):
             log.warning("takes effect at the next start: %s", ", ".join(plan.settings[Kind.restart]))
+
+    def _new_store(self, new: Cortexfile) -> Callable[[Model], Path] | None:
+        """A new model store only when its settings changed: the store remembers the files it hashed."""
+        folder = data_dir(new, self.environ)
+        if new.network == self.config.network and folder == data_dir(self.config, self.environ):
+            return None
+        return model_locator(new, folder)
 
 
 @dataclass

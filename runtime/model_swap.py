@@ -35,9 +35,11 @@ class ReloadableModels(ModelManager):
         self._drained = asyncio.Event()  # a retiring model finished its last request
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def apply(self, config: Cortexfile, changes: ModelChanges, locate: Callable[[Model], Path]) -> None:
-        """Take the new config's models and limits; loads and unloads go on in the background."""
-        self.config, self.limits, self._locate = config, config.server.limits, locate
+    def apply(self, config: Cortexfile, changes: ModelChanges, locate: Callable[[Model], Path] | None = None) -> None:
+        """Take the new config's models and limits (and `locate`, when the store changed); loads and unloads
+        go on in the background."""
+        self.config, self.limits = config, config.server.limits
+        self._locate = locate or self._locate
         wanted = {model.id: model for model in config.models}
         for model_id in changes.removed:
             if model_id in self._slots:  # else still loading: it is retired instead of published

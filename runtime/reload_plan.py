@@ -38,6 +38,7 @@ RULES: tuple[tuple[tuple[str, ...], Kind], ...] = (
     (("server", "reload"), Kind.watcher),
     (("logs", "level"), Kind.live),
     (("network",), Kind.live),  # read by the model store on its next download
+    (("data",), Kind.live),  # read by the model store on its next lookup
     (("engines",), Kind.models),
     (("version",), Kind.inert),
     (("target",), Kind.inert),

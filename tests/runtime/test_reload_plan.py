@@ -36,7 +36,8 @@ def model(model_id: str, **fields: Any) -> dict[str, Any]:
         (("server", "reload", "debounce_ms"), Kind.watcher),
         (("engines", "llama_cpp", "batch_size"), Kind.models),
         (("logs", "path"), Kind.restart),
-        (("data", "path"), Kind.restart),
+        (("data", "path"), Kind.live),
+        (("logs", "max_lines"), Kind.restart),
         (("build", "formats"), Kind.inert),
     ],
 )
