@@ -16,7 +16,9 @@ HOOKS = Path(__file__).with_name("fuzz_hooks.py")
 FUZZ_SERVER = "server:\n  limits:\n    max_tokens: 8\n    request_timeout_s: 30\n"
 
 
-def test_fuzzing_the_api_from_its_openapi_document_finds_no_server_error(start_cortex: StartServer) -> None:
+def test_fuzzing_the_api_from_its_openapi_document_finds_no_server_error(
+    start_cortex: StartServer, tmp_path: Path
+) -> None:
     server = start_cortex(FUZZ_SERVER)
     command = [
         str(Path(sys.executable).with_name("schemathesis")), "run", f"{server.base_url}/openapi.json",
@@ -25,7 +27,8 @@ def test_fuzzing_the_api_from_its_openapi_document_finds_no_server_error(start_c
     ]  # fmt: skip
     hooks = {"SCHEMATHESIS_HOOKS": HOOKS.stem, "PYTHONPATH": str(HOOKS.parent), "CORTEX_FUZZ_MODEL": MODEL_ID}
     env = {**os.environ, **hooks}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=540, env=env, check=False)
+    # cwd: schemathesis keeps a cache folder in its working directory
+    result = subprocess.run(command, capture_output=True, text=True, timeout=540, env=env, cwd=tmp_path, check=False)
     report = result.stdout[-6000:] + result.stderr[-2000:]
     assert result.returncode == 0, report
     assert " passed" in report
