@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import ssl
+import subprocess
 import textwrap
 import threading
 from functools import partial
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cortex_server import MODEL_BLOCK, MODEL_ID, CortexServer, StartServer
+from cortex_server import MODEL_BLOCK, MODEL_ID, CortexServer, StartServer, free_port
 from reload_load import config_status, continuous_load, model_ids, one_request, wait_for
 from test_server_security import make_self_signed
 
@@ -219,20 +220,24 @@ def _answers(client: httpx.Client, server: CortexServer) -> bool:
 def test_a_host_change_moves_the_listener_and_a_flag_pinned_port_stays(start_cortex: StartServer) -> None:
     server = start_cortex()
     rewrite(server, "server:\n  host: 127.0.0.2\n  port: 1\n")
-    moved = httpx.Client(base_url=f"http://127.0.0.2:{server.port}", headers={"Host": "localhost"}, timeout=5)
-    with moved:
-        wait_for(lambda: _health_at(moved), "the new listener", server)
-        assert one_request(moved, MODEL_ID, stream=True) is None
+
+    def moved() -> httpx.Client:
+        return httpx.Client(base_url=f"http://127.0.0.2:{server.port}", headers={"Host": "localhost"}, timeout=5)
+
+    wait_for(lambda: _health_at(moved()), "the new listener", server)
+    with moved() as client:
+        assert one_request(client, MODEL_ID, stream=True) is None
         with pytest.raises(httpx.ConnectError), server.client(timeout=5) as old:
             old.get("/health")
     assert "server.port: warning: changed in the file but pinned by flag --port" in server.output()
 
 
 def _health_at(client: httpx.Client) -> bool:
-    try:
-        return client.get("/health").status_code == 200
-    except httpx.TransportError:
-        return False
+    with client:
+        try:
+            return client.get("/health").status_code == 200
+        except httpx.TransportError:
+            return False
 
 
 def test_sighup_reloads_when_watching_is_off(start_cortex: StartServer) -> None:
@@ -292,3 +297,35 @@ def test_each_way_of_replacing_the_file_is_one_reload(start_cortex: StartServer)
         wait_for(partial(generation_is, server, expected), f"change {number}", server)
     assert config_status(server)["reloads"] == expected - 1
     assert "no change to apply" not in server.output()
+
+
+def test_a_port_change_opens_the_new_listener_and_lets_the_old_streams_finish(
+    tmp_path: Path, cortex_command: list[str], test_data_dir: Path
+) -> None:
+    old_port, new_port = free_port(), free_port()
+    path = tmp_path / "Cortexfile.yaml"
+    path.write_text(f"version: 1\nserver:\n  port: {old_port}\n{MODEL_BLOCK}", encoding="utf-8")
+    log = tmp_path / "server.out"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [*cortex_command, "start", "-f", str(path), "--datapath", str(test_data_dir)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    server = CortexServer(process, old_port, "http", log, path)
+    try:
+        server.wait_ready()
+        result: list[str | None] = []
+        with server.client(timeout=60) as old:
+            streaming = threading.Thread(target=lambda: result.append(one_request(old, MODEL_ID, True, 64)))
+            streaming.start()
+            wait_for(lambda: _queue_depth(server, MODEL_ID) == 1, "the stream to start", server)
+            path.write_text(f"version: 1\nserver:\n  port: {new_port}\n{MODEL_BLOCK}", encoding="utf-8")
+            moved = CortexServer(process, new_port, "http", log, path)
+            wait_for(lambda: _health_at(moved.client(timeout=5)), "the new listener", server)
+            streaming.join(60)
+        assert result == [None], server.output()[-4000:]
+        with pytest.raises(httpx.ConnectError), server.client(timeout=5) as fresh:
+            fresh.get("/health")
+    finally:
+        server.terminate()
