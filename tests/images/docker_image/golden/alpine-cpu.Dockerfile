@@ -1,5 +1,5 @@
 # Rendered by `cortex build` for alpine/cpu on linux/amd64.
-# Edit the Cortexfile, not this file. Config hash: b8a84b3ba8e8dc80d4e8177bc1be93b7cb1f4b8fa9157e94f07b07a7b8a1dae7
+# Edit the Cortexfile, not this file. Config hash: 0000000000000000000000000000000000000000000000000000000000000000
 #
 # The `packages` and `builder` stages may use the build network settings in build/ (proxy,
 # extra CA certificates, index mirror). The final stage never copies build/: it takes only
@@ -38,7 +38,7 @@ ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
 COPY models/a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818.gguf /var/lib/cortex/models/a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818.gguf
 COPY Cortexfile.yaml /etc/cortex/Cortexfile.yaml
 LABEL ai.menlo.cortex.accelerator="cpu" \
-      ai.menlo.cortex.config-hash="b8a84b3ba8e8dc80d4e8177bc1be93b7cb1f4b8fa9157e94f07b07a7b8a1dae7" \
+      ai.menlo.cortex.config-hash="0000000000000000000000000000000000000000000000000000000000000000" \
       ai.menlo.cortex.distro="alpine" \
       org.opencontainers.image.created="2026-01-01T00:00:00Z" \
       org.opencontainers.image.description="Cortex LLM appliance serving: gemma" \

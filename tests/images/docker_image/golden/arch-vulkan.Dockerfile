@@ -1,5 +1,5 @@
 # Rendered by `cortex build` for arch/vulkan on linux/amd64.
-# Edit the Cortexfile, not this file. Config hash: cbbab1ea20083ea5f1157701cd04a851dc4029bcdc0bfb31a18a91f4bf9867ee
+# Edit the Cortexfile, not this file. Config hash: 0000000000000000000000000000000000000000000000000000000000000000
 #
 # The `packages` and `builder` stages may use the build network settings in build/ (proxy,
 # extra CA certificates, index mirror). The final stage never copies build/: it takes only
@@ -41,7 +41,7 @@ ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
 COPY models/a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818.gguf /var/lib/cortex/models/a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818.gguf
 COPY Cortexfile.yaml /etc/cortex/Cortexfile.yaml
 LABEL ai.menlo.cortex.accelerator="vulkan" \
-      ai.menlo.cortex.config-hash="cbbab1ea20083ea5f1157701cd04a851dc4029bcdc0bfb31a18a91f4bf9867ee" \
+      ai.menlo.cortex.config-hash="0000000000000000000000000000000000000000000000000000000000000000" \
       ai.menlo.cortex.distro="arch" \
       org.opencontainers.image.created="2026-01-01T00:00:00Z" \
       org.opencontainers.image.description="Cortex LLM appliance serving: gemma" \

@@ -1,5 +1,5 @@
 # Rendered by `cortex build` for debian/cpu on linux/amd64.
-# Edit the Cortexfile, not this file. Config hash: f9c0b724affe9b7dccfcec671941fa956af137c663bae414cc89ebb3867eadd7
+# Edit the Cortexfile, not this file. Config hash: 0000000000000000000000000000000000000000000000000000000000000000
 #
 # The `packages` and `builder` stages may use the build network settings in build/ (proxy,
 # extra CA certificates, index mirror). The final stage never copies build/: it takes only
@@ -51,7 +51,7 @@ ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
 COPY models/a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818.gguf /var/lib/cortex/models/a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818.gguf
 COPY Cortexfile.yaml /etc/cortex/Cortexfile.yaml
 LABEL ai.menlo.cortex.accelerator="cpu" \
-      ai.menlo.cortex.config-hash="f9c0b724affe9b7dccfcec671941fa956af137c663bae414cc89ebb3867eadd7" \
+      ai.menlo.cortex.config-hash="0000000000000000000000000000000000000000000000000000000000000000" \
       ai.menlo.cortex.distro="debian" \
       org.opencontainers.image.created="2026-01-01T00:00:00Z" \
       org.opencontainers.image.description="Cortex LLM appliance serving: gemma" \

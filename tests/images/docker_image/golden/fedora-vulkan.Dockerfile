@@ -1,5 +1,5 @@
 # Rendered by `cortex build` for fedora/vulkan on linux/amd64.
-# Edit the Cortexfile, not this file. Config hash: 68b0b542d909f18f9cd15f699b1af7dae830fd34a05637554b8e7e461b0fd0fb
+# Edit the Cortexfile, not this file. Config hash: 0000000000000000000000000000000000000000000000000000000000000000
 #
 # The `packages` and `builder` stages may use the build network settings in build/ (proxy,
 # extra CA certificates, index mirror). The final stage never copies build/: it takes only
@@ -42,7 +42,7 @@ ENV SSL_CERT_FILE=/etc/pki/tls/certs/ca-bundle.crt
 COPY models/a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818.gguf /var/lib/cortex/models/a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818.gguf
 COPY Cortexfile.yaml /etc/cortex/Cortexfile.yaml
 LABEL ai.menlo.cortex.accelerator="vulkan" \
-      ai.menlo.cortex.config-hash="68b0b542d909f18f9cd15f699b1af7dae830fd34a05637554b8e7e461b0fd0fb" \
+      ai.menlo.cortex.config-hash="0000000000000000000000000000000000000000000000000000000000000000" \
       ai.menlo.cortex.distro="fedora" \
       org.opencontainers.image.created="2026-01-01T00:00:00Z" \
       org.opencontainers.image.description="Cortex LLM appliance serving: gemma" \

@@ -1,5 +1,5 @@
 # Rendered by `cortex build` for alpine/cpu on linux/amd64.
-# Edit the Cortexfile, not this file. Config hash: 93c221abbdf74720c481c0e3581bdca64ae7683b8af780fe2f0994e2d14c1393
+# Edit the Cortexfile, not this file. Config hash: 0000000000000000000000000000000000000000000000000000000000000000
 #
 # The `packages` and `builder` stages may use the build network settings in build/ (proxy,
 # extra CA certificates, index mirror). The final stage never copies build/: it takes only
@@ -35,7 +35,7 @@ COPY --from=builder /opt/cortex /opt/cortex
 # Python's ssl looks here when the distro's openssl package (and its cert links) is absent.
 ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
 LABEL ai.menlo.cortex.accelerator="cpu" \
-      ai.menlo.cortex.config-hash="93c221abbdf74720c481c0e3581bdca64ae7683b8af780fe2f0994e2d14c1393" \
+      ai.menlo.cortex.config-hash="0000000000000000000000000000000000000000000000000000000000000000" \
       ai.menlo.cortex.distro="alpine" \
       org.opencontainers.image.created="2026-01-01T00:00:00Z" \
       org.opencontainers.image.description="Cortex LLM appliance serving: none (mount a Cortexfile)" \

@@ -1,5 +1,5 @@
 # Rendered by `cortex build` for ubuntu/cuda on linux/amd64.
-# Edit the Cortexfile, not this file. Config hash: 0c9e68dec5b2e68ab0a0c79e120c788aa8be56dabb25b4d0a4b8e37192c98e73
+# Edit the Cortexfile, not this file. Config hash: 0000000000000000000000000000000000000000000000000000000000000000
 #
 # The `packages` and `builder` stages may use the build network settings in build/ (proxy,
 # extra CA certificates, index mirror). The final stage never copies build/: it takes only
@@ -48,7 +48,7 @@ COPY --from=builder /opt/cortex /opt/cortex
 # Python's ssl looks here when the distro's openssl package (and its cert links) is absent.
 ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
 LABEL ai.menlo.cortex.accelerator="cuda" \
-      ai.menlo.cortex.config-hash="0c9e68dec5b2e68ab0a0c79e120c788aa8be56dabb25b4d0a4b8e37192c98e73" \
+      ai.menlo.cortex.config-hash="0000000000000000000000000000000000000000000000000000000000000000" \
       ai.menlo.cortex.distro="ubuntu" \
       org.opencontainers.image.created="2026-01-01T00:00:00Z" \
       org.opencontainers.image.description="Cortex LLM appliance serving: none (mount a Cortexfile)" \
