@@ -24,6 +24,10 @@ command -v mkfs.vfat >/dev/null || missing+=(dosfstools)
 command -v sfdisk >/dev/null || missing+=(fdisk)
 command -v mke2fs >/dev/null || missing+=(e2fsprogs)
 command -v shellcheck >/dev/null || missing+=(shellcheck)
+# cortex build's tests: Podman's Docker API, a local base (debootstrap), a registry with htpasswd auth.
+command -v podman >/dev/null || missing+=(podman buildah skopeo runc)
+command -v docker-registry >/dev/null || missing+=(docker-registry)
+command -v htpasswd >/dev/null || missing+=(apache2-utils)
 if ((${#missing[@]})); then
   echo "setup: installing Debian packages: ${missing[*]}" >&2
   [ "$(id -u)" = 0 ] || { echo "setup: run as root or install: ${missing[*]}" >&2; exit 1; }
