@@ -39,6 +39,12 @@ FORMATS: Mapping[str, FormatDefaults] = MappingProxyType(
     {
         "docker": FormatDefaults("docker", _CONTAINER, _MOUNT_HINT),
         "oci": FormatDefaults("oci", _CONTAINER, _MOUNT_HINT),
+        # The systemd service: models in its StateDirectory; logs stay on stdout, which is the journal.
+        "systemd": FormatDefaults(
+            "systemd",
+            MappingProxyType({"data.path": CONTAINER_DATA}),
+            f"reinstall the bundle (install.sh) or restore {CONFIG_DIR}/Cortexfile.yaml",
+        ),
     }
 )
 
