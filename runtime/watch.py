@@ -130,7 +130,13 @@ class FolderWatcher:
     async def run(self) -> None:
         while not self._closed:
             self._stop = asyncio.Event()
-            await self._watch_once()
+            try:
+                await self._watch_once()
+            except (OSError, RuntimeError) as exc:  # e.g. a watched folder vanished: try again shortly
+                log.warning("cannot watch %s (%s); retrying", ", ".join(map(str, self._files)), exc)
+                await asyncio.sleep(self._settings.poll_interval_ms / 1000)
+            if not self._closed:
+                self._on_event()  # what changed while no watch was running
 
     async def _watch_once(self) -> None:
         folders = watched_folders(self._files)

@@ -39,16 +39,16 @@ class Running:
     def reloader(self) -> Reloader:
         return self.service.reloader
 
-    async def until(self, condition: Callable[[], bool], what: str) -> None:
+    async def until(self, condition: Callable[[], bool], what: str, deadline_s: float = DEADLINE_S) -> None:
         """Poll `condition` until true; fail after the deadline."""
-        deadline = time.monotonic() + DEADLINE_S
+        deadline = time.monotonic() + deadline_s
         while not condition():
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out waiting for {what}")
             await asyncio.sleep(POLL_S)
 
-    async def until_reloads(self, count: int) -> None:
-        await self.until(lambda: self.reloader.state.reloads >= count, f"{count} reloads")
+    async def until_reloads(self, count: int, deadline_s: float = DEADLINE_S) -> None:
+        await self.until(lambda: self.reloader.state.reloads >= count, f"{count} reloads", deadline_s)
 
     async def until_watching(self) -> None:
         """The watch is up once rewriting the Cortexfile with the same bytes is seen (and changes nothing)."""

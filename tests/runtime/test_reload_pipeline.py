@@ -17,6 +17,7 @@ import pytest
 from reload_harness import Running, replace_atomically, running_service, write
 
 from menlo_cortex.runtime.reload_plan import Kind
+from menlo_cortex.runtime.watch import SAFETY_CHECK_MS
 
 ORIGINS = "server:\n  cors:\n    origins: [{origins}]\n"
 
@@ -267,3 +268,23 @@ def test_single_file_bind_mount_is_polled(tmp_path: Path) -> None:
         run(scenario())
     finally:
         subprocess.run(["umount", str(folder / "Cortexfile.yaml")], check=True)
+
+
+def test_a_newly_named_file_is_watched_from_then_on(tmp_path: Path) -> None:
+    first, second = tmp_path / "a" / "keys", tmp_path / "b" / "keys"
+    for keys in (first, second):
+        keys.parent.mkdir()
+        write(keys, "one\n")
+    path = tmp_path / "Cortexfile.yaml"
+    write(path, cortexfile(extra=f"server:\n  auth:\n    api_key_file: {first}\n"))
+
+    async def scenario() -> None:
+        async with running_service(path) as running:
+            await running.until_watching()
+            write(path, cortexfile(extra=f"server:\n  auth:\n    api_key_file: {second}\n"))
+            await running.until_reloads(1)
+            replace_atomically(second, "two\n")  # in a folder nobody watched at the start
+            await running.until_reloads(2, deadline_s=SAFETY_CHECK_MS / 2000)  # seen, not found by the safety check
+            assert running.applier.plans[1].files == (Kind.live,)
+
+    run(scenario())
