@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from ...cortexfile import formats
 from ...cortexfile.errors import ConfigError, Diagnostic, dotted
 from ...cortexfile.loader import Resolved
 from ...cortexfile.schema import Cortexfile
@@ -20,9 +21,8 @@ CONFIG_DIR = "/etc/cortex"
 STATE_ROOT = PurePosixPath("/var/lib")
 LOGS_ROOT = PurePosixPath("/var/log")
 DATA_DIR = "/var/lib/cortex"
-# The systemd format's defaults layer: models in the unit's StateDirectory; logs stay on stdout,
-# which is the journal.
-DEFAULTS = {"data.path": DATA_DIR}
+# The systemd format's defaults layer (cortexfile/formats.py), which `cortex start --defaults systemd` applies too.
+DEFAULTS = dict(formats.get(FORMAT).values)
 PRIVILEGED_PORTS = 1024
 DEBIAN_LIKE = ("debian", "ubuntu")
 MACHINES = {"amd64": "x86_64", "arm64": "aarch64"}

@@ -57,6 +57,9 @@ def test_install_layout_and_verify(root: Path, bundles: tuple[Built, Built]) -> 
     python = "/opt/cortex/current/bin/python"
     probe = subprocess.run(["chroot", str(root), python, "-c", imports], capture_output=True, check=False)
     assert b"No module named 'docker'" in probe.stderr  # the runtime imported; the builder's deps are absent
+    check = ["validate", "--defaults", "systemd", "--preflight", "start", "-f", "/etc/cortex/Cortexfile.yaml"]
+    valid = subprocess.run(["chroot", str(root), python, "-m", "menlo_cortex", *check], capture_output=True, check=False)
+    assert valid.returncode == 0, valid.stderr  # as the unit starts it: the model is found in the store
     verify = subprocess.run(
         ["systemd-analyze", "verify", f"--root={root}", "/etc/systemd/system/cortex.service"],
         capture_output=True,
