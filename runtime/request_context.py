@@ -28,6 +28,12 @@ def request_id_from(headers: Headers) -> str:
     return given if _SANE_ID.match(given) else uuid.uuid4().hex
 
 
+def logged_path(scope: Scope) -> str:
+    """The path as sent (still %-encoded, so a `%0A` cannot forge a log line); never the query string."""
+    raw = scope.get("raw_path")
+    return raw.decode("latin-1") if isinstance(raw, bytes) else repr(scope["path"])[1:-1]
+
+
 def route_label(scope: Scope) -> str:
     """The route's path template, never the raw path: metric labels must stay few."""
     route = scope.get("route")
@@ -59,7 +65,7 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         except Exception:
-            error_log.exception("unhandled error in %s %s", scope["method"], scope["path"])
+            error_log.exception("unhandled error in %s %s", scope["method"], logged_path(scope))
             if status:
                 raise  # the response has begun: only closing the connection is left
             status = 500
@@ -77,7 +83,7 @@ class RequestContextMiddleware:
             '%s "%s %s HTTP/%s" %d %.1fms',
             peer,
             scope["method"],
-            scope["path"],
+            logged_path(scope),
             scope.get("http_version", "1.1"),
             status,
             seconds * 1000,

@@ -281,3 +281,11 @@ def test_openapi_adds_the_server_routes_to_the_engine_document(keyed: TestClient
     assert keyed_doc["paths"]["/health"]["get"]["security"] == []
     assert "security" not in open_doc
     assert "401" not in open_doc["paths"]["/metrics"]["get"]["responses"]
+
+
+def test_a_path_cannot_forge_log_lines_or_leak_its_query(client: TestClient, log_stream: io.StringIO) -> None:
+    client.get("/nope%0A2026-01-01 INFO forged?api_key=sk-secret")
+    logged = "\n".join(line for line in log_stream.getvalue().splitlines() if " cortex." in line)  # not httpx's
+    assert "/nope%0A2026-01-01%20INFO%20forged" in logged
+    assert "\n2026-01-01 INFO forged" not in log_stream.getvalue()
+    assert "sk-secret" not in logged
