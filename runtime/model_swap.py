@@ -77,6 +77,9 @@ class ReloadableModels(ModelManager):
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await super().close()
         for slot in self._retiring:
+            if slot.loading is not None:
+                with contextlib.suppress(Exception):
+                    await slot.loading
             await self._unload(slot)
 
     def _add(self, model: Model) -> None:
@@ -105,7 +108,11 @@ class ReloadableModels(ModelManager):
         return budget is None or sum(s.size_mb for s in resident) + old.size_mb <= budget  # the new one: about as big
 
     async def _load_then_publish(self, slot: Slot) -> None:
-        await self._preload(slot)
+        try:
+            await self._preload(slot)
+        except asyncio.CancelledError:  # closing: close() unloads it once its load has ended
+            self._retiring.append(slot)
+            raise
         self._publish(slot)
 
     async def _preload(self, slot: Slot) -> None:
