@@ -96,7 +96,7 @@ def test_tls_from_the_configured_certificate(start_cortex: StartServer, tmp_path
     cert, key = make_self_signed(tmp_path)
     server = start_cortex(f"server:\n  tls:\n    cert: {cert}\n    key: {key}\n", ca_file=cert)
     assert server.base_url.startswith("https://")
-    http_client = httpx.Client(verify=ssl.create_default_context(cafile=str(cert)))
+    http_client = openai.DefaultHttpxClient(verify=ssl.create_default_context(cafile=str(cert)))
     with openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="x", http_client=http_client, max_retries=0) as client:
         assert client.chat.completions.create(model=MODEL_ID, messages=PROMPT, max_tokens=4).choices  # type: ignore[arg-type]
     with pytest.raises(httpx.ConnectError), httpx.Client(verify=True) as untrusting:
