@@ -59,6 +59,12 @@ def health_openapi_paths(metrics_need_key: bool) -> dict[str, object]:
     if metrics_need_key:
         metrics_responses["401"] = {"description": "No valid API key."}
     status = {"type": "object", "properties": {"status": {"type": "string"}}, "required": ["status"]}
+    config = {
+        "type": "object",
+        "description": "The config generation served, its hash, when it was applied, and the last reload error "
+        "(its message only with a valid key).",
+    }
+    alive = {**status, "properties": {"status": {"type": "string"}, "config": config}}
     ready = {
         **status,
         "properties": {
@@ -67,7 +73,7 @@ def health_openapi_paths(metrics_need_key: bool) -> dict[str, object]:
         },
     }
     return {
-        "/health": {"get": _operation("Liveness: the process answers.", {"200": _json("Alive.", status)}, public=True)},
+        "/health": {"get": _operation("Liveness: the process answers.", {"200": _json("Alive.", alive)}, public=True)},
         "/ready": {
             "get": _operation(
                 "Readiness: every `load: start` model is loaded (model details need a key).",
