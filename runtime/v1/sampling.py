@@ -22,6 +22,8 @@ from .requests import (
 # OpenAI's defaults, not llama-cpp-python's (0.2 / 0.95): clients expect OpenAI behaviour.
 DEFAULT_TEMPERATURE = 1.0
 DEFAULT_TOP_P = 1.0
+MAX_SCHEMA_BOUND = 4096
+BOUND_KEYWORDS = {"minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties"}
 SEED_RANGE = 2**32  # llama.cpp seeds are uint32; OpenAI's are any integer
 
 
@@ -142,16 +144,33 @@ def _check_schema(schema: dict[str, Any]) -> None:
     """llama-cpp-python silently falls back to any JSON for a schema it cannot convert; refuse instead."""
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
+    param = "response_format.json_schema.schema"
+    # The grammar spells repetitions out: {"maxLength": 10**9} would be gigabytes of grammar.
+    if _largest_bound(schema) > MAX_SCHEMA_BOUND:
+        raise ApiError(
+            400,
+            f"Invalid value for '{param}': length and item bounds above {MAX_SCHEMA_BOUND} are not supported.",
+            param=param,
+            code="invalid_value",
+        )
     try:
         json_schema_to_gbnf(json.dumps(schema))
     except Exception as exc:  # the converter raises many kinds (KeyError, ValueError, RecursionError...)
-        param = "response_format.json_schema.schema"
         raise ApiError(
             400,
             f"Invalid value for '{param}': it cannot be turned into a grammar: {exc!r}",
             param=param,
             code="invalid_value",
         ) from None
+
+
+def _largest_bound(node: object) -> int:
+    if isinstance(node, dict):
+        own = [v for k, v in node.items() if k in BOUND_KEYWORDS and isinstance(v, int) and not isinstance(v, bool)]
+        return max([*own, *(_largest_bound(value) for value in node.values()), 0])
+    if isinstance(node, list):
+        return max([_largest_bound(value) for value in node] + [0])
+    return 0
 
 
 def _message(message: Message, index: int) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from test_v1_harness import Served, make_config, model_entry, serve, unused_port
 
+HUGE_STRING = {"type": "string", "maxLength": 10**9}  # would spell out a gigabyte grammar
 CHAT = {"model": "gemma", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}
 
 
@@ -120,6 +121,11 @@ def test_server_still_answers_after_bad_input(served: Served) -> None:
                 **CHAT,
                 "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "frob"}}},
             },
+            "response_format.json_schema.schema",
+        ),
+        (
+            "/v1/chat/completions",
+            {**CHAT, "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": HUGE_STRING}}},
             "response_format.json_schema.schema",
         ),
     ],
