@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from ...cortexfile.schema.server import Limits
@@ -23,6 +24,7 @@ from .requests import (
 DEFAULT_TEMPERATURE = 1.0
 DEFAULT_TOP_P = 1.0
 MAX_SCHEMA_BOUND = 4096
+REPETITION = re.compile(r"\{\s*\d*\s*(?:,\s*\d*\s*)?\}")
 BOUND_KEYWORDS = {"minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties"}
 SEED_RANGE = 2**32  # llama.cpp seeds are uint32; OpenAI's are any integer
 
@@ -167,6 +169,9 @@ def _check_schema(schema: dict[str, Any]) -> None:
 def _largest_bound(node: object) -> int:
     if isinstance(node, dict):
         own = [v for k, v in node.items() if k in BOUND_KEYWORDS and isinstance(v, int) and not isinstance(v, bool)]
+        if isinstance(node.get("pattern"), str):  # regex repetitions {n,m} are spelled out too
+            counts = "".join(REPETITION.findall(node["pattern"]))
+            own += [int(number) for number in re.findall(r"\d+", counts)]
         return max([*own, *(_largest_bound(value) for value in node.values()), 0])
     if isinstance(node, list):
         return max([_largest_bound(value) for value in node] + [0])

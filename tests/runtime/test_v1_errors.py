@@ -12,6 +12,7 @@ import pytest
 from test_v1_harness import Served, make_config, model_entry, serve, unused_port
 
 HUGE_STRING = {"type": "string", "maxLength": 10**9}  # would spell out a gigabyte grammar
+HUGE_PATTERN = {"type": "string", "pattern": "^a{1000000000}$"}
 CHAT = {"model": "gemma", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}
 
 
@@ -126,6 +127,11 @@ def test_server_still_answers_after_bad_input(served: Served) -> None:
         (
             "/v1/chat/completions",
             {**CHAT, "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": HUGE_STRING}}},
+            "response_format.json_schema.schema",
+        ),
+        (
+            "/v1/chat/completions",
+            {**CHAT, "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": HUGE_PATTERN}}},
             "response_format.json_schema.schema",
         ),
     ],
