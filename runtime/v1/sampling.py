@@ -118,6 +118,7 @@ def _function(function: FunctionDefinition) -> dict[str, Any]:
     """Omitted parameters mean "no arguments" (OpenAI); llama-cpp-python needs them spelled out."""
     result = function.model_dump(exclude_none=True)
     result.setdefault("parameters", {"type": "object", "properties": {}})
+    _check_bounds(result["parameters"], "tools")  # a forced call turns them into a grammar
     return result
 
 
@@ -147,14 +148,7 @@ def _check_schema(schema: dict[str, Any]) -> None:
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
     param = "response_format.json_schema.schema"
-    # The grammar spells repetitions out: {"maxLength": 10**9} would be gigabytes of grammar.
-    if _largest_bound(schema) > MAX_SCHEMA_BOUND:
-        raise ApiError(
-            400,
-            f"Invalid value for '{param}': length and item bounds above {MAX_SCHEMA_BOUND} are not supported.",
-            param=param,
-            code="invalid_value",
-        )
+    _check_bounds(schema, param)
     try:
         json_schema_to_gbnf(json.dumps(schema))
     except Exception as exc:  # the converter raises many kinds (KeyError, ValueError, RecursionError...)
@@ -164,6 +158,18 @@ def _check_schema(schema: dict[str, Any]) -> None:
             param=param,
             code="invalid_value",
         ) from None
+
+
+def _check_bounds(schema: object, param: str) -> None:
+    """A grammar spells repetitions out: {"maxLength": 10**9} would be gigabytes of grammar."""
+    if _largest_bound(schema) > MAX_SCHEMA_BOUND:
+        raise ApiError(
+            400,
+            f"Invalid value for '{param}': length and item bounds above {MAX_SCHEMA_BOUND} are not "
+            "supported in JSON schemas.",
+            param=param,
+            code="invalid_value",
+        )
 
 
 def _largest_bound(node: object) -> int:

@@ -134,6 +134,11 @@ def test_server_still_answers_after_bad_input(served: Served) -> None:
             {**CHAT, "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": HUGE_PATTERN}}},
             "response_format.json_schema.schema",
         ),
+        (
+            "/v1/chat/completions",
+            {**CHAT, "tools": [{"type": "function", "function": {"name": "f", "parameters": HUGE_STRING}}]},
+            "tools",
+        ),
     ],
 )
 def test_values_the_engine_cannot_take_are_400(served: Served, path: str, body: Any, param: str) -> None:
