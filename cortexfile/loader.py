@@ -83,7 +83,9 @@ def _check_document(parsed: Parsed, source: str) -> list[Diagnostic]:
 def _file_layer(parsed: Parsed, path: Path) -> tuple[Layer, list[Diagnostic]]:
     layer = Layer(str(path), parsed.data, parsed.positions.values, parsed.positions.keys)
     notes = _apply_renames(layer) + _apply_presets(layer)
-    resolve_paths(layer, path.resolve().parent)
+    # The folder as named, not where a symlink leads: a Kubernetes ConfigMap links each file into a
+    # timestamped folder that the next update deletes, while the named folder stays.
+    resolve_paths(layer, path.absolute().parent)
     return layer, notes
 
 
