@@ -297,6 +297,7 @@ def test_each_way_of_replacing_the_file_is_one_reload(start_cortex: StartServer)
         wait_for(partial(generation_is, server, expected), f"change {number}", server)
     assert config_status(server)["reloads"] == expected - 1
     assert "no change to apply" not in server.output()
+    assert "models replaced" not in server.output()  # relative paths stay in the named folder, not `..2026_*`
 
 
 def test_a_port_change_opens_the_new_listener_and_lets_the_old_streams_finish(
