@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import re
 from typing import Any
 
 from ...cortexfile.schema.server import Limits
 from ..errors import ApiError
+from .grammar_limits import check_bounds, check_schema
 from .requests import (
     ChatCompletionRequest,
     CommonRequest,
@@ -23,9 +22,6 @@ from .requests import (
 # OpenAI's defaults, not llama-cpp-python's (0.2 / 0.95): clients expect OpenAI behaviour.
 DEFAULT_TEMPERATURE = 1.0
 DEFAULT_TOP_P = 1.0
-MAX_SCHEMA_BOUND = 4096
-REPETITION = re.compile(r"\{\s*\d*\s*(?:,\s*\d*\s*)?\}")
-BOUND_KEYWORDS = {"minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties"}
 SEED_RANGE = 2**32  # llama.cpp seeds are uint32; OpenAI's are any integer
 
 
@@ -118,7 +114,7 @@ def _function(function: FunctionDefinition) -> dict[str, Any]:
     """Omitted parameters mean "no arguments" (OpenAI); llama-cpp-python needs them spelled out."""
     result = function.model_dump(exclude_none=True)
     result.setdefault("parameters", {"type": "object", "properties": {}})
-    _check_bounds(result["parameters"], "tools")  # a forced call turns them into a grammar
+    check_bounds(result["parameters"], "tools")  # a forced call turns them into a grammar
     return result
 
 
@@ -137,51 +133,10 @@ def _response_format(request: ChatCompletionRequest) -> dict[str, Any] | None:
         schema = fmt.json_schema.schema_
         if not schema:
             return {"type": "json_object"}
-        _check_schema(schema)
+        check_schema(schema)
         # llama-cpp-python turns {"type": "json_object", "schema": ...} into a grammar for that schema.
         return {"type": "json_object", "schema": schema}
     return None
-
-
-def _check_schema(schema: dict[str, Any]) -> None:
-    """llama-cpp-python silently falls back to any JSON for a schema it cannot convert; refuse instead."""
-    from llama_cpp.llama_grammar import json_schema_to_gbnf
-
-    param = "response_format.json_schema.schema"
-    _check_bounds(schema, param)
-    try:
-        json_schema_to_gbnf(json.dumps(schema))
-    except Exception as exc:  # the converter raises many kinds (KeyError, ValueError, RecursionError...)
-        raise ApiError(
-            400,
-            f"Invalid value for '{param}': it cannot be turned into a grammar: {exc!r}",
-            param=param,
-            code="invalid_value",
-        ) from None
-
-
-def _check_bounds(schema: object, param: str) -> None:
-    """A grammar spells repetitions out: {"maxLength": 10**9} would be gigabytes of grammar."""
-    if _largest_bound(schema) > MAX_SCHEMA_BOUND:
-        raise ApiError(
-            400,
-            f"Invalid value for '{param}': length and item bounds above {MAX_SCHEMA_BOUND} are not "
-            "supported in JSON schemas.",
-            param=param,
-            code="invalid_value",
-        )
-
-
-def _largest_bound(node: object) -> int:
-    if isinstance(node, dict):
-        own = [v for k, v in node.items() if k in BOUND_KEYWORDS and isinstance(v, int) and not isinstance(v, bool)]
-        if isinstance(node.get("pattern"), str):  # regex repetitions {n,m} are spelled out too
-            counts = "".join(REPETITION.findall(node["pattern"]))
-            own += [int(number) for number in re.findall(r"\d+", counts)]
-        return max([*own, *(_largest_bound(value) for value in node.values()), 0])
-    if isinstance(node, list):
-        return max([_largest_bound(value) for value in node] + [0])
-    return 0
 
 
 def _message(message: Message, index: int) -> dict[str, Any]:
