@@ -154,6 +154,15 @@ class ReloadableModels(ModelManager):
         if serving is not None and serving is not slot and serving.engine is not None:
             self.metrics.set("cortex_model_loaded", 1, model=slot.model.id)  # the old copy went, the new one stays
 
+    async def _load_locked(self, slot: Slot) -> Engine:
+        """A background load whose model a newer config has changed again is skipped, not waited for."""
+        wanted = next((m for m in self.config.models if m.id == slot.model.id), None)
+        if wanted != slot.model and slot not in self._slots.values():
+            message = f"model `{slot.model.id}` changed again before it loaded: that version is skipped"
+            log.info("%s", message)
+            raise ApiError(503, message, code="model_unavailable")
+        return await super()._load_locked(slot)
+
     def _resident(self) -> list[Slot]:
         return [slot for slot in [*self._slots.values(), *self._retiring] if slot.engine is not None]
 

@@ -330,3 +330,16 @@ def test_a_port_change_opens_the_new_listener_and_lets_the_old_streams_finish(
             fresh.get("/health")
     finally:
         server.terminate()
+
+
+def test_a_model_changed_again_while_loading_loads_only_its_latest_version(start_cortex: StartServer) -> None:
+    server = start_cortex()
+    generation = counter(server, "generation")
+    for context in (512, 768, 640):  # the second is superseded before its turn to load comes
+        rewrite(server, models=models_block((MODEL_ID, context)))
+        generation += 1
+        wait_for(partial(generation_is, server, generation), f"context {context}", server)
+    wait_for(lambda: server.output().count("loaded from") == 3, "the latest version loaded", server)
+    with server.client() as client:
+        assert one_request(client, MODEL_ID, stream=False) is None
+    assert "changed again before it loaded" in server.output()
