@@ -29,6 +29,7 @@ DROPPED = {
     "checkedForSyncHubAt": _BOOKKEEPING,
 }
 
+
 def _same(value: Any) -> Any:
     """Copied as written: `cortex validate` then reports a wrong type at its new place."""
     return value
