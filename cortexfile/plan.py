@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from .formats import CONFIG_DIR
 from .hashing import config_hash
 from .schema import Cortexfile
+from .schema.target import BuildNetwork
 from .secrets import Secret
 from .store import store_path
 
@@ -113,10 +114,16 @@ class BuildPlan:
         return f"{self.config_dir}/{self.cortexfile_name}"
 
 
-def make_plan(config: Cortexfile, options: BuildOptions, model_digests: dict[str, str] | None = None) -> BuildPlan:
+def make_plan(
+    config: Cortexfile,
+    options: BuildOptions,
+    model_digests: dict[str, str] | None = None,
+    build_network: BuildNetwork | None = None,
+) -> BuildPlan:
     """`config` is the Cortexfile as the image will load it (with the format's defaults layer).
 
-    `model_digests` maps a baked model's id to its verified sha256 (from the host's store).
+    `model_digests` maps a baked model's id to its verified sha256 (from the host's store);
+    `build_network` is the build host's view of `build.network` (its env may add to the file).
     """
     target = config.target
     architecture = _architecture(options.platform) or target.architecture.value
@@ -138,7 +145,7 @@ def make_plan(config: Cortexfile, options: BuildOptions, model_digests: dict[str
         data_dir=str(config.data.path),
         config_hash=digest,
         models=_model_layers(config, model_digests or {}),
-        network=_network(config),
+        network=_network(build_network or config.build.network),
         labels=_labels(config, options, digest),
     )
 
@@ -164,8 +171,7 @@ def _model_layers(config: Cortexfile, digests: dict[str, str]) -> tuple[ModelLay
     return tuple(layers[sha] for sha in sorted(layers))
 
 
-def _network(config: Cortexfile) -> BuildNetworkPlan:
-    net = config.build.network
+def _network(net: BuildNetwork) -> BuildNetworkPlan:
     return BuildNetworkPlan(
         proxy=net.proxy,
         no_proxy=tuple(net.no_proxy),

@@ -49,6 +49,7 @@ class DockerBuild:
     builder_image: str | None = None
     network_mode: str | None = None
     context_only: bool = False
+    no_cache: bool = False
     verbose: bool = False
 
 
@@ -81,7 +82,8 @@ def _make(
     models = _baked_models(host_view, environ) if image_view.config.build.bake_models else {}
     with tempfile.TemporaryDirectory(prefix="cortex-build-") as scratch:
         wheels = _wheels(request, Path(scratch))
-        plan = make_plan(image_view.config, _options(request, wheels), {m: s for m, (s, _) in models.items()})
+        digests = {model: sha for model, (sha, _) in models.items()}
+        plan = make_plan(image_view.config, _options(request, wheels), digests, host_view.config.build.network)
         cortexfile = request.file if request.bake_cortexfile else None
         files = entries(plan, HostFiles(cortexfile, wheels, dict(models.values()), environ))
         if request.context_dir is not None:
@@ -159,7 +161,9 @@ def _build(
     with tarball.open("w+b") as stream:
         write_tar(files, stream, mtime=int(os.environ.get("SOURCE_DATE_EPOCH") or 0))
         stream.seek(0)
-        image_id = engine.build(client, engine.BuildRequest(stream, request.platform, request.network_mode), display)
+        image_id = engine.build(
+            client, engine.BuildRequest(stream, request.platform, request.network_mode, request.no_cache), display
+        )
     reference = request.tag or default_tag(plan)
     engine.tag(client, image_id, reference)
     if request.push:

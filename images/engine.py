@@ -28,6 +28,7 @@ class BuildRequest:
     context: IO[bytes]  # a tar of the build context
     platform: str | None = None
     network_mode: str | None = None
+    no_cache: bool = False
 
 
 def connect(environ: Mapping[str, str]) -> docker.DockerClient:
@@ -68,6 +69,7 @@ def build(client: docker.DockerClient, request: BuildRequest, display: BuildDisp
             decode=True,
             platform=request.platform,
             network_mode=request.network_mode,
+            nocache=request.no_cache,
         )
         image_id = _follow(stream, display)
     except docker.errors.APIError as exc:

@@ -34,7 +34,10 @@ def build_project_wheel(out: Path, source: Path = PROJECT_ROOT) -> Path:
         raise WheelError(f"cannot build the runtime wheel: no pyproject.toml in {source} (use a source tree)")
     with tempfile.TemporaryDirectory(prefix="cortex-wheel-") as scratch:
         command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", scratch]
-        _run([*command, str(source)], "building the runtime wheel")
+        # Zip timestamps from SOURCE_DATE_EPOCH: the same source gives the same wheel, so a bundle that only
+        # changes the Cortexfile lets install.sh reuse the installed runtime.
+        env = {**os.environ, "SOURCE_DATE_EPOCH": os.environ.get("SOURCE_DATE_EPOCH", "315532800")}
+        _run([*command, str(source)], "building the runtime wheel", env)
         built = sorted(Path(scratch).glob("menlo_cortex-*.whl"))
         if not built:
             raise WheelError("pip wheel produced no menlo_cortex wheel")
@@ -99,7 +102,7 @@ def _requirements(wheel: Path) -> list[str]:
     return sorted(line for line in lines if line.startswith("Requires-Dist:"))
 
 
-def _run(command: list[str], what: str) -> None:
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+def _run(command: list[str], what: str, env: dict[str, str] | None = None) -> None:
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
         raise WheelError(f"{what} failed: {(done.stderr or done.stdout).strip()[-2000:]}")

@@ -61,6 +61,7 @@ def _build_options(parser: argparse.ArgumentParser) -> None:
     add("--base-image", help="base of the final stage (and of the builder, unless --builder-image)")
     add("--builder-image", help="base of the builder stage")
     add("--network", dest="network_mode", help="network of the build steps (engine's names, e.g. host)")
+    add("--no-cache", action="store_true", help="re-run every build step (the engine's layer cache unused)")
     add("--verbose", "-v", action="store_true", help="show every line of build output")
     add("--output", "-o", default="dist", help="folder for file outputs: the systemd bundle (default: %(default)s)")
     add("--model-store", type=Path, metavar="DIR", help="systemd: build host's data folder with models/<sha256>.gguf")
@@ -97,6 +98,7 @@ def run_build(args: argparse.Namespace) -> int:
         builder_image=args.builder_image,
         network_mode=args.network_mode,
         context_only=args.context_only,
+        no_cache=args.no_cache,
         verbose=args.verbose,
     )
     built = build_docker(request, dict(os.environ))
