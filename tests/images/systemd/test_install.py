@@ -57,8 +57,9 @@ def test_install_layout_and_verify(root: Path, bundles: tuple[Built, Built]) -> 
     python = "/opt/cortex/current/bin/python"
     probe = subprocess.run(["chroot", str(root), python, "-c", imports], capture_output=True, check=False)
     assert b"No module named 'docker'" in probe.stderr  # the runtime imported; the builder's deps are absent
-    check = ["validate", "--defaults", "systemd", "--preflight", "start", "-f", "/etc/cortex/Cortexfile.yaml"]
-    valid = subprocess.run(["chroot", str(root), python, "-m", "menlo_cortex", *check], capture_output=True, check=False)
+    check = ["-m", "menlo_cortex", "validate", "--defaults", "systemd", "--preflight", "start"]
+    check += ["-f", "/etc/cortex/Cortexfile.yaml"]
+    valid = subprocess.run(["chroot", str(root), python, *check], capture_output=True, check=False)
     assert valid.returncode == 0, valid.stderr  # as the unit starts it: the model is found in the store
     verify = subprocess.run(
         ["systemd-analyze", "verify", f"--root={root}", "/etc/systemd/system/cortex.service"],
@@ -100,6 +101,7 @@ def test_upgrade_keeps_a_local_edit_and_the_models(root: Path, bundles: tuple[Bu
     assert conf.read_bytes() == edited
     assert (root / "etc/cortex/Cortexfile.yaml.new").read_bytes() == second.cortexfile
     assert "kept your edited /etc/cortex/Cortexfile.yaml" in done.stderr
+    assert "copying the runtime" in done.stderr  # same wheels: no second venv build
     assert (root / "opt/cortex/current").readlink() == Path(second.bundle.plan.version)
     assert (root / f"var/lib/cortex/models/{first.bundle.plan.models[0].sha256}.gguf").is_file()
 

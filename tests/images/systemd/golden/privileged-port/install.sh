@@ -97,23 +97,38 @@ PY
   [ -z "$problems" ] || die "this host cannot run the bundle:"$'\n'"$problems"
 }
 
+build_venv() {
+  local staging=$1 pip
+  say "building the runtime (offline, from $(find "$here/wheels" -name '*.whl' | wc -l) wheels)"
+  mkdir -p "$(at "$staging")"
+  cp -r "$here/wheels" "$(at "$staging")/.wheelhouse"
+  in_root /usr/bin/python3 -m venv --without-pip "$staging"
+  pip=$(cd "$(at "$staging")/.wheelhouse" && echo pip-*.whl)
+  in_root "$staging/bin/python" "$staging/.wheelhouse/$pip/pip" install --quiet --no-index --no-compile \
+    --disable-pip-version-check --no-warn-script-location --find-links "$staging/.wheelhouse" \
+    "$staging/.wheelhouse/${PROJECT_WHEEL}[runtime]"
+  rm -rf "$(at "$staging")/.wheelhouse"
+}
+
 install_runtime() {
   local target="$PREFIX/$VERSION" staging="$PREFIX/.$VERSION.partial"
   if [ -f "$(at "$target")/.complete" ]; then
     say "runtime $VERSION already in $target"
     return
   fi
-  say "building the runtime in $target (offline, from $(find "$here/wheels" -name '*.whl' | wc -l) wheels)"
   rm -rf "$(at "$staging")" "$(at "$target")"
-  mkdir -p "$(at "$staging")"
-  cp -r "$here/wheels" "$(at "$staging")/.wheels"
-  in_root /usr/bin/python3 -m venv --without-pip "$staging"
-  local pip
-  pip=$(cd "$(at "$staging")/.wheels" && echo pip-*.whl)
-  in_root "$staging/bin/python" "$staging/.wheels/$pip/pip" install --quiet --no-index --no-compile \
-    --disable-pip-version-check --no-warn-script-location --find-links "$staging/.wheels" \
-    "$staging/.wheels/${PROJECT_WHEEL}[runtime]"
-  rm -rf "$(at "$staging")/.wheels"
+  local wheels same
+  wheels=$(cd "$here/wheels" && sha256sum -- *.whl | sha256sum | cut -d' ' -f1)
+  same=$(grep -lx "$wheels" "$(at "$PREFIX")"/*/.wheels 2>/dev/null | head -n1 || true)
+  if [ -n "$same" ]; then
+    # Only the Cortexfile changed: the same wheels make the same runtime, copy it.
+    say "copying the runtime to $target (same wheels as $(basename "$(dirname "$same")"))"
+    cp -a "$(dirname "$same")" "$(at "$staging")"
+    rm -f "$(at "$staging")/.complete"
+  else
+    build_venv "$staging"
+  fi
+  echo "$wheels" >"$(at "$staging")/.wheels"
   cp "$here/Cortexfile.yaml" "$(at "$staging")/Cortexfile.yaml"
   cp "$here/systemd/cortex.service" "$(at "$staging")/cortex.service"
   cp "$here/uninstall.sh" "$(at "$staging")/uninstall.sh"
