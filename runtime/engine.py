@@ -141,6 +141,16 @@ def _chat_handler(model: Model, llama: Any) -> Any:
     return formatter.to_chat_handler()
 
 
+def _warm_up(llama: Any, model: Model) -> None:
+    """The first decode allocates buffers and repacks weights (seconds on a small busy CPU): pay it while
+    loading, not in the first request, which could not be cancelled or time out during it."""
+    if model.embeddings:
+        llama.create_embedding("warm up")
+        return
+    llama.eval(llama.tokenize(b"warm up " * 16))
+    llama.reset()
+
+
 class Engine:
     """A model resident in memory, with its own worker thread."""
 
@@ -226,6 +236,7 @@ class Engine:
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelLoadError(f"model `{self.model.id}`: llama.cpp failed to load {self.path}: {exc}") from None
         llama.verbose = False  # no per-request timing prints on stderr
+        _warm_up(llama, self.model)
         handler = _chat_handler(self.model, llama)
         if handler is not None:
             llama.chat_handler = handler

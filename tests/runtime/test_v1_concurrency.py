@@ -11,7 +11,10 @@ from pathlib import Path
 import httpx
 from test_v1_harness import Served, make_config, model_entry, serve, unused_port, wait_for
 
-LONG = 400  # tokens: several seconds of generation, never reached because each test stops it
+LONG = 400  # tokens: 5 s or more of generation, never reached because each test stops it
+# Generation is measured in tokens, not seconds: the 2 shared cores may be slow, but a cancelled run stops early.
+FEW = LONG // 4
+FREED_S = 10  # a llama.cpp call in progress (prompt evaluation) cannot be interrupted; slow on a loaded machine
 
 
 def chat_body(model: str, max_tokens: int, stream: bool) -> dict[str, object]:
@@ -48,13 +51,11 @@ async def _full_then_freed(served: Served) -> None:
         assert refused.status_code == 429
         assert refused.headers["retry-after"].isdigit()
         assert refused.json()["error"]["type"] == "rate_limit_error"
-        started = time.monotonic()
         await lines.aclose()  # the client goes away mid-stream
-        await asyncio.to_thread(wait_for, lambda: served.manager.queue_depth("gemma") == 0, 10, "the place freed")
-        assert time.monotonic() - started < 3  # far less than the rest of the LONG generation
+        await asyncio.to_thread(wait_for, lambda: served.manager.queue_depth("gemma") == 0, FREED_S, "the place freed")
         answered = await client.post("/v1/chat/completions", json=chat_body("gemma", 4, stream=False))
         assert answered.status_code == 200
-    assert served.metrics.value("cortex_tokens_total", model="gemma", direction="out") < LONG
+    assert served.metrics.value("cortex_tokens_total", model="gemma", direction="out") < FEW
 
 
 def test_a_non_streaming_client_that_leaves_cancels_its_generation(test_model_path: Path) -> None:
@@ -62,7 +63,7 @@ def test_a_non_streaming_client_that_leaves_cancels_its_generation(test_model_pa
     with serve(config, unused_port()) as served:
         asyncio.run(_leave_non_streaming(served))
         # The cancelled generation stopped between tokens, long before LONG tokens.
-        assert served.metrics.value("cortex_tokens_total", model="gemma", direction="out") < LONG - 4
+        assert served.metrics.value("cortex_tokens_total", model="gemma", direction="out") < FEW
 
 
 async def _leave_non_streaming(served: Served) -> None:
@@ -71,7 +72,7 @@ async def _leave_non_streaming(served: Served) -> None:
         await asyncio.to_thread(wait_for, lambda: served.manager.queue_depth("gemma") == 1, 10, "the request")
         request.cancel()
         await asyncio.gather(request, return_exceptions=True)
-        await asyncio.to_thread(wait_for, lambda: served.manager.queue_depth("gemma") == 0, 3, "the place freed")
+        await asyncio.to_thread(wait_for, lambda: served.manager.queue_depth("gemma") == 0, FREED_S, "the place freed")
         answered = await client.post("/v1/chat/completions", json=chat_body("gemma", 4, stream=False))
         assert answered.status_code == 200
 
@@ -89,7 +90,7 @@ async def _two_models(served: Served) -> None:
         started = time.monotonic()
         listed = await client.get("/v1/models")  # never waits for a generation
         assert listed.status_code == 200
-        assert time.monotonic() - started < 0.5
+        assert time.monotonic() - started < 1.0  # a blocked event loop would wait for the generation
         other = await client.post("/v1/chat/completions", json=chat_body("second", 4, stream=False))
         assert other.status_code == 200
         # The first model is still generating: its stream has not finished.
@@ -101,15 +102,15 @@ async def _two_models(served: Served) -> None:
 def test_request_timeout_is_enforced(test_model_path: Path) -> None:
     config = make_config([model_entry(test_model_path)], request_timeout_s=0.5, max_tokens=LONG)
     with serve(config, unused_port()) as served:
-        started = time.monotonic()
         whole = httpx.post(f"{served.url}/v1/chat/completions", json=chat_body("gemma", LONG, False), timeout=60)
         assert whole.status_code == 408
         assert "request_timeout_s" in whole.json()["error"]["message"]
         streamed = httpx.post(f"{served.url}/v1/chat/completions", json=chat_body("gemma", LONG, True), timeout=60)
         events = [line.removeprefix("data: ") for line in streamed.text.splitlines() if line.startswith("data: ")]
         assert json.loads(events[-1])["error"]["code"] == "timeout"
-        assert time.monotonic() - started < 4  # both stopped at their deadline, not after LONG tokens
-        wait_for(lambda: served.manager.queue_depth("gemma") == 0, 5, "the places freed")
+        wait_for(lambda: served.manager.queue_depth("gemma") == 0, FREED_S, "the places freed")
+        # Both stopped at their deadline (0.5 s each), long before LONG tokens.
+        assert served.metrics.value("cortex_tokens_total", model="gemma", direction="out") < LONG // 2
 
 
 def test_a_waiting_client_that_leaves_frees_its_place_at_once(test_model_path: Path) -> None:
