@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from menlo_cortex.cortexfile import formats
 from menlo_cortex.cortexfile.errors import ConfigError, Diagnostic, Origin, Severity
 from menlo_cortex.cortexfile.loader import Resolved, load
 from menlo_cortex.cortexfile.preflight import Phase, preflight
@@ -30,10 +31,20 @@ class StartInputs:
     path: Path
     environ: Mapping[str, str] = field(default_factory=dict)
     flags: Mapping[str, str] = field(default_factory=dict)
+    format_defaults: tuple[str, Mapping[str, Any]] | None = None  # `cortex start --defaults NAME`
 
     @classmethod
     def of(cls, resolved: Resolved, environ: Mapping[str, str]) -> StartInputs:
-        return cls(resolved.path, dict(environ), start_flags(resolved))
+        return cls(resolved.path, dict(environ), start_flags(resolved), start_format(resolved))
+
+
+def start_format(resolved: Resolved) -> tuple[str, Mapping[str, Any]] | None:
+    """The output format's defaults layer the process started over, recovered from the values' origins."""
+    for origin in resolved.merged.values.values():
+        words = origin.source.split()
+        if len(words) == 3 and words[0] == "format" and words[2] == "default":
+            return formats.get(words[1]).loader_argument()
+    return None
 
 
 def start_flags(resolved: Resolved) -> dict[str, str]:
@@ -62,7 +73,9 @@ def _value_at(data: Any, path: tuple[str | int, ...]) -> Any:
 
 def load_candidate(inputs: StartInputs) -> Resolved:
     """Load and check the file as it is now; ConfigError with every problem when it cannot be served."""
-    resolved = load(inputs.path, environ=dict(inputs.environ), flags=dict(inputs.flags))
+    resolved = load(
+        inputs.path, environ=dict(inputs.environ), flags=dict(inputs.flags), format_defaults=inputs.format_defaults
+    )
     problems = preflight(resolved, Phase.start, inputs.environ) + tls_problems(resolved)
     if problems:
         raise ConfigError(problems)
