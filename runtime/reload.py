@@ -258,6 +258,9 @@ class ReloadService:
 def blocked_sighup() -> Iterator[None]:
     """Block SIGHUP in this thread and the threads started inside, before any exists: a signal landing
     on a llama.cpp compute thread stalls its generation, so only our collector thread takes it."""
+    if not hasattr(signal, "sigtimedwait"):  # macOS: no collector thread possible, the loop's handler takes it
+        yield
+        return
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
     try:
         yield
