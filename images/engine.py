@@ -138,8 +138,8 @@ def push(client: docker.DockerClient, reference: str, display: BuildDisplay) -> 
             if "error" in event or "errorDetail" in event:
                 raise EngineError(f"push of {reference} failed: {event.get('error') or event.get('errorDetail')}")
             status = event.get("status")
-            if status and "progressDetail" not in event:
-                display.feed(f"push: {status}")
+            if status and not event.get("progressDetail"):
+                print(f"push: {status}", file=display.out, flush=True)
     except docker.errors.APIError as exc:
         raise EngineError(f"push of {reference} failed: {exc.explanation or exc}") from None
 

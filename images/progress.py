@@ -57,7 +57,7 @@ class BuildDisplay:
         self._close_step()
         self.step = Step(int(match["number"]), int(match["total"]), match["instruction"], match["stage"])
         self.tail.clear()
-        print(f"{self.step.label:>14}  {self.step.title}", file=self.out, flush=True)
+        print(f"{self.step.label:<22} {self.step.title}", file=self.out, flush=True)
 
     def _close_step(self) -> None:
         if self.step is not None and self.verbose:

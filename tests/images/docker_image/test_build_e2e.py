@@ -9,6 +9,7 @@ import secrets
 import time
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import docker.models.containers
@@ -19,9 +20,9 @@ from menlo_cortex.cortexfile import formats
 from menlo_cortex.cortexfile.hashing import config_hash
 from menlo_cortex.cortexfile.loader import load
 
-from ...conftest import TEST_MODEL_SHA256
+from ...conftest import TEST_MODEL_SHA256, find_free_port
 from .conftest import E2EBuild
-from .engine_parts import PodmanApi, wait_for
+from .engine_parts import PodmanApi, run_cortex, wait_for
 
 pytestmark = pytest.mark.slow
 Run = Callable[..., docker.models.containers.Container]
@@ -124,8 +125,6 @@ def test_editing_the_cortexfile_reuses_every_layer_but_the_cortexfile(
     tag = e2e_build.tag + "-edited"
     args = [*e2e_build.args[:2], str(edited / "Cortexfile.yaml"), "--tag", tag, *e2e_build.args[5:]]
     started = time.monotonic()
-    from .engine_parts import run_cortex
-
     done = run_cortex(args, e2e_build.environ)
     assert done.returncode == 0, done.stderr
     assert time.monotonic() - started < e2e_build.seconds / 2
@@ -137,3 +136,29 @@ def test_editing_the_cortexfile_reuses_every_layer_but_the_cortexfile(
 
 def _layers(attrs: dict[str, Any]) -> list[str]:
     return list(attrs["RootFS"]["Layers"])
+
+
+def test_image_serves_a_mounted_cortexfile_folder_and_its_healthcheck_follows(
+    e2e_build: E2EBuild, run_container: Run, podman_api: PodmanApi, tmp_path: Path
+) -> None:
+    """Users mount the /etc/cortex folder (hot reload needs the folder, not the file): the mounted
+    Cortexfile replaces the baked one, and the health check reads the port from it."""
+    folder = tmp_path / "etc-cortex"
+    folder.mkdir(mode=0o755)
+    folder.chmod(0o755)  # the server runs as uid 10001
+    port = find_free_port()
+    text = e2e_build.cortexfile.read_text(encoding="utf-8").replace(f"port: {e2e_build.port}", f"port: {port}")
+    (folder / "Cortexfile.yaml").write_text(text, encoding="utf-8")
+    container = run_container(
+        e2e_build.tag,
+        environment={"CORTEX_E2E_API_KEY": "key-" + secrets.token_hex(8)},
+        volumes={str(folder): {"bind": "/etc/cortex", "mode": "ro"}},
+    )
+    wait_for(lambda: _healthy_http(port), "the server on the mounted Cortexfile's port", deadline_s=180)
+    wait_for(
+        lambda: podman_api.podman("healthcheck", "run", container.id).returncode == 0,
+        "`podman healthcheck run` to pass on the mounted Cortexfile's port",
+        deadline_s=60,
+        every_s=1,
+    )
+    assert not _healthy_http(e2e_build.port)
