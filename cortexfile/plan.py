@@ -19,9 +19,10 @@ from .store import store_path
 
 CORTEXFILE_NAME = "Cortexfile.yaml"
 BACKEND_FLAGS = {"cuda": "-DGGML_CUDA=ON", "vulkan": "-DGGML_VULKAN=ON", "rocm": "-DGGML_HIP=ON"}
-# Without explicit CPU features, build every CPU variant and pick one at run time.
-RUNTIME_DISPATCH = ("-DGGML_BACKEND_DL=ON", "-DGGML_CPU_ALL_VARIANTS=ON")
-CPU_FEATURE_FLAGS = ("-DGGML_AVX", "-DGGML_FMA", "-DGGML_F16C", "-DGGML_CPU_ARM_ARCH", "-DGGML_CPU_ALL_VARIANTS")
+# Run-time dispatch between CPU variants (GGML_BACKEND_DL + GGML_CPU_ALL_VARIANTS) is not added:
+# llama-cpp-python 0.3.36 installs only the `ggml-cpu` target, not the ggml-cpu-<variant> modules,
+# and ggml looks for backends beside the executable (python's folder). Without explicit CPU
+# features the build is a portable baseline; hardware recipes name their features.
 DEFAULT_CUDA_ARCHITECTURES = ("75", "80", "86", "89", "90")  # Turing to Hopper
 NOT_PORTABLE = ("-DGGML_NATIVE", "-march=native", "-mcpu=native", "-mtune=native")
 OCI_SOURCE = "https://github.com/menloresearch/cortex"
@@ -97,14 +98,12 @@ class BuildPlan:
     @property
     def cmake_args(self) -> tuple[str, ...]:
         """The Cortexfile's llama.cpp flags made portable: never native, the accelerator's backend
-        on, CUDA architectures listed, CPU variants dispatched at run time unless pinned."""
+        on, CUDA architectures listed."""
         args = ["-DGGML_NATIVE=OFF"]
         args += [a for a in self.llama_cmake_args if not a.startswith((*NOT_PORTABLE, "-DCMAKE_CUDA_ARCHITECTURES="))]
         backend = BACKEND_FLAGS.get(self.accelerator)
         if backend and backend not in args:
             args.append(backend)
-        if not any(a.startswith(CPU_FEATURE_FLAGS) for a in args):
-            args += RUNTIME_DISPATCH
         if self.accelerator == "cuda":
             args.append("-DCMAKE_CUDA_ARCHITECTURES=" + ";".join(self.cuda_architectures or DEFAULT_CUDA_ARCHITECTURES))
         return tuple(args)
