@@ -101,8 +101,8 @@ class Reloader:
         except ConfigError as exc:
             return self._refuse(describe(exc))
         plan = plan_changes(self.running.config, candidate.config, self._file_kinds(current, candidate))
-        self._note_overrides(candidate)
         if plan.empty:
+            self._note_overrides(candidate)
             log.info("config reload: no change to apply (generation %d)", self.state.generation)
             return Outcome(Status.unchanged, plan)
         try:
@@ -110,6 +110,7 @@ class Reloader:
         except ApplyError as exc:
             return self._refuse(str(exc))
         self._commit(candidate, current, plan)
+        self._note_overrides(candidate)  # after the swap: parsing the file again is not on the way to serving it
         return Outcome(Status.applied, plan)
 
     def _file_kinds(self, current: dict[str, str | None], candidate: Resolved) -> tuple[Kind, ...]:
