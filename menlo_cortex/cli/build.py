@@ -111,7 +111,7 @@ def _source(args: argparse.Namespace) -> tuple[Path, bool, str | None]:
     if not args.variant:
         return Path(args.file), True, args.tag
     if args.variant not in recipes.names("variants"):
-        diagnostic = recipes.unknown("variants", args.variant, Origin("flag --variant"), "--variant")
+        diagnostic = recipes.unknown("variants", args.variant, Origin("flag --variant"), "")
         raise ConfigError([diagnostic])
     file = recipes.RECIPES_DIR / "variants" / f"{args.variant}.yaml"
     return file, False, args.tag or VARIANT_REPOSITORY.format(name=args.variant) + ":latest"
