@@ -61,14 +61,20 @@ def drop_tests(site: Path) -> None:
         shutil.rmtree(tests)
 
 
+def write_musl_stack_hook(site: Path) -> None:
+    """musl's default thread stack (128 KiB) is too small for inference threads: a .pth line runs
+    at interpreter start and raises Python's."""
+    (site / "cortex-musl-stack.pth").write_text(MUSL_STACK_PTH, encoding="utf-8")
+
+
 def main(argv: list[str]) -> int:
     site = site_packages()
     drop_installers(site)
     drop_duplicate_libraries(site)
     link_identical_sonames(site)
     drop_tests(site)
-    if "--musl-stack" in argv:  # musl's default thread stack (128 KiB) is too small for inference threads
-        (site / "cortex-musl-stack.pth").write_text(MUSL_STACK_PTH, encoding="utf-8")
+    if "--musl-stack" in argv:
+        write_musl_stack_hook(site)
     return 0
 
 
