@@ -32,6 +32,7 @@ class BuildRequest:
     model_store: Path  # the build host's data folder, where baked models are found or fetched into
     wheels_dir: Path | None = None  # a prebuilt llama-cpp-python wheel for the target (else the cache)
     platform: str | None = None  # linux/amd64 | linux/arm64, overrides target.architecture
+    image: str | None = None  # the quadlet's image: what `cortex build --format docker` tags
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ def _assemble(request: BuildRequest, resolved: Resolved, llama: Path, staging: P
     (staging / "wheels").mkdir(parents=True)
     project_wheel = _gather_wheels(staging / "wheels", config.target.architecture.value, llama)
     digest = config_hash(config)
-    plan = make_plan(resolved, _version(digest, staging / "wheels"), digest)
+    plan = make_plan(resolved, _version(digest, staging / "wheels"), digest, request.image)
     _write_rendered(staging, plan, project_wheel.name)
     shutil.copyfile(request.resolved.path, staging / "Cortexfile.yaml")
     _place_models(staging / "models", config, request.model_store, plan)

@@ -7,6 +7,8 @@ import argparse
 import os
 from pathlib import Path
 
+from ...cortexfile import formats
+from ...cortexfile.hashing import config_hash
 from ...cortexfile.loader import load_from_environment
 from ...cortexfile.store import data_dir
 from .bundle import BuildRequest, build
@@ -30,9 +32,12 @@ def run(args: argparse.Namespace) -> int:
     wheels: Path | None = getattr(args, "wheels", None)
     host = load_from_environment(args.file)  # as `cortex pull` on this machine sees it: its model store
     resolved = load_from_environment(args.file, format_defaults=(FORMAT, DEFAULTS))
+    # The quadlet runs the image `cortex build --format docker` tags by default for this Cortexfile.
+    docker = load_from_environment(args.file, format_defaults=formats.get("docker").loader_argument())
+    image = f"localhost/cortex-appliance:{config_hash(docker.config)[:12]}"
     store = model_store or Path(os.environ.get("CORTEX_MODEL_STORE") or data_dir(host.config))
     output.mkdir(parents=True, exist_ok=True)
-    bundle = build(BuildRequest(resolved, output, store, wheels, getattr(args, "platform", None)))
+    bundle = build(BuildRequest(resolved, output, store, wheels, getattr(args, "platform", None), image))
     size = sum(p.stat().st_size for p in bundle.folder.rglob("*") if p.is_file())
     print(f"{bundle.folder} ({size / 1e6:.0f} MB; install with: sudo {bundle.folder}/install.sh)")
     print(f"{bundle.tarball} sha256 {bundle.sha256}")

@@ -166,3 +166,17 @@ def test_bundle_contents(bundles: tuple[Built, Built]) -> None:
     assert f"{first.bundle.folder.name}/install.sh" in listing.stdout.splitlines()
     sums = first.bundle.tarball.name + ".sha256"
     assert subprocess.run(["sha256sum", "-c", sums], cwd=first.bundle.tarball.parent, check=False).returncode == 0
+
+
+def test_cortex_build_cli_makes_the_bundle(tmp_path: Path, cortex_command: list[str]) -> None:
+    cortexfile = tmp_path / "Cortexfile.yaml"
+    cortexfile.write_text("version: 1\nmodels: []\nbuild:\n  formats: [systemd]\n", encoding="utf-8")
+    out = tmp_path / "dist"
+    done = subprocess.run(
+        [*cortex_command, "build", "-f", str(cortexfile), "-o", str(out)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    (folder,) = (p for p in out.iterdir() if p.is_dir())
+    assert (folder / "Cortexfile.yaml").read_bytes() == cortexfile.read_bytes()
+    assert f"{folder}.tar sha256 " in done.stdout
+    assert "Image=localhost/cortex-appliance:" in (folder / "quadlet/cortex.container").read_text()
