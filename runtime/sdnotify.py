@@ -54,10 +54,13 @@ async def announce_until_ready(models: Models, poll_s: float = POLL_S) -> None:
     A model that failed to load stops the extensions, so TimeoutStartSec= ends a start that cannot
     succeed (and an installer's rollback gets its answer) instead of waiting forever."""
     waited = EXTEND_EVERY_S  # extend at once on the first beat
+    told: list[str] = []
     while not models.ready():
         failed = [str(m["id"]) for m in models.status() if m.get("state") == "failed"]
         if failed:
-            notify(f"STATUS=failed to load {', '.join(failed)}")
+            if failed != told:
+                notify(f"STATUS=failed to load {', '.join(failed)}")
+                told = failed
         elif waited >= EXTEND_EVERY_S:
             notify(f"EXTEND_TIMEOUT_USEC={int(EXTEND_BY_S * 1_000_000)}\nSTATUS=loading models")
             waited = 0.0
