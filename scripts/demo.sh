@@ -26,7 +26,7 @@ trap 'kill -TERM $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
 for _ in $(seq 1 300); do
   curl -fs "http://127.0.0.1:$port/ready" >/dev/null && break
   kill -0 $server 2>/dev/null || { echo "demo: the server exited" >&2; exit 1; }
-  sleep 0.2
+  sleep 0.5
 done
 
 step "POST /v1/chat/completions"
