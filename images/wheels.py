@@ -24,8 +24,9 @@ def build_project_wheel(out: Path, source: Path = PROJECT_ROOT) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="cortex-wheel-") as scratch:
         command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", scratch]
-        # Fixed zip timestamps: the same sources give the same wheel, so the engine re-uses its layers.
-        environ = dict(os.environ, SOURCE_DATE_EPOCH=WHEEL_EPOCH)
+        # Fixed zip timestamps: the same sources give the same wheel, so the engine re-uses its layers
+        # and a bundle that only changes the Cortexfile lets install.sh re-use the installed runtime.
+        environ = dict(os.environ, SOURCE_DATE_EPOCH=os.environ.get("SOURCE_DATE_EPOCH", WHEEL_EPOCH))
         done = subprocess.run([*command, str(source)], capture_output=True, text=True, check=False, env=environ)
         if done.returncode != 0:
             raise WheelError(f"building the runtime wheel failed: {done.stderr.strip()[-2000:]}")

@@ -17,12 +17,13 @@ from ...cortexfile.hashing import config_hash
 from ...cortexfile.loader import Resolved
 from ...cortexfile.schema import Cortexfile
 from ...runtime.store import ModelStore
+from ..wheels import PROJECT_ROOT, build_project_wheel
 from . import wheels
 from .archive import write_tarball
 from .plan import ServicePlan, make_plan
 from .render import EXECUTABLE, render_files
 
-CONSTRAINTS = wheels.PROJECT_ROOT / "constraints.txt"
+CONSTRAINTS = PROJECT_ROOT / "constraints.txt"
 
 
 @dataclass(frozen=True)
@@ -75,14 +76,13 @@ def _assemble(request: BuildRequest, resolved: Resolved, llama: Path, staging: P
 def _with_platform(config: Cortexfile, platform: str | None) -> Cortexfile:
     if platform is None:
         return config
-    name = platform.strip().lower().removeprefix("linux/")
-    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(name, name)
-    target = config.target.model_validate({**config.target.model_dump(), "architecture": arch})
+    # The schema's own validator reads `linux/arm64`, `aarch64`, `x86_64`...
+    target = config.target.model_validate({**config.target.model_dump(), "architecture": platform})
     return config.model_copy(update={"target": target})
 
 
 def _gather_wheels(into: Path, architecture: str, llama: Path) -> Path:
-    project = wheels.build_project_wheel(into)
+    project = build_project_wheel(into)
     for wheel in wheels.dependency_wheels(project, llama, architecture, CONSTRAINTS):
         _link_or_copy(wheel, into / wheel.name)
     return project

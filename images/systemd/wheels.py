@@ -10,38 +10,19 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent  # images/systemd/ -> the source tree
+from ..wheels import WheelError
+
 LLAMA_VERSION = "0.3.36"
 TARGET_PYTHON = "3.11"
 MACHINES = {"amd64": "x86_64", "arm64": "aarch64"}
 GLIBC_MINORS = range(17, 37)  # manylinux tags a Debian 12 / Ubuntu 22.04+ glibc accepts
 
 
-class WheelError(RuntimeError):
-    """A wheel could not be built, found or downloaded; the message says which and why."""
-
-
 def cache_root() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cortex"
-
-
-def build_project_wheel(out: Path, source: Path = PROJECT_ROOT) -> Path:
-    if not (source / "pyproject.toml").is_file():
-        raise WheelError(f"cannot build the runtime wheel: no pyproject.toml in {source} (use a source tree)")
-    with tempfile.TemporaryDirectory(prefix="cortex-wheel-") as scratch:
-        command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", scratch]
-        # Zip timestamps from SOURCE_DATE_EPOCH: the same source gives the same wheel, so a bundle that only
-        # changes the Cortexfile lets install.sh reuse the installed runtime.
-        env = {**os.environ, "SOURCE_DATE_EPOCH": os.environ.get("SOURCE_DATE_EPOCH", "315532800")}
-        _run([*command, str(source)], "building the runtime wheel", env)
-        built = sorted(Path(scratch).glob("menlo_cortex-*.whl"))
-        if not built:
-            raise WheelError("pip wheel produced no menlo_cortex wheel")
-        return Path(shutil.copy2(built[0], out / built[0].name))
 
 
 def llama_wheel(architecture: str, folder: Path | None = None) -> Path:
