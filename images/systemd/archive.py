@@ -3,11 +3,12 @@ so the same bundle folder gives the same bytes; plus `NAME.sha256` in sha256sum'
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
+
+from ...runtime.store import file_sha256
 
 
 def write_tarball(folder: Path) -> tuple[Path, str]:
@@ -18,7 +19,7 @@ def write_tarball(folder: Path) -> tuple[Path, str]:
         for path in [folder, *sorted(folder.rglob("*"))]:
             archive.add(path, arcname=str(path.relative_to(folder.parent)), recursive=False, filter=_normalized(epoch))
     partial.replace(tarball)
-    sha = _sha256(tarball)
+    sha = file_sha256(tarball)
     tarball.with_name(tarball.name + ".sha256").write_text(f"{sha}  {tarball.name}\n", encoding="utf-8")
     return tarball, sha
 
@@ -32,11 +33,3 @@ def _normalized(epoch: int) -> Callable[[tarfile.TarInfo], tarfile.TarInfo]:
         return info
 
     return apply
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while chunk := file.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()

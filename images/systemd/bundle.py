@@ -16,7 +16,7 @@ from ... import __version__
 from ...cortexfile.hashing import config_hash
 from ...cortexfile.loader import Resolved
 from ...cortexfile.schema import Cortexfile
-from ...runtime.store import ModelStore
+from ...runtime.store import ModelStore, file_sha256
 from ..wheels import PROJECT_ROOT, build_project_wheel
 from . import wheels
 from .archive import write_tarball
@@ -92,7 +92,7 @@ def _version(digest: str, wheel_folder: Path) -> str:
     """The project version plus a short hash of the config and every wheel: new content, new prefix."""
     total = hashlib.sha256(digest.encode())
     for wheel in sorted(wheel_folder.glob("*.whl")):
-        total.update(wheel.name.encode() + _file_sha256(wheel).encode())
+        total.update(wheel.name.encode() + file_sha256(wheel).encode())
     return f"{__version__}-{total.hexdigest()[:12]}"
 
 
@@ -120,11 +120,3 @@ def _link_or_copy(source: Path, dest: Path) -> None:
         os.link(source, dest)
     except OSError:  # another file system, or links not allowed
         shutil.copy2(source, dest)
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while chunk := file.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
