@@ -6,7 +6,6 @@ A token found in the old file is never copied: it becomes an `${env:NAME}` refer
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,33 +29,31 @@ DROPPED = {
 }
 
 
-def _same(value: Any) -> Any:
-    """Copied as written: `cortex validate` then reports a wrong type at its new place."""
-    return value
-
-
-# legacy key -> (dotted Cortexfile key, converter)
-MOVED: dict[str, tuple[str, Callable[[Any], Any]]] = {
-    "logFolderPath": ("logs.path", _same),
-    "logLlamaCppPath": ("logs.llama", _same),
-    "logOnnxPath": ("logs.onnx", _same),
-    "dataFolderPath": ("data.path", _same),
-    "maxLogLines": ("logs.max_lines", _same),
-    "apiServerHost": ("server.host", _same),
-    "apiServerPort": ("server.port", _same),
-    "gitHubUserAgent": ("network.github.user_agent", _same),
-    "enableCors": ("server.cors.enabled", _same),
-    "allowedOrigins": ("server.cors.origins", _same),
-    "proxyUrl": ("network.proxy.url", _same),
-    "verifyProxySsl": ("network.proxy.verify_ssl", _same),
-    "verifyProxyHostSsl": ("network.proxy.verify_host", _same),
-    "proxyUsername": ("network.proxy.username", _same),
-    "noProxy": ("network.proxy.no_proxy", lambda v: [h.strip() for h in str(v).split(",") if h.strip()]),
-    "verifyPeerSsl": ("network.ssl.verify_peer", _same),
-    "verifyHostSsl": ("network.ssl.verify_host", _same),
-    "sslCertPath": ("server.tls.cert", _same),
-    "sslKeyPath": ("server.tls.key", _same),
+# legacy key -> dotted Cortexfile key; values are copied as written, so `cortex validate` then
+# reports a wrong type at its new place.
+MOVED = {
+    "logFolderPath": "logs.path",
+    "logLlamaCppPath": "logs.llama",
+    "logOnnxPath": "logs.onnx",
+    "dataFolderPath": "data.path",
+    "maxLogLines": "logs.max_lines",
+    "apiServerHost": "server.host",
+    "apiServerPort": "server.port",
+    "gitHubUserAgent": "network.github.user_agent",
+    "enableCors": "server.cors.enabled",
+    "allowedOrigins": "server.cors.origins",
+    "proxyUrl": "network.proxy.url",
+    "verifyProxySsl": "network.proxy.verify_ssl",
+    "verifyProxyHostSsl": "network.proxy.verify_host",
+    "proxyUsername": "network.proxy.username",
+    "noProxy": "network.proxy.no_proxy",
+    "verifyPeerSsl": "network.ssl.verify_peer",
+    "verifyHostSsl": "network.ssl.verify_host",
+    "sslCertPath": "server.tls.cert",
+    "sslKeyPath": "server.tls.key",
 }
+# The legacy file spelled this list as one comma-separated string.
+COMMA_SEPARATED = {"noProxy"}
 
 # legacy secret key -> (dotted Cortexfile key, env var the user must set)
 SECRETS = {
@@ -113,10 +110,12 @@ def _migrate_key(migration: Migration, key: str, value: Any) -> None:
         migration.put(target, f"${{env:{env_var}}}")
         migration.notes.append(f"{key} -> {target}: not copied; set the environment variable {env_var}")
     elif key in MOVED:
-        target, convert = MOVED[key]
+        target = MOVED[key]
         if value in ("", None):
             migration.notes.append(f"dropped {key}: empty, the default applies")
             return
-        migration.put(target, convert(value))
+        if key in COMMA_SEPARATED and isinstance(value, str):
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        migration.put(target, value)
     else:
         migration.notes.append(f"dropped {key}: not a known .cortexrc option")
