@@ -31,6 +31,7 @@ from menlo_cortex.cortexfile.loader import load
 from menlo_cortex.cortexfile.schema import Cortexfile
 from menlo_cortex.cortexfile.store import find_local
 from menlo_cortex.runtime.engine import llama_arguments
+from menlo_cortex.runtime.llama_backends import load_backends
 
 CORTEXFILE = """\
 version: 1
@@ -69,6 +70,7 @@ class Direct:
     def __init__(self, config: Cortexfile, model_path: Path) -> None:
         from llama_cpp import Llama
 
+        load_backends()  # the CPU variant the server would pick, so both sides run the same kernels
         model = config.models[0]
         arguments = {**llama_arguments(model, config.engines.llama_cpp), "verbose": False}
         self.llama = Llama(model_path=str(model_path), **arguments)

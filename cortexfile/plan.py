@@ -19,10 +19,27 @@ from .store import store_path
 
 CORTEXFILE_NAME = "Cortexfile.yaml"
 BACKEND_FLAGS = {"cuda": "-DGGML_CUDA=ON", "vulkan": "-DGGML_VULKAN=ON", "rocm": "-DGGML_HIP=ON"}
-# Run-time dispatch between CPU variants (GGML_BACKEND_DL + GGML_CPU_ALL_VARIANTS) is not added:
-# llama-cpp-python 0.3.36 installs only the `ggml-cpu` target, not the ggml-cpu-<variant> modules,
-# and ggml looks for backends beside the executable (python's folder). Without explicit CPU
-# features the build is a portable baseline; hardware recipes name their features.
+# Run-time dispatch between CPU variants: one ggml-cpu module per x86 feature level (x64 to
+# sapphirerapids), installed beside libllama, where runtime/llama_backends.py has ggml load the
+# best for the running CPU. llama-cpp-python installs only the targets it names, so GGML_BACKEND_DIR
+# (relative to the wheel's root) makes ggml install the modules itself. Added on amd64 unless the
+# flags pin CPU features (a hardware recipe for a known CPU builds one tuned backend instead). Not
+# on arm64: its variant list (up to SVE2 and SME) could not be compiled or run on our machines, and
+# arm64 recipes name their CPU.
+CPU_DISPATCH = ("-DGGML_BACKEND_DL=ON", "-DGGML_CPU_ALL_VARIANTS=ON")
+# Typed STRING: CMake would turn an untyped relative value into a path under the build folder.
+BACKEND_DIR = "-DGGML_BACKEND_DIR:STRING=llama_cpp/lib"
+BACKEND_DIR_KEYS = ("-DGGML_BACKEND_DIR=", "-DGGML_BACKEND_DIR:")
+CPU_CHOICES = (
+    "-DGGML_AVX",
+    "-DGGML_F16C",
+    "-DGGML_FMA",
+    "-DGGML_BMI2",
+    "-DGGML_SSE",
+    "-DGGML_AMX",
+    "-DGGML_CPU_ARM_ARCH",
+    "-DGGML_CPU_ALL_VARIANTS",
+)
 DEFAULT_CUDA_ARCHITECTURES = ("75", "80", "86", "89", "90")  # Turing to Hopper
 NOT_PORTABLE = ("-DGGML_NATIVE", "-march=native", "-mcpu=native", "-mtune=native")
 OCI_SOURCE = "https://github.com/menloresearch/cortex"
@@ -98,7 +115,7 @@ class BuildPlan:
     @property
     def cmake_args(self) -> tuple[str, ...]:
         """The Cortexfile's llama.cpp flags made portable: never native, the accelerator's backend
-        on, CUDA architectures listed."""
+        on, CUDA architectures listed, CPU variants chosen at run time (see CPU_DISPATCH)."""
         args = ["-DGGML_NATIVE=OFF"]
         args += [a for a in self.llama_cmake_args if not a.startswith((*NOT_PORTABLE, "-DCMAKE_CUDA_ARCHITECTURES="))]
         backend = BACKEND_FLAGS.get(self.accelerator)
@@ -106,6 +123,10 @@ class BuildPlan:
             args.append(backend)
         if self.accelerator == "cuda":
             args.append("-DCMAKE_CUDA_ARCHITECTURES=" + ";".join(self.cuda_architectures or DEFAULT_CUDA_ARCHITECTURES))
+        if self.architecture == "amd64" and not any(a.startswith(CPU_CHOICES) for a in args):
+            args += CPU_DISPATCH
+        if "-DGGML_BACKEND_DL=ON" in args and not any(a.startswith(BACKEND_DIR_KEYS) for a in args):
+            args.append(BACKEND_DIR)
         return tuple(args)
 
     @property

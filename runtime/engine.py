@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from ..cortexfile.schema import Model
 from ..cortexfile.schema.models import LlamaCppEngine
+from .llama_backends import BackendError, load_backends
 
 T = TypeVar("T")
 log = logging.getLogger("cortex.llama")
@@ -229,6 +230,10 @@ class Engine:
     def _load_blocking(self) -> None:
         check_gguf(self.model, self.path)
         route_llama_logs()
+        try:
+            load_backends()
+        except BackendError as exc:
+            raise ModelLoadError(f"model `{self.model.id}`: {exc}") from None
         from llama_cpp import Llama
 
         try:

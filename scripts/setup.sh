@@ -15,6 +15,8 @@ command -v curl >/dev/null || missing+=(curl)
 "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v node >/dev/null || missing+=(nodejs) # runs the offline /docs page's script in a test
+# qemu's user-mode emulator plays an older CPU for the CPU-variant dispatch test.
+command -v qemu-x86_64 >/dev/null || missing+=(qemu-user)
 # The systemd bundle's tests: a debootstrap'd root, a UEFI disk image without loop devices, qemu.
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)

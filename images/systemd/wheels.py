@@ -28,7 +28,11 @@ def cache_root() -> Path:
 def llama_wheel(architecture: str, folder: Path | None = None) -> Path:
     """The prebuilt llama-cpp-python wheel for `architecture` (from `folder` or the llama-wheel.sh cache)."""
     machine = MACHINES[architecture]
-    folders = [folder] if folder else sorted((cache_root() / "wheels").glob(f"llama-cpp-python-{LLAMA_VERSION}-*"))
+    folders = (
+        [folder]
+        if folder
+        else sorted((cache_root() / "wheels").glob(f"llama-cpp-python-{LLAMA_VERSION}-*"), key=_preference)
+    )
     pattern = f"llama_cpp_python-{LLAMA_VERSION}-*linux_{machine}.whl"
     found = [wheel for place in folders for wheel in sorted(place.glob(pattern))]
     if not found:
@@ -39,6 +43,13 @@ def llama_wheel(architecture: str, folder: Path | None = None) -> Path:
             "and pass its folder with --wheels"
         )
     return found[-1]
+
+
+def _preference(folder: Path) -> tuple[bool, str]:
+    """A wheel that llama-wheel.sh built with every CPU variant runs on any CPU of its architecture:
+    it sorts last, so it is the one chosen for a host never seen."""
+    info = folder / "BUILD-INFO"
+    return info.is_file() and "-DGGML_CPU_ALL_VARIANTS=ON" in info.read_text(encoding="utf-8"), folder.name
 
 
 def dependency_wheels(project_wheel: Path, llama: Path, architecture: str, constraints: Path | None) -> list[Path]:

@@ -128,6 +128,34 @@ def test_cmake_args_are_portable_whatever_the_cortexfile_says(tmp_path: Path) ->
     assert args == ("-DGGML_NATIVE=OFF", "-DGGML_AVX2=ON", "-DGGML_CUDA=ON", "-DCMAKE_CUDA_ARCHITECTURES=87")
 
 
+DISPATCH = ("-DGGML_BACKEND_DL=ON", "-DGGML_CPU_ALL_VARIANTS=ON", "-DGGML_BACKEND_DIR:STRING=llama_cpp/lib")
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("  architecture: amd64\n", ("-DGGML_NATIVE=OFF", *DISPATCH)),
+        ("  architecture: amd64\n  accelerator: vulkan\n", ("-DGGML_NATIVE=OFF", "-DGGML_VULKAN=ON", *DISPATCH)),
+        (
+            '  architecture: amd64\n  llama_cmake_args: ["-DGGML_AVX512=ON"]\n',
+            ("-DGGML_NATIVE=OFF", "-DGGML_AVX512=ON"),
+        ),
+        (
+            '  architecture: amd64\n  llama_cmake_args: ["-DGGML_BACKEND_DL=ON", "-DGGML_CPU_ALL_VARIANTS=ON"]\n',
+            ("-DGGML_NATIVE=OFF", *DISPATCH),
+        ),
+        ("  architecture: arm64\n", ("-DGGML_NATIVE=OFF",)),
+    ],
+    ids=["amd64-cpu", "amd64-vulkan", "amd64-pinned", "dl-without-dir", "arm64"],
+)
+def test_x86_builds_carry_every_cpu_variant_unless_the_features_are_pinned(
+    tmp_path: Path, target: str, expected: tuple[str, ...]
+) -> None:
+    file = tmp_path / "Cortexfile.yaml"
+    file.write_text("version: 1\ntarget:\n  distro: debian\n" + target, encoding="utf-8")
+    assert make_plan(load(file).config, OPTIONS).cmake_args == expected
+
+
 def _case() -> Path:
     return Path(__file__).parent / "cases" / "Cortexfile.yaml"
 

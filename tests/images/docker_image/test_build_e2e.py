@@ -5,6 +5,7 @@ health check. Slow (a real image build); still run in CI."""
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import time
 import urllib.request
@@ -21,6 +22,7 @@ from menlo_cortex.cortexfile.hashing import config_hash
 from menlo_cortex.cortexfile.loader import load
 
 from ...conftest import TEST_MODEL_SHA256, find_free_port
+from ...cpu_variants import host_cpu_flags, is_best_fit
 from .conftest import E2EBuild
 from .engine_parts import PodmanApi, run_cortex, wait_for
 
@@ -55,6 +57,9 @@ def test_image_serves_a_chat_completion_as_non_root_and_passes_its_healthcheck(
     assert answer.choices[0].message.content
     assert answer.usage is not None
     assert answer.usage.completion_tokens > 0
+    variant = re.search(r"llama.cpp backends: CPU \(CPU variant ([\w.]+)\)", container.logs().decode())
+    assert variant, "the runtime did not log the CPU variant it chose"
+    assert is_best_fit(variant.group(1), host_cpu_flags()), variant.group(1)
     uid = container.exec_run(["id", "-u"])
     assert uid.output.decode().strip() == "10001"
     assert container.attrs["Config"]["User"] == "10001:10001"

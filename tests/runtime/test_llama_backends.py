@@ -1,0 +1,76 @@
+"""Run-time dispatch between llama.cpp's CPU variants: the portable wheel carries one CPU module per
+x86 feature level and the runtime has ggml load the best for the CPU it runs on. An older CPU is
+played by qemu's user-mode emulator, which runs this venv's Python on a CPU model of our choosing."""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from menlo_cortex.runtime.llama_backends import load_backends, mapped_cpu_variant
+from tests.cpu_variants import VARIANTS, host_cpu_flags, is_best_fit
+
+pytestmark = pytest.mark.skipif(platform.machine() != "x86_64", reason="CPU variants are built for x86-64 only")
+LLAMA_LIB = (
+    Path(sys.prefix)
+    / "lib"
+    / f"python{sys.version_info.major}.{sys.version_info.minor}"
+    / "site-packages"
+    / "llama_cpp"
+    / "lib"
+)
+# Generates two tokens on whatever CPU runs it and says which CPU module ggml chose.
+EMULATED_RUN = """
+import json, sys
+from llama_cpp import Llama
+from menlo_cortex.runtime.llama_backends import load_backends
+backends = load_backends()
+llama = Llama(model_path=sys.argv[1], n_ctx=64, n_threads=1, verbose=False)
+text = llama.create_completion("The sky is", max_tokens=2, temperature=0)["choices"][0]["text"]
+print(json.dumps({"variant": backends.cpu_variant, "names": backends.names, "text": text}))
+"""
+
+
+def test_the_wheel_carries_every_x86_variant() -> None:
+    shipped = {
+        path.name.removeprefix("libggml-cpu-").removesuffix(".so") for path in LLAMA_LIB.glob("libggml-cpu-*.so")
+    }
+    assert shipped == set(VARIANTS)
+
+
+def test_this_host_runs_the_best_variant_its_cpu_allows() -> None:
+    backends = load_backends()
+    assert backends.dynamic
+    assert "CPU" in backends.names
+    assert backends.cpu_variant is not None
+    assert is_best_fit(backends.cpu_variant, host_cpu_flags()), backends.cpu_variant
+    assert "CPU variant " + backends.cpu_variant in backends.describe()
+
+
+def test_the_mapped_variant_is_read_from_the_process_maps(tmp_path: Path) -> None:
+    maps = tmp_path / "maps"
+    line = "7f00-7f10 r-xp 00000000 08:01 42 /opt/cortex/llama_cpp/lib/libggml-cpu-{}.so\n"
+    maps.write_text(line.format("icelake") + line.format("icelake"))
+    assert mapped_cpu_variant(maps) == "icelake"
+    maps.write_text(line.format("icelake") + line.format("haswell"))
+    assert mapped_cpu_variant(maps) is None
+    assert mapped_cpu_variant(tmp_path / "absent") is None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("qemu-x86_64") is None, reason="needs qemu-user (scripts/setup.sh installs it)")
+@pytest.mark.parametrize(("cpu", "variant"), [("Nehalem", "sse42"), ("qemu64", "x64")])
+def test_an_older_cpu_gets_kernels_it_can_run(test_model_path: Path, cpu: str, variant: str) -> None:
+    command = ["qemu-x86_64", "-cpu", cpu, sys.executable, "-c", EMULATED_RUN, str(test_model_path)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["variant"] == variant
+    assert result["names"] == ["CPU"]
+    assert result["text"]
