@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,10 +40,8 @@ class Backends:
 @functools.cache
 def load_backends() -> Backends:
     """Register llama.cpp's backends once per process; BackendError when none can run here."""
-    import llama_cpp
-
-    lib_dir = Path(llama_cpp.__file__).resolve().parent / "lib"
-    ggml = _ggml_library(lib_dir)
+    lib_dir = llama_lib_dir()
+    ggml = ggml_library(lib_dir)
     dynamic = ggml.ggml_backend_reg_count() == 0
     if dynamic:
         ggml.ggml_backend_load_all_from_path(str(lib_dir).encode())
@@ -69,9 +68,24 @@ def mapped_cpu_variant(maps: Path = Path("/proc/self/maps")) -> str | None:
     return found.pop() if len(found) == 1 else None
 
 
-def _ggml_library(lib_dir: Path) -> ctypes.CDLL:
-    """libggml as libllama loaded it: dlopen of the same file returns the loaded object."""
-    ggml = ctypes.CDLL(str(lib_dir / "libggml.so"))
+def llama_lib_dir() -> Path:
+    """llama-cpp-python's folder of shared libraries (importing it loads libllama and libggml)."""
+    import llama_cpp
+
+    return Path(llama_cpp.__file__).resolve().parent / "lib"
+
+
+def ggml_library(lib_dir: Path) -> ctypes.CDLL:
+    """libggml as libllama loaded it. Wheels hold no symlinks, so libggml.so and libggml.so.0 are
+    separate copies: opened by path, a second libggml with its own empty backend registry would
+    load. Opened by soname (and never loaded anew), dlopen returns the object libllama linked."""
+    sonames = sorted((path.name for path in lib_dir.glob("libggml.so.*")), key=len)
+    try:
+        ggml = ctypes.CDLL(sonames[0], mode=os.RTLD_NOLOAD)
+    except (IndexError, OSError):
+        raise BackendError(
+            f"llama.cpp's libggml is not loaded from {lib_dir} (a broken llama-cpp-python install)"
+        ) from None
     ggml.ggml_backend_reg_count.restype = ctypes.c_size_t
     ggml.ggml_backend_reg_get.argtypes = [ctypes.c_size_t]
     ggml.ggml_backend_reg_get.restype = ctypes.c_void_p
@@ -79,4 +93,6 @@ def _ggml_library(lib_dir: Path) -> ctypes.CDLL:
     ggml.ggml_backend_reg_name.restype = ctypes.c_char_p
     ggml.ggml_backend_load_all_from_path.argtypes = [ctypes.c_char_p]
     ggml.ggml_backend_load_all_from_path.restype = None
+    ggml.ggml_backend_load.argtypes = [ctypes.c_char_p]
+    ggml.ggml_backend_load.restype = ctypes.c_void_p
     return ggml

@@ -42,6 +42,12 @@ fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q -r requirements-dev.txt
 wheels="$(PYTHON="$VENV/bin/python" scripts/llama-wheel.sh)"
+# pip keeps an installed llama-cpp-python of the same version whatever flags built it: reinstall
+# when llama-wheel.sh's wheel is another one.
+if [ "$(cat "$VENV/.llama-wheel" 2>/dev/null)" != "$wheels" ]; then
+  "$VENV/bin/python" -m pip install -q --no-deps --force-reinstall "$wheels"/llama_cpp_python-*.whl
+  echo "$wheels" >"$VENV/.llama-wheel"
+fi
 "$VENV/bin/python" -m pip install -q -c constraints.txt --find-links "$wheels" -e ".[runtime,build]"
 "$VENV/bin/python" scripts/test-model.py "$CACHE/test-data" >/dev/null
 echo "setup: ready ($VENV, test model in $CACHE/test-data)" >&2
