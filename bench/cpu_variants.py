@@ -4,11 +4,11 @@ A portable build carries all the variants and the runtime loads the best at star
 (runtime/llama_backends.py). Without that dispatch a build must pin CPU features, and then fails on
 older CPUs, or settle for a baseline; this shows what the choice is worth on this machine. Each
 variant runs in its own process (ggml registers one CPU backend per process), with the same model,
-prompt, threads and greedy sampling; the `auto` row is the runtime's own choice.
+prompt, threads and greedy sampling; the table marks the variant the runtime chooses.
 
-    .venv/bin/python bench/cpu_variants.py [--runs 3] [--max-tokens 64] [--json results.json]
+    .venv/bin/python bench/cpu_variants.py [--rounds 3] [--runs 2] [--max-tokens 64] [--json results.json]
 
-Prints a table and one JSON document; medians of the runs, ratios against x64.
+Prints a table and one JSON document; medians over all runs, ratios against x64.
 """
 
 from __future__ import annotations
@@ -41,16 +41,13 @@ def runnable_variants() -> list[str]:
     return names
 
 
-def child(variant: str, model: Path, runs: int, max_tokens: int) -> dict[str, Any]:
-    """In a fresh process: register one CPU variant (or the runtime's choice), then time generations."""
+def child(variant: str, model: Path, runs: int, max_tokens: int) -> list[float]:
+    """In a fresh process: register one CPU variant, then time greedy generations (tokens/s each)."""
     from llama_cpp import Llama
 
-    if variant == "auto":
-        variant = load_backends().cpu_variant or "linked-in"
-    else:
-        lib_dir = llama_lib_dir()
-        if not ggml_library(lib_dir).ggml_backend_load(str(lib_dir / f"libggml-cpu-{variant}.so").encode()):
-            raise SystemExit(f"ggml could not load the {variant} variant")
+    lib_dir = llama_lib_dir()
+    if not ggml_library(lib_dir).ggml_backend_load(str(lib_dir / f"libggml-cpu-{variant}.so").encode()):
+        raise SystemExit(f"ggml could not load the {variant} variant")
     llama = Llama(model_path=str(model), n_ctx=512, n_threads=os.cpu_count(), verbose=False)
     llama.create_completion(PROMPT, max_tokens=4, temperature=0)  # warm-up
     rates = []
@@ -58,22 +55,23 @@ def child(variant: str, model: Path, runs: int, max_tokens: int) -> dict[str, An
         started = time.perf_counter()
         done: Any = llama.create_completion(PROMPT, max_tokens=max_tokens, temperature=0)
         rates.append(done["usage"]["completion_tokens"] / (time.perf_counter() - started))
-    return {"variant": variant, "tokens_per_s": statistics.median(rates), "runs": rates}
+    return rates
 
 
-def measure(variant: str, args: argparse.Namespace) -> dict[str, Any]:
+def measure(variant: str, args: argparse.Namespace) -> list[float]:
     command = [sys.executable, __file__, "--child", variant, "--model", str(args.model)]
     command += ["--runs", str(args.runs), "--max-tokens", str(args.max_tokens)]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{variant}: {done.stderr.strip()[-2000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
-    return result
+    rates: list[float] = json.loads(done.stdout.splitlines()[-1])
+    return rates
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=2, help="generations per variant per round")
     parser.add_argument("--max-tokens", type=int, default=64)
     default_model = Path.home() / ".cache" / "cortex" / "test-data" / "models" / f"{TEST_MODEL_SHA256}.gguf"
     parser.add_argument("--model", type=Path, default=default_model)
@@ -85,22 +83,30 @@ def main() -> None:
         return
     if not args.model.is_file():
         raise SystemExit(f"model not found: {args.model} (run `make setup`)")
+    chosen = load_backends().cpu_variant  # first: scoring the others maps them into this process too
     variants = runnable_variants()
     if "x64" not in variants:
         raise SystemExit(f"no CPU variants in {llama_lib_dir()}: this llama-cpp-python was built without dispatch")
-    rows = {name: measure(name, args) for name in [*variants, "auto"]}
-    baseline = rows["x64"]["tokens_per_s"]
+    rates: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(args.rounds):  # rounds interleave the variants, so load from elsewhere hits all alike
+        for name in variants:
+            rates[name] += measure(name, args)
+    medians = {name: statistics.median(values) for name, values in rates.items()}
     report = {
         "cpu_count": os.cpu_count(),
         "max_tokens": args.max_tokens,
-        "runs": args.runs,
-        "chosen": rows["auto"]["variant"],
-        "variants": {name: {**row, "ratio_to_x64": row["tokens_per_s"] / baseline} for name, row in rows.items()},
+        "rounds": args.rounds,
+        "runs_per_round": args.runs,
+        "chosen": chosen,
+        "variants": {
+            name: {"tokens_per_s": medians[name], "ratio_to_x64": medians[name] / medians["x64"], "runs": rates[name]}
+            for name in variants
+        },
     }
-    print(f"{'variant':16}{'tok/s':>10}{'vs x64':>10}")
+    print(f"{'variant':14}{'tok/s':>10}{'vs x64':>10}")
     for name, row in report["variants"].items():
-        label = f"auto ({row['variant']})" if name == "auto" else name
-        print(f"{label:16}{row['tokens_per_s']:>10.1f}{row['ratio_to_x64']:>9.2f}x")
+        mark = "  <- chosen at start" if name == report["chosen"] else ""
+        print(f"{name:14}{row['tokens_per_s']:>10.1f}{row['ratio_to_x64']:>9.2f}x{mark}")
     document = json.dumps(report, indent=2)
     print(document)
     if args.json:
