@@ -5,6 +5,7 @@ played by qemu's user-mode emulator, which runs this venv's Python on a CPU mode
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -61,6 +62,16 @@ def test_the_mapped_variant_is_read_from_the_process_maps(tmp_path: Path) -> Non
     maps.write_text(line.format("icelake") + line.format("haswell"))
     assert mapped_cpu_variant(maps) is None
     assert mapped_cpu_variant(tmp_path / "absent") is None
+
+
+def test_a_wheel_without_cpu_modules_fails_with_the_folder_named(tmp_path: Path) -> None:
+    broken = tmp_path / "llama_cpp"
+    shutil.copytree(LLAMA_LIB.parent, broken, ignore=shutil.ignore_patterns("libggml-cpu-*.so", "__pycache__"))
+    script = "from menlo_cortex.runtime.llama_backends import load_backends; load_backends()"
+    environ = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", script], env=environ, capture_output=True, text=True, check=False)
+    assert done.returncode == 1
+    assert f"BackendError: llama.cpp loaded no backend from {broken / 'lib'}: no libggml-cpu-*.so there" in done.stderr
 
 
 @pytest.mark.slow
