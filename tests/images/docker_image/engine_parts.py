@@ -17,6 +17,8 @@ from pathlib import Path
 
 import docker
 
+from ...processes import stop
+
 CONTAINERS_CONF = """[containers]
 default_ulimits = ["nofile=1024:1024", "nproc=1000:1000"]
 [engine]
@@ -84,15 +86,6 @@ def _accepts(path: Path) -> bool:
         except OSError:
             return False
     return True
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(5)
 
 
 @dataclass

@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from ....processes import stop
+
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 
@@ -57,11 +59,6 @@ def boot(disk: Path, host_port: int, guest_port: int, memory_mib: int = 2048) ->
     try:
         yield Vm(process, console, host_port)
     finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(30)
+        stop(process, grace_s=30)
         if process.stderr is not None:
             process.stderr.close()
