@@ -36,6 +36,15 @@ def wait_for(check: Callable[[], bool], what: str, deadline_s: float = 60.0, eve
     raise AssertionError(f"timed out after {deadline_s:.0f}s waiting for {what}")
 
 
+def answers_health(port: int) -> bool:
+    """Whether a server on the host's loopback answers `/health` with 200."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as answer:
+            return int(answer.status) == 200
+    except OSError:
+        return False
+
+
 @dataclass
 class PodmanApi:
     docker_host: str

@@ -8,7 +8,6 @@ import json
 import re
 import secrets
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from menlo_cortex.cortexfile.loader import load
 from ...conftest import TEST_MODEL_SHA256, find_free_port
 from ...cpu_variants import host_cpu_flags, is_best_fit
 from .conftest import E2EBuild
-from .engine_parts import PodmanApi, run_cortex, wait_for
+from .engine_parts import PodmanApi, answers_health, run_cortex, wait_for
 
 pytestmark = pytest.mark.slow
 Run = Callable[..., docker.models.containers.Container]
@@ -33,16 +32,8 @@ IMAGE_BUDGET_BYTES = 250 * 1000 * 1000
 
 def _serving(e2e: E2EBuild, run_container: Run, api_key: str) -> docker.models.containers.Container:
     container = run_container(e2e.tag, environment={"CORTEX_E2E_API_KEY": api_key})
-    wait_for(lambda: _healthy_http(e2e.port), "the image's server to answer /health", deadline_s=180)
+    wait_for(lambda: answers_health(e2e.port), "the image's server to answer /health", deadline_s=180)
     return container
-
-
-def _healthy_http(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as answer:
-            return int(answer.status) == 200
-    except OSError:
-        return False
 
 
 def test_image_serves_a_chat_completion_as_non_root_and_passes_its_healthcheck(
@@ -159,11 +150,11 @@ def test_image_serves_a_mounted_cortexfile_folder_and_its_healthcheck_follows(
         environment={"CORTEX_E2E_API_KEY": "key-" + secrets.token_hex(8)},
         volumes={str(folder): {"bind": "/etc/cortex", "mode": "ro"}},
     )
-    wait_for(lambda: _healthy_http(port), "the server on the mounted Cortexfile's port", deadline_s=180)
+    wait_for(lambda: answers_health(port), "the server on the mounted Cortexfile's port", deadline_s=180)
     wait_for(
         lambda: podman_api.podman("healthcheck", "run", container.id).returncode == 0,
         "`podman healthcheck run` to pass on the mounted Cortexfile's port",
         deadline_s=60,
         every_s=1,
     )
-    assert not _healthy_http(e2e_build.port)
+    assert not answers_health(e2e_build.port)

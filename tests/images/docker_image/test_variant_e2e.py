@@ -5,7 +5,6 @@ Slow (a real image build); still run in CI."""
 from __future__ import annotations
 
 import secrets
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 
 from ...conftest import find_free_port
 from .conftest import HOST_CA_BUNDLE
-from .engine_parts import PodmanApi, run_cortex, wait_for
+from .engine_parts import PodmanApi, answers_health, run_cortex, wait_for
 
 pytestmark = pytest.mark.slow
 Run = Callable[..., docker.models.containers.Container]
@@ -59,12 +58,4 @@ def test_variant_serves_a_mounted_cortexfile(
             str(test_data_dir / "models"): {"bind": "/var/lib/cortex/models", "mode": "ro"},
         },
     )
-    wait_for(lambda: _health(port), "the variant to serve the mounted Cortexfile", deadline_s=180)
-
-
-def _health(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as answer:
-            return int(answer.status) == 200
-    except OSError:
-        return False
+    wait_for(lambda: answers_health(port), "the variant to serve the mounted Cortexfile", deadline_s=180)
