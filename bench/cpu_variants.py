@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from menlo_cortex.runtime.llama_backends import ggml_library, llama_lib_dir, load_backends
+from menlo_cortex.runtime.models.backends import ggml_library, llama_lib_dir, load_backends
 
 TEST_MODEL_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
 PROMPT = "Write one sentence about the sea."

@@ -26,12 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
 from menlo_cortex.cortexfile.loader import load
 from menlo_cortex.cortexfile.schema import Cortexfile
 from menlo_cortex.cortexfile.store import find_local
-from menlo_cortex.runtime.engine import llama_arguments
-from menlo_cortex.runtime.llama_backends import load_backends
+from menlo_cortex.runtime.models.backends import load_backends
+from menlo_cortex.runtime.models.engine import llama_arguments
 
 CORTEXFILE = """\
 version: 1

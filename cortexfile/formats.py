@@ -1,8 +1,10 @@
-"""Each output format's defaults layer: values that suit that format, just above the built-in
-defaults and below the recipe, the file, env and flags, so an edit of the file still wins.
+"""The output formats `cortex build` makes: one list that the schema (`build.formats`), the CLI
+choices (`--format`, `--defaults`), each format's defaults layer and the build dispatcher all read.
 
-Containers listen on all interfaces (the engine's port mapping decides who reaches them) and
-keep their data under /var/lib/cortex; logs already go to stdout by default.
+A format appears here once its target builds it. Each names the module that implements it (loaded
+only when building, so the base install needs no builder dependencies) and its defaults layer:
+values that suit that format, just above the built-in defaults and below the recipe, the file, env
+and flags, so an edit of the file still wins.
 """
 
 from __future__ import annotations
@@ -12,15 +14,19 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+# Where every appliance keeps its Cortexfile and its state, whatever the format.
 CONFIG_DIR = "/etc/cortex"
-CONTAINER_DATA = "/var/lib/cortex"
+DATA_DIR = "/var/lib/cortex"
+CORTEXFILE_NAME = "Cortexfile.yaml"
 
 
 @dataclass(frozen=True)
-class FormatDefaults:
+class OutputFormat:
     name: str
-    values: Mapping[str, Any] = field(default_factory=dict)
-    missing_file_hint: str = ""
+    summary: str  # what it makes, for help texts
+    target: str  # module implementing the build (images/targets/<name>)
+    values: Mapping[str, Any] = field(default_factory=dict)  # the defaults layer, by dotted key
+    missing_file_hint: str = ""  # what to do when the appliance starts without its Cortexfile
 
     def loader_argument(self) -> tuple[str, Mapping[str, Any]]:
         """What `cortexfile.loader.load(..., format_defaults=...)` takes."""
@@ -28,34 +34,40 @@ class FormatDefaults:
 
 
 _MOUNT_HINT = (
-    f"mount a folder holding Cortexfile.yaml at {CONFIG_DIR}, e.g. "
+    f"mount a folder holding {CORTEXFILE_NAME} at {CONFIG_DIR}, e.g. "
     f"`docker run -v $PWD/cortex:{CONFIG_DIR}:ro -p 39281:39281 IMAGE` "
     "(mount the folder, not the file, so edits reload)"
 )
 
-_CONTAINER = MappingProxyType({"server.host": "0.0.0.0", "data.path": CONTAINER_DATA})
-
-FORMATS: Mapping[str, FormatDefaults] = MappingProxyType(
-    {
-        "docker": FormatDefaults("docker", _CONTAINER, _MOUNT_HINT),
-        "oci": FormatDefaults("oci", _CONTAINER, _MOUNT_HINT),
-        # The systemd service: models in its StateDirectory; logs stay on stdout, which is the journal.
-        "systemd": FormatDefaults(
-            "systemd",
-            MappingProxyType({"data.path": CONTAINER_DATA}),
-            f"reinstall the bundle (install.sh) or restore {CONFIG_DIR}/Cortexfile.yaml",
-        ),
-    }
+_LIST = (
+    # Containers listen on all interfaces (the engine's port mapping decides who reaches them) and
+    # keep their data under /var/lib/cortex; logs already go to stdout by default.
+    OutputFormat(
+        "docker",
+        "a container image, built through any Docker-API engine (Docker, Podman)",
+        "menlo_cortex.images.targets.docker",
+        MappingProxyType({"server.host": "0.0.0.0", "data.path": DATA_DIR}),
+        _MOUNT_HINT,
+    ),
+    # The systemd service: models in its StateDirectory; logs stay on stdout, which is the journal.
+    OutputFormat(
+        "systemd",
+        "an offline bundle: wheels, a hardened cortex.service and install.sh",
+        "menlo_cortex.images.targets.systemd",
+        MappingProxyType({"data.path": DATA_DIR}),
+        f"reinstall the bundle (install.sh) or restore {CONFIG_DIR}/{CORTEXFILE_NAME}",
+    ),
 )
+FORMATS: Mapping[str, OutputFormat] = MappingProxyType({f.name: f for f in _LIST})
 
 
 def names() -> list[str]:
     return sorted(FORMATS)
 
 
-def get(name: str) -> FormatDefaults:
-    """The defaults of format `name`; KeyError naming the known ones."""
+def get(name: str) -> OutputFormat:
+    """The format `name`; KeyError naming the known ones."""
     try:
         return FORMATS[name]
     except KeyError:
-        raise KeyError(f"no defaults for format `{name}` (known: {', '.join(names())})") from None
+        raise KeyError(f"no output format `{name}` (known: {', '.join(names())})") from None

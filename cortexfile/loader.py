@@ -6,6 +6,8 @@ It reads only the files it is given (and recipes/); it probes nothing on the hos
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,31 +31,67 @@ RENAMED: dict[tuple[str, ...], dict[str, str]] = {
 }
 
 
+FormatDefaults = tuple[str, Mapping[str, Any]]  # (format name, {dotted key: value})
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything a load reads besides recipes: the file, the env snapshot, the flags, the format layer."""
+
+    path: Path
+    environ: Mapping[str, str] = field(default_factory=dict)
+    flags: Mapping[str, str] = field(default_factory=dict)
+    format_defaults: FormatDefaults | None = None
+    cwd: Path = field(default_factory=Path.cwd)
+
+
+@dataclass(frozen=True)
+class Document:
+    """A Cortexfile read once: its layers before any format defaults or recipe are applied."""
+
+    inputs: Inputs
+    file: Layer
+    env: Layer
+    flags: Layer
+    notes: tuple[Diagnostic, ...]
+
+
 @dataclass
 class Resolved:
-    """The effective config and where each value came from."""
+    """The effective config, where each value came from, and what it was loaded from."""
 
     path: Path
     config: Cortexfile
     merged: Merged
     warnings: list[Diagnostic] = field(default_factory=list)
+    document: Document | None = None
 
     def origin(self, path: tuple[str | int, ...]) -> Origin:
         return self.merged.values.get(path) or Origin("default")
 
+    @property
+    def inputs(self) -> Inputs:
+        return self.document.inputs if self.document else Inputs(self.path)
 
-@dataclass
-class Inputs:
-    path: Path
-    environ: Mapping[str, str] = field(default_factory=dict)
-    flags: Mapping[str, str] = field(default_factory=dict)
-    format_defaults: tuple[str, Mapping[str, Any]] | None = None
-    cwd: Path = field(default_factory=Path.cwd)
+    def view(self, format_defaults: FormatDefaults | None) -> Resolved:
+        """The same Cortexfile over another format's defaults layer (or none), without reading it again."""
+        if self.document is None:
+            return load(self.path, format_defaults=format_defaults)
+        return resolve(self.document, format_defaults)
 
 
 def load(path: Path | str, **kwargs: Any) -> Resolved:
     """Load, layer and validate; raise ConfigError listing every error (warnings included)."""
     inputs = Inputs(Path(path), **kwargs)
+    return resolve(read(inputs), inputs.format_defaults)
+
+
+def load_from_environment(path: Path | str, flags: Mapping[str, str] | None = None, **kwargs: Any) -> Resolved:
+    return load(path, environ=dict(os.environ), flags=flags or {}, **kwargs)
+
+
+def read(inputs: Inputs) -> Document:
+    """Parse the file and turn it, the env and the flags into layers; ConfigError when it cannot be parsed."""
     parsed = parse_file(inputs.path)
     diagnostics = _check_document(parsed, str(inputs.path))
     if diagnostics:
@@ -61,13 +99,16 @@ def load(path: Path | str, **kwargs: Any) -> Resolved:
     file, notes = _file_layer(parsed, inputs.path)
     env, env_notes = env_layer(inputs.environ, inputs.cwd)
     flags, flag_notes = flag_layer(inputs.flags, inputs.cwd)
-    notes += env_notes + flag_notes
-    layers = [*_format(inputs), *_recipe(file, env, flags, notes), file, env, flags]
-    return _validated(inputs.path, merge(layers), notes)
+    return Document(inputs, file, env, flags, tuple(notes + env_notes + flag_notes))
 
 
-def load_from_environment(path: Path | str, flags: Mapping[str, str] | None = None, **kwargs: Any) -> Resolved:
-    return load(path, environ=dict(os.environ), flags=flags or {}, **kwargs)
+def resolve(document: Document, format_defaults: FormatDefaults | None = None) -> Resolved:
+    """Layer the document over a format's defaults and its recipe, then validate."""
+    file, env, flags = (copy.deepcopy(layer) for layer in (document.file, document.env, document.flags))
+    notes = list(document.notes)
+    layers = [*_format(format_defaults), *_recipe(file, env, flags, notes), file, env, flags]
+    inputs = dataclasses.replace(document.inputs, format_defaults=format_defaults)
+    return _validated(dataclasses.replace(document, inputs=inputs), merge(layers), notes)
 
 
 def _check_document(parsed: Parsed, source: str) -> list[Diagnostic]:
@@ -155,14 +196,14 @@ def _recipe(file: Layer, env: Layer, flags: Layer, notes: list[Diagnostic]) -> l
     return []
 
 
-def _format(inputs: Inputs) -> list[Layer]:
-    if inputs.format_defaults is None:
+def _format(format_defaults: FormatDefaults | None) -> list[Layer]:
+    if format_defaults is None:
         return []
-    name, values = inputs.format_defaults
+    name, values = format_defaults
     return [format_layer(name, values)]
 
 
-def _validated(path: Path, merged: Merged, notes: list[Diagnostic]) -> Resolved:
+def _validated(document: Document, merged: Merged, notes: list[Diagnostic]) -> Resolved:
     notes = notes + semantic_diagnostics(merged) + literal_secret_warnings(merged)
     try:
         config = Cortexfile.model_validate(merged.data)
@@ -170,4 +211,4 @@ def _validated(path: Path, merged: Merged, notes: list[Diagnostic]) -> Resolved:
         raise ConfigError(sort_diagnostics(notes + schema_diagnostics(exc, merged))) from None
     if errors_only(notes):
         raise ConfigError(sort_diagnostics(notes))
-    return Resolved(path, config, merged, sort_diagnostics(notes))
+    return Resolved(document.inputs.path, config, merged, sort_diagnostics(notes), document)

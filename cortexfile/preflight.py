@@ -27,9 +27,13 @@ class Phase(StrEnum):
 BUILD_SECRETS = {("build", "network", "proxy"), ("build", "network", "pip_index_url")}
 
 
-def preflight(resolved: Resolved, phase: Phase, environ: Mapping[str, str] | None = None) -> list[Diagnostic]:
+def preflight(
+    resolved: Resolved, phase: Phase, environ: Mapping[str, str] | None = None, store: Path | None = None
+) -> list[Diagnostic]:
+    """Host checks of `phase`; `store` is the data folder models are looked up in (default: data.path)."""
     env = dict(os.environ if environ is None else environ)
-    checks = _start_problems(resolved, env) if phase is Phase.start else _build_problems(resolved, env)
+    data = store or data_dir(resolved.config, env)
+    checks = _start_problems(resolved, env, data) if phase is Phase.start else _build_problems(resolved, env, data)
     return [Diagnostic(resolved.origin(path), dotted(path), message, hint) for path, message, hint in checks]
 
 
@@ -42,14 +46,14 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _start_problems(resolved: Resolved, env: dict[str, str]) -> Iterator[Problem]:
+def _start_problems(resolved: Resolved, env: dict[str, str], data: Path) -> Iterator[Problem]:
     config = resolved.config
     yield from _secret_problems(resolved, env, lambda path: path[0] != "build")
     for key in ("cert", "key"):
         yield from _readable(("server", "tls", key), getattr(config.server.tls, key))
     yield from _readable(("server", "auth", "api_key_file"), config.server.auth.api_key_file)
     yield from _auth_problems(resolved)
-    yield from _local_model_problems(resolved, env)
+    yield from _local_model_problems(resolved, data)
 
 
 def _auth_problems(resolved: Resolved) -> Iterator[Problem]:
@@ -65,18 +69,17 @@ def _auth_problems(resolved: Resolved) -> Iterator[Problem]:
     )
 
 
-def _build_problems(resolved: Resolved, env: dict[str, str]) -> Iterator[Problem]:
+def _build_problems(resolved: Resolved, env: dict[str, str], data: Path) -> Iterator[Problem]:
     config = resolved.config
     yield from _secret_problems(resolved, env, lambda path: path[:3] in BUILD_SECRETS)
     for index, cert in enumerate(config.build.network.ca_certificates):
         yield from _readable(("build", "network", "ca_certificates", index), cert)
     if config.build.bake_models:
-        yield from _local_model_problems(resolved, env)
+        yield from _local_model_problems(resolved, data)
 
 
-def _local_model_problems(resolved: Resolved, env: dict[str, str]) -> Iterator[Problem]:
+def _local_model_problems(resolved: Resolved, data: Path) -> Iterator[Problem]:
     """Local models must be there; remote ones are fetched by the phase, not required."""
-    data = data_dir(resolved.config, env)
     for index, model in enumerate(resolved.config.models):
         if source_kind(model.source) is SourceKind.local and find_local(model, data) is None:
             tried = ", ".join(str(p) for p in local_candidates(model, data))

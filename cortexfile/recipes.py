@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,8 @@ from .errors import ConfigError, Diagnostic, Origin, Path_
 from .layers import Layer
 from .yamlio import Positions, parse_file
 
-RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
+# Installed unpacked (pip never installs this project zipped), so the package data is a real folder.
+RECIPES_DIR = Path(str(resources.files("menlo_cortex.recipes")))
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""One table of settings, derived from the schema, drives env vars, CLI flags, masking and paths.
+"""One table of settings, derived from the schema, drives env vars, CLI flags, masking, paths and
+how an edit reaches a running server (hot reload).
 
 Every scalar (or list-of-scalars) field reachable through nested sections is a setting;
 `models` is a list of sections and is set in files only.
@@ -13,10 +14,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
-
 from .errors import Path_, dotted
 from .schema import Cortexfile
+from .schema.base import Applies, Section
 from .schema.models import Model
 from .secrets import Secret
 
@@ -32,6 +32,7 @@ class Setting:
     is_bool: bool
     is_secret: bool
     is_path: bool
+    applies: Applies
 
     @property
     def key(self) -> str:
@@ -57,20 +58,25 @@ def _unwrap(annotation: Any) -> tuple[Any, bool]:
 
 
 def _is_section(annotation: Any) -> bool:
-    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+    return isinstance(annotation, type) and issubclass(annotation, Section)
 
 
-def _walk(model: type[BaseModel], prefix: tuple[str, ...]) -> list[Setting]:
+def _walk(model: type[Section], prefix: tuple[str, ...], inherited: Applies | None = None) -> list[Setting]:
     found: list[Setting] = []
+    section_applies = model.applies or inherited
     for name, field in model.model_fields.items():
         inner, is_list = _unwrap(field.annotation)
         path = (*prefix, name)
         if _is_section(inner):
             if not is_list:
-                found += _walk(inner, path)
+                found += _walk(inner, path, section_applies)
             continue
         extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
         flag = extra.get("flag")
+        declared = extra.get("reload")
+        applies = Applies(declared) if isinstance(declared, str) else section_applies
+        if applies is None:
+            raise TypeError(f"setting {dotted(path)} declares no reload behaviour (`applies`), nor does its section")
         found.append(
             Setting(
                 path=path,
@@ -80,9 +86,28 @@ def _walk(model: type[BaseModel], prefix: tuple[str, ...]) -> list[Setting]:
                 is_bool=inner is bool,
                 is_secret=inner is Secret,
                 is_path=inner is Path,
+                applies=applies,
             )
         )
     return found
+
+
+@cache
+def section_fields() -> dict[type[Section], dict[str, Applies]]:
+    """Each section class's scalar settings and how they reload (models' fields included)."""
+    found: dict[type[Section], dict[str, Applies]] = {}
+    for section, prefix, table in ((Cortexfile, (), settings()), (Model, (), tuple(model_settings().values()))):
+        for setting in table:
+            owner = _owner(section, setting.path[len(prefix) : -1])
+            found.setdefault(owner, {})[setting.path[-1]] = setting.applies
+    return found
+
+
+def _owner(section: type[Section], path: tuple[str, ...]) -> type[Section]:
+    for name in path:
+        inner, _ = _unwrap(section.model_fields[name].annotation)
+        section = inner
+    return section
 
 
 @cache

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -9,7 +11,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.constructor import DuplicateKeyError
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError, YAMLWarning
 
 from .errors import ConfigError, Diagnostic, Origin, Path_
 
@@ -35,7 +37,11 @@ def parse_text(text: str, source: str) -> Parsed:
     yaml = YAML(typ="rt", pure=True)
     yaml.allow_duplicate_keys = False
     try:
-        node = yaml.load(text)
+        with warnings.catch_warnings():  # ruamel warns of a reused anchor: in a config that is an error
+            warnings.simplefilter("error", YAMLWarning)
+            node = yaml.load(text)
+    except YAMLWarning as exc:
+        raise ConfigError([_from_warning(exc, source)]) from None
     except DuplicateKeyError as exc:
         raise ConfigError([_located(exc, source, duplicate=True)]) from exc
     except MarkedYAMLError as exc:
@@ -70,6 +76,14 @@ def _reject_tabs(text: str, source: str) -> None:
             raise ConfigError(
                 [Diagnostic(Origin(source, number, column), "", "tab used for indentation; YAML needs spaces")]
             )
+
+
+def _from_warning(warning: YAMLWarning, source: str) -> Diagnostic:
+    """ruamel's warnings carry no marks: the last `line N, column M` of the text is where it happened."""
+    text = str(warning).strip()
+    places = re.findall(r"line (\d+), column (\d+)", text)
+    line, column = (int(places[-1][0]), int(places[-1][1])) if places else (1, 1)
+    return Diagnostic(Origin(source, line, column), "", f"invalid YAML: {text.splitlines()[0]}")
 
 
 def _located(exc: MarkedYAMLError, source: str, duplicate: bool = False) -> Diagnostic:

@@ -14,14 +14,14 @@ from contextlib import contextmanager
 from types import FrameType
 
 import uvicorn
-from starlette.types import ASGIApp
-
 from menlo_cortex.cortexfile.loader import Resolved
 from menlo_cortex.cortexfile.schema import Cortexfile
+from starlette.types import ASGIApp
 
-from .hot_reload import hot_reload
-from .logs import configure_logging
-from .reload import blocked_sighup
+from .http.listener import ListenError, listen
+from .ops.logs import configure_logging
+from .reload.pipeline import blocked_sighup
+from .reload.wiring import hot_reload
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 # The event loop and the generation threads share the GIL. At Python's default 5 ms switch interval
@@ -97,12 +97,10 @@ def server_config(config: Cortexfile, app: ASGIApp) -> uvicorn.Config:
 
 
 def bind(host: str, port: int) -> socket.socket:
-    """Bind here, not in uvicorn, so a taken port is one clear line rather than a logged traceback."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        return socket.create_server((host, port), family=family, backlog=2048)
-    except OSError as exc:
-        raise StartupError(f"cannot listen on {host}:{port}: {os.strerror(exc.errno) if exc.errno else exc}") from exc
+        return listen(host, port)
+    except ListenError as exc:
+        raise StartupError(str(exc)) from None
 
 
 @contextmanager

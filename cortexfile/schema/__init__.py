@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from .base import Section, setting
+from .base import Applies, Section, setting
 from .models import Engines, Model
 from .network import Network
 from .paths import Data, Logs
@@ -19,7 +19,7 @@ SCHEMA_VERSION = 1
 class Cortexfile(Section):
     """An LLM appliance: what it serves, how, and what it is built for."""
 
-    version: Literal[1] = setting(description="Cortexfile format version.")
+    version: Literal[1] = setting(description="Cortexfile format version.", applies=Applies.inert)
     server: Server = Field(default_factory=Server, description="The OpenAI-compatible API server.")
     logs: Logs = Field(default_factory=Logs, description="Logging.")
     data: Data = Field(default_factory=Data, description="Where models and state are kept.")

@@ -4,23 +4,50 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated, Any
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
 
+class Applies(StrEnum):
+    """How an edit of a setting reaches a running server (`cortex start` hot reload)."""
+
+    live = "live"  # a new app around the same models: CORS, keys, limits, log level
+    models = "models"  # models loaded again, swapped or unloaded
+    listener = "listener"  # a new listening socket: host, port, TLS, connection limit
+    watcher = "watcher"  # how the files are watched
+    restart = "restart"  # at the next start only (logged)
+    inert = "inert"  # read by `cortex build`, not by a running server
+
+
 class Section(BaseModel):
-    """Every part of the Cortexfile: unknown keys are errors, values are frozen."""
+    """Every part of the Cortexfile: unknown keys are errors, values are frozen.
+
+    `applies` is how edits of the section's settings reach a running server, for those that do not
+    say otherwise (`setting(..., applies=...)`); a section without one inherits its parent's.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    applies: ClassVar[Applies | None] = None
 
 
-def setting(default: Any = ..., description: str = "", *, flag: str | None = None, **kw: Any) -> Any:
-    """A documented field. `flag` names its `cortex start` option (derived, never hand-listed)."""
-    extra: JsonDict | None = {"flag": flag} if flag else None
-    return Field(default, description=description, json_schema_extra=extra, **kw)
+def setting(
+    default: Any = ...,
+    description: str = "",
+    *,
+    flag: str | None = None,
+    applies: Applies | None = None,
+    **kw: Any,
+) -> Any:
+    """A documented field. `flag` names its `cortex start` option (derived, never hand-listed); `applies`
+    overrides its section's reload behaviour."""
+    extra: JsonDict = {"flag": flag} if flag else {}
+    if applies is not None:
+        extra["reload"] = applies.value
+    return Field(default, description=description, json_schema_extra=extra or None, **kw)
 
 
 _HOSTNAME = re.compile(

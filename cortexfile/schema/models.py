@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from .base import Section, Sha256, setting
+from .base import Applies, Section, Sha256, setting
 
 MODEL_ID = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
 _HF_SOURCE = re.compile(r"^hf://(?P<repo>[^/@\s]+/[^/@\s]+)/(?P<file>[^@\s]+)(@(?P<revision>[^@\s/]+))?$")
@@ -42,8 +42,12 @@ class LoadPolicy(StrEnum):
 
 
 class Model(Section):
+    # A change loads a new copy of the model; `preset` and `load` apply as they are.
+    applies = Applies.models
     id: str = setting(description="Name clients pass as `model`.", pattern=MODEL_ID)
-    preset: str | None = setting(None, "Model preset from recipes/models that fills in unset fields.")
+    preset: str | None = setting(
+        None, "Model preset from recipes/models that fills in unset fields.", applies=Applies.live
+    )
     source: str = setting(
         description="A local path (relative to the Cortexfile), hf://org/repo/file.gguf@revision, or an https URL."
     )
@@ -55,7 +59,7 @@ class Model(Section):
     chat_format: str | None = setting(None, "llama-cpp-python chat format (e.g. gemma, chatml, llama-3).")
     chat_template: str | None = setting(None, "Jinja chat template, overriding the GGUF's own.")
     embeddings: bool = setting(False, "Serve this model on /v1/embeddings.")
-    load: LoadPolicy = setting(LoadPolicy.start, "Load when the server starts, or on first use.")
+    load: LoadPolicy = setting(LoadPolicy.start, "Load when the server starts, or on first use.", applies=Applies.live)
 
     @field_validator("engine", mode="before")
     @classmethod
@@ -80,4 +84,5 @@ class LlamaCppEngine(Section):
 
 
 class Engines(Section):
+    applies = Applies.models
     llama_cpp: LlamaCppEngine = Field(default_factory=LlamaCppEngine, description="llama.cpp through llama-cpp-python.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from ..secrets import Secret
-from .base import HttpUrl, ProxyUrl, Section, setting
+from .base import Applies, HttpUrl, ProxyUrl, Section, setting
 
 
 class HuggingFace(Section):
@@ -35,6 +35,7 @@ class Ssl(Section):
 
 
 class Network(Section):
+    applies = Applies.live  # read by the model store on its next download
     huggingface: HuggingFace = Field(default_factory=HuggingFace, description="The model hub.")
     github: GitHub = Field(default_factory=GitHub, description="GitHub access (engine releases).")
     proxy: Proxy = Field(default_factory=Proxy, description="Outgoing proxy.")

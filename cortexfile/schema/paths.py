@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import field_validator
 
-from .base import Section, setting
+from .base import Applies, Section, setting
 
 
 class LogLevel(StrEnum):
@@ -23,7 +23,8 @@ _LEVEL_ALIASES = {"dbug": "debug", "warn": "warning", "err": "error", "trce": "t
 
 
 class Logs(Section):
-    level: LogLevel = setting(LogLevel.info, "Least severe messages logged.", flag="--loglevel")
+    applies = Applies.restart
+    level: LogLevel = setting(LogLevel.info, "Least severe messages logged.", flag="--loglevel", applies=Applies.live)
     path: Path | None = setting(None, "Folder for log files; unset logs to stdout only.", flag="--logspath")
     llama: Path | None = setting(None, "llama.cpp log file (default: llama.log in the log folder).", flag="--logsllama")
     onnx: Path | None = setting(None, "ONNX runtime log file (reserved for that engine).", flag="--logsonnx")
@@ -39,6 +40,7 @@ class Logs(Section):
 
 
 class Data(Section):
+    applies = Applies.live  # read by the model store on its next lookup
     path: Path | None = setting(
         None,
         "Folder for downloaded models (models/<sha256>.gguf) and state; "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from .base import Section, setting
+from .base import Applies, Section, setting
 
 
 class Polling(StrEnum):
@@ -14,6 +14,7 @@ class Polling(StrEnum):
 
 
 class Reload(Section):
+    applies = Applies.watcher
     enabled: bool = setting(True, "Apply edits of the Cortexfile and of the files it names without a restart.")
     polling: Polling = setting(
         Polling.auto,

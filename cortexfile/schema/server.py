@@ -7,13 +7,14 @@ from pathlib import Path
 from pydantic import Field
 
 from ..secrets import Secret
-from .base import Host, Origin, Port, Section, setting
+from .base import Applies, Host, Origin, Port, Section, setting
 from .reload import Reload
 
 DEFAULT_PORT = 39281
 
 
 class Cors(Section):
+    applies = Applies.live
     enabled: bool = setting(True, "Answer CORS requests from the allowed origins.", flag="--cors")
     origins: list[Origin] = setting(
         [f"http://localhost:{DEFAULT_PORT}", f"http://127.0.0.1:{DEFAULT_PORT}"],
@@ -23,11 +24,13 @@ class Cors(Section):
 
 
 class Tls(Section):
+    applies = Applies.listener
     cert: Path | None = setting(None, "PEM certificate chain; serve HTTPS when set.", flag="--ssl-cert-path")
     key: Path | None = setting(None, "PEM private key of `cert`.", flag="--ssl-key-path")
 
 
 class Auth(Section):
+    applies = Applies.live
     api_keys: list[Secret] = setting(
         [], "Accepted API keys (Bearer tokens): `${env:NAME}` or `${file:PATH}` references."
     )
@@ -41,17 +44,23 @@ class Auth(Section):
 
 
 class Limits(Section):
+    applies = Applies.live
     max_tokens: int = setting(2048, "Server-side cap on tokens generated per request.", ge=1)
     request_timeout_s: float = setting(300.0, "Longest a request may run, queue time included.", gt=0)
     max_body_bytes: int = setting(1_048_576, "Largest request body accepted.", ge=1024)
-    max_connections: int = setting(64, "Open connections served at once; more are refused.", ge=1)
+    max_connections: int = setting(
+        64, "Open connections served at once; more are refused.", ge=1, applies=Applies.listener
+    )
     queue_size: int = setting(8, "Requests that may wait per model; more get 429.", ge=0)
     max_resident_models: int = setting(2, "Models kept loaded at once (least recently used unloaded).", ge=1)
     memory_budget_mb: int | None = setting(None, "Memory the loaded models may use together, in MiB.", ge=1)
-    shutdown_grace_s: float = setting(30.0, "On SIGTERM, time given to in-flight requests.", ge=0)
+    shutdown_grace_s: float = setting(
+        30.0, "On SIGTERM, time given to in-flight requests.", ge=0, applies=Applies.listener
+    )
 
 
 class Server(Section):
+    applies = Applies.listener
     host: Host = setting("127.0.0.1", "Address the API listens on.", flag="--host")
     port: Port = setting(DEFAULT_PORT, "TCP port the API listens on.", flag="--port")
     cors: Cors = Field(default_factory=Cors, description="Cross-origin (browser) access.")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, WithJsonSchema, field_validator
 
+from .. import formats
 from ..secrets import Secret
-from .base import Section, setting
+from .base import Applies, Section, setting
 from .systemd import SystemdService
 
 
@@ -43,6 +45,7 @@ def normalize_architecture(value: object) -> object:
 
 
 class Target(Section):
+    applies = Applies.inert
     hardware: str | None = setting(None, "Hardware recipe (recipes/hardware) that sets the fields below.")
     distro: Distro = setting(Distro.debian, "Base distribution of images.")
     accelerator: Accelerator = setting(Accelerator.cpu, "Compute backend llama.cpp is built for.")
@@ -55,11 +58,14 @@ class Target(Section):
     _arch = field_validator("architecture", mode="before")(normalize_architecture)
 
 
-class Format(StrEnum):
-    docker = "docker"
-    oci = "oci"
-    systemd = "systemd"
-    disk = "disk"
+def _known_format(name: str) -> str:
+    if name not in formats.FORMATS:
+        raise ValueError(f"`cortex build` makes no `{name}` output; it makes: {', '.join(formats.names())}")
+    return name
+
+
+# A name from the one list of output formats (cortexfile/formats.py), an enum in the JSON Schema.
+FormatName = Annotated[str, AfterValidator(_known_format), WithJsonSchema({"type": "string", "enum": formats.names()})]
 
 
 class BuildNetwork(Section):
@@ -72,7 +78,8 @@ class BuildNetwork(Section):
 
 
 class Build(Section):
-    formats: list[Format] = setting([Format.docker], "Outputs `cortex build` makes by default.")
+    applies = Applies.inert
+    formats: list[FormatName] = setting(["docker"], "Outputs `cortex build` makes by default.")
     bake_models: bool = setting(True, "Put the models into the image or bundle (else mount or fetch at start).")
     network: BuildNetwork = Field(default_factory=BuildNetwork, description="Network settings for build steps.")
     systemd: SystemdService = Field(

@@ -1,20 +1,22 @@
-"""`cortex build`: make the Cortexfile's outputs (container images here), and `cortex probe`,
-the health check those images run. The builder's dependencies load only when building."""
+"""`cortex build`: make the Cortexfile's outputs (one target per format in cortexfile/formats.py),
+and `cortex probe`, the health check those images run. The builder's dependencies load only when
+building; the targets see a typed `BuildOptions`, never this module's argparse namespace."""
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from menlo_cortex.cortexfile import recipes
-from menlo_cortex.cortexfile.errors import ConfigError, Diagnostic, Origin
-from menlo_cortex.cortexfile.loader import load
+from menlo_cortex.cortexfile import formats, recipes
+from menlo_cortex.cortexfile.errors import ConfigError, Origin
 
 from . import probe as probe_command
 
-FORMATS = ("docker", "oci", "systemd", "disk")
+if TYPE_CHECKING:
+    from menlo_cortex.images.targets import BuildOptions
+
 VARIANT_REPOSITORY = "menloltd/cortex-{name}"
 
 
@@ -38,9 +40,10 @@ def _build_options(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add(
         "--format",
-        choices=FORMATS,
+        choices=formats.names(),
         action="append",
-        help="output to make (repeatable; default: the file's build.formats)",
+        help="output to make (repeatable; default: the file's build.formats): "
+        + "; ".join(f"{f.name}: {f.summary}" for f in formats.FORMATS.values()),
     )
     add("--tag", "-t", help="image reference (default: cortex-appliance:<config hash>, or menloltd/cortex-VARIANT)")
     add("--platform", help="linux/amd64 or linux/arm64 (overrides target.architecture)")
@@ -64,46 +67,49 @@ def _build_options(parser: argparse.ArgumentParser) -> None:
     add("--no-cache", action="store_true", help="re-run every build step (the engine's layer cache unused)")
     add("--verbose", "-v", action="store_true", help="show every line of build output")
     add("--output", "-o", default="dist", help="folder for file outputs: the systemd bundle (default: %(default)s)")
-    add("--model-store", type=Path, metavar="DIR", help="systemd: build host's data folder with models/<sha256>.gguf")
+    add(
+        "--model-store",
+        type=Path,
+        metavar="DIR",
+        help="build host's data folder holding models/<sha256>.gguf, where baked models are found or fetched "
+        "(default: CORTEX_MODEL_STORE, else data.path as this host sees it)",
+    )
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from menlo_cortex.images.docker import DockerBuild, build_docker  # builder-only dependencies
+    from menlo_cortex.images import targets  # builder-only dependencies
+
+    options = _options(args)
+    environ = dict(os.environ)
+    views = targets.read_views(options.file, environ)  # the one read of the Cortexfile
+    targets.check_host(views, options, environ)
+    for name in args.format or views.host.config.build.formats:
+        for line in targets.target(name).make(views, options, environ):
+            print(line)
+    return 0
+
+
+def _options(args: argparse.Namespace) -> BuildOptions:
+    from menlo_cortex.images.targets import BuildOptions
 
     file, bake_cortexfile, tag = _source(args)
-    formats = _formats(args, file)
-    if "systemd" in formats:
-        from menlo_cortex.images.systemd.command import run as build_systemd
-
-        build_systemd(args)
-        formats = [f for f in formats if f != "systemd"]
-        if not formats:
-            return 0
-    if formats != ["docker"]:
-        unsupported = ", ".join(f for f in formats if f != "docker")
-        print(f"cortex build: format(s) {unsupported}: not made by this command yet", file=sys.stderr)
-        if "docker" not in formats:
-            return 2
-    if args.context_only and args.context_dir is None:
-        raise ConfigError([Diagnostic(Origin("flag --context-only"), "", "needs --context-dir DIR")])
-    request = DockerBuild(
+    return BuildOptions(
         file=file,
         bake_cortexfile=bake_cortexfile,
-        tag=tag,
+        output=Path(args.output),
         platform=args.platform,
+        wheels_dir=args.wheels,
+        model_store=args.model_store,
+        tag=tag,
         push=args.push,
         context_dir=args.context_dir,
-        wheels_dir=args.wheels,
+        context_only=args.context_only,
         base_image=args.base_image,
         builder_image=args.builder_image,
         network_mode=args.network_mode,
-        context_only=args.context_only,
         no_cache=args.no_cache,
         verbose=args.verbose,
     )
-    built = build_docker(request, dict(os.environ))
-    _report(built.reference, built.image_id, args.context_dir)
-    return 0
 
 
 def _source(args: argparse.Namespace) -> tuple[Path, bool, str | None]:
@@ -115,16 +121,3 @@ def _source(args: argparse.Namespace) -> tuple[Path, bool, str | None]:
         raise ConfigError([diagnostic])
     file = recipes.RECIPES_DIR / "variants" / f"{args.variant}.yaml"
     return file, False, args.tag or VARIANT_REPOSITORY.format(name=args.variant) + ":latest"
-
-
-def _formats(args: argparse.Namespace, file: Path) -> list[str]:
-    if args.format:
-        return sorted(set(args.format))
-    return sorted({f.value for f in load(file).config.build.formats})
-
-
-def _report(reference: str | None, image_id: str | None, context_dir: Path | None) -> None:
-    if context_dir is not None:
-        print(f"build context written to {context_dir}")
-    if reference is not None:
-        print(f"built {reference} ({image_id})")

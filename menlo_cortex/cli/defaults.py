@@ -10,8 +10,7 @@ from typing import Any
 
 from menlo_cortex.cortexfile import formats
 from menlo_cortex.cortexfile.errors import ConfigError, Diagnostic, Origin, Severity
-
-MOUNTINFO = Path("/proc/self/mountinfo")
+from menlo_cortex.runtime.ops.mounts import MOUNTINFO, mount_points
 
 
 def add_defaults_option(parser: argparse.ArgumentParser) -> None:
@@ -39,13 +38,8 @@ def require_file(args: argparse.Namespace) -> None:
 def mount_point_warning(path: Path, mountinfo: Path = MOUNTINFO) -> Diagnostic | None:
     """A Cortexfile that is itself a mount point (a single-file bind mount) keeps the old inode
     after an editor's save-by-rename, so hot reload never sees the edit."""
-    try:
-        target = os.path.realpath(path)
-        lines = mountinfo.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return None
-    mounted = {_unescape(line.split()[4]) for line in lines if len(line.split()) > 4}
-    if target not in mounted:
+    target = os.path.realpath(path)
+    if target not in mount_points(mountinfo):
         return None
     folder = str(Path(target).parent)
     return Diagnostic(
@@ -55,8 +49,3 @@ def mount_point_warning(path: Path, mountinfo: Path = MOUNTINFO) -> Diagnostic |
         f"mount its folder instead (e.g. -v ./cortex:{folder}:ro)",
         Severity.warning,
     )
-
-
-def _unescape(field: str) -> str:
-    """mountinfo escapes space, tab, newline and backslash as octal."""
-    return field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..engine import Chunk, Engine, Generation, StreamCall, TokenStats
-from ..errors import ApiError
-from ..manager import ModelManager
-from ..metrics import Metrics
+from ..http.errors import ApiError
+from ..models.engine import Chunk, Engine, Generation, StreamCall, TokenStats
+from ..models.manager import ModelManager
+from ..ops.metrics import Metrics
 from .responses import Envelope, Reply, completion_body, stream_chunk, usage_chunk
 from .streaming import DONE, ClientGone, EventStream, error_event, event, unless_disconnected
 

@@ -6,7 +6,7 @@ import json
 import re
 from typing import Any
 
-from ..errors import ApiError
+from ..http.errors import ApiError
 
 MAX_SCHEMA_BOUND = 4096
 REPETITION = re.compile(r"\{\s*\d*\s*(?:,\s*\d*\s*)?\}")

@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..engine import Chunk, TokenStats
+from ..models.engine import Chunk, TokenStats
 
 
 @dataclass

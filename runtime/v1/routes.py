@@ -10,9 +10,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from ..engine import Engine
-from ..errors import ApiError
-from ..manager import ModelManager
+from ..http.errors import ApiError
+from ..models.engine import Engine
+from ..models.manager import ModelManager
 from .generate import Job, respond
 from .requests import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from .responses import Envelope, embeddings_body, models_body

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...cortexfile.schema.server import Limits
-from ..errors import ApiError
+from menlo_cortex.cortexfile.schema.server import Limits
+
+from ..http.errors import ApiError
 from .grammar_limits import check_bounds, check_schema
 from .requests import (
     ChatCompletionRequest,

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from ..errors import ApiError
+from ..http.errors import ApiError
 
 T = TypeVar("T")
 DONE = b"data: [DONE]\n\n"

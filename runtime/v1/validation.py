@@ -8,7 +8,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 from starlette.requests import Request
 
-from ..errors import ApiError
+from ..http.errors import ApiError
 
 M = TypeVar("M", bound=BaseModel)
 

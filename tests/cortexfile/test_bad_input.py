@@ -18,6 +18,11 @@ def validate(path: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tup
 CASES = {
     "yaml syntax": ("version: 1\nserver: [1, 2\n", "3:1: invalid YAML"),
     "tab indentation": ("version: 1\nserver:\n\tport: 1\n", "3:1: tab used for indentation"),
+    "reused anchor": ("&a version: 1\nserver: &a {}\n", "2:9: invalid YAML: found duplicate anchor 'a'"),
+    "unknown format": (
+        "version: 1\nbuild:\n  formats: [disk]\n",
+        "3:13: build.formats[0]: `cortex build` makes no `disk`",
+    ),
     "duplicate key": ("version: 1\nserver:\n  port: 1\n  port: 2\n", "4:3: duplicate key (first defined at line 3)"),
     "wrong type": ("version: 1\nserver:\n  port: eighty\n", "3:9: server.port: input should be a valid integer"),
     "unknown key": ("version: 1\nserver:\n  prot: 80\n", "3:3: server.prot: unknown key (did you mean `port`?)"),

@@ -10,10 +10,9 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ruamel.yaml import YAML
-
 from menlo_cortex.cortexfile.errors import ConfigError
 from menlo_cortex.cortexfile.loader import load
+from ruamel.yaml import YAML
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = [p.read_text() for p in sorted(ROOT.glob("examples/*/Cortexfile.yaml"))]

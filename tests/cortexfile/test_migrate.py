@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from menlo_cortex.cortexfile.loader import load
 
 from menlo_cortex.cli import main
-from menlo_cortex.cortexfile.loader import load
 
 TOKEN = "hf_REALTOKENVALUE123"
 CORTEXRC = f"""\

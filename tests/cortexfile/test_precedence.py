@@ -6,7 +6,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from menlo_cortex.cortexfile.errors import ConfigError
 from menlo_cortex.cortexfile.loader import load
 

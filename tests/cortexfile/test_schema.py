@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from menlo_cortex.cortexfile import recipes
 from menlo_cortex.cortexfile.loader import load
 from menlo_cortex.cortexfile.schema import Cortexfile

@@ -7,12 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-from menlo_cortex.cli import main
 from menlo_cortex.cortexfile.hashing import canonical_json
 from menlo_cortex.cortexfile.loader import load
 from menlo_cortex.cortexfile.preflight import Phase, preflight
 from menlo_cortex.cortexfile.secrets import Secret, SecretUnavailable
+
+from menlo_cortex.cli import main
 
 LITERAL = "hf_supersecretliteral"
 

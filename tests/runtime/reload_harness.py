@@ -11,10 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from menlo_cortex.cortexfile.loader import Resolved, load
-from menlo_cortex.runtime.metrics import standard_metrics
-from menlo_cortex.runtime.reload import Reloader, ReloadService
-from menlo_cortex.runtime.reload_check import StartInputs
-from menlo_cortex.runtime.reload_plan import Plan
+from menlo_cortex.runtime.ops.metrics import standard_metrics
+from menlo_cortex.runtime.reload.pipeline import Reloader, ReloadService
+from menlo_cortex.runtime.reload.plan import Plan
 
 DEADLINE_S = 10.0
 POLL_S = 0.01
@@ -74,10 +73,9 @@ def replace_atomically(path: Path, text: str) -> None:
 
 @asynccontextmanager
 async def running_service(path: Path, environ: Mapping[str, str] | None = None) -> AsyncIterator[Running]:
-    inputs = StartInputs(path, dict(environ or {}), {})
     applier = RecordingApplier()
-    resolved = load(path, environ=dict(inputs.environ))
-    service = ReloadService(Reloader(inputs, resolved, applier, standard_metrics()))
+    resolved = load(path, environ=dict(environ or {}))
+    service = ReloadService(Reloader(resolved.inputs, resolved, applier, standard_metrics()))
     task = asyncio.create_task(service.run())
     try:
         yield Running(service, applier)

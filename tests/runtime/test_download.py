@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 from download_servers import Route, Running, file_server, gguf_bytes, model_config, sha256_of
-
-from menlo_cortex.runtime.store import DownloadFailed, ModelInvalid, ModelStore
+from menlo_cortex.runtime.models.store import DownloadFailed, ModelInvalid, ModelStore
 
 TOKEN = "hf_secret_token_4242"
 

@@ -17,8 +17,7 @@ from download_servers import (
     self_signed_tls,
     sha256_of,
 )
-
-from menlo_cortex.runtime.store import DownloadFailed, ModelStore
+from menlo_cortex.runtime.models.store import DownloadFailed, ModelStore
 
 BODY = gguf_bytes(size=100_000)
 SHA = sha256_of(BODY)

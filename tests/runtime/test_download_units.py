@@ -5,9 +5,8 @@ from __future__ import annotations
 import io
 
 import pytest
-
-from menlo_cortex.runtime.netsettings import ProxyRoute, redact
-from menlo_cortex.runtime.progress import StreamProgress
+from menlo_cortex.runtime.fetch.netsettings import ProxyRoute, redact
+from menlo_cortex.runtime.fetch.progress import StreamProgress
 
 
 class FakeClock:

@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_v1_harness import model_entry
-
 from menlo_cortex.cortexfile.schema import Model
 from menlo_cortex.cortexfile.schema.models import LlamaCppEngine
-from menlo_cortex.runtime.engine import Engine, Generation, ModelLoadError, check_gguf, llama_arguments
+from menlo_cortex.runtime.models.engine import Engine, Generation, ModelLoadError, check_gguf, llama_arguments
+from test_v1_harness import model_entry
 
 PROMPT = "Once upon a time"
 

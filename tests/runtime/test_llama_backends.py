@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from menlo_cortex.runtime.models.backends import load_backends, mapped_cpu_variant
 
-from menlo_cortex.runtime.llama_backends import load_backends, mapped_cpu_variant
 from tests.cpu_variants import VARIANTS, host_cpu_flags, is_best_fit
 
 pytestmark = pytest.mark.skipif(platform.machine() != "x86_64", reason="CPU variants are built for x86-64 only")
@@ -30,7 +30,7 @@ LLAMA_LIB = (
 EMULATED_RUN = """
 import json, sys
 from llama_cpp import Llama
-from menlo_cortex.runtime.llama_backends import load_backends
+from menlo_cortex.runtime.models.backends import load_backends
 backends = load_backends()
 llama = Llama(model_path=sys.argv[1], n_ctx=64, n_threads=1, verbose=False)
 text = llama.create_completion("The sky is", max_tokens=2, temperature=0)["choices"][0]["text"]
@@ -67,7 +67,7 @@ def test_the_mapped_variant_is_read_from_the_process_maps(tmp_path: Path) -> Non
 def test_a_wheel_without_cpu_modules_fails_with_the_folder_named(tmp_path: Path) -> None:
     broken = tmp_path / "llama_cpp"
     shutil.copytree(LLAMA_LIB.parent, broken, ignore=shutil.ignore_patterns("libggml-cpu-*.so", "__pycache__"))
-    script = "from menlo_cortex.runtime.llama_backends import load_backends; load_backends()"
+    script = "from menlo_cortex.runtime.models.backends import load_backends; load_backends()"
     environ = {**os.environ, "PYTHONPATH": str(tmp_path)}
     done = subprocess.run([sys.executable, "-c", script], env=environ, capture_output=True, text=True, check=False)
     assert done.returncode == 1

@@ -9,13 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_v1_harness import locate_source, make_config, model_entry
-
 from menlo_cortex.cortexfile.schema import Cortexfile
-from menlo_cortex.runtime.engine import Generation
-from menlo_cortex.runtime.errors import ApiError
-from menlo_cortex.runtime.manager import ModelManager
-from menlo_cortex.runtime.metrics import standard_metrics
+from menlo_cortex.runtime.http.errors import ApiError
+from menlo_cortex.runtime.models.engine import Generation
+from menlo_cortex.runtime.models.manager import ModelManager
+from menlo_cortex.runtime.ops.metrics import standard_metrics
+from test_v1_harness import locate_source, make_config, model_entry
 
 GEMMA_TEMPLATE = (
     "{{ bos_token }}{% for m in messages %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' else 'user' }}\n"

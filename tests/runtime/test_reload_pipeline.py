@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from menlo_cortex.runtime.reload.plan import Kind
+from menlo_cortex.runtime.reload.watch import SAFETY_CHECK_MS
 from reload_harness import Running, replace_atomically, running_service, write
-
-from menlo_cortex.runtime.reload_plan import Kind
-from menlo_cortex.runtime.watch import SAFETY_CHECK_MS
 
 ORIGINS = "server:\n  cors:\n    origins: [{origins}]\n"
 

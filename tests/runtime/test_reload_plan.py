@@ -1,4 +1,5 @@
-"""Classifying changes, models compared by id, and the start flags recovered for every reload."""
+"""Classifying changes by the reload kind each setting declares, models compared by id, and the start
+inputs every reload loads with."""
 
 from __future__ import annotations
 
@@ -6,11 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from menlo_cortex.cortexfile.loader import load
 from menlo_cortex.cortexfile.schema import Cortexfile
-from menlo_cortex.runtime.reload_check import StartInputs, load_candidate, start_flags
-from menlo_cortex.runtime.reload_plan import Kind, ModelChanges, kind_of, plan_changes
+from menlo_cortex.cortexfile.schema.base import Section, setting
+from menlo_cortex.cortexfile.table import _walk, settings
+from menlo_cortex.runtime.reload.check import load_candidate
+from menlo_cortex.runtime.reload.plan import Kind, ModelChanges, _flatten, kind_of, plan_changes
 
 SHA = "a" * 64
 
@@ -90,11 +92,28 @@ def test_engine_settings_replace_every_model() -> None:
     assert plan_changes(before, after).models.replaced == ("a", "b")
 
 
-def test_start_flags_are_recovered_and_load_the_same_config(tmp_path: Path) -> None:
+def test_a_reload_reads_the_start_flags_again_and_loads_the_same_config(tmp_path: Path) -> None:
     path = tmp_path / "Cortexfile.yaml"
     path.write_text("version: 1\n", encoding="utf-8")
     flags = {"--port": "4242", "--origins": "http://a.example,http://b.example", "--cors": "0", "--logspath": "logs"}
     first = load(path, flags=flags, cwd=tmp_path)
-    again = load_candidate(StartInputs(path, {}, start_flags(first)))
+    again = load_candidate(first.inputs)
     assert again.config == first.config
     assert again.origin(("server", "port")).source == "flag --port"
+
+
+def test_every_setting_says_how_it_reloads() -> None:
+    """The plan reads the kind declared with each setting; a setting declaring none cannot exist."""
+    paths = {setting.path for setting in settings()}
+    assert all(kind_of(path) in Kind for path in paths)
+
+    class Orphan(Section):
+        knob: int = setting(1, "A setting nobody said how to reload.")
+
+    with pytest.raises(TypeError, match=r"orphan\.knob declares no reload behaviour"):
+        _walk(Orphan, ("orphan",))
+
+
+def test_the_plan_knows_every_setting_a_config_has() -> None:
+    flat = _flatten(Cortexfile(version=1))
+    assert set(flat) == {setting.path for setting in settings()}

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from watchfiles import Change
-
 from menlo_cortex.cortexfile.schema import Cortexfile
 from menlo_cortex.cortexfile.schema.reload import Polling
-from menlo_cortex.runtime.watch import (
+from menlo_cortex.runtime.ops.mounts import mount_points
+from menlo_cortex.runtime.reload.watch import (
     fingerprint,
-    mount_points,
     needs_polling,
     referenced_files,
     relevant_to,
     watched_folders,
 )
+from watchfiles import Change
 
 
 def test_every_named_small_file_is_followed_once(tmp_path: Path) -> None:

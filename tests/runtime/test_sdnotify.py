@@ -10,8 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from menlo_cortex.runtime import sdnotify
+from menlo_cortex.runtime.ops import sdnotify
 
 
 @pytest.fixture

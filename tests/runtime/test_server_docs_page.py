@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from menlo_cortex.runtime.docs import full_document
+from menlo_cortex.runtime.http.docs import full_document
 from menlo_cortex.runtime.v1.openapi import openapi_document
 
 HERE = Path(__file__).parent
-DOCS_JS = HERE.parent.parent / "runtime" / "static" / "docs.js"
+DOCS_JS = HERE.parent.parent / "runtime" / "http" / "static" / "docs.js"
 
 
 def render(document: dict[str, Any], tmp_path: Path) -> dict[str, Any]:

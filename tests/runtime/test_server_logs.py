@@ -8,10 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from menlo_cortex.cortexfile.schema import Cortexfile
 from menlo_cortex.cortexfile.schema.paths import Logs
-from menlo_cortex.runtime.logs import LLAMA_LOGGER, REQUEST_ID, TRACE, LineRotatingFileHandler, configure_logging
+from menlo_cortex.runtime.ops.logs import LLAMA_LOGGER, REQUEST_ID, TRACE, LineRotatingFileHandler, configure_logging
 
 
 def logs_config(**values: object) -> Logs:

@@ -14,19 +14,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from menlo_cortex.cortexfile.schema import Cortexfile
+from menlo_cortex.runtime.http.auth import ApiKeys
+from menlo_cortex.runtime.http.docs import docs_routes
+from menlo_cortex.runtime.http.health import health_routes
+from menlo_cortex.runtime.http.middleware import EXCEPTION_HANDLERS, middleware
+from menlo_cortex.runtime.ops.logs import configure_logging
+from menlo_cortex.runtime.ops.metrics import standard_metrics
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
-
-from menlo_cortex.cortexfile.schema import Cortexfile
-from menlo_cortex.runtime.auth import ApiKeys
-from menlo_cortex.runtime.docs import docs_routes
-from menlo_cortex.runtime.health import health_routes
-from menlo_cortex.runtime.logs import configure_logging
-from menlo_cortex.runtime.metrics import standard_metrics
-from menlo_cortex.runtime.middleware import EXCEPTION_HANDLERS, middleware
 
 KEY = "sk-test-0123456789"
 LOCAL = "http://localhost"

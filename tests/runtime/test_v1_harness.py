@@ -16,15 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from menlo_cortex.cortexfile.schema import Cortexfile, Model
+from menlo_cortex.runtime.http.errors import ApiError
+from menlo_cortex.runtime.models.manager import ModelManager
+from menlo_cortex.runtime.ops.metrics import Metrics, standard_metrics
+from menlo_cortex.runtime.v1.routes import v1_routes
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-
-from menlo_cortex.cortexfile.schema import Cortexfile, Model
-from menlo_cortex.runtime.errors import ApiError
-from menlo_cortex.runtime.manager import ModelManager
-from menlo_cortex.runtime.metrics import Metrics, standard_metrics
-from menlo_cortex.runtime.v1.routes import v1_routes
 
 STARTUP_S = 60.0
 

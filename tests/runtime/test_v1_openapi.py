@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from starlette.routing import Route
-from test_v1_harness import make_config, model_entry
-
-from menlo_cortex.runtime.manager import ModelManager
-from menlo_cortex.runtime.metrics import standard_metrics
+from menlo_cortex.runtime.models.manager import ModelManager
+from menlo_cortex.runtime.ops.metrics import standard_metrics
 from menlo_cortex.runtime.v1.openapi import openapi_document
 from menlo_cortex.runtime.v1.routes import v1_routes
+from starlette.routing import Route
+from test_v1_harness import make_config, model_entry
 
 
 def refs(node: Any) -> list[str]:

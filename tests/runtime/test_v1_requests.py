@@ -5,11 +5,10 @@ from __future__ import annotations
 import typing
 
 import pytest
+from menlo_cortex.runtime.v1.requests import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from openai.types import completion_create_params, embedding_create_params
 from openai.types.chat import completion_create_params as chat_create_params
 from pydantic import BaseModel
-
-from menlo_cortex.runtime.v1.requests import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 
 STREAMING_SWITCH = {"stream"}  # split into two TypedDicts by the client, one field for us
 

@@ -14,14 +14,13 @@ from pathlib import Path
 import docker
 import docker.models.containers
 import pytest
-
-from menlo_cortex.images.localbase import BaseSpec, ensure_base_image
 from menlo_cortex.images.wheels import build_project_wheel
 
 from ...conftest import ROOT, cache_dir, find_free_port
 from ...processes import stop
 from .authproxy import AuthProxy
 from .engine_parts import PodmanApi, Registry, run_cortex, start_podman_service, start_registry, tools_missing
+from .localbase import BaseSpec, ensure_base_image
 
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 E2E_CORTEXFILE = """version: 1

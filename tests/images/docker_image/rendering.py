@@ -7,10 +7,10 @@ from pathlib import Path
 
 from menlo_cortex.cortexfile import formats
 from menlo_cortex.cortexfile.loader import load
-from menlo_cortex.cortexfile.plan import BuildOptions, BuildPlan, make_plan
 from menlo_cortex.cortexfile.recipes import RECIPES_DIR
-from menlo_cortex.images.docker_matrix import FLAVORS
-from menlo_cortex.images.dockerfile import render_dockerfile
+from menlo_cortex.images.targets.docker.dockerfile import render_dockerfile
+from menlo_cortex.images.targets.docker.matrix import FLAVORS
+from menlo_cortex.images.targets.docker.plan import BuildPlan, ImageOptions, make_plan
 
 HERE = Path(__file__).parent
 CASE_FILE = HERE / "cases" / "Cortexfile.yaml"
@@ -19,10 +19,10 @@ PROJECT_WHEEL = "menlo_cortex-0.1.0-py3-none-any.whl"
 LLAMA_WHEEL = "llama_cpp_python-0.3.36-py3-none-linux_x86_64.whl"
 FIXED_HASH = "0" * 64
 HASH_LABEL = "ai.menlo.cortex.config-hash"
-OPTIONS = BuildOptions(project_wheel=PROJECT_WHEEL, version="0.1.0", created="2026-01-01T00:00:00Z")
+OPTIONS = ImageOptions(project_wheel=PROJECT_WHEEL, version="0.1.0", created="2026-01-01T00:00:00Z")
 
 
-def plan_for(distro: str, accelerator: str, options: BuildOptions = OPTIONS, file: Path = CASE_FILE) -> BuildPlan:
+def plan_for(distro: str, accelerator: str, options: ImageOptions = OPTIONS, file: Path = CASE_FILE) -> BuildPlan:
     environ = {"CORTEX_TARGET__DISTRO": distro, "CORTEX_TARGET__ACCELERATOR": accelerator}
     resolved = load(file, environ=environ, format_defaults=formats.get("docker").loader_argument())
     return _fixed_hash(make_plan(resolved.config, options))
@@ -43,7 +43,7 @@ def _fixed_hash(plan: BuildPlan) -> BuildPlan:
 def cases() -> dict[str, str]:
     """Golden file name -> rendered Dockerfile."""
     rendered = {f"{d}-{a}.Dockerfile": render_dockerfile(plan_for(d, a)) for d, a in sorted(FLAVORS)}
-    prebuilt = BuildOptions(
+    prebuilt = ImageOptions(
         project_wheel=PROJECT_WHEEL, prebuilt_wheels=(LLAMA_WHEEL,), version="0.1.0", created=OPTIONS.created
     )
     rendered["debian-cpu-prebuilt-wheels.Dockerfile"] = render_dockerfile(plan_for("debian", "cpu", prebuilt))

@@ -9,12 +9,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-
 from menlo_cortex.cortexfile import formats
 from menlo_cortex.cortexfile.hashing import config_hash
 from menlo_cortex.cortexfile.loader import load
-from menlo_cortex.cortexfile.plan import BuildOptions, BuildPlan, make_plan
-from menlo_cortex.images.context import HostFiles, entries, write_tar, write_tree
+from menlo_cortex.images.targets.docker.context import HostFiles, entries, write_tar, write_tree
+from menlo_cortex.images.targets.docker.plan import BuildPlan, ImageOptions, make_plan
 
 from .rendering import OPTIONS, plan_for
 
@@ -82,8 +81,8 @@ def test_extra_ca_certificates_are_concatenated_for_the_builder(host: HostFiles,
 def test_context_tar_is_reproducible(host: HostFiles) -> None:
     files = entries(_without_ca(plan_for("debian", "cpu")), host)
     first, second = io.BytesIO(), io.BytesIO()
-    write_tar(files, first, mtime=0)
-    write_tar(files, second, mtime=0)
+    write_tar(files, first, 0)
+    write_tar(files, second, 0)
     assert first.getvalue() == second.getvalue()
     first.seek(0)
     with tarfile.open(fileobj=first) as archive:
@@ -101,7 +100,7 @@ def test_written_context_keeps_secrets_private(host: HostFiles, tmp_path: Path) 
 
 def test_plan_derives_from_the_image_view_of_the_config() -> None:
     resolved = load(_case(), format_defaults=formats.get("docker").loader_argument())
-    plan = make_plan(resolved.config, BuildOptions(platform="linux/aarch64"))
+    plan = make_plan(resolved.config, ImageOptions(platform="linux/aarch64"))
     assert plan.architecture == "arm64"
     assert plan.port == 8443
     assert plan.tls

@@ -15,7 +15,6 @@ from typing import Any
 import docker.models.containers
 import openai
 import pytest
-
 from menlo_cortex.cortexfile import formats
 from menlo_cortex.cortexfile.hashing import config_hash
 from menlo_cortex.cortexfile.loader import load

@@ -11,11 +11,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from menlo_cortex.cortexfile import formats
+from menlo_cortex.cortexfile.loader import load
 
 from menlo_cortex.cli.defaults import mount_point_warning
 from menlo_cortex.cli.probe import health_url
-from menlo_cortex.cortexfile import formats
-from menlo_cortex.cortexfile.loader import load
 
 from .engine_parts import run_cortex
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 import os
 
 import pytest
-
-from menlo_cortex.images.docker_matrix import FLAVORS
+from menlo_cortex.images.targets.docker.matrix import FLAVORS
 
 from .dockerlint import lint
 from .rendering import GOLDEN, cases

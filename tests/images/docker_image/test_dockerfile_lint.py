@@ -4,9 +4,8 @@ and the rendered images keep the promises the linter cannot see."""
 from __future__ import annotations
 
 import pytest
-
-from menlo_cortex.images.docker_matrix import FLAVORS, UnsupportedTarget
-from menlo_cortex.images.dockerfile import render_dockerfile
+from menlo_cortex.images.targets.docker.dockerfile import render_dockerfile
+from menlo_cortex.images.targets.docker.matrix import FLAVORS, UnsupportedTarget
 
 from .dockerlint import exec_form, lint, parse
 from .rendering import plan_for

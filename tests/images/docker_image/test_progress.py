@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from menlo_cortex.images.progress import TAIL_LINES, BuildDisplay
+from menlo_cortex.images.targets.docker.progress import TAIL_LINES, BuildDisplay
 
 
 def test_docker_and_podman_step_lines() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from menlo_cortex.cortexfile.loader import Resolved, load
-from menlo_cortex.images.systemd.plan import DEFAULTS, FORMAT, ServicePlan, make_plan
+from menlo_cortex.images.targets.systemd.plan import DEFAULTS, FORMAT, ServicePlan, make_plan
 
 HERE = Path(__file__).parent
 GOLDEN = HERE / "golden"

@@ -10,8 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-from menlo_cortex.images.systemd.bundle import BuildRequest, Bundle, build
+from menlo_cortex.images.targets.systemd.bundle import BuildRequest, Bundle, build
 
 from .conftest import HERE, load_systemd
 

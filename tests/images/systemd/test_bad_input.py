@@ -10,9 +10,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from menlo_cortex.cortexfile.errors import ConfigError
-from menlo_cortex.images.systemd.render import render_files
+from menlo_cortex.images.targets.systemd.render import render_files
 
 from .conftest import PROJECT_WHEEL, plan_for
 

@@ -9,8 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from menlo_cortex.images.systemd.render import FILES, render_files
+from menlo_cortex.images.targets.systemd.render import FILES, render_files
 
 from .conftest import GOLDEN, HERE, PROJECT_WHEEL, plan_for
 

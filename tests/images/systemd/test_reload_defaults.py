@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from menlo_cortex.runtime.reload_check import StartInputs, load_candidate
+from menlo_cortex.runtime.reload.check import load_candidate
 
 from .conftest import load_systemd
 
@@ -15,7 +15,7 @@ def test_a_reload_keeps_the_format_defaults(tmp_path: Path) -> None:
     cortexfile.write_text("version: 1\nlogs:\n  level: info\n", encoding="utf-8")
     started = load_systemd(cortexfile)
     cortexfile.write_text("version: 1\nlogs:\n  level: debug\n", encoding="utf-8")
-    reloaded = load_candidate(StartInputs.of(started, {}))
+    reloaded = load_candidate(started.inputs)
     assert str(reloaded.config.data.path) == "/var/lib/cortex"
     assert reloaded.config.logs.level.value == "debug"
 
@@ -25,4 +25,4 @@ def test_a_file_value_still_wins_over_the_format_default(tmp_path: Path) -> None
     cortexfile.write_text("version: 1\n", encoding="utf-8")
     started = load_systemd(cortexfile)
     cortexfile.write_text("version: 1\ndata:\n  path: /var/lib/elsewhere\n", encoding="utf-8")
-    assert str(load_candidate(StartInputs.of(started, {})).config.data.path) == "/var/lib/elsewhere"
+    assert str(load_candidate(started.inputs).config.data.path) == "/var/lib/elsewhere"

@@ -1,0 +1,22 @@
+"""What every target's plan shares: architecture names and the Python the appliance runs.
+
+The Cortexfile names architectures the OCI way (amd64, arm64); `uname -m`, Python's
+platform.machine() and wheel tags call them x86_64 and aarch64.
+"""
+
+from __future__ import annotations
+
+from menlo_cortex.cortexfile.schema.target import Architecture, normalize_architecture
+
+MACHINES = {Architecture.amd64.value: "x86_64", Architecture.arm64.value: "aarch64"}
+# The Python of the Debian 12 userland every target installs the runtime into (venvs, wheels).
+TARGET_PYTHON = "3.11"
+
+
+def machine_of(architecture: str) -> str:
+    return MACHINES[architecture]
+
+
+def platform_architecture(platform: str | None) -> str | None:
+    """`--platform` (linux/arm64, aarch64, x86_64, ...) as the Cortexfile names architectures."""
+    return None if platform is None else str(normalize_architecture(platform))

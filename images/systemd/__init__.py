@@ -1,1 +1,0 @@
-"""`cortex build --format systemd`: a hardened systemd service bundle (see bundle.build)."""

@@ -1,0 +1,87 @@
+"""Build targets: one package per output format in cortexfile/formats.py, each of the same shape.
+
+A target package has a typed request made from `BuildOptions` (never the CLI's namespace), a plan
+(pure: the resolved Cortexfile, the request and the names of the files its host step gathered), a
+render (pure: the plan to file contents) and a build (the only step that touches the host, an
+engine, a network or a disk). Its `make(views, options, environ)` runs those steps and returns the
+lines to print.
+
+The Cortexfile is read once per command; `Views` derives the host's view and each format's view
+from the same layers.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Protocol
+
+from menlo_cortex.cortexfile import formats
+from menlo_cortex.cortexfile.errors import ConfigError
+from menlo_cortex.cortexfile.loader import Inputs, Resolved, read, resolve
+from menlo_cortex.cortexfile.preflight import Phase, preflight
+from menlo_cortex.cortexfile.store import data_dir
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """What `cortex build` was asked to do, typed; each target takes what applies to it."""
+
+    file: Path
+    bake_cortexfile: bool = True  # False for official variants: the image waits for a mounted Cortexfile
+    output: Path = Path("dist")  # folder for file outputs (bundles)
+    platform: str | None = None  # linux/amd64 | linux/arm64; overrides target.architecture
+    wheels_dir: Path | None = None  # prebuilt wheels (llama-cpp-python, a menlo_cortex release)
+    model_store: Path | None = None  # build host's data folder with models/<sha256>.gguf
+    tag: str | None = None
+    push: bool = False
+    context_dir: Path | None = None
+    context_only: bool = False
+    base_image: str | None = None
+    builder_image: str | None = None
+    network_mode: str | None = None
+    no_cache: bool = False
+    verbose: bool = False
+
+
+@dataclass(frozen=True)
+class Views:
+    """The Cortexfile as the build host sees it, and as each format's artifact will load it."""
+
+    host: Resolved
+
+    def of(self, name: str) -> Resolved:
+        return self.host.view(formats.get(name).loader_argument())
+
+
+class Target(Protocol):
+    def make(self, views: Views, options: BuildOptions, environ: Mapping[str, str]) -> list[str]: ...
+
+
+def read_views(file: Path, environ: Mapping[str, str]) -> Views:
+    """Read the Cortexfile once, with this host's environment."""
+    inputs = Inputs(file, environ=dict(environ))
+    return Views(resolve(read(inputs)))
+
+
+def model_store(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> Path:
+    """The build host's data folder where baked models are found, or fetched into: the same for every format."""
+    given = options.model_store or environ.get("CORTEX_MODEL_STORE")
+    return Path(given) if given else data_dir(views.host.config, environ)
+
+
+def check_host(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> None:
+    """The build's host checks, once for every format: build secrets, CA files, local models in the store."""
+    problems = preflight(views.host, Phase.build, environ, model_store(views, options, environ))
+    if problems:
+        raise ConfigError(views.host.warnings + problems)
+
+
+@cache
+def target(name: str) -> Target:
+    """The package that builds format `name` (imported on first use: it brings the builder's dependencies)."""
+    module: Target = importlib.import_module(formats.get(name).target)
+    return module

@@ -1,0 +1,83 @@
+"""The build context: the rendered files plus host files (wheels, models, the Cortexfile),
+written to a folder for inspection or streamed to the engine as a reproducible tar."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ...files import link_or_copy
+from ...reproducible import tar_member
+from .build_network import EXTRA_CA_NAME, env_script
+from .dockerfile import SYSTEM_CA_BUNDLES, family, render_dockerfile
+from .plan import BuildPlan
+
+TRIM_SCRIPT = Path(__file__).with_name("trim_venv.py")
+SECRETS_FILE = "build/env.sh"
+DOCKERIGNORE = "# The context holds only what cortex build put there.\n**/__pycache__\n**/*.partial\n"
+
+
+@dataclass(frozen=True)
+class HostFiles:
+    """Files the build step gathered on the host for a plan."""
+
+    cortexfile: Path | None  # None: the image waits for a mounted Cortexfile (official variants)
+    wheels: tuple[Path, ...]  # this project's wheel first, then prebuilt ones
+    models: Mapping[str, Path] = field(default_factory=dict)  # sha256 -> verified file
+    environ: Mapping[str, str] = field(default_factory=dict)  # resolves build secrets
+
+
+Entry = bytes | Path
+
+
+def entries(plan: BuildPlan, host: HostFiles) -> dict[str, Entry]:
+    """Every file of the context by its relative path."""
+    files: dict[str, Entry] = {
+        "Dockerfile": render_dockerfile(plan, bake_cortexfile=host.cortexfile is not None).encode(),
+        ".dockerignore": DOCKERIGNORE.encode(),
+        SECRETS_FILE: env_script(plan.network, SYSTEM_CA_BUNDLES[family(plan)], host.environ).encode(),
+        "build/trim-venv.py": TRIM_SCRIPT,
+    }
+    if plan.network.has_extra_ca:
+        files[f"build/{EXTRA_CA_NAME}"] = b"".join(_pem(Path(p)) for p in plan.network.ca_certificates)
+    if host.cortexfile is not None:
+        files[plan.cortexfile_name] = host.cortexfile  # byte for byte
+    for wheel in host.wheels:
+        files[f"wheels/{wheel.name}"] = wheel
+    for model in plan.models:
+        files[model.context_name] = host.models[model.sha256]
+    return dict(sorted(files.items()))
+
+
+def _pem(path: Path) -> bytes:
+    data = path.read_bytes()
+    return data if data.endswith(b"\n") else data + b"\n"
+
+
+def write_tree(files: Mapping[str, Entry], folder: Path) -> None:
+    """Write the context out for inspection (`--context-dir`); models and wheels are hard-linked
+    where the file system allows it, else copied."""
+    for name, entry in files.items():
+        target = folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.unlink(missing_ok=True)
+        if isinstance(entry, bytes):
+            target.write_bytes(entry)
+            if name == SECRETS_FILE:
+                target.chmod(0o600)  # it holds the resolved build secrets
+        else:
+            link_or_copy(entry, target)
+
+
+def write_tar(files: Mapping[str, Entry], stream: io.BufferedIOBase | io.BytesIO, epoch: int) -> None:
+    """The context as a reproducible tar (names sorted by `entries`), for the engine."""
+    with tarfile.open(fileobj=stream, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for name, entry in files.items():
+            if isinstance(entry, bytes):
+                archive.addfile(tar_member(name, len(entry), epoch), io.BytesIO(entry))
+            else:
+                with entry.open("rb") as reader:
+                    archive.addfile(tar_member(name, entry.stat().st_size, epoch), reader)

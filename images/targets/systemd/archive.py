@@ -1,0 +1,29 @@
+"""The bundle's tarball, written with the one member normaliser every target uses (sorted entries,
+owner root, fixed modes, the build's source time), plus `NAME.sha256` in sha256sum's format."""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+
+from menlo_cortex.runtime.models.store import file_sha256
+
+from ...reproducible import is_executable, tar_member
+
+
+def write_tarball(folder: Path, epoch: int) -> tuple[Path, str]:
+    tarball = folder.with_name(folder.name + ".tar")
+    partial = tarball.with_name(tarball.name + ".partial")
+    with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as archive:
+        for path in [folder, *sorted(folder.rglob("*"))]:
+            name = str(path.relative_to(folder.parent))
+            if path.is_dir():
+                archive.addfile(tar_member(name, 0, epoch, directory=True))
+                continue
+            with path.open("rb") as reader:
+                member = tar_member(name, path.stat().st_size, epoch, executable=is_executable(path))
+                archive.addfile(member, reader)
+    partial.replace(tarball)
+    sha = file_sha256(tarball)
+    tarball.with_name(tarball.name + ".sha256").write_text(f"{sha}  {tarball.name}\n", encoding="utf-8")
+    return tarball, sha

@@ -1,0 +1,99 @@
+"""The bundle's wheels: this project (`pip wheel --no-deps`), its runtime dependencies for the target's
+Python 3.11 (`pip download`, binary only, cached per requirement set), and the portable llama-cpp-python
+wheel that scripts/llama-wheel.sh keeps under ~/.cache/cortex/wheels. Never the builder's own
+dependencies (docker, tomli-w): the runtime extra does not name them."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from ...plan import TARGET_PYTHON, machine_of
+from ...wheels import WheelError
+
+LLAMA_VERSION = "0.3.36"
+GLIBC_MINORS = range(17, 37)  # manylinux tags a Debian 12 / Ubuntu 22.04+ glibc accepts
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cortex"
+
+
+def llama_wheel(architecture: str, folder: Path | None = None) -> Path:
+    """The prebuilt llama-cpp-python wheel for `architecture` (from `folder` or the llama-wheel.sh cache)."""
+    machine = machine_of(architecture)
+    folders = (
+        [folder]
+        if folder
+        else sorted((cache_root() / "wheels").glob(f"llama-cpp-python-{LLAMA_VERSION}-*"), key=_preference)
+    )
+    pattern = f"llama_cpp_python-{LLAMA_VERSION}-*linux_{machine}.whl"
+    found = [wheel for place in folders for wheel in sorted(place.glob(pattern))]
+    if not found:
+        where = folder or cache_root() / "wheels"
+        raise WheelError(
+            f"no llama-cpp-python {LLAMA_VERSION} wheel for {architecture} ({machine}) in {where}: the bundle "
+            f"cannot contain that architecture; build one on a {machine} host with scripts/llama-wheel.sh "
+            "and pass its folder with --wheels"
+        )
+    return found[-1]
+
+
+def _preference(folder: Path) -> tuple[bool, str]:
+    """A wheel that llama-wheel.sh built with every CPU variant runs on any CPU of its architecture:
+    it sorts last, so it is the one chosen for a host never seen."""
+    info = folder / "BUILD-INFO"
+    return info.is_file() and "-DGGML_CPU_ALL_VARIANTS=ON" in info.read_text(encoding="utf-8"), folder.name
+
+
+def dependency_wheels(project_wheel: Path, llama: Path, architecture: str, constraints: str) -> list[Path]:
+    """Every wheel the runtime extra needs on the target, downloaded once per requirement set."""
+    key = _dependency_key(project_wheel, llama, architecture, constraints)
+    cached = cache_root() / "bundle-wheels" / key
+    if not (cached / ".complete").is_file():
+        _download(project_wheel, llama, architecture, constraints, cached)
+    return sorted(cached.glob("*.whl"))
+
+
+def _download(project_wheel: Path, llama: Path, architecture: str, constraints: str, into: Path) -> None:
+    partial = into.with_name(into.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    machine = machine_of(architecture)
+    platforms = [f"manylinux_2_{minor}_{machine}" for minor in GLIBC_MINORS] + [f"manylinux2014_{machine}"]
+    command = [sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "-d", str(partial)]
+    command += [arg for name in [*platforms, f"linux_{machine}"] for arg in ("--platform", name)]
+    command += ["--python-version", TARGET_PYTHON, "--implementation", "cp", "--find-links", str(llama.parent)]
+    (partial / "constraints.txt").write_text(constraints, encoding="utf-8")
+    command += ["-c", str(partial / "constraints.txt")]
+    _run([*command, f"{project_wheel}[runtime]", "pip"], "downloading the runtime's dependencies")
+    for own in partial.glob("menlo_cortex-*.whl"):
+        own.unlink()
+    (partial / ".complete").touch()
+    shutil.rmtree(into, ignore_errors=True)
+    partial.rename(into)
+
+
+def _dependency_key(project_wheel: Path, llama: Path, architecture: str, constraints: str) -> str:
+    digest = hashlib.sha256(f"{architecture}|{TARGET_PYTHON}|{llama.name}".encode())
+    digest.update("\n".join(_requirements(project_wheel)).encode())
+    digest.update(constraints.encode())
+    return digest.hexdigest()[:16]
+
+
+def _requirements(wheel: Path) -> list[str]:
+    with zipfile.ZipFile(wheel) as archive:
+        name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        lines = archive.read(name).decode().splitlines()
+    return sorted(line for line in lines if line.startswith("Requires-Dist:"))
+
+
+def _run(command: list[str], what: str, env: dict[str, str] | None = None) -> None:
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
+    if done.returncode != 0:
+        raise WheelError(f"{what} failed: {(done.stderr or done.stdout).strip()[-2000:]}")

@@ -1,0 +1,1 @@
+"""Data, not code: hardware presets, model presets and official image variants (YAML)."""

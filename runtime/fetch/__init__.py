@@ -1,0 +1,1 @@
+"""Fetching model files: downloads through the configured proxy and TLS settings, and `cortex pull`."""

@@ -1,0 +1,1 @@
+"""The HTTP side: the app built from a Cortexfile, its middleware, service endpoints and listener."""

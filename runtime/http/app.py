@@ -1,0 +1,71 @@
+"""`create_app`: the whole server built from one Cortexfile, with no module-level state.
+
+Everything hangs off the returned app (`app.state.metrics`, `app.state.models`), so a reload
+can build a new app beside the old one and swap them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from menlo_cortex.cortexfile.schema import Cortexfile, Model
+from starlette.applications import Starlette
+
+from ..models.manager import ModelManager
+from ..models.store import ModelStore
+from ..ops.metrics import standard_metrics
+from ..ops.sdnotify import readiness
+from ..v1.openapi import openapi_document
+from ..v1.routes import v1_routes
+from .auth import ApiKeys
+from .docs import docs_routes
+from .health import ConfigStatus, health_routes
+from .middleware import EXCEPTION_HANDLERS, middleware
+
+
+def create_app(
+    config: Cortexfile,
+    *,
+    data_dir: Path,
+    models: ModelManager | None = None,
+    config_status: ConfigStatus | None = None,
+    engine_document: Callable[[], dict[str, Any]] = openapi_document,
+) -> Starlette:
+    """`models`: a manager shared by every generation of the app (hot reload; only the first app's lifespan
+    runs, and it owns the manager). `config_status`: the config generation that /health reports.
+    `engine_document`: the /v1 OpenAPI document, which a reload may reuse instead of generating it again."""
+    models = models or ModelManager(config, metrics=standard_metrics(), locate=model_locator(config, data_dir))
+    metrics = models.metrics
+    keys = ApiKeys(config.server.auth)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await models.start()
+        try:
+            async with readiness(models):  # systemd Type=notify: READY=1 once the models are loaded
+                yield
+        finally:
+            await models.close()
+
+    routes = [
+        *health_routes(models, metrics, config_status),
+        *docs_routes(engine_document, keys_required=keys.configured, public_metrics=config.server.auth.public_metrics),
+        *v1_routes(models),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=middleware(config, keys, metrics),
+        lifespan=lifespan,
+        exception_handlers=EXCEPTION_HANDLERS,
+    )
+    app.state.metrics = metrics
+    app.state.models = models
+    return app
+
+
+def model_locator(config: Cortexfile, data_dir: Path) -> Callable[[Model], Path]:
+    """Find the model file, downloading a remote source into the store first (verified by sha256)."""
+    return ModelStore(config, data_dir).ensure

@@ -1,0 +1,95 @@
+"""Bearer API keys: from the Cortexfile (Secret references) and a key file that may change while serving."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+from pathlib import Path
+
+from menlo_cortex.cortexfile.schema.server import Auth
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .errors import error_response
+
+AUTHENTICATED = "cortex.authenticated"  # scope key: did this request present a valid key?
+log = logging.getLogger("cortex.auth")
+
+
+def read_key_file(path: Path) -> tuple[str, ...]:
+    """One key per line; blank lines and `#` comments ignored."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return tuple(line.strip() for line in lines if line.strip() and not line.strip().startswith("#"))
+
+
+class ApiKeys:
+    """The accepted keys. The key file is read again whenever its mtime or size changes (live rotation);
+    when it cannot be read, no file key is accepted (fail closed)."""
+
+    def __init__(self, auth: Auth) -> None:
+        self._static = tuple(secret.resolve() for secret in auth.api_keys)
+        self._file = auth.api_key_file
+        self._file_stamp: tuple[int, int] | None = None
+        self._file_keys: tuple[str, ...] = ()
+
+    @property
+    def configured(self) -> bool:
+        return bool(self._static) or self._file is not None
+
+    def accepts(self, token: str) -> bool:
+        given = token.encode()
+        matched = False
+        for key in self.current():  # no early exit: the time taken must not tell which key was close
+            matched |= hmac.compare_digest(given, key.encode())
+        return matched
+
+    def current(self) -> tuple[str, ...]:
+        return self._static + self._reload_file()
+
+    def _reload_file(self) -> tuple[str, ...]:
+        if self._file is None:
+            return ()
+        try:
+            stat = os.stat(self._file)
+            stamp = (stat.st_mtime_ns, stat.st_size)
+            if stamp != self._file_stamp:
+                self._file_keys, self._file_stamp = read_key_file(self._file), stamp
+        except (OSError, UnicodeDecodeError) as exc:
+            if self._file_stamp is not None or self._file_keys:
+                log.warning("API key file %s unreadable (%s): refusing its keys", self._file, type(exc).__name__)
+            self._file_keys, self._file_stamp = (), None
+        return self._file_keys
+
+
+def bearer_token(headers: Headers) -> str | None:
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+class ApiKeyMiddleware:
+    """Marks each request authenticated or not; refuses non-public paths without a valid key."""
+
+    def __init__(
+        self, app: ASGIApp, keys: ApiKeys, public_paths: frozenset[str], public_prefixes: tuple[str, ...] = ()
+    ) -> None:
+        self.app = app
+        self.keys = keys
+        self.public_paths = public_paths
+        self.public_prefixes = public_prefixes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        token = bearer_token(Headers(scope=scope))
+        scope[AUTHENTICATED] = not self.keys.configured or (token is not None and self.keys.accepts(token))
+        if scope[AUTHENTICATED] or self.is_public(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        message = "missing or invalid API key: send the header `Authorization: Bearer <key>`"
+        response = error_response(401, message, code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+        await response(scope, receive, send)
+
+    def is_public(self, path: str) -> bool:
+        return path in self.public_paths or path.startswith(self.public_prefixes)

@@ -1,0 +1,98 @@
+"""/health, /ready and /metrics: answered on the event loop at once, never behind a generation."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from ..ops.metrics import Metrics
+from .auth import AUTHENTICATED
+
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Readiness(Protocol):
+    def ready(self) -> bool: ...
+
+    def status(self) -> list[dict[str, object]]: ...
+
+
+class ConfigStatus(Protocol):
+    """The config generation being served; `details`: include the last reload error's text."""
+
+    def __call__(self, *, details: bool) -> dict[str, object]: ...
+
+
+def health_routes(models: Readiness, metrics: Metrics, config_status: ConfigStatus | None = None) -> list[BaseRoute]:
+    async def health(request: Request) -> Response:
+        body: dict[str, object] = {"status": "ok"}
+        if config_status is not None:  # a reload error names files and keys: its text only for key holders
+            body["config"] = config_status(details=bool(request.scope.get(AUTHENTICATED)))
+        return JSONResponse(body)
+
+    async def ready(request: Request) -> Response:
+        is_ready = models.ready()
+        body: dict[str, object] = {"status": "ready" if is_ready else "loading"}
+        if request.scope.get(AUTHENTICATED):  # model ids, states and errors (paths) only for key holders
+            body["models"] = models.status()
+        return JSONResponse(body, status_code=200 if is_ready else 503)
+
+    async def prometheus(request: Request) -> Response:
+        return Response(metrics.render(), media_type=PROMETHEUS_TEXT)
+
+    return [
+        Route("/health", health, methods=["GET"]),
+        Route("/ready", ready, methods=["GET"]),
+        Route("/metrics", prometheus, methods=["GET"]),
+    ]
+
+
+def health_openapi_paths(metrics_need_key: bool) -> dict[str, object]:
+    """OpenAPI entries of the routes above, merged into the engine's document."""
+    metrics_responses: dict[str, object] = {
+        "200": {"description": "Metrics.", "content": {"text/plain": {"schema": {"type": "string"}}}}
+    }
+    if metrics_need_key:
+        metrics_responses["401"] = {"description": "No valid API key."}
+    status = {"type": "object", "properties": {"status": {"type": "string"}}, "required": ["status"]}
+    config = {
+        "type": "object",
+        "description": "The config generation served, its hash, when it was applied, and the last reload error "
+        "(its message only with a valid key).",
+    }
+    alive = {**status, "properties": {"status": {"type": "string"}, "config": config}}
+    ready = {
+        **status,
+        "properties": {
+            "status": {"type": "string", "enum": ["ready", "loading"]},
+            "models": {"type": "array", "items": {"type": "object"}},
+        },
+    }
+    return {
+        "/health": {"get": _operation("Liveness: the process answers.", {"200": _json("Alive.", alive)}, public=True)},
+        "/ready": {
+            "get": _operation(
+                "Readiness: every `load: start` model is loaded (model details need a key).",
+                {"200": _json("Ready.", ready), "503": _json("Still loading.", ready)},
+                public=True,
+            )
+        },
+        "/metrics": {
+            "get": _operation("Prometheus metrics (text format 0.0.4).", metrics_responses, public=not metrics_need_key)
+        },
+    }
+
+
+def _json(description: str, schema: Mapping[str, object]) -> dict[str, object]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _operation(summary: str, responses: dict[str, object], *, public: bool) -> dict[str, object]:
+    operation: dict[str, object] = {"summary": summary, "tags": ["server"], "responses": responses}
+    if public:
+        operation["security"] = []
+    return operation

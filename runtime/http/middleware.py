@@ -1,0 +1,59 @@
+"""The middleware stack made from the config, and the error renderers every route shares."""
+
+from __future__ import annotations
+
+from menlo_cortex.cortexfile.preflight import is_loopback
+from menlo_cortex.cortexfile.schema import Cortexfile
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..ops.metrics import Metrics
+from .auth import ApiKeyMiddleware, ApiKeys
+from .errors import ApiError, error_response
+from .guards import BodyLimitMiddleware, LoopbackHostMiddleware
+from .request_context import REQUEST_ID_HEADER, RequestContextMiddleware
+
+PUBLIC_PATHS = frozenset({"/health", "/ready", "/openapi.json", "/docs"})
+PUBLIC_PREFIXES = ("/docs/",)
+
+
+def middleware(config: Cortexfile, keys: ApiKeys, metrics: Metrics) -> list[Middleware]:
+    """Outermost first: id and logging see everything; CORS wraps auth so a browser can read a 401."""
+    server = config.server
+    public = PUBLIC_PATHS | ({"/metrics"} if server.auth.public_metrics else set())
+    stack = [Middleware(RequestContextMiddleware, metrics=metrics)]
+    if is_loopback(server.host):
+        stack.append(Middleware(LoopbackHostMiddleware))
+    if server.cors.enabled:
+        stack.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(server.cors.origins),
+                allow_methods=["GET", "POST", "OPTIONS"],
+                allow_headers=["authorization", "content-type", REQUEST_ID_HEADER],
+                expose_headers=[REQUEST_ID_HEADER],
+                max_age=600,
+            )
+        )
+    stack.append(Middleware(BodyLimitMiddleware, limit=server.limits.max_body_bytes))
+    stack.append(
+        Middleware(ApiKeyMiddleware, keys=keys, public_paths=frozenset(public), public_prefixes=PUBLIC_PREFIXES)
+    )
+    return stack
+
+
+async def render_api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return exc.response()
+
+
+async def render_http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404/405 in OpenAI's error shape."""
+    assert isinstance(exc, HTTPException)
+    return error_response(exc.status_code, exc.detail, headers=dict(exc.headers or {}))
+
+
+EXCEPTION_HANDLERS = {ApiError: render_api_error, HTTPException: render_http_error}

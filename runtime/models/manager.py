@@ -1,0 +1,365 @@
+"""The models of a Cortexfile: which are resident, loading them, admitting requests to them, and
+changing them while serving (the model half of a hot reload).
+
+Everything here runs on the event loop; the blocking llama.cpp work happens on each engine's
+own thread. Per model: one generation at a time, at most `queue_size` more waiting, the rest 429.
+Across models: a count and an optional memory budget, least recently used idle model unloaded first.
+
+A reload (`apply`) changes the models in place:
+- added: loaded in the background, served once ready (`load: on_demand` ones are served at once);
+- removed: no new requests; the in-flight ones finish, then the model is unloaded ("retired");
+- replaced (file, sha256 or load parameters): when the limits hold both copies, the new one loads
+  beside the old and traffic switches when it is ready; otherwise the new copy is served at once
+  and its requests wait in its queue while the old drains and unloads and the new one loads.
+A request keeps the engine it started on, so a stream finishes on the copy it began with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from menlo_cortex.cortexfile.schema import Cortexfile, Model
+from menlo_cortex.cortexfile.schema.models import LoadPolicy
+
+from ..http.errors import ApiError
+from ..ops.metrics import Metrics
+from ..reload.plan import ModelChanges
+from .engine import Engine, ModelLoadError
+
+log = logging.getLogger("cortex.models")
+RETRY_AFTER_S = "1"
+MIB = 1024 * 1024
+
+
+@dataclass(eq=False)
+class Slot:
+    """One model of the Cortexfile and what the server currently knows about it."""
+
+    model: Model
+    state: str = "unloaded"  # loading | ready | unloaded | failed
+    error: str | None = None
+    engine: Engine | None = None
+    size_mb: float = 0.0
+    pending: int = 0  # requests admitted: waiting or running
+    last_used: float = 0.0
+    loaded_once: bool = False
+    loading: asyncio.Task[Engine] | None = None
+
+
+class ModelManager:
+    """Owns every model's engine; routes ask it for an engine through `use()`."""
+
+    def __init__(self, config: Cortexfile, *, metrics: Metrics, locate: Callable[[Model], Path]) -> None:
+        self.config, self.metrics, self._locate = config, metrics, locate
+        self.limits = config.server.limits
+        self._slots = {model.id: Slot(model) for model in config.models}
+        self._residency = asyncio.Lock()
+        self._background: asyncio.Task[None] | None = None
+        self._retiring: list[Slot] = []  # replaced or removed, unloaded once their requests are done
+        self._drained = asyncio.Event()  # a retiring model finished its last request
+        self._tasks: set[asyncio.Task[None]] = set()
+        for model_id in self._slots:
+            metrics.set("cortex_model_loaded", 0, model=model_id)
+            metrics.set("cortex_queue_depth", 0, model=model_id)
+
+    async def start(self) -> None:
+        """Return at once; the `load: start` models load one after another in the background."""
+        self._background = asyncio.create_task(self._load_start_models(), name="cortex-load-start-models")
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._background is not None:
+            self._background.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._background
+        for slot in [*self._slots.values(), *self._retiring]:
+            if slot.loading is not None:
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await slot.loading
+            await self._unload(slot)
+
+    def ready(self) -> bool:
+        return all(slot.loaded_once for slot in self._slots.values() if slot.model.load is LoadPolicy.start)
+
+    def status(self) -> list[dict[str, object]]:
+        return [{"id": slot.model.id, "state": slot.state, "error": slot.error} for slot in self._slots.values()]
+
+    def model_ids(self) -> list[str]:
+        return list(self._slots)
+
+    def models(self) -> list[Model]:
+        return [slot.model for slot in self._slots.values()]
+
+    def model(self, model_id: str) -> Model:
+        return self._slot(model_id).model
+
+    def queue_depth(self, model_id: str) -> int:
+        return self._slot(model_id).pending
+
+    @contextlib.asynccontextmanager
+    async def use(self, model_id: str) -> AsyncIterator[Engine]:
+        """Admit a request to a model (429 when its queue is full), load it if needed, yield its engine."""
+        slot = self._slot(model_id)
+        self._admit(slot)
+        try:
+            engine = await self._ensure_loaded(slot)
+            slot.last_used = time.monotonic()
+            yield engine
+        finally:
+            slot.pending -= 1
+            slot.last_used = time.monotonic()
+            self.metrics.set("cortex_queue_depth", slot.pending, model=model_id)
+            if slot in self._retiring and slot.pending == 0:
+                self._drained.set()
+                self._spawn(self._unload_retired(slot), f"cortex-unload-{model_id}")
+
+    def _slot(self, model_id: str) -> Slot:
+        slot = self._slots.get(model_id)
+        if slot is None:
+            known = ", ".join(self._slots) or "none"
+            raise ApiError(
+                404,
+                f"The model `{model_id}` does not exist. Models served here: {known}.",
+                param="model",
+                code="model_not_found",
+            )
+        return slot
+
+    def _admit(self, slot: Slot) -> None:
+        if slot.pending > self.limits.queue_size:
+            raise ApiError(
+                429,
+                f"Model `{slot.model.id}` is busy: {slot.pending} requests are running or waiting "
+                f"(queue_size {self.limits.queue_size}). Retry later.",
+                code="queue_full",
+                headers={"Retry-After": RETRY_AFTER_S},
+            )
+        slot.pending += 1
+        self.metrics.set("cortex_queue_depth", slot.pending, model=slot.model.id)
+
+    async def _ensure_loaded(self, slot: Slot) -> Engine:
+        if slot.engine is not None and slot.state == "ready":
+            return slot.engine
+        if slot.loading is None:
+            slot.loading = asyncio.create_task(self._load(slot), name=f"cortex-load-{slot.model.id}")
+        # Shielded: a request that goes away must not abort a load that others may be waiting for.
+        return await asyncio.shield(slot.loading)
+
+    async def _load_start_models(self) -> None:
+        for slot in self._slots.values():
+            if slot.model.load is LoadPolicy.start and slot.engine is None:
+                with contextlib.suppress(ApiError):
+                    await self._ensure_loaded(slot)
+
+    async def _load(self, slot: Slot) -> Engine:
+        try:
+            async with self._residency:
+                return await self._load_locked(slot)
+        finally:
+            slot.loading = None
+
+    async def _load_locked(self, slot: Slot) -> Engine:
+        if slot.engine is not None:
+            return slot.engine
+        if self._superseded(slot):  # a newer config changed it again while it waited: skipped, not waited for
+            message = f"model `{slot.model.id}` changed again before it loaded: that version is skipped"
+            log.info("%s", message)
+            raise ApiError(503, message, code="model_unavailable")
+        model = slot.model
+        previous = slot.state, slot.error
+        slot.state, slot.error = "loading", None
+        try:
+            path = await asyncio.to_thread(self._locate, model)
+            slot.size_mb = path.stat().st_size / MIB
+            await self._make_room(slot)
+            engine = Engine(model, path, self.config.engines.llama_cpp)
+            started = time.monotonic()
+            await self._load_engine(slot, engine)
+        except ApiError:  # nothing was wrong with the model itself (e.g. every resident model busy)
+            slot.state, slot.error = previous
+            raise
+        except Exception as exc:  # locate() and llama.cpp raise many kinds; each message names model and file
+            slot.state, slot.error = "failed", _describe(model, exc)
+            log.error("%s", slot.error)
+            raise ApiError(503, slot.error, param="model", code="model_unavailable") from None
+        seconds = time.monotonic() - started
+        log.info("model `%s` loaded from %s in %.2f s", model.id, path, seconds)
+        self.metrics.observe("cortex_model_load_seconds", seconds, model=model.id)
+        self.metrics.set("cortex_model_loaded", 1, model=model.id)
+        slot.engine, slot.state, slot.loaded_once = engine, "ready", True
+        return engine
+
+    async def _load_engine(self, slot: Slot, engine: Engine) -> None:
+        try:
+            await engine.load()
+        except BaseException:
+            await engine.close()
+            raise
+
+    async def _make_room(self, slot: Slot) -> None:
+        while self._over_limits(slot) and self._only_retiring_busy():  # wait for a draining copy instead of 503
+            self._drained.clear()
+            await self._drained.wait()
+        budget = self.limits.memory_budget_mb
+        if budget is not None and slot.size_mb > budget:
+            raise ModelLoadError(
+                f"model `{slot.model.id}` needs about {slot.size_mb:.0f} MiB, more than "
+                f"server.limits.memory_budget_mb ({budget})"
+            )
+        while self._over_limits(slot):
+            idle = sorted((s for s in self._resident() if s.pending == 0), key=lambda s: s.last_used)
+            if not idle:
+                raise ApiError(
+                    503,
+                    f"Cannot load model `{slot.model.id}`: the resident-model limit is reached and "
+                    "every resident model is busy. Retry later.",
+                    code="models_busy",
+                    headers={"Retry-After": RETRY_AFTER_S},
+                )
+            log.info(
+                "unloading model `%s`, the least recently used, to make room for `%s`", idle[0].model.id, slot.model.id
+            )
+            await self._unload(idle[0])
+
+    def _over_limits(self, incoming: Slot) -> bool:
+        resident = self._resident()
+        if len(resident) + 1 > self.limits.max_resident_models:
+            return True
+        budget = self.limits.memory_budget_mb
+        return budget is not None and sum(s.size_mb for s in resident) + incoming.size_mb > budget
+
+    def _resident(self) -> list[Slot]:
+        return [slot for slot in [*self._slots.values(), *self._retiring] if slot.engine is not None]
+
+    async def _unload(self, slot: Slot) -> None:
+        engine, slot.engine = slot.engine, None
+        if engine is None:
+            return
+        if slot.state == "ready":
+            slot.state = "unloaded"
+        self.metrics.set("cortex_model_loaded", 0, model=slot.model.id)
+        await engine.close()
+        serving = self._slots.get(slot.model.id)
+        if serving is not None and serving is not slot and serving.engine is not None:
+            self.metrics.set("cortex_model_loaded", 1, model=slot.model.id)  # the old copy went, the new one stays
+
+    # Changes while serving (hot reload).
+
+    def apply(self, config: Cortexfile, changes: ModelChanges, locate: Callable[[Model], Path] | None = None) -> None:
+        """Take the new config's models and limits (and `locate`, when the store changed); loads and unloads
+        go on in the background."""
+        self.config, self.limits = config, config.server.limits
+        self._locate = locate or self._locate
+        wanted = {model.id: model for model in config.models}
+        for model_id in changes.removed:
+            if model_id in self._slots:  # else still loading: it is retired instead of published
+                self._retire(self._slots[model_id])
+        # A new dict, never the old one changed in place: a loop may be iterating over it right now.
+        self._slots = {i: s for i, s in self._slots.items() if i not in changes.removed}
+        for model_id in changes.updated:
+            if model_id in self._slots:
+                self._slots[model_id].model = wanted[model_id]
+            else:  # still loading with its old fields: load it as it is now
+                self._add(wanted[model_id])
+        for model_id in changes.replaced:
+            old = self._slots.get(model_id)
+            if old is None:
+                self._add(wanted[model_id])
+            else:
+                self._replace(old, wanted[model_id])
+        for model_id in changes.added:
+            self._add(wanted[model_id])
+
+    def _add(self, model: Model) -> None:
+        self.metrics.set("cortex_model_loaded", 0, model=model.id)
+        self.metrics.set("cortex_queue_depth", 0, model=model.id)
+        slot = Slot(model)
+        if model.load is LoadPolicy.on_demand:
+            self._publish(slot)
+        else:
+            self._spawn(self._load_then_publish(slot), f"cortex-add-{model.id}")
+
+    def _replace(self, old: Slot, model: Model) -> None:
+        new = Slot(model)
+        if old.engine is not None and self._room_for_both(old):
+            self._spawn(self._load_then_publish(new), f"cortex-replace-{model.id}")
+            return
+        self._publish(new)  # its requests wait for its load, which waits for the old copy to drain
+        if model.load is LoadPolicy.start:
+            self._spawn(self._preload(new), f"cortex-load-{model.id}")
+
+    def _room_for_both(self, old: Slot) -> bool:
+        resident = self._resident()
+        if len(resident) + 1 > self.limits.max_resident_models:
+            return False
+        budget = self.limits.memory_budget_mb
+        return budget is None or sum(s.size_mb for s in resident) + old.size_mb <= budget  # the new one: about as big
+
+    async def _load_then_publish(self, slot: Slot) -> None:
+        try:
+            await self._preload(slot)
+        except asyncio.CancelledError:  # closing: close() unloads it once its load has ended
+            self._retiring.append(slot)
+            raise
+        self._publish(slot)
+
+    async def _preload(self, slot: Slot) -> None:
+        with contextlib.suppress(ApiError):  # the slot keeps the error; /ready shows it
+            await self._ensure_loaded(slot)
+
+    def _publish(self, slot: Slot) -> None:
+        """Serve `slot` under its model id from now on, in the Cortexfile's order; retire what it replaces."""
+        model_id = slot.model.id
+        wanted = {model.id: model for model in self.config.models}
+        if wanted.get(model_id) != slot.model:  # a later reload removed or changed it while it was loading
+            self._retire(slot)
+            return
+        previous = self._slots.get(model_id)
+        slots = {**self._slots, model_id: slot}
+        self._slots = {i: slots[i] for i in wanted if i in slots}
+        if previous is not None and previous is not slot:
+            self._retire(previous)
+        if slot.engine is not None:
+            self.metrics.set("cortex_model_loaded", 1, model=model_id)
+
+    def _retire(self, slot: Slot) -> None:
+        self._retiring.append(slot)
+        if slot.pending == 0:
+            self._spawn(self._unload_retired(slot), f"cortex-unload-{slot.model.id}")
+
+    async def _unload_retired(self, slot: Slot) -> None:
+        if slot.loading is not None:
+            with contextlib.suppress(Exception):
+                await slot.loading
+        async with self._residency:
+            if slot.pending == 0 and slot in self._retiring:
+                self._retiring.remove(slot)
+                await self._unload(slot)
+
+    def _superseded(self, slot: Slot) -> bool:
+        wanted = next((m for m in self.config.models if m.id == slot.model.id), None)
+        return wanted != slot.model and slot not in self._slots.values()
+
+    def _only_retiring_busy(self) -> bool:
+        resident = self._resident()
+        nothing_idle = all(s.pending > 0 for s in resident)
+        return nothing_idle and any(s in self._retiring for s in resident)
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _describe(model: Model, exc: Exception) -> str:
+    message = str(exc) or type(exc).__name__
+    return message if f"`{model.id}`" in message or model.id in message else f"model `{model.id}`: {message}"

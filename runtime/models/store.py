@@ -1,0 +1,123 @@
+"""The model store: `<data>/models/<sha256>.gguf` first, then the model's local source path.
+
+Files in the store were verified when they were written, so looking one up is cheap; a file
+at a source path is checked against its declared sha256 by `ensure` (and by `cortex pull`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from urllib.parse import quote
+
+from menlo_cortex.cortexfile.schema import Cortexfile, Model
+from menlo_cortex.cortexfile.schema.models import SourceKind, parse_hf_source, source_kind
+from menlo_cortex.cortexfile.secrets import SecretUnavailable
+from menlo_cortex.cortexfile.store import local_candidates, store_path
+
+from ..fetch.download import GGUF_MAGIC, RemoteFile, download_model, read_magic
+from ..fetch.netsettings import net_settings, redact
+from ..fetch.progress import Progress
+from .errors import DownloadFailed, ModelInvalid, ModelUnavailable
+
+__all__ = ["DownloadFailed", "ModelInvalid", "ModelStore", "ModelUnavailable", "Progress", "file_sha256"]
+
+HASH_CHUNK_BYTES = 1 << 20
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(HASH_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def is_remote(model: Model) -> bool:
+    return source_kind(model.source) is not SourceKind.local
+
+
+class ModelStore:
+    def __init__(self, config: Cortexfile, data_dir: Path):
+        self._config = config
+        self._data_dir = data_dir
+        # Files already hashed, keyed by what would change if they were replaced: a reload of a
+        # model that was unloaded (LRU) must not hash gigabytes again.
+        self._hashed: set[tuple[Path, int, int, str]] = set()
+
+    @property
+    def models_dir(self) -> Path:
+        return self._data_dir / "models"
+
+    def source_url(self, model: Model) -> str:
+        """The URL a remote source is downloaded from (hf:// mapped onto the configured hub)."""
+        if source_kind(model.source) is not SourceKind.huggingface:
+            return model.source
+        repo, file, revision = parse_hf_source(model.source)
+        endpoint = self._config.network.huggingface.endpoint.rstrip("/")
+        return f"{endpoint}/{repo}/resolve/{quote(revision, safe='')}/{quote(file)}"
+
+    def locate(self, model: Model) -> Path:
+        """The model's file, by sha256 in the store, then at its local source path; checked to be GGUF."""
+        tried = local_candidates(model, self._data_dir)
+        found = next((path for path in tried if path.is_file()), None)
+        if found is None:
+            raise ModelUnavailable(self._missing_message(model, tried))
+        self._check_magic(model, found)
+        return found
+
+    def ensure(self, model: Model, progress: Progress | None = None) -> Path:
+        """Locate the model, else download its remote source into the store; the result is verified."""
+        try:
+            found = self.locate(model)
+        except ModelInvalid:
+            raise
+        except ModelUnavailable:
+            if not is_remote(model):
+                raise
+            return self._download(model, progress)
+        if model.sha256 and found != store_path(self._data_dir, model.sha256):
+            self._check_sha256(model, found)
+        return found
+
+    def verify(self, model: Model, path: Path) -> None:
+        """Full check of a file: GGUF magic, and the declared sha256 when there is one."""
+        self._check_magic(model, path)
+        if model.sha256:
+            self._check_sha256(model, path)
+
+    def _download(self, model: Model, progress: Progress | None) -> Path:
+        url = self.source_url(model)
+        if not model.sha256:
+            raise ModelUnavailable(f"model `{model.id}`: a remote source needs `sha256` to be downloaded")
+        try:
+            net = net_settings(self._config.network)
+        except (SecretUnavailable, ValueError) as exc:
+            raise DownloadFailed(f"model `{model.id}`: cannot download {redact(url)}: {exc}") from None
+        return download_model(RemoteFile(model.id, url, model.sha256), self.models_dir, net, progress)
+
+    def _missing_message(self, model: Model, tried: list[Path]) -> str:
+        places = ", ".join(str(path) for path in tried) or "nowhere (no sha256 and no local source)"
+        message = f"model `{model.id}`: no model file found (looked at {places})"
+        if is_remote(model):
+            message += f"; run `cortex pull` to download it from {redact(self.source_url(model))}"
+        return message
+
+    def _check_magic(self, model: Model, path: Path) -> None:
+        try:
+            magic = read_magic(path)
+        except OSError as exc:
+            raise ModelUnavailable(f"model `{model.id}`: cannot read {path}: {exc.strerror}") from None
+        if magic != GGUF_MAGIC:
+            raise ModelInvalid(f"model `{model.id}`: {path} is not a GGUF file (it does not start with `GGUF`)")
+
+    def _check_sha256(self, model: Model, path: Path) -> None:
+        try:
+            stat = path.stat()
+            key = (path, stat.st_size, stat.st_mtime_ns, model.sha256 or "")
+            actual = model.sha256 if key in self._hashed else file_sha256(path)
+        except OSError as exc:
+            raise ModelUnavailable(f"model `{model.id}`: cannot read {path}: {exc.strerror}") from None
+        if actual != model.sha256:
+            raise ModelInvalid(f"model `{model.id}`: {path} has sha256 {actual}, expected {model.sha256}")
+        self._hashed.add(key)

@@ -1,0 +1,1 @@
+"""Operating the process: logging, metrics, systemd notification, mount points."""

@@ -1,0 +1,79 @@
+"""One list of output formats drives the schema, the CLI, the defaults layers and the dispatcher;
+every target has the same shape."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from menlo_cortex.cortexfile import formats
+from menlo_cortex.cortexfile.schema import Cortexfile
+from menlo_cortex.cortexfile.schema_doc import schema_document
+from menlo_cortex.cortexfile.table import model_settings, settings
+from menlo_cortex.images import targets
+
+from menlo_cortex.cli import build_parser
+
+
+def _choices(command: str, option: str) -> list[str]:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    action = next(a for a in sub.choices[command]._actions if option in a.option_strings)
+    return sorted(action.choices or [])
+
+
+def test_the_cli_offers_exactly_the_listed_formats() -> None:
+    assert _choices("build", "--format") == formats.names()
+    assert _choices("start", "--defaults") == formats.names()
+
+
+def test_the_schema_enum_is_the_list() -> None:
+    schema = Cortexfile.model_json_schema()
+    items = schema["$defs"]["Build"]["properties"]["formats"]["items"]
+    assert items["enum"] == formats.names()
+
+
+@pytest.mark.parametrize("name", formats.names())
+def test_every_format_has_a_target_of_the_one_shape(name: str) -> None:
+    module = importlib.import_module(formats.get(name).target)
+    assert module is targets.target(name)
+    assert callable(module.make)
+    assert callable(module.request_from)
+    assert name == module.FORMAT
+
+
+def test_validate_refuses_a_format_no_target_builds(
+    write_cortexfile: Callable[..., Path], cortex_command: list[str]
+) -> None:
+    path = write_cortexfile("version: 1\nbuild:\n  formats: [docker, oci]\n")
+    command = [*cortex_command, "validate", "-f", str(path)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert f"{path}:3:21: build.formats[1]: `cortex build` makes no `oci` output; it makes: docker, systemd" in (
+        done.stderr + done.stdout
+    )
+
+
+def test_a_view_is_derived_without_reading_the_file_again(write_cortexfile: Callable[..., Path]) -> None:
+    path = write_cortexfile("version: 1\nserver:\n  port: 4000\n")
+    views = targets.read_views(path, {})
+    path.write_text("not: [a cortexfile", encoding="utf-8")  # a second read would fail
+    docker = views.of("docker")
+    assert docker.config.server.host == "0.0.0.0"
+    assert docker.config.server.port == 4000
+    assert views.host.config.server.host == "127.0.0.1"
+    assert docker.origin(("server", "host")).source == "format docker default"
+
+
+def test_the_schema_document_says_how_each_setting_reloads() -> None:
+    document = schema_document()
+    assert document["$defs"]["Limits"]["properties"]["max_connections"]["reload"] == "listener"
+    assert document["$defs"]["Limits"]["properties"]["queue_size"]["reload"] == "live"
+    assert document["$defs"]["Model"]["properties"]["preset"]["reload"] == "live"
+    assert document["properties"]["version"]["reload"] == "inert"
+    assert json.dumps(document).count('"reload": "') == len(settings()) + len(model_settings())
