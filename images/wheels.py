@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import zipfile
 from importlib import metadata
@@ -37,13 +38,22 @@ def build_project_wheel(out: Path) -> Path:
     return build_from_source(source, out) if source else repack_installed(out)
 
 
+def installed() -> metadata.Distribution:
+    """This environment's installation of the project: looked up in site-packages only, so that a
+    source tree's `*.egg-info` on sys.path (the working directory) is never taken for it."""
+    found = list(metadata.distributions(name=DISTRIBUTION, path=_site_packages()))
+    if not found:
+        raise WheelError(f"{DISTRIBUTION} is not installed in {sys.prefix}: cannot put the runtime into the build")
+    return found[0]
+
+
+def _site_packages() -> list[str]:
+    return sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+
+
 def editable_source() -> Path | None:
     """The source tree of an editable install (PEP 610's direct_url.json), else None."""
-    try:
-        text = metadata.distribution(DISTRIBUTION).read_text("direct_url.json")
-    except metadata.PackageNotFoundError:
-        raise WheelError(f"{DISTRIBUTION} is not installed: cannot put the runtime into the build") from None
-    info = json.loads(text or "{}")
+    info = json.loads(installed().read_text("direct_url.json") or "{}")
     if not info.get("dir_info", {}).get("editable") or not str(info.get("url", "")).startswith("file://"):
         return None
     return Path(info["url"].removeprefix("file://"))
@@ -72,7 +82,7 @@ def build_from_source(source: Path, out: Path) -> Path:
 def repack_installed(out: Path) -> Path:
     """The installed distribution as a wheel again: its package files and metadata, sorted, with
     fixed times and a new RECORD, so the same installation always gives the same bytes."""
-    dist = metadata.distribution(DISTRIBUTION)
+    dist = installed()
     members = _wheel_members(dist)
     info_dir = f"menlo_cortex-{dist.version}.dist-info"
     target = out / f"menlo_cortex-{dist.version}-py3-none-any.whl"
@@ -116,16 +126,14 @@ def _add(archive: zipfile.ZipFile, name: str, data: bytes) -> None:
 def runtime_constraints() -> str:
     """Pins (`name==version`) for the installed distributions the runtime extra needs: a bundle
     installs what this build host runs, whether it is a checkout or a plain install."""
-    requirements = metadata.requires(DISTRIBUTION) or []
-    pins = set()
+    requirements = installed().requires or []
+    pins: set[str] = set()
     for requirement in requirements:
         name = requirement.split(";")[0].split("[")[0]
         for cut in "<>=!~ ":
             name = name.split(cut)[0]
-        try:
-            pins.add(f"{name}=={metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            continue
+        found = list(metadata.distributions(name=name, path=_site_packages()))
+        pins.update(f"{name}=={dist.version}" for dist in found[:1])
     return "".join(f"{pin}\n" for pin in sorted(pins))
 
 

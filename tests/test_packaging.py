@@ -113,3 +113,15 @@ def test_an_installed_cortex_builds_a_systemd_bundle(
     assert (bundle / "install.sh").is_file()
     assert len(list((bundle / "wheels").glob("menlo_cortex-*.whl"))) == 1
     assert len(list((bundle / "models").glob("*.gguf"))) == 1
+
+
+def test_a_source_trees_egg_info_is_not_taken_for_the_installation(tmp_path: Path) -> None:
+    """`pip wheel` leaves menlo_cortex.egg-info in a source tree; run from there, it is first on sys.path."""
+    shadow = tmp_path / "menlo_cortex.egg-info"
+    shadow.mkdir()
+    (shadow / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: menlo-cortex\nVersion: 9.9.9\n", encoding="utf-8")
+    probe = "from menlo_cortex.images.wheels import editable_source as e, installed as i; print(e(), i().version)"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.split() == [str(ROOT), "0.1.0"]
