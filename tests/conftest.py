@@ -1,4 +1,5 @@
-"""Fixtures shared by every test package: the real test model, free ports, Cortexfiles on disk."""
+"""Fixtures shared by every test package: the real test model, free ports, Cortexfiles on disk.
+Markers derived from what each test needs."""
 
 from __future__ import annotations
 
@@ -13,6 +14,22 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_MODEL_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+# What a test needs, told by a fixture it uses directly or through other fixtures, so a new test
+# that uses one is marked without anyone remembering. What no fixture shows (a VM booted inside
+# the test) is marked with `pytestmark` in the test module.
+NEEDS = {
+    "test_data_dir": "model",  # the real test model; every server, image and bundle fixture with a model uses it
+    "engine_tools": "engine",  # Podman, the registry and debootstrap bases (tests/images/docker_image/conftest.py)
+    "base_root": "engine",  # a debootstrap'd Debian root (tests/images/systemd/test_install.py)
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        for fixture, need in NEEDS.items():
+            if fixture in fixtures and item.get_closest_marker(need) is None:
+                item.add_marker(need)
 
 
 def cache_dir() -> Path:

@@ -22,7 +22,8 @@ from .vm.agent import Agent, Result, install_guest_agent
 from .vm.disk import make_disk
 from .vm.qemu import Vm, boot
 
-pytestmark = pytest.mark.slow
+# What no fixture shows: the test boots a VM, and makes its debootstrap'd root itself.
+pytestmark = [pytest.mark.slow, pytest.mark.vm, pytest.mark.engine]
 GUEST_PORT = 8000
 FIRST_ANSWER_S = 1200  # software emulation (no KVM) boots and loads slowly
 CHAT_S = 600  # a few tokens take minutes under emulation on a busy 2-core machine
