@@ -1,10 +1,11 @@
 # `make demo`: set up everything, then serve the quickstart example.
 # `make test`: set up everything, then run the whole suite (lint and type checks included).
+# `make check`: the tests that need no model, engine or VM, in under 2 minutes.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-done
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test check lint clean
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml requirements-dev.txt constraints.txt scripts/setup.sh scripts/llama-wheel.sh
@@ -16,6 +17,10 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest
+
+# The fast tier, under 2 minutes: what needs no model, container engine or VM (pyproject.toml's markers).
+check: setup
+	$(PY) -m pytest -m "not model and not engine and not vm and not slow"
 
 lint: setup
 	$(PY) -m ruff check . && $(PY) -m ruff format --check . && $(PY) scripts/typecheck.py

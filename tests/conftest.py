@@ -1,4 +1,5 @@
-"""Fixtures shared by every test package: the real test model, free ports, Cortexfiles on disk."""
+"""Fixtures shared by every test package: the real test model, free ports, Cortexfiles on disk.
+Markers derived from what each test needs, and each test's time limit."""
 
 from __future__ import annotations
 
@@ -6,13 +7,59 @@ import os
 import socket
 import sys
 import textwrap
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+import pytest_timeout
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_MODEL_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+# What a test needs, told by a fixture it uses directly or through other fixtures, so a new test
+# that uses one is marked without anyone remembering. What no fixture shows (a VM booted inside
+# the test) is marked with `pytestmark` in the test module.
+NEEDS = {
+    "test_data_dir": "model",  # the real test model; every server, image and bundle fixture with a model uses it
+    "engine_tools": "engine",  # Podman, the registry and debootstrap bases (tests/images/docker_image/conftest.py)
+    "base_root": "engine",  # a debootstrap'd Debian root (tests/images/systemd/test_install.py)
+}
+# Session fixtures count against the first test that uses them: an engine test may compile the llama
+# wheel when its cache is cold (13 min on 2 cores), make a debootstrap base and build an image (each
+# capped at 25 min by run_cortex). A test's own @pytest.mark.timeout wins; the rest get pyproject's.
+NEED_TIMEOUT_S = {"engine": 3600, "vm": 3600}
+# After pytest-timeout's SIGALRM failed a test (its teardowns then stop what it started), the main
+# thread may still not run Python (stuck in C): this much later the run is ended with every stack.
+STUCK_GRACE_S = 120
+BACKSTOP = pytest.StashKey[threading.Timer]()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        for fixture, need in NEEDS.items():
+            if fixture in fixtures and item.get_closest_marker(need) is None:
+                item.add_marker(need)
+        limits = [NEED_TIMEOUT_S[need] for need in NEED_TIMEOUT_S if item.get_closest_marker(need)]
+        if limits and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(max(limits)))
+
+
+def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> None:
+    """Before pytest-timeout arms its own timer (this returns None, so it still does): with its
+    signal method, the thread method's stack dump and exit as a backstop, STUCK_GRACE_S later."""
+    if settings.method == "signal":
+        backstop = threading.Timer(settings.timeout + STUCK_GRACE_S, pytest_timeout.timeout_timer, (item, settings))
+        backstop.daemon = True
+        backstop.start()
+        item.stash[BACKSTOP] = backstop
+
+
+def pytest_timeout_cancel_timer(item: pytest.Item) -> None:
+    backstop = item.stash.get(BACKSTOP, None)
+    if backstop is not None:
+        backstop.cancel()
 
 
 def cache_dir() -> Path:

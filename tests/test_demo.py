@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # demo.sh alone may take up to 300 s
 def test_demo_answers_and_stops(test_data_dir: Path) -> None:
     venv = Path(sys.executable).parent.parent
     env = {**os.environ, "DEMO_ONESHOT": "1", "DEMO_PORT": str(find_free_port()), "VENV": str(venv)}

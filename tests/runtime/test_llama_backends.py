@@ -75,6 +75,7 @@ def test_a_wheel_without_cpu_modules_fails_with_the_folder_named(tmp_path: Path)
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # the emulated run alone may take up to 900 s
 @pytest.mark.skipif(shutil.which("qemu-x86_64") is None, reason="needs qemu-user (scripts/setup.sh installs it)")
 # Not below Nehalem (x86-64-v2): numpy 2, which llama-cpp-python imports, needs SSE4.2 itself.
 @pytest.mark.parametrize(("cpu", "variant"), [("Nehalem", "sse42"), ("SandyBridge", "sandybridge")])

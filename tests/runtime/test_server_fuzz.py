@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from cortex_server import MODEL_ID, StartServer
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # the fuzzer alone may run for 540 s
 HOOKS = Path(__file__).with_name("fuzz_hooks.py")
 # The server-side cap keeps each generation short whatever max_tokens the fuzzer picks.
 FUZZ_SERVER = "server:\n  limits:\n    max_tokens: 8\n    request_timeout_s: 30\n"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -85,7 +86,7 @@ def base_image(podman_api: PodmanApi) -> str:
 def llama_wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The llama-cpp-python wheel compiled once on this host (scripts/llama-wheel.sh), and this
     checkout's wheel built once per session, so every build of the session sees the same runtime."""
-    environ = dict(os.environ, PYTHON=str(ROOT / ".venv" / "bin" / "python"))
+    environ = dict(os.environ, PYTHON=sys.executable)  # this venv, also in a worktree
     script = [str(ROOT / "scripts" / "llama-wheel.sh")]
     done = subprocess.run(script, env=environ, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import docker
+import openai
+from openai.types.chat import ChatCompletion
 
 from ...processes import stop
 
@@ -37,12 +39,30 @@ def wait_for(check: Callable[[], bool], what: str, deadline_s: float = 60.0, eve
 
 
 def answers_health(port: int) -> bool:
-    """Whether a server on the host's loopback answers `/health` with 200."""
+    """Whether a server on the host's loopback answers `/health` with 200: alive, models maybe not loaded."""
+    return _answers_200(port, "/health")
+
+
+def answers_ready(port: int) -> bool:
+    """Whether it answers `/ready` with 200: every model it loads at start is loaded (503 while loading
+    and when one failed)."""
+    return _answers_200(port, "/ready")
+
+
+def _answers_200(port: int, path: str) -> bool:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as answer:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as answer:
             return int(answer.status) == 200
     except OSError:
         return False
+
+
+def chat_completion(port: int, api_key: str, model: str = "gemma") -> ChatCompletion:
+    """One short chat completion from a server on the host's loopback, through the official openai client."""
+    with openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=api_key) as client:
+        return client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "Name a colour."}], max_tokens=16
+        )
 
 
 @dataclass

@@ -1,10 +1,16 @@
 """The build context and the plan behind it: what goes where, secrets only in build/env.sh, a
-reproducible tar, the Cortexfile byte for byte."""
+reproducible tar, two builds of one Cortexfile alike, the Cortexfile byte for byte."""
 
 from __future__ import annotations
 
+import difflib
+import hashlib
 import io
+import os
+import stat
+import subprocess
 import tarfile
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,6 +24,23 @@ from menlo_cortex.images.targets.docker.plan import BuildPlan, ImageOptions, mak
 from .rendering import OPTIONS, plan_for
 
 SHA = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+REPRODUCED = """\
+version: 1
+server:
+  auth:
+    api_keys: ["${{env:CORTEX_API_KEY}}"]
+data:
+  path: {data}
+models:
+  - id: gemma
+    source: model.gguf
+    sha256: {sha256}
+    chat_format: gemma
+build:
+  network:
+    pip_index_url: ${{env:PIP_MIRROR}}
+    ca_certificates: [{ca}]
+"""
 ENVIRON = {"BUILD_PROXY": "http://u:proxy-secret@proxy.corp:3128", "PIP_MIRROR": "https://u:tok@pypi.corp/simple"}
 
 
@@ -78,7 +101,7 @@ def test_extra_ca_certificates_are_concatenated_for_the_builder(host: HostFiles,
     assert b"export PIP_CERT=/tmp/cortex-build/ca-bundle.pem" in env
 
 
-def test_context_tar_is_reproducible(host: HostFiles) -> None:
+def test_context_tar_has_sorted_names_and_fixed_owner_mode_and_mtime(host: HostFiles) -> None:
     files = entries(_without_ca(plan_for("debian", "cpu")), host)
     first, second = io.BytesIO(), io.BytesIO()
     write_tar(files, first, 0)
@@ -89,6 +112,76 @@ def test_context_tar_is_reproducible(host: HostFiles) -> None:
         members = archive.getmembers()
     assert [m.name for m in members] == sorted(files)
     assert {(m.mtime, m.uid, m.gid, m.mode) for m in members} == {(0, 0, 0, 0o644)}
+
+
+def test_two_builds_of_one_cortexfile_write_the_same_context(tmp_path: Path, cortex_command: list[str]) -> None:
+    """Two real `cortex build --context-only` runs, apart in time, as CI would run them: every file,
+    name and mode the same. SOURCE_DATE_EPOCH unset: reproducible by construction, not by a variable."""
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"GGUF" + bytes(range(256)) * 16)
+    ca = tmp_path / "corp-ca.pem"
+    ca.write_bytes(b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    cortexfile = tmp_path / "Cortexfile.yaml"
+    sha256 = hashlib.sha256(model.read_bytes()).hexdigest()
+    cortexfile.write_text(REPRODUCED.format(data=tmp_path / "data", sha256=sha256, ca=ca), encoding="utf-8")
+    environ = {key: value for key, value in os.environ.items() if key != "SOURCE_DATE_EPOCH"}
+    environ["PIP_MIRROR"] = "https://u:token@pypi.corp/simple"
+    trees = []
+    for name in ("one", "two"):
+        if trees:
+            time.sleep(1.1)  # a clock read anywhere would differ: labels have whole seconds
+        folder = tmp_path / name
+        command = [*cortex_command, "build", "-f", str(cortexfile), "--format", "docker", "--context-only"]
+        done = subprocess.run(
+            [*command, "--context-dir", str(folder)],
+            env=environ,
+            capture_output=True,
+            text=True,
+            timeout=240,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        trees.append(_tree(folder))
+    assert {"Dockerfile", "Cortexfile.yaml", "build/env.sh", "build/extra-ca.pem"} <= set(trees[0])
+    assert any(name.startswith("wheels/menlo_cortex-") for name in trees[0])
+    assert any(name.startswith("models/") for name in trees[0])
+    assert _differences(*trees) == []
+
+
+def _tree(folder: Path) -> dict[str, tuple[int, bytes]]:
+    """Relative name -> (st_mode, content; a link's target) of everything under `folder`, folders included."""
+    found = {}
+    for path in sorted(folder.rglob("*")):
+        mode = path.lstat().st_mode
+        found[path.relative_to(folder).as_posix()] = (mode, _content(path, mode))
+    return found
+
+
+def _content(path: Path, mode: int) -> bytes:
+    if stat.S_ISLNK(mode):
+        return os.readlink(path).encode()
+    return b"" if stat.S_ISDIR(mode) else path.read_bytes()
+
+
+def _differences(one: dict[str, tuple[int, bytes]], two: dict[str, tuple[int, bytes]]) -> list[str]:
+    """Each name only in one tree, each mode that differs, and each differing file's changed lines."""
+    found = [f"only in one: {name}" for name in sorted(one.keys() - two.keys())]
+    found += [f"only in two: {name}" for name in sorted(two.keys() - one.keys())]
+    for name in sorted(one.keys() & two.keys()):
+        (mode_one, data_one), (mode_two, data_two) = one[name], two[name]
+        if mode_one != mode_two:
+            found.append(f"{name}: mode {mode_one:o} != {mode_two:o}")
+        if data_one != data_two:
+            found.append(f"{name}: {_changed(data_one, data_two)}")
+    return found
+
+
+def _changed(one: bytes, two: bytes) -> str:
+    try:
+        lines = difflib.unified_diff(one.decode().splitlines(), two.decode().splitlines(), n=0)
+    except UnicodeDecodeError:
+        return f"{len(one)} bytes (sha256 {hashlib.sha256(one).hexdigest()[:12]}) != {len(two)} bytes"
+    return " ".join(line for line in lines if line[:1] in "+-" and line[:3] not in ("+++", "---"))
 
 
 def test_written_context_keeps_secrets_private(host: HostFiles, tmp_path: Path) -> None:

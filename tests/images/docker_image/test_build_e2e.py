@@ -22,7 +22,7 @@ from menlo_cortex.cortexfile.loader import load
 from ...conftest import TEST_MODEL_SHA256, find_free_port
 from ...cpu_variants import host_cpu_flags, is_best_fit
 from .conftest import E2EBuild
-from .engine_parts import PodmanApi, answers_health, run_cortex, wait_for
+from .engine_parts import PodmanApi, answers_health, chat_completion, run_cortex, wait_for
 
 pytestmark = pytest.mark.slow
 Run = Callable[..., docker.models.containers.Container]
@@ -40,10 +40,7 @@ def test_image_serves_a_chat_completion_as_non_root_and_passes_its_healthcheck(
 ) -> None:
     api_key = "key-" + secrets.token_hex(8)
     container = _serving(e2e_build, run_container, api_key)
-    client = openai.OpenAI(base_url=f"http://127.0.0.1:{e2e_build.port}/v1", api_key=api_key)
-    answer = client.chat.completions.create(
-        model="gemma", messages=[{"role": "user", "content": "Name a colour."}], max_tokens=16
-    )
+    answer = chat_completion(e2e_build.port, api_key)
     assert answer.choices[0].message.content
     assert answer.usage is not None
     assert answer.usage.completion_tokens > 0

@@ -1,5 +1,6 @@
 """An official variant image (`cortex build --variant debian`) holds no Cortexfile: run bare it
-explains how to mount one; with the /etc/cortex folder (and a model folder) mounted it serves.
+explains how to mount one; with the /etc/cortex folder (and a model folder) mounted it loads the
+model and answers a chat completion.
 Slow (a real image build); still run in CI."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pytest
 
 from ...conftest import find_free_port
 from .conftest import HOST_CA_BUNDLE
-from .engine_parts import PodmanApi, answers_health, run_cortex, wait_for
+from .engine_parts import PodmanApi, answers_ready, chat_completion, run_cortex, wait_for
 
 pytestmark = pytest.mark.slow
 Run = Callable[..., docker.models.containers.Container]
@@ -50,12 +51,20 @@ def test_variant_serves_a_mounted_cortexfile(
         "models:\n  - id: gemma\n    preset: gemma3-270m-q4km\n",
         encoding="utf-8",
     )
-    run_container(
+    key = "key-" + secrets.token_hex(8)
+    container = run_container(
         variant_tag,
-        environment={"KEY": "key-" + secrets.token_hex(8)},
+        environment={"KEY": key},
         volumes={
             str(folder): {"bind": "/etc/cortex", "mode": "ro"},
             str(test_data_dir / "models"): {"bind": "/var/lib/cortex/models", "mode": "ro"},
         },
     )
-    wait_for(lambda: answers_health(port), "the variant to serve the mounted Cortexfile", deadline_s=180)
+    try:  # /health answers 200 even when the model failed to load: /ready does not
+        wait_for(lambda: answers_ready(port), "the variant to load the mounted Cortexfile's model", deadline_s=180)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{container.logs().decode()[-3000:]}") from None
+    answer = chat_completion(port, key)
+    assert answer.choices[0].message.content
+    assert answer.usage is not None
+    assert answer.usage.completion_tokens > 0

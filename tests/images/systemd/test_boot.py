@@ -22,7 +22,9 @@ from .vm.agent import Agent, Result, install_guest_agent
 from .vm.disk import make_disk
 from .vm.qemu import Vm, boot
 
-pytestmark = pytest.mark.slow
+# What no fixture shows: the test boots a VM, and makes its debootstrap'd root itself. It takes 11-16
+# minutes under emulation (its own waits add up to far more): a hang fails after an hour.
+pytestmark = [pytest.mark.slow, pytest.mark.vm, pytest.mark.engine, pytest.mark.timeout(3600)]
 GUEST_PORT = 8000
 FIRST_ANSWER_S = 1200  # software emulation (no KVM) boots and loads slowly
 CHAT_S = 600  # a few tokens take minutes under emulation on a busy 2-core machine
