@@ -80,6 +80,7 @@ def run_build(args: argparse.Namespace) -> int:
     from menlo_cortex.images import targets  # builder-only dependencies
 
     options = _options(args)
+    targets.check_options(options)
     environ = dict(os.environ)
     views = targets.read_views(options.file, environ)  # the one read of the Cortexfile
     names = args.format or views.host.config.build.formats
