@@ -37,13 +37,18 @@ def build_project_wheel(out: Path) -> Path:
     return build_from_source(source, out) if source else repack_installed(out)
 
 
+def installed() -> metadata.Distribution:
+    """The installed distribution (the one with a RECORD): not the egg-info folder a source build
+    leaves in the checkout, which is on sys.path when Python runs from there (tests, `python -m`)."""
+    for dist in metadata.distributions(name=DISTRIBUTION):
+        if dist.read_text("RECORD") is not None:
+            return dist
+    raise WheelError(f"{DISTRIBUTION} is not installed: cannot put the runtime into the build")
+
+
 def editable_source() -> Path | None:
     """The source tree of an editable install (PEP 610's direct_url.json), else None."""
-    try:
-        text = metadata.distribution(DISTRIBUTION).read_text("direct_url.json")
-    except metadata.PackageNotFoundError:
-        raise WheelError(f"{DISTRIBUTION} is not installed: cannot put the runtime into the build") from None
-    info = json.loads(text or "{}")
+    info = json.loads(installed().read_text("direct_url.json") or "{}")
     if not info.get("dir_info", {}).get("editable") or not str(info.get("url", "")).startswith("file://"):
         return None
     return Path(info["url"].removeprefix("file://"))
@@ -72,7 +77,7 @@ def build_from_source(source: Path, out: Path) -> Path:
 def repack_installed(out: Path) -> Path:
     """The installed distribution as a wheel again: its package files and metadata, sorted, with
     fixed times and a new RECORD, so the same installation always gives the same bytes."""
-    dist = metadata.distribution(DISTRIBUTION)
+    dist = installed()
     members = _wheel_members(dist)
     info_dir = f"menlo_cortex-{dist.version}.dist-info"
     target = out / f"menlo_cortex-{dist.version}-py3-none-any.whl"

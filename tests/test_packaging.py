@@ -113,3 +113,19 @@ def test_an_installed_cortex_builds_a_systemd_bundle(
     assert (bundle / "install.sh").is_file()
     assert len(list((bundle / "wheels").glob("menlo_cortex-*.whl"))) == 1
     assert len(list((bundle / "models").glob("*.gguf"))) == 1
+
+
+def test_a_stale_egg_info_on_sys_path_does_not_hide_the_installation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A source build leaves menlo_cortex.egg-info in the checkout, which is on sys.path when Python
+    runs there; taking it for the installation repacked a wheel without METADATA."""
+    from menlo_cortex.images import wheels
+
+    stale = tmp_path / "menlo_cortex.egg-info"
+    stale.mkdir()
+    (stale / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: menlo-cortex\nVersion: 0.1.0\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert wheels.editable_source() == ROOT
+    with zipfile.ZipFile(wheels.build_project_wheel(tmp_path / "out")) as wheel:
+        assert f"menlo_cortex-{wheels.installed().version}.dist-info/METADATA" in wheel.namelist()
