@@ -20,7 +20,7 @@ from collections.abc import Iterable
 # cannot be encoded as UTF-8): none of them belongs in a one-line value.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 # What a systemd word or a Dockerfile word may hold without quoting.
-_BARE_UNIT = re.compile(r"[A-Za-z0-9._/@:+=,-]+")
+_BARE_UNIT = re.compile(r"[][A-Za-z0-9._/@:+=,-]+")
 _BARE_DOCKERFILE = re.compile(r"[A-Za-z0-9._/@:+,-]+")
 
 
