@@ -87,6 +87,8 @@ BASE: dict[str, Any] = {
         },
     },
 }
+# Values that start valid in another way: Python's ipaddress takes any text after an IPv6 `%`.
+MORE_STARTS: dict[tuple[str | int, ...], tuple[str, ...]] = {("server", "host"): ("fe80::1%eth0",)}
 OPTIONS = docker_plan.ImageOptions(project_wheel="menlo_cortex-0.1.0-py3-none-any.whl", version="0.1.0")
 SCRIPT_HEADERS = {"install.sh": "UNIT=", "uninstall.sh": "root=/"}  # the variables end before this line
 # Script texts bash has already read back correctly (many settings leave them as they are).
@@ -139,7 +141,7 @@ def _values(key: tuple[str | int, ...], setting: Setting, hostile: str) -> list[
     if setting.is_secret:
         return ["literal" + hostile, "${file:/etc/cortex/k" + hostile + "}"]
     start = base if isinstance(base, str) else ("/etc/cortex/x" if setting.is_path else "x")
-    return [start + hostile]
+    return [start + hostile] + [other + hostile for other in MORE_STARTS.get(key, ())]
 
 
 CASES = [
