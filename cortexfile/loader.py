@@ -126,7 +126,7 @@ def _file_layer(parsed: Parsed, path: Path) -> tuple[Layer, list[Diagnostic]]:
     notes = _apply_renames(layer) + _apply_presets(layer)
     # The folder as named, not where a symlink leads: a Kubernetes ConfigMap links each file into a
     # timestamped folder that the next update deletes, while the named folder stays.
-    resolve_paths(layer, path.absolute().parent)
+    resolve_paths(layer, Path(os.path.normpath(path.absolute().parent)))  # `-f ../x/Cortexfile.yaml`: no `..`
     return layer, notes
 
 

@@ -21,6 +21,16 @@ _REFERENCE = re.compile(r"^\$\{(?P<kind>env|file):(?P<target>[^}]+)\}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 SecretKind = Literal["literal", "env", "file"]
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _check_file_reference(target: str) -> None:
+    """A `${file:...}` path, like every path setting: no control character, no `..` (the installer
+    gives files under /etc/cortex to the service's group, judged by the path as written)."""
+    if _CONTROL.search(target):
+        raise ValueError("a secret file path cannot hold a control character (a newline, a tab, ...)")
+    if ".." in Path(target).parts:
+        raise ValueError(f"`{target}` has a `..` segment: write the path without it (paths are not resolved)")
 
 
 class SecretUnavailable(Exception):
@@ -44,6 +54,8 @@ class Secret:
         kind, target = match["kind"], match["target"].strip()
         if kind == "env" and not _ENV_NAME.match(target):
             raise ValueError(f"`{target}` is not an environment variable name")
+        if kind == "file":
+            _check_file_reference(target)
         return cls("env" if kind == "env" else "file", target)
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -55,12 +56,73 @@ _HOSTNAME = re.compile(
 )
 
 
-def _check_host(value: str) -> str:
-    try:
-        ipaddress.ip_address(value)
+# Values that cross into another language (unit files, Dockerfiles, shell lines) are checked here
+# and escaped again where they are written (images/escape.py). A path is absolute, has no `..`
+# (it is compared as written, never resolved: /etc/cortex/../shadow is not under /etc/cortex), no
+# control character; `.` segments and doubled slashes are normalised away when it is read.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# The characters a path written into the appliance's files may hold (data.path, logs.path).
+SAFE_PATH_CHARS = "A-Za-z0-9._/@+-"
+_UNSAFE_PATH_CHAR = re.compile(f"[^{SAFE_PATH_CHARS}]")
+
+
+def _no_control(value: str, what: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError(f"{what} cannot hold a control character (a newline, a tab, ...)")
+    return value
+
+
+def check_path(value: Path) -> Path:
+    """An absolute path without `..` segments or control characters."""
+    text = _no_control(str(value), "a path")
+    if not value.is_absolute():
+        raise ValueError(f"`{text}` is not an absolute path")
+    if ".." in value.parts:
+        raise ValueError(f"`{text}` has a `..` segment: write the path without it (paths are not resolved)")
+    if text.startswith("//"):
+        raise ValueError(f"`{text}` starts with `//`: write it with one slash")
+    return value
+
+
+def check_appliance_path(value: Path) -> Path:
+    """`check_path`, in the safe character set: the path is written into unit files, Dockerfiles
+    and shell scripts."""
+    check_path(value)
+    unsafe = sorted(set(_UNSAFE_PATH_CHAR.findall(str(value))))
+    if unsafe:
+        shown = " ".join(f"`{c}`" for c in unsafe)
+        raise ValueError(
+            f"`{value}` holds {shown}: this path is written into unit files, Dockerfiles and shell scripts, "
+            "so it may hold only letters, digits and `._/@+-`"
+        )
+    return value
+
+
+def word_rule(pattern: str, rule: str) -> AfterValidator:
+    """A validator that refuses a string not matching `pattern`, naming `rule` (the value is echoed
+    only when it holds no control character)."""
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise ValueError(
+                f"{rule} (this one holds a control character)" if _CONTROL.search(value) else f"`{value}`: {rule}"
+            )
         return value
+
+    return AfterValidator(check)
+
+
+def _check_host(value: str) -> str:
+    _no_control(value, "a host")
+    try:
+        address = ipaddress.ip_address(value)
     except ValueError:
-        pass
+        address = None
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+        raise ValueError(f"`{value}` has an IPv6 zone (`%...`): listen on the address without it")
+    if address is not None:
+        return value
     if not _HOSTNAME.match(value):
         raise ValueError(f"`{value}` is not an IP address or host name")
     return value
@@ -101,3 +163,5 @@ ProxyUrl = Annotated[str, AfterValidator(lambda v: _check_url(v, ("http", "https
 Origin = Annotated[str, AfterValidator(_check_origin)]
 Sha256 = Annotated[str, AfterValidator(_check_sha256)]
 Port = Annotated[int, Field(ge=1, le=65535)]
+NormalPath = Annotated[Path, AfterValidator(check_path)]
+AppliancePath = Annotated[Path, AfterValidator(check_appliance_path)]

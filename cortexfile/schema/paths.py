@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from pathlib import Path
 
 from pydantic import field_validator
 
-from .base import Applies, Section, setting
+from .base import AppliancePath, Applies, NormalPath, Section, setting
 
 
 class LogLevel(StrEnum):
@@ -25,9 +24,11 @@ _LEVEL_ALIASES = {"dbug": "debug", "warn": "warning", "err": "error", "trce": "t
 class Logs(Section):
     applies = Applies.restart
     level: LogLevel = setting(LogLevel.info, "Least severe messages logged.", flag="--loglevel", applies=Applies.live)
-    path: Path | None = setting(None, "Folder for log files; unset logs to stdout only.", flag="--logspath")
-    llama: Path | None = setting(None, "llama.cpp log file (default: llama.log in the log folder).", flag="--logsllama")
-    onnx: Path | None = setting(None, "ONNX runtime log file (reserved for that engine).", flag="--logsonnx")
+    path: AppliancePath | None = setting(None, "Folder for log files; unset logs to stdout only.", flag="--logspath")
+    llama: NormalPath | None = setting(
+        None, "llama.cpp log file (default: llama.log in the log folder).", flag="--logsllama"
+    )
+    onnx: NormalPath | None = setting(None, "ONNX runtime log file (reserved for that engine).", flag="--logsonnx")
     max_lines: int = setting(100_000, "Lines a log file holds before it is rotated.", flag="--loglines", ge=100)
 
     @field_validator("level", mode="before")
@@ -41,7 +42,7 @@ class Logs(Section):
 
 class Data(Section):
     applies = Applies.live  # read by the model store on its next lookup
-    path: Path | None = setting(
+    path: AppliancePath | None = setting(
         None,
         "Folder for downloaded models (models/<sha256>.gguf) and state; "
         "unset: $XDG_DATA_HOME/cortex or ~/.local/share/cortex.",

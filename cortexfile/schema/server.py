@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import Field
 
 from ..secrets import Secret
-from .base import Applies, Host, Origin, Port, Section, setting
+from .base import Applies, Host, NormalPath, Origin, Port, Section, setting
 from .reload import Reload
 
 DEFAULT_PORT = 39281
@@ -25,8 +23,8 @@ class Cors(Section):
 
 class Tls(Section):
     applies = Applies.listener
-    cert: Path | None = setting(None, "PEM certificate chain; serve HTTPS when set.", flag="--ssl-cert-path")
-    key: Path | None = setting(None, "PEM private key of `cert`.", flag="--ssl-key-path")
+    cert: NormalPath | None = setting(None, "PEM certificate chain; serve HTTPS when set.", flag="--ssl-cert-path")
+    key: NormalPath | None = setting(None, "PEM private key of `cert`.", flag="--ssl-key-path")
 
 
 class Auth(Section):
@@ -34,7 +32,7 @@ class Auth(Section):
     api_keys: list[Secret] = setting(
         [], "Accepted API keys (Bearer tokens): `${env:NAME}` or `${file:PATH}` references."
     )
-    api_key_file: Path | None = setting(
+    api_key_file: NormalPath | None = setting(
         None, "File with one API key per line (blank lines and `#` comments ignored); rotates live."
     )
     allow_unauthenticated: bool = setting(

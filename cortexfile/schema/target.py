@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated
 
 from pydantic import AfterValidator, Field, WithJsonSchema, field_validator
 
 from .. import formats
 from ..secrets import Secret
-from .base import Applies, Section, setting
+from .base import Applies, NormalPath, Section, setting, word_rule
 from .systemd import SystemdService
 
 
@@ -44,16 +43,29 @@ def normalize_architecture(value: object) -> object:
     return value
 
 
+# Both reach a RUN line of the image's builder stage (CMAKE_ARGS).
+CMakeFlag = Annotated[
+    str,
+    word_rule(r"-[A-Za-z][A-Za-z0-9_.:=+,;/@-]*", "a CMake flag is one word: `-`, then letters, digits, `_.:=+,;/@-`"),
+]
+CudaArchitecture = Annotated[
+    str,
+    word_rule(r"[0-9]{2,3}[a-z]?(-real|-virtual)?", "a CUDA architecture is a compute capability such as 87 or 90a"),
+]
+
+
 class Target(Section):
     applies = Applies.inert
     hardware: str | None = setting(None, "Hardware recipe (recipes/hardware) that sets the fields below.")
     distro: Distro = setting(Distro.debian, "Base distribution of images.")
     accelerator: Accelerator = setting(Accelerator.cpu, "Compute backend llama.cpp is built for.")
     architecture: Architecture = setting(Architecture.amd64, "CPU architecture (OCI names; x86_64/aarch64 accepted).")
-    llama_cmake_args: list[str] = setting(
+    llama_cmake_args: list[CMakeFlag] = setting(
         ["-DGGML_NATIVE=OFF"], "CMake flags for building llama.cpp (portable: never -march=native)."
     )
-    cuda_architectures: list[str] = setting([], "CUDA compute capabilities to build for (e.g. 87 for Orin).")
+    cuda_architectures: list[CudaArchitecture] = setting(
+        [], "CUDA compute capabilities to build for (e.g. 87 for Orin)."
+    )
 
     _arch = field_validator("architecture", mode="before")(normalize_architecture)
 
@@ -71,7 +83,7 @@ FormatName = Annotated[str, AfterValidator(_known_format), WithJsonSchema({"type
 class BuildNetwork(Section):
     proxy: Secret | None = setting(None, "HTTP(S) proxy URL for build steps; may hold credentials.")
     no_proxy: list[str] = setting([], "Hosts reached without the build proxy.")
-    ca_certificates: list[Path] = setting(
+    ca_certificates: list[NormalPath] = setting(
         [], "Extra PEM CA certificates trusted by build steps (corporate TLS proxies); kept out of the final image."
     )
     pip_index_url: Secret | None = setting(None, "Python package index mirror for build steps.")

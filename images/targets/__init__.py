@@ -13,6 +13,7 @@ from the same layers.
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -20,10 +21,19 @@ from pathlib import Path
 from typing import Protocol
 
 from menlo_cortex.cortexfile import formats
-from menlo_cortex.cortexfile.errors import ConfigError
+from menlo_cortex.cortexfile.errors import ConfigError, Diagnostic, Origin
 from menlo_cortex.cortexfile.loader import Inputs, Resolved, read, resolve
 from menlo_cortex.cortexfile.preflight import Phase, preflight
 from menlo_cortex.cortexfile.store import data_dir
+
+from ..plan import MACHINES, platform_architecture
+
+# An image reference as registries spell it (distribution's reference grammar): [host[:port]/]path[:tag][@digest].
+_DOMAIN = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*(?::[0-9]+)?"
+_PATH = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+IMAGE_REFERENCE = re.compile(
+    rf"(?:{_DOMAIN}/)?{_PATH}(?:/{_PATH})*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?(?:@sha256:[0-9a-f]{{64}})?"
+)
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,21 @@ def model_store(views: Views, options: BuildOptions, environ: Mapping[str, str])
     """The build host's data folder where baked models are found, or fetched into: the same for every format."""
     given = options.model_store or environ.get("CORTEX_MODEL_STORE")
     return Path(given) if given else data_dir(views.host.config, environ)
+
+
+def check_options(options: BuildOptions) -> None:
+    """The command line's own values, before they reach a plan: a known platform, image references."""
+    found = []
+    if options.platform is not None and platform_architecture(options.platform) not in MACHINES:
+        message = f"{options.platform!r} is not a platform this builds for: linux/amd64 or linux/arm64"
+        found.append(Diagnostic(Origin("flag --platform"), "", message))
+    images = {"--base-image": options.base_image, "--builder-image": options.builder_image, "--tag": options.tag}
+    for flag, value in images.items():
+        if value is not None and not IMAGE_REFERENCE.fullmatch(value):
+            message = f"{value!r} is not an image reference ([registry/]name[:tag][@sha256:digest])"
+            found.append(Diagnostic(Origin(f"flag {flag}"), "", message))
+    if found:
+        raise ConfigError(found)
 
 
 def check_host(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> None:

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from menlo_cortex.cortexfile import formats, recipes
+from menlo_cortex.cortexfile import format_rules, formats, recipes
 from menlo_cortex.cortexfile.errors import ConfigError, Origin
 
 from . import probe as probe_command
@@ -80,10 +80,15 @@ def run_build(args: argparse.Namespace) -> int:
     from menlo_cortex.images import targets  # builder-only dependencies
 
     options = _options(args)
+    targets.check_options(options)
     environ = dict(os.environ)
     views = targets.read_views(options.file, environ)  # the one read of the Cortexfile
+    names = args.format or views.host.config.build.formats
+    refused = format_rules.build_problems(views.host, names)  # every format's refusals before any build starts
+    if refused:
+        raise ConfigError(views.host.warnings + refused)
     targets.check_host(views, options, environ)
-    for name in args.format or views.host.config.build.formats:
+    for name in names:
         for line in targets.target(name).make(views, options, environ):
             print(line)
     return 0

@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from menlo_cortex.cortexfile import format_rules
 from menlo_cortex.cortexfile.errors import ConfigError, Diagnostic, Origin
 from menlo_cortex.cortexfile.loader import Resolved, load_from_environment
 from menlo_cortex.cortexfile.migrate import migrate as migrate_text
@@ -20,12 +21,14 @@ from .flags import given_flags
 from .output import print_diagnostics
 
 
-def load_checked(args: argparse.Namespace, phase: Phase | None = None) -> Resolved:
-    """Load with env and flags, print warnings, run a phase's preflight; ConfigError on failure."""
+def load_checked(args: argparse.Namespace, phase: Phase | None = None, *, build_rules: bool = False) -> Resolved:
+    """Load with env and flags, print warnings, run a phase's preflight (and, with `build_rules`, what
+    each format of build.formats refuses from the file alone); ConfigError on failure."""
     flags = given_flags(args) if hasattr(args, "setting_host") else {}
     require_file(args)
     resolved = load_from_environment(args.file, flags, **loader_options(args))
     problems = preflight(resolved, phase) if phase else []
+    problems += format_rules.build_problems(resolved) if build_rules else []
     if problems:
         raise ConfigError(resolved.warnings + problems)
     print_diagnostics(resolved.warnings)
@@ -34,7 +37,7 @@ def load_checked(args: argparse.Namespace, phase: Phase | None = None) -> Resolv
 
 def validate(args: argparse.Namespace) -> int:
     phase = Phase(args.preflight) if args.preflight else None
-    resolved = load_checked(args, phase)
+    resolved = load_checked(args, phase, build_rules=True)
     models = len(resolved.config.models)
     checked = f", {phase.value} preflight passed" if phase else ""
     print(f"{args.file}: valid ({models} model{'s' if models != 1 else ''}{checked})")

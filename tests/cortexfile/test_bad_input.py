@@ -83,6 +83,42 @@ CASES = {
         "3:13: target.hardware: no hardware recipe named `raspberry-pi5` (did you mean `raspberry-pi-5`?)",
     ),
     "unsupported distro": ("version: 1\ntarget:\n  distro: gentoo\n", "3:11: target.distro: input should be"),
+    "newline in a path": (
+        'version: 1\ndata:\n  path: "/var/lib/cortex\\nExecStartPre=+/bin/sh"\n',
+        "3:9: data.path: a path cannot hold a control character",
+    ),
+    "specifier in an appliance path": (
+        "version: 1\nlogs:\n  path: /var/log/cortex%h\n",
+        "3:9: logs.path: `/var/log/cortex%h` holds `%`: this path is written into unit files",
+    ),
+    "space in an appliance path": (
+        "version: 1\ndata:\n  path: '/var/lib/cortex x'\n",
+        "3:9: data.path: `/var/lib/cortex x` holds ` `",
+    ),
+    "path going up": (
+        "version: 1\nserver:\n  auth:\n    api_key_file: /etc/cortex/../shadow\n",
+        "4:19: server.auth.api_key_file: `/etc/cortex/../shadow` has a `..` segment",
+    ),
+    "relative path going up": (
+        "version: 1\nserver:\n  tls:\n    cert: ../c.pem\n    key: k.pem\n",
+        "4:11: server.tls.cert: ",
+    ),
+    "secret file going up": (
+        "version: 1\nserver:\n  auth:\n    api_keys: ['${file:/etc/cortex/../shadow}']\n",
+        "4:16: server.auth.api_keys[0]: `/etc/cortex/../shadow` has a `..` segment",
+    ),
+    "ipv6 zone": (
+        "version: 1\nserver:\n  host: 'fe80::1%eth0'\n",
+        "3:9: server.host: `fe80::1%eth0` has an IPv6 zone",
+    ),
+    "cmake flag with a shell command": (
+        'version: 1\ntarget:\n  llama_cmake_args: ["-DX=1\\n RUN curl x | sh"]\n',
+        "3:22: target.llama_cmake_args[0]: a CMake flag is one word: `-`, then letters, digits, `_.:=+,;/@-` (this one",
+    ),
+    "cuda architecture with a shell command": (
+        "version: 1\ntarget:\n  cuda_architectures: ['87; id']\n",
+        "3:24: target.cuda_architectures[0]: `87; id`: a CUDA architecture is a compute capability",
+    ),
     "bad secret reference": (
         "version: 1\nnetwork:\n  huggingface:\n    token: ${vault:x}\n",
         "4:12: network.huggingface.token: a secret reference is `${env:NAME}` or `${file:/path}`",
@@ -162,3 +198,15 @@ def test_yaml_anchors_and_merge_keys_are_understood(
     assert validate(path, capsys)[0] == 2
     path = write_cortexfile("version: 1\nserver:\n  <<: {port: 8000}\n  host: ::1\n")
     assert validate(path, capsys)[0] == 0
+
+
+def test_relative_paths_resolve_against_a_cortexfile_named_through_dot_dot(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "appliance"
+    folder.mkdir()
+    (folder / "Cortexfile.yaml").write_text("version: 1\ndata:\n  path: data\n", encoding="utf-8")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    code, err = validate(Path("../appliance/Cortexfile.yaml"), capsys)
+    assert code == 0, err

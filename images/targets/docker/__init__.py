@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import docker
+from menlo_cortex.cortexfile import format_rules
 from menlo_cortex.cortexfile.errors import ConfigError, Diagnostic, Origin
 from menlo_cortex.cortexfile.hashing import config_hash
 from menlo_cortex.cortexfile.loader import Resolved
@@ -24,7 +25,6 @@ from ...wheels import build_project_wheel, prebuilt_wheels
 from .. import BuildOptions, Views, model_store
 from . import engine
 from .context import Entry, HostFiles, entries, write_tar, write_tree
-from .matrix import UnsupportedTarget, flavor
 from .plan import BuildPlan, ImageOptions, make_plan
 from .progress import BuildDisplay
 
@@ -130,12 +130,10 @@ def _make(
 
 
 def _check_supported(resolved: Resolved) -> None:
-    target = resolved.config.target
-    try:
-        flavor(target.distro.value, target.accelerator.value)
-    except UnsupportedTarget as exc:
-        where = resolved.origin(("target", "accelerator"))
-        raise ConfigError([Diagnostic(where, "target.accelerator", str(exc))]) from None
+    """What this format refuses from the file alone (cortexfile/format_rules.py, which validate reports too)."""
+    problems = format_rules.problems(resolved, FORMAT)
+    if problems:
+        raise ConfigError(problems)
 
 
 def _baked_models(resolved: Resolved, store_dir: Path) -> dict[str, tuple[str, Path]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jinja2
 
+from ...templating import environment
 from .matrix import Flavor, flavor
 from .plan import BuildPlan
 
@@ -22,12 +23,7 @@ def family(plan: BuildPlan) -> str:
 
 
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.PackageLoader(__package__, "templates"),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
+    return environment(__package__, trim_blocks=False)
 
 
 def builder_packages(plan: BuildPlan, chosen: Flavor) -> tuple[str, ...]:

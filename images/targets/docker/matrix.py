@@ -1,6 +1,7 @@
-"""Which distro x accelerator images the docker target makes, from which bases, with which packages.
+"""From which bases, with which packages, the docker target makes each distro x accelerator image.
 
-Data only. Package names are each distribution's own; the builder list is what compiles
+Data only; which pairs exist is declared in cortexfile/format_rules.py (IMAGE_PAIRS), where
+`cortex validate` reads it too. Package names are each distribution's own; the builder list is what compiles
 llama-cpp-python (dropped when prebuilt wheels are given), the runtime list is all the final
 image gets besides the base and the Python environment.
 """
@@ -10,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+
+from menlo_cortex.cortexfile.format_rules import IMAGE_PAIRS, unsupported_image
 
 
 @dataclass(frozen=True)
@@ -118,16 +121,13 @@ FLAVORS: Mapping[tuple[str, str], Flavor] = MappingProxyType(
 )
 
 
-def supported() -> list[str]:
-    return [f"{distro}/{accelerator}" for distro, accelerator in sorted(FLAVORS)]
+if set(FLAVORS) != IMAGE_PAIRS:  # the pairs are declared once, in cortexfile/format_rules.py
+    raise RuntimeError(f"image flavors {sorted(set(FLAVORS) ^ IMAGE_PAIRS)} differ from format_rules.IMAGE_PAIRS")
 
 
 def flavor(distro: str, accelerator: str) -> Flavor:
     """The flavor of a pair, or UnsupportedTarget listing the supported ones."""
     found = FLAVORS.get((distro, accelerator))
     if found is None:
-        raise UnsupportedTarget(
-            f"no image template for distro `{distro}` with accelerator `{accelerator}`; "
-            f"supported: {', '.join(supported())}"
-        )
+        raise UnsupportedTarget(unsupported_image(distro, accelerator))
     return found

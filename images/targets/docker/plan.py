@@ -132,8 +132,21 @@ class BuildPlan:
         return tuple(args)
 
     @property
+    def cmake_args_env(self) -> str:
+        """CMAKE_ARGS as llama-cpp-python reads it: the flags, space-separated."""
+        return " ".join(self.cmake_args)
+
+    @property
     def config_path(self) -> str:
         return f"{self.config_dir}/{self.cortexfile_name}"
+
+    @property
+    def entrypoint(self) -> tuple[str, ...]:
+        return ("/opt/cortex/bin/cortex", "start", "--defaults", self.format, "-f", self.config_path)
+
+    @property
+    def healthcheck(self) -> tuple[str, ...]:
+        return ("/opt/cortex/bin/cortex", "probe", "--defaults", self.format, "-f", self.config_path)
 
 
 def make_plan(

@@ -1,31 +1,28 @@
 """The service plan: what the systemd bundle's files say, derived from the resolved Cortexfile alone.
 
 Pure: no host facts. Settings the sandbox cannot honour (a port below 1024 without the capability,
-a data folder ProtectSystem=strict makes read-only, a distro or architecture the bundle cannot
-serve) are located ConfigErrors, so `cortex build` stops before writing anything.
+a data folder ProtectSystem=strict makes read-only, a distro the bundle cannot serve) are located
+ConfigErrors from cortexfile/format_rules.py, the rules `cortex validate` reports too, so
+`cortex build` stops before writing anything.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 
-from menlo_cortex.cortexfile import formats
-from menlo_cortex.cortexfile.errors import ConfigError, Diagnostic, dotted
-from menlo_cortex.cortexfile.formats import CONFIG_DIR, DATA_DIR
+from menlo_cortex.cortexfile import format_rules, formats
+from menlo_cortex.cortexfile.errors import ConfigError
+from menlo_cortex.cortexfile.format_rules import LOGS_ROOT, PRIVILEGED_PORTS, STATE_ROOT, service_folder
+from menlo_cortex.cortexfile.formats import CONFIG_DIR, CORTEXFILE_NAME
 from menlo_cortex.cortexfile.loader import Resolved
 from menlo_cortex.cortexfile.schema import Cortexfile
 
 from ...plan import TARGET_PYTHON, machine_of
 
 FORMAT = "systemd"
-STATE_ROOT = PurePosixPath("/var/lib")
-LOGS_ROOT = PurePosixPath("/var/log")
 # The systemd format's defaults layer (cortexfile/formats.py), which `cortex start --defaults systemd` applies too.
 DEFAULTS = dict(formats.get(FORMAT).values)
-PRIVILEGED_PORTS = 1024
-DEBIAN_LIKE = ("debian", "ubuntu")
 # Device nodes an accelerator needs; everything else stays hidden (DevicePolicy=closed).
 ACCELERATOR_DEVICES = {
     "cpu": (),
@@ -75,21 +72,39 @@ class ServicePlan:
         return str(STATE_ROOT / self.state_directory)
 
     @property
+    def logs_dir(self) -> str:
+        return str(LOGS_ROOT / self.logs_directory)
+
+    @property
+    def exec_start(self) -> tuple[str, ...]:
+        python, cortexfile = f"{self.prefix}/current/bin/python", f"{self.config_dir}/{CORTEXFILE_NAME}"
+        return (python, "-m", "menlo_cortex", "start", "--defaults", FORMAT, "-f", cortexfile)
+
+    @property
+    def environment_file(self) -> str:
+        """Env-var secret references (${env:NAME}) come from this optional root-only file."""
+        return f"{self.config_dir}/environment"
+
+    @property
+    def model_digests(self) -> tuple[str, ...]:
+        return tuple(model.sha256 for model in self.models)
+
+    @property
     def ready_url(self) -> str:
         """Where the installer polls /ready: a wildcard listener is reached on loopback."""
         host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
-        host = f"[{host}]" if ":" in host else host
-        return f"{'https' if self.tls else 'http'}://{host}:{self.port}/ready"
+        return f"{'https' if self.tls else 'http'}://{_bracketed(host)}:{self.port}/ready"
 
     @property
-    def publish_address(self) -> str:
-        """The quadlet's PublishPort= host side: the address the Cortexfile listens on."""
-        return "" if self.host in ("0.0.0.0", "::") else f"{self.host}:"
+    def publish_port(self) -> str:
+        """The quadlet's PublishPort=: the address the Cortexfile listens on (all when a wildcard)."""
+        address = "" if self.host in ("0.0.0.0", "::") else f"{_bracketed(self.host)}:"
+        return f"{address}{self.port}:{self.port}"
 
 
 def make_plan(resolved: Resolved, version: str, config_hash: str, image: str | None = None) -> ServicePlan:
     """`resolved` was loaded with DEFAULTS as the format layer; ConfigError lists every problem."""
-    problems = list(_problems(resolved))
+    problems = format_rules.problems(resolved, FORMAT)
     if problems:
         raise ConfigError(problems)
     config = resolved.config
@@ -102,8 +117,8 @@ def make_plan(resolved: Resolved, version: str, config_hash: str, image: str | N
         host=config.server.host,
         port=config.server.port,
         tls=config.server.tls.cert is not None,
-        state_directory=_below(config.data.path, STATE_ROOT) or "cortex",
-        logs_directory=_below(config.logs.path, LOGS_ROOT) or "cortex",
+        state_directory=service_folder(config.data.path, STATE_ROOT) or "cortex",
+        logs_directory=service_folder(config.logs.path, LOGS_ROOT) or "cortex",
         capabilities=("CAP_NET_BIND_SERVICE",) if config.server.port < PRIVILEGED_PORTS else (),
         devices=ACCELERATOR_DEVICES[config.target.accelerator.value],
         limit_nofile=service.limit_nofile,
@@ -115,50 +130,8 @@ def make_plan(resolved: Resolved, version: str, config_hash: str, image: str | N
     )
 
 
-def _problems(resolved: Resolved) -> Iterator[Diagnostic]:
-    config = resolved.config
-
-    def located(path: tuple[str | int, ...], message: str) -> Diagnostic:
-        return Diagnostic(resolved.origin(path), dotted(path), message)
-
-    if config.target.distro.value not in DEBIAN_LIKE:
-        yield located(("target", "distro"), "--format systemd makes a bundle for Debian/Ubuntu hosts (glibc, apt)")
-    if config.server.port < PRIVILEGED_PORTS and not config.build.systemd.allow_privileged_port:
-        yield located(
-            ("server", "port"),
-            f"port {config.server.port} is below 1024 and the service runs without capabilities: use a port "
-            "from 1024 up, or set build.systemd.allow_privileged_port: true (grants CAP_NET_BIND_SERVICE)",
-        )
-    if config.data.path is None or _below(config.data.path, STATE_ROOT) is None:
-        yield located(
-            ("data", "path"),
-            f"{config.data.path} is read-only inside the service's sandbox (ProtectSystem=strict): "
-            f"keep models under /var/lib/<name> (default {DATA_DIR})",
-        )
-    for index, model in enumerate(config.models):
-        if config.build.bake_models and model.sha256 is None:
-            yield Diagnostic(
-                resolved.origin(("models", index)),
-                dotted(("models", index, "sha256")),
-                f"model `{model.id}` is baked into the bundle: give its sha256, by which the service finds it "
-                "in the store (or set build.bake_models: false)",
-            )
-    if config.logs.path is not None and _below(config.logs.path, LOGS_ROOT) is None:
-        yield located(
-            ("logs", "path"),
-            f"{config.logs.path} is read-only inside the service's sandbox: use /var/log/<name>, or unset it "
-            "to log to the journal",
-        )
-
-
-def _below(path: object, root: PurePosixPath) -> str | None:
-    """`path` relative to `root` when it lies strictly below it (systemd's *Directory= take that form)."""
-    if path is None:
-        return None
-    candidate = PurePosixPath(str(path))
-    if not candidate.is_relative_to(root) or candidate == root or ".." in candidate.parts:
-        return None
-    return str(candidate.relative_to(root))
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def _memory_max(config: Cortexfile) -> int | None:
@@ -181,4 +154,11 @@ def _secret_files(config: Cortexfile) -> tuple[str, ...]:
     paths += [key.target for key in auth.api_keys if key.kind == "file"]
     if config.server.tls.key is not None:
         paths.append(str(config.server.tls.key))
-    return tuple(sorted({p for p in paths if PurePosixPath(p).is_relative_to(CONFIG_DIR)}))
+    return tuple(sorted({p for p in paths if _inside(p, CONFIG_DIR)}))
+
+
+def _inside(path: str, folder: str) -> bool:
+    """`path` lies below `folder` as the kernel would resolve it: compared normalised, so
+    /etc/cortex/../shadow is not inside /etc/cortex (the schema refuses such a path first)."""
+    normal = os.path.normpath(path)
+    return normal == path and normal.startswith(folder.rstrip("/") + "/")

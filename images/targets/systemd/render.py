@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import shlex
-
-import jinja2
-
+from ...templating import environment
 from .plan import ServicePlan
 
 # The newest glibc symbol the portable llama.cpp libraries use (GLIBC_2.34 at 0.3.36).
@@ -21,21 +18,8 @@ FILES = {
 EXECUTABLE = frozenset({"install.sh", "uninstall.sh"})
 
 
-def environment() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader(__package__, "templates"),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        autoescape=False,  # unit files and shell scripts, not HTML
-    )
-    env.filters["quote"] = lambda value: shlex.quote(str(value))
-    return env
-
-
 def render_files(plan: ServicePlan, project_wheel: str) -> dict[str, str]:
     """Every generated file of the bundle, by its path inside the bundle."""
-    env = environment()
+    env = environment(__package__)
     context = {"plan": plan, "project_wheel": project_wheel, "glibc_min": GLIBC_MIN}
     return {path: env.get_template(template).render(context) for path, template in FILES.items()}

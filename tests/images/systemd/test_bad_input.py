@@ -54,6 +54,17 @@ def test_cli_exits_2_naming_file_line_and_key(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+def test_a_key_file_outside_the_config_folder_by_dot_dot_is_a_located_error(tmp_path: Path) -> None:
+    """/etc/cortex/../shadow starts with /etc/cortex: the installer would have given it to the
+    service's group (chown root:cortex, chmod 0640). Refused before anything is written."""
+    path = write(tmp_path, "server:\n  auth:\n    api_key_file: /etc/cortex/../shadow\n")
+    done = build_command("-f", str(path), "-o", str(tmp_path / "out"))
+    assert done.returncode == 2, done.stderr
+    assert f"{path}:4:19: server.auth.api_key_file: `/etc/cortex/../shadow` has a `..` segment" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_privileged_port_with_the_capability_is_allowed(tmp_path: Path) -> None:
     path = write(tmp_path, "server:\n  port: 80\nbuild:\n  systemd:\n    allow_privileged_port: true\n")
     assert plan_for(path).capabilities == ("CAP_NET_BIND_SERVICE",)

@@ -4,6 +4,7 @@ CORTEX_UPDATE_GOLDEN=1 pytest tests/images/systemd/test_golden.py, then review t
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -49,3 +50,21 @@ def test_shell_scripts_pass_shellcheck() -> None:
     scripts = [*sorted(GOLDEN.glob("*/*.sh")), HERE / "vm" / "debian-root.sh"]
     done = subprocess.run(["shellcheck", *map(str, scripts)], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout
+
+
+@pytest.mark.parametrize(
+    ("host", "publish", "ready"),
+    [
+        ("::1", "PublishPort=[::1]:8000:8000", "http://[::1]:8000/ready"),
+        ("::", "PublishPort=8000:8000", "http://[::1]:8000/ready"),
+        ("192.0.2.7", "PublishPort=192.0.2.7:8000:8000", "http://192.0.2.7:8000/ready"),
+    ],
+)
+def test_an_ipv6_listener_is_bracketed_where_a_port_follows(
+    host: str, publish: str, ready: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "Cortexfile.yaml"
+    path.write_text(f"version: 1\nserver:\n  host: '{host}'\n  port: 8000\n  auth:\n    api_key_file: /etc/cortex/k\n")
+    files = render_files(plan_for(path), PROJECT_WHEEL)
+    assert publish in files["quadlet/cortex.container"].splitlines()
+    assert f"READY_URL={shlex.quote(ready)}" in files["install.sh"].splitlines()

@@ -5,6 +5,7 @@ keep a local edit, idempotence, and refusals that leave the root untouched."""
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -46,7 +47,11 @@ def test_install_layout_and_verify(root: Path, bundles: tuple[Built, Built]) -> 
     version = first.bundle.plan.version
     assert (root / "opt/cortex/current").readlink() == Path(version)
     assert (root / "etc/cortex/Cortexfile.yaml").read_bytes() == first.cortexfile
-    assert (root / f"var/lib/cortex/models/{first.bundle.plan.models[0].sha256}.gguf").stat().st_size > 200_000_000
+    model = (root / f"var/lib/cortex/models/{first.bundle.plan.models[0].sha256}.gguf").lstat()
+    assert stat.S_ISREG(model.st_mode)
+    assert model.st_size > 200_000_000
+    assert (model.st_uid, model.st_gid, stat.S_IMODE(model.st_mode)) == (0, 0, 0o444)  # baked: root's, read-only
+    assert (root / "var/lib/cortex/models").stat().st_uid == _uid(root, "cortex")  # downloads go there
     assert (root / "etc/systemd/system/multi-user.target.wants/cortex.service").is_symlink()
     keys = (root / "etc/cortex/api-keys").stat()
     assert stat.S_IMODE(keys.st_mode) == 0o640
@@ -114,6 +119,70 @@ def test_upgrade_replaces_an_unedited_cortexfile(root: Path, bundles: tuple[Buil
     assert not (root / "etc/cortex/Cortexfile.yaml.new").exists()
 
 
+def _victim(root: Path) -> tuple[Path, tuple[bytes, int, int, int]]:
+    """A root-only file that stands for /etc/shadow, and what must stay as it is."""
+    victim = root / "etc/victim"
+    victim.write_bytes(b"root:$y$secret:19000:0:99999:7:::\n")
+    victim.chmod(0o600)
+    status = victim.stat()
+    return victim, (victim.read_bytes(), status.st_uid, status.st_gid, stat.S_IMODE(status.st_mode))
+
+
+def _untouched(victim: Path) -> tuple[bytes, int, int, int]:
+    status = victim.stat()
+    return victim.read_bytes(), status.st_uid, status.st_gid, stat.S_IMODE(status.st_mode)
+
+
+def test_links_the_service_user_plants_in_its_folder_lead_nowhere(root: Path, bundles: tuple[Built, Built]) -> None:
+    """The service user owns /var/lib/cortex: after a take-over of the service it may plant links
+    where install.sh, running as root, writes the baked models (the old `.partial` copy, the
+    temporary names, the model itself). A reinstall writes through none of them."""
+    first = bundles[0]
+    assert install(first.bundle.folder, root).returncode == 0
+    victim, before = _victim(root)
+    sha = first.bundle.plan.models[0].sha256
+    models = root / "var/lib/cortex/models"
+    (models / f"{sha}.gguf").unlink()
+    (models / f"{sha}.gguf").symlink_to("../../../../etc/victim")  # relative: the same inside the chroot
+    for name in (f"{sha}.gguf.partial", f".{sha}.gguf.partial"):
+        (models / name).symlink_to("../../../../etc/victim")
+    done = install(first.bundle.folder, root)
+    assert done.returncode == 0, done.stderr
+    assert _untouched(victim) == before
+    model = (models / f"{sha}.gguf").lstat()
+    assert stat.S_ISREG(model.st_mode)
+    assert model.st_size > 200_000_000
+    assert (model.st_uid, stat.S_IMODE(model.st_mode)) == (0, 0o444)
+
+
+def test_a_models_folder_that_is_a_link_is_refused(root: Path, bundles: tuple[Built, Built]) -> None:
+    first = bundles[0]
+    assert install(first.bundle.folder, root).returncode == 0
+    elsewhere = root / "etc/victim-dir"
+    elsewhere.mkdir(mode=0o700)
+    models = root / "var/lib/cortex/models"
+    shutil.rmtree(models)
+    models.symlink_to("../../../etc/victim-dir")
+    done = install(first.bundle.folder, root)
+    assert done.returncode == 1
+    assert "/var/lib/cortex/models is a symbolic link: refusing to write through it" in done.stderr
+    assert list(elsewhere.iterdir()) == []
+    assert (elsewhere.stat().st_uid, stat.S_IMODE(elsewhere.stat().st_mode)) == (0, 0o700)
+
+
+def test_a_secret_file_that_is_a_link_keeps_its_target_as_it_is(root: Path, bundles: tuple[Built, Built]) -> None:
+    """install.sh gives secret files to the service's group (root:cortex 0640); through a link that
+    would hand any file of the host to the service."""
+    victim, before = _victim(root)
+    keys = root / "etc/cortex/api-keys"
+    keys.parent.mkdir(parents=True, exist_ok=True)
+    keys.symlink_to("../victim")
+    done = install(bundles[0].bundle.folder, root)
+    assert done.returncode == 0, done.stderr
+    assert _untouched(victim) == before
+    assert "secret file /etc/cortex/api-keys is a symbolic link, left as it is" in done.stderr
+
+
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
@@ -143,6 +212,14 @@ def test_a_host_that_cannot_run_the_bundle_is_refused_untouched(
 def _uninstall_from(bundle: Path, root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     command = [str(bundle / "uninstall.sh"), "--root", str(root), *args]
     return subprocess.run(command, capture_output=True, text=True, check=False, timeout=300)
+
+
+def _uid(root: Path, user: str) -> int:
+    for line in (root / "etc/passwd").read_text().splitlines():
+        name, _, uid, *_ = line.split(":")
+        if name == user:
+            return int(uid)
+    raise AssertionError(f"no user {user} in {root}/etc/passwd")
 
 
 def _gid(root: Path, group: str) -> int:

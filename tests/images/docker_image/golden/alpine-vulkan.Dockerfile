@@ -21,8 +21,8 @@ RUN . /tmp/cortex-build/env.sh \
 COPY wheels/ /tmp/cortex-wheels/
 RUN . /tmp/cortex-build/env.sh \
  && python3 -m venv /opt/cortex \
- && CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_VULKAN=ON -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON -DGGML_BACKEND_DIR:STRING=llama_cpp/lib" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" /opt/cortex/bin/pip install --no-cache-dir --no-compile --find-links /tmp/cortex-wheels \
-    "/tmp/cortex-wheels/menlo_cortex-0.1.0-py3-none-any.whl[runtime]" \
+ && CMAKE_ARGS='-DGGML_NATIVE=OFF -DGGML_VULKAN=ON -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON -DGGML_BACKEND_DIR:STRING=llama_cpp/lib' CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" /opt/cortex/bin/pip install --no-cache-dir --no-compile --find-links /tmp/cortex-wheels \
+    '/tmp/cortex-wheels/menlo_cortex-0.1.0-py3-none-any.whl[runtime]' \
  && /opt/cortex/bin/python /tmp/cortex-build/trim-venv.py /opt/cortex --musl-stack
 
 FROM docker.io/library/alpine:3.20

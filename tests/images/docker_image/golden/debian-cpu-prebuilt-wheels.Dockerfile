@@ -33,7 +33,7 @@ COPY wheels/ /tmp/cortex-wheels/
 RUN . /tmp/cortex-build/env.sh \
  && python3 -m venv /opt/cortex \
  && /opt/cortex/bin/pip install --no-cache-dir --no-compile --find-links /tmp/cortex-wheels \
-    "/tmp/cortex-wheels/menlo_cortex-0.1.0-py3-none-any.whl[runtime]" \
+    '/tmp/cortex-wheels/menlo_cortex-0.1.0-py3-none-any.whl[runtime]' \
  && /opt/cortex/bin/python /tmp/cortex-build/trim-venv.py /opt/cortex
 
 FROM docker.io/library/debian:bookworm-slim

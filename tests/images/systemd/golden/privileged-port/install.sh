@@ -34,15 +34,21 @@ die() { echo "install.sh: error: $*" >&2; exit 1; }
 at() { echo "${root%/}$1"; }  # a path of the target system, as seen from here
 in_root() { if [ "$root" = / ]; then "$@"; else chroot "$root" "$@"; fi; }
 
-# Copy to a temporary name beside the destination, then rename: never a half-written file.
+# Copy to a new temporary file beside the destination (mktemp: never an existing name, never a
+# link), then rename over it: never a half-written file, never written through a link.
 put() {
-  local mode=$1 source=$2 dest
+  local mode=$1 source=$2 dest tmp
   dest=$(at "$3")
   mkdir -p "$(dirname "$dest")"
-  cp "$source" "$dest.partial"
-  chmod "$mode" "$dest.partial"
-  mv -f "$dest.partial" "$dest"
+  tmp=$(mktemp "$(dirname "$dest")/.$(basename "$dest").XXXXXX")
+  cp "$source" "$tmp"
+  chmod "$mode" "$tmp"
+  mv -fT "$tmp" "$dest"
 }
+
+# The service user's own folders may hold links it planted: what is written there is written as
+# that user, so a link leads nowhere it could not write already.
+as_service_user() { in_root setpriv --reuid="$SERVICE_USER" --regid="$SERVICE_USER" --clear-groups -- "$@"; }
 
 parse_args() {
   while [ $# -gt 0 ]; do
@@ -160,29 +166,63 @@ install_user_and_secrets() {
   in_root systemd-sysusers "$SYSUSERS"
   local path
   for path in "${SECRET_FILES[@]}"; do
-    if [ -f "$(at "$path")" ]; then
-      in_root chown "root:$SERVICE_USER" "$path"
+    if [ -L "$(at "$path")" ]; then
+      # Its target may be any file of the host: its owner and mode are not ours to change.
+      say "warning: secret file $path is a symbolic link, left as it is: make it a file, root:$SERVICE_USER, mode 0640"
+    elif [ -f "$(at "$path")" ]; then
+      in_root chown -h "root:$SERVICE_USER" "$path"
       chmod 0640 "$(at "$path")"
     else
       say "warning: secret file $path is missing: create it as root:$SERVICE_USER, mode 0640"
     fi
   done
-  if [ -f "$(at "$CONFIG_DIR/environment")" ]; then chmod 0600 "$(at "$CONFIG_DIR/environment")"; fi
+  if [ -f "$(at "$CONFIG_DIR/environment")" ] && [ ! -L "$(at "$CONFIG_DIR/environment")" ]; then
+    chmod 0600 "$(at "$CONFIG_DIR/environment")"
+  fi
+}
+
+# The data folder (a folder of its own below /var/lib, see the plan) belongs to the service user;
+# root makes it and never writes below it.
+own_data_folder() {
+  local data=$1
+  [ ! -L "$(at "$data")" ] || die "$data is a symbolic link: refusing to write through it (remove it, reinstall)"
+  mkdir -p "$(at "$data")"
+  in_root chown -h "$SERVICE_USER:$SERVICE_USER" "$data"
+  chmod 0750 "$(at "$data")"
+  [ ! -L "$(at "$data/models")" ] || die "$data/models is a symbolic link: refusing to write through it"
+  if [ -d "$(at "$data/models")" ]; then in_root chown -h "$SERVICE_USER:$SERVICE_USER" "$data/models"; fi
+  as_service_user mkdir -p "$data/models"
+}
+
+# A baked model becomes root's and stays read-only to the service: owned through a handle on the
+# folder that refuses a link, and only when it is a regular file.
+seal_model() {
+  in_root /usr/bin/python3 - "$1" "$2" <<'PY'
+import os
+import stat
+import sys
+
+folder, name = sys.argv[1:3]
+handle = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+if not stat.S_ISREG(os.stat(name, dir_fd=handle, follow_symlinks=False).st_mode):
+    sys.exit(f"install.sh: error: {folder}/{name} is not a regular file")
+os.chown(name, 0, 0, dir_fd=handle, follow_symlinks=False)
+PY
 }
 
 install_models() {
-  mkdir -p "$(at "$DATA_DIR/models")"
-  local sha dest
+  local models="$DATA_DIR/models" sha dest
+  own_data_folder "$DATA_DIR"
   for sha in "${MODELS[@]}"; do
-    dest="$DATA_DIR/models/$sha.gguf"
-    if [ -f "$(at "$dest")" ] && [ "$(stat -c %s "$(at "$dest")")" = "$(stat -c %s "$here/models/$sha.gguf")" ]; then
-      continue
+    dest="$(at "$models/$sha.gguf")"
+    if [ ! -f "$dest" ] || [ -L "$dest" ] || [ "$(stat -c %s "$dest")" != "$(stat -c %s "$here/models/$sha.gguf")" ]; then
+      say "copying model $sha to $models"
+      # shellcheck disable=SC2016 # $1 and $2 are the inner shell's
+      as_service_user /bin/sh -c 'umask 022; tmp=$(mktemp "$1/.$2.XXXXXX") && cat >"$tmp" && chmod 0444 "$tmp" &&
+        mv -fT "$tmp" "$1/$2"' sh "$models" "$sha.gguf" <"$here/models/$sha.gguf"
     fi
-    say "copying model $sha to $DATA_DIR/models"
-    put 0644 "$here/models/$sha.gguf" "$dest"
+    seal_model "$models" "$sha.gguf"
   done
-  in_root chown -R "$SERVICE_USER:$SERVICE_USER" "$DATA_DIR"
-  chmod 0750 "$(at "$DATA_DIR")"
 }
 
 switch_to() {

@@ -1,0 +1,153 @@
+"""What each output format refuses from the Cortexfile alone: one place per rule.
+
+`cortex validate` reports these for every format in `build.formats`, `cortex build` before it
+builds anything, and each target's plan refuses with the same diagnostics, so validate never says
+OK to what build would refuse. Each rule reads the Cortexfile as that format loads it (over the
+format's defaults layer). Pure: no host facts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import PurePosixPath
+from types import MappingProxyType
+
+from . import formats
+from .errors import Diagnostic, Path_, dotted
+from .loader import Resolved
+from .schema.target import Accelerator, Distro
+
+Rule = Callable[[Resolved], Iterator[Diagnostic]]
+
+# The images the docker target makes: the accelerators it has a template for, per distro.
+# images/targets/docker/matrix.py holds each pair's packages and bases, keyed by this table.
+IMAGE_ACCELERATORS: Mapping[Distro, tuple[Accelerator, ...]] = MappingProxyType(
+    {
+        Distro.alpine: (Accelerator.cpu, Accelerator.vulkan),
+        Distro.arch: (Accelerator.cpu, Accelerator.cuda, Accelerator.vulkan),
+        Distro.debian: (Accelerator.cpu, Accelerator.cuda, Accelerator.vulkan),
+        Distro.fedora: (Accelerator.cpu, Accelerator.cuda, Accelerator.vulkan),
+        Distro.ubuntu: (Accelerator.cpu, Accelerator.cuda, Accelerator.rocm, Accelerator.vulkan),
+    }
+)
+IMAGE_PAIRS: frozenset[tuple[str, str]] = frozenset(
+    (distro.value, accelerator.value)
+    for distro, accelerators in IMAGE_ACCELERATORS.items()
+    for accelerator in accelerators
+)
+
+# The systemd bundle: Debian-like hosts (glibc, apt), a sandbox where only the service's own
+# folders are writable, and no capabilities unless asked for.
+SYSTEMD_DISTROS = (Distro.debian.value, Distro.ubuntu.value)
+STATE_ROOT = PurePosixPath("/var/lib")
+LOGS_ROOT = PurePosixPath("/var/log")
+PRIVILEGED_PORTS = 1024
+# systemd hands StateDirectory= and LogsDirectory= to the service user (recursively, when they
+# belong to someone else) and `uninstall.sh --purge` removes them: only a folder named for the
+# service, directly below /var/lib or /var/log, so no Cortexfile can claim /var/lib/dpkg or
+# /var/log/journal.
+SERVICE_FOLDER = re.compile(r"cortex(-[A-Za-z0-9._-]+)?")
+
+
+def unsupported_image(distro: str, accelerator: str) -> str:
+    supported = ", ".join(f"{d}/{a}" for d, a in sorted(IMAGE_PAIRS))
+    return f"no image template for distro `{distro}` with accelerator `{accelerator}`; supported: {supported}"
+
+
+def service_folder(path: object, root: PurePosixPath) -> str | None:
+    """The name of `path` below `root` when it is a folder the service may own (see SERVICE_FOLDER)."""
+    if path is None:
+        return None
+    candidate = PurePosixPath(str(path))
+    if candidate.parent != root or not SERVICE_FOLDER.fullmatch(candidate.name):
+        return None
+    return candidate.name
+
+
+def _located(view: Resolved, path: Path_, message: str) -> Diagnostic:
+    return Diagnostic(view.origin(path), dotted(path), message)
+
+
+def _image_pair(view: Resolved) -> Iterator[Diagnostic]:
+    target = view.config.target
+    if (target.distro.value, target.accelerator.value) not in IMAGE_PAIRS:
+        yield _located(view, ("target", "accelerator"), unsupported_image(target.distro, target.accelerator))
+
+
+def _systemd_distro(view: Resolved) -> Iterator[Diagnostic]:
+    if view.config.target.distro.value not in SYSTEMD_DISTROS:
+        yield _located(
+            view, ("target", "distro"), "--format systemd makes a bundle for Debian/Ubuntu hosts (glibc, apt)"
+        )
+
+
+def _privileged_port(view: Resolved) -> Iterator[Diagnostic]:
+    config = view.config
+    if config.server.port < PRIVILEGED_PORTS and not config.build.systemd.allow_privileged_port:
+        yield _located(
+            view,
+            ("server", "port"),
+            f"port {config.server.port} is below 1024 and the service runs without capabilities: use a port "
+            "from 1024 up, or set build.systemd.allow_privileged_port: true (grants CAP_NET_BIND_SERVICE)",
+        )
+
+
+def _folder_problem(path: object, root: PurePosixPath, example: str) -> str | None:
+    if service_folder(path, root) is not None:
+        return None
+    if path is not None and PurePosixPath(str(path)).is_relative_to(root) and PurePosixPath(str(path)) != root:
+        return (
+            f"{path} is not a folder the service may own: systemd gives it to the service user and "
+            f"uninstall.sh --purge deletes it, so use {example} or {example}-<name>"
+        )
+    return f"{path} is read-only inside the service's sandbox (ProtectSystem=strict): use {example}"
+
+
+def _data_folder(view: Resolved) -> Iterator[Diagnostic]:
+    problem = _folder_problem(view.config.data.path, STATE_ROOT, formats.DATA_DIR)
+    if problem is not None:
+        yield _located(view, ("data", "path"), f"{problem} (keeps the models)")
+
+
+def _logs_folder(view: Resolved) -> Iterator[Diagnostic]:
+    path = view.config.logs.path
+    problem = None if path is None else _folder_problem(path, LOGS_ROOT, str(LOGS_ROOT / "cortex"))
+    if problem is not None:
+        yield _located(view, ("logs", "path"), f"{problem}, or unset it to log to the journal")
+
+
+def _baked_models_have_sha256(view: Resolved) -> Iterator[Diagnostic]:
+    config = view.config
+    if not config.build.bake_models:
+        return
+    for index, model in enumerate(config.models):
+        if model.sha256 is None:
+            yield Diagnostic(
+                view.origin(("models", index)),
+                dotted(("models", index, "sha256")),
+                f"model `{model.id}` is baked into the bundle: give its sha256, by which the service finds it "
+                "in the store (or set build.bake_models: false)",
+            )
+
+
+RULES: Mapping[str, tuple[Rule, ...]] = MappingProxyType(
+    {
+        "docker": (_image_pair,),
+        "systemd": (_systemd_distro, _privileged_port, _data_folder, _baked_models_have_sha256, _logs_folder),
+    }
+)
+
+
+def problems(view: Resolved, name: str) -> list[Diagnostic]:
+    """What format `name` refuses in `view` (the Cortexfile loaded over that format's defaults)."""
+    return [diagnostic for rule in RULES.get(name, ()) for diagnostic in rule(view)]
+
+
+def build_problems(resolved: Resolved, names: Iterable[str] | None = None) -> list[Diagnostic]:
+    """What the formats `names` (default: the file's build.formats) refuse, each in its own view."""
+    found: list[Diagnostic] = []
+    for name in names if names is not None else resolved.config.build.formats:
+        view = resolved.view(formats.get(name).loader_argument())
+        found += [d for d in problems(view, name) if d not in found]
+    return found

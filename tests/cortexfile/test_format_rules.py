@@ -1,0 +1,94 @@
+"""`cortex validate` never says OK to what `cortex build` would refuse from the file alone: each
+format in build.formats is checked by the same rules its target's plan refuses with, located."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from menlo_cortex.cortexfile.errors import ConfigError
+from menlo_cortex.cortexfile.format_rules import IMAGE_PAIRS
+from menlo_cortex.cortexfile.loader import load
+from menlo_cortex.cortexfile.schema.target import Accelerator, Distro
+from menlo_cortex.images.targets.docker.matrix import FLAVORS
+from menlo_cortex.images.targets.systemd.plan import DEFAULTS, FORMAT, make_plan
+
+from menlo_cortex.cli import main
+
+ALL_PAIRS = sorted((d.value, a.value) for d in Distro for a in Accelerator)
+# What the systemd plan refuses, as validate must report it: body (its value on line 5), key, words.
+SYSTEMD_REFUSALS = {
+    "privileged port": ("server:\n  port: 80\n", "server.port", "below 1024"),
+    "data outside the state folder": ("data:\n  path: /srv/models\n", "data.path", "read-only inside"),
+    "data folder not the service's": ("data:\n  path: /var/lib/dpkg\n", "data.path", "not a folder the service"),
+    "nested data folder": ("data:\n  path: /var/lib/cortex/a/b\n", "data.path", "not a folder the service"),
+    "logs outside the log folder": ("logs:\n  path: /home/me/logs\n", "logs.path", "read-only inside"),
+    "journal as logs folder": ("logs:\n  path: /var/log/journal\n", "logs.path", "not a folder the service"),
+    "alpine": ("target:\n  distro: alpine\n", "target.distro", "Debian/Ubuntu"),
+    "baked model without sha256": ("models:\n  - {id: m, source: m.gguf}\n", "models[0].sha256", "give its sha256"),
+}
+
+
+def validate(path: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, str]:
+    code = main(["validate", "-f", str(path), *extra])
+    return code, capsys.readouterr().err
+
+
+def test_the_docker_matrix_makes_exactly_the_declared_pairs() -> None:
+    assert set(FLAVORS) == IMAGE_PAIRS
+    assert ("alpine", "cuda") not in IMAGE_PAIRS  # a pair the old validate passed and build refused
+
+
+@pytest.mark.parametrize(("distro", "accelerator"), ALL_PAIRS)
+def test_validate_refuses_exactly_the_pairs_the_docker_build_refuses(
+    distro: str, accelerator: str, write_cortexfile: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_cortexfile(
+        f"version: 1\ntarget:\n  distro: {distro}\n  accelerator: {accelerator}\nbuild:\n  formats: [docker]\n"
+    )
+    code, err = validate(path, capsys, "--preflight", "build")
+    if (distro, accelerator) in FLAVORS:
+        assert code == 0, err
+    else:
+        assert code == 2
+        assert f"{path}:4:16: target.accelerator: no image template for distro `{distro}`" in err, err
+
+
+@pytest.mark.parametrize("case", sorted(SYSTEMD_REFUSALS))
+def test_validate_reports_what_the_systemd_plan_refuses(
+    case: str, write_cortexfile: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    body, key, words = SYSTEMD_REFUSALS[case]
+    path = write_cortexfile("version: 1\nbuild:\n  formats: [systemd]\n" + body)
+    with pytest.raises(ConfigError) as refused:
+        make_plan(load(path, format_defaults=(FORMAT, DEFAULTS)), "0", "0" * 64)
+    (by_build,) = refused.value.diagnostics
+    code, err = validate(path, capsys)
+    assert code == 2
+    assert f"{by_build.origin}: {key}: {by_build.message}" in err, err
+    assert words in by_build.message
+    assert by_build.origin.line == 5
+
+
+def test_rules_apply_only_to_the_formats_the_file_builds(
+    write_cortexfile: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_cortexfile("version: 1\nserver:\n  port: 80\nbuild:\n  formats: [docker]\n")
+    assert validate(path, capsys)[0] == 0  # a container may listen on 80; the systemd service may not
+
+
+def test_build_refuses_every_format_before_building_any(write_cortexfile: Callable[..., Path]) -> None:
+    path = write_cortexfile("version: 1\nserver:\n  port: 80\ntarget:\n  accelerator: rocm\n")
+    out = path.parent / "out"
+    command = [sys.executable, "-m", "menlo_cortex", "build", "-f", str(path), "-o", str(out)]
+    command += ["--format", "docker", "--format", "systemd"]
+    done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert f"{path}:3:9: server.port: port 80 is below 1024" in done.stderr
+    assert f"{path}:5:16: target.accelerator: no image template for distro `debian` with accelerator `rocm`" in (
+        done.stderr
+    )
+    assert not out.exists()
