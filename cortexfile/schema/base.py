@@ -105,7 +105,9 @@ def _check_proxy_url(value: str) -> str:
             "the proxy URL holds credentials: put them in network.proxy.username and network.proxy.password "
             "(a secret reference such as ${env:PROXY_PASSWORD}), so they are masked and kept out of the config hash"
         )
-    return _check_url(value, ("http", "https", "socks5", "socks5h"))
+    if value.lower().startswith(("socks4", "socks5")):
+        raise ValueError("SOCKS proxies are not supported: use an http:// or https:// proxy")
+    return _check_url(value, ("http", "https"))
 
 
 ProxyUrl = Annotated[str, AfterValidator(_check_proxy_url)]

@@ -48,6 +48,10 @@ CASES = {
         "version: 1\nnetwork:\n  proxy:\n    url: http://ops:hunter2@proxy.corp:3128\n",
         "4:10: network.proxy.url: the proxy URL holds credentials: put them in network.proxy.username",
     ),
+    "socks proxy": (
+        "version: 1\nnetwork:\n  proxy:\n    url: socks5://proxy.corp:1080\n",
+        "4:10: network.proxy.url: SOCKS proxies are not supported: use an http:// or https:// proxy",
+    ),
     "bad proxy url": (
         "version: 1\nnetwork:\n  proxy:\n    url: proxy.corp:3128\n",
         "4:10: network.proxy.url: `proxy.corp:3128` must start with",
