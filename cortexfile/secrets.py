@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -69,7 +71,14 @@ class Secret:
         return Secret("file", str(base / self.target))
 
     def resolve(self, environ: dict[str, str] | None = None) -> str:
-        env = os.environ if environ is None else environ
+        """The secret's value; SecretUnavailable (never quoting the value) when it cannot be used."""
+        value = self._read(os.environ if environ is None else environ)
+        if any(unicodedata.category(char) == "Cc" for char in value):
+            # A newline inside a token would reach HTTP headers (and their error messages) downstream.
+            raise SecretUnavailable(f"{self.described()} holds control characters (a line break inside it?)")
+        return value
+
+    def _read(self, env: Mapping[str, str]) -> str:
         if self.kind == "literal":
             return self.target
         if self.kind == "env":
@@ -77,9 +86,17 @@ class Secret:
                 raise SecretUnavailable(f"environment variable {self.target} is not set")
             return env[self.target]
         try:
-            return Path(self.target).read_text(encoding="utf-8").strip()
+            return Path(self.target).read_bytes().decode("utf-8-sig").strip()  # an editor's BOM is not the secret
         except OSError as exc:
-            raise SecretUnavailable(f"cannot read secret file {self.target}: {exc.strerror}") from exc
+            raise SecretUnavailable(f"cannot read secret file {self.target}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise SecretUnavailable(f"secret file {self.target} is not UTF-8 text") from None
+
+    def described(self) -> str:
+        """Where the secret comes from, for messages: never its value."""
+        return {"literal": "a literal secret", "env": f"environment variable {self.target}"}.get(
+            self.kind, f"secret file {self.target}"
+        )
 
     def shown(self) -> str:
         """What printers show: references as written, literals masked."""

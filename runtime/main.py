@@ -18,6 +18,7 @@ from menlo_cortex.cortexfile.loader import Resolved
 from menlo_cortex.cortexfile.schema import Cortexfile
 from starlette.types import ASGIApp
 
+from .http.connections import protocol_class
 from .http.listener import ListenError, listen
 from .ops.logs import configure_logging
 from .reload.pipeline import blocked_sighup
@@ -85,6 +86,7 @@ def server_config(config: Cortexfile, app: ASGIApp) -> uvicorn.Config:
         proxy_headers=False,
         server_header=False,
         limit_concurrency=server.limits.max_connections,
+        http=protocol_class(server.limits),
         timeout_graceful_shutdown=math.ceil(server.limits.shutdown_grace_s),
         ssl_certfile=server.tls.cert,
         ssl_keyfile=server.tls.key,

@@ -159,7 +159,20 @@ def _check_sha256(value: str) -> str:
 
 Host = Annotated[str, AfterValidator(_check_host)]
 HttpUrl = Annotated[str, AfterValidator(lambda v: _check_url(v, ("http", "https")))]
-ProxyUrl = Annotated[str, AfterValidator(lambda v: _check_url(v, ("http", "https", "socks5", "socks5h")))]
+
+
+def _check_proxy_url(value: str) -> str:
+    if "@" in value:  # user:password@ (checked first: the other messages quote the URL)
+        raise ValueError(
+            "the proxy URL holds credentials: put them in network.proxy.username and network.proxy.password "
+            "(a secret reference such as ${env:PROXY_PASSWORD}), so they are masked and kept out of the config hash"
+        )
+    if value.lower().startswith(("socks4", "socks5")):
+        raise ValueError("SOCKS proxies are not supported: use an http:// or https:// proxy")
+    return _check_url(value, ("http", "https"))
+
+
+ProxyUrl = Annotated[str, AfterValidator(_check_proxy_url)]
 Origin = Annotated[str, AfterValidator(_check_origin)]
 Sha256 = Annotated[str, AfterValidator(_check_sha256)]
 Port = Annotated[int, Field(ge=1, le=65535)]

@@ -1,24 +1,36 @@
-"""Download one model file into the store: space checked first, hashed while written, renamed when verified."""
+"""Download one model file into the store: space checked first, hashed while written, renamed when verified.
+
+An interrupted download keeps its `.partial` file and the next attempt asks for the rest (HTTP Range);
+the whole file's sha256 is checked either way, and a file that fails it is deleted. A server that
+drips (less than MIN_WINDOW_BYTES in a WINDOW_S window) is given up on, so every download has a
+deadline that grows with its size; a `Stop` ends downloads at once (shutdown).
+"""
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
-import http.client
 import os
 import shutil
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
+
+from urllib3.exceptions import HTTPError
 
 from ..models.errors import DownloadFailed, ModelInvalid
-from .http_get import HttpFailure, http_get
+from .http_get import HttpFailure, Response, failure_reason, http_get
 from .netsettings import NetSettings, redact
 from .progress import Progress, human_bytes
 
 GGUF_MAGIC = b"GGUF"
 CHUNK_BYTES = 1 << 20
+WINDOW_S = 60.0
+MIN_WINDOW_BYTES = 64 << 10
 
 
 def read_magic(path: Path) -> bytes:
@@ -33,19 +45,52 @@ class RemoteFile:
     sha256: str
 
 
-def download_model(wanted: RemoteFile, store_dir: Path, net: NetSettings, progress: Progress | None = None) -> Path:
-    """Return `<store_dir>/<sha256>.gguf`, downloading it unless it is already there."""
+class DownloadStopped(DownloadFailed):
+    """The process is stopping: the download ended early, its partial file kept for next time."""
+
+
+class Stop:
+    """Ends running downloads from any thread: the read in progress is interrupted, not waited for."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._reading: set[Response] = set()
+
+    def set(self) -> None:
+        self._event.set()
+        with self._lock:
+            for response in self._reading:
+                response.shutdown()
+
+    def check(self, model_id: str) -> None:
+        if self._event.is_set():
+            raise DownloadStopped(f"model `{model_id}`: download stopped (the server is shutting down)")
+
+    @contextmanager
+    def watching(self, response: Response) -> Iterator[None]:
+        with self._lock:
+            self._reading.add(response)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._reading.discard(response)
+
+
+def download_model(
+    wanted: RemoteFile, store_dir: Path, net: NetSettings, progress: Progress | None = None, stop: Stop | None = None
+) -> Path:
+    """Return `<store_dir>/<sha256>.gguf`, downloading it (or the rest of it) unless it is already there."""
+    stop = stop or Stop()
     store_dir.mkdir(parents=True, exist_ok=True)
     final = store_dir / f"{wanted.sha256}.gguf"
     with _exclusive(store_dir / f".{wanted.sha256}.lock"):
         if final.is_file():  # another process finished it while this one waited for the lock
             return final
         partial = store_dir / f".{wanted.sha256}.partial"
-        try:
-            _download_verified(wanted, partial, net, progress)
-            os.replace(partial, final)
-        finally:
-            partial.unlink(missing_ok=True)
+        _download_verified(wanted, partial, net, progress, stop)
+        os.replace(partial, final)
         _fsync_dir(store_dir)
     return final
 
@@ -61,35 +106,46 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
         os.close(descriptor)
 
 
-def _download_verified(wanted: RemoteFile, partial: Path, net: NetSettings, progress: Progress | None) -> None:
+def _download_verified(
+    wanted: RemoteFile, partial: Path, net: NetSettings, progress: Progress | None, stop: Stop
+) -> None:
     model_id, url, sha256 = wanted.model_id, wanted.url, wanted.sha256
     try:
-        actual = _stream_to(model_id, url, partial, net, progress)
-    except (OSError, http.client.HTTPException, HttpFailure) as exc:
-        raise DownloadFailed(f"model `{model_id}`: downloading {redact(url)} failed: {_cause(exc)}") from None
+        actual = _stream_to(wanted, partial, net, progress, stop)
+    except DownloadStopped:
+        raise
+    except (OSError, HTTPError, HttpFailure) as exc:  # the partial file stays: the next attempt resumes
+        stop.check(model_id)  # a read cut short by a stop raises too: say why it really ended
+        reason = str(exc) if isinstance(exc, HttpFailure) else failure_reason(exc)
+        raise DownloadFailed(f"model `{model_id}`: downloading {redact(url)} failed: {reason}") from None
     if read_magic(partial) != GGUF_MAGIC:
+        partial.unlink()
         raise ModelInvalid(f"model `{model_id}`: {redact(url)} is not a GGUF file (it does not start with `GGUF`)")
     if actual != sha256:
+        partial.unlink()
         raise ModelInvalid(f"model `{model_id}`: {redact(url)} has sha256 {actual}, expected {sha256}")
 
 
-def _stream_to(model_id: str, url: str, partial: Path, net: NetSettings, progress: Progress | None) -> str:
-    """Write the body to `partial`, fsynced; return its sha256."""
-    with http_get(url, net) as response:
-        total = _content_length(response)
-        _check_free_space(partial.parent, total)
-        digest, done = hashlib.sha256(), 0
+def _stream_to(wanted: RemoteFile, partial: Path, net: NetSettings, progress: Progress | None, stop: Stop) -> str:
+    """Write the body to `partial` (after what it already holds, when the server resumes), fsynced;
+    return the whole file's sha256."""
+    have = partial.stat().st_size if partial.is_file() else 0
+    asked = {"Range": f"bytes={have}-"} if have else {}
+    with http_get(wanted.url, net, asked) as response:
+        if response.status == 416:  # the partial file is no prefix of the server's file: start over
+            partial.unlink()
+            return _stream_to(wanted, partial, net, progress, stop)
+        resumed = have > 0 and _resumes_at(response, have)
+        digest = _sha256_of(partial) if resumed else hashlib.sha256()
+        done = have if resumed else 0
+        total = _total_size(response, done)
+        _check_free_space(partial.parent, None if total is None else total - done)
         if progress:
-            progress.begin(model_id, total)
+            progress.begin(wanted.model_id, total)
         ok = False
         try:
-            with partial.open("wb") as out:
-                while chunk := response.read(CHUNK_BYTES):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    done += len(chunk)
-                    if progress:
-                        progress.update(done)
+            with partial.open("ab" if resumed else "wb") as out, stop.watching(response):
+                done = _Copy(out, digest, progress, stop, wanted.model_id).run(response, done)
                 out.flush()
                 os.fsync(out.fileno())
             if total is not None and done != total:
@@ -101,9 +157,61 @@ def _stream_to(model_id: str, url: str, partial: Path, net: NetSettings, progres
     return digest.hexdigest()
 
 
-def _content_length(response: http.client.HTTPResponse) -> int | None:
-    value = response.getheader("Content-Length")
+@dataclass
+class _Copy:
+    """The body into the file and the hash, watched for a stop and for a server that drips."""
+
+    out: BinaryIO
+    digest: hashlib._Hash
+    progress: Progress | None
+    stop: Stop
+    model_id: str
+
+    def run(self, response: Response, done: int) -> int:
+        window_start, window_bytes = time.monotonic(), 0
+        while chunk := response.read1(CHUNK_BYTES):
+            self.stop.check(self.model_id)
+            self.out.write(chunk)
+            self.digest.update(chunk)
+            done += len(chunk)
+            window_bytes += len(chunk)
+            if self.progress:
+                self.progress.update(done)
+            if time.monotonic() - window_start >= WINDOW_S:
+                _check_speed(window_bytes)
+                window_start, window_bytes = time.monotonic(), 0
+        self.stop.check(self.model_id)
+        return done
+
+
+def _check_speed(window_bytes: int) -> None:
+    if window_bytes < MIN_WINDOW_BYTES:
+        raise HttpFailure(
+            f"the server sent less than {human_bytes(MIN_WINDOW_BYTES)} in {WINDOW_S:.0f} s: too slow, given up "
+            "(the part received is kept and the next attempt resumes)"
+        )
+
+
+def _resumes_at(response: Response, offset: int) -> bool:
+    """A 206 whose Content-Range starts where the partial file ends; anything else starts over."""
+    content_range = response.headers.get("Content-Range", "")
+    return response.status == 206 and content_range.startswith(f"bytes {offset}-")
+
+
+def _total_size(response: Response, done: int) -> int | None:
+    if response.status == 206:
+        whole = response.headers.get("Content-Range", "").rpartition("/")[2]
+        return int(whole) if whole.isdigit() else None
+    value = response.headers.get("Content-Length")
     return int(value) if value and value.isdigit() else None
+
+
+def _sha256_of(path: Path) -> hashlib._Hash:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(CHUNK_BYTES):
+            digest.update(chunk)
+    return digest
 
 
 def _check_free_space(folder: Path, needed: int | None) -> None:
@@ -112,16 +220,8 @@ def _check_free_space(folder: Path, needed: int | None) -> None:
     free = shutil.disk_usage(folder).free
     if needed > free:
         raise HttpFailure(
-            f"not enough disk space in {folder}: the file needs {human_bytes(needed)}, {human_bytes(free)} free"
+            f"not enough disk space in {folder}: the file needs {human_bytes(needed)} more, {human_bytes(free)} free"
         )
-
-
-def _cause(exc: BaseException) -> str:
-    if isinstance(exc, http.client.IncompleteRead):
-        return f"the connection closed after {len(exc.partial)} bytes, before the end of the file"
-    if isinstance(exc, OSError) and exc.strerror:  # without the "[Errno N]" prefix
-        return exc.strerror
-    return str(exc) or type(exc).__name__
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -1,17 +1,34 @@
-"""One GET, following redirects, through the configured proxy and TLS checks (http.client underneath)."""
+"""One GET through the configured proxy and TLS checks, on urllib3.
+
+urllib3 does the protocol work: connections, TLS, HTTP and HTTPS proxies (TLS to the proxy and TLS
+to the server inside it), timeouts. The policy stays here: which hosts skip the proxy (no_proxy),
+which origin gets the hub token (re-decided at every redirect, so a CDN never sees it), and that no
+message quotes a URL's credentials or query.
+"""
 
 from __future__ import annotations
 
-import http.client
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
+import ssl
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from urllib.parse import SplitResult, urljoin, urlsplit
 
+import urllib3
+from urllib3.exceptions import (
+    HTTPError,
+    InsecureRequestWarning,
+    NewConnectionError,
+    ProtocolError,
+    ProxyError,
+    ReadTimeoutError,
+)
+
 from .netsettings import DEFAULT_PORTS, NetSettings, redact
-from .proxy_tunnel import TunnelConnection
 
 MAX_REDIRECTS = 10
 REDIRECTS = {301, 302, 303, 307, 308}
+Response = urllib3.BaseHTTPResponse
 
 
 class HttpFailure(Exception):
@@ -19,51 +36,108 @@ class HttpFailure(Exception):
 
 
 @contextmanager
-def http_get(url: str, net: NetSettings) -> Iterator[http.client.HTTPResponse]:
-    """Yield the final 200 response; every connection opened on the way is closed on exit."""
+def http_get(url: str, net: NetSettings, headers: Mapping[str, str] | None = None) -> Iterator[Response]:
+    """Yield the final response (200; 206 or 416 when `headers` ask for a Range), its body not yet read."""
     for _ in range(MAX_REDIRECTS + 1):
         parts = urlsplit(url)
         if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
             raise HttpFailure(f"cannot download from {redact(url)}: not an http(s) URL")
-        with closing(_connection(parts, net)) as connection:
-            connection.request("GET", _request_target(parts, net), headers=_headers(parts, net))
-            with closing(connection.getresponse()) as response:
-                location = response.getheader("Location")
+        pool = _pool(parts, net)
+        try:
+            response = _send(pool, url, {**_headers(parts, net), **(headers or {})}, net)
+            try:
+                location = response.headers.get("Location")
                 if response.status in REDIRECTS and location:
                     url = urljoin(url, location)
                     continue
-                if response.status != 200:
-                    raise HttpFailure(f"{redact(url)} answered HTTP {response.status} {response.reason}")
+                if response.status not in (200, 206) and not (response.status == 416 and "Range" in (headers or {})):
+                    raise HttpFailure(f"{redact(url)} answered HTTP {response.status} {response.reason or ''}".rstrip())
                 yield response
                 return
+            finally:
+                response.close()  # its connection too: nothing is kept between downloads
+        finally:
+            pool.clear()
     raise HttpFailure(f"{redact(url)}: more than {MAX_REDIRECTS} redirects")
 
 
-def _through_proxy(parts: SplitResult, net: NetSettings) -> bool:
-    return net.proxy is not None and not net.proxy.bypasses(parts.hostname or "")
+def _send(pool: urllib3.PoolManager, url: str, headers: dict[str, str], net: NetSettings) -> Response:
+    timeout = urllib3.Timeout(connect=net.timeout, read=net.timeout)
+    try:
+        with warnings.catch_warnings():  # `verify_peer: false` is the Cortexfile's choice, said at validate
+            warnings.simplefilter("ignore", InsecureRequestWarning)
+            return pool.request(
+                "GET", url, headers=headers, redirect=False, retries=False, preload_content=False, timeout=timeout
+            )
+    except HTTPError as exc:
+        raise HttpFailure(f"{redact(url)}: {failure_reason(exc)}") from None
 
 
-def _connection(parts: SplitResult, net: NetSettings) -> http.client.HTTPConnection:
-    host, port = parts.hostname or "", parts.port or DEFAULT_PORTS[parts.scheme]
-    proxy = net.proxy if _through_proxy(parts, net) else None
-    if proxy is None:
-        if parts.scheme == "https":
-            return http.client.HTTPSConnection(host, port, timeout=net.timeout, context=net.tls)
-        return http.client.HTTPConnection(host, port, timeout=net.timeout)
-    if parts.scheme == "https":
-        return TunnelConnection(host, port, proxy=proxy, tls=net.tls, timeout=net.timeout)
-    if proxy.tls is not None:
-        return http.client.HTTPSConnection(proxy.host, proxy.port, timeout=net.timeout, context=proxy.tls)
-    return http.client.HTTPConnection(proxy.host, proxy.port, timeout=net.timeout)
+# Most specific first: urllib3's own messages include the path and query, so none is quoted.
+REASONS: tuple[tuple[type[BaseException], str], ...] = (
+    (NewConnectionError, "cannot connect"),
+    (ReadTimeoutError, "the server sent nothing for too long"),
+    (ProtocolError, "the connection broke before the end of the file"),
+)
 
 
-def _request_target(parts: SplitResult, net: NetSettings) -> str:
-    """Absolute form for a plain-http request to a proxy; origin form otherwise (CONNECT or direct)."""
-    path = parts.path or "/"
-    path += f"?{parts.query}" if parts.query else ""
-    if parts.scheme == "http" and _through_proxy(parts, net):
-        return f"http://{parts.netloc.rpartition('@')[2]}{path}"
-    return path
+def failure_reason(exc: BaseException) -> str:
+    """Why a transfer failed, in words that quote no URL; a TLS failure says what the check found."""
+    tls = _ssl_error(exc)
+    where = "the proxy: " if isinstance(exc, ProxyError) else ""
+    if tls is not None:
+        return f"{where}TLS verification failed: {_tls_words(tls)}"
+    if isinstance(exc, ProxyError):
+        inner = next((arg for arg in exc.args if isinstance(arg, BaseException)), None)
+        return where + (failure_reason(inner) if inner is not None else "it refused the connection")
+    reason = next((text for kind, text in REASONS if isinstance(exc, kind)), None)
+    cause = _os_words(exc.__cause__ or exc.__context__)
+    if reason is not None:
+        return f"{reason}: {cause}" if cause else reason
+    return _os_words(exc) or type(exc).__name__
+
+
+def _os_words(exc: BaseException | None) -> str | None:
+    """A socket error's own words ("Connection refused", a proxy's "407 Proxy Authentication Required"),
+    never urllib3's, which quote the URL."""
+    if not isinstance(exc, OSError) or isinstance(exc, HTTPError):
+        return None
+    if exc.strerror:
+        return exc.strerror
+    text = str(exc)
+    return text if text and "://" not in text else None
+
+
+def _ssl_error(exc: BaseException | None) -> ssl.SSLError | None:
+    """The ssl module's error inside urllib3's wrappers (their args, or the exception's cause)."""
+    seen = 0
+    while exc is not None and seen < 5:
+        if isinstance(exc, ssl.SSLError):
+            return exc
+        inner = [arg for arg in exc.args if isinstance(arg, BaseException)]
+        exc, seen = (inner[0] if inner else exc.__cause__ or exc.__context__), seen + 1
+    return None
+
+
+def _tls_words(error: ssl.SSLError) -> str:
+    detail = error.verify_message if isinstance(error, ssl.SSLCertVerificationError) else None
+    return " ".join(part for part in (error.reason, detail) if part) or "the handshake failed"
+
+
+def _pool(parts: SplitResult, net: NetSettings) -> urllib3.PoolManager:
+    # urllib3 matches host names itself unless told not to: `verify_host: false` must say so.
+    server_names = None if net.tls.check_hostname else False
+    proxy = net.proxy
+    if proxy is None or proxy.bypasses(parts.hostname or ""):
+        return urllib3.PoolManager(ssl_context=net.tls, assert_hostname=server_names)
+    return urllib3.ProxyManager(
+        f"{proxy.scheme}://{proxy.host}:{proxy.port}",
+        proxy_headers={"Proxy-Authorization": proxy.authorization} if proxy.authorization else None,
+        proxy_ssl_context=proxy.tls,
+        proxy_assert_hostname=None if proxy.tls is None or proxy.tls.check_hostname else False,
+        ssl_context=net.tls,
+        assert_hostname=server_names,
+    )
 
 
 def _headers(parts: SplitResult, net: NetSettings) -> dict[str, str]:
@@ -71,6 +145,4 @@ def _headers(parts: SplitResult, net: NetSettings) -> dict[str, str]:
     token = net.authorization_for(parts)
     if token:
         headers["Authorization"] = token
-    if parts.scheme == "http" and _through_proxy(parts, net) and net.proxy and net.proxy.authorization:
-        headers["Proxy-Authorization"] = net.proxy.authorization
     return headers

@@ -68,4 +68,4 @@ def create_app(
 
 def model_locator(config: Cortexfile, data_dir: Path) -> Callable[[Model], Path]:
     """Find the model file, downloading a remote source into the store first (verified by sha256)."""
-    return ModelStore(config, data_dir).ensure
+    return ModelStore(config, data_dir)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
+import math
 import os
+import time
 from pathlib import Path
 
 from menlo_cortex.cortexfile.schema.server import Auth
@@ -13,25 +16,37 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .errors import error_response
 
+KEY_FILE_CHECK_S = 1.0
 AUTHENTICATED = "cortex.authenticated"  # scope key: did this request present a valid key?
 log = logging.getLogger("cortex.auth")
 
 
 def read_key_file(path: Path) -> tuple[str, ...]:
-    """One key per line; blank lines and `#` comments ignored."""
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return tuple(line.strip() for line in lines if line.strip() and not line.strip().startswith("#"))
+    """One key per line; blank lines and `#` comments ignored; an editor's BOM is not part of the first key."""
+    lines = path.read_bytes().decode("utf-8-sig").splitlines()
+    keys = (line.strip() for line in lines if line.strip() and not line.strip().startswith("#"))
+    return tuple(key for key in keys if key.isprintable())  # a control character cannot be sent in a header
 
 
 class ApiKeys:
-    """The accepted keys. The key file is read again whenever its mtime or size changes (live rotation);
-    when it cannot be read, no file key is accepted (fail closed)."""
+    """The accepted keys. The key file is looked at again at most once a second, off the event loop, and
+    read again when its mtime or size changed (live rotation); when it cannot be read, no file key is
+    accepted (fail closed)."""
 
     def __init__(self, auth: Auth) -> None:
         self._static = tuple(secret.resolve() for secret in auth.api_keys)
         self._file = auth.api_key_file
         self._file_stamp: tuple[int, int] | None = None
         self._file_keys: tuple[str, ...] = ()
+        self._checked = -math.inf
+        if self._file is not None:
+            self._reload_file()
+
+    async def refresh(self) -> None:
+        """Look at the key file again when a second has passed since the last look."""
+        if self._file is not None and time.monotonic() - self._checked >= KEY_FILE_CHECK_S:
+            self._checked = time.monotonic()
+            await asyncio.to_thread(self._reload_file)
 
     @property
     def configured(self) -> bool:
@@ -45,7 +60,7 @@ class ApiKeys:
         return matched
 
     def current(self) -> tuple[str, ...]:
-        return self._static + self._reload_file()
+        return self._static + self._file_keys
 
     def _reload_file(self) -> tuple[str, ...]:
         if self._file is None:
@@ -83,6 +98,7 @@ class ApiKeyMiddleware:
             await self.app(scope, receive, send)
             return
         token = bearer_token(Headers(scope=scope))
+        await self.keys.refresh()
         scope[AUTHENTICATED] = not self.keys.configured or (token is not None and self.keys.accepts(token))
         if scope[AUTHENTICATED] or self.is_public(scope["path"]):
             await self.app(scope, receive, send)

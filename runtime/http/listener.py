@@ -19,6 +19,7 @@ from menlo_cortex.cortexfile.schema.server import Server
 from uvicorn.config import create_ssl_context
 
 from ..reload.pipeline import ApplyError
+from .connections import GuardedH11Protocol
 
 BACKLOG = 2048
 
@@ -46,9 +47,11 @@ class Listener:
         if Address.of(old) != Address.of(new):
             await self._move(new, context)
         elif context is not None:
-            self._rotate(new)
+            await self._rotate(context)
         config = self.server.config
         config.limit_concurrency = new.limits.max_connections  # read by each new connection
+        if issubclass(config.http_protocol_class, GuardedH11Protocol):
+            config.http_protocol_class.guard.update(new.limits)
         config.timeout_graceful_shutdown = math.ceil(new.limits.shutdown_grace_s)
 
     def _tls_context(self, new: Server) -> ssl.SSLContext | None:
@@ -68,16 +71,22 @@ class Listener:
         except (ssl.SSLError, OSError) as exc:
             raise ApplyError(f"server.tls: cannot use {new.tls.cert} / {new.tls.key}: {exc}") from exc
 
-    def _rotate(self, new: Server) -> None:
-        """Same socket, new certificate: the live context loads the new pair; new handshakes use it."""
-        live = self.server.config.ssl
-        assert live is not None
-        assert new.tls.cert is not None
-        live.load_cert_chain(new.tls.cert, new.tls.key)  # checked loadable by _tls_context just before
+    async def _rotate(self, context: ssl.SSLContext) -> None:
+        """Same address, new certificate: a new context serves the same listening socket (a duplicate of
+        it, so it never stops listening), then the old server stops accepting. The live context is never
+        changed under a handshake; open connections keep the session they have."""
+        old_servers = [s for s in self.server.servers if s.sockets]
+        fresh = [await self._serve(_duplicate(s), context) for s in old_servers]
+        self.server.servers = fresh
+        self.server.config.ssl = context
+        _stop_accepting(old_servers)
 
     async def _move(self, new: Server, context: ssl.SSLContext | None) -> None:
-        """Listen on the new address first, then stop accepting on the old one (its connections finish).
-        On the same port the old socket must close first: the gap is one call, and no connection is cut."""
+        """Listen on the new address first, then stop accepting on the old one. On the same port the old
+        socket must close first: the gap is one call. The old socket's connections are closed once their
+        current response is done: a client let in under the old address and keys must not go on sending
+        requests that the new app (another address, other keys) would answer."""
+        accepted_before = list(self.server.server_state.connections)
         old_servers = list(self.server.servers)
         old_addresses = [_address(s) for s in old_servers if s.sockets]
         same_port = any(port == new.port for _, port in old_addresses)
@@ -93,6 +102,8 @@ class Listener:
         self.server.servers = [await self._serve(sock, context)]
         self.server.config.ssl = context
         _stop_accepting(old_servers)
+        for connection in accepted_before:
+            connection.shutdown()  # uvicorn's own: closes now when idle, else after the response
 
     async def _serve(self, sock: socket.socket, context: ssl.SSLContext | None) -> asyncio.Server:
         server, config = self.server, self.server.config
@@ -125,6 +136,11 @@ def open_socket(host: str, port: int) -> socket.socket:
         return listen(host, port)
     except ListenError as exc:
         raise ApplyError(f"server.port: {exc}") from None
+
+
+def _duplicate(server: asyncio.Server) -> socket.socket:
+    listening = server.sockets[0]
+    return socket.fromfd(listening.fileno(), listening.family, listening.type)
 
 
 def _address(server: asyncio.Server) -> tuple[str, int]:

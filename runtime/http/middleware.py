@@ -13,10 +13,11 @@ from starlette.responses import Response
 from ..ops.metrics import Metrics
 from .auth import ApiKeyMiddleware, ApiKeys
 from .errors import ApiError, error_response
-from .guards import BodyLimitMiddleware, LoopbackHostMiddleware
+from .guards import BodyLimitMiddleware, CrossSiteMiddleware, LoopbackHostMiddleware
 from .request_context import REQUEST_ID_HEADER, RequestContextMiddleware
 
 PUBLIC_PATHS = frozenset({"/health", "/ready", "/openapi.json", "/docs"})
+JSON_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings"})
 PUBLIC_PREFIXES = ("/docs/",)
 
 
@@ -38,7 +39,10 @@ def middleware(config: Cortexfile, keys: ApiKeys, metrics: Metrics) -> list[Midd
                 max_age=600,
             )
         )
-    stack.append(Middleware(BodyLimitMiddleware, limit=server.limits.max_body_bytes))
+    origins = frozenset(server.cors.origins) if server.cors.enabled else frozenset()
+    stack.append(Middleware(CrossSiteMiddleware, allowed_origins=origins, json_paths=JSON_PATHS))
+    limits = server.limits
+    stack.append(Middleware(BodyLimitMiddleware, limit=limits.max_body_bytes, timeout_s=limits.body_timeout_s))
     stack.append(
         Middleware(ApiKeyMiddleware, keys=keys, public_paths=frozenset(public), public_prefixes=PUBLIC_PREFIXES)
     )

@@ -23,7 +23,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from menlo_cortex.cortexfile.schema import Cortexfile, Model
 from menlo_cortex.cortexfile.schema.models import LoadPolicy
@@ -34,6 +34,15 @@ from ..reload.plan import ModelChanges
 from .engine import Engine, ModelLoadError
 
 log = logging.getLogger("cortex.models")
+
+
+@runtime_checkable
+class Stoppable(Protocol):
+    """A locator whose downloads can be ended from another thread (models.store.ModelStore)."""
+
+    def stop(self) -> None: ...
+
+
 RETRY_AFTER_S = "1"
 MIB = 1024 * 1024
 
@@ -74,6 +83,8 @@ class ModelManager:
         self._background = asyncio.create_task(self._load_start_models(), name="cortex-load-start-models")
 
     async def close(self) -> None:
+        if isinstance(self._locate, Stoppable):
+            self._locate.stop()  # a download in progress ends now instead of holding up the shutdown
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -161,24 +172,31 @@ class ModelManager:
                     await self._ensure_loaded(slot)
 
     async def _load(self, slot: Slot) -> Engine:
+        previous = slot.state, slot.error
         try:
+            path = await self._find_file(slot)
             async with self._residency:
-                return await self._load_locked(slot)
+                return await self._load_locked(slot, path, previous)
         finally:
             slot.loading = None
 
-    async def _load_locked(self, slot: Slot) -> Engine:
-        if slot.engine is not None:
-            return slot.engine
-        if self._superseded(slot):  # a newer config changed it again while it waited: skipped, not waited for
-            message = f"model `{slot.model.id}` changed again before it loaded: that version is skipped"
-            log.info("%s", message)
-            raise ApiError(503, message, code="model_unavailable")
-        model = slot.model
-        previous = slot.state, slot.error
+    async def _find_file(self, slot: Slot) -> Path:
+        """The model's file. A download happens here, outside the residency lock: a model that takes an
+        hour to arrive holds up no other model's load, and close() stops it (see `Stoppable`)."""
+        self._skip_if_superseded(slot)
         slot.state, slot.error = "loading", None
         try:
-            path = await asyncio.to_thread(self._locate, model)
+            return await asyncio.to_thread(self._locate, slot.model)
+        except Exception as exc:  # each message names model and file or URL
+            raise self._failed(slot, exc) from None
+
+    async def _load_locked(self, slot: Slot, path: Path, previous: tuple[str, str | None]) -> Engine:
+        if slot.engine is not None:
+            return slot.engine
+        self._skip_if_superseded(slot)  # a newer config changed it again while it waited: skipped, not waited for
+        model = slot.model
+        slot.state, slot.error = "loading", None
+        try:
             slot.size_mb = path.stat().st_size / MIB
             await self._make_room(slot)
             engine = Engine(model, path, self.config.engines.llama_cpp)
@@ -187,16 +205,25 @@ class ModelManager:
         except ApiError:  # nothing was wrong with the model itself (e.g. every resident model busy)
             slot.state, slot.error = previous
             raise
-        except Exception as exc:  # locate() and llama.cpp raise many kinds; each message names model and file
-            slot.state, slot.error = "failed", _describe(model, exc)
-            log.error("%s", slot.error)
-            raise ApiError(503, slot.error, param="model", code="model_unavailable") from None
+        except Exception as exc:  # llama.cpp raises many kinds; each message names model and file
+            raise self._failed(slot, exc) from None
         seconds = time.monotonic() - started
         log.info("model `%s` loaded from %s in %.2f s", model.id, path, seconds)
         self.metrics.observe("cortex_model_load_seconds", seconds, model=model.id)
         self.metrics.set("cortex_model_loaded", 1, model=model.id)
         slot.engine, slot.state, slot.loaded_once = engine, "ready", True
         return engine
+
+    def _failed(self, slot: Slot, exc: Exception) -> ApiError:
+        slot.state, slot.error = "failed", _describe(slot.model, exc)
+        log.error("%s", slot.error)
+        return ApiError(503, slot.error, param="model", code="model_unavailable")
+
+    def _skip_if_superseded(self, slot: Slot) -> None:
+        if self._superseded(slot):
+            message = f"model `{slot.model.id}` changed again before it loaded: that version is skipped"
+            log.info("%s", message)
+            raise ApiError(503, message, code="model_unavailable")
 
     async def _load_engine(self, slot: Slot, engine: Engine) -> None:
         try:

@@ -15,7 +15,7 @@ from menlo_cortex.cortexfile.schema.models import SourceKind, parse_hf_source, s
 from menlo_cortex.cortexfile.secrets import SecretUnavailable
 from menlo_cortex.cortexfile.store import local_candidates, store_path
 
-from ..fetch.download import GGUF_MAGIC, RemoteFile, download_model, read_magic
+from ..fetch.download import GGUF_MAGIC, RemoteFile, Stop, download_model, read_magic
 from ..fetch.netsettings import net_settings, redact
 from ..fetch.progress import Progress
 from .errors import DownloadFailed, ModelInvalid, ModelUnavailable
@@ -38,9 +38,12 @@ def is_remote(model: Model) -> bool:
 
 
 class ModelStore:
+    """Finds model files, and downloads remote ones; as a callable it is the manager's locator."""
+
     def __init__(self, config: Cortexfile, data_dir: Path):
         self._config = config
         self._data_dir = data_dir
+        self._stop = Stop()
         # Files already hashed, keyed by what would change if they were replaced: a reload of a
         # model that was unloaded (LRU) must not hash gigabytes again.
         self._hashed: set[tuple[Path, int, int, str]] = set()
@@ -65,6 +68,13 @@ class ModelStore:
             raise ModelUnavailable(self._missing_message(model, tried))
         self._check_magic(model, found)
         return found
+
+    def __call__(self, model: Model) -> Path:
+        return self.ensure(model)
+
+    def stop(self) -> None:
+        """End running downloads now (shutdown); their partial files stay for the next start."""
+        self._stop.set()
 
     def ensure(self, model: Model, progress: Progress | None = None) -> Path:
         """Locate the model, else download its remote source into the store; the result is verified."""
@@ -94,7 +104,7 @@ class ModelStore:
             net = net_settings(self._config.network)
         except (SecretUnavailable, ValueError) as exc:
             raise DownloadFailed(f"model `{model.id}`: cannot download {redact(url)}: {exc}") from None
-        return download_model(RemoteFile(model.id, url, model.sha256), self.models_dir, net, progress)
+        return download_model(RemoteFile(model.id, url, model.sha256), self.models_dir, net, progress, self._stop)
 
     def _missing_message(self, model: Model, tried: list[Path]) -> str:
         places = ", ".join(str(path) for path in tried) or "nowhere (no sha256 and no local source)"

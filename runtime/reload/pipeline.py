@@ -92,8 +92,13 @@ class Reloader:
             try:
                 return await self._attempt(current)
             except Exception as exc:  # a bug must not end reloading for the life of the process
-                log.exception("config reload failed unexpectedly")
-                return self._refuse(f"{self.inputs.path}: reload failed unexpectedly: {exc!r}")
+                # Its type only: an exception's text may quote what it read (a secret file's bytes).
+                log.error(
+                    "config reload failed unexpectedly: %s",
+                    type(exc).__name__,
+                    exc_info=log.isEnabledFor(logging.DEBUG),
+                )
+                return self._refuse(f"{self.inputs.path}: reload failed unexpectedly ({type(exc).__name__})")
 
     async def _attempt(self, current: dict[str, str | None]) -> Outcome:
         try:

@@ -44,6 +44,14 @@ CASES = {
         "version: 1\nserver:\n  cors:\n    origins:\n      - http://a.b/c\n",
         "5:9: server.cors.origins[0]: `http://a.b/c` is not an origin",
     ),
+    "proxy url with credentials": (
+        "version: 1\nnetwork:\n  proxy:\n    url: http://ops:hunter2@proxy.corp:3128\n",
+        "4:10: network.proxy.url: the proxy URL holds credentials: put them in network.proxy.username",
+    ),
+    "socks proxy": (
+        "version: 1\nnetwork:\n  proxy:\n    url: socks5://proxy.corp:1080\n",
+        "4:10: network.proxy.url: SOCKS proxies are not supported: use an http:// or https:// proxy",
+    ),
     "bad proxy url": (
         "version: 1\nnetwork:\n  proxy:\n    url: proxy.corp:3128\n",
         "4:10: network.proxy.url: `proxy.corp:3128` must start with",
@@ -135,6 +143,7 @@ def test_bad_file_is_located_error_and_exit_2(
     assert code == 2
     assert f"{path}:{expected}" in err, err
     assert "Traceback" not in err
+    assert "hunter2" not in err  # a password written into a value is never quoted back
 
 
 def test_every_error_is_reported_not_just_the_first(

@@ -47,6 +47,8 @@ class Route:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     declared_length: int | None = None  # a Content-Length that differs from the body: truncation, huge files
+    ranges: bool = False  # answer `Range: bytes=N-` with 206 and the rest of the body
+    drip_s: float | None = None  # send the body one byte every drip_s seconds
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = False  # server_close() joins the handler threads
     routes: dict[str, Route]
     seen: list[Seen]
+    stopping: threading.Event  # ends a dripping answer when the test is done
 
 
 class _FileHandler(BaseHTTPRequestHandler):
@@ -69,18 +72,38 @@ class _FileHandler(BaseHTTPRequestHandler):
         server = cast(_Server, self.server)
         server.seen.append(Seen("GET", self.path, dict(self.headers.items())))
         route = server.routes.get(urlsplit(self.path).path, Route(b"not found", status=404))
-        self.send_response(route.status)
-        length = len(route.body) if route.declared_length is None else route.declared_length
-        for name, value in {"Content-Length": str(length), **route.headers}.items():
+        start = _range_start(self.headers.get("Range", "")) if route.ranges else None
+        body, headers = route.body, dict(route.headers)
+        if start is not None:
+            headers["Content-Range"] = f"bytes {start}-{len(body) - 1}/{len(body)}"
+            body = body[start:]
+        self.send_response(206 if start is not None else route.status)
+        length = len(body) if route.declared_length is None else route.declared_length
+        for name, value in {"Content-Length": str(length), **headers}.items():
             self.send_header(name, value)
         if route.declared_length is not None:
             self.send_header("Connection", "close")
             self.close_connection = True
         self.end_headers()
-        self.wfile.write(route.body)
+        if route.drip_s is None:
+            self.wfile.write(body)
+            return
+        for index in range(len(body)):
+            if server.stopping.wait(route.drip_s):
+                return
+            try:
+                self.wfile.write(body[index : index + 1])
+                self.wfile.flush()
+            except OSError:  # the client gave up
+                return
 
     def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
         pass
+
+
+def _range_start(header: str) -> int | None:
+    value = header.removeprefix("bytes=").removesuffix("-")
+    return int(value) if header.startswith("bytes=") and value.isdigit() else None
 
 
 @dataclass
@@ -107,7 +130,7 @@ class Running:
 @contextmanager
 def serving(handler: type[BaseHTTPRequestHandler], tls: ssl.SSLContext | None = None) -> Iterator[Running]:
     server = _Server(("127.0.0.1", 0), handler)
-    server.routes, server.seen = {}, []
+    server.routes, server.seen, server.stopping = {}, [], threading.Event()
     if tls is not None:
         server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
@@ -115,6 +138,7 @@ def serving(handler: type[BaseHTTPRequestHandler], tls: ssl.SSLContext | None = 
     try:
         yield Running(server, "https" if tls else "http")
     finally:
+        server.stopping.set()
         server.shutdown()
         server.server_close()
         thread.join()

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
 from download_servers import Route, Running, file_server, gguf_bytes, model_config, sha256_of
+from menlo_cortex.runtime.fetch import download
+from menlo_cortex.runtime.fetch.download import DownloadStopped
 from menlo_cortex.runtime.models.store import DownloadFailed, ModelInvalid, ModelStore
 
 TOKEN = "hf_secret_token_4242"
@@ -98,20 +101,89 @@ def test_wrong_sha256_is_refused_and_nothing_is_left_behind(tmp_path: Path) -> N
     assert store_leftovers(tmp_path / "data") == []
 
 
-def test_a_truncated_body_fails_and_leaves_no_partial_file(tmp_path: Path) -> None:
+def test_a_truncated_body_keeps_its_part_and_the_next_attempt_asks_for_the_rest(tmp_path: Path) -> None:
     body = gguf_bytes()
     with file_server() as server:
         server.routes["/tiny.gguf"] = Route(body[:1000], declared_length=len(body))
         config = model_config(tmp_path, server.url("/tiny.gguf"), sha256_of(body))
-        progress = RecordingProgress()
+        store, progress = ModelStore(config, tmp_path / "data"), RecordingProgress()
+        with pytest.raises(DownloadFailed, match=r"`tiny`: downloading .* failed: the connection broke before the end"):
+            store.ensure(config.models[0], progress)
+        assert progress.events[-1] == ("end", False)
+        assert store_leftovers(tmp_path / "data") == [f".{sha256_of(body)}.partial"]
 
+        server.routes["/tiny.gguf"] = Route(body, ranges=True)
+        path = store.ensure(config.models[0])
+        assert server.seen[-1].headers["Range"] == "bytes=1000-"
+    assert path.read_bytes() == body  # and its sha256 was checked whole: ensure() returned it
+    assert store_leftovers(tmp_path / "data") == [f"{sha256_of(body)}.gguf"]
+
+
+def test_a_server_that_ignores_the_range_sends_the_whole_file_again(tmp_path: Path) -> None:
+    body = gguf_bytes()
+    data = tmp_path / "data"
+    (data / "models").mkdir(parents=True)
+    (data / "models" / f".{sha256_of(body)}.partial").write_bytes(body[:5000])
+    with file_server() as server:
+        server.routes["/tiny.gguf"] = Route(body)  # answers 200 to a Range request
+        config = model_config(tmp_path, server.url("/tiny.gguf"), sha256_of(body))
+        assert ModelStore(config, data).ensure(config.models[0]).read_bytes() == body
+        assert server.seen[-1].headers["Range"] == "bytes=5000-"
+
+
+def test_a_partial_file_from_another_file_fails_the_whole_sha256_and_is_deleted(tmp_path: Path) -> None:
+    body, other = gguf_bytes(seed=1), gguf_bytes(seed=2)
+    data = tmp_path / "data"
+    (data / "models").mkdir(parents=True)
+    (data / "models" / f".{sha256_of(body)}.partial").write_bytes(other[:5000])
+    with file_server() as server:
+        server.routes["/tiny.gguf"] = Route(body, ranges=True)
+        config = model_config(tmp_path, server.url("/tiny.gguf"), sha256_of(body))
+        with pytest.raises(ModelInvalid, match=f"expected {sha256_of(body)}"):
+            ModelStore(config, data).ensure(config.models[0])
+        assert store_leftovers(data) == []  # the next attempt starts from nothing
+        assert ModelStore(config, data).ensure(config.models[0]).read_bytes() == body
+
+
+def test_a_server_that_drips_is_given_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each read gets a byte well within the read timeout, so only the rate rule ends it."""
+    monkeypatch.setattr(download, "WINDOW_S", 0.5)
+    body = gguf_bytes()
+    with file_server() as server:
+        server.routes["/tiny.gguf"] = Route(body, drip_s=0.05)
+        config = model_config(tmp_path, server.url("/tiny.gguf"), sha256_of(body))
+        started = time.monotonic()
         with pytest.raises(
-            DownloadFailed, match=f"`tiny`: downloading .* failed: the body ended after 1000 of {len(body)}"
+            DownloadFailed,
+            match=r"the server sent less than 65.5 KB in 0 s: too slow, given up \(the part received is kept",
         ):
-            ModelStore(config, tmp_path / "data").ensure(config.models[0], progress)
+            ModelStore(config, tmp_path / "data").ensure(config.models[0])
+    assert time.monotonic() - started < 10
 
-    assert progress.events[-1] == ("end", False)
-    assert store_leftovers(tmp_path / "data") == []
+
+def test_stop_ends_a_download_that_waits_for_data(tmp_path: Path) -> None:
+    body = gguf_bytes()
+    with file_server() as server:
+        server.routes["/tiny.gguf"] = Route(body, drip_s=30)  # the first byte would come in 30 s
+        config = model_config(tmp_path, server.url("/tiny.gguf"), sha256_of(body))
+        store = ModelStore(config, tmp_path / "data")
+        errors: list[BaseException] = []
+
+        def download() -> None:
+            try:
+                store.ensure(config.models[0])
+            except DownloadFailed as exc:
+                errors.append(exc)
+
+        worker = threading.Thread(target=download)
+        worker.start()
+        time.sleep(0.5)
+        started = time.monotonic()
+        store.stop()
+        worker.join(timeout=10)
+        assert not worker.is_alive()
+    assert time.monotonic() - started < 5
+    assert [type(error) for error in errors] == [DownloadStopped]
 
 
 def test_a_file_that_is_not_gguf_is_refused_even_with_the_right_sha256(tmp_path: Path) -> None:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from menlo_cortex.cortexfile.schema import Cortexfile
+from menlo_cortex.cortexfile.schema import Cortexfile, Model
+from menlo_cortex.runtime.fetch.download import DownloadStopped
 from menlo_cortex.runtime.http.errors import ApiError
 from menlo_cortex.runtime.models.engine import Generation
 from menlo_cortex.runtime.models.manager import ModelManager
@@ -157,3 +159,50 @@ def test_chat_template_from_the_cortexfile_is_used(test_model_path: Path) -> Non
         assert "".join(chunk["choices"][0]["delta"].get("content") or "" for chunk in chunks).strip()
 
     run_with(make_config([entry]), body)
+
+
+class SlowDownload:
+    """A locator whose model `slow` is still downloading until stopped; every other model is at hand."""
+
+    def __init__(self) -> None:
+        self.stopped = threading.Event()
+
+    def __call__(self, model: Model) -> Path:
+        if model.id == "slow":
+            self.stopped.wait(60)
+            raise DownloadStopped(f"model `{model.id}`: download stopped")
+        return locate_source(model)
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+def test_a_download_holds_up_no_other_load_and_shutdown_stops_it(test_model_path: Path) -> None:
+    """Before: the download ran under the residency lock, so `fast` waited for `slow` (and close() too)."""
+    config = make_config(
+        [model_entry(test_model_path, "slow", load="on_demand"), model_entry(test_model_path, "fast", load="on_demand")]
+    )
+    locator = SlowDownload()
+
+    async def main() -> float:
+        manager = ModelManager(config, metrics=standard_metrics(), locate=locator)
+        await manager.start()
+        waiting = asyncio.create_task(_use(manager, "slow"))
+        await asyncio.sleep(0.2)
+        async with asyncio.timeout(30):
+            async with manager.use("fast"):
+                assert states(manager) == {"slow": "loading", "fast": "ready"}
+        started = time.monotonic()
+        await manager.close()
+        closing = time.monotonic() - started
+        with pytest.raises(ApiError, match="download stopped"):
+            await waiting
+        return closing
+
+    assert asyncio.run(main()) < 10
+    assert locator.stopped.is_set()
+
+
+async def _use(manager: ModelManager, model_id: str) -> None:
+    async with manager.use(model_id):
+        pass

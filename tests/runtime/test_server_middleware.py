@@ -9,13 +9,14 @@ from __future__ import annotations
 import io
 import logging
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from menlo_cortex.cortexfile.schema import Cortexfile
-from menlo_cortex.runtime.http.auth import ApiKeys
+from menlo_cortex.runtime.http.auth import KEY_FILE_CHECK_S, ApiKeys
 from menlo_cortex.runtime.http.docs import docs_routes
 from menlo_cortex.runtime.http.health import health_routes
 from menlo_cortex.runtime.http.middleware import EXCEPTION_HANDLERS, middleware
@@ -57,18 +58,21 @@ def engine_document() -> dict[str, Any]:
     return {"openapi": "3.1.0", "info": {"title": "Cortex", "version": "1"}, "paths": {"/v1/echo": {}}}
 
 
-def make_client(server: dict[str, Any] | None = None, models: Models | None = None) -> TestClient:
+def make_client(
+    server: dict[str, Any] | None = None, models: Models | None = None, peer: str = "127.0.0.1"
+) -> TestClient:
     config = Cortexfile.model_validate({"version": 1, "server": server or {}})
     keys, metrics = ApiKeys(config.server.auth), standard_metrics()
     routes = [
         *health_routes(models or Models(), metrics),
         *docs_routes(engine_document, keys_required=keys.configured, public_metrics=False),
         Route("/v1/echo", echo_length, methods=["POST"]),
+        Route("/v1/completions", echo_length, methods=["POST"]),  # a JSON route: the guard checks its media type
         Route("/v1/crash", crash, methods=["GET"]),
     ]
     app = Starlette(routes=routes, middleware=middleware(config, keys, metrics), exception_handlers=EXCEPTION_HANDLERS)
     app.state.metrics = metrics
-    return TestClient(app, base_url=LOCAL, raise_server_exceptions=False)
+    return TestClient(app, base_url=LOCAL, raise_server_exceptions=False, client=(peer, 50000))
 
 
 def assert_openai_error(response: Any, status: int) -> dict[str, Any]:
@@ -180,17 +184,25 @@ def test_ready_shows_model_details_only_to_key_holders() -> None:
     assert client.get("/ready").json() == {"status": "loading"}
 
 
+def _status_settles(client: TestClient, key: str, wanted: int) -> None:
+    """The key file is looked at again at most once a second: the answer changes within about that."""
+    deadline = time.monotonic() + 3 * KEY_FILE_CHECK_S
+    while client.post("/v1/echo", headers={"authorization": f"Bearer {key}"}).status_code != wanted:
+        assert time.monotonic() < deadline, f"key {key!r} still not answered {wanted}"
+        time.sleep(0.05)
+
+
 def test_key_file_keys_rotate_live(tmp_path: Path) -> None:
     key_file = tmp_path / "keys"
-    key_file.write_text("# ops team\n\nkey-one\n  key-two  \n", encoding="utf-8")
+    key_file.write_bytes("\ufeff# ops team\n\nkey-one\n  key-two  \n".encode())  # a BOM, as some editors write
     client = make_client({"auth": {"api_key_file": str(key_file)}})
     for key, status in (("key-one", 200), ("key-two", 200), ("# ops team", 401), ("key-three", 401)):
         assert client.post("/v1/echo", headers={"authorization": f"Bearer {key}"}).status_code == status
-    key_file.write_text("key-three\n", encoding="utf-8")
-    assert client.post("/v1/echo", headers={"authorization": "Bearer key-three"}).status_code == 200
+    key_file.write_bytes(b"\xef\xbb\xbfkey-three\n")
+    _status_settles(client, "key-three", 200)
     assert client.post("/v1/echo", headers={"authorization": "Bearer key-one"}).status_code == 401
     key_file.unlink()
-    assert client.post("/v1/echo", headers={"authorization": "Bearer key-three"}).status_code == 401
+    _status_settles(client, "key-three", 401)
 
 
 def test_keys_from_env_references_are_resolved(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -266,6 +278,8 @@ def test_docs_page_and_assets_are_served_locally_with_a_strict_policy(client: Te
     page = client.get("/docs")
     assert page.headers["content-type"].startswith("text/html")
     assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert page.headers["x-frame-options"] == "DENY"
     assert re.findall(r'(?:src|href)="(/[^"]+)"', page.text) == ["/docs/docs.css", "/docs/docs.js", "/openapi.json"]
     assert "http" not in " ".join(re.findall(r'(?:src|href)="([^"]+)"', page.text))
     assert client.get("/docs/docs.js").headers["content-type"].startswith("text/javascript")
@@ -288,3 +302,57 @@ def test_a_path_cannot_forge_log_lines_or_leak_its_query(client: TestClient, log
     assert "/nope%0A2026-01-01%20INFO%20forged" in logged
     assert "\n2026-01-01 INFO forged" not in log_stream.getvalue()
     assert "sk-secret" not in logged
+
+
+JSON = {"content-type": "application/json"}
+
+
+def test_a_loopback_bind_refuses_a_peer_that_is_not_loopback() -> None:
+    """A connection accepted before the listener moved to loopback comes from elsewhere: refused."""
+    remote = make_client(peer="192.0.2.10")
+    error = assert_openai_error(remote.get("/health"), 403)
+    assert error["code"] == "peer_not_allowed"
+    assert make_client(peer="::1").get("/health").status_code == 200
+    public = make_client({"host": "0.0.0.0", "auth": {"allow_unauthenticated": True}}, peer="192.0.2.10")
+    assert public.get("/health").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"origin": "http://evil.example"},
+        {"origin": "null"},
+        {"sec-fetch-site": "cross-site"},
+        {"sec-fetch-site": "same-site", "origin": "http://other.localhost:39281"},
+    ],
+    ids=["foreign-origin", "opaque-origin", "cross-site-fetch", "same-site-other-origin"],
+)
+def test_a_cross_site_browser_request_is_refused(client: TestClient, headers: dict[str, str]) -> None:
+    error = assert_openai_error(client.post("/v1/completions", content=b"{}", headers={**JSON, **headers}), 403)
+    assert error["code"] == "cross_site_refused"
+
+
+def test_requests_from_allowed_or_own_origins_and_from_non_browsers_pass(client: TestClient) -> None:
+    allowed = {"origin": "http://localhost:39281", "sec-fetch-site": "cross-site"}  # the default CORS origin
+    assert client.post("/v1/completions", content=b"{}", headers={**JSON, **allowed}).status_code == 200
+    own = {"origin": LOCAL, "sec-fetch-site": "same-origin"}
+    assert client.post("/v1/completions", content=b"{}", headers={**JSON, **own}).status_code == 200
+    assert client.post("/v1/completions", content=b"{}", headers=JSON).status_code == 200
+    assert client.get("/health", headers={"origin": "http://evil.example"}).status_code == 200  # reads are CORS's
+
+
+def test_cors_off_trusts_only_the_servers_own_origin() -> None:
+    closed = make_client({"cors": {"enabled": False}})
+    refused = closed.post("/v1/completions", content=b"{}", headers={**JSON, "origin": "http://localhost:39281"})
+    assert_openai_error(refused, 403)
+    assert closed.post("/v1/completions", content=b"{}", headers={**JSON, "origin": LOCAL}).status_code == 200
+
+
+@pytest.mark.parametrize("media_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data", ""])
+def test_a_json_route_takes_only_json(client: TestClient, media_type: str) -> None:
+    """A form or text/plain POST is a CORS "simple request": a browser sends it without asking first."""
+    headers = {"content-type": media_type} if media_type else {}
+    error = assert_openai_error(client.post("/v1/completions", content=b"{}", headers=headers), 415)
+    assert error["code"] == "unsupported_media_type"
+    charset = {"content-type": "Application/JSON; charset=utf-8"}
+    assert client.post("/v1/completions", content=b"{}", headers=charset).status_code == 200

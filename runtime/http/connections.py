@@ -1,0 +1,94 @@
+"""Connection-level bounds uvicorn lacks: a deadline for each request's headers, and a cap on the
+connections one client address holds open. Without them a few dozen connections that never finish
+their headers fill `server.limits.max_connections`, and everyone else gets 503.
+
+h11 (through uvicorn's own protocol) still parses every byte; this subclass only adds a timer and a
+counter around it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from typing import ClassVar
+
+from menlo_cortex.cortexfile.schema.server import Limits
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+log = logging.getLogger("cortex.connections")
+
+
+class ConnectionGuard:
+    """The live limits and the open connections per client address, shared by every connection."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.update(limits)
+        self._open: Counter[str] = Counter()
+
+    def update(self, limits: Limits) -> None:
+        self.header_timeout_s = limits.header_timeout_s
+        self.per_client = limits.max_connections_per_client
+
+    def admit(self, peer: str) -> bool:
+        if self._open[peer] >= self.per_client:
+            return False
+        self._open[peer] += 1
+        return True
+
+    def release(self, peer: str) -> None:
+        self._open[peer] -= 1
+        if self._open[peer] <= 0:
+            del self._open[peer]
+
+
+class GuardedH11Protocol(H11Protocol):
+    guard: ClassVar[ConnectionGuard]
+    _peer: str | None = None
+    _header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        peer = self.client[0] if self.client else ""
+        if not self.guard.admit(peer):
+            log.warning("refused a connection from %s: %d already open", peer, self.guard.per_client)
+            transport.close()
+            return
+        self._peer = peer
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        if self._awaiting_headers() and self._header_timer is None:
+            self._arm()  # the next request on a kept-alive connection
+        super().data_received(data)
+        if not self._awaiting_headers():
+            self._disarm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        if self._peer is not None:
+            self.guard.release(self._peer)
+            self._peer = None
+        super().connection_lost(exc)
+
+    def _awaiting_headers(self) -> bool:
+        return self.cycle is None or self.cycle.response_complete
+
+    def _arm(self) -> None:
+        self._header_timer = self.loop.call_later(self.guard.header_timeout_s, self._headers_too_slow)
+
+    def _disarm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        if self._awaiting_headers() and not self.transport.is_closing():
+            log.info("closed a connection from %s: no complete request headers in time", self._peer)
+            self.transport.close()
+
+
+def protocol_class(limits: Limits) -> type[GuardedH11Protocol]:
+    """A protocol class of its own for one server, holding that server's guard."""
+    return type("CortexH11Protocol", (GuardedH11Protocol,), {"guard": ConnectionGuard(limits)})
