@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import ssl
 from collections.abc import Callable, Iterator, Mapping
 from enum import StrEnum
 from pathlib import Path
@@ -59,6 +60,12 @@ def _start_problems(resolved: Resolved, env: dict[str, str], data: Path) -> Iter
 def _auth_problems(resolved: Resolved) -> Iterator[Problem]:
     server = resolved.config.server
     has_keys = bool(server.auth.api_keys) or server.auth.api_key_file is not None
+    if server.cors.enabled and "*" in server.cors.origins and not has_keys:
+        yield (
+            ("server", "cors", "origins"),
+            "`*` lets every web page the user opens call this server, which has no API key",
+            "name the origins that may call it, or set server.auth.api_keys",
+        )
     if is_loopback(server.host) or has_keys or server.auth.allow_unauthenticated:
         return
     yield (
@@ -73,7 +80,9 @@ def _build_problems(resolved: Resolved, env: dict[str, str], data: Path) -> Iter
     config = resolved.config
     yield from _secret_problems(resolved, env, lambda path: path[:3] in BUILD_SECRETS)
     for index, cert in enumerate(config.build.network.ca_certificates):
-        yield from _readable(("build", "network", "ca_certificates", index), cert)
+        path = ("build", "network", "ca_certificates", index)
+        problems = list(_readable(path, cert))
+        yield from problems or _pem_certificates(path, cert)
     if config.build.bake_models:
         yield from _local_model_problems(resolved, data)
 
@@ -102,6 +111,14 @@ def _secret_problems(
                 secret.resolve(env)
             except SecretUnavailable as exc:
                 yield path, str(exc), None
+
+
+def _pem_certificates(path: Path_, file: Path) -> Iterator[Problem]:
+    """A CA file goes into the build: it must be PEM certificates (not, say, a credentials file)."""
+    try:
+        ssl.create_default_context(cadata=file.read_text(encoding="ascii"))
+    except (ssl.SSLError, UnicodeDecodeError, ValueError):
+        yield path, f"{file} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", None
 
 
 def _readable(path: Path_, file: Path | None) -> Iterator[Problem]:

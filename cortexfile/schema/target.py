@@ -43,10 +43,16 @@ def normalize_architecture(value: object) -> object:
     return value
 
 
-# Both reach a RUN line of the image's builder stage (CMAKE_ARGS).
+# Both reach a RUN line of the image's builder stage (CMAKE_ARGS). Only llama.cpp's own options
+# (GGML_*, LLAMA_*) and the CUDA architectures: generic CMake variables such as
+# CMAKE_C_COMPILER_LAUNCHER, CMAKE_TOOLCHAIN_FILE or CMAKE_PROJECT_INCLUDE run arbitrary programs in
+# the builder, which holds the build's secrets and writes the image that is pushed.
 CMakeFlag = Annotated[
     str,
-    word_rule(r"-[A-Za-z][A-Za-z0-9_.:=+,;/@-]*", "a CMake flag is one word: `-`, then letters, digits, `_.:=+,;/@-`"),
+    word_rule(
+        r"-D(?:GGML_|LLAMA_)[A-Z0-9_]+(?::[A-Z]+)?=[A-Za-z0-9_.+,;/@-]*|-DCMAKE_CUDA_ARCHITECTURES=[0-9a-z;-]+",
+        "a llama.cpp build option is -DGGML_...=VALUE or -DLLAMA_...=VALUE (or -DCMAKE_CUDA_ARCHITECTURES=...)",
+    ),
 ]
 CudaArchitecture = Annotated[
     str,

@@ -8,6 +8,7 @@ deadline that grows with its size; a `Stop` ends downloads at once (shutdown).
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import os
@@ -31,6 +32,8 @@ GGUF_MAGIC = b"GGUF"
 CHUNK_BYTES = 1 << 20
 WINDOW_S = 60.0
 MIN_WINDOW_BYTES = 64 << 10
+SPACE_CHECK_BYTES = 64 << 20  # how often free space is looked at again while writing
+FREE_MARGIN_BYTES = 256 << 20  # a download never leaves less free than this (a body of unknown size)
 
 
 def read_magic(path: Path) -> bytes:
@@ -116,6 +119,8 @@ def _download_verified(
         raise
     except (OSError, HTTPError, HttpFailure) as exc:  # the partial file stays: the next attempt resumes
         stop.check(model_id)  # a read cut short by a stop raises too: say why it really ended
+        if isinstance(exc, NoSpace) or (isinstance(exc, OSError) and exc.errno == errno.ENOSPC):
+            partial.unlink(missing_ok=True)  # a full disk is not kept full for a resume
         reason = str(exc) if isinstance(exc, HttpFailure) else failure_reason(exc)
         raise DownloadFailed(f"model `{model_id}`: downloading {redact(url)} failed: {reason}") from None
     if read_magic(partial) != GGUF_MAGIC:
@@ -180,6 +185,8 @@ class _Copy:
             if time.monotonic() - window_start >= WINDOW_S:
                 _check_speed(window_bytes)
                 window_start, window_bytes = time.monotonic(), 0
+            if done // SPACE_CHECK_BYTES != (done - len(chunk)) // SPACE_CHECK_BYTES:
+                _check_free_space(Path(self.out.name).parent, FREE_MARGIN_BYTES)
         self.stop.check(self.model_id)
         return done
 
@@ -214,12 +221,16 @@ def _sha256_of(path: Path) -> hashlib._Hash:
     return digest
 
 
+class NoSpace(HttpFailure):
+    """The disk cannot hold the file, or would be left nearly full."""
+
+
 def _check_free_space(folder: Path, needed: int | None) -> None:
     if needed is None:
         return
     free = shutil.disk_usage(folder).free
     if needed > free:
-        raise HttpFailure(
+        raise NoSpace(
             f"not enough disk space in {folder}: the file needs {human_bytes(needed)} more, {human_bytes(free)} free"
         )
 

@@ -39,8 +39,8 @@ class HttpFailure(Exception):
 def http_get(url: str, net: NetSettings, headers: Mapping[str, str] | None = None) -> Iterator[Response]:
     """Yield the final response (200; 206 or 416 when `headers` ask for a Range), its body not yet read."""
     for _ in range(MAX_REDIRECTS + 1):
-        parts = urlsplit(url)
-        if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
+        parts = _parsed(url)
+        if parts is None or parts.scheme not in DEFAULT_PORTS or not parts.hostname:
             raise HttpFailure(f"cannot download from {redact(url)}: not an http(s) URL")
         pool = _pool(parts, net)
         try:
@@ -48,7 +48,7 @@ def http_get(url: str, net: NetSettings, headers: Mapping[str, str] | None = Non
             try:
                 location = response.headers.get("Location")
                 if response.status in REDIRECTS and location:
-                    url = urljoin(url, location)
+                    url = _joined(url, location)
                     continue
                 if response.status not in (200, 206) and not (response.status == 416 and "Range" in (headers or {})):
                     raise HttpFailure(f"{redact(url)} answered HTTP {response.status} {response.reason or ''}".rstrip())
@@ -59,6 +59,23 @@ def http_get(url: str, net: NetSettings, headers: Mapping[str, str] | None = Non
         finally:
             pool.clear()
     raise HttpFailure(f"{redact(url)}: more than {MAX_REDIRECTS} redirects")
+
+
+def _joined(base: str, location: str) -> str:
+    try:
+        return urljoin(base, location)
+    except ValueError:
+        return location  # refused, cleanly, by the next hop's _parsed
+
+
+def _parsed(url: str) -> SplitResult | None:
+    """The URL's parts; None when it cannot be one (a hostile Location: a bad port, a stray `[`)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        return None
+    return parts
 
 
 def _send(pool: urllib3.PoolManager, url: str, headers: dict[str, str], net: NetSettings) -> Response:

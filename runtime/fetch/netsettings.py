@@ -23,13 +23,21 @@ def origin_of(url: SplitResult) -> Origin:
 
 
 def redact(url: str) -> str:
-    """The URL without user info or query string, either of which may carry credentials."""
-    parts = urlsplit(url)
+    """The URL without user info or query string, either of which may carry credentials. Total: a
+    URL from a hostile redirect (a bad port, control characters) is shown, not raised on."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(an invalid URL)"
     host = parts.hostname or ""
     netloc = f"[{host}]" if ":" in host else host
-    netloc += f":{parts.port}" if parts.port else ""
+    try:
+        netloc += f":{parts.port}" if parts.port else ""
+    except ValueError:
+        netloc += ":?"
     query = "?..." if parts.query else ""
-    return f"{parts.scheme}://{netloc}{parts.path}{query}"
+    shown = f"{parts.scheme}://{netloc}{parts.path}{query}"
+    return "".join(char if char.isprintable() else "?" for char in shown)
 
 
 def tls_context(verify_peer: bool, verify_host: bool) -> ssl.SSLContext:

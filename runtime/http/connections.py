@@ -9,6 +9,7 @@ counter around it.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 from collections import Counter
 from typing import ClassVar
@@ -31,15 +32,28 @@ class ConnectionGuard:
         self.per_client = limits.max_connections_per_client
 
     def admit(self, peer: str) -> bool:
-        if self._open[peer] >= self.per_client:
+        client = client_key(peer)
+        if self._open[client] >= self.per_client:
             return False
-        self._open[peer] += 1
+        self._open[client] += 1
         return True
 
     def release(self, peer: str) -> None:
-        self._open[peer] -= 1
-        if self._open[peer] <= 0:
-            del self._open[peer]
+        client = client_key(peer)
+        self._open[client] -= 1
+        if self._open[client] <= 0:
+            del self._open[client]
+
+
+def client_key(peer: str) -> str:
+    """One client per IPv4 address, and per /64 for IPv6: one host holds a whole /64 of addresses."""
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:
+        return peer
+    if address.version == 6 and address.ipv4_mapped is None:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address.ipv4_mapped or address) if address.version == 6 else str(address)
 
 
 class GuardedH11Protocol(H11Protocol):

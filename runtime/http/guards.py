@@ -57,6 +57,16 @@ def _loopback_peer(scope: Scope) -> bool:
         return False
 
 
+def _is_address(name: str) -> bool:
+    if name in LOOPBACK_NAMES:
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CROSS_SITE = frozenset({"cross-site", "same-site"})
 
@@ -97,8 +107,13 @@ class CrossSiteMiddleware:
         return None
 
     def _trusted(self, origin: str, scope: Scope, headers: Headers) -> bool:
-        own = f"{scope.get('scheme', 'http')}://{headers.get('host', '')}"
-        return origin == own or "*" in self.allowed_origins or origin.rstrip("/") in self.allowed_origins
+        if "*" in self.allowed_origins or origin.rstrip("/") in self.allowed_origins:
+            return True
+        # The server's own origin, when its Host is an address or localhost: a DNS name may have been
+        # rebound to this server by the very page that sends the request (Origin and Host then agree).
+        host = headers.get("host", "")
+        own = f"{scope.get('scheme', 'http')}://{host}"
+        return origin == own and _is_address(host_name(host))
 
 
 class BodyTooLarge(ApiError):

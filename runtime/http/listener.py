@@ -86,7 +86,6 @@ class Listener:
         socket must close first: the gap is one call. The old socket's connections are closed once their
         current response is done: a client let in under the old address and keys must not go on sending
         requests that the new app (another address, other keys) would answer."""
-        accepted_before = list(self.server.server_state.connections)
         old_servers = list(self.server.servers)
         old_addresses = [_address(s) for s in old_servers if s.sockets]
         same_port = any(port == new.port for _, port in old_addresses)
@@ -102,7 +101,9 @@ class Listener:
         self.server.servers = [await self._serve(sock, context)]
         self.server.config.ssl = context
         _stop_accepting(old_servers)
-        for connection in accepted_before:
+        # Taken once the old socket accepts no more: it may hold a few made on the new one meanwhile,
+        # which only means they close after their first response.
+        for connection in list(self.server.server_state.connections):
             connection.shutdown()  # uvicorn's own: closes now when idle, else after the response
 
     async def _serve(self, sock: socket.socket, context: ssl.SSLContext | None) -> asyncio.Server:

@@ -18,6 +18,10 @@ def validate(path: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tup
 CASES = {
     "yaml syntax": ("version: 1\nserver: [1, 2\n", "3:1: invalid YAML"),
     "tab indentation": ("version: 1\nserver:\n\tport: 1\n", "3:1: tab used for indentation"),
+    "cmake launcher": (
+        "version: 1\ntarget:\n  llama_cmake_args: ['-DCMAKE_C_COMPILER_LAUNCHER=/usr/bin/perl;-e;system+1']\n",
+        "3:22: target.llama_cmake_args[0]: `-DCMAKE_C_COMPILER_LAUNCHER=/usr/bin/perl;-e;system+1`: a llama.cpp build",
+    ),
     "reused anchor": ("&a version: 1\nserver: &a {}\n", "2:9: invalid YAML: found duplicate anchor 'a'"),
     "unknown format": (
         "version: 1\nbuild:\n  formats: [disk]\n",
@@ -121,7 +125,7 @@ CASES = {
     ),
     "cmake flag with a shell command": (
         'version: 1\ntarget:\n  llama_cmake_args: ["-DX=1\\n RUN curl x | sh"]\n',
-        "3:22: target.llama_cmake_args[0]: a CMake flag is one word: `-`, then letters, digits, `_.:=+,;/@-` (this one",
+        "3:22: target.llama_cmake_args[0]: a llama.cpp build option is -DGGML_...=VALUE",
     ),
     "cuda architecture with a shell command": (
         "version: 1\ntarget:\n  cuda_architectures: ['87; id']\n",

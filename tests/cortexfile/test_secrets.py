@@ -112,3 +112,9 @@ def test_config_hash_leaves_secrets_out(write_cortexfile: Callable[..., Path]) -
     two = write_cortexfile("version: 1\nnetwork:\n  huggingface:\n    token: ${env:OTHER}\n", "b.yaml")
     assert LITERAL not in canonical_json(load(one).config)
     assert canonical_json(load(one).config) == canonical_json(load(two).config)
+
+
+def test_any_origin_without_a_key_fails_the_start_preflight(write_cortexfile: Callable[..., Path]) -> None:
+    path = write_cortexfile("version: 1\nserver:\n  cors:\n    origins: ['*']\n")
+    problems = [str(d) for d in preflight(load(path), Phase.start, environ={})]
+    assert any("server.cors.origins: `*` lets every web page" in problem for problem in problems), problems

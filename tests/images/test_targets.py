@@ -16,6 +16,7 @@ from menlo_cortex.cortexfile.schema import Cortexfile
 from menlo_cortex.cortexfile.schema_doc import schema_document
 from menlo_cortex.cortexfile.table import model_settings, settings
 from menlo_cortex.images import targets
+from menlo_cortex.images.targets.docker.context import certificate_blocks
 
 from menlo_cortex.cli import build_parser
 
@@ -99,3 +100,18 @@ def test_build_flags_that_reach_a_generated_file_are_checked_first(
     assert done.returncode == 2, done.stderr
     assert f"flag {flag}: {value!r} is not" in done.stderr
     assert not context.exists()
+
+
+def test_a_ca_file_must_hold_certificates_and_only_they_reach_the_build(
+    write_cortexfile: Callable[..., Path], cortex_command: list[str], tmp_path: Path
+) -> None:
+    """build.network.ca_certificates is copied into the build: a credentials file named there must not be."""
+    credentials = tmp_path / "config.json"
+    credentials.write_text('{"auths": {"registry.example": {"auth": "c2VjcmV0"}}}', encoding="utf-8")
+    path = write_cortexfile(f"version: 1\nbuild:\n  network:\n    ca_certificates: [{credentials}]\n")
+    command = [*cortex_command, "validate", "-f", str(path), "--preflight", "build"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert f"build.network.ca_certificates[0]: {credentials} holds no PEM certificate" in done.stderr
+    block = b"-----BEGIN CERTIFICATE-----\nTUlJ\n-----END CERTIFICATE-----"
+    assert certificate_blocks(b"secret=1\n" + block + b"\ntrailing secret\n") == [block]

@@ -256,3 +256,30 @@ def test_concurrent_downloads_of_one_model_download_it_once(tmp_path: Path) -> N
     assert {path.read_bytes() == body for path in results} == {True}
     assert len(server.seen) == 1
     assert store_leftovers(tmp_path / "data") == [f"{sha256_of(body)}.gguf"]
+
+
+def test_a_redirect_to_a_hostile_location_is_a_clean_error(tmp_path: Path) -> None:
+    with file_server() as server:
+        server.routes["/tiny.gguf"] = Route(status=302, headers={"Location": "http://127.0.0.1:ab\x1b[2Jc/x?t=1"})
+        config = model_config(tmp_path, server.url("/tiny.gguf"), sha256_of(b"x"))
+        with pytest.raises(DownloadFailed) as caught:
+            ModelStore(config, tmp_path / "data").ensure(config.models[0])
+    message = str(caught.value)
+    assert "not an http(s) URL" in message
+    assert message.isprintable()
+    assert "t=1" not in message
+
+
+def test_a_body_that_would_fill_the_disk_is_given_up_and_deleted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chunked body announces no size: free space is looked at again while it is written."""
+    monkeypatch.setattr(download, "SPACE_CHECK_BYTES", 16 << 10)
+    monkeypatch.setattr(download, "FREE_MARGIN_BYTES", 1 << 62)
+    body = gguf_bytes()
+    with file_server() as server:
+        server.routes["/tiny.gguf"] = Route(body)
+        config = model_config(tmp_path, server.url("/tiny.gguf"), sha256_of(body))
+        with pytest.raises(DownloadFailed, match="not enough disk space"):
+            ModelStore(config, tmp_path / "data").ensure(config.models[0])
+    assert store_leftovers(tmp_path / "data") == []

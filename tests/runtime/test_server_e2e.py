@@ -110,9 +110,11 @@ def test_health_and_ready_answer_while_a_generation_runs(client: openai.OpenAI, 
 
 def test_bodies_over_the_limit_are_413_in_openai_shape(shared_server: CortexServer) -> None:
     big = b'{"model": "gemma", "prompt": "' + b"x" * 1_100_000 + b'"}'
+    json_type = {"content-type": "application/json"}
+    chunks = iter([big[i : i + 65536] for i in range(0, len(big), 65536)])
     with shared_server.client() as http:
-        declared = http.post("/v1/completions", content=big, headers={"content-type": "application/json"})
-        chunked = http.post("/v1/completions", content=iter([big[i : i + 65536] for i in range(0, len(big), 65536)]))
+        declared = http.post("/v1/completions", content=big, headers=json_type)
+        chunked = http.post("/v1/completions", content=chunks, headers=json_type)
     for response in (declared, chunked):
         assert response.status_code == 413
         assert response.json()["error"]["code"] == "request_too_large"

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from menlo_cortex.cortexfile.schema import Cortexfile
 from menlo_cortex.runtime.http.auth import KEY_FILE_CHECK_S, ApiKeys
+from menlo_cortex.runtime.http.connections import client_key
 from menlo_cortex.runtime.http.docs import docs_routes
 from menlo_cortex.runtime.http.health import health_routes
 from menlo_cortex.runtime.http.middleware import EXCEPTION_HANDLERS, middleware
@@ -356,3 +357,19 @@ def test_a_json_route_takes_only_json(client: TestClient, media_type: str) -> No
     assert error["code"] == "unsupported_media_type"
     charset = {"content-type": "Application/JSON; charset=utf-8"}
     assert client.post("/v1/completions", content=b"{}", headers=charset).status_code == 200
+
+
+def test_a_dns_name_that_rebinds_to_a_keyless_server_is_not_its_own_origin() -> None:
+    public = make_client({"host": "0.0.0.0", "auth": {"allow_unauthenticated": True}}, peer="192.0.2.10")
+    rebound = {**JSON, "host": "rebind.evil:8080", "origin": "http://rebind.evil:8080"}
+    assert_openai_error(public.post("/v1/completions", content=b"{}", headers=rebound), 403)
+    by_address = {**JSON, "host": "192.0.2.1:8080", "origin": "http://192.0.2.1:8080"}
+    assert public.post("/v1/completions", content=b"{}", headers=by_address).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("peer", "key"),
+    [("192.0.2.7", "192.0.2.7"), ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"), ("::ffff:192.0.2.7", "192.0.2.7")],
+)
+def test_clients_are_counted_per_address_and_per_ipv6_64(peer: str, key: str) -> None:
+    assert client_key(peer) == key

@@ -4,6 +4,7 @@ written to a folder for inspection or streamed to the engine as a reproducible t
 from __future__ import annotations
 
 import io
+import re
 import tarfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,6 +15,13 @@ from ...reproducible import tar_member
 from .build_network import EXTRA_CA_NAME, env_script
 from .dockerfile import SYSTEM_CA_BUNDLES, family, render_dockerfile
 from .plan import BuildPlan
+
+CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----\r?\n[A-Za-z0-9+/=\r\n]+-----END CERTIFICATE-----")
+
+
+def certificate_blocks(data: bytes) -> list[bytes]:
+    return CERTIFICATE.findall(data)
+
 
 TRIM_SCRIPT = Path(__file__).with_name("trim_venv.py")
 SECRETS_FILE = "build/env.sh"
@@ -53,8 +61,8 @@ def entries(plan: BuildPlan, host: HostFiles) -> dict[str, Entry]:
 
 
 def _pem(path: Path) -> bytes:
-    data = path.read_bytes()
-    return data if data.endswith(b"\n") else data + b"\n"
+    """Only the certificate blocks of the file: whatever else it holds never reaches the build."""
+    return b"".join(block + b"\n" for block in certificate_blocks(path.read_bytes()))
 
 
 def write_tree(files: Mapping[str, Entry], folder: Path) -> None:
