@@ -14,6 +14,8 @@ from ..http.errors import ApiError
 from ..models.engine import Engine
 from ..models.manager import ModelManager
 from .generate import Job, respond
+from .grammars import check_grammars, prepare_grammars
+from .offload import Offload
 from .requests import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from .responses import Envelope, embeddings_body, models_body
 from .sampling import chat_arguments, check_token_ids, completion_arguments, unsupported
@@ -28,7 +30,7 @@ def v1_routes(manager: ModelManager) -> list[BaseRoute]:
     return [
         Route("/v1/models", _list_models(manager, created), methods=["GET"]),
         Route("/v1/models/{model_id:path}", _get_model(manager, created), methods=["GET"]),
-        Route("/v1/chat/completions", _chat(manager), methods=["POST"]),
+        Route("/v1/chat/completions", _chat(manager, Offload()), methods=["POST"]),
         Route("/v1/completions", _completions(manager), methods=["POST"]),
         Route("/v1/embeddings", _embeddings(manager), methods=["POST"]),
     ]
@@ -49,13 +51,17 @@ def _get_model(manager: ModelManager, created: int) -> Endpoint:
     return get_model
 
 
-def _chat(manager: ModelManager) -> Endpoint:
+def _chat(manager: ModelManager, offload: Offload) -> Endpoint:
     async def chat_completions(request: Request) -> Response:
         body = await parse_body(request, ChatCompletionRequest)
         arguments = chat_arguments(body, manager.limits)
+        manager.model(body.model)  # a 404 before any work on the schemas
+        grammars = await prepare_grammars(arguments, offload, manager.limits.request_timeout_s)
+        arguments.update(grammars.arguments)
 
         def start(llama: Any, processors: Any) -> Any:
             check_token_ids(arguments, llama.n_vocab())
+            check_grammars(llama, grammars)
             return llama.create_chat_completion(**arguments, logits_processor=processors)
 
         job = Job(Envelope("chat", body.model), start, bool(body.stream), _include_usage(body), "messages")

@@ -1,0 +1,143 @@
+"""Requests built to freeze or exhaust the server, sent to the real `cortex start` process with the real model:
+each is refused naming the limit, or bounded, and /health keeps answering while they are in flight."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cortex_server import MODEL_BLOCK, MODEL_ID, CortexServer, launch
+
+pytestmark = pytest.mark.slow
+EMBED_ID = "gemma-embed"
+MODELS = (
+    MODEL_BLOCK + f"  - id: {EMBED_ID}\n    preset: gemma3-270m-q4km\n    context_size: 1024\n    embeddings: true\n"
+)
+RESPONSE_SCHEMA = "response_format.json_schema.schema"
+CHAT = {"model": MODEL_ID, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
+# The old bound check's regex was quadratic in a run of spaces after "{": about ten minutes on the event loop.
+SLOW_PATTERN = {"type": "string", "pattern": "{" + " " * 100_000}
+# Every bound is allowed (4096), but 60 of them spell out a grammar of megabytes from 4 KB of schema.
+EXACTLY_4096 = {"type": "string", "minLength": 4096, "maxLength": 4096}
+WIDE = {"type": "object", "properties": {f"p{i}": EXACTLY_4096 for i in range(60)}, "required": ["p0"]}
+# 900 optional properties: the converter's work grows with their square (seconds of CPU for 26 KB).
+MANY_OPTIONAL = {"type": "object", "properties": {f"p{i}": {"type": "integer"} for i in range(900)}}
+# Below the token cap, and far more than any machine embeds in the 30 s the tests wait.
+LONG_EMBEDDING = {"model": EMBED_ID, "input": ["a " * 130] * 2000}
+LEFT_WITHIN_S = 30.0
+HEALTH_S = 1.0
+
+
+@pytest.fixture(scope="module")
+def server(
+    tmp_path_factory: pytest.TempPathFactory, cortex_command: list[str], test_data_dir: Path
+) -> Iterator[CortexServer]:
+    running = launch(tmp_path_factory.mktemp("hostile"), cortex_command, test_data_dir, models=MODELS)
+    try:
+        running.wait_ready()
+        yield running
+    finally:
+        running.terminate()
+
+
+def with_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    return {**CHAT, "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}}
+
+
+def with_tool(schema: dict[str, Any]) -> dict[str, Any]:
+    forced = {"type": "function", "function": {"name": "f"}}
+    return {
+        **CHAT,
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": schema}}],
+        "tool_choice": forced,
+    }
+
+
+def post(
+    server: CortexServer, body: dict[str, Any], path: str = "/v1/chat/completions", timeout: float = 60
+) -> httpx.Response:
+    with server.client(timeout=timeout) as http:
+        return http.post(path, json=body)
+
+
+def error_of(response: httpx.Response, status: int = 400) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    error: dict[str, Any] = response.json()["error"]
+    return error
+
+
+@pytest.mark.parametrize(
+    ("body", "param"), [(with_schema(SLOW_PATTERN), RESPONSE_SCHEMA), (with_tool(SLOW_PATTERN), "tools")]
+)
+def test_a_long_pattern_is_refused_naming_the_limit(server: CortexServer, body: dict[str, Any], param: str) -> None:
+    error = error_of(post(server, body, timeout=30))
+    assert error["param"] == param
+    assert "`pattern` may have 1024 characters" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("schema", "limit"),
+    [
+        (WIDE, "its grammar would exceed 1048576 characters"),
+        (MANY_OPTIONAL, "more than 25000 rules"),
+        ({"type": "string", "pattern": "^a{1_000_000_000}$"}, "between 0 and 4096"),  # int() reads "1_000"
+        ({"type": "string", "pattern": "^a{-4096,4096}$"}, "between 0 and 4096"),  # 8192 copies
+    ],
+)
+def test_grammar_amplification_is_refused_naming_the_limit(
+    server: CortexServer, schema: dict[str, Any], limit: str
+) -> None:
+    for body, param in ((with_schema(schema), RESPONSE_SCHEMA), (with_tool(schema), "tools")):
+        error = error_of(post(server, body))
+        assert error["param"] == param
+        assert limit in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("schema", "words"),
+    [
+        ({"type": "string", "maxLength": 4096}, "`maxLength` - `minLength` may be at most 1000"),
+        ({"type": "array", "items": {"type": "integer"}, "maxItems": 2000}, "`maxItems` - `minItems` may be at most"),
+        ({"type": "string", "pattern": "^[0-9]{0,1500}$"}, "m - n in {n,m} may be at most 1000"),
+        ({"type": "string", "pattern": "^\\d+$"}, "do not support this escape"),
+        ({"type": "string", "pattern": "^a**$"}, "a quantifier must follow an item"),
+        ({"type": "string", "pattern": "^[]]$"}, "must be escaped"),  # the converter loops forever
+        ({"type": "string", "pattern": "^a}$"}, "must be escaped"),
+        ({"enum": []}, "matches nothing"),
+        ({"enum": ['say "hi"']}, 'a `"` inside a property name'),
+    ],
+)
+def test_schemas_that_would_crash_or_hang_the_server_are_refused(
+    server: CortexServer, schema: dict[str, Any], words: str
+) -> None:
+    """llama.cpp refuses these grammars and llama-cpp-python then dereferences a null pointer, or the converter
+    never returns: before, one request took the whole server down."""
+    for body, param in ((with_schema(schema), RESPONSE_SCHEMA), (with_tool(schema), "tools")):
+        error = error_of(post(server, body, timeout=30))
+        assert error["param"] == param
+        assert words in error["message"]
+    assert post(server, CHAT).status_code == 200
+    assert server.process.poll() is None
+
+
+def test_a_tool_that_is_not_forced_is_not_held_to_grammar_rules(server: CortexServer) -> None:
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "string", "pattern": "^\\d+$"}}}
+    assert post(server, {**CHAT, "tools": [tool]}).status_code == 200
+
+
+def test_a_schema_that_cannot_be_converted_is_refused_without_echoing_it(server: CortexServer) -> None:
+    error = error_of(post(server, with_schema({"type": "frob-7f3a9c"})))
+    assert error["message"] == (
+        "Invalid value for 'response_format.json_schema.schema': "
+        "it cannot be turned into a grammar: unsupported JSON Schema."
+    )
+
+
+def test_a_schema_within_the_limits_still_constrains_the_output(server: CortexServer) -> None:
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    response = post(server, {**with_schema(schema), "max_tokens": 3})
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["message"]["content"].startswith("{")
