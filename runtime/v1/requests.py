@@ -16,6 +16,7 @@ TopP = Annotated[float, Field(ge=0, le=1, description="Nucleus sampling: keep th
 Penalty = Annotated[float, Field(ge=-2, le=2)]
 Stop = str | Annotated[list[str], Field(max_length=4)]
 MaxTokens = Annotated[int, Field(ge=1, description="Most tokens to generate (capped by the server).")]
+MAX_EMBEDDING_INPUTS = 2048  # OpenAI's limit
 
 
 class Strict(BaseModel):
@@ -158,7 +159,9 @@ class CompletionRequest(CommonRequest):
 
 class EmbeddingRequest(Strict):
     model: str = Field(description="A model id declared with `embeddings: true`.")
-    input: str | list[str] | list[int] | list[list[int]] = Field(description="Text, or a list of texts, to embed.")
+    input: str | Annotated[list[str] | list[int] | list[list[int]], Field(max_length=MAX_EMBEDDING_INPUTS)] = Field(
+        description=f"Text, or a list of up to {MAX_EMBEDDING_INPUTS} texts, to embed."
+    )
     dimensions: Annotated[int, Field(ge=1)] | None = None
     encoding_format: Literal["float", "base64"] | None = None
     user: str | None = None

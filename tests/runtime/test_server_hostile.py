@@ -3,6 +3,7 @@ each is refused naming the limit, or bounded, and /health keeps answering while 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -141,3 +142,29 @@ def test_a_schema_within_the_limits_still_constrains_the_output(server: CortexSe
     response = post(server, {**with_schema(schema), "max_tokens": 3})
     assert response.status_code == 200, response.text
     assert response.json()["choices"][0]["message"]["content"].startswith("{")
+
+
+def test_embedding_inputs_are_capped_at_2048(server: CortexServer) -> None:
+    error = error_of(post(server, {"model": EMBED_ID, "input": ["hi"] * 2049}, "/v1/embeddings"))
+    assert error["param"] == "input"
+    assert "at most 2048 items" in error["message"]
+
+
+def test_embedding_tokens_are_capped_before_any_is_embedded(server: CortexServer) -> None:
+    body = {"model": EMBED_ID, "input": ["a " * 148] * 2048}  # 150 tokens each with BOS: 307,200 in all
+    error = error_of(post(server, body, "/v1/embeddings", timeout=LEFT_WITHIN_S))
+    assert error["param"] == "input"
+    assert "at most 300000 are embedded per request" in error["message"]
+
+
+def test_an_embedding_client_that_leaves_stops_the_work_quietly(server: CortexServer) -> None:
+    with pytest.raises(httpx.ReadTimeout):
+        post(server, LONG_EMBEDDING, "/v1/embeddings", timeout=3)
+    started = time.monotonic()
+    after = post(server, {"model": EMBED_ID, "input": "hi"}, "/v1/embeddings", timeout=LEFT_WITHIN_S)
+    assert after.status_code == 200, after.text
+    assert time.monotonic() - started < LEFT_WITHIN_S
+    logged = server.output()
+    assert '"POST /v1/embeddings HTTP/1.1" 499' in logged
+    assert "unhandled error" not in logged
+    assert "Traceback" not in logged
