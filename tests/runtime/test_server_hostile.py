@@ -3,6 +3,7 @@ each is refused naming the limit, or bounded, and /health keeps answering while 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -226,3 +227,34 @@ def test_request_lists_are_capped(server: CortexServer, body: dict[str, Any], pa
     error = error_of(post(server, body))
     assert error["param"] == param
     assert limit in error["message"]
+
+
+def keep_sending(server: CortexServer, stop: threading.Event, send: Callable[[httpx.Client], object]) -> None:
+    """Send the same hostile request again and again until `stop`; the client's own timeout bounds each one."""
+    with server.client(timeout=5) as http:
+        while not stop.is_set():
+            with contextlib.suppress(httpx.TimeoutException):  # the long embedding is meant to be left
+                send(http)
+
+
+def test_health_answers_within_a_second_while_hostile_requests_run(server: CortexServer) -> None:
+    hostile: list[Callable[[httpx.Client], object]] = [
+        lambda http: http.post("/v1/chat/completions", json=with_schema(SLOW_PATTERN)),
+        lambda http: http.post("/v1/chat/completions", json=with_tool(SLOW_PATTERN)),
+        lambda http: http.post("/v1/chat/completions", json=with_schema(WIDE)),
+        lambda http: http.post("/v1/chat/completions", json=with_tool(MANY_OPTIONAL)),
+        lambda http: http.post("/v1/embeddings", json=LONG_EMBEDDING),
+        lambda http: http.post("/v1/embeddings", json={"model": EMBED_ID, "input": ["hi"] * 2049}),
+    ]
+    stop = threading.Event()
+    threads = [threading.Thread(target=keep_sending, args=(server, stop, send)) for send in hostile]
+    for thread in threads:
+        thread.start()
+    try:
+        waits = poll_health(server, seconds=8)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(LEFT_WITHIN_S)
+    assert not any(thread.is_alive() for thread in threads)
+    assert max(waits) < HEALTH_S, waits
