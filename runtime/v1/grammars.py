@@ -100,6 +100,8 @@ def _grammars(arguments: dict[str, Any]) -> Grammars:
             raise too_large(param, exc) from None
         except Unsupported as exc:
             grammar, problem = None, unusable(param, exc)
+        if name is not None and problem is not None and name == result.forced:
+            raise problem  # used whatever the chat format
         if name is not None:
             result.tools.append(ToolGrammar(param, name, grammar, problem))
         elif problem is not None or grammar is None:
