@@ -8,6 +8,7 @@ different models share nothing, so a generation on one never waits for another.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import threading
@@ -31,10 +32,22 @@ MEAN_POOLING = 1  # llama_cpp.LLAMA_POOLING_TYPE_MEAN
 Chunk = dict[str, Any]
 # Starts a llama-cpp-python call in stream mode: (llama, logits_processor list) -> chunk iterator.
 StreamCall = Callable[[Any, Any], Iterator[Chunk]]
+Embedded = tuple[list[list[float]], int]  # one vector per input, tokens embedded
 
 
 class ModelLoadError(Exception):
     """A model could not be loaded; the message names the model and its file."""
+
+
+class TooManyTokens(ValueError):
+    """An embedding request's inputs hold more tokens than it may embed; nothing was embedded."""
+
+    def __init__(self, tokens: int, limit: int) -> None:
+        super().__init__(f"the inputs hold {tokens} tokens; at most {limit} are embedded per request (server limit)")
+
+
+class Stopped(Exception):
+    """The work was cancelled between two batches."""
 
 
 @dataclass
@@ -152,6 +165,19 @@ def _warm_up(llama: Any, model: Model) -> None:
     llama.reset()
 
 
+def _batches(counts: list[int], batch_tokens: int, batch_inputs: int) -> Iterator[tuple[int, int]]:
+    """Runs of consecutive inputs that llama.cpp decodes at once: at most `batch_tokens` tokens and `batch_inputs`
+    inputs (one input over the token size is a run of its own)."""
+    start, tokens = 0, 0
+    for index, count in enumerate(counts):
+        if index > start and (tokens + count > batch_tokens or index - start >= batch_inputs):
+            yield start, index
+            start, tokens = index, 0
+        tokens += count
+    if start < len(counts):
+        yield start, len(counts)
+
+
 class Engine:
     """A model resident in memory, with its own worker thread."""
 
@@ -170,9 +196,18 @@ class Engine:
         finally:
             self._executor.shutdown(wait=False)
 
-    async def embed(self, texts: list[str]) -> dict[str, Any]:
-        result: dict[str, Any] = await self._call(lambda: self._llama.create_embedding(texts))
-        return result
+    async def embed(self, texts: list[str], max_tokens: int) -> Embedded:
+        """One vector per text and the tokens embedded. Cancelling this stops the work at the next batch, and
+        returns only once the engine thread has let go: the caller's place in the queue is held until then."""
+        cancel = threading.Event()
+        future = self._executor.submit(self._embed_blocking, texts, max_tokens, cancel)
+        try:
+            return await asyncio.shield(asyncio.wrap_future(future))
+        finally:
+            cancel.set()
+            if not future.cancel():  # still queued: it never runs; running: it stops at the next batch
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(asyncio.wrap_future(future))
 
     async def tokenize(self, text: str) -> int:
         tokens = await self._call(lambda: self._llama.tokenize(text.encode("utf-8", "ignore"), special=True))
@@ -223,6 +258,19 @@ class Engine:
             close = getattr(iterator, "close", None)
             if close is not None:
                 close()
+
+    def _embed_blocking(self, texts: list[str], max_tokens: int, cancel: threading.Event) -> Embedded:
+        """Count first (llama-cpp-python cuts each input at n_batch tokens), then embed a batch at a time."""
+        llama = self._llama
+        counts = [min(len(llama.tokenize(text.encode("utf-8"))), llama.n_batch) for text in texts]
+        if sum(counts) > max_tokens:
+            raise TooManyTokens(sum(counts), max_tokens)
+        vectors: list[list[float]] = []
+        for start, end in _batches(counts, llama.n_batch, llama.context_params.n_seq_max):
+            if cancel.is_set():
+                raise Stopped()
+            vectors += llama.embed(texts[start:end])
+        return vectors, sum(counts)
 
     async def _call(self, function: Callable[[], T]) -> T:
         return await asyncio.wrap_future(self._executor.submit(function))

@@ -1,54 +1,183 @@
-"""JSON schemas that llama.cpp must turn into grammars: refused when it cannot, or when the grammar would be huge."""
+"""JSON schemas that llama.cpp must turn into grammars: refused when they cannot be converted, or when the
+grammar, or the work to make it, would be large.
+
+llama-cpp-python's converter spells repetitions out ({"maxItems": 4096} is 4096 copies of the item's rule
+name) and has quadratic corners (many optional properties, rule names that collide). So a request pays
+from one budget: its schemas' size, a bound per repetition, an estimate of the grammar walked before
+converting, and then the rules the converter actually makes, counted as it makes them. All of this is
+CPU work: it runs on a worker thread (`offload.py`), never on the event loop.
+
+Some schemas would not merely be large: the converter loops forever on some patterns, and llama.cpp's parser
+refuses some of its grammars, which llama-cpp-python does not notice: the process dies. Those are Unsupported.
+"""
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from ..http.errors import ApiError
+from .patterns import Unsupported, quantifiers
 
-MAX_SCHEMA_BOUND = 4096
-REPETITION = re.compile(r"\{\s*\d*\s*(?:,\s*\d*\s*)?\}")
-BOUND_KEYWORDS = {"minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties"}
+MAX_SCHEMA_BOUND = 4096  # one length, item count or regex quantifier: each is spelled out in the grammar
+MAX_OPTIONAL_SPAN = 1000  # max - min: spelled out as nested groups, and llama.cpp refuses (crashes) beyond ~1000
+MAX_PATTERN_CHARS = 1024  # one `pattern`
+MAX_SCHEMA_BYTES = 128 * 1024  # all schemas of one request, as compact JSON
+MAX_GRAMMAR_CHARS = 1024 * 1024  # grammar text made for one request (llama.cpp holds ~3 bytes per character)
+MAX_GRAMMAR_STEPS = 25_000  # rules made or looked up for one request (one step is ~10 us of converter work)
+MAX_RULE_NAME_CHARS = 1024  # rule names grow with the property names on their path; repetitions copy them
+NAME_SLACK = 24  # what the converter adds to a path: "-item", "-tuple-12", "-additional-value", collision digits
+BOUND_PAIRS = (("minLength", "maxLength"), ("minItems", "maxItems"), ("minProperties", "maxProperties"))
+SPELLED_OUT = frozenset({"minLength", "maxLength", "minItems", "maxItems"})  # the converter ignores *Properties
 
 
-def check_schema(schema: dict[str, Any]) -> None:
-    """llama-cpp-python silently falls back to any JSON for a schema it cannot convert; refuse instead."""
-    from llama_cpp.llama_grammar import json_schema_to_gbnf
+class OverBudget(Exception):
+    """The schema would make too large a grammar, or too much work; the message names the limit."""
 
-    param = "response_format.json_schema.schema"
-    check_bounds(schema, param)
+
+@dataclass
+class Budget:
+    """What one request's schemas may cost, all of them together."""
+
+    schema_bytes: int = 0
+    chars: int = 0
+    steps: int = 0
+
+    def take_schema(self, size: int) -> None:
+        self.schema_bytes += size
+        if self.schema_bytes > MAX_SCHEMA_BYTES:
+            raise OverBudget(f"the JSON schemas of a request may take {MAX_SCHEMA_BYTES} bytes in all (server limit)")
+
+    def spend(self, chars: int, steps: int = 1) -> None:
+        self.chars += chars
+        self.steps += steps
+        if self.chars > MAX_GRAMMAR_CHARS:
+            raise OverBudget(f"its grammar would exceed {MAX_GRAMMAR_CHARS} characters (server limit)")
+        if self.steps > MAX_GRAMMAR_STEPS:
+            raise OverBudget(f"its grammar would need more than {MAX_GRAMMAR_STEPS} rules (server limit)")
+
+
+def invalid(param: str, reason: str) -> ApiError:
+    return ApiError(400, f"Invalid value for '{param}': {reason}.", param=param, code="invalid_value")
+
+
+def too_large(param: str, exc: OverBudget) -> ApiError:
+    return invalid(param, f"this JSON schema is too large: {exc}")
+
+
+def unusable(param: str, exc: Unsupported | None = None) -> ApiError:
+    """A fixed message: neither the converter's exception nor any part of the schema is echoed."""
+    return invalid(param, f"it cannot be turned into a grammar: {exc or 'unsupported JSON Schema'}")
+
+
+def convert(schema: object, budget: Budget) -> str | None:
+    """The GBNF grammar for `schema`, None when the converter fails on it. Raises OverBudget when it is too
+    large, Unsupported when the converter would hang on it or llama.cpp would refuse (and crash on) its grammar."""
+    text = json.dumps(schema, separators=(",", ":"))
+    budget.take_schema(len(text))
+    estimate(schema, budget)
     try:
-        json_schema_to_gbnf(json.dumps(schema))
-    except Exception as exc:  # the converter raises many kinds (KeyError, ValueError, RecursionError...)
-        raise ApiError(
-            400,
-            f"Invalid value for '{param}': it cannot be turned into a grammar: {exc!r}",
-            param=param,
-            code="invalid_value",
-        ) from None
+        grammar = _convert(text, budget)
+    except (OverBudget, Unsupported):
+        raise
+    except Exception:  # the converter raises many kinds (KeyError, AssertionError, RecursionError...)
+        return None
+    if len(grammar) > MAX_GRAMMAR_CHARS:  # already bounded by the budget; checked on what llama.cpp will get
+        raise OverBudget(f"its grammar exceeds {MAX_GRAMMAR_CHARS} characters (server limit)")
+    return grammar
 
 
-def check_bounds(schema: object, param: str) -> None:
-    """A grammar spells repetitions out: {"maxLength": 10**9} would be gigabytes of grammar."""
-    if _largest_bound(schema) > MAX_SCHEMA_BOUND:
-        raise ApiError(
-            400,
-            f"Invalid value for '{param}': length and item bounds above {MAX_SCHEMA_BOUND} are not "
-            "supported in JSON schemas.",
-            param=param,
-            code="invalid_value",
-        )
+def estimate(schema: object, budget: Budget) -> None:
+    """Walk the schema once (no recursion: depth is the client's) and charge what its repetitions would spell
+    out: bound x (rule name, at most the path's keys, + slack). Refuses before anything is converted when that
+    is over the budget; the conversion then charges what it really makes."""
+    cost = 0
+    stack: list[tuple[object, int]] = [(schema, 0)]
+    while stack:
+        node, name = stack.pop()
+        if isinstance(node, dict):
+            cost += _node_cost(node, name + NAME_SLACK)
+            stack.extend((value, name + len(key) + 1) for key, value in node.items())
+        elif isinstance(node, list):
+            stack.extend((value, name + len(str(index)) + 1) for index, value in enumerate(node))
+        if budget.chars + cost > MAX_GRAMMAR_CHARS:
+            raise OverBudget(f"its grammar would exceed {MAX_GRAMMAR_CHARS} characters (server limit)")
 
 
-def _largest_bound(node: object) -> int:
-    if isinstance(node, dict):
-        own = [v for k, v in node.items() if k in BOUND_KEYWORDS and isinstance(v, int) and not isinstance(v, bool)]
-        if isinstance(node.get("pattern"), str):  # regex repetitions {n,m} are spelled out too
-            counts = "".join(REPETITION.findall(node["pattern"]))
-            own += [int(number) for number in re.findall(r"\d+", counts)]
-        return max([*own, *(_largest_bound(value) for value in node.values()), 0])
-    if isinstance(node, list):
-        return max([_largest_bound(value) for value in node] + [0])
-    return 0
+def _node_cost(node: dict[str, Any], name: int) -> int:
+    cost = 0
+    for low, high in BOUND_PAIRS:
+        least, most = _bound(node.get(low), low), _bound(node.get(high), high)
+        if low in SPELLED_OUT:
+            _check_span(least, most if high in node else None, f"`{high}` - `{low}`")
+            cost += max(least, most) * name
+    pattern = node.get("pattern")
+    return cost + (_pattern_cost(pattern, name) if isinstance(pattern, str) else 0)
+
+
+def _pattern_cost(pattern: str, name: int) -> int:
+    if len(pattern) > MAX_PATTERN_CHARS:
+        raise OverBudget(f"a `pattern` may have {MAX_PATTERN_CHARS} characters (server limit)")
+    cost = 0
+    for least, most in quantifiers(pattern):
+        _check_span(_bound(least, "pattern"), None if most is None else _bound(most, "pattern"), "m - n in {n,m}")
+        cost += max(least, most or 0) * name
+    return cost
+
+
+def _bound(value: object, keyword: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        return 0  # the converter fails on other types, or treats true as 1
+    if not 0 <= value <= MAX_SCHEMA_BOUND:
+        raise OverBudget(f"`{keyword}` bounds must be between 0 and {MAX_SCHEMA_BOUND} (server limit)")
+    return value
+
+
+def _check_span(least: int, most: int | None, what: str) -> None:
+    if most is not None and most - least > MAX_OPTIONAL_SPAN:
+        raise Unsupported(f"{what} may be at most {MAX_OPTIONAL_SPAN} (a limit of llama.cpp grammars)")
+
+
+def _convert(text: str, budget: Budget) -> str:
+    """llama-cpp-python's json_schema_to_gbnf, with every rule it makes charged to `budget` as it is made."""
+    module = importlib.import_module("llama_cpp.llama_grammar")
+    converter = module.SchemaConverter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+    converter._add_rule = partial(_add_rule, converter._rules, module.INVALID_RULE_CHARS_RE, budget)
+    converter._format_literal = partial(_format_literal, converter._format_literal)
+    schema = converter.resolve_refs(json.loads(text), "stdin")  # a fresh copy: resolve_refs rewrites $refs
+    converter.visit(schema, "")
+    return str(converter.format_grammar())
+
+
+def _format_literal(original: Callable[[str], str], literal: str) -> str:
+    """The converter escapes the quotes of a JSON string but not the backslash before them: llama.cpp would
+    refuse (and crash on) the grammar of a property name, enum or const string that holds a `"`."""
+    index = literal.find("\\")
+    while index >= 0:
+        if literal[index + 1 : index + 2] == '"':
+            raise Unsupported('a `"` inside a property name, `enum` or `const` string is not supported')
+        index = literal.find("\\", index + 2)
+    return str(original(literal))
+
+
+def _add_rule(rules: dict[str, str], invalid_chars: re.Pattern[str], budget: Budget, name: str, rule: str) -> str:
+    """SchemaConverter._add_rule (llama-cpp-python 0.3), counting the rule's size and the name collisions it walks."""
+    key = invalid_chars.sub("-", name)
+    if len(key) > MAX_RULE_NAME_CHARS:
+        raise OverBudget(f"its rule names would exceed {MAX_RULE_NAME_CHARS} characters (long property names)")
+    budget.spend(len(key) + len(rule))
+    if not rule.strip():  # an empty enum, anyOf or type list: llama.cpp refuses the grammar (and crashes)
+        raise Unsupported("an empty `enum`, `anyOf`, `oneOf` or `type` list matches nothing")
+    if key in rules and rules[key] != rule:
+        base, number = key, 0
+        while f"{base}{number}" in rules and rules[f"{base}{number}"] != rule:
+            number += 1
+            budget.spend(len(rule))
+        key = f"{base}{number}"
+    rules[key] = rule
+    return key

@@ -14,8 +14,19 @@ from pydantic import BaseModel, ConfigDict, Field
 Temperature = Annotated[float, Field(ge=0, le=2, description="Sampling temperature; 0 is greedy.")]
 TopP = Annotated[float, Field(ge=0, le=1, description="Nucleus sampling: keep the top tokens of this mass.")]
 Penalty = Annotated[float, Field(ge=-2, le=2)]
-Stop = str | Annotated[list[str], Field(max_length=4)]
 MaxTokens = Annotated[int, Field(ge=1, description="Most tokens to generate (capped by the server).")]
+# Every container stops at its first bad item (fail_fast): validation runs on the event loop, and a 1 MB body of
+# bad items would otherwise make hundreds of thousands of errors, seconds of work. Caps are OpenAI's unless noted.
+MAX_MESSAGES = 2048
+MAX_TOOLS = 128
+MAX_LOGIT_BIAS = 1024  # a server limit: llama-cpp-python walks the whole map in Python for every token
+MAX_EMBEDDING_INPUTS = 2048
+Stop = str | Annotated[list[str], Field(max_length=4, fail_fast=True)]
+Names = Annotated[dict[str, str], Field(fail_fast=True)]
+Texts = Annotated[list[str], Field(fail_fast=True)]
+TokenIds = Annotated[list[int], Field(fail_fast=True)]
+TokenLists = Annotated[list[TokenIds], Field(fail_fast=True)]
+Bias = Annotated[float, Field(ge=-100, le=100)]
 
 
 class Strict(BaseModel):
@@ -77,9 +88,9 @@ class ToolCall(Loose):
 
 class Message(Strict):
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: str | list[ContentPart] | None = None
+    content: str | Annotated[list[ContentPart], Field(fail_fast=True)] | None = None
     name: str | None = None
-    tool_calls: list[ToolCall] | None = None
+    tool_calls: Annotated[list[ToolCall], Field(fail_fast=True)] | None = None
     tool_call_id: str | None = None
     function_call: FunctionCall | None = None
     refusal: str | None = None
@@ -100,7 +111,7 @@ class Tool(Loose):
 
 class NamedToolChoice(Loose):
     type: Literal["function"]
-    function: dict[str, str]
+    function: Names
 
 
 class CommonRequest(Strict):
@@ -109,7 +120,7 @@ class CommonRequest(Strict):
     model: str = Field(description="A model id from GET /v1/models.")
     frequency_penalty: Penalty | None = None
     presence_penalty: Penalty | None = None
-    logit_bias: dict[str, Annotated[float, Field(ge=-100, le=100)]] | None = None
+    logit_bias: Annotated[dict[str, Bias], Field(max_length=MAX_LOGIT_BIAS, fail_fast=True)] | None = None
     max_tokens: MaxTokens | None = None
     n: Annotated[int, Field(ge=1, le=128)] | None = Field(None, description="Choices to generate; only 1 here.")
     seed: int | None = Field(None, description="Same seed and parameters give the same output.")
@@ -122,20 +133,20 @@ class CommonRequest(Strict):
 
 
 class ChatCompletionRequest(CommonRequest):
-    messages: list[Message] = Field(min_length=1)
+    messages: Annotated[list[Message], Field(fail_fast=True)] = Field(min_length=1, max_length=MAX_MESSAGES)
     max_completion_tokens: MaxTokens | None = None
     response_format: ResponseFormat | None = None
-    tools: list[Tool] | None = None
+    tools: Annotated[list[Tool], Field(max_length=MAX_TOOLS, fail_fast=True)] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
-    functions: list[FunctionDefinition] | None = None
-    function_call: Literal["none", "auto"] | dict[str, str] | None = None
+    functions: Annotated[list[FunctionDefinition], Field(max_length=MAX_TOOLS, fail_fast=True)] | None = None
+    function_call: Literal["none", "auto"] | Names | None = None
     logprobs: bool | None = None
     top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
-    metadata: dict[str, str] | None = None
+    metadata: Names | None = None
     store: bool | None = None
     service_tier: Literal["auto", "default", "flex", "scale", "priority", "fast"] | None = None
-    modalities: list[Literal["text", "audio"]] | None = None
+    modalities: Annotated[list[Literal["text", "audio"]], Field(fail_fast=True)] | None = None
     audio: dict[str, Any] | None = None
     prediction: dict[str, Any] | None = None
     reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"] | None = None
@@ -149,7 +160,7 @@ class ChatCompletionRequest(CommonRequest):
 
 
 class CompletionRequest(CommonRequest):
-    prompt: str | list[str] | list[int] | list[list[int]] = Field(description="Text (or token ids) to continue.")
+    prompt: str | Texts | TokenIds | TokenLists = Field(description="Text (or token ids) to continue.")
     best_of: Annotated[int, Field(ge=0, le=20)] | None = None
     echo: bool | None = Field(None, description="Return the prompt before the completion.")
     logprobs: Annotated[int, Field(ge=0, le=5)] | None = None
@@ -158,7 +169,9 @@ class CompletionRequest(CommonRequest):
 
 class EmbeddingRequest(Strict):
     model: str = Field(description="A model id declared with `embeddings: true`.")
-    input: str | list[str] | list[int] | list[list[int]] = Field(description="Text, or a list of texts, to embed.")
+    input: str | Annotated[Texts | TokenIds | TokenLists, Field(max_length=MAX_EMBEDDING_INPUTS)] = Field(
+        description=f"Text, or a list of up to {MAX_EMBEDDING_INPUTS} texts, to embed."
+    )
     dimensions: Annotated[int, Field(ge=1)] | None = None
     encoding_format: Literal["float", "base64"] | None = None
     user: str | None = None

@@ -11,16 +11,19 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ..http.errors import ApiError
-from ..models.engine import Engine
+from ..models.engine import Embedded, Engine, TooManyTokens
 from ..models.manager import ModelManager
-from .generate import Job, respond
+from .generate import CLIENT_CLOSED_REQUEST, Job, respond
+from .grammars import check_grammars, prepare_grammars
+from .offload import Offload
 from .requests import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from .responses import Envelope, embeddings_body, models_body
 from .sampling import chat_arguments, check_token_ids, completion_arguments, unsupported
-from .streaming import unless_disconnected
+from .streaming import ClientGone, unless_disconnected
 from .validation import parse_body
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+MAX_EMBEDDING_TOKENS = 300_000  # per request, all inputs together: OpenAI's limit (inputs: requests.py)
 
 
 def v1_routes(manager: ModelManager) -> list[BaseRoute]:
@@ -28,7 +31,7 @@ def v1_routes(manager: ModelManager) -> list[BaseRoute]:
     return [
         Route("/v1/models", _list_models(manager, created), methods=["GET"]),
         Route("/v1/models/{model_id:path}", _get_model(manager, created), methods=["GET"]),
-        Route("/v1/chat/completions", _chat(manager), methods=["POST"]),
+        Route("/v1/chat/completions", _chat(manager, Offload()), methods=["POST"]),
         Route("/v1/completions", _completions(manager), methods=["POST"]),
         Route("/v1/embeddings", _embeddings(manager), methods=["POST"]),
     ]
@@ -49,13 +52,17 @@ def _get_model(manager: ModelManager, created: int) -> Endpoint:
     return get_model
 
 
-def _chat(manager: ModelManager) -> Endpoint:
+def _chat(manager: ModelManager, offload: Offload) -> Endpoint:
     async def chat_completions(request: Request) -> Response:
         body = await parse_body(request, ChatCompletionRequest)
         arguments = chat_arguments(body, manager.limits)
+        manager.model(body.model)  # a 404 before any work on the schemas
+        grammars = await prepare_grammars(arguments, offload, manager.limits.request_timeout_s)
+        arguments.update(grammars.arguments)
 
         def start(llama: Any, processors: Any) -> Any:
             check_token_ids(arguments, llama.n_vocab())
+            check_grammars(llama, grammars)
             return llama.create_chat_completion(**arguments, logits_processor=processors)
 
         job = Job(Envelope("chat", body.model), start, bool(body.stream), _include_usage(body), "messages")
@@ -97,9 +104,12 @@ def _embeddings(manager: ModelManager) -> Endpoint:
                 code="model_not_supported",
             )
         texts = _texts(body.input)
-        async with manager.use(model.id) as engine:
-            result = await unless_disconnected(request, _embed(engine, texts), manager.limits.request_timeout_s)
-        vectors, tokens = result
+        timeout_s = manager.limits.request_timeout_s
+        async with manager.use(model.id) as engine:  # left only once the engine thread has stopped
+            try:
+                vectors, tokens = await unless_disconnected(request, _embed(engine, texts), timeout_s)
+            except ClientGone:
+                return Response(status_code=CLIENT_CLOSED_REQUEST)
         if body.dimensions is not None and vectors and body.dimensions != len(vectors[0]):
             raise unsupported("dimensions", f"model `{model.id}` makes vectors of {len(vectors[0])} dimensions.")
         return JSONResponse(embeddings_body(model.id, vectors, tokens, body.encoding_format or "float"))
@@ -107,13 +117,13 @@ def _embeddings(manager: ModelManager) -> Endpoint:
     return embeddings
 
 
-async def _embed(engine: Engine, texts: list[str]) -> tuple[list[list[float]], int]:
+async def _embed(engine: Engine, texts: list[str]) -> Embedded:
     try:
-        result = await engine.embed(texts)
+        return await engine.embed(texts, MAX_EMBEDDING_TOKENS)
+    except TooManyTokens as exc:
+        raise ApiError(400, f"Invalid value for 'input': {exc}.", param="input", code="invalid_value") from None
     except ValueError as exc:
         raise ApiError(400, f"Cannot embed this input: {exc}", param="input", code="invalid_value") from None
-    vectors = [item["embedding"] for item in result["data"]]
-    return vectors, int(result["usage"]["prompt_tokens"])
 
 
 def _texts(value: str | list[str] | list[int] | list[list[int]]) -> list[str]:

@@ -7,7 +7,6 @@ from typing import Any
 from menlo_cortex.cortexfile.schema.server import Limits
 
 from ..http.errors import ApiError
-from .grammar_limits import check_bounds, check_schema
 from .requests import (
     ChatCompletionRequest,
     CommonRequest,
@@ -115,8 +114,7 @@ def _function(function: FunctionDefinition) -> dict[str, Any]:
     """Omitted parameters mean "no arguments" (OpenAI); llama-cpp-python needs them spelled out."""
     result = function.model_dump(exclude_none=True)
     result.setdefault("parameters", {"type": "object", "properties": {}})
-    check_bounds(result["parameters"], "tools")  # a forced call turns them into a grammar
-    return result
+    return result  # its parameters are checked off the event loop (grammars.py): a forced call makes a grammar
 
 
 def _tool(tool: Tool) -> dict[str, Any]:
@@ -134,7 +132,7 @@ def _response_format(request: ChatCompletionRequest) -> dict[str, Any] | None:
         schema = fmt.json_schema.schema_
         if not schema:
             return {"type": "json_object"}
-        check_schema(schema)
+        # Checked and turned into a grammar off the event loop (grammars.py).
         # llama-cpp-python turns {"type": "json_object", "schema": ...} into a grammar for that schema.
         return {"type": "json_object", "schema": schema}
     return None

@@ -89,9 +89,9 @@ class CortexServer:
 StartServer = Callable[..., CortexServer]
 
 
-def write_cortexfile(folder: Path, body: str, name: str = "Cortexfile.yaml") -> Path:
+def write_cortexfile(folder: Path, body: str, name: str = "Cortexfile.yaml", models: str = MODEL_BLOCK) -> Path:
     path = folder / name
-    path.write_text("version: 1\n" + textwrap.dedent(body) + MODEL_BLOCK, encoding="utf-8")
+    path.write_text("version: 1\n" + textwrap.dedent(body) + models, encoding="utf-8")
     return path
 
 
@@ -105,9 +105,10 @@ def launch(
     env: dict[str, str] | None = None,
     port: int | None = None,
     ca_file: Path | None = None,
+    models: str = MODEL_BLOCK,
 ) -> CortexServer:
     """Start `cortex start` without waiting; the caller (a fixture) must terminate it."""
-    cortexfile = write_cortexfile(folder, body)
+    cortexfile = write_cortexfile(folder, body, models=models)
     port = port or free_port()
     log_file = folder / f"server-{port}.out"
     command = [*cortex_command, "start", "-f", str(cortexfile), "--port", str(port), "--datapath", str(data_dir), *args]

@@ -1,0 +1,260 @@
+"""Requests built to freeze or exhaust the server, sent to the real `cortex start` process with the real model:
+each is refused naming the limit, or bounded, and /health keeps answering while they are in flight."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from unittest.mock import ANY
+
+import httpx
+import pytest
+from cortex_server import MODEL_BLOCK, MODEL_ID, CortexServer, launch
+
+pytestmark = pytest.mark.slow
+EMBED_ID = "gemma-embed"
+MODELS = (
+    MODEL_BLOCK + f"  - id: {EMBED_ID}\n    preset: gemma3-270m-q4km\n    context_size: 1024\n    embeddings: true\n"
+)
+RESPONSE_SCHEMA = "response_format.json_schema.schema"
+CHAT = {"model": MODEL_ID, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
+# The old bound check's regex was quadratic in a run of spaces after "{": about ten minutes on the event loop.
+SLOW_PATTERN = {"type": "string", "pattern": "{" + " " * 100_000}
+# Every bound is allowed (4096), but 60 of them spell out a grammar of megabytes from 4 KB of schema.
+EXACTLY_4096 = {"type": "string", "minLength": 4096, "maxLength": 4096}
+WIDE = {"type": "object", "properties": {f"p{i}": EXACTLY_4096 for i in range(60)}, "required": ["p0"]}
+# 900 optional properties: the converter's work grows with their square (seconds of CPU for 26 KB).
+MANY_OPTIONAL = {"type": "object", "properties": {f"p{i}": {"type": "integer"} for i in range(900)}}
+# Below the token cap, and far more than any machine embeds in the 30 s the tests wait.
+LONG_EMBEDDING = {"model": EMBED_ID, "input": ["a " * 130] * 2000}
+LEFT_WITHIN_S = 30.0
+HEALTH_S = 1.0
+
+
+@pytest.fixture(scope="module")
+def server(
+    tmp_path_factory: pytest.TempPathFactory, cortex_command: list[str], test_data_dir: Path
+) -> Iterator[CortexServer]:
+    running = launch(tmp_path_factory.mktemp("hostile"), cortex_command, test_data_dir, models=MODELS)
+    try:
+        running.wait_ready()
+        yield running
+    finally:
+        running.terminate()
+
+
+def with_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    return {**CHAT, "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}}
+
+
+def with_tool(schema: dict[str, Any]) -> dict[str, Any]:
+    forced = {"type": "function", "function": {"name": "f"}}
+    return {
+        **CHAT,
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": schema}}],
+        "tool_choice": forced,
+    }
+
+
+def post(
+    server: CortexServer, body: dict[str, Any], path: str = "/v1/chat/completions", timeout: float = 60
+) -> httpx.Response:
+    with server.client(timeout=timeout) as http:
+        return http.post(path, json=body)
+
+
+def error_of(response: httpx.Response, status: int = 400) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    error: dict[str, Any] = response.json()["error"]
+    return error
+
+
+def poll_health(server: CortexServer, seconds: float, until: Callable[[], bool] = lambda: False) -> list[float]:
+    """How long each /health took, polled for `seconds` or `until` it holds (at least once); a client timeout
+    of HEALTH_S fails the test at once."""
+    waits: list[float] = []
+    deadline = time.monotonic() + seconds
+    with server.client(timeout=HEALTH_S) as http:
+        while time.monotonic() < deadline and not (waits and until()):
+            started = time.monotonic()
+            assert http.get("/health").status_code == 200
+            waits.append(time.monotonic() - started)
+            time.sleep(0.05)  # a poll interval, not synchronization
+    return waits
+
+
+@pytest.mark.parametrize(
+    ("body", "param"), [(with_schema(SLOW_PATTERN), RESPONSE_SCHEMA), (with_tool(SLOW_PATTERN), "tools")]
+)
+def test_a_long_pattern_is_refused_naming_the_limit(server: CortexServer, body: dict[str, Any], param: str) -> None:
+    error = error_of(post(server, body, timeout=30))
+    assert error["param"] == param
+    assert "`pattern` may have 1024 characters" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("schema", "limit"),
+    [
+        (WIDE, "its grammar would exceed 1048576 characters"),
+        (MANY_OPTIONAL, "more than 25000 rules"),
+        ({"type": "string", "pattern": "^a{1_000_000_000}$"}, "between 0 and 4096"),  # int() reads "1_000"
+        ({"type": "string", "pattern": "^a{-4096,4096}$"}, "between 0 and 4096"),  # 8192 copies
+    ],
+)
+def test_grammar_amplification_is_refused_naming_the_limit(
+    server: CortexServer, schema: dict[str, Any], limit: str
+) -> None:
+    for body, param in ((with_schema(schema), RESPONSE_SCHEMA), (with_tool(schema), "tools")):
+        error = error_of(post(server, body))
+        assert error["param"] == param
+        assert limit in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("schema", "words"),
+    [
+        ({"type": "string", "maxLength": 4096}, "`maxLength` - `minLength` may be at most 1000"),
+        ({"type": "array", "items": {"type": "integer"}, "maxItems": 2000}, "`maxItems` - `minItems` may be at most"),
+        ({"type": "string", "pattern": "^[0-9]{0,1500}$"}, "m - n in {n,m} may be at most 1000"),
+        ({"type": "string", "pattern": "^\\d+$"}, "do not support this escape"),
+        ({"type": "string", "pattern": "^a**$"}, "a quantifier must follow an item"),
+        ({"type": "string", "pattern": "^[]]$"}, "must be escaped"),  # the converter loops forever
+        ({"type": "string", "pattern": "^a}$"}, "must be escaped"),
+        ({"enum": []}, "matches nothing"),
+        ({"enum": ['say "hi"']}, 'a `"` inside a property name'),
+    ],
+)
+def test_schemas_that_would_crash_or_hang_the_server_are_refused(
+    server: CortexServer, schema: dict[str, Any], words: str
+) -> None:
+    """llama.cpp refuses these grammars and llama-cpp-python then dereferences a null pointer, or the converter
+    never returns: before, one request took the whole server down."""
+    for body, param in ((with_schema(schema), RESPONSE_SCHEMA), (with_tool(schema), "tools")):
+        error = error_of(post(server, body, timeout=30))
+        assert error["param"] == param
+        assert words in error["message"]
+    assert post(server, CHAT).status_code == 200
+    assert server.process.poll() is None
+
+
+def test_a_tool_that_is_not_forced_is_not_held_to_grammar_rules(server: CortexServer) -> None:
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "string", "pattern": "^\\d+$"}}}
+    assert post(server, {**CHAT, "tools": [tool]}).status_code == 200
+
+
+def test_a_schema_that_cannot_be_converted_is_refused_without_echoing_it(server: CortexServer) -> None:
+    error = error_of(post(server, with_schema({"type": "frob-7f3a9c"})))
+    assert error["message"] == (
+        "Invalid value for 'response_format.json_schema.schema': "
+        "it cannot be turned into a grammar: unsupported JSON Schema."
+    )
+
+
+def test_a_schema_within_the_limits_still_constrains_the_output(server: CortexServer) -> None:
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    response = post(server, {**with_schema(schema), "max_tokens": 3})
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["message"]["content"].startswith("{")
+
+
+def test_embedding_inputs_are_capped_at_2048(server: CortexServer) -> None:
+    error = error_of(post(server, {"model": EMBED_ID, "input": ["hi"] * 2049}, "/v1/embeddings"))
+    assert error["param"] == "input"
+    assert "at most 2048 items" in error["message"]
+
+
+def test_embedding_tokens_are_capped_before_any_is_embedded(server: CortexServer) -> None:
+    body = {"model": EMBED_ID, "input": ["a " * 148] * 2048}  # 150 tokens each with BOS: 307,200 in all
+    error = error_of(post(server, body, "/v1/embeddings", timeout=LEFT_WITHIN_S))
+    assert error["param"] == "input"
+    assert "at most 300000 are embedded per request" in error["message"]
+
+
+def test_an_embedding_client_that_leaves_stops_the_work_quietly(server: CortexServer) -> None:
+    with pytest.raises(httpx.ReadTimeout):
+        post(server, LONG_EMBEDDING, "/v1/embeddings", timeout=3)
+    started = time.monotonic()
+    after = post(server, {"model": EMBED_ID, "input": "hi"}, "/v1/embeddings", timeout=LEFT_WITHIN_S)
+    assert after.status_code == 200, after.text
+    assert time.monotonic() - started < LEFT_WITHIN_S
+    logged = server.output()
+    assert '"POST /v1/embeddings HTTP/1.1" 499' in logged
+    assert "unhandled error" not in logged
+    assert "Traceback" not in logged
+
+
+# About 1 MB each (the default body limit) of items that all fail validation: before, pydantic made one error
+# per item (and per union member): from half a second to three seconds on the event loop for each request.
+BAD_ITEMS = [
+    ("/v1/embeddings", {"model": EMBED_ID, "input": [None] * 170_000}, "input"),
+    ("/v1/completions", {"model": MODEL_ID, "prompt": [[1, "x"]] * 90_000}, "prompt"),
+    ("/v1/chat/completions", {**CHAT, "messages": [{"role": "robot"}] * 60_000}, "messages[0].role"),
+    ("/v1/chat/completions", {**CHAT, "messages": [{"role": "user", "tool_calls": [{"id": 1}] * 80_000}]}, None),
+    ("/v1/chat/completions", {**CHAT, "messages": [{"role": "user", "content": [{"type": "x"}] * 60_000}]}, None),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "param"), BAD_ITEMS)
+def test_a_body_of_many_bad_items_is_refused_at_the_first(
+    server: CortexServer, path: str, body: dict[str, Any], param: str | None
+) -> None:
+    """Two at once, while /health is polled: validation stops at the first bad item, so the loop stays free."""
+    answers: list[httpx.Response] = []
+    senders = [threading.Thread(target=lambda: answers.append(post(server, body, path))) for _ in range(2)]
+    for sender in senders:
+        sender.start()
+    waits = poll_health(server, seconds=LEFT_WITHIN_S, until=lambda: not any(s.is_alive() for s in senders))
+    for sender in senders:
+        sender.join(LEFT_WITHIN_S)
+    assert [error_of(answer)["param"] for answer in answers] == [param or ANY, param or ANY]
+    assert max(waits) < HEALTH_S, waits
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "limit"),
+    [
+        ({**CHAT, "messages": CHAT["messages"] * 2049}, "messages", "at most 2048 items"),
+        ({**CHAT, "tools": [{"type": "function", "function": {"name": "f"}}] * 129}, "tools", "at most 128 items"),
+        ({**CHAT, "functions": [{"name": "f"}] * 129}, "functions", "at most 128 items"),
+        ({**CHAT, "logit_bias": {str(i): 1 for i in range(1025)}}, "logit_bias", "at most 1024 items"),
+    ],
+)
+def test_request_lists_are_capped(server: CortexServer, body: dict[str, Any], param: str, limit: str) -> None:
+    error = error_of(post(server, body))
+    assert error["param"] == param
+    assert limit in error["message"]
+
+
+def keep_sending(server: CortexServer, stop: threading.Event, send: Callable[[httpx.Client], object]) -> None:
+    """Send the same hostile request again and again until `stop`; the client's own timeout bounds each one."""
+    with server.client(timeout=5) as http:
+        while not stop.is_set():
+            with contextlib.suppress(httpx.TimeoutException):  # the long embedding is meant to be left
+                send(http)
+
+
+def test_health_answers_within_a_second_while_hostile_requests_run(server: CortexServer) -> None:
+    hostile: list[Callable[[httpx.Client], object]] = [
+        lambda http: http.post("/v1/chat/completions", json=with_schema(SLOW_PATTERN)),
+        lambda http: http.post("/v1/chat/completions", json=with_tool(SLOW_PATTERN)),
+        lambda http: http.post("/v1/chat/completions", json=with_schema(WIDE)),
+        lambda http: http.post("/v1/chat/completions", json=with_tool(MANY_OPTIONAL)),
+        lambda http: http.post("/v1/embeddings", json=LONG_EMBEDDING),
+        lambda http: http.post("/v1/embeddings", json={"model": EMBED_ID, "input": ["hi"] * 2049}),
+    ]
+    stop = threading.Event()
+    threads = [threading.Thread(target=keep_sending, args=(server, stop, send)) for send in hostile]
+    for thread in threads:
+        thread.start()
+    try:
+        waits = poll_health(server, seconds=8)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(LEFT_WITHIN_S)
+    assert not any(thread.is_alive() for thread in threads)
+    assert max(waits) < HEALTH_S, waits
