@@ -10,6 +10,7 @@ import os
 import stat
 import subprocess
 import tarfile
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -86,16 +87,30 @@ def test_secrets_go_to_build_env_only(host: HostFiles, tmp_path: Path) -> None:
             assert b"tok@" not in entry, name
 
 
+def real_certificates(count: int) -> list[bytes]:
+    """Self-signed certificates made with openssl: the build takes only PEM certificate blocks."""
+    made = []
+    with tempfile.TemporaryDirectory() as folder:
+        for number in range(count):
+            cert, key = Path(folder) / f"{number}.pem", Path(folder) / f"{number}.key"
+            command = ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+            command += ["-subj", f"/CN=corp-ca-{number}", "-days", "2", "-keyout", str(key), "-out", str(cert)]
+            subprocess.run(command, check=True, capture_output=True, timeout=60)
+            made.append(cert.read_bytes().strip())
+    return made
+
+
 def test_extra_ca_certificates_are_concatenated_for_the_builder(host: HostFiles, tmp_path: Path) -> None:
+    one, two = real_certificates(2)
     first, second = tmp_path / "a.pem", tmp_path / "b.pem"
-    first.write_bytes(b"-----A-----")
-    second.write_bytes(b"-----B-----\n")
+    first.write_bytes(b"# the corporate root\n" + one)  # no newline at the end, text around it
+    second.write_bytes(two + b"\n")
     text = _case().read_text(encoding="utf-8").replace("[/etc/corp/ca.pem]", f"[{first}, {second}]")
     file = tmp_path / "with-ca.yaml"
     file.write_text(text, encoding="utf-8")
     plan = make_plan(load(file, format_defaults=formats.get("docker").loader_argument()).config, OPTIONS)
     files = entries(plan, host)
-    assert files["build/extra-ca.pem"] == b"-----A-----\n-----B-----\n"
+    assert files["build/extra-ca.pem"] == one + b"\n" + two + b"\n"  # the certificates, nothing else
     env = files["build/env.sh"]
     assert isinstance(env, bytes)
     assert b"export PIP_CERT=/tmp/cortex-build/ca-bundle.pem" in env
@@ -120,7 +135,7 @@ def test_two_builds_of_one_cortexfile_write_the_same_context(tmp_path: Path, cor
     model = tmp_path / "model.gguf"
     model.write_bytes(b"GGUF" + bytes(range(256)) * 16)
     ca = tmp_path / "corp-ca.pem"
-    ca.write_bytes(b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    ca.write_bytes(real_certificates(1)[0] + b"\n")
     cortexfile = tmp_path / "Cortexfile.yaml"
     sha256 = hashlib.sha256(model.read_bytes()).hexdigest()
     cortexfile.write_text(REPRODUCED.format(data=tmp_path / "data", sha256=sha256, ca=ca), encoding="utf-8")
