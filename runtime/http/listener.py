@@ -12,6 +12,7 @@ import math
 import os
 import socket
 import ssl
+import weakref
 from dataclasses import dataclass
 
 import uvicorn
@@ -98,21 +99,29 @@ class Listener:
                 live = self.server.config.ssl
                 self.server.servers = [await self._serve(open_socket(*a), live) for a in old_addresses]
             raise
-        self.server.servers = [await self._serve(sock, context)]
+        made_here: weakref.WeakSet[asyncio.Protocol] = weakref.WeakSet()
+        self.server.servers = [await self._serve(sock, context, made_here)]
         self.server.config.ssl = context
         _stop_accepting(old_servers)
-        # Taken once the old socket accepts no more: it may hold a few made on the new one meanwhile,
-        # which only means they close after their first response.
+        # Once the old socket accepts no more: every connection the new one did not make is an old one.
         for connection in list(self.server.server_state.connections):
-            connection.shutdown()  # uvicorn's own: closes now when idle, else after the response
+            if connection not in made_here:
+                connection.shutdown()  # uvicorn's own: closes now when idle, else after the response
 
-    async def _serve(self, sock: socket.socket, context: ssl.SSLContext | None) -> asyncio.Server:
+    async def _serve(
+        self,
+        sock: socket.socket,
+        context: ssl.SSLContext | None,
+        made_here: weakref.WeakSet[asyncio.Protocol] | None = None,
+    ) -> asyncio.Server:
         server, config = self.server, self.server.config
 
         def protocol(loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Protocol:
             made: asyncio.Protocol = config.http_protocol_class(  # type: ignore[call-arg]
                 config=config, server_state=server.server_state, app_state=server.lifespan.state, _loop=loop
             )
+            if made_here is not None:
+                made_here.add(made)
             return made
 
         return await asyncio.get_running_loop().create_server(protocol, sock=sock, ssl=context, backlog=BACKLOG)
