@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import PurePosixPath
 from types import MappingProxyType
 
-from . import formats
-from .errors import Diagnostic, Path_, dotted
+from . import boards, formats
+from .errors import ConfigError, Diagnostic, Path_, dotted
 from .loader import Resolved
 from .schema.target import Accelerator, Distro
 
@@ -131,10 +131,34 @@ def _baked_models_have_sha256(view: Resolved) -> Iterator[Diagnostic]:
             )
 
 
+def _disk_system(view: Resolved) -> Iterator[Diagnostic]:
+    target = view.config.target
+    if target.distro != Distro.debian:
+        yield _located(view, ("target", "distro"), "--format disk makes Debian 12 images: set target.distro: debian")
+    if target.accelerator != Accelerator.cpu:
+        message = "--format disk makes CPU images (no GPU drivers in the image yet): set target.accelerator: cpu"
+        yield _located(view, ("target", "accelerator"), message)
+
+
+def _disk_board(view: Resolved) -> Iterator[Diagnostic]:
+    target = view.config.target
+    name = boards.board_name(target.hardware, target.architecture.value)
+    try:
+        board = boards.load_board(name)
+    except ConfigError as exc:
+        where = view.origin(("target", "hardware"))
+        yield from (Diagnostic(where, "target.hardware", d.message, d.hint) for d in exc.diagnostics)
+        return
+    if view.config.device.wifi.ssid is not None and not board.wifi:
+        yield _located(view, ("device", "wifi", "ssid"), f"board `{name}` has no Wi-Fi radio in its recipe")
+
+
+_SERVICE_RULES = (_privileged_port, _data_folder, _baked_models_have_sha256, _logs_folder)
 RULES: Mapping[str, tuple[Rule, ...]] = MappingProxyType(
     {
         "docker": (_image_pair,),
-        "systemd": (_systemd_distro, _privileged_port, _data_folder, _baked_models_have_sha256, _logs_folder),
+        "systemd": (_systemd_distro, *_SERVICE_RULES),
+        "disk": (_disk_system, _disk_board, *_SERVICE_RULES),
     }
 )
 

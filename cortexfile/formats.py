@@ -18,6 +18,8 @@ from typing import Any
 CONFIG_DIR = "/etc/cortex"
 DATA_DIR = "/var/lib/cortex"
 CORTEXFILE_NAME = "Cortexfile.yaml"
+# The key file a device's first boot fills when the Cortexfile declares no API key.
+DEVICE_KEY_FILE = f"{CONFIG_DIR}/api-keys"
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,17 @@ _LIST = (
         "menlo_cortex.images.targets.systemd",
         MappingProxyType({"data.path": DATA_DIR}),
         f"reinstall the bundle (install.sh) or restore {CONFIG_DIR}/{CORTEXFILE_NAME}",
+    ),
+    # A device image: the systemd service on a Debian 12 disk, listening on every interface; its API keys
+    # come from a file that first boot fills with a fresh key unless the Cortexfile declares one.
+    OutputFormat(
+        "disk",
+        "a flashable disk image: Debian 12 with the service enabled, for a board in recipes/hardware",
+        "menlo_cortex.images.targets.disk",
+        MappingProxyType(
+            {"server.host": "0.0.0.0", "data.path": DATA_DIR, "server.auth.api_key_file": DEVICE_KEY_FILE}
+        ),
+        f"reflash the image or restore {CONFIG_DIR}/{CORTEXFILE_NAME}",
     ),
 )
 FORMATS: Mapping[str, OutputFormat] = MappingProxyType({f.name: f for f in _LIST})

@@ -43,6 +43,23 @@ def comment(value: object) -> str:
     return text
 
 
+def word(value: object) -> str:
+    """One field of a line-oriented file that splits on blanks (fstab, the kernel command line,
+    config.txt, /etc/hostname, wpa_supplicant's unquoted values): no blank, no `#`, no control character."""
+    text = _one_line(value, "configuration file")
+    if not text or re.search(r"[\s#]", text):
+        raise Unrepresentable(f"{text!r} is empty or holds a blank or `#`: it must be one field")
+    return text
+
+
+def line(value: object) -> str:
+    """A whole line of a line-oriented file (authorized_keys): one line, not starting with a blank or `#`."""
+    text = _one_line(value, "configuration file")
+    if not text or text != text.strip() or text.startswith("#"):
+        raise Unrepresentable(f"{text!r} is empty, padded or a comment: it must be one line of data")
+    return text
+
+
 # systemd.syntax(7): unit files, sysusers.d(5) lines and Podman quadlets.
 
 

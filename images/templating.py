@@ -19,6 +19,8 @@ from . import escape
 
 FILTERS: dict[str, Callable[[Any], str]] = {
     "comment": escape.comment,
+    "word": escape.word,
+    "line": escape.line,
     "unit_value": escape.unit_value,
     "unit_word": escape.unit_word,
     "unit_words": escape.unit_words,

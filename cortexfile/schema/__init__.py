@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from .base import Applies, Section, setting
+from .device import Device
 from .models import Engines, Model
 from .network import Network
 from .paths import Data, Logs
@@ -28,6 +29,7 @@ class Cortexfile(Section):
     models: list[Model] = Field(default_factory=list, description="Models served.")
     target: Target = Field(default_factory=Target, description="Hardware the appliance is built for.")
     build: Build = Field(default_factory=Build, description="What `cortex build` produces, and how.")
+    device: Device = Field(default_factory=Device, description="The system around the appliance in a disk image.")
 
 
 __all__ = ["SCHEMA_VERSION", "Cortexfile", "Model"]

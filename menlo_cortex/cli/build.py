@@ -22,7 +22,7 @@ VARIANT_REPOSITORY = "menloltd/cortex-{name}"
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], file_option: object) -> None:
     """Add `build` and `probe` to the CLI. `file_option` adds the shared -f/--file option."""
-    build = sub.add_parser("build", help="build the Cortexfile's outputs (container images)")
+    build = sub.add_parser("build", help="build the Cortexfile's outputs (images, bundles, disk images)")
     file_option(build)  # type: ignore[operator]
     _build_options(build)
     build.set_defaults(run=run_build)
@@ -66,7 +66,12 @@ def _build_options(parser: argparse.ArgumentParser) -> None:
     add("--network", dest="network_mode", help="network of the build steps (engine's names, e.g. host)")
     add("--no-cache", action="store_true", help="re-run every build step (the engine's layer cache unused)")
     add("--verbose", "-v", action="store_true", help="show every line of build output")
-    add("--output", "-o", default="dist", help="folder for file outputs: the systemd bundle (default: %(default)s)")
+    add(
+        "--output",
+        "-o",
+        default="dist",
+        help="folder for file outputs: the systemd bundle, the disk image (default: %(default)s)",
+    )
     add(
         "--model-store",
         type=Path,

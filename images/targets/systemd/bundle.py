@@ -24,7 +24,7 @@ from ...reproducible import source_epoch
 from ...wheels import build_project_wheel, runtime_constraints
 from . import wheels
 from .archive import write_tarball
-from .plan import ServicePlan, make_plan
+from .plan import FORMAT, ServicePlan, make_plan
 from .render import EXECUTABLE, render_files
 
 
@@ -37,6 +37,7 @@ class BuildRequest:
     platform: str | None = None  # linux/amd64 | linux/arm64, overrides target.architecture
     image: str | None = None  # the quadlet's image: what `cortex build --format docker` tags
     environ: Mapping[str, str] = field(default_factory=dict)  # SOURCE_DATE_EPOCH, if set
+    defaults: str = FORMAT  # the format layer `resolved` was loaded with: systemd, or disk for a device image
 
 
 @dataclass(frozen=True)
@@ -48,9 +49,9 @@ class Bundle:
 
 
 def build(request: BuildRequest) -> Bundle:
-    config = _with_platform(request.resolved.config, request.platform)
+    config = with_platform(request.resolved.config, request.platform)
     resolved = Resolved(request.resolved.path, config, request.resolved.merged, request.resolved.warnings)
-    make_plan(resolved, "check", "")  # bad settings fail here, before any slow step
+    make_plan(resolved, "check", "", defaults=request.defaults)  # bad settings fail here, before any slow step
     llama = wheels.llama_wheel(config.target.architecture.value, request.wheels_dir)
     staging = request.output / ".cortex-bundle.partial"
     shutil.rmtree(staging, ignore_errors=True)
@@ -65,7 +66,7 @@ def _assemble(request: BuildRequest, resolved: Resolved, llama: Path, staging: P
     (staging / "wheels").mkdir(parents=True)
     project_wheel = _gather_wheels(staging / "wheels", config.target.architecture.value, llama)
     digest = config_hash(config)
-    plan = make_plan(resolved, _version(digest, staging / "wheels"), digest, request.image)
+    plan = make_plan(resolved, _version(digest, staging / "wheels"), digest, request.image, request.defaults)
     _write_rendered(staging, plan, project_wheel.name)
     shutil.copyfile(request.resolved.path, staging / "Cortexfile.yaml")
     sources = _place_models(staging / "models", config, request.model_store, plan)
@@ -77,7 +78,7 @@ def _assemble(request: BuildRequest, resolved: Resolved, llama: Path, staging: P
     return Bundle(folder, tarball, sha, plan)
 
 
-def _with_platform(config: Cortexfile, platform: str | None) -> Cortexfile:
+def with_platform(config: Cortexfile, platform: str | None) -> Cortexfile:
     if platform is None:
         return config
     # The schema's own validator reads `linux/arm64`, `aarch64`, `x86_64`...

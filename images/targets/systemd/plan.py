@@ -58,6 +58,7 @@ class ServicePlan:
     models: tuple[BakedModel, ...]
     secret_files: tuple[str, ...]
     image: str
+    defaults: str = FORMAT  # the format whose defaults layer the service starts with (`cortex start --defaults`)
     config_dir: str = CONFIG_DIR
     prefix: str = "/opt/cortex"
     user: str = "cortex"
@@ -78,7 +79,7 @@ class ServicePlan:
     @property
     def exec_start(self) -> tuple[str, ...]:
         python, cortexfile = f"{self.prefix}/current/bin/python", f"{self.config_dir}/{CORTEXFILE_NAME}"
-        return (python, "-m", "menlo_cortex", "start", "--defaults", FORMAT, "-f", cortexfile)
+        return (python, "-m", "menlo_cortex", "start", "--defaults", self.defaults, "-f", cortexfile)
 
     @property
     def environment_file(self) -> str:
@@ -102,9 +103,12 @@ class ServicePlan:
         return f"{address}{self.port}:{self.port}"
 
 
-def make_plan(resolved: Resolved, version: str, config_hash: str, image: str | None = None) -> ServicePlan:
-    """`resolved` was loaded with DEFAULTS as the format layer; ConfigError lists every problem."""
-    problems = format_rules.problems(resolved, FORMAT)
+def make_plan(
+    resolved: Resolved, version: str, config_hash: str, image: str | None = None, defaults: str = FORMAT
+) -> ServicePlan:
+    """`resolved` was loaded with the defaults layer of format `defaults` (this one's, or the disk image's,
+    which installs this service); ConfigError lists every problem."""
+    problems = format_rules.problems(resolved, defaults)
     if problems:
         raise ConfigError(problems)
     config = resolved.config
@@ -127,6 +131,7 @@ def make_plan(resolved: Resolved, version: str, config_hash: str, image: str | N
         models=_baked_models(config),
         secret_files=_secret_files(config),
         image=image or f"localhost/cortex:{version}",
+        defaults=defaults,
     )
 
 

@@ -1,0 +1,172 @@
+"""One Debian root builder for every target that needs a Debian userland (the disk image, the systemd
+bundle's VM test, the daemonless OCI image): debootstrap a root for an architecture and a package set,
+once per machine, cached under ~/.cache/cortex/roots by a key of everything that went into it.
+
+A foreign architecture (arm64 on an x86-64 host) runs its maintainer scripts through qemu-user and
+binfmt_misc: minutes natively, about twenty under emulation, hence the cache. Roots are written under a
+temporary name and renamed when complete: an interrupted build never leaves a root under its key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from .plan import machine_of
+
+SUITE = "bookworm"
+MIRROR = "http://deb.debian.org/debian"
+# Bump when the steps below change what a root holds: the cache key includes it.
+BUILDER_REVISION = "1"
+DEBOOTSTRAP_TIMEOUT_S = 3600  # a foreign root under emulation takes about 20 minutes on 2 cores
+
+
+class RootError(RuntimeError):
+    """A Debian root could not be built; the message names the cause (mirror, emulation, space)."""
+
+
+@dataclass(frozen=True)
+class RootSpec:
+    architecture: str  # amd64 | arm64, as Debian and the Cortexfile name them
+    packages: tuple[str, ...]
+    # Installed by apt once the base system is configured: packages whose scripts need one (systemd-resolved
+    # replaces /etc/resolv.conf, which debootstrap's configure step cannot take).
+    later: tuple[str, ...] = ()
+    components: tuple[str, ...] = ("main",)
+    suite: str = SUITE
+    mirror: str = MIRROR
+
+    def key(self) -> str:
+        text = "|".join(
+            [
+                BUILDER_REVISION,
+                self.architecture,
+                self.suite,
+                self.mirror,
+                *self.components,
+                "",
+                *sorted(self.packages),
+                "",
+                *self.later,
+            ]
+        )
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def cache_root(environ: dict[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    base = (
+        env.get("CORTEX_ROOT_CACHE") or Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cortex" / "roots"
+    )
+    return Path(base)
+
+
+def debian_root(spec: RootSpec, cache: Path | None = None) -> Path:
+    """The cached root for `spec`, built now when absent. Never modify it: copy it (copy_root)."""
+    root = (cache or cache_root()) / f"debian-{spec.suite}-{spec.architecture}-{spec.key()}"
+    if (root / ".complete").is_file():
+        return root
+    check_builder(spec)
+    partial = root.with_name(root.name + f".partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        _debootstrap(spec, partial)
+        _install_later(spec, partial)
+        _tidy(partial)
+        (partial / ".complete").touch()
+        shutil.rmtree(root, ignore_errors=True)
+        partial.rename(root)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return root
+
+
+def copy_root(source: Path, dest: Path) -> Path:
+    """A private copy of a cached root (reflinks where the file system has them), owners and modes kept."""
+    shutil.rmtree(dest, ignore_errors=True)
+    _run(["cp", "-a", "--reflink=auto", str(source), str(dest)], "copying the Debian root", 1200)
+    (dest / ".complete").unlink(missing_ok=True)
+    return dest
+
+
+def check_builder(spec: RootSpec) -> None:
+    """What building a root needs on this host: root, debootstrap, and emulation for a foreign architecture."""
+    if os.geteuid() != 0:
+        raise RootError("building a Debian root needs root (debootstrap creates device nodes and owners)")
+    if shutil.which("debootstrap") is None:
+        raise RootError("building a Debian root needs debootstrap: apt-get install debootstrap")
+    if machine_of(spec.architecture) != os.uname().machine and not runs_foreign(spec.architecture):
+        raise RootError(
+            f"an {spec.architecture} root on this {os.uname().machine} host runs its package scripts under "
+            "emulation: apt-get install qemu-user-static binfmt-support, then "
+            f"update-binfmts --enable qemu-{machine_of(spec.architecture)}"
+        )
+
+
+def runs_foreign(architecture: str) -> bool:
+    """binfmt_misc hands this architecture's programs to a registered, enabled qemu-user."""
+    entry = Path("/proc/sys/fs/binfmt_misc") / f"qemu-{machine_of(architecture)}"
+    try:
+        return entry.read_text(encoding="utf-8").startswith("enabled")
+    except OSError:
+        return False
+
+
+def _debootstrap(spec: RootSpec, into: Path) -> None:
+    command = [
+        "debootstrap",
+        f"--arch={spec.architecture}",
+        "--variant=minbase",
+        f"--components={','.join(spec.components)}",
+        f"--include={','.join(sorted(spec.packages))}",
+        spec.suite,
+        str(into),
+        spec.mirror,
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=DEBOOTSTRAP_TIMEOUT_S)
+    if done.returncode != 0:
+        why = _why(done, into / "debootstrap" / "debootstrap.log")
+        raise RootError(f"debootstrap of Debian {spec.suite} ({spec.architecture}) from {spec.mirror} failed: {why}")
+
+
+def _install_later(spec: RootSpec, root: Path) -> None:
+    if not spec.later:
+        return
+    apt = ["chroot", str(root), "apt-get", "-q", "-y", "-o", "Dpkg::Use-Pty=0"]
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C.UTF-8"}
+    for step in (["update"], ["install", "--no-install-recommends", *spec.later]):
+        done = subprocess.run([*apt, *step], capture_output=True, text=True, check=False, env=env, timeout=1800)
+        if done.returncode != 0:
+            why = " / ".join(line for line in done.stderr.splitlines() if line.startswith("E:")) or done.stderr[-500:]
+            raise RootError(f"apt-get {step[0]} in the {spec.architecture} root failed (mirror {spec.mirror}): {why}")
+
+
+def _why(done: subprocess.CompletedProcess[str], log: Path) -> str:
+    """debootstrap's own error lines, else the end of its log inside the root (where dpkg's errors go)."""
+    lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
+    failing = [line for line in lines if line.startswith(("E:", "W: Couldn't"))]
+    if not failing and log.is_file():
+        logged = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+        failing = [line for line in logged if "error" in line.lower()] or logged
+    return " / ".join(dict.fromkeys((failing or lines)[-4:])) or f"exit status {done.returncode}"
+
+
+def _tidy(root: Path) -> None:
+    """Nothing a copy should inherit: downloaded packages, apt lists, logs, this host's machine id."""
+    for folder in ("var/cache/apt/archives", "var/lib/apt/lists", "var/log"):
+        for path in (root / folder).glob("*"):
+            if path.is_file() or path.is_symlink():
+                path.unlink()
+    (root / "etc" / "machine-id").write_text("", encoding="utf-8")
+    (root / "var" / "lib" / "dbus" / "machine-id").unlink(missing_ok=True)
+
+
+def _run(command: list[str], what: str, timeout: int) -> None:
+    done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=timeout)
+    if done.returncode != 0:
+        raise RootError(f"{what} failed: {done.stderr.strip()[-1000:]}")

@@ -1,0 +1,242 @@
+"""`cortex build --format disk`: the host step. A flat list of steps, each a function:
+
+plan -> the systemd bundle (the same one `--format systemd` makes, started with the disk defaults) ->
+a private copy of the cached Debian root for the board -> the bundle's own `install.sh --root` ->
+the device's files and units -> the boot files -> the disk image -> its block map, compressed copy and
+checksums, renamed into the output folder only when all are complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from menlo_cortex.cortexfile.errors import ConfigError, Diagnostic
+from menlo_cortex.cortexfile.hashing import config_hash
+from menlo_cortex.cortexfile.loader import Resolved
+from menlo_cortex.cortexfile.secrets import SecretUnavailable
+
+from ...debian import copy_root, debian_root
+from ...reproducible import source_epoch
+from ..systemd.bundle import BuildRequest, with_platform
+from ..systemd.bundle import build as build_bundle
+from .layout import MIB, OFFSET_MIB, BootFile, clamp_times, content_mib, make_disk
+from .plan import BOOT_MIB, FORMAT, DiskPlan, make_plan
+from .render import enabled_units, render
+from .userland import root_spec
+
+EFI_LOADERS = {"amd64": ("systemd-bootx64.efi", "BOOTX64.EFI"), "arm64": ("systemd-bootaa64.efi", "BOOTAA64.EFI")}
+HEADROOM_MIB = 512  # free space in an image of the default size, before first boot grows it
+SPACE_FACTOR = 3  # root copy, file system image and disk image exist at once
+
+
+class DiskError(RuntimeError):
+    """A disk image could not be built; the message names the cause."""
+
+
+@dataclass(frozen=True)
+class DiskRequest:
+    resolved: Resolved  # loaded with the disk format's defaults layer
+    output: Path
+    model_store: Path
+    wheels_dir: Path | None = None
+    platform: str | None = None
+    environ: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DiskImage:
+    image: Path
+    compressed: Path
+    bmap: Path
+    checksums: Path
+    plan: DiskPlan
+    used_bytes: int
+
+
+def build(request: DiskRequest) -> DiskImage:
+    config = with_platform(request.resolved.config, request.platform)
+    resolved = Resolved(request.resolved.path, config, request.resolved.merged, request.resolved.warnings)
+    plan = make_plan(resolved, config_hash(config))
+    psk = wifi_psk(resolved, request.environ)
+    request.output.mkdir(parents=True, exist_ok=True)
+    work = request.output / f".{plan.name}.partial"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    try:
+        return _assemble(request, resolved, plan, psk, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _assemble(request: DiskRequest, resolved: Resolved, plan: DiskPlan, psk: str | None, work: Path) -> DiskImage:
+    epoch = source_epoch([request.resolved.path], request.environ)
+    bundle = build_bundle(
+        BuildRequest(
+            resolved, work / "bundle", request.model_store, request.wheels_dir, environ=request.environ, defaults=FORMAT
+        )
+    )
+    spec = root_spec(plan.architecture, plan.board.root_packages(), plan.board.components)
+    root = copy_root(debian_root(spec), work / "root")
+    _install(bundle.folder, root, epoch)
+    shutil.rmtree(bundle.folder.parent)
+    rendered = render(plan, psk)
+    configure_device(plan, root, rendered.root)
+    boot = {**boot_files(plan, root), **{name: BootFile(None, text) for name, text in rendered.boot.items()}}
+    clamp_times(root, epoch)
+    root_mib = _root_size(resolved, plan, root)
+    _check_space(work, root_mib)
+    disk = make_disk(plan, root, boot, work, root_mib=root_mib, epoch=epoch)
+    shutil.rmtree(root)
+    return _publish(plan, disk, request.output)
+
+
+def _install(bundle: Path, root: Path, epoch: int) -> None:
+    """The bundle's own installer into the image's root (no start): the service exactly as on a host.
+    SOURCE_DATE_EPOCH makes Python write hash-checked bytecode, valid whatever the file times."""
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8", "SOURCE_DATE_EPOCH": str(epoch)}
+    done = subprocess.run(
+        [str(bundle / "install.sh"), "--root", str(root), "--no-start"],
+        capture_output=True, text=True, env=env, check=False, timeout=3600,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise DiskError(f"install.sh --root failed: {done.stderr.strip()[-1500:]}")
+
+
+def configure_device(plan: DiskPlan, root: Path, files: Mapping[str, tuple[str, int]]) -> None:
+    """The device's files, its time zone and units; no SSH host keys (first boot makes each copy its own)."""
+    for relative, (text, mode) in files.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.unlink(missing_ok=True)
+        path.write_text(text, encoding="utf-8")
+        path.chmod(mode)
+    zone = root / "usr" / "share" / "zoneinfo" / plan.timezone
+    if not zone.is_file():
+        raise DiskError(f"device.timezone: no time zone `{plan.timezone}` in the image's tzdata")
+    localtime = root / "etc" / "localtime"
+    localtime.unlink(missing_ok=True)
+    localtime.symlink_to(f"../usr/share/zoneinfo/{plan.timezone}")
+    for key in (root / "etc" / "ssh").glob("ssh_host_*"):
+        key.unlink()
+    (root / "etc" / "machine-id").write_text("", encoding="utf-8")  # each copy makes its own at first boot
+    enable, disable = enabled_units(plan)
+    _systemctl(root, "enable", enable)
+    if disable:
+        _systemctl(root, "disable", disable)
+
+
+def _systemctl(root: Path, verb: str, units: list[str]) -> None:
+    done = subprocess.run(
+        ["systemctl", f"--root={root}", "--quiet", verb, *units],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    if done.returncode != 0:
+        raise DiskError(f"systemctl {verb} {' '.join(units)} in the image failed: {done.stderr.strip()[-500:]}")
+
+
+def boot_files(plan: DiskPlan, root: Path) -> dict[str, BootFile]:
+    """The files the boot partition takes from the root: the kernel and initrd, then the board's loader
+    (systemd-boot) or firmware and device trees."""
+    kernels = sorted((root / "boot").glob("vmlinuz-*"))
+    if not kernels:
+        raise DiskError(f"no kernel in the image: the board's kernel package `{plan.board.kernel}` installed none")
+    release = kernels[-1].name.removeprefix("vmlinuz-")
+    files = {"vmlinuz": BootFile(kernels[-1]), "initrd.img": BootFile(root / "boot" / f"initrd.img-{release}")}
+    if plan.board.layout.value == "uefi":
+        loader, name = EFI_LOADERS[plan.architecture]
+        files[f"EFI/BOOT/{name}"] = BootFile(root / "usr" / "lib" / "systemd" / "boot" / "efi" / loader)
+    else:
+        files |= _raspberry_pi_files(plan, root, release)
+    missing = [str(f.source) for f in files.values() if f.source is not None and not f.source.is_file()]
+    if missing:
+        raise DiskError(f"boot files missing from the image's packages: {', '.join(missing)}")
+    return files
+
+
+def _raspberry_pi_files(plan: DiskPlan, root: Path, release: str) -> dict[str, BootFile]:
+    firmware = root / str(plan.board.firmware).lstrip("/")
+    if not firmware.is_dir():
+        raise DiskError(f"no Raspberry Pi firmware at {plan.board.firmware} (from the board's packages)")
+    files = {path.name: BootFile(path) for path in sorted(firmware.iterdir()) if path.is_file()}
+    trees = root / "usr" / "lib" / f"linux-image-{release}"
+    files |= {Path(tree).name: BootFile(trees / tree) for tree in plan.board.device_trees}
+    return files
+
+
+def _root_size(resolved: Resolved, plan: DiskPlan, root: Path) -> int:
+    needed = content_mib(root)
+    if plan.size_mib is None:
+        return -(-(needed + max(HEADROOM_MIB, needed // 4)) // 64) * 64
+    root_mib = plan.size_mib - BOOT_MIB - 2 * OFFSET_MIB
+    if root_mib < needed:
+        least = needed + BOOT_MIB + 2 * OFFSET_MIB
+        message = f"{plan.size_mib} MiB is smaller than the image's content: it needs at least {least} MiB"
+        raise ConfigError([Diagnostic(resolved.origin(("device", "image_size_mb")), "device.image_size_mb", message)])
+    return root_mib
+
+
+def _check_space(folder: Path, root_mib: int) -> None:
+    free = shutil.disk_usage(folder).free // MIB
+    if free < SPACE_FACTOR * root_mib:
+        raise DiskError(
+            f"not enough free space in {folder}: the image needs about {SPACE_FACTOR * root_mib} MiB, {free} MiB free"
+        )
+
+
+def wifi_psk(resolved: Resolved, environ: Mapping[str, str]) -> str | None:
+    """The WPA PSK for device.wifi (PBKDF2 of the passphrase, as wpa_passphrase makes it), or None."""
+    wifi = resolved.config.device.wifi
+    if wifi.ssid is None or wifi.passphrase is None:
+        return None
+    where = resolved.origin(("device", "wifi", "passphrase"))
+    try:
+        passphrase = wifi.passphrase.with_base(resolved.path.parent).resolve(dict(environ))
+    except SecretUnavailable as exc:
+        raise ConfigError([Diagnostic(where, "device.wifi.passphrase", str(exc))]) from None
+    if not 8 <= len(passphrase) <= 63 or not passphrase.isascii():
+        message = "a WPA passphrase is 8 to 63 ASCII characters"
+        raise ConfigError([Diagnostic(where, "device.wifi.passphrase", message)])
+    return hashlib.pbkdf2_hmac("sha1", passphrase.encode(), wifi.ssid.encode(), 4096, 32).hex()
+
+
+def _publish(plan: DiskPlan, disk: Path, output: Path) -> DiskImage:
+    """Block map, compressed copy and checksums beside the image; each renamed into `output` once
+    written, the image last: a name in `output` is always a whole file."""
+    stem = disk.with_name(plan.name + ".img")
+    disk.rename(stem)
+    bmap, compressed = stem.with_name(stem.name + ".bmap"), stem.with_name(stem.name + ".zst")
+    _tool(["bmaptool", "-q", "create", "-o", str(bmap), str(stem)], "bmaptool create (apt-get install bmap-tools)")
+    _tool(["zstd", "-q", "-T0", "-10", "--no-progress", "-f", str(stem), "-o", str(compressed)], "zstd")
+    checksums = stem.with_name(plan.name + ".sha256")
+    lines = [f"{_sha256(path)}  {path.name}\n" for path in (stem, compressed, bmap)]
+    checksums.write_text("".join(lines), encoding="utf-8")
+    used = os.stat(stem).st_blocks * 512
+    final = {path: output / path.name for path in (bmap, compressed, checksums, stem)}
+    for source, dest in final.items():
+        source.replace(dest)
+    return DiskImage(final[stem], final[compressed], final[bmap], final[checksums], plan, used)
+
+
+def _tool(command: list[str], what: str) -> None:
+    if shutil.which(command[0]) is None:
+        raise DiskError(f"{command[0]} is not installed: {what}")
+    done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=3600)
+    if done.returncode != 0:
+        raise DiskError(f"{command[0]} failed: {(done.stderr or done.stdout).strip()[-500:]}")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(MIB):
+            digest.update(chunk)
+    return digest.hexdigest()

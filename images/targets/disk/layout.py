@@ -1,0 +1,162 @@
+"""A raw disk image from a root folder and boot files, without loop devices or mounts:
+`mke2fs -d` fills the ext4 root, `mkfs.vfat` + mtools the FAT boot partition, `sfdisk` writes the
+partition table into the file, and both partitions are copied in at their offsets.
+
+Reproducible: file system ids and the directory hash seed come from the plan, file system times from
+the source epoch (E2FSPROGS_FAKE_TIME, mkfs.vfat --invariant, file times clamped first).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from .plan import BOOT_MIB, ROOT_LABEL, DiskPlan
+
+SECTOR = 512
+MIB = 1 << 20
+OFFSET_MIB = 1  # the partition table, and alignment
+ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+# The Discoverable Partitions root type of each architecture: systemd finds the root without an fstab line.
+ROOT_TYPES = {"amd64": "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709", "arm64": "B921B045-1DF0-41C3-AF44-4C6F280D3FAE"}
+BLOCK = 4096
+INODE_BYTES = 256
+JOURNAL_MIB = 64
+
+
+class LayoutError(RuntimeError):
+    """The image could not be assembled; the message names the tool and its complaint."""
+
+
+@dataclass(frozen=True)
+class BootFile:
+    source: Path | None  # a file to copy, or None for `text`
+    text: str = ""
+
+
+def content_mib(root: Path) -> int:
+    """What the root folder takes as an ext4 file system: blocks of every file (hard links once),
+    an inode each, and the journal, with a tenth on top for metadata."""
+    seen: set[tuple[int, int]] = set()
+    blocks = inodes = 0
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            stat = os.lstat(os.path.join(folder, name))
+            inodes += 1
+            if (stat.st_dev, stat.st_ino) not in seen:
+                seen.add((stat.st_dev, stat.st_ino))
+                blocks += -(-stat.st_size // BLOCK)
+    total = blocks * BLOCK + inodes * INODE_BYTES
+    return int(total * 1.1) // MIB + JOURNAL_MIB + 1
+
+
+def clamp_times(root: Path, epoch: int) -> None:
+    """No file newer than the source epoch (SOURCE_DATE_EPOCH's rule), links included."""
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = os.path.join(folder, name)
+            if os.lstat(path).st_mtime > epoch:
+                os.utime(path, (epoch, epoch), follow_symlinks=False)
+    if root.stat().st_mtime > epoch:
+        os.utime(root, (epoch, epoch))
+
+
+def make_disk(
+    plan: DiskPlan, root: Path, boot: Mapping[str, BootFile], work: Path, *, root_mib: int, epoch: int
+) -> Path:
+    """The raw disk image `work/disk.img`: partition 1 the boot partition, partition 2 the root."""
+    boot_image = _boot_partition(plan, boot, work / "boot.part", epoch)
+    root_image = _root_partition(plan, root, work / "root.part", root_mib, epoch)
+    disk = work / "disk.img"
+    with disk.open("wb") as file:
+        file.truncate((OFFSET_MIB + BOOT_MIB + root_mib + OFFSET_MIB) * MIB)
+    boot_start = OFFSET_MIB * MIB // SECTOR
+    root_start = boot_start + BOOT_MIB * MIB // SECTOR
+    _run(["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", str(disk)], stdin=_table(plan, root_start, root_mib))
+    for image, start in ((boot_image, boot_start), (root_image, root_start)):
+        _place(image, disk, start * SECTOR)
+        image.unlink()
+    return disk
+
+
+def _table(plan: DiskPlan, root_start: int, root_mib: int) -> str:
+    boot_start, boot_size, root_size = OFFSET_MIB * MIB // SECTOR, BOOT_MIB * MIB // SECTOR, root_mib * MIB // SECTOR
+    ids = plan.ids
+    if plan.board.layout.value == "uefi":
+        return (
+            f"label: gpt\nlabel-id: {ids.disk}\n"
+            f"start={boot_start}, size={boot_size}, type={ESP_TYPE}, uuid={ids.boot_partition}, name=esp\n"
+            f"start={root_start}, size={root_size}, type={ROOT_TYPES[plan.architecture]}, "
+            f"uuid={ids.root_partition}, name=root\n"
+        )
+    # The Raspberry Pi's boot ROM reads an MBR on every revision: FAT32 (LBA) boot, Linux root.
+    return (
+        f"label: dos\nlabel-id: {ids.mbr_id}\n"
+        f"start={boot_start}, size={boot_size}, type=c, bootable\n"
+        f"start={root_start}, size={root_size}, type=83\n"
+    )
+
+
+def _root_partition(plan: DiskPlan, root: Path, image: Path, root_mib: int, epoch: int) -> Path:
+    image.unlink(missing_ok=True)
+    extended = f"hash_seed={plan.ids.root_hash_seed},root_owner=0:0,nodiscard"
+    command = ["mke2fs", "-q", "-t", "ext4", "-d", str(root), "-L", ROOT_LABEL, "-U", plan.ids.root_fs]
+    command += ["-E", extended, "-b", str(BLOCK), "-I", str(INODE_BYTES), "-F", str(image), f"{root_mib}M"]
+    _run(command, env={**os.environ, "E2FSPROGS_FAKE_TIME": str(epoch)})
+    return image
+
+
+def _boot_partition(plan: DiskPlan, files: Mapping[str, BootFile], image: Path, epoch: int) -> Path:
+    image.unlink(missing_ok=True)
+    _run(
+        [
+            "mkfs.vfat",
+            "--invariant",
+            "-F",
+            "32",
+            "-n",
+            "BOOT",
+            "-i",
+            plan.ids.boot_volume_id,
+            "-C",
+            str(image),
+            str(BOOT_MIB * 1024),
+        ]
+    )
+    staged = image.with_name("boot-files")
+    folders = sorted({str(Path(name).parent) for name in files} - {"."}, key=lambda f: (f.count("/"), f))
+    for folder in _with_parents(folders):
+        _mtools("mmd", "-i", str(image), f"::/{folder}", epoch=epoch)
+    for index, (name, file) in enumerate(sorted(files.items())):
+        source = file.source
+        if source is None:
+            source = staged / str(index)
+            source.parent.mkdir(parents=True, exist_ok=True)
+            source.write_text(file.text, encoding="utf-8")
+            os.utime(source, (epoch, epoch))
+        _mtools("mcopy", "-m", "-i", str(image), str(source), f"::/{name}", epoch=epoch)
+    return image
+
+
+def _with_parents(folders: list[str]) -> list[str]:
+    every = {str(p) for folder in folders for p in [Path(folder), *Path(folder).parents] if str(p) != "."}
+    return sorted(every, key=lambda f: (f.count("/"), f))
+
+
+def _place(part: Path, disk: Path, offset: int) -> None:
+    """Copy a partition image into the disk at `offset`, keeping its holes (the image stays sparse)."""
+    _run(["dd", f"if={part}", f"of={disk}", "bs=1M", f"seek={offset // MIB}", "conv=notrunc,sparse", "status=none"])
+
+
+def _mtools(*args: str, epoch: int) -> None:
+    _run(list(args), env={**os.environ, "MTOOLS_SKIP_CHECK": "1", "SOURCE_DATE_EPOCH": str(epoch)})
+
+
+def _run(command: list[str], stdin: str | None = None, env: dict[str, str] | None = None) -> None:
+    done = subprocess.run(command, input=stdin, capture_output=True, text=True, env=env, check=False, timeout=1800)
+    if done.returncode != 0:
+        complaint = (done.stderr or done.stdout).strip()[-800:]
+        raise LayoutError(f"{command[0]} failed: {complaint}")

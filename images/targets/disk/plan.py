@@ -1,0 +1,132 @@
+"""The disk plan: what the device image holds around the service, from the resolved Cortexfile alone.
+
+Pure. Every identifier a disk carries (partition table, partitions, file systems) is derived from the
+config hash, so the same Cortexfile gives the same image and two Cortexfiles never share ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from menlo_cortex.cortexfile import format_rules
+from menlo_cortex.cortexfile.boards import Board, board_name, load_board
+from menlo_cortex.cortexfile.errors import ConfigError
+from menlo_cortex.cortexfile.formats import DEVICE_KEY_FILE
+from menlo_cortex.cortexfile.loader import Resolved
+
+FORMAT = "disk"
+BOOT_MIB = 256  # the EFI system partition or the Raspberry Pi's boot partition
+ROOT_LABEL = "cortex-root"
+
+
+@dataclass(frozen=True)
+class DiskIds:
+    """Every identifier the image holds, derived from one seed (the config hash)."""
+
+    seed: str
+
+    def _uuid(self, what: str) -> str:
+        return str(uuid.UUID(bytes=hashlib.sha256(f"{self.seed}|{what}".encode()).digest()[:16], version=4))
+
+    @property
+    def disk(self) -> str:
+        return self._uuid("disk")
+
+    @property
+    def root_partition(self) -> str:
+        return self._uuid("root-partition")
+
+    @property
+    def boot_partition(self) -> str:
+        return self._uuid("boot-partition")
+
+    @property
+    def root_fs(self) -> str:
+        return self._uuid("root-fs")
+
+    @property
+    def root_hash_seed(self) -> str:
+        return self._uuid("root-hash-seed")
+
+    @property
+    def boot_volume_id(self) -> str:
+        """The FAT volume id: 8 hexadecimal digits."""
+        return hashlib.sha256(f"{self.seed}|boot-volume".encode()).hexdigest()[:8]
+
+    @property
+    def mbr_id(self) -> str:
+        return "0x" + hashlib.sha256(f"{self.seed}|mbr".encode()).hexdigest()[:8]
+
+
+@dataclass(frozen=True)
+class Network:
+    address: str | None  # None: DHCP
+    gateway: str | None
+    dns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DiskPlan:
+    name: str  # the image is <name>.img
+    board: Board
+    architecture: str
+    hostname: str
+    timezone: str
+    ssh_keys: tuple[str, ...]  # empty: no SSH server
+    network: Network
+    wifi_ssid: str | None
+    wifi_country: str | None
+    generate_key: bool  # first boot makes an API key: the Cortexfile declares none
+    key_file: str
+    port: int
+    tls: bool
+    size_mib: int | None
+    ids: DiskIds
+
+    @property
+    def root_reference(self) -> str:
+        """How the kernel command line names the root partition."""
+        if self.board.layout.value == "uefi":
+            return f"PARTUUID={self.ids.root_partition}"
+        return f"PARTUUID={self.ids.mbr_id[2:]}-02"
+
+    @property
+    def boot_mount(self) -> str:
+        return "/boot/efi" if self.board.layout.value == "uefi" else "/boot/firmware"
+
+    @property
+    def kernel_options(self) -> str:
+        # The screen first, the serial console last: the last one is /dev/console (boot status, prompts).
+        consoles = f"console=tty0 console={self.board.serial_console},115200"
+        return f"root={self.root_reference} rw rootwait fsck.repair=yes {consoles}"
+
+
+def make_plan(resolved: Resolved, config_hash: str) -> DiskPlan:
+    """`resolved` was loaded with the disk format's defaults layer; ConfigError lists every problem."""
+    problems = format_rules.problems(resolved, FORMAT)
+    if problems:
+        raise ConfigError(problems)
+    config = resolved.config
+    device, target = config.device, config.target
+    name = board_name(target.hardware, target.architecture.value)
+    auth = config.server.auth
+    return DiskPlan(
+        name=f"{device.hostname}-{name}",
+        board=load_board(name),
+        architecture=target.architecture.value,
+        hostname=device.hostname,
+        timezone=device.timezone,
+        ssh_keys=tuple(device.ssh.authorized_keys) if device.ssh.enabled else (),
+        network=Network(device.network.address, device.network.gateway, tuple(device.network.dns)),
+        wifi_ssid=device.wifi.ssid,
+        wifi_country=device.wifi.country,
+        generate_key=not auth.api_keys and auth.api_key_file == Path(DEVICE_KEY_FILE),
+        key_file=DEVICE_KEY_FILE,
+        port=config.server.port,
+        tls=config.server.tls.cert is not None,
+        size_mib=device.image_size_mb,
+        ids=DiskIds(config_hash),
+    )

@@ -1,0 +1,34 @@
+"""The Debian userland every device image holds, whatever the board: systemd, the Python the runtime's
+venv is built with, networking, time, first-boot growth and an SSH server that stays off unless the
+Cortexfile asks for it. The board adds its kernel, boot loader and firmware packages."""
+
+from __future__ import annotations
+
+from ...debian import RootSpec
+
+DEVICE_PACKAGES = (
+    "systemd-sysv",
+    "udev",
+    "initramfs-tools",
+    "procps",  # systemctl reload sends SIGHUP with kill
+    "python3",
+    "libgomp1",  # llama.cpp's OpenMP
+    "systemd-timesyncd",  # boards without a clock: TLS needs the right time
+    "iproute2",
+    "tzdata",
+    "ca-certificates",
+    "openssh-server",  # disabled unless device.ssh is on; host keys are made at first boot
+    "cloud-guest-utils",  # growpart: first boot grows the root partition to the disk
+    "fdisk",
+    "e2fsprogs",
+    "wpasupplicant",  # Wi-Fi on boards that have it
+)
+
+
+# DNS for networkd's leases; its scripts replace /etc/resolv.conf, so it comes after the base system.
+LATER_PACKAGES = ("systemd-resolved",)
+
+
+def root_spec(architecture: str, board_packages: tuple[str, ...], components: tuple[str, ...] = ("main",)) -> RootSpec:
+    packages = tuple(sorted({*DEVICE_PACKAGES, *board_packages}))
+    return RootSpec(architecture, packages, LATER_PACKAGES, components)
