@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-done
 
-.PHONY: setup demo test check lint clean
+.PHONY: setup demo test check lint clean arm64-wheel test-arm64
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml requirements-dev.txt constraints.txt scripts/setup.sh scripts/llama-wheel.sh
@@ -21,6 +21,11 @@ test: setup
 # The fast tier, under 2 minutes: what needs no model, container engine or VM (pyproject.toml's markers).
 check: setup
 	$(PY) -m pytest -m "not model and not engine and not vm and not slow"
+
+# arm64 device images, built and booted under emulation: too slow for CI's budget, run before a release.
+test-arm64: setup
+	scripts/setup-arm64.sh
+	CORTEX_TEST_ARM64=1 $(PY) -m pytest -m arm64
 
 lint: setup
 	$(PY) -m ruff check . && $(PY) -m ruff format --check . && $(PY) scripts/typecheck.py

@@ -29,6 +29,7 @@ class Board(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str = ""
+    architecture: str = ""  # the recipe's target.architecture
     layout: Layout
     kernel: Package
     packages: tuple[Package, ...] = ()
@@ -62,7 +63,8 @@ def load_board(name: str) -> Board:
         message = f"hardware recipe `{name}` has no disk layout (`disk:`): it cannot make a disk image"
         raise ConfigError([Diagnostic(Origin(str(recipe.path), 1, 1), "disk", message, f"boards with one: {boards}")])
     try:
-        board = Board.model_validate({**section, "name": name})
+        target = recipe.body.get("target", {}) if isinstance(recipe.body, dict) else {}
+        board = Board.model_validate({**section, "name": name, "architecture": target.get("architecture", "")})
     except ValidationError as exc:
         found = [
             Diagnostic(Origin(str(recipe.path)), "disk." + ".".join(map(str, e["loc"])), e["msg"]) for e in exc.errors()

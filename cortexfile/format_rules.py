@@ -149,6 +149,9 @@ def _disk_board(view: Resolved) -> Iterator[Diagnostic]:
         where = view.origin(("target", "hardware"))
         yield from (Diagnostic(where, "target.hardware", d.message, d.hint) for d in exc.diagnostics)
         return
+    if board.architecture != target.architecture.value:
+        message = f"board `{name}` is {board.architecture}: it cannot make a disk image for {target.architecture.value}"
+        yield _located(view, ("target", "architecture"), message)
     if view.config.device.wifi.ssid is not None and not board.wifi:
         yield _located(view, ("device", "wifi", "ssid"), f"board `{name}` has no Wi-Fi radio in its recipe")
 

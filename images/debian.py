@@ -39,10 +39,14 @@ class RootSpec:
     components: tuple[str, ...] = ("main",)
     suite: str = SUITE
     mirror: str = MIRROR
+    # A root to start from instead of debootstrap: `packages` are then installed on a copy of it (a
+    # board's firmware on top of its architecture's root), cached in turn.
+    base: RootSpec | None = None
 
     def key(self) -> str:
         text = "|".join(
             [
+                *([self.base.key()] if self.base else []),
                 BUILDER_REVISION,
                 self.architecture,
                 self.suite,
@@ -75,8 +79,12 @@ def debian_root(spec: RootSpec, cache: Path | None = None) -> Path:
     shutil.rmtree(partial, ignore_errors=True)
     partial.parent.mkdir(parents=True, exist_ok=True)
     try:
-        _debootstrap(spec, partial)
-        _install_later(spec, partial)
+        if spec.base is None:
+            _debootstrap(spec, partial)
+            _apt_install(spec, partial, spec.later)
+        else:
+            copy_root(debian_root(spec.base, cache), partial)
+            _apt_install(spec, partial, spec.packages)
         _tidy(partial)
         (partial / ".complete").touch()
         shutil.rmtree(root, ignore_errors=True)
@@ -134,16 +142,25 @@ def _debootstrap(spec: RootSpec, into: Path) -> None:
         raise RootError(f"debootstrap of Debian {spec.suite} ({spec.architecture}) from {spec.mirror} failed: {why}")
 
 
-def _install_later(spec: RootSpec, root: Path) -> None:
-    if not spec.later:
+def _apt_install(spec: RootSpec, root: Path, packages: tuple[str, ...]) -> None:
+    """apt-get install `packages` inside the root, from the spec's components, with /proc mounted (package
+    scripts ask it whether they run in a chroot)."""
+    if not packages:
         return
+    sources = root / "etc" / "apt" / "sources.list"
+    sources.write_text(f"deb {spec.mirror} {spec.suite} {' '.join(spec.components)}\n", encoding="utf-8")
     apt = ["chroot", str(root), "apt-get", "-q", "-y", "-o", "Dpkg::Use-Pty=0"]
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C.UTF-8"}
-    for step in (["update"], ["install", "--no-install-recommends", *spec.later]):
-        done = subprocess.run([*apt, *step], capture_output=True, text=True, check=False, env=env, timeout=1800)
-        if done.returncode != 0:
-            why = " / ".join(line for line in done.stderr.splitlines() if line.startswith("E:")) or done.stderr[-500:]
-            raise RootError(f"apt-get {step[0]} in the {spec.architecture} root failed (mirror {spec.mirror}): {why}")
+    _run(["mount", "-t", "proc", "proc", str(root / "proc")], "mounting /proc in the root", 60)
+    try:
+        for step in (["update"], ["install", "--no-install-recommends", *packages]):
+            done = subprocess.run([*apt, *step], capture_output=True, text=True, check=False, env=env, timeout=3600)
+            if done.returncode != 0:
+                lines = [line for line in (done.stderr + done.stdout).splitlines() if line.startswith(("E:", "dpkg"))]
+                why = " / ".join(lines[-4:]) or done.stderr[-500:]
+                raise RootError(f"apt-get {step[0]} in the {spec.architecture} root failed (mirror {spec.mirror}): {why}")
+    finally:
+        subprocess.run(["umount", "-l", str(root / "proc")], capture_output=True, check=False, timeout=60)
 
 
 def _why(done: subprocess.CompletedProcess[str], log: Path) -> str:

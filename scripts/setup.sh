@@ -17,7 +17,7 @@ command -v openssl >/dev/null || missing+=(openssl)
 command -v node >/dev/null || missing+=(nodejs) # runs the offline /docs page's script in a test
 # qemu's user-mode emulator plays an older CPU for the CPU-variant dispatch test.
 command -v qemu-x86_64 >/dev/null || missing+=(qemu-user)
-# The systemd bundle's tests: a debootstrap'd root, a UEFI disk image without loop devices, qemu.
+# The systemd bundle's and the disk image's tests: a debootstrap'd root, a UEFI disk image without loop devices, qemu.
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)
 [ -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || missing+=(ovmf)
@@ -26,6 +26,10 @@ command -v mcopy >/dev/null || missing+=(mtools)
 command -v mkfs.vfat >/dev/null || missing+=(dosfstools)
 command -v sfdisk >/dev/null || missing+=(fdisk)
 command -v mke2fs >/dev/null || missing+=(e2fsprogs)
+command -v debugfs >/dev/null || missing+=(e2fsprogs)
+command -v bmaptool >/dev/null || missing+=(bmap-tools) # the disk image's block map, and flashing it in a test
+command -v zstd >/dev/null || missing+=(zstd)
+command -v ssh >/dev/null || missing+=(openssh-client) # the device image's boot test logs in with a key
 command -v shellcheck >/dev/null || missing+=(shellcheck)
 # cortex build's tests: Podman's Docker API, a local base (debootstrap), a registry with htpasswd auth.
 command -v podman >/dev/null || missing+=(podman buildah skopeo runc)

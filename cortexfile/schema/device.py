@@ -70,7 +70,7 @@ class Ssh(Section):
     @model_validator(mode="after")
     def _keys_when_enabled(self) -> Ssh:
         if self.enabled and not self.authorized_keys:
-            raise ValueError("device.ssh.enabled needs at least one key in authorized_keys (passwords are off)")
+            raise ValueError("`enabled` needs at least one key in `authorized_keys` (passwords are off)")
         return self
 
 
@@ -93,7 +93,7 @@ class Wifi(Section):
         None, "The network to join (1-32 characters); unset: no Wi-Fi.", min_length=1, max_length=32
     )
     passphrase: Secret | None = setting(
-        None, "WPA2/WPA3 passphrase, a `${env:NAME}` or `${file:PATH}` reference read at build time."
+        None, "WPA2 passphrase (WPA3 networks in transition mode too), a `${env:NAME}` or `${file:PATH}` reference read at build time; the image holds the derived key."
     )
     country: CountryCode | None = setting(None, "Regulatory country of the radio (two letters, e.g. US).")
 

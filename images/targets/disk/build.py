@@ -12,6 +12,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +65,7 @@ def build(request: DiskRequest) -> DiskImage:
     resolved = Resolved(request.resolved.path, config, request.resolved.merged, request.resolved.warnings)
     plan = make_plan(resolved, config_hash(config))
     psk = wifi_psk(resolved, request.environ)
+    check_archive(plan)
     request.output.mkdir(parents=True, exist_ok=True)
     work = request.output / f".{plan.name}.partial"
     shutil.rmtree(work, ignore_errors=True)
@@ -81,8 +83,7 @@ def _assemble(request: DiskRequest, resolved: Resolved, plan: DiskPlan, psk: str
             resolved, work / "bundle", request.model_store, request.wheels_dir, environ=request.environ, defaults=FORMAT
         )
     )
-    spec = root_spec(plan.architecture, plan.board.root_packages(), plan.board.components)
-    root = copy_root(debian_root(spec), work / "root")
+    root = copy_root(debian_root(root_spec(plan.board)), work / "root")
     _install(bundle.folder, root, epoch)
     shutil.rmtree(bundle.folder.parent)
     rendered = render(plan, psk)
@@ -94,6 +95,21 @@ def _assemble(request: DiskRequest, resolved: Resolved, plan: DiskPlan, psk: str
     disk = make_disk(plan, root, boot, work, root_mib=root_mib, epoch=epoch)
     shutil.rmtree(root)
     return _publish(plan, disk, request.output)
+
+
+def check_archive(plan: DiskPlan, timeout_s: float = 10.0) -> None:
+    """A board whose packages come from an archive beyond Debian's: stop, naming it."""
+    archive = plan.board.archive
+    if archive is None:
+        return
+    needs = f"board `{plan.board.name}` needs the archive {archive} ({plan.board.kernel} and its firmware)"
+    try:
+        with urllib.request.urlopen(f"{archive.rstrip('/')}/dists/bookworm/Release", timeout=timeout_s):
+            pass
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or type(exc).__name__
+        raise DiskError(f"{needs}, which this machine cannot reach ({reason})") from None
+    raise DiskError(f"{needs}; this version builds images from Debian's archive only")
 
 
 def _install(bundle: Path, root: Path, epoch: int) -> None:

@@ -54,14 +54,15 @@ def content_mib(root: Path) -> int:
 
 
 def clamp_times(root: Path, epoch: int) -> None:
-    """No file newer than the source epoch (SOURCE_DATE_EPOCH's rule), links included."""
-    for folder, dirs, files in os.walk(root):
-        for name in dirs + files:
-            path = os.path.join(folder, name)
-            if os.lstat(path).st_mtime > epoch:
-                os.utime(path, (epoch, epoch), follow_symlinks=False)
-    if root.stat().st_mtime > epoch:
-        os.utime(root, (epoch, epoch))
+    """No file newer than the source epoch (SOURCE_DATE_EPOCH's rule), links included; access times
+    equal to modification times (reading a file must not change the image)."""
+    for path in [str(root), *_paths(root)]:
+        stamp = min(int(os.lstat(path).st_mtime), epoch)
+        os.utime(path, (stamp, stamp), follow_symlinks=False)
+
+
+def _paths(root: Path) -> list[str]:
+    return sorted(os.path.join(folder, name) for folder, dirs, files in os.walk(root) for name in dirs + files)
 
 
 def make_disk(
@@ -106,7 +107,28 @@ def _root_partition(plan: DiskPlan, root: Path, image: Path, root_mib: int, epoc
     command = ["mke2fs", "-q", "-t", "ext4", "-d", str(root), "-L", ROOT_LABEL, "-U", plan.ids.root_fs]
     command += ["-E", extended, "-b", str(BLOCK), "-I", str(INODE_BYTES), "-F", str(image), f"{root_mib}M"]
     _run(command, env={**os.environ, "E2FSPROGS_FAKE_TIME": str(epoch)})
+    _fix_times(image, root, epoch)
     return image
+
+
+def _fix_times(image: Path, root: Path, epoch: int) -> None:
+    """mke2fs -d copies each file's change time, which only the kernel sets (to when the build wrote it),
+    and its access time, which mke2fs's own reading moves: set both to the epoch with debugfs, by path."""
+    commands = [f"sif / {field} {epoch}\n" for field in ("ctime", "atime")]
+    for path in _paths(root):
+        inside = "/" + os.path.relpath(path, root)
+        if '"' in inside or not inside.isprintable():
+            raise LayoutError(f"{inside!r}: a path debugfs cannot name; the image would not be reproducible")
+        commands += [f'sif "{inside}" {field} {epoch}\n' for field in ("ctime", "atime")]
+    script = image.with_name("ctimes.debugfs")
+    script.write_text("".join(commands), encoding="utf-8")
+    env = {**os.environ, "E2FSPROGS_FAKE_TIME": str(epoch)}
+    command = ["debugfs", "-w", "-f", str(script), str(image)]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False, timeout=600)
+    script.unlink()
+    complaints = [line for line in done.stderr.splitlines() if line and not line.startswith("debugfs ")]
+    if done.returncode != 0 or complaints:
+        raise LayoutError(f"debugfs could not set change times: {' / '.join(complaints[:3])}")
 
 
 def _boot_partition(plan: DiskPlan, files: Mapping[str, BootFile], image: Path, epoch: int) -> Path:

@@ -30,6 +30,7 @@ def render(plan: DiskPlan, psk: str | None = None) -> Rendered:
         "boot_reference": _boot_reference(plan),
         "ssid_hex": (plan.wifi_ssid or "").encode().hex(),
         "psk": psk or "",
+        "consoles": f"tty0 {plan.board.serial_console},115200",
     }
 
     def text(template: str) -> str:
@@ -50,6 +51,8 @@ def render(plan: DiskPlan, psk: str | None = None) -> Rendered:
     if plan.wifi_ssid is not None:
         root["etc/systemd/network/81-cortex-wifi.network"] = (text("wifi.network.j2"), 0o644)
         root["etc/wpa_supplicant/wpa_supplicant-wlan0.conf"] = (text("wpa_supplicant.conf.j2"), 0o600)
+    if plan.board.layout.value == "raspberry-pi":
+        root["etc/default/raspi-firmware"] = (text("raspi-firmware.j2"), 0o644)
     return Rendered(root, _boot_files(plan, text))
 
 

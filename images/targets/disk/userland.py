@@ -4,6 +4,8 @@ Cortexfile asks for it. The board adds its kernel, boot loader and firmware pack
 
 from __future__ import annotations
 
+from menlo_cortex.cortexfile.boards import GENERIC_BOARDS, Board, load_board
+
 from ...debian import RootSpec
 
 DEVICE_PACKAGES = (
@@ -29,6 +31,14 @@ DEVICE_PACKAGES = (
 LATER_PACKAGES = ("systemd-resolved",)
 
 
-def root_spec(architecture: str, board_packages: tuple[str, ...], components: tuple[str, ...] = ("main",)) -> RootSpec:
-    packages = tuple(sorted({*DEVICE_PACKAGES, *board_packages}))
-    return RootSpec(architecture, packages, LATER_PACKAGES, components)
+def root_spec(board: Board) -> RootSpec:
+    """The root a board's image is made from: its architecture's generic root (debootstrap'd, shared by
+    every board of the architecture and by the systemd bundle's tests), plus the board's own packages
+    installed on top when it has any more (cached as a layer)."""
+    generic = load_board(GENERIC_BOARDS[board.architecture])
+    base = RootSpec(board.architecture, tuple(sorted({*DEVICE_PACKAGES, *generic.root_packages()})), LATER_PACKAGES)
+    extra = tuple(sorted(set(board.root_packages()) - set(base.packages)))
+    if not extra:
+        return base
+    components = tuple(dict.fromkeys(("main", *board.components)))
+    return RootSpec(board.architecture, extra, components=components, base=base)

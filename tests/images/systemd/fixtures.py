@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from menlo_cortex.cortexfile.boards import load_board
+from menlo_cortex.images.debian import debian_root as shared_root
+from menlo_cortex.images.targets.disk.userland import root_spec
 from menlo_cortex.images.targets.systemd.bundle import BuildRequest, Bundle, build
 
-from .conftest import HERE, load_systemd
+from .conftest import load_systemd
 
-ROOT_SCRIPT = HERE / "vm" / "debian-root.sh"
 API_KEY = "test-key-0123456789abcdef"
 BASE_CORTEXFILE = """\
 version: 1
@@ -37,11 +39,11 @@ class Built:
 
 
 def debian_root() -> Path:
+    """The x86-64 device root the disk image is made from (images/debian.py, cached): one Debian root
+    for the bundle's install tests and the device image."""
     if os.geteuid() != 0 or shutil.which("debootstrap") is None:
         pytest.skip("needs root and debootstrap (scripts/setup.sh installs it)")
-    done = subprocess.run([str(ROOT_SCRIPT)], capture_output=True, text=True, check=False, timeout=1800)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return Path(done.stdout.strip())
+    return shared_root(root_spec(load_board("x86-64-uefi")))
 
 
 def build_bundle(folder: Path, store: Path, *, context: int = 512, extra: str = "") -> Built:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from menlo_cortex.images.targets.systemd.render import FILES, render_files
 
-from .conftest import GOLDEN, HERE, PROJECT_WHEEL, plan_for
+from .conftest import GOLDEN, PROJECT_WHEEL, plan_for
 
 CASES = sorted(p.name for p in GOLDEN.iterdir() if (p / "Cortexfile.yaml").is_file())
 UPDATE = os.environ.get("CORTEX_UPDATE_GOLDEN") == "1"
@@ -47,7 +47,7 @@ def test_rendering_is_pure_and_stable() -> None:
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed (scripts/setup.sh)")
 def test_shell_scripts_pass_shellcheck() -> None:
-    scripts = [*sorted(GOLDEN.glob("*/*.sh")), HERE / "vm" / "debian-root.sh"]
+    scripts = sorted(GOLDEN.glob("*/*.sh"))
     done = subprocess.run(["shellcheck", *map(str, scripts)], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout
 

@@ -1,0 +1,32 @@
+"""Shared pieces of the disk target's tests: loading with the format's defaults, planning a case."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from menlo_cortex.cortexfile import formats
+from menlo_cortex.cortexfile.hashing import config_hash
+from menlo_cortex.cortexfile.loader import Resolved, load
+from menlo_cortex.images.targets.disk.plan import FORMAT, DiskPlan, make_plan
+
+from .fixtures import Image, build_image, needs_image_tools
+
+HERE = Path(__file__).parent
+GOLDEN = HERE / "golden"
+
+
+def load_disk(path: Path) -> Resolved:
+    return load(path, format_defaults=formats.get(FORMAT).loader_argument())
+
+
+def plan_for(path: Path) -> DiskPlan:
+    resolved = load_disk(path)
+    return make_plan(resolved, config_hash(resolved.config))
+
+
+@pytest.fixture(scope="session")
+def device_image(tmp_path_factory: pytest.TempPathFactory, test_data_dir: Path) -> Image:
+    """The x86-64 device image with the test model, built once per run by the real CLI."""
+    needs_image_tools()
+    return build_image(tmp_path_factory.mktemp("device"), test_data_dir)

@@ -1,0 +1,90 @@
+"""Boot a disk image under qemu with UEFI firmware (x86-64: q35 + OVMF; arm64: virt + AAVMF), `-cpu max`,
+software emulation unless CORTEX_QEMU_ACCEL says otherwise, guest ports forwarded to loopback ports; the
+serial console goes to a file. Always stopped by the context manager."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from ...processes import stop
+
+FIRMWARE = {
+    "amd64": (Path("/usr/share/OVMF/OVMF_CODE_4M.fd"), Path("/usr/share/OVMF/OVMF_VARS_4M.fd")),
+    "arm64": (Path("/usr/share/AAVMF/AAVMF_CODE.fd"), Path("/usr/share/AAVMF/AAVMF_VARS.fd")),
+}
+MACHINE = {
+    "amd64": ["qemu-system-x86_64", "-machine", "q35"],
+    "arm64": ["qemu-system-aarch64", "-machine", "virt"],
+}
+KEY_LINE = re.compile(r"Cortex API key \(shown once; kept in /etc/cortex/api-keys\): (cortex-[0-9a-f]{64})")
+
+
+@dataclass(frozen=True)
+class Vm:
+    process: subprocess.Popen[bytes]
+    console: Path
+    ports: Mapping[int, int]  # guest port -> loopback port on the host
+
+    def console_text(self) -> str:
+        return self.console.read_text(errors="replace") if self.console.exists() else ""
+
+    def console_tail(self, chars: int = 4000) -> str:
+        text = self.console_text()[-chars:]
+        if self.process.poll() is not None and self.process.stderr is not None:
+            text += "\nqemu: " + self.process.stderr.read().decode(errors="replace")[-chars:]
+        return text
+
+    def api_keys_shown(self) -> list[str]:
+        return KEY_LINE.findall(self.console_text())
+
+    def wait_for_key(self, timeout_s: float) -> str:
+        deadline = time.monotonic() + timeout_s
+        while not self.api_keys_shown():
+            assert self.process.poll() is None, f"qemu exited {self.process.returncode}: {self.console_tail()}"
+            assert time.monotonic() < deadline, f"no API key on the console in {timeout_s:.0f}s: {self.console_tail()}"
+            time.sleep(2)
+        return self.api_keys_shown()[0]
+
+
+def accelerators() -> list[str]:
+    """TCG unless CORTEX_QEMU_ACCEL=kvm: nested KVM on CI machines can abort qemu at start (MSR errors)."""
+    return ["-accel", os.environ.get("CORTEX_QEMU_ACCEL", "tcg")]
+
+
+@contextmanager
+def boot(disk: Path, architecture: str, ports: Mapping[int, int], memory_mib: int = 2048) -> Iterator[Vm]:
+    code, variables_template = FIRMWARE[architecture]
+    variables = disk.with_name(f"{disk.name}.vars.fd")
+    if not variables.exists():  # kept across reboots of the same disk, as a machine's NVRAM is
+        shutil.copyfile(variables_template, variables)
+    console = disk.with_name(f"{disk.name}.console.log")
+    forwards = ",".join(f"hostfwd=tcp:127.0.0.1:{host}-:{guest}" for guest, host in ports.items())
+    command = [
+        *MACHINE[architecture],
+        "-cpu", "max",
+        *accelerators(),
+        "-smp", "2",
+        "-m", str(memory_mib),
+        "-display", "none",
+        "-serial", f"file:{console}",
+        "-drive", f"if=pflash,format=raw,readonly=on,file={code}",
+        "-drive", f"if=pflash,format=raw,file={variables}",
+        "-drive", f"if=virtio,format=raw,file={disk}",
+        "-netdev", f"user,id=net0,{forwards}",
+        "-device", "virtio-net-pci,netdev=net0",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        yield Vm(process, console, dict(ports))
+    finally:
+        stop(process, grace_s=30)
+        if process.stderr is not None:
+            process.stderr.close()

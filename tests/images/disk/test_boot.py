@@ -1,0 +1,122 @@
+"""The device image on real parts: `cortex build --format disk` -> the raw image (copied onto a larger
+disk, as flashing a bigger card does) -> UEFI boot under qemu (OVMF, software emulation) -> the API key
+first boot made, read from the serial console -> a chat completion with the openai client through a
+forwarded port. Then over SSH (the image's own, key login): the hardened service, the grown root, the
+key file's owner and mode, `systemctl reload`, an upgrade to the next bundle and an upgrade that cannot
+start, which install.sh rolls back; a reboot keeps the key, shows none again and keeps the grown root."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import openai
+import pytest
+from menlo_cortex.images.targets.systemd.bundle import BuildRequest, Bundle, build
+
+from tests.conftest import find_free_port
+
+from ..systemd.test_security import MAX_EXPOSURE
+from .conftest import load_disk
+from .fixtures import GUEST_PORT, Image, Ssh, write_cortexfile
+from .qemu import Vm, boot
+
+# What no fixture shows: the test boots a VM. Under emulation it takes 12-18 minutes; a hang fails after an hour.
+pytestmark = [pytest.mark.slow, pytest.mark.vm, pytest.mark.timeout(3600)]
+FIRST_ANSWER_S = 1200  # software emulation boots and loads slowly
+CHAT_S = 600  # a few tokens take minutes under emulation on a busy 2-core machine
+GROWN_BY_MIB = 2048
+NO_BAKE = "build:\n  bake_models: false\n"
+BROKEN = NO_BAKE + "  systemd:\n    start_timeout_s: 60\n"
+MISSING_MODEL = "models:\n  - id: missing\n    source: /nonexistent/model.gguf\n"
+
+
+def chat(port: int, key: str) -> str:
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, timeout=CHAT_S, max_retries=0)
+    reply = client.chat.completions.create(
+        model="gemma", messages=[{"role": "user", "content": "Say hello."}], max_tokens=4
+    )
+    return reply.choices[0].message.content or ""
+
+
+def first_chat(vm: Vm, key: str) -> str:
+    deadline = time.monotonic() + FIRST_ANSWER_S
+    while True:
+        assert vm.process.poll() is None, f"qemu exited {vm.process.returncode}: {vm.console_tail()}"
+        try:
+            return chat(vm.ports[GUEST_PORT], key)
+        except (openai.APIConnectionError, openai.APIStatusError) as exc:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no chat completion in {FIRST_ANSWER_S}s ({exc}): {vm.console_tail()}") from exc
+        time.sleep(3)  # booting, or loading the model: poll again, up to the deadline
+
+
+def upgrade_bundle(folder: Path, image: Image, store: Path, extra: str, models: str | None = None) -> Bundle:
+    """A later bundle for the device: the image's Cortexfile with a smaller context (or other `models`)
+    plus `extra`, started with the disk defaults, as a device's next release would be."""
+    cortexfile = write_cortexfile(folder, image.ssh_key, extra=extra)
+    text = cortexfile.read_text().replace("context_size: 512", "context_size: 256")
+    if models is not None:
+        head, tail = text.split("models:\n", 1)
+        text = head + models + tail[tail.index("target:") :]
+    cortexfile.write_text(text)
+    return build(BuildRequest(load_disk(cortexfile), folder / "out", store, defaults="disk"))
+
+
+def test_device_boots_serves_upgrades_and_keeps_its_key(device_image: Image, tmp_path: Path, test_data_dir: Path) -> None:
+    disk = tmp_path / "disk.img"
+    subprocess.run(["cp", "--sparse=always", str(device_image.img), str(disk)], check=True)
+    with disk.open("r+b") as file:
+        file.truncate(disk.stat().st_size + (GROWN_BY_MIB << 20))
+    second = upgrade_bundle(tmp_path / "v2", device_image, test_data_dir, NO_BAKE)
+    broken = upgrade_bundle(tmp_path / "v3", device_image, test_data_dir, BROKEN, MISSING_MODEL)
+    ports = {GUEST_PORT: find_free_port(), 22: find_free_port()}
+    started = time.monotonic()
+    with boot(disk, "amd64", ports) as vm:
+        key = vm.wait_for_key(FIRST_ANSWER_S)
+        assert first_chat(vm, key)
+        print(f"first chat completion {time.monotonic() - started:.0f}s after power-on")
+        ssh = Ssh(device_image.ssh_key, ports[22])
+        check_service(ssh)
+        check_grown_root_and_key_file(ssh)
+        key_digest = ssh.ok("sha256sum /etc/cortex/api-keys")
+
+        ssh.ok("systemctl reload cortex", 60)
+        assert ssh.ok("systemctl is-active cortex", 60) == "active"
+        ssh.ok("mkdir -p /root/bundles")
+        for bundle in (second, broken):
+            ssh.copy_in(bundle.folder, "/root/bundles/")
+        upgrade = ssh.run(f"/root/bundles/{second.folder.name}/install.sh", 1800)
+        assert upgrade.returncode == 0, upgrade.stderr
+        assert ssh.ok("readlink /opt/cortex/current") == second.plan.version
+        assert chat(ports[GUEST_PORT], key)
+        failed = ssh.run(f"/root/bundles/{broken.folder.name}/install.sh", 1800)
+        assert failed.returncode == 1, failed.stderr
+        assert f"rolling back to {second.plan.version}" in failed.stderr
+        assert ssh.ok("readlink /opt/cortex/current") == second.plan.version
+        assert chat(ports[GUEST_PORT], key)
+
+        ssh.run("systemctl reboot", 30)
+        time.sleep(20)  # the old system goes down before the first poll
+        assert first_chat(vm, key)  # the same key: first boot's key survives
+        assert ssh.ok("sha256sum /etc/cortex/api-keys") == key_digest
+        assert vm.api_keys_shown() == [key]  # shown once, never again
+        check_grown_root_and_key_file(ssh)
+
+
+def check_service(ssh: Ssh) -> None:
+    state = ssh.ok("systemctl show cortex -p Type,ActiveState,SubState,User", 60)
+    assert state.splitlines() == ["Type=notify", "User=cortex", "ActiveState=active", "SubState=running"]
+    score = ssh.ok("systemd-analyze security --no-pager cortex.service", 120)
+    assert float(score.split("Overall exposure level for cortex.service: ")[1].split()[0]) <= MAX_EXPOSURE
+    assert ssh.ok("hostname") == "cortex-test"
+    assert ssh.ok("ls /etc/ssh/ssh_host_ed25519_key") == "/etc/ssh/ssh_host_ed25519_key"
+
+
+def check_grown_root_and_key_file(ssh: Ssh) -> None:
+    size_mib = int(ssh.ok("df --output=size -BM / | tail -1").strip().rstrip("M"))
+    disk_mib = int(ssh.ok("lsblk -bdno SIZE /dev/vda")) >> 20
+    assert size_mib > disk_mib - 400, f"root is {size_mib} MiB on a {disk_mib} MiB disk: not grown"
+    assert ssh.ok("stat -c '%U:%G %a' /etc/cortex/api-keys") == "root:cortex 640"

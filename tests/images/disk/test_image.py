@@ -1,0 +1,95 @@
+"""The disk image `cortex build --format disk` writes, read without booting: partition table, boot
+files, the root file system's content, reproducibility, the block map, and the outputs of a failed build."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from menlo_cortex.images.targets.disk.layout import ESP_TYPE, ROOT_TYPES
+
+from tests.conftest import TEST_MODEL_SHA256
+
+from .conftest import load_disk, plan_for
+from .fixtures import Image, run_build, write_cortexfile
+
+pytestmark = pytest.mark.slow
+SECTOR = 512
+
+
+def partitions(img: Path) -> dict[str, object]:
+    done = subprocess.run(["sfdisk", "--json", str(img)], capture_output=True, text=True, check=True)
+    table: dict[str, object] = json.loads(done.stdout)["partitiontable"]
+    return table
+
+
+def debugfs(img: Path, offset: int, request: str) -> str:
+    command = ["debugfs", "-R", request, f"{img}?offset={offset}"]  # e2fsprogs reads a file system at an offset
+    done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
+    return done.stdout
+
+
+def test_partition_table_and_boot_files(device_image: Image) -> None:
+    plan = plan_for(device_image.cortexfile)
+    table = partitions(device_image.img)
+    assert table["label"] == "gpt"
+    assert str(table["id"]).lower() == plan.ids.disk
+    esp, root = table["partitions"]  # type: ignore[misc]
+    assert (esp["type"], esp["uuid"].lower()) == (ESP_TYPE, plan.ids.boot_partition)
+    assert (root["type"], root["uuid"].lower()) == (ROOT_TYPES["amd64"], plan.ids.root_partition)
+    image = f"{device_image.img}@@{esp['start'] * SECTOR}"
+    env = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
+    listing = subprocess.run(["mdir", "-/", "-b", "-i", image, "::/"], capture_output=True, text=True, env=env).stdout
+    assert {"::/EFI/BOOT/BOOTX64.EFI", "::/vmlinuz", "::/initrd.img", "::/loader/entries/cortex.conf"} <= set(
+        listing.split()
+    )
+    entry = subprocess.run(["mtype", "-i", image, "::/loader/entries/cortex.conf"], capture_output=True, text=True, env=env)
+    assert f"options root=PARTUUID={plan.ids.root_partition} rw" in entry.stdout
+    assert "console=tty0 console=ttyS0,115200" in entry.stdout
+
+
+def test_root_holds_the_service_and_no_shared_secrets(device_image: Image) -> None:
+    root = partitions(device_image.img)["partitions"][1]  # type: ignore[index]
+    offset = root["start"] * SECTOR
+    img = device_image.img
+    assert debugfs(img, offset, "cat /etc/cortex/Cortexfile.yaml") == device_image.cortexfile.read_text()
+    assert debugfs(img, offset, "cat /etc/hostname") == "cortex-test\n"
+    assert debugfs(img, offset, "cat /etc/machine-id") == ""  # each flashed copy makes its own
+    assert "ssh_host_" not in debugfs(img, offset, "ls /etc/ssh")  # first boot makes each copy's host keys
+    assert "api-keys" not in debugfs(img, offset, "ls /etc/cortex")  # never a key every copy shares
+    assert f"{TEST_MODEL_SHA256}.gguf" in debugfs(img, offset, "ls /var/lib/cortex/models")
+    wants = debugfs(img, offset, "ls /etc/systemd/system/multi-user.target.wants")
+    assert {"cortex.service", "cortex-firstboot.service", "ssh.service", "systemd-networkd.service"} <= set(wants.split())
+    unit = debugfs(img, offset, "cat /etc/systemd/system/cortex.service")
+    assert "start --defaults disk -f /etc/cortex/Cortexfile.yaml" in unit
+
+
+def test_the_same_inputs_give_the_same_bytes(device_image: Image, tmp_path: Path, test_data_dir: Path) -> None:
+    again = run_build(device_image.cortexfile, tmp_path / "again", test_data_dir)
+    assert again.returncode == 0, again.stderr[-2000:]
+    first = device_image.sibling(".sha256").read_text()
+    assert (tmp_path / "again" / device_image.sibling(".sha256").name).read_text() == first
+
+
+def test_checksums_and_bmaptool_copy_reproduce_the_image(device_image: Image, tmp_path: Path) -> None:
+    check = subprocess.run(["sha256sum", "-c", device_image.sibling(".sha256").name], cwd=device_image.folder,
+                           capture_output=True, text=True)  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert len(check.stdout.splitlines()) == 3
+    flashed = tmp_path / "flashed.img"
+    command = ["bmaptool", "-q", "copy", "--bmap", str(device_image.sibling(".img.bmap"))]
+    subprocess.run([*command, str(device_image.sibling(".img.zst")), str(flashed)], check=True, timeout=900)
+    assert subprocess.run(["cmp", str(flashed), str(device_image.img)], check=False).returncode == 0
+
+
+def test_a_failed_build_leaves_no_output(device_image: Image, tmp_path: Path, test_data_dir: Path) -> None:
+    cortexfile = write_cortexfile(tmp_path, device_image.ssh_key, extra="  image_size_mb: 1024\n")
+    out = tmp_path / "out"
+    done = run_build(cortexfile, out, test_data_dir)
+    assert done.returncode == 2, done.stderr
+    assert "device.image_size_mb: 1024 MiB is smaller than the image's content" in done.stderr
+    assert sorted(os.listdir(out)) == []
+    assert load_disk(cortexfile).config.device.image_size_mb == 1024
