@@ -151,16 +151,27 @@ def _apt_install(spec: RootSpec, root: Path, packages: tuple[str, ...]) -> None:
     sources.write_text(f"deb {spec.mirror} {spec.suite} {' '.join(spec.components)}\n", encoding="utf-8")
     apt = ["chroot", str(root), "apt-get", "-q", "-y", "-o", "Dpkg::Use-Pty=0"]
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C.UTF-8"}
+    resolv = root / "etc" / "resolv.conf"
+    kept = resolv.with_name("resolv.conf.cortex-build")
+    if resolv.is_symlink() or resolv.exists():
+        resolv.rename(kept)  # systemd-resolved's stub link leads nowhere in a chroot
+    shutil.copyfile("/etc/resolv.conf", resolv)
     _run(["mount", "-t", "proc", "proc", str(root / "proc")], "mounting /proc in the root", 60)
     try:
-        for step in (["update"], ["install", "--no-install-recommends", *packages]):
+        for step in (["update", "--error-on=any"], ["install", "--no-install-recommends", *packages]):
             done = subprocess.run([*apt, *step], capture_output=True, text=True, check=False, env=env, timeout=3600)
             if done.returncode != 0:
                 lines = [line for line in (done.stderr + done.stdout).splitlines() if line.startswith(("E:", "dpkg"))]
                 why = " / ".join(lines[-4:]) or done.stderr[-500:]
-                raise RootError(f"apt-get {step[0]} in the {spec.architecture} root failed (mirror {spec.mirror}): {why}")
+                raise RootError(
+                    f"apt-get {step[0]} in the {spec.architecture} root failed (mirror {spec.mirror}): {why}"
+                )
     finally:
         subprocess.run(["umount", "-l", str(root / "proc")], capture_output=True, check=False, timeout=60)
+        if resolv.is_symlink():  # a package (systemd-resolved) put its own: keep it
+            kept.unlink(missing_ok=True)
+        elif kept.is_symlink() or kept.exists():
+            kept.replace(resolv)
 
 
 def _why(done: subprocess.CompletedProcess[str], log: Path) -> str:

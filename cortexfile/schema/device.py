@@ -93,7 +93,9 @@ class Wifi(Section):
         None, "The network to join (1-32 characters); unset: no Wi-Fi.", min_length=1, max_length=32
     )
     passphrase: Secret | None = setting(
-        None, "WPA2 passphrase (WPA3 networks in transition mode too), a `${env:NAME}` or `${file:PATH}` reference read at build time; the image holds the derived key."
+        None,
+        "WPA2 passphrase (WPA3 networks in transition mode too), a `${env:NAME}` or `${file:PATH}` reference "
+        "read at build time; the image holds the derived key, not the passphrase.",
     )
     country: CountryCode | None = setting(None, "Regulatory country of the radio (two letters, e.g. US).")
 

@@ -55,7 +55,7 @@ def test_validate_refuses_a_format_no_target_builds(
     command = [*cortex_command, "validate", "-f", str(path)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2
-    assert f"{path}:3:21: build.formats[1]: `cortex build` makes no `oci` output; it makes: docker, systemd" in (
+    assert f"{path}:3:21: build.formats[1]: `cortex build` makes no `oci` output; it makes: disk, docker, systemd" in (
         done.stderr + done.stdout
     )
 

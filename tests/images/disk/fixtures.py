@@ -71,7 +71,9 @@ def run_build(cortexfile: Path, output: Path, store: Path, *args: str) -> subpro
     return subprocess.run(command, capture_output=True, text=True, check=False, timeout=3600)
 
 
-def build_image(folder: Path, store: Path, hardware: str = "x86-64-uefi", name: str = "cortex-test-x86-64-uefi") -> Image:
+def build_image(
+    folder: Path, store: Path, hardware: str = "x86-64-uefi", name: str = "cortex-test-x86-64-uefi"
+) -> Image:
     key = ssh_key(folder)
     cortexfile = write_cortexfile(folder, key, hardware)
     done = run_build(cortexfile, folder / "out", store)

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from menlo_cortex.cortexfile import recipes
 from menlo_cortex.cortexfile.boards import GENERIC_BOARDS, has_disk_layout, load_board
 from menlo_cortex.cortexfile.errors import ConfigError
-from menlo_cortex.cortexfile import recipes
 from menlo_cortex.images.targets.disk.build import DiskError, _root_size, check_archive, wifi_psk
 
 from .conftest import load_disk, plan_for
@@ -37,14 +37,19 @@ def refusal(tmp_path: Path, body: str) -> str:
         ("device:\n  ssh:\n    enabled: true\n", "4:5: device.ssh", "needs at least one key"),
         (
             "device:\n  ssh:\n    enabled: true\n    authorized_keys:\n"
-            '      - command="curl x|sh" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDtSU0KLAYnXWJ3XgTYuOJR80cJhDbBvMhfe3bnNAd5Y\n',
+            '      - command="curl x|sh" ssh-ed25519 '
+            "AAAAC3NzaC1lZDI1NTE5AAAAIDtSU0KLAYnXWJ3XgTYuOJR80cJhDbBvMhfe3bnNAd5Y\n",
             "6:9: device.ssh.authorized_keys[0]",
             "without options",
         ),
         ("device:\n  network:\n    address: 10.0.0.5\n", "4:14: device.network.address", "no prefix length"),
         ("device:\n  network:\n    gateway: 10.0.0.1\n", "4:5: device.network", "go with a static `address`"),
         ("device:\n  wifi:\n    ssid: x\n", "4:5: device.wifi", "needs its `passphrase`"),
-        ("device:\n  wifi:\n    ssid: \"a\\nb\"\n    passphrase: ${env:P}\n    country: US\n", "4:5: device.wifi", "control"),
+        (
+            'device:\n  wifi:\n    ssid: "a\\nb"\n    passphrase: ${env:P}\n    country: US\n',
+            "4:5: device.wifi",
+            "control",
+        ),
         ("device:\n  image_size_mb: 100\n", "3:18: device.image_size_mb", "greater than or equal to 1024"),
     ],
 )
@@ -81,7 +86,9 @@ def test_every_disk_board_parses_and_each_architecture_has_a_generic_one() -> No
 
 def test_a_board_that_needs_another_archive_names_it() -> None:
     plan = plan_for_board("raspberry-pi-5")
-    with pytest.raises(DiskError, match=r"needs the archive http://archive\.raspberrypi\.com/debian/ \(linux-image-rpi"):
+    with pytest.raises(
+        DiskError, match=r"needs the archive http://archive\.raspberrypi\.com/debian/ \(linux-image-rpi"
+    ):
         check_archive(plan, timeout_s=5)
 
 
@@ -107,7 +114,8 @@ def test_an_image_size_below_the_content_is_refused_where_written(tmp_path: Path
 
 def test_the_wifi_key_is_derived_as_wpa_passphrase_does(tmp_path: Path) -> None:
     # IEEE 802.11i-2004, H.4.3: passphrase "password", SSID "IEEE".
-    body = "target:\n  hardware: raspberry-pi-4\ndevice:\n  wifi:\n    ssid: IEEE\n    passphrase: ${env:P}\n    country: US\n"
+    wifi = "  wifi:\n    ssid: IEEE\n    passphrase: ${env:P}\n    country: US\n"
+    body = "target:\n  hardware: raspberry-pi-4\ndevice:\n" + wifi
     resolved = load_disk(write(tmp_path, body))
     assert wifi_psk(resolved, {"P": "password"}) == "f42c6fc52df0ebef9ebb4b90b38a5f902e83fe1b135a70e23aed762e9710a12e"
     with pytest.raises(ConfigError, match=r"device\.wifi\.passphrase: .*P"):

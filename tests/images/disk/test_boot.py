@@ -7,7 +7,6 @@ start, which install.sh rolls back; a reboot keeps the key, shows none again and
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -65,7 +64,9 @@ def upgrade_bundle(folder: Path, image: Image, store: Path, extra: str, models: 
     return build(BuildRequest(load_disk(cortexfile), folder / "out", store, defaults="disk"))
 
 
-def test_device_boots_serves_upgrades_and_keeps_its_key(device_image: Image, tmp_path: Path, test_data_dir: Path) -> None:
+def test_device_boots_serves_upgrades_and_keeps_its_key(
+    device_image: Image, tmp_path: Path, test_data_dir: Path
+) -> None:
     disk = tmp_path / "disk.img"
     subprocess.run(["cp", "--sparse=always", str(device_image.img), str(disk)], check=True)
     with disk.open("r+b") as file:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 from menlo_cortex.images.targets.disk.render import FIRSTBOOT, render
