@@ -7,7 +7,8 @@ checks), or it is rendered into files that their own parsers read back with noth
 - cortex.sysusers: one line that `systemd-sysusers --dry-run` accepts;
 - the quadlet: the same directives as a benign one;
 - install.sh, uninstall.sh and the image build's env.sh: bash reads the values back exactly;
-- the Dockerfile: the same instructions as a benign one, clean under our linter.
+- the Dockerfile: the same instructions as a benign one, clean under our linter;
+- the device image's files: the same files as a benign one's, each with as many lines.
 
 A second test sends hostile values straight into the service plan, past the schema, to show the
 escaping layer alone keeps the unit whole (or refuses the value).
@@ -35,6 +36,8 @@ from menlo_cortex.cortexfile.schema.models import Model
 from menlo_cortex.cortexfile.secrets import Secret, SecretUnavailable
 from menlo_cortex.cortexfile.table import Setting, model_settings, settings
 from menlo_cortex.images.escape import Unrepresentable
+from menlo_cortex.images.targets.disk import plan as disk_plan
+from menlo_cortex.images.targets.disk import render as disk_render
 from menlo_cortex.images.targets.docker import plan as docker_plan
 from menlo_cortex.images.targets.docker.build_network import env_script
 from menlo_cortex.images.targets.docker.dockerfile import SYSTEM_CA_BUNDLES, family, render_dockerfile
@@ -281,7 +284,7 @@ def benign(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     resolved = load(path)
     _, files = render_systemd(_view(resolved, "systemd"))
     _, dockerfile, env_sh = render_docker(_view(resolved, "docker"))
-    return {"files": files, "dockerfile": dockerfile, "env.sh": env_sh}
+    return {"files": files, "dockerfile": dockerfile, "env.sh": env_sh, "disk": render_disk(_view(resolved, "disk"))}
 
 
 @pytest.mark.parametrize(("key", "value"), CASES)
@@ -294,7 +297,7 @@ def test_hostile_text_is_a_located_error_or_stays_data(
     resolved = _load_or_none(path)
     if resolved is None:
         return
-    for name in ("systemd", "docker"):  # each format judged on its own: one may refuse what the other takes
+    for name in ("systemd", "docker", "disk"):  # each format judged on its own: one may refuse what the other takes
         view = _view(resolved, name)
         refused = format_rules.problems(view, name)
         if refused:
@@ -303,10 +306,27 @@ def test_hostile_text_is_a_located_error_or_stays_data(
         try:
             if name == "systemd":
                 _check_systemd(*render_systemd(view), benign["files"], unit_root)
+            elif name == "disk":
+                _check_disk(render_disk(view), benign["disk"])
             else:
                 _check_docker(*render_docker(view), benign)
         except Unrepresentable as exc:
             pytest.fail(f"the schema let through a value the {name} files cannot hold: {exc}")
+
+
+def render_disk(view: Resolved) -> dict[str, str]:
+    """The device's own files (root and boot partition), by path."""
+    rendered = disk_render.render(disk_plan.make_plan(view, "0" * 64), "0" * 64)
+    return {path: text for path, (text, _mode) in rendered.root.items()} | rendered.boot
+
+
+def _check_disk(files: dict[str, str], benign: dict[str, str]) -> None:
+    """The same files, each with as many lines (a value never adds one), units with the same directives."""
+    assert set(files) == set(benign), sorted(set(files) ^ set(benign))
+    for path, expected in benign.items():
+        assert len(files[path].splitlines()) == len(expected.splitlines()), path
+        if path.endswith((".network", ".service")):
+            assert directives(files[path]) == directives(expected), path
 
 
 def _check_systemd(
