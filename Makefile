@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-done
 
-.PHONY: setup demo test check lint clean
+.PHONY: setup demo test check lint clean arm64-wheel
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml requirements-dev.txt constraints.txt scripts/setup.sh scripts/llama-wheel.sh
@@ -21,6 +21,11 @@ test: setup
 # The fast tier, under 2 minutes: what needs no model, container engine or VM (pyproject.toml's markers).
 check: setup
 	$(PY) -m pytest -m "not model and not engine and not vm and not slow"
+
+# The llama-cpp-python wheel for arm64 bundles and disk images (`--platform linux/arm64`): cross-compiled
+# on an x86_64 host, once, into the same cache as the host's wheel. Not part of setup: it takes ~15 minutes.
+arm64-wheel: setup
+	PYTHON=$(PY) scripts/llama-wheel.sh --arch arm64
 
 lint: setup
 	$(PY) -m ruff check . && $(PY) -m ruff format --check . && $(PY) scripts/typecheck.py
