@@ -23,7 +23,7 @@ check: setup
 	$(PY) -m pytest -m "not model and not engine and not vm and not slow"
 
 # The llama-cpp-python wheel for arm64 bundles and disk images (`--platform linux/arm64`): cross-compiled
-# on an x86_64 host, once, into the same cache as the host's wheel. Not part of setup: it takes ~15 minutes.
+# on an x86_64 host, once, into the same cache as the host's wheel. Not part of setup: ~10 minutes cold on 2 cores.
 arm64-wheel: setup
 	PYTHON=$(PY) scripts/llama-wheel.sh --arch arm64
 
