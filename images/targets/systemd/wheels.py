@@ -27,28 +27,41 @@ def cache_root() -> Path:
 def llama_wheel(architecture: str, folder: Path | None = None) -> Path:
     """The prebuilt llama-cpp-python wheel for `architecture` (from `folder` or the llama-wheel.sh cache)."""
     machine = machine_of(architecture)
-    folders = (
-        [folder]
-        if folder
-        else sorted((cache_root() / "wheels").glob(f"llama-cpp-python-{LLAMA_VERSION}-*"), key=_preference)
-    )
+    folders = [folder] if folder else sorted(_cached_folders(), key=_preference)
     pattern = f"llama_cpp_python-{LLAMA_VERSION}-*linux_{machine}.whl"
     found = [wheel for place in folders for wheel in sorted(place.glob(pattern))]
     if not found:
         where = folder or cache_root() / "wheels"
         raise WheelError(
             f"no llama-cpp-python {LLAMA_VERSION} wheel for {architecture} ({machine}) in {where}: the bundle "
-            f"cannot contain that architecture; build one on a {machine} host with scripts/llama-wheel.sh "
-            "and pass its folder with --wheels"
+            f"cannot contain that architecture; {_how_to_build(architecture, machine)}"
         )
     return found[-1]
 
 
-def _preference(folder: Path) -> tuple[bool, str]:
+def _cached_folders() -> list[Path]:
+    """llama-wheel.sh's finished folders: it builds in `<folder>.tmp.<pid>` and renames that when done."""
+    found = (cache_root() / "wheels").glob(f"llama-cpp-python-{LLAMA_VERSION}-*")
+    return [place for place in found if ".tmp." not in place.name]
+
+
+def _how_to_build(architecture: str, machine: str) -> str:
+    if machine == "aarch64":
+        return (
+            "run `make arm64-wheel` (scripts/llama-wheel.sh --arch arm64: on an x86_64 host it cross-compiles, "
+            "with crossbuild-essential-arm64) or pass a folder holding one with --wheels"
+        )
+    return f"build one on a {machine} host with scripts/llama-wheel.sh and pass its folder with --wheels"
+
+
+def _preference(folder: Path) -> tuple[bool, float, str]:
     """A wheel that llama-wheel.sh built with every CPU variant runs on any CPU of its architecture:
-    it sorts last, so it is the one chosen for a host never seen."""
+    it sorts last, so it is the one chosen for a host never seen; among equals, the newest build
+    (BUILD-INFO is written last), the folder name (a hash) only breaking ties."""
     info = folder / "BUILD-INFO"
-    return info.is_file() and "-DGGML_CPU_ALL_VARIANTS=ON" in info.read_text(encoding="utf-8"), folder.name
+    if not info.is_file():
+        return False, 0.0, folder.name
+    return "-DGGML_CPU_ALL_VARIANTS=ON" in info.read_text(encoding="utf-8"), info.stat().st_mtime, folder.name
 
 
 def dependency_wheels(project_wheel: Path, llama: Path, architecture: str, constraints: str) -> list[Path]:

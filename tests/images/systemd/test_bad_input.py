@@ -74,9 +74,11 @@ def test_an_architecture_without_a_wheel_exits_1(tmp_path: Path) -> None:
     path = write(tmp_path, "models: []\n")
     empty = tmp_path / "wheels"
     empty.mkdir()
-    done = build_command("-f", str(path), "-o", str(tmp_path / "out"), "--platform", "linux/arm64")
+    out = str(tmp_path / "out")
+    done = build_command("-f", str(path), "-o", out, "--platform", "linux/arm64", "--wheels", str(empty))
     assert done.returncode == 1
-    assert "no llama-cpp-python 0.3.36 wheel for arm64 (aarch64)" in done.stderr
+    assert f"no llama-cpp-python 0.3.36 wheel for arm64 (aarch64) in {empty}" in done.stderr
+    assert "make arm64-wheel" in done.stderr
     assert "cannot contain that architecture" in done.stderr
     assert not any((tmp_path / "out").iterdir())
 
