@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # What arm64 device images need beyond `make setup`: emulation for the arm64 root's package scripts
-# (qemu-user-static, binfmt_misc), qemu-system-aarch64 with UEFI firmware to boot them, and the
+# (qemu-user-static, binfmt_misc), the cross compiler, qemu-system-aarch64 with UEFI firmware to boot them, and the
 # cross-compiled arm64 llama-cpp-python wheel (cached like the amd64 one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=()
 command -v qemu-aarch64-static >/dev/null || missing+=(qemu-user-static)
+command -v aarch64-linux-gnu-gcc >/dev/null || missing+=(crossbuild-essential-arm64) # the arm64 llama wheel
 command -v update-binfmts >/dev/null || missing+=(binfmt-support)
 command -v qemu-system-aarch64 >/dev/null || missing+=(qemu-system-arm)
 [ -f /usr/share/AAVMF/AAVMF_CODE.fd ] || missing+=(qemu-efi-aarch64)

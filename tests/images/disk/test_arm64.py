@@ -26,9 +26,7 @@ FIRST_ANSWER_S = 3600  # an emulated arm64 machine on an emulated CPU: boot, the
 
 
 @pytest.fixture(autouse=True)
-def only_when_asked() -> None:
-    if os.environ.get("CORTEX_TEST_ARM64") != "1":
-        pytest.skip("arm64 images build and boot under emulation: run `make test-arm64`")
+def image_tools() -> None:
     needs_image_tools()
 
 
