@@ -21,6 +21,7 @@ from menlo_cortex.cortexfile.errors import ConfigError, Diagnostic
 from menlo_cortex.cortexfile.hashing import config_hash
 from menlo_cortex.cortexfile.loader import Resolved
 from menlo_cortex.cortexfile.secrets import SecretUnavailable
+from menlo_cortex.runtime.models.store import file_sha256
 
 from ...debian import copy_root, debian_root
 from ...reproducible import source_epoch
@@ -61,9 +62,8 @@ class DiskImage:
 
 
 def build(request: DiskRequest) -> DiskImage:
-    config = with_platform(request.resolved.config, request.platform)
-    resolved = Resolved(request.resolved.path, config, request.resolved.merged, request.resolved.warnings)
-    plan = make_plan(resolved, config_hash(config))
+    resolved = with_platform(request.resolved, request.platform)
+    plan = make_plan(resolved, config_hash(resolved.config))
     psk = wifi_psk(resolved, request.environ)
     check_archive(plan)
     request.output.mkdir(parents=True, exist_ok=True)
@@ -233,7 +233,7 @@ def _publish(plan: DiskPlan, disk: Path, output: Path) -> DiskImage:
     _tool(["bmaptool", "-q", "create", "-o", str(bmap), str(stem)], "bmaptool create (apt-get install bmap-tools)")
     _tool(["zstd", "-q", "-T0", "-10", "--no-progress", "-f", str(stem), "-o", str(compressed)], "zstd")
     checksums = stem.with_name(plan.name + ".sha256")
-    lines = [f"{_sha256(path)}  {path.name}\n" for path in (stem, compressed, bmap)]
+    lines = [f"{file_sha256(path)}  {path.name}\n" for path in (stem, compressed, bmap)]
     checksums.write_text("".join(lines), encoding="utf-8")
     used = os.stat(stem).st_blocks * 512
     final = {path: output / path.name for path in (bmap, compressed, checksums, stem)}
@@ -248,11 +248,3 @@ def _tool(command: list[str], what: str) -> None:
     done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=3600)
     if done.returncode != 0:
         raise DiskError(f"{command[0]} failed: {(done.stderr or done.stdout).strip()[-500:]}")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while chunk := file.read(MIB):
-            digest.update(chunk)
-    return digest.hexdigest()

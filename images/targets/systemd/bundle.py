@@ -6,6 +6,7 @@ place models in the store layout -> rename the finished folder into place -> tar
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import shutil
 from collections.abc import Mapping
@@ -49,8 +50,8 @@ class Bundle:
 
 
 def build(request: BuildRequest) -> Bundle:
-    config = with_platform(request.resolved.config, request.platform)
-    resolved = Resolved(request.resolved.path, config, request.resolved.merged, request.resolved.warnings)
+    resolved = with_platform(request.resolved, request.platform)
+    config = resolved.config
     make_plan(resolved, "check", "", defaults=request.defaults)  # bad settings fail here, before any slow step
     llama = wheels.llama_wheel(config.target.architecture.value, request.wheels_dir)
     staging = request.output / ".cortex-bundle.partial"
@@ -78,12 +79,14 @@ def _assemble(request: BuildRequest, resolved: Resolved, llama: Path, staging: P
     return Bundle(folder, tarball, sha, plan)
 
 
-def with_platform(config: Cortexfile, platform: str | None) -> Cortexfile:
+def with_platform(resolved: Resolved, platform: str | None) -> Resolved:
+    """`resolved` built for `platform` (`--platform`) instead of its target.architecture."""
     if platform is None:
-        return config
+        return resolved
+    target = resolved.config.target
     # The schema's own validator reads `linux/arm64`, `aarch64`, `x86_64`...
-    target = config.target.model_validate({**config.target.model_dump(), "architecture": platform})
-    return config.model_copy(update={"target": target})
+    target = target.model_validate({**target.model_dump(), "architecture": platform})
+    return dataclasses.replace(resolved, config=resolved.config.model_copy(update={"target": target}))
 
 
 def _gather_wheels(into: Path, architecture: str, llama: Path) -> Path:
