@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.conftest import cache_dir, find_free_port  # noqa: E402
-from tests.images.disk.fixtures import GUEST_PORT, ssh_key, write_cortexfile  # noqa: E402
+from tests.images.disk.fixtures import GUEST_PORT, disk_copy, ssh_key, write_cortexfile  # noqa: E402
 from tests.images.disk.qemu import boot  # noqa: E402
 from tests.images.disk.test_boot import first_chat  # noqa: E402
 
@@ -50,8 +50,7 @@ def sizes(image: Path) -> dict[str, int]:
 
 
 def power_on_to_answer(image: Path, architecture: str, scratch: Path) -> dict[str, float]:
-    disk = scratch / "boot.img"
-    subprocess.run(["cp", "--sparse=always", str(image), str(disk)], check=True)
+    disk = disk_copy(image, scratch / "boot.img")
     started = time.monotonic()
     with boot(disk, architecture, {GUEST_PORT: find_free_port()}) as vm:
         key = vm.wait_for_key(KEY_WAIT_S)

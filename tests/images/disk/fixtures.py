@@ -3,15 +3,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+SECTOR = 512
+_MTOOLS = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
 GUEST_PORT = 39281  # the Cortexfile's default port: the image listens there on every interface
 CORTEXFILE = """\
 version: 1
@@ -79,6 +83,41 @@ def build_image(
     done = run_build(cortexfile, folder / "out", store)
     assert done.returncode == 0, done.stderr[-3000:]
     return Image(folder / "out", cortexfile, key, name)
+
+
+def partitions(img: Path) -> dict[str, Any]:
+    """The image's partition table as sfdisk reads it (label, id, partitions with start sectors)."""
+    done = subprocess.run(["sfdisk", "--json", str(img)], capture_output=True, text=True, check=True, timeout=60)
+    table: dict[str, Any] = json.loads(done.stdout)["partitiontable"]
+    return table
+
+
+def debugfs(img: Path, start: int, request: str) -> str:
+    """A debugfs request on the ext4 file system starting at sector `start` (read in place, no mount)."""
+    command = ["debugfs", "-R", request, f"{img}?offset={start * SECTOR}"]
+    return subprocess.run(command, capture_output=True, text=True, check=False, timeout=120).stdout
+
+
+def fat_paths(img: Path, start: int) -> set[str]:
+    """Every path on the FAT file system starting at sector `start`, as mtools names them (::/EFI/...)."""
+    command = ["mdir", "-/", "-b", "-i", f"{img}@@{start * SECTOR}", "::/"]
+    return set(
+        subprocess.run(command, capture_output=True, text=True, env=_MTOOLS, check=False, timeout=60).stdout.split()
+    )
+
+
+def fat_file(img: Path, start: int, name: str) -> str:
+    command = ["mtype", "-i", f"{img}@@{start * SECTOR}", f"::/{name}"]
+    return subprocess.run(command, capture_output=True, text=True, env=_MTOOLS, check=False, timeout=60).stdout
+
+
+def disk_copy(image: Path, dest: Path, grow_mib: int = 0) -> Path:
+    """A sparse copy of an image to boot (the original stays as built), `grow_mib` larger: a bigger card."""
+    subprocess.run(["cp", "--sparse=always", str(image), str(dest)], check=True, timeout=600)
+    if grow_mib:
+        with dest.open("r+b") as file:
+            file.truncate(dest.stat().st_size + (grow_mib << 20))
+    return dest
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,6 @@ Debian's qemu has no Pi 4 board)."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import time
 from pathlib import Path
 
@@ -16,12 +13,21 @@ import pytest
 from tests.conftest import find_free_port
 
 from .conftest import plan_for
-from .fixtures import GUEST_PORT, Ssh, build_image, needs_image_tools
+from .fixtures import (
+    GUEST_PORT,
+    Ssh,
+    build_image,
+    debugfs,
+    disk_copy,
+    fat_file,
+    fat_paths,
+    needs_image_tools,
+    partitions,
+)
 from .qemu import boot
 from .test_boot import first_chat
 
 pytestmark = [pytest.mark.arm64, pytest.mark.slow, pytest.mark.vm, pytest.mark.timeout(7200)]
-SECTOR = 512
 FIRST_ANSWER_S = 3600  # an emulated arm64 machine on an emulated CPU: boot, then load and decode
 
 
@@ -34,8 +40,7 @@ def test_arm64_uefi_image_boots_and_answers(tmp_path: Path, test_data_dir: Path)
     started = time.monotonic()
     image = build_image(tmp_path, test_data_dir, hardware="arm64-generic", name="cortex-test-arm64-generic")
     print(f"arm64 image built in {time.monotonic() - started:.0f}s")
-    disk = tmp_path / "disk.img"
-    subprocess.run(["cp", "--sparse=always", str(image.img), str(disk)], check=True)
+    disk = disk_copy(image.img, tmp_path / "disk.img")
     ports = {GUEST_PORT: find_free_port(), 22: find_free_port()}
     started = time.monotonic()
     with boot(disk, "arm64", ports) as vm:
@@ -50,30 +55,17 @@ def test_arm64_uefi_image_boots_and_answers(tmp_path: Path, test_data_dir: Path)
 def test_raspberry_pi_4_image_layout(tmp_path: Path, test_data_dir: Path) -> None:
     image = build_image(tmp_path, test_data_dir, hardware="raspberry-pi-4", name="cortex-test-raspberry-pi-4")
     plan = plan_for(image.cortexfile)
-    done = subprocess.run(["sfdisk", "--json", str(image.img)], capture_output=True, text=True, check=True)
-    table = json.loads(done.stdout)["partitiontable"]
+    table = partitions(image.img)
     assert (table["label"], table["id"]) == ("dos", plan.ids.mbr_id)
     boot_part, root_part = table["partitions"]
     assert (boot_part["type"], boot_part.get("bootable"), root_part["type"]) == ("c", True, "83")
-    fat = f"{image.img}@@{boot_part['start'] * SECTOR}"
-    env = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
-    listing = subprocess.run(
-        ["mdir", "-b", "-i", fat, "::/"], capture_output=True, text=True, env=env, check=False
-    ).stdout
-    names = {line.removeprefix("::/") for line in listing.split()}
-    assert {"start4.elf", "fixup4.dat", "bcm2711-rpi-4-b.dtb", "vmlinuz", "initrd.img", "config.txt"} <= names
-    cmdline = subprocess.run(
-        ["mtype", "-i", fat, "::/cmdline.txt"], capture_output=True, text=True, env=env, check=False
-    ).stdout
+    expected = {"start4.elf", "fixup4.dat", "bcm2711-rpi-4-b.dtb", "vmlinuz", "initrd.img", "config.txt"}
+    assert {f"::/{name}" for name in expected} <= fat_paths(image.img, boot_part["start"])
+    cmdline = fat_file(image.img, boot_part["start"], "cmdline.txt")
     assert f"root=PARTUUID={plan.ids.mbr_id[2:]}-02 " in cmdline
     assert "console=ttyS1,115200" in cmdline
-    config = subprocess.run(
-        ["mtype", "-i", fat, "::/config.txt"], capture_output=True, text=True, env=env, check=False
-    ).stdout
+    config = fat_file(image.img, boot_part["start"], "config.txt")
     assert "arm_64bit=1" in config
     assert "kernel=vmlinuz" in config
-    root = f"{image.img}?offset={root_part['start'] * SECTOR}"
-    fstab = subprocess.run(
-        ["debugfs", "-R", "cat /etc/fstab", root], capture_output=True, text=True, check=False
-    ).stdout
+    fstab = debugfs(image.img, root_part["start"], "cat /etc/fstab")
     assert f"PARTUUID={plan.ids.mbr_id[2:]}-01\t/boot/firmware\tvfat" in fstab

@@ -7,7 +7,6 @@ start, which install.sh rolls back; a reboot keeps the key, shows none again and
 
 from __future__ import annotations
 
-import subprocess
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from tests.conftest import find_free_port
 
 from ..systemd.test_security import MAX_EXPOSURE
 from .conftest import load_disk
-from .fixtures import GUEST_PORT, Image, Ssh, write_cortexfile
+from .fixtures import GUEST_PORT, Image, Ssh, disk_copy, write_cortexfile
 from .qemu import Vm, boot
 
 # What no fixture shows: the test boots a VM. Under emulation it takes 12-18 minutes; a hang fails after an hour.
@@ -67,10 +66,7 @@ def upgrade_bundle(folder: Path, image: Image, store: Path, extra: str, models: 
 def test_device_boots_serves_upgrades_and_keeps_its_key(
     device_image: Image, tmp_path: Path, test_data_dir: Path
 ) -> None:
-    disk = tmp_path / "disk.img"
-    subprocess.run(["cp", "--sparse=always", str(device_image.img), str(disk)], check=True)
-    with disk.open("r+b") as file:
-        file.truncate(disk.stat().st_size + (GROWN_BY_MIB << 20))
+    disk = disk_copy(device_image.img, tmp_path / "disk.img", GROWN_BY_MIB)
     second = upgrade_bundle(tmp_path / "v2", device_image, test_data_dir, NO_BAKE)
     broken = upgrade_bundle(tmp_path / "v3", device_image, test_data_dir, BROKEN, MISSING_MODEL)
     ports = {GUEST_PORT: find_free_port(), 22: find_free_port()}

@@ -3,7 +3,6 @@ files, the root file system's content, reproducibility, the block map, and the o
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from pathlib import Path
@@ -14,22 +13,9 @@ from menlo_cortex.images.targets.disk.layout import ESP_TYPE, ROOT_TYPES
 from tests.conftest import TEST_MODEL_SHA256
 
 from .conftest import load_disk, plan_for
-from .fixtures import Image, run_build, write_cortexfile
+from .fixtures import Image, debugfs, fat_file, fat_paths, partitions, run_build, write_cortexfile
 
 pytestmark = pytest.mark.slow
-SECTOR = 512
-
-
-def partitions(img: Path) -> dict[str, object]:
-    done = subprocess.run(["sfdisk", "--json", str(img)], capture_output=True, text=True, check=True)
-    table: dict[str, object] = json.loads(done.stdout)["partitiontable"]
-    return table
-
-
-def debugfs(img: Path, offset: int, request: str) -> str:
-    command = ["debugfs", "-R", request, f"{img}?offset={offset}"]  # e2fsprogs reads a file system at an offset
-    done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
-    return done.stdout
 
 
 def test_partition_table_and_boot_files(device_image: Image) -> None:
@@ -37,39 +23,30 @@ def test_partition_table_and_boot_files(device_image: Image) -> None:
     table = partitions(device_image.img)
     assert table["label"] == "gpt"
     assert str(table["id"]).lower() == plan.ids.disk
-    esp, root = table["partitions"]  # type: ignore[misc]
+    esp, root = table["partitions"]
     assert (esp["type"], esp["uuid"].lower()) == (ESP_TYPE, plan.ids.boot_partition)
     assert (root["type"], root["uuid"].lower()) == (ROOT_TYPES["amd64"], plan.ids.root_partition)
-    image = f"{device_image.img}@@{esp['start'] * SECTOR}"
-    env = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
-    listing = subprocess.run(
-        ["mdir", "-/", "-b", "-i", image, "::/"], capture_output=True, text=True, env=env, check=False
-    ).stdout
-    assert {"::/EFI/BOOT/BOOTX64.EFI", "::/vmlinuz", "::/initrd.img", "::/loader/entries/cortex.conf"} <= set(
-        listing.split()
-    )
-    entry = subprocess.run(
-        ["mtype", "-i", image, "::/loader/entries/cortex.conf"], capture_output=True, text=True, env=env, check=False
-    )
-    assert f"options root=PARTUUID={plan.ids.root_partition} rw" in entry.stdout
-    assert "console=tty0 console=ttyS0,115200" in entry.stdout
+    expected = {"::/EFI/BOOT/BOOTX64.EFI", "::/vmlinuz", "::/initrd.img", "::/loader/entries/cortex.conf"}
+    assert expected <= fat_paths(device_image.img, esp["start"])
+    entry = fat_file(device_image.img, esp["start"], "loader/entries/cortex.conf")
+    assert f"options root=PARTUUID={plan.ids.root_partition} rw" in entry
+    assert "console=tty0 console=ttyS0,115200" in entry
 
 
 def test_root_holds_the_service_and_no_shared_secrets(device_image: Image) -> None:
-    root = partitions(device_image.img)["partitions"][1]  # type: ignore[index]
-    offset = root["start"] * SECTOR
+    start = partitions(device_image.img)["partitions"][1]["start"]
     img = device_image.img
-    assert debugfs(img, offset, "cat /etc/cortex/Cortexfile.yaml") == device_image.cortexfile.read_text()
-    assert debugfs(img, offset, "cat /etc/hostname") == "cortex-test\n"
-    assert debugfs(img, offset, "cat /etc/machine-id") == ""  # each flashed copy makes its own
-    assert "ssh_host_" not in debugfs(img, offset, "ls /etc/ssh")  # first boot makes each copy's host keys
-    assert "api-keys" not in debugfs(img, offset, "ls /etc/cortex")  # never a key every copy shares
-    assert f"{TEST_MODEL_SHA256}.gguf" in debugfs(img, offset, "ls /var/lib/cortex/models")
-    wants = debugfs(img, offset, "ls /etc/systemd/system/multi-user.target.wants")
+    assert debugfs(img, start, "cat /etc/cortex/Cortexfile.yaml") == device_image.cortexfile.read_text()
+    assert debugfs(img, start, "cat /etc/hostname") == "cortex-test\n"
+    assert debugfs(img, start, "cat /etc/machine-id") == ""  # each flashed copy makes its own
+    assert "ssh_host_" not in debugfs(img, start, "ls /etc/ssh")  # first boot makes each copy's host keys
+    assert "api-keys" not in debugfs(img, start, "ls /etc/cortex")  # never a key every copy shares
+    assert f"{TEST_MODEL_SHA256}.gguf" in debugfs(img, start, "ls /var/lib/cortex/models")
+    wants = debugfs(img, start, "ls /etc/systemd/system/multi-user.target.wants")
     assert {"cortex.service", "cortex-firstboot.service", "ssh.service", "systemd-networkd.service"} <= set(
         wants.split()
     )
-    unit = debugfs(img, offset, "cat /etc/systemd/system/cortex.service")
+    unit = debugfs(img, start, "cat /etc/systemd/system/cortex.service")
     assert "start --defaults disk -f /etc/cortex/Cortexfile.yaml" in unit
 
 
