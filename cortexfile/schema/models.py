@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
 from .base import Applies, Section, Sha256, setting
 
+MAX_PARALLEL = 64  # slots per model; llama.cpp allows 256 sequences, a CPU gains nothing past a few
 MODEL_ID = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
 _HF_SOURCE = re.compile(r"^hf://(?P<repo>[^/@\s]+/[^/@\s]+)/(?P<file>[^@\s]+)(@(?P<revision>[^@\s/]+))?$")
 
@@ -53,7 +54,7 @@ class Model(Section):
     )
     sha256: Sha256 | None = setting(None, "Expected sha256 of the GGUF file; required for remote sources.")
     engine: Literal["llama_cpp"] = setting("llama_cpp", "Engine that runs the model.")
-    context_size: int = setting(4096, "Context window in tokens (0: the model's own).", ge=0)
+    context_size: int = setting(4096, "Context window of each request (each slot), in tokens (0: the model's own).", ge=0)
     threads: int | None = setting(None, "CPU threads for generation (unset: all cores).", ge=1)
     gpu_layers: int = setting(0, "Layers offloaded to the GPU (-1: all).", ge=-1)
     chat_format: str | None = setting(None, "llama-cpp-python chat format (e.g. gemma, chatml, llama-3).")
@@ -77,7 +78,12 @@ class Model(Section):
 
 
 class LlamaCppEngine(Section):
-    batch_size: int = setting(512, "Prompt tokens processed per batch.", ge=1)
+    batch_size: int = setting(512, "Tokens decoded per step, all sequences together (prompt chunks included).", ge=1)
+    parallel: Literal["auto"] | Annotated[int, Field(ge=1, le=MAX_PARALLEL)] = setting(
+        "auto",
+        "Sequences each model decodes together, each in its own slot of `context_size` tokens "
+        "(auto: up to 4, as many as the memory holds).",
+    )
     flash_attention: bool = setting(False, "Use flash attention where the backend has it.")
     use_mmap: bool = setting(True, "Map model files instead of reading them into memory.")
     use_mlock: bool = setting(False, "Lock model memory so it is never swapped out.")

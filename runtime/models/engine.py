@@ -1,8 +1,10 @@
-"""One loaded llama.cpp model and the single worker thread allowed to touch it.
+"""One loaded llama.cpp model, and the threads allowed to touch it.
 
-llama.cpp contexts are not thread-safe, so every call on a `Llama` runs on the engine's own
-thread; the event loop only awaits futures and reads chunks from an asyncio queue. Engines of
-different models share nothing, so a generation on one never waits for another.
+A generation model's context belongs to its batch scheduler (batching/), which decodes every active
+request together; each running request has a thread of its own for the work around that (the chat
+template, tool-call parsing) and hands its chunks to the event loop through an asyncio queue. An
+embedding model keeps llama-cpp-python's own context on the engine's one worker thread. The event
+loop only awaits. Engines of different models share nothing, so no model waits for another.
 """
 
 from __future__ import annotations
@@ -24,14 +26,18 @@ from menlo_cortex.cortexfile.schema.models import LlamaCppEngine
 
 from ..fetch.download import GGUF_MAGIC, read_magic
 from .backends import BackendError, load_backends
+from .batching.plan import SlotPlan, plan_slots
+from .batching.scheduler import Scheduler
+from .batching.view import LlamaView
 
 T = TypeVar("T")
 log = logging.getLogger("cortex.llama")
 GGML_LOG_LEVELS = {3: logging.WARNING, 4: logging.ERROR}  # ggml: 1 debug, 2 info, 3 warn, 4 error
 MEAN_POOLING = 1  # llama_cpp.LLAMA_POOLING_TYPE_MEAN
 Chunk = dict[str, Any]
-# Starts a llama-cpp-python call in stream mode: (llama, logits_processor list) -> chunk iterator.
-StreamCall = Callable[[Any, Any], Iterator[Chunk]]
+# Starts a llama-cpp-python call in stream mode on a request's view of the model -> chunk iterator.
+StreamCall = Callable[[Any], Iterator[Chunk]]
+HEADER_CONTEXT = 64  # tokens: llama-cpp-python's own context, unused once the scheduler has its own
 Embedded = tuple[list[list[float]], int]  # one vector per input, tokens embedded
 
 
@@ -100,6 +106,26 @@ def check_gguf(model: Model, path: Path) -> None:
         raise ModelLoadError(f"model `{model.id}`: {path} is not a GGUF file")
 
 
+def plan_engine(model: Model, path: Path, settings: LlamaCppEngine, budget_mb: int | None) -> SlotPlan:
+    """The model's slots and memory, read from its header: before any weight is loaded, so the memory
+    budget can refuse it or make room for it first."""
+    prepare_llama(model, path)
+    try:
+        return plan_slots(model, path, settings, budget_mb)
+    except ValueError as exc:
+        raise ModelLoadError(f"model `{model.id}`: llama.cpp failed to load {path}: {exc}") from None
+
+
+def prepare_llama(model: Model, path: Path) -> None:
+    """A readable GGUF file, llama.cpp's logs routed and its backends loaded (once per process)."""
+    check_gguf(model, path)
+    route_llama_logs()
+    try:
+        load_backends()
+    except BackendError as exc:
+        raise ModelLoadError(f"model `{model.id}`: {exc}") from None
+
+
 def llama_arguments(model: Model, settings: LlamaCppEngine) -> dict[str, Any]:
     """Keyword arguments of `llama_cpp.Llama` for one model of the Cortexfile."""
     return {
@@ -155,16 +181,6 @@ def _chat_handler(model: Model, llama: Any) -> Any:
     return formatter.to_chat_handler()
 
 
-def _warm_up(llama: Any, model: Model) -> None:
-    """The first decode allocates buffers and repacks weights (seconds on a small busy CPU): pay it while
-    loading, not in the first request, which could not be cancelled or time out during it."""
-    if model.embeddings:
-        llama.create_embedding("warm up")
-        return
-    llama.eval(llama.tokenize(b"warm up " * 16))
-    llama.reset()
-
-
 def _batches(counts: list[int], batch_tokens: int, batch_inputs: int) -> Iterator[tuple[int, int]]:
     """Runs of consecutive inputs that llama.cpp decodes at once: at most `batch_tokens` tokens and `batch_inputs`
     inputs (one input over the token size is a run of its own)."""
@@ -179,22 +195,30 @@ def _batches(counts: list[int], batch_tokens: int, batch_inputs: int) -> Iterato
 
 
 class Engine:
-    """A model resident in memory, with its own worker thread."""
+    """A model resident in memory, with its own threads."""
 
-    def __init__(self, model: Model, path: Path, settings: LlamaCppEngine) -> None:
-        self.model, self.path, self.settings = model, path, settings
+    def __init__(self, model: Model, path: Path, settings: LlamaCppEngine, plan: SlotPlan) -> None:
+        self.model, self.path, self.settings, self.plan = model, path, settings, plan
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{model.id}")
+        self._requests = ThreadPoolExecutor(max_workers=plan.parallel, thread_name_prefix=f"llama-{model.id}-request")
         self._llama: Any = None
+        self._context: Any = None
+        self._scheduler: Scheduler | None = None
+
+    @property
+    def parallel(self) -> int:
+        return 1 if self.model.embeddings else self.plan.parallel
 
     async def load(self) -> None:
         await self._call(self._load_blocking)
 
     async def close(self) -> None:
-        """Free the model after the running and queued work of this engine, then end its thread."""
+        """End the running generations, free the model, then end its threads."""
         try:
             await self._call(self._close_blocking)
         finally:
             self._executor.shutdown(wait=False)
+            self._requests.shutdown(wait=False)
 
     async def embed(self, texts: list[str], max_tokens: int) -> Embedded:
         """One vector per text and the tokens embedded. Cancelling this stops the work at the next batch, and
@@ -214,14 +238,14 @@ class Engine:
         return len(tokens)
 
     async def stream(self, start: StreamCall, generation: Generation) -> AsyncIterator[Chunk]:
-        """Chunks of one generation; closing the iterator early cancels the generation between tokens."""
+        """Chunks of one generation; closing the iterator early cancels the generation at the next step."""
         loop = asyncio.get_running_loop()
         chunks: asyncio.Queue[object] = asyncio.Queue()
 
         def put(item: object) -> None:
             loop.call_soon_threadsafe(chunks.put_nowait, item)
 
-        future = self._executor.submit(self._produce, start, generation, put)
+        future = self._requests.submit(self._produce, start, generation, put)
         try:
             while (item := await chunks.get()) is not _END:
                 if isinstance(item, BaseException):
@@ -229,7 +253,7 @@ class Engine:
                 yield item  # type: ignore[misc]
         finally:
             generation.cancel.set()
-            if not future.cancel():  # still queued: it never runs; running: it stops at the next token
+            if not future.cancel():  # still queued: it never runs; running: it stops at the next step
                 await asyncio.shield(asyncio.wrap_future(future))
 
     def _produce(self, start: StreamCall, generation: Generation, put: Callable[[object], None]) -> None:
@@ -242,13 +266,9 @@ class Engine:
             put(_END)
 
     def _run_stream(self, start: StreamCall, generation: Generation, put: Callable[[object], None]) -> None:
-        from llama_cpp import LogitsProcessorList
-
-        def count(input_ids: Any, scores: Any) -> Any:
-            generation.stats.on_sample(len(input_ids))
-            return scores
-
-        iterator = start(self._llama, LogitsProcessorList([count]))
+        assert self._scheduler is not None, "an embedding model does not generate"
+        view = LlamaView(self._llama, self._scheduler, self.plan.context, generation)
+        iterator = start(view)
         try:
             for chunk in iterator:
                 put(chunk)
@@ -276,26 +296,64 @@ class Engine:
         return await asyncio.wrap_future(self._executor.submit(function))
 
     def _load_blocking(self) -> None:
-        check_gguf(self.model, self.path)
-        route_llama_logs()
-        try:
-            load_backends()
-        except BackendError as exc:
-            raise ModelLoadError(f"model `{self.model.id}`: {exc}") from None
-        from llama_cpp import Llama
-
-        try:
-            llama = Llama(model_path=str(self.path), **llama_arguments(self.model, self.settings))
-        except (ValueError, RuntimeError, OSError) as exc:
-            raise ModelLoadError(f"model `{self.model.id}`: llama.cpp failed to load {self.path}: {exc}") from None
-        llama.verbose = False  # no per-request timing prints on stderr
-        _warm_up(llama, self.model)
+        prepare_llama(self.model, self.path)
+        if self.model.embeddings:
+            llama = self._open_llama(llama_arguments(self.model, self.settings))
+            llama.create_embedding("warm up")  # see Scheduler.warm_up
+        else:
+            llama = self._open_llama({**llama_arguments(self.model, self.settings), "n_ctx": HEADER_CONTEXT})
+            self._start_scheduler(llama)
         handler = _chat_handler(self.model, llama)
         if handler is not None:
             llama.chat_handler = handler
         self._llama = llama
 
+    def _open_llama(self, arguments: dict[str, Any]) -> Any:
+        from llama_cpp import Llama
+
+        try:
+            llama = Llama(model_path=str(self.path), **arguments)
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise ModelLoadError(f"model `{self.model.id}`: llama.cpp failed to load {self.path}: {exc}") from None
+        llama.verbose = False  # no per-request timing prints on stderr
+        return llama
+
+    def _start_scheduler(self, llama: Any) -> None:
+        """Replace llama-cpp-python's one-sequence context with the scheduler's: one KV cache for every slot."""
+        import llama_cpp
+
+        llama._ctx.close()  # llama-cpp-python's own, made with HEADER_CONTEXT tokens; its exit stack skips it later
+        params = llama_cpp.llama_context_params.from_buffer_copy(llama.context_params)
+        params.n_ctx, params.n_seq_max, params.kv_unified = self.plan.n_ctx, self.plan.parallel, True
+        params.n_batch = params.n_ubatch = self.settings.batch_size
+        self._context = llama_cpp.llama_init_from_model(llama._model.model, params)
+        if not self._context:
+            llama.close()
+            raise ModelLoadError(
+                f"model `{self.model.id}`: llama.cpp could not make a context of {self.plan.n_ctx} tokens "
+                f"({self.plan.parallel} slots of {self.plan.context})"
+            )
+        scheduler = Scheduler(
+            self._context,
+            llama._model.vocab,
+            llama.n_vocab(),
+            parallel=self.plan.parallel,
+            batch_size=self.settings.batch_size,
+            name=self.model.id,
+        )
+        scheduler.warm_up(llama.tokenize(b"warm up " * 16))
+        scheduler.start()
+        self._scheduler = scheduler
+
     def _close_blocking(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.close()
+            self._scheduler = None
+        if self._context is not None:
+            import llama_cpp
+
+            llama_cpp.llama_free(self._context)
+            self._context = None
         if self._llama is not None:
             self._llama.close()
             self._llama = None

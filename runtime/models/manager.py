@@ -2,8 +2,9 @@
 changing them while serving (the model half of a hot reload).
 
 Everything here runs on the event loop; the blocking llama.cpp work happens on each engine's
-own thread. Per model: one generation at a time, at most `queue_size` more waiting, the rest 429.
-Across models: a count and an optional memory budget, least recently used idle model unloaded first.
+own threads. Per model: as many generations at once as it has slots (`engines.llama_cpp.parallel`),
+at most `queue_size` more waiting, the rest 429. Across models: a count and an optional memory budget
+(model file plus KV cache), least recently used idle model unloaded first.
 
 A reload (`apply`) changes the models in place:
 - added: loaded in the background, served once ready (`load: on_demand` ones are served at once);
@@ -31,7 +32,8 @@ from menlo_cortex.cortexfile.schema.models import LoadPolicy
 from ..http.errors import ApiError
 from ..ops.metrics import Metrics
 from ..reload.plan import ModelChanges
-from .engine import Engine, ModelLoadError
+from .batching.plan import AUTO_MAX
+from .engine import Engine, ModelLoadError, plan_engine
 
 log = logging.getLogger("cortex.models")
 
@@ -44,7 +46,6 @@ class Stoppable(Protocol):
 
 
 RETRY_AFTER_S = "1"
-MIB = 1024 * 1024
 
 
 @dataclass(eq=False)
@@ -55,7 +56,8 @@ class Slot:
     state: str = "unloaded"  # loading | ready | unloaded | failed
     error: str | None = None
     engine: Engine | None = None
-    size_mb: float = 0.0
+    size_mb: float = 0.0  # model file and KV cache, once planned
+    parallel: int | None = None  # its engine's slots, once planned
     pending: int = 0  # requests admitted: waiting or running
     last_used: float = 0.0
     loaded_once: bool = False
@@ -146,16 +148,22 @@ class ModelManager:
         return slot
 
     def _admit(self, slot: Slot) -> None:
-        if slot.pending > self.limits.queue_size:
+        running = slot.parallel or self._configured_parallel()
+        if slot.pending >= running + self.limits.queue_size:
             raise ApiError(
                 429,
                 f"Model `{slot.model.id}` is busy: {slot.pending} requests are running or waiting "
-                f"(queue_size {self.limits.queue_size}). Retry later.",
+                f"({running} at once, queue_size {self.limits.queue_size}). Retry later.",
                 code="queue_full",
                 headers={"Retry-After": RETRY_AFTER_S},
             )
         slot.pending += 1
         self.metrics.set("cortex_queue_depth", slot.pending, model=slot.model.id)
+
+    def _configured_parallel(self) -> int:
+        """Slots before the model's plan is known: the setting, or auto's most."""
+        parallel = self.config.engines.llama_cpp.parallel
+        return AUTO_MAX if parallel == "auto" else parallel
 
     async def _ensure_loaded(self, slot: Slot) -> Engine:
         if slot.engine is not None and slot.state == "ready":
@@ -196,10 +204,12 @@ class ModelManager:
         self._skip_if_superseded(slot)  # a newer config changed it again while it waited: skipped, not waited for
         model = slot.model
         slot.state, slot.error = "loading", None
+        settings = self.config.engines.llama_cpp
         try:
-            slot.size_mb = path.stat().st_size / MIB
+            plan = await asyncio.to_thread(plan_engine, model, path, settings, self.limits.memory_budget_mb)
+            slot.size_mb, slot.parallel = plan.total_mb, (1 if model.embeddings else plan.parallel)
             await self._make_room(slot)
-            engine = Engine(model, path, self.config.engines.llama_cpp)
+            engine = Engine(model, path, settings, plan)
             started = time.monotonic()
             await self._load_engine(slot, engine)
         except ApiError:  # nothing was wrong with the model itself (e.g. every resident model busy)
@@ -208,7 +218,15 @@ class ModelManager:
         except Exception as exc:  # llama.cpp raises many kinds; each message names model and file
             raise self._failed(slot, exc) from None
         seconds = time.monotonic() - started
-        log.info("model `%s` loaded from %s in %.2f s", model.id, path, seconds)
+        log.info(
+            "model `%s` loaded from %s in %.2f s: %d slot(s) of %d tokens, about %.0f MiB with its KV cache",
+            model.id,
+            path,
+            seconds,
+            slot.parallel,
+            plan.context,
+            plan.total_mb,
+        )
         self.metrics.observe("cortex_model_load_seconds", seconds, model=model.id)
         self.metrics.set("cortex_model_loaded", 1, model=model.id)
         slot.engine, slot.state, slot.loaded_once = engine, "ready", True
@@ -239,8 +257,8 @@ class ModelManager:
         budget = self.limits.memory_budget_mb
         if budget is not None and slot.size_mb > budget:
             raise ModelLoadError(
-                f"model `{slot.model.id}` needs about {slot.size_mb:.0f} MiB, more than "
-                f"server.limits.memory_budget_mb ({budget})"
+                f"model `{slot.model.id}` needs about {slot.size_mb:.0f} MiB with its KV cache, more than "
+                f"server.limits.memory_budget_mb ({budget}); a smaller context_size or parallel takes less"
             )
         while self._over_limits(slot):
             idle = sorted((s for s in self._resident() if s.pending == 0), key=lambda s: s.last_used)

@@ -60,10 +60,10 @@ def _chat(manager: ModelManager, offload: Offload) -> Endpoint:
         grammars = await prepare_grammars(arguments, offload, manager.limits.request_timeout_s)
         arguments.update(grammars.arguments)
 
-        def start(llama: Any, processors: Any) -> Any:
+        def start(llama: Any) -> Any:
             check_token_ids(arguments, llama.n_vocab())
             check_grammars(llama, grammars)
-            return llama.create_chat_completion(**arguments, logits_processor=processors)
+            return llama.create_chat_completion(**arguments)
 
         job = Job(Envelope("chat", body.model), start, bool(body.stream), _include_usage(body), "messages")
         return await respond(request, manager, job)
@@ -76,9 +76,9 @@ def _completions(manager: ModelManager) -> Endpoint:
         body = await parse_body(request, CompletionRequest)
         arguments = completion_arguments(body, manager.limits)
 
-        def start(llama: Any, processors: Any) -> Any:
+        def start(llama: Any) -> Any:
             check_token_ids(arguments, llama.n_vocab())
-            return llama.create_completion(**arguments, logits_processor=processors)
+            return llama.create_completion(**arguments)
 
         job = Job(Envelope("text", body.model), start, bool(body.stream), _include_usage(body), "prompt")
         return await respond(request, manager, job)

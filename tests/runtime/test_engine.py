@@ -12,7 +12,14 @@ from typing import Any
 import pytest
 from menlo_cortex.cortexfile.schema import Model
 from menlo_cortex.cortexfile.schema.models import LlamaCppEngine
-from menlo_cortex.runtime.models.engine import Engine, Generation, ModelLoadError, check_gguf, llama_arguments
+from menlo_cortex.runtime.models.engine import (
+    Engine,
+    Generation,
+    ModelLoadError,
+    check_gguf,
+    llama_arguments,
+    plan_engine,
+)
 from test_v1_harness import model_entry
 
 PROMPT = "Once upon a time"
@@ -23,12 +30,15 @@ def model(path: Path, **settings: Any) -> Model:
 
 
 def start_completion(max_tokens: int) -> Any:
-    def start(llama: Any, processors: Any) -> Any:
-        return llama.create_completion(
-            PROMPT, max_tokens=max_tokens, temperature=0, stream=True, logits_processor=processors
-        )
+    def start(llama: Any) -> Any:
+        return llama.create_completion(PROMPT, max_tokens=max_tokens, temperature=0, stream=True)
 
     return start
+
+
+def make_engine(entry: Model, path: Path, settings: LlamaCppEngine | None = None) -> Engine:
+    settings = settings or LlamaCppEngine()
+    return Engine(entry, path, settings, plan_engine(entry, path, settings, None))
 
 
 def engine_threads(model_id: str) -> list[threading.Thread]:
@@ -59,7 +69,7 @@ def test_check_gguf_names_model_and_file(tmp_path: Path) -> None:
 
 def test_generation_streams_counts_and_stops_when_cancelled(test_model_path: Path) -> None:
     async def main() -> Generation:
-        engine = Engine(model(test_model_path), test_model_path, LlamaCppEngine())
+        engine = make_engine(model(test_model_path), test_model_path)
         await engine.load()
         generation = Generation(deadline=time.monotonic() + 60)
         try:
@@ -80,7 +90,7 @@ def test_generation_streams_counts_and_stops_when_cancelled(test_model_path: Pat
 
 def test_generation_past_its_deadline_stops_and_says_so(test_model_path: Path) -> None:
     async def main() -> tuple[Generation, int]:
-        engine = Engine(model(test_model_path), test_model_path, LlamaCppEngine())
+        engine = make_engine(model(test_model_path), test_model_path)
         await engine.load()
         generation = Generation(deadline=time.monotonic() + 0.3)
         try:
@@ -105,7 +115,7 @@ def _threads_end(model_id: str) -> bool:
 
 def test_llama_cpp_warnings_go_to_logging(test_model_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     async def main() -> None:
-        engine = Engine(model(test_model_path), test_model_path, LlamaCppEngine())
+        engine = make_engine(model(test_model_path), test_model_path)
         await engine.load()
         await engine.close()
 

@@ -151,7 +151,7 @@ def test_chat_template_from_the_cortexfile_is_used(test_model_path: Path) -> Non
         await wait_ready(manager)
         messages = [{"role": "user", "content": "Say hello."}]
 
-        def start(llama: Any, processors: Any) -> Any:
+        def start(llama: Any) -> Any:
             return llama.create_chat_completion(messages=messages, max_tokens=8, temperature=0, stream=True)
 
         async with manager.use("templated") as engine:

@@ -38,7 +38,7 @@ async def stream_lines(client: httpx.AsyncClient, body: dict[str, object]) -> As
 
 
 def test_full_queue_is_429_and_a_disconnect_frees_the_place(test_model_path: Path) -> None:
-    config = make_config([model_entry(test_model_path)], queue_size=0, max_tokens=LONG)
+    config = make_config([model_entry(test_model_path)], parallel=2, queue_size=0, max_tokens=LONG)
     with serve(config, unused_port()) as served:
         asyncio.run(_full_then_freed(served))
 
@@ -46,12 +46,16 @@ def test_full_queue_is_429_and_a_disconnect_frees_the_place(test_model_path: Pat
 async def _full_then_freed(served: Served) -> None:
     async with httpx.AsyncClient(base_url=served.url, timeout=60) as client:
         lines = stream_lines(client, chat_body("gemma", LONG, stream=True))
-        await anext(lines)  # the first generation is running
+        other = stream_lines(client, chat_body("gemma", LONG, stream=True))
+        await anext(lines)  # both slots are generating
+        await anext(other)
         refused = await client.post("/v1/chat/completions", json=chat_body("gemma", 4, stream=False))
         assert refused.status_code == 429
         assert refused.headers["retry-after"].isdigit()
         assert refused.json()["error"]["type"] == "rate_limit_error"
-        await lines.aclose()  # the client goes away mid-stream
+        assert "2 at once" in refused.json()["error"]["message"]
+        await lines.aclose()  # the clients go away mid-stream
+        await other.aclose()
         await asyncio.to_thread(wait_for, lambda: served.manager.queue_depth("gemma") == 0, FREED_S, "the place freed")
         answered = await client.post("/v1/chat/completions", json=chat_body("gemma", 4, stream=False))
         assert answered.status_code == 200
@@ -114,7 +118,7 @@ def test_request_timeout_is_enforced(test_model_path: Path) -> None:
 
 
 def test_a_waiting_client_that_leaves_frees_its_place_at_once(test_model_path: Path) -> None:
-    config = make_config([model_entry(test_model_path)], queue_size=1, max_tokens=LONG)
+    config = make_config([model_entry(test_model_path)], parallel=1, queue_size=1, max_tokens=LONG)
     with serve(config, unused_port()) as served:
         asyncio.run(_leave_while_waiting(served))
 

@@ -47,8 +47,9 @@ def model_entry(model_path: Path, model_id: str = "gemma", **settings: Any) -> d
     return {"id": model_id, "source": str(model_path), "chat_format": "gemma", "context_size": 512, **settings}
 
 
-def make_config(models: list[dict[str, Any]], **limits: Any) -> Cortexfile:
-    return Cortexfile.model_validate({"version": 1, "server": {"limits": limits}, "models": models})
+def make_config(models: list[dict[str, Any]], parallel: int | str = "auto", **limits: Any) -> Cortexfile:
+    engines = {"llama_cpp": {"parallel": parallel}}
+    return Cortexfile.model_validate({"version": 1, "server": {"limits": limits}, "engines": engines, "models": models})
 
 
 def locate_source(model: Model) -> Path:

@@ -1,0 +1,139 @@
+"""How many sequences a model decodes together, and the memory the model and their KV cache take.
+
+The shape comes from the GGUF's header through llama.cpp itself (a vocabulary-only load reads no
+weights), so the budget is known before the weights are mapped.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from menlo_cortex.cortexfile.schema import Model
+from menlo_cortex.cortexfile.schema.models import LlamaCppEngine
+
+MIB = 1024 * 1024
+AUTO_MAX = 4  # llama-server's default number of slots
+KV_BYTES = 2  # f16 keys and values, llama.cpp's default cache type
+MEMINFO = Path("/proc/meminfo")
+CGROUP = Path("/sys/fs/cgroup")
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What the KV cache size depends on, read from the model's header."""
+
+    layers: int
+    kv_heads: int
+    key_length: int
+    value_length: int
+    context_trained: int
+
+    @property
+    def kv_bytes_per_token(self) -> int:
+        return self.layers * self.kv_heads * (self.key_length + self.value_length) * KV_BYTES
+
+
+@dataclass(frozen=True)
+class SlotPlan:
+    parallel: int  # sequences decoded together
+    context: int  # tokens per sequence
+    file_bytes: int
+    kv_bytes: int  # all slots
+
+    @property
+    def total_mb(self) -> float:
+        return (self.file_bytes + self.kv_bytes) / MIB
+
+    @property
+    def n_ctx(self) -> int:
+        """The context llama.cpp is given: one KV cache that every slot shares (unified, as llama-server's)."""
+        return self.context * self.parallel
+
+
+def plan_slots(model: Model, path: Path, settings: LlamaCppEngine, budget_mb: int | None) -> SlotPlan:
+    shape = read_shape(path)
+    context = model.context_size or shape.context_trained
+    per_slot = shape.kv_bytes_per_token * context
+    file_bytes = path.stat().st_size
+    if settings.parallel == "auto":
+        room = budget_mb * MIB if budget_mb is not None else available_memory()
+        parallel = max(1, min(AUTO_MAX, (room - file_bytes) // max(per_slot, 1)))
+    else:
+        parallel = settings.parallel
+    return SlotPlan(parallel=parallel, context=context, file_bytes=file_bytes, kv_bytes=per_slot * parallel)
+
+
+def read_shape(path: Path) -> Shape:
+    """The model's layer and head sizes from its header (a vocabulary-only load, whose per-layer arrays
+    llama.cpp leaves empty, so the metadata is read); ValueError when llama.cpp cannot read it."""
+    import llama_cpp
+
+    params = llama_cpp.llama_model_default_params()
+    params.vocab_only = True
+    model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
+    if not model:
+        raise ValueError("its header cannot be read")
+    try:
+        value = _metadata(model)
+        heads = value("attention.head_count") or 1
+        head_size = (value("embedding_length") or 0) // heads
+        return Shape(
+            layers=value("block_count") or 0,
+            kv_heads=value("attention.head_count_kv") or heads,
+            key_length=value("attention.key_length") or head_size,
+            value_length=value("attention.value_length") or head_size,
+            context_trained=value("context_length") or 0,
+        )
+    finally:
+        llama_cpp.llama_model_free(model)
+
+
+def _metadata(model: object) -> Callable[[str], int | None]:
+    """Reads `<architecture>.<key>` as an integer (None when absent or not one number)."""
+    import llama_cpp
+
+    buffer = ctypes.create_string_buffer(256)
+
+    def read(key: str) -> str | None:
+        found = llama_cpp.llama_model_meta_val_str(model, key.encode(), buffer, len(buffer))
+        return buffer.value.decode("utf-8", "replace") if found >= 0 else None
+
+    architecture = read("general.architecture")
+
+    def value(key: str) -> int | None:
+        text = read(f"{architecture}.{key}") if architecture else None
+        return int(text) if text is not None and text.isdigit() else None
+
+    return value
+
+
+def available_memory() -> int:
+    """Bytes this process may still use: the kernel's MemAvailable, or less under a cgroup limit."""
+    limits = [_meminfo_available(), _cgroup_room()]
+    return min(value for value in limits if value is not None) if any(v is not None for v in limits) else 0
+
+
+def _meminfo_available() -> int | None:
+    try:
+        for line in MEMINFO.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _cgroup_room() -> int | None:
+    """cgroup v2: memory.max minus memory.current for this process's group, None when unlimited or unknown."""
+    try:
+        group = Path("/proc/self/cgroup").read_text().strip().split("::", 1)[1]
+        folder = CGROUP / group.lstrip("/")
+        limit = (folder / "memory.max").read_text().strip()
+        if limit == "max":
+            return None
+        return max(int(limit) - int((folder / "memory.current").read_text()), 0)
+    except (OSError, ValueError, IndexError):
+        return None

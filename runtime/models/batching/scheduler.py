@@ -1,0 +1,274 @@
+"""The thread that owns a model's llama.cpp context and advances every active sequence in one decode per step.
+
+Each step decodes one token for every sequence that is generating, and fills the rest of the batch with
+prompt chunks of sequences still reading their prompt (oldest first), so a long prompt is read a chunk at a
+time between other sequences' tokens instead of freezing them. Sequences wait, in arrival order, for one of
+`parallel` slots; a slot keeps its KV cache after its sequence ends, and the next sequence whose prompt
+starts the same way (a shared system prompt, a chat's earlier turns) goes to that slot and skips that part.
+Cancelled and timed-out sequences leave at the next step.
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .sampling import SamplerChain
+from .sequence import Finished, Sequence
+
+log = logging.getLogger("cortex.batching")
+IDLE_POLL_S = 0.5  # how often an idle scheduler looks at its waiting sequences' deadlines
+
+
+class DecodeError(RuntimeError):
+    """llama_decode failed; the sequences in that step end with it, the others go on."""
+
+
+@dataclass(eq=False)
+class Slot:
+    seq_id: int
+    cached: list[int] = field(default_factory=list)  # tokens in the KV cache for this seq_id, in order
+    sequence: Sequence | None = None
+    last_used: float = 0.0
+
+
+@dataclass
+class Step:
+    """The tokens of one llama_decode, and which batch positions each sequence samples from."""
+
+    entries: list[tuple[Slot, int, bool]] = field(default_factory=list)  # (slot, token, wants logits)
+
+    def add(self, slot: Slot, token: int, logits: bool) -> None:
+        self.entries.append((slot, token, logits))
+
+
+class Scheduler:
+    def __init__(self, context: Any, vocab: Any, n_vocab: int, *, parallel: int, batch_size: int, name: str) -> None:
+        import llama_cpp
+
+        self._lib, self._context, self._vocab, self.n_vocab = llama_cpp, context, vocab, n_vocab
+        self._memory = llama_cpp.llama_get_memory(context)
+        self._batch = llama_cpp.llama_batch_init(batch_size, 0, 1)
+        self.batch_size = batch_size
+        self._slots = [Slot(seq_id) for seq_id in range(parallel)]
+        self._inbox: queue.SimpleQueue[Sequence | None] = queue.SimpleQueue()
+        self._waiting: collections.deque[Sequence] = collections.deque()
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name=f"llama-{name}-batch", daemon=True)
+
+    @property
+    def parallel(self) -> int:
+        return len(self._slots)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def warm_up(self, tokens: list[int]) -> None:
+        """The first decode allocates buffers and repacks weights (seconds on a small busy CPU): pay it while
+        loading, before the thread starts, not in the first request."""
+        slot, step, tokens = self._slots[0], Step(), tokens[: self.batch_size]
+        for index, token in enumerate(tokens):
+            step.add(slot, token, index == len(tokens) - 1)
+        self._decode(step)
+        self._forget(slot)
+
+    def submit(self, sequence: Sequence) -> None:
+        self._inbox.put(sequence)
+
+    def close(self) -> None:
+        """End every sequence (each reader gets a `cancelled` end), stop the thread, free the batch."""
+        if self._thread.is_alive():
+            self._inbox.put(None)
+            self._thread.join()
+        if self._batch is not None:
+            self._lib.llama_batch_free(self._batch)
+            self._batch = None
+
+    def busy(self) -> int:
+        return sum(slot.sequence is not None for slot in self._slots) + len(self._waiting)
+
+    # The thread.
+
+    def _run(self) -> None:
+        try:
+            while not self._closing:
+                self._take_arrivals(block=not self._active())
+                self._drop_stopped()
+                self._assign_slots()
+                if self._active():
+                    self._step()
+        except BaseException as exc:  # a bug here must not leave readers waiting forever
+            log.exception("the batch scheduler stopped")
+            self._end_all(RuntimeError(f"the batch scheduler stopped: {type(exc).__name__}"))
+            raise
+        self._end_all(Finished("cancelled"))
+
+    def _take_arrivals(self, block: bool) -> None:
+        try:
+            item = self._inbox.get(timeout=IDLE_POLL_S) if block else self._inbox.get_nowait()
+            while True:
+                if item is None:
+                    self._closing = True
+                    return
+                self._waiting.append(item)
+                item = self._inbox.get_nowait()
+        except queue.Empty:
+            return
+
+    def _active(self) -> list[Slot]:
+        return [slot for slot in self._slots if slot.sequence is not None]
+
+    def _drop_stopped(self) -> None:
+        for sequence in [s for s in self._waiting if s.should_stop()]:
+            self._waiting.remove(sequence)
+            sequence.output.put(Finished("cancelled"))
+        for slot in self._active():
+            assert slot.sequence is not None
+            if slot.sequence.should_stop():
+                self._finish(slot, Finished("cancelled"))
+
+    def _assign_slots(self) -> None:
+        while self._waiting and (free := [slot for slot in self._slots if slot.sequence is None]):
+            sequence = self._waiting.popleft()
+            slot = max(free, key=lambda s: (_common_prefix(s.cached, sequence.prompt), -s.last_used))
+            try:
+                self._seat(slot, sequence)
+            except Exception as exc:  # its grammar: only this sequence fails
+                sequence.output.put(exc)
+
+    def _seat(self, slot: Slot, sequence: Sequence) -> None:
+        sequence.sampler = SamplerChain(sequence.spec, self._vocab, self.n_vocab)
+        keep = min(_common_prefix(slot.cached, sequence.prompt), len(sequence.prompt) - 1)  # one token to decode
+        if not self._lib.llama_memory_seq_rm(self._memory, slot.seq_id, keep, -1):  # e.g. a recurrent model
+            self._lib.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
+            keep = 0
+        del slot.cached[keep:]
+        sequence.seq_id, sequence.fed, sequence.reused = slot.seq_id, keep, keep
+        slot.sequence = sequence
+
+    def _step(self) -> None:
+        step = self._plan_step()
+        try:
+            self._decode(step)
+        except DecodeError as exc:
+            for slot in {slot for slot, _, _ in step.entries}:
+                self._forget(slot)
+                self._finish(slot, exc)
+            return
+        index_of = {}
+        for index, (slot, token, logits) in enumerate(step.entries):
+            slot.cached.append(token)
+            if logits:
+                index_of[id(slot)] = index
+        for slot in self._active():
+            if id(slot) in index_of:
+                self._sample(slot, index_of[id(slot)])
+
+    def _plan_step(self) -> Step:
+        """Every generating sequence's next token first, then prompt chunks, oldest sequence first."""
+        step = Step()
+        active = self._active()
+        for slot in active:
+            sequence = slot.sequence
+            if sequence is not None and sequence.pending is not None:
+                step.add(slot, sequence.pending, True)
+                sequence.pending = None
+        room = self.batch_size - len(step.entries)
+        for slot in active:
+            sequence = slot.sequence
+            if room <= 0:
+                break
+            if sequence is None or not sequence.prefilling:
+                continue
+            chunk = sequence.prompt[sequence.fed : sequence.fed + room]
+            sequence.fed += len(chunk)
+            for offset, token in enumerate(chunk):
+                step.add(slot, token, not sequence.prefilling and offset == len(chunk) - 1)
+            room -= len(chunk)
+        return step
+
+    def _decode(self, step: Step) -> None:
+        batch = self._batch
+        positions: dict[int, int] = {}
+        for index, (slot, token, logits) in enumerate(step.entries):
+            position = positions.get(slot.seq_id, len(slot.cached))
+            positions[slot.seq_id] = position + 1
+            batch.token[index] = token
+            batch.pos[index] = position
+            batch.n_seq_id[index] = 1
+            batch.seq_id[index][0] = slot.seq_id
+            batch.logits[index] = logits
+        batch.n_tokens = len(step.entries)
+        result = self._lib.llama_decode(self._context, batch)
+        if result != 0:
+            what = "no room in the KV cache" if result == 1 else f"error {result}"
+            raise DecodeError(f"llama_decode failed ({what})")
+
+    def _sample(self, slot: Slot, index: int) -> None:
+        sequence = slot.sequence
+        assert sequence is not None
+        assert sequence.sampler is not None
+        token = sequence.sampler.sample(self._context, index)
+        sequence.generation.stats.on_sample(len(sequence.prompt))
+        if self._lib.llama_vocab_is_eog(self._vocab, token):
+            sequence.emit(sequence.text.flush())
+            self._finish(slot, Finished("stop"))
+            return
+        sequence.generated.append(token)
+        text, stopped = sequence.text.add(self._piece(token))
+        sequence.emit(text)
+        if stopped:
+            self._finish(slot, Finished("stop"))
+        elif len(sequence.generated) >= sequence.max_tokens:
+            sequence.emit(sequence.text.flush())
+            self._finish(slot, Finished("length"))
+        else:
+            sequence.pending = token
+
+    def _piece(self, token: int) -> bytes:
+        buffer = ctypes.create_string_buffer(64)
+        size = self._lib.llama_token_to_piece(self._vocab, token, buffer, len(buffer), 0, False)
+        if size < 0:  # longer than the buffer: -size is the length it needs
+            buffer = ctypes.create_string_buffer(-size)
+            size = self._lib.llama_token_to_piece(self._vocab, token, buffer, len(buffer), 0, False)
+        return buffer.raw[:size]
+
+    def _finish(self, slot: Slot, end: Finished | BaseException) -> None:
+        sequence = slot.sequence
+        slot.sequence, slot.last_used = None, time.monotonic()
+        if sequence is None:
+            return
+        if sequence.sampler is not None:
+            sequence.sampler.free()
+        sequence.output.put(end)
+
+    def _forget(self, slot: Slot) -> None:
+        self._lib.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
+        slot.cached.clear()
+
+    def _end_all(self, end: Finished | BaseException) -> None:
+        for slot in self._active():
+            self._finish(slot, end)
+        while self._waiting:
+            self._waiting.popleft().output.put(end)
+        while True:
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            if item is not None:
+                item.output.put(end)
+
+
+def _common_prefix(cached: list[int], prompt: list[int]) -> int:
+    size = min(len(cached), len(prompt))
+    for index in range(size):
+        if cached[index] != prompt[index]:
+            return index
+    return size

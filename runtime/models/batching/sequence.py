@@ -1,0 +1,54 @@
+"""One completion as the scheduler runs it: its prompt, sampling, limits and what it has produced.
+
+Output crosses threads through `output`: text pieces, then one `Finished` (or the exception that ended it).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .sampling import SamplerChain, SamplerSpec
+from .text import TextStream
+
+if TYPE_CHECKING:
+    from ..engine import Generation
+
+
+@dataclass(frozen=True)
+class Finished:
+    reason: str  # "stop" (end of generation or a stop string) | "length" | "cancelled"
+
+
+Output = str | Finished | BaseException
+
+
+@dataclass(eq=False)
+class Sequence:
+    prompt: list[int]
+    spec: SamplerSpec
+    max_tokens: int
+    text: TextStream
+    generation: Generation
+    output: queue.SimpleQueue[Output] = field(default_factory=queue.SimpleQueue)
+    abandoned: threading.Event = field(default_factory=threading.Event)  # its reader went away
+    # Scheduler state, touched on the scheduler's thread only.
+    seq_id: int = -1
+    fed: int = 0  # prompt tokens in the KV cache
+    generated: list[int] = field(default_factory=list)
+    pending: int | None = None  # sampled, not yet decoded
+    sampler: SamplerChain | None = None
+    reused: int = 0  # prompt tokens found in the slot's cache
+
+    def should_stop(self) -> bool:
+        return self.abandoned.is_set() or self.generation.should_stop()
+
+    @property
+    def prefilling(self) -> bool:
+        return self.fed < len(self.prompt)
+
+    def emit(self, text: str) -> None:
+        if text:
+            self.output.put(text)
