@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-done
 
-.PHONY: setup demo test check lint clean arm64-wheel test-arm64
+.PHONY: setup demo test check lint clean arm64-wheel test-arm64 bench-compare
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml requirements-dev.txt constraints.txt scripts/setup.sh scripts/llama-wheel.sh
@@ -31,6 +31,15 @@ test-arm64: setup
 # on an x86_64 host, once, into the same cache as the host's wheel. Not part of setup: ~10 minutes cold on 2 cores.
 arm64-wheel: setup
 	PYTHON=$(PY) scripts/llama-wheel.sh --arch arm64
+
+# Serving throughput at 1, 2, 4 and 8 streams: cortex start, native llama-server (built once from the sources
+# vendored in the pinned llama-cpp-python, ~15 minutes cold on 2 cores) and llama-cpp-python's own server.
+BENCH_VENV ?= $(HOME)/.cache/cortex/bench-venv
+bench-compare: setup
+	scripts/llama-server.sh >/dev/null
+	test -x $(BENCH_VENV)/bin/python || python3 -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q "$$(ls $$(PYTHON=$(PY) scripts/llama-wheel.sh)/llama_cpp_python-*.whl)[server]"
+	$(PY) bench/compare.py --llama-cpp-python $(BENCH_VENV)/bin/python --json build/compare.json
 
 lint: setup
 	$(PY) -m ruff check . && $(PY) -m ruff format --check . && $(PY) scripts/typecheck.py

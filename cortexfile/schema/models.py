@@ -84,6 +84,16 @@ class LlamaCppEngine(Section):
         "Sequences each model decodes together, each in its own slot of `context_size` tokens "
         "(auto: up to 4, as many as the memory holds).",
     )
+
+    @field_validator("parallel", mode="before")
+    @classmethod
+    def _one_message_for_parallel(cls, value: object) -> object:
+        """One error for a bad value, not one per member of the union."""
+        if isinstance(value, str) and value.isdigit():  # from an env var or a flag
+            value = int(value)
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_PARALLEL):
+            return value
+        raise ValueError(f"expected `auto` or a whole number from 1 to {MAX_PARALLEL}")
     flash_attention: bool = setting(False, "Use flash attention where the backend has it.")
     use_mmap: bool = setting(True, "Map model files instead of reading them into memory.")
     use_mlock: bool = setting(False, "Lock model memory so it is never swapped out.")

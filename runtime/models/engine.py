@@ -63,6 +63,7 @@ class TokenStats:
     started: float = field(default_factory=time.monotonic)
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens found in a slot's KV cache, not computed again
     first_token_s: float | None = None
     gaps_s: list[float] = field(default_factory=list)
     _last: float = 0.0

@@ -14,7 +14,10 @@ def _object(required: dict[str, Any], optional: dict[str, Any] | None = None) ->
     return {"type": "object", "required": list(required), "properties": {**required, **(optional or {})}}
 
 
-USAGE = _object({"prompt_tokens": INTEGER, "completion_tokens": INTEGER, "total_tokens": INTEGER})
+USAGE = _object(
+    {"prompt_tokens": INTEGER, "completion_tokens": INTEGER, "total_tokens": INTEGER},
+    {"prompt_tokens_details": _object({"cached_tokens": INTEGER})},  # prompt tokens reused from a slot's cache
+)
 TOOL_CALL = _object(
     {"id": STRING, "type": STRING, "function": _object({"name": STRING, "arguments": STRING})},
 )

@@ -26,6 +26,10 @@ log = logging.getLogger("cortex.batching")
 IDLE_POLL_S = 0.5  # how often an idle scheduler looks at its waiting sequences' deadlines
 
 
+class SchedulerClosed(RuntimeError):
+    """A sequence arrived after the scheduler stopped taking new ones."""
+
+
 class DecodeError(RuntimeError):
     """llama_decode failed; the sequences in that step end with it, the others go on."""
 
@@ -60,6 +64,7 @@ class Scheduler:
         self._inbox: queue.SimpleQueue[Sequence | None] = queue.SimpleQueue()
         self._waiting: collections.deque[Sequence] = collections.deque()
         self._closing = False
+        self._accepting, self._accept_lock = True, threading.Lock()  # no submit lands after the final drain
         self._thread = threading.Thread(target=self._run, name=f"llama-{name}-batch", daemon=True)
 
     @property
@@ -79,13 +84,20 @@ class Scheduler:
         self._forget(slot)
 
     def submit(self, sequence: Sequence) -> None:
-        self._inbox.put(sequence)
+        with self._accept_lock:
+            if not self._accepting:
+                raise SchedulerClosed("the model was unloaded while this request was starting")
+            self._inbox.put(sequence)
 
     def close(self) -> None:
         """End every sequence (each reader gets a `cancelled` end), stop the thread, free the batch."""
+        with self._accept_lock:
+            self._accepting = False
         if self._thread.is_alive():
             self._inbox.put(None)
             self._thread.join()
+        else:
+            self._end_all(Finished("cancelled"))
         if self._batch is not None:
             self._lib.llama_batch_free(self._batch)
             self._batch = None
@@ -149,7 +161,9 @@ class Scheduler:
             self._lib.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
             keep = 0
         del slot.cached[keep:]
-        sequence.seq_id, sequence.fed, sequence.reused = slot.seq_id, keep, keep
+        sequence.seq_id, sequence.fed = slot.seq_id, keep
+        if not sequence.generation.stats.completion_tokens:  # a chat's later calls (tool handlers) do not count
+            sequence.generation.stats.cached_tokens = keep
         slot.sequence = sequence
 
     def _step(self) -> None:

@@ -40,7 +40,6 @@ class Sequence:
     generated: list[int] = field(default_factory=list)
     pending: int | None = None  # sampled, not yet decoded
     sampler: SamplerChain | None = None
-    reused: int = 0  # prompt tokens found in the slot's cache
 
     def should_stop(self) -> bool:
         return self.abandoned.is_set() or self.generation.should_stop()
