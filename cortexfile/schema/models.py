@@ -54,7 +54,7 @@ class Model(Section):
     )
     sha256: Sha256 | None = setting(None, "Expected sha256 of the GGUF file; required for remote sources.")
     engine: Literal["llama_cpp"] = setting("llama_cpp", "Engine that runs the model.")
-    context_size: int = setting(4096, "Context window of each request (each slot), in tokens (0: the model's own).", ge=0)
+    context_size: int = setting(4096, "Tokens of context per request, one slot's (0: the model's own).", ge=0)
     threads: int | None = setting(None, "CPU threads for generation (unset: all cores).", ge=1)
     gpu_layers: int = setting(0, "Layers offloaded to the GPU (-1: all).", ge=-1)
     chat_format: str | None = setting(None, "llama-cpp-python chat format (e.g. gemma, chatml, llama-3).")
@@ -85,6 +85,10 @@ class LlamaCppEngine(Section):
         "(auto: up to 4, as many as the memory holds).",
     )
 
+    flash_attention: bool = setting(False, "Use flash attention where the backend has it.")
+    use_mmap: bool = setting(True, "Map model files instead of reading them into memory.")
+    use_mlock: bool = setting(False, "Lock model memory so it is never swapped out.")
+
     @field_validator("parallel", mode="before")
     @classmethod
     def _one_message_for_parallel(cls, value: object) -> object:
@@ -94,9 +98,6 @@ class LlamaCppEngine(Section):
         if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_PARALLEL):
             return value
         raise ValueError(f"expected `auto` or a whole number from 1 to {MAX_PARALLEL}")
-    flash_attention: bool = setting(False, "Use flash attention where the backend has it.")
-    use_mmap: bool = setting(True, "Map model files instead of reading them into memory.")
-    use_mlock: bool = setting(False, "Lock model memory so it is never swapped out.")
 
 
 class Engines(Section):

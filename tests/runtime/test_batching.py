@@ -4,17 +4,21 @@ prompts are read in chunks between other sequences' tokens, a cached prefix is r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import numpy as np
 import pytest
 from menlo_cortex.cortexfile.schema import Model
 from menlo_cortex.cortexfile.schema.models import LlamaCppEngine
+from menlo_cortex.runtime.models.backends import load_backends
 from menlo_cortex.runtime.models.batching.plan import MIB, plan_slots, read_shape
+from menlo_cortex.runtime.models.batching.scheduler import Scheduler, Step
 from menlo_cortex.runtime.models.batching.text import TextStream
 from menlo_cortex.runtime.models.engine import Engine, Generation, plan_engine
 from test_v1_harness import make_config, model_entry, serve, unused_port
@@ -132,7 +136,12 @@ def test_a_single_greedy_request_gives_what_llama_cpp_python_gives(test_model_pa
     assert with_engine(engine_for(test_model_path, 1), body) == expected
 
 
-def test_concurrent_greedy_requests_match_their_solo_output(test_model_path: Path) -> None:
+def test_concurrent_greedy_requests_match_their_solo_output(
+    test_model_path: Path, record_property: Callable[[str, object], None]
+) -> None:
+    """llama.cpp computes a row with other kernels when a step holds 4 or more (see the logits test below), and
+    near-ties then go the other way: the match rate over the prompt set is reported, not hidden."""
+
     async def body(engine: Engine) -> tuple[list[str], list[str]]:
         solo = [await complete(engine, prompt) for prompt in PROMPTS]
         together = await asyncio.gather(*(complete(engine, prompt) for prompt in PROMPTS))
@@ -140,9 +149,84 @@ def test_concurrent_greedy_requests_match_their_solo_output(test_model_path: Pat
 
     solo, together = with_engine(engine_for(test_model_path, 4), body)
     assert all(text.strip() for text in solo)
-    matches = sum(a == b for a, b in zip(solo, together, strict=True))
-    # Six prompts on four slots: two wait and then join a running batch. Greedy output must not change.
-    assert matches == len(PROMPTS), f"{matches}/{len(PROMPTS)} batched outputs equal their solo output"
+    rate = sum(a == b for a, b in zip(solo, together, strict=True)) / len(PROMPTS)
+    record_property("batched_equals_solo_rate", rate)
+    print(f"batched output equal to solo output: {rate:.0%} of {len(PROMPTS)} prompts")
+    assert rate >= 1 / 3, f"only {rate:.0%} of batched outputs equal their solo output"
+
+
+def test_batched_logits_differ_from_solo_only_by_kernel_rounding(test_model_path: Path) -> None:
+    """The logits of one sequence decoded alone, and beside 1, 2 and 3 others: the difference must stay at the
+    size of llama.cpp's own rounding between its kernels (the same position computed as a prompt row and as a
+    single decode differs as much), far below what mixing up sequences or positions gives."""
+    with scheduler_on(test_model_path, 4) as (scheduler, tokenize, logits):
+        prompts = [tokenize(prompt) for prompt in PROMPTS[:4]]
+        alone = decode_beside(scheduler, prompts, 1, logits)
+        differences = [np.abs(alone - decode_beside(scheduler, prompts, rows, logits)) for rows in (2, 3, 4)]
+        rounding = np.abs(alone - prompt_row_logits(scheduler, prompts[0] + [NEXT], logits))
+        crossed = np.abs(alone - prompt_row_logits(scheduler, prompts[1] + prompts[0] + [NEXT], logits))
+    print(f"rounding between kernels: mean {rounding.mean():.3f} max {rounding.max():.2f}; batched: "
+          + ", ".join(f"mean {d.mean():.3f} max {d.max():.2f}" for d in differences))  # fmt: skip
+    assert crossed.mean() > 1.0  # the scale of a mix-up: the bound below would catch one
+    for difference in differences:
+        assert difference.mean() < max(0.3, 3 * rounding.mean())
+        assert difference.max() < max(2.0, 5 * rounding.max())
+
+
+NEXT = 506  # any token: the one decoded after each prompt
+
+
+@contextlib.contextmanager
+def scheduler_on(path: Path, slots: int) -> Iterator[tuple[Scheduler, Callable[[str], list[int]], Any]]:
+    """A scheduler that is never started, over its own context, so the test drives its steps itself."""
+    import llama_cpp
+    from llama_cpp import Llama
+
+    load_backends()
+    llama = Llama(model_path=str(path), n_ctx=64, verbose=False)
+    params = llama_cpp.llama_context_params.from_buffer_copy(llama.context_params)
+    params.n_ctx, params.n_seq_max, params.kv_unified, params.n_batch, params.n_ubatch = 2048, slots, True, 512, 512
+    context = llama_cpp.llama_init_from_model(llama._model.model, params)
+    scheduler = Scheduler(context, llama._model.vocab, llama.n_vocab(), parallel=slots, batch_size=512, name="t")
+
+    def logits(index: int) -> Any:
+        return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(context, index), shape=(llama.n_vocab(),)).copy()
+
+    try:
+        yield scheduler, lambda text: list(llama.tokenize(text.encode())), logits
+    finally:
+        scheduler.close()
+        llama_cpp.llama_free(context)
+        llama.close()
+
+
+def decode_beside(scheduler: Scheduler, prompts: list[list[int]], rows: int, logits: Any) -> Any:
+    """Every prompt in its slot, then one step decoding NEXT for the first `rows` slots: slot 0's logits."""
+    slots = scheduler._slots
+    for slot, prompt in zip(slots, prompts, strict=False):
+        step = Step()
+        for token in prompt:
+            step.add(slot, token, False)
+        scheduler._decode(step)
+        slot.cached = list(prompt)
+    step = Step()
+    for slot in slots[:rows]:
+        step.add(slot, NEXT, True)
+    scheduler._decode(step)
+    found = logits(0)
+    for slot in slots:
+        scheduler._forget(slot)
+    return found
+
+
+def prompt_row_logits(scheduler: Scheduler, tokens: list[int], logits: Any) -> Any:
+    slot, step = scheduler._slots[0], Step()
+    for index, token in enumerate(tokens):
+        step.add(slot, token, index == len(tokens) - 1)
+    scheduler._decode(step)
+    found = logits(len(tokens) - 1)
+    scheduler._forget(slot)
+    return found
 
 
 def test_a_cancelled_sequence_leaves_mid_batch_and_the_others_finish(test_model_path: Path) -> None:
