@@ -84,7 +84,6 @@ class LlamaCppEngine(Section):
         "Sequences each model decodes together, each in its own slot of `context_size` tokens "
         "(auto: up to 4, as many as the memory holds).",
     )
-
     flash_attention: bool = setting(False, "Use flash attention where the backend has it.")
     use_mmap: bool = setting(True, "Map model files instead of reading them into memory.")
     use_mlock: bool = setting(False, "Lock model memory so it is never swapped out.")

@@ -115,8 +115,10 @@ class Scheduler:
                 self._assign_slots()
                 if self._active():
                     self._step()
-        except BaseException as exc:  # a bug here must not leave readers waiting forever
+        except BaseException as exc:  # a bug here must leave no reader waiting, now or later
             log.exception("the batch scheduler stopped")
+            with self._accept_lock:
+                self._accepting = False
             self._end_all(RuntimeError(f"the batch scheduler stopped: {type(exc).__name__}"))
             raise
         self._end_all(Finished("cancelled"))
