@@ -143,9 +143,22 @@ def llama_server(args: argparse.Namespace) -> Server:
     return Server("llama-server", command, env={"LD_LIBRARY_PATH": str(folder)}, port=port)
 
 
+# llama-cpp-python's server never loads ggml's backend modules, which a portable wheel (GGML_BACKEND_DL) needs.
+LOAD_BACKENDS_THEN_SERVE = """
+import ctypes, glob, os, runpy, sys, llama_cpp
+lib = os.path.join(os.path.dirname(llama_cpp.__file__), "lib")
+# The copy libllama linked (by soname, never loaded anew): see runtime/models/backends.py.
+ggml = ctypes.CDLL(min((os.path.basename(p) for p in glob.glob(lib + "/libggml.so.*")), key=len), os.RTLD_NOLOAD)
+ggml.ggml_backend_load_all_from_path.argtypes = [ctypes.c_char_p]
+ggml.ggml_backend_load_all_from_path(lib.encode())
+sys.argv = ["llama_cpp.server", *sys.argv[1:]]
+runpy.run_module("llama_cpp.server", run_name="__main__")
+"""
+
+
 def llama_cpp_python_server(args: argparse.Namespace) -> Server:
     port = free_port()
-    command = [args.llama_cpp_python, "-m", "llama_cpp.server", "--model", str(args.model),
+    command = [args.llama_cpp_python, "-c", LOAD_BACKENDS_THEN_SERVE, "--model", str(args.model),
                "--n_ctx", str(args.context), "--n_threads", str(args.threads),
                "--n_threads_batch", str(args.threads), "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
     return Server("llama-cpp-python", command, port=port)
