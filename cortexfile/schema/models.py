@@ -6,7 +6,7 @@ import re
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from .base import Applies, Section, Sha256, setting
 
@@ -97,6 +97,15 @@ class LlamaCppEngine(Section):
         if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_PARALLEL):
             return value
         raise ValueError(f"expected `auto` or a whole number from 1 to {MAX_PARALLEL}")
+
+    @model_validator(mode="after")
+    def _a_step_holds_every_slot(self) -> LlamaCppEngine:
+        if self.parallel != "auto" and self.parallel > self.batch_size:
+            raise ValueError(
+                f"parallel ({self.parallel}) is more than batch_size ({self.batch_size}): "
+                "each step decodes one token of every slot, so batch_size must be at least parallel"
+            )
+        return self
 
 
 class Engines(Section):

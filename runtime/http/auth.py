@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import logging
 import math
@@ -18,6 +19,7 @@ from .errors import error_response
 
 KEY_FILE_CHECK_S = 1.0
 AUTHENTICATED = "cortex.authenticated"  # scope key: did this request present a valid key?
+CALLER = "cortex.caller"  # scope key: a digest of the key it presented ("" without keys), never the key itself
 log = logging.getLogger("cortex.auth")
 
 
@@ -82,6 +84,10 @@ def bearer_token(headers: Headers) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
+def caller_digest(token: str | None) -> str:
+    return hashlib.sha256((token or "").encode()).hexdigest()[:32]
+
+
 class ApiKeyMiddleware:
     """Marks each request authenticated or not; refuses non-public paths without a valid key."""
 
@@ -100,6 +106,7 @@ class ApiKeyMiddleware:
         token = bearer_token(Headers(scope=scope))
         await self.keys.refresh()
         scope[AUTHENTICATED] = not self.keys.configured or (token is not None and self.keys.accepts(token))
+        scope[CALLER] = caller_digest(token) if self.keys.configured and scope[AUTHENTICATED] else ""
         if scope[AUTHENTICATED] or self.is_public(scope["path"]):
             await self.app(scope, receive, send)
             return

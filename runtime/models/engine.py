@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import anyio
 from menlo_cortex.cortexfile.schema import Model
 from menlo_cortex.cortexfile.schema.models import LlamaCppEngine
 
@@ -84,6 +85,7 @@ class Generation:
     """One request's run: its chunks cross from the worker thread to the event loop."""
 
     deadline: float
+    owner: str = ""  # who asked (an API key's digest; "" without keys): caches are reused within one owner only
     cancel: threading.Event = field(default_factory=threading.Event)
     stats: TokenStats = field(default_factory=TokenStats)
     timed_out: bool = False
@@ -210,11 +212,16 @@ class Engine:
     def parallel(self) -> int:
         return 1 if self.model.embeddings else self.plan.parallel
 
+    @property
+    def healthy(self) -> bool:
+        """False once a generation model's scheduler thread has died (every request would fail)."""
+        return self._scheduler is None or self._scheduler.alive
+
     async def load(self) -> None:
         await self._call(self._load_blocking)
 
     async def close(self) -> None:
-        """End the running generations, free the model, then end its threads."""
+        """End the running generations, wait for their request threads, free the model, end the threads."""
         try:
             await self._call(self._close_blocking)
         finally:
@@ -255,7 +262,10 @@ class Engine:
         finally:
             generation.cancel.set()
             if not future.cancel():  # still queued: it never runs; running: it stops at the next step
-                await asyncio.shield(asyncio.wrap_future(future))
+                # anyio (a streaming response's task group) cancels again and again: asyncio.shield alone would
+                # give way, and the request's place would be released while its thread still runs.
+                with anyio.CancelScope(shield=True):
+                    await asyncio.wrap_future(future)
 
     def _produce(self, start: StreamCall, generation: Generation, put: Callable[[object], None]) -> None:
         try:
@@ -337,18 +347,26 @@ class Engine:
         scheduler = Scheduler(
             self._context,
             llama._model.vocab,
-            llama.n_vocab(),
             parallel=self.plan.parallel,
             batch_size=self.settings.batch_size,
             name=self.model.id,
+            window=llama_cpp.llama_model_n_swa(llama._model.model),
         )
-        scheduler.warm_up(llama.tokenize(b"warm up " * 16))
+        try:
+            scheduler.warm_up(llama.tokenize(b"warm up " * 16))
+        except BaseException:
+            scheduler.close()
+            llama_cpp.llama_free(self._context)
+            self._context = None
+            llama.close()
+            raise
         scheduler.start()
         self._scheduler = scheduler
 
     def _close_blocking(self) -> None:
         if self._scheduler is not None:
-            self._scheduler.close()
+            self._scheduler.close()  # every sequence ends; a request thread that submits again is refused
+            self._requests.shutdown(wait=True)  # none of them touches the model once it is freed
             self._scheduler = None
         if self._context is not None:
             import llama_cpp

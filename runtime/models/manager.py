@@ -166,12 +166,23 @@ class ModelManager:
         return AUTO_MAX if parallel == "auto" else parallel
 
     async def _ensure_loaded(self, slot: Slot) -> Engine:
+        if slot.engine is not None and not slot.engine.healthy:
+            await self._drop_dead(slot)
         if slot.engine is not None and slot.state == "ready":
             return slot.engine
         if slot.loading is None:
             slot.loading = asyncio.create_task(self._load(slot), name=f"cortex-load-{slot.model.id}")
         # Shielded: a request that goes away must not abort a load that others may be waiting for.
         return await asyncio.shield(slot.loading)
+
+    async def _drop_dead(self, slot: Slot) -> None:
+        """An engine whose scheduler died fails every request: unload it, so that this request loads it anew."""
+        async with self._residency:
+            if slot.engine is not None and not slot.engine.healthy:
+                log.error(
+                    "model `%s`: its batch scheduler stopped (see the log above); loading it again", slot.model.id
+                )
+                await self._unload(slot)
 
     async def _load_start_models(self) -> None:
         for slot in self._slots.values():

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ..http.auth import CALLER
 from ..http.errors import ApiError
 from ..models.engine import Chunk, Engine, Generation, StreamCall, TokenStats
 from ..models.manager import ModelManager
@@ -41,7 +42,7 @@ async def respond(request: Request, manager: ModelManager, job: Job) -> Response
             code="model_not_supported",
         )
     timeout_s = manager.limits.request_timeout_s
-    generation = Generation(deadline=time.monotonic() + timeout_s)
+    generation = Generation(deadline=time.monotonic() + timeout_s, owner=str(request.scope.get(CALLER, "")))
     lease = Lease(manager.metrics, model.id, generation.stats)
     try:
         engine = await unless_disconnected(request, lease.acquire(manager), timeout_s)

@@ -21,7 +21,9 @@ MAX_MESSAGES = 2048
 MAX_TOOLS = 128
 MAX_LOGIT_BIAS = 1024  # a server limit: llama-cpp-python walks the whole map in Python for every token
 MAX_EMBEDDING_INPUTS = 2048
-Stop = str | Annotated[list[str], Field(max_length=4, fail_fast=True)]
+MAX_STOP_CHARS = 256  # a server limit: every stop string is matched against the held-back text at every token
+StopText = Annotated[str, Field(max_length=MAX_STOP_CHARS)]
+Stop = StopText | Annotated[list[StopText], Field(max_length=4, fail_fast=True)]
 Names = Annotated[dict[str, str], Field(fail_fast=True)]
 Texts = Annotated[list[str], Field(fail_fast=True)]
 TokenIds = Annotated[list[int], Field(fail_fast=True)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -21,7 +22,7 @@ from menlo_cortex.runtime.models.batching.plan import MIB, plan_slots, read_shap
 from menlo_cortex.runtime.models.batching.scheduler import Scheduler, Step
 from menlo_cortex.runtime.models.batching.text import TextStream
 from menlo_cortex.runtime.models.engine import Engine, Generation, plan_engine
-from test_v1_harness import make_config, model_entry, serve, unused_port
+from test_v1_harness import make_config, model_entry, serve, unused_port, wait_for
 
 T = TypeVar("T")
 PROMPTS = [
@@ -187,7 +188,7 @@ def scheduler_on(path: Path, slots: int) -> Iterator[tuple[Scheduler, Callable[[
     params = llama_cpp.llama_context_params.from_buffer_copy(llama.context_params)
     params.n_ctx, params.n_seq_max, params.kv_unified, params.n_batch, params.n_ubatch = 2048, slots, True, 512, 512
     context = llama_cpp.llama_init_from_model(llama._model.model, params)
-    scheduler = Scheduler(context, llama._model.vocab, llama.n_vocab(), parallel=slots, batch_size=512, name="t")
+    scheduler = Scheduler(context, llama._model.vocab, parallel=slots, batch_size=512, name="t")
 
     def logits(index: int) -> Any:
         return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(context, index), shape=(llama.n_vocab(),)).copy()
@@ -377,3 +378,88 @@ def test_a_json_schema_request_beside_free_ones_gives_valid_json(test_model_path
     assert first.json()["choices"][0]["text"] == second.json()["choices"][0]["text"]  # same prompt, greedy
     usage = second.json()["usage"]
     assert usage["prompt_tokens_details"]["cached_tokens"] <= usage["prompt_tokens"]
+
+
+# Hostile or unlucky: what must not leak, hang or crash.
+
+
+def test_a_cached_prefix_is_reused_only_for_the_client_that_sent_it(test_model_path: Path) -> None:
+    prompt = "A long shared instruction that two different clients both happen to send first. " * 6
+
+    async def body(engine: Engine) -> tuple[int, int]:
+        await complete(engine, prompt + "Alice", 4, Generation(deadline=time.monotonic() + 300, owner="alice"))
+        mallory = Generation(deadline=time.monotonic() + 300, owner="mallory")
+        await complete(engine, prompt + "Mallory", 4, mallory)
+        again = Generation(deadline=time.monotonic() + 300, owner="mallory")
+        await complete(engine, prompt + "Mallory", 4, again)
+        return mallory.stats.cached_tokens, again.stats.cached_tokens
+
+    other_client, same_client = with_engine(engine_for(test_model_path, 1), body)
+    assert other_client == 0  # Alice's cache tells Mallory nothing, not even by its size
+    assert same_client > 80
+
+
+def test_closing_the_engine_ends_running_streams_and_waits_for_their_threads(test_model_path: Path) -> None:
+    async def main() -> tuple[list[str], BaseException | None]:
+        engine = engine_for(test_model_path, 2)
+        await engine.load()
+        texts: list[str] = []
+        generation = Generation(deadline=time.monotonic() + 300)
+
+        async def read() -> None:
+            def start(llama: Any) -> Any:
+                return llama.create_completion(PROMPTS[3], max_tokens=400, temperature=0, stream=True)
+
+            async for chunk in engine.stream(start, generation):
+                texts.append(chunk["choices"][0]["text"])
+
+        reader = asyncio.ensure_future(read())
+        while len(texts) < 3:
+            await asyncio.sleep(0.01)
+        await engine.close()
+        failure = (await asyncio.gather(reader, return_exceptions=True))[0]
+        return texts, failure if isinstance(failure, BaseException) else None
+
+    texts, failure = asyncio.run(main())
+    assert len(texts) < 400
+    assert isinstance(failure, RuntimeError)
+    assert "unloaded" in str(failure)
+    wait_for(lambda: not [t for t in threading.enumerate() if t.name.startswith("llama-gemma")], 5, "threads to end")
+
+
+def test_a_dead_scheduler_is_replaced_by_a_fresh_load(test_model_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fault injection: the scheduler's step raises once. That request fails with a 503; the next one loads
+    the model again and is answered, instead of every request failing until a restart."""
+    config = make_config([model_entry(test_model_path)], parallel=1)
+    broken = {"once": True}
+    step = Scheduler._step
+
+    def failing_step(self: Scheduler) -> None:
+        if broken.pop("once", False):
+            raise RuntimeError("injected")
+        step(self)
+
+    monkeypatch.setattr(Scheduler, "_step", failing_step)
+    body = {"model": "gemma", "prompt": "Hello", "max_tokens": 4, "temperature": 0}
+    with serve(config, unused_port()) as served:
+        first = httpx.post(f"{served.url}/v1/completions", json=body, timeout=120)
+        second = httpx.post(f"{served.url}/v1/completions", json=body, timeout=120)
+    assert first.status_code == 503
+    assert "injected" not in first.text  # the exception's text stays in the log
+    assert second.status_code == 200
+    assert second.json()["choices"][0]["text"]
+
+
+def test_parallel_beyond_the_batch_size_is_refused_in_the_cortexfile() -> None:
+    with pytest.raises(ValueError, match="batch_size must be at least parallel"):
+        LlamaCppEngine(parallel=32, batch_size=16)
+    assert LlamaCppEngine(parallel=16, batch_size=16).parallel == 16
+
+
+def test_stop_strings_are_bounded_in_length(test_model_path: Path) -> None:
+    config = make_config([model_entry(test_model_path)])
+    body = {"model": "gemma", "prompt": "Hello", "max_tokens": 4, "stop": ["x" * 257]}
+    with serve(config, unused_port()) as served:
+        response = httpx.post(f"{served.url}/v1/completions", json=body, timeout=60)
+    assert response.status_code == 400
+    assert "stop" in response.json()["error"]["message"]

@@ -58,9 +58,12 @@ def plan_slots(model: Model, path: Path, settings: LlamaCppEngine, budget_mb: in
     context = model.context_size or shape.context_trained
     per_slot = shape.kv_bytes_per_token * context
     file_bytes = path.stat().st_size
-    if settings.parallel == "auto":
+    if model.embeddings:
+        parallel = 1  # embeddings run one batch at a time on llama-cpp-python's own context
+    elif settings.parallel == "auto":
         room = budget_mb * MIB if budget_mb is not None else available_memory()
-        parallel = max(1, min(AUTO_MAX, (room - file_bytes) // max(per_slot, 1)))
+        fits = (room - file_bytes) // max(per_slot, 1)
+        parallel = max(1, min(AUTO_MAX, settings.batch_size, fits))  # a step holds one token per slot
     else:
         parallel = settings.parallel
     return SlotPlan(parallel=parallel, context=context, file_bytes=file_bytes, kv_bytes=per_slot * parallel)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import ctypes
+import itertools
 import logging
 import queue
 import threading
@@ -19,7 +20,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .sampling import SamplerChain
 from .sequence import Finished, Sequence
 
 log = logging.getLogger("cortex.batching")
@@ -39,6 +39,7 @@ class Slot:
     seq_id: int
     cached: list[int] = field(default_factory=list)  # tokens in the KV cache for this seq_id, in order
     sequence: Sequence | None = None
+    owner: str = ""  # Generation.owner of the sequence that filled the cache
     last_used: float = 0.0
 
 
@@ -53,10 +54,11 @@ class Step:
 
 
 class Scheduler:
-    def __init__(self, context: Any, vocab: Any, n_vocab: int, *, parallel: int, batch_size: int, name: str) -> None:
+    def __init__(self, context: Any, vocab: Any, *, parallel: int, batch_size: int, name: str, window: int = 0) -> None:
         import llama_cpp
 
-        self._lib, self._context, self._vocab, self.n_vocab = llama_cpp, context, vocab, n_vocab
+        self._lib, self._context, self._vocab = llama_cpp, context, vocab
+        self._window = window  # sliding-window attention (0: none): cells older than it may be overwritten
         self._memory = llama_cpp.llama_get_memory(context)
         self._batch = llama_cpp.llama_batch_init(batch_size, 0, 1)
         self.batch_size = batch_size
@@ -65,6 +67,7 @@ class Scheduler:
         self._waiting: collections.deque[Sequence] = collections.deque()
         self._closing = False
         self._accepting, self._accept_lock = True, threading.Lock()  # no submit lands after the final drain
+        self._arrivals = itertools.count()
         self._thread = threading.Thread(target=self._run, name=f"llama-{name}-batch", daemon=True)
 
     @property
@@ -83,10 +86,15 @@ class Scheduler:
         self._decode(step)
         self._forget(slot)
 
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def submit(self, sequence: Sequence) -> None:
         with self._accept_lock:
             if not self._accepting:
                 raise SchedulerClosed("the model was unloaded while this request was starting")
+            sequence.arrival = next(self._arrivals)
             self._inbox.put(sequence)
 
     def close(self) -> None:
@@ -97,7 +105,7 @@ class Scheduler:
             self._inbox.put(None)
             self._thread.join()
         else:
-            self._end_all(Finished("cancelled"))
+            self._end_all(SchedulerClosed("the model was unloaded"))
         if self._batch is not None:
             self._lib.llama_batch_free(self._batch)
             self._batch = None
@@ -115,13 +123,13 @@ class Scheduler:
                 self._assign_slots()
                 if self._active():
                     self._step()
-        except BaseException as exc:  # a bug here must leave no reader waiting, now or later
+        except Exception as exc:  # a bug here must leave no reader waiting, now or later (logged, not raised)
             log.exception("the batch scheduler stopped")
             with self._accept_lock:
                 self._accepting = False
             self._end_all(RuntimeError(f"the batch scheduler stopped: {type(exc).__name__}"))
-            raise
-        self._end_all(Finished("cancelled"))
+            return
+        self._end_all(SchedulerClosed("the model was unloaded"))
 
     def _take_arrivals(self, block: bool) -> None:
         try:
@@ -141,6 +149,7 @@ class Scheduler:
     def _drop_stopped(self) -> None:
         for sequence in [s for s in self._waiting if s.should_stop()]:
             self._waiting.remove(sequence)
+            sequence.sampler.free()
             sequence.output.put(Finished("cancelled"))
         for slot in self._active():
             assert slot.sequence is not None
@@ -150,23 +159,34 @@ class Scheduler:
     def _assign_slots(self) -> None:
         while self._waiting and (free := [slot for slot in self._slots if slot.sequence is None]):
             sequence = self._waiting.popleft()
-            slot = max(free, key=lambda s: (_common_prefix(s.cached, sequence.prompt), -s.last_used))
-            try:
-                self._seat(slot, sequence)
-            except Exception as exc:  # its grammar: only this sequence fails
-                sequence.output.put(exc)
+            reusable = {id(slot): self._reusable(slot, sequence) for slot in free}
+            slot = max(free, key=lambda s: (reusable[id(s)], -s.last_used))
+            self._seat(slot, sequence, reusable[id(slot)])
 
-    def _seat(self, slot: Slot, sequence: Sequence) -> None:
-        sequence.sampler = SamplerChain(sequence.spec, self._vocab, self.n_vocab)
-        keep = min(_common_prefix(slot.cached, sequence.prompt), len(sequence.prompt) - 1)  # one token to decode
-        if not self._lib.llama_memory_seq_rm(self._memory, slot.seq_id, keep, -1):  # e.g. a recurrent model
-            self._lib.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
+    def _reusable(self, slot: Slot, sequence: Sequence) -> int:
+        """Prompt tokens this slot's cache already holds. Only a cache the same client filled is reused:
+        another client's would tell, by the time saved and by usage.cached_tokens, what it sent."""
+        if slot.owner != sequence.generation.owner:
+            return 0
+        return min(_common_prefix(slot.cached, sequence.prompt), len(sequence.prompt) - 1)  # one token to decode
+
+    def _seat(self, slot: Slot, sequence: Sequence, keep: int) -> None:
+        if not self._lib.llama_memory_seq_rm(self._memory, slot.seq_id, keep, -1) or self._window_lost(slot, keep):
+            self._lib.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)  # a recurrent or sliding-window cache
             keep = 0
         del slot.cached[keep:]
         sequence.seq_id, sequence.fed = slot.seq_id, keep
         if not sequence.generation.stats.completion_tokens:  # a chat's later calls (tool handlers) do not count
             sequence.generation.stats.cached_tokens = keep
-        slot.sequence = sequence
+        slot.sequence, slot.owner = sequence, sequence.generation.owner
+
+    def _window_lost(self, slot: Slot, keep: int) -> bool:
+        """A sliding-window cache may have overwritten cells the kept prefix's last window needs (llama-server's
+        check): then the prompt is read again from the start."""
+        if keep == 0 or self._window == 0:
+            return False
+        oldest = self._lib.llama_memory_seq_pos_min(self._memory, slot.seq_id)
+        return bool(oldest > max(0, keep - self._window))
 
     def _step(self) -> None:
         step = self._plan_step()
@@ -189,10 +209,10 @@ class Scheduler:
     def _plan_step(self) -> Step:
         """Every generating sequence's next token first, then prompt chunks, oldest sequence first."""
         step = Step()
-        active = self._active()
+        active = sorted(self._active(), key=lambda slot: slot.sequence.arrival if slot.sequence else 0)
         for slot in active:
             sequence = slot.sequence
-            if sequence is not None and sequence.pending is not None:
+            if sequence is not None and sequence.pending is not None and len(step.entries) < self.batch_size:
                 step.add(slot, sequence.pending, True)
                 sequence.pending = None
         room = self.batch_size - len(step.entries)
@@ -229,7 +249,6 @@ class Scheduler:
     def _sample(self, slot: Slot, index: int) -> None:
         sequence = slot.sequence
         assert sequence is not None
-        assert sequence.sampler is not None
         token = sequence.sampler.sample(self._context, index)
         sequence.generation.stats.on_sample(len(sequence.prompt))
         if self._lib.llama_vocab_is_eog(self._vocab, token):
@@ -260,26 +279,28 @@ class Scheduler:
         slot.sequence, slot.last_used = None, time.monotonic()
         if sequence is None:
             return
-        if sequence.sampler is not None:
-            sequence.sampler.free()
+        sequence.sampler.free()
         sequence.output.put(end)
 
     def _forget(self, slot: Slot) -> None:
         self._lib.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
         slot.cached.clear()
 
-    def _end_all(self, end: Finished | BaseException) -> None:
+    def _end_all(self, end: BaseException) -> None:
         for slot in self._active():
             self._finish(slot, end)
-        while self._waiting:
-            self._waiting.popleft().output.put(end)
+        waiting = list(self._waiting)
+        self._waiting.clear()
         while True:
             try:
                 item = self._inbox.get_nowait()
             except queue.Empty:
-                return
+                break
             if item is not None:
-                item.output.put(end)
+                waiting.append(item)
+        for sequence in waiting:
+            sequence.sampler.free()
+            sequence.output.put(end)
 
 
 def _common_prefix(cached: list[int], prompt: list[int]) -> int:

@@ -10,7 +10,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .sampling import SamplerChain, SamplerSpec
+from .sampling import SamplerChain
 from .text import TextStream
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ Output = str | Finished | BaseException
 @dataclass(eq=False)
 class Sequence:
     prompt: list[int]
-    spec: SamplerSpec
+    sampler: SamplerChain  # made by the request's thread (a grammar is parsed there); the scheduler frees it
     max_tokens: int
     text: TextStream
     generation: Generation
@@ -39,7 +39,7 @@ class Sequence:
     fed: int = 0  # prompt tokens in the KV cache
     generated: list[int] = field(default_factory=list)
     pending: int | None = None  # sampled, not yet decoded
-    sampler: SamplerChain | None = None
+    arrival: int = 0  # submission order: prompts are read oldest first
 
     def should_stop(self) -> bool:
         return self.abandoned.is_set() or self.generation.should_stop()

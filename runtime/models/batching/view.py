@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from .sampling import SamplerSpec
+from .sampling import SamplerChain, SamplerSpec
 from .sequence import Finished, Sequence
 from .text import TextStream
 
@@ -86,7 +86,7 @@ class LlamaView:
         )
         sequence = Sequence(
             prompt=tokens,
-            spec=spec,
+            sampler=SamplerChain(spec, self._llama._model.vocab, self._llama.n_vocab()),  # its grammar parsed here
             max_tokens=room if not max_tokens or max_tokens <= 0 else min(max_tokens, room),
             text=TextStream([stop] if isinstance(stop, str) else list(stop or [])),
             generation=self._generation,
@@ -133,8 +133,13 @@ class LlamaView:
 
 
 def _chunks(scheduler: Scheduler, sequence: Sequence, head: Chunk, echoed: str) -> Iterator[Chunk]:
-    """The sequence's text as llama-cpp-python's stream chunks; leaving early (close) frees its slot."""
-    scheduler.submit(sequence)
+    """The sequence's text as llama-cpp-python's stream chunks; leaving early (close) frees its slot.
+    A cancelled sequence (its client left, its time ran out) ends with no finish reason: it did not finish."""
+    try:
+        scheduler.submit(sequence)
+    except BaseException:
+        sequence.sampler.free()
+        raise
     try:
         if echoed:
             yield _chunk(head, echoed, None)
@@ -143,7 +148,8 @@ def _chunks(scheduler: Scheduler, sequence: Sequence, head: Chunk, echoed: str) 
             if isinstance(item, BaseException):
                 raise item
             if isinstance(item, Finished):
-                yield _chunk(head, "", "length" if item.reason == "length" else "stop")
+                if item.reason != "cancelled":
+                    yield _chunk(head, "", item.reason)
                 return
             yield _chunk(head, item, None)
     finally:
