@@ -98,7 +98,7 @@ class Scheduler:
             self._inbox.put(sequence)
 
     def close(self) -> None:
-        """End every sequence (each reader gets a `cancelled` end), stop the thread, free the batch."""
+        """End every sequence (each reader gets SchedulerClosed), stop the thread, free the batch."""
         with self._accept_lock:
             self._accepting = False
         if self._thread.is_alive():
@@ -109,9 +109,6 @@ class Scheduler:
         if self._batch is not None:
             self._lib.llama_batch_free(self._batch)
             self._batch = None
-
-    def busy(self) -> int:
-        return sum(slot.sequence is not None for slot in self._slots) + len(self._waiting)
 
     # The thread.
 
