@@ -158,9 +158,25 @@ runpy.run_module("llama_cpp.server", run_name="__main__")
 
 def llama_cpp_python_server(args: argparse.Namespace) -> Server:
     port = free_port()
-    command = [args.llama_cpp_python, "-c", LOAD_BACKENDS_THEN_SERVE, "--model", str(args.model),
-               "--n_ctx", str(args.context), "--n_threads", str(args.threads),
-               "--n_threads_batch", str(args.threads), "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    command = [
+        args.llama_cpp_python,
+        "-c",
+        LOAD_BACKENDS_THEN_SERVE,
+        "--model",
+        str(args.model),
+        "--n_ctx",
+        str(args.context),
+        "--n_threads",
+        str(args.threads),
+        "--n_threads_batch",
+        str(args.threads),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--interrupt_requests",
+        "False",
+    ]  # fmt: skip  (its default: a new request ends the running one)
     return Server("llama-cpp-python", command, port=port)
 
 
