@@ -113,3 +113,14 @@ def write_cortexfile(tmp_path: Path) -> Callable[..., Path]:
 @pytest.fixture(scope="session")
 def cortex_command() -> list[str]:
     return [sys.executable, "-m", "menlo_cortex"]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """llama-cpp-python opens /dev/null twice at import and never closes it. Under `filterwarnings = error`
+    the interpreter's exit turns each into an "Exception ignored ... ResourceWarning" screen after pytest's
+    summary; every engine is closed by now, so they are closed here."""
+    utils = sys.modules.get("llama_cpp._utils")
+    for name in ("outnull_file", "errnull_file"):
+        handle = getattr(utils, name, None)
+        if handle is not None:
+            handle.close()
