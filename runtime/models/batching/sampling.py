@@ -1,11 +1,18 @@
 """One llama.cpp sampler chain per sequence, in the order llama-cpp-python builds it (so a request samples
-the same tokens it did before batching): logit bias, penalties, grammar, then greedy, or top-k, typical,
-top-p, min-p, temperature and a seeded draw."""
+the same tokens it did before batching): logit bias, penalties, then greedy, or top-k, typical, top-p, min-p,
+temperature and a seeded draw.
+
+A grammar is checked after the draw, as llama-server does: applying it to a 262k-token vocabulary costs tens
+of milliseconds per token, on the thread every sequence's step waits for. The drawn token is tried against
+the grammar alone; only when the grammar refuses it is the grammar applied to every candidate and the draw
+made again. A greedy pick is the same either way (the best token, if allowed, is the best allowed token).
+"""
 
 from __future__ import annotations
 
 import ctypes
 import functools
+import math
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,31 +42,78 @@ class SamplerSpec:
 
 
 class SamplerChain:
-    """A sampler chain owned by one sequence; free() it once, on the scheduler's thread."""
+    """A sequence's samplers; free() it once, on the scheduler's thread."""
 
     def __init__(self, spec: SamplerSpec, vocab: Any, n_vocab: int) -> None:
         import llama_cpp
 
-        self._lib = llama_cpp
+        self._lib, self.n_vocab = llama_cpp, n_vocab
         self.pointer = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+        self.grammar: Any = None
+        self._candidates: Any = None  # numpy llama_token_data[n_vocab], made on the first grammar sample
         try:
-            for sampler in _samplers(spec, vocab, n_vocab):
+            for sampler in _samplers(spec, n_vocab):
                 llama_cpp.llama_sampler_chain_add(self.pointer, sampler)
+            if spec.grammar is not None:
+                self.grammar = llama_cpp.llama_sampler_init_grammar(
+                    vocab, spec.grammar.encode(), spec.grammar_root.encode()
+                )
+                if not self.grammar:
+                    raise GrammarRefused("llama.cpp cannot use this request's grammar")
         except BaseException:
             self.free()
             raise
 
     def sample(self, context: Any, index: int) -> int:
-        """Sample from the logits of batch position `index` and accept the token (llama_sampler_sample does)."""
-        return int(self._lib.llama_sampler_sample(self.pointer, context, index))
+        """Sample from the logits of batch position `index` and accept the token."""
+        if self.grammar is None:
+            return int(self._lib.llama_sampler_sample(self.pointer, context, index))  # accepts it too
+        logits = self._lib.llama_get_logits_ith(context, index)
+        token = self._draw(logits, grammar_first=False)
+        if not self._grammar_allows(token):
+            token = self._draw(logits, grammar_first=True)
+        self._lib.llama_sampler_accept(self.grammar, token)
+        self._lib.llama_sampler_accept(self.pointer, token)
+        return token
+
+    def _draw(self, logits: Any, grammar_first: bool) -> int:
+        lib = self._lib
+        candidates = self._fresh_candidates(logits)
+        pointer = candidates.ctypes.data_as(ctypes.POINTER(lib.llama_token_data))
+        array = lib.llama_token_data_array(pointer, self.n_vocab, -1, False)
+        if grammar_first:
+            lib.llama_sampler_apply(self.grammar, ctypes.byref(array))
+        lib.llama_sampler_apply(self.pointer, ctypes.byref(array))
+        return int(array.data[array.selected].id)
+
+    def _fresh_candidates(self, logits: Any) -> Any:
+        import numpy as np
+
+        if self._candidates is None:
+            layout = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)], align=True)
+            self._candidates = np.zeros(self.n_vocab, dtype=layout)
+        self._candidates["id"] = np.arange(self.n_vocab, dtype=np.int32)  # samplers sort and cut in place
+        self._candidates["logit"] = np.ctypeslib.as_array(logits, shape=(self.n_vocab,))
+        self._candidates["p"] = 0.0
+        return self._candidates
+
+    def _grammar_allows(self, token: int) -> bool:
+        lib = self._lib
+        single = (lib.llama_token_data * 1)(lib.llama_token_data(token, 1.0, 0.0))
+        array = lib.llama_token_data_array(single, 1, -1, False)
+        lib.llama_sampler_apply(self.grammar, ctypes.byref(array))
+        return bool(math.isfinite(single[0].logit))
 
     def free(self) -> None:
         if self.pointer:
             self._lib.llama_sampler_free(self.pointer)
             self.pointer = None
+        if self.grammar:
+            self._lib.llama_sampler_free(self.grammar)
+            self.grammar = None
 
 
-def _samplers(spec: SamplerSpec, vocab: Any, n_vocab: int) -> list[Any]:
+def _samplers(spec: SamplerSpec, n_vocab: int) -> list[Any]:
     import llama_cpp as lib
 
     samplers = []
@@ -71,12 +125,6 @@ def _samplers(spec: SamplerSpec, vocab: Any, n_vocab: int) -> list[Any]:
     samplers.append(
         _penalties()(spec.penalty_window, spec.repeat_penalty, spec.frequency_penalty, spec.presence_penalty)
     )
-    if spec.grammar is not None:
-        grammar = lib.llama_sampler_init_grammar(vocab, spec.grammar.encode(), spec.grammar_root.encode())
-        if not grammar:
-            _free_all(samplers)
-            raise GrammarRefused("llama.cpp cannot use this request's grammar")
-        samplers.append(grammar)
     seed = draw_seed() if spec.seed is None else spec.seed
     if spec.temperature < 0:
         samplers.append(lib.llama_sampler_init_dist(seed))
@@ -108,13 +156,6 @@ def _penalties() -> Any:
     function.argtypes = [ctypes.c_int32, ctypes.c_float, ctypes.c_float, ctypes.c_float]
     function.restype = llama_cpp.llama_sampler_p_ctypes
     return function
-
-
-def _free_all(samplers: list[Any]) -> None:
-    import llama_cpp
-
-    for sampler in samplers:
-        llama_cpp.llama_sampler_free(sampler)
 
 
 def draw_seed() -> int:
