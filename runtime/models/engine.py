@@ -353,14 +353,13 @@ class Engine:
             window=llama_cpp.llama_model_n_swa(llama._model.model),
         )
         try:
-            scheduler.warm_up(llama.tokenize(b"warm up " * 16))
+            scheduler.start(warm_up=llama.tokenize(b"warm up " * 16))
         except BaseException:
             scheduler.close()
             llama_cpp.llama_free(self._context)
             self._context = None
             llama.close()
             raise
-        scheduler.start()
         self._scheduler = scheduler
 
     def _close_blocking(self) -> None:

@@ -68,23 +68,41 @@ class Scheduler:
         self._closing = False
         self._accepting, self._accept_lock = True, threading.Lock()  # no submit lands after the final drain
         self._arrivals = itertools.count()
+        self._warm_up_tokens: list[int] = []
+        self._warm_up_error: Exception | None = None
+        self._warmed = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"llama-{name}-batch", daemon=True)
 
     @property
     def parallel(self) -> int:
         return len(self._slots)
 
-    def start(self) -> None:
-        self._thread.start()
+    def start(self, warm_up: list[int]) -> None:
+        """Start the thread and return once it has decoded `warm_up` (raising what that raised).
 
-    def warm_up(self, tokens: list[int]) -> None:
-        """The first decode allocates buffers and repacks weights (seconds on a small busy CPU): pay it while
-        loading, before the thread starts, not in the first request."""
-        slot, step, tokens = self._slots[0], Step(), tokens[: self.batch_size]
-        for index, token in enumerate(tokens):
-            step.add(slot, token, index == len(tokens) - 1)
-        self._decode(step)
-        self._forget(slot)
+        The first decode allocates buffers and repacks weights (seconds on a small busy CPU): paid while
+        loading, not in the first request. It runs on the scheduler's own thread because llama.cpp's CPU
+        threads are an OpenMP team per calling thread: a second team, even idle, makes libgomp throttle its
+        spinning once there are more of its threads than cores, and every decode then ran ~30% slower here.
+        """
+        self._warm_up_tokens = warm_up[: self.batch_size]
+        self._thread.start()
+        self._warmed.wait()
+        if self._warm_up_error is not None:
+            self._thread.join()
+            raise self._warm_up_error
+
+    def _warm_up(self) -> bool:
+        slot, step = self._slots[0], Step()
+        for index, token in enumerate(self._warm_up_tokens):
+            step.add(slot, token, index == len(self._warm_up_tokens) - 1)
+        try:
+            self._decode(step)
+            self._forget(slot)
+        except Exception as exc:
+            self._warm_up_error = exc
+        self._warmed.set()
+        return self._warm_up_error is None
 
     @property
     def alive(self) -> bool:
@@ -113,6 +131,8 @@ class Scheduler:
     # The thread.
 
     def _run(self) -> None:
+        if not self._warm_up():
+            return
         try:
             while not self._closing:
                 self._take_arrivals(block=not self._active())
