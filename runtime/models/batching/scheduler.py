@@ -192,7 +192,7 @@ class Scheduler:
             self._lib.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)  # a recurrent or sliding-window cache
             keep = 0
         del slot.cached[keep:]
-        sequence.seq_id, sequence.fed = slot.seq_id, keep
+        sequence.fed = keep
         if not sequence.generation.stats.completion_tokens:  # a chat's later calls (tool handlers) do not count
             sequence.generation.stats.cached_tokens = keep
         slot.sequence, slot.owner = sequence, sequence.generation.owner

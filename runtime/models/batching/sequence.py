@@ -35,7 +35,6 @@ class Sequence:
     output: queue.SimpleQueue[Output] = field(default_factory=queue.SimpleQueue)
     abandoned: threading.Event = field(default_factory=threading.Event)  # its reader went away
     # Scheduler state, touched on the scheduler's thread only.
-    seq_id: int = -1
     fed: int = 0  # prompt tokens in the KV cache
     generated: list[int] = field(default_factory=list)
     pending: int | None = None  # sampled, not yet decoded
