@@ -209,10 +209,6 @@ class Engine:
         self._scheduler: Scheduler | None = None
 
     @property
-    def parallel(self) -> int:
-        return 1 if self.model.embeddings else self.plan.parallel
-
-    @property
     def healthy(self) -> bool:
         """False once a generation model's scheduler thread has died (every request would fail)."""
         return self._scheduler is None or self._scheduler.alive

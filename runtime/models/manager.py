@@ -218,7 +218,7 @@ class ModelManager:
         settings = self.config.engines.llama_cpp
         try:
             plan = await asyncio.to_thread(plan_engine, model, path, settings, self.limits.memory_budget_mb)
-            slot.size_mb, slot.parallel = plan.total_mb, (1 if model.embeddings else plan.parallel)
+            slot.size_mb, slot.parallel = plan.total_mb, plan.parallel  # an embedding model's plan has one slot
             await self._make_room(slot)
             engine = Engine(model, path, settings, plan)
             started = time.monotonic()

@@ -115,8 +115,8 @@ def _metadata(model: object) -> Callable[[str], int | None]:
 
 def available_memory() -> int:
     """Bytes this process may still use: the kernel's MemAvailable, or less under a cgroup limit."""
-    limits = [_meminfo_available(), _cgroup_room()]
-    return min(value for value in limits if value is not None) if any(v is not None for v in limits) else 0
+    known = [room for room in (_meminfo_available(), _cgroup_room()) if room is not None]
+    return min(known, default=0)
 
 
 def _meminfo_available() -> int | None:

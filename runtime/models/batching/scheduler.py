@@ -61,6 +61,7 @@ class Scheduler:
         self._window = window  # sliding-window attention (0: none): cells older than it may be overwritten
         self._memory = llama_cpp.llama_get_memory(context)
         self._batch = llama_cpp.llama_batch_init(batch_size, 0, 1)
+        self._piece_buffer = ctypes.create_string_buffer(64)  # one token's text, reused every step
         self.batch_size = batch_size
         self._slots = [Slot(seq_id) for seq_id in range(parallel)]
         self._inbox: queue.SimpleQueue[Sequence | None] = queue.SimpleQueue()
@@ -72,10 +73,6 @@ class Scheduler:
         self._warm_up_error: Exception | None = None
         self._warmed = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"llama-{name}-batch", daemon=True)
-
-    @property
-    def parallel(self) -> int:
-        return len(self._slots)
 
     def start(self, warm_up: list[int]) -> None:
         """Start the thread and return once it has decoded `warm_up` (raising what that raised).
@@ -214,14 +211,11 @@ class Scheduler:
                 self._forget(slot)
                 self._finish(slot, exc)
             return
-        index_of = {}
-        for index, (slot, token, logits) in enumerate(step.entries):
+        for slot, token, _ in step.entries:
             slot.cached.append(token)
-            if logits:
-                index_of[id(slot)] = index
-        for slot in self._active():
-            if id(slot) in index_of:
-                self._sample(slot, index_of[id(slot)])
+        for index, (slot, _, logits) in enumerate(step.entries):
+            if logits:  # at most one per slot: its last token of the step
+                self._sample(slot, index)
 
     def _plan_step(self) -> Step:
         """Every generating sequence's next token first, then prompt chunks, oldest sequence first."""
@@ -284,7 +278,7 @@ class Scheduler:
             sequence.pending = token
 
     def _piece(self, token: int) -> bytes:
-        buffer = ctypes.create_string_buffer(64)
+        buffer = self._piece_buffer
         size = self._lib.llama_token_to_piece(self._vocab, token, buffer, len(buffer), 0, False)
         if size < 0:  # longer than the buffer: -size is the length it needs
             buffer = ctypes.create_string_buffer(-size)
