@@ -20,8 +20,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from processes import free_port, stop  # bench/, the script's own folder
 
 HERE = Path(__file__).resolve().parent
 PROMPTS = [
@@ -92,14 +91,8 @@ class Server:
         raise RuntimeError(f"{self.name} did not start in {READY_S:.0f} s (log: {log})")
 
     def stop(self) -> None:
-        if self.process is None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process is not None:
+            stop(self.process)
 
 
 def _answers(url: str) -> bool:
@@ -107,12 +100,6 @@ def _answers(url: str) -> bool:
         return httpx.get(url, timeout=2).status_code == 200
     except httpx.TransportError:
         return False
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def cortex_server(args: argparse.Namespace, folder: Path) -> Server:

@@ -16,8 +16,6 @@ import argparse
 import json
 import os
 import re
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,6 +28,7 @@ from functools import partial
 from pathlib import Path
 
 import httpx
+from processes import free_port, stop  # bench/, the script's own folder
 
 MODEL = "gemma"
 POLL_S = 0.002
@@ -51,12 +50,6 @@ def write(path: Path, text: str) -> float:
     started = time.perf_counter()
     os.replace(staged, path)
     return started
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def until(condition: Callable[[], bool], what: str) -> float:
@@ -87,8 +80,7 @@ def cortex(folder: Path, datapath: Path) -> Iterator[tuple[httpx.Client, Path]]:
         yield client, path
     finally:
         client.close()
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=60)
+        stop(process, timeout_s=60)
 
 
 def ready(client: httpx.Client) -> bool:

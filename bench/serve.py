@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +29,7 @@ from menlo_cortex.cortexfile.schema import Cortexfile
 from menlo_cortex.cortexfile.store import find_local
 from menlo_cortex.runtime.models.backends import load_backends
 from menlo_cortex.runtime.models.engine import llama_arguments
+from processes import free_port, stop  # bench/, the script's own folder
 
 CORTEXFILE = """\
 version: 1
@@ -114,12 +113,7 @@ class Served:
 
     def close(self) -> None:
         self.http.close()
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop(self.process)
 
 
 def sse_texts(lines: Iterator[str]) -> Iterator[str]:
@@ -128,12 +122,6 @@ def sse_texts(lines: Iterator[str]) -> Iterator[str]:
             continue
         choices = json.loads(line.removeprefix("data: ")).get("choices") or [{}]
         yield choices[0].get("delta", {}).get("content") or ""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def summary(runs: list[Run]) -> dict[str, float]:
