@@ -156,10 +156,21 @@ def _disk_board(view: Resolved) -> Iterator[Diagnostic]:
         yield _located(view, ("device", "wifi", "ssid"), f"board `{name}` has no Wi-Fi radio in its recipe")
 
 
+def _oci_system(view: Resolved) -> Iterator[Diagnostic]:
+    """The daemonless image is assembled from a Debian root and the CPU wheel: what it has parts for."""
+    target = view.config.target
+    if target.distro != Distro.debian:
+        yield _located(view, ("target", "distro"), "--format oci makes Debian 12 images: set target.distro: debian")
+    if target.accelerator != Accelerator.cpu:
+        message = "--format oci makes CPU images; for an accelerator, use --format docker"
+        yield _located(view, ("target", "accelerator"), message)
+
+
 _SERVICE_RULES = (_privileged_port, _data_folder, _baked_models_have_sha256, _logs_folder)
 RULES: Mapping[str, tuple[Rule, ...]] = MappingProxyType(
     {
         "docker": (_image_pair,),
+        "oci": (_oci_system,),
         "systemd": (_systemd_distro, *_SERVICE_RULES),
         "disk": (_disk_system, _disk_board, *_SERVICE_RULES),
     }

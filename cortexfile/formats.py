@@ -51,6 +51,14 @@ _LIST = (
         MappingProxyType({"server.host": "0.0.0.0", "data.path": DATA_DIR}),
         _MOUNT_HINT,
     ),
+    # The same appliance as `docker`, assembled from files: no engine, the same digest for the same inputs.
+    OutputFormat(
+        "oci",
+        "a daemonless, bit-identical OCI image (layout folder, loadable archive, SBOM), for one or more platforms",
+        "menlo_cortex.images.targets.oci",
+        MappingProxyType({"server.host": "0.0.0.0", "data.path": DATA_DIR}),
+        _MOUNT_HINT,
+    ),
     # The systemd service: models in its StateDirectory; logs stay on stdout, which is the journal.
     OutputFormat(
         "systemd",

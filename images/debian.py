@@ -198,3 +198,43 @@ def _run(command: list[str], what: str, timeout: int) -> None:
     done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=timeout)
     if done.returncode != 0:
         raise RootError(f"{what} failed: {done.stderr.strip()[-1000:]}")
+
+
+@dataclass(frozen=True)
+class InstalledPackage:
+    """A package as dpkg recorded it in a root; `files_sha256` hashes its list of file checksums, so two
+    roots holding the same version built differently still differ."""
+
+    name: str
+    version: str
+    architecture: str
+    files_sha256: str
+
+
+def installed_packages(root: Path) -> list[InstalledPackage]:
+    """Every package dpkg's status in `root` says is installed, sorted by name."""
+    status = (root / "var" / "lib" / "dpkg" / "status").read_text(encoding="utf-8", errors="replace")
+    found = []
+    for paragraph in status.split("\n\n"):
+        fields = dict(_control_fields(paragraph))
+        if fields.get("Status", "").endswith(" installed") and "Package" in fields:
+            name, arch = fields["Package"], fields.get("Architecture", "")
+            found.append(InstalledPackage(name, fields.get("Version", ""), arch, _files_sha256(root, name, arch)))
+    return sorted(found, key=lambda package: package.name)
+
+
+def _control_fields(paragraph: str) -> list[tuple[str, str]]:
+    pairs = []
+    for line in paragraph.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and not line.startswith((" ", "\t")):
+            pairs.append((key, value.strip()))
+    return pairs
+
+
+def _files_sha256(root: Path, name: str, architecture: str) -> str:
+    info = root / "var" / "lib" / "dpkg" / "info"
+    for candidate in (info / f"{name}:{architecture}.md5sums", info / f"{name}.md5sums"):
+        if candidate.is_file():
+            return hashlib.sha256(candidate.read_bytes()).hexdigest()
+    return ""

@@ -22,6 +22,7 @@ from typing import Protocol
 
 from menlo_cortex.cortexfile import formats
 from menlo_cortex.cortexfile.errors import ConfigError, Diagnostic, Origin
+from menlo_cortex.cortexfile.hashing import config_hash
 from menlo_cortex.cortexfile.loader import Inputs, Resolved, read, resolve
 from menlo_cortex.cortexfile.preflight import Phase, preflight
 from menlo_cortex.cortexfile.store import data_dir
@@ -43,11 +44,15 @@ class BuildOptions:
     file: Path
     bake_cortexfile: bool = True  # False for official variants: the image waits for a mounted Cortexfile
     output: Path = Path("dist")  # folder for file outputs (bundles)
-    platform: str | None = None  # linux/amd64 | linux/arm64; overrides target.architecture
+    platform: str | None = (
+        None  # linux/amd64 | linux/arm64 (oci: a comma-separated list); overrides target.architecture
+    )
     wheels_dir: Path | None = None  # prebuilt wheels (llama-cpp-python, a menlo_cortex release)
     model_store: Path | None = None  # build host's data folder with models/<sha256>.gguf
     tag: str | None = None
     push: bool = False
+    push_to: str | None = None  # `--push REF`: where to (default: the tag)
+    locked: bool = False  # refuse inputs that differ from Cortexfile.lock
     context_dir: Path | None = None
     context_only: bool = False
     base_image: str | None = None
@@ -83,17 +88,56 @@ def model_store(views: Views, options: BuildOptions, environ: Mapping[str, str])
     return Path(given) if given else data_dir(views.host.config, environ)
 
 
+def default_tag(image_view: Resolved) -> str:
+    """The tag an image of this Cortexfile gets without --tag (the systemd quadlet runs it too)."""
+    return f"cortex-appliance:{config_hash(image_view.config)[:12]}"
+
+
+def baked_models(resolved: Resolved, store_dir: Path) -> dict[str, tuple[str, Path]]:
+    """model id -> (sha256, verified file): located or fetched by the model store on the host,
+    so no hub token enters the build."""
+    from menlo_cortex.runtime.models.store import ModelStore, file_sha256
+
+    config = resolved.config
+    store = ModelStore(config, store_dir)
+    found = {}
+    for model in config.models:
+        path = store.ensure(model)
+        found[model.id] = (model.sha256 or file_sha256(path), path)
+    return found
+
+
 def check_options(options: BuildOptions) -> None:
     """The command line's own values, before they reach a plan: a known platform, image references."""
     found = []
-    if options.platform is not None and platform_architecture(options.platform) not in MACHINES:
-        message = f"{options.platform!r} is not a platform this builds for: linux/amd64 or linux/arm64"
-        found.append(Diagnostic(Origin("flag --platform"), "", message))
-    images = {"--base-image": options.base_image, "--builder-image": options.builder_image, "--tag": options.tag}
+    for platform in (options.platform or "").split(",") if options.platform is not None else ():
+        if platform_architecture(platform.strip() or "?") not in MACHINES:
+            message = f"{platform.strip()!r} is not a platform this builds for: linux/amd64 or linux/arm64"
+            found.append(Diagnostic(Origin("flag --platform"), "", message))
+    images = {
+        "--base-image": options.base_image,
+        "--builder-image": options.builder_image,
+        "--tag": options.tag,
+        "--push": options.push_to,
+    }
     for flag, value in images.items():
         if value is not None and not IMAGE_REFERENCE.fullmatch(value):
             message = f"{value!r} is not an image reference ([registry/]name[:tag][@sha256:digest])"
             found.append(Diagnostic(Origin(f"flag {flag}"), "", message))
+    if found:
+        raise ConfigError(found)
+
+
+def check_formats(options: BuildOptions, names: list[str]) -> None:
+    """Options that only some formats take: several platforms and --locked are the OCI image's."""
+    found = []
+    others = [name for name in names if name != "oci"]
+    if options.platform and "," in options.platform and others:
+        message = f"several platforms are built by --format oci only, not by {', '.join(others)}"
+        found.append(Diagnostic(Origin("flag --platform"), "", message))
+    if options.locked and others:
+        message = f"Cortexfile.lock pins the inputs of --format oci, not of {', '.join(others)}"
+        found.append(Diagnostic(Origin("flag --locked"), "", message))
     if found:
         raise ConfigError(found)
 

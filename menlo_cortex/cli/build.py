@@ -27,6 +27,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], file_opti
     _build_options(build)
     build.set_defaults(run=run_build)
 
+    lock = sub.add_parser(
+        "lock", help="write Cortexfile.lock: the models, Debian packages and wheels an OCI image uses"
+    )
+    file_option(lock)  # type: ignore[operator]
+    lock.add_argument("--platform", help="linux/amd64, linux/arm64 or both, comma-separated (default: the file's)")
+    lock.add_argument("--wheels", type=Path, metavar="DIR", help="prebuilt llama-cpp-python wheels, as for build")
+    lock.add_argument("--model-store", type=Path, metavar="DIR", help="build host's data folder, as for build")
+    lock.set_defaults(run=run_lock)
+
     health = sub.add_parser("probe", help="health check: exit 0 when the Cortexfile's server answers /health")
     file_option(health)  # type: ignore[operator]
     from .defaults import add_defaults_option
@@ -47,7 +56,14 @@ def _build_options(parser: argparse.ArgumentParser) -> None:
     )
     add("--tag", "-t", help="image reference (default: cortex-appliance:<config hash>, or menloltd/cortex-VARIANT)")
     add("--platform", help="linux/amd64 or linux/arm64 (overrides target.architecture)")
-    add("--push", action="store_true", help="push the tagged image (credentials from the usual config.json)")
+    add(
+        "--push",
+        nargs="?",
+        const="",
+        metavar="REF",
+        help="push the image to REF (default: the tag); credentials from the usual config.json / auth.json",
+    )
+    add("--locked", action="store_true", help="refuse inputs that differ from Cortexfile.lock (--format oci)")
     add("--context-dir", type=Path, help="also write the build context here, for inspection")
     add("--context-only", action="store_true", help="write the context (--context-dir) and stop; no engine needed")
     add(
@@ -89,6 +105,7 @@ def run_build(args: argparse.Namespace) -> int:
     environ = dict(os.environ)
     views = targets.read_views(options.file, environ)  # the one read of the Cortexfile
     names = args.format or views.host.config.build.formats
+    targets.check_formats(options, names)
     refused = format_rules.build_problems(views.host, names)  # every format's refusals before any build starts
     if refused:
         raise ConfigError(views.host.warnings + refused)
@@ -96,6 +113,21 @@ def run_build(args: argparse.Namespace) -> int:
     for name in names:
         for line in targets.target(name).make(views, options, environ):
             print(line)
+    return 0
+
+
+def run_lock(args: argparse.Namespace) -> int:
+    from menlo_cortex.images import targets
+    from menlo_cortex.images.targets import BuildOptions, oci
+
+    options = BuildOptions(
+        file=Path(args.file), platform=args.platform, wheels_dir=args.wheels, model_store=args.model_store
+    )
+    targets.check_options(options)
+    environ = dict(os.environ)
+    views = targets.read_views(options.file, environ)
+    targets.check_host(views, options, environ)
+    print(f"wrote {oci.write_lock(views, options, environ)}")
     return 0
 
 
@@ -111,7 +143,9 @@ def _options(args: argparse.Namespace) -> BuildOptions:
         wheels_dir=args.wheels,
         model_store=args.model_store,
         tag=tag,
-        push=args.push,
+        push=args.push is not None,
+        push_to=args.push or None,
+        locked=args.locked,
         context_dir=args.context_dir,
         context_only=args.context_only,
         base_image=args.base_image,

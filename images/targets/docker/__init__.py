@@ -15,14 +15,13 @@ from pathlib import Path
 import docker
 from menlo_cortex.cortexfile import format_rules
 from menlo_cortex.cortexfile.errors import ConfigError, Diagnostic, Origin
-from menlo_cortex.cortexfile.hashing import config_hash
 from menlo_cortex.cortexfile.loader import Resolved
 
 from menlo_cortex import __version__
 
 from ...reproducible import rfc3339, source_epoch
 from ...wheels import build_project_wheel, prebuilt_wheels
-from .. import BuildOptions, Views, model_store
+from .. import BuildOptions, Views, baked_models, default_tag, model_store
 from . import engine
 from .context import Entry, HostFiles, entries, write_tar, write_tree
 from .plan import BuildPlan, ImageOptions, make_plan
@@ -66,7 +65,7 @@ def request_from(views: Views, options: BuildOptions, environ: Mapping[str, str]
         file=options.file,
         model_store=model_store(views, options, environ),
         bake_cortexfile=options.bake_cortexfile,
-        tag=options.tag,
+        tag=options.tag or options.push_to,
         platform=options.platform,
         push=options.push,
         context_dir=options.context_dir,
@@ -100,11 +99,6 @@ def build_docker(views: Views, request: DockerBuild, environ: Mapping[str, str])
             client.close()
 
 
-def default_tag(image_view: Resolved) -> str:
-    """The tag an image of this Cortexfile gets without --tag (the systemd quadlet runs it too)."""
-    return f"cortex-appliance:{config_hash(image_view.config)[:12]}"
-
-
 def _make(
     request: DockerBuild,
     host_view: Resolved,
@@ -112,7 +106,7 @@ def _make(
     client: docker.DockerClient | None,
     environ: Mapping[str, str],
 ) -> Built:
-    models = _baked_models(host_view, request.model_store) if image_view.config.build.bake_models else {}
+    models = baked_models(host_view, request.model_store) if image_view.config.build.bake_models else {}
     cortexfile = request.file if request.bake_cortexfile else None
     epoch = source_epoch([request.file, *(path for _, path in models.values())], environ)
     with tempfile.TemporaryDirectory(prefix="cortex-build-") as scratch:
@@ -134,20 +128,6 @@ def _check_supported(resolved: Resolved) -> None:
     problems = format_rules.problems(resolved, FORMAT)
     if problems:
         raise ConfigError(problems)
-
-
-def _baked_models(resolved: Resolved, store_dir: Path) -> dict[str, tuple[str, Path]]:
-    """model id -> (sha256, verified file): located or fetched by the model store on the host,
-    so no hub token enters the build."""
-    from menlo_cortex.runtime.models.store import ModelStore, file_sha256
-
-    config = resolved.config
-    store = ModelStore(config, store_dir)
-    found = {}
-    for model in config.models:
-        path = store.ensure(model)
-        found[model.id] = (model.sha256 or file_sha256(path), path)
-    return found
 
 
 def _wheels(request: DockerBuild, scratch: Path) -> tuple[Path, ...]:

@@ -25,7 +25,10 @@ def drop_installers(site: Path) -> None:
         name = entry.name.split("-")[0]
         if name in INSTALLERS or entry.name == "distutils-precedence.pth":
             shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-    for script in Path(sys.prefix, "bin").glob("pip*"):
+
+
+def drop_installer_scripts(scripts: Path) -> None:
+    for script in scripts.glob("pip*"):
         script.unlink()
 
 
@@ -70,6 +73,7 @@ def write_musl_stack_hook(site: Path) -> None:
 def main(argv: list[str]) -> int:
     site = site_packages()
     drop_installers(site)
+    drop_installer_scripts(Path(sys.prefix, "bin"))
     drop_duplicate_libraries(site)
     link_identical_sonames(site)
     drop_tests(site)

@@ -9,8 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from .. import BuildOptions, Views, model_store
-from ..docker import default_tag
+from .. import BuildOptions, Views, default_tag, model_store
 from .bundle import BuildRequest, build
 from .plan import FORMAT
 

@@ -1,0 +1,129 @@
+"""What an image or disk holds, as an SPDX 2.3 JSON document: the Debian packages dpkg installed, the
+Python distributions of the runtime's environment, and the models, each with its sha256 and source.
+
+Deterministic: the same contents and epoch give the same bytes (no clock, no random namespace).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from menlo_cortex import __version__
+
+from .debian import SUITE, InstalledPackage
+from .reproducible import rfc3339
+
+NAMESPACE = "https://menlo.ai/cortex/spdx"
+NOASSERTION = "NOASSERTION"
+MEDIA_TYPE = "application/spdx+json"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    id: str
+    sha256: str
+    source: str | None  # where it was fetched from, when remote
+
+
+@dataclass(frozen=True)
+class PythonEntry:
+    name: str
+    version: str
+
+
+@dataclass(frozen=True)
+class Contents:
+    name: str  # the document's subject: an image reference, a disk image's name
+    architecture: str
+    debian: tuple[InstalledPackage, ...]
+    python: tuple[PythonEntry, ...]
+    models: tuple[ModelEntry, ...]
+
+
+def document(contents: Contents, epoch: int) -> dict[str, Any]:
+    packages = [
+        *(_deb(package) for package in contents.debian),
+        *(_python(dist) for dist in contents.python),
+        *(_model(model) for model in contents.models),
+    ]
+    seed = json.dumps(packages, sort_keys=True).encode()
+    return {
+        "spdxVersion": "SPDX-2.3",
+        "dataLicense": "CC0-1.0",
+        "SPDXID": "SPDXRef-DOCUMENT",
+        "name": f"{contents.name} ({contents.architecture})",
+        "documentNamespace": f"{NAMESPACE}/{quote(contents.name, safe='')}/{hashlib.sha256(seed).hexdigest()}",
+        "creationInfo": {"created": rfc3339(epoch), "creators": [f"Tool: cortex-{__version__}"]},
+        "packages": packages,
+        "relationships": [
+            {"spdxElementId": "SPDXRef-DOCUMENT", "relationshipType": "DESCRIBES", "relatedSpdxElement": p["SPDXID"]}
+            for p in packages
+        ],
+    }
+
+
+def encode(doc: dict[str, Any]) -> bytes:
+    return (json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
+def _package(kind: str, name: str, version: str, purl: str | None, **more: Any) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "SPDXID": f"SPDXRef-{kind}-{_id(name)}",
+        "name": name,
+        "versionInfo": version or NOASSERTION,
+        "downloadLocation": NOASSERTION,
+        "filesAnalyzed": False,
+        "licenseConcluded": NOASSERTION,
+        "licenseDeclared": NOASSERTION,
+        "copyrightText": NOASSERTION,
+        **more,
+    }
+    if purl:
+        entry["externalRefs"] = [
+            {"referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl", "referenceLocator": purl}
+        ]
+    return entry
+
+
+def _deb(package: InstalledPackage) -> dict[str, Any]:
+    version = quote(package.version, safe="")
+    purl = f"pkg:deb/debian/{package.name}@{version}?arch={package.architecture}&distro=debian-{SUITE}"
+    return _package("deb", package.name, package.version, purl, supplier="Organization: Debian")
+
+
+def _python(dist: PythonEntry) -> dict[str, Any]:
+    purl = f"pkg:pypi/{_pypi_name(dist.name)}@{quote(dist.version, safe='')}"
+    return _package("python", dist.name, dist.version, purl)
+
+
+def _model(model: ModelEntry) -> dict[str, Any]:
+    return _package(
+        "model",
+        model.id,
+        model.sha256,
+        None,
+        downloadLocation=model.source or NOASSERTION,
+        checksums=[{"algorithm": "SHA256", "checksumValue": model.sha256}],
+        primaryPackagePurpose="FILE",
+    )
+
+
+def _id(name: str) -> str:
+    """SPDX ids allow letters, digits, `.` and `-`; anything else becomes `-` plus a short hash, so two
+    names never share one."""
+    safe = re.sub(r"[^A-Za-z0-9.-]", "-", name)
+    return safe if safe == name else f"{safe}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
+def _pypi_name(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def python_entries(pairs: Iterable[tuple[str, str]]) -> tuple[PythonEntry, ...]:
+    return tuple(PythonEntry(name, version) for name, version in sorted(pairs))

@@ -1,0 +1,250 @@
+"""`cortex build --format oci`: the host step. The image is assembled from files, with no engine and
+no emulation: per architecture, the layers (each cached by a key of its inputs), the image config and
+manifest; then the index over every architecture, the SBOMs, the OCI layout folder and one archive per
+architecture, all written in a private folder and renamed into the output folder when complete.
+
+Layers, in the order an edit is most likely to reach them last:
+the Debian root, the runtime's venv, one per model, the Cortexfile with the appliance's folders.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tarfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ... import sbom
+from ...debian import InstalledPackage, debian_root, installed_packages
+from ...reproducible import rfc3339
+from ...wheels import runtime_constraints
+from ..docker.plan import BuildPlan
+from ..systemd import wheels as target_wheels
+from ..systemd.wheels import LLAMA_VERSION
+from . import venv
+from .cache import Cached, Facts, LayerCache
+from .layers import Blob, Tree, add_file, add_parents, add_tree, member, write_layer
+from .layout import Blobs, descriptor, docker_entry, write_archive, write_layout
+from .manifest import REF_NAME, Document, empty_config, image_config, image_index, image_manifest, referrer
+from .plan import OciPlan
+from .rootfs import root_tree
+from .userland import root_spec
+
+# Bump when a layer's recipe changes: the cache keys include it.
+LAYERS_REVISION = "2"
+SERVICE_UID = 10001
+SBOM_SUFFIX = ".spdx.json"
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What the layers are made of, found on the host by the target's request step."""
+
+    cortexfile: Path | None  # None: the image waits for a mounted one
+    models: Mapping[str, tuple[str, Path]]  # id -> (sha256, file in the host's store)
+    sources: Mapping[str, str]  # id -> the Cortexfile's source (for the SBOM and the lock)
+    wheels_dir: Path | None
+    epoch: int
+    cache: LayerCache
+
+
+@dataclass(frozen=True)
+class PlatformImage:
+    architecture: str
+    manifest: Blob
+    config: Blob
+    layers: tuple[Blob, ...]
+    sbom: bytes
+    facts: Facts = field(default_factory=dict)  # packages, distributions, wheels: for the lock
+
+
+@dataclass(frozen=True)
+class OciImage:
+    plan: OciPlan
+    index: Blob
+    layout: Path
+    archives: tuple[Path, ...]
+    sboms: tuple[Path, ...]
+    images: tuple[PlatformImage, ...]
+
+
+def assemble(plan: OciPlan, inputs: Inputs, output: Path) -> OciImage:
+    """Every platform's image, then the outputs, renamed into `output` only when all are written."""
+    blobs = Blobs()
+    images = tuple(_platform_image(plan.reference, image, inputs, blobs) for image in plan.images)
+    index = blobs.add(image_index([(image.manifest, image.architecture) for image in images]))
+    output.mkdir(parents=True, exist_ok=True)
+    work = output / f".{plan.stem}.partial"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    try:
+        names = _write_outputs(plan, images, index, blobs, work)
+        published = [_publish(work / name, output / name) for name in names]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    archives = tuple(path for path in published if path.suffix == ".tar")
+    sboms = tuple(path for path in published if path.name.endswith(SBOM_SUFFIX))
+    return OciImage(plan, index, output / f"{plan.stem}.oci", archives, sboms, images)
+
+
+def platform_layers(image: BuildPlan, inputs: Inputs) -> list[tuple[Cached, str]]:
+    """The cached layers of one platform's image, with what each holds (the history's words)."""
+    layers = [
+        (_root_layer(image.architecture, inputs), "Debian root"),
+        (_venv_layer(image.architecture, inputs), "runtime"),
+    ]
+    for model in image.models:
+        layers.append((_model_layer(image, model.sha256, inputs), f"model {model.id}"))
+    layers.append((_config_layer(image, inputs), "Cortexfile"))
+    return layers
+
+
+def _platform_image(reference: str, image: BuildPlan, inputs: Inputs, blobs: Blobs) -> PlatformImage:
+    cached = platform_layers(image, inputs)
+    layers = [blobs.add_file(layer.blob, layer.path) for layer, _ in cached]
+    created = rfc3339(inputs.epoch)
+    config = blobs.add(image_config(image, [(layer.blob, what) for layer, what in cached], created))
+    manifest = blobs.add(image_manifest(config, layers, created))
+    facts = {**cached[0][0].facts, **cached[1][0].facts}
+    document = sbom.encode(sbom.document(_contents(reference, image, facts, inputs), inputs.epoch))
+    return PlatformImage(image.architecture, manifest, config, tuple(layers), document, facts)
+
+
+def _contents(reference: str, image: BuildPlan, facts: Facts, inputs: Inputs) -> sbom.Contents:
+    packages = tuple(InstalledPackage(**package) for package in facts["packages"])
+    python = sbom.python_entries((dist["name"], dist["version"]) for dist in facts["distributions"])
+    models = tuple(sbom.ModelEntry(m.id, m.sha256, inputs.sources.get(m.id)) for m in image.models)
+    return sbom.Contents(reference, image.architecture, packages, python, models)
+
+
+def _root_layer(architecture: str, inputs: Inputs) -> Cached:
+    spec = root_spec(architecture)
+
+    def write(path: Path) -> tuple[Blob, Facts]:
+        root = debian_root(spec)
+        blob = write_layer(path, lambda tar: add_tree(tar, root_tree(root, inputs.epoch), inputs.epoch), compress=True)
+        debian = {"suite": spec.suite, "mirror": spec.mirror, "root": spec.key()}
+        return blob, {"packages": [vars(p) for p in installed_packages(root)], "debian": debian}
+
+    return inputs.cache.layer(_key("root", spec.key(), inputs.epoch), write)
+
+
+def _venv_layer(architecture: str, inputs: Inputs) -> Cached:
+    llama = target_wheels.llama_wheel(architecture, inputs.wheels_dir)
+    key = _key(
+        "venv",
+        architecture,
+        venv.project_fingerprint(),
+        llama.name,
+        llama.stat().st_size,
+        runtime_constraints(),
+        inputs.epoch,
+    )
+
+    def write(path: Path) -> tuple[Blob, Facts]:
+        staging = path.with_name(path.name + ".venv")
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            wheels = venv.gather_wheels(architecture, staging / "wheels", inputs.wheels_dir)
+            dists = venv.assemble(wheels, architecture, staging / "tree")
+            hashes = venv.wheel_hashes(wheels)
+            tree = Tree(staging / "tree", prefix=f"{venv.PREFIX}/")
+            blob = write_layer(path, lambda tar: _add_under(tar, venv.PREFIX, tree, inputs.epoch), compress=True)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return blob, {
+            "distributions": [vars(d) for d in dists],
+            "wheels": [vars(w) for w in hashes],
+            "llama_cpp_python": LLAMA_VERSION,
+        }
+
+    return inputs.cache.layer(key, write)
+
+
+def _add_under(tar: tarfile.TarFile, prefix: str, tree: Tree, epoch: int) -> None:
+    add_parents(tar, prefix, epoch, set())
+    tar.addfile(member(prefix, epoch, mode=0o755, kind=tarfile.DIRTYPE))
+    add_tree(tar, tree, epoch)
+
+
+def _model_layer(image: BuildPlan, sha256: str, inputs: Inputs) -> Cached:
+    """The model file where the image's store looks for it; stored uncompressed: a GGUF hardly
+    compresses, and an uncompressed layer is written at the speed of a copy."""
+    source = next(path for sha, path in inputs.models.values() if sha == sha256)
+    target = f"{image.data_dir.strip('/')}/models/{sha256}.gguf"
+
+    def write(path: Path) -> tuple[Blob, Facts]:
+        def fill(tar: tarfile.TarFile) -> None:
+            _data_folders(tar, image, inputs.epoch)  # the model's folders, the service user's as in the last layer
+            add_file(tar, target, source, inputs.epoch)
+
+        return write_layer(path, fill, compress=False), {}
+
+    return inputs.cache.layer(_key("model", sha256, target, inputs.epoch), write)
+
+
+def _config_layer(image: BuildPlan, inputs: Inputs) -> Cached:
+    """The Cortexfile, and the service's folders: the data folder (and its models/) is the service user's."""
+    text = inputs.cortexfile.read_bytes() if inputs.cortexfile else b""
+    digest = hashlib.sha256(text).hexdigest()
+
+    def write(path: Path) -> tuple[Blob, Facts]:
+        def fill(tar: tarfile.TarFile) -> None:
+            config = image.config_dir.strip("/")
+            add_parents(tar, f"{config}/x", inputs.epoch, set())
+            if inputs.cortexfile is not None:
+                add_file(tar, image.config_path.strip("/"), inputs.cortexfile, inputs.epoch)
+            _data_folders(tar, image, inputs.epoch)
+
+        return write_layer(path, fill, compress=True), {}
+
+    exists = inputs.cortexfile is not None
+    return inputs.cache.layer(_key("config", digest, exists, image.config_path, image.data_dir, inputs.epoch), write)
+
+
+def _data_folders(tar: tarfile.TarFile, image: BuildPlan, epoch: int) -> None:
+    data = image.data_dir.strip("/")
+    add_parents(tar, data, epoch, set())
+    for folder in (data, f"{data}/models"):
+        tar.addfile(member(folder, epoch, mode=0o750, kind=tarfile.DIRTYPE, owner=SERVICE_UID))
+
+
+def _key(*parts: object) -> str:
+    return hashlib.sha256("|".join(map(str, (LAYERS_REVISION, *parts))).encode()).hexdigest()[:24]
+
+
+def _write_outputs(
+    plan: OciPlan, images: tuple[PlatformImage, ...], index: Blob, blobs: Blobs, work: Path
+) -> list[str]:
+    names = {"org.opencontainers.image.ref.name": plan.tag, "io.containerd.image.name": plan.reference}
+    entries = [descriptor(index, names)]
+    for image in images:
+        sbom_blob = blobs.add(Document(image.sbom, sbom.MEDIA_TYPE))
+        attached = blobs.add(referrer(image.manifest, sbom_blob, sbom.MEDIA_TYPE))
+        blobs.add(empty_config())
+        entries.append(descriptor(attached, artifactType=sbom.MEDIA_TYPE))
+    write_layout(work / f"{plan.stem}.oci", blobs, entries)
+    written = [f"{plan.stem}.oci"]
+    for image in images:
+        own = {image.manifest.hex, image.config.hex, *(layer.hex for layer in image.layers)}
+        archive = f"{plan.stem}-{image.architecture}.tar"
+        entry = descriptor(image.manifest, {REF_NAME: plan.tag, "io.containerd.image.name": plan.reference})
+        write_archive(
+            work / archive,
+            blobs.subset(own),
+            [entry],
+            [docker_entry(image.config, list(image.layers), [plan.reference])],
+        )
+        document = f"{plan.stem}-{image.architecture}{SBOM_SUFFIX}"
+        (work / document).write_bytes(image.sbom)
+        written += [archive, document]
+    return written
+
+
+def _publish(partial: Path, final: Path) -> Path:
+    if final.is_dir() and not final.is_symlink():
+        shutil.rmtree(final)
+    partial.replace(final)
+    return final

@@ -1,0 +1,153 @@
+"""The runtime's Python environment at /opt/cortex, assembled from wheels on the build host without
+running the target's Python: pip unpacks wheels made for the target's platform (the cross-built arm64
+llama-cpp-python among them) into site-packages, and the rest of a venv is three small files.
+
+The same trim as the Dockerfile path's builder stage (docker/trim_venv.py) leaves out the installers,
+tests and duplicate libraries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from menlo_cortex.runtime.models.store import file_sha256
+
+from ...plan import TARGET_PYTHON, machine_of
+from ...wheels import WheelError, build_project_wheel, editable_source, installed, runtime_constraints
+from ..docker import trim_venv
+from ..systemd import wheels as target_wheels
+
+PREFIX = "opt/cortex"
+SITE = f"lib/python{TARGET_PYTHON}/site-packages"
+SYSTEM_PYTHON = f"/usr/bin/python{TARGET_PYTHON}"
+LAUNCHER = """#!/opt/cortex/bin/python
+import sys
+
+from menlo_cortex.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
+"""
+# Installer leftovers that name the build host's paths.
+HOST_RECORDS = ("direct_url.json", "INSTALLER", "REQUESTED")
+
+
+@dataclass(frozen=True)
+class Wheel:
+    name: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Distribution:
+    name: str
+    version: str
+
+
+def project_fingerprint() -> str:
+    """Changes whenever the runtime's code could: a checkout's package files (names, sizes, times),
+    else the installed distribution's RECORD. Lets a rebuild skip building the project's wheel."""
+    digest = hashlib.sha256()
+    source = editable_source()
+    if source is None:
+        digest.update((installed().read_text("RECORD") or "").encode())
+        return digest.hexdigest()[:16]
+    folders = [
+        "menlo_cortex",
+        *tomllib.loads((source / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"].values(),
+    ]
+    for path in sorted(p for folder in folders for p in (source / folder).rglob("*") if p.is_file()):
+        if "__pycache__" not in path.parts:
+            status = path.stat()
+            digest.update(f"{path.relative_to(source)}|{status.st_size}|{status.st_mtime_ns}\n".encode())
+    digest.update((source / "pyproject.toml").read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def gather_wheels(architecture: str, scratch: Path, llama_folder: Path | None) -> list[Path]:
+    """This project's wheel, the runtime's dependencies and llama-cpp-python, all for `architecture`."""
+    llama = target_wheels.llama_wheel(architecture, llama_folder)
+    project = build_project_wheel(scratch)
+    found = {w.name: w for w in target_wheels.dependency_wheels(project, llama, architecture, runtime_constraints())}
+    found[llama.name] = llama
+    found[project.name] = project
+    return [found[name] for name in sorted(found) if not name.startswith(trim_venv.INSTALLERS)]
+
+
+def assemble(wheels: list[Path], architecture: str, into: Path) -> list[Distribution]:
+    """The venv under `into` (its /opt/cortex); the distributions it holds."""
+    site = into / SITE
+    _unpack(wheels, architecture, site)
+    shutil.rmtree(site / "bin", ignore_errors=True)  # pip's scripts name the build host's Python
+    trim_venv.drop_installers(site)
+    trim_venv.drop_duplicate_libraries(site)
+    trim_venv.link_identical_sonames(site)
+    trim_venv.drop_tests(site)
+    _forget_host(site)
+    _write_venv_files(into)
+    return distributions(site)
+
+
+def wheel_hashes(wheels: list[Path]) -> list[Wheel]:
+    return [Wheel(wheel.name, file_sha256(wheel)) for wheel in wheels]
+
+
+def _unpack(wheels: list[Path], architecture: str, site: Path) -> None:
+    machine = machine_of(architecture)
+    platforms = [f"manylinux_2_{minor}_{machine}" for minor in target_wheels.GLIBC_MINORS]
+    platforms += [f"manylinux2014_{machine}", f"linux_{machine}"]
+    command = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--no-compile"]
+    command += ["--only-binary=:all:", "--target", str(site), "--python-version", TARGET_PYTHON]
+    command += ["--implementation", "cp", *(arg for name in platforms for arg in ("--platform", name))]
+    done = subprocess.run([*command, *map(str, wheels)], capture_output=True, text=True, check=False, timeout=900)
+    if done.returncode != 0:
+        raise WheelError(f"unpacking the runtime's wheels for {architecture} failed: {done.stderr.strip()[-2000:]}")
+
+
+def _forget_host(site: Path) -> None:
+    """pip records where each wheel came from (a path on this machine) and who installed it."""
+    for info in site.glob("*.dist-info"):
+        for name in HOST_RECORDS:
+            (info / name).unlink(missing_ok=True)
+        record = info / "RECORD"
+        if record.is_file():
+            lines = record.read_text(encoding="utf-8").splitlines()
+            kept = [line for line in lines if line.split(",")[0].rpartition("/")[2] not in HOST_RECORDS]
+            record.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
+
+
+def _write_venv_files(into: Path) -> None:
+    (into / "pyvenv.cfg").write_text(
+        f"home = /usr/bin\ninclude-system-site-packages = false\nversion = {TARGET_PYTHON}\n", encoding="utf-8"
+    )
+    scripts = into / "bin"
+    scripts.mkdir(parents=True, exist_ok=True)
+    for name in ("python", "python3", f"python{TARGET_PYTHON}"):
+        (scripts / name).symlink_to(SYSTEM_PYTHON)
+    launcher = scripts / "cortex"
+    launcher.write_text(LAUNCHER, encoding="utf-8")
+    launcher.chmod(0o755)
+
+
+def distributions(site: Path) -> list[Distribution]:
+    """Name and version of every distribution in `site`, from its METADATA."""
+    found = []
+    for metadata in sorted(site.glob("*.dist-info/METADATA")):
+        fields = dict(_header(metadata.read_text(encoding="utf-8", errors="replace")))
+        found.append(Distribution(fields.get("Name", metadata.parent.name), fields.get("Version", "")))
+    return found
+
+
+def _header(text: str) -> list[tuple[str, str]]:
+    pairs = []
+    for line in text.split("\n\n", 1)[0].splitlines():
+        key, sep, value = line.partition(": ")
+        if sep and not line.startswith((" ", "\t")):
+            pairs.append((key, value.strip()))
+    return pairs
