@@ -24,6 +24,7 @@ NEEDS = {
     "test_data_dir": "model",  # the real test model; every server, image and bundle fixture with a model uses it
     "engine_tools": "engine",  # Podman, the registry and debootstrap bases (tests/images/docker_image/conftest.py)
     "base_root": "engine",  # a debootstrap'd Debian root (tests/images/systemd/test_install.py)
+    "oci_tools": "engine",  # Podman, skopeo, the registry and the OCI image's root (tests/images/oci/conftest.py)
     "device_image": "vm",  # a disk image built by `cortex build --format disk` (tests/images/disk/conftest.py)
 }
 # Session fixtures count against the first test that uses them: an engine test may compile the llama

@@ -13,9 +13,9 @@ import pytest
 from tests.cortexfile.test_migrate import CORTEXRC
 
 ROOT = Path(__file__).resolve().parent.parent
-# `start` serves until stopped; `build` needs a container engine or the models: tests/runtime and
-# tests/images run both for real.
-NOT_RUN_HERE = ("cortex start", "cortex build")
+# `start` serves until stopped; `build` and `lock` need a container engine, a Debian root or the models:
+# tests/runtime and tests/images run them for real.
+NOT_RUN_HERE = ("cortex start", "cortex build", "cortex lock")
 
 
 def readme_commands() -> list[str]:

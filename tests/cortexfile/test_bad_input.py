@@ -24,8 +24,8 @@ CASES = {
     ),
     "reused anchor": ("&a version: 1\nserver: &a {}\n", "2:9: invalid YAML: found duplicate anchor 'a'"),
     "unknown format": (
-        "version: 1\nbuild:\n  formats: [oci]\n",
-        "3:13: build.formats[0]: `cortex build` makes no `oci`",
+        "version: 1\nbuild:\n  formats: [iso]\n",
+        "3:13: build.formats[0]: `cortex build` makes no `iso`",
     ),
     "duplicate key": ("version: 1\nserver:\n  port: 1\n  port: 2\n", "4:3: duplicate key (first defined at line 3)"),
     "wrong type": ("version: 1\nserver:\n  port: eighty\n", "3:9: server.port: input should be a valid integer"),

@@ -51,12 +51,13 @@ def test_every_format_has_a_target_of_the_one_shape(name: str) -> None:
 def test_validate_refuses_a_format_no_target_builds(
     write_cortexfile: Callable[..., Path], cortex_command: list[str]
 ) -> None:
-    path = write_cortexfile("version: 1\nbuild:\n  formats: [docker, oci]\n")
+    path = write_cortexfile("version: 1\nbuild:\n  formats: [docker, iso]\n")
     command = [*cortex_command, "validate", "-f", str(path)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2
-    assert f"{path}:3:21: build.formats[1]: `cortex build` makes no `oci` output; it makes: disk, docker, systemd" in (
-        done.stderr + done.stdout
+    assert (
+        f"{path}:3:21: build.formats[1]: `cortex build` makes no `iso` output; it makes: disk, docker, oci, systemd"
+        in (done.stderr + done.stdout)
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,27 +14,65 @@ from menlo_cortex.runtime.models.store import ModelStore
 
 from ...reproducible import rfc3339, source_epoch
 from .. import BuildOptions, Views, baked_models, default_tag, model_store
+from ..systemd.wheels import llama_wheel
 from . import lock, push
 from .build import Inputs, OciImage, assemble, platform_layers
 from .cache import LayerCache, default_folder
 from .plan import DEFAULT_EPOCH, FORMAT, OciPlan, architectures, make_oci_plan
 
 
-def prepare(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> tuple[OciPlan, Inputs]:
-    """The plan and the host files it is made of: every check that can fail before a layer is written."""
-    image_view = views.of(FORMAT)
-    arches = architectures(options.platform, image_view)
-    models = (
-        baked_models(views.host, model_store(views, options, environ)) if image_view.config.build.bake_models else {}
-    )
-    epoch = source_epoch([], {**environ, "SOURCE_DATE_EPOCH": environ.get("SOURCE_DATE_EPOCH") or str(DEFAULT_EPOCH)})
-    digests = {model: sha for model, (sha, _) in models.items()}
-    plan = make_oci_plan(image_view, options.tag or default_tag(image_view), arches, digests, rfc3339(epoch))
-    inputs = Inputs(
+@dataclass(frozen=True)
+class OciRequest:
+    """What `cortex build --format oci` (or `cortex lock`) was asked to do."""
+
+    host: Resolved  # the Cortexfile as the build host sees it (model sources, the store)
+    image: Resolved  # as the image will load it (the format's defaults layer)
+    cortexfile: Path | None  # None: the image waits for a mounted one
+    architectures: tuple[str, ...]
+    output: Path
+    model_store: Path
+    wheels_dir: Path | None = None
+    tag: str | None = None
+    push: bool = False
+    push_to: str | None = None
+    lock_file: Path | None = None  # --locked: the lock the inputs must match
+    environ: Mapping[str, str] = field(default_factory=dict)
+
+
+def request_from(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> OciRequest:
+    image = views.of(FORMAT)
+    return OciRequest(
+        host=views.host,
+        image=image,
         cortexfile=options.file if options.bake_cortexfile else None,
-        models=models,
-        sources={model.id: _source(views.host, model.id) for model in views.host.config.models},
+        architectures=architectures(options.platform, image),
+        output=options.output,
+        model_store=model_store(views, options, environ),
         wheels_dir=options.wheels_dir,
+        tag=options.tag,
+        push=options.push,
+        push_to=options.push_to,
+        lock_file=lock.lock_path(options.file) if options.locked else None,
+        environ=environ,
+    )
+
+
+def prepare(request: OciRequest) -> tuple[OciPlan, Inputs]:
+    """The plan and the host files it is made of: every check that can fail before a layer is written."""
+    for architecture in request.architectures:  # a platform without its llama-cpp-python wheel fails first
+        llama_wheel(architecture, request.wheels_dir)
+    bake = request.image.config.build.bake_models
+    models = baked_models(request.host, request.model_store) if bake else {}
+    environ = request.environ
+    epoch = source_epoch([], {"SOURCE_DATE_EPOCH": environ.get("SOURCE_DATE_EPOCH") or str(DEFAULT_EPOCH)})
+    digests = {model: sha for model, (sha, _) in models.items()}
+    reference = request.tag or default_tag(request.image)
+    plan = make_oci_plan(request.image, reference, request.architectures, digests, rfc3339(epoch))
+    inputs = Inputs(
+        cortexfile=request.cortexfile,
+        models=models,
+        sources={model.id: _source(request.host, model.id) for model in request.host.config.models},
+        wheels_dir=request.wheels_dir,
         epoch=epoch,
         cache=LayerCache(Path(environ.get("CORTEX_OCI_CACHE") or default_folder())),
     )
@@ -58,21 +97,22 @@ def lock_of(plan: OciPlan, inputs: Inputs) -> dict[str, Any]:
 
 
 def make(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> list[str]:
-    plan, inputs = prepare(views, options, environ)
-    if options.locked:
-        lock.check(lock.lock_path(options.file), lock_of(plan, inputs))
-    image = assemble(plan, inputs, options.output)
+    request = request_from(views, options, environ)
+    plan, inputs = prepare(request)
+    if request.lock_file is not None:
+        lock.check(request.lock_file, lock_of(plan, inputs))
+    image = assemble(plan, inputs, request.output)
     lines = _summary(image)
-    if options.push:
-        destination = options.push_to or plan.reference
+    if request.push:
+        destination = request.push_to or plan.reference
         lines.append(push.push(image.layout, plan.tag, destination, environ))
     return lines
 
 
 def write_lock(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> Path:
-    plan, inputs = prepare(views, options, environ)
+    request = request_from(views, options, environ)
     path = lock.lock_path(options.file)
-    lock.write(path, lock_of(plan, inputs))
+    lock.write(path, lock_of(*prepare(request)))
     return path
 
 

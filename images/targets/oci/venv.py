@@ -58,15 +58,15 @@ def project_fingerprint() -> str:
     if source is None:
         digest.update((installed().read_text("RECORD") or "").encode())
         return digest.hexdigest()[:16]
-    folders = [
-        "menlo_cortex",
-        *tomllib.loads((source / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"].values(),
-    ]
+    project = tomllib.loads((source / "pyproject.toml").read_text(encoding="utf-8"))
+    folders = ["menlo_cortex", *project["tool"]["setuptools"]["package-dir"].values()]
     for path in sorted(p for folder in folders for p in (source / folder).rglob("*") if p.is_file()):
         if "__pycache__" not in path.parts:
             status = path.stat()
             digest.update(f"{path.relative_to(source)}|{status.st_size}|{status.st_mtime_ns}\n".encode())
-    digest.update((source / "pyproject.toml").read_bytes())
+    readme = project["project"].get("readme")  # the wheel's METADATA carries it
+    for name in ("pyproject.toml", *([readme] if isinstance(readme, str) else [])):
+        digest.update((source / name).read_bytes())
     return digest.hexdigest()[:16]
 
 

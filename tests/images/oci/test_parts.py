@@ -1,0 +1,194 @@
+"""The OCI target's parts that need no engine, root or model: layers, the root's trim, the SBOM, the
+lock's comparison, the plan's platforms and the format's refusals."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+from menlo_cortex.cortexfile.errors import ConfigError
+from menlo_cortex.images import sbom
+from menlo_cortex.images.debian import InstalledPackage, installed_packages
+from menlo_cortex.images.targets.oci import lock
+from menlo_cortex.images.targets.oci.layers import Tree, add_tree, write_layer
+from menlo_cortex.images.targets.oci.manifest import image_index
+from menlo_cortex.images.targets.oci.plan import file_stem
+from menlo_cortex.images.targets.oci.rootfs import root_tree
+
+EPOCH = 1_700_000_000
+
+
+def _tree(root: Path) -> Path:
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "shadow").write_text("root:*:20785:0:99999:7:::\nnobody:*:20785:0:99999:7:::\n")
+    (root / "etc" / "passwd-").write_text("old\n")
+    (root / "etc" / "hostname").write_text("the-build-host\n")
+    (root / "dev").mkdir()
+    os.mkfifo(root / "dev" / "pipe")
+    (root / "usr" / "share" / "doc" / "bash").mkdir(parents=True)
+    (root / "usr" / "share" / "doc" / "bash" / "copyright").write_text("GPL\n")
+    (root / "usr" / "share" / "doc" / "bash" / "NEWS.gz").write_bytes(b"x" * 100)
+    (root / "usr" / "bin").mkdir(parents=True)
+    (root / "usr" / "bin" / "perl").write_bytes(b"#!perl\n")
+    (root / "usr" / "bin" / "perl").chmod(0o755)
+    (root / "usr" / "bin" / "perl5").hardlink_to(root / "usr" / "bin" / "perl")
+    (root / "bin").symlink_to("usr/bin")
+    return root
+
+
+def _members(path: Path) -> dict[str, tarfile.TarInfo]:
+    with tarfile.open(path) as tar:
+        return {member.name: member for member in tar.getmembers()}
+
+
+def test_a_root_layer_is_the_same_bytes_whatever_the_files_times(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "root")
+    first = write_layer(tmp_path / "a", lambda tar: add_tree(tar, root_tree(root, EPOCH), EPOCH), compress=True)
+    os.utime(root / "usr" / "bin" / "perl", (1, 1))
+    second = write_layer(tmp_path / "b", lambda tar: add_tree(tar, root_tree(root, EPOCH), EPOCH), compress=True)
+    assert first == second
+    assert first.digest == "sha256:" + hashlib.sha256((tmp_path / "a").read_bytes()).hexdigest()
+    assert first.diff_id == "sha256:" + hashlib.sha256(gzip.decompress((tmp_path / "a").read_bytes())).hexdigest()
+    later = write_layer(tmp_path / "c", lambda tar: add_tree(tar, root_tree(root, EPOCH + 1), EPOCH + 1), compress=True)
+    assert later.digest != first.digest
+
+
+def test_the_root_layer_leaves_out_what_a_container_never_uses(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "root")
+    write_layer(tmp_path / "layer", lambda tar: add_tree(tar, root_tree(root, EPOCH), EPOCH), compress=True)
+    members = _members(tmp_path / "layer")
+    assert list(members) == sorted(members, key=lambda name: name.split("/"))
+    assert "dev" in members
+    assert "dev/pipe" not in members
+    assert "etc/passwd-" not in members
+    assert "etc/hostname" not in members
+    assert "usr/share/doc/bash/copyright" in members
+    assert "usr/share/doc/bash/NEWS.gz" not in members
+    assert members["usr/bin/perl5"].islnk()
+    assert members["usr/bin/perl5"].linkname == "usr/bin/perl"
+    assert members["bin"].issym()
+    assert members["bin"].linkname == "usr/bin"
+    assert members["usr/bin/perl"].mode == 0o755
+    assert {m.mtime for m in members.values()} == {EPOCH}
+    assert {(m.uname, m.gname) for m in members.values()} == {("", "")}
+    with tarfile.open(tmp_path / "layer") as tar:
+        shadow = tar.extractfile("etc/shadow").read().decode()  # type: ignore[union-attr]
+    assert {line.split(":")[2] for line in shadow.splitlines()} == {str(EPOCH // 86400)}
+
+
+def test_an_uncompressed_layer_has_one_digest(tmp_path: Path) -> None:
+    def fill(tar: tarfile.TarFile) -> None:
+        tar.addfile(tarfile.TarInfo("empty"), io.BytesIO(b""))
+
+    blob = write_layer(tmp_path / "layer", fill, compress=False)
+    assert blob.digest == blob.diff_id
+    assert blob.media_type.endswith(".tar")
+    assert (tmp_path / "layer").read_bytes()[:5] == b"empty"
+
+
+def test_installed_packages_are_read_from_dpkg_status(tmp_path: Path) -> None:
+    info = tmp_path / "var" / "lib" / "dpkg" / "info"
+    info.mkdir(parents=True)
+    (info.parent / "status").write_text(
+        "Package: libc6\nStatus: install ok installed\nArchitecture: amd64\nVersion: 2.36-9\nDescription: x\n y\n\n"
+        "Package: gone\nStatus: deinstall ok config-files\nArchitecture: amd64\nVersion: 1\n"
+    )
+    (info / "libc6:amd64.md5sums").write_text("abc  lib/libc.so.6\n")
+    found = installed_packages(tmp_path)
+    assert found == [InstalledPackage("libc6", "2.36-9", "amd64", hashlib.sha256(b"abc  lib/libc.so.6\n").hexdigest())]
+
+
+def test_the_sbom_is_spdx_2_3_with_purls_and_model_checksums() -> None:
+    contents = sbom.Contents(
+        "registry:5000/cortex:v1",
+        "amd64",
+        (InstalledPackage("libc6", "2.36-9+deb12u1", "amd64", "0" * 64),),
+        sbom.python_entries([("ruamel.yaml", "0.19.1")]),
+        (sbom.ModelEntry("gemma", "a" * 64, "https://example.test/m.gguf"),),
+    )
+    document = sbom.document(contents, EPOCH)
+    assert document["spdxVersion"] == "SPDX-2.3"
+    assert document["creationInfo"]["created"] == "2023-11-14T22:13:20Z"
+    by_name = {package["name"]: package for package in document["packages"]}
+    assert by_name["libc6"]["externalRefs"][0]["referenceLocator"] == (
+        "pkg:deb/debian/libc6@2.36-9%2Bdeb12u1?arch=amd64&distro=debian-bookworm"
+    )
+    assert by_name["ruamel.yaml"]["externalRefs"][0]["referenceLocator"] == "pkg:pypi/ruamel-yaml@0.19.1"
+    assert by_name["gemma"]["checksums"] == [{"algorithm": "SHA256", "checksumValue": "a" * 64}]
+    assert by_name["gemma"]["downloadLocation"] == "https://example.test/m.gguf"
+    ids = [package["SPDXID"] for package in document["packages"]]
+    assert len(set(ids)) == len(ids)
+    assert all(i.startswith("SPDXRef-") for i in ids)
+    assert {r["relatedSpdxElement"] for r in document["relationships"]} == set(ids)
+    assert sbom.encode(document) == sbom.encode(sbom.document(contents, EPOCH))
+
+
+def _lock(version: str = "2.36-9") -> dict[str, object]:
+    facts = {
+        "debian": {"suite": "bookworm", "mirror": "http://deb.debian.org/debian", "root": "abc"},
+        "llama_cpp_python": "0.3.36",
+        "packages": [{"name": "libc6", "version": version, "architecture": "amd64", "files_sha256": "x"}],
+        "wheels": [{"name": "numpy.whl", "sha256": "1"}],
+    }
+    return lock.contents([{"id": "gemma", "source": "s", "sha256": "a", "size": 1}], {"amd64": facts})
+
+
+def test_a_lock_names_each_drift(tmp_path: Path) -> None:
+    path = tmp_path / "Cortexfile.lock"
+    lock.write(path, _lock())
+    lock.check(path, _lock())
+    changed = _lock("2.36-10")
+    changed["models"] = []
+    with pytest.raises(ConfigError) as caught:
+        lock.check(path, changed)
+    found = {(d.key, d.message) for d in caught.value.diagnostics}
+    assert ("platforms.amd64.packages.libc6.version", "locked 2.36-9, now 2.36-10") in found
+    assert ("models.gemma", "locked, no longer an input") in found
+    assert all(str(d.origin) == str(path) for d in caught.value.diagnostics)
+
+
+def test_a_missing_or_broken_lock_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="run `cortex lock` first"):
+        lock.check(tmp_path / "Cortexfile.lock", _lock())
+    (tmp_path / "Cortexfile.lock").write_text("version = [")
+    with pytest.raises(ConfigError) as caught:
+        lock.check(tmp_path / "Cortexfile.lock", _lock())
+    assert "unreadable lock file" in caught.value.diagnostics[0].message
+
+
+def test_file_stems_and_the_index_order() -> None:
+    assert file_stem("127.0.0.1:5000/team/cortex:v1") == "cortex-v1"
+    assert file_stem("cortex@sha256:" + "0" * 64) == "cortex"
+    from menlo_cortex.images.targets.oci.layers import Blob
+
+    index = json.loads(image_index([(Blob("sha256:1", 1, "m"), "amd64"), (Blob("sha256:2", 1, "m"), "arm64")]).data)
+    assert [m["platform"] for m in index["manifests"]] == [
+        {"architecture": "amd64", "os": "linux"},
+        {"architecture": "arm64", "os": "linux", "variant": "v8"},
+    ]
+
+
+def test_the_format_refuses_what_it_has_no_parts_for(write_cortexfile: object) -> None:
+    from menlo_cortex.cortexfile import format_rules
+    from menlo_cortex.cortexfile.loader import Inputs, read, resolve
+
+    path = write_cortexfile("version: 1\ntarget:\n  accelerator: cuda\n  distro: ubuntu\n")  # type: ignore[operator]
+    view = resolve(read(Inputs(path, environ={}))).view(("oci", {}))
+    messages = [str(d) for d in format_rules.problems(view, "oci")]
+    assert any("target.distro" in m and "Debian 12" in m for m in messages)
+    assert any("target.accelerator" in m and "--format docker" in m for m in messages)
+
+
+def test_tree_prefix_places_a_folder_inside_the_image(tmp_path: Path) -> None:
+    (tmp_path / "venv" / "bin").mkdir(parents=True)
+    (tmp_path / "venv" / "bin" / "cortex").write_text("#!/opt/cortex/bin/python\n")
+    write_layer(
+        tmp_path / "layer", lambda tar: add_tree(tar, Tree(tmp_path / "venv", prefix="opt/cortex/"), 0), compress=True
+    )
+    assert list(_members(tmp_path / "layer")) == ["opt/cortex/bin", "opt/cortex/bin/cortex"]
