@@ -156,6 +156,26 @@ def _disk_board(view: Resolved) -> Iterator[Diagnostic]:
         yield _located(view, ("device", "wifi", "ssid"), f"board `{name}` has no Wi-Fi radio in its recipe")
 
 
+# An image hands its data folder (and models/ in it) to the service user (uid 10001): never one of the
+# image's system folders or anything inside them (its code in /opt/cortex, its libraries, /etc), nor a
+# folder that holds them.
+SYSTEM_TREES = tuple(
+    PurePosixPath(p)
+    for p in ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/opt/cortex", "/proc", "/root", "/run", "/sbin",
+              "/sys", "/usr", "/var/cache", "/var/log", "/var/lib/dpkg", "/var/lib/apt")
+)  # fmt: skip
+SYSTEM_PARENTS = tuple(PurePosixPath(p) for p in ("/", "/home", "/opt", "/tmp", "/var", "/var/lib", "/var/tmp"))
+
+
+def _image_data_folder(view: Resolved) -> Iterator[Diagnostic]:
+    """An image gives its data folder (and models/ in it) to the service user: never a system folder."""
+    path = view.config.data.path
+    folder = PurePosixPath(str(path)) if path is not None else None
+    if folder is None or folder in SYSTEM_PARENTS or any(folder.is_relative_to(tree) for tree in SYSTEM_TREES):
+        message = f"{path} is not a folder an image may give to its service user: use {formats.DATA_DIR} or /data"
+        yield _located(view, ("data", "path"), message)
+
+
 def _oci_system(view: Resolved) -> Iterator[Diagnostic]:
     """The daemonless image is assembled from a Debian root and the CPU wheel: what it has parts for."""
     target = view.config.target
@@ -169,8 +189,8 @@ def _oci_system(view: Resolved) -> Iterator[Diagnostic]:
 _SERVICE_RULES = (_privileged_port, _data_folder, _baked_models_have_sha256, _logs_folder)
 RULES: Mapping[str, tuple[Rule, ...]] = MappingProxyType(
     {
-        "docker": (_image_pair,),
-        "oci": (_oci_system,),
+        "docker": (_image_pair, _image_data_folder),
+        "oci": (_oci_system, _image_data_folder),
         "systemd": (_systemd_distro, *_SERVICE_RULES),
         "disk": (_disk_system, _disk_board, *_SERVICE_RULES),
     }

@@ -3,22 +3,21 @@ build.assemble); `cortex lock` writes the inputs it would use to Cortexfile.lock
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from menlo_cortex.cortexfile.loader import Resolved
-from menlo_cortex.runtime.models.store import ModelStore
 
 from ...reproducible import rfc3339, source_epoch
 from .. import BuildOptions, Views, baked_models, default_tag, model_store
 from ..systemd.wheels import llama_wheel
 from . import lock, push
-from .build import Inputs, OciImage, assemble, platform_layers
+from .build import Inputs, OciImage, assemble, base_facts
 from .cache import LayerCache, default_folder
-from .plan import DEFAULT_EPOCH, FORMAT, OciPlan, architectures, make_oci_plan
+from .plan import DEFAULT_EPOCH, FORMAT, OciPlan, architectures, check_reference, make_oci_plan
 
 
 @dataclass(frozen=True)
@@ -40,6 +39,8 @@ class OciRequest:
 
 
 def request_from(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> OciRequest:
+    check_reference("--tag", options.tag)
+    check_reference("--push", options.push_to)
     image = views.of(FORMAT)
     return OciRequest(
         host=views.host,
@@ -80,15 +81,22 @@ def prepare(request: OciRequest) -> tuple[OciPlan, Inputs]:
 
 
 def _source(resolved: Resolved, model_id: str) -> str:
-    model = next(m for m in resolved.config.models if m.id == model_id)
-    return ModelStore(resolved.config, Path(os.devnull)).source_url(model)
+    """A model's source as the Cortexfile wrote it (a file beside it relative to it, as in any checkout);
+    an http(s) URL without its user, password, query or
+    fragment (where signed URLs keep their tokens)."""
+    source = next(m for m in resolved.config.models if m.id == model_id).source
+    parts = urlsplit(source)
+    if not parts.scheme and Path(source).is_relative_to(resolved.path.parent):  # a checkout's own file
+        return Path(source).relative_to(resolved.path.parent).as_posix()
+    if parts.scheme not in {"http", "https"}:
+        return source
+    host = parts.hostname or ""
+    return urlunsplit((parts.scheme, host if parts.port is None else f"{host}:{parts.port}", parts.path, "", ""))
 
 
 def lock_of(plan: OciPlan, inputs: Inputs) -> dict[str, Any]:
-    platforms = {}
-    for image in plan.images:
-        layers = platform_layers(image, inputs)
-        platforms[image.architecture] = {**layers[0][0].facts, **layers[1][0].facts}
+    """The lock of these inputs: the models, and what the root and runtime layers hold (each cached)."""
+    platforms = {architecture: base_facts(architecture, inputs) for architecture in plan.architectures}
     models = [
         {"id": model_id, "source": inputs.sources[model_id], "sha256": sha, "size": path.stat().st_size}
         for model_id, (sha, path) in inputs.models.items()

@@ -3,6 +3,9 @@ no emulation: per architecture, the layers (each cached by a key of its inputs),
 manifest; then the index over every architecture, the SBOMs, the OCI layout folder and one archive per
 architecture, all written in a private folder and renamed into the output folder when complete.
 
+Layers hold no parent folders of their own: the engine makes a missing one (root, 0755) and keeps an
+existing one as the layers below made it (/tmp stays 1777, /lib stays a link).
+
 Layers, in the order an edit is most likely to reach them last:
 the Debian root, the runtime's venv, one per model, the Cortexfile with the appliance's folders.
 """
@@ -12,9 +15,12 @@ from __future__ import annotations
 import hashlib
 import shutil
 import tarfile
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from menlo_cortex.runtime.models.store import file_sha256
 
 from ... import sbom
 from ...debian import InstalledPackage, debian_root, installed_packages
@@ -25,16 +31,15 @@ from ..systemd import wheels as target_wheels
 from ..systemd.wheels import LLAMA_VERSION
 from . import venv
 from .cache import Cached, Facts, LayerCache
-from .layers import Blob, Tree, add_file, add_parents, add_tree, member, write_layer
+from .layers import Blob, Tree, add_file, add_tree, member, write_layer
 from .layout import Blobs, descriptor, docker_entry, write_archive, write_layout
 from .manifest import REF_NAME, Document, empty_config, image_config, image_index, image_manifest, referrer
 from .plan import OciPlan
-from .rootfs import root_tree
+from .rootfs import SERVICE_UID, root_tree
 from .userland import root_spec
 
 # Bump when a layer's recipe changes: the cache keys include it.
-LAYERS_REVISION = "2"
-SERVICE_UID = 10001
+LAYERS_REVISION = "4"
 SBOM_SUFFIX = ".spdx.json"
 
 
@@ -75,10 +80,10 @@ def assemble(plan: OciPlan, inputs: Inputs, output: Path) -> OciImage:
     blobs = Blobs()
     images = tuple(_platform_image(plan.reference, image, inputs, blobs) for image in plan.images)
     index = blobs.add(image_index([(image.manifest, image.architecture) for image in images]))
+    if output.is_symlink():
+        raise OSError(f"-o {output}: a symbolic link; give the folder itself (the build runs as root)")
     output.mkdir(parents=True, exist_ok=True)
-    work = output / f".{plan.stem}.partial"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir()
+    work = Path(tempfile.mkdtemp(prefix=f".{plan.stem}.", suffix=".partial", dir=output))
     try:
         names = _write_outputs(plan, images, index, blobs, work)
         published = [_publish(work / name, output / name) for name in names]
@@ -87,6 +92,11 @@ def assemble(plan: OciPlan, inputs: Inputs, output: Path) -> OciImage:
     archives = tuple(path for path in published if path.suffix == ".tar")
     sboms = tuple(path for path in published if path.name.endswith(SBOM_SUFFIX))
     return OciImage(plan, index, output / f"{plan.stem}.oci", archives, sboms, images)
+
+
+def base_facts(architecture: str, inputs: Inputs) -> Facts:
+    """What the root and the runtime layers of `architecture` hold (packages, distributions, wheels)."""
+    return {**_root_layer(architecture, inputs).facts, **_venv_layer(architecture, inputs).facts}
 
 
 def platform_layers(image: BuildPlan, inputs: Inputs) -> list[tuple[Cached, str]]:
@@ -138,7 +148,7 @@ def _venv_layer(architecture: str, inputs: Inputs) -> Cached:
         architecture,
         venv.project_fingerprint(),
         llama.name,
-        llama.stat().st_size,
+        file_sha256(llama),
         runtime_constraints(),
         inputs.epoch,
     )
@@ -150,7 +160,7 @@ def _venv_layer(architecture: str, inputs: Inputs) -> Cached:
             wheels = venv.gather_wheels(architecture, staging / "wheels", inputs.wheels_dir)
             dists = venv.assemble(wheels, architecture, staging / "tree")
             hashes = venv.wheel_hashes(wheels)
-            tree = Tree(staging / "tree", prefix=f"{venv.PREFIX}/")
+            tree = Tree(staging / "tree", prefix=f"{venv.PREFIX}/", plain=True)
             blob = write_layer(path, lambda tar: _add_under(tar, venv.PREFIX, tree, inputs.epoch), compress=True)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -164,14 +174,13 @@ def _venv_layer(architecture: str, inputs: Inputs) -> Cached:
 
 
 def _add_under(tar: tarfile.TarFile, prefix: str, tree: Tree, epoch: int) -> None:
-    add_parents(tar, prefix, epoch, set())
     tar.addfile(member(prefix, epoch, mode=0o755, kind=tarfile.DIRTYPE))
     add_tree(tar, tree, epoch)
 
 
 def _model_layer(image: BuildPlan, sha256: str, inputs: Inputs) -> Cached:
     """The model file where the image's store looks for it; stored uncompressed: a GGUF hardly
-    compresses, and an uncompressed layer is written at the speed of a copy."""
+    compresses, and an uncompressed layer costs a copy with its hash beside it."""
     source = next(path for sha, path in inputs.models.values() if sha == sha256)
     target = f"{image.data_dir.strip('/')}/models/{sha256}.gguf"
 
@@ -192,8 +201,7 @@ def _config_layer(image: BuildPlan, inputs: Inputs) -> Cached:
 
     def write(path: Path) -> tuple[Blob, Facts]:
         def fill(tar: tarfile.TarFile) -> None:
-            config = image.config_dir.strip("/")
-            add_parents(tar, f"{config}/x", inputs.epoch, set())
+            tar.addfile(member(image.config_dir.strip("/"), inputs.epoch, mode=0o755, kind=tarfile.DIRTYPE))
             if inputs.cortexfile is not None:
                 add_file(tar, image.config_path.strip("/"), inputs.cortexfile, inputs.epoch)
             _data_folders(tar, image, inputs.epoch)
@@ -206,7 +214,6 @@ def _config_layer(image: BuildPlan, inputs: Inputs) -> Cached:
 
 def _data_folders(tar: tarfile.TarFile, image: BuildPlan, epoch: int) -> None:
     data = image.data_dir.strip("/")
-    add_parents(tar, data, epoch, set())
     for folder in (data, f"{data}/models"):
         tar.addfile(member(folder, epoch, mode=0o750, kind=tarfile.DIRTYPE, owner=SERVICE_UID))
 

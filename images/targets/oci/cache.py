@@ -54,7 +54,8 @@ class LayerCache:
         entry = self.folder / "layers" / f"{key}.json"
         entry.parent.mkdir(parents=True, exist_ok=True)
         staged = entry.with_name(f"{entry.name}.{os.getpid()}")
-        staged.write_text(json.dumps({"blob": asdict(blob), "facts": facts}, sort_keys=True), encoding="utf-8")
+        stored = {"blob": asdict(blob), "facts": facts, "mtime_ns": path.stat().st_mtime_ns}
+        staged.write_text(json.dumps(stored, sort_keys=True), encoding="utf-8")
         staged.replace(entry)
         return Cached(blob, path, facts)
 
@@ -66,6 +67,11 @@ class LayerCache:
         except (OSError, ValueError, KeyError, TypeError):
             return None
         path = self.folder / "blobs" / "sha256" / blob.hex
-        if not path.is_file() or path.stat().st_size != blob.size:
+        try:
+            status = path.stat()
+        except OSError:
+            return None
+        # Outputs hard-link these blobs: one edited in place (a new time) is written again, never trusted.
+        if status.st_size != blob.size or status.st_mtime_ns != stored.get("mtime_ns"):
             return None
         return Cached(blob, path, stored["facts"])

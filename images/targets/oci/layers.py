@@ -14,6 +14,7 @@ import os
 import stat
 import tarfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -48,15 +49,18 @@ class _Sink(Protocol):
 
 
 class _Hashing:
-    """A write-only stream that hashes and counts what passes through it to `out`."""
+    """A write-only stream that hashes and counts what passes through it to `out`. The hash runs on a
+    thread of its own (hashlib lets go of the GIL), beside the write: a model's layer costs about the
+    slower of the two, not their sum."""
 
     def __init__(self, out: _Sink) -> None:
         self.out = out
         self.sha = hashlib.sha256()
         self.size = 0
+        self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="layer-hash")  # in order: one worker
 
     def write(self, data: bytes) -> int:
-        self.sha.update(data)
+        self._hasher.submit(self.sha.update, bytes(data))
         self.size += len(data)
         return self.out.write(data)
 
@@ -65,6 +69,7 @@ class _Hashing:
 
     @property
     def digest(self) -> str:
+        self._hasher.shutdown(wait=True)
         return f"sha256:{self.sha.hexdigest()}"
 
 
@@ -77,8 +82,9 @@ def write_layer(dest: Path, fill: Callable[[tarfile.TarFile], None], *, compress
             if compress
             else None
         )
-        inner = _Hashing(packer or outer)
+        inner = _Hashing(packer) if packer is not None else outer  # uncompressed: one digest, hashed once
         with tarfile.open(fileobj=inner, mode="w|", format=tarfile.PAX_FORMAT, bufsize=CHUNK) as tar:  # type: ignore[call-overload]
+            tar.copybufsize = CHUNK
             fill(tar)
         if packer is not None:
             packer.close()
@@ -90,6 +96,8 @@ def member(
     name: str, epoch: int, *, mode: int = 0o644, size: int = 0, kind: bytes = tarfile.REGTYPE, owner: int = 0
 ) -> tarfile.TarInfo:
     """A member that says nothing of the machine that wrote it: numeric owner only, the build's time."""
+    if not name or name.startswith("/") or ".." in name.split("/"):
+        raise ValueError(f"not a relative path inside the image: {name!r}")
     info = tarfile.TarInfo(name)
     info.type = kind
     info.mode = mode
@@ -98,16 +106,6 @@ def member(
     info.uid = info.gid = owner
     info.uname = info.gname = ""
     return info
-
-
-def add_parents(tar: tarfile.TarFile, path: str, epoch: int, seen: set[str]) -> None:
-    """The folders above `path`, not `path` itself (root-owned, 0755), each once per layer."""
-    parts = path.strip("/").split("/")[:-1]
-    for depth in range(1, len(parts) + 1):
-        folder = "/".join(parts[:depth])
-        if folder not in seen:
-            seen.add(folder)
-            tar.addfile(member(folder, epoch, mode=0o755, kind=tarfile.DIRTYPE))
 
 
 def add_file(tar: tarfile.TarFile, name: str, source: Path, epoch: int, *, mode: int = 0o644, owner: int = 0) -> None:
@@ -129,6 +127,9 @@ class Tree:
     empty: frozenset[str] = frozenset()  # folders kept, their content not
     skip: Callable[[str], bool] = lambda name: False
     rewrite: Callable[[str, bytes], bytes | None] = lambda name, data: None
+    # Owned by root, 0755 or 0644 by the execute bit: a tree this build wrote (the venv), whose owners
+    # and modes are the build host's (its user, its umask), not the image's.
+    plain: bool = False
 
 
 def add_tree(tar: tarfile.TarFile, tree: Tree, epoch: int) -> None:
@@ -137,8 +138,9 @@ def add_tree(tar: tarfile.TarFile, tree: Tree, epoch: int) -> None:
     linked: dict[tuple[int, int], str] = {}
     for relative, path, status in _walk(tree):
         name = f"{tree.prefix}{relative}"
-        info = member(name, epoch, mode=stat.S_IMODE(status.st_mode))
-        info.uid, info.gid = status.st_uid, status.st_gid
+        info = member(name, epoch, mode=_mode(tree, status))
+        if not tree.plain:
+            info.uid, info.gid = status.st_uid, status.st_gid
         if stat.S_ISDIR(status.st_mode):
             info.type = tarfile.DIRTYPE
             tar.addfile(info)
@@ -147,6 +149,12 @@ def add_tree(tar: tarfile.TarFile, tree: Tree, epoch: int) -> None:
             tar.addfile(info)
         elif stat.S_ISREG(status.st_mode):
             _add_regular(tar, tree, info=info, path=path, status=status, linked=linked)
+
+
+def _mode(tree: Tree, status: os.stat_result) -> int:
+    if not tree.plain:
+        return stat.S_IMODE(status.st_mode)
+    return 0o755 if stat.S_ISDIR(status.st_mode) or status.st_mode & 0o111 else 0o644
 
 
 def _add_regular(

@@ -6,6 +6,8 @@ build would use with it and refuses, naming each difference, before anything is 
 
 from __future__ import annotations
 
+import os
+import tempfile
 import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -45,9 +47,15 @@ def contents(models: list[dict[str, Any]], platforms: Mapping[str, Facts]) -> di
 
 
 def write(path: Path, lock: dict[str, Any]) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(HEADER + tomli_w.dumps(lock), encoding="utf-8")
-    partial.replace(path)
+    """Written under a new name in the same folder (never through a link someone left there), then renamed."""
+    descriptor, partial = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+            stream.write(HEADER + tomli_w.dumps(lock))
+        os.chmod(partial, 0o644)
+        os.replace(partial, path)
+    finally:
+        Path(partial).unlink(missing_ok=True)
 
 
 def check(path: Path, lock: dict[str, Any]) -> None:

@@ -12,13 +12,13 @@ from typing import Any
 
 from ..docker.plan import BuildPlan
 from .layers import Blob
+from .rootfs import SERVICE_UID
 
 CONFIG = "application/vnd.oci.image.config.v1+json"
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 INDEX = "application/vnd.oci.image.index.v1+json"
 EMPTY = "application/vnd.oci.empty.v1+json"
 REF_NAME = "org.opencontainers.image.ref.name"
-USER = "10001:10001"  # the Dockerfile path's service user: not root, owns the data folder
 PATH = "/opt/cortex/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 SECOND_NS = 1_000_000_000
@@ -52,8 +52,8 @@ def image_config(plan: BuildPlan, layers: list[tuple[Blob, str]], created: str) 
     """What the engine runs: the Dockerfile path's entrypoint, user, port, labels and health check.
     `Healthcheck` is Docker's key: OCI has none, and engines that read it (Docker, Podman) use it."""
     config = {
-        "User": USER,
-        "Env": [f"PATH={PATH}", f"SSL_CERT_FILE={CA_BUNDLE}"],
+        "User": f"{SERVICE_UID}:{SERVICE_UID}",
+        "Env": [f"PATH={PATH}", f"SSL_CERT_FILE={CA_BUNDLE}", f"HOME={plan.data_dir}"],
         "Entrypoint": list(plan.entrypoint),
         "ExposedPorts": {f"{plan.port}/tcp": {}},
         "WorkingDir": plan.data_dir,

@@ -12,7 +12,7 @@ from menlo_cortex.cortexfile.loader import Resolved
 
 from menlo_cortex import __version__
 
-from ...plan import MACHINES, platform_architecture
+from ...plan import platform_architecture
 from ..docker.plan import BuildPlan, ImageOptions, make_plan
 
 FORMAT = "oci"
@@ -37,21 +37,19 @@ class OciPlan:
 
 
 def architectures(platforms: str | None, resolved: Resolved) -> tuple[str, ...]:
-    """`--platform linux/amd64,linux/arm64` as architectures (default: target.architecture); ConfigError
-    naming each one this target cannot build."""
+    """`--platform linux/amd64,linux/arm64` (checked by targets.check_options) as architectures, in the
+    order given, each once; default: target.architecture."""
     if platforms is None:
         return (resolved.config.target.architecture.value,)
-    found, problems = [], []
-    for given in platforms.split(","):
-        architecture = platform_architecture(given.strip()) if given.strip() else None
-        if architecture not in MACHINES:
-            message = f"{given.strip()!r} is not a platform this builds for: linux/amd64 or linux/arm64"
-            problems.append(Diagnostic(Origin("flag --platform"), "", message))
-        elif architecture not in found:
-            found.append(architecture)
-    if problems:
-        raise ConfigError(problems)
-    return tuple(str(a) for a in found)
+    found = [str(platform_architecture(given.strip())) for given in platforms.split(",")]
+    return tuple(dict.fromkeys(found))
+
+
+def check_reference(flag: str, reference: str | None) -> None:
+    """An OCI image is named by its tag: the digest is what the build computes."""
+    if reference is not None and "@" in reference:
+        message = f"{reference!r}: name the image by a tag; its digest is the build's to compute"
+        raise ConfigError([Diagnostic(Origin(f"flag {flag}"), "", message)])
 
 
 def make_oci_plan(

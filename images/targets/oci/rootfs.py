@@ -23,8 +23,23 @@ BACKUP_FOLDERS = frozenset({"etc", "var/lib/dpkg"})
 DOC = "usr/share/doc/"
 
 
+# The service user the image runs as (the Dockerfile path's): named in passwd and group so tools that
+# look it up find it; no login, no home of its own (the image sets HOME to the data folder).
+SERVICE_UID = 10001
+SERVICE_ACCOUNT = {
+    "etc/passwd": f"cortex:x:{SERVICE_UID}:{SERVICE_UID}:Cortex appliance:/nonexistent:/usr/sbin/nologin\n",
+    "etc/group": f"cortex:x:{SERVICE_UID}:\n",
+}
+
+
 def root_tree(root: Path, epoch: int) -> Tree:
-    return Tree(root, empty=EMPTY, skip=_dropped, rewrite=lambda name, data: _dated(name, data, epoch))
+    return Tree(root, empty=EMPTY, skip=_dropped, rewrite=lambda name, data: _rewritten(name, data, epoch))
+
+
+def _rewritten(name: str, data: bytes, epoch: int) -> bytes | None:
+    if name in SERVICE_ACCOUNT:
+        return data + SERVICE_ACCOUNT[name].encode()
+    return _dated(name, data, epoch)
 
 
 def _dropped(name: str) -> bool:

@@ -118,8 +118,13 @@ def _forget_host(site: Path) -> None:
         record = info / "RECORD"
         if record.is_file():
             lines = record.read_text(encoding="utf-8").splitlines()
-            kept = [line for line in lines if line.split(",")[0].rpartition("/")[2] not in HOST_RECORDS]
+            kept = [line for line in lines if not _host_record(line.split(",")[0])]
             record.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
+
+
+def _host_record(name: str) -> bool:
+    """An installer's own record, or a script pip wrote with the build host's Python in its first line."""
+    return name.rpartition("/")[2] in HOST_RECORDS or name.startswith("../../bin/")
 
 
 def _write_venv_files(into: Path) -> None:

@@ -28,6 +28,7 @@ def _tree(root: Path) -> Path:
     (root / "etc").mkdir(parents=True)
     (root / "etc" / "shadow").write_text("root:*:20785:0:99999:7:::\nnobody:*:20785:0:99999:7:::\n")
     (root / "etc" / "passwd-").write_text("old\n")
+    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
     (root / "etc" / "hostname").write_text("the-build-host\n")
     (root / "dev").mkdir()
     os.mkfifo(root / "dev" / "pipe")
@@ -79,7 +80,9 @@ def test_the_root_layer_leaves_out_what_a_container_never_uses(tmp_path: Path) -
     assert {(m.uname, m.gname) for m in members.values()} == {("", "")}
     with tarfile.open(tmp_path / "layer") as tar:
         shadow = tar.extractfile("etc/shadow").read().decode()  # type: ignore[union-attr]
+        passwd = tar.extractfile("etc/passwd").read().decode()  # type: ignore[union-attr]
     assert {line.split(":")[2] for line in shadow.splitlines()} == {str(EPOCH // 86400)}
+    assert passwd.splitlines()[1].startswith("cortex:x:10001:10001:")
 
 
 def test_an_uncompressed_layer_has_one_digest(tmp_path: Path) -> None:
@@ -192,3 +195,73 @@ def test_tree_prefix_places_a_folder_inside_the_image(tmp_path: Path) -> None:
         tmp_path / "layer", lambda tar: add_tree(tar, Tree(tmp_path / "venv", prefix="opt/cortex/"), 0), compress=True
     )
     assert list(_members(tmp_path / "layer")) == ["opt/cortex/bin", "opt/cortex/bin/cortex"]
+
+
+def test_member_names_stay_inside_the_image() -> None:
+    from menlo_cortex.images.targets.oci.layers import member
+
+    for name in ("", "/etc/passwd", "var/../../etc", ".."):
+        with pytest.raises(ValueError, match="not a relative path inside the image"):
+            member(name, 0)
+
+
+def test_a_tree_the_build_wrote_is_root_owned_with_plain_modes(tmp_path: Path) -> None:
+    (tmp_path / "venv" / "bin").mkdir(parents=True)
+    (tmp_path / "venv" / "bin").chmod(0o775)
+    (tmp_path / "venv" / "bin" / "tool").write_text("x")
+    (tmp_path / "venv" / "bin" / "tool").chmod(0o775)
+    (tmp_path / "venv" / "data").write_text("x")
+    (tmp_path / "venv" / "data").chmod(0o664)
+    os.chown(tmp_path / "venv" / "data", 4242, 4242) if os.geteuid() == 0 else None
+    tree = Tree(tmp_path / "venv", plain=True)
+    write_layer(tmp_path / "layer", lambda tar: add_tree(tar, tree, 0), compress=True)
+    members = _members(tmp_path / "layer")
+    assert {name: m.mode for name, m in members.items()} == {"bin": 0o755, "bin/tool": 0o755, "data": 0o644}
+    assert {(m.uid, m.gid) for m in members.values()} == {(0, 0)}
+
+
+def test_the_lock_is_never_written_through_a_link_left_in_its_folder(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("keep me\n")
+    for name in (".Cortexfile.lock.partial", ".Cortexfile.lock.tmp"):
+        (tmp_path / name).symlink_to(victim)
+    lock.write(tmp_path / "Cortexfile.lock", _lock())
+    assert victim.read_text() == "keep me\n"
+    assert (tmp_path / "Cortexfile.lock").read_text().startswith("# Written by `cortex lock`")
+
+
+@pytest.mark.parametrize(
+    ("written", "recorded"),
+    [
+        ("https://user:pw@example.test:8443/m.gguf?X-Amz-Signature=abc#frag", "https://example.test:8443/m.gguf"),
+        ("hf://Org/Repo/model.gguf@main", "hf://Org/Repo/model.gguf@main"),
+        ("models/local.gguf", "models/local.gguf"),
+    ],
+)
+def test_model_sources_are_recorded_without_credentials(written: str, recorded: str, write_cortexfile: object) -> None:
+    from menlo_cortex.cortexfile.loader import Inputs, read, resolve
+    from menlo_cortex.images.targets.oci import _source
+
+    text = f"version: 1\nmodels:\n  - id: m\n    source: {written!r}\n    sha256: '{'a' * 64}'\n"
+    path = write_cortexfile(text)  # type: ignore[operator]
+    assert _source(resolve(read(Inputs(path, environ={}))), "m") == recorded
+
+
+@pytest.mark.parametrize("folder", ["/", "/etc", "/usr/lib/cortex", "/opt/cortex/data", "/var/lib", "/tmp"])
+def test_an_image_gives_no_system_folder_to_its_service_user(folder: str, write_cortexfile: object) -> None:
+    from menlo_cortex.cortexfile import format_rules
+    from menlo_cortex.cortexfile.loader import Inputs, read, resolve
+
+    path = write_cortexfile(f"version: 1\ndata:\n  path: {folder}\n")  # type: ignore[operator]
+    resolved = resolve(read(Inputs(path, environ={})))
+    for name in ("oci", "docker"):
+        messages = [str(d) for d in format_rules.problems(resolved.view((name, {})), name)]
+        assert any(f"data.path: {folder} is not a folder an image may give" in m for m in messages), messages
+
+
+def test_an_oci_image_is_named_by_a_tag_not_a_digest() -> None:
+    from menlo_cortex.images.targets.oci.plan import check_reference
+
+    check_reference("--tag", "registry:5000/cortex:v1")
+    with pytest.raises(ConfigError, match="name the image by a tag"):
+        check_reference("--push", "registry:5000/cortex@sha256:" + "0" * 64)
