@@ -131,13 +131,18 @@ def _baked_models_have_sha256(view: Resolved) -> Iterator[Diagnostic]:
             )
 
 
-def _disk_system(view: Resolved) -> Iterator[Diagnostic]:
-    target = view.config.target
-    if target.distro != Distro.debian:
-        yield _located(view, ("target", "distro"), "--format disk makes Debian 12 images: set target.distro: debian")
-    if target.accelerator != Accelerator.cpu:
-        message = "--format disk makes CPU images (no GPU drivers in the image yet): set target.accelerator: cpu"
-        yield _located(view, ("target", "accelerator"), message)
+def _debian_cpu(name: str, accelerator_hint: str) -> Rule:
+    """The formats assembled from the Debian root and the CPU wheel: what they have parts for."""
+
+    def rule(view: Resolved) -> Iterator[Diagnostic]:
+        target = view.config.target
+        if target.distro != Distro.debian:
+            message = f"--format {name} makes Debian 12 images: set target.distro: debian"
+            yield _located(view, ("target", "distro"), message)
+        if target.accelerator != Accelerator.cpu:
+            yield _located(view, ("target", "accelerator"), f"--format {name} makes CPU images{accelerator_hint}")
+
+    return rule
 
 
 def _disk_board(view: Resolved) -> Iterator[Diagnostic]:
@@ -176,23 +181,17 @@ def _image_data_folder(view: Resolved) -> Iterator[Diagnostic]:
         yield _located(view, ("data", "path"), message)
 
 
-def _oci_system(view: Resolved) -> Iterator[Diagnostic]:
-    """The daemonless image is assembled from a Debian root and the CPU wheel: what it has parts for."""
-    target = view.config.target
-    if target.distro != Distro.debian:
-        yield _located(view, ("target", "distro"), "--format oci makes Debian 12 images: set target.distro: debian")
-    if target.accelerator != Accelerator.cpu:
-        message = "--format oci makes CPU images; for an accelerator, use --format docker"
-        yield _located(view, ("target", "accelerator"), message)
-
-
 _SERVICE_RULES = (_privileged_port, _data_folder, _baked_models_have_sha256, _logs_folder)
 RULES: Mapping[str, tuple[Rule, ...]] = MappingProxyType(
     {
         "docker": (_image_pair, _image_data_folder),
-        "oci": (_oci_system, _image_data_folder),
+        "oci": (_debian_cpu("oci", "; for an accelerator, use --format docker"), _image_data_folder),
         "systemd": (_systemd_distro, *_SERVICE_RULES),
-        "disk": (_disk_system, _disk_board, *_SERVICE_RULES),
+        "disk": (
+            _debian_cpu("disk", " (no GPU drivers in the image yet): set target.accelerator: cpu"),
+            _disk_board,
+            *_SERVICE_RULES,
+        ),
     }
 )
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from menlo_cortex import __version__
 
@@ -125,5 +125,23 @@ def _pypi_name(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def python_entries(pairs: Iterable[tuple[str, str]]) -> tuple[PythonEntry, ...]:
-    return tuple(PythonEntry(name, version) for name, version in sorted(pairs))
+def public_source(source: str, base: Path) -> str:
+    """A model's source as a Cortexfile wrote it (a file beside it relative to it, as in any checkout);
+    an http(s) URL without its user, password, query or fragment (where signed URLs keep their tokens)."""
+    parts = urlsplit(source)
+    if not parts.scheme and Path(source).is_relative_to(base):
+        return Path(source).relative_to(base).as_posix()
+    if parts.scheme not in {"http", "https"}:
+        return source
+    host = parts.hostname or ""
+    return urlunsplit((parts.scheme, host if parts.port is None else f"{host}:{parts.port}", parts.path, "", ""))
+
+
+def site_packages_entries(site: Path) -> tuple[PythonEntry, ...]:
+    """Name and version of every distribution installed in `site`, from its METADATA."""
+    found = []
+    for metadata in sorted(site.glob("*.dist-info/METADATA")):
+        header = metadata.read_text(encoding="utf-8", errors="replace").split("\n\n", 1)[0]
+        fields = dict(line.split(": ", 1) for line in header.splitlines() if ": " in line and line[:1].strip())
+        found.append(PythonEntry(fields.get("Name", metadata.parent.name), fields.get("Version", "").strip()))
+    return tuple(found)

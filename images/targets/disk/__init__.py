@@ -29,7 +29,8 @@ def make(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> lis
     size = image.image.stat().st_size
     lines = [
         f"{image.image} ({size >> 20} MiB, {image.used_bytes >> 20} MiB in use; board {image.plan.board.name})",
-        f"{image.compressed} ({image.compressed.stat().st_size >> 20} MiB), {image.bmap.name}, {image.checksums.name}",
+        f"{image.compressed} ({image.compressed.stat().st_size >> 20} MiB), {image.bmap.name}, {image.checksums.name}, "
+        f"{image.sbom.name} (SPDX 2.3)",
         f"flash it: sudo bmaptool copy {image.compressed} /dev/sdX",
         f"      or: zstd -dc {image.compressed} | sudo dd of=/dev/sdX bs=4M conv=fsync",
     ]

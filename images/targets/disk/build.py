@@ -23,7 +23,8 @@ from menlo_cortex.cortexfile.loader import Resolved
 from menlo_cortex.cortexfile.secrets import SecretUnavailable
 from menlo_cortex.runtime.models.store import file_sha256
 
-from ...debian import copy_root, debian_root
+from ... import sbom
+from ...debian import copy_root, debian_root, installed_packages
 from ...reproducible import source_epoch
 from ..systemd.bundle import BuildRequest, with_platform
 from ..systemd.bundle import build as build_bundle
@@ -57,6 +58,7 @@ class DiskImage:
     compressed: Path
     bmap: Path
     checksums: Path
+    sbom: Path  # SPDX 2.3
     plan: DiskPlan
     used_bytes: int
 
@@ -92,9 +94,24 @@ def _assemble(request: DiskRequest, resolved: Resolved, plan: DiskPlan, psk: str
     clamp_times(root, epoch)
     root_mib = _root_size(resolved, plan, root)
     _check_space(work, root_mib)
+    contents = _contents(plan, resolved, root)
     disk = make_disk(plan, root, boot, work, root_mib=root_mib, epoch=epoch)
     shutil.rmtree(root)
+    (work / f"{plan.name}.spdx.json").write_bytes(sbom.encode(sbom.document(contents, epoch)))
     return _publish(plan, disk, request.output)
+
+
+def _contents(plan: DiskPlan, resolved: Resolved, root: Path) -> sbom.Contents:
+    """What the image holds, for its SBOM: dpkg's packages, the service's venv, the baked models."""
+    site = sorted((root / "opt" / "cortex").glob("*/lib/python*/site-packages"))
+    python = sbom.site_packages_entries(site[-1]) if site else ()
+    base = resolved.path.parent
+    models = tuple(
+        sbom.ModelEntry(model.id, model.sha256, sbom.public_source(model.source, base))
+        for model in resolved.config.models
+        if model.sha256 and resolved.config.build.bake_models
+    )
+    return sbom.Contents(plan.name, plan.architecture, tuple(installed_packages(root)), python, models)
 
 
 def check_archive(plan: DiskPlan, timeout_s: float = 10.0) -> None:
@@ -233,13 +250,14 @@ def _publish(plan: DiskPlan, disk: Path, output: Path) -> DiskImage:
     _tool(["bmaptool", "-q", "create", "-o", str(bmap), str(stem)], "bmaptool create (apt-get install bmap-tools)")
     _tool(["zstd", "-q", "-T0", "-10", "--no-progress", "-f", str(stem), "-o", str(compressed)], "zstd")
     checksums = stem.with_name(plan.name + ".sha256")
-    lines = [f"{file_sha256(path)}  {path.name}\n" for path in (stem, compressed, bmap)]
+    document = stem.with_name(plan.name + ".spdx.json")
+    lines = [f"{file_sha256(path)}  {path.name}\n" for path in (stem, compressed, bmap, document)]
     checksums.write_text("".join(lines), encoding="utf-8")
     used = os.stat(stem).st_blocks * 512
-    final = {path: output / path.name for path in (bmap, compressed, checksums, stem)}
+    final = {path: output / path.name for path in (bmap, compressed, document, checksums, stem)}
     for source, dest in final.items():
         source.replace(dest)
-    return DiskImage(final[stem], final[compressed], final[bmap], final[checksums], plan, used)
+    return DiskImage(final[stem], final[compressed], final[bmap], final[checksums], final[document], plan, used)
 
 
 def _tool(command: list[str], what: str) -> None:

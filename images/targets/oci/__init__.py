@@ -7,11 +7,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from menlo_cortex.cortexfile.loader import Resolved
 
 from ...reproducible import rfc3339, source_epoch
+from ...sbom import public_source
 from .. import BuildOptions, Views, baked_models, default_tag, model_store
 from ..systemd.wheels import llama_wheel
 from . import lock, push
@@ -81,17 +81,7 @@ def prepare(request: OciRequest) -> tuple[OciPlan, Inputs]:
 
 
 def _source(resolved: Resolved, model_id: str) -> str:
-    """A model's source as the Cortexfile wrote it (a file beside it relative to it, as in any checkout);
-    an http(s) URL without its user, password, query or
-    fragment (where signed URLs keep their tokens)."""
-    source = next(m for m in resolved.config.models if m.id == model_id).source
-    parts = urlsplit(source)
-    if not parts.scheme and Path(source).is_relative_to(resolved.path.parent):  # a checkout's own file
-        return Path(source).relative_to(resolved.path.parent).as_posix()
-    if parts.scheme not in {"http", "https"}:
-        return source
-    host = parts.hostname or ""
-    return urlunsplit((parts.scheme, host if parts.port is None else f"{host}:{parts.port}", parts.path, "", ""))
+    return public_source(next(m for m in resolved.config.models if m.id == model_id).source, resolved.path.parent)
 
 
 def lock_of(plan: OciPlan, inputs: Inputs) -> dict[str, Any]:

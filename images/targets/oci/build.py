@@ -124,7 +124,7 @@ def _platform_image(reference: str, image: BuildPlan, inputs: Inputs, blobs: Blo
 
 def _contents(reference: str, image: BuildPlan, facts: Facts, inputs: Inputs) -> sbom.Contents:
     packages = tuple(InstalledPackage(**package) for package in facts["packages"])
-    python = sbom.python_entries((dist["name"], dist["version"]) for dist in facts["distributions"])
+    python = tuple(sbom.PythonEntry(**dist) for dist in facts["distributions"])
     models = tuple(sbom.ModelEntry(m.id, m.sha256, inputs.sources.get(m.id)) for m in image.models)
     return sbom.Contents(reference, image.architecture, packages, python, models)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from menlo_cortex.runtime.models.store import file_sha256
 
 from ...plan import TARGET_PYTHON, machine_of
+from ...sbom import PythonEntry, site_packages_entries
 from ...wheels import WheelError, build_project_wheel, editable_source, installed, runtime_constraints
 from ..docker import trim_venv
 from ..systemd import wheels as target_wheels
@@ -42,12 +43,6 @@ HOST_RECORDS = ("direct_url.json", "INSTALLER", "REQUESTED")
 class Wheel:
     name: str
     sha256: str
-
-
-@dataclass(frozen=True)
-class Distribution:
-    name: str
-    version: str
 
 
 def project_fingerprint() -> str:
@@ -80,7 +75,7 @@ def gather_wheels(architecture: str, scratch: Path, llama_folder: Path | None) -
     return [found[name] for name in sorted(found) if not name.startswith(trim_venv.INSTALLERS)]
 
 
-def assemble(wheels: list[Path], architecture: str, into: Path) -> list[Distribution]:
+def assemble(wheels: list[Path], architecture: str, into: Path) -> list[PythonEntry]:
     """The venv under `into` (its /opt/cortex); the distributions it holds."""
     site = into / SITE
     _unpack(wheels, architecture, site)
@@ -91,7 +86,7 @@ def assemble(wheels: list[Path], architecture: str, into: Path) -> list[Distribu
     trim_venv.drop_tests(site)
     _forget_host(site)
     _write_venv_files(into)
-    return distributions(site)
+    return list(site_packages_entries(site))
 
 
 def wheel_hashes(wheels: list[Path]) -> list[Wheel]:
@@ -138,21 +133,3 @@ def _write_venv_files(into: Path) -> None:
     launcher = scripts / "cortex"
     launcher.write_text(LAUNCHER, encoding="utf-8")
     launcher.chmod(0o755)
-
-
-def distributions(site: Path) -> list[Distribution]:
-    """Name and version of every distribution in `site`, from its METADATA."""
-    found = []
-    for metadata in sorted(site.glob("*.dist-info/METADATA")):
-        fields = dict(_header(metadata.read_text(encoding="utf-8", errors="replace")))
-        found.append(Distribution(fields.get("Name", metadata.parent.name), fields.get("Version", "")))
-    return found
-
-
-def _header(text: str) -> list[tuple[str, str]]:
-    pairs = []
-    for line in text.split("\n\n", 1)[0].splitlines():
-        key, sep, value = line.partition(": ")
-        if sep and not line.startswith((" ", "\t")):
-            pairs.append((key, value.strip()))
-    return pairs

@@ -3,6 +3,7 @@ files, the root file system's content, reproducibility, the block map, and the o
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -57,11 +58,20 @@ def test_the_same_inputs_give_the_same_bytes(device_image: Image, tmp_path: Path
     assert (tmp_path / "again" / device_image.sibling(".sha256").name).read_text() == first
 
 
+def test_the_sbom_lists_what_the_image_holds(device_image: Image) -> None:
+    document = json.loads(device_image.sibling(".spdx.json").read_text())
+    assert document["spdxVersion"] == "SPDX-2.3"
+    names = {package["name"]: package for package in document["packages"]}
+    assert {"systemd", "linux-image-amd64", "python3.11", "llama_cpp_python", "menlo-cortex"} <= set(names)
+    model = next(package for package in document["packages"] if package["SPDXID"].startswith("SPDXRef-model-"))
+    assert model["checksums"][0]["checksumValue"] == TEST_MODEL_SHA256
+
+
 def test_checksums_and_bmaptool_copy_reproduce_the_image(device_image: Image, tmp_path: Path) -> None:
     check = subprocess.run(["sha256sum", "-c", device_image.sibling(".sha256").name], cwd=device_image.folder,
                            capture_output=True, text=True, check=False)  # fmt: skip
     assert check.returncode == 0, check.stdout + check.stderr
-    assert len(check.stdout.splitlines()) == 3
+    assert len(check.stdout.splitlines()) == 4  # the image, its compressed copy, its block map, its SBOM
     flashed = tmp_path / "flashed.img"
     command = ["bmaptool", "-q", "copy", "--bmap", str(device_image.sibling(".img.bmap"))]
     subprocess.run([*command, str(device_image.sibling(".img.zst")), str(flashed)], check=True, timeout=900)

@@ -112,7 +112,7 @@ def test_the_sbom_is_spdx_2_3_with_purls_and_model_checksums() -> None:
         "registry:5000/cortex:v1",
         "amd64",
         (InstalledPackage("libc6", "2.36-9+deb12u1", "amd64", "0" * 64),),
-        sbom.python_entries([("ruamel.yaml", "0.19.1")]),
+        (sbom.PythonEntry("ruamel.yaml", "0.19.1"),),
         (sbom.ModelEntry("gemma", "a" * 64, "https://example.test/m.gguf"),),
     )
     document = sbom.document(contents, EPOCH)
