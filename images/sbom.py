@@ -103,15 +103,21 @@ def _python(dist: PythonEntry) -> dict[str, Any]:
 
 
 def _model(model: ModelEntry) -> dict[str, Any]:
-    return _package(
+    """SPDX takes only a URL as download location; a local file or hub source goes in sourceInfo."""
+    source = model.source or ""
+    url = urlsplit(source).scheme in {"http", "https"}
+    entry = _package(
         "model",
         model.id,
         model.sha256,
         None,
-        downloadLocation=model.source or NOASSERTION,
+        downloadLocation=source if url else NOASSERTION,
         checksums=[{"algorithm": "SHA256", "checksumValue": model.sha256}],
         primaryPackagePurpose="FILE",
     )
+    if source and not url:
+        entry["sourceInfo"] = f"Cortexfile source: {source}"
+    return entry
 
 
 def _id(name: str) -> str:
@@ -128,7 +134,7 @@ def _pypi_name(name: str) -> str:
 def public_source(source: str, base: Path) -> str:
     """A model's source as a Cortexfile wrote it (a file beside it relative to it, as in any checkout);
     an http(s) URL without its user, password, query or fragment (where signed URLs keep their tokens)."""
-    parts = urlsplit(source)
+    parts, base = urlsplit(source), base.absolute()
     if not parts.scheme and Path(source).is_relative_to(base):
         return Path(source).relative_to(base).as_posix()
     if parts.scheme not in {"http", "https"}:

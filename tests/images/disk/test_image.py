@@ -13,6 +13,7 @@ from menlo_cortex.images.targets.disk.layout import ESP_TYPE, ROOT_TYPES
 
 from tests.conftest import TEST_MODEL_SHA256
 
+from ..spdx import spdx_problems
 from .conftest import load_disk, plan_for
 from .fixtures import Image, debugfs, fat_file, fat_paths, partitions, run_build, write_cortexfile
 
@@ -59,6 +60,7 @@ def test_the_same_inputs_give_the_same_bytes(device_image: Image, tmp_path: Path
 
 
 def test_the_sbom_lists_what_the_image_holds(device_image: Image) -> None:
+    assert spdx_problems(device_image.sibling(".spdx.json")) == []
     document = json.loads(device_image.sibling(".spdx.json").read_text())
     assert document["spdxVersion"] == "SPDX-2.3"
     names = {package["name"]: package for package in document["packages"]}

@@ -9,7 +9,9 @@ import base64
 import hashlib
 import json
 import os
+import signal
 import subprocess
+import sys
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +21,7 @@ import tomli_w
 from menlo_cortex.images.targets.systemd.wheels import llama_wheel
 
 from ..docker_image.engine_parts import answers_ready, chat_completion, run_cortex, wait_for
+from ..spdx import spdx_problems
 from .conftest import API_KEY, OciBuild, TlsRegistry
 
 
@@ -70,6 +73,7 @@ def test_the_image_holds_what_the_service_needs_and_says_so(oci_build: OciBuild)
     assert config["created"] == "1970-01-01T00:00:00Z"
     history = [step["created_by"].rpartition(": ")[2] for step in config["history"]]
     assert history == ["Debian root", "runtime", "model gemma", "Cortexfile"]
+    assert spdx_problems(oci_build.sbom) == []
     sbom = json.loads(oci_build.sbom.read_text())
     names = {package["name"] for package in sbom["packages"]}
     assert {"libc6", "python3.11", "libgomp1", "llama_cpp_python", "menlo-cortex", "gemma"} <= names
@@ -242,3 +246,27 @@ def test_a_two_platform_image_runs_its_arm64_half_under_emulation(
     finally:
         subprocess.run(["podman", "rm", "-f", name], env=podman_env, capture_output=True, check=False)
         subprocess.run(["podman", "rmi", "-f", reference], env=podman_env, capture_output=True, check=False)
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGKILL])
+def test_an_interrupted_build_leaves_nothing_under_a_final_name(
+    oci_build: OciBuild, tmp_path: Path, signal_number: int
+) -> None:
+    """Stopped while it writes its first layer (Ctrl-C, or killed outright): no output under its final
+    name, no cache entry for a layer it did not finish; the next build gives the usual digest."""
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    args = ["build", "-f", str(oci_build.cortexfile), "--format", "oci", "-o", str(out)]
+    command = [sys.executable, "-m", "menlo_cortex", *args, "--model-store", str(oci_build.model_store)]
+    process = subprocess.Popen(command, env={**oci_build.environ, "CORTEX_OCI_CACHE": str(cache)})
+    try:
+        wait_for(lambda: any((cache / "tmp").glob("*")), "the build to start writing a layer", deadline_s=120)
+        process.send_signal(signal_number)
+        assert process.wait(60) == (130 if signal_number == signal.SIGINT else -signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait()
+    assert [path.name for path in out.glob("*") if not path.name.startswith(".")] == []
+    assert list(cache.glob("layers/*.json")) == []
+    again = _build(oci_build, out, CORTEX_OCI_CACHE=str(cache))
+    assert again.returncode == 0, again.stderr
+    assert _index_digest(next(out.glob("*.oci"))) == _index_digest(oci_build.layout)

@@ -21,6 +21,8 @@ from menlo_cortex.images.targets.oci.manifest import image_index
 from menlo_cortex.images.targets.oci.plan import file_stem
 from menlo_cortex.images.targets.oci.rootfs import root_tree
 
+from ..spdx import spdx_problems
+
 EPOCH = 1_700_000_000
 
 
@@ -107,7 +109,7 @@ def test_installed_packages_are_read_from_dpkg_status(tmp_path: Path) -> None:
     assert found == [InstalledPackage("libc6", "2.36-9", "amd64", hashlib.sha256(b"abc  lib/libc.so.6\n").hexdigest())]
 
 
-def test_the_sbom_is_spdx_2_3_with_purls_and_model_checksums() -> None:
+def test_the_sbom_is_spdx_2_3_with_purls_and_model_checksums(tmp_path: Path) -> None:
     contents = sbom.Contents(
         "registry:5000/cortex:v1",
         "amd64",
@@ -130,6 +132,18 @@ def test_the_sbom_is_spdx_2_3_with_purls_and_model_checksums() -> None:
     assert all(i.startswith("SPDXRef-") for i in ids)
     assert {r["relatedSpdxElement"] for r in document["relationships"]} == set(ids)
     assert sbom.encode(document) == sbom.encode(sbom.document(contents, EPOCH))
+    (tmp_path / "image.spdx.json").write_bytes(sbom.encode(document))
+    assert spdx_problems(tmp_path / "image.spdx.json") == []
+
+
+def test_a_model_from_a_file_or_a_hub_has_no_download_url(tmp_path: Path) -> None:
+    """SPDX takes a URL (or NOASSERTION) as download location: other sources go in sourceInfo."""
+    contents = sbom.Contents("x", "amd64", (), (), (sbom.ModelEntry("m", "b" * 64, "hf://org/repo/m.gguf@main"),))
+    (package,) = sbom.document(contents, 0)["packages"]
+    assert package["downloadLocation"] == "NOASSERTION"
+    assert package["sourceInfo"] == "Cortexfile source: hf://org/repo/m.gguf@main"
+    (tmp_path / "m.spdx.json").write_bytes(sbom.encode(sbom.document(contents, 0)))
+    assert spdx_problems(tmp_path / "m.spdx.json") == []
 
 
 def _lock(version: str = "2.36-9") -> dict[str, object]:
