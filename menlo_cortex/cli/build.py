@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from menlo_cortex.cortexfile import format_rules, formats, recipes
-from menlo_cortex.cortexfile.errors import ConfigError, Origin
+from menlo_cortex.cortexfile.errors import ConfigError, Diagnostic, Origin
 
 from . import probe as probe_command
 
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from menlo_cortex.images.targets import BuildOptions
 
 VARIANT_REPOSITORY = "menloltd/cortex-{name}"
+LOCKED_FORMATS = ("docker", "oci")  # the formats whose targets record their inputs in Cortexfile.lock
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], file_option: object) -> None:
@@ -31,7 +32,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], file_opti
         "lock", help="write Cortexfile.lock: the models, Debian packages and wheels an OCI image uses"
     )
     file_option(lock)  # type: ignore[operator]
-    lock.add_argument("--platform", help="linux/amd64, linux/arm64 or both, comma-separated (default: the file's)")
+    lock.add_argument(
+        "--format",
+        choices=LOCKED_FORMATS,
+        action="append",
+        help="the images whose inputs to record (repeatable; default: those of the file's build.formats)",
+    )
+    lock.add_argument("--platform", help="oci: linux/amd64, linux/arm64 or both, comma-separated")
+    lock.add_argument("--base-image", help="docker: the final stage's base, as for build")
+    lock.add_argument("--builder-image", help="docker: the builder stage's base, as for build")
     lock.add_argument("--wheels", type=Path, metavar="DIR", help="prebuilt llama-cpp-python wheels, as for build")
     lock.add_argument("--model-store", type=Path, metavar="DIR", help="build host's data folder, as for build")
     lock.set_defaults(run=run_lock)
@@ -117,17 +126,31 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_lock(args: argparse.Namespace) -> int:
-    from menlo_cortex.images import targets
-    from menlo_cortex.images.targets import BuildOptions, oci
+    from menlo_cortex.images import lock, targets
+    from menlo_cortex.images.targets import BuildOptions
 
+    file = Path(args.file)
     options = BuildOptions(
-        file=Path(args.file), platform=args.platform, wheels_dir=args.wheels, model_store=args.model_store
+        file=file,
+        platform=args.platform,
+        wheels_dir=args.wheels,
+        model_store=args.model_store,
+        base_image=args.base_image,
+        builder_image=args.builder_image,
     )
     targets.check_options(options)
     environ = dict(os.environ)
-    views = targets.read_views(options.file, environ)
+    views = targets.read_views(file, environ)
+    names = [name for name in args.format or views.host.config.build.formats if name in LOCKED_FORMATS]
+    if not names:
+        message = f"nothing to lock: `cortex lock` records the inputs of {' and '.join(LOCKED_FORMATS)} images"
+        raise ConfigError([Diagnostic(Origin("flag --format"), "", message)])
     targets.check_host(views, options, environ)
-    print(f"wrote {oci.write_lock(views, options, environ)}")
+    found: dict[str, object] = {}
+    for name in names:
+        found |= targets.target(name).lock_sections(views, options, environ)  # type: ignore[attr-defined]
+    lock.write(lock.lock_path(file), found)
+    print(f"wrote {lock.lock_path(file)} ({', '.join(names)})")
     return 0
 
 

@@ -6,11 +6,13 @@ untagged, then tag and push only what finished.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import docker
 from menlo_cortex.cortexfile import format_rules
@@ -19,10 +21,11 @@ from menlo_cortex.cortexfile.loader import Resolved
 
 from menlo_cortex import __version__
 
+from ... import lock
 from ...reproducible import rfc3339, source_epoch
 from ...wheels import build_project_wheel, prebuilt_wheels
 from .. import BuildOptions, Views, baked_models, default_tag, model_store
-from . import engine
+from . import engine, pins
 from .context import Entry, HostFiles, entries, write_tar, write_tree
 from .plan import BuildPlan, ImageOptions, make_plan
 from .progress import BuildDisplay
@@ -49,6 +52,7 @@ class DockerBuild:
     context_only: bool = False
     no_cache: bool = False
     verbose: bool = False
+    lock_file: Path | None = None  # --locked: build FROM the digests this lock pins
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,7 @@ def request_from(views: Views, options: BuildOptions, environ: Mapping[str, str]
         context_only=options.context_only,
         no_cache=options.no_cache,
         verbose=options.verbose,
+        lock_file=lock.lock_path(options.file) if options.locked else None,
     )
 
 
@@ -107,6 +112,8 @@ def _make(
     environ: Mapping[str, str],
 ) -> Built:
     models = baked_models(host_view, request.model_store) if image_view.config.build.bake_models else {}
+    if request.lock_file is not None:
+        request = _pinned(request, request.lock_file, (host_view, image_view), models)
     cortexfile = request.file if request.bake_cortexfile else None
     epoch = source_epoch([request.file, *(path for _, path in models.values())], environ)
     with tempfile.TemporaryDirectory(prefix="cortex-build-") as scratch:
@@ -121,6 +128,30 @@ def _make(
         reference = request.tag or default_tag(image_view)
         image_id = _build(client, request, reference, files, scratch=Path(scratch), epoch=epoch)
         return Built(reference, image_id, plan)
+
+
+def _pinned(
+    request: DockerBuild, lock_file: Path, views: tuple[Resolved, Resolved], models: dict[str, tuple[str, Path]]
+) -> DockerBuild:
+    """The request with its bases replaced by the lock's digests, once its models match the lock."""
+    host_view, image_view = views
+    locked = lock.check(lock_file, lock.contents(lock.models(models, lock.model_sources(host_view)), {}))
+    found = pins.pinned(pins.bases(image_view, request.base_image, request.builder_image), locked, lock_file)
+    return dataclasses.replace(request, base_image=found.runtime, builder_image=found.builder)
+
+
+def lock_sections(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> dict[str, Any]:
+    """What `cortex lock` records for this format: the models, and each base image by digest."""
+    image_view = views.of(FORMAT)
+    _check_supported(image_view)
+    store = model_store(views, options, environ)
+    models = baked_models(views.host, store) if image_view.config.build.bake_models else {}
+    client = engine.connect(environ)
+    try:
+        images = pins.digests(client, pins.bases(image_view, options.base_image, options.builder_image))
+    finally:
+        client.close()
+    return lock.contents(lock.models(models, lock.model_sources(views.host)), {"docker": {"images": images}})
 
 
 def _check_supported(resolved: Resolved) -> None:

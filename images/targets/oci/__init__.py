@@ -10,11 +10,11 @@ from typing import Any
 
 from menlo_cortex.cortexfile.loader import Resolved
 
+from ... import lock
 from ...reproducible import rfc3339, source_epoch
-from ...sbom import public_source
 from .. import BuildOptions, Views, baked_models, default_tag, model_store
 from ..systemd.wheels import llama_wheel
-from . import lock, push
+from . import push
 from .build import Inputs, OciImage, assemble, base_facts
 from .cache import LayerCache, default_folder
 from .plan import DEFAULT_EPOCH, FORMAT, OciPlan, architectures, check_reference, make_oci_plan
@@ -72,7 +72,7 @@ def prepare(request: OciRequest) -> tuple[OciPlan, Inputs]:
     inputs = Inputs(
         cortexfile=request.cortexfile,
         models=models,
-        sources={model.id: _source(request.host, model.id) for model in request.host.config.models},
+        sources=lock.model_sources(request.host),
         wheels_dir=request.wheels_dir,
         epoch=epoch,
         cache=LayerCache(Path(environ.get("CORTEX_OCI_CACHE") or default_folder())),
@@ -80,18 +80,10 @@ def prepare(request: OciRequest) -> tuple[OciPlan, Inputs]:
     return plan, inputs
 
 
-def _source(resolved: Resolved, model_id: str) -> str:
-    return public_source(next(m for m in resolved.config.models if m.id == model_id).source, resolved.path.parent)
-
-
 def lock_of(plan: OciPlan, inputs: Inputs) -> dict[str, Any]:
     """The lock of these inputs: the models, and what the root and runtime layers hold (each cached)."""
-    platforms = {architecture: base_facts(architecture, inputs) for architecture in plan.architectures}
-    models = [
-        {"id": model_id, "source": inputs.sources[model_id], "sha256": sha, "size": path.stat().st_size}
-        for model_id, (sha, path) in inputs.models.items()
-    ]
-    return lock.contents(models, platforms)
+    facts = {architecture: base_facts(architecture, inputs) for architecture in plan.architectures}
+    return lock.contents(lock.models(inputs.models, inputs.sources), lock.platforms(facts))
 
 
 def make(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> list[str]:
@@ -107,11 +99,9 @@ def make(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> lis
     return lines
 
 
-def write_lock(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> Path:
-    request = request_from(views, options, environ)
-    path = lock.lock_path(options.file)
-    lock.write(path, lock_of(*prepare(request)))
-    return path
+def lock_sections(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> dict[str, Any]:
+    """What `cortex lock` records for this format: the models, and per architecture the root and wheels."""
+    return lock_of(*prepare(request_from(views, options, environ)))
 
 
 def _summary(image: OciImage) -> list[str]:

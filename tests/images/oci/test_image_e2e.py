@@ -182,7 +182,7 @@ def test_a_lock_pins_the_inputs_and_locked_names_each_drift(oci_build: OciBuild,
     cortexfile = tmp_path / "Cortexfile.yaml"
     cortexfile.write_bytes(oci_build.cortexfile.read_bytes())
     store = ["--model-store", str(oci_build.model_store)]
-    written = run_cortex(["lock", "-f", str(cortexfile), *store], oci_build.environ)
+    written = run_cortex(["lock", "-f", str(cortexfile), "--format", "oci", *store], oci_build.environ)
     assert written.returncode == 0, written.stderr
     lock = tomllib.loads((tmp_path / "Cortexfile.lock").read_text())
     assert lock["models"][0]["sha256"] == "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"

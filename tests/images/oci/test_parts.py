@@ -15,7 +15,7 @@ import pytest
 from menlo_cortex.cortexfile.errors import ConfigError
 from menlo_cortex.images import sbom
 from menlo_cortex.images.debian import InstalledPackage, installed_packages
-from menlo_cortex.images.targets.oci import lock
+from menlo_cortex.images import lock
 from menlo_cortex.images.targets.oci.layers import Tree, add_tree, write_layer
 from menlo_cortex.images.targets.oci.manifest import image_index
 from menlo_cortex.images.targets.oci.plan import file_stem
@@ -153,7 +153,7 @@ def _lock(version: str = "2.36-9") -> dict[str, object]:
         "packages": [{"name": "libc6", "version": version, "architecture": "amd64", "files_sha256": "x"}],
         "wheels": [{"name": "numpy.whl", "sha256": "1"}],
     }
-    return lock.contents([{"id": "gemma", "source": "s", "sha256": "a", "size": 1}], {"amd64": facts})
+    return lock.contents([{"id": "gemma", "source": "s", "sha256": "a", "size": 1}], lock.platforms({"amd64": facts}))
 
 
 def test_a_lock_names_each_drift(tmp_path: Path) -> None:
@@ -254,11 +254,10 @@ def test_the_lock_is_never_written_through_a_link_left_in_its_folder(tmp_path: P
 )
 def test_model_sources_are_recorded_without_credentials(written: str, recorded: str, write_cortexfile: object) -> None:
     from menlo_cortex.cortexfile.loader import Inputs, read, resolve
-    from menlo_cortex.images.targets.oci import _source
 
     text = f"version: 1\nmodels:\n  - id: m\n    source: {written!r}\n    sha256: '{'a' * 64}'\n"
     path = write_cortexfile(text)  # type: ignore[operator]
-    assert _source(resolve(read(Inputs(path, environ={}))), "m") == recorded
+    assert lock.model_sources(resolve(read(Inputs(path, environ={})))) == {"m": recorded}
 
 
 @pytest.mark.parametrize("folder", ["/", "/etc", "/usr/lib/cortex", "/opt/cortex/data", "/var/lib", "/tmp"])

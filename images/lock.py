@@ -1,7 +1,9 @@
-"""`Cortexfile.lock`: every input of the image, resolved and hashed (TOML, written with tomli-w).
+"""`Cortexfile.lock`: every input of the images, resolved and hashed (TOML, written with tomli-w).
 
-`cortex lock` writes it beside the Cortexfile; `cortex build --format oci --locked` compares what the
-build would use with it and refuses, naming each difference, before anything is written.
+`cortex lock` writes it beside the Cortexfile: the models, and for each format it is asked for, that
+format's inputs (oci: per architecture the Debian root's packages and the wheels; docker: the base
+images by digest). `cortex build --locked` compares what the build would use with it and refuses,
+naming each difference, before any output is written; the docker target builds FROM the digests.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from typing import Any
 
 import tomli_w
 from menlo_cortex.cortexfile.errors import ConfigError, Diagnostic, Origin
+from menlo_cortex.cortexfile.loader import Resolved
 
-from .cache import Facts
+from .sbom import public_source
 
 LOCK_NAME = "Cortexfile.lock"
 VERSION = 1
@@ -29,21 +32,29 @@ def lock_path(cortexfile: Path) -> Path:
     return cortexfile.with_name(LOCK_NAME)
 
 
-def contents(models: list[dict[str, Any]], platforms: Mapping[str, Facts]) -> dict[str, Any]:
-    """The lock of a build: its models, and per architecture the Debian root, its packages and the wheels."""
-    return {
-        "version": VERSION,
-        "models": sorted(models, key=lambda model: model["id"]),
-        "platforms": {
-            architecture: {
-                "debian": facts["debian"],
-                "llama_cpp_python": facts["llama_cpp_python"],
-                "packages": facts["packages"],
-                "wheels": facts["wheels"],
-            }
-            for architecture, facts in sorted(platforms.items())
-        },
-    }
+def contents(models: list[dict[str, Any]], sections: Mapping[str, Any]) -> dict[str, Any]:
+    """The lock: its version, the models, and each format's own sections."""
+    return {"version": VERSION, "models": sorted(models, key=lambda model: model["id"]), **sections}
+
+
+def models(found: Mapping[str, tuple[str, Path]], sources: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Each baked model: its source as written, sha256 and size."""
+    return [
+        {"id": model_id, "source": sources[model_id], "sha256": sha, "size": path.stat().st_size}
+        for model_id, (sha, path) in found.items()
+    ]
+
+
+def model_sources(resolved: Resolved) -> dict[str, str]:
+    """Each model's source as recorded: as written, a URL without its credentials (sbom.public_source)."""
+    base = resolved.path.parent
+    return {model.id: public_source(model.source, base) for model in resolved.config.models}
+
+
+def platforms(facts: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The oci section: per architecture the Debian root, its packages and the wheels."""
+    keys = ("debian", "llama_cpp_python", "packages", "wheels")
+    return {"platforms": {arch: {key: found[key] for key in keys} for arch, found in sorted(facts.items())}}
 
 
 def write(path: Path, lock: dict[str, Any]) -> None:
@@ -58,18 +69,25 @@ def write(path: Path, lock: dict[str, Any]) -> None:
         Path(partial).unlink(missing_ok=True)
 
 
-def check(path: Path, lock: dict[str, Any]) -> None:
-    """ConfigError listing every input that differs from the lock at `path` (or its absence)."""
+def read(path: Path) -> dict[str, Any]:
+    """The lock at `path`; ConfigError when there is none or it cannot be read."""
     origin = Origin(str(path))
     try:
-        locked = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError([Diagnostic(origin, "", "no lock file: run `cortex lock` first")]) from None
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError([Diagnostic(origin, "", f"unreadable lock file ({type(exc).__name__})")]) from None
-    drift = [Diagnostic(origin, key, message) for key, message in differences(locked, lock, "")]
-    if drift:
-        raise ConfigError(drift)
+
+
+def check(path: Path, lock: dict[str, Any]) -> dict[str, Any]:
+    """The lock at `path`, when every section `lock` holds matches it; else ConfigError listing every
+    difference (sections of other formats are not compared)."""
+    locked = read(path)
+    found = list(differences({key: locked[key] for key in lock if key in locked}, lock, ""))
+    if found:
+        raise ConfigError([Diagnostic(Origin(str(path)), key, message) for key, message in found])
+    return locked
 
 
 def differences(locked: Any, now: Any, where: str) -> Iterator[tuple[str, str]]:

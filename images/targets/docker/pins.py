@@ -1,0 +1,77 @@
+"""Base images by digest: `cortex lock` records the digest of each base the Dockerfile names (as the
+engine holds it), and `cortex build --format docker --locked` builds FROM those digests, so a tag
+that moved upstream cannot change what the image is made of."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+from menlo_cortex.cortexfile.errors import ConfigError, Diagnostic, Origin
+from menlo_cortex.cortexfile.loader import Resolved
+
+from .engine import EngineError
+from .matrix import flavor
+
+
+@dataclass(frozen=True)
+class Bases:
+    runtime: str
+    builder: str
+
+    def references(self) -> list[str]:
+        return sorted({self.runtime, self.builder})
+
+
+def bases(image_view: Resolved, base_image: str | None, builder_image: str | None) -> Bases:
+    """The images the Dockerfile names FROM (as render_dockerfile chooses them)."""
+    target = image_view.config.target
+    chosen = flavor(target.distro.value, target.accelerator.value)
+    return Bases(base_image or chosen.runtime_image, builder_image or base_image or chosen.builder_image)
+
+
+def digests(client: docker.DockerClient, found: Bases) -> dict[str, str]:
+    """reference -> reference@sha256:..., from the engine's copy (pulled when it has none)."""
+    return {reference: _digest(client, reference) for reference in found.references()}
+
+
+def _repository(reference: str) -> str:
+    """`host:5000/team/debian:12@sha256:...` -> `host:5000/team/debian`."""
+    name = reference.split("@", maxsplit=1)[0]
+    return name.rsplit(":", 1)[0] if ":" in name.rpartition("/")[2] else name
+
+
+def _digest(client: docker.DockerClient, reference: str) -> str:
+    repository = _repository(reference)
+    try:
+        image = client.images.get(reference)
+    except docker.errors.ImageNotFound:
+        try:
+            image = client.images.pull(reference)
+        except docker.errors.APIError as exc:
+            raise EngineError(
+                f"base image {reference}: not on this engine and not pulled ({exc.explanation})"
+            ) from None
+    named = [d for d in image.attrs.get("RepoDigests") or [] if d.split("@")[0] in _names(repository)]
+    if not named:
+        raise EngineError(f"base image {reference}: the engine knows no digest for it (RepoDigests is empty)")
+    return f"{repository}@{sorted(named)[0].split('@')[1]}"
+
+
+def _names(repository: str) -> set[str]:
+    """How engines spell one repository: `debian`, `docker.io/library/debian`, `localhost/x`."""
+    found = {repository, f"docker.io/{repository}", f"docker.io/library/{repository}"}
+    return found | {repository.removeprefix("docker.io/").removeprefix("library/")}
+
+
+def pinned(found: Bases, locked: Mapping[str, Any], lock_file: Path) -> Bases:
+    """The bases as the lock pins them; ConfigError naming each base the lock does not hold."""
+    images = locked.get("docker", {}).get("images", {})
+    missing = [reference for reference in found.references() if reference not in images]
+    if missing:
+        message = f"no digest for {', '.join(missing)}: run `cortex lock` with the same base images"
+        raise ConfigError([Diagnostic(Origin(str(lock_file)), "docker.images", message)])
+    return Bases(str(images[found.runtime]), str(images[found.builder]))
