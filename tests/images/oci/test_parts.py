@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 from menlo_cortex.cortexfile.errors import ConfigError
-from menlo_cortex.images import sbom
+from menlo_cortex.images import lock, sbom
 from menlo_cortex.images.debian import InstalledPackage, installed_packages
-from menlo_cortex.images import lock
 from menlo_cortex.images.targets.oci.layers import Tree, add_tree, write_layer
 from menlo_cortex.images.targets.oci.manifest import image_index
 from menlo_cortex.images.targets.oci.plan import file_stem
