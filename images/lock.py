@@ -69,6 +69,15 @@ def write(path: Path, lock: dict[str, Any]) -> None:
         Path(partial).unlink(missing_ok=True)
 
 
+def merged(path: Path, lock: dict[str, Any]) -> dict[str, Any]:
+    """`lock` over the sections of the lock at `path` that this run did not compute (another format's)."""
+    try:
+        kept = read(path)
+    except ConfigError:
+        kept = {}
+    return {**kept, **lock}
+
+
 def read(path: Path) -> dict[str, Any]:
     """The lock at `path`; ConfigError when there is none or it cannot be read."""
     origin = Origin(str(path))
@@ -103,7 +112,10 @@ def differences(locked: Any, now: Any, where: str) -> Iterator[tuple[str, str]]:
                 yield from differences(locked[key], now[key], inner)
     elif isinstance(locked, list) and isinstance(now, list) and where.rpartition(".")[2] in KEYS:
         field = KEYS[where.rpartition(".")[2]]
-        yield from differences(_by(locked, field), _by(now, field), where)
+        by_key = _by(locked, field)
+        if len(by_key) != len(locked):
+            yield where, f"entries that are not tables, or with the same {field} twice"
+        yield from differences(by_key, _by(now, field), where)
     elif locked != now:
         yield where, f"locked {_short(locked)}, now {_short(now)}"
 

@@ -47,11 +47,12 @@ class Contents:
 
 
 def document(contents: Contents, epoch: int) -> dict[str, Any]:
-    packages = [
+    found = [
         *(_deb(package) for package in contents.debian),
-        *(_python(dist) for dist in contents.python),
+        *(_python(dist) for dist in contents.python if dist.name),
         *(_model(model) for model in contents.models),
     ]
+    packages = list({package["SPDXID"]: package for package in reversed(found)}.values())[::-1]  # first wins
     seed = json.dumps(packages, sort_keys=True).encode()
     return {
         "spdxVersion": "SPDX-2.3",
@@ -72,9 +73,10 @@ def encode(doc: dict[str, Any]) -> bytes:
     return (json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
 
-def _package(kind: str, name: str, version: str, purl: str | None, **more: Any) -> dict[str, Any]:
+def _package(ident: str, name: str, version: str, purl: str | None, **more: Any) -> dict[str, Any]:
+    """`ident` tells packages apart (a name, with its architecture for Debian's multiarch ones)."""
     entry: dict[str, Any] = {
-        "SPDXID": f"SPDXRef-{kind}-{_id(name)}",
+        "SPDXID": f"SPDXRef-{_id(ident)}",
         "name": name,
         "versionInfo": version or NOASSERTION,
         "downloadLocation": NOASSERTION,
@@ -94,12 +96,13 @@ def _package(kind: str, name: str, version: str, purl: str | None, **more: Any) 
 def _deb(package: InstalledPackage) -> dict[str, Any]:
     version = quote(package.version, safe="")
     purl = f"pkg:deb/debian/{package.name}@{version}?arch={package.architecture}&distro=debian-{SUITE}"
-    return _package("deb", package.name, package.version, purl, supplier="Organization: Debian")
+    ident = f"deb-{package.name}-{package.architecture}"
+    return _package(ident, package.name, package.version, purl, supplier="Organization: Debian")
 
 
 def _python(dist: PythonEntry) -> dict[str, Any]:
     purl = f"pkg:pypi/{_pypi_name(dist.name)}@{quote(dist.version, safe='')}"
-    return _package("python", dist.name, dist.version, purl)
+    return _package(f"python-{dist.name}", dist.name, dist.version, purl)
 
 
 def _model(model: ModelEntry) -> dict[str, Any]:
@@ -107,7 +110,7 @@ def _model(model: ModelEntry) -> dict[str, Any]:
     source = model.source or ""
     url = urlsplit(source).scheme in {"http", "https"}
     entry = _package(
-        "model",
+        f"model-{model.id}",
         model.id,
         model.sha256,
         None,

@@ -135,7 +135,7 @@ def check_formats(options: BuildOptions, names: list[str]) -> None:
     if options.platform and "," in options.platform and others:
         message = f"several platforms are built by --format oci only, not by {', '.join(others)}"
         found.append(Diagnostic(Origin("flag --platform"), "", message))
-    unlocked = [name for name in names if not hasattr(target(name), "lock_sections")]
+    unlocked = [name for name in names if not hasattr(target(name), "check_locked")]
     if options.locked and unlocked:
         message = f"Cortexfile.lock pins the inputs of oci and docker images, not of {', '.join(unlocked)}"
         found.append(Diagnostic(Origin("flag --locked"), "", message))

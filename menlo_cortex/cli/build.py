@@ -119,6 +119,9 @@ def run_build(args: argparse.Namespace) -> int:
     if refused:
         raise ConfigError(views.host.warnings + refused)
     targets.check_host(views, options, environ)
+    if options.locked:  # every format's inputs against the lock before any format writes an output
+        for name in names:
+            targets.target(name).check_locked(views, options, environ)  # type: ignore[attr-defined]
     for name in names:
         for line in targets.target(name).make(views, options, environ):
             print(line)
@@ -149,7 +152,7 @@ def run_lock(args: argparse.Namespace) -> int:
     found: dict[str, object] = {}
     for name in names:
         found |= targets.target(name).lock_sections(views, options, environ)  # type: ignore[attr-defined]
-    lock.write(lock.lock_path(file), found)
+    lock.write(lock.lock_path(file), lock.merged(lock.lock_path(file), found))
     print(f"wrote {lock.lock_path(file)} ({', '.join(names)})")
     return 0
 

@@ -140,6 +140,14 @@ def _pinned(
     return dataclasses.replace(request, base_image=found.runtime, builder_image=found.builder)
 
 
+def check_locked(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> None:
+    """ConfigError when the models or the base images differ from what Cortexfile.lock pins."""
+    request = request_from(views, options, environ)
+    image_view = views.of(FORMAT)
+    models = baked_models(views.host, request.model_store) if image_view.config.build.bake_models else {}
+    _pinned(request, lock.lock_path(options.file), (views.host, image_view), models)
+
+
 def lock_sections(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> dict[str, Any]:
     """What `cortex lock` records for this format: the models, and each base image by digest."""
     image_view = views.of(FORMAT)

@@ -4,6 +4,7 @@ that moved upstream cannot change what the image is made of."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,8 @@ from menlo_cortex.cortexfile.loader import Resolved
 
 from .engine import EngineError
 from .matrix import flavor
+
+DIGEST = r"@sha256:[0-9a-f]{64}"
 
 
 @dataclass(frozen=True)
@@ -68,10 +71,18 @@ def _names(repository: str) -> set[str]:
 
 
 def pinned(found: Bases, locked: Mapping[str, Any], lock_file: Path) -> Bases:
-    """The bases as the lock pins them; ConfigError naming each base the lock does not hold."""
-    images = locked.get("docker", {}).get("images", {})
-    missing = [reference for reference in found.references() if reference not in images]
-    if missing:
-        message = f"no digest for {', '.join(missing)}: run `cortex lock` with the same base images"
-        raise ConfigError([Diagnostic(Origin(str(lock_file)), "docker.images", message)])
-    return Bases(str(images[found.runtime]), str(images[found.builder]))
+    """The bases as the lock pins them: each its own repository at a sha256 digest (a lock is a file in
+    a repository anyone with push access edits); ConfigError naming each base it does not pin so."""
+    section = locked.get("docker")
+    images = section.get("images") if isinstance(section, dict) else None
+    images = images if isinstance(images, dict) else {}
+    problems = []
+    for reference in found.references():
+        value = images.get(reference)
+        if value is None:
+            problems.append(f"no digest for {reference}: run `cortex lock` with the same base images")
+        elif not (isinstance(value, str) and re.fullmatch(re.escape(_repository(reference)) + DIGEST, value)):
+            problems.append(f"{reference} is pinned to {str(value)[:120]!r}, not {_repository(reference)}@sha256:...")
+    if problems:
+        raise ConfigError([Diagnostic(Origin(str(lock_file)), "docker.images", message) for message in problems])
+    return Bases(images[found.runtime], images[found.builder])

@@ -99,6 +99,12 @@ def make(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> lis
     return lines
 
 
+def check_locked(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> None:
+    """ConfigError naming every input that differs from Cortexfile.lock."""
+    request = request_from(views, options, environ)
+    lock.check(lock.lock_path(options.file), lock_of(*prepare(request)))
+
+
 def lock_sections(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> dict[str, Any]:
     """What `cortex lock` records for this format: the models, and per architecture the root and wheels."""
     return lock_of(*prepare(request_from(views, options, environ)))

@@ -277,3 +277,48 @@ def test_an_oci_image_is_named_by_a_tag_not_a_digest() -> None:
     check_reference("--tag", "registry:5000/cortex:v1")
     with pytest.raises(ConfigError, match="name the image by a tag"):
         check_reference("--push", "registry:5000/cortex@sha256:" + "0" * 64)
+
+
+def test_a_lock_pins_each_base_to_its_own_repository_by_digest(tmp_path: Path) -> None:
+    from menlo_cortex.images.targets.docker.pins import Bases, pinned
+
+    bases = Bases("debian:12-slim", "localhost:5000/builder:1")
+    good = {
+        "debian:12-slim": "debian@sha256:" + "a" * 64,
+        "localhost:5000/builder:1": "localhost:5000/builder@sha256:" + "b" * 64,
+    }
+    assert pinned(bases, {"docker": {"images": good}}, tmp_path / "Cortexfile.lock") == Bases(*good.values())
+    hostile = {**good, "debian:12-slim": "evil.example/x:latest", "localhost:5000/builder:1": "packages"}
+    with pytest.raises(ConfigError) as caught:
+        pinned(bases, {"docker": {"images": hostile}}, tmp_path / "Cortexfile.lock")
+    assert len(caught.value.diagnostics) == 2
+    assert "is pinned to 'evil.example/x:latest', not debian@sha256:..." in caught.value.diagnostics[0].message
+    with pytest.raises(ConfigError, match="no digest for debian:12-slim"):
+        pinned(bases, {"docker": "not a table"}, tmp_path / "Cortexfile.lock")
+
+
+def test_a_lock_with_one_entry_twice_is_drift(tmp_path: Path) -> None:
+    path = tmp_path / "Cortexfile.lock"
+    doubled = _lock()
+    doubled["models"] = [*doubled["models"], {**doubled["models"][0], "sha256": "b"}]  # type: ignore[list-item]
+    lock.write(path, doubled)
+    with pytest.raises(ConfigError, match="the same id twice"):
+        lock.check(path, _lock())
+
+
+def test_a_lock_of_one_format_keeps_the_others_sections(tmp_path: Path) -> None:
+    path = tmp_path / "Cortexfile.lock"
+    lock.write(path, _lock())
+    docker = lock.contents([], {"docker": {"images": {"debian:12": "debian@sha256:" + "c" * 64}}})
+    merged = lock.merged(path, docker)
+    assert merged["platforms"] == _lock()["platforms"]
+    assert merged["docker"] == docker["docker"]
+    assert merged["models"] == []
+
+
+def test_multiarch_packages_get_their_own_spdx_ids(tmp_path: Path) -> None:
+    packages = (InstalledPackage("libc6", "2.36", "arm64", ""), InstalledPackage("libc6", "2.36", "armhf", ""))
+    contents = sbom.Contents("x", "arm64", packages, (sbom.PythonEntry("", "1"),), ())
+    (tmp_path / "x.spdx.json").write_bytes(sbom.encode(sbom.document(contents, 0)))
+    assert spdx_problems(tmp_path / "x.spdx.json") == []
+    assert len(json.loads((tmp_path / "x.spdx.json").read_text())["packages"]) == 2
