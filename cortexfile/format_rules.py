@@ -166,10 +166,13 @@ def _disk_board(view: Resolved) -> Iterator[Diagnostic]:
 # folder that holds them.
 SYSTEM_TREES = tuple(
     PurePosixPath(p)
-    for p in ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/opt/cortex", "/proc", "/root", "/run", "/sbin",
-              "/sys", "/usr", "/var/cache", "/var/log", "/var/lib/dpkg", "/var/lib/apt")
+    for p in ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/opt/cortex", "/proc", "/sbin", "/sys", "/usr",
+              "/var/lib/apt", "/var/lib/dpkg")
 )  # fmt: skip
-SYSTEM_PARENTS = tuple(PurePosixPath(p) for p in ("/", "/home", "/opt", "/tmp", "/var", "/var/lib", "/var/tmp"))
+SYSTEM_PARENTS = tuple(
+    PurePosixPath(p)
+    for p in ("/", "/home", "/opt", "/root", "/run", "/tmp", "/var", "/var/cache", "/var/lib", "/var/log", "/var/tmp")
+)
 
 
 def _image_data_folder(view: Resolved) -> Iterator[Diagnostic]:
