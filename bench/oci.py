@@ -113,6 +113,7 @@ def docker_variant_size(scratch: Path) -> int:
     from tests.images.docker_image.engine_parts import start_podman_service, stop
     from tests.images.docker_image.localbase import BaseSpec, ensure_base_image
 
+    (scratch / "podman").mkdir()
     process, api = start_podman_service(scratch / "podman", "unqualified-search-registries = []\n")
     try:
         base = ensure_base_image(BaseSpec(), cache_dir() / "bases")

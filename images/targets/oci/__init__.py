@@ -34,7 +34,6 @@ class OciRequest:
     tag: str | None = None
     push: bool = False
     push_to: str | None = None
-    lock_file: Path | None = None  # --locked: the lock the inputs must match
     environ: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -53,7 +52,6 @@ def request_from(views: Views, options: BuildOptions, environ: Mapping[str, str]
         tag=options.tag,
         push=options.push,
         push_to=options.push_to,
-        lock_file=lock.lock_path(options.file) if options.locked else None,
         environ=environ,
     )
 
@@ -87,10 +85,9 @@ def lock_of(plan: OciPlan, inputs: Inputs) -> dict[str, Any]:
 
 
 def make(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> list[str]:
+    """The image's outputs (with --locked, `cortex build` ran check_locked for every format first)."""
     request = request_from(views, options, environ)
     plan, inputs = prepare(request)
-    if request.lock_file is not None:
-        lock.check(request.lock_file, lock_of(plan, inputs))
     image = assemble(plan, inputs, request.output)
     lines = _summary(image)
     if request.push:
