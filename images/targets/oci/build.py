@@ -17,7 +17,7 @@ import shutil
 import tarfile
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from menlo_cortex.runtime.models.store import file_sha256
@@ -62,7 +62,6 @@ class PlatformImage:
     config: Blob
     layers: tuple[Blob, ...]
     sbom: bytes
-    facts: Facts = field(default_factory=dict)  # packages, distributions, wheels: for the lock
 
 
 @dataclass(frozen=True)
@@ -77,11 +76,11 @@ class OciImage:
 
 def assemble(plan: OciPlan, inputs: Inputs, output: Path) -> OciImage:
     """Every platform's image, then the outputs, renamed into `output` only when all are written."""
+    if output.is_symlink():
+        raise OSError(f"-o {output}: a symbolic link; give the folder itself (the build runs as root)")
     blobs = Blobs()
     images = tuple(_platform_image(plan.reference, image, inputs, blobs) for image in plan.images)
     index = blobs.add(image_index([(image.manifest, image.architecture) for image in images]))
-    if output.is_symlink():
-        raise OSError(f"-o {output}: a symbolic link; give the folder itself (the build runs as root)")
     output.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{plan.stem}.", suffix=".partial", dir=output))
     try:
@@ -96,10 +95,14 @@ def assemble(plan: OciPlan, inputs: Inputs, output: Path) -> OciImage:
 
 def base_facts(architecture: str, inputs: Inputs) -> Facts:
     """What the root and the runtime layers of `architecture` hold (packages, distributions, wheels)."""
-    return {**_root_layer(architecture, inputs).facts, **_venv_layer(architecture, inputs).facts}
+    return _facts(_root_layer(architecture, inputs), _venv_layer(architecture, inputs))
 
 
-def platform_layers(image: BuildPlan, inputs: Inputs) -> list[tuple[Cached, str]]:
+def _facts(root: Cached, runtime: Cached) -> Facts:
+    return {**root.facts, **runtime.facts}
+
+
+def _platform_layers(image: BuildPlan, inputs: Inputs) -> list[tuple[Cached, str]]:
     """The cached layers of one platform's image, with what each holds (the history's words)."""
     layers = [
         (_root_layer(image.architecture, inputs), "Debian root"),
@@ -112,14 +115,14 @@ def platform_layers(image: BuildPlan, inputs: Inputs) -> list[tuple[Cached, str]
 
 
 def _platform_image(reference: str, image: BuildPlan, inputs: Inputs, blobs: Blobs) -> PlatformImage:
-    cached = platform_layers(image, inputs)
+    cached = _platform_layers(image, inputs)
     layers = [blobs.add_file(layer.blob, layer.path) for layer, _ in cached]
     created = rfc3339(inputs.epoch)
     config = blobs.add(image_config(image, [(layer.blob, what) for layer, what in cached], created))
     manifest = blobs.add(image_manifest(config, layers, created))
-    facts = {**cached[0][0].facts, **cached[1][0].facts}
+    facts = _facts(cached[0][0], cached[1][0])
     document = sbom.encode(sbom.document(_contents(reference, image, facts, inputs), inputs.epoch))
-    return PlatformImage(image.architecture, manifest, config, tuple(layers), document, facts)
+    return PlatformImage(image.architecture, manifest, config, tuple(layers), document)
 
 
 def _contents(reference: str, image: BuildPlan, facts: Facts, inputs: Inputs) -> sbom.Contents:
@@ -225,7 +228,7 @@ def _key(*parts: object) -> str:
 def _write_outputs(
     plan: OciPlan, images: tuple[PlatformImage, ...], index: Blob, blobs: Blobs, work: Path
 ) -> list[str]:
-    names = {"org.opencontainers.image.ref.name": plan.tag, "io.containerd.image.name": plan.reference}
+    names = {REF_NAME: plan.tag, "io.containerd.image.name": plan.reference}
     entries = [descriptor(index, names)]
     for image in images:
         sbom_blob = blobs.add(Document(image.sbom, sbom.MEDIA_TYPE))
@@ -237,13 +240,8 @@ def _write_outputs(
     for image in images:
         own = {image.manifest.hex, image.config.hex, *(layer.hex for layer in image.layers)}
         archive = f"{plan.stem}-{image.architecture}.tar"
-        entry = descriptor(image.manifest, {REF_NAME: plan.tag, "io.containerd.image.name": plan.reference})
-        write_archive(
-            work / archive,
-            blobs.subset(own),
-            [entry],
-            [docker_entry(image.config, list(image.layers), [plan.reference])],
-        )
+        docker = [docker_entry(image.config, list(image.layers), [plan.reference])]
+        write_archive(work / archive, blobs.subset(own), [descriptor(image.manifest, names)], docker)
         document = f"{plan.stem}-{image.architecture}{SBOM_SUFFIX}"
         (work / document).write_bytes(image.sbom)
         written += [archive, document]

@@ -108,13 +108,10 @@ def member(
     return info
 
 
-def add_file(tar: tarfile.TarFile, name: str, source: Path, epoch: int, *, mode: int = 0o644, owner: int = 0) -> None:
+def add_file(tar: tarfile.TarFile, name: str, source: Path, epoch: int) -> None:
+    """A host file as a root-owned 0644 member."""
     with source.open("rb") as stream:
-        tar.addfile(member(name, epoch, mode=mode, size=source.stat().st_size, owner=owner), stream)
-
-
-def add_bytes(tar: tarfile.TarFile, name: str, data: bytes, epoch: int, mode: int = 0o644) -> None:
-    tar.addfile(member(name, epoch, mode=mode, size=len(data)), io.BytesIO(data))
+        tar.addfile(member(name, epoch, size=source.stat().st_size), stream)
 
 
 @dataclass(frozen=True)
@@ -172,11 +169,10 @@ def _add_regular(
         tar.addfile(info)
         return
     linked[identity] = info.name
-    data = path.read_bytes() if status.st_size < CHUNK else None
-    rewritten = tree.rewrite(info.name, data) if data is not None else None
-    if rewritten is not None:
-        data = rewritten
-    if data is not None:
+    if status.st_size < CHUNK:  # read whole, once, so that `rewrite` may replace the content
+        data = path.read_bytes()
+        rewritten = tree.rewrite(info.name, data)
+        data = data if rewritten is None else rewritten
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
         return

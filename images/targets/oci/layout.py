@@ -16,7 +16,7 @@ from typing import Any
 from ...files import link_or_copy
 from ...reproducible import tar_member
 from .layers import Blob
-from .manifest import Document
+from .manifest import INDEX, Document, canonical
 
 LAYOUT_VERSION = b'{"imageLayoutVersion":"1.0.0"}'
 BLOBS = "blobs/sha256"
@@ -42,11 +42,7 @@ class Blobs:
 
 
 def index_file(entries: list[dict[str, Any]]) -> bytes:
-    return json.dumps(
-        {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": entries},
-        sort_keys=True,
-        separators=(",", ":"),
-    ).encode()
+    return canonical({"schemaVersion": 2, "mediaType": INDEX, "manifests": entries}, INDEX).data
 
 
 def write_layout(folder: Path, blobs: Blobs, entries: list[dict[str, Any]]) -> None:

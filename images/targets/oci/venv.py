@@ -18,7 +18,7 @@ from pathlib import Path
 
 from menlo_cortex.runtime.models.store import file_sha256
 
-from ...plan import TARGET_PYTHON, machine_of
+from ...plan import TARGET_PYTHON
 from ...sbom import PythonEntry, site_packages_entries
 from ...wheels import WheelError, build_project_wheel, editable_source, installed, runtime_constraints
 from ..docker import trim_venv
@@ -94,9 +94,7 @@ def wheel_hashes(wheels: list[Path]) -> list[Wheel]:
 
 
 def _unpack(wheels: list[Path], architecture: str, site: Path) -> None:
-    machine = machine_of(architecture)
-    platforms = [f"manylinux_2_{minor}_{machine}" for minor in target_wheels.GLIBC_MINORS]
-    platforms += [f"manylinux2014_{machine}", f"linux_{machine}"]
+    platforms = target_wheels.wheel_platforms(architecture)
     command = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--no-compile"]
     command += ["--only-binary=:all:", "--target", str(site), "--python-version", TARGET_PYTHON]
     command += ["--implementation", "cp", *(arg for name in platforms for arg in ("--platform", name))]

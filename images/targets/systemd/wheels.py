@@ -64,6 +64,13 @@ def _preference(folder: Path) -> tuple[bool, float, str]:
     return "-DGGML_CPU_ALL_VARIANTS=ON" in info.read_text(encoding="utf-8"), info.stat().st_mtime, folder.name
 
 
+def wheel_platforms(architecture: str) -> list[str]:
+    """The platform tags a wheel for the target's glibc and `architecture` may carry (pip's --platform)."""
+    machine = machine_of(architecture)
+    manylinux = [f"manylinux_2_{minor}_{machine}" for minor in GLIBC_MINORS]
+    return [*manylinux, f"manylinux2014_{machine}", f"linux_{machine}"]
+
+
 def dependency_wheels(project_wheel: Path, llama: Path, architecture: str, constraints: str) -> list[Path]:
     """Every wheel the runtime extra needs on the target, downloaded once per requirement set."""
     key = _dependency_key(project_wheel, llama, architecture, constraints)
@@ -77,10 +84,8 @@ def _download(project_wheel: Path, llama: Path, architecture: str, constraints: 
     partial = into.with_name(into.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    machine = machine_of(architecture)
-    platforms = [f"manylinux_2_{minor}_{machine}" for minor in GLIBC_MINORS] + [f"manylinux2014_{machine}"]
     command = [sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "-d", str(partial)]
-    command += [arg for name in [*platforms, f"linux_{machine}"] for arg in ("--platform", name)]
+    command += [arg for name in wheel_platforms(architecture) for arg in ("--platform", name)]
     command += ["--python-version", TARGET_PYTHON, "--implementation", "cp", "--find-links", str(llama.parent)]
     (partial / "constraints.txt").write_text(constraints, encoding="utf-8")
     command += ["-c", str(partial / "constraints.txt")]

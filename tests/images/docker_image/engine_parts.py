@@ -141,7 +141,8 @@ class Registry:
             return 0
 
 
-def start_registry(folder: Path, port: int, user: str, password: str) -> tuple[subprocess.Popen[bytes], Registry]:
+def serve_registry(folder: Path, port: int, user: str, password: str, tls: str = "") -> subprocess.Popen[bytes]:
+    """Debian's docker-registry on loopback asking for `user`'s password; `tls`: the http.tls block."""
     htpasswd = subprocess.run(["htpasswd", "-Bbn", user, password], capture_output=True, text=True, check=True)
     (folder / "htpasswd").write_text(htpasswd.stdout, encoding="utf-8")
     (folder / "data").mkdir()
@@ -149,14 +150,17 @@ def start_registry(folder: Path, port: int, user: str, password: str) -> tuple[s
     config.write_text(
         "version: 0.1\n"
         f"storage:\n  filesystem:\n    rootdirectory: {folder / 'data'}\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n{tls}"
         f"auth:\n  htpasswd:\n    realm: cortex-test\n    path: {folder / 'htpasswd'}\n",
         encoding="utf-8",
     )
     with (folder / "registry.log").open("wb") as log:
-        process = subprocess.Popen(
-            ["docker-registry", "serve", str(config)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        command = ["docker-registry", "serve", str(config)]
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def start_registry(folder: Path, port: int, user: str, password: str) -> tuple[subprocess.Popen[bytes], Registry]:
+    process = serve_registry(folder, port, user, password)
     registry = Registry(f"127.0.0.1:{port}", user, password)
     try:
         wait_for(lambda: registry.status("/v2/", None) == 401, "the registry to ask for a password")

@@ -19,7 +19,7 @@ import pytest
 
 from ...conftest import find_free_port
 from ...processes import stop
-from ..docker_image.engine_parts import CONTAINERS_CONF, run_cortex, wait_for
+from ..docker_image.engine_parts import CONTAINERS_CONF, run_cortex, serve_registry, wait_for
 
 TOOLS = ("podman", "skopeo", "debootstrap", "docker-registry", "htpasswd", "openssl")
 API_KEY = "oci-test-" + secrets.token_hex(8)
@@ -84,17 +84,8 @@ def start_tls_registry(
         capture_output=True,
         check=True,
     )
-    htpasswd = subprocess.run(["htpasswd", "-Bbn", user, password], capture_output=True, text=True, check=True)
-    (folder / "htpasswd").write_text(htpasswd.stdout, encoding="utf-8")
-    (folder / "config.yml").write_text(
-        f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {folder / 'data'}\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n  tls:\n    certificate: {cert}\n    key: {key}\n"
-        f"auth:\n  htpasswd:\n    realm: cortex-test\n    path: {folder / 'htpasswd'}\n",
-        encoding="utf-8",
-    )
-    with (folder / "registry.log").open("wb") as log:
-        command = ["docker-registry", "serve", str(folder / "config.yml")]
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    tls = f"  tls:\n    certificate: {cert}\n    key: {key}\n"
+    process = serve_registry(folder, port, user, password, tls)
     registry = TlsRegistry(f"127.0.0.1:{port}", user, password, cert)
     try:
         wait_for(lambda: _asks_for_password(registry), "the registry to ask for a password over TLS")
