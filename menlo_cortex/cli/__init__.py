@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from menlo_cortex import __version__
 from menlo_cortex.cortexfile.errors import ConfigError
 
+from . import bench as bench_command
 from . import build as build_command
 from . import commands
 from .defaults import add_defaults_option
@@ -69,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     pull.set_defaults(run=commands.pull)
 
     build_command.register(sub, _file_option)
+    bench_command.register(sub, _file_option)
     return parser
 
 

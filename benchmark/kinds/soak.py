@@ -1,0 +1,61 @@
+"""`stability --duration D`: a bounded request loop for D, with resident memory sampled all along. The leak
+slope (bytes per hour), latency drift (ms per hour, and the last quarter's median over the first's) and
+error counts; it stops by itself at D."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ..errors import BenchError, ServerError, Unreachable
+from ..memory import Sampler
+from ..session import Bench
+from ..stats import median, slope
+
+RETRY_S = 1.0
+HOUR_S = 3600.0
+
+
+def measure(bench: Bench, out: dict[str, Any]) -> None:
+    duration = bench.options.duration_s
+    sampler = Sampler(bench.current_pid, time.perf_counter(), interval_s=max(0.5, duration / 300)).start()
+    latencies: list[tuple[float, float]] = []
+    out |= {"duration_s": duration, "requests": 0, "completed": 0, "failed": 0, "errors": {}}
+    started = time.perf_counter()
+    try:
+        while (elapsed := time.perf_counter() - started) < duration:
+            bench.progress("stability", f"{elapsed:.0f}/{duration:.0f} s, {out['requests']} requests")
+            _one_request(bench, out, latencies, started)
+            out["failed"] = out["requests"] - out["completed"]
+            _summarise(out, latencies, sampler.samples)
+    finally:
+        sampler.stop()
+        _summarise(out, latencies, sampler.samples)
+
+
+def _one_request(bench: Bench, out: dict[str, Any], latencies: list[tuple[float, float]], started: float) -> None:
+    out["requests"] += 1
+    try:
+        completion = bench.chat(bench.workload.short(out["requests"]))
+    except (ServerError, Unreachable) as exc:
+        kind = f"HTTP {exc.status}" if isinstance(exc, ServerError) else "unreachable"
+        out["errors"][kind] = out["errors"].get(kind, 0) + 1
+        if bench.server_died():
+            raise BenchError("the appliance stopped during the stability run") from None
+        time.sleep(RETRY_S)
+        return
+    out["completed"] += 1
+    latencies.append((completion.sent - started, completion.total_s * 1000))
+
+
+def _summarise(out: dict[str, Any], latencies: list[tuple[float, float]], memory: list[tuple[float, int]]) -> None:
+    quarter = max(1, len(latencies) // 4)
+    first, last = median([ms for _, ms in latencies[:quarter]]), median([ms for _, ms in latencies[-quarter:]])
+    leak = slope([(t, float(b)) for t, b in memory[len(memory) // 10 :]])  # past the first tenth: warm-up
+    drift = slope(latencies)
+    out["latency_ms"] = {"first_quarter_p50": first, "last_quarter_p50": last,
+                         "drift_ratio": last / first if first and last else None,
+                         "drift_ms_per_hour": None if drift is None else drift * HOUR_S}  # fmt: skip
+    out["memory"] = {"leak_bytes_per_hour": None if leak is None else leak * HOUR_S, "samples": len(memory),
+                     "first_bytes": memory[0][1] if memory else None,
+                     "last_bytes": memory[-1][1] if memory else None}  # fmt: skip
