@@ -39,7 +39,7 @@ bench-compare: setup
 	scripts/llama-server.sh >/dev/null
 	test -x $(BENCH_VENV)/bin/python || python3 -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install -q "$$(ls $$(PYTHON=$(PY) scripts/llama-wheel.sh)/llama_cpp_python-*.whl)[server]"
-	$(PY) bench/compare.py --llama-cpp-python $(BENCH_VENV)/bin/python --json build/compare.json
+	$(PY) bench/compare.py --llama-cpp-python $(BENCH_VENV)/bin/python
 
 lint: setup
 	$(PY) -m ruff check . && $(PY) -m ruff format --check . && $(PY) scripts/typecheck.py

@@ -44,10 +44,11 @@ class Completion:
 
     @property
     def generation_tokens_per_s(self) -> float | None:
-        """Tokens after the first over the time between the first and the last chunk."""
-        if len(self.stamps) < 2 or self.tokens < 2:
+        """Tokens after the first over the time from the first text to the end of the answer (not to the last
+        chunk: a server may hold a few tokens back, for stop strings, and send them at once)."""
+        if not self.stamps or self.tokens < 2 or self.done <= self.stamps[0]:
             return None
-        return (self.tokens - 1) / (self.stamps[-1] - self.stamps[0])
+        return (self.tokens - 1) / (self.done - self.stamps[0])
 
     @property
     def prompt_tokens_per_s(self) -> float | None:
@@ -130,7 +131,7 @@ def _read_stream(response: urllib3.BaseHTTPResponse, sent: float) -> Completion:
         response.release_conn()
     completion.done = time.perf_counter()
     if not completion.stamps:
-        raise ServerError(response.status, "the stream carried no text")
+        raise ServerError(response.status, "the answer carried no text (a model without a chat template?)")
     return completion
 
 

@@ -21,6 +21,9 @@ def table(report: dict[str, Any]) -> str:
     cold = (report["results"].get("init", {}).get("cold") or {}).get("method")
     if cold:
         lines.append(f"{'':10}cold start: {cold}")
+    warning = report["results"].get("runtime", {}).get("warning")
+    if warning:
+        lines.append(f"WARNING: {warning}")
     if not report["complete"]:
         lines.append(f"INCOMPLETE: {report['stopped']}")
     return "\n".join(lines)

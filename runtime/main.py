@@ -27,7 +27,7 @@ from .reload.wiring import hot_reload
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 # The event loop and the generation threads share the GIL. At Python's default 5 ms switch interval
 # the loop waits up to that long to forward each token, and the generation thread as long to get it
-# back: bench/serve.py measured about 10% fewer tokens/s served than direct; at 0.5 ms, none.
+# back: served against direct llama-cpp-python, about 10% fewer tokens/s were measured; at 0.5 ms, none.
 GIL_SWITCH_INTERVAL_S = 0.0005
 log = logging.getLogger("cortex.server")
 

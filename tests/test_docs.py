@@ -13,9 +13,9 @@ import pytest
 from tests.cortexfile.test_migrate import CORTEXRC
 
 ROOT = Path(__file__).resolve().parent.parent
-# `start` serves until stopped; `build` and `lock` need a container engine, a Debian root or the models:
-# tests/runtime and tests/images run them for real.
-NOT_RUN_HERE = ("cortex start", "cortex build", "cortex lock")
+# `start` serves until stopped; `build`, `lock` and `bench` need a container engine, a Debian root or the
+# models: tests/runtime, tests/images and tests/benchmark run them for real.
+NOT_RUN_HERE = ("cortex start", "cortex build", "cortex lock", "cortex bench")
 
 
 def readme_commands() -> list[str]:

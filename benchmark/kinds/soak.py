@@ -1,10 +1,11 @@
 """`stability --duration D`: a bounded request loop for D, with resident memory sampled all along. The leak
 slope (bytes per hour), latency drift (ms per hour, and the last quarter's median over the first's) and
-error counts; it stops by itself at D."""
+error counts; it stops by itself at D. A server that answers nothing for GIVE_UP_S is gone: the run stops."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import BenchError, ServerError, Unreachable
@@ -13,39 +14,49 @@ from ..session import Bench
 from ..stats import median, slope
 
 RETRY_S = 1.0
+GIVE_UP_S = 60.0
 HOUR_S = 3600.0
+
+
+@dataclass
+class Loop:
+    started: float = field(default_factory=time.perf_counter)
+    answered: float = field(default_factory=time.perf_counter)
+    latencies: list[tuple[float, float]] = field(default_factory=list)  # (seconds into the loop, ms)
 
 
 def measure(bench: Bench, out: dict[str, Any]) -> None:
     duration = bench.options.duration_s
-    sampler = Sampler(bench.current_pid, time.perf_counter(), interval_s=max(0.5, duration / 300)).start()
-    latencies: list[tuple[float, float]] = []
+    loop = Loop()
+    sampler = Sampler(bench.current_pid, loop.started, interval_s=max(0.5, duration / 300)).start()
     out |= {"duration_s": duration, "requests": 0, "completed": 0, "failed": 0, "errors": {}}
-    started = time.perf_counter()
     try:
-        while (elapsed := time.perf_counter() - started) < duration:
+        while (elapsed := time.perf_counter() - loop.started) < duration:
             bench.progress("stability", f"{elapsed:.0f}/{duration:.0f} s, {out['requests']} requests")
-            _one_request(bench, out, latencies, started)
-            out["failed"] = out["requests"] - out["completed"]
-            _summarise(out, latencies, sampler.samples)
+            _one_request(bench, out, loop)
+            _summarise(out, loop.latencies, sampler.samples)
     finally:
         sampler.stop()
-        _summarise(out, latencies, sampler.samples)
+        _summarise(out, loop.latencies, sampler.samples)
 
 
-def _one_request(bench: Bench, out: dict[str, Any], latencies: list[tuple[float, float]], started: float) -> None:
+def _one_request(bench: Bench, out: dict[str, Any], loop: Loop) -> None:
     out["requests"] += 1
     try:
         completion = bench.chat(bench.workload.short(out["requests"]))
     except (ServerError, Unreachable) as exc:
         kind = f"HTTP {exc.status}" if isinstance(exc, ServerError) else "unreachable"
         out["errors"][kind] = out["errors"].get(kind, 0) + 1
+        out["failed"] += 1
         if bench.server_died():
             raise BenchError("the appliance stopped during the stability run") from None
+        if time.perf_counter() - loop.answered > GIVE_UP_S:
+            raise BenchError(f"the server has not answered for {GIVE_UP_S:.0f} s: {exc}") from None
         time.sleep(RETRY_S)
         return
+    loop.answered = time.perf_counter()
     out["completed"] += 1
-    latencies.append((completion.sent - started, completion.total_s * 1000))
+    loop.latencies.append((completion.sent - loop.started, completion.total_s * 1000))
 
 
 def _summarise(out: dict[str, Any], latencies: list[tuple[float, float]], memory: list[tuple[float, int]]) -> None:

@@ -13,22 +13,30 @@ from ..stats import median, spread
 
 def measure(bench: Bench, out: dict[str, Any]) -> None:
     rounds, workload = bench.options.rounds, bench.workload
-    short = _series(bench, "short prompt", [workload.short(index) for index in range(rounds)])
-    out["short"] = summary(short)
+    short = _series(bench, out, "short", [workload.short(index) for index in range(rounds)])
     before = bench.resident()
-    long = _series(bench, "long prompt", [workload.long() for _ in range(rounds)])
-    out["long"] = summary(long)
+    long = _series(bench, out, "long", [workload.long() for _ in range(rounds)])
+    _check_prompt_size(out, workload.long_prompt_tokens)
     out["context_memory"] = _context_memory(before, bench.resident(), long)
     gaps = [gap for completion in short + long for gap in completion.gaps_s]
     out["token_gap_ms"] = spread(gaps, 1000) | {"gaps": len(gaps)}
     out["token_gaps_ms"] = [round(gap * 1000, 2) for gap in gaps]  # the BenchCard's distribution
-    whole = _series(bench, "whole answers", [workload.short(index, stream=False) for index in range(rounds)])
+    whole = _series(bench, out, "whole", [workload.short(index, stream=False) for index in range(rounds)])
     out["streaming"] = {
         "streamed_total_ms": median([c.total_s * 1000 for c in short]),
         "whole_total_ms": median([c.total_s * 1000 for c in whole]),
         "streamed_tokens": median([c.tokens for c in short]),
         "whole_tokens": median([c.tokens for c in whole]),
     }
+
+
+def _check_prompt_size(out: dict[str, Any], asked: int) -> None:
+    """A server that counts far fewer prompt tokens than were sent is not reading the prompt (a chat template
+    that drops the messages): its figures would mislead, so the report says so."""
+    counted = out["long"]["prompt_tokens"]
+    if counted is not None and counted < asked / 4:
+        out["warning"] = (f"the server counted {counted:.0f} prompt tokens for a prompt of about {asked}: "
+                          "is its chat template applied to the messages?")  # fmt: skip
 
 
 def summary(completions: list[Completion]) -> dict[str, Any]:
@@ -42,11 +50,13 @@ def summary(completions: list[Completion]) -> dict[str, Any]:
     }
 
 
-def _series(bench: Bench, what: str, bodies: list[dict[str, Any]]) -> list[Completion]:
-    found = []
+def _series(bench: Bench, out: dict[str, Any], name: str, bodies: list[dict[str, Any]]) -> list[Completion]:
+    """One request after the other; `out[name]` summarises those done so far (a run that stops keeps them)."""
+    found: list[Completion] = []
     for index, body in enumerate(bodies):
-        bench.progress("runtime", f"{what} {index + 1}/{len(bodies)}")
+        bench.progress("runtime", f"{name} prompt {index + 1}/{len(bodies)}")
         found.append(bench.chat(body))
+        out[name] = summary(found)
     return found
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -56,6 +57,11 @@ def test_llama_arguments_follow_the_cortexfile(tmp_path: Path) -> None:
     assert arguments["embedding"] is True
     assert arguments["pooling_type"] == 1
     assert arguments["chat_format"] == "gemma"
+
+
+def test_unset_threads_mean_every_core_this_process_may_use(tmp_path: Path) -> None:
+    arguments = llama_arguments(model(tmp_path), LlamaCppEngine())
+    assert arguments["n_threads"] == arguments["n_threads_batch"] == len(os.sched_getaffinity(0))
 
 
 def test_check_gguf_names_model_and_file(tmp_path: Path) -> None:
