@@ -51,7 +51,7 @@ def write_cortexfile(args: argparse.Namespace) -> Path:
     path.write_text(
         "version: 1\n"
         f"engines:\n  llama_cpp:\n    parallel: {SLOTS}\n"
-        f"models:\n  - id: bench\n    source: {args.model}\n    sha256: {digest}\n"
+        f"models:\n  - id: {args.name}\n    source: {args.model}\n    sha256: {digest}\n"
         f"    context_size: {args.context}\n    threads: {args.threads}\n    chat_format: {args.chat_format}\n"
         f"data:\n  path: {args.data}\n"
         "server:\n  limits:\n    queue_size: 64\n",
@@ -83,14 +83,14 @@ def llama_server(args: argparse.Namespace, port: int) -> list[str]:
     # --no-jinja: with jinja on, --chat-template takes template text, and `gemma` would be the whole prompt.
     folder = Path(args.llama_server)
     return [str(folder / "llama-server"), "-m", str(args.model), "-c", str(args.context * SLOTS), "-np", str(SLOTS),
-            "-t", str(args.threads), "-tb", str(args.threads), "--alias", "bench", "--no-jinja",
+            "-t", str(args.threads), "-tb", str(args.threads), "--alias", args.name, "--no-jinja",
             "--chat-template", args.chat_format, "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
 
 
 def llama_cpp_python_server(args: argparse.Namespace, port: int) -> list[str]:
     # --interrupt_requests False: its default ends the running request when a new one comes.
     return [args.llama_cpp_python, "-c", LOAD_BACKENDS_THEN_SERVE, "--model", str(args.model), "--model_alias",
-            "bench", "--chat_format", args.chat_format, "--n_ctx", str(args.context), "--n_threads",
+            args.name, "--chat_format", args.chat_format, "--n_ctx", str(args.context), "--n_threads",
             str(args.threads), "--n_threads_batch", str(args.threads), "--host", "127.0.0.1", "--port", str(port),
             "--interrupt_requests", "False"]  # fmt: skip
 
@@ -99,7 +99,7 @@ def bench_url(args: argparse.Namespace, name: str, command: list[str], port: int
     process = serve(name, command, port, args.data / f"{name}.log", env)
     try:
         kinds = ",".join(kind for kind in args.type.split(",") if kind != "init")
-        cortex("bench", "--url", f"http://127.0.0.1:{port}", "--model", "bench", "--pid", str(process.pid),
+        cortex("bench", "--url", f"http://127.0.0.1:{port}", "--model", args.name, "--pid", str(process.pid),
                "--label", name, "--type", kinds, "--datapath", str(args.data), *args.workload)  # fmt: skip
     finally:
         stop(process)
@@ -117,6 +117,7 @@ def main() -> None:
     parser.add_argument("--llama-server", help="folder with llama-server (default: scripts/llama-server.sh's)")
     parser.add_argument("--llama-cpp-python", help="a python with llama-cpp-python[server]; omitted: not measured")
     args, args.workload = parser.parse_known_args()  # the rest goes to every `cortex bench`
+    args.name = "gemma3-270m-q4km" if args.model is None else args.model.stem[:40]  # the model's id everywhere
     args.model = (args.model or test_model()).resolve()
     args.data = args.data.resolve()
     args.data.mkdir(parents=True, exist_ok=True)
@@ -132,9 +133,8 @@ def main() -> None:
         port = free_port()
         bench_url(args, "llama-cpp-python", llama_cpp_python_server(args, port), port, {})
     ids = [line.split()[0] for line in runs(args) if line.split()[0] not in before]
-    name = "gemma3-270m-q4km" if args.model == test_model().resolve() else args.model.stem[:40]
-    out = args.out or HERE.parent / "docs" / "benchcards" / f"{name}-{args.threads}-threads"
-    cortex("bench", "card", *ids, "-o", str(out), "--datapath", str(args.data))
+    out = args.out or HERE.parent / "docs" / "benchcards" / f"{args.name}-{args.threads}-threads"
+    cortex("bench", "card", ids[1], ids[0], *ids[2:], "-o", str(out), "--datapath", str(args.data))  # baseline first
     cortex("bench", "compare", ids[1], ids[0], "--datapath", str(args.data))
 
 

@@ -73,7 +73,7 @@ def _runs_table(runs: list[StoredRun]) -> str:
     for run in runs:
         report = run.report
         state = "complete" if run.complete else f"incomplete: {_md(str(report.get('stopped')))}"
-        where = report["target"].get("url") or f"cortex start -f {report['target'].get('cortexfile')}"
+        where = report["target"].get("url") or f"cortex start -f {Path(report['target']['cortexfile']).name}"
         kinds = ", ".join(report["kinds"])
         rows.append(f"| {run.id} | {_md(run.label)} ({_md(str(where))}) | {run.started_at} | {kinds} | {state} |")
     return "\n".join(rows)

@@ -49,6 +49,7 @@ FIXED = (
     ("runtime", "token gap p99", ("runtime", "token_gap_ms", "p99"), "ms", 1, False),
     ("runtime", "streamed answer, total", ("runtime", "streaming", "streamed_total_ms"), "ms", 1, False),
     ("runtime", "whole answer, total", ("runtime", "streaming", "whole_total_ms"), "ms", 1, False),
+    ("memory", "resident peak over the run", ("memory", "peak_bytes"), "MB", 1 / MB, False),
     ("stability", "requests completed", ("stability", "completed"), "", 1, True),
     ("stability", "requests failed", ("stability", "failed"), "", 1, False),
     ("stability", "memory leak slope", ("stability", "memory", "leak_bytes_per_hour"), "MB/h", 1 / MB, False),
@@ -64,7 +65,7 @@ PER_LEVEL: tuple[tuple[str, tuple[str, ...], str, bool], ...] = (
 
 
 def figures(report: dict[str, Any]) -> Iterator[Figure]:
-    results = report.get("results", {})
+    results = report.get("results", {}) | {"memory": report.get("memory")}
     for kind, name, path, unit, scale, better in FIXED:
         value = dig(results, path)
         if isinstance(value, int | float):

@@ -191,6 +191,22 @@ def test_runs_card_and_compare_read_the_store(
     assert row.split()[-1] == f"{second / first:.2f}"
 
 
+def test_init_times_the_switch_to_each_other_model(folder: Path, test_model_path: Path) -> None:
+    """Two models, the second loaded on first use: a first request to it, then back to the first."""
+    two = folder / "two"
+    two.mkdir()
+    path = cortexfile(two, test_model_path)
+    text = path.read_text(encoding="utf-8")
+    second = "  - id: second\n" + text[text.index("    source:") : text.index("data:")] + "    load: on_demand\n"
+    path.write_text(text.replace("data:", second + "data:"), encoding="utf-8")
+    done = bench("-f", str(path), "--type", "init", "--json", str(two / "init.json"))
+    assert done.returncode == 0, done.stderr
+    switch = json.loads((two / "init.json").read_text(encoding="utf-8"))["results"]["init"]["switch_ms"]
+    assert list(switch) == ["second", "gemma"]
+    assert switch["second"] > 0
+    assert switch["gemma"] > 0
+
+
 def test_a_model_the_server_does_not_list(server: Server) -> None:
     done = bench("--url", server.url, "--model", "llama-70b")
     assert done.returncode == 2

@@ -9,6 +9,7 @@ from xml.etree import ElementTree
 
 import pytest
 from menlo_cortex.benchmark.card import CHARTS, render_card, write_card
+from menlo_cortex.benchmark.client import Completion
 from menlo_cortex.benchmark.durations import parse_duration
 from menlo_cortex.benchmark.errors import BenchError, UsageError
 from menlo_cortex.benchmark.figures import figures
@@ -85,7 +86,8 @@ def test_compare_prints_each_shared_figure_with_its_ratio(tmp_path: Path) -> Non
     lines = comparison(store.get(1), store.get(2)).splitlines()
     row = next(line for line in lines if "2 streams: aggregate" in line)
     assert row.split()[-1] == "2.00"
-    assert sum(1 for line in lines if line.startswith(("runtime", "load"))) == len(list(figures(report())))
+    shared = list(figures(report()))
+    assert sum(1 for line in lines if line.startswith(tuple({f.kind for f in shared}))) == len(shared)
 
 
 def test_the_card_escapes_labels_and_draws_valid_svg(tmp_path: Path) -> None:
@@ -145,3 +147,14 @@ def test_reading_runs_from_an_empty_store(tmp_path: Path, capsys: pytest.Capture
     assert "no bench runs in" in capsys.readouterr().out
     assert main(["bench", "compare", "1", "2", *data]) == 2
     assert "no bench run 1" in capsys.readouterr().err
+
+
+def test_a_completions_rates_count_held_back_tokens() -> None:
+    """Eight tokens, the last four sent in one chunk (held back for a stop string): the rate runs to the end."""
+    held_back = Completion(sent=0.0, done=0.5, stamps=[0.1, 0.15, 0.2, 0.25, 0.5], prompt_tokens=20,
+                           completion_tokens=8)  # fmt: skip
+    assert held_back.ttft_s == pytest.approx(0.1)
+    assert held_back.generation_tokens_per_s == pytest.approx(7 / 0.4)
+    assert held_back.prompt_tokens_per_s == pytest.approx(200)
+    assert held_back.gaps_s == pytest.approx([0.05, 0.05, 0.05, 0.25])
+    assert Completion(sent=0.0, done=0.2, stamps=[0.2], completion_tokens=1).generation_tokens_per_s is None
