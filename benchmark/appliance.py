@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from .client import Client
 from .errors import BenchError
+from .text import printable
 
 READY_S = 600.0
 POLL_S = 0.05
@@ -68,21 +70,26 @@ class Appliance:
         raise BenchError(f"cortex start was not ready within {deadline_s:.0f} s: {self.log_tail()}")
 
     def log_tail(self) -> str:
-        text = Path(self.log.name).read_text(encoding="utf-8", errors="replace").strip()
-        return text[-LOG_TAIL:] or "(no output)"
+        """The end of the appliance's output, as one printable line."""
+        with open(self.log.name, "rb") as log:
+            log.seek(max(0, os.fstat(log.fileno()).st_size - LOG_TAIL))
+            text = log.read().decode("utf-8", errors="replace")
+        return " / ".join(printable(line, LOG_TAIL) for line in text.splitlines() if line.strip()) or "(no output)"
 
     def stop(self) -> None:
-        """SIGTERM, SIGKILL after STOP_S; the log file goes too."""
-        self.client.close()
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
+        """SIGTERM, SIGKILL after STOP_S (or at once when interrupted again); the log file goes in any case."""
+        try:
+            self.client.close()
+            if self.process.poll() is None:
+                self.process.send_signal(signal.SIGTERM)
                 self.process.wait(STOP_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
-        os.unlink(self.log.name)
+        except (subprocess.TimeoutExpired, KeyboardInterrupt):
+            self.process.kill()
+            self.process.wait()
+        finally:
+            self.log.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.log.name)
 
 
 def evict_from_page_cache(path: Path) -> str:
@@ -97,7 +104,7 @@ def evict_from_page_cache(path: Path) -> str:
         return f"not cold: the page cache kept the model file ({exc.strerror})"
     finally:
         os.close(descriptor)
-    return "model file evicted from the page cache (posix_fadvise DONTNEED)"
+    return "model file's pages dropped from the page cache (posix_fadvise DONTNEED; pages another process maps stay)"
 
 
 def _free_port() -> int:

@@ -3,15 +3,16 @@ SVG charts (tokens/s against concurrency, the distribution of gaps between token
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from .figures import MB, figures, load_levels, ratio
+from .files import write_atomically
 from .store import StoredRun
 from .svg import Series, line_chart
+from .text import printable
 
+MARKDOWN = set("\\`*_{}[]()<>!|~&")
 CHARTS = ("tokens-per-s.svg", "token-gaps.svg", "memory.svg")
 
 
@@ -29,14 +30,10 @@ def render_card(runs: list[StoredRun]) -> dict[str, str]:
 
 
 def write_card(runs: list[StoredRun], folder: Path) -> list[Path]:
-    """Each file written whole (temp file, then rename), so a reader never sees half a card."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Each file written whole, so a reader never sees half a card."""
     written = []
     for name, text in render_card(runs).items():
-        handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(temporary, folder / name)
+        write_atomically(folder / name, text)
         written.append(folder / name)
     return written
 
@@ -45,18 +42,18 @@ def _markdown(runs: list[StoredRun]) -> str:
     first = runs[0].report
     host, target = first["host"], first["target"]
     lines = [
-        f"# BenchCard: {_md(target['model'])} on {_md(str(host['cpu_model']))}",
+        f"# BenchCard: {_md(target['model'])} on {_md(host['cpu_model'])}",
         "",
-        f"Made by `cortex bench card` (cortex {host['cortex_version']}) from the runs below, each measured by "
+        f"Made by `cortex bench card` (cortex {_md(host['cortex_version'])}) from the runs below, each measured by "
         "`cortex bench` with the same workload; every figure is in their JSON (`cortex bench runs`).",
         "",
         "| machine | |",
         "|---|---|",
-        f"| CPU | {_md(str(host['cpu_model']))}, {host['cores']} cores ({_md(' '.join(host['cpu_flags']))}) |",
+        f"| CPU | {_md(host['cpu_model'])}, {_md(host['cores'])} cores ({_md(' '.join(host['cpu_flags']))}) |",
         f"| memory | {_mb(host['memory_bytes'])} |",
         f"| accelerators | {_md(', '.join(host['accelerators']) or 'none')} |",
-        f"| OS, kernel | {_md(str(host['os']))}, {_md(str(host['kernel']))} |",
-        f"| model sha256 | `{target.get('model_sha256') or 'unknown'}` |",
+        f"| OS, kernel | {_md(host['os'])}, {_md(host['kernel'])} |",
+        f"| model sha256 | {_md(target.get('model_sha256') or 'unknown')} |",
         "",
         _runs_table(runs),
         "",
@@ -72,10 +69,10 @@ def _runs_table(runs: list[StoredRun]) -> str:
     rows = ["| run | server | started (UTC) | kinds | state |", "|---|---|---|---|---|"]
     for run in runs:
         report = run.report
-        state = "complete" if run.complete else f"incomplete: {_md(str(report.get('stopped')))}"
+        state = "complete" if run.complete else f"incomplete: {_md(report.get('stopped'))}"
         where = report["target"].get("url") or f"cortex start -f {Path(report['target']['cortexfile']).name}"
-        kinds = ", ".join(report["kinds"])
-        rows.append(f"| {run.id} | {_md(run.label)} ({_md(str(where))}) | {run.started_at} | {kinds} | {state} |")
+        kinds = _md(", ".join(report["kinds"]))
+        rows.append(f"| {run.id} | {_md(run.label)} ({_md(where)}) | {_md(run.started_at)} | {kinds} | {state} |")
     return "\n".join(rows)
 
 
@@ -117,6 +114,8 @@ def _mb(value: object) -> str:
     return f"{value / MB:.0f} MB" if isinstance(value, int) else "unknown"
 
 
-def _md(text: str) -> str:
-    """A value inside a markdown table cell: no pipes, no line breaks, no HTML."""
-    return text.replace("|", "/").replace("\n", " ").replace("<", "&lt;").replace(">", "&gt;")
+def _md(text: object) -> str:
+    """A value inside a markdown table cell: one line of printable text, every markdown and HTML character
+    escaped (no link, image, code span or tag can come from a label)."""
+    line = printable(str(text), 200)
+    return "".join(f"&#{ord(char)};" if char in MARKDOWN else char for char in line)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .figures import figures, load_levels, number, ratio
+from .stats import median
 from .store import StoredRun
 
 
@@ -36,7 +37,7 @@ def _load_table(report: dict[str, Any]) -> list[str]:
     lines = [f"{'load':10}{'streams':>8}{'tok/s':>10}{'per stream':>12}{'TTFT p50':>10}{'queueing':>10}"
              f"{'429':>6}{'failed':>8}"]  # fmt: skip
     for streams, level in levels:
-        share = level["aggregate_tokens_per_s"] / max(1, level["completed"])
+        share = median(level["per_stream_tokens_per_s"]) or 0.0
         ttft, queued = level["ttft_ms"]["p50"], level["queueing_ms"]
         lines.append(f"{'':10}{streams:>8}{number(level['aggregate_tokens_per_s']):>10}{number(share):>12}"
                      f"{_ms(ttft):>10}{_ms(queued):>10}{level['rejected_429']:>6}{level['failed']:>8}")  # fmt: skip

@@ -3,9 +3,12 @@ and every figure measured until then."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import signal
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -19,7 +22,9 @@ REPORT_FORMAT = 1
 EXIT_INTERRUPTED = 130
 
 
-def run_kinds(bench: Bench, kinds: Sequence[str], target: dict[str, Any]) -> tuple[dict[str, Any], int]:
+def run_kinds(
+    bench: Bench, kinds: Sequence[str], target: dict[str, Any], *, debug: bool = False
+) -> tuple[dict[str, Any], int]:
     """(report, exit code): 0 complete, the error's code when one stopped it, 130 on Ctrl-C."""
     report = _header(bench, kinds, target)
     sampler = Sampler(bench.current_pid, bench.origin).start()
@@ -34,14 +39,31 @@ def run_kinds(bench: Bench, kinds: Sequence[str], target: dict[str, Any]) -> tup
         report["stopped"], code = str(exc), exc.exit_code
     except KeyboardInterrupt:
         report["stopped"], code = "interrupted (Ctrl-C)", EXIT_INTERRUPTED
+    except Exception as exc:  # a bug of ours: what was measured is still worth keeping
+        report["stopped"], code = f"internal error ({type(exc).__name__}): run with --debug and report it", 1
+        if debug:
+            raise
     finally:
         sampler.stop()
         report["memory"] = {"peak_bytes": bench.peak(), "samples": [list(s) for s in sampler.samples]}
-        bench.stop()
+        with _sigint_ignored():  # a second Ctrl-C must not leave the appliance running
+            bench.stop()
     report["complete"] = code == 0
     report["finished_at"] = _now()
     report["wall_s"] = time.perf_counter() - bench.origin
     return report, code
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _header(bench: Bench, kinds: Sequence[str], target: dict[str, Any]) -> dict[str, Any]:

@@ -27,9 +27,9 @@ class Options:
 class Progress:
     """One line on stderr, rewritten in place on a terminal, a line per step otherwise."""
 
-    def __init__(self, out: TextIO = sys.stderr) -> None:
-        self.out = out
-        self.live = out.isatty()
+    def __init__(self, out: TextIO | None = None) -> None:
+        self.out = out or sys.stderr
+        self.live = self.out.isatty()
 
     def __call__(self, kind: str, text: str) -> None:
         line = f"bench: {kind}: {text}"
@@ -112,8 +112,8 @@ class Bench:
         threads = [threading.Thread(target=one, args=item, daemon=True) for item in enumerate(bodies)]
         for thread in threads:
             thread.start()
+        started = time.perf_counter()  # before the gate opens: every request is sent after it
         gate.wait()
-        started = time.perf_counter()
         for thread in threads:
             while thread.is_alive():  # short joins, so that Ctrl-C reaches the main thread
                 thread.join(0.2)

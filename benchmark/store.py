@@ -15,18 +15,21 @@ from .errors import BenchError, UsageError
 
 SCHEMA_VERSION = 1
 DATABASE = "cortex.db"
-MIGRATIONS = {
+MIGRATIONS = {  # one statement per version, applied with its user_version in one transaction
     1: """
-        CREATE TABLE bench_runs (
+        CREATE TABLE IF NOT EXISTS bench_runs (
             id INTEGER PRIMARY KEY,
             started_at TEXT NOT NULL,
             label TEXT NOT NULL,
             model TEXT NOT NULL,
             complete INTEGER NOT NULL,
             report TEXT NOT NULL
-        );
+        )
     """,
 }
+# What the readers (tables, cards, compare) index in a stored report, and the type they expect there.
+REPORT_SHAPE: dict[str, type] = {"target": dict, "host": dict, "kinds": list, "results": dict, "complete": bool}
+HOST_LISTS = ("cpu_flags", "accelerators")
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,12 @@ class RunStore:
     def __init__(self, data: Path) -> None:
         self.path = data / DATABASE
 
+    def check(self) -> None:
+        """Open (and create or upgrade) the database now: a run is not started that could not be stored."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect():
+            pass
+
     def add(self, report: dict[str, Any]) -> int:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
@@ -57,41 +66,64 @@ class RunStore:
         if not self.path.exists():
             return []
         with self._connect() as db:
-            return [_stored(row) for row in db.execute("SELECT * FROM bench_runs ORDER BY id")]
+            return [_stored(row, self.path) for row in db.execute("SELECT * FROM bench_runs ORDER BY id")]
 
     def get(self, run_id: int) -> StoredRun:
         if self.path.exists():
             with self._connect() as db:
                 row = db.execute("SELECT * FROM bench_runs WHERE id = ?", (run_id,)).fetchone()
                 if row is not None:
-                    return _stored(row)
+                    return _stored(row, self.path)
         raise UsageError(f"no bench run {run_id} in {self.path} (cortex bench runs lists them)")
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         try:
-            db = sqlite3.connect(self.path, timeout=10)
+            db = sqlite3.connect(self.path, timeout=10, isolation_level=None)  # transactions are explicit
         except sqlite3.Error as exc:
             raise BenchError(f"{self.path}: cannot open the database ({exc})") from None
         try:
-            with db:
-                _migrate(db, self.path)
-                yield db
+            _migrate(db, self.path)
+            db.execute("BEGIN")
+            yield db
+            db.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             raise BenchError(f"{self.path}: {exc}") from None
         finally:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             db.close()
 
 
 def _migrate(db: sqlite3.Connection, path: Path) -> None:
-    version = int(db.execute("PRAGMA user_version").fetchone()[0])
-    if version > SCHEMA_VERSION:
-        raise BenchError(f"{path}: made by a newer cortex (schema {version}; this one knows {SCHEMA_VERSION})")
-    for step in range(version + 1, SCHEMA_VERSION + 1):
-        db.executescript(MIGRATIONS[step])
-        db.execute(f"PRAGMA user_version = {step}")
+    """Bring the schema to SCHEMA_VERSION; BEGIN IMMEDIATE: two first runs at once migrate one after the other."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise BenchError(f"{path}: made by a newer cortex (schema {version}; this one knows {SCHEMA_VERSION})")
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            db.execute(MIGRATIONS[step])
+            db.execute(f"PRAGMA user_version = {step}")
+        db.execute("COMMIT")
+    finally:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
 
 
-def _stored(row: tuple[Any, ...]) -> StoredRun:
-    run_id, started_at, label, model, complete, report = row
-    return StoredRun(run_id, started_at, label, model, bool(complete), json.loads(report))
+def _stored(row: tuple[Any, ...], path: Path) -> StoredRun:
+    run_id, started_at, label, model, complete, text = row
+    try:
+        report = json.loads(text)
+        _check_shape(report)
+        return StoredRun(int(run_id), str(started_at), str(label), str(model), bool(complete), report)
+    except (TypeError, ValueError, RecursionError):
+        raise BenchError(f"{path}: run {run_id} is damaged (not a bench report)") from None
+
+
+def _check_shape(report: object) -> None:
+    if not isinstance(report, dict) or any(not isinstance(report.get(k), t) for k, t in REPORT_SHAPE.items()):
+        raise TypeError("not a report")
+    lists = [report["kinds"], *(report["host"].get(key) for key in HOST_LISTS)]
+    if not all(isinstance(found, list) and all(isinstance(item, str) for item in found) for found in lists):
+        raise TypeError("not a report")

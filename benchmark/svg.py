@@ -6,7 +6,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from xml.sax.saxutils import escape, quoteattr
+from xml.sax.saxutils import escape as xml_escape
+from xml.sax.saxutils import quoteattr
+
+from .text import printable
 
 WIDTH, HEIGHT = 640, 360
 LEFT, RIGHT, TOP, BOTTOM = 70, 20, 40, 50
@@ -81,6 +84,11 @@ def _axes(scale: _Scale, x_label: str, y_label: str, x_ticks: list[float] | None
     parts.append(f'<text x="16" y="{(TOP + bottom) / 2}" text-anchor="middle" transform={rotate}>'
                  f"{escape(y_label)}</text>")  # fmt: skip
     return parts
+
+
+def escape(text: str) -> str:
+    """Printable characters only (a control character is not allowed in XML at all), then XML-escaped."""
+    return xml_escape(printable(text, 120))
 
 
 def _ticks(low: float, high: float, count: int = 5) -> list[float]:

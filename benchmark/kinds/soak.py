@@ -16,6 +16,8 @@ from ..stats import median, slope
 RETRY_S = 1.0
 GIVE_UP_S = 60.0
 HOUR_S = 3600.0
+SUMMARY_EVERY_S = 5.0
+MAX_LATENCIES = 20_000  # past this, every other one is dropped: a month-long run stays a few MB
 
 
 @dataclass
@@ -23,6 +25,18 @@ class Loop:
     started: float = field(default_factory=time.perf_counter)
     answered: float = field(default_factory=time.perf_counter)
     latencies: list[tuple[float, float]] = field(default_factory=list)  # (seconds into the loop, ms)
+    summarised: float = 0.0
+
+    def record(self, at_s: float, latency_ms: float) -> None:
+        self.answered = time.perf_counter()
+        self.latencies.append((at_s, latency_ms))
+        if len(self.latencies) > MAX_LATENCIES:
+            self.latencies[:] = self.latencies[::2]
+
+    def summary_due(self) -> bool:
+        due = time.perf_counter() - self.summarised >= SUMMARY_EVERY_S
+        self.summarised = time.perf_counter() if due else self.summarised
+        return due
 
 
 def measure(bench: Bench, out: dict[str, Any]) -> None:
@@ -34,29 +48,31 @@ def measure(bench: Bench, out: dict[str, Any]) -> None:
         while (elapsed := time.perf_counter() - loop.started) < duration:
             bench.progress("stability", f"{elapsed:.0f}/{duration:.0f} s, {out['requests']} requests")
             _one_request(bench, out, loop)
-            _summarise(out, loop.latencies, sampler.samples)
+            if loop.summary_due():
+                _summarise(out, loop.latencies, sampler.samples)
     finally:
         sampler.stop()
         _summarise(out, loop.latencies, sampler.samples)
 
 
 def _one_request(bench: Bench, out: dict[str, Any], loop: Loop) -> None:
-    out["requests"] += 1
+    """Counts only once the request has ended, so that requests = completed + failed at every stop."""
     try:
         completion = bench.chat(bench.workload.short(out["requests"]))
     except (ServerError, Unreachable) as exc:
         kind = f"HTTP {exc.status}" if isinstance(exc, ServerError) else "unreachable"
         out["errors"][kind] = out["errors"].get(kind, 0) + 1
         out["failed"] += 1
+        out["requests"] += 1
         if bench.server_died():
             raise BenchError("the appliance stopped during the stability run") from None
         if time.perf_counter() - loop.answered > GIVE_UP_S:
             raise BenchError(f"the server has not answered for {GIVE_UP_S:.0f} s: {exc}") from None
         time.sleep(RETRY_S)
         return
-    loop.answered = time.perf_counter()
     out["completed"] += 1
-    loop.latencies.append((completion.sent - loop.started, completion.total_s * 1000))
+    out["requests"] += 1
+    loop.record(completion.sent - loop.started, completion.total_s * 1000)
 
 
 def _summarise(out: dict[str, Any], latencies: list[tuple[float, float]], memory: list[tuple[float, int]]) -> None:

@@ -47,6 +47,8 @@ def summary(completions: list[Completion]) -> dict[str, Any]:
         "ttft_ms": spread([c.ttft_s for c in completions], 1000),
         "prompt_tokens_per_s": median([c.prompt_tokens_per_s for c in completions]),
         "generation_tokens_per_s": median([c.generation_tokens_per_s for c in completions]),
+        # usage: the server's token counts; chunks: it sent none, chunks of text were counted instead
+        "tokens_from": "usage" if all(c.completion_tokens is not None for c in completions) else "chunks",
     }
 
 

@@ -13,6 +13,7 @@ SETTLE_S = 1.0
 def measure(bench: Bench, out: dict[str, Any]) -> None:
     bench.progress("init", "cold start")
     started, how = bench.start(cold=True)
+    how = how or "not cold: the model file is not on this machine yet (the appliance fetched it)"
     out["cold"] = {"health_s": started.health_s, "ready_s": started.ready_s, "method": how}
     bench.progress("init", "warm start")
     started, _ = bench.start()

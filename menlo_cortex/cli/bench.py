@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
@@ -15,8 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from menlo_cortex.benchmark.durations import parse_duration
 from menlo_cortex.benchmark.errors import BenchError, ServerError, UsageError
+from menlo_cortex.benchmark.files import write_atomically
 from menlo_cortex.benchmark.kinds import KINDS, QUICK, REMOTE_QUICK
 from menlo_cortex.benchmark.store import RunStore, StoredRun
+from menlo_cortex.benchmark.text import printable
 from menlo_cortex.cortexfile.hashing import config_hash
 from menlo_cortex.cortexfile.preflight import Phase
 from menlo_cortex.cortexfile.schema import Cortexfile
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from menlo_cortex.benchmark.client import Client
     from menlo_cortex.benchmark.session import Bench, Options
 
-API_KEY_ENV = "CORTEX_API_KEY"
 DEFAULT_STABILITY = "10m"
 
 FileOption = Callable[[argparse.ArgumentParser], None]
@@ -53,13 +52,13 @@ def register(sub: Any, file_option: FileOption) -> None:
                        help=f"what to measure: {', '.join(KINDS)} (default: init,runtime,load; with --url: "
                        "runtime,load)")  # fmt: skip
     bench.add_argument("--duration", help=f"how long `stability` runs: 90s, 15m, 24h (default {DEFAULT_STABILITY})")
-    bench.add_argument("--max-tokens", type=_positive, default=64, help="tokens generated per request (default 64)")
-    bench.add_argument("--long-prompt-tokens", type=_positive, default=512, help="size of the long prompt (512)")
-    bench.add_argument("--rounds", type=_positive, default=3, help="requests per runtime figure (default 3)")
-    bench.add_argument("--streams", type=_levels, default=(1, 2, 4, 8), help="load levels (default 1,2,4,8)")
-    bench.add_argument("--pid", type=_positive, help="with --url: the local server's process, for its memory")
+    bench.add_argument("--max-tokens", type=_bounded(4096), default=64, help="tokens per answer (64; at most 4096)")
+    bench.add_argument("--long-prompt-tokens", type=_bounded(32768), default=512, help="the long prompt's size (512)")
+    bench.add_argument("--rounds", type=_bounded(100), default=3, help="requests per runtime figure (3; at most 100)")
+    bench.add_argument("--streams", type=_levels, default=(1, 2, 4, 8), help="load levels (1,2,4,8; at most 64)")
+    bench.add_argument("--pid", type=_bounded(1 << 22), help="with --url: the local server's process, for its memory")
     bench.add_argument("--api-key", metavar="@FILE|${env:NAME}",
-                       help=f"the server's API key (default: ${API_KEY_ENV}; -f: the Cortexfile's own)")  # fmt: skip
+                       help="the server's API key (with -f, default: the Cortexfile's own)")  # fmt: skip
     bench.add_argument("--label", help="name of this run in tables and cards (default: cortex, or the URL's host)")
     bench.add_argument("--json", type=Path, help="also write the whole report here")
     add_setting_flags(bench)
@@ -91,19 +90,31 @@ def run_bench(args: argparse.Namespace) -> int:
 
     kinds, options = _kinds(args)
     bench, target, data = _remote(args, options) if args.url else _local(args, options)
-    report, code = run_kinds(bench, kinds, target)
+    store = RunStore(data)
+    store.check()  # before an hour of measuring, not after
+    report, code = run_kinds(bench, kinds, target, debug=args.debug)
     bench.progress.done()
+    code = _keep(report, store, args.json) or code
     print(table(report))
-    if args.json:
-        _write_json(args.json, report)
-    try:
-        run_id = RunStore(data).add(report)
-        print(f"stored as run {run_id} in {data / 'cortex.db'}", file=sys.stderr)
-    except BenchError as exc:
-        print(f"cortex bench: {exc}", file=sys.stderr)
-        code = code or exc.exit_code
     if report["stopped"]:
         print(f"cortex bench: stopped: {report['stopped']}", file=sys.stderr)
+    return code
+
+
+def _keep(report: dict[str, Any], store: RunStore, json_path: Path | None) -> int:
+    """Store the run, then write --json; each failure is one line and exit 1, and the other still happens."""
+    code = 0
+    try:
+        print(f"stored as run {store.add(report)} in {store.path}", file=sys.stderr)
+    except BenchError as exc:
+        print(f"cortex bench: {exc}", file=sys.stderr)
+        code = exc.exit_code
+    if json_path is not None:
+        try:
+            write_atomically(json_path, json.dumps(report, indent=2, allow_nan=False) + "\n")
+        except (OSError, ValueError) as exc:
+            print(f"cortex bench: cannot write {json_path}: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
+            code = 1
     return code
 
 
@@ -116,7 +127,7 @@ def _remote(args: argparse.Namespace, options: Options) -> tuple[Bench, dict[str
     client = Client(url, _api_key(args.api_key))
     model = _remote_model(client, args.model)
     workload = Workload(model, args.max_tokens, args.long_prompt_tokens)
-    bench = Bench(workload, options, Progress(), client=client, pid=args.pid)
+    bench = Bench(workload, options, Progress(), client=client, pid=_checked_pid(args.pid))
     host = urllib.parse.urlsplit(url).hostname or "server"
     target = {"mode": "url", "label": args.label or host, "model": model, "url": url, "cortexfile": None,
               "model_sha256": None, "config_hash": None}  # fmt: skip
@@ -175,25 +186,33 @@ def _checked_url(url: str) -> str:
     return url.removesuffix("/").removesuffix("/v1")
 
 
+def _checked_pid(pid: int | None) -> int | None:
+    if pid is not None and not Path(f"/proc/{pid}/status").exists():
+        raise UsageError(f"--pid {pid}: no such process here (--pid names a server on this machine)")
+    return pid
+
+
 def _remote_model(client: Client, model: str | None) -> str:
     try:
         listed = client.model_ids()
     except ServerError as exc:
         hint = " (pass --api-key @FILE)" if exc.status == 401 else ""
         raise ServerError(exc.status, f"{client.url}/v1/models: {exc}{hint}") from None
+    shown = ", ".join(listed[:10]) + (f" and {len(listed) - 10} more" if len(listed) > 10 else "") or "nothing"
     if model is None:
-        raise UsageError(f"--model is required with --url (the server lists: {', '.join(listed) or 'nothing'})")
+        raise UsageError(f"--model is required with --url (the server lists: {shown})")
     if model not in listed:
-        raise UsageError(f"the server does not list model `{model}` (it lists: {', '.join(listed) or 'nothing'})")
+        raise UsageError(f"the server does not list model `{printable(model, 80)}` (it lists: {shown})")
     return model
 
 
 def _api_key(text: str | None, config: Cortexfile | None = None) -> str | None:
     try:
         if text:
-            return (Secret("file", text[1:]) if text.startswith("@") else Secret.parse(text)).resolve()
-        if API_KEY_ENV in os.environ:
-            return Secret("env", API_KEY_ENV).resolve()
+            secret = Secret("file", text[1:]) if text.startswith("@") else Secret.parse(text)
+            if secret.is_literal:
+                print("cortex bench: warning: a key on the command line shows in `ps`: use @FILE", file=sys.stderr)
+            return secret.resolve()
         return _configured_key(config) if config else None
     except (SecretUnavailable, ValueError) as exc:
         raise UsageError(f"--api-key: {exc}") from None
@@ -265,24 +284,19 @@ def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse
     return guarded
 
 
-def _write_json(path: Path, report: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(handle, "w", encoding="utf-8") as out:
-        json.dump(report, out, indent=2)
-        out.write("\n")
-    os.replace(temporary, path)
+def _bounded(most: int) -> Callable[[str], int]:
+    def whole_number(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if not 1 <= value <= most:
+            raise argparse.ArgumentTypeError(f"expected a whole number from 1 to {most}, got `{text[:20]}`")
+        return value
 
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number above 0, got `{text[:20]}`")
-    return value
+    return whole_number
 
 
 def _levels(text: str) -> tuple[int, ...]:
-    return tuple(_positive(part) for part in text.split(","))
+    """Sorted, each once: the lowest level is the others' queueing baseline."""
+    return tuple(sorted({_bounded(64)(part) for part in text.split(",")}))

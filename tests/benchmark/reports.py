@@ -43,6 +43,7 @@ REPORT: dict[str, Any] = {
             "levels": {
                 "1": {
                     "aggregate_tokens_per_s": 40.0,
+                    "per_stream_tokens_per_s": [40.0],
                     "completed": 1,
                     "rejected_429": 0,
                     "failed": 0,
@@ -51,6 +52,7 @@ REPORT: dict[str, Any] = {
                 },
                 "2": {
                     "aggregate_tokens_per_s": 70.0,
+                    "per_stream_tokens_per_s": [36.0, 34.0],
                     "completed": 2,
                     "rejected_429": 0,
                     "failed": 0,

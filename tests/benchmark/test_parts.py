@@ -90,21 +90,40 @@ def test_compare_prints_each_shared_figure_with_its_ratio(tmp_path: Path) -> Non
     assert sum(1 for line in lines if line.startswith(tuple({f.kind for f in shared}))) == len(shared)
 
 
-def test_the_card_escapes_labels_and_draws_valid_svg(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("label", "shown"),
+    [
+        ("edge|box <b>", "edge&#124;box &#60;b&#62;"),
+        ("![x](http://t/p.png)", "&#33;&#91;x&#93;&#40;http://t/p.png&#41;"),
+        ("esc\x1b[31mred\nline", "esc &#91;31mred line"),
+    ],
+)
+def test_the_card_escapes_labels_and_draws_valid_svg(label: str, shown: str, tmp_path: Path) -> None:
     store = RunStore(tmp_path)
-    store.add(report())
+    store.add(report(target=report()["target"] | {"label": label}))
     files = render_card([store.get(1)])
     assert set(files) == {"README.md", *CHARTS}
     for name in CHARTS:
-        root = ElementTree.fromstring(files[name])  # well-formed XML, the label's <b> escaped
+        root = ElementTree.fromstring(files[name])  # well-formed XML: markup escaped, control characters gone
         assert root.tag.endswith("svg")
-        assert "edge|box <b>" in "".join(root.itertext())
-    assert "edge/box &lt;b&gt;" in files["README.md"]
+        assert label.replace("\x1b", " ").replace("\n", " ") in "".join(root.itertext())
+    assert f"run 1: {shown}" in files["README.md"]
     throughput = ElementTree.fromstring(files[CHARTS[0]])
     assert len([e for e in throughput.iter() if e.tag.endswith("circle")]) == 2  # one point per load level
     written = write_card([store.get(1)], tmp_path / "card")
     assert sorted(path.name for path in written) == sorted(files)
     assert not [path for path in (tmp_path / "card").iterdir() if path.name.startswith(".")]
+
+
+def test_a_damaged_run_is_named(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    store.add(report())
+    store.add(report())
+    with sqlite3.connect(store.path) as db:
+        db.execute("UPDATE bench_runs SET report = ? WHERE id = 2", ('{"kinds": [1], "target": {}}',))
+    assert store.get(1).report["kinds"] == ["runtime", "load"]
+    with pytest.raises(BenchError, match=r"run 2 is damaged \(not a bench report\)"):
+        store.get(2)
 
 
 def test_host_facts() -> None:
