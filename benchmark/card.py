@@ -3,6 +3,7 @@ SVG charts (tokens/s against concurrency, the distribution of gaps between token
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from .svg import Series, line_chart
 from .text import printable
 
 MARKDOWN = set("\\`*_{}[]()<>!|~&")
+RUNS = "runs.json"
 CHARTS = ("tokens-per-s.svg", "token-gaps.svg", "memory.svg")
 
 
@@ -20,6 +22,7 @@ def render_card(runs: list[StoredRun]) -> dict[str, str]:
     """{file name: text} for the card of `runs` (the first run's host and model head the card)."""
     return {
         "README.md": _markdown(runs),
+        RUNS: json.dumps({str(run.id): run.report for run in runs}, indent=1) + "\n",
         CHARTS[0]: line_chart("Throughput against concurrency", "concurrent streams", "aggregate tokens/s",
                               [Series(_name(run), _throughput(run.report)) for run in runs], log_x=True),
         CHARTS[1]: line_chart("Gaps between streamed tokens (share at or below)", "gap (ms)", "share of gaps",
@@ -45,7 +48,7 @@ def _markdown(runs: list[StoredRun]) -> str:
         f"# BenchCard: {_md(target['model'])} on {_md(host['cpu_model'])}",
         "",
         f"Made by `cortex bench card` (cortex {_md(host['cortex_version'])}) from the runs below, each measured by "
-        "`cortex bench` with the same workload; every figure is in their JSON (`cortex bench runs`).",
+        "`cortex bench` with the same workload; every figure of every run is in [runs.json](runs.json).",
         "",
         "| machine | |",
         "|---|---|",
@@ -53,7 +56,7 @@ def _markdown(runs: list[StoredRun]) -> str:
         f"| memory | {_mb(host['memory_bytes'])} |",
         f"| accelerators | {_md(', '.join(host['accelerators']) or 'none')} |",
         f"| OS, kernel | {_md(host['os'])}, {_md(host['kernel'])} |",
-        f"| model sha256 | {_md(target.get('model_sha256') or 'unknown')} |",
+        f"| model sha256 | {_md(_model_sha256(runs))} |",
         "",
         _runs_table(runs),
         "",
@@ -63,6 +66,12 @@ def _markdown(runs: list[StoredRun]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _model_sha256(runs: list[StoredRun]) -> str:
+    """A --url run cannot know it; a run of the appliance started from the Cortexfile can."""
+    return next((str(r.report["target"]["model_sha256"]) for r in runs if r.report["target"].get("model_sha256")),
+                "unknown")  # fmt: skip
 
 
 def _runs_table(runs: list[StoredRun]) -> str:

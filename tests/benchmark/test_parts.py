@@ -3,6 +3,7 @@ comparison, the BenchCard and its SVG, and the CLI's refusals (exit 2) and an un
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 from xml.etree import ElementTree
@@ -102,7 +103,8 @@ def test_the_card_escapes_labels_and_draws_valid_svg(label: str, shown: str, tmp
     store = RunStore(tmp_path)
     store.add(report(target=report()["target"] | {"label": label}))
     files = render_card([store.get(1)])
-    assert set(files) == {"README.md", *CHARTS}
+    assert set(files) == {"README.md", "runs.json", *CHARTS}
+    assert json.loads(files["runs.json"])["1"]["target"]["label"] == label
     for name in CHARTS:
         root = ElementTree.fromstring(files[name])  # well-formed XML: markup escaped, control characters gone
         assert root.tag.endswith("svg")
