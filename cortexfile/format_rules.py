@@ -16,6 +16,8 @@ from types import MappingProxyType
 from . import boards, formats
 from .errors import ConfigError, Diagnostic, Path_, dotted
 from .loader import Resolved
+from .references import runtime_references
+from .schema.models import SourceKind, source_kind
 from .schema.target import Accelerator, Distro
 
 Rule = Callable[[Resolved], Iterator[Diagnostic]]
@@ -184,12 +186,50 @@ def _image_data_folder(view: Resolved) -> Iterator[Diagnostic]:
         yield _located(view, ("data", "path"), message)
 
 
+def _kube_port(view: Resolved) -> Iterator[Diagnostic]:
+    port = view.config.server.port
+    if port < PRIVILEGED_PORTS:
+        yield _located(view, ("server", "port"), f"port {port} is below 1024 and the pod runs as a user without "
+                       "capabilities: use a port from 1024 up (the Service can still expose 80 or 443)")  # fmt: skip
+
+
+def _kube_secrets(view: Resolved) -> Iterator[Diagnostic]:
+    """The Cortexfile becomes a ConfigMap (readable by whoever reads ConfigMaps): no literal secret in it,
+    and no secret file in its folder (a Secret is mounted beside it, not into it)."""
+    names: dict[str, str] = {}
+    for ref in runtime_references(view.config):
+        if ref.kind == "literal":
+            yield _located(view, ref.path, "a literal secret would be written into the ConfigMap: write "
+                           "${env:NAME} or ${file:/run/secrets/cortex/NAME} and create the Secret")  # fmt: skip
+        elif ref.kind == "file" and PurePosixPath(ref.target).is_relative_to(formats.CONFIG_DIR):
+            message = f"{ref.target} would be inside the ConfigMap's folder {formats.CONFIG_DIR}: put it under "
+            yield _located(view, ref.path, message + "/run/secrets/cortex (mounted from the Secret)")
+        elif ref.kind == "file":
+            name = PurePosixPath(ref.target).name
+            if names.setdefault(name, ref.target) != ref.target:
+                yield _located(view, ref.path, f"{ref.target} and {names[name]} share a file name: one Secret "
+                               "holds them both, by name")  # fmt: skip
+
+
+def _kube_model_sources(view: Resolved) -> Iterator[Diagnostic]:
+    if view.config.build.bake_models:
+        return
+    if view.config.build.kube.replicas > 1:  # one claim, several pods pulling into it: one download file
+        message = "pods pulling models into one volume would write the same download: bake the models "
+        yield _located(view, ("build", "kube", "replicas"), message + "(build.bake_models: true) or run 1 replica")
+    for index, model in enumerate(view.config.models):
+        if source_kind(model.source) is SourceKind.local:
+            message = "a path on this machine cannot reach a pod: bake the model into the image "
+            yield _located(view, ("models", index, "source"), message + "(build.bake_models: true) or give a URL")
+
+
 _SERVICE_RULES = (_privileged_port, _data_folder, _baked_models_have_sha256, _logs_folder)
 RULES: Mapping[str, tuple[Rule, ...]] = MappingProxyType(
     {
         "docker": (_image_pair, _image_data_folder),
         "oci": (_debian_cpu("oci", "; for an accelerator, use --format docker"), _image_data_folder),
         "systemd": (_systemd_distro, *_SERVICE_RULES),
+        "kube": (_image_pair, _image_data_folder, _kube_port, _kube_secrets, _kube_model_sources),
         "disk": (
             _debian_cpu("disk", " (no GPU drivers in the image yet): set target.accelerator: cpu"),
             _disk_board,

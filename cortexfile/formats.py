@@ -67,6 +67,14 @@ _LIST = (
         MappingProxyType({"data.path": DATA_DIR}),
         f"reinstall the bundle (install.sh) or restore {CONFIG_DIR}/{CORTEXFILE_NAME}",
     ),
+    # Kubernetes: the image of `docker`/`oci` in a Deployment, the Cortexfile from a ConfigMap mounted at /etc/cortex.
+    OutputFormat(
+        "kube",
+        "a Kustomize base: Deployment, Service, NetworkPolicy and the Cortexfile as a ConfigMap",
+        "menlo_cortex.images.targets.kube",
+        MappingProxyType({"server.host": "0.0.0.0", "data.path": DATA_DIR}),
+        "create the ConfigMap from the Cortexfile (kubectl apply -k DIR)",
+    ),
     # A device image: the systemd service on a Debian 12 disk, listening on every interface; its API keys
     # come from a file that first boot fills with a fresh key unless the Cortexfile declares one.
     OutputFormat(

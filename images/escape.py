@@ -1,5 +1,5 @@
 """One escaping helper per language a Cortexfile value can land in: systemd unit files (and the
-sysusers.d and quadlet files that share their syntax), shell scripts, Dockerfiles and comments.
+sysusers.d and quadlet files that share their syntax), shell scripts, Dockerfiles, comments and YAML.
 
 The schema already keeps paths and names to a safe character set; these helpers are the second
 wall, so a template never writes a raw value. Each returns the text to write, or raises
@@ -11,6 +11,7 @@ escaped newline would silently name another path).
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shlex
@@ -160,3 +161,32 @@ def dockerfile_code(value: object) -> str:
     if text.endswith("\\") or "<<" in text:
         raise Unrepresentable(f"{text!r}: a RUN step cannot end in a backslash or start a heredoc")
     return text
+
+
+# Plain scalars that YAML 1.1 readers (Kubernetes' sigs.k8s.io/yaml among them) take for a bool, a null or a
+# number, although YAML 1.2 takes several of them for strings: such a string is always written quoted.
+_YAML11_NOT_A_STRING = re.compile(
+    r"(?i:y|n|yes|no|on|off|true|false|null|~)|[-+]?(?:\.\d|\d)[\d_.:eExXoObB+-]*|[-+]?\.(?i:inf|nan)|"
+)
+
+
+def yaml_documents(documents: Iterable[object]) -> str:
+    """Kubernetes manifests and other YAML: written by a YAML library from plain data, never by formatting
+    strings; keys in the order given; a string a YAML 1.1 reader would take for another type is quoted."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.representer import SafeRepresenter
+
+    class Representer(SafeRepresenter):
+        def represent_str(self, data: str) -> object:
+            style = '"' if _YAML11_NOT_A_STRING.fullmatch(data) else None
+            return self.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+    Representer.add_representer(str, Representer.represent_str)
+    yaml = YAML(typ="safe", pure=True)
+    yaml.Representer = Representer
+    yaml.default_flow_style = False
+    yaml.sort_base_mapping_type_on_output = False  # type: ignore[assignment]
+    yaml.width = 4096  # no folded lines: a long value stays one line
+    out = io.StringIO()
+    yaml.dump_all(list(documents), out)
+    return out.getvalue()

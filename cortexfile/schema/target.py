@@ -10,6 +10,7 @@ from pydantic import AfterValidator, Field, WithJsonSchema, field_validator
 from .. import formats
 from ..secrets import Secret
 from .base import Applies, NormalPath, Section, setting, word_rule
+from .kube import KubeDeployment
 from .systemd import SystemdService
 
 
@@ -102,4 +103,7 @@ class Build(Section):
     network: BuildNetwork = Field(default_factory=BuildNetwork, description="Network settings for build steps.")
     systemd: SystemdService = Field(
         default_factory=SystemdService, description="The service that `--format systemd` installs."
+    )
+    kube: KubeDeployment = Field(
+        default_factory=KubeDeployment, description="The Kubernetes manifests that `--format kube` writes."
     )

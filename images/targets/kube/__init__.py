@@ -1,0 +1,49 @@
+"""`cortex build --format kube`: a Kustomize base in `-o DIR` for the image `--format docker`/`oci` makes of the
+same Cortexfile (`--tag`, by digest when it holds one; else the docker target's default tag).
+
+The build host's one step: the size of each model (and of its KV cache, from the GGUF header) from the local
+model store, for the pod's memory and the startup probe's patience. Nothing is downloaded."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+from menlo_cortex.cortexfile.loader import Resolved
+from menlo_cortex.cortexfile.store import find_local
+
+from .. import BuildOptions, Views, default_tag, model_store
+from .build import write_base
+from .plan import FORMAT, ModelFacts, make_plan
+from .render import render_files
+
+
+def make(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> list[str]:
+    resolved = views.of(FORMAT)
+    image = options.tag or f"localhost/{default_tag(views.of('docker'))}"  # --tag: checked by the CLI
+    facts = model_facts(resolved, model_store(views, options, environ))
+    plan = make_plan(resolved, image, facts, Path(options.file).read_text(encoding="utf-8"))
+    folder = write_base(render_files(plan), options.output / "kube")
+    return [f"{folder} (kubectl apply -k {folder}; image {image})"]
+
+
+def model_facts(resolved: Resolved, store: Path) -> dict[str, ModelFacts]:
+    """Size and KV cache of each model found in the store (or at its local source); absent ones are left out."""
+    from menlo_cortex.runtime.models.batching.plan import AUTO_MAX, read_shape
+    from menlo_cortex.runtime.models.engine import route_llama_logs
+
+    route_llama_logs()  # llama.cpp's header dump goes to logging: its warnings about the vocabulary are not ours
+    logging.getLogger("cortex.llama").setLevel(logging.ERROR)
+    config = resolved.config
+    found = {}
+    for model in config.models:
+        path = find_local(model, store)
+        if path is None:
+            continue
+        shape = read_shape(path)
+        parallel = config.engines.llama_cpp.parallel
+        slots = AUTO_MAX if parallel == "auto" else int(parallel)
+        context = model.context_size or shape.context_trained
+        found[model.id] = ModelFacts(path.stat().st_size, shape.kv_bytes_per_token * context * slots)
+    return found
