@@ -35,6 +35,8 @@ command -v shellcheck >/dev/null || missing+=(shellcheck)
 command -v podman >/dev/null || missing+=(podman buildah skopeo runc)
 command -v docker-registry >/dev/null || missing+=(docker-registry)
 command -v htpasswd >/dev/null || missing+=(apache2-utils)
+# --format kube's tests: `podman kube play` builds its pause image with catatonit; kubectl runs kustomize.
+command -v catatonit >/dev/null || [ -x /usr/libexec/podman/catatonit ] || missing+=(catatonit)
 if ((${#missing[@]})); then
   echo "setup: installing Debian packages: ${missing[*]}" >&2
   [ "$(id -u)" = 0 ] || { echo "setup: run as root or install: ${missing[*]}" >&2; exit 1; }

@@ -96,3 +96,19 @@ def test_a_template_cannot_write_a_raw_value() -> None:
         with pytest.raises((RawValue, jinja2.TemplateError)):
             env.from_string(source).render(v="x\nExecStartPre=+/bin/sh")
     assert set(env.filters) == set(FILTERS)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["yes", "No", "on", "OFF", "y", "~", "null", "1", "0.5", ".5", "1e3", "0x1F", "0o17", "12:30", "-1", "+.inf",
+     ".NaN", "", "a: b", "- x", "#x", "*ref", "&a", "!tag", "'q'", '"q"', "line\nbreak", "tab\there", "ü", "{x}"],
+)  # fmt: skip
+def test_yaml_reads_back_as_the_same_string_in_yaml_1_1_and_1_2(value: str) -> None:
+    """Kubernetes reads manifests as YAML 1.1 (`yes` is a bool there): every string comes back a string."""
+    from ruamel.yaml import YAML
+
+    text = escape.yaml_documents([{"key": value, value or "empty": 1}])
+    for version in ((1, 1), (1, 2)):
+        reader = YAML(typ="safe", pure=True)
+        reader.version = version
+        assert reader.load(text) == {"key": value, value or "empty": 1}, text

@@ -39,6 +39,16 @@ def test_rendering_is_pure_and_stable() -> None:
     assert render_files(plan_for(path)) == render_files(plan_for(path))
 
 
+@pytest.mark.parametrize("case", CASES)
+def test_every_manifest_passes_the_api_schemas(case: str) -> None:
+    """Each file as written (no kubectl needed): the schemas of the Kubernetes API, strictly."""
+    manifests = [p for p in (GOLDEN / case).glob("*.yaml") if p.name not in {"kustomization.yaml", "Cortexfile.yaml"}]
+    assert len(manifests) >= 3
+    for path in manifests:
+        for document in YAML(typ="safe").load_all(path.read_text(encoding="utf-8")):
+            kubernetes_validate.validate(document, KUBERNETES, strict=True)
+
+
 def built(case: str) -> list[dict[str, object]]:
     done = subprocess.run(["kubectl", "kustomize", str(GOLDEN / case)], capture_output=True, text=True,
                           timeout=60, check=False)  # fmt: skip
