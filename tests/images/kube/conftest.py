@@ -9,6 +9,9 @@ from menlo_cortex.cortexfile import formats
 from menlo_cortex.cortexfile.loader import Resolved, load
 from menlo_cortex.images.targets.kube.plan import FORMAT, KubePlan, ModelFacts, make_plan
 
+# The oci target's session fixtures (Podman set up for this machine, the appliance image built once), shared.
+from ..oci.conftest import oci_build, oci_tools, podman_env  # noqa: F401
+
 HERE = Path(__file__).parent
 GOLDEN = HERE / "golden"
 IMAGE = "registry.example:5000/team/cortex@sha256:" + "ab" * 32
