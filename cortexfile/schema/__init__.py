@@ -12,6 +12,7 @@ from .models import Engines, Model
 from .network import Network
 from .paths import Data, Logs
 from .server import Server
+from .sync import Sync
 from .target import Build, Target
 
 SCHEMA_VERSION = 1
@@ -30,6 +31,7 @@ class Cortexfile(Section):
     target: Target = Field(default_factory=Target, description="Hardware the appliance is built for.")
     build: Build = Field(default_factory=Build, description="What `cortex build` produces, and how.")
     device: Device = Field(default_factory=Device, description="The system around the appliance in a disk image.")
+    sync: Sync = Field(default_factory=Sync, description="Following a Git repository of Cortexfiles (`cortex sync`).")
 
 
 __all__ = ["SCHEMA_VERSION", "Cortexfile", "Model"]

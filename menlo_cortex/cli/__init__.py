@@ -69,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_setting_flags(pull)
     pull.set_defaults(run=commands.pull)
 
+    follow = sub.add_parser("sync", help="follow the Git repository in sync: apply signed, valid commits")
+    _file_option(follow)
+    follow.add_argument("--once", action="store_true", help="one round, then exit (1 when it refused or failed)")
+    add_defaults_option(follow)
+    follow.set_defaults(run=commands.sync)
+
     build_command.register(sub, _file_option)
     bench_command.register(sub, _file_option)
     return parser

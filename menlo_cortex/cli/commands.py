@@ -87,6 +87,13 @@ def pull(args: argparse.Namespace) -> int:
     return run_pull(resolved)
 
 
+def sync(args: argparse.Namespace) -> int:
+    resolved = load_checked(args)
+    from menlo_cortex.runtime.sync.service import run_sync
+
+    return run_sync(resolved, once=args.once)
+
+
 def _write_atomically(path: Path, text: str) -> None:
     partial = path.with_name(f".{path.name}.partial")
     partial.write_text(text, encoding="utf-8")

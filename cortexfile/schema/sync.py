@@ -1,0 +1,73 @@
+"""`sync:` a device that follows a Git repository: `cortex sync` fetches it, applies a commit only when a trusted
+key signed it and its Cortexfile passes the checks a reload makes, and keeps serving the last good one."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from pathlib import PurePosixPath
+from typing import Annotated
+
+from pydantic import AfterValidator, model_validator
+
+from .base import Applies, Section, setting, word_rule
+
+# What git may fetch from: https (and http on a trusted network), ssh, git, and file for a local mirror. Never
+# `ext::` (runs a command) or any other transport: git is also told so (protocol.allow) when it runs.
+_URL = r"(https?|ssh|git|file)://[^\s\x00-\x1f\x7f]{1,2000}"
+_SSH_KEY = re.compile(r"(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com)"
+                      r" [A-Za-z0-9+/]+={0,3}( [\x20-\x7e]{0,200})?")  # fmt: skip
+
+
+def _trusted_key(value: str) -> str:
+    """An SSH public key line, or the absolute path of an armored OpenPGP public key file."""
+    if _SSH_KEY.fullmatch(value):
+        return value
+    if re.fullmatch(r"/[A-Za-z0-9._/@+-]{1,500}", value) and ".." not in PurePosixPath(value).parts:
+        return value
+    raise ValueError(
+        "a trusted key is an SSH public key line (ssh-ed25519 AAAA... comment) or the absolute path of an "
+        "armored OpenPGP public key file"
+    )
+
+
+def _repository_path(value: str) -> str:
+    parts = PurePosixPath(value).parts
+    if value.startswith(("/", "-")) or ".." in parts or not re.fullmatch(r"[A-Za-z0-9._/@+-]{1,500}", value):
+        raise ValueError(f"`{value[:80]}`: a relative path inside the repository (letters, digits, `._/@+-`)")
+    return value
+
+
+GitUrl = Annotated[str, word_rule(_URL, "a repository URL: https://, ssh://, git:// or file://")]
+GitBranch = Annotated[
+    str, word_rule(r"(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/-]{1,200}(?<![/.])", "a branch name (no `..`, no `-` first)")
+]
+TrustedKey = Annotated[str, AfterValidator(_trusted_key)]
+RepositoryPath = Annotated[str, AfterValidator(_repository_path)]
+
+
+class Rewrite(StrEnum):
+    refuse = "refuse"
+    follow = "follow"
+
+
+class Sync(Section):
+    applies = Applies.inert  # read by `cortex sync` at each round, not by the server
+    repository: GitUrl | None = setting(None, "Git repository the device follows; unset: no sync.")
+    branch: GitBranch = setting("main", "Branch followed.")
+    path: RepositoryPath = setting("Cortexfile.yaml", "The Cortexfile's path inside the repository.")
+    interval_s: int = setting(60, "Seconds between fetches.", ge=10)
+    trusted_keys: list[TrustedKey] = setting(
+        [], "Keys whose signed commits are applied: SSH public key lines, or paths of OpenPGP public key files."
+    )
+    on_rewrite: Rewrite = setting(
+        Rewrite.refuse,
+        "When the branch no longer descends from the applied commit (a force-push): refuse it and keep "
+        "serving, or follow it (a signed commit is still required).",
+    )
+
+    @model_validator(mode="after")
+    def _keys_with_a_repository(self) -> Sync:
+        if self.repository is not None and not self.trusted_keys:
+            raise ValueError("sync.trusted_keys: a repository needs at least one trusted key (no unsigned config)")
+        return self

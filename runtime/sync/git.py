@@ -1,0 +1,87 @@
+"""Git, run the careful way: no system or user config, no prompts, no hooks, only the transports the schema
+allows, objects checked as they arrive, a deadline on every command, and output bounded."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+FETCH_S = 180.0
+LOCAL_S = 30.0
+MAX_FILE = 1 << 20  # a Cortexfile larger than this is not one
+SAFE_CONFIG = (
+    "protocol.allow=never", "protocol.https.allow=always", "protocol.http.allow=always",
+    "protocol.ssh.allow=always", "protocol.git.allow=always", "protocol.file.allow=always",
+    "core.hooksPath=/dev/null", "transfer.fsckObjects=true", "core.fsmonitor=false", "credential.helper=",
+)  # fmt: skip
+
+
+class GitError(Exception):
+    """A git command that failed; its message is git's own last line, printable."""
+
+
+class Git:
+    def __init__(self, mirror: Path, environ: Mapping[str, str] | None = None) -> None:
+        self.mirror = mirror
+        home = mirror.parent
+        self.env: dict[str, str] = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(home),  # no user config: ~/.gitconfig would be this folder's, and it has none
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": "/dev/null",
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_ASKPASS": "/bin/false",
+            "SSH_ASKPASS": "/bin/false",
+            "GIT_SSH_COMMAND": "ssh -o BatchMode=yes -o ConnectTimeout=20",
+            "LC_ALL": "C",
+            **(environ or {}),
+        }
+
+    def with_env(self, extra: Mapping[str, str]) -> Git:
+        return Git(self.mirror, {**self.env, **extra})
+
+    def run(self, args: Sequence[str], timeout: float = LOCAL_S) -> str:
+        """git's output; GitError with git's own last line when it fails."""
+        done = self._exec(args, timeout)
+        if done.returncode != 0:
+            raise GitError(_last_line(done.stderr) or f"git {args[0]} failed ({done.returncode})")
+        return done.stdout.decode("utf-8", "replace")
+
+    def ensure_mirror(self) -> None:
+        if not (self.mirror / "HEAD").is_file():
+            self.mirror.mkdir(parents=True, exist_ok=True)
+            self.run(["init", "--bare", "-q", str(self.mirror)])
+
+    def fetch(self, url: str, branch: str) -> str:
+        """The branch's tip after fetching it (history the remote rewrote is taken as it is now)."""
+        ref = f"refs/remotes/origin/{branch}"
+        self.run(["fetch", "--quiet", "--no-tags", "--force", "--", url, f"+refs/heads/{branch}:{ref}"], FETCH_S)
+        return self.run(["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"]).strip()
+
+    def descends(self, commit: str, ancestor: str) -> bool:
+        return self._exec(["merge-base", "--is-ancestor", ancestor, commit], LOCAL_S).returncode == 0
+
+    def file_at(self, commit: str, path: str) -> bytes:
+        spec = f"{commit}:{path}"
+        if self._exec(["cat-file", "-t", spec], LOCAL_S).stdout.strip() != b"blob":
+            raise GitError(f"commit {commit[:12]} has no file {path}")
+        if int(self.run(["cat-file", "-s", spec]).strip()) > MAX_FILE:
+            raise GitError(f"{path} at {commit[:12]} is larger than 1 MiB")
+        return self._exec(["cat-file", "blob", spec], LOCAL_S).stdout
+
+    def _exec(self, args: Sequence[str], timeout: float) -> subprocess.CompletedProcess[bytes]:
+        config = [part for item in SAFE_CONFIG for part in ("-c", item)]
+        command = ["git", *config, "--git-dir", str(self.mirror), *args]
+        try:
+            return subprocess.run(command, env=self.env, capture_output=True, timeout=timeout, check=False,
+                                  stdin=subprocess.DEVNULL)  # fmt: skip
+        except subprocess.TimeoutExpired:
+            raise GitError(f"git {args[0]} took longer than {timeout:.0f} s") from None
+
+
+def _last_line(stderr: bytes) -> str:
+    lines = [line.strip() for line in stderr.decode("utf-8", "replace").splitlines() if line.strip()]
+    text = lines[-1] if lines else ""
+    return "".join(char if char.isprintable() else " " for char in text)[:300]

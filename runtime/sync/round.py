@@ -1,0 +1,119 @@
+"""One round of `cortex sync`: fetch, and apply the branch's tip only when every check passes."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from menlo_cortex.cortexfile.errors import ConfigError
+from menlo_cortex.cortexfile.loader import Inputs
+from menlo_cortex.cortexfile.schema.sync import Rewrite, Sync
+
+from ..reload.check import load_candidate
+from ..reload.state import describe
+from .git import Git, GitError
+from .state import SyncState, now
+from .trust import verify
+
+log = logging.getLogger("cortex.sync")
+
+
+class Refused(Exception):
+    """The tip cannot be applied; the message says why and names the commit."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """The live Cortexfile, loaded the way the server loads it (its env snapshot and format defaults)."""
+
+    inputs: Inputs
+    work: Path  # <data>/sync: the mirror, the keyring, state.json
+
+    @property
+    def path(self) -> Path:
+        return self.inputs.path
+
+
+def sync_round(settings: Sync, target: Target) -> bool:
+    """True when the device serves (or now applied) the branch's tip; False after a refusal or a failure,
+    recorded in state.json and logged once per new cause."""
+    state = SyncState.load(target.work)
+    state.repository, state.branch, state.checked_at = settings.repository or "", settings.branch, now()
+    git = Git(target.work / "mirror.git")
+    tip: str | None = None
+    try:
+        git.ensure_mirror()
+        tip = git.fetch(str(settings.repository), settings.branch)
+        state.fetched = {"commit": tip, "at": now()}
+        if not state.applied or state.applied.get("commit") != tip:
+            _apply(settings, target, git, tip, state)
+        state.error = None
+        return True
+    except (GitError, Refused) as exc:
+        _record_failure(state, tip, str(exc))
+        return False
+    finally:
+        state.save(target.work)
+
+
+def _apply(settings: Sync, target: Target, git: Git, tip: str, state: SyncState) -> None:
+    applied = (state.applied or {}).get("commit")
+    if applied and not git.descends(tip, applied) and settings.on_rewrite is Rewrite.refuse:
+        raise Refused(f"commit {tip[:12]} does not descend from the applied {applied[:12]}: the branch was "
+                      "rewritten (sync.on_rewrite: refuse)")  # fmt: skip
+    verify(git, tip, settings.trusted_keys, target.work / "trust")
+    content = git.file_at(tip, settings.path)
+    _swap_in(target, content, tip)
+    state.applied = {"commit": tip, "file_sha256": hashlib.sha256(content).hexdigest(), "at": now()}
+    log.info("sync: applied commit %s (%s)", tip, settings.path)
+
+
+def _swap_in(target: Target, content: bytes, tip: str) -> None:
+    """Checked exactly as a reload would check it, from a staged copy beside the live file (its relative paths
+    mean the same), then renamed over it: the server never sees half a file or an unchecked one."""
+    staged = target.path.with_name(f".{target.path.name}.sync")
+    try:
+        _write(staged, content, like=target.path)
+        load_candidate(Inputs(staged, target.inputs.environ, target.inputs.flags, target.inputs.format_defaults))
+        os.replace(staged, target.path)
+        _sync_folder(target.path.parent)
+    except ConfigError as exc:
+        raise Refused(f"commit {tip[:12]}: its Cortexfile would not load:\n{describe(exc)}") from None
+    except OSError as exc:
+        raise Refused(f"commit {tip[:12]}: cannot write {target.path}: {exc.strerror}") from None
+    finally:
+        staged.unlink(missing_ok=True)
+
+
+def _write(path: Path, content: bytes, like: Path) -> None:
+    """Written with the live file's owner and mode (root:cortex 0640 on a device), flushed to disk."""
+    before = like.stat() if like.exists() else None
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        os.write(descriptor, content)
+        if before is not None:
+            os.fchmod(descriptor, before.st_mode & 0o7777)
+            if os.geteuid() == 0:
+                os.fchown(descriptor, before.st_uid, before.st_gid)
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _sync_folder(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _record_failure(state: SyncState, tip: str | None, message: str) -> None:
+    previous = state.error or {}
+    if previous.get("commit") != tip or previous.get("message") != message:  # log a cause once, not every round
+        log.error("sync: %s", message)
+    state.error = {"commit": tip, "message": message, "at": now()}

@@ -1,0 +1,63 @@
+"""What `cortex sync` last did, in `<data>/sync/state.json` (written whole, by rename): the commit applied and
+the sha256 of the file it wrote (so the server can tell whether it serves that commit), the last fetch, and the
+last refusal or failure with its commit. The server reads it for /health."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+STATE_FILE = "state.json"
+MAX_STATE = 64 << 10
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class SyncState:
+    repository: str = ""
+    branch: str = ""
+    applied: dict[str, str] | None = None  # commit, file_sha256, at
+    fetched: dict[str, str] | None = None  # commit, at
+    error: dict[str, str | None] | None = None  # commit (None: before one was known), message, at
+    checked_at: str | None = None
+
+    @classmethod
+    def load(cls, folder: Path) -> SyncState:
+        """The state on disk; a fresh one when there is none or it cannot be read (it is rewritten next round)."""
+        try:
+            with open(folder / STATE_FILE, "rb") as file:
+                data = json.loads(file.read(MAX_STATE))
+            known = {key: data[key] for key in ("repository", "branch", "applied", "fetched", "error", "checked_at")}
+            return cls(**known)
+        except (OSError, ValueError, KeyError, TypeError):
+            return cls()
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=folder, prefix=".state.")
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump(asdict(self), out, indent=1)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, folder / STATE_FILE)
+
+    def public(self, served_sha256: str | None, *, details: bool) -> dict[str, object]:
+        """For /health: the commit served (only when the file the server loaded is the one sync wrote), the
+        repository and branch followed, and the last refusal (its message only with `details`)."""
+        applied = self.applied or {}
+        serving = applied.get("commit") if served_sha256 and applied.get("file_sha256") == served_sha256 else None
+        error: dict[str, object] | None = None
+        if self.error is not None:
+            error = {"commit": self.error.get("commit"), "at": self.error.get("at")}
+            if details:
+                error["message"] = self.error.get("message")
+        return {"repository": self.repository, "branch": self.branch, "commit": serving,
+                "applied_at": applied.get("at"), "checked_at": self.checked_at, "last_error": error}  # fmt: skip
