@@ -54,7 +54,8 @@ class Outcome:
 
 
 def first_state(running: Resolved) -> ReloadState:
-    return ReloadState(1, config_hash(running.config), time.time())
+    ((_, digest),) = fingerprint([running.path])
+    return ReloadState(1, config_hash(running.config), time.time(), file_sha256=digest)
 
 
 class Reloader:
@@ -139,7 +140,7 @@ class Reloader:
         for path, digest in fingerprint(self.files()):  # files the new config names for the first time
             self._seen.setdefault(path, digest)
             self._applied.setdefault(path, digest)
-        self.state.applied(config_hash(candidate.config))
+        self.state.applied(config_hash(candidate.config), current.get(str(self.inputs.path.absolute())))
         self.state.export(self.metrics)
         took_ms = (time.perf_counter() - self._started) * 1000
         log.info("config reload: generation %d applied in %.0f ms (%s)", self.state.generation, took_ms, _summary(plan))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 from menlo_cortex.cortexfile.errors import ConfigError
 
@@ -21,6 +22,10 @@ class ReloadError:
     at: float
 
 
+class SyncReport(Protocol):
+    def report(self, served_sha256: str | None, *, details: bool) -> dict[str, object] | None: ...
+
+
 @dataclass
 class ReloadState:
     generation: int
@@ -29,11 +34,13 @@ class ReloadState:
     reloads: int = 0
     failures: int = 0
     last_error: ReloadError | None = None
+    file_sha256: str | None = None  # of the Cortexfile's bytes this generation was loaded from
+    sync: SyncReport | None = None  # `cortex sync`'s state, when the device follows a repository
 
-    def applied(self, config_hash: str) -> None:
+    def applied(self, config_hash: str, file_sha256: str | None = None) -> None:
         self.generation += 1
         self.reloads += 1
-        self.config_hash, self.applied_at = config_hash, time.time()
+        self.config_hash, self.applied_at, self.file_sha256 = config_hash, time.time(), file_sha256
         self.last_error = None  # the file on disk is what is served again
 
     def failed(self, message: str) -> None:
@@ -52,7 +59,7 @@ class ReloadState:
             error = {"at": _iso(self.last_error.at)}
             if details:
                 error["message"] = self.last_error.message
-        return {
+        report: dict[str, object] = {
             "generation": self.generation,
             "hash": self.config_hash,
             "applied_at": _iso(self.applied_at),
@@ -60,6 +67,8 @@ class ReloadState:
             "reload_failures": self.failures,
             "last_reload_error": error,
         }
+        synced = self.sync.report(self.file_sha256, details=details) if self.sync else None
+        return report | ({"sync": synced} if synced is not None else {})
 
 
 def describe(error: ConfigError) -> str:

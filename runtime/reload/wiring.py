@@ -32,6 +32,7 @@ from ..http.listener import Listener
 from ..models.manager import ModelManager
 from ..ops.logs import level_of
 from ..ops.metrics import standard_metrics
+from ..sync.view import SyncView
 from ..v1.openapi import openapi_document
 from .pipeline import ApplyError, Reloader, ReloadService, first_state
 from .plan import Kind, Plan
@@ -129,6 +130,7 @@ class HotReload:
 def hot_reload(resolved: Resolved, environ: Mapping[str, str], debug: bool = False) -> HotReload:
     """The first generation's app, ready to serve, and everything that replaces it on a change."""
     config, state = resolved.config, first_state(resolved)
+    state.sync = SyncView(data_dir(config, environ) / "sync")
     models = ModelManager(config, metrics=standard_metrics(), locate=model_locator(config, data_dir(config, environ)))
     build = _builder(models, state, environ)
     app = ReloadingApp(build(config))

@@ -57,7 +57,10 @@ class Git:
     def fetch(self, url: str, branch: str) -> str:
         """The branch's tip after fetching it (history the remote rewrote is taken as it is now)."""
         ref = f"refs/remotes/origin/{branch}"
-        self.run(["fetch", "--quiet", "--no-tags", "--force", "--", url, f"+refs/heads/{branch}:{ref}"], FETCH_S)
+        try:
+            self.run(["fetch", "--quiet", "--no-tags", "--force", "--", url, f"+refs/heads/{branch}:{ref}"], FETCH_S)
+        except GitError as exc:
+            raise GitError(f"fetching {branch} from {url} failed: {exc}") from None
         return self.run(["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"]).strip()
 
     def descends(self, commit: str, ancestor: str) -> bool:
@@ -82,6 +85,8 @@ class Git:
 
 
 def _last_line(stderr: bytes) -> str:
+    """git's own reason: its first `fatal:` or `error:` line, else its last line; printable, bounded."""
     lines = [line.strip() for line in stderr.decode("utf-8", "replace").splitlines() if line.strip()]
-    text = lines[-1] if lines else ""
+    reasons = [line for line in lines if line.startswith(("fatal:", "error:"))]
+    text = (reasons or lines or [""])[0 if reasons else -1]
     return "".join(char if char.isprintable() else " " for char in text)[:300]

@@ -66,12 +66,12 @@ def _apply(settings: Sync, target: Target, git: Git, tip: str, state: SyncState)
                       "rewritten (sync.on_rewrite: refuse)")  # fmt: skip
     verify(git, tip, settings.trusted_keys, target.work / "trust")
     content = git.file_at(tip, settings.path)
-    _swap_in(target, content, tip)
+    _swap_in(target, content, f"{settings.path}@{tip[:12]}")
     state.applied = {"commit": tip, "file_sha256": hashlib.sha256(content).hexdigest(), "at": now()}
     log.info("sync: applied commit %s (%s)", tip, settings.path)
 
 
-def _swap_in(target: Target, content: bytes, tip: str) -> None:
+def _swap_in(target: Target, content: bytes, where: str) -> None:
     """Checked exactly as a reload would check it, from a staged copy beside the live file (its relative paths
     mean the same), then renamed over it: the server never sees half a file or an unchecked one."""
     staged = target.path.with_name(f".{target.path.name}.sync")
@@ -80,10 +80,11 @@ def _swap_in(target: Target, content: bytes, tip: str) -> None:
         load_candidate(Inputs(staged, target.inputs.environ, target.inputs.flags, target.inputs.format_defaults))
         os.replace(staged, target.path)
         _sync_folder(target.path.parent)
-    except ConfigError as exc:
-        raise Refused(f"commit {tip[:12]}: its Cortexfile would not load:\n{describe(exc)}") from None
+    except ConfigError as exc:  # located in the repository's file, not in the staged copy's name
+        located = describe(exc).replace(str(staged), where)
+        raise Refused(f"{where}: the Cortexfile would not load:\n{located}") from None
     except OSError as exc:
-        raise Refused(f"commit {tip[:12]}: cannot write {target.path}: {exc.strerror}") from None
+        raise Refused(f"{where}: cannot write {target.path}: {exc.strerror}") from None
     finally:
         staged.unlink(missing_ok=True)
 
