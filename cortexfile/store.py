@@ -18,6 +18,12 @@ def data_dir(config: Cortexfile, environ: Mapping[str, str] | None = None) -> Pa
     return Path(base).expanduser() / "cortex"
 
 
+def sync_dir(data: Path) -> Path:
+    """`cortex sync`'s folder (mirror, keyring, state.json): beside the data folder, not in it, so that a sync
+    service running as root never writes below a folder the server's user owns (it could plant a link)."""
+    return data.with_name(f"{data.name}-sync")
+
+
 def store_path(data: Path, sha256: str) -> Path:
     return data / "models" / f"{sha256}.gguf"
 

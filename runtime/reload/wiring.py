@@ -24,7 +24,7 @@ import uvicorn
 from menlo_cortex.cortexfile.loader import Resolved
 from menlo_cortex.cortexfile.schema import Cortexfile, Model
 from menlo_cortex.cortexfile.secrets import SecretUnavailable
-from menlo_cortex.cortexfile.store import data_dir
+from menlo_cortex.cortexfile.store import data_dir, sync_dir
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..http.app import create_app, model_locator
@@ -130,7 +130,7 @@ class HotReload:
 def hot_reload(resolved: Resolved, environ: Mapping[str, str], debug: bool = False) -> HotReload:
     """The first generation's app, ready to serve, and everything that replaces it on a change."""
     config, state = resolved.config, first_state(resolved)
-    state.sync = SyncView(data_dir(config, environ) / "sync")
+    state.sync = SyncView(sync_dir(data_dir(config, environ)))
     models = ModelManager(config, metrics=standard_metrics(), locate=model_locator(config, data_dir(config, environ)))
     build = _builder(models, state, environ)
     app = ReloadingApp(build(config))

@@ -30,7 +30,7 @@ class Target:
     """The live Cortexfile, loaded the way the server loads it (its env snapshot and format defaults)."""
 
     inputs: Inputs
-    work: Path  # <data>/sync: the mirror, the keyring, state.json
+    work: Path  # <data>-sync: the mirror, the keyring, state.json
 
     @property
     def path(self) -> Path:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from menlo_cortex.cortexfile.errors import ConfigError
 from menlo_cortex.cortexfile.loader import Inputs, Resolved, read, resolve
-from menlo_cortex.cortexfile.store import data_dir
+from menlo_cortex.cortexfile.store import data_dir, sync_dir
 
 from .round import Target, sync_round
 
@@ -20,7 +20,7 @@ EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
 
 def work_folder(resolved: Resolved) -> Path:
-    return data_dir(resolved.config, resolved.inputs.environ) / "sync"
+    return sync_dir(data_dir(resolved.config, resolved.inputs.environ))
 
 
 def run_sync(resolved: Resolved, *, once: bool) -> int:

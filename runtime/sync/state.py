@@ -1,4 +1,4 @@
-"""What `cortex sync` last did, in `<data>/sync/state.json` (written whole, by rename): the commit applied and
+"""What `cortex sync` last did, in `<data>-sync/state.json` (written whole, by rename): the commit applied and
 the sha256 of the file it wrote (so the server can tell whether it serves that commit), the last fetch, and the
 last refusal or failure with its commit. The server reads it for /health."""
 

@@ -63,7 +63,7 @@ class Fleet:
         return self.device / "Cortexfile.yaml"
 
     def state(self) -> dict[str, object]:
-        return dict(json.loads((self.data / "sync" / "state.json").read_text(encoding="utf-8")))
+        return dict(json.loads((self.root / "data-sync" / "state.json").read_text(encoding="utf-8")))
 
 
 def git(*args: str) -> str:

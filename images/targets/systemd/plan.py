@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from menlo_cortex.cortexfile import format_rules, formats
 from menlo_cortex.cortexfile.errors import ConfigError
@@ -17,6 +18,7 @@ from menlo_cortex.cortexfile.format_rules import LOGS_ROOT, PRIVILEGED_PORTS, ST
 from menlo_cortex.cortexfile.formats import CONFIG_DIR, CORTEXFILE_NAME
 from menlo_cortex.cortexfile.loader import Resolved
 from menlo_cortex.cortexfile.schema import Cortexfile
+from menlo_cortex.cortexfile.store import sync_dir
 
 from ...plan import TARGET_PYTHON, machine_of
 
@@ -58,6 +60,7 @@ class ServicePlan:
     models: tuple[BakedModel, ...]
     secret_files: tuple[str, ...]
     image: str
+    sync: bool  # the Cortexfile follows a repository: install.sh enables cortex-sync.service
     defaults: str = FORMAT  # the format whose defaults layer the service starts with (`cortex start --defaults`)
     config_dir: str = CONFIG_DIR
     prefix: str = "/opt/cortex"
@@ -80,6 +83,20 @@ class ServicePlan:
     def exec_start(self) -> tuple[str, ...]:
         python, cortexfile = f"{self.prefix}/current/bin/python", f"{self.config_dir}/{CORTEXFILE_NAME}"
         return (python, "-m", "menlo_cortex", "start", "--defaults", self.defaults, "-f", cortexfile)
+
+    @property
+    def sync_exec_start(self) -> tuple[str, ...]:
+        python, cortexfile = f"{self.prefix}/current/bin/python", f"{self.config_dir}/{CORTEXFILE_NAME}"
+        return (python, "-m", "menlo_cortex", "sync", "--defaults", self.defaults, "-f", cortexfile)
+
+    @property
+    def sync_directory(self) -> str:
+        """StateDirectory= of cortex-sync.service: the folder `cortex sync` uses (cortexfile.store.sync_dir)."""
+        return sync_dir(Path(self.data_dir)).name
+
+    @property
+    def sync_dir(self) -> str:
+        return str(STATE_ROOT / self.sync_directory)
 
     @property
     def environment_file(self) -> str:
@@ -131,6 +148,7 @@ def make_plan(
         models=_baked_models(config),
         secret_files=_secret_files(config),
         image=image or f"localhost/cortex:{version}",
+        sync=config.sync.repository is not None,
         defaults=defaults,
     )
 

@@ -10,6 +10,7 @@ GLIBC_MIN = "2.34"
 # Bundle path -> template; shell scripts are executable.
 FILES = {
     "systemd/cortex.service": "cortex.service.j2",
+    "systemd/cortex-sync.service": "cortex-sync.service.j2",
     "systemd/cortex.sysusers": "cortex.sysusers.j2",
     "quadlet/cortex.container": "cortex.container.j2",
     "install.sh": "install.sh.j2",

@@ -19,6 +19,8 @@ READY_URL=http://127.0.0.1:443/ready
 MODELS=()
 SECRET_FILES=(/etc/cortex/api-keys)
 UNIT=/etc/systemd/system/cortex.service
+SYNC_UNIT=/etc/systemd/system/cortex-sync.service
+SYNC=no  # the Cortexfile follows a Git repository (cortex sync)
 SYSUSERS=/usr/lib/sysusers.d/cortex.conf
 
 # Only the bundle's wheels, whatever pip settings this host has.
@@ -137,6 +139,7 @@ install_runtime() {
   echo "$wheels" >"$(at "$staging")/.wheels"
   cp "$here/Cortexfile.yaml" "$(at "$staging")/Cortexfile.yaml"
   cp "$here/systemd/cortex.service" "$(at "$staging")/cortex.service"
+  cp "$here/systemd/cortex-sync.service" "$(at "$staging")/cortex-sync.service"
   cp "$here/uninstall.sh" "$(at "$staging")/uninstall.sh"
   mv -T "$(at "$staging")" "$(at "$target")"
   # Compiled after the rename so tracebacks name the real paths; the service cannot write them.
@@ -229,6 +232,22 @@ switch_to() {
   ln -sfn "$1" "$(at "$PREFIX")/.current.partial"
   mv -T "$(at "$PREFIX")/.current.partial" "$(at "$PREFIX/current")"
   put 0644 "$(at "$PREFIX/$1/cortex.service")" "$UNIT"
+  # A version from before cortex sync has no such unit: it does not follow a repository.
+  if [ -f "$(at "$PREFIX/$1/cortex-sync.service")" ]; then
+    put 0644 "$(at "$PREFIX/$1/cortex-sync.service")" "$SYNC_UNIT"
+  else
+    rm -f "$(at "$SYNC_UNIT")"
+  fi
+}
+
+# Once the server serves: follow the repository when the Cortexfile says so, else make sure nothing does.
+follow_repository() {
+  if [ "$SYNC" = yes ]; then
+    systemctl enable --quiet cortex-sync.service
+    systemctl restart cortex-sync.service
+  else
+    systemctl disable --now --quiet cortex-sync.service 2>/dev/null || true
+  fi
 }
 
 wait_ready() {
@@ -295,8 +314,10 @@ main() {
   switch_to "$VERSION"
   if [ "$start" = yes ]; then
     restart_and_check || roll_back "$previous"
+    follow_repository
   else
     in_root systemctl enable --quiet cortex.service
+    if [ "$SYNC" = yes ]; then in_root systemctl enable --quiet cortex-sync.service; fi
   fi
   if [ "$previous" != "$VERSION" ]; then prune "$VERSION" "$previous"; fi
   say "cortex $VERSION installed in $((SECONDS - started))s${previous:+ (was $previous)}$([ "$start" = yes ] && echo ", serving")"

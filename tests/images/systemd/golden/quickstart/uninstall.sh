@@ -6,6 +6,7 @@ PREFIX=/opt/cortex
 CONFIG_DIR=/etc/cortex
 DATA_DIR=/var/lib/cortex
 LOGS_DIR=/var/log/cortex
+SYNC_DIR=/var/lib/cortex-sync
 SERVICE_USER=cortex
 root=/
 purge=no
@@ -25,15 +26,18 @@ done
 [ "$(id -u)" = 0 ] || { echo "uninstall.sh: error: run as root" >&2; exit 1; }
 
 if [ "$root" = / ] && [ -d /run/systemd/system ]; then
+  systemctl disable --now --quiet cortex-sync.service 2>/dev/null || true
   systemctl disable --now --quiet cortex.service 2>/dev/null || true
 else
+  in_root systemctl disable --quiet cortex-sync.service 2>/dev/null || true
   in_root systemctl disable --quiet cortex.service 2>/dev/null || true
 fi
-rm -f "$(at /etc/systemd/system/cortex.service)" "$(at /usr/lib/sysusers.d/cortex.conf)"
+rm -f "$(at /etc/systemd/system/cortex.service)" "$(at /etc/systemd/system/cortex-sync.service)" \
+  "$(at /usr/lib/sysusers.d/cortex.conf)"
 rm -rf "$(at "$PREFIX")"
 if [ "$root" = / ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 if [ "$purge" = yes ]; then
-  rm -rf "$(at "$CONFIG_DIR")" "$(at "$DATA_DIR")" "$(at "$LOGS_DIR")"
+  rm -rf "$(at "$CONFIG_DIR")" "$(at "$DATA_DIR")" "$(at "$LOGS_DIR")" "$(at "$SYNC_DIR")"
   if in_root getent passwd "$SERVICE_USER" >/dev/null; then in_root userdel "$SERVICE_USER" 2>/dev/null || true; fi
   say "removed Cortex, its configuration, models and logs"
 else
