@@ -85,7 +85,7 @@ def _assemble(request: DiskRequest, resolved: Resolved, plan: DiskPlan, psk: str
             resolved, work / "bundle", request.model_store, request.wheels_dir, environ=request.environ, defaults=FORMAT
         )
     )
-    root = copy_root(debian_root(root_spec(plan.board)), work / "root")
+    root = copy_root(debian_root(root_spec(plan.board, plan.sync_packages)), work / "root")
     _install(bundle.folder, root, epoch)
     shutil.rmtree(bundle.folder.parent)
     rendered = render(plan, psk)

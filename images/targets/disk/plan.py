@@ -16,6 +16,7 @@ from menlo_cortex.cortexfile.boards import Board, board_name, load_board
 from menlo_cortex.cortexfile.errors import ConfigError
 from menlo_cortex.cortexfile.formats import DEVICE_KEY_FILE
 from menlo_cortex.cortexfile.loader import Resolved
+from menlo_cortex.cortexfile.schema.sync import Sync
 
 FORMAT = "disk"
 BOOT_MIB = 256  # the EFI system partition or the Raspberry Pi's boot partition
@@ -85,6 +86,7 @@ class DiskPlan:
     tls: bool
     size_mib: int | None
     ids: DiskIds
+    sync_packages: tuple[str, ...] = ()  # what `cortex sync` runs when the Cortexfile follows a repository
 
     @property
     def root_reference(self) -> str:
@@ -104,6 +106,14 @@ class DiskPlan:
         return f"root={self.root_reference} rw rootwait fsck.repair=yes {consoles}"
 
 
+def sync_packages(sync: Sync) -> tuple[str, ...]:
+    """git to fetch, ssh for ssh:// remotes and SSH signatures (ssh-keygen), gpg for OpenPGP key files."""
+    if sync.repository is None:
+        return ()
+    pgp = any(key.startswith("/") for key in sync.trusted_keys)
+    return ("git", "openssh-client", *(("gpg",) if pgp else ()))
+
+
 def make_plan(resolved: Resolved, config_hash: str) -> DiskPlan:
     """`resolved` was loaded with the disk format's defaults layer; ConfigError lists every problem."""
     problems = format_rules.problems(resolved, FORMAT)
@@ -118,6 +128,7 @@ def make_plan(resolved: Resolved, config_hash: str) -> DiskPlan:
         board=load_board(name),
         architecture=target.architecture.value,
         hostname=device.hostname,
+        sync_packages=sync_packages(config.sync),
         timezone=device.timezone,
         ssh_keys=tuple(device.ssh.authorized_keys) if device.ssh.enabled else (),
         network=Network(device.network.address, device.network.gateway, tuple(device.network.dns)),

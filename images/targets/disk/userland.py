@@ -31,13 +31,13 @@ DEVICE_PACKAGES = (
 LATER_PACKAGES = ("systemd-resolved",)
 
 
-def root_spec(board: Board) -> RootSpec:
+def root_spec(board: Board, more: tuple[str, ...] = ()) -> RootSpec:
     """The root a board's image is made from: its architecture's generic root (debootstrap'd, shared by
-    every board of the architecture and by the systemd bundle's tests), plus the board's own packages
-    installed on top when it has any more (cached as a layer)."""
+    every board of the architecture and by the systemd bundle's tests), plus the board's own packages and
+    `more` (what cortex sync needs) installed on top when there are any (cached as a layer)."""
     generic = load_board(GENERIC_BOARDS[board.architecture])
     base = RootSpec(board.architecture, tuple(sorted({*DEVICE_PACKAGES, *generic.root_packages()})), LATER_PACKAGES)
-    extra = tuple(sorted(set(board.root_packages()) - set(base.packages)))
+    extra = tuple(sorted({*board.root_packages(), *more} - set(base.packages)))
     if not extra:
         return base
     components = tuple(dict.fromkeys(("main", *board.components)))

@@ -188,10 +188,11 @@ def test_a_secret_file_that_is_a_link_keeps_its_target_as_it_is(root: Path, bund
     [
         ("architecture", "arm64", "this host is x86_64; the bundle is built for aarch64"),
         ("python_version", "3.12", "the bundle's wheels need Python 3.12"),
+        ("sync", True, "the Cortexfile follows a Git repository: cortex sync needs git and ssh-keygen"),
     ],
 )
 def test_a_host_that_cannot_run_the_bundle_is_refused_untouched(
-    root: Path, tmp_path: Path, field: str, value: str, message: str
+    root: Path, tmp_path: Path, field: str, value: object, message: str
 ) -> None:
     cortexfile = tmp_path / "Cortexfile.yaml"
     cortexfile.write_text("version: 1\n", encoding="utf-8")

@@ -78,6 +78,9 @@ check_host() {
     die "no kill command on $root (systemctl reload sends SIGHUP with it): apt-get install procps"
   [ -x "$(at /usr/bin/python3)" ] ||
     die "no /usr/bin/python3 on $root: install Python $PYTHON_VERSION (apt-get install python3)"
+  if [ "$SYNC" = yes ] && { [ ! -x "$(at /usr/bin/git)" ] || [ ! -x "$(at /usr/bin/ssh-keygen)" ]; }; then
+    die "the Cortexfile follows a Git repository: cortex sync needs git and ssh-keygen (apt-get install git openssh-client)"
+  fi
   local problems
   if ! problems=$(in_root /usr/bin/python3 - "$MACHINE" "$PYTHON_VERSION" "$GLIBC_MIN" 2>&1 <<'PY'
 import ctypes.util
