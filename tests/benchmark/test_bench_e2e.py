@@ -111,9 +111,11 @@ def test_a_local_run_measures_every_quick_kind(local_run: dict[str, Any]) -> Non
     assert 0 < init["cold"]["health_s"] < init["cold"]["ready_s"]
     assert 0 < init["warm"]["health_s"] < init["warm"]["ready_s"]
     assert "posix_fadvise" in init["cold"]["method"]
-    assert init["peak_at_ready_bytes"] >= init["steady_bytes"] > 100_000_000  # the model is resident
+    assert init["peak_at_ready_bytes"] > 100_000_000  # the model is resident
+    assert init["steady_bytes"] > 100_000_000
     assert local_run["memory"]["samples"]
-    assert local_run["memory"]["peak_bytes"] >= init["peak_at_ready_bytes"]
+    # The same process's high-water mark at the end: never below what it held at ready or once settled.
+    assert local_run["memory"]["peak_bytes"] >= max(init["peak_at_ready_bytes"], init["steady_bytes"])
 
 
 def _check_runtime(runtime: dict[str, Any]) -> None:
