@@ -3,10 +3,14 @@ from a user's overlay (a hostPort to reach it, the Secret from a secretGenerator
 oci target makes of the same Cortexfile, its Cortexfile from the ConfigMap and its API key from the Secret.
 
 What Podman 4.3's kube support does not cover (so not tested here): Services and NetworkPolicies (ignored),
-probes (not run), resource limits beyond memory, the kubelet's `..data` swap of an updated ConfigMap."""
+probes (not run), resource limits beyond memory, the kubelet's `..data` swap of an updated ConfigMap. Podman
+reads a secretKeyRef from a Podman secret holding the Secret's `data` as JSON (a Secret in the YAML is not
+used for it), so the test creates that Podman secret where a cluster would have `kubectl create secret`."""
 
 from __future__ import annotations
 
+import base64
+import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,10 +26,6 @@ pytestmark = [pytest.mark.engine, pytest.mark.timeout(900)]
 OVERLAY = """\
 resources:
   - ../base
-secretGenerator:
-  - name: cortex-secrets
-    literals:
-      - CORTEX_TEST_KEY={key}
 patches:
   - target:
       kind: Deployment
@@ -51,7 +51,19 @@ def image(oci_build: OciBuild, podman_env: dict[str, str]) -> Iterator[str]:
 
 
 @pytest.fixture
+def secret(podman_env: dict[str, str], tmp_path: Path) -> Iterator[None]:
+    document = {"CORTEX_TEST_KEY": base64.b64encode(API_KEY.encode()).decode()}  # Podman 4.3: the Secret's data
+    (tmp_path / "secret.json").write_text(json.dumps(document), encoding="utf-8")
+    create = ["podman", "secret", "create", "cortex-secrets", str(tmp_path / "secret.json")]
+    done = subprocess.run(create, env=podman_env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    yield
+    subprocess.run(["podman", "secret", "rm", "cortex-secrets"], env=podman_env, capture_output=True, check=False)
+
+
+@pytest.fixture
 def played(
+    secret: None,
     image: str,
     oci_build: OciBuild,
     podman_env: dict[str, str],
@@ -66,7 +78,7 @@ def played(
     (tmp_path / "out" / "kube").rename(base)
     overlay = tmp_path / "overlay"
     overlay.mkdir()
-    (overlay / "kustomization.yaml").write_text(OVERLAY.format(key=API_KEY, port=port), encoding="utf-8")
+    (overlay / "kustomization.yaml").write_text(OVERLAY.format(port=port), encoding="utf-8")
     built = subprocess.run(["kubectl", "kustomize", str(overlay)], capture_output=True, text=True, check=False)
     assert built.returncode == 0, built.stderr
     manifests = tmp_path / "all.yaml"
