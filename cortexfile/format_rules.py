@@ -50,6 +50,10 @@ PRIVILEGED_PORTS = 1024
 # service, directly below /var/lib or /var/log, so no Cortexfile can claim /var/lib/dpkg or
 # /var/log/journal.
 SERVICE_FOLDER = re.compile(r"cortex(-[A-Za-z0-9._-]+)?")
+# Kubernetes: secret files under /run/secrets/<folder>/, named as a Secret's keys; env names that stay the image's.
+SECRETS_ROOT = PurePosixPath("/run/secrets")
+SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}")
+RESERVED_ENV = frozenset({"PATH", "HOME", "USER", "SHELL", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR"})
 
 
 def unsupported_image(distro: str, accelerator: str) -> str:
@@ -194,21 +198,39 @@ def _kube_port(view: Resolved) -> Iterator[Diagnostic]:
 
 
 def _kube_secrets(view: Resolved) -> Iterator[Diagnostic]:
-    """The Cortexfile becomes a ConfigMap (readable by whoever reads ConfigMaps): no literal secret in it,
-    and no secret file in its folder (a Secret is mounted beside it, not into it)."""
+    """The Cortexfile becomes a ConfigMap (readable by whoever reads ConfigMaps): no literal secret in it (the
+    builder's too), secret files only under /run/secrets (mounted from the Secret, never over a folder the
+    image needs), named as a Secret's keys may be, and env vars that cannot redirect the runtime."""
     names: dict[str, str] = {}
-    for ref in runtime_references(view.config):
+    for ref in runtime_references(view.config, builder=True):
         if ref.kind == "literal":
             yield _located(view, ref.path, "a literal secret would be written into the ConfigMap: write "
                            "${env:NAME} or ${file:/run/secrets/cortex/NAME} and create the Secret")  # fmt: skip
-        elif ref.kind == "file" and PurePosixPath(ref.target).is_relative_to(formats.CONFIG_DIR):
-            message = f"{ref.target} would be inside the ConfigMap's folder {formats.CONFIG_DIR}: put it under "
-            yield _located(view, ref.path, message + "/run/secrets/cortex (mounted from the Secret)")
+        elif ref.path[0] == "build":
+            continue  # the builder's, referenced: not the pod's business
+        elif ref.kind == "env" and (ref.target in RESERVED_ENV or ref.target.startswith(("LD_", "PYTHON"))):
+            yield _located(view, ref.path, f"{ref.target} is the runtime's own environment: name the secret otherwise")
         elif ref.kind == "file":
-            name = PurePosixPath(ref.target).name
-            if names.setdefault(name, ref.target) != ref.target:
-                yield _located(view, ref.path, f"{ref.target} and {names[name]} share a file name: one Secret "
-                               "holds them both, by name")  # fmt: skip
+            yield from _kube_secret_file(view, ref.path, ref.target, names)
+
+
+def _kube_secret_file(view: Resolved, path: Path_, target: str, names: dict[str, str]) -> Iterator[Diagnostic]:
+    file = PurePosixPath(target)
+    if not file.is_relative_to(SECRETS_ROOT) or file.parent == SECRETS_ROOT:
+        yield _located(view, path, f"{target}: a pod reads its secret files from a folder under {SECRETS_ROOT} "
+                       "(e.g. /run/secrets/cortex/NAME), mounted from the Secret")  # fmt: skip
+    elif not SECRET_KEY.fullmatch(file.name):
+        yield _located(view, path, f"{file.name}: a Secret's key holds only letters, digits, `-`, `_` and `.`")
+    elif names.setdefault(file.name, target) != target:
+        yield _located(view, path, f"{target} and {names[file.name]} share a file name: one Secret holds them "
+                       "both, by name")  # fmt: skip
+
+
+def _kube_host(view: Resolved) -> Iterator[Diagnostic]:
+    host = view.config.server.host
+    if host.startswith("127.") or host in ("::1", "localhost"):
+        yield _located(view, ("server", "host"), f"{host} is the pod's own loopback: the Service and the probes "
+                       "could not reach it (leave server.host unset: the kube default listens on 0.0.0.0)")  # fmt: skip
 
 
 def _kube_model_sources(view: Resolved) -> Iterator[Diagnostic]:
@@ -229,7 +251,7 @@ RULES: Mapping[str, tuple[Rule, ...]] = MappingProxyType(
         "docker": (_image_pair, _image_data_folder),
         "oci": (_debian_cpu("oci", "; for an accelerator, use --format docker"), _image_data_folder),
         "systemd": (_systemd_distro, *_SERVICE_RULES),
-        "kube": (_image_pair, _image_data_folder, _kube_port, _kube_secrets, _kube_model_sources),
+        "kube": (_image_pair, _image_data_folder, _kube_port, _kube_host, _kube_secrets, _kube_model_sources),
         "disk": (
             _debian_cpu("disk", " (no GPU drivers in the image yet): set target.accelerator: cpu"),
             _disk_board,

@@ -22,10 +22,10 @@ class Reference:
     target: str  # the env var name, or the file's path (never a literal's value: that stays in `secret`)
 
 
-def runtime_references(config: Cortexfile) -> Iterator[Reference]:
-    """Every secret the server reads at run time (build.* secrets are the builder's, not the appliance's)."""
+def runtime_references(config: Cortexfile, *, builder: bool = False) -> Iterator[Reference]:
+    """Every secret the server reads at run time; with `builder`, build.* secrets (the builder's) too."""
     for setting in settings():
-        if setting.is_secret and setting.path[0] != "build":
+        if setting.is_secret and (builder or setting.path[0] != "build"):
             value = _at(config, setting.path)
             values = value if isinstance(value, list) else [value]
             for index, secret in enumerate(values):

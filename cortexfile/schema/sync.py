@@ -7,6 +7,7 @@ import re
 from enum import StrEnum
 from pathlib import PurePosixPath
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, model_validator
 
@@ -38,7 +39,17 @@ def _repository_path(value: str) -> str:
     return value
 
 
-GitUrl = Annotated[str, word_rule(_URL, "a repository URL: https://, ssh://, git:// or file://")]
+def _no_credentials(value: str) -> str:
+    """A token in the URL would reach /health, state.json, the journal and any ConfigMap made of this file."""
+    parts = urlsplit(value)
+    if parts.password or parts.query or parts.fragment or (parts.username and parts.scheme != "ssh"):
+        raise ValueError("no password, token, query or fragment in the repository URL (a user name is for ssh:// only)")
+    return value
+
+
+GitUrl = Annotated[
+    str, word_rule(_URL, "a repository URL: https://, ssh://, git:// or file://"), AfterValidator(_no_credentials)
+]
 GitBranch = Annotated[
     str, word_rule(r"(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/-]{1,200}(?<![/.])", "a branch name (no `..`, no `-` first)")
 ]
@@ -63,7 +74,8 @@ class Sync(Section):
     on_rewrite: Rewrite = setting(
         Rewrite.refuse,
         "When the branch no longer descends from the applied commit (a force-push): refuse it and keep "
-        "serving, or follow it (a signed commit is still required).",
+        "serving, or follow it: any commit a trusted key signed is then applied, an older one too (one "
+        "that still trusts a key removed since included).",
     )
 
     @model_validator(mode="after")

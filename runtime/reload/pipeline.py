@@ -107,7 +107,8 @@ class Reloader:
         except ConfigError as exc:
             return self._refuse(describe(exc))
         plan = plan_changes(self.running.config, candidate.config, self._file_kinds(current, candidate))
-        if plan.empty:
+        if plan.empty:  # same settings, other bytes (a comment): the bytes served are these
+            self.state.file_sha256 = current.get(str(self.inputs.path.absolute()), self.state.file_sha256)
             self._note_overrides(candidate)
             log.info("config reload: no change to apply (generation %d)", self.state.generation)
             return Outcome(Status.unchanged, plan)

@@ -4,6 +4,7 @@ allows, objects checked as they arrive, a deadline on every command, and output 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -15,7 +16,9 @@ SAFE_CONFIG = (
     "protocol.allow=never", "protocol.https.allow=always", "protocol.http.allow=always",
     "protocol.ssh.allow=always", "protocol.git.allow=always", "protocol.file.allow=always",
     "core.hooksPath=/dev/null", "transfer.fsckObjects=true", "core.fsmonitor=false", "credential.helper=",
+    "http.lowSpeedLimit=1000", "http.lowSpeedTime=60",  # a remote that drips is dropped
 )  # fmt: skip
+MAX_OUTPUT = 1 << 20
 
 
 class GitError(Exception):
@@ -34,7 +37,8 @@ class Git:
             "GIT_TERMINAL_PROMPT": "0",
             "GIT_ASKPASS": "/bin/false",
             "SSH_ASKPASS": "/bin/false",
-            "GIT_SSH_COMMAND": "ssh -o BatchMode=yes -o ConnectTimeout=20",
+            "GIT_SSH_COMMAND": "ssh -o BatchMode=yes -o ConnectTimeout=20 -o ServerAliveInterval=15 "
+            "-o ServerAliveCountMax=4",
             "LC_ALL": "C",
             **(environ or {}),
         }
@@ -75,13 +79,19 @@ class Git:
         return self._exec(["cat-file", "blob", spec], LOCAL_S).stdout
 
     def _exec(self, args: Sequence[str], timeout: float) -> subprocess.CompletedProcess[bytes]:
+        """git in a process group of its own: on timeout the whole group goes (git's remote helpers and ssh
+        too, which would otherwise outlive it)."""
         config = [part for item in SAFE_CONFIG for part in ("-c", item)]
         command = ["git", *config, "--git-dir", str(self.mirror), *args]
-        try:
-            return subprocess.run(command, env=self.env, capture_output=True, timeout=timeout, check=False,
-                                  stdin=subprocess.DEVNULL)  # fmt: skip
-        except subprocess.TimeoutExpired:
-            raise GitError(f"git {args[0]} took longer than {timeout:.0f} s") from None
+        with subprocess.Popen(command, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, start_new_session=True) as process:  # fmt: skip
+            try:
+                out, err = process.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.communicate()
+                raise GitError(f"git {args[0]} took longer than {timeout:.0f} s") from None
+        return subprocess.CompletedProcess(command, process.returncode, out[: MAX_FILE + MAX_OUTPUT], err[-MAX_OUTPUT:])
 
 
 def _last_line(stderr: bytes) -> str:

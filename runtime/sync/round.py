@@ -15,7 +15,7 @@ from menlo_cortex.cortexfile.schema.sync import Rewrite, Sync
 from ..reload.check import load_candidate
 from ..reload.state import describe
 from .git import Git, GitError
-from .state import SyncState, now
+from .state import MAX_MESSAGE, StateUnreadable, SyncState, now
 from .trust import verify
 
 log = logging.getLogger("cortex.sync")
@@ -39,24 +39,40 @@ class Target:
 
 def sync_round(settings: Sync, target: Target) -> bool:
     """True when the device serves (or now applied) the branch's tip; False after a refusal or a failure,
-    recorded in state.json and logged once per new cause."""
-    state = SyncState.load(target.work)
+    recorded in state.json and logged once per new cause. A tip refused once is not tried again while the
+    device's own Cortexfile stays the same (no verification and no write to /etc/cortex every interval): a new
+    commit is, and so is the same one after a local edit (on_rewrite: follow, a key added)."""
+    try:
+        state = SyncState.load(target.work)
+    except StateUnreadable as exc:
+        log.error("sync: %s", exc)
+        return False
     state.repository, state.branch, state.checked_at = settings.repository or "", settings.branch, now()
-    git = Git(target.work / "mirror.git")
     tip: str | None = None
     try:
+        git = Git(target.work / "mirror.git")
         git.ensure_mirror()
         tip = git.fetch(str(settings.repository), settings.branch)
         state.fetched = {"commit": tip, "at": now()}
+        decided_by = _digest(target.path)
+        if state.error and state.error.get("commit") == tip and state.error.get("refused") == decided_by:
+            return False
         if not state.applied or state.applied.get("commit") != tip:
             _apply(settings, target, git, tip, state)
         state.error = None
         return True
-    except (GitError, Refused) as exc:
+    except Refused as exc:
+        _record_failure(state, tip, str(exc), refused=_digest(target.path))
+        return False
+    except GitError as exc:
         _record_failure(state, tip, str(exc))
         return False
+    except Exception as exc:  # a bug or a full disk: reported, and the next round tries again
+        reason = _reason(exc)
+        _record_failure(state, tip, f"sync failed ({type(exc).__name__}){': ' + reason if reason else ''}")
+        return False
     finally:
-        state.save(target.work)
+        _save(state, target.work)
 
 
 def _apply(settings: Sync, target: Target, git: Git, tip: str, state: SyncState) -> None:
@@ -64,8 +80,11 @@ def _apply(settings: Sync, target: Target, git: Git, tip: str, state: SyncState)
     if applied and not git.descends(tip, applied) and settings.on_rewrite is Rewrite.refuse:
         raise Refused(f"commit {tip[:12]} does not descend from the applied {applied[:12]}: the branch was "
                       "rewritten (sync.on_rewrite: refuse)")  # fmt: skip
-    verify(git, tip, settings.trusted_keys, target.work / "trust")
-    content = git.file_at(tip, settings.path)
+    try:  # what the tip holds decides these: refusals of this tip, not failures to retry
+        verify(git, tip, settings.trusted_keys, target.work / "trust")
+        content = git.file_at(tip, settings.path)
+    except GitError as exc:
+        raise Refused(str(exc)) from None
     _swap_in(target, content, f"{settings.path}@{tip[:12]}")
     state.applied = {"commit": tip, "file_sha256": hashlib.sha256(content).hexdigest(), "at": now()}
     log.info("sync: applied commit %s (%s)", tip, settings.path)
@@ -113,8 +132,29 @@ def _sync_folder(folder: Path) -> None:
         os.close(descriptor)
 
 
-def _record_failure(state: SyncState, tip: str | None, message: str) -> None:
+def _record_failure(state: SyncState, tip: str | None, message: str, *, refused: str | None = None) -> None:
+    """`refused`: the live file's digest when the tip itself was refused (skipped until either changes)."""
+    message = message[:MAX_MESSAGE]
     previous = state.error or {}
     if previous.get("commit") != tip or previous.get("message") != message:  # log a cause once, not every round
         log.error("sync: %s", message)
-    state.error = {"commit": tip, "message": message, "at": now()}
+    state.error = {"commit": tip, "message": message, "at": now(), "refused": refused}
+
+
+def _digest(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
+def _save(state: SyncState, folder: Path) -> None:
+    try:
+        state.save(folder)
+    except OSError as exc:
+        log.error("sync: cannot write %s: %s", folder, exc.strerror)
+
+
+def _reason(exc: Exception) -> str:
+    """An OSError's own reason; for anything else only its type (its text may quote what it read)."""
+    return exc.strerror or "" if isinstance(exc, OSError) else ""

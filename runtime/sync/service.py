@@ -4,6 +4,7 @@ Cortexfile again: a signed commit may change what is followed, and how often."""
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -20,7 +21,10 @@ EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
 
 def work_folder(resolved: Resolved) -> Path:
-    return sync_dir(data_dir(resolved.config, resolved.inputs.environ))
+    """systemd's StateDirectory when the unit gives one (a commit that moves data.path does not move the
+    anchor against rollbacks), else the folder beside the data folder."""
+    given = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return Path(given) if given else sync_dir(data_dir(resolved.config, resolved.inputs.environ))
 
 
 def run_sync(resolved: Resolved, *, once: bool) -> int:

@@ -13,6 +13,11 @@ from pathlib import Path
 
 STATE_FILE = "state.json"
 MAX_STATE = 64 << 10
+MAX_MESSAGE = 4000
+
+
+class StateUnreadable(Exception):
+    """state.json exists and cannot be read: the applied commit, the anchor against rollbacks, is unknown."""
 
 
 def now() -> str:
@@ -30,14 +35,21 @@ class SyncState:
 
     @classmethod
     def load(cls, folder: Path) -> SyncState:
-        """The state on disk; a fresh one when there is none or it cannot be read (it is rewritten next round)."""
+        """The state on disk, a fresh one when there is none; StateUnreadable when it exists but cannot be read
+        (fail closed: without the applied commit, an older signed commit could be applied again)."""
+        path = folder / STATE_FILE
+        if not path.exists():
+            return cls()
         try:
-            with open(folder / STATE_FILE, "rb") as file:
-                data = json.loads(file.read(MAX_STATE))
+            with open(path, "rb") as file:
+                data = json.loads(file.read(MAX_STATE + 1))
             known = {key: data[key] for key in ("repository", "branch", "applied", "fetched", "error", "checked_at")}
             return cls(**known)
-        except (OSError, ValueError, KeyError, TypeError):
-            return cls()
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):
+            raise StateUnreadable(
+                f"{path} cannot be read: sync applies nothing until it is repaired (or removed, "
+                "which makes the next signed tip the new anchor)"
+            ) from None
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -56,7 +68,7 @@ class SyncState:
         serving = applied.get("commit") if served_sha256 and applied.get("file_sha256") == served_sha256 else None
         error: dict[str, object] | None = None
         if self.error is not None:
-            error = {"commit": self.error.get("commit"), "at": self.error.get("at")}
+            error = {"commit": self.error.get("commit"), "at": self.error.get("at")}  # not `refused`: internal
             if details:
                 error["message"] = self.error.get("message")
         return {"repository": self.repository, "branch": self.branch, "commit": serving,

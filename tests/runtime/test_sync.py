@@ -108,8 +108,9 @@ def test_an_unsigned_or_wrongly_signed_commit_is_refused(fleet: Fleet, signer: s
     assert done.returncode == 1
     assert f"sync: commit {tip[:12]} is not signed by a trusted key" in done.stderr
     assert fleet.live.read_text(encoding="utf-8") == before
-    assert fleet.state()["error"] == {"commit": tip, "message": f"commit {tip[:12]} is not signed by a trusted key",
-                                      "at": fleet.state()["error"]["at"]}  # type: ignore[index]  # fmt: skip
+    error = fleet.state()["error"]
+    assert isinstance(error, dict)
+    assert (error["commit"], error["message"]) == (tip, f"commit {tip[:12]} is not signed by a trusted key")
 
 
 def test_a_signed_commit_whose_cortexfile_would_not_load_is_refused(fleet: Fleet) -> None:
@@ -224,3 +225,43 @@ def _health_when_up(port: int, key: str | None = None) -> dict[str, Any]:
         except httpx.TransportError:
             assert time.monotonic() < deadline, "the server did not answer /health"
             time.sleep(0.2)
+
+
+def test_a_refused_tip_is_not_tried_again_until_a_new_commit(fleet: Fleet) -> None:
+    """No verification and no write to /etc/cortex every interval for a commit already refused."""
+    tip = fleet.commit(fleet.cortexfile("server:\n  port: 99999\n"))
+    first = sync_once(fleet)
+    assert first.returncode == 1
+    assert f"Cortexfile.yaml@{tip[:12]}" in first.stderr
+    again = sync_once(fleet)
+    assert again.returncode == 1
+    assert again.stderr == ""  # nothing new to say: the same tip, already refused
+    fixed = fleet.commit(fleet.cortexfile("server:\n  port: 40129\n"))
+    assert sync_once(fleet).returncode == 0
+    assert fleet.state()["applied"]["commit"] == fixed  # type: ignore[index]
+
+
+def test_an_unreadable_state_applies_nothing(fleet: Fleet) -> None:
+    """Its applied commit is the anchor against rollbacks: without it, sync fails closed."""
+    before = fleet.live.read_text(encoding="utf-8")
+    fleet.commit(fleet.cortexfile("server:\n  port: 40130\n"))
+    state = fleet.root / "data-sync" / "state.json"
+    state.parent.mkdir(parents=True)
+    state.write_text("{" * 100_000, encoding="utf-8")
+    done = sync_once(fleet)
+    assert done.returncode == 1
+    assert "state.json cannot be read: sync applies nothing until it is repaired" in done.stderr
+    assert fleet.live.read_text(encoding="utf-8") == before
+
+
+@pytest.mark.parametrize(
+    "url", ["https://user:token@git.example/fleet.git", "https://git.example/fleet.git?private_token=x", "ext::sh"]
+)
+def test_a_repository_url_with_credentials_or_another_transport_is_refused(tmp_path: Path, url: str) -> None:
+    path = tmp_path / "Cortexfile.yaml"
+    path.write_text(f"version: 1\nsync:\n  repository: '{url}'\n  trusted_keys: ['/k.asc']\n", encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "menlo_cortex", "validate", "-f", str(path)], capture_output=True,
+                          text=True, timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 2
+    assert ":3:15: sync.repository:" in done.stderr
+    assert "token" not in done.stderr.replace("no password, token", "")

@@ -11,7 +11,7 @@ from typing import Any
 
 from menlo_cortex.cortexfile.formats import CONFIG_DIR, CORTEXFILE_NAME, DATA_DIR
 
-from ...escape import yaml_documents
+from ...escape import sh, yaml_documents
 from .plan import PROBE_PERIOD_S, KubePlan
 
 NAME = "cortex"
@@ -49,7 +49,7 @@ def readme(plan: KubePlan) -> str:
         "```sh",
     ]
     keys = [f"--from-literal={name}=..." for name in plan.env_secrets]
-    keys += [f"--from-file={item.name}=./{item.name}" for item in plan.secret_files]
+    keys += [sh(f"--from-file={item.name}=./{item.name}") for item in plan.secret_files]
     if keys:
         lines.append(f"kubectl create secret generic {SECRET} " + " ".join(keys))
     lines += ["kubectl apply -k .", "```", "",
@@ -97,7 +97,7 @@ def deployment(plan: KubePlan) -> dict[str, Any]:
         "spec": {
             "replicas": plan.replicas,
             "selector": {"matchLabels": dict(LABELS)},
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "strategy": _strategy(plan),
             "template": {
                 "metadata": {"labels": dict(LABELS), "annotations": annotations}
                 if annotations
@@ -106,6 +106,13 @@ def deployment(plan: KubePlan) -> dict[str, Any]:
             },
         },
     }
+
+
+def _strategy(plan: KubePlan) -> dict[str, Any]:
+    """A new pod before the old one goes; with the models' claim (ReadWriteOnce) the old one must let go first."""
+    if not plan.bake_models:
+        return {"type": "Recreate"}
+    return {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
 
 
 def _server(plan: KubePlan) -> dict[str, Any]:

@@ -33,7 +33,18 @@ def build(tmp_path: Path, body: str, *args: str) -> int:
         ),
         (
             "server:\n  auth:\n    api_key_file: /etc/cortex/api-keys\n" + MODEL,
-            "server.auth.api_key_file: /etc/cortex/api-keys would be inside the ConfigMap's folder /etc/cortex",
+            "api_key_file: /etc/cortex/api-keys: a pod reads its secret files from a folder under /run/secrets",
+        ),
+        ("server:\n  auth:\n    api_key_file: /tmp/keys\n" + MODEL, "/tmp/keys: a pod reads its secret files"),
+        ("server:\n  auth:\n    api_key_file: /run/secrets/c/k+x\n" + MODEL, "k+x: a Secret's key holds only"),
+        ("server:\n  host: 127.0.0.1\n" + MODEL, "server.host: 127.0.0.1 is the pod's own loopback"),
+        (
+            "network:\n  huggingface:\n    token: ${env:LD_PRELOAD}\n" + MODEL,
+            "network.huggingface.token: LD_PRELOAD is the runtime's own environment",
+        ),
+        (
+            "build:\n  network:\n    proxy: http://user:hunter2@proxy:3128\n" + MODEL,
+            "build.network.proxy: a literal secret would be written into the ConfigMap",
         ),
         (
             "server:\n  tls:\n    cert: /run/secrets/a/tls.pem\n    key: /run/secrets/b/tls.pem\n" + MODEL,

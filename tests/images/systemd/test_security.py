@@ -1,5 +1,5 @@
-"""systemd's own judgement of the generated units (the server, and cortex sync, which runs as root with two
-capabilities): `systemd-analyze security --offline=true` scores every golden case 2.0 or lower (0 best,
+"""systemd's own judgement of the generated units (the server, and cortex sync, which runs as root with one
+capability): `systemd-analyze security --offline=true` scores every golden case 2.0 or lower (0 best,
 10 worst; a bare unit scores 9.6)."""
 
 from __future__ import annotations
