@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from menlo_cortex.cortexfile.loader import Resolved
@@ -16,16 +17,36 @@ from menlo_cortex.cortexfile.store import find_local
 from .. import BuildOptions, Views, default_tag, model_store
 from .build import write_base
 from .plan import FORMAT, ModelFacts, make_plan
+
+__all__ = ["FORMAT", "KubeRequest", "make", "request_from"]
 from .render import render_files
 
 
+@dataclass(frozen=True)
+class KubeRequest:
+    resolved: Resolved  # the Cortexfile as the pod loads it (the kube defaults layer)
+    image: str
+    model_store: Path  # where the models' sizes are read
+    cortexfile: str  # the file's text: the ConfigMap
+    output: Path
+
+
+def request_from(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> KubeRequest:
+    return KubeRequest(
+        resolved=views.of(FORMAT),
+        image=options.tag or f"localhost/{default_tag(views.of('docker'))}",  # --tag: checked by the CLI
+        model_store=model_store(views, options, environ),
+        cortexfile=Path(options.file).read_text(encoding="utf-8"),
+        output=options.output / "kube",
+    )
+
+
 def make(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> list[str]:
-    resolved = views.of(FORMAT)
-    image = options.tag or f"localhost/{default_tag(views.of('docker'))}"  # --tag: checked by the CLI
-    facts = model_facts(resolved, model_store(views, options, environ))
-    plan = make_plan(resolved, image, facts, Path(options.file).read_text(encoding="utf-8"))
-    folder = write_base(render_files(plan), options.output / "kube")
-    return [f"{folder} (kubectl apply -k {folder}; image {image})"]
+    request = request_from(views, options, environ)
+    facts = model_facts(request.resolved, request.model_store)
+    plan = make_plan(request.resolved, request.image, facts, request.cortexfile)
+    folder = write_base(render_files(plan), request.output)
+    return [f"{folder} (kubectl apply -k {folder}; image {request.image})"]
 
 
 def model_facts(resolved: Resolved, store: Path) -> dict[str, ModelFacts]:
