@@ -51,11 +51,21 @@ def make(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> lis
 
 def model_facts(resolved: Resolved, store: Path) -> dict[str, ModelFacts]:
     """Size and KV cache of each model found in the store (or at its local source); absent ones are left out."""
-    from menlo_cortex.runtime.models.batching.plan import AUTO_MAX, read_shape
     from menlo_cortex.runtime.models.engine import route_llama_logs
 
     route_llama_logs()  # llama.cpp's header dump goes to logging: its warnings about the vocabulary are not ours
-    logging.getLogger("cortex.llama").setLevel(logging.ERROR)
+    llama_log = logging.getLogger("cortex.llama")
+    level = llama_log.level
+    llama_log.setLevel(logging.ERROR)
+    try:
+        return _facts(resolved, store)
+    finally:
+        llama_log.setLevel(level)  # the process's own setting again (a server's log level, a test's)
+
+
+def _facts(resolved: Resolved, store: Path) -> dict[str, ModelFacts]:
+    from menlo_cortex.runtime.models.batching.plan import AUTO_MAX, read_shape
+
     config = resolved.config
     found = {}
     for model in config.models:
