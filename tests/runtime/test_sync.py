@@ -157,6 +157,7 @@ def test_an_unreachable_remote_is_reported_and_followed_again_when_back(fleet: F
     assert fleet.state()["applied"]["commit"] == tip  # type: ignore[index]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("gpg") is None, reason="needs gpg")
 def test_an_openpgp_signature_from_a_trusted_key_file(fleet: Fleet, tmp_path: Path) -> None:
     home = tmp_path / "gnupg"
@@ -179,6 +180,7 @@ def test_an_openpgp_signature_from_a_trusted_key_file(fleet: Fleet, tmp_path: Pa
     assert "port: 40128" in fleet.live.read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_health_reports_the_commit_the_server_serves(fleet: Fleet) -> None:
     port = find_free_port()
