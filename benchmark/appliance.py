@@ -13,9 +13,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from menlo_cortex.runtime.ops.text import printable
+
 from .client import Client
 from .errors import BenchError
-from .text import printable
 
 READY_S = 600.0
 POLL_S = 0.05

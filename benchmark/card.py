@@ -7,11 +7,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from menlo_cortex.runtime.ops.durable import write_atomically
+from menlo_cortex.runtime.ops.text import printable
+
 from .figures import MB, figures, load_levels, ratio
-from .files import write_atomically
 from .store import StoredRun
 from .svg import Series, line_chart
-from .text import printable
 
 MARKDOWN = set("\\`*_{}[]()<>!|~&")
 RUNS = "runs.json"

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import urllib3
+from menlo_cortex.runtime.ops.text import printable
 
 from .errors import ServerError, Unreachable
-from .text import printable
 
 CONNECT_S = 5.0
 MESSAGE_CHARS = 200

@@ -44,14 +44,15 @@ def flag_layer(flags: Mapping[str, str], cwd: Path) -> tuple[Layer, list[Diagnos
         setting = by_flag[flag]
         value: Any = _from_text(setting, text)
         if setting.is_secret:
-            value, note = _secret_flag(flag, text)
+            value, note = secret_flag(flag, text)
             notes += note
         _put(layer, setting, value, Origin(f"flag {flag}"))
     resolve_paths(layer, cwd)
     return layer, notes
 
 
-def _secret_flag(flag: str, text: str) -> tuple[str, list[Diagnostic]]:
+def secret_flag(flag: str, text: str) -> tuple[str, list[Diagnostic]]:
+    """A secret flag's text as a reference (`@FILE` -> `${file:FILE}`), and a warning for a literal."""
     if text.startswith("@"):
         return "${file:" + text[1:] + "}", []
     if text.startswith("${"):

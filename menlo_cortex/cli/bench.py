@@ -13,18 +13,20 @@ from typing import TYPE_CHECKING, Any
 
 from menlo_cortex.benchmark.durations import parse_duration
 from menlo_cortex.benchmark.errors import BenchError, ServerError, UsageError
-from menlo_cortex.benchmark.files import write_atomically
 from menlo_cortex.benchmark.kinds import KINDS, QUICK, REMOTE_QUICK
 from menlo_cortex.benchmark.store import RunStore, StoredRun
-from menlo_cortex.benchmark.text import printable
 from menlo_cortex.cortexfile.hashing import config_hash
 from menlo_cortex.cortexfile.preflight import Phase
 from menlo_cortex.cortexfile.schema import Cortexfile
 from menlo_cortex.cortexfile.secrets import Secret, SecretUnavailable
+from menlo_cortex.cortexfile.sources import secret_flag
 from menlo_cortex.cortexfile.store import data_dir, find_local
+from menlo_cortex.runtime.ops.durable import write_atomically
+from menlo_cortex.runtime.ops.text import printable
 
 from .commands import load_checked
 from .flags import add_setting_flags, given_flags
+from .output import print_diagnostics
 
 if TYPE_CHECKING:
     from menlo_cortex.benchmark.client import Client
@@ -208,11 +210,10 @@ def _remote_model(client: Client, model: str | None) -> str:
 
 def _api_key(text: str | None, config: Cortexfile | None = None) -> str | None:
     try:
-        if text:
-            secret = Secret("file", text[1:]) if text.startswith("@") else Secret.parse(text)
-            if secret.is_literal:
-                print("cortex bench: warning: a key on the command line shows in `ps`: use @FILE", file=sys.stderr)
-            return secret.resolve()
+        if text:  # read as every secret flag is: @FILE, ${env:NAME}, or a literal with a warning
+            reference, warnings = secret_flag("--api-key", text)
+            print_diagnostics(warnings)
+            return Secret.parse(reference).resolve()
         return _configured_key(config) if config else None
     except (SecretUnavailable, ValueError) as exc:
         raise UsageError(f"--api-key: {exc}") from None

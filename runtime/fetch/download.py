@@ -24,6 +24,7 @@ from typing import BinaryIO
 from urllib3.exceptions import HTTPError
 
 from ..models.errors import DownloadFailed, ModelInvalid
+from ..ops.durable import fsync_dir
 from .http_get import HttpFailure, Response, failure_reason, http_get
 from .netsettings import NetSettings, redact
 from .progress import Progress, human_bytes
@@ -94,7 +95,7 @@ def download_model(
         partial = store_dir / f".{wanted.sha256}.partial"
         _download_verified(wanted, partial, net, progress, stop)
         os.replace(partial, final)
-        _fsync_dir(store_dir)
+        fsync_dir(store_dir)
     return final
 
 
@@ -233,11 +234,3 @@ def _check_free_space(folder: Path, needed: int | None) -> None:
         raise NoSpace(
             f"not enough disk space in {folder}: the file needs {human_bytes(needed)} more, {human_bytes(free)} free"
         )
-
-
-def _fsync_dir(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

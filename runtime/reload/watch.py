@@ -40,10 +40,10 @@ def referenced_files(config: Cortexfile, cortexfile: Path) -> tuple[Path, ...]:
 
 def fingerprint(files: Iterable[Path]) -> Fingerprint:
     """sha256 of each file's content (None when missing or unreadable), in a stable order."""
-    return tuple((str(path), _content_hash(path)) for path in files)
+    return tuple((str(path), content_hash(path)) for path in files)
 
 
-def _content_hash(path: Path) -> str | None:
+def content_hash(path: Path) -> str | None:
     try:
         return hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError:

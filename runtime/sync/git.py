@@ -9,6 +9,8 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from ..ops.text import printable
+
 FETCH_S = 180.0
 LOCAL_S = 30.0
 MAX_FILE = 1 << 20  # a Cortexfile larger than this is not one
@@ -99,4 +101,4 @@ def _last_line(stderr: bytes) -> str:
     lines = [line.strip() for line in stderr.decode("utf-8", "replace").splitlines() if line.strip()]
     reasons = [line for line in lines if line.startswith(("fatal:", "error:"))]
     text = (reasons or lines or [""])[0 if reasons else -1]
-    return "".join(char if char.isprintable() else " " for char in text)[:300]
+    return printable(text, 300)

@@ -12,8 +12,10 @@ from menlo_cortex.cortexfile.errors import ConfigError
 from menlo_cortex.cortexfile.loader import Inputs
 from menlo_cortex.cortexfile.schema.sync import Rewrite, Sync
 
+from ..ops.durable import fsync_dir
 from ..reload.check import load_candidate
 from ..reload.state import describe
+from ..reload.watch import content_hash
 from .git import Git, GitError
 from .state import MAX_MESSAGE, StateUnreadable, SyncState, now
 from .trust import verify
@@ -54,7 +56,7 @@ def sync_round(settings: Sync, target: Target) -> bool:
         git.ensure_mirror()
         tip = git.fetch(str(settings.repository), settings.branch)
         state.fetched = {"commit": tip, "at": now()}
-        decided_by = _digest(target.path)
+        decided_by = content_hash(target.path) or ""
         if state.error and state.error.get("commit") == tip and state.error.get("refused") == decided_by:
             return False
         if not state.applied or state.applied.get("commit") != tip:
@@ -62,7 +64,7 @@ def sync_round(settings: Sync, target: Target) -> bool:
         state.error = None
         return True
     except Refused as exc:
-        _record_failure(state, tip, str(exc), refused=_digest(target.path))
+        _record_failure(state, tip, str(exc), refused=content_hash(target.path) or "")
         return False
     except GitError as exc:
         _record_failure(state, tip, str(exc))
@@ -98,7 +100,7 @@ def _swap_in(target: Target, content: bytes, where: str) -> None:
         _write(staged, content, like=target.path)
         load_candidate(Inputs(staged, target.inputs.environ, target.inputs.flags, target.inputs.format_defaults))
         os.replace(staged, target.path)
-        _sync_folder(target.path.parent)
+        fsync_dir(target.path.parent)
     except ConfigError as exc:  # located in the repository's file, not in the staged copy's name
         located = describe(exc).replace(str(staged), where)
         raise Refused(f"{where}: the Cortexfile would not load:\n{located}") from None
@@ -124,14 +126,6 @@ def _write(path: Path, content: bytes, like: Path) -> None:
         os.close(descriptor)
 
 
-def _sync_folder(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 def _record_failure(state: SyncState, tip: str | None, message: str, *, refused: str | None = None) -> None:
     """`refused`: the live file's digest when the tip itself was refused (skipped until either changes)."""
     message = message[:MAX_MESSAGE]
@@ -139,13 +133,6 @@ def _record_failure(state: SyncState, tip: str | None, message: str, *, refused:
     if previous.get("commit") != tip or previous.get("message") != message:  # log a cause once, not every round
         log.error("sync: %s", message)
     state.error = {"commit": tip, "message": message, "at": now(), "refused": refused}
-
-
-def _digest(path: Path) -> str:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return ""
 
 
 def _save(state: SyncState, folder: Path) -> None:

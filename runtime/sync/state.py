@@ -5,11 +5,11 @@ last refusal or failure with its commit. The server reads it for /health."""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+from ..ops.durable import write_atomically
 
 STATE_FILE = "state.json"
 MAX_STATE = 64 << 10
@@ -52,14 +52,7 @@ class SyncState:
             ) from None
 
     def save(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=folder, prefix=".state.")
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            json.dump(asdict(self), out, indent=1)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, folder / STATE_FILE)
+        write_atomically(folder / STATE_FILE, json.dumps(asdict(self), indent=1))
 
     def public(self, served_sha256: str | None, *, details: bool) -> dict[str, object]:
         """For /health: the commit served (only when the file the server loaded is the one sync wrote), the

@@ -1,4 +1,4 @@
-"""Text from elsewhere (a server's messages, labels, stored reports) as the user may see it."""
+"""Text from elsewhere (a server's or git's messages, labels, stored reports) as a user may see it."""
 
 from __future__ import annotations
 
