@@ -41,6 +41,9 @@ def request_from(views: Views, options: BuildOptions, environ: Mapping[str, str]
     )
 
 
+UNBOUNDED_MB = 1 << 30  # a budget no model reaches: the slot count is the runtime's own cap, not memory
+
+
 def make(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> list[str]:
     request = request_from(views, options, environ)
     facts = model_facts(request.resolved, request.model_store)
@@ -64,17 +67,15 @@ def model_facts(resolved: Resolved, store: Path) -> dict[str, ModelFacts]:
 
 
 def _facts(resolved: Resolved, store: Path) -> dict[str, ModelFacts]:
-    from menlo_cortex.runtime.models.batching.plan import AUTO_MAX, read_shape
+    """The runtime's own slot plan for each model, with room for every slot `parallel: auto` may take: the pod
+    gets the memory they need, not what this build host has free."""
+    from menlo_cortex.runtime.models.batching.plan import plan_slots
 
     config = resolved.config
     found = {}
     for model in config.models:
         path = find_local(model, store)
-        if path is None:
-            continue
-        shape = read_shape(path)
-        parallel = config.engines.llama_cpp.parallel
-        slots = AUTO_MAX if parallel == "auto" else int(parallel)
-        context = model.context_size or shape.context_trained
-        found[model.id] = ModelFacts(path.stat().st_size, shape.kv_bytes_per_token * context * slots)
+        if path is not None:
+            slots = plan_slots(model, path, config.engines.llama_cpp, budget_mb=UNBOUNDED_MB)
+            found[model.id] = ModelFacts(slots.file_bytes, slots.kv_bytes)
     return found
