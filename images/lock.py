@@ -8,8 +8,6 @@ naming each difference, before any output is written; the docker target builds F
 
 from __future__ import annotations
 
-import os
-import tempfile
 import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Any
 import tomli_w
 from menlo_cortex.cortexfile.errors import ConfigError, Diagnostic, Origin
 from menlo_cortex.cortexfile.loader import Resolved
+from menlo_cortex.runtime.ops.durable import write_atomically
 
 from .sbom import public_source
 
@@ -59,14 +58,7 @@ def platforms(facts: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
 
 def write(path: Path, lock: dict[str, Any]) -> None:
     """Written under a new name in the same folder (never through a link someone left there), then renamed."""
-    descriptor, partial = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-            stream.write(HEADER + tomli_w.dumps(lock))
-        os.chmod(partial, 0o644)
-        os.replace(partial, path)
-    finally:
-        Path(partial).unlink(missing_ok=True)
+    write_atomically(path, HEADER + tomli_w.dumps(lock))
 
 
 def merged(path: Path, lock: dict[str, Any]) -> dict[str, Any]:
