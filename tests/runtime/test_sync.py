@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from tests.conftest import find_free_port
+from tests.git_remote import GitRemote, git
 
 pytestmark = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen")
 
@@ -27,17 +28,14 @@ class Fleet:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.remote = root / "fleet.git"
-        self.work = root / "work"
+        self.repository = GitRemote(root)
+        self.remote = self.repository.bare
+        self.work = self.repository.work
         self.device = root / "etc"
         self.data = root / "data"
         for name in ("ops", "intruder"):
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(root / name)],
                            check=True)  # fmt: skip
-        git("init", "-q", "--bare", str(self.remote))
-        git("init", "-q", "-b", "main", str(self.work))
-        for key, value in (("user.email", "ops@example"), ("user.name", "ops"), ("gpg.format", "ssh")):
-            git("-C", str(self.work), "config", key, value)
         self.device.mkdir()
 
     def key(self, name: str = "ops") -> str:
@@ -51,12 +49,7 @@ class Fleet:
         )  # fmt: skip
 
     def commit(self, text: str, *, signer: str | None = "ops", message: str = "change") -> str:
-        (self.work / "Cortexfile.yaml").write_text(text, encoding="utf-8")
-        git("-C", str(self.work), "add", "Cortexfile.yaml")
-        sign = ["-c", f"user.signingkey={self.root / signer}.pub", "commit", "-S"] if signer else ["commit"]
-        git("-C", str(self.work), *sign, "-q", "--allow-empty", "-m", message)
-        git("-C", str(self.work), "push", "-q", "--force", str(self.remote), "HEAD:main")
-        return git("-C", str(self.work), "rev-parse", "HEAD").strip()
+        return self.repository.commit(text, self.root / f"{signer}.pub" if signer else None, message=message)
 
     @property
     def live(self) -> Path:
@@ -64,10 +57,6 @@ class Fleet:
 
     def state(self) -> dict[str, object]:
         return dict(json.loads((self.root / "data-sync" / "state.json").read_text(encoding="utf-8")))
-
-
-def git(*args: str) -> str:
-    return subprocess.run(["git", *args], capture_output=True, text=True, check=True, timeout=60).stdout
 
 
 KEY = "sync-test-key"

@@ -10,6 +10,8 @@ from menlo_cortex.cortexfile.hashing import config_hash
 from menlo_cortex.cortexfile.loader import Resolved, load
 from menlo_cortex.images.targets.disk.plan import FORMAT, DiskPlan, make_plan
 
+from tests.conftest import find_free_port
+
 from .fixtures import Image, build_image, needs_image_tools
 
 HERE = Path(__file__).parent
@@ -27,6 +29,7 @@ def plan_for(path: Path) -> DiskPlan:
 
 @pytest.fixture(scope="session")
 def device_image(tmp_path_factory: pytest.TempPathFactory, test_data_dir: Path) -> Image:
-    """The x86-64 device image with the test model, built once per run by the real CLI."""
+    """The x86-64 device image with the test model, following a Git repository (the boot test serves it), built
+    once per run by the real CLI."""
     needs_image_tools()
-    return build_image(tmp_path_factory.mktemp("device"), test_data_dir)
+    return build_image(tmp_path_factory.mktemp("device"), test_data_dir, sync_port=find_free_port())

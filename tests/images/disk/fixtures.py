@@ -32,6 +32,15 @@ device:
     authorized_keys:
       - {public_key}
 {extra}"""
+# Follows a repository the test serves with `git daemon` on the host's loopback (10.0.2.2 to a qemu guest),
+# trusting commits signed with the image's own SSH key.
+SYNC = """\
+sync:
+  repository: git://10.0.2.2:{port}/fleet.git
+  interval_s: 10
+  trusted_keys:
+    - {public_key}
+"""
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,7 @@ class Image:
     cortexfile: Path
     ssh_key: Path  # the private key whose public half the image authorizes
     name: str
+    sync_port: int | None = None  # the loopback port its Cortexfile's sync repository is served on
 
     @property
     def img(self) -> Path:
@@ -63,26 +73,34 @@ def ssh_key(folder: Path) -> Path:
 
 def write_cortexfile(folder: Path, key: Path, hardware: str = "x86-64-uefi", extra: str = "") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    public = key.with_suffix(".pub").read_text(encoding="utf-8").strip()
     path = folder / "Cortexfile.yaml"
-    path.write_text(CORTEXFILE.format(hardware=hardware, public_key=public, extra=extra), encoding="utf-8")
+    path.write_text(CORTEXFILE.format(hardware=hardware, public_key=public_key(key), extra=extra), encoding="utf-8")
     return path
+
+
+def public_key(key: Path) -> str:
+    return key.with_suffix(".pub").read_text(encoding="utf-8").strip()
 
 
 def run_build(cortexfile: Path, output: Path, store: Path, *args: str) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "menlo_cortex", "build", "-f", str(cortexfile), "--format", "disk"]
-    command += ["-o", str(output), "--model-store", str(store), *args]
+    command += ["-o", str(output), "--datapath", str(store), *args]
     return subprocess.run(command, capture_output=True, text=True, check=False, timeout=3600)
 
 
 def build_image(
-    folder: Path, store: Path, hardware: str = "x86-64-uefi", name: str = "cortex-test-x86-64-uefi"
+    folder: Path,
+    store: Path,
+    hardware: str = "x86-64-uefi",
+    name: str = "cortex-test-x86-64-uefi",
+    sync_port: int | None = None,
 ) -> Image:
     key = ssh_key(folder)
-    cortexfile = write_cortexfile(folder, key, hardware)
+    extra = "" if sync_port is None else SYNC.format(port=sync_port, public_key=public_key(key))
+    cortexfile = write_cortexfile(folder, key, hardware, extra)
     done = run_build(cortexfile, folder / "out", store)
     assert done.returncode == 0, done.stderr[-3000:]
-    return Image(folder / "out", cortexfile, key, name)
+    return Image(folder / "out", cortexfile, key, name, sync_port)
 
 
 def partitions(img: Path) -> dict[str, Any]:

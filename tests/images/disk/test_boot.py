@@ -3,22 +3,28 @@ disk, as flashing a bigger card does) -> UEFI boot under qemu (OVMF, software em
 first boot made, read from the serial console -> a chat completion with the openai client through a
 forwarded port. Then over SSH (the image's own, key login): the hardened service, the grown root, the
 key file's owner and mode, `systemctl reload`, an upgrade to the next bundle and an upgrade that cannot
-start, which install.sh rolls back; a reboot keeps the key, shows none again and keeps the grown root."""
+start, which install.sh rolls back; cortex-sync.service following a repository served from the host (a signed
+commit applied and served, an unsigned one refused); a reboot keeps the key, shows none again and keeps the
+grown root."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import httpx
 import openai
 import pytest
 from menlo_cortex.images.targets.systemd.bundle import BuildRequest, Bundle, build
 
 from tests.conftest import find_free_port
+from tests.git_remote import GitRemote
 
 from ..systemd.test_security import MAX_EXPOSURE
 from .conftest import load_disk
-from .fixtures import GUEST_PORT, Image, Ssh, disk_copy, write_cortexfile
+from .fixtures import GUEST_PORT, Image, Ssh, disk_copy
 from .qemu import Vm, boot
 
 # What no fixture shows: the test boots a VM. Under emulation it takes 12-18 minutes; a hang fails after an hour.
@@ -26,6 +32,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.vm, pytest.mark.timeout(3600)]
 FIRST_ANSWER_S = 1200  # software emulation boots and loads slowly
 CHAT_S = 600  # a few tokens take minutes under emulation on a busy 2-core machine
 GROWN_BY_MIB = 2048
+SYNC_S = 300  # a round every 10 s, then a reload under emulation
+SYNCED = "server:\n  limits:\n    max_tokens: 77\n"  # a live setting: applied without reloading the model
 NO_BAKE = "build:\n  bake_models: false\n"
 BROKEN = NO_BAKE + "  systemd:\n    start_timeout_s: 60\n"
 MISSING_MODEL = "models:\n  - id: missing\n    source: /nonexistent/model.gguf\n"
@@ -54,11 +62,12 @@ def first_chat(vm: Vm, key: str) -> str:
 def upgrade_bundle(folder: Path, image: Image, store: Path, extra: str, models: str | None = None) -> Bundle:
     """A later bundle for the device: the image's Cortexfile with a smaller context (or other `models`)
     plus `extra`, started with the disk defaults, as a device's next release would be."""
-    cortexfile = write_cortexfile(folder, image.ssh_key, extra=extra)
-    text = cortexfile.read_text().replace("context_size: 512", "context_size: 256")
+    text = image.cortexfile.read_text().replace("context_size: 512", "context_size: 256") + extra
     if models is not None:
         head, tail = text.split("models:\n", 1)
         text = head + models + tail[tail.index("target:") :]
+    folder.mkdir(parents=True)
+    cortexfile = folder / "Cortexfile.yaml"
     cortexfile.write_text(text)
     return build(BuildRequest(load_disk(cortexfile), folder / "out", store, defaults="disk"))
 
@@ -94,6 +103,8 @@ def test_device_boots_serves_upgrades_and_keeps_its_key(
         assert f"rolling back to {second.plan.version}" in failed.stderr
         assert ssh.ok("readlink /opt/cortex/current") == second.plan.version
         assert chat(ports[GUEST_PORT], key)
+        # After the upgrades: from here on the repository owns the Cortexfile (install.sh keeps it as edited).
+        check_sync(ssh, device_image, ports[GUEST_PORT], key, tmp_path / "fleet")
 
         ssh.run("systemctl reboot", 30)
         time.sleep(20)  # the old system goes down before the first poll
@@ -117,3 +128,43 @@ def check_grown_root_and_key_file(ssh: Ssh) -> None:
     disk_mib = int(ssh.ok("lsblk -bdno SIZE /dev/vda")) >> 20
     assert size_mib > disk_mib - 400, f"root is {size_mib} MiB on a {disk_mib} MiB disk: not grown"
     assert ssh.ok("stat -c '%U:%G %a' /etc/cortex/api-keys") == "root:cortex 640"
+
+
+def check_sync(ssh: Ssh, image: Image, port: int, key: str, folder: Path) -> None:
+    """cortex-sync.service under its own unit: failing to reach the remote since boot (nothing serves it yet), then
+    a commit the image's key signed is fetched over git://, applied and served; an unsigned one is refused and
+    reported with its commit while the device keeps serving the signed one."""
+    assert ssh.ok("systemctl is-active cortex-sync") == "active"
+    assert image.sync_port is not None
+    owner_and_mode = "stat -c '%U:%G %a' /etc/cortex/Cortexfile.yaml"
+    installed = ssh.ok(owner_and_mode)
+    unreachable = sync_health(port, key, lambda sync: sync["last_error"] is not None)
+    assert unreachable["commit"] is None
+    folder.mkdir()
+    remote = GitRemote(folder)
+    signed = remote.commit(image.cortexfile.read_text() + SYNCED, image.ssh_key)
+    with remote.daemon(image.sync_port):
+        applied = sync_health(port, key, lambda sync: sync["commit"] == signed)
+        assert applied["last_error"] is None
+        assert ssh.ok("grep -c 'max_tokens: 77' /etc/cortex/Cortexfile.yaml") == "1"
+        assert ssh.ok(owner_and_mode) == installed  # replaced, keeping the installer's owner and mode
+        unsigned = remote.commit(image.cortexfile.read_text(), None)
+        refused = sync_health(port, key, lambda sync: (sync["last_error"] or {}).get("commit") == unsigned)
+    assert refused["commit"] == signed  # still serving the last good one
+    assert refused["last_error"]["message"] == f"commit {unsigned[:12]} is not signed by a trusted key"
+    journal = ssh.ok("journalctl -u cortex-sync --no-pager -o cat")
+    assert f"sync: applied commit {signed}" in journal
+    assert f"commit {unsigned[:12]} is not signed by a trusted key" in journal
+
+
+def sync_health(port: int, key: str, wanted: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """/health's `config.sync` (as a key holder sees it) once `wanted` holds."""
+    deadline = time.monotonic() + SYNC_S
+    sync: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        answer = httpx.get(f"http://127.0.0.1:{port}/health", headers={"Authorization": f"Bearer {key}"}, timeout=60)
+        sync = answer.json()["config"].get("sync") or {}
+        if sync and wanted(sync):
+            return sync
+        time.sleep(3)
+    raise AssertionError(f"/health config.sync after {SYNC_S}s: {sync}")

@@ -45,9 +45,9 @@ def test_root_holds_the_service_and_no_shared_secrets(device_image: Image) -> No
     assert "api-keys" not in debugfs(img, start, "ls /etc/cortex")  # never a key every copy shares
     assert f"{TEST_MODEL_SHA256}.gguf" in debugfs(img, start, "ls /var/lib/cortex/models")
     wants = debugfs(img, start, "ls /etc/systemd/system/multi-user.target.wants")
-    assert {"cortex.service", "cortex-firstboot.service", "ssh.service", "systemd-networkd.service"} <= set(
-        wants.split()
-    )
+    expected = {"cortex.service", "cortex-sync.service", "cortex-firstboot.service", "ssh.service"}
+    assert expected | {"systemd-networkd.service"} <= set(wants.split())
+    assert "git" in debugfs(img, start, "ls /usr/bin").split()  # what cortex sync runs, added for the sync section
     unit = debugfs(img, start, "cat /etc/systemd/system/cortex.service")
     assert "start --defaults disk -f /etc/cortex/Cortexfile.yaml" in unit
 
