@@ -36,7 +36,7 @@ KEY_WAIT_S = 3600
 def timed_build(cortexfile: Path, output: Path, environ: dict[str, str] | None = None) -> float:
     started = time.monotonic()
     command = [sys.executable, "-m", "menlo_cortex", "build", "-f", str(cortexfile), "--format", "disk"]
-    command += ["-o", str(output), "--model-store", str(cache_dir() / "test-data")]
+    command += ["-o", str(output), "--datapath", str(cache_dir() / "test-data")]
     done = subprocess.run(command, capture_output=True, text=True, env=environ, check=False)
     if done.returncode != 0:
         raise SystemExit(f"cortex build failed:\n{done.stderr}")

@@ -39,7 +39,7 @@ def build(cortexfile: Path, out: Path, cache: Path, *extra: str) -> tuple[float,
     args = ["build", "-f", str(cortexfile), "--format", "oci", "-o", str(out), *extra]
     environ = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"} | {"CORTEX_OCI_CACHE": str(cache)}
     started = time.perf_counter()
-    done = run_cortex([*args, "--model-store", str(cache_dir() / "test-data")], environ)
+    done = run_cortex([*args, "--datapath", str(cache_dir() / "test-data")], environ)
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"cortex build failed:\n{done.stderr}")

@@ -11,8 +11,11 @@ from .schema.models import SourceKind, source_kind
 
 
 def data_dir(config: Cortexfile, environ: Mapping[str, str] | None = None) -> Path:
-    if config.data.path is not None:
-        return config.data.path
+    return config.data.path if config.data.path is not None else default_data_dir(environ)
+
+
+def default_data_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """Where a Cortexfile without data.path keeps its models: $XDG_DATA_HOME/cortex, else ~/.local/share/cortex."""
     env = os.environ if environ is None else environ
     base = env.get("XDG_DATA_HOME") or str(Path(env.get("HOME", "~")) / ".local" / "share")
     return Path(base).expanduser() / "cortex"

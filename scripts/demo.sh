@@ -1,26 +1,26 @@
 #!/usr/bin/env bash
 # The demo: validate the quickstart Cortexfile, show where its values come from, serve it,
-# and ask the model one question through the OpenAI-compatible API.
+# and ask the model one question through the OpenAI-compatible API. Set-up placed the model in the
+# default data folder, where the README's own commands find it too.
 # DEMO_ONESHOT=1 stops after the answer (the smoke test runs that); otherwise it keeps serving.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${VENV:-.venv}"
 cortex="$VENV/bin/cortex"
-data="${XDG_CACHE_HOME:-$HOME/.cache}/cortex/test-data"
 port="${DEMO_PORT:-39281}"
 file=examples/quickstart/Cortexfile.yaml
 
 step() { printf '\n== %s\n' "$*"; }
 
 step "cortex validate -f $file --preflight start"
-"$cortex" validate -f "$file" --preflight start --datapath "$data"
+"$cortex" validate -f "$file" --preflight start
 
 step "cortex config show -f $file (excerpt)"
-"$cortex" config show -f "$file" --datapath "$data" --port "$port" |
+"$cortex" config show -f "$file" --port "$port" |
   grep -E '^(server\.(host|port)|models\[0\]\.(id|sha256|chat_format|context_size)|# config hash)'
 
 step "cortex start -f $file --port $port"
-"$cortex" start -f "$file" --datapath "$data" --port "$port" &
+"$cortex" start -f "$file" --port "$port" &
 server=$!
 trap 'kill -TERM $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
 for _ in $(seq 1 300); do

@@ -55,5 +55,6 @@ if [ "$(cat "$VENV/.llama-wheel" 2>/dev/null)" != "$wheels" ]; then
   echo "$wheels" >"$VENV/.llama-wheel"
 fi
 "$VENV/bin/python" -m pip install -q -c constraints.txt --find-links "$wheels" -e ".[runtime,build]"
-"$VENV/bin/python" scripts/test-model.py "$CACHE/test-data" >/dev/null
-echo "setup: ready ($VENV, test model in $CACHE/test-data)" >&2
+# The test model in the test cache and, linked, in the default data folder: the README's commands find it there.
+"$VENV/bin/python" scripts/test-model.py "$CACHE/test-data" --default-store >/dev/null
+echo "setup: ready ($VENV, test model in $CACHE/test-data and ${XDG_DATA_HOME:-$HOME/.local/share}/cortex/models)" >&2

@@ -91,7 +91,7 @@ def test_an_installed_cortex_renders_a_docker_context(
     example = ROOT / "examples" / "quickstart" / "Cortexfile.yaml"
     context = tmp_path / "context"
     args = ["build", "-f", str(example), "--format", "docker", "--context-only", "--context-dir", str(context)]
-    done = _cortex(installed_cortex, *args, "--model-store", str(test_data_dir), cwd=tmp_path)
+    done = _cortex(installed_cortex, *args, "--datapath", str(test_data_dir), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     (wheel,) = (context / "wheels").glob("menlo_cortex-*.whl")
     with zipfile.ZipFile(wheel) as archive:
@@ -107,7 +107,7 @@ def test_an_installed_cortex_builds_a_systemd_bundle(
 ) -> None:
     example = ROOT / "examples" / "quickstart" / "Cortexfile.yaml"
     args = ["build", "-f", str(example), "--format", "systemd", "-o", str(tmp_path / "out")]
-    done = _cortex(installed_cortex, *args, "--model-store", str(test_data_dir), cwd=tmp_path)
+    done = _cortex(installed_cortex, *args, "--datapath", str(test_data_dir), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     (bundle,) = (tmp_path / "out").glob("cortex-*-amd64")
     assert (bundle / "install.sh").is_file()

@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], file_opti
     lock.add_argument("--base-image", help="docker: the final stage's base, as for build")
     lock.add_argument("--builder-image", help="docker: the builder stage's base, as for build")
     lock.add_argument("--wheels", type=Path, metavar="DIR", help="prebuilt llama-cpp-python wheels, as for build")
-    lock.add_argument("--model-store", type=Path, metavar="DIR", help="build host's data folder, as for build")
+    add_datapath(lock, "as for build")
     lock.set_defaults(run=run_lock)
 
     health = sub.add_parser("probe", help="health check: exit 0 when the Cortexfile's server answers /health")
@@ -97,13 +97,15 @@ def _build_options(parser: argparse.ArgumentParser) -> None:
         default="dist",
         help="folder for file outputs: the systemd bundle, the disk image (default: %(default)s)",
     )
-    add(
-        "--model-store",
-        type=Path,
-        metavar="DIR",
-        help="build host's data folder holding models/<sha256>.gguf, where baked models are found or fetched "
-        "(default: CORTEX_MODEL_STORE, else data.path as this host sees it)",
-    )
+    add_datapath(parser, "where models/<sha256>.gguf are found or fetched: to bake, to size (default: "
+                 "CORTEX_MODEL_STORE, else data.path as this host sees it, else the default data folder)")  # fmt: skip
+
+
+def add_datapath(parser: argparse.ArgumentParser, what: str) -> None:
+    """The build host's data folder, named as `cortex start --datapath` names the server's; `--model-store`, its
+    first name, is kept for scripts that use it."""
+    parser.add_argument("--datapath", "--model-store", dest="model_store", type=Path, metavar="DIR",
+                        help=f"build host's data folder, {what}")  # fmt: skip
 
 
 def run_build(args: argparse.Namespace) -> int:

@@ -15,6 +15,8 @@ ERROR_STATUSES = {
     "400": "The request is invalid: malformed JSON, a wrong type, an unknown field, or an unsupported value.",
     "404": "The model does not exist; the message lists the models that do.",
     "408": "The request took longer than server.limits.request_timeout_s.",
+    "413": "The body is larger than server.limits.max_body_bytes.",
+    "415": "The body is not sent as `Content-Type: application/json`.",
     "429": "The model's queue is full; retry after the Retry-After header's seconds.",
     "503": "The model cannot be loaded (missing, not GGUF, failed to load) or every resident model is busy.",
 }

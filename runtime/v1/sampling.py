@@ -100,7 +100,7 @@ def _reject_unsupported_chat(request: ChatCompletionRequest) -> None:
     if request.tools and any(tool.type != "function" for tool in request.tools):
         raise unsupported("tools", "only tools of type `function` are supported.")
     if isinstance(request.tool_choice, NamedToolChoice):
-        name = request.tool_choice.function.get("name")
+        name = request.tool_choice.function.name
         if name not in {tool.function.name for tool in request.tools or [] if tool.function}:
             raise ApiError(
                 400,
@@ -163,7 +163,7 @@ def completion_arguments(request: CompletionRequest, limits: Limits) -> dict[str
     arguments = common_arguments(request, limits, request.max_tokens)
     arguments["prompt"] = _single_prompt(request.prompt)
     arguments["echo"] = bool(request.echo)
-    if request.suffix is not None:
+    if request.suffix:  # an empty one is no suffix: no fill in the middle asked
         arguments["suffix"] = request.suffix
     return arguments
 

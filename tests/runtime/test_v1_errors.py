@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 import pytest
+from menlo_cortex.runtime.v1.openapi import openapi_document
 from test_v1_harness import Served, make_config, model_entry, serve, unused_port
 
 HUGE_STRING = {"type": "string", "maxLength": 10**9}  # would spell out a gigabyte grammar
@@ -172,3 +174,56 @@ def test_a_forced_function_without_parameters_is_called(served: Served) -> None:
     }
     message = post(served, body).json()["choices"][0]["message"]
     assert message["tool_calls"][0]["function"]["name"] == "now"
+
+
+# Values the server refuses, and values beside them it accepts: the OpenAPI document says the same, so that a
+# client (or a code generator, or a fuzzer) that trusts it never sends a refused request.
+COMPLETION = {"model": "gemma", "prompt": "Hi", "max_tokens": 4}
+REFUSED = [
+    ("/v1/chat/completions", {**CHAT, "n": 2}),
+    ("/v1/chat/completions", {**CHAT, "logprobs": True}),
+    ("/v1/chat/completions", {**CHAT, "top_logprobs": 3}),
+    ("/v1/chat/completions", {**CHAT, "modalities": ["text", "audio"]}),
+    ("/v1/chat/completions", {**CHAT, "audio": {"voice": "alloy"}}),
+    ("/v1/chat/completions", {**CHAT, "moderation": {}}),
+    ("/v1/chat/completions", {**CHAT, "web_search_options": {}}),
+    ("/v1/chat/completions", {**CHAT, "tool_choice": "required"}),
+    ("/v1/chat/completions", {**CHAT, "tools": [{"type": "custom"}]}),
+    ("/v1/chat/completions", {**CHAT, "messages": [{"role": "user", "content": [{"type": "file"}]}]}),
+    ("/v1/completions", {**COMPLETION, "logprobs": 2}),
+    ("/v1/completions", {**COMPLETION, "best_of": 3}),
+    ("/v1/completions", {**COMPLETION, "prompt": ["a", "b"]}),
+    ("/v1/completions", {**COMPLETION, "prompt": []}),
+    ("/v1/completions", {**COMPLETION, "prompt": [[]]}),
+    ("/v1/embeddings", {"model": "gemma", "input": ""}),
+    ("/v1/embeddings", {"model": "gemma", "input": []}),
+    ("/v1/embeddings", {"model": "gemma", "input": [1, 2]}),
+]
+ACCEPTED = [
+    ("/v1/chat/completions", {**CHAT, "n": 1, "logprobs": False, "top_logprobs": 0, "modalities": ["text"]}),
+    ("/v1/chat/completions", {**CHAT, "audio": None, "moderation": None, "tool_choice": "none"}),
+    ("/v1/chat/completions", {**CHAT, "messages": [{"role": "tool"}]}),
+    ("/v1/chat/completions", {**CHAT, "messages": [{"role": "user", "content": [{"type": "refusal"}]}]}),
+    ("/v1/completions", {**COMPLETION, "logprobs": 0, "best_of": 1}),
+    ("/v1/completions", {**COMPLETION, "prompt": ["one"]}),
+    ("/v1/completions", {**COMPLETION, "prompt": [[2, 3]]}),
+]
+
+
+def document_accepts(path: str, body: dict[str, Any]) -> bool:
+    document = openapi_document()
+    operation = document["paths"][path]["post"]
+    schema = {**operation["requestBody"]["content"]["application/json"]["schema"], "components": document["components"]}
+    return jsonschema.Draft202012Validator(schema).is_valid(body)
+
+
+@pytest.mark.parametrize(("path", "body"), REFUSED)
+def test_what_the_server_refuses_the_document_refuses(served: Served, path: str, body: dict[str, Any]) -> None:
+    assert 400 <= post(served, body, path).status_code < 500
+    assert not document_accepts(path, body)
+
+
+@pytest.mark.parametrize(("path", "body"), ACCEPTED)
+def test_what_the_document_accepts_the_server_answers(served: Served, path: str, body: dict[str, Any]) -> None:
+    assert document_accepts(path, body)
+    assert post(served, body, path).status_code == 200

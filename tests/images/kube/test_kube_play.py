@@ -72,7 +72,7 @@ def played(
     port = find_free_port()
     base = tmp_path / "base"
     args = ["build", "-f", str(oci_build.cortexfile), "--format", "kube", "-o", str(tmp_path / "out"), "--tag", image,
-            "--model-store", str(oci_build.model_store)]  # fmt: skip
+            "--datapath", str(oci_build.model_store)]  # fmt: skip
     done = run_cortex(args, oci_build.environ)
     assert done.returncode == 0, done.stderr
     (tmp_path / "out" / "kube").rename(base)

@@ -129,7 +129,7 @@ def oci_build(oci_tools: None, test_data_dir: Path, tmp_path_factory: pytest.Tem
     cortexfile.write_text(CORTEXFILE, encoding="utf-8")
     environ = {key: value for key, value in os.environ.items() if key != "SOURCE_DATE_EPOCH"}
     args = ["build", "-f", str(cortexfile), "--format", "oci", "-o", str(folder / "out")]
-    done = run_cortex([*args, "--model-store", str(test_data_dir)], environ)
+    done = run_cortex([*args, "--datapath", str(test_data_dir)], environ)
     assert done.returncode == 0, done.stderr
     return OciBuild(cortexfile, test_data_dir, folder / "out", done.stdout, environ)
 

@@ -48,7 +48,7 @@ def _sha256(path: Path) -> str:
 
 def _build(oci_build: OciBuild, output: Path, *extra: str, **environ: str) -> subprocess.CompletedProcess[str]:
     args = ["build", "-f", str(oci_build.cortexfile), "--format", "oci", "-o", str(output), *extra]
-    return run_cortex([*args, "--model-store", str(oci_build.model_store)], {**oci_build.environ, **environ})
+    return run_cortex([*args, "--datapath", str(oci_build.model_store)], {**oci_build.environ, **environ})
 
 
 def test_three_builds_give_one_digest(oci_build: OciBuild, tmp_path: Path) -> None:
@@ -181,7 +181,7 @@ def test_push_to_a_registry_that_asks_for_a_password(
 def test_a_lock_pins_the_inputs_and_locked_names_each_drift(oci_build: OciBuild, tmp_path: Path) -> None:
     cortexfile = tmp_path / "Cortexfile.yaml"
     cortexfile.write_bytes(oci_build.cortexfile.read_bytes())
-    store = ["--model-store", str(oci_build.model_store)]
+    store = ["--datapath", str(oci_build.model_store)]
     written = run_cortex(["lock", "-f", str(cortexfile), "--format", "oci", *store], oci_build.environ)
     assert written.returncode == 0, written.stderr
     lock = tomllib.loads((tmp_path / "Cortexfile.lock").read_text())
@@ -256,7 +256,7 @@ def test_an_interrupted_build_leaves_nothing_under_a_final_name(
     name, no cache entry for a layer it did not finish; the next build gives the usual digest."""
     cache, out = tmp_path / "cache", tmp_path / "out"
     args = ["build", "-f", str(oci_build.cortexfile), "--format", "oci", "-o", str(out)]
-    command = [sys.executable, "-m", "menlo_cortex", *args, "--model-store", str(oci_build.model_store)]
+    command = [sys.executable, "-m", "menlo_cortex", *args, "--datapath", str(oci_build.model_store)]
     process = subprocess.Popen(command, env={**oci_build.environ, "CORTEX_OCI_CACHE": str(cache)})
     try:
         wait_for(lambda: any((cache / "tmp").glob("*")), "the build to start writing a layer", deadline_s=120)
