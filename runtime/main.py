@@ -11,20 +11,24 @@ import ssl
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from types import FrameType
 
 import uvicorn
 from menlo_cortex.cortexfile.loader import Resolved
 from menlo_cortex.cortexfile.schema import Cortexfile
+from menlo_cortex.cortexfile.store import data_dir
 from starlette.types import ASGIApp
 
 from .http.connections import protocol_class
 from .http.listener import ListenError, listen
+from .models.backends import BackendError, load_backends
 from .ops.logs import configure_logging
 from .reload.pipeline import blocked_sighup
 from .reload.wiring import hot_reload
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+CPU_SELF_TEST_FILE = "cpu-selftest.json"  # in the data folder: which llama.cpp CPU variants run on this machine
 # The event loop and the generation threads share the GIL. At Python's default 5 ms switch interval
 # the loop waits up to that long to forward each token, and the generation thread as long to get it
 # back: served against direct llama-cpp-python, about 10% fewer tokens/s were measured; at 0.5 ms, none.
@@ -57,6 +61,7 @@ def serve(resolved: Resolved, debug: bool = False) -> int:
 
 def _serve(resolved: Resolved, debug: bool) -> int:
     config = resolved.config
+    choose_backends(config)
     hot = hot_reload(resolved, os.environ, debug)  # the app of each config generation, swapped on a change
     uvicorn_config = server_config(config, hot.app)
     listener = bind(config.server.host, config.server.port)
@@ -73,6 +78,19 @@ def _serve(resolved: Resolved, debug: bool) -> int:
         finally:
             listener.close()
     return EXIT_OK
+
+
+def choose_backends(config: Cortexfile) -> None:
+    """llama.cpp's backends, before any model loads: a CPU variant that fails its self-test is skipped
+    here, with a log line, instead of killing the server at the first decode."""
+    try:
+        load_backends(cache=self_test_cache(config))
+    except BackendError as exc:
+        raise StartupError(str(exc)) from None
+
+
+def self_test_cache(config: Cortexfile) -> Path:
+    return data_dir(config, os.environ) / CPU_SELF_TEST_FILE
 
 
 def server_config(config: Cortexfile, app: ASGIApp) -> uvicorn.Config:

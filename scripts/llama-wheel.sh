@@ -37,10 +37,16 @@ if [ "$machine" = x86_64 ] || [ "$machine" = aarch64 ]; then
   portable="$portable -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON -DGGML_BACKEND_DIR:STRING=llama_cpp/lib"
 fi
 flags="${LLAMA_CMAKE_ARGS:-$portable}"
+# Reviewed fixes to the vendored llama.cpp, one folder per llama-cpp-python version (each patch names
+# its upstream reference and when to drop it); their bytes are part of the cache key.
+patches_dir="$(cd "$(dirname "$0")/.." && pwd)/images/llama_patches/$version"
+patches=()
+[ -d "$patches_dir" ] && mapfile -t patches < <(find "$patches_dir" -maxdepth 1 -name '*.patch' | LC_ALL=C sort)
+patches_sum="$( ((${#patches[@]})) && cat "${patches[@]}" | sha256sum | cut -c1-16 || echo none)"
 
 if [ "$machine" = "$host" ]; then
-  # The key of the wheels built before --arch existed: a cached host wheel stays valid.
-  key=$(printf '%s|%s|%s' "$version" "$flags" "$("$python" -c 'import sys,platform;print(sys.implementation.cache_tag, platform.machine())')" | sha256sum | cut -c1-16)
+  # The interpreter the wheel is built for and its machine, the flags and the patches.
+  key=$(printf '%s|%s|%s|patches %s' "$version" "$flags" "$("$python" -c 'import sys,platform;print(sys.implementation.cache_tag, platform.machine())')" "$patches_sum" | sha256sum | cut -c1-16)
 elif [ "$machine" = aarch64 ] && [ "$host" = x86_64 ]; then
   cc=aarch64-linux-gnu-gcc
   cxx=aarch64-linux-gnu-g++
@@ -50,7 +56,7 @@ elif [ "$machine" = aarch64 ] && [ "$host" = x86_64 ]; then
     exit 1
   fi
   # The compiler decides which CPU variants can be built (see drop_unsupported_variants): in the key.
-  key=$(printf '%s|%s|cross %s %s' "$version" "$flags" "$machine" "$("$cc" -dumpfullversion)" | sha256sum | cut -c1-16)
+  key=$(printf '%s|%s|cross %s %s|patches %s' "$version" "$flags" "$machine" "$("$cc" -dumpfullversion)" "$patches_sum" | sha256sum | cut -c1-16)
 else
   echo "llama-wheel.sh: cannot build a $machine wheel on a $host host (only x86_64 -> aarch64 is cross-compiled)" >&2
   exit 1
@@ -97,15 +103,20 @@ if ! ls "$dir"/llama_cpp_python-*.whl >/dev/null 2>&1; then
   rm -rf "$tmp" && mkdir -p "$tmp"
   trap 'rm -rf "$tmp"' EXIT
   info="architecture=$machine"
+  "$python" -m pip download -q --no-binary :all: --no-deps -d "$tmp/sdist" "llama-cpp-python==$version" >&2
+  tar -xzf "$tmp"/sdist/llama_cpp_python-*.tar.gz -C "$tmp/sdist"
+  src="$(echo "$tmp"/sdist/llama_cpp_python-*/)"
+  for patch_file in "${patches[@]}"; do
+    patch -p1 -s -d "$src" <"$patch_file" >&2 || { echo "llama-wheel.sh: $patch_file does not apply to llama-cpp-python $version" >&2; exit 1; }
+    info="$info
+patch=$(basename "$patch_file")"
+  done
   if [ "$machine" = "$host" ]; then
-    echo "building llama-cpp-python $version ($flags): takes minutes, once" >&2
+    echo "building llama-cpp-python $version ($flags, ${#patches[@]} patches): takes minutes, once" >&2
     CMAKE_ARGS="$flags" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
-      "$python" -m pip wheel --no-deps --no-cache-dir -w "$tmp" "llama-cpp-python==$version" >&2
+      "$python" -m pip wheel --no-deps --no-cache-dir -w "$tmp" "$src" >&2
   else
-    echo "cross-compiling llama-cpp-python $version for $machine ($flags): takes minutes, once" >&2
-    "$python" -m pip download -q --no-binary :all: --no-deps -d "$tmp/sdist" "llama-cpp-python==$version" >&2
-    tar -xzf "$tmp"/sdist/llama_cpp_python-*.tar.gz -C "$tmp/sdist"
-    src="$(echo "$tmp"/sdist/llama_cpp_python-*/)"
+    echo "cross-compiling llama-cpp-python $version for $machine ($flags, ${#patches[@]} patches): takes minutes, once" >&2
     dropped=""
     case " $flags " in *" -DGGML_CPU_ALL_VARIANTS=ON "*) dropped="$(drop_unsupported_variants "$src")" ;; esac
     cat >"$tmp/aarch64.cmake" <<EOF
@@ -128,8 +139,9 @@ EOF
 cross=$cc $("$cc" -dumpfullversion)"
     [ -z "$dropped" ] || info="$info
 dropped-variants=$dropped"
-    rm -rf "$tmp/sdist" "$tmp/built" "$tmp/aarch64.cmake"
+    rm -rf "$tmp/built" "$tmp/aarch64.cmake"
   fi
+  rm -rf "$tmp/sdist"
   printf 'version=%s\nflags=%s\n%s\n' "$version" "$flags" "$info" >"$tmp/BUILD-INFO"
   rm -rf "$dir" && mv "$tmp" "$dir"
   trap - EXIT

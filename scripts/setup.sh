@@ -12,6 +12,7 @@ missing=()
 command -v cmake >/dev/null || missing+=(cmake)
 command -v g++ >/dev/null || missing+=(g++ make)
 command -v curl >/dev/null || missing+=(curl)
+command -v patch >/dev/null || missing+=(patch) # llama-wheel.sh applies images/llama_patches
 "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v node >/dev/null || missing+=(nodejs) # runs the offline /docs page's script in a test

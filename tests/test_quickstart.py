@@ -57,6 +57,7 @@ def test_every_quickstart_command_works_as_written(tmp_path: Path, test_data_dir
     checked = run(validate, 120)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "start preflight passed" in checked.stdout
+    assert "llama.cpp backends: CPU" in checked.stdout  # the CPU variant cortex start will use, self-tested
     assert _port_free(), f"port {PORT}, the README's, is taken: something else serves there"
     log = (tmp_path / "server.log").open("wb")
     server = subprocess.Popen(shell(start), cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,

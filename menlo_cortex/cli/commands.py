@@ -39,9 +39,24 @@ def validate(args: argparse.Namespace) -> int:
     phase = Phase(args.preflight) if args.preflight else None
     resolved = load_checked(args, phase, build_rules=True)
     models = len(resolved.config.models)
+    backends = start_backends(resolved) if phase is Phase.start else None
     checked = f", {phase.value} preflight passed" if phase else ""
     print(f"{args.file}: valid ({models} model{'s' if models != 1 else ''}{checked})")
+    if backends:
+        print(f"llama.cpp backends: {backends}")
     return 0
+
+
+def start_backends(resolved: Resolved) -> str:
+    """The backends `cortex start` would compute with here, its CPU variant self-tested as start does."""
+    try:
+        from menlo_cortex.runtime.main import choose_backends
+        from menlo_cortex.runtime.models.backends import load_backends
+    except ImportError as exc:
+        needed = "pip install 'menlo-cortex[runtime]'"
+        raise RuntimeError(f"cortex start needs the runtime here: {exc} ({needed})") from None
+    choose_backends(resolved.config)
+    return load_backends().describe()
 
 
 def config_show(args: argparse.Namespace) -> int:

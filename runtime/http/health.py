@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from ..models.backends import loaded_backends
 from ..ops.metrics import Metrics
 from .auth import AUTHENTICATED
 
@@ -30,6 +31,9 @@ class ConfigStatus(Protocol):
 def health_routes(models: Readiness, metrics: Metrics, config_status: ConfigStatus | None = None) -> list[BaseRoute]:
     async def health(request: Request) -> Response:
         body: dict[str, object] = {"status": "ok"}
+        backends = loaded_backends()
+        if backends is not None:  # the CPU variant in use, and better ones that failed their self-test
+            body["backends"] = backends.status()
         if config_status is not None:  # a reload error names files and keys: its text only for key holders
             body["config"] = config_status(details=bool(request.scope.get(AUTHENTICATED)))
         return JSONResponse(body)
@@ -64,7 +68,12 @@ def health_openapi_paths(metrics_need_key: bool) -> dict[str, object]:
         "description": "The config generation served, its hash, when it was applied, and the last reload error "
         "(its message only with a valid key).",
     }
-    alive = {**status, "properties": {"status": {"type": "string"}, "config": config}}
+    backends = {
+        "type": "object",
+        "description": "llama.cpp's backends in use, the CPU variant among them, and the better CPU variants "
+        "that failed their self-test at start (skipped, with the reason: a signal, a timeout, wrong results).",
+    }
+    alive = {**status, "properties": {"status": {"type": "string"}, "config": config, "backends": backends}}
     ready = {
         **status,
         "properties": {

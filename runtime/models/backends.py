@@ -1,25 +1,29 @@
 """The llama.cpp backends this process computes with, loaded once before the first model.
 
-A portable build (`GGML_BACKEND_DL` with `GGML_CPU_ALL_VARIANTS`) ships one CPU backend per
-feature level (x64, sse42, haswell, skylakex, ...) as loadable modules beside libllama; ggml
-scores each against the running CPU and loads the best, so one image runs fast on a new server
-and still runs on an old one. ggml's default search covers only the executable's folder (python's
-bin/) and the working directory, so it is pointed at llama-cpp-python's lib folder here. A build
-with its backends linked in has them registered already and is left as it is.
+A portable build (`GGML_BACKEND_DL` with `GGML_CPU_ALL_VARIANTS`) ships its backends as loadable
+modules beside libllama: one CPU module per feature level, and the GPU ones it was built with. The
+GPU modules are loaded as ggml would; the CPU module is the best that passes its self-test
+(cpu_variants.py), never one that would kill the server. A build with its backends linked in has
+them registered already and is left as it is.
 """
 
 from __future__ import annotations
 
 import ctypes
-import functools
 import logging
-import os
-import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import cpu_variants
+from .ggml import loaded_ggml, weight_types
+
 log = logging.getLogger("cortex.models")  # the main log, not llama.cpp's own
-CPU_VARIANT_FILE = re.compile(r"/libggml-cpu-([\w.]+)\.so$")
+# ggml_backend_load_all_from_path's order (ggml-backend-reg.cpp): devices are listed in load order.
+GPU_BACKENDS = (
+    "blas", "zendnn", "cann", "cuda", "hip", "metal", "rpc", "sycl",
+    "vulkan", "virtgpu", "opencl", "hexagon", "musa", "openvino",
+)  # fmt: skip
 
 
 class BackendError(RuntimeError):
@@ -29,43 +33,116 @@ class BackendError(RuntimeError):
 @dataclass(frozen=True)
 class Backends:
     names: tuple[str, ...]  # ggml's registry names, e.g. ("CUDA", "CPU")
-    cpu_variant: str | None  # the CPU module ggml chose, e.g. "haswell"; None when linked in
     dynamic: bool  # loaded from modules (GGML_BACKEND_DL) rather than linked in
+    choice: cpu_variants.Choice | None = None  # the CPU module in use; None when there was none to choose
+    cache: cpu_variants.SelfTestCache | None = None
+
+    @property
+    def cpu_variant(self) -> str | None:
+        """The CPU module in use, e.g. "zen4"."""
+        return self.choice.variant.name if self.choice else None
+
+    @property
+    def failed(self) -> tuple[tuple[str, str], ...]:
+        """Better CPU variants that failed their self-test, and why."""
+        return self.choice.failed if self.choice else ()
 
     def describe(self) -> str:
         names = ", ".join(self.names)
         return f"{names} (CPU variant {self.cpu_variant})" if self.cpu_variant else names
 
+    def status(self) -> dict[str, object]:
+        """What /health and `cortex validate --preflight start` report."""
+        return {
+            "names": list(self.names),
+            "cpu_variant": self.cpu_variant,
+            "cpu_variants_failed": [{"variant": name, "reason": why} for name, why in self.failed],
+        }
 
-@functools.cache
-def load_backends() -> Backends:
-    """Register llama.cpp's backends once per process; BackendError when none can run here."""
+    def check_model(self, path: Path) -> None:
+        """Self-test the CPU variant in use on the weight types of the model at `path` that no test has
+        covered yet (a failure is BackendError: the variant is loaded and cannot be swapped)."""
+        if self.choice is None or self.cache is None:
+            return
+        lib_dir = self.choice.variant.path.parent
+        ggml = loaded_ggml(lib_dir)
+        if ggml is None:
+            return
+        with _LOCK:
+            outcome = cpu_variants.checked(lib_dir, self.choice.variant, weight_types(ggml, path), self.cache)
+        if outcome.failure is not None:
+            raise BackendError(
+                f"llama.cpp's CPU variant {self.cpu_variant} fails its self-test on this model's weight types "
+                f"({outcome.failure})"
+            )
+
+
+class _Process:
+    """ggml's backend registry is one per process: so is what was loaded into it."""
+
+    backends: Backends | None = None
+
+
+_LOCK = threading.Lock()
+
+
+def load_backends(cache: Path | None = None) -> Backends:
+    """Register llama.cpp's backends once per process (later calls return the same); `cache`: the file
+    that keeps CPU self-test results. BackendError when no backend can run here."""
+    with _LOCK:
+        if _Process.backends is None:
+            _Process.backends = _load(cache)
+            log.info("llama.cpp backends: %s", _Process.backends.describe())
+        return _Process.backends
+
+
+def loaded_backends() -> Backends | None:
+    return _Process.backends
+
+
+def _load(cache_file: Path | None) -> Backends:
     lib_dir = llama_lib_dir()
-    ggml = ggml_library(lib_dir)
-    dynamic = ggml.ggml_backend_reg_count() == 0
-    if dynamic:
+    ggml = loaded_ggml(lib_dir)
+    if ggml is None:
+        raise BackendError(f"llama.cpp's libggml is not loaded from {lib_dir} (a broken llama-cpp-python install)")
+    if ggml.ggml_backend_reg_count() > 0:
+        return Backends(names=_registered(ggml), dynamic=False)
+    if not cpu_variants.variant_files(lib_dir):  # one plain CPU module, or none: nothing to choose
         ggml.ggml_backend_load_all_from_path(str(lib_dir).encode())
-    names = tuple(
+        return Backends(names=_checked_names(ggml, lib_dir), dynamic=True)
+    cache = cpu_variants.SelfTestCache(cache_file)
+    try:
+        choice = cpu_variants.choose(lib_dir, cpu_variants.COMMON_TYPES, cache)
+    except cpu_variants.NoUsableVariant as exc:
+        raise BackendError(str(exc)) from None
+    _load_gpu_backends(ggml, lib_dir)
+    if not ggml.ggml_backend_load(str(choice.variant.path).encode()):
+        raise BackendError(f"ggml could not load {choice.variant.path}")
+    names = _checked_names(ggml, lib_dir)
+    return Backends(names, dynamic=True, choice=choice, cache=cache)
+
+
+def _load_gpu_backends(ggml: ctypes.CDLL, lib_dir: Path) -> None:
+    for name in GPU_BACKENDS:
+        for path in sorted(lib_dir.glob(f"libggml-{name}.so")) + sorted(lib_dir.glob(f"libggml-{name}-*.so")):
+            if ggml.ggml_backend_load(str(path).encode()):  # NULL when it cannot run here (no GPU)
+                break
+
+
+def _registered(ggml: ctypes.CDLL) -> tuple[str, ...]:
+    return tuple(
         ggml.ggml_backend_reg_name(ggml.ggml_backend_reg_get(i)).decode() for i in range(ggml.ggml_backend_reg_count())
     )
+
+
+def _checked_names(ggml: ctypes.CDLL, lib_dir: Path) -> tuple[str, ...]:
+    names = _registered(ggml)
     if not names:
         raise BackendError(
             f"llama.cpp loaded no backend from {lib_dir}: no libggml-cpu-*.so there fits this CPU "
             "(reinstall llama-cpp-python, or rebuild it for this machine)"
         )
-    backends = Backends(names=names, cpu_variant=mapped_cpu_variant() if dynamic else None, dynamic=dynamic)
-    log.info("llama.cpp backends: %s", backends.describe())
-    return backends
-
-
-def mapped_cpu_variant(maps: Path = Path("/proc/self/maps")) -> str | None:
-    """The ggml CPU module this process has mapped (ggml does not say which one it scored best)."""
-    try:
-        text = maps.read_text()
-    except OSError:
-        return None
-    found = {match.group(1) for line in text.splitlines() if (match := CPU_VARIANT_FILE.search(line))}
-    return found.pop() if len(found) == 1 else None
+    return names
 
 
 def llama_lib_dir() -> Path:
@@ -73,26 +150,3 @@ def llama_lib_dir() -> Path:
     import llama_cpp
 
     return Path(llama_cpp.__file__).resolve().parent / "lib"
-
-
-def ggml_library(lib_dir: Path) -> ctypes.CDLL:
-    """libggml as libllama loaded it. Wheels hold no symlinks, so libggml.so and libggml.so.0 are
-    separate copies: opened by path, a second libggml with its own empty backend registry would
-    load. Opened by soname (and never loaded anew), dlopen returns the object libllama linked."""
-    sonames = sorted((path.name for path in lib_dir.glob("libggml.so.*")), key=len)
-    try:
-        ggml = ctypes.CDLL(sonames[0], mode=os.RTLD_NOLOAD)
-    except (IndexError, OSError):
-        raise BackendError(
-            f"llama.cpp's libggml is not loaded from {lib_dir} (a broken llama-cpp-python install)"
-        ) from None
-    ggml.ggml_backend_reg_count.restype = ctypes.c_size_t
-    ggml.ggml_backend_reg_get.argtypes = [ctypes.c_size_t]
-    ggml.ggml_backend_reg_get.restype = ctypes.c_void_p
-    ggml.ggml_backend_reg_name.argtypes = [ctypes.c_void_p]
-    ggml.ggml_backend_reg_name.restype = ctypes.c_char_p
-    ggml.ggml_backend_load_all_from_path.argtypes = [ctypes.c_char_p]
-    ggml.ggml_backend_load_all_from_path.restype = None
-    ggml.ggml_backend_load.argtypes = [ctypes.c_char_p]
-    ggml.ggml_backend_load.restype = ctypes.c_void_p
-    return ggml

@@ -125,7 +125,7 @@ def prepare_llama(model: Model, path: Path) -> None:
     check_gguf(model, path)
     route_llama_logs()
     try:
-        load_backends()
+        load_backends().check_model(path)
     except BackendError as exc:
         raise ModelLoadError(f"model `{model.id}`: {exc}") from None
 

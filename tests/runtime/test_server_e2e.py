@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import platform
 import re
 import time
 from collections.abc import Iterator
@@ -11,6 +12,8 @@ from typing import Any
 import openai
 import pytest
 from cortex_server import MODEL_ID, CortexServer
+
+from tests.cpu_variants import host_cpu_flags, is_best_fit
 
 pytestmark = pytest.mark.slow
 PROMPT = [{"role": "user", "content": "Say hello."}]
@@ -106,6 +109,16 @@ def test_health_and_ready_answer_while_a_generation_runs(client: openai.OpenAI, 
     stream.close()
     assert statuses == [200, 200, 200, 200]
     assert elapsed < 0.5, f"health routes took {elapsed:.2f}s next to a generation"
+
+
+def test_health_names_the_cpu_variant_in_use(shared_server: CortexServer) -> None:
+    """Chosen at start by its self-test: the best this CPU runs (none failed here)."""
+    with shared_server.client() as http:
+        backends = http.get("/health").json()["backends"]
+    assert "CPU" in backends["names"]
+    assert backends["cpu_variants_failed"] == []
+    if platform.machine() == "x86_64":
+        assert is_best_fit(backends["cpu_variant"], host_cpu_flags()), backends
 
 
 def test_bodies_over_the_limit_are_413_in_openai_shape(shared_server: CortexServer) -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...files import link_or_copy
+from ...llama_source import llama_patches
 from ...reproducible import tar_member
 from .build_network import EXTRA_CA_NAME, env_script
 from .dockerfile import SYSTEM_CA_BUNDLES, family, render_dockerfile
@@ -51,6 +52,10 @@ def entries(plan: BuildPlan, host: HostFiles) -> dict[str, Entry]:
     }
     if plan.network.has_extra_ca:
         files[f"build/{EXTRA_CA_NAME}"] = b"".join(_pem(Path(p)) for p in plan.network.ca_certificates)
+    if plan.compiles_llama:
+        patches = {patch.name: patch for patch in llama_patches(plan.llama_version)}
+        for name in plan.llama_patches:
+            files[f"build/llama-patches/{name}"] = patches[name]
     if host.cortexfile is not None:
         files[plan.cortexfile_name] = host.cortexfile  # byte for byte
     for wheel in host.wheels:

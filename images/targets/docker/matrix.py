@@ -22,7 +22,7 @@ class Flavor:
     builder_image: str
     runtime_image: str
     python: tuple[str, ...]  # the builder's Python with venv support
-    compilers: tuple[str, ...]  # only when llama-cpp-python is compiled
+    compilers: tuple[str, ...]  # only when llama-cpp-python is compiled (and patched: patch(1))
     builder_extra: tuple[str, ...] = ()  # accelerator SDK for compiling
     runtime: tuple[str, ...] = ()  # what the final image adds to its base
     repo_setup: tuple[str, ...] = ()  # shell steps adding a vendor repository (CUDA, ROCm)
@@ -44,7 +44,7 @@ _APK_PY, _APK_CC = ("python3", "py3-pip"), ("build-base", "cmake", "linux-header
 _APK_RUN = ("python3", "libgomp", "libstdc++", "ca-certificates")
 _PAC_PY, _PAC_CC = ("python",), ("base-devel", "cmake")
 _PAC_RUN = ("python", "gcc-libs", "ca-certificates")
-_DNF_PY, _DNF_CC = ("python3",), ("gcc", "gcc-c++", "make", "cmake")
+_DNF_PY, _DNF_CC = ("python3",), ("gcc", "gcc-c++", "make", "cmake", "patch")
 _DNF_RUN = ("python3", "libgomp", "libstdc++", "ca-certificates")
 
 _NV = "https://developer.download.nvidia.com/compute/cuda/repos"

@@ -18,6 +18,7 @@ from menlo_cortex.cortexfile.schema.target import BuildNetwork
 from menlo_cortex.cortexfile.secrets import Secret
 from menlo_cortex.cortexfile.store import store_path
 
+from ...llama_source import LLAMA_VERSION, llama_patches
 from ...plan import platform_architecture
 
 BACKEND_FLAGS = {"cuda": "-DGGML_CUDA=ON", "vulkan": "-DGGML_VULKAN=ON", "rocm": "-DGGML_HIP=ON"}
@@ -104,6 +105,13 @@ class BuildPlan:
     labels: tuple[tuple[str, str], ...]
     config_dir: str = CONFIG_DIR
     cortexfile_name: str = CORTEXFILE_NAME
+    llama_version: str = LLAMA_VERSION
+    llama_patches: tuple[str, ...] = ()  # file names in images/llama_patches/<version>/, applied in order
+
+    @property
+    def llama_source_dir(self) -> str:
+        """Where the builder stage unpacks the llama-cpp-python sdist it patches and compiles."""
+        return f"/tmp/llama/llama_cpp_python-{self.llama_version}"
 
     @property
     def platform(self) -> str:
@@ -182,6 +190,7 @@ def make_plan(
         models=_model_layers(config, model_digests or {}),
         network=_network(build_network or config.build.network),
         labels=_labels(config, options, digest),
+        llama_patches=tuple(patch.name for patch in llama_patches()),
     )
 
 

@@ -24,11 +24,11 @@ from menlo_cortex.runtime.models.store import file_sha256
 
 from ... import sbom
 from ...debian import InstalledPackage, debian_root, installed_packages
+from ...llama_source import LLAMA_VERSION
 from ...reproducible import rfc3339
 from ...wheels import runtime_constraints
 from ..docker.plan import BuildPlan
 from ..systemd import wheels as target_wheels
-from ..systemd.wheels import LLAMA_VERSION
 from . import venv
 from .cache import Cached, Facts, LayerCache
 from .layers import Blob, Tree, add_file, add_tree, member, write_layer

@@ -13,10 +13,10 @@ import sys
 import zipfile
 from pathlib import Path
 
+from ...llama_source import LLAMA_VERSION, llama_patches
 from ...plan import TARGET_PYTHON, machine_of
 from ...wheels import WheelError
 
-LLAMA_VERSION = "0.3.36"
 GLIBC_MINORS = range(17, 37)  # manylinux tags a Debian 12 / Ubuntu 22.04+ glibc accepts
 
 
@@ -54,14 +54,17 @@ def _how_to_build(architecture: str, machine: str) -> str:
     return f"build one on a {machine} host with scripts/llama-wheel.sh and pass its folder with --wheels"
 
 
-def _preference(folder: Path) -> tuple[bool, float, str]:
+def _preference(folder: Path) -> tuple[bool, bool, float, str]:
     """A wheel that llama-wheel.sh built with every CPU variant runs on any CPU of its architecture:
-    it sorts last, so it is the one chosen for a host never seen; among equals, the newest build
-    (BUILD-INFO is written last), the folder name (a hash) only breaking ties."""
+    it sorts last, so it is the one chosen for a host never seen; then one with every patch of
+    images/llama_patches; among equals, the newest build (BUILD-INFO is written last), the folder
+    name (a hash) only breaking ties."""
     info = folder / "BUILD-INFO"
     if not info.is_file():
-        return False, 0.0, folder.name
-    return "-DGGML_CPU_ALL_VARIANTS=ON" in info.read_text(encoding="utf-8"), info.stat().st_mtime, folder.name
+        return False, False, 0.0, folder.name
+    text = info.read_text(encoding="utf-8")
+    patched = all(f"patch={patch.name}" in text.splitlines() for patch in llama_patches())
+    return "-DGGML_CPU_ALL_VARIANTS=ON" in text, patched, info.stat().st_mtime, folder.name
 
 
 def wheel_platforms(architecture: str) -> list[str]:

@@ -32,7 +32,14 @@ RUN . /tmp/cortex-build/env.sh \
 COPY wheels/ /tmp/cortex-wheels/
 RUN . /tmp/cortex-build/env.sh \
  && python3 -m venv /opt/cortex \
- && CMAKE_ARGS='-DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON -DGGML_BACKEND_DIR:STRING=llama_cpp/lib' CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" /opt/cortex/bin/pip install --no-cache-dir --no-compile --find-links /tmp/cortex-wheels \
+ && /opt/cortex/bin/pip download --no-cache-dir --no-deps --no-binary :all: -d /tmp/llama \
+    llama-cpp-python==0.3.36 \
+ && tar -xzf /tmp/llama/*.tar.gz -C /tmp/llama \
+ && patch -p1 -d /tmp/llama/llama_cpp_python-0.3.36 </tmp/cortex-build/llama-patches/0001-ggml-amx-tile-config.patch \
+ && CMAKE_ARGS='-DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON -DGGML_BACKEND_DIR:STRING=llama_cpp/lib' CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
+    /opt/cortex/bin/pip install --no-cache-dir --no-compile /tmp/llama/llama_cpp_python-0.3.36 \
+ && rm -rf /tmp/llama \
+ && /opt/cortex/bin/pip install --no-cache-dir --no-compile --find-links /tmp/cortex-wheels \
     '/tmp/cortex-wheels/menlo_cortex-0.1.0-py3-none-any.whl[runtime]' \
  && /opt/cortex/bin/python /tmp/cortex-build/trim-venv.py /opt/cortex
 
