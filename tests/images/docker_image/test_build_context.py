@@ -19,6 +19,7 @@ import pytest
 from menlo_cortex.cortexfile import formats
 from menlo_cortex.cortexfile.hashing import config_hash
 from menlo_cortex.cortexfile.loader import load
+from menlo_cortex.images.llama_source import llama_patches
 from menlo_cortex.images.targets.docker.context import HostFiles, entries, write_tar, write_tree
 from menlo_cortex.images.targets.docker.plan import BuildPlan, ImageOptions, make_plan
 
@@ -65,12 +66,18 @@ def test_context_holds_exactly_the_rendered_and_gathered_files(host: HostFiles) 
             "Cortexfile.yaml",
             "Dockerfile",
             "build/env.sh",
+            "build/llama-patches/0001-ggml-amx-tile-config.patch",  # the builder stage compiles llama-cpp-python
             "build/trim-venv.py",
             f"models/{SHA}.gguf",
             "wheels/menlo_cortex-0.1.0-py3-none-any.whl",
         ]
     )
     assert files["Cortexfile.yaml"] == host.cortexfile
+    assert files["build/llama-patches/0001-ggml-amx-tile-config.patch"] == llama_patches()[0]
+    prebuilt = entries(
+        replace(_without_ca(plan), prebuilt_wheels=("llama_cpp_python-0.3.36-py3-none-linux_x86_64.whl",)), host
+    )
+    assert not [name for name in prebuilt if name.startswith("build/llama-patches/")]  # nothing to patch
 
 
 def test_secrets_go_to_build_env_only(host: HostFiles, tmp_path: Path) -> None:
