@@ -65,14 +65,32 @@ def test_the_readme_layout_table_matches_the_tree() -> None:
 
 
 @pytest.fixture(scope="module")
-def installed_cortex(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def project_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    wheels = tmp_path_factory.mktemp("wheels")
+    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels)]
+    subprocess.run([*build, str(ROOT)], check=True, capture_output=True, timeout=300)
+    (wheel,) = wheels.glob("menlo_cortex-*.whl")
+    return wheel
+
+
+def test_the_wheel_carries_every_file_of_its_package_folders(project_wheel: Path) -> None:
+    """Templates, static pages, recipes, patches: a file a package folder tracks that the wheel lacks is a
+    build that works in the checkout and fails from a plain install."""
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    expected = set()
+    for name, folder in MAPPED.items():
+        prefix = name.replace(".", "/")
+        expected |= {prefix + line[len(folder) :] for line in tracked if line.startswith(folder + "/")}
+    with zipfile.ZipFile(project_wheel) as archive:
+        names = set(archive.namelist())
+    assert sorted(expected - names) == []
+
+
+@pytest.fixture(scope="module")
+def installed_cortex(tmp_path_factory: pytest.TempPathFactory, project_wheel: Path) -> Path:
     """`menlo-cortex[build]` from its wheel into a fresh venv outside the checkout: the `cortex` it installs."""
     where = tmp_path_factory.mktemp("installed")
-    wheels = where / "wheels"
-    pip = [sys.executable, "-m", "pip"]
-    build = [*pip, "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(ROOT)]
-    subprocess.run(build, check=True, capture_output=True, timeout=300)
-    (wheel,) = wheels.glob("menlo_cortex-*.whl")
+    wheel = project_wheel
     venv = where / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     install = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "-c", str(ROOT / "constraints.txt")]
@@ -113,6 +131,18 @@ def test_an_installed_cortex_builds_a_systemd_bundle(
     assert (bundle / "install.sh").is_file()
     assert len(list((bundle / "wheels").glob("menlo_cortex-*.whl"))) == 1
     assert len(list((bundle / "models").glob("*.gguf"))) == 1
+
+
+def test_an_installed_cortex_writes_a_kubernetes_base(
+    installed_cortex: Path, test_data_dir: Path, tmp_path: Path
+) -> None:
+    """Without the runtime extra: the models' memory is read from their GGUF headers in plain Python."""
+    example = ROOT / "examples" / "quickstart" / "Cortexfile.yaml"
+    args = ["build", "-f", str(example), "--format", "kube", "-o", str(tmp_path / "out")]
+    done = _cortex(installed_cortex, *args, "--datapath", str(test_data_dir), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    deployment = (tmp_path / "out" / "kube" / "deployment.yaml").read_text(encoding="utf-8")
+    assert "memory:" in deployment
 
 
 def test_a_source_trees_egg_info_is_not_taken_for_the_installation(tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ model store, for the pod's memory and the startup probe's patience. Nothing is d
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,22 +52,9 @@ def make(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> lis
 
 
 def model_facts(resolved: Resolved, store: Path) -> dict[str, ModelFacts]:
-    """Size and KV cache of each model found in the store (or at its local source); absent ones are left out."""
-    from menlo_cortex.runtime.models.engine import route_llama_logs
-
-    route_llama_logs()  # llama.cpp's header dump goes to logging: its warnings about the vocabulary are not ours
-    llama_log = logging.getLogger("cortex.llama")
-    level = llama_log.level
-    llama_log.setLevel(logging.ERROR)
-    try:
-        return _facts(resolved, store)
-    finally:
-        llama_log.setLevel(level)  # the process's own setting again (a server's log level, a test's)
-
-
-def _facts(resolved: Resolved, store: Path) -> dict[str, ModelFacts]:
-    """The runtime's own slot plan for each model, with room for every slot `parallel: auto` may take: the pod
-    gets the memory they need, not what this build host has free."""
+    """The runtime's own slot plan for each model found in the store (or at its local source), with room for
+    every slot `parallel: auto` may take: the pod gets the memory they need, not what this build host has
+    free. Absent models are left out. Read from the GGUF header in plain Python: no llama.cpp needed here."""
     from menlo_cortex.runtime.models.batching.plan import plan_slots
 
     config = resolved.config

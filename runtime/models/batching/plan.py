@@ -1,18 +1,18 @@
 """How many sequences a model decodes together, and the memory the model and their KV cache take.
 
-The shape comes from the GGUF's header through llama.cpp itself (a vocabulary-only load reads no
-weights), so the budget is known before the weights are mapped.
+The shape comes from the GGUF's header (read in plain Python, no weight touched), so the budget is known
+before the weights are mapped, and a build host without llama.cpp can size a pod the same way.
 """
 
 from __future__ import annotations
 
-import ctypes
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from menlo_cortex.cortexfile.schema import Model
 from menlo_cortex.cortexfile.schema.models import LlamaCppEngine
+
+from ..gguf import architecture_value, read_metadata
 
 MIB = 1024 * 1024
 AUTO_MAX = 4  # llama-server's default number of slots
@@ -70,47 +70,24 @@ def plan_slots(model: Model, path: Path, settings: LlamaCppEngine, budget_mb: in
 
 
 def read_shape(path: Path) -> Shape:
-    """The model's layer and head sizes from its header (a vocabulary-only load, whose per-layer arrays
-    llama.cpp leaves empty, so the metadata is read); ValueError when llama.cpp cannot read it."""
-    import llama_cpp
-
-    params = llama_cpp.llama_model_default_params()
-    params.vocab_only = True
-    model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
-    if not model:
-        raise ValueError("its header cannot be read")
+    """The model's layer and head sizes from its GGUF header; ValueError when the header cannot be read."""
     try:
-        value = _metadata(model)
-        heads = value("attention.head_count") or 1
-        head_size = (value("embedding_length") or 0) // heads
-        return Shape(
-            layers=value("block_count") or 0,
-            kv_heads=value("attention.head_count_kv") or heads,
-            key_length=value("attention.key_length") or head_size,
-            value_length=value("attention.value_length") or head_size,
-            context_trained=value("context_length") or 0,
-        )
-    finally:
-        llama_cpp.llama_model_free(model)
-
-
-def _metadata(model: object) -> Callable[[str], int | None]:
-    """Reads `<architecture>.<key>` as an integer (None when absent or not one number)."""
-    import llama_cpp
-
-    buffer = ctypes.create_string_buffer(256)
-
-    def read(key: str) -> str | None:
-        found = llama_cpp.llama_model_meta_val_str(model, key.encode(), buffer, len(buffer))
-        return buffer.value.decode("utf-8", "replace") if found >= 0 else None
-
-    architecture = read("general.architecture")
+        metadata = read_metadata(path)
+    except OSError as exc:
+        raise ValueError(f"its header cannot be read ({exc.strerror or 'I/O error'})") from None
 
     def value(key: str) -> int | None:
-        text = read(f"{architecture}.{key}") if architecture else None
-        return int(text) if text is not None and text.isdigit() else None
+        return architecture_value(metadata, key)
 
-    return value
+    heads = value("attention.head_count") or 1
+    head_size = (value("embedding_length") or 0) // heads
+    return Shape(
+        layers=value("block_count") or 0,
+        kv_heads=value("attention.head_count_kv") or heads,
+        key_length=value("attention.key_length") or head_size,
+        value_length=value("attention.value_length") or head_size,
+        context_trained=value("context_length") or 0,
+    )
 
 
 def available_memory() -> int:

@@ -1,0 +1,106 @@
+"""A GGUF file's metadata (its header's key-value pairs), read in plain Python: no llama.cpp, no weight.
+
+The runtime sizes a model's slots from it before loading, and `cortex build --format kube` sizes the pod
+from it on a build host that has only the builder installed. The file may come from anywhere: every
+count and length is checked against what is left of the file before anything is read or allocated.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+MAGIC = b"GGUF"
+VERSIONS = (2, 3)
+MAX_KEYS = 1 << 16  # real models have a few dozen
+MAX_KEY_BYTES = 1 << 16
+MAX_NESTING = 4  # arrays of arrays: the format allows them, no model needs them deep
+SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+STRING, ARRAY = 8, 9
+Value = int | float | bool | str | None  # None: an array (skipped; no key read here is one)
+
+
+class GgufError(ValueError):
+    """Not a GGUF file, or a damaged one; the message says what was wrong, never the bytes."""
+
+
+def read_metadata(path: Path) -> dict[str, Value]:
+    """Every key of the header: scalars and strings by value, arrays as None."""
+    with path.open("rb") as file:
+        reader = _Reader(file, path.stat().st_size)
+        if reader.take(4) != MAGIC:
+            raise GgufError("it does not start with `GGUF`")
+        version = reader.scalar("<I")
+        if version not in VERSIONS:
+            raise GgufError(f"GGUF version {version} is not one this reader knows ({', '.join(map(str, VERSIONS))})")
+        reader.scalar("<Q")  # tensors: their descriptions follow the metadata, unread
+        keys = reader.scalar("<Q")
+        if not isinstance(keys, int) or keys > MAX_KEYS:
+            raise GgufError(f"its header claims {keys} metadata keys")
+        return dict(reader.pairs(keys))
+
+
+def architecture_value(metadata: dict[str, Value], key: str) -> int | None:
+    """`<general.architecture>.<key>` as a whole number, None when absent or not one."""
+    architecture = metadata.get("general.architecture")
+    value = metadata.get(f"{architecture}.{key}") if isinstance(architecture, str) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+class _Reader:
+    def __init__(self, file: BinaryIO, size: int) -> None:
+        self.file, self.left = file, size
+
+    def take(self, count: int) -> bytes:
+        if count > self.left:
+            raise GgufError("its header runs past the end of the file")
+        self.left -= count
+        return self.file.read(count)
+
+    def skip(self, count: int) -> None:
+        if count > self.left:
+            raise GgufError("its header runs past the end of the file")
+        self.left -= count
+        self.file.seek(count, 1)
+
+    def scalar(self, layout: str) -> int | float | bool:
+        value: int | float | bool = struct.unpack(layout, self.take(struct.calcsize(layout)))[0]
+        return value
+
+    def string(self, limit: int | None = None) -> str:
+        length = int(self.scalar("<Q"))
+        if limit is not None and length > limit:
+            raise GgufError(f"a metadata key of {length} bytes")
+        return self.take(length).decode("utf-8", "replace")
+
+    def pairs(self, count: int) -> Iterator[tuple[str, Value]]:
+        for _ in range(count):
+            key = self.string(MAX_KEY_BYTES)
+            yield key, self.value(int(self.scalar("<I")))
+
+    def value(self, kind: int) -> Value:
+        if kind in SCALARS:
+            return self.scalar(SCALARS[kind])
+        if kind == STRING:
+            return self.string()
+        if kind == ARRAY:
+            self.skip_array(MAX_NESTING)
+            return None
+        raise GgufError(f"metadata of unknown type {kind}")
+
+    def skip_array(self, depth: int) -> None:
+        kind, count = int(self.scalar("<I")), int(self.scalar("<Q"))
+        if kind in SCALARS:
+            self.skip(count * struct.calcsize(SCALARS[kind]))
+            return
+        if kind not in (STRING, ARRAY) or (kind == ARRAY and depth == 0):
+            raise GgufError(f"an array of type {kind}")
+        if count * 8 > self.left:  # each element holds at least an 8-byte length or a 12-byte array head
+            raise GgufError("its header runs past the end of the file")
+        for _ in range(count):
+            if kind == STRING:
+                self.skip(int(self.scalar("<Q")))
+            else:
+                self.skip_array(depth - 1)

@@ -1,0 +1,94 @@
+"""The GGUF header reader: the test model's shape as llama.cpp itself reads it, and hostile headers refused
+before anything large is read or allocated."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+from menlo_cortex.runtime.models.batching.plan import Shape, read_shape
+from menlo_cortex.runtime.models.gguf import GgufError, architecture_value, read_metadata
+
+
+def test_the_test_models_shape_is_what_llama_cpp_reads(test_model_path: Path) -> None:
+    import ctypes
+
+    import llama_cpp
+
+    params = llama_cpp.llama_model_default_params()
+    params.vocab_only = True
+    model = llama_cpp.llama_model_load_from_file(str(test_model_path).encode(), params)
+    buffer = ctypes.create_string_buffer(256)
+
+    def llama_reads(key: str) -> str:
+        assert llama_cpp.llama_model_meta_val_str(model, key.encode(), buffer, len(buffer)) >= 0, key
+        return str(buffer.value.decode())
+
+    try:
+        metadata = read_metadata(test_model_path)
+        for key in ("block_count", "attention.head_count", "attention.head_count_kv", "context_length"):
+            assert str(architecture_value(metadata, key)) == llama_reads(f"gemma3.{key}")
+        assert metadata["general.architecture"] == llama_reads("general.architecture") == "gemma3"
+    finally:
+        llama_cpp.llama_model_free(model)
+    assert read_shape(test_model_path) == Shape(18, 1, 256, 256, 32768)
+
+
+def header(*pairs: bytes, keys: int | None = None, version: int = 3) -> bytes:
+    return b"GGUF" + struct.pack("<IQQ", version, 0, len(pairs) if keys is None else keys) + b"".join(pairs)
+
+
+def text(value: str) -> bytes:
+    data = value.encode()
+    return struct.pack("<Q", len(data)) + data
+
+
+def pair(key: str, kind: int, payload: bytes) -> bytes:
+    return text(key) + struct.pack("<I", kind) + payload
+
+
+def test_scalars_strings_and_skipped_arrays(tmp_path: Path) -> None:
+    path = tmp_path / "m.gguf"
+    tokens = struct.pack("<IQ", 8, 2) + text("a") + text("bc")
+    nested = struct.pack("<IQ", 9, 1) + struct.pack("<IQ", 4, 2) + struct.pack("<II", 1, 2)
+    path.write_bytes(
+        header(
+            pair("general.architecture", 8, text("llama")),
+            pair("tokenizer.ggml.tokens", 9, tokens),
+            pair("llama.nested", 9, nested),
+            pair("llama.block_count", 4, struct.pack("<I", 32)),
+            pair("llama.rope.freq_base", 6, struct.pack("<f", 10000.0)),
+            pair("llama.flag", 7, b"\x01"),
+        )
+    )
+    metadata = read_metadata(path)
+    assert metadata["tokenizer.ggml.tokens"] is None
+    assert architecture_value(metadata, "block_count") == 32
+    assert architecture_value(metadata, "rope.freq_base") is None  # not a whole number
+    assert architecture_value(metadata, "flag") is None
+    assert architecture_value(metadata, "absent") is None
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"GGML" + bytes(20), "does not start with `GGUF`"),
+        (header(version=9), "GGUF version 9"),
+        (header(keys=1 << 40), "claims 1099511627776 metadata keys"),
+        (header(keys=1), "runs past the end"),
+        (header(struct.pack("<Q", 1 << 62)), "a metadata key of"),
+        (header(pair("k", 8, struct.pack("<Q", 1 << 62))), "runs past the end"),
+        (header(pair("k", 9, struct.pack("<IQ", 8, 1 << 60))), "runs past the end"),
+        (header(pair("k", 9, struct.pack("<IQ", 4, 1 << 60))), "runs past the end"),
+        (header(pair("k", 13, b"")), "unknown type 13"),
+        (header(pair("k", 9, struct.pack("<IQ", 9, 1) * 6)), "an array of type 9"),  # nested too deep
+    ],
+)
+def test_a_hostile_header_is_refused_before_it_costs_anything(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "m.gguf"
+    path.write_bytes(content)
+    with pytest.raises(GgufError, match=message):
+        read_metadata(path)
+    with pytest.raises(ValueError, match=message):  # what the slot plan reports for the model
+        read_shape(path)
