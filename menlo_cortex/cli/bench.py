@@ -20,7 +20,7 @@ from menlo_cortex.cortexfile.preflight import Phase
 from menlo_cortex.cortexfile.schema import Cortexfile
 from menlo_cortex.cortexfile.secrets import Secret, SecretUnavailable
 from menlo_cortex.cortexfile.sources import secret_flag
-from menlo_cortex.cortexfile.store import data_dir, find_local
+from menlo_cortex.cortexfile.store import data_dir, default_data_dir, find_local
 from menlo_cortex.runtime.ops.durable import write_atomically
 from menlo_cortex.runtime.ops.text import printable
 
@@ -237,7 +237,7 @@ def _store_folder(args: argparse.Namespace) -> Path:
         return Path(given)
     if Path(args.file).is_file():
         return data_dir(load_checked(args).config)
-    return data_dir(Cortexfile())
+    return default_data_dir()
 
 
 def list_runs(args: argparse.Namespace) -> int:

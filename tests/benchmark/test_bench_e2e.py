@@ -37,9 +37,11 @@ def cortexfile(folder: Path, model: Path) -> Path:
     return path
 
 
-def bench(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def bench(
+    *args: str, timeout: float = 300, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "menlo_cortex", "bench", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False, cwd=cwd, env=env)
 
 
 class Server:
@@ -97,6 +99,22 @@ def remote_run(server: Server, folder: Path, appliance: Path) -> dict[str, Any]:
     done = bench(*args, *kinds, *WORKLOAD, "-f", str(appliance), "--json", str(folder / "remote.json"))
     assert done.returncode == 0, done.stderr
     return dict(json.loads((folder / "remote.json").read_text(encoding="utf-8")))
+
+
+def test_the_readmes_url_line_runs_in_a_folder_without_a_cortexfile(server: Server, tmp_path: Path) -> None:
+    """`cortex bench --url URL --model M` as the README shows it, from an empty folder: the run is kept in the
+    default data folder, where `cortex bench runs` (there too) finds it."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "xdg")}
+    done = bench("--url", server.url, "--model", "gemma", "--type", "runtime", *WORKLOAD, cwd=empty, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "stored as run 1" in done.stderr
+    assert (tmp_path / "xdg" / "cortex" / "cortex.db").is_file()
+    listed = bench("runs", cwd=empty, env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert "gemma" in listed.stdout
+    assert list(empty.iterdir()) == []
 
 
 def test_a_local_run_measures_every_quick_kind(local_run: dict[str, Any]) -> None:
