@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -47,13 +48,18 @@ class Inputs:
 
 @dataclass(frozen=True)
 class Document:
-    """A Cortexfile read once: its layers before any format defaults or recipe are applied."""
+    """A Cortexfile read once: its bytes, and its layers before any format defaults or recipe are applied."""
 
     inputs: Inputs
     file: Layer
     env: Layer
     flags: Layer
     notes: tuple[Diagnostic, ...]
+    source: bytes = b""  # the file as read and validated, byte for byte
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.source).hexdigest()
 
 
 @dataclass
@@ -72,6 +78,13 @@ class Resolved:
     @property
     def inputs(self) -> Inputs:
         return self.document.inputs if self.document else Inputs(self.path)
+
+    @property
+    def source(self) -> bytes:
+        """The Cortexfile's bytes as they were validated: every build bakes these, never the file read again."""
+        if self.document is None:
+            raise ValueError(f"{self.path}: loaded without its document, so without the bytes it validated")
+        return self.document.source
 
     def view(self, format_defaults: FormatDefaults | None) -> Resolved:
         """The same Cortexfile over another format's defaults layer (or none), without reading it again."""
@@ -99,7 +112,7 @@ def read(inputs: Inputs) -> Document:
     file, notes = _file_layer(parsed, inputs.path)
     env, env_notes = env_layer(inputs.environ, inputs.cwd)
     flags, flag_notes = flag_layer(inputs.flags, inputs.cwd)
-    return Document(inputs, file, env, flags, tuple(notes + env_notes + flag_notes))
+    return Document(inputs, file, env, flags, tuple(notes + env_notes + flag_notes), parsed.raw)
 
 
 def resolve(document: Document, format_defaults: FormatDefaults | None = None) -> Resolved:

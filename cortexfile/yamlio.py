@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ class Positions:
 class Parsed:
     data: Any
     positions: Positions
+    raw: bytes = b""  # the file's bytes as read: what a build bakes is what was validated
 
 
 def parse_text(text: str, source: str) -> Parsed:
@@ -64,7 +66,7 @@ def parse_file(path: Path) -> Parsed:
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise ConfigError([Diagnostic(Origin(str(path), line, 1), "", "not UTF-8 text")]) from exc
-    return parse_text(text, str(path))
+    return dataclasses.replace(parse_text(text, str(path)), raw=raw)
 
 
 def _reject_tabs(text: str, source: str) -> None:

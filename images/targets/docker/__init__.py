@@ -114,7 +114,7 @@ def _make(
     models = baked_models(host_view, request.model_store) if image_view.config.build.bake_models else {}
     if request.lock_file is not None:
         request = _pinned(request, request.lock_file, (host_view, image_view), models)
-    cortexfile = request.file if request.bake_cortexfile else None
+    cortexfile = host_view.source if request.bake_cortexfile else None
     epoch = source_epoch([request.file, *(path for _, path in models.values())], environ)
     with tempfile.TemporaryDirectory(prefix="cortex-build-") as scratch:
         wheels = _wheels(request, Path(scratch))

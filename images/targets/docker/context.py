@@ -33,7 +33,7 @@ DOCKERIGNORE = "# The context holds only what cortex build put there.\n**/__pyca
 class HostFiles:
     """Files the build step gathered on the host for a plan."""
 
-    cortexfile: Path | None  # None: the image waits for a mounted Cortexfile (official variants)
+    cortexfile: bytes | None  # the bytes validated; None: the image waits for a mounted one (official variants)
     wheels: tuple[Path, ...]  # this project's wheel first, then prebuilt ones
     models: Mapping[str, Path] = field(default_factory=dict)  # sha256 -> verified file
     environ: Mapping[str, str] = field(default_factory=dict)  # resolves build secrets
@@ -57,7 +57,7 @@ def entries(plan: BuildPlan, host: HostFiles) -> dict[str, Entry]:
         for name in plan.llama_patches:
             files[f"build/llama-patches/{name}"] = patches[name]
     if host.cortexfile is not None:
-        files[plan.cortexfile_name] = host.cortexfile  # byte for byte
+        files[plan.cortexfile_name] = host.cortexfile
     for wheel in host.wheels:
         files[f"wheels/{wheel.name}"] = wheel
     for model in plan.models:

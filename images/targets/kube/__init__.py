@@ -35,7 +35,7 @@ def request_from(views: Views, options: BuildOptions, environ: Mapping[str, str]
         resolved=views.of(FORMAT),
         image=options.tag or f"localhost/{default_tag(views.of('docker'))}",  # --tag: checked by the CLI
         model_store=model_store(views, options, environ),
-        cortexfile=Path(options.file).read_text(encoding="utf-8"),
+        cortexfile=views.host.source.decode("utf-8"),  # the bytes validated (UTF-8 checked on reading)
         output=options.output / "kube",
     )
 

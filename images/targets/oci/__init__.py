@@ -26,7 +26,7 @@ class OciRequest:
 
     host: Resolved  # the Cortexfile as the build host sees it (model sources, the store)
     image: Resolved  # as the image will load it (the format's defaults layer)
-    cortexfile: Path | None  # None: the image waits for a mounted one
+    cortexfile: bytes | None  # the bytes validated; None: the image waits for a mounted one
     architectures: tuple[str, ...]
     output: Path
     model_store: Path
@@ -44,7 +44,7 @@ def request_from(views: Views, options: BuildOptions, environ: Mapping[str, str]
     return OciRequest(
         host=views.host,
         image=image,
-        cortexfile=options.file if options.bake_cortexfile else None,
+        cortexfile=views.host.source if options.bake_cortexfile else None,
         architectures=architectures(options.platform, image),
         output=options.output,
         model_store=model_store(views, options, environ),

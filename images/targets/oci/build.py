@@ -31,7 +31,7 @@ from ..docker.plan import BuildPlan
 from ..systemd import wheels as target_wheels
 from . import venv
 from .cache import Cached, Facts, LayerCache
-from .layers import Blob, Tree, add_file, add_tree, member, write_layer
+from .layers import Blob, Tree, add_bytes, add_file, add_tree, member, write_layer
 from .layout import Blobs, descriptor, docker_entry, write_archive, write_layout
 from .manifest import REF_NAME, Document, empty_config, image_config, image_index, image_manifest, referrer
 from .plan import OciPlan
@@ -47,7 +47,7 @@ SBOM_SUFFIX = ".spdx.json"
 class Inputs:
     """What the layers are made of, found on the host by the target's request step."""
 
-    cortexfile: Path | None  # None: the image waits for a mounted one
+    cortexfile: bytes | None  # the bytes validated; None: the image waits for a mounted one
     models: Mapping[str, tuple[str, Path]]  # id -> (sha256, file in the host's store)
     sources: Mapping[str, str]  # id -> the Cortexfile's source (for the SBOM and the lock)
     wheels_dir: Path | None
@@ -199,14 +199,13 @@ def _model_layer(image: BuildPlan, sha256: str, inputs: Inputs) -> Cached:
 
 def _config_layer(image: BuildPlan, inputs: Inputs) -> Cached:
     """The Cortexfile, and the service's folders: the data folder (and its models/) is the service user's."""
-    text = inputs.cortexfile.read_bytes() if inputs.cortexfile else b""
-    digest = hashlib.sha256(text).hexdigest()
+    digest = hashlib.sha256(inputs.cortexfile or b"").hexdigest()
 
     def write(path: Path) -> tuple[Blob, Facts]:
         def fill(tar: tarfile.TarFile) -> None:
             tar.addfile(member(image.config_dir.strip("/"), inputs.epoch, mode=0o755, kind=tarfile.DIRTYPE))
             if inputs.cortexfile is not None:
-                add_file(tar, image.config_path.strip("/"), inputs.cortexfile, inputs.epoch)
+                add_bytes(tar, image.config_path.strip("/"), inputs.cortexfile, inputs.epoch)
             _data_folders(tar, image, inputs.epoch)
 
         return write_layer(path, fill, compress=True), {}

@@ -114,6 +114,11 @@ def add_file(tar: tarfile.TarFile, name: str, source: Path, epoch: int) -> None:
         tar.addfile(member(name, epoch, size=source.stat().st_size), stream)
 
 
+def add_bytes(tar: tarfile.TarFile, name: str, data: bytes, epoch: int) -> None:
+    """`data` as a root-owned 0644 member."""
+    tar.addfile(member(name, epoch, size=len(data)), io.BytesIO(data))
+
+
 @dataclass(frozen=True)
 class Tree:
     """A folder on the host to be laid into the image at `prefix`: what to leave out, and files whose

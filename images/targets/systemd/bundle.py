@@ -69,7 +69,7 @@ def _assemble(request: BuildRequest, resolved: Resolved, llama: Path, staging: P
     digest = config_hash(config)
     plan = make_plan(resolved, _version(digest, staging / "wheels"), digest, request.image, request.defaults)
     _write_rendered(staging, plan, project_wheel.name)
-    shutil.copyfile(request.resolved.path, staging / "Cortexfile.yaml")
+    (staging / "Cortexfile.yaml").write_bytes(resolved.source)  # the bytes validated, not the file read again
     sources = _place_models(staging / "models", config, request.model_store, plan)
     folder = request.output / f"cortex-{plan.version}-{plan.architecture}"
     shutil.rmtree(folder, ignore_errors=True)

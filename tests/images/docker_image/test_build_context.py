@@ -54,7 +54,7 @@ def host(tmp_path: Path) -> HostFiles:
     wheel.write_bytes(b"wheel")
     model = tmp_path / "model.gguf"
     model.write_bytes(b"GGUF model")
-    return HostFiles(cortexfile, (wheel,), {SHA: model}, ENVIRON)
+    return HostFiles(cortexfile.read_bytes(), (wheel,), {SHA: model}, ENVIRON)
 
 
 def test_context_holds_exactly_the_rendered_and_gathered_files(host: HostFiles) -> None:
