@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from menlo_cortex.exits import Exit
+
 
 class BenchError(Exception):
     """A failure worth one line to the user; `exit_code` as the CLI lists them."""
 
-    exit_code = 1
+    exit_code = Exit.FAILURE
 
 
 class UsageError(BenchError):
-    exit_code = 2
+    exit_code = Exit.CONFIG
 
 
 class Unreachable(BenchError):

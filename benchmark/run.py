@@ -12,6 +12,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from typing import Any
 
+from menlo_cortex.exits import Exit
+
 from .errors import BenchError
 from .host import host_facts
 from .kinds import measure
@@ -19,7 +21,6 @@ from .memory import Sampler
 from .session import Bench
 
 REPORT_FORMAT = 1
-EXIT_INTERRUPTED = 130
 
 
 def run_kinds(
@@ -38,7 +39,7 @@ def run_kinds(
     except BenchError as exc:
         report["stopped"], code = str(exc), exc.exit_code
     except KeyboardInterrupt:
-        report["stopped"], code = "interrupted (Ctrl-C)", EXIT_INTERRUPTED
+        report["stopped"], code = "interrupted (Ctrl-C)", Exit.INTERRUPTED
     except Exception as exc:  # a bug of ours: what was measured is still worth keeping
         report["stopped"], code = f"internal error ({type(exc).__name__}): run with --debug and report it", 1
         if debug:

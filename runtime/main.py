@@ -20,6 +20,8 @@ from menlo_cortex.cortexfile.schema import Cortexfile
 from menlo_cortex.cortexfile.store import data_dir
 from starlette.types import ASGIApp
 
+from menlo_cortex.exits import Exit
+
 from .http.connections import protocol_class
 from .http.listener import ListenError, listen
 from .models.backends import BackendError, load_backends
@@ -27,7 +29,6 @@ from .ops.logs import configure_logging
 from .reload.pipeline import blocked_sighup
 from .reload.wiring import hot_reload
 
-EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 CPU_SELF_TEST_FILE = "cpu-selftest.json"  # in the data folder: which llama.cpp CPU variants run on this machine
 # The event loop and the generation threads share the GIL. At Python's default 5 ms switch interval
 # the loop waits up to that long to forward each token, and the generation thread as long to get it
@@ -39,7 +40,7 @@ log = logging.getLogger("cortex.server")
 class StartupError(Exception):
     """A problem that stops the server before it serves; its message is the one line the user sees."""
 
-    def __init__(self, message: str, exit_code: int = EXIT_FAILURE) -> None:
+    def __init__(self, message: str, exit_code: int = Exit.FAILURE) -> None:
         super().__init__(message)
         self.exit_code = exit_code
 
@@ -74,10 +75,10 @@ def _serve(resolved: Resolved, debug: bool) -> int:
         try:
             server.run(sockets=[listener])
         except SystemExit as exc:  # uvicorn exits this way when the app's startup fails
-            return exc.code if isinstance(exc.code, int) else EXIT_FAILURE
+            return exc.code if isinstance(exc.code, int) else Exit.FAILURE
         finally:
             listener.close()
-    return EXIT_OK
+    return Exit.OK
 
 
 def choose_backends(config: Cortexfile) -> None:
@@ -112,7 +113,7 @@ def server_config(config: Cortexfile, app: ASGIApp) -> uvicorn.Config:
     try:
         uvicorn_config.load()
     except (ssl.SSLError, OSError) as exc:
-        raise StartupError(f"server.tls: cannot use {server.tls.cert} / {server.tls.key}: {exc}", EXIT_CONFIG) from exc
+        raise StartupError(f"server.tls: cannot use {server.tls.cert} / {server.tls.key}: {exc}", Exit.CONFIG) from exc
     return uvicorn_config
 
 

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 
 from menlo_cortex import __version__
 from menlo_cortex.cortexfile.errors import ConfigError
+from menlo_cortex.exits import Exit
 
 from . import bench as bench_command
 from . import build as build_command
@@ -16,8 +17,6 @@ from . import commands
 from .defaults import add_defaults_option
 from .flags import add_setting_flags
 from .output import print_diagnostics
-
-EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 
 EPILOG = """exit codes: 0 ok; 2 bad Cortexfile, env, flags or usage; 1 a runtime failure
 (engine, network, disk); 130 interrupted."""
@@ -88,11 +87,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(args)
     except ConfigError as exc:
         print_diagnostics(exc.diagnostics)
-        return EXIT_CONFIG
+        return Exit.CONFIG
     except KeyboardInterrupt:
-        return 130
+        return Exit.INTERRUPTED
     except Exception as exc:  # a runtime failure: say what, not where in our code
         if args.debug:
             raise
         print(f"cortex: error: {exc} (run with --debug for details)", file=sys.stderr)
-        return EXIT_FAILURE
+        return Exit.FAILURE

@@ -10,12 +10,11 @@ from menlo_cortex.cortexfile.loader import Resolved
 from menlo_cortex.cortexfile.schema import Model
 from menlo_cortex.cortexfile.store import data_dir
 
+from menlo_cortex.exits import Exit
+
 from ..models.errors import ModelInvalid, ModelUnavailable
 from ..models.store import ModelStore, is_remote
 from .progress import Progress, StreamProgress
-
-EXIT_OK = 0
-EXIT_FAILED = 1
 
 
 def run_pull(resolved: Resolved, stream: TextIO | None = None) -> int:
@@ -34,7 +33,7 @@ def run_pull(resolved: Resolved, stream: TextIO | None = None) -> int:
         else:
             out.write(f"{model.id}: ok ({path})\n")
     out.flush()
-    return EXIT_FAILED if failed else EXIT_OK
+    return Exit.FAILURE if failed else Exit.OK
 
 
 def pull_model(store: ModelStore, model: Model, progress: Progress | None) -> Path:

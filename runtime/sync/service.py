@@ -14,10 +14,11 @@ from menlo_cortex.cortexfile.errors import ConfigError
 from menlo_cortex.cortexfile.loader import Inputs, Resolved, read, resolve
 from menlo_cortex.cortexfile.store import data_dir, sync_dir
 
+from menlo_cortex.exits import Exit
+
 from .round import Target, sync_round
 
 log = logging.getLogger("cortex.sync")
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
 
 def work_folder(resolved: Resolved) -> Path:
@@ -31,7 +32,7 @@ def run_sync(resolved: Resolved, *, once: bool) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)  # the journal, on a device
     if resolved.config.sync.repository is None:
         log.error("sync: %s has no sync.repository: nothing to follow", resolved.path)
-        return EXIT_CONFIG
+        return Exit.CONFIG
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -40,12 +41,12 @@ def run_sync(resolved: Resolved, *, once: bool) -> int:
         current = _reread(inputs) or resolved  # a live file that no longer loads: the last one's settings
         done = sync_round(current.config.sync, Target(inputs, work_folder(current)))
         if once:
-            return EXIT_OK if done else EXIT_FAILED
+            return Exit.OK if done else Exit.FAILURE
         if current.config.sync.repository is None:
             log.warning("sync: the applied Cortexfile has no sync.repository: following stops")
-            return EXIT_OK
+            return Exit.OK
         if stop.wait(current.config.sync.interval_s):
-            return EXIT_OK
+            return Exit.OK
 
 
 def _reread(inputs: Inputs) -> Resolved | None:
