@@ -27,7 +27,7 @@ from .http.listener import ListenError, listen
 from .models.backends import BackendError, load_backends
 from .ops.logs import configure_logging
 from .reload.pipeline import blocked_sighup
-from .reload.wiring import hot_reload
+from .wiring import hot_reload
 
 CPU_SELF_TEST_FILE = "cpu-selftest.json"  # in the data folder: which llama.cpp CPU variants run on this machine
 # The event loop and the generation threads share the GIL. At Python's default 5 ms switch interval

@@ -97,7 +97,7 @@ def start(args: argparse.Namespace) -> int:
 
 def pull(args: argparse.Namespace) -> int:
     resolved = load_checked(args)
-    from menlo_cortex.runtime.fetch.pull import run_pull
+    from menlo_cortex.runtime.pull import run_pull
 
     return run_pull(resolved)
 

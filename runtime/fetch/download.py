@@ -23,8 +23,8 @@ from typing import BinaryIO
 
 from urllib3.exceptions import HTTPError
 
-from ..models.errors import DownloadFailed, ModelInvalid
 from ..ops.durable import fsync_dir
+from .errors import DownloadFailed, ModelInvalid
 from .http_get import HttpFailure, Response, failure_reason, http_get
 from .netsettings import NetSettings, redact
 from .progress import Progress, human_bytes

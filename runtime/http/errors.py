@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from starlette.responses import JSONResponse
 
+from ..models.errors import ModelFailed, ModelsBusy, QueueFull, Refused, Superseded, UnknownModel
+
 _TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -14,6 +16,17 @@ _TYPES = {
     415: "invalid_request_error",
     429: "rate_limit_error",
     503: "service_unavailable",
+}
+
+
+RETRY_AFTER_S = "1"
+# The model layer's refusals as OpenAI errors: (status, code, the parameter at fault, say when to retry).
+REFUSALS: dict[type[Refused], tuple[int, str, str | None, bool]] = {
+    UnknownModel: (404, "model_not_found", "model", False),
+    QueueFull: (429, "queue_full", None, True),
+    ModelFailed: (503, "model_unavailable", "model", False),
+    Superseded: (503, "model_unavailable", None, False),
+    ModelsBusy: (503, "models_busy", None, True),
 }
 
 
@@ -35,6 +48,12 @@ class ApiError(Exception):
 
     def response(self) -> JSONResponse:
         return error_response(self.status, self.message, param=self.param, code=self.code, headers=self.headers)
+
+    @classmethod
+    def of(cls, refused: Refused) -> ApiError:
+        status, code, param, retry = REFUSALS[type(refused)]
+        headers = {"Retry-After": RETRY_AFTER_S} if retry else None
+        return cls(status, refused.message, param=param, code=code, headers=headers)
 
 
 def error_response(

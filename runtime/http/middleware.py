@@ -10,6 +10,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..models.errors import Refused
 from ..ops.metrics import Metrics
 from .auth import ApiKeyMiddleware, ApiKeys
 from .errors import ApiError, error_response
@@ -54,10 +55,15 @@ async def render_api_error(request: Request, exc: Exception) -> Response:
     return exc.response()
 
 
+async def render_refusal(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Refused)
+    return ApiError.of(exc).response()
+
+
 async def render_http_error(request: Request, exc: Exception) -> Response:
     """Starlette's own 404/405 in OpenAI's error shape."""
     assert isinstance(exc, HTTPException)
     return error_response(exc.status_code, exc.detail, headers=dict(exc.headers or {}))
 
 
-EXCEPTION_HANDLERS = {ApiError: render_api_error, HTTPException: render_http_error}
+EXCEPTION_HANDLERS = {ApiError: render_api_error, Refused: render_refusal, HTTPException: render_http_error}

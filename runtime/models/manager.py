@@ -29,11 +29,11 @@ from typing import Any, Protocol, runtime_checkable
 from menlo_cortex.cortexfile.schema import Cortexfile, Model
 from menlo_cortex.cortexfile.schema.models import LoadPolicy
 
-from ..http.errors import ApiError
 from ..ops.metrics import Metrics
 from ..reload.plan import ModelChanges
 from .batching.plan import AUTO_MAX
 from .engine import Engine, ModelLoadError, plan_engine
+from .errors import ModelFailed, ModelsBusy, QueueFull, Refused, Superseded, UnknownModel
 
 log = logging.getLogger("cortex.models")
 
@@ -43,9 +43,6 @@ class Stoppable(Protocol):
     """A locator whose downloads can be ended from another thread (models.store.ModelStore)."""
 
     def stop(self) -> None: ...
-
-
-RETRY_AFTER_S = "1"
 
 
 @dataclass(eq=False)
@@ -139,23 +136,15 @@ class ModelManager:
         slot = self._slots.get(model_id)
         if slot is None:
             known = ", ".join(self._slots) or "none"
-            raise ApiError(
-                404,
-                f"The model `{model_id}` does not exist. Models served here: {known}.",
-                param="model",
-                code="model_not_found",
-            )
+            raise UnknownModel(f"The model `{model_id}` does not exist. Models served here: {known}.")
         return slot
 
     def _admit(self, slot: Slot) -> None:
         running = slot.parallel or self._configured_parallel()
         if slot.pending >= running + self.limits.queue_size:
-            raise ApiError(
-                429,
+            raise QueueFull(
                 f"Model `{slot.model.id}` is busy: {slot.pending} requests are running or waiting "
-                f"({running} at once, queue_size {self.limits.queue_size}). Retry later.",
-                code="queue_full",
-                headers={"Retry-After": RETRY_AFTER_S},
+                f"({running} at once, queue_size {self.limits.queue_size}). Retry later."
             )
         slot.pending += 1
         self.metrics.set("cortex_queue_depth", slot.pending, model=slot.model.id)
@@ -187,7 +176,7 @@ class ModelManager:
     async def _load_start_models(self) -> None:
         for slot in self._slots.values():
             if slot.model.load is LoadPolicy.start and slot.engine is None:
-                with contextlib.suppress(ApiError):
+                with contextlib.suppress(Refused):
                     await self._ensure_loaded(slot)
 
     async def _load(self, slot: Slot) -> Engine:
@@ -223,7 +212,7 @@ class ModelManager:
             engine = Engine(model, path, settings, plan)
             started = time.monotonic()
             await self._load_engine(slot, engine)
-        except ApiError:  # nothing was wrong with the model itself (e.g. every resident model busy)
+        except Refused:  # nothing was wrong with the model itself (e.g. every resident model busy)
             slot.state, slot.error = previous
             raise
         except Exception as exc:  # llama.cpp raises many kinds; each message names model and file
@@ -243,16 +232,16 @@ class ModelManager:
         slot.engine, slot.state, slot.loaded_once = engine, "ready", True
         return engine
 
-    def _failed(self, slot: Slot, exc: Exception) -> ApiError:
+    def _failed(self, slot: Slot, exc: Exception) -> ModelFailed:
         slot.state, slot.error = "failed", _describe(slot.model, exc)
         log.error("%s", slot.error)
-        return ApiError(503, slot.error, param="model", code="model_unavailable")
+        return ModelFailed(slot.error)
 
     def _skip_if_superseded(self, slot: Slot) -> None:
         if self._superseded(slot):
             message = f"model `{slot.model.id}` changed again before it loaded: that version is skipped"
             log.info("%s", message)
-            raise ApiError(503, message, code="model_unavailable")
+            raise Superseded(message)
 
     async def _load_engine(self, slot: Slot, engine: Engine) -> None:
         try:
@@ -274,12 +263,9 @@ class ModelManager:
         while self._over_limits(slot):
             idle = sorted((s for s in self._resident() if s.pending == 0), key=lambda s: s.last_used)
             if not idle:
-                raise ApiError(
-                    503,
+                raise ModelsBusy(
                     f"Cannot load model `{slot.model.id}`: the resident-model limit is reached and "
-                    "every resident model is busy. Retry later.",
-                    code="models_busy",
-                    headers={"Retry-After": RETRY_AFTER_S},
+                    "every resident model is busy. Retry later."
                 )
             log.info(
                 "unloading model `%s`, the least recently used, to make room for `%s`", idle[0].model.id, slot.model.id
@@ -369,7 +355,7 @@ class ModelManager:
         self._publish(slot)
 
     async def _preload(self, slot: Slot) -> None:
-        with contextlib.suppress(ApiError):  # the slot keeps the error; /ready shows it
+        with contextlib.suppress(Refused):  # the slot keeps the error; /ready shows it
             await self._ensure_loaded(slot)
 
     def _publish(self, slot: Slot) -> None:

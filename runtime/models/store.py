@@ -16,9 +16,9 @@ from menlo_cortex.cortexfile.secrets import SecretUnavailable
 from menlo_cortex.cortexfile.store import local_candidates, store_path
 
 from ..fetch.download import GGUF_MAGIC, RemoteFile, Stop, download_model, read_magic
+from ..fetch.errors import DownloadFailed, ModelInvalid, ModelUnavailable
 from ..fetch.netsettings import net_settings, redact
 from ..fetch.progress import Progress
-from .errors import DownloadFailed, ModelInvalid, ModelUnavailable
 
 __all__ = ["DownloadFailed", "ModelInvalid", "ModelStore", "ModelUnavailable", "Progress", "file_sha256"]
 

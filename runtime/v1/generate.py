@@ -12,7 +12,9 @@ from starlette.responses import JSONResponse, Response
 
 from ..http.auth import CALLER
 from ..http.errors import ApiError
-from ..models.engine import Chunk, Engine, Generation, StreamCall, TokenStats
+from ..models.engine import Chunk, Engine, StreamCall
+from ..models.errors import Refused
+from ..models.generation import Generation, TokenStats
 from ..models.manager import ModelManager
 from ..ops.metrics import Metrics
 from .responses import Envelope, Reply, completion_body, stream_chunk, usage_chunk
@@ -117,6 +119,8 @@ async def _events(
         yield DONE
     except ApiError as error:  # headers are sent: the error travels as an event
         yield error_event(error)
+    except Refused as refused:
+        yield error_event(ApiError.of(refused))
     finally:
         await chunks.aclose()  # type: ignore[attr-defined]
 

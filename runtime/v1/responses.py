@@ -9,7 +9,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..models.engine import Chunk, TokenStats
+from ..models.engine import Chunk
+from ..models.generation import TokenStats
 
 
 @dataclass

@@ -13,7 +13,8 @@ import pytest
 from menlo_cortex.cortexfile.schema import Cortexfile, Model
 from menlo_cortex.runtime.fetch.download import DownloadStopped
 from menlo_cortex.runtime.http.errors import ApiError
-from menlo_cortex.runtime.models.engine import Generation
+from menlo_cortex.runtime.models.errors import ModelFailed, ModelsBusy, Refused
+from menlo_cortex.runtime.models.generation import Generation
 from menlo_cortex.runtime.models.manager import ModelManager
 from menlo_cortex.runtime.ops.metrics import standard_metrics
 from test_v1_harness import locate_source, make_config, model_entry
@@ -82,12 +83,13 @@ def test_busy_models_are_not_unloaded(test_model_path: Path) -> None:
 
     async def body(manager: ModelManager) -> None:
         async with manager.use("a"):
-            with pytest.raises(ApiError) as raised:
+            with pytest.raises(ModelsBusy) as raised:
                 async with manager.use("b"):
                     pass
-        assert raised.value.status == 503
         assert "busy" in raised.value.message
-        assert raised.value.headers["Retry-After"]
+        answer = ApiError.of(raised.value)  # as a client gets it
+        assert (answer.status, answer.code) == (503, "models_busy")
+        assert answer.headers["Retry-After"]
 
     run_with(make_config(models, max_resident_models=1), body)
 
@@ -96,10 +98,9 @@ def test_memory_budget_smaller_than_the_model_fails_clearly(test_model_path: Pat
     config = make_config([model_entry(test_model_path, "a", load="on_demand")], memory_budget_mb=10)
 
     async def body(manager: ModelManager) -> None:
-        with pytest.raises(ApiError) as raised:
+        with pytest.raises(ModelFailed) as raised:
             async with manager.use("a"):
                 pass
-        assert raised.value.status == 503
         assert "memory_budget_mb" in raised.value.message
         assert manager.status() == [{"id": "a", "state": "failed", "error": raised.value.message}]
 
@@ -129,11 +130,11 @@ def test_a_model_that_cannot_load_is_failed_with_model_and_file_named(
         assert "broken" in error
         assert path.name in error
         assert not manager.ready()
-        with pytest.raises(ApiError) as raised:
+        with pytest.raises(ModelFailed) as raised:
             async with manager.use("later"):
                 pass
-        assert raised.value.status == 503
         assert "later" in raised.value.message
+        assert (ApiError.of(raised.value).status, ApiError.of(raised.value).param) == (503, "model")
 
     run_with(config, body)
 
@@ -195,7 +196,7 @@ def test_a_download_holds_up_no_other_load_and_shutdown_stops_it(test_model_path
         started = time.monotonic()
         await manager.close()
         closing = time.monotonic() - started
-        with pytest.raises(ApiError, match="download stopped"):
+        with pytest.raises(Refused, match="download stopped"):
             await waiting
         return closing
 

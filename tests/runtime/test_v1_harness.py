@@ -1,6 +1,6 @@
 """A real uvicorn server on a free port around the /v1 routes, for the runtime's engine-level tests.
 
-Not the product's app (the server engineer's create_app): just the routes, an ApiError handler and
+Not the product's app (runtime/app.py's create_app): just the routes, the app's error handlers and
 a lifespan that starts and closes the ModelManager, so these tests exercise the engine for real.
 """
 
@@ -17,13 +17,11 @@ from typing import Any
 
 import uvicorn
 from menlo_cortex.cortexfile.schema import Cortexfile, Model
-from menlo_cortex.runtime.http.errors import ApiError
+from menlo_cortex.runtime.http.middleware import EXCEPTION_HANDLERS
 from menlo_cortex.runtime.models.manager import ModelManager
 from menlo_cortex.runtime.ops.metrics import Metrics, standard_metrics
 from menlo_cortex.runtime.v1.routes import v1_routes
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
 
 STARTUP_S = 60.0
 
@@ -59,11 +57,6 @@ def locate_source(model: Model) -> Path:
     return path
 
 
-async def _render(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ApiError)
-    return exc.response()
-
-
 @dataclass
 class Served:
     url: str
@@ -78,7 +71,7 @@ def build_app(manager: ModelManager) -> Starlette:
         yield
         await manager.close()
 
-    return Starlette(routes=v1_routes(manager), exception_handlers={ApiError: _render}, lifespan=lifespan)
+    return Starlette(routes=v1_routes(manager), exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
 
 
 @contextmanager

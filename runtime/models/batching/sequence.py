@@ -14,7 +14,7 @@ from .sampling import SamplerChain
 from .text import TextStream
 
 if TYPE_CHECKING:
-    from ..engine import Generation
+    from ..generation import Generation
 
 
 @dataclass(frozen=True)

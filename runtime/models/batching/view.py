@@ -17,7 +17,7 @@ from .sequence import Finished, Sequence
 from .text import TextStream
 
 if TYPE_CHECKING:
-    from ..engine import Generation
+    from ..generation import Generation
     from .scheduler import Scheduler
 
 Chunk = dict[str, Any]

@@ -57,7 +57,7 @@ def test_install_layout_and_verify(root: Path, bundles: tuple[Built, Built]) -> 
     assert stat.S_IMODE(keys.st_mode) == 0o640
     assert keys.st_gid == _gid(root, "cortex")
     assert keys.st_uid == 0
-    imports = "import menlo_cortex.runtime.http.app, llama_cpp, uvicorn; import docker"
+    imports = "import menlo_cortex.runtime.app, llama_cpp, uvicorn; import docker"
     python = "/opt/cortex/current/bin/python"
     probe = subprocess.run(["chroot", str(root), python, "-c", imports], capture_output=True, check=False)
     assert b"No module named 'docker'" in probe.stderr  # the runtime imported; the builder's deps are absent

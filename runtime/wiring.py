@@ -27,16 +27,16 @@ from menlo_cortex.cortexfile.secrets import SecretUnavailable
 from menlo_cortex.cortexfile.store import data_dir, sync_dir
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..http.app import create_app, model_locator
-from ..http.listener import Listener
-from ..models.manager import ModelManager
-from ..ops.logs import level_of
-from ..ops.metrics import standard_metrics
-from ..sync.view import SyncView
-from ..v1.openapi import openapi_document
-from .pipeline import ApplyError, Reloader, ReloadService, first_state
-from .plan import Kind, Plan
-from .state import ReloadState
+from .app import create_app, model_locator
+from .http.listener import Listener
+from .models.manager import ModelManager
+from .ops.logs import level_of
+from .ops.metrics import standard_metrics
+from .reload.pipeline import ApplyError, Reloader, ReloadService, first_state
+from .reload.plan import Kind, Plan
+from .reload.state import ReloadState
+from .sync.view import SyncView
+from .v1.openapi import openapi_document
 
 log = logging.getLogger("cortex.reload")
 AppBuilder = Callable[[Cortexfile], ASGIApp]

@@ -12,9 +12,9 @@ from menlo_cortex.cortexfile.store import data_dir
 
 from menlo_cortex.exits import Exit
 
-from ..models.errors import ModelInvalid, ModelUnavailable
-from ..models.store import ModelStore, is_remote
-from .progress import Progress, StreamProgress
+from .fetch.errors import ModelInvalid, ModelUnavailable
+from .fetch.progress import Progress, StreamProgress
+from .models.store import ModelStore, is_remote
 
 
 def run_pull(resolved: Resolved, stream: TextIO | None = None) -> int:

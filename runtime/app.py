@@ -14,16 +14,16 @@ from typing import Any
 from menlo_cortex.cortexfile.schema import Cortexfile, Model
 from starlette.applications import Starlette
 
-from ..models.manager import ModelManager
-from ..models.store import ModelStore
-from ..ops.metrics import standard_metrics
-from ..ops.sdnotify import readiness
-from ..v1.openapi import openapi_document
-from ..v1.routes import v1_routes
-from .auth import ApiKeys
-from .docs import docs_routes
-from .health import ConfigStatus, health_routes
-from .middleware import EXCEPTION_HANDLERS, middleware
+from .http.auth import ApiKeys
+from .http.docs import docs_routes
+from .http.health import ConfigStatus, health_routes
+from .http.middleware import EXCEPTION_HANDLERS, middleware
+from .models.manager import ModelManager
+from .models.store import ModelStore
+from .ops.metrics import standard_metrics
+from .ops.sdnotify import readiness
+from .v1.openapi import openapi_document
+from .v1.routes import v1_routes
 
 
 def create_app(
