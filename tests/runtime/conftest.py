@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cortex_server import CortexServer, StartServer, launch
+
+from tests.runtime.cortex_server import CortexServer, StartServer, launch
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import httpx
-from cortex_server import CortexServer
+
+from tests.runtime.cortex_server import CortexServer
 
 DEADLINE_S = 60.0
 PROMPT = [{"role": "user", "content": "Say hi"}]

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from download_servers import Route, Running, file_server, gguf_bytes, sha256_of
+from tests.runtime.download_servers import Route, Running, file_server, gguf_bytes, sha256_of
 
 CORTEX = str(Path(sys.executable).parent / "cortex")
 TOKEN = "hf_pull_token_777"

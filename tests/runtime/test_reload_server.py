@@ -14,11 +14,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cortex_server import MODEL_BLOCK, MODEL_ID, CortexServer, StartServer, free_port
 from menlo_cortex.cortexfile.hashing import config_hash
 from menlo_cortex.cortexfile.loader import load
-from reload_load import config_status, continuous_load, model_ids, one_request, wait_for
-from test_server_security import make_self_signed
+
+from tests.runtime.cortex_server import MODEL_BLOCK, MODEL_ID, CortexServer, StartServer, free_port
+from tests.runtime.reload_load import config_status, continuous_load, model_ids, one_request, wait_for
+from tests.runtime.test_server_security import make_self_signed
 
 pytestmark = pytest.mark.slow
 KEY = "sk-reload-5c2e"

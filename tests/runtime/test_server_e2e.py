@@ -11,9 +11,9 @@ from typing import Any
 
 import openai
 import pytest
-from cortex_server import MODEL_ID, CortexServer
 
 from tests.cpu_variants import host_cpu_flags, is_best_fit
+from tests.runtime.cortex_server import MODEL_ID, CortexServer
 
 pytestmark = pytest.mark.slow
 PROMPT = [{"role": "user", "content": "Say hello."}]

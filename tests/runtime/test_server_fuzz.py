@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from cortex_server import MODEL_BLOCK, MODEL_ID, StartServer
+
+from tests.runtime.cortex_server import MODEL_BLOCK, MODEL_ID, StartServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # the fuzzer alone may run for 540 s
 HOOKS = Path(__file__).with_name("fuzz_hooks.py")

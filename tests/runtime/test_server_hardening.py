@@ -16,9 +16,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cortex_server import MODEL_ID, CortexServer, StartServer
-from reload_load import config_status, wait_for
-from test_reload_server import rewrite
+
+from tests.runtime.cortex_server import MODEL_ID, CortexServer, StartServer
+from tests.runtime.reload_load import config_status, wait_for
+from tests.runtime.test_reload_server import rewrite
 
 pytestmark = pytest.mark.slow
 CHAT = {"model": MODEL_ID, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}

@@ -13,7 +13,8 @@ from unittest.mock import ANY
 
 import httpx
 import pytest
-from cortex_server import MODEL_BLOCK, MODEL_ID, CortexServer, launch
+
+from tests.runtime.cortex_server import MODEL_BLOCK, MODEL_ID, CortexServer, launch
 
 pytestmark = pytest.mark.slow
 EMBED_ID = "gemma-embed"

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cortex_server import MODEL_ID, CortexServer, StartServer, free_port, write_cortexfile
+
+from tests.runtime.cortex_server import MODEL_ID, CortexServer, StartServer, free_port, write_cortexfile
 
 pytestmark = pytest.mark.slow
 COUNTING = {"model": MODEL_ID, "prompt": "Count from 1 to 300: 1, 2, 3, 4,", "stream": True}

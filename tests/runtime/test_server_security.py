@@ -9,7 +9,8 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from cortex_server import MODEL_ID, CortexServer, StartServer
+
+from tests.runtime.cortex_server import MODEL_ID, CortexServer, StartServer
 
 pytestmark = pytest.mark.slow
 ENV_KEY = "sk-env-4f1c9a7e2b"

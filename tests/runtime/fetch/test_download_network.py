@@ -7,7 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from download_servers import (
+from menlo_cortex.runtime.models.store import DownloadFailed, ModelStore
+
+from tests.runtime.download_servers import (
     Route,
     Running,
     file_server,
@@ -17,7 +19,6 @@ from download_servers import (
     self_signed_tls,
     sha256_of,
 )
-from menlo_cortex.runtime.models.store import DownloadFailed, ModelStore
 
 BODY = gguf_bytes(size=100_000)
 SHA = sha256_of(BODY)

@@ -12,7 +12,8 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from test_v1_harness import Served, make_config, model_entry, serve, unused_port
+
+from tests.runtime.harness import Served, make_config, model_entry, serve, unused_port
 
 MAX_TOKENS_CAP = 24
 HELLO = [{"role": "user", "content": "Say hello."}]

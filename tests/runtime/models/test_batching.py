@@ -24,7 +24,8 @@ from menlo_cortex.runtime.models.batching.sequence import Sequence
 from menlo_cortex.runtime.models.batching.text import TextStream
 from menlo_cortex.runtime.models.engine import Engine, plan_engine
 from menlo_cortex.runtime.models.generation import Generation
-from test_v1_harness import make_config, model_entry, serve, unused_port, wait_for
+
+from tests.runtime.harness import make_config, model_entry, serve, unused_port, wait_for
 
 T = TypeVar("T")
 PROMPTS = [

@@ -21,7 +21,8 @@ from menlo_cortex.runtime.models.engine import (
     llama_arguments,
     plan_engine,
 )
-from test_v1_harness import model_entry
+
+from tests.runtime.harness import model_entry
 
 PROMPT = "Once upon a time"
 

@@ -12,7 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from menlo_cortex.runtime.v1.requests import ChatCompletionRequest, CompletionRequest
-from test_v1_harness import Served, make_config, model_entry, serve, unused_port
+
+from tests.runtime.harness import Served, make_config, model_entry, serve, unused_port
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats(allow_nan=False) | st.text(max_size=12),

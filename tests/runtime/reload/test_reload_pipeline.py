@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from menlo_cortex.runtime.reload.plan import Kind
 from menlo_cortex.runtime.reload.watch import SAFETY_CHECK_MS
-from reload_harness import Running, replace_atomically, running_service, write
+
+from tests.runtime.reload_harness import Running, replace_atomically, running_service, write
 
 ORIGINS = "server:\n  cors:\n    origins: [{origins}]\n"
 

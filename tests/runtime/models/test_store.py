@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from download_servers import Route, file_server, gguf_bytes, model_config, sha256_of
 from menlo_cortex.runtime.models.store import ModelInvalid, ModelStore, ModelUnavailable
+
+from tests.runtime.download_servers import Route, file_server, gguf_bytes, model_config, sha256_of
 
 
 def test_store_copy_is_found_before_the_source_path(tmp_path: Path) -> None:

@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
-from test_v1_harness import Served, make_config, model_entry, serve, unused_port, wait_for
+
+from tests.runtime.harness import Served, make_config, model_entry, serve, unused_port, wait_for
 
 LONG = 400  # tokens: 5 s or more of generation, never reached because each test stops it
 # Generation is measured in tokens, not seconds: the 2 shared cores may be slow, but a cancelled run stops early.

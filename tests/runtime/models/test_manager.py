@@ -17,7 +17,8 @@ from menlo_cortex.runtime.models.errors import ModelFailed, ModelsBusy, Refused
 from menlo_cortex.runtime.models.generation import Generation
 from menlo_cortex.runtime.models.manager import ModelManager
 from menlo_cortex.runtime.ops.metrics import standard_metrics
-from test_v1_harness import locate_source, make_config, model_entry
+
+from tests.runtime.harness import locate_source, make_config, model_entry
 
 GEMMA_TEMPLATE = (
     "{{ bos_token }}{% for m in messages %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' else 'user' }}\n"

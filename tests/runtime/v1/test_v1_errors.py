@@ -11,7 +11,8 @@ import httpx
 import jsonschema
 import pytest
 from menlo_cortex.runtime.v1.openapi import openapi_document
-from test_v1_harness import Served, make_config, model_entry, serve, unused_port
+
+from tests.runtime.harness import Served, make_config, model_entry, serve, unused_port
 
 HUGE_STRING = {"type": "string", "maxLength": 10**9}  # would spell out a gigabyte grammar
 HUGE_PATTERN = {"type": "string", "pattern": "^a{1000000000}$"}

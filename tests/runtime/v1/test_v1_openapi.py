@@ -10,7 +10,8 @@ from menlo_cortex.runtime.ops.metrics import standard_metrics
 from menlo_cortex.runtime.v1.openapi import openapi_document
 from menlo_cortex.runtime.v1.routes import v1_routes
 from starlette.routing import Route
-from test_v1_harness import make_config, model_entry
+
+from tests.runtime.harness import make_config, model_entry
 
 
 def refs(node: Any) -> list[str]:

@@ -7,10 +7,11 @@ import time
 from pathlib import Path
 
 import pytest
-from download_servers import Route, Running, file_server, gguf_bytes, model_config, sha256_of
 from menlo_cortex.runtime.fetch import download
 from menlo_cortex.runtime.fetch.download import DownloadStopped
 from menlo_cortex.runtime.models.store import DownloadFailed, ModelInvalid, ModelStore
+
+from tests.runtime.download_servers import Route, Running, file_server, gguf_bytes, model_config, sha256_of
 
 TOKEN = "hf_secret_token_4242"
 
