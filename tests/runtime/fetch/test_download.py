@@ -178,7 +178,10 @@ def test_stop_ends_a_download_that_waits_for_data(tmp_path: Path) -> None:
 
         worker = threading.Thread(target=download)
         worker.start()
-        time.sleep(0.5)
+        deadline = time.monotonic() + 30
+        while not server.seen:  # the download is waiting for its first byte
+            assert time.monotonic() < deadline, "the download never reached the server"
+            time.sleep(0.01)
         started = time.monotonic()
         store.stop()
         worker.join(timeout=10)

@@ -167,10 +167,12 @@ class SlowDownload:
     """A locator whose model `slow` is still downloading until stopped; every other model is at hand."""
 
     def __init__(self) -> None:
+        self.started = threading.Event()
         self.stopped = threading.Event()
 
     def __call__(self, model: Model) -> Path:
         if model.id == "slow":
+            self.started.set()
             self.stopped.wait(60)
             raise DownloadStopped(f"model `{model.id}`: download stopped")
         return locate_source(model)
@@ -190,7 +192,7 @@ def test_a_download_holds_up_no_other_load_and_shutdown_stops_it(test_model_path
         manager = ModelManager(config, metrics=standard_metrics(), locate=locator)
         await manager.start()
         waiting = asyncio.create_task(_use(manager, "slow"))
-        await asyncio.sleep(0.2)
+        assert await asyncio.to_thread(locator.started.wait, 30)  # `slow` is downloading now
         async with asyncio.timeout(30):
             async with manager.use("fast"):
                 assert states(manager) == {"slow": "loading", "fast": "ready"}

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -183,19 +184,13 @@ def test_health_reports_the_commit_the_server_serves(fleet: Fleet) -> None:
         assert "sync" not in health["config"]  # nothing synced yet
         tip = fleet.commit(fleet.cortexfile(server_section + "  limits:\n    max_tokens: 77\n"))
         assert sync_once(fleet).returncode == 0
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            health = _health_when_up(port)
-            if health["config"].get("sync", {}).get("commit") == tip:
-                break
-            time.sleep(0.5)
+        health = _health_until(port, lambda sync: sync.get("commit") == tip)
         assert health["config"]["generation"] == 2
         assert health["config"]["sync"]["commit"] == tip
         assert health["config"]["sync"]["last_error"] is None
         unsigned = fleet.commit(fleet.cortexfile(server_section), signer=None)
         assert sync_once(fleet).returncode == 1
-        time.sleep(2.5)  # the server reads the sync state at most every 2 s
-        health = _health_when_up(port)
+        health = _health_until(port, lambda sync: sync.get("last_error") is not None)  # read at most every 2 s
         assert health["config"]["sync"]["commit"] == tip  # still serving the last good one
         assert health["config"]["sync"]["last_error"]["commit"] == unsigned
         assert "message" not in health["config"]["sync"]["last_error"]  # its text only for key holders
@@ -205,6 +200,15 @@ def test_health_reports_the_commit_the_server_serves(fleet: Fleet) -> None:
         server.terminate()
         server.wait(30)
         log.close()
+
+
+def _health_until(port: int, done: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """/health once its `config.sync` satisfies `done` (the server reads the sync state at most every 2 s)."""
+    deadline = time.monotonic() + 60
+    while not done((health := _health_when_up(port))["config"].get("sync", {})):
+        assert time.monotonic() < deadline, f"/health never showed it: {health}"
+        time.sleep(0.1)
+    return health
 
 
 def _health_when_up(port: int, key: str | None = None) -> dict[str, Any]:
