@@ -23,7 +23,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from menlo_cortex.images.wheels import build_project_wheel  # noqa: E402
+from menlo_cortex.images.project_wheel import build_project_wheel  # noqa: E402
 
 from tests.conftest import cache_dir  # noqa: E402
 from tests.images.docker_image.engine_parts import PodmanApi, run_cortex, start_podman_service, stop  # noqa: E402

@@ -11,7 +11,7 @@ from menlo_cortex.runtime.ops.durable import write_atomically
 from menlo_cortex.runtime.ops.text import printable
 
 from .figures import MB, figures, load_levels, ratio
-from .store import StoredRun
+from .run_store import StoredRun
 from .svg import Series, line_chart
 
 MARKDOWN = set("\\`*_{}[]()<>!|~&")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from .figures import figures, load_levels, number, ratio
+from .run_store import StoredRun
 from .stats import median
-from .store import StoredRun
 
 
 def table(report: dict[str, Any]) -> str:

@@ -10,11 +10,11 @@ from collections.abc import Callable, Iterator, Mapping
 from enum import StrEnum
 from pathlib import Path
 
+from .data_folder import data_dir, find_local, local_candidates
 from .errors import Diagnostic, Path_, dotted
 from .loader import Resolved
 from .schema.models import SourceKind, source_kind
 from .secrets import Secret, SecretUnavailable
-from .store import data_dir, find_local, local_candidates
 from .table import settings
 
 Problem = tuple[Path_, str, str | None]

@@ -16,7 +16,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from .plan import machine_of
+from .architectures import machine_of
 
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"

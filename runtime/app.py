@@ -19,7 +19,7 @@ from .http.docs import docs_routes
 from .http.health import ConfigStatus, health_routes
 from .http.middleware import EXCEPTION_HANDLERS, middleware
 from .models.manager import ModelManager
-from .models.store import ModelStore
+from .models.model_store import ModelStore
 from .ops.metrics import standard_metrics
 from .ops.sdnotify import readiness
 from .v1.openapi import openapi_document

@@ -15,9 +15,9 @@ from pathlib import Path
 from types import FrameType
 
 import uvicorn
+from menlo_cortex.cortexfile.data_folder import data_dir
 from menlo_cortex.cortexfile.loader import Resolved
 from menlo_cortex.cortexfile.schema import Cortexfile
-from menlo_cortex.cortexfile.store import data_dir
 from starlette.types import ASGIApp
 
 from menlo_cortex.exits import Exit
@@ -50,7 +50,7 @@ def serve(resolved: Resolved, debug: bool = False) -> int:
     handlers = configure_logging(config.logs, debug)
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     try:
-        with blocked_sighup():  # before any thread exists: see reload.py
+        with blocked_sighup():  # before any thread exists: see reload/pipeline.py
             return _serve(resolved, debug)
     except StartupError as exc:
         print(f"cortex: error: {exc}", file=sys.stderr)

@@ -6,15 +6,15 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from menlo_cortex.cortexfile.data_folder import data_dir
 from menlo_cortex.cortexfile.loader import Resolved
 from menlo_cortex.cortexfile.schema import Model
-from menlo_cortex.cortexfile.store import data_dir
 
 from menlo_cortex.exits import Exit
 
 from .fetch.errors import ModelInvalid, ModelUnavailable
 from .fetch.progress import Progress, StreamProgress
-from .models.store import ModelStore, is_remote
+from .models.model_store import ModelStore, is_remote
 
 
 def run_pull(resolved: Resolved, stream: TextIO | None = None) -> int:

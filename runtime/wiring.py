@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from menlo_cortex.cortexfile.data_folder import data_dir, sync_dir
 from menlo_cortex.cortexfile.loader import Resolved
 from menlo_cortex.cortexfile.schema import Cortexfile, Model
 from menlo_cortex.cortexfile.secrets import SecretUnavailable
-from menlo_cortex.cortexfile.store import data_dir, sync_dir
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .app import create_app, model_locator

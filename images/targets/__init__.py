@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Protocol
 
 from menlo_cortex.cortexfile import formats
+from menlo_cortex.cortexfile.data_folder import data_dir
 from menlo_cortex.cortexfile.errors import ConfigError, Diagnostic, Origin
 from menlo_cortex.cortexfile.hashing import config_hash
 from menlo_cortex.cortexfile.loader import Inputs, Resolved, read, resolve
 from menlo_cortex.cortexfile.preflight import Phase, preflight
-from menlo_cortex.cortexfile.store import data_dir
 
-from ..plan import MACHINES, platform_architecture
+from ..architectures import MACHINES, platform_architecture
 
 # An image reference as registries spell it (distribution's reference grammar): [host[:port]/]path[:tag][@digest].
 _DOMAIN = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*(?::[0-9]+)?"
@@ -96,7 +96,7 @@ def default_tag(image_view: Resolved) -> str:
 def baked_models(resolved: Resolved, store_dir: Path) -> dict[str, tuple[str, Path]]:
     """model id -> (sha256, verified file): located or fetched by the model store on the host,
     so no hub token enters the build."""
-    from menlo_cortex.runtime.models.store import ModelStore, file_sha256
+    from menlo_cortex.runtime.models.model_store import ModelStore, file_sha256
 
     config = resolved.config
     store = ModelStore(config, store_dir)

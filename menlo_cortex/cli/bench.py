@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 from menlo_cortex.benchmark.durations import parse_duration
 from menlo_cortex.benchmark.errors import BenchError, ServerError, UsageError
 from menlo_cortex.benchmark.kinds import KINDS, QUICK, REMOTE_QUICK
-from menlo_cortex.benchmark.store import RunStore, StoredRun
+from menlo_cortex.benchmark.run_store import RunStore, StoredRun
+from menlo_cortex.cortexfile.data_folder import data_dir, default_data_dir, find_local
 from menlo_cortex.cortexfile.hashing import config_hash
 from menlo_cortex.cortexfile.preflight import Phase
 from menlo_cortex.cortexfile.schema import Cortexfile
 from menlo_cortex.cortexfile.secrets import Secret, SecretUnavailable
 from menlo_cortex.cortexfile.sources import secret_flag
-from menlo_cortex.cortexfile.store import data_dir, default_data_dir, find_local
 from menlo_cortex.runtime.ops.durable import write_atomically
 from menlo_cortex.runtime.ops.text import printable
 

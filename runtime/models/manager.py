@@ -40,7 +40,7 @@ log = logging.getLogger("cortex.models")
 
 @runtime_checkable
 class Stoppable(Protocol):
-    """A locator whose downloads can be ended from another thread (models.store.ModelStore)."""
+    """A locator whose downloads can be ended from another thread (models.model_store.ModelStore)."""
 
     def stop(self) -> None: ...
 

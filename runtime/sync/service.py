@@ -10,9 +10,9 @@ import sys
 import threading
 from pathlib import Path
 
+from menlo_cortex.cortexfile.data_folder import data_dir, sync_dir
 from menlo_cortex.cortexfile.errors import ConfigError
 from menlo_cortex.cortexfile.loader import Inputs, Resolved, read, resolve
-from menlo_cortex.cortexfile.store import data_dir, sync_dir
 
 from menlo_cortex.exits import Exit
 

@@ -16,8 +16,8 @@ from menlo_cortex.benchmark.errors import BenchError, UsageError
 from menlo_cortex.benchmark.figures import figures
 from menlo_cortex.benchmark.host import host_facts
 from menlo_cortex.benchmark.report import comparison, table
+from menlo_cortex.benchmark.run_store import RunStore
 from menlo_cortex.benchmark.stats import percentile, slope, spread
-from menlo_cortex.benchmark.store import RunStore
 
 from menlo_cortex.cli import main
 

@@ -17,7 +17,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from menlo_cortex.images.targets.systemd import wheels
+from menlo_cortex.images import runtime_wheels as wheels
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "llama-wheel.sh"

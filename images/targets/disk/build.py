@@ -21,7 +21,7 @@ from menlo_cortex.cortexfile.errors import ConfigError, Diagnostic
 from menlo_cortex.cortexfile.hashing import config_hash
 from menlo_cortex.cortexfile.loader import Resolved
 from menlo_cortex.cortexfile.secrets import SecretUnavailable
-from menlo_cortex.runtime.models.store import file_sha256
+from menlo_cortex.runtime.models.model_store import file_sha256
 
 from ... import sbom
 from ...debian import copy_root, debian_root, installed_packages

@@ -22,8 +22,8 @@ from menlo_cortex.cortexfile.loader import Resolved
 from menlo_cortex import __version__
 
 from ... import lock
+from ...project_wheel import build_project_wheel, prebuilt_wheels
 from ...reproducible import rfc3339, source_epoch
-from ...wheels import build_project_wheel, prebuilt_wheels
 from .. import BuildOptions, Views, baked_models, default_tag, model_store
 from . import engine, pins
 from .context import Entry, HostFiles, entries, write_tar, write_tree

@@ -11,24 +11,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from menlo_cortex.cortexfile.data_folder import store_path
 from menlo_cortex.cortexfile.formats import CONFIG_DIR, CORTEXFILE_NAME, DATA_DIR
 from menlo_cortex.cortexfile.hashing import config_hash
 from menlo_cortex.cortexfile.schema import Cortexfile
 from menlo_cortex.cortexfile.schema.target import BuildNetwork
 from menlo_cortex.cortexfile.secrets import Secret
-from menlo_cortex.cortexfile.store import store_path
 
+from ...architectures import platform_architecture
 from ...llama_source import LLAMA_VERSION, llama_patches
-from ...plan import platform_architecture
 
 BACKEND_FLAGS = {"cuda": "-DGGML_CUDA=ON", "vulkan": "-DGGML_VULKAN=ON", "rocm": "-DGGML_HIP=ON"}
 # Run-time dispatch between CPU variants: one ggml-cpu module per x86 feature level (x64 to
-# sapphirerapids), installed beside libllama, where runtime/llama_backends.py has ggml load the
-# best for the running CPU. llama-cpp-python installs only the targets it names, so GGML_BACKEND_DIR
-# (relative to the wheel's root) makes ggml install the modules itself. Added on amd64 unless the
-# flags pin CPU features (a hardware recipe for a known CPU builds one tuned backend instead). Not
-# on arm64: its variant list (up to SVE2 and SME) could not be compiled or run on our machines, and
-# arm64 recipes name their CPU.
+# sapphirerapids), installed beside libllama, where the runtime loads the best one that passes its
+# self-test on the running CPU (runtime/models/cpu_variants.py). llama-cpp-python installs only the
+# targets it names, so GGML_BACKEND_DIR (relative to the wheel's root) makes ggml install the modules.
+# Added on amd64 unless the flags pin CPU features (a hardware recipe for a known CPU builds one tuned
+# backend instead). Not on arm64: its variant list (up to SVE2 and SME) could not be compiled or run on
+# our machines, and arm64 recipes name their CPU.
 CPU_DISPATCH = ("-DGGML_BACKEND_DL=ON", "-DGGML_CPU_ALL_VARIANTS=ON")
 # Typed STRING: CMake would turn an untyped relative value into a path under the build folder.
 BACKEND_DIR = "-DGGML_BACKEND_DIR:STRING=llama_cpp/lib"

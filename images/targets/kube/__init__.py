@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from menlo_cortex.cortexfile.data_folder import find_local
 from menlo_cortex.cortexfile.loader import Resolved
-from menlo_cortex.cortexfile.store import find_local
 
 from .. import BuildOptions, Views, default_tag, model_store
 from .build import write_base

@@ -12,8 +12,8 @@ from menlo_cortex.cortexfile.loader import Resolved
 
 from ... import lock
 from ...reproducible import rfc3339, source_epoch
+from ...runtime_wheels import llama_wheel
 from .. import BuildOptions, Views, baked_models, default_tag, model_store
-from ..systemd.wheels import llama_wheel
 from . import push
 from .build import Inputs, OciImage, assemble, base_facts
 from .cache import LayerCache, default_folder

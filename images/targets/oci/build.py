@@ -20,15 +20,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from menlo_cortex.runtime.models.store import file_sha256
+from menlo_cortex.runtime.models.model_store import file_sha256
 
-from ... import sbom
+from ... import runtime_wheels, sbom
 from ...debian import InstalledPackage, debian_root, installed_packages
 from ...llama_source import LLAMA_VERSION
+from ...project_wheel import runtime_constraints
 from ...reproducible import rfc3339
-from ...wheels import runtime_constraints
 from ..docker.plan import BuildPlan
-from ..systemd import wheels as target_wheels
 from . import venv
 from .cache import Cached, Facts, LayerCache
 from .layers import Blob, Tree, add_bytes, add_file, add_tree, member, write_layer
@@ -145,7 +144,7 @@ def _root_layer(architecture: str, inputs: Inputs) -> Cached:
 
 
 def _venv_layer(architecture: str, inputs: Inputs) -> Cached:
-    llama = target_wheels.llama_wheel(architecture, inputs.wheels_dir)
+    llama = runtime_wheels.llama_wheel(architecture, inputs.wheels_dir)
     key = _key(
         "venv",
         architecture,

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..systemd.wheels import cache_root
+from ...runtime_wheels import cache_root
 from .layers import Blob
 
 Facts = dict[str, Any]

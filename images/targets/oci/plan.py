@@ -12,7 +12,7 @@ from menlo_cortex.cortexfile.loader import Resolved
 
 from menlo_cortex import __version__
 
-from ...plan import platform_architecture
+from ...architectures import platform_architecture
 from ..docker.plan import BuildPlan, ImageOptions, make_plan
 
 FORMAT = "oci"

@@ -16,13 +16,13 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from menlo_cortex.runtime.models.store import file_sha256
+from menlo_cortex.runtime.models.model_store import file_sha256
 
-from ...plan import TARGET_PYTHON
+from ... import runtime_wheels
+from ...architectures import TARGET_PYTHON
+from ...project_wheel import WheelError, build_project_wheel, editable_source, installed, runtime_constraints
 from ...sbom import PythonEntry, site_packages_entries
-from ...wheels import WheelError, build_project_wheel, editable_source, installed, runtime_constraints
 from ..docker import trim_venv
-from ..systemd import wheels as target_wheels
 
 PREFIX = "opt/cortex"
 SITE = f"lib/python{TARGET_PYTHON}/site-packages"
@@ -67,9 +67,9 @@ def project_fingerprint() -> str:
 
 def gather_wheels(architecture: str, scratch: Path, llama_folder: Path | None) -> list[Path]:
     """This project's wheel, the runtime's dependencies and llama-cpp-python, all for `architecture`."""
-    llama = target_wheels.llama_wheel(architecture, llama_folder)
+    llama = runtime_wheels.llama_wheel(architecture, llama_folder)
     project = build_project_wheel(scratch)
-    found = {w.name: w for w in target_wheels.dependency_wheels(project, llama, architecture, runtime_constraints())}
+    found = {w.name: w for w in runtime_wheels.dependency_wheels(project, llama, architecture, runtime_constraints())}
     found[llama.name] = llama
     found[project.name] = project
     return [found[name] for name in sorted(found) if not name.startswith(trim_venv.INSTALLERS)]
@@ -94,7 +94,7 @@ def wheel_hashes(wheels: list[Path]) -> list[Wheel]:
 
 
 def _unpack(wheels: list[Path], architecture: str, site: Path) -> None:
-    platforms = target_wheels.wheel_platforms(architecture)
+    platforms = runtime_wheels.wheel_platforms(architecture)
     command = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--no-compile"]
     command += ["--only-binary=:all:", "--target", str(site), "--python-version", TARGET_PYTHON]
     command += ["--implementation", "cp", *(arg for name in platforms for arg in ("--platform", name))]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import tarfile
 from pathlib import Path
 
-from menlo_cortex.runtime.models.store import file_sha256
+from menlo_cortex.runtime.models.model_store import file_sha256
 
 from ...reproducible import is_executable, tar_member
 

@@ -16,14 +16,14 @@ from pathlib import Path
 from menlo_cortex.cortexfile.hashing import config_hash
 from menlo_cortex.cortexfile.loader import Resolved
 from menlo_cortex.cortexfile.schema import Cortexfile
-from menlo_cortex.runtime.models.store import ModelStore, file_sha256
+from menlo_cortex.runtime.models.model_store import ModelStore, file_sha256
 
 from menlo_cortex import __version__
 
+from ... import runtime_wheels
 from ...files import link_or_copy
+from ...project_wheel import build_project_wheel, runtime_constraints
 from ...reproducible import source_epoch
-from ...wheels import build_project_wheel, runtime_constraints
-from . import wheels
 from .archive import write_tarball
 from .plan import FORMAT, ServicePlan, make_plan
 from .render import EXECUTABLE, render_files
@@ -53,7 +53,7 @@ def build(request: BuildRequest) -> Bundle:
     resolved = with_platform(request.resolved, request.platform)
     config = resolved.config
     make_plan(resolved, "check", "", defaults=request.defaults)  # bad settings fail here, before any slow step
-    llama = wheels.llama_wheel(config.target.architecture.value, request.wheels_dir)
+    llama = runtime_wheels.llama_wheel(config.target.architecture.value, request.wheels_dir)
     staging = request.output / ".cortex-bundle.partial"
     shutil.rmtree(staging, ignore_errors=True)
     try:
@@ -91,7 +91,7 @@ def with_platform(resolved: Resolved, platform: str | None) -> Resolved:
 
 def _gather_wheels(into: Path, architecture: str, llama: Path) -> Path:
     project = build_project_wheel(into)
-    for wheel in wheels.dependency_wheels(project, llama, architecture, runtime_constraints()):
+    for wheel in runtime_wheels.dependency_wheels(project, llama, architecture, runtime_constraints()):
         link_or_copy(wheel, into / wheel.name)
     return project
 

@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from menlo_cortex.cortexfile import format_rules, formats
+from menlo_cortex.cortexfile.data_folder import sync_dir
 from menlo_cortex.cortexfile.errors import ConfigError
 from menlo_cortex.cortexfile.format_rules import LOGS_ROOT, PRIVILEGED_PORTS, STATE_ROOT, service_folder
 from menlo_cortex.cortexfile.formats import CONFIG_DIR, CORTEXFILE_NAME
 from menlo_cortex.cortexfile.loader import Resolved
 from menlo_cortex.cortexfile.schema import Cortexfile
-from menlo_cortex.cortexfile.store import sync_dir
 
-from ...plan import TARGET_PYTHON, machine_of
+from ...architectures import TARGET_PYTHON, machine_of
 
 FORMAT = "systemd"
 # The systemd format's defaults layer (cortexfile/formats.py), which `cortex start --defaults systemd` applies too.
@@ -91,7 +91,7 @@ class ServicePlan:
 
     @property
     def sync_directory(self) -> str:
-        """StateDirectory= of cortex-sync.service: the folder `cortex sync` uses (cortexfile.store.sync_dir)."""
+        """StateDirectory= of cortex-sync.service: the folder `cortex sync` uses (cortexfile.data_folder.sync_dir)."""
         return sync_dir(Path(self.data_dir)).name
 
     @property

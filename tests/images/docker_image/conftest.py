@@ -15,7 +15,7 @@ from pathlib import Path
 import docker
 import docker.models.containers
 import pytest
-from menlo_cortex.images.wheels import build_project_wheel
+from menlo_cortex.images.project_wheel import build_project_wheel
 
 from ...conftest import ROOT, cache_dir, find_free_port
 from ...processes import stop

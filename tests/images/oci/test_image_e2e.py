@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import tomli_w
-from menlo_cortex.images.targets.systemd.wheels import llama_wheel
+from menlo_cortex.images.runtime_wheels import llama_wheel
 
 from ..docker_image.engine_parts import answers_ready, chat_completion, run_cortex, wait_for
 from ..spdx import spdx_problems

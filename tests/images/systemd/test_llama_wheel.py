@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
-from menlo_cortex.images.targets.systemd.wheels import llama_wheel
-from menlo_cortex.images.wheels import WheelError
+from menlo_cortex.images.project_wheel import WheelError
+from menlo_cortex.images.runtime_wheels import llama_wheel
 
 ALL_VARIANTS = "-DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON"
 

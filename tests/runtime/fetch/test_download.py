@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from menlo_cortex.runtime.fetch import download
 from menlo_cortex.runtime.fetch.download import DownloadStopped
-from menlo_cortex.runtime.models.store import DownloadFailed, ModelInvalid, ModelStore
+from menlo_cortex.runtime.models.model_store import DownloadFailed, ModelInvalid, ModelStore
 
 from tests.runtime.download_servers import Route, Running, file_server, gguf_bytes, model_config, sha256_of
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from menlo_cortex.runtime.models.store import DownloadFailed, ModelStore
+from menlo_cortex.runtime.models.model_store import DownloadFailed, ModelStore
 
 from tests.runtime.download_servers import (
     Route,

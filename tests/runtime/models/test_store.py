@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from menlo_cortex.runtime.models.store import ModelInvalid, ModelStore, ModelUnavailable
+from menlo_cortex.runtime.models.model_store import ModelInvalid, ModelStore, ModelUnavailable
 
 from tests.runtime.download_servers import Route, file_server, gguf_bytes, model_config, sha256_of
 

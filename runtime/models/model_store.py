@@ -10,10 +10,10 @@ import hashlib
 from pathlib import Path
 from urllib.parse import quote
 
+from menlo_cortex.cortexfile.data_folder import local_candidates, store_path
 from menlo_cortex.cortexfile.schema import Cortexfile, Model
 from menlo_cortex.cortexfile.schema.models import SourceKind, parse_hf_source, source_kind
 from menlo_cortex.cortexfile.secrets import SecretUnavailable
-from menlo_cortex.cortexfile.store import local_candidates, store_path
 
 from ..fetch.download import GGUF_MAGIC, RemoteFile, Stop, download_model, read_magic
 from ..fetch.errors import DownloadFailed, ModelInvalid, ModelUnavailable

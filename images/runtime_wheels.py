@@ -13,9 +13,9 @@ import sys
 import zipfile
 from pathlib import Path
 
-from ...llama_source import LLAMA_VERSION, llama_patches
-from ...plan import TARGET_PYTHON, machine_of
-from ...wheels import WheelError
+from .architectures import TARGET_PYTHON, machine_of
+from .llama_source import LLAMA_VERSION, llama_patches
+from .project_wheel import WheelError
 
 GLIBC_MINORS = range(17, 37)  # manylinux tags a Debian 12 / Ubuntu 22.04+ glibc accepts
 
