@@ -1,5 +1,6 @@
 """What makes two builds of one Cortexfile byte-identical: one time for everything a build stamps,
-and one way to write an archive member (sorted by the caller, owned by root, fixed modes and times).
+and one way to write an archive member (sorted by the caller, numeric owners, fixed modes and times),
+which every archive Cortex writes uses: the docker context, OCI layers and layouts, the systemd bundle.
 
 The time is `SOURCE_DATE_EPOCH` when set (reproducible-builds.org), else the newest modification
 time of the build's inputs (the Cortexfile, the baked models): never the clock.
@@ -7,6 +8,7 @@ time of the build's inputs (the Cortexfile, the baked models): never the clock.
 
 from __future__ import annotations
 
+import io
 import tarfile
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -30,17 +32,34 @@ def rfc3339(epoch: int) -> str:
 
 
 def tar_member(
-    name: str, size: int, epoch: int, *, directory: bool = False, executable: bool = False
+    name: str, epoch: int, *, mode: int = 0o644, size: int = 0, kind: bytes = tarfile.REGTYPE, owner: int = 0
 ) -> tarfile.TarInfo:
-    """An archive member that says nothing of the machine that wrote it."""
+    """A member that says nothing of the machine that wrote it: a relative name, numeric owner only (root
+    unless given), the mode given, the build's time."""
+    if not name or name.startswith("/") or ".." in name.split("/"):
+        raise ValueError(f"not a relative path inside the archive: {name!r}")
     info = tarfile.TarInfo(name)
-    info.type = tarfile.DIRTYPE if directory else tarfile.REGTYPE
-    info.size = 0 if directory else size
+    info.type = kind
+    info.mode = mode
+    info.size = size if kind == tarfile.REGTYPE else 0
     info.mtime = epoch
-    info.mode = 0o755 if directory or executable else 0o644
-    info.uid = info.gid = 0
-    info.uname = info.gname = "root"
+    info.uid = info.gid = owner
+    info.uname = info.gname = ""
     return info
+
+
+def add_folder(tar: tarfile.TarFile, name: str, epoch: int, *, mode: int = 0o755, owner: int = 0) -> None:
+    tar.addfile(tar_member(name, epoch, mode=mode, kind=tarfile.DIRTYPE, owner=owner))
+
+
+def add_bytes(tar: tarfile.TarFile, name: str, data: bytes, epoch: int, *, mode: int = 0o644) -> None:
+    tar.addfile(tar_member(name, epoch, mode=mode, size=len(data)), io.BytesIO(data))
+
+
+def add_file(tar: tarfile.TarFile, name: str, source: Path, epoch: int, *, mode: int = 0o644) -> None:
+    """A host file's bytes (never its owner, mode or time)."""
+    with source.open("rb") as stream:
+        tar.addfile(tar_member(name, epoch, mode=mode, size=source.stat().st_size), stream)
 
 
 def is_executable(path: Path) -> bool:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ...files import link_or_copy
 from ...llama_source import llama_patches
-from ...reproducible import tar_member
+from ...reproducible import add_bytes, add_file
 from .build_network import EXTRA_CA_NAME, env_script
 from .dockerfile import SYSTEM_CA_BUNDLES, family, render_dockerfile
 from .plan import BuildPlan
@@ -90,7 +90,6 @@ def write_tar(files: Mapping[str, Entry], stream: io.BufferedIOBase | io.BytesIO
     with tarfile.open(fileobj=stream, mode="w", format=tarfile.PAX_FORMAT) as archive:
         for name, entry in files.items():
             if isinstance(entry, bytes):
-                archive.addfile(tar_member(name, len(entry), epoch), io.BytesIO(entry))
+                add_bytes(archive, name, entry, epoch)
             else:
-                with entry.open("rb") as reader:
-                    archive.addfile(tar_member(name, entry.stat().st_size, epoch), reader)
+                add_file(archive, name, entry, epoch)

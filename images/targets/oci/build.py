@@ -26,11 +26,11 @@ from ... import runtime_wheels, sbom
 from ...debian import InstalledPackage, debian_root, installed_packages
 from ...llama_source import LLAMA_VERSION
 from ...project_wheel import runtime_constraints
-from ...reproducible import rfc3339
+from ...reproducible import add_bytes, add_file, add_folder, rfc3339
 from ..docker.plan import BuildPlan
 from . import venv
 from .cache import Cached, Facts, LayerCache
-from .layers import Blob, Tree, add_bytes, add_file, add_tree, member, write_layer
+from .layers import Blob, Tree, add_tree, write_layer
 from .layout import Blobs, descriptor, docker_entry, write_archive, write_layout
 from .manifest import REF_NAME, Document, empty_config, image_config, image_index, image_manifest, referrer
 from .plan import OciPlan
@@ -176,7 +176,7 @@ def _venv_layer(architecture: str, inputs: Inputs) -> Cached:
 
 
 def _add_under(tar: tarfile.TarFile, prefix: str, tree: Tree, epoch: int) -> None:
-    tar.addfile(member(prefix, epoch, mode=0o755, kind=tarfile.DIRTYPE))
+    add_folder(tar, prefix, epoch)
     add_tree(tar, tree, epoch)
 
 
@@ -202,7 +202,7 @@ def _config_layer(image: BuildPlan, inputs: Inputs) -> Cached:
 
     def write(path: Path) -> tuple[Blob, Facts]:
         def fill(tar: tarfile.TarFile) -> None:
-            tar.addfile(member(image.config_dir.strip("/"), inputs.epoch, mode=0o755, kind=tarfile.DIRTYPE))
+            add_folder(tar, image.config_dir.strip("/"), inputs.epoch)
             if inputs.cortexfile is not None:
                 add_bytes(tar, image.config_path.strip("/"), inputs.cortexfile, inputs.epoch)
             _data_folders(tar, image, inputs.epoch)
@@ -216,7 +216,7 @@ def _config_layer(image: BuildPlan, inputs: Inputs) -> Cached:
 def _data_folders(tar: tarfile.TarFile, image: BuildPlan, epoch: int) -> None:
     data = image.data_dir.strip("/")
     for folder in (data, f"{data}/models"):
-        tar.addfile(member(folder, epoch, mode=0o750, kind=tarfile.DIRTYPE, owner=SERVICE_UID))
+        add_folder(tar, folder, epoch, mode=0o750, owner=SERVICE_UID)
 
 
 def _key(*parts: object) -> str:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from ...reproducible import tar_member
+
 GZIP_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 TAR_LAYER = "application/vnd.oci.image.layer.v1.tar"
 GZIP_LEVEL = 6
@@ -92,33 +94,6 @@ def write_layer(dest: Path, fill: Callable[[tarfile.TarFile], None], *, compress
     return Blob(outer.digest, outer.size, media_type, inner.digest)
 
 
-def member(
-    name: str, epoch: int, *, mode: int = 0o644, size: int = 0, kind: bytes = tarfile.REGTYPE, owner: int = 0
-) -> tarfile.TarInfo:
-    """A member that says nothing of the machine that wrote it: numeric owner only, the build's time."""
-    if not name or name.startswith("/") or ".." in name.split("/"):
-        raise ValueError(f"not a relative path inside the image: {name!r}")
-    info = tarfile.TarInfo(name)
-    info.type = kind
-    info.mode = mode
-    info.size = size if kind == tarfile.REGTYPE else 0
-    info.mtime = epoch
-    info.uid = info.gid = owner
-    info.uname = info.gname = ""
-    return info
-
-
-def add_file(tar: tarfile.TarFile, name: str, source: Path, epoch: int) -> None:
-    """A host file as a root-owned 0644 member."""
-    with source.open("rb") as stream:
-        tar.addfile(member(name, epoch, size=source.stat().st_size), stream)
-
-
-def add_bytes(tar: tarfile.TarFile, name: str, data: bytes, epoch: int) -> None:
-    """`data` as a root-owned 0644 member."""
-    tar.addfile(member(name, epoch, size=len(data)), io.BytesIO(data))
-
-
 @dataclass(frozen=True)
 class Tree:
     """A folder on the host to be laid into the image at `prefix`: what to leave out, and files whose
@@ -140,7 +115,7 @@ def add_tree(tar: tarfile.TarFile, tree: Tree, epoch: int) -> None:
     linked: dict[tuple[int, int], str] = {}
     for relative, path, status in _walk(tree):
         name = f"{tree.prefix}{relative}"
-        info = member(name, epoch, mode=_mode(tree, status))
+        info = tar_member(name, epoch, mode=_mode(tree, status))
         if not tree.plain:
             info.uid, info.gid = status.st_uid, status.st_gid
         if stat.S_ISDIR(status.st_mode):

@@ -5,7 +5,6 @@ as `docker save` writes since Docker 25.
 
 from __future__ import annotations
 
-import io
 import json
 import tarfile
 from collections.abc import Mapping
@@ -14,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ...files import link_or_copy
-from ...reproducible import tar_member
+from ...reproducible import add_bytes, add_file, add_folder
 from .layers import Blob
 from .manifest import INDEX, Document, canonical
 
@@ -68,17 +67,12 @@ def write_archive(path: Path, blobs: Blobs, entries: list[dict[str, Any]], docke
     }
     with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
         for folder in ("blobs", BLOBS):
-            tar.addfile(tar_member(folder, 0, 0, directory=True))
+            add_folder(tar, folder, 0)
         for name, content in sorted(members.items()):
-            _add(tar, name, content)
-
-
-def _add(tar: tarfile.TarFile, name: str, content: Path | bytes) -> None:
-    if isinstance(content, bytes):
-        tar.addfile(tar_member(name, len(content), 0), io.BytesIO(content))
-        return
-    with content.open("rb") as stream:
-        tar.addfile(tar_member(name, content.stat().st_size, 0), stream)
+            if isinstance(content, bytes):
+                add_bytes(tar, name, content, 0)
+            else:
+                add_file(tar, name, content, 0)
 
 
 def docker_entry(config: Blob, layers: list[Blob], tags: list[str]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from menlo_cortex.runtime.models.model_store import file_sha256
 
-from ...reproducible import is_executable, tar_member
+from ...reproducible import add_file, add_folder, is_executable
 
 
 def write_tarball(folder: Path, epoch: int) -> tuple[Path, str]:
@@ -18,11 +18,9 @@ def write_tarball(folder: Path, epoch: int) -> tuple[Path, str]:
         for path in [folder, *sorted(folder.rglob("*"))]:
             name = str(path.relative_to(folder.parent))
             if path.is_dir():
-                archive.addfile(tar_member(name, 0, epoch, directory=True))
-                continue
-            with path.open("rb") as reader:
-                member = tar_member(name, path.stat().st_size, epoch, executable=is_executable(path))
-                archive.addfile(member, reader)
+                add_folder(archive, name, epoch)
+            else:
+                add_file(archive, name, path, epoch, mode=0o755 if is_executable(path) else 0o644)
     partial.replace(tarball)
     sha = file_sha256(tarball)
     tarball.with_name(tarball.name + ".sha256").write_text(f"{sha}  {tarball.name}\n", encoding="utf-8")
