@@ -6,7 +6,8 @@ checks), or it is rendered into files that their own parsers read back with noth
   in the same sections, as a benign Cortexfile's;
 - cortex.sysusers: one line that `systemd-sysusers --dry-run` accepts;
 - the quadlet: the same directives as a benign one;
-- install.sh, uninstall.sh and the image build's env.sh: bash reads the values back exactly;
+- bundle.env (what install.sh and uninstall.sh read) and the image build's env.sh: bash reads the values back
+  exactly;
 - the Dockerfile: the same instructions as a benign one, clean under our linter;
 - the device image's files: the same files as a benign one's, each with as many lines.
 
@@ -42,7 +43,9 @@ from menlo_cortex.images.targets.docker import plan as docker_plan
 from menlo_cortex.images.targets.docker.build_network import env_script
 from menlo_cortex.images.targets.docker.dockerfile import SYSTEM_CA_BUNDLES, family, render_dockerfile
 from menlo_cortex.images.targets.systemd import plan as systemd_plan
-from menlo_cortex.images.targets.systemd.render import render_files
+from menlo_cortex.images.targets.systemd.render import render
+
+from tests.images.artifacts import texts
 
 from .docker_image.dockerlint import lint, parse
 
@@ -93,9 +96,8 @@ BASE: dict[str, Any] = {
 # Values that start valid in another way: Python's ipaddress takes any text after an IPv6 `%`.
 MORE_STARTS: dict[tuple[str | int, ...], tuple[str, ...]] = {("server", "host"): ("fe80::1%eth0",)}
 OPTIONS = docker_plan.ImageOptions(project_wheel="menlo_cortex-0.1.0-py3-none-any.whl", version="0.1.0")
-SCRIPT_HEADERS = {"install.sh": "UNIT=", "uninstall.sh": "root=/"}  # the variables end before this line
-# Script texts bash has already read back correctly (many settings leave them as they are).
-READ_BACK: set[tuple[str, str]] = set()
+# bundle.env texts bash has already read back correctly (many settings leave them as they are).
+READ_BACK: set[str] = set()
 READ_BACK_ENV: set[str] = set()
 
 
@@ -232,12 +234,6 @@ def shell_values(script: str, names: list[str], prelude: str = "") -> list[str]:
     return done.stdout.decode().split("\0")[:-1]
 
 
-def script_variables(text: str, end: str) -> str:
-    """install.sh's or uninstall.sh's block of settings: from `set -euo pipefail` to `end`."""
-    start = text.index("set -euo pipefail\n") + len("set -euo pipefail\n")
-    return text[start : text.index(f"\n{end}", start)]
-
-
 def dockerfile_shape(text: str) -> list[tuple[str, list[str]]]:
     return [(stage.base, [i.keyword for i in stage.instructions]) for stage in parse(text)]
 
@@ -265,7 +261,7 @@ def _view(resolved: Resolved, name: str) -> Resolved:
 
 def render_systemd(view: Resolved) -> tuple[systemd_plan.ServicePlan, dict[str, str]]:
     service = systemd_plan.make_plan(view, "0.1.0-test", "0" * 64)
-    return service, render_files(service, OPTIONS.project_wheel)
+    return service, texts(render(service, OPTIONS.project_wheel))
 
 
 def render_docker(view: Resolved) -> tuple[docker_plan.BuildPlan, str, str | None]:
@@ -339,22 +335,18 @@ def _check_systemd(
     assert directives(files["quadlet/cortex.container"]) == directives(benign["quadlet/cortex.container"])
     if files["systemd/cortex.sysusers"] != benign["systemd/cortex.sysusers"]:
         check_sysusers(unit_root, files["systemd/cortex.sysusers"])
-    if (files["install.sh"], files["uninstall.sh"]) not in READ_BACK:  # bash runs once per distinct text
-        _check_scripts(service, files)
-        READ_BACK.add((files["install.sh"], files["uninstall.sh"]))
+    if files["bundle.env"] not in READ_BACK:  # bash runs once per distinct text
+        _check_values(service, files["bundle.env"])
+        READ_BACK.add(files["bundle.env"])
 
 
-def _check_scripts(service: systemd_plan.ServicePlan, files: dict[str, str]) -> None:
-    install = script_variables(files["install.sh"], SCRIPT_HEADERS["install.sh"])
-    names = ["DATA_DIR", "READY_URL", "CONFIG_DIR"]
-    expected = [service.data_dir, service.ready_url, service.config_dir]
-    assert shell_values(install, [*names, "SECRET_FILES"]) == [*expected, *service.secret_files]
-    assert shell_values(install, ["MODELS"]) == list(service.model_digests)
-    uninstall = script_variables(files["uninstall.sh"], SCRIPT_HEADERS["uninstall.sh"])
-    assert shell_values(uninstall, ["DATA_DIR", "LOGS_DIR"]) == [service.data_dir, service.logs_dir]
-    for script in ("install.sh", "uninstall.sh"):
-        done = subprocess.run(["bash", "-n"], input=files[script], text=True, capture_output=True, check=False)
-        assert done.returncode == 0, done.stderr
+def _check_values(service: systemd_plan.ServicePlan, values: str) -> None:
+    """What install.sh and uninstall.sh read: each value back exactly, and nothing run on the way."""
+    names = ["DATA_DIR", "READY_URL", "CONFIG_DIR", "LOGS_DIR", "SYNC_DIR", "PREFIX", "SERVICE_USER"]
+    expected = [service.data_dir, service.ready_url, service.config_dir, service.logs_dir, service.sync_dir]
+    expected += [service.prefix, service.user]
+    assert shell_values(values, [*names, "SECRET_FILES"]) == [*expected, *service.secret_files]
+    assert shell_values(values, ["MODELS"]) == list(service.model_digests)
 
 
 def _check_docker(image: docker_plan.BuildPlan, dockerfile: str, env_sh: str | None, benign: dict[str, Any]) -> None:
@@ -386,7 +378,7 @@ def test_the_unit_stays_whole_whatever_the_plan_holds(
     service = systemd_plan.make_plan(_view(load(path), "systemd"), "0.1.0-test", "0" * 64)
     hostile = dataclasses.replace(service, **{field: "cortex" + HOSTILE[name]})
     try:
-        files = render_files(hostile, OPTIONS.project_wheel)
+        files = texts(render(hostile, OPTIONS.project_wheel))
     except Unrepresentable:
         return  # refused: no file is written
     unit = files["systemd/cortex.service"]

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...files import link_or_copy
+from ...artifacts import link_or_copy
 from ...llama_source import llama_patches
 from ...reproducible import add_bytes, add_file
 from .build_network import EXTRA_CA_NAME, env_script

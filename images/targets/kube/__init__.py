@@ -14,11 +14,11 @@ from menlo_cortex.cortexfile.data_folder import find_local
 from menlo_cortex.cortexfile.loader import Resolved
 
 from .. import BuildOptions, Views, default_tag, model_store
-from .build import write_base
+from .build import build
 from .plan import FORMAT, ModelFacts, make_plan
 
 __all__ = ["FORMAT", "KubeRequest", "make", "request_from"]
-from .render import render_files
+from .render import render
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ def make(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> lis
     request = request_from(views, options, environ)
     facts = model_facts(request.resolved, request.model_store)
     plan = make_plan(request.resolved, request.image, facts, request.cortexfile)
-    folder = write_base(render_files(plan), request.output)
+    folder = build(render(plan), request.output)
     return [f"{folder} (kubectl apply -k {folder}; image {request.image})"]
 
 

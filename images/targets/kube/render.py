@@ -11,6 +11,7 @@ from typing import Any
 
 from menlo_cortex.cortexfile.formats import CONFIG_DIR, CORTEXFILE_NAME, DATA_DIR
 
+from ...artifacts import Files, text
 from ...escape import sh, yaml_documents
 from .plan import PROBE_PERIOD_S, KubePlan
 
@@ -23,7 +24,7 @@ LABELS = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/component": "llm-se
 GPU_RESOURCES = {"cuda": "nvidia.com/gpu", "rocm": "amd.com/gpu"}
 
 
-def render_files(plan: KubePlan) -> dict[str, str]:
+def render(plan: KubePlan) -> Files:
     """Every file of the base, by name."""
     manifests = {"deployment.yaml": deployment(plan), "service.yaml": service(plan),
                  "networkpolicy.yaml": network_policy(plan)}  # fmt: skip
@@ -35,7 +36,7 @@ def render_files(plan: KubePlan) -> dict[str, str]:
     files["kustomization.yaml"] = yaml_documents([kustomization(sorted(manifests))])
     files[CORTEXFILE_NAME] = plan.cortexfile
     files["README.md"] = readme(plan)
-    return files
+    return {name: text(content) for name, content in files.items()}
 
 
 def readme(plan: KubePlan) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...files import link_or_copy
+from ...artifacts import link_or_copy
 from ...reproducible import add_bytes, add_file, add_folder
 from .layers import Blob
 from .manifest import INDEX, Document, canonical

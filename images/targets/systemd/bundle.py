@@ -1,14 +1,14 @@
 """`cortex build --format systemd`: assemble the bundle folder, then its tarball and sha256.
 
-Steps, each a function: gather wheels -> plan -> render -> copy the Cortexfile byte for byte ->
-place models in the store layout -> rename the finished folder into place -> tar it.
+Steps, each a function: gather wheels -> plan -> render, with the Cortexfile's validated bytes and the
+models in the store layout -> write it all in a private folder -> publish it by one rename -> tar it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import shutil
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,12 +21,12 @@ from menlo_cortex.runtime.models.model_store import ModelStore, file_sha256
 from menlo_cortex import __version__
 
 from ... import runtime_wheels
-from ...files import link_or_copy
+from ...artifacts import Artifact, link_or_copy, publish, staging, write_tree
 from ...project_wheel import build_project_wheel, runtime_constraints
 from ...reproducible import source_epoch
 from .archive import write_tarball
 from .plan import FORMAT, ServicePlan, make_plan
-from .render import EXECUTABLE, render_files
+from .render import render
 
 
 @dataclass(frozen=True)
@@ -54,26 +54,23 @@ def build(request: BuildRequest) -> Bundle:
     config = resolved.config
     make_plan(resolved, "check", "", defaults=request.defaults)  # bad settings fail here, before any slow step
     llama = runtime_wheels.llama_wheel(config.target.architecture.value, request.wheels_dir)
-    staging = request.output / ".cortex-bundle.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
-        return _assemble(request, resolved, llama, staging)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with staging(request.output, "cortex-bundle") as work:
+        return _assemble(request, resolved, llama, work)
 
 
-def _assemble(request: BuildRequest, resolved: Resolved, llama: Path, staging: Path) -> Bundle:
+def _assemble(request: BuildRequest, resolved: Resolved, llama: Path, work: Path) -> Bundle:
     config = resolved.config
-    (staging / "wheels").mkdir(parents=True)
-    project_wheel = _gather_wheels(staging / "wheels", config.target.architecture.value, llama)
+    for folder in ("wheels", "models"):  # models/ even when none is baked: install.sh and the device look there
+        (work / folder).mkdir()
+    project_wheel = _gather_wheels(work / "wheels", config.target.architecture.value, llama)
     digest = config_hash(config)
-    plan = make_plan(resolved, _version(digest, staging / "wheels"), digest, request.image, request.defaults)
-    _write_rendered(staging, plan, project_wheel.name)
-    (staging / "Cortexfile.yaml").write_bytes(resolved.source)  # the bytes validated, not the file read again
-    sources = _place_models(staging / "models", config, request.model_store, plan)
-    folder = request.output / f"cortex-{plan.version}-{plan.architecture}"
-    shutil.rmtree(folder, ignore_errors=True)
-    staging.rename(folder)
+    plan = make_plan(resolved, _version(digest, work / "wheels"), digest, request.image, request.defaults)
+    models = _models(config, request.model_store, plan)
+    files = {**render(plan, project_wheel.name), "Cortexfile.yaml": Artifact(resolved.source), **models}
+    write_tree(files, work)
+    os.chmod(work, 0o755)
+    folder = publish(work, request.output / f"cortex-{plan.version}-{plan.architecture}")
+    sources = [artifact.content for artifact in models.values() if isinstance(artifact.content, Path)]
     epoch = source_epoch([request.resolved.path, *sources], request.environ)
     tarball, sha = write_tarball(folder, epoch)
     return Bundle(folder, tarball, sha, plan)
@@ -104,21 +101,8 @@ def _version(digest: str, wheel_folder: Path) -> str:
     return f"{__version__}-{total.hexdigest()[:12]}"
 
 
-def _write_rendered(into: Path, plan: ServicePlan, project_wheel: str) -> None:
-    for relative, text in render_files(plan, project_wheel).items():
-        path = into / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        path.chmod(0o755 if relative in EXECUTABLE else 0o644)
-
-
-def _place_models(into: Path, config: Cortexfile, store_dir: Path, plan: ServicePlan) -> list[Path]:
-    """Each baked model in the store layout; the store files they came from."""
-    into.mkdir()
+def _models(config: Cortexfile, store_dir: Path, plan: ServicePlan) -> dict[str, Artifact]:
+    """Each baked model in the store layout, from the build host's store (found or fetched there)."""
     store = ModelStore(config, store_dir)
     by_id = {model.id: model for model in config.models}
-    found = []
-    for baked in plan.models:
-        found.append(store.ensure(by_id[baked.id]))
-        link_or_copy(found[-1], into / f"{baked.sha256}.gguf")
-    return found
+    return {f"models/{baked.sha256}.gguf": Artifact(store.ensure(by_id[baked.id])) for baked in plan.models}

@@ -12,7 +12,7 @@ import subprocess
 
 import kubernetes_validate
 import pytest
-from menlo_cortex.images.targets.kube.render import render_files
+from menlo_cortex.images.targets.kube.render import render
 from ruamel.yaml import YAML
 
 from .conftest import GOLDEN, plan_for
@@ -24,19 +24,21 @@ KUBERNETES = "1.32.0"
 
 @pytest.mark.parametrize("case", CASES)
 def test_rendered_files_match_golden(case: str) -> None:
-    rendered = render_files(plan_for(GOLDEN / case / "Cortexfile.yaml"))
-    for name, text in rendered.items():
+    rendered = render(plan_for(GOLDEN / case / "Cortexfile.yaml"))
+    for name, artifact in rendered.items():
         golden = GOLDEN / case / name
+        assert isinstance(artifact.content, bytes)
         if UPDATE:
-            golden.write_text(text, encoding="utf-8")
+            golden.write_bytes(artifact.content)
         assert golden.is_file(), f"no golden file {golden}: run with CORTEX_UPDATE_GOLDEN=1 and review it"
-        assert text == golden.read_text(encoding="utf-8"), f"{golden} differs (CORTEX_UPDATE_GOLDEN=1 to accept)"
+        assert artifact.content == golden.read_bytes(), f"{golden} differs (CORTEX_UPDATE_GOLDEN=1 to accept)"
+        assert artifact.mode == 0o644
     assert {p.name for p in (GOLDEN / case).iterdir()} == set(rendered)
 
 
 def test_rendering_is_pure_and_stable() -> None:
     path = GOLDEN / "secrets-and-volume" / "Cortexfile.yaml"
-    assert render_files(plan_for(path)) == render_files(plan_for(path))
+    assert render(plan_for(path)) == render(plan_for(path))
 
 
 @pytest.mark.parametrize("case", CASES)

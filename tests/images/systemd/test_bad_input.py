@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 from menlo_cortex.cortexfile.errors import ConfigError
-from menlo_cortex.images.targets.systemd.render import render_files
+from menlo_cortex.images.artifacts import write_tree
+from menlo_cortex.images.targets.systemd.render import render
 
 from .conftest import PROJECT_WHEEL, plan_for
 
@@ -85,9 +86,7 @@ def test_an_architecture_without_a_wheel_exits_1(tmp_path: Path) -> None:
 
 def test_install_onto_a_host_without_systemd_writes_nothing(tmp_path: Path) -> None:
     bundle = tmp_path / "bundle"
-    for relative, text in render_files(plan_for(write(tmp_path, "models: []\n")), PROJECT_WHEEL).items():
-        (bundle / relative).parent.mkdir(parents=True, exist_ok=True)
-        (bundle / relative).write_text(text, encoding="utf-8")
+    write_tree(render(plan_for(write(tmp_path, "models: []\n")), PROJECT_WHEEL), bundle)
     host = tmp_path / "host"
     (host / "usr" / "bin").mkdir(parents=True)
     done = subprocess.run(

@@ -10,7 +10,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from menlo_cortex.images.targets.systemd.render import FILES, render_files
+from menlo_cortex.images.targets.systemd.render import SCRIPTS, SCRIPTS_DIR, TEMPLATES, render
+
+from tests.images.artifacts import texts
 
 from .conftest import GOLDEN, PROJECT_WHEEL, plan_for
 
@@ -24,31 +26,39 @@ def expected_path(case: str, bundle_path: str) -> Path:
 
 @pytest.mark.parametrize("case", CASES)
 def test_rendered_files_match_golden(case: str) -> None:
-    rendered = render_files(plan_for(GOLDEN / case / "Cortexfile.yaml"), PROJECT_WHEEL)
-    assert set(rendered) == set(FILES)
-    for bundle_path, text in rendered.items():
-        golden = expected_path(case, bundle_path)
+    rendered = render(plan_for(GOLDEN / case / "Cortexfile.yaml"), PROJECT_WHEEL)
+    assert set(rendered) == {*TEMPLATES, *SCRIPTS}
+    for name in SCRIPTS:  # the same in every bundle: shellcheck reads them where they live
+        assert rendered[name].content == (SCRIPTS_DIR / name).read_bytes()
+        assert rendered[name].mode == 0o755
+    for bundle_path in TEMPLATES:
+        golden, artifact = expected_path(case, bundle_path), rendered[bundle_path]
+        assert isinstance(artifact.content, bytes)
+        assert artifact.mode == 0o644
         if UPDATE:
-            golden.write_text(text, encoding="utf-8")
+            golden.write_bytes(artifact.content)
         assert golden.is_file(), f"no golden file {golden}: run with CORTEX_UPDATE_GOLDEN=1 and review it"
-        assert text == golden.read_text(encoding="utf-8"), f"{golden} differs (CORTEX_UPDATE_GOLDEN=1 to accept)"
+        assert artifact.content == golden.read_bytes(), f"{golden} differs (CORTEX_UPDATE_GOLDEN=1 to accept)"
 
 
 def test_every_case_has_been_reviewed() -> None:
     assert len(CASES) >= 4
     for case in CASES:
-        assert {p.name for p in (GOLDEN / case).iterdir()} == {"Cortexfile.yaml", *(Path(f).name for f in FILES)}
+        assert {p.name for p in (GOLDEN / case).iterdir()} == {"Cortexfile.yaml", *(Path(f).name for f in TEMPLATES)}
 
 
 def test_rendering_is_pure_and_stable() -> None:
     path = GOLDEN / "server" / "Cortexfile.yaml"
-    assert render_files(plan_for(path), PROJECT_WHEEL) == render_files(plan_for(path), PROJECT_WHEEL)
+    assert render(plan_for(path), PROJECT_WHEEL) == render(plan_for(path), PROJECT_WHEEL)
 
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed (scripts/setup.sh)")
-def test_shell_scripts_pass_shellcheck() -> None:
-    scripts = sorted(GOLDEN.glob("*/*.sh"))
-    done = subprocess.run(["shellcheck", *map(str, scripts)], capture_output=True, text=True, check=False)
+@pytest.mark.parametrize("case", CASES)
+def test_the_scripts_pass_shellcheck_with_each_cases_values(case: str) -> None:
+    """The scripts as they live in the package, reading each golden case's bundle.env."""
+    scripts = [str(SCRIPTS_DIR / name) for name in SCRIPTS]
+    command = ["shellcheck", "-x", "-P", str(GOLDEN / case), *scripts, str(GOLDEN / case / "bundle.env")]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout
 
 
@@ -65,6 +75,6 @@ def test_an_ipv6_listener_is_bracketed_where_a_port_follows(
 ) -> None:
     path = tmp_path / "Cortexfile.yaml"
     path.write_text(f"version: 1\nserver:\n  host: '{host}'\n  port: 8000\n  auth:\n    api_key_file: /etc/cortex/k\n")
-    files = render_files(plan_for(path), PROJECT_WHEEL)
+    files = texts(render(plan_for(path), PROJECT_WHEEL))
     assert publish in files["quadlet/cortex.container"].splitlines()
-    assert f"READY_URL={shlex.quote(ready)}" in files["install.sh"].splitlines()
+    assert f"READY_URL={shlex.quote(ready)}" in files["bundle.env"].splitlines()

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from menlo_cortex.images.targets.systemd.render import render_files
+from menlo_cortex.images.artifacts import write_tree
+from menlo_cortex.images.targets.systemd.render import render
 
 from .conftest import PROJECT_WHEEL, plan_for
 from .fixtures import Built, build_bundle, copy_root, debian_root, install, uninstall, write_api_key
@@ -199,9 +200,7 @@ def test_a_host_that_cannot_run_the_bundle_is_refused_untouched(
     changes: dict[str, Any] = {field: value}
     plan = dataclasses.replace(plan_for(cortexfile), **changes)
     bundle = tmp_path / "bundle"
-    for relative, text in render_files(plan, PROJECT_WHEEL).items():
-        (bundle / relative).parent.mkdir(parents=True, exist_ok=True)
-        (bundle / relative).write_text(text, encoding="utf-8")
+    write_tree(render(plan, PROJECT_WHEEL), bundle)
     before = sorted(root.rglob("*"))
     command = ["bash", str(bundle / "install.sh"), "--root", str(root)]
     done = subprocess.run(command, capture_output=True, text=True, check=False)

@@ -1,13 +1,10 @@
 #!/usr/bin/env bash
 # Remove the Cortex service.  ./uninstall.sh [--root DIR] [--purge]
 # Keeps the Cortexfile, secrets and models unless --purge. Running it again does nothing more.
+# The same script in every bundle; bundle.env beside it holds the installation's folders and user.
 set -euo pipefail
-PREFIX=/opt/cortex
-CONFIG_DIR=/etc/cortex
-DATA_DIR=/var/lib/cortex-llm
-LOGS_DIR=/var/log/cortex-llm
-SYNC_DIR=/var/lib/cortex-llm-sync
-SERVICE_USER=cortex
+# shellcheck source=bundle.env
+. "$(cd "$(dirname "$0")" && pwd)/bundle.env"
 root=/
 purge=no
 
