@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from menlo_cortex.cortexfile.migrate import migrate as migrate_text
 from menlo_cortex.cortexfile.preflight import Phase, preflight
 from menlo_cortex.cortexfile.schema_doc import schema_document
 from menlo_cortex.cortexfile.show import as_json, as_text
+from menlo_cortex.runtime.ops.durable import write_atomically
 
 from .defaults import loader_options, mount_point_warning, require_file
 from .flags import given_flags
@@ -79,7 +79,7 @@ def migrate(args: argparse.Namespace) -> int:
     migration = migrate_text(text, str(source))
     output = migration.to_yaml()
     if args.output:
-        _write_atomically(Path(args.output), output)
+        write_atomically(Path(args.output), output)
     else:
         sys.stdout.write(output)
     for note in migration.notes:
@@ -107,9 +107,3 @@ def sync(args: argparse.Namespace) -> int:
     from menlo_cortex.runtime.sync.service import run_sync
 
     return run_sync(resolved, once=args.once)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)

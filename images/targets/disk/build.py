@@ -24,6 +24,7 @@ from menlo_cortex.cortexfile.secrets import SecretUnavailable
 from menlo_cortex.runtime.models.model_store import file_sha256
 
 from ... import sbom
+from ...artifacts import publish, staging
 from ...debian import copy_root, debian_root, installed_packages
 from ...reproducible import source_epoch
 from ..systemd.bundle import BuildRequest, with_platform
@@ -68,14 +69,8 @@ def build(request: DiskRequest) -> DiskImage:
     plan = make_plan(resolved, config_hash(resolved.config))
     psk = wifi_psk(resolved, request.environ)
     check_archive(plan)
-    request.output.mkdir(parents=True, exist_ok=True)
-    work = request.output / f".{plan.name}.partial"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir()
-    try:
+    with staging(request.output, plan.name) as work:
         return _assemble(request, resolved, plan, psk, work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def _assemble(request: DiskRequest, resolved: Resolved, plan: DiskPlan, psk: str | None, work: Path) -> DiskImage:
@@ -254,9 +249,7 @@ def _publish(plan: DiskPlan, disk: Path, output: Path) -> DiskImage:
     lines = [f"{file_sha256(path)}  {path.name}\n" for path in (stem, compressed, bmap, document)]
     checksums.write_text("".join(lines), encoding="utf-8")
     used = os.stat(stem).st_blocks * 512
-    final = {path: output / path.name for path in (bmap, compressed, document, checksums, stem)}
-    for source, dest in final.items():
-        source.replace(dest)
+    final = {path: publish(path, output / path.name) for path in (bmap, compressed, document, checksums, stem)}
     return DiskImage(final[stem], final[compressed], final[bmap], final[checksums], final[document], plan, used)
 
 

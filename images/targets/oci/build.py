@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import shutil
 import tarfile
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 from menlo_cortex.runtime.models.model_store import file_sha256
 
 from ... import runtime_wheels, sbom
+from ...artifacts import publish, staging
 from ...debian import InstalledPackage, debian_root, installed_packages
 from ...llama_source import LLAMA_VERSION
 from ...project_wheel import runtime_constraints
@@ -80,13 +80,9 @@ def assemble(plan: OciPlan, inputs: Inputs, output: Path) -> OciImage:
     blobs = Blobs()
     images = tuple(_platform_image(plan.reference, image, inputs, blobs) for image in plan.images)
     index = blobs.add(image_index([(image.manifest, image.architecture) for image in images]))
-    output.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{plan.stem}.", suffix=".partial", dir=output))
-    try:
+    with staging(output, plan.stem) as work:
         names = _write_outputs(plan, images, index, blobs, work)
-        published = [_publish(work / name, output / name) for name in names]
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        published = [publish(work / name, output / name) for name in names]
     archives = tuple(path for path in published if path.suffix == ".tar")
     sboms = tuple(path for path in published if path.name.endswith(SBOM_SUFFIX))
     return OciImage(plan, index, output / f"{plan.stem}.oci", archives, sboms, images)
@@ -244,10 +240,3 @@ def _write_outputs(
         (work / document).write_bytes(image.sbom)
         written += [archive, document]
     return written
-
-
-def _publish(partial: Path, final: Path) -> Path:
-    if final.is_dir() and not final.is_symlink():
-        shutil.rmtree(final)
-    partial.replace(final)
-    return final

@@ -60,8 +60,8 @@ def build(request: BuildRequest) -> Bundle:
 
 def _assemble(request: BuildRequest, resolved: Resolved, llama: Path, work: Path) -> Bundle:
     config = resolved.config
-    for folder in ("wheels", "models"):  # models/ even when none is baked: install.sh and the device look there
-        (work / folder).mkdir()
+    for name in ("wheels", "models"):  # models/ even when none is baked: install.sh and the device look there
+        (work / name).mkdir()
     project_wheel = _gather_wheels(work / "wheels", config.target.architecture.value, llama)
     digest = config_hash(config)
     plan = make_plan(resolved, _version(digest, work / "wheels"), digest, request.image, request.defaults)
