@@ -29,6 +29,7 @@ class OutputFormat:
     target: str  # module implementing the build (images/targets/<name>)
     values: Mapping[str, Any] = field(default_factory=dict)  # the defaults layer, by dotted key
     missing_file_hint: str = ""  # what to do when the appliance starts without its Cortexfile
+    locks: bool = False  # its target records its inputs in Cortexfile.lock (images/sequence.py's LockingTarget)
 
     def loader_argument(self) -> tuple[str, Mapping[str, Any]]:
         """What `cortexfile.loader.load(..., format_defaults=...)` takes."""
@@ -50,6 +51,7 @@ _LIST = (
         "menlo_cortex.images.targets.docker",
         MappingProxyType({"server.host": "0.0.0.0", "data.path": DATA_DIR}),
         _MOUNT_HINT,
+        locks=True,
     ),
     # The same appliance as `docker`, assembled from files: no engine, the same digest for the same inputs.
     OutputFormat(
@@ -58,6 +60,7 @@ _LIST = (
         "menlo_cortex.images.targets.oci",
         MappingProxyType({"server.host": "0.0.0.0", "data.path": DATA_DIR}),
         _MOUNT_HINT,
+        locks=True,
     ),
     # The systemd service: models in its StateDirectory; logs stay on stdout, which is the journal.
     OutputFormat(
@@ -92,6 +95,11 @@ FORMATS: Mapping[str, OutputFormat] = MappingProxyType({f.name: f for f in _LIST
 
 def names() -> list[str]:
     return sorted(FORMATS)
+
+
+def locking() -> list[str]:
+    """The formats whose inputs `cortex lock` records and `cortex build --locked` checks."""
+    return [name for name in names() if FORMATS[name].locks]
 
 
 def get(name: str) -> OutputFormat:

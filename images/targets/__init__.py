@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from menlo_cortex.cortexfile import formats
 from menlo_cortex.cortexfile.data_folder import data_dir
@@ -74,6 +74,14 @@ class Views:
 
 class Target(Protocol):
     def make(self, views: Views, options: BuildOptions, environ: Mapping[str, str]) -> list[str]: ...
+
+
+class LockingTarget(Target, Protocol):
+    """A target whose inputs Cortexfile.lock records: a format with `locks=True` in cortexfile/formats.py."""
+
+    def check_locked(self, views: Views, options: BuildOptions, environ: Mapping[str, str]) -> None: ...
+
+    def lock_sections(self, views: Views, options: BuildOptions, environ: Mapping[str, str]) -> dict[str, Any]: ...
 
 
 def read_views(file: Path, environ: Mapping[str, str]) -> Views:
@@ -135,9 +143,10 @@ def check_formats(options: BuildOptions, names: list[str]) -> None:
     if options.platform and "," in options.platform and others:
         message = f"several platforms are built by --format oci only, not by {', '.join(others)}"
         found.append(Diagnostic(Origin("flag --platform"), "", message))
-    unlocked = [name for name in names if not hasattr(target(name), "check_locked")]
+    unlocked = [name for name in names if not formats.get(name).locks]
     if options.locked and unlocked:
-        message = f"Cortexfile.lock pins the inputs of oci and docker images, not of {', '.join(unlocked)}"
+        pinned = " and ".join(formats.locking())
+        message = f"Cortexfile.lock pins the inputs of {pinned} images, not of {', '.join(unlocked)}"
         found.append(Diagnostic(Origin("flag --locked"), "", message))
     if found:
         raise ConfigError(found)
@@ -154,4 +163,12 @@ def check_host(views: Views, options: BuildOptions, environ: Mapping[str, str]) 
 def target(name: str) -> Target:
     """The package that builds format `name` (imported on first use: it brings the builder's dependencies)."""
     module: Target = importlib.import_module(formats.get(name).target)
+    return module
+
+
+def locking_target(name: str) -> LockingTarget:
+    """The target of a format that declares `locks=True`; the shape test checks it has the two steps."""
+    if not formats.get(name).locks:
+        raise ValueError(f"format `{name}` records no inputs in Cortexfile.lock")
+    module: LockingTarget = importlib.import_module(formats.get(name).target)
     return module

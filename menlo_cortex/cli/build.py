@@ -9,8 +9,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from menlo_cortex.cortexfile import format_rules, formats, recipes
-from menlo_cortex.cortexfile.errors import ConfigError, Diagnostic, Origin
+from menlo_cortex.cortexfile import formats, recipes
+from menlo_cortex.cortexfile.errors import ConfigError, Origin
 
 from . import probe as probe_command
 
@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from menlo_cortex.images.targets import BuildOptions
 
 VARIANT_REPOSITORY = "menloltd/cortex-{name}"
-LOCKED_FORMATS = ("docker", "oci")  # the formats whose targets record their inputs in Cortexfile.lock
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], file_option: object) -> None:
@@ -34,7 +33,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], file_opti
     file_option(lock)  # type: ignore[operator]
     lock.add_argument(
         "--format",
-        choices=LOCKED_FORMATS,
+        choices=formats.locking(),
         action="append",
         help="the images whose inputs to record (repeatable; default: those of the file's build.formats)",
     )
@@ -109,53 +108,27 @@ def add_datapath(parser: argparse.ArgumentParser, what: str) -> None:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from menlo_cortex.images import targets  # builder-only dependencies
+    from menlo_cortex.images import sequence  # builder-only dependencies
 
-    options = _options(args)
-    targets.check_options(options)
-    environ = dict(os.environ)
-    views = targets.read_views(options.file, environ)  # the one read of the Cortexfile
-    names = args.format or views.host.config.build.formats
-    targets.check_formats(options, names)
-    refused = format_rules.build_problems(views.host, names)  # every format's refusals before any build starts
-    if refused:
-        raise ConfigError(views.host.warnings + refused)
-    targets.check_host(views, options, environ)
-    if options.locked:  # every format's inputs against the lock before any format writes an output
-        for name in names:
-            targets.target(name).check_locked(views, options, environ)  # type: ignore[attr-defined]
-    for name in names:
-        for line in targets.target(name).make(views, options, environ):
-            print(line)
+    for line in sequence.build(_options(args), args.format, dict(os.environ)):
+        print(line)
     return 0
 
 
 def run_lock(args: argparse.Namespace) -> int:
-    from menlo_cortex.images import lock, targets
+    from menlo_cortex.images import sequence
     from menlo_cortex.images.targets import BuildOptions
 
-    file = Path(args.file)
     options = BuildOptions(
-        file=file,
+        file=Path(args.file),
         platform=args.platform,
         wheels_dir=args.wheels,
         model_store=args.model_store,
         base_image=args.base_image,
         builder_image=args.builder_image,
     )
-    targets.check_options(options)
-    environ = dict(os.environ)
-    views = targets.read_views(file, environ)
-    names = [name for name in args.format or views.host.config.build.formats if name in LOCKED_FORMATS]
-    if not names:
-        message = f"nothing to lock: `cortex lock` records the inputs of {' and '.join(LOCKED_FORMATS)} images"
-        raise ConfigError([Diagnostic(Origin("flag --format"), "", message)])
-    targets.check_host(views, options, environ)
-    found: dict[str, object] = {}
-    for name in names:
-        found |= targets.target(name).lock_sections(views, options, environ)  # type: ignore[attr-defined]
-    lock.write(lock.lock_path(file), lock.merged(lock.lock_path(file), found))
-    print(f"wrote {lock.lock_path(file)} ({', '.join(names)})")
+    path, names = sequence.write_lock(options, args.format, dict(os.environ))
+    print(f"wrote {path} ({', '.join(names)})")
     return 0
 
 

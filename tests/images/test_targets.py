@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from menlo_cortex.cortexfile import formats
+from menlo_cortex.cortexfile.errors import ConfigError
 from menlo_cortex.cortexfile.schema import Cortexfile
 from menlo_cortex.cortexfile.schema_doc import schema_document
 from menlo_cortex.cortexfile.table import model_settings, settings
@@ -46,6 +47,28 @@ def test_every_format_has_a_target_of_the_one_shape(name: str) -> None:
     assert callable(module.make)
     assert callable(module.request_from)
     assert name == module.FORMAT
+
+
+@pytest.mark.parametrize("name", formats.names())
+def test_a_format_locks_its_inputs_exactly_when_it_declares_so(name: str) -> None:
+    """Locking is declared in cortexfile/formats.py (`locks`), and a locking target has both steps."""
+    module = importlib.import_module(formats.get(name).target)
+    steps = {"check_locked", "lock_sections"}
+    assert {step for step in steps if callable(getattr(module, step, None))} == (
+        steps if formats.get(name).locks else set()
+    )
+    if formats.get(name).locks:
+        assert targets.locking_target(name) is module
+    else:
+        with pytest.raises(ValueError, match=r"records no inputs in Cortexfile\.lock"):
+            targets.locking_target(name)
+
+
+def test_locked_refuses_a_format_that_locks_nothing(tmp_path: Path) -> None:
+    options = targets.BuildOptions(file=tmp_path / "Cortexfile.yaml", locked=True)
+    with pytest.raises(ConfigError) as refused:
+        targets.check_formats(options, ["oci", "kube"])
+    assert "Cortexfile.lock pins the inputs of docker and oci images, not of kube" in str(refused.value.diagnostics)
 
 
 def test_validate_refuses_a_format_no_target_builds(
