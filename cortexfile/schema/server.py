@@ -56,6 +56,13 @@ class Limits(Section):
         10.0, "Time a connection has to send a request's headers; then it is closed.", gt=0, applies=Applies.listener
     )
     body_timeout_s: float = setting(30.0, "Time a client has to send a request's body; then it gets 408.", gt=0)
+    send_timeout_s: float = setting(
+        30.0,
+        "Time a client may leave the answer unread while the connection's send buffer is full; then the connection "
+        "is dropped.",
+        gt=0,
+        applies=Applies.listener,
+    )
     queue_size: int = setting(8, "Requests that may wait per model; more get 429.", ge=0)
     max_resident_models: int = setting(2, "Models kept loaded at once (least recently used unloaded).", ge=1)
     memory_budget_mb: int | None = setting(None, "Memory the loaded models may use together, in MiB.", ge=1)

@@ -1,6 +1,7 @@
-"""Connection-level bounds uvicorn lacks: a deadline for each request's headers, and a cap on the
-connections one client address holds open. Without them a few dozen connections that never finish
-their headers fill `server.limits.max_connections`, and everyone else gets 503.
+"""Connection-level bounds uvicorn lacks: a deadline for each request's headers, a deadline for a client
+that stops reading its answer, and a cap on the connections one client address holds open. Without them
+a few dozen connections that never finish their headers, or never read, fill
+`server.limits.max_connections`, and everyone else gets 503.
 
 h11 (through uvicorn's own protocol) still parses every byte; this subclass only adds a timer and a
 counter around it.
@@ -29,6 +30,7 @@ class ConnectionGuard:
 
     def update(self, limits: Limits) -> None:
         self.header_timeout_s = limits.header_timeout_s
+        self.send_timeout_s = limits.send_timeout_s
         self.per_client = limits.max_connections_per_client
 
     def admit(self, peer: str) -> bool:
@@ -60,6 +62,7 @@ class GuardedH11Protocol(H11Protocol):
     guard: ClassVar[ConnectionGuard]
     _peer: str | None = None
     _header_timer: asyncio.TimerHandle | None = None
+    _send_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -78,7 +81,29 @@ class GuardedH11Protocol(H11Protocol):
         if not self._awaiting_headers():
             self._disarm()
 
+    def pause_writing(self) -> None:
+        """The send buffer is full: the client has this long to read before the connection is dropped."""
+        super().pause_writing()
+        if self._send_timer is None:
+            self._send_timer = self.loop.call_later(self.guard.send_timeout_s, self._not_reading)
+
+    def resume_writing(self) -> None:
+        self._stop_send_timer()
+        super().resume_writing()
+
+    def _stop_send_timer(self) -> None:
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
+
+    def _not_reading(self) -> None:
+        self._send_timer = None
+        if not self.transport.is_closing():
+            log.info("dropped a connection from %s: its answer was left unread", self._peer)
+        self.transport.abort()  # close() would wait for the buffer to drain: it never would
+
     def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_send_timer()
         self._disarm()
         if self._peer is not None:
             self.guard.release(self._peer)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
@@ -51,7 +52,8 @@ async def respond(request: Request, manager: ModelManager, job: Job) -> Response
         chunks = _guarded(engine.stream(job.start, generation), job)
         if job.stream:
             first = await unless_disconnected(request, anext(chunks, None), _left(generation))
-            return EventStream(_events(job, generation, timeout_s, first, chunks), on_close=lease.release)
+            rest = Drained(chunks, on_end=lease.release)
+            return EventStream(_events(job, generation, timeout_s, first, rest), on_close=rest.close)
         reply = await unless_disconnected(request, _collect(chunks), _left(generation))
         if generation.timed_out:
             raise _timeout(timeout_s)
@@ -101,6 +103,47 @@ async def _collect(chunks: AsyncIterator[Chunk]) -> Reply:
     async for chunk in chunks:
         reply.add(chunk)
     return reply
+
+
+class Drained:
+    """The rest of a streamed generation, taken from the engine as it comes, whatever the client reads: the
+    model's place (`on_end`) is given back when the generation ends, not when a client that reads slowly, or
+    never, has been sent all of it. Held in memory meanwhile: at most max_tokens chunks."""
+
+    def __init__(self, chunks: AsyncIterator[Chunk], on_end: Callable[[], Awaitable[None]]) -> None:
+        self._queue: asyncio.Queue[Chunk | BaseException | None] = asyncio.Queue()
+        self._task = asyncio.ensure_future(self._take(chunks, on_end))
+
+    async def _take(self, chunks: AsyncIterator[Chunk], on_end: Callable[[], Awaitable[None]]) -> None:
+        try:
+            async for chunk in chunks:
+                self._queue.put_nowait(chunk)
+            self._queue.put_nowait(None)
+        except Exception as exc:  # the generation's own error: the client gets it after what came before
+            self._queue.put_nowait(exc)
+        finally:
+            await chunks.aclose()  # type: ignore[attr-defined]
+            await on_end()
+
+    def __aiter__(self) -> Drained:
+        return self
+
+    async def __anext__(self) -> Chunk:
+        item = await self._queue.get()
+        if item is None:
+            self._queue.put_nowait(None)  # the end stays the end
+            raise StopAsyncIteration
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    async def aclose(self) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """The client is gone (or the answer is sent): stop a generation still running, give the place back."""
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
 
 
 async def _events(

@@ -11,7 +11,7 @@ import json
 import socket
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, closing, contextmanager, suppress
 from pathlib import Path
 
 import httpx
@@ -217,3 +217,21 @@ def test_a_connection_from_before_a_move_to_loopback_gets_no_more_answers(start_
             old.sendall(b"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         assert closed_by_server(old, within_s=3)
     assert health_answers_quickly(server) < HEALTH_WITHIN_S
+
+
+# Round two, finding 2: a client that stops reading.
+
+
+def test_a_connection_whose_answers_are_left_unread_is_dropped(start_cortex: StartServer) -> None:
+    """Sends: 120 pipelined requests for the OpenAPI document (about 3 MB of answers) on a connection with the
+    smallest receive window, and never reads. The server's send buffer fills; after send_timeout_s the
+    connection is dropped (before, it was held until the client closed it)."""
+    server = start_cortex("server:\n  limits:\n    send_timeout_s: 2\n")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+    sock.connect(("127.0.0.1", server.port))
+    with closing(sock):
+        sock.sendall(b"GET /openapi.json HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" * 120)
+        wait_for(lambda: "its answer was left unread" in server.output(), "the drop", server, deadline_s=30)
+        assert health_answers_quickly(server) < HEALTH_WITHIN_S
+        assert closed_by_server(sock, within_s=5)
