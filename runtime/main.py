@@ -62,10 +62,14 @@ def serve(resolved: Resolved, debug: bool = False) -> int:
 
 def _serve(resolved: Resolved, debug: bool) -> int:
     config = resolved.config
-    choose_backends(config)
     hot = hot_reload(resolved, os.environ, debug)  # the app of each config generation, swapped on a change
     uvicorn_config = server_config(config, hot.app)
     listener = bind(config.server.host, config.server.port)
+    try:
+        choose_backends(config)  # after the cheap checks, before the first model loads
+    except StartupError:
+        listener.close()
+        raise
     server = uvicorn.Server(uvicorn_config)
     hot.attach(server)
     scheme = "https" if config.server.tls.cert else "http"

@@ -10,15 +10,19 @@ them registered already and is left as it is.
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import cpu_variants
 from .ggml import loaded_ggml, weight_types
 
 log = logging.getLogger("cortex.models")  # the main log, not llama.cpp's own
+llama_log = logging.getLogger("cortex.llama")
+GGML_LOG_LEVELS = {3: logging.WARNING, 4: logging.ERROR}  # ggml: 1 debug, 2 info, 3 warn, 4 error
 # ggml_backend_load_all_from_path's order (ggml-backend-reg.cpp): devices are listed in load order.
 GPU_BACKENDS = (
     "blas", "zendnn", "cann", "cuda", "hip", "metal", "rpc", "sycl",
@@ -91,6 +95,7 @@ def load_backends(cache: Path | None = None) -> Backends:
     that keeps CPU self-test results. BackendError when no backend can run here."""
     with _LOCK:
         if _Process.backends is None:
+            route_llama_logs()  # ggml's own lines about the modules it loads go to logging, not stderr
             _Process.backends = _load(cache)
             log.info("llama.cpp backends: %s", _Process.backends.describe())
         return _Process.backends
@@ -143,6 +148,26 @@ def _checked_names(ggml: ctypes.CDLL, lib_dir: Path) -> tuple[str, ...]:
             "(reinstall llama-cpp-python, or rebuild it for this machine)"
         )
     return names
+
+
+@functools.cache
+def route_llama_logs() -> Any:
+    """Send llama.cpp's warnings and errors to logging, once per process (the cache keeps the callback alive).
+
+    llama-cpp-python's own quiet mode (verbose=False) silences loads by pointing file descriptors 1 and 2
+    at /dev/null for the whole process, which would swallow the server's logs and is not thread-safe.
+    """
+    import ctypes
+
+    import llama_cpp
+
+    @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
+    def forward(level: int, text: bytes, user_data: Any) -> None:
+        if level in GGML_LOG_LEVELS:
+            llama_log.log(GGML_LOG_LEVELS[level], "%s", text.decode("utf-8", "replace").rstrip())
+
+    llama_cpp.llama_log_set(forward, ctypes.c_void_p(0))
+    return forward
 
 
 def llama_lib_dir() -> Path:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import threading
@@ -25,7 +24,7 @@ from menlo_cortex.cortexfile.schema import Model
 from menlo_cortex.cortexfile.schema.models import LlamaCppEngine
 
 from ..fetch.download import GGUF_MAGIC, read_magic
-from .backends import BackendError, load_backends
+from .backends import BackendError, load_backends, route_llama_logs
 from .batching.plan import SlotPlan, plan_slots
 from .batching.scheduler import Scheduler
 from .batching.view import LlamaView
@@ -33,7 +32,6 @@ from .generation import Generation
 
 T = TypeVar("T")
 log = logging.getLogger("cortex.llama")
-GGML_LOG_LEVELS = {3: logging.WARNING, 4: logging.ERROR}  # ggml: 1 debug, 2 info, 3 warn, 4 error
 MEAN_POOLING = 1  # llama_cpp.LLAMA_POOLING_TYPE_MEAN
 Chunk = dict[str, Any]
 # Starts a llama-cpp-python call in stream mode on a request's view of the model -> chunk iterator.
@@ -110,26 +108,6 @@ def llama_arguments(model: Model, settings: LlamaCppEngine) -> dict[str, Any]:
         "chat_format": model.chat_format,
         "verbose": True,  # see route_llama_logs; turned off once loaded
     }
-
-
-@functools.cache
-def route_llama_logs() -> Any:
-    """Send llama.cpp's warnings and errors to logging, once per process (the cache keeps the callback alive).
-
-    llama-cpp-python's own quiet mode (verbose=False) silences loads by pointing file descriptors 1 and 2
-    at /dev/null for the whole process, which would swallow the server's logs and is not thread-safe.
-    """
-    import ctypes
-
-    import llama_cpp
-
-    @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
-    def forward(level: int, text: bytes, user_data: Any) -> None:
-        if level in GGML_LOG_LEVELS:
-            log.log(GGML_LOG_LEVELS[level], "%s", text.decode("utf-8", "replace").rstrip())
-
-    llama_cpp.llama_log_set(forward, ctypes.c_void_p(0))
-    return forward
 
 
 def _chat_handler(model: Model, llama: Any) -> Any:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import importlib
 import json
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -31,6 +33,10 @@ MAX_SCHEMA_BYTES = 128 * 1024  # all schemas of one request, as compact JSON
 MAX_GRAMMAR_CHARS = 1024 * 1024  # grammar text made for one request (llama.cpp holds ~3 bytes per character)
 MAX_GRAMMAR_STEPS = 25_000  # rules made or looked up for one request (one step is ~10 us of converter work)
 MAX_RULE_NAME_CHARS = 1024  # rule names grow with the property names on their path; repetitions copy them
+# Values of one enum, or schemas of one anyOf/oneOf: each is an alternative that llama.cpp's parser keeps alive and
+# checks every candidate token against; thousands make each check thousands of times dearer.
+MAX_ALTERNATIVES = 1024
+ALTERNATIVES = ("enum", "anyOf", "oneOf")
 NAME_SLACK = 24  # what the converter adds to a path: "-item", "-tuple-12", "-additional-value", collision digits
 BOUND_PAIRS = (("minLength", "maxLength"), ("minItems", "maxItems"), ("minProperties", "maxProperties"))
 SPELLED_OUT = frozenset({"minLength", "maxLength", "minItems", "maxItems"})  # the converter ignores *Properties
@@ -77,19 +83,75 @@ def unusable(param: str, exc: Unsupported | None = None) -> ApiError:
 
 def convert(schema: object, budget: Budget) -> str | None:
     """The GBNF grammar for `schema`, None when the converter fails on it. Raises OverBudget when it is too
-    large, Unsupported when the converter would hang on it or llama.cpp would refuse (and crash on) its grammar."""
+    large, Unsupported when the converter would hang on it or llama.cpp would refuse (and crash on) its grammar.
+
+    Clients send the same schema with every request: a schema converted before costs its budget again, not
+    the conversion (CONVERTED)."""
     text = json.dumps(schema, separators=(",", ":"))
     budget.take_schema(len(text))
-    estimate(schema, budget)
+    made = CONVERTED.get(text) or _converted(schema, text, budget)
+    if made.refusal is not None:
+        raise type(made.refusal)(str(made.refusal))
+    budget.spend(made.chars, made.steps)
+    return made.grammar
+
+
+def _converted(schema: object, text: str, budget: Budget) -> Converted:
+    """Convert against what is left of `budget` (without spending it), and keep the outcome."""
+    fresh = Budget(chars=budget.chars, steps=budget.steps)
+    grammar, refusal = None, None
     try:
-        grammar = _convert(text, budget)
-    except (OverBudget, Unsupported):
-        raise
+        estimate(schema, fresh)
+        grammar = _convert(text, fresh)
+        if len(grammar) > MAX_GRAMMAR_CHARS:  # bounded by the budget already; checked on what llama.cpp gets
+            raise OverBudget(f"its grammar exceeds {MAX_GRAMMAR_CHARS} characters (server limit)")
+    except (OverBudget, Unsupported) as exc:
+        refusal = exc
     except Exception:  # the converter raises many kinds (KeyError, AssertionError, RecursionError...)
-        return None
-    if len(grammar) > MAX_GRAMMAR_CHARS:  # already bounded by the budget; checked on what llama.cpp will get
-        raise OverBudget(f"its grammar exceeds {MAX_GRAMMAR_CHARS} characters (server limit)")
-    return grammar
+        grammar = None
+    made = Converted(grammar, fresh.chars - budget.chars, fresh.steps - budget.steps, refusal)
+    if budget.chars == 0 and budget.steps == 0:  # an outcome that depends on no earlier schema of the request
+        CONVERTED.put(text, made)
+    return made
+
+
+@dataclass(frozen=True)
+class Converted:
+    grammar: str | None
+    chars: int  # what its conversion charged
+    steps: int
+    refusal: OverBudget | Unsupported | None = None
+
+
+class ConvertedCache:
+    """Recently converted schemas by their JSON text, at most `max_chars` of schemas and grammars together;
+    the least recently used go first. A pure function's results: safe to share across apps and reloads."""
+
+    def __init__(self, max_chars: int) -> None:
+        self.max_chars, self.chars = max_chars, 0
+        self._items: OrderedDict[str, Converted] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, text: str) -> Converted | None:
+        with self._lock:
+            found = self._items.get(text)
+            if found is not None:
+                self._items.move_to_end(text)
+            return found
+
+    def put(self, text: str, converted: Converted) -> None:
+        size = len(text) + len(converted.grammar or "")
+        with self._lock:
+            if text in self._items or size > self.max_chars:
+                return
+            self._items[text] = converted
+            self.chars += size
+            while self.chars > self.max_chars:
+                old_text, old = self._items.popitem(last=False)
+                self.chars -= len(old_text) + len(old.grammar or "")
+
+
+CONVERTED = ConvertedCache(8 * MAX_GRAMMAR_CHARS)
 
 
 def estimate(schema: object, budget: Budget) -> None:
@@ -110,6 +172,10 @@ def estimate(schema: object, budget: Budget) -> None:
 
 
 def _node_cost(node: dict[str, Any], name: int) -> int:
+    for keyword in ALTERNATIVES:
+        listed = node.get(keyword)
+        if isinstance(listed, list) and len(listed) > MAX_ALTERNATIVES:
+            raise OverBudget(f"`{keyword}` may list {MAX_ALTERNATIVES} alternatives (server limit)")
     cost = 0
     for low, high in BOUND_PAIRS:
         least, most = _bound(node.get(low), low), _bound(node.get(high), high)

@@ -4,6 +4,7 @@ each is refused naming the limit, or bounded, and /health keeps answering while 
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -104,6 +105,8 @@ def test_a_long_pattern_is_refused_naming_the_limit(server: CortexServer, body: 
         (MANY_OPTIONAL, "more than 25000 rules"),
         ({"type": "string", "pattern": "^a{1_000_000_000}$"}, "between 0 and 4096"),  # int() reads "1_000"
         ({"type": "string", "pattern": "^a{-4096,4096}$"}, "between 0 and 4096"),  # 8192 copies
+        ({"enum": [f"v{i}" for i in range(1025)]}, "`enum` may list 1024 alternatives"),  # each token checked 1025x
+        ({"anyOf": [{"const": i} for i in range(1025)]}, "`anyOf` may list 1024 alternatives"),
     ],
 )
 def test_grammar_amplification_is_refused_naming_the_limit(
@@ -259,3 +262,69 @@ def test_health_answers_within_a_second_while_hostile_requests_run(server: Corte
             thread.join(LEFT_WITHIN_S)
     assert not any(thread.is_alive() for thread in threads)
     assert max(waits) < HEALTH_S, waits
+
+
+def _quote_tokens(model: Path) -> list[int]:
+    """The tokens whose text starts with `"`: the only ones a string enum's grammar allows first."""
+    from llama_cpp import Llama
+
+    vocabulary = Llama(model_path=str(model), vocab_only=True, verbose=False)
+    try:
+        return [i for i in range(vocabulary.n_vocab()) if vocabulary.detokenize([i]).lstrip().startswith(b'"')]
+    finally:
+        vocabulary.close()
+
+
+def test_a_grammar_no_likely_token_fits_ends_its_own_request_and_no_other(
+    server: CortexServer, test_model_path: Path
+) -> None:
+    """Sends: an enum of 1024 strings (as many alternatives as allowed, under every size cap), with a logit_bias
+    that pushes down every token the grammar allows and boosts one it refuses, again and again. Before: the grammar
+    was applied to the whole vocabulary on the step every stream waits for (seconds a token; with 3000 values,
+    allowed then, another client's answer was 46x slower). Now the request ends with a 400 naming the limit, and
+    another client's answer takes about what it takes beside as many plain requests (they share the steps too)."""
+    quotes = _quote_tokens(test_model_path)
+    refused = next(token for token in range(1000, 2000) if token not in quotes)
+    enum = {"type": "string", "enum": [f"value{i:05d}" for i in range(1024)]}
+    hostile = {**with_schema(enum), "max_tokens": 8, "logit_bias": {str(t): -100 for t in quotes[:1023]}}
+    hostile["logit_bias"][str(refused)] = 100
+    plain = {**CHAT, "max_tokens": 8}
+    benign = {"model": MODEL_ID, "messages": [{"role": "user", "content": "Tell me about Rome."}], "max_tokens": 32}
+    benign["temperature"] = 0
+    with server.client(timeout=120) as http:
+        refusal = http.post("/v1/chat/completions", json=hostile)
+        assert refusal.status_code == 400, refusal.text
+        assert "allowed none of the" in refusal.json()["error"]["message"]
+        beside_plain, _ = _beside(server, http, benign, plain)
+        beside_hostile, waits = _beside(server, http, benign, hostile)
+    print(
+        f"benign answer beside plain requests {beside_plain:.2f} s, beside the hostile grammar {beside_hostile:.2f} s"
+    )
+    assert beside_hostile < 2 * beside_plain + 0.5, (beside_plain, beside_hostile)  # before: 30x
+    assert max(waits) < HEALTH_S, waits
+
+
+def _beside(
+    server: CortexServer, http: httpx.Client, benign: dict[str, Any], other: dict[str, Any]
+) -> tuple[float, list[float]]:
+    """The benign answer's time while `other` is sent again and again, and /health's waits meanwhile."""
+    stop = threading.Event()
+    flood = threading.Thread(target=keep_sending, args=(server, stop, functools.partial(_post_chat, body=other)))
+    flood.start()
+    try:
+        time.sleep(0.2)
+        return min(_timed(http, benign) for _ in range(2)), poll_health(server, seconds=1)
+    finally:
+        stop.set()
+        flood.join(LEFT_WITHIN_S)
+
+
+def _post_chat(http: httpx.Client, body: dict[str, Any]) -> httpx.Response:
+    return http.post("/v1/chat/completions", json=body)
+
+
+def _timed(http: httpx.Client, body: dict[str, Any]) -> float:
+    started = time.monotonic()
+    response = http.post("/v1/chat/completions", json=body)
+    assert response.status_code == 200, response.text
+    return time.monotonic() - started

@@ -3,9 +3,13 @@ the same tokens it did before batching): logit bias, penalties, then greedy, or 
 temperature and a seeded draw.
 
 A grammar is checked after the draw, as llama-server does: applying it to a 262k-token vocabulary costs tens
-of milliseconds per token, on the thread every sequence's step waits for. The drawn token is tried against
-the grammar alone; only when the grammar refuses it is the grammar applied to every candidate and the draw
-made again. A greedy pick is the same either way (the best token, if allowed, is the best allowed token).
+of milliseconds per token (seconds, for a grammar of thousands of alternatives), on the thread every
+sequence's step waits for. The drawn token is tried against the grammar alone; only when the grammar refuses
+it is the grammar applied to the candidates, best first, in growing chunks, until the tokens it allows are
+all that can matter (the draw among them is then what the whole vocabulary would give), and the draw made
+again. That work is paid from the model's GrammarBudget, bounded by shares of the step's own time: a grammar that
+would take longer (many alternatives checked against a vocabulary where nothing likely is allowed) ends its
+request with GrammarTooCostly, and the other sequences' steps go on.
 """
 
 from __future__ import annotations
@@ -14,12 +18,55 @@ import ctypes
 import functools
 import math
 import random
+import time
 from dataclasses import dataclass, field
 from typing import Any
+
+FIRST_CHUNK = 64  # candidates the grammar is first applied to; each further chunk is up to twice as large
+TAIL_MASS = 1e-6  # probability the unchecked candidates may hold, at most, relative to the allowed ones
 
 
 class GrammarRefused(ValueError):
     """llama.cpp's parser refused a grammar (grammars.py checks first; this is the backstop)."""
+
+
+class GrammarTooCostly(ValueError):
+    """The grammar allowed none of the tokens its budget could check: going on would stall every stream."""
+
+    def __init__(self, checked: int) -> None:
+        super().__init__(
+            f"the response format (grammar) allowed none of the {checked} most likely tokens checked in the time "
+            "a step may take (server limit): a schema with fewer alternatives, or a logit_bias it allows, works"
+        )
+
+
+@dataclass
+class GrammarBudget:
+    """Seconds the grammars of one model's sequences may hold the step they all wait for, shared by every
+    sequence (a flood of new requests brings no fresh time). Each step allows FLOOR_STEPS times its own decode,
+    plus a credit for longer passes (a cheap grammar's pass over the whole vocabulary, a first token far down the
+    ranking): INITIAL_S at first, then SHARE of each step, up to CAP_S. Both scale with the machine, as a step is
+    as slow as the CPU that runs it; in the long run the other sequences' steps take at most 1 + FLOOR_STEPS +
+    SHARE times as long."""
+
+    FLOOR_STEPS = 0.5
+    SHARE = 0.5
+    INITIAL_S = 0.25
+    CAP_S = 0.5
+    credit_s: float = INITIAL_S
+    floor_s: float = 0.0
+
+    def new_step(self, step_s: float) -> None:
+        self.floor_s = self.FLOOR_STEPS * step_s
+        self.credit_s = min(self.CAP_S, self.credit_s + self.SHARE * step_s)
+
+    def allowance(self) -> float:
+        return self.credit_s + self.floor_s
+
+    def spend(self, seconds: float) -> None:
+        from_floor = min(seconds, self.floor_s)
+        self.floor_s -= from_floor
+        self.credit_s -= seconds - from_floor
 
 
 @dataclass(frozen=True)
@@ -47,7 +94,7 @@ class SamplerChain:
     def __init__(self, spec: SamplerSpec, vocab: Any, n_vocab: int) -> None:
         import llama_cpp
 
-        self._lib, self.n_vocab = llama_cpp, n_vocab
+        self._lib, self.n_vocab, self.spec = llama_cpp, n_vocab, spec
         self.pointer = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
         self.grammar: Any = None
         self._candidates: Any = None  # numpy llama_token_data[n_vocab], made on the first grammar sample
@@ -64,27 +111,96 @@ class SamplerChain:
             self.free()
             raise
 
-    def sample(self, context: Any, index: int) -> int:
-        """Sample from the logits of batch position `index` and accept the token."""
+    def sample(self, context: Any, index: int, budget: GrammarBudget) -> int:
+        """Sample from the logits of batch position `index` and accept the token; a grammar's extra work is paid
+        from `budget`, the model's (GrammarTooCostly when it is spent and nothing allowed was found)."""
         if self.grammar is None:
             return int(self._lib.llama_sampler_sample(self.pointer, context, index))  # accepts it too
         logits = self._lib.llama_get_logits_ith(context, index)
-        token = self._draw(logits, grammar_first=False)
+        token = self._draw(self._fresh_candidates(logits))
         if not self._grammar_allows(token):
-            token = self._draw(logits, grammar_first=True)
+            token = self._draw(self._allowed_candidates(logits, budget))
         self._lib.llama_sampler_accept(self.grammar, token)
         self._lib.llama_sampler_accept(self.pointer, token)
         return token
 
-    def _draw(self, logits: Any, grammar_first: bool) -> int:
+    def _draw(self, candidates: Any) -> int:
         lib = self._lib
-        candidates = self._fresh_candidates(logits)
         pointer = candidates.ctypes.data_as(ctypes.POINTER(lib.llama_token_data))
-        array = lib.llama_token_data_array(pointer, self.n_vocab, -1, False)
-        if grammar_first:
-            lib.llama_sampler_apply(self.grammar, ctypes.byref(array))
+        array = lib.llama_token_data_array(pointer, len(candidates), -1, False)
         lib.llama_sampler_apply(self.pointer, ctypes.byref(array))
         return int(array.data[array.selected].id)
+
+    def _allowed_candidates(self, logits: Any, budget: GrammarBudget) -> Any:
+        """Every candidate, the ones the grammar refuses at -inf. Checked best first (by logit and bias), in
+        growing chunks, until the unchecked ones cannot change the draw; when the rest costs no more than the
+        budget allows (a cheap grammar), all of it at once. GrammarTooCostly when the budget ends with none
+        allowed. All of it, the ranking included, is paid from the budget."""
+        import numpy as np
+
+        started = time.monotonic()
+        allowance = budget.allowance()
+        candidates = self._fresh_candidates(logits)
+        ranking = Ranking(self._biased(candidates["logit"]))
+        allowed = np.zeros(self.n_vocab, dtype=bool)
+        checked, chunk = 0, FIRST_CHUNK
+        try:
+            while checked < self.n_vocab:
+                chunk_started = time.monotonic()
+                ids = ranking.next(checked, chunk)
+                allowed[ids] = self._grammar_allows_each(candidates[ids])
+                checked += len(ids)
+                now = time.monotonic()
+                left, each = allowance - (now - started), (now - chunk_started) / len(ids)
+                if self._settled(candidates, ranking, allowed, checked) or left <= 0:
+                    break
+                if each * (self.n_vocab - checked) <= left:  # the rest at once, in vocabulary order: no full sort
+                    rest = ranking.unchecked(checked)
+                    allowed[rest] = self._grammar_allows_each(candidates[rest])
+                    checked = self.n_vocab
+                    break
+                chunk = _next_chunk(chunk, each, left)
+        finally:
+            budget.spend(time.monotonic() - started)
+        if not allowed.any():
+            raise GrammarTooCostly(checked)
+        candidates["logit"][~allowed] = -np.inf
+        return candidates
+
+    def _biased(self, logits: Any) -> Any:
+        biased = logits.copy()
+        for token, bias in self.spec.logit_bias.items():
+            biased[token] += bias
+        return biased
+
+    def _grammar_allows_each(self, part: Any) -> Any:
+        """Which of `part` (a copy of some candidates) the grammar allows."""
+        import numpy as np
+
+        lib = self._lib
+        part = np.array(part)  # the grammar sets what it refuses to -inf, in place
+        pointer = part.ctypes.data_as(ctypes.POINTER(lib.llama_token_data))
+        lib.llama_sampler_apply(self.grammar, ctypes.byref(lib.llama_token_data_array(pointer, len(part), -1, False)))
+        return np.isfinite(part["logit"])
+
+    def _settled(self, candidates: Any, ranking: Ranking, allowed: Any, checked: int) -> bool:
+        """Whether the candidates not yet checked cannot change the draw among the allowed ones."""
+        import numpy as np
+
+        spec = self.spec
+        if not allowed.any() or checked >= self.n_vocab:
+            return checked >= self.n_vocab
+        if spec.repeat_penalty < 1 or spec.frequency_penalty < 0 or spec.presence_penalty < 0:
+            return False  # a penalty may raise a token past the checked ones
+        if spec.temperature == 0:
+            return True  # the best allowed token is among the checked: every other ranks lower
+        if spec.temperature > 0 and 0 < spec.top_k <= allowed.sum():
+            return True  # top_k keeps the best allowed tokens, which are all checked
+        temperature = spec.temperature if spec.temperature > 0 else 1.0
+        best = ranking.scores[allowed].max()
+        kept = np.exp((ranking.scores[allowed] - best) / temperature).sum()
+        tail = np.exp((ranking.scores[ranking.unchecked(checked)] - best) / temperature).sum()
+        return bool(tail <= TAIL_MASS * kept)
 
     def _fresh_candidates(self, logits: Any) -> Any:
         import numpy as np
@@ -111,6 +227,48 @@ class SamplerChain:
         if self.grammar:
             self._lib.llama_sampler_free(self.grammar)
             self.grammar = None
+
+
+class Ranking:
+    """The candidates best first, sorted only as far as asked: the first TOP by a partition, all of them only
+    when more are needed (a full sort of a 262k vocabulary costs a grammar-heavy step tens of milliseconds)."""
+
+    TOP = 4096
+
+    def __init__(self, scores: Any) -> None:
+        self.scores = scores
+        self._order: Any = None
+
+    def next(self, start: int, count: int) -> Any:
+        return self._sorted(start + count)[start : start + count]
+
+    def checked(self, count: int) -> Any:
+        return self._sorted(count)[:count]
+
+    def unchecked(self, count: int) -> Any:
+        """The candidates not among the first `count`, in vocabulary order."""
+        import numpy as np
+
+        rest = np.ones(len(self.scores), dtype=bool)
+        rest[self.checked(count)] = False
+        return np.flatnonzero(rest)
+
+    def _sorted(self, needed: int) -> Any:
+        import numpy as np
+
+        if self._order is None or (len(self._order) < needed and len(self._order) < len(self.scores)):
+            if needed <= self.TOP < len(self.scores):
+                top = np.argpartition(-self.scores, self.TOP)[: self.TOP]
+                self._order = top[np.argsort(-self.scores[top], kind="stable")]
+            else:
+                self._order = np.argsort(-self.scores, kind="stable")
+        return self._order
+
+
+def _next_chunk(chunk: int, seconds_each: float, left_s: float) -> int:
+    """Twice the last chunk, but no more than the budget left can check at the cost measured so far."""
+    affordable = int(left_s / seconds_each) if seconds_each > 0 else 2 * chunk
+    return max(FIRST_CHUNK, min(2 * chunk, affordable))
 
 
 def _samplers(spec: SamplerSpec, n_vocab: int) -> list[Any]:

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from .sampling import GrammarBudget, GrammarTooCostly
 from .sequence import Finished, Sequence
 
 log = logging.getLogger("cortex.batching")
@@ -63,6 +64,7 @@ class Scheduler:
         self._batch = llama_cpp.llama_batch_init(batch_size, 0, 1)
         self._piece_buffer = ctypes.create_string_buffer(64)  # one token's text, reused every step
         self.batch_size = batch_size
+        self._grammar_budget = GrammarBudget()  # what grammars may add to a step, shared by its sequences
         self._slots = [Slot(seq_id) for seq_id in range(parallel)]
         self._inbox: queue.SimpleQueue[Sequence | None] = queue.SimpleQueue()
         self._waiting: collections.deque[Sequence] = collections.deque()
@@ -204,6 +206,7 @@ class Scheduler:
 
     def _step(self) -> None:
         step = self._plan_step()
+        started = time.monotonic()
         try:
             self._decode(step)
         except DecodeError as exc:
@@ -211,6 +214,7 @@ class Scheduler:
                 self._forget(slot)
                 self._finish(slot, exc)
             return
+        self._grammar_budget.new_step(time.monotonic() - started)
         for slot, token, _ in step.entries:
             slot.cached.append(token)
         for index, (slot, _, logits) in enumerate(step.entries):
@@ -260,7 +264,11 @@ class Scheduler:
     def _sample(self, slot: Slot, index: int) -> None:
         sequence = slot.sequence
         assert sequence is not None
-        token = sequence.sampler.sample(self._context, index)
+        try:
+            token = sequence.sampler.sample(self._context, index, self._grammar_budget)
+        except GrammarTooCostly as exc:  # this sequence ends; every other one goes on
+            self._finish(slot, exc)
+            return
         sequence.generation.stats.on_sample(len(sequence.prompt))
         if self._lib.llama_vocab_is_eog(self._vocab, token):
             sequence.emit(sequence.text.flush())
