@@ -2,19 +2,32 @@
 
 urllib3 does the protocol work: connections, TLS, HTTP and HTTPS proxies (TLS to the proxy and TLS
 to the server inside it), timeouts. The policy stays here: which hosts skip the proxy (no_proxy),
-which origin gets the hub token (re-decided at every redirect, so a CDN never sees it), and that no
-message quotes a URL's credentials or query.
+which origin gets the hub token (re-decided at every redirect, so a CDN never sees it), that no
+message quotes a URL's credentials or query, and the bounds a hostile server meets:
+
+- every hop (connect, TLS, request, response headers) ends within `net.timeout`, however slowly the
+  server drips its bytes (a per-read timeout alone would wait for ever);
+- a redirect from a public host may not lead into loopback, private, link-local or other non-public
+  addresses (the appliance's own network): the name is resolved once, checked, and the connection goes
+  to the address that was checked, so a second answer from DNS cannot swap it. A source the Cortexfile
+  names on such an address is its choice, and so are redirects it makes within that network.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 import ssl
+import threading
 import warnings
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from typing import Any
 from urllib.parse import SplitResult, urljoin, urlsplit
 
 import urllib3
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import (
     HTTPError,
     InsecureRequestWarning,
@@ -38,11 +51,16 @@ class HttpFailure(Exception):
 @contextmanager
 def http_get(url: str, net: NetSettings, headers: Mapping[str, str] | None = None) -> Iterator[Response]:
     """Yield the final response (200; 206 or 416 when `headers` ask for a Range), its body not yet read."""
+    public_origin: bool | None = None  # whether the first hop went to a public address (None: through a proxy)
     for _ in range(MAX_REDIRECTS + 1):
         parts = _parsed(url)
         if parts is None or parts.scheme not in DEFAULT_PORTS or not parts.hostname:
             raise HttpFailure(f"cannot download from {redact(url)}: not an http(s) URL")
-        pool = _pool(parts, net)
+        address = None
+        if net.proxy is None or net.proxy.bypasses(parts.hostname):
+            address = _checked_address(url, parts, public_origin)
+            public_origin = ipaddress.ip_address(address).is_global if public_origin is None else public_origin
+        pool = _pool(parts, net, address)
         try:
             response = _send(pool, url, {**_headers(parts, net), **(headers or {})}, net)
             try:
@@ -141,20 +159,87 @@ def _tls_words(error: ssl.SSLError) -> str:
     return " ".join(part for part in (error.reason, detail) if part) or "the handshake failed"
 
 
-def _pool(parts: SplitResult, net: NetSettings) -> urllib3.PoolManager:
+def _checked_address(url: str, parts: SplitResult, public_origin: bool | None) -> str:
+    """The address to connect to for this hop: resolved once, and for a redirect from a public host, public."""
+    port = parts.port or DEFAULT_PORTS[parts.scheme]
+    try:
+        found = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise HttpFailure(f"{redact(url)}: cannot resolve the host ({getattr(exc, 'strerror', None) or exc})") from None
+    addresses = [str(info[4][0]) for info in found]
+    if public_origin and not all(ipaddress.ip_address(address).is_global for address in addresses):
+        raise HttpFailure(
+            f"{redact(url)}: a redirect from a public host to a loopback, private or link-local address is refused"
+        )
+    return addresses[0]
+
+
+class _Deadline:
+    """A connection that ends at `deadline_s` after it starts connecting, unless the response's headers have
+    come: the socket is shut down, and the waiting read fails at once. `address`: connect there, not to what
+    the host name resolves to now (the Host header and TLS still name the host)."""
+
+    deadline_s: float = 60.0
+    address: str | None = None
+    _timer: threading.Timer | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.address is not None:
+            self._dns_host = self.address
+
+    def connect(self) -> None:
+        self._timer = threading.Timer(self.deadline_s, self._too_slow)
+        self._timer.daemon = True
+        self._timer.start()
+        super().connect()  # type: ignore[misc]
+
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        super().close()  # type: ignore[misc]
+
+    def _too_slow(self) -> None:
+        sock = getattr(self, "sock", None)
+        if sock is not None:
+            with suppress(OSError):  # already closed
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+def _pool_classes(deadline_s: float, address: str | None) -> dict[str, type[HTTPConnectionPool]]:
+    settings = {"deadline_s": deadline_s, "address": address}
+    plain = type("DeadlineHTTPConnection", (_Deadline, HTTPConnection), settings)
+    tls = type("DeadlineHTTPSConnection", (_Deadline, HTTPSConnection), settings)
+    return {
+        "http": type("DeadlineHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": plain}),
+        "https": type("DeadlineHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": tls}),
+    }
+
+
+def _pool(parts: SplitResult, net: NetSettings, address: str | None) -> urllib3.PoolManager:
     # urllib3 matches host names itself unless told not to: `verify_host: false` must say so.
     server_names = None if net.tls.check_hostname else False
     proxy = net.proxy
     if proxy is None or proxy.bypasses(parts.hostname or ""):
-        return urllib3.PoolManager(ssl_context=net.tls, assert_hostname=server_names)
-    return urllib3.ProxyManager(
-        f"{proxy.scheme}://{proxy.host}:{proxy.port}",
-        proxy_headers={"Proxy-Authorization": proxy.authorization} if proxy.authorization else None,
-        proxy_ssl_context=proxy.tls,
-        proxy_assert_hostname=None if proxy.tls is None or proxy.tls.check_hostname else False,
-        ssl_context=net.tls,
-        assert_hostname=server_names,
-    )
+        manager = urllib3.PoolManager(ssl_context=net.tls, assert_hostname=server_names)
+    else:
+        manager = urllib3.ProxyManager(
+            f"{proxy.scheme}://{proxy.host}:{proxy.port}",
+            proxy_headers={"Proxy-Authorization": proxy.authorization} if proxy.authorization else None,
+            proxy_ssl_context=proxy.tls,
+            proxy_assert_hostname=None if proxy.tls is None or proxy.tls.check_hostname else False,
+            ssl_context=net.tls,
+            assert_hostname=server_names,
+        )
+    manager.pool_classes_by_scheme = _pool_classes(net.timeout, address)
+    return manager
 
 
 def _headers(parts: SplitResult, net: NetSettings) -> dict[str, str]:
