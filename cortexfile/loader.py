@@ -21,6 +21,7 @@ from . import recipes
 from .errors import ConfigError, Diagnostic, Origin, Severity, errors_only, sort_diagnostics
 from .layers import Layer, Merged, merge, resolve_paths
 from .schema import Cortexfile
+from .secret_rules import secret_diagnostics
 from .sources import env_layer, flag_layer, format_layer
 from .validate import literal_secret_warnings, schema_diagnostics, semantic_diagnostics
 from .yamlio import Parsed, parse_file
@@ -218,6 +219,7 @@ def _format(format_defaults: FormatDefaults | None) -> list[Layer]:
 
 def _validated(document: Document, merged: Merged, notes: list[Diagnostic]) -> Resolved:
     notes = notes + semantic_diagnostics(merged) + literal_secret_warnings(merged)
+    notes += secret_diagnostics(merged, document.inputs.environ)
     try:
         config = Cortexfile.model_validate(merged.data)
     except ValidationError as exc:

@@ -11,9 +11,10 @@ from enum import StrEnum
 from pathlib import Path
 
 from .data_folder import data_dir, find_local, local_candidates
-from .errors import Diagnostic, Path_, dotted
+from .errors import Diagnostic, Origin, Path_, dotted
 from .loader import Resolved
 from .schema.models import SourceKind, source_kind
+from .secret_rules import allowed_roots
 from .secrets import Secret, SecretUnavailable
 from .table import settings
 
@@ -111,6 +112,21 @@ def _secret_problems(
                 secret.resolve(env)
             except SecretUnavailable as exc:
                 yield path, str(exc), None
+            else:
+                yield from _secret_link_problems(path, secret, resolved.origin(path))
+
+
+def _secret_link_problems(path: Path_, secret: Secret, origin: Origin) -> Iterator[Problem]:
+    """A secret file the Cortexfile names stays where the file may read (secret_rules.py), links followed."""
+    if secret.kind != "file" or not origin.is_file:
+        return
+    real = Path(os.path.realpath(secret.target))
+    if not any(real == root or root in real.parents for root in map(_real, allowed_roots(origin))):
+        yield path, f"secret file {secret.target} is a link that leads out of the folders the Cortexfile may read", None
+
+
+def _real(path: Path) -> Path:
+    return Path(os.path.realpath(path))
 
 
 def _pem_certificates(path: Path_, file: Path) -> Iterator[Problem]:

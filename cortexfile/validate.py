@@ -32,12 +32,12 @@ def _from_pydantic(error: Any, merged: Merged) -> Diagnostic:
     path = _data_path(error["loc"], merged.data)
     kind = error["type"]
     if kind == "extra_forbidden":
-        return Diagnostic(_where(merged, path, key=True), dotted(path), "unknown key", _close_key(path))
+        return Diagnostic(origin_of_value(merged, path, key=True), dotted(path), "unknown key", _close_key(path))
     if kind == "missing":
         missing = next((p for p in error["loc"][len(path) :] if isinstance(p, str)), "?")
         message = f"`{missing}` is required"
-        return Diagnostic(_where(merged, path), dotted((*path, missing)), message)
-    return Diagnostic(_where(merged, path), dotted(path), _message(error))
+        return Diagnostic(origin_of_value(merged, path), dotted((*path, missing)), message)
+    return Diagnostic(origin_of_value(merged, path), dotted(path), _message(error))
 
 
 def _data_path(loc: tuple[Any, ...], data: Any) -> Path_:
@@ -93,7 +93,7 @@ def _section_type(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _where(merged: Merged, path: Path_, key: bool = False) -> Origin:
+def origin_of_value(merged: Merged, path: Path_, key: bool = False) -> Origin:
     return merged.origin_of(path, key=key) or Origin("default")
 
 
@@ -102,14 +102,14 @@ def semantic_diagnostics(merged: Merged) -> list[Diagnostic]:
     found errors elsewhere and every problem is reported in one go."""
 
     def at(path: Path_, message: str, hint: str | None = None) -> Diagnostic:
-        return Diagnostic(_where(merged, path), dotted(path), message, hint)
+        return Diagnostic(origin_of_value(merged, path), dotted(path), message, hint)
 
     data = merged.data
     return [at(*problem) for problem in [*_tls_problems(data), *_model_problems(data)]]
 
 
 def _tls_problems(data: dict[str, Any]) -> Iterator[tuple[Path_, str, str | None]]:
-    tls = _value_at(data, ("server", "tls"))
+    tls = value_at(data, ("server", "tls"))
     if not isinstance(tls, dict):
         return
     has_cert, has_key = tls.get("cert") is not None, tls.get("key") is not None
@@ -141,14 +141,14 @@ def literal_secret_warnings(merged: Merged) -> list[Diagnostic]:
     found = []
     for path, origin in merged.values.items():
         setting = setting_at(path)
-        value = _value_at(merged.data, path)
+        value = value_at(merged.data, path)
         if setting and setting.is_secret and origin.is_file and isinstance(value, str) and not value.startswith("${"):
             message = "literal secret in the file; use ${env:NAME} or ${file:PATH}"
             found.append(Diagnostic(origin, dotted(path), message, severity=Severity.warning))
     return found
 
 
-def _value_at(data: Any, path: Path_) -> Any:
+def value_at(data: Any, path: Path_) -> Any:
     for part in path:
         try:
             data = data[part]

@@ -109,7 +109,7 @@ def test_non_loopback_without_keys_fails_start_preflight(write_cortexfile: Calla
 
 def test_config_hash_leaves_secrets_out(write_cortexfile: Callable[..., Path]) -> None:
     one = write_cortexfile(f"version: 1\nnetwork:\n  huggingface:\n    token: {LITERAL}\n", "a.yaml")
-    two = write_cortexfile("version: 1\nnetwork:\n  huggingface:\n    token: ${env:OTHER}\n", "b.yaml")
+    two = write_cortexfile("version: 1\nnetwork:\n  huggingface:\n    token: ${env:CORTEX_HUB_TOKEN}\n", "b.yaml")
     assert LITERAL not in canonical_json(load(one).config)
     assert canonical_json(load(one).config) == canonical_json(load(two).config)
 

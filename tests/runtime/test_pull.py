@@ -15,7 +15,7 @@ TOKEN = "hf_pull_token_777"
 
 def write_cortexfile(folder: Path, hub: Running, models: list[tuple[str, str, str]]) -> Path:
     lines = ["version: 1", "network:", "  huggingface:", f"    endpoint: '{hub.url('')}'"]
-    lines += ["    token: '${env:TEST_HF_TOKEN}'", "models:"]
+    lines += ["    token: '${env:CORTEX_TEST_HF_TOKEN}'", "models:"]
     for model_id, source, sha in models:
         lines += [f"  - id: {model_id}", f"    source: {source}", f"    sha256: {sha}"]
     path = folder / "Cortexfile.yaml"
@@ -24,7 +24,7 @@ def write_cortexfile(folder: Path, hub: Running, models: list[tuple[str, str, st
 
 
 def pull(cortexfile: Path, data: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "TEST_HF_TOKEN": TOKEN}
+    env = {**os.environ, "CORTEX_TEST_HF_TOKEN": TOKEN}
     command = [CORTEX, "pull", "-f", str(cortexfile), "--datapath", str(data)]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, check=False)
 

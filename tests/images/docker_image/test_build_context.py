@@ -40,10 +40,13 @@ models:
     chat_format: gemma
 build:
   network:
-    pip_index_url: ${{env:PIP_MIRROR}}
+    pip_index_url: ${{env:CORTEX_PIP_MIRROR}}
     ca_certificates: [{ca}]
 """
-ENVIRON = {"BUILD_PROXY": "http://u:proxy-secret@proxy.corp:3128", "PIP_MIRROR": "https://u:tok@pypi.corp/simple"}
+ENVIRON = {
+    "CORTEX_BUILD_PROXY": "http://u:proxy-secret@proxy.corp:3128",
+    "CORTEX_PIP_MIRROR": "https://u:tok@pypi.corp/simple",
+}
 
 
 @pytest.fixture
@@ -147,7 +150,7 @@ def test_two_builds_of_one_cortexfile_write_the_same_context(tmp_path: Path, cor
     sha256 = hashlib.sha256(model.read_bytes()).hexdigest()
     cortexfile.write_text(REPRODUCED.format(data=tmp_path / "data", sha256=sha256, ca=ca), encoding="utf-8")
     environ = {key: value for key, value in os.environ.items() if key != "SOURCE_DATE_EPOCH"}
-    environ["PIP_MIRROR"] = "https://u:token@pypi.corp/simple"
+    environ["CORTEX_PIP_MIRROR"] = "https://u:token@pypi.corp/simple"
     trees = []
     for name in ("one", "two"):
         if trees:

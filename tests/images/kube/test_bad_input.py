@@ -39,8 +39,8 @@ def build(tmp_path: Path, body: str, *args: str) -> int:
         ("server:\n  auth:\n    api_key_file: /run/secrets/c/k+x\n" + MODEL, "k+x: a Secret's key holds only"),
         ("server:\n  host: 127.0.0.1\n" + MODEL, "server.host: 127.0.0.1 is the pod's own loopback"),
         (
-            "network:\n  huggingface:\n    token: ${env:LD_PRELOAD}\n" + MODEL,
-            "network.huggingface.token: LD_PRELOAD is the runtime's own environment",
+            "server:\n  auth:\n    api_keys: ['${env:LD_PRELOAD}']\n" + MODEL,
+            "server.auth.api_keys[0]: LD_PRELOAD is the runtime's own environment",
         ),
         (
             "build:\n  network:\n    proxy: http://user:hunter2@proxy:3128\n" + MODEL,

@@ -31,7 +31,7 @@ class RecordingProgress:
 
 
 def hub_network(hub: Running, token: bool = True) -> str:
-    token_entry = ", token: '${env:TEST_HF_TOKEN}'" if token else ""
+    token_entry = ", token: '${env:CORTEX_TEST_HF_TOKEN}'" if token else ""
     return f"{{huggingface: {{endpoint: '{hub.url('')}'{token_entry}}}}}"
 
 
@@ -41,7 +41,7 @@ def store_leftovers(data: Path) -> list[str]:
 
 @pytest.fixture(autouse=True)
 def hub_token(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TEST_HF_TOKEN", TOKEN)
+    monkeypatch.setenv("CORTEX_TEST_HF_TOKEN", TOKEN)
 
 
 def test_token_goes_to_the_hub_but_not_to_the_host_it_redirects_to(tmp_path: Path) -> None:

@@ -24,7 +24,9 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 def settings(timeout: float) -> NetSettings:
-    return NetSettings(user_agent="test", tls=tls_context(True, True), proxy=None, hub=None, hub_token=None, timeout=timeout)
+    return NetSettings(
+        user_agent="test", tls=tls_context(True, True), proxy=None, hub=None, hub_token=None, timeout=timeout
+    )
 
 
 @contextmanager

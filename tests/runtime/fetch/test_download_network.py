@@ -70,13 +70,13 @@ def test_host_name_check_follows_verify_host(
 
 
 def proxy_network(proxy: Running, no_proxy: str = "[]", *, proxy_extra: str = "", ssl: str = "") -> str:
-    settings = f"url: '{proxy.url('')}', username: alice, password: '${{env:TEST_PROXY_PASSWORD}}'"
+    settings = f"url: '{proxy.url('')}', username: alice, password: '${{env:CORTEX_TEST_PROXY_PASSWORD}}'"
     return f"{{proxy: {{{settings}, no_proxy: {no_proxy}{proxy_extra}}}{ssl}}}"
 
 
 @pytest.fixture
 def proxy_password(monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("TEST_PROXY_PASSWORD", "s3cret")
+    monkeypatch.setenv("CORTEX_TEST_PROXY_PASSWORD", "s3cret")
     return "Basic " + base64.b64encode(b"alice:s3cret").decode()
 
 
