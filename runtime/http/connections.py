@@ -1,7 +1,9 @@
-"""Connection-level bounds uvicorn lacks: a deadline for each request's headers, a deadline for a client
-that stops reading its answer, and a cap on the connections one client address holds open. Without them
-a few dozen connections that never finish their headers, or never read, fill
-`server.limits.max_connections`, and everyone else gets 503.
+"""Connection-level bounds uvicorn lacks: a deadline for each TLS handshake and each request's headers, a
+deadline for a client that stops reading its answer, a cap on the connections one client (an IPv4 address,
+an IPv6 /56) holds open, and room kept under `server.limits.max_connections`: when it is full, the oldest
+connection that is waiting for a request gives way to the new one. Without them a few dozen connections
+that never finish a handshake or their headers, or never read, from one host or from several, fill the
+limit, and everyone else (/health included) gets 503.
 
 h11 (through uvicorn's own protocol) still parses every byte; this subclass only adds a timer and a
 counter around it.
@@ -10,6 +12,7 @@ counter around it.
 from __future__ import annotations
 
 import asyncio
+import asyncio.constants
 import ipaddress
 import logging
 from collections import Counter
@@ -22,25 +25,45 @@ log = logging.getLogger("cortex.connections")
 
 
 class ConnectionGuard:
-    """The live limits and the open connections per client address, shared by every connection."""
+    """The live limits, the open connections per client and all of them, oldest first; shared by every
+    connection of one server."""
 
     def __init__(self, limits: Limits) -> None:
         self.update(limits)
         self._open: Counter[str] = Counter()
+        self._live: dict[GuardedH11Protocol, None] = {}  # in the order they came
 
     def update(self, limits: Limits) -> None:
         self.header_timeout_s = limits.header_timeout_s
         self.send_timeout_s = limits.send_timeout_s
         self.per_client = limits.max_connections_per_client
+        self.max_connections = limits.max_connections
+        # asyncio reads its TLS handshake deadline from here for every connection it accepts; uvicorn passes
+        # none of its own. One server per process: the handshake gets what the headers get.
+        asyncio.constants.SSL_HANDSHAKE_TIMEOUT = limits.header_timeout_s
 
-    def admit(self, peer: str) -> bool:
+    def admit(self, connection: GuardedH11Protocol, peer: str) -> bool:
         client = client_key(peer)
         if self._open[client] >= self.per_client:
             return False
+        self._make_room()
         self._open[client] += 1
+        self._live[connection] = None
         return True
 
-    def release(self, peer: str) -> None:
+    def _make_room(self) -> None:
+        """Stay below max_connections (uvicorn answers 503 at it), the new one included: the oldest connections
+        waiting for a request go (each leaves the count when it is closed)."""
+        excess = len(self._live) - (self.max_connections - 2)
+        for live in list(self._live):
+            if excess <= 0:
+                return
+            if live.waiting():
+                live.give_way()
+                excess -= 1
+
+    def release(self, connection: GuardedH11Protocol, peer: str) -> None:
+        self._live.pop(connection, None)
         client = client_key(peer)
         self._open[client] -= 1
         if self._open[client] <= 0:
@@ -48,13 +71,13 @@ class ConnectionGuard:
 
 
 def client_key(peer: str) -> str:
-    """One client per IPv4 address, and per /64 for IPv6: one host holds a whole /64 of addresses."""
+    """One client per IPv4 address, and per /56 for IPv6: a host, or a home, is routed a /56 or a /64 of them."""
     try:
         address = ipaddress.ip_address(peer)
     except ValueError:
         return peer
     if address.version == 6 and address.ipv4_mapped is None:
-        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+        return str(ipaddress.ip_network(f"{address}/56", strict=False))
     return str(address.ipv4_mapped or address) if address.version == 6 else str(address)
 
 
@@ -67,12 +90,20 @@ class GuardedH11Protocol(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         peer = self.client[0] if self.client else ""
-        if not self.guard.admit(peer):
+        if not self.guard.admit(self, peer):
             log.warning("refused a connection from %s: %d already open", peer, self.guard.per_client)
             transport.close()
             return
         self._peer = peer
         self._arm()
+
+    def waiting(self) -> bool:
+        """Connected, and waiting for a request (its headers not all here yet, or kept alive between two)."""
+        return self._peer is not None and self._awaiting_headers() and not self.transport.is_closing()
+
+    def give_way(self) -> None:
+        log.info("closed a connection from %s, the oldest waiting, to make room for a new one", self._peer)
+        self.transport.close()
 
     def data_received(self, data: bytes) -> None:
         if self._awaiting_headers() and self._header_timer is None:
@@ -106,7 +137,7 @@ class GuardedH11Protocol(H11Protocol):
         self._stop_send_timer()
         self._disarm()
         if self._peer is not None:
-            self.guard.release(self._peer)
+            self.guard.release(self, self._peer)
             self._peer = None
         super().connection_lost(exc)
 

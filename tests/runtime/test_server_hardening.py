@@ -20,6 +20,7 @@ import pytest
 from tests.runtime.cortex_server import MODEL_ID, CortexServer, StartServer
 from tests.runtime.reload_load import config_status, wait_for
 from tests.runtime.test_reload_server import rewrite
+from tests.runtime.test_server_security import make_self_signed
 
 pytestmark = pytest.mark.slow
 CHAT = {"model": MODEL_ID, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
@@ -159,8 +160,9 @@ def test_a_secret_file_that_is_not_text_is_refused_on_reload_without_its_bytes(
     """Sends: a key file rewritten with bytes that are not UTF-8, while the server runs."""
     key_file = tmp_path / "key"
     key_file.write_text("sk-good-key\n", encoding="utf-8")
-    body = f'server:\n  auth:\n    api_keys: ["${{file:{key_file}}}"]\n'
-    server = start_cortex(body)
+    keys = {"CORTEX_SERVER__AUTH__API_KEYS": f'["${{file:{key_file}}}"]'}  # the operator's: outside the file's folder
+    body = "server:\n  auth:\n    allow_unauthenticated: false\n"
+    server = start_cortex(body, env=keys)
     holder = {"Authorization": "Bearer sk-good-key"}
     key_file.write_bytes(b"sk-\xff\xfe-secret-bytes\n")
     rewrite(server, body + "logs:\n  level: debug\n")  # a reload reads the key again
@@ -235,3 +237,36 @@ def test_a_connection_whose_answers_are_left_unread_is_dropped(start_cortex: Sta
         wait_for(lambda: "its answer was left unread" in server.output(), "the drop", server, deadline_s=30)
         assert health_answers_quickly(server) < HEALTH_WITHIN_S
         assert closed_by_server(sock, within_s=5)
+
+
+# Round two, finding 4: connection exhaustion before any key check.
+
+
+def test_a_tls_connection_that_never_says_hello_is_closed_at_the_header_deadline(
+    start_cortex: StartServer, tmp_path: Path
+) -> None:
+    """Sends: a TCP connection to a TLS listener, and no ClientHello. Before: held for asyncio's 60 s."""
+    cert, key = make_self_signed(tmp_path)
+    limits = "  limits:\n    header_timeout_s: 1\n"
+    server = start_cortex(f"server:\n  tls:\n    cert: {cert}\n    key: {key}\n{limits}", ca_file=cert)
+    with raw_connection(server) as sock:
+        started = time.monotonic()
+        assert closed_by_server(sock, within_s=10)
+    assert time.monotonic() - started < 5
+
+
+def test_idle_connections_from_several_addresses_give_way_to_new_ones(start_cortex: StartServer) -> None:
+    """Sends: idle connections from four loopback addresses, each within its own share, together as many as
+    max_connections. Before: /health got 503 until the header deadline; now the oldest idle ones give way."""
+    server = start_cortex(
+        "server:\n  limits:\n    max_connections: 8\n    max_connections_per_client: 2\n    header_timeout_s: 60\n"
+    )
+    with ExitStack() as stack:
+        for host in ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"):
+            for _ in range(2):
+                sock = socket.create_connection(("127.0.0.1", server.port), timeout=10, source_address=(host, 0))
+                stack.enter_context(closing(sock))
+        time.sleep(0.2)  # all accepted by now
+        for _ in range(3):
+            assert health_answers_quickly(server) < HEALTH_WITHIN_S
+    assert "the oldest waiting, to make room for a new one" in server.output()

@@ -124,14 +124,20 @@ def test_logs_go_to_a_file_in_the_log_folder_with_request_ids(start_cortex: Star
     assert (logs / "llama.log").is_file()
 
 
-def test_too_many_open_connections_are_refused(start_cortex: StartServer) -> None:
-    server = start_cortex("server:\n  limits:\n    max_connections: 2\n")
-    idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(2)]
+def test_when_every_connection_is_busy_a_new_request_gets_503(start_cortex: StartServer) -> None:
+    """Connections in the middle of a request hold their places (idle ones would give way: test_server_hardening)."""
+    server = start_cortex("server:\n  limits:\n    max_connections: 3\n    body_timeout_s: 30\n")
+    head = b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    head += b"Content-Length: 100\r\n\r\n{"
+    busy = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(2)]
     try:
+        for connection in busy:
+            connection.sendall(head)
+        time.sleep(0.2)  # both requests are in progress
         with server.client() as http:
             assert http.get("/health").status_code == 503
     finally:
-        for connection in idle:
+        for connection in busy:
             connection.close()
     with server.client() as http:
         assert http.get("/health").status_code == 200

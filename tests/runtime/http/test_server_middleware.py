@@ -369,7 +369,13 @@ def test_a_dns_name_that_rebinds_to_a_keyless_server_is_not_its_own_origin() -> 
 
 @pytest.mark.parametrize(
     ("peer", "key"),
-    [("192.0.2.7", "192.0.2.7"), ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"), ("::ffff:192.0.2.7", "192.0.2.7")],
+    [
+        ("192.0.2.7", "192.0.2.7"),
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1::/56"),  # a host is often routed a /56, not only a /64
+        ("2001:db8:1:ff::9", "2001:db8:1::/56"),
+        ("2001:db8:1:100::1", "2001:db8:1:100::/56"),
+        ("::ffff:192.0.2.7", "192.0.2.7"),
+    ],
 )
-def test_clients_are_counted_per_address_and_per_ipv6_64(peer: str, key: str) -> None:
+def test_clients_are_counted_per_address_and_per_ipv6_56(peer: str, key: str) -> None:
     assert client_key(peer) == key
