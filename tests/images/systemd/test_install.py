@@ -156,6 +156,49 @@ def test_links_the_service_user_plants_in_its_folder_lead_nowhere(root: Path, bu
     assert (model.st_uid, stat.S_IMODE(model.st_mode)) == (0, 0o444)
 
 
+def test_a_model_rewritten_to_the_same_size_is_put_back(root: Path, bundles: tuple[Built, Built]) -> None:
+    """Sends: what a take-over of the service could leave, a baked model replaced (by rename, in the folder it
+    owns) with other bytes of the same size. Before: install.sh compared sizes and kept it."""
+    first = bundles[0]
+    assert install(first.bundle.folder, root).returncode == 0
+    sha = first.bundle.plan.models[0].sha256
+    model = root / "var/lib/cortex/models" / f"{sha}.gguf"
+    size = model.stat().st_size
+    forged = model.with_name("forged")
+    with forged.open("wb") as out:
+        out.truncate(size)
+    forged.replace(model)
+    done = install(first.bundle.folder, root)
+    assert done.returncode == 0, done.stderr
+    assert f"copying model {sha}" in done.stderr
+    with model.open("rb") as put_back:
+        assert put_back.read(4) == b"GGUF"
+    assert (model.stat().st_uid, stat.S_IMODE(model.stat().st_mode)) == (0, 0o444)
+
+
+def test_the_service_users_commands_get_none_of_roots_environment(root: Path, bundles: tuple[Built, Built]) -> None:
+    """install.sh runs some commands as the service user (in its own folder); root's environment (an operator's
+    tokens, say) stays with root. Seen by a stand-in mkdir in the root that records what it was given."""
+    real = root / "usr/bin/mkdir"
+    real.rename(root / "usr/bin/mkdir.real")
+    real.write_text('#!/bin/sh\nenv > "/tmp/mkdir-env.$(id -u)"\nexec /usr/bin/mkdir.real "$@"\n')
+    real.chmod(0o755)
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "OPERATOR_TOKEN": "hf_operator_secret"}
+    command = [str(bundles[0].bundle.folder / "install.sh"), "--root", str(root)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=900, env=env)
+    assert done.returncode == 0, done.stderr
+    service_uid = root.joinpath("var/lib/cortex").stat().st_uid
+    seen = (root / f"tmp/mkdir-env.{service_uid}").read_text()
+    assert "OPERATOR_TOKEN" not in seen
+    assert "PATH=/usr/sbin:/usr/bin:/sbin:/bin" in seen
+
+
+def test_the_cortexfile_is_readable_by_root_and_the_service_only(root: Path, bundles: tuple[Built, Built]) -> None:
+    assert install(bundles[0].bundle.folder, root).returncode == 0
+    conf = (root / "etc/cortex/Cortexfile.yaml").stat()
+    assert (conf.st_uid, conf.st_gid, stat.S_IMODE(conf.st_mode)) == (0, _gid(root, "cortex"), 0o640)
+
+
 def test_a_models_folder_that_is_a_link_is_refused(root: Path, bundles: tuple[Built, Built]) -> None:
     first = bundles[0]
     assert install(first.bundle.folder, root).returncode == 0

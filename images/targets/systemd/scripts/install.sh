@@ -28,19 +28,25 @@ in_root() { if [ "$root" = / ]; then "$@"; else chroot "$root" "$@"; fi; }
 
 # Copy to a new temporary file beside the destination (mktemp: never an existing name, never a
 # link), then rename over it: never a half-written file, never written through a link.
+# With a fourth argument, the file's group (root stays its owner), set before the rename: never a moment
+# when the service cannot read it.
 put() {
-  local mode=$1 source=$2 dest tmp
+  local mode=$1 source=$2 dest tmp group=${4:-}
   dest=$(at "$3")
   mkdir -p "$(dirname "$dest")"
   tmp=$(mktemp "$(dirname "$dest")/.$(basename "$dest").XXXXXX")
   cp "$source" "$tmp"
   chmod "$mode" "$tmp"
+  if [ -n "$group" ]; then in_root chown -h "root:$group" "$(dirname "$3")/$(basename "$tmp")"; fi
   mv -fT "$tmp" "$dest"
 }
 
 # The service user's own folders may hold links it planted: what is written there is written as
-# that user, so a link leads nowhere it could not write already.
-as_service_user() { in_root setpriv --reuid="$SERVICE_USER" --regid="$SERVICE_USER" --clear-groups -- "$@"; }
+# that user, so a link leads nowhere it could not write already. With none of root's environment.
+as_service_user() {
+  in_root setpriv --reuid="$SERVICE_USER" --regid="$SERVICE_USER" --clear-groups -- \
+    /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 "$@"
+}
 
 parse_args() {
   while [ $# -gt 0 ]; do
@@ -145,14 +151,15 @@ install_config() {
   mkdir -p "$(at "$CONFIG_DIR")"
   rm -f "$(at "$CONFIG_DIR")/.Cortexfile.yaml.rollback"
   previous=$(readlink "$(at "$PREFIX/current")" 2>/dev/null || true)
+  # Readable by root and the service's group only: it may name secrets, and literal ones are only warned about.
   if [ ! -f "$(at "$conf")" ] || cmp -s "$(at "$conf")" "$here/Cortexfile.yaml"; then
-    put 0644 "$here/Cortexfile.yaml" "$conf"
+    put 0640 "$here/Cortexfile.yaml" "$conf" "$SERVICE_USER"
   elif [ -n "$previous" ] && cmp -s "$(at "$conf")" "$(at "$PREFIX/$previous/Cortexfile.yaml")"; then
     cp -p "$(at "$conf")" "$(at "$CONFIG_DIR")/.Cortexfile.yaml.rollback"
-    put 0644 "$here/Cortexfile.yaml" "$conf"
+    put 0640 "$here/Cortexfile.yaml" "$conf" "$SERVICE_USER"
     say "replaced $conf with the bundle's (it was not edited locally)"
   else
-    put 0644 "$here/Cortexfile.yaml" "$conf.new"
+    put 0640 "$here/Cortexfile.yaml" "$conf.new" "$SERVICE_USER"
     say "kept your edited $conf; the bundle's Cortexfile is $conf.new: merge it and reload (systemctl reload cortex)"
   fi
 }
@@ -206,12 +213,19 @@ os.chown(name, 0, 0, dir_fd=handle, follow_symlinks=False)
 PY
 }
 
+# The file there is the bundle's model: a regular file (not a link, not a pipe that would hold the read) of
+# the same size and the same sha256 (the service user could have rewritten it in place).
+same_model() {
+  [ -f "$1" ] && [ ! -L "$1" ] && [ "$(stat -c %s "$1")" = "$(stat -c %s "$2")" ] &&
+    [ "$(timeout 1800 sha256sum <"$1" | cut -d' ' -f1)" = "$(basename "$2" .gguf)" ]
+}
+
 install_models() {
   local models="$DATA_DIR/models" sha dest
   own_data_folder "$DATA_DIR"
   for sha in "${MODELS[@]}"; do
     dest="$(at "$models/$sha.gguf")"
-    if [ ! -f "$dest" ] || [ -L "$dest" ] || [ "$(stat -c %s "$dest")" != "$(stat -c %s "$here/models/$sha.gguf")" ]; then
+    if ! same_model "$dest" "$here/models/$sha.gguf"; then
       say "copying model $sha to $models"
       # shellcheck disable=SC2016 # $1 and $2 are the inner shell's
       as_service_user /bin/sh -c 'umask 022; tmp=$(mktemp "$1/.$2.XXXXXX") && cat >"$tmp" && chmod 0444 "$tmp" &&
