@@ -7,7 +7,8 @@ import io
 import tarfile
 from pathlib import Path
 
-from menlo_cortex.images.targets.docker.context import write_tar
+from menlo_cortex.images.artifacts import Artifact
+from menlo_cortex.images.targets.docker.build import write_tar
 from menlo_cortex.images.targets.systemd.archive import write_tarball
 
 
@@ -42,7 +43,7 @@ def test_the_docker_context_tar_follows_the_same_rule(tmp_path: Path) -> None:
     host_file.write_bytes(b"GGUF")
     host_file.chmod(0o600)
     stream = io.BytesIO()
-    write_tar({"Dockerfile": b"FROM x\n", "models/m.gguf": host_file}, stream, 99)
+    write_tar({"Dockerfile": Artifact(b"FROM x\n"), "models/m.gguf": Artifact(host_file)}, stream, 99)
     stream.seek(0)
     with tarfile.open(fileobj=stream) as archive:
         _rule_held(archive.getmembers(), 99)

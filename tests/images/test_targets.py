@@ -17,7 +17,7 @@ from menlo_cortex.cortexfile.schema import Cortexfile
 from menlo_cortex.cortexfile.schema_doc import schema_document
 from menlo_cortex.cortexfile.table import model_settings, settings
 from menlo_cortex.images import targets
-from menlo_cortex.images.targets.docker.context import certificate_blocks
+from menlo_cortex.images.targets.docker.render import certificate_blocks
 
 from menlo_cortex.cli import build_parser
 

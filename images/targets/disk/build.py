@@ -24,7 +24,7 @@ from menlo_cortex.cortexfile.secrets import SecretUnavailable
 from menlo_cortex.runtime.models.model_store import file_sha256
 
 from ... import sbom
-from ...artifacts import publish, staging
+from ...artifacts import publish, staging, text, write_tree
 from ...debian import copy_root, debian_root, installed_packages
 from ...reproducible import source_epoch
 from ..systemd.bundle import BuildRequest, with_platform
@@ -138,12 +138,10 @@ def _install(bundle: Path, root: Path, epoch: int) -> None:
 
 def configure_device(plan: DiskPlan, root: Path, files: Mapping[str, tuple[str, int]]) -> None:
     """The device's files, its time zone and units; no SSH host keys (first boot makes each copy its own)."""
-    for relative, (text, mode) in files.items():
-        path = root / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.unlink(missing_ok=True)
-        path.write_text(text, encoding="utf-8")
-        path.chmod(mode)
+    for relative in files:
+        (root / relative).unlink(missing_ok=True)
+    # Made with their modes (a Wi-Fi key is never readable by all, not even for an instant).
+    write_tree({relative: text(content, mode) for relative, (content, mode) in files.items()}, root)
     zone = root / "usr" / "share" / "zoneinfo" / plan.timezone
     if not zone.is_file():
         raise DiskError(f"device.timezone: no time zone `{plan.timezone}` in the image's tzdata")

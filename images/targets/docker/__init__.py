@@ -7,7 +7,6 @@ untagged, then tag and push only what finished.
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,37 +21,17 @@ from menlo_cortex.cortexfile.loader import Resolved
 from menlo_cortex import __version__
 
 from ... import lock
+from ...artifacts import Files
 from ...project_wheel import build_project_wheel, prebuilt_wheels
 from ...reproducible import rfc3339, source_epoch
 from .. import BuildOptions, Views, baked_models, default_tag, model_store
 from . import engine, pins
-from .context import Entry, HostFiles, entries, write_tar, write_tree
+from .build import ContextFolderTaken, build_image, write_context
 from .plan import BuildPlan, ImageOptions, make_plan
-from .progress import BuildDisplay
+from .render import HostFiles, render
+from .request import DockerBuild, request_from
 
 FORMAT = "docker"
-SPACE_MARGIN_BYTES = 512 << 20
-
-
-@dataclass(frozen=True)
-class DockerBuild:
-    """What `cortex build --format docker` was asked to do."""
-
-    file: Path
-    model_store: Path  # the build host's data folder: baked models are found or fetched there
-    bake_cortexfile: bool = True
-    tag: str | None = None
-    platform: str | None = None
-    push: bool = False
-    context_dir: Path | None = None
-    wheels_dir: Path | None = None
-    base_image: str | None = None
-    builder_image: str | None = None
-    network_mode: str | None = None
-    context_only: bool = False
-    no_cache: bool = False
-    verbose: bool = False
-    lock_file: Path | None = None  # --locked: build FROM the digests this lock pins
 
 
 @dataclass(frozen=True)
@@ -60,28 +39,6 @@ class Built:
     reference: str | None  # None when only the context was written
     image_id: str | None
     plan: BuildPlan
-
-
-def request_from(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> DockerBuild:
-    if options.context_only and options.context_dir is None:
-        raise ConfigError([Diagnostic(Origin("flag --context-only"), "", "needs --context-dir DIR")])
-    return DockerBuild(
-        file=options.file,
-        model_store=model_store(views, options, environ),
-        bake_cortexfile=options.bake_cortexfile,
-        tag=options.tag or options.push_to,
-        platform=options.platform,
-        push=options.push,
-        context_dir=options.context_dir,
-        wheels_dir=options.wheels_dir,
-        base_image=options.base_image,
-        builder_image=options.builder_image,
-        network_mode=options.network_mode,
-        context_only=options.context_only,
-        no_cache=options.no_cache,
-        verbose=options.verbose,
-        lock_file=lock.lock_path(options.file) if options.locked else None,
-    )
 
 
 def make(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> list[str]:
@@ -120,13 +77,13 @@ def _make(
         wheels = _wheels(request, Path(scratch))
         digests = {model: sha for model, (sha, _) in models.items()}
         plan = make_plan(image_view.config, _options(request, wheels, epoch), digests, host_view.config.build.network)
-        files = entries(plan, HostFiles(cortexfile, wheels, dict(models.values()), environ))
+        files = render(plan, HostFiles(cortexfile, wheels, dict(models.values()), environ))
         if request.context_dir is not None:
-            write_tree(files, request.context_dir)
+            _write_context(files, request.context_dir)
         if client is None:
             return Built(None, None, plan)
         reference = request.tag or default_tag(image_view)
-        image_id = _build(client, request, reference, files, scratch=Path(scratch), epoch=epoch)
+        image_id = build_image(client, request, reference, files, scratch=Path(scratch), epoch=epoch)
         return Built(reference, image_id, plan)
 
 
@@ -191,36 +148,8 @@ def _options(request: DockerBuild, wheels: tuple[Path, ...], epoch: int) -> Imag
     )
 
 
-def _build(
-    client: docker.DockerClient,
-    request: DockerBuild,
-    reference: str,
-    files: Mapping[str, Entry],
-    *,
-    scratch: Path,
-    epoch: int,
-) -> str:
-    """Build untagged, then tag (and push) only what finished; the image id."""
-    _check_space(files, scratch)
-    display = BuildDisplay(verbose=request.verbose)
-    tarball = scratch / "context.tar"
-    with tarball.open("w+b") as stream:
-        write_tar(files, stream, epoch)
-        stream.seek(0)
-        image_id = engine.build(
-            client, engine.BuildRequest(stream, request.platform, request.network_mode, request.no_cache), display
-        )
-    engine.tag(client, image_id, reference)
-    if request.push:
-        engine.push(client, reference, display)
-    return image_id
-
-
-def _check_space(files: Mapping[str, Entry], scratch: Path) -> None:
-    needed = sum(len(e) if isinstance(e, bytes) else e.stat().st_size for e in files.values()) + SPACE_MARGIN_BYTES
-    free = shutil.disk_usage(scratch).free
-    if free < needed:
-        raise engine.EngineError(
-            f"not enough disk space to stage the build context in {scratch}: {needed >> 20} MiB needed, "
-            f"{free >> 20} MiB free (set TMPDIR to a larger disk)"
-        )
+def _write_context(files: Files, folder: Path) -> None:
+    try:
+        write_context(files, folder)
+    except ContextFolderTaken as exc:
+        raise ConfigError([Diagnostic(Origin("flag --context-dir"), "", str(exc))]) from None

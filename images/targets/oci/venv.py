@@ -22,7 +22,7 @@ from ... import runtime_wheels
 from ...architectures import TARGET_PYTHON
 from ...project_wheel import WheelError, build_project_wheel, editable_source, installed, runtime_constraints
 from ...sbom import PythonEntry, site_packages_entries
-from ..docker import trim_venv
+from ... import trim_venv
 
 PREFIX = "opt/cortex"
 SITE = f"lib/python{TARGET_PYTHON}/site-packages"

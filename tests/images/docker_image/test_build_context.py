@@ -20,8 +20,9 @@ from menlo_cortex.cortexfile import formats
 from menlo_cortex.cortexfile.hashing import config_hash
 from menlo_cortex.cortexfile.loader import load
 from menlo_cortex.images.llama_source import llama_patches
-from menlo_cortex.images.targets.docker.context import HostFiles, entries, write_tar, write_tree
+from menlo_cortex.images.targets.docker.build import ContextFolderTaken, write_context, write_tar
 from menlo_cortex.images.targets.docker.plan import BuildPlan, ImageOptions, make_plan
+from menlo_cortex.images.targets.docker.render import HostFiles, render
 
 from .rendering import OPTIONS, plan_for
 
@@ -62,7 +63,7 @@ def host(tmp_path: Path) -> HostFiles:
 
 def test_context_holds_exactly_the_rendered_and_gathered_files(host: HostFiles) -> None:
     plan = make_plan(load(_case()).config, OPTIONS)
-    files = entries(_without_ca(plan), host)
+    files = render(_without_ca(plan), host)
     assert sorted(files) == sorted(
         [
             ".dockerignore",
@@ -75,9 +76,9 @@ def test_context_holds_exactly_the_rendered_and_gathered_files(host: HostFiles) 
             "wheels/menlo_cortex-0.1.0-py3-none-any.whl",
         ]
     )
-    assert files["Cortexfile.yaml"] == host.cortexfile
-    assert files["build/llama-patches/0001-ggml-amx-tile-config.patch"] == llama_patches()[0]
-    prebuilt = entries(
+    assert files["Cortexfile.yaml"].content == host.cortexfile
+    assert files["build/llama-patches/0001-ggml-amx-tile-config.patch"].content == llama_patches()[0]
+    prebuilt = render(
         replace(_without_ca(plan), prebuilt_wheels=("llama_cpp_python-0.3.36-py3-none-linux_x86_64.whl",)), host
     )
     assert not [name for name in prebuilt if name.startswith("build/llama-patches/")]  # nothing to patch
@@ -85,16 +86,17 @@ def test_context_holds_exactly_the_rendered_and_gathered_files(host: HostFiles) 
 
 def test_secrets_go_to_build_env_only(host: HostFiles, tmp_path: Path) -> None:
     plan = _without_ca(plan_for("debian", "cpu"))
-    files = entries(plan, host)
-    env = files["build/env.sh"]
+    files = render(plan, host)
+    env = files["build/env.sh"].content
     assert isinstance(env, bytes)
+    assert files["build/env.sh"].mode == 0o600
     assert b"export https_proxy=http://u:proxy-secret@proxy.corp:3128" in env
     assert b"export PIP_INDEX_URL=https://u:tok@pypi.corp/simple" in env
     assert b"export no_proxy=localhost,internal.example" in env
-    for name, entry in files.items():
-        if name != "build/env.sh" and isinstance(entry, bytes):
-            assert b"proxy-secret" not in entry, name
-            assert b"tok@" not in entry, name
+    for name, artifact in files.items():
+        if name != "build/env.sh" and isinstance(artifact.content, bytes):
+            assert b"proxy-secret" not in artifact.content, name
+            assert b"tok@" not in artifact.content, name
 
 
 def real_certificates(count: int) -> list[bytes]:
@@ -119,15 +121,15 @@ def test_extra_ca_certificates_are_concatenated_for_the_builder(host: HostFiles,
     file = tmp_path / "with-ca.yaml"
     file.write_text(text, encoding="utf-8")
     plan = make_plan(load(file, format_defaults=formats.get("docker").loader_argument()).config, OPTIONS)
-    files = entries(plan, host)
-    assert files["build/extra-ca.pem"] == one + b"\n" + two + b"\n"  # the certificates, nothing else
-    env = files["build/env.sh"]
+    files = render(plan, host)
+    assert files["build/extra-ca.pem"].content == one + b"\n" + two + b"\n"  # the certificates, nothing else
+    env = files["build/env.sh"].content
     assert isinstance(env, bytes)
     assert b"export PIP_CERT=/tmp/cortex-build/ca-bundle.pem" in env
 
 
 def test_context_tar_has_sorted_names_and_fixed_owner_mode_and_mtime(host: HostFiles) -> None:
-    files = entries(_without_ca(plan_for("debian", "cpu")), host)
+    files = render(_without_ca(plan_for("debian", "cpu")), host)
     first, second = io.BytesIO(), io.BytesIO()
     write_tar(files, first, 0)
     write_tar(files, second, 0)
@@ -136,7 +138,10 @@ def test_context_tar_has_sorted_names_and_fixed_owner_mode_and_mtime(host: HostF
     with tarfile.open(fileobj=first) as archive:
         members = archive.getmembers()
     assert [m.name for m in members] == sorted(files)
-    assert {(m.mtime, m.uid, m.gid, m.mode) for m in members} == {(0, 0, 0, 0o644)}
+    modes = {m.name: m.mode for m in members}
+    assert {(m.mtime, m.uid, m.gid) for m in members} == {(0, 0, 0)}
+    assert modes.pop("build/env.sh") == 0o600  # the build secrets: its owner's only, in the tar too
+    assert set(modes.values()) == {0o644}
 
 
 def test_two_builds_of_one_cortexfile_write_the_same_context(tmp_path: Path, cortex_command: list[str]) -> None:
@@ -210,10 +215,19 @@ def _changed(one: bytes, two: bytes) -> str:
 
 
 def test_written_context_keeps_secrets_private(host: HostFiles, tmp_path: Path) -> None:
-    files = entries(_without_ca(plan_for("debian", "cpu")), host)
-    write_tree(files, tmp_path / "ctx")
+    files = render(_without_ca(plan_for("debian", "cpu")), host)
+    write_context(files, tmp_path / "ctx")
     assert (tmp_path / "ctx" / "build" / "env.sh").stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "ctx" / "Cortexfile.yaml").read_bytes() == b"version: 1  # kept byte for byte\r\n"
+    write_context(files, tmp_path / "ctx")  # an earlier context is replaced whole
+
+
+def test_a_context_folder_holding_other_files_is_refused(host: HostFiles, tmp_path: Path) -> None:
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "thesis.tex").write_text("years of work")
+    with pytest.raises(ContextFolderTaken, match="holds files cortex build did not write"):
+        write_context(render(_without_ca(plan_for("debian", "cpu")), host), tmp_path / "home")
+    assert (tmp_path / "home" / "thesis.tex").read_text() == "years of work"
 
 
 def test_plan_derives_from_the_image_view_of_the_config() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from menlo_cortex.images.targets.docker import trim_venv
+from menlo_cortex.images import trim_venv
 
 
 def _site(tmp_path: Path) -> Path:
