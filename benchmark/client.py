@@ -92,9 +92,10 @@ class Client:
 
     def model_ids(self) -> list[str]:
         try:
+            asked = time.perf_counter()
             response = self.pool.request("GET", self.url + "/v1/models", headers=self.headers, preload_content=False)
             _raise_for_status(response)
-            listed = json.loads(_body(response))["data"]
+            listed = json.loads(_body(response, asked + self.timeout_s))["data"]
             return [printable(str(entry["id"]), 80) for entry in listed[:100]]
         except urllib3.exceptions.HTTPError as exc:
             raise Unreachable(f"{self.url} does not answer ({_reason(exc)})") from None
@@ -122,7 +123,7 @@ class Client:
         try:
             _raise_for_status(response)
             if not body.get("stream"):
-                return _whole(_body(response), sent)
+                return _whole(_body(response, sent + self.timeout_s), sent)
             chunks = 4 * int(body.get("max_tokens") or 0) + 64
             return _streamed(_events(response, sent + self.timeout_s), sent, chunks)
         except BAD_SHAPE:
@@ -185,10 +186,15 @@ def _whole(data: bytes, sent: float) -> Completion:
     return completion
 
 
-def _body(response: urllib3.BaseHTTPResponse) -> bytes:
-    data = response.read(MAX_BODY + 1, decode_content=False)
-    if len(data) > MAX_BODY:
-        raise ServerError(response.status, "an answer larger than 4 MiB")
+def _body(response: urllib3.BaseHTTPResponse, deadline: float) -> bytes:
+    """The whole answer, by the request's deadline however slowly it comes, and at most MAX_BODY."""
+    data = b""
+    while chunk := response.read1(READ_SIZE, decode_content=False):
+        data += chunk
+        if len(data) > MAX_BODY:
+            raise ServerError(response.status, "an answer larger than 4 MiB")
+        if time.perf_counter() > deadline:
+            raise ServerError(response.status, "the answer took longer than the request timeout")
     return data
 
 

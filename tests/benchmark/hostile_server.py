@@ -47,6 +47,17 @@ class Handler(BaseHTTPRequestHandler):
         model = body["model"]
         if model == "status-500":
             return self._send(500, json.dumps({"error": {"message": "\x1b[31mboom"}}))
+        if model == "drip-whole":  # a whole (not streamed) answer, a byte every 0.2 s, for ever
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            while True:
+                try:
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+                except OSError:
+                    return None
+                time.sleep(0.2)
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.end_headers()

@@ -4,6 +4,7 @@ server says reaches the terminal only as printable text."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,6 +61,18 @@ def test_a_stream_without_chunked_encoding_is_timed_as_it_arrives(client: Client
     assert len(completion.stamps) == 3
     assert completion.stamps[0] < completion.stamps[1] < completion.stamps[2] < completion.done
     assert completion.tokens == 3
+
+
+def test_a_whole_answer_dripped_for_ever_ends_at_the_request_timeout(url: str) -> None:
+    """Before: each byte came within the read timeout, so a non-streamed answer could take for ever."""
+    client = Client(url, timeout_s=2)
+    try:
+        started = time.monotonic()
+        with pytest.raises(ServerError, match="the answer took longer than the request timeout"):
+            client.chat(Workload("drip-whole").short(0, stream=False))
+        assert time.monotonic() - started < 10
+    finally:
+        client.close()
 
 
 def test_model_ids_are_shown_printable_and_few(url: str, capsys: pytest.CaptureFixture[str]) -> None:
