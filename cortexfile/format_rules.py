@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import PurePosixPath
 from types import MappingProxyType
+from urllib.parse import urlsplit
 
 from . import boards, formats
 from .errors import ConfigError, Diagnostic, Path_, dotted
@@ -245,13 +246,37 @@ def _kube_model_sources(view: Resolved) -> Iterator[Diagnostic]:
             yield _located(view, ("models", index, "source"), message + "(build.bake_models: true) or give a URL")
 
 
-_SERVICE_RULES = (_privileged_port, _data_folder, _baked_models_have_sha256, _logs_folder)
+def _published_source_secrets(view: Resolved) -> Iterator[Diagnostic]:
+    """The Cortexfile travels with the artifact (a ConfigMap, an image layer, a bundle): a model URL holding
+    credentials or a query (a signed URL's signature) would be published with it."""
+    for index, model in enumerate(view.config.models):
+        if source_kind(model.source) is not SourceKind.url:
+            continue
+        parts = urlsplit(model.source)
+        if parts.username or parts.password or parts.query:
+            message = "a URL with credentials or a query (a signature?) would be published with the Cortexfile: "
+            yield _located(view, ("models", index, "source"), message + "pull the model first and give its path")
+
+
+_SERVICE_RULES = (_privileged_port, _data_folder, _baked_models_have_sha256, _logs_folder, _published_source_secrets)
 RULES: Mapping[str, tuple[Rule, ...]] = MappingProxyType(
     {
-        "docker": (_image_pair, _image_data_folder),
-        "oci": (_debian_cpu("oci", "; for an accelerator, use --format docker"), _image_data_folder),
+        "docker": (_image_pair, _image_data_folder, _published_source_secrets),
+        "oci": (
+            _debian_cpu("oci", "; for an accelerator, use --format docker"),
+            _image_data_folder,
+            _published_source_secrets,
+        ),
         "systemd": (_systemd_distro, *_SERVICE_RULES),
-        "kube": (_image_pair, _image_data_folder, _kube_port, _kube_host, _kube_secrets, _kube_model_sources),
+        "kube": (
+            _image_pair,
+            _image_data_folder,
+            _kube_port,
+            _kube_host,
+            _kube_secrets,
+            _kube_model_sources,
+            _published_source_secrets,
+        ),
         "disk": (
             _debian_cpu("disk", " (no GPU drivers in the image yet): set target.accelerator: cpu"),
             _disk_board,

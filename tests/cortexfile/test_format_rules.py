@@ -92,3 +92,22 @@ def test_build_refuses_every_format_before_building_any(write_cortexfile: Callab
         done.stderr
     )
     assert not out.exists()
+
+
+@pytest.mark.parametrize("fmt", ["docker", "oci", "kube", "systemd", "disk"])
+@pytest.mark.parametrize(
+    "source",
+    ["https://user:pw@models.example/m.gguf", "https://bucket.example/m.gguf?X-Amz-Signature=abc&X-Amz-Expires=300"],
+)
+def test_a_model_url_with_credentials_or_a_signature_is_never_published(
+    fmt: str, source: str, write_cortexfile: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The Cortexfile goes into the ConfigMap, the image or the bundle as it is: so would the URL's secret."""
+    body = (
+        f"version: 1\nbuild:\n  formats: [{fmt}]\nmodels:\n  - id: m\n    source: '{source}'\n    sha256: {'a' * 64}\n"
+    )
+    code, err = validate(write_cortexfile(body), capsys)
+    assert code == 2, err
+    assert "6:13: models[0].source: a URL with credentials or a query (a signature?) would be published" in err
+    assert "X-Amz-Signature=abc" not in err
+    assert "pw@" not in err
