@@ -7,38 +7,18 @@ model store, for the pod's memory and the startup probe's patience. Nothing is d
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from menlo_cortex.cortexfile.data_folder import find_local
 from menlo_cortex.cortexfile.loader import Resolved
 
-from .. import BuildOptions, Views, default_tag, model_store
+from .. import BuildOptions, Views
 from .build import build
 from .plan import FORMAT, ModelFacts, make_plan
+from .render import render
+from .request import KubeRequest, request_from
 
 __all__ = ["FORMAT", "KubeRequest", "make", "request_from"]
-from .render import render
-
-
-@dataclass(frozen=True)
-class KubeRequest:
-    resolved: Resolved  # the Cortexfile as the pod loads it (the kube defaults layer)
-    image: str
-    model_store: Path  # where the models' sizes are read
-    cortexfile: str  # the file's text: the ConfigMap
-    output: Path
-
-
-def request_from(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> KubeRequest:
-    return KubeRequest(
-        resolved=views.of(FORMAT),
-        image=options.tag or f"localhost/{default_tag(views.of('docker'))}",  # --tag: checked by the CLI
-        model_store=model_store(views, options, environ),
-        cortexfile=views.host.source.decode("utf-8"),  # the bytes validated (UTF-8 checked on reading)
-        output=options.output / "kube",
-    )
-
 
 UNBOUNDED_MB = 1 << 30  # a budget no model reaches: the slot count is the runtime's own cap, not memory
 

@@ -4,56 +4,20 @@ build.assemble); `cortex lock` writes the inputs it would use to Cortexfile.lock
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from menlo_cortex.cortexfile.loader import Resolved
 
 from ... import lock
 from ...reproducible import rfc3339, source_epoch
 from ...runtime_wheels import llama_wheel
-from .. import BuildOptions, Views, baked_models, default_tag, model_store
+from .. import BuildOptions, Views, baked_models, default_tag
 from . import push
 from .build import Inputs, OciImage, assemble, base_facts
 from .cache import LayerCache, default_folder
-from .plan import DEFAULT_EPOCH, FORMAT, OciPlan, architectures, check_reference, make_oci_plan
+from .plan import DEFAULT_EPOCH, FORMAT, OciPlan, make_oci_plan
+from .request import OciRequest, request_from
 
-
-@dataclass(frozen=True)
-class OciRequest:
-    """What `cortex build --format oci` (or `cortex lock`) was asked to do."""
-
-    host: Resolved  # the Cortexfile as the build host sees it (model sources, the store)
-    image: Resolved  # as the image will load it (the format's defaults layer)
-    cortexfile: bytes | None  # the bytes validated; None: the image waits for a mounted one
-    architectures: tuple[str, ...]
-    output: Path
-    model_store: Path
-    wheels_dir: Path | None = None
-    tag: str | None = None
-    push: bool = False
-    push_to: str | None = None
-    environ: Mapping[str, str] = field(default_factory=dict)
-
-
-def request_from(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> OciRequest:
-    check_reference("--tag", options.tag)
-    check_reference("--push", options.push_to)
-    image = views.of(FORMAT)
-    return OciRequest(
-        host=views.host,
-        image=image,
-        cortexfile=views.host.source if options.bake_cortexfile else None,
-        architectures=architectures(options.platform, image),
-        output=options.output,
-        model_store=model_store(views, options, environ),
-        wheels_dir=options.wheels_dir,
-        tag=options.tag,
-        push=options.push,
-        push_to=options.push_to,
-        environ=environ,
-    )
+__all__ = ["FORMAT", "OciRequest", "make", "request_from"]
 
 
 def prepare(request: OciRequest) -> tuple[OciPlan, Inputs]:

@@ -18,11 +18,10 @@ from pathlib import Path
 
 from menlo_cortex.runtime.models.model_store import file_sha256
 
-from ... import runtime_wheels
+from ... import runtime_wheels, trim_venv
 from ...architectures import TARGET_PYTHON
 from ...project_wheel import WheelError, build_project_wheel, editable_source, installed, runtime_constraints
 from ...sbom import PythonEntry, site_packages_entries
-from ... import trim_venv
 
 PREFIX = "opt/cortex"
 SITE = f"lib/python{TARGET_PYTHON}/site-packages"
