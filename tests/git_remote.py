@@ -1,18 +1,23 @@
 """A Git remote for `cortex sync` tests: a bare repository, a clone that commits to it (signed with an SSH key,
-or not), and `git daemon` serving it over git:// (what a device on another machine fetches from)."""
+or not, with the trailers that bind a commit to its branch), and `git http-backend` serving it over https with a
+certificate of the test's own (what a device on another machine fetches from)."""
 
 from __future__ import annotations
 
+import os
+import ssl
 import subprocess
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from .processes import stop
 
-
-def git(*args: str) -> str:
-    return subprocess.run(["git", *args], capture_output=True, text=True, check=True, timeout=60).stdout
+def git(*args: str, env: Mapping[str, str] | None = None) -> str:
+    return subprocess.run(["git", *args], capture_output=True, text=True, check=True, timeout=60,
+                          env=None if env is None else {**os.environ, **env}).stdout  # fmt: skip
 
 
 class GitRemote:
@@ -26,24 +31,105 @@ class GitRemote:
             git("-C", str(self.work), "config", key, value)
 
     def commit(
-        self, text: str, signing_key: Path | None, *, path: str = "Cortexfile.yaml", message: str = "change"
+        self,
+        text: str,
+        signing_key: Path | None,
+        *,
+        path: str = "Cortexfile.yaml",
+        message: str = "change",
+        trailers: Sequence[str] = ("Cortex-Branch: main",),
+        date: str | None = None,
     ) -> str:
-        """Commits `text` as `path` (signed by the SSH key `signing_key`, or unsigned), force-pushed to the bare
-        repository's main; the commit id."""
+        """Commits `text` as `path` (signed by the SSH key `signing_key`, or unsigned; committed at `date`, or
+        now), force-pushed to the bare repository's main; the commit id."""
         (self.work / path).write_text(text, encoding="utf-8")
         git("-C", str(self.work), "add", path)
         sign = ["-c", f"user.signingkey={signing_key}", "commit", "-S"] if signing_key else ["commit"]
-        git("-C", str(self.work), *sign, "-q", "--allow-empty", "-m", message)
+        added = [part for trailer in trailers for part in ("--trailer", trailer)]
+        dates = {"GIT_COMMITTER_DATE": date, "GIT_AUTHOR_DATE": date} if date else {}
+        git("-C", str(self.work), *sign, "-q", "--allow-empty", "-m", message, *added, env=dates)
         git("-C", str(self.work), "push", "-q", "--force", str(self.bare), "HEAD:main")
         return git("-C", str(self.work), "rev-parse", "HEAD").strip()
 
     @contextmanager
-    def daemon(self, port: int) -> Iterator[None]:
-        """git:// on loopback `port` (a qemu guest reaches it as 10.0.2.2), until the block ends."""
-        command = ["git", "daemon", "--reuseaddr", "--export-all", "--listen=127.0.0.1", f"--port={port}",
-                   f"--base-path={self.root}", str(self.root)]  # fmt: skip
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    def https(self, port: int, certificate: Certificate, bytes_per_s: int | None = None) -> Iterator[str]:
+        """Smart HTTP over TLS on loopback `port` (a qemu guest reaches it as 10.0.2.2), until the block ends;
+        the repository's URL. `bytes_per_s`: answers sent that slowly (a remote that sends a lot)."""
+        handler = type("Handler", (_Backend,), {"root": self.root, "bytes_per_s": bytes_per_s})
+        server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(certificate.cert, certificate.key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
         try:
-            yield
+            yield f"https://127.0.0.1:{port}/{self.bare.name}"
         finally:
-            stop(process, grace_s=10)
+            server.shutdown()
+            server.server_close()
+
+
+class Certificate:
+    """A self-signed certificate for loopback as the host and a qemu guest see it (127.0.0.1, 10.0.2.2)."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.cert, self.key = folder / "git-cert.pem", folder / "git-key.pem"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-days", "2", "-subj", "/CN=cortex-test-git", "-keyout", str(self.key), "-out",
+                        str(self.cert), "-addext", "subjectAltName=IP:127.0.0.1,IP:10.0.2.2"],
+                       check=True, capture_output=True, timeout=60)  # fmt: skip
+
+    @property
+    def pem(self) -> str:
+        return self.cert.read_text(encoding="ascii")
+
+
+class _Backend(BaseHTTPRequestHandler):
+    """`git http-backend` as CGI: the smart HTTP protocol, as a git server speaks it."""
+
+    root: Path
+    bytes_per_s: int | None
+
+    def do_GET(self) -> None:
+        self._run()
+
+    def do_POST(self) -> None:
+        self._run()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def _run(self) -> None:
+        path, _, query = self.path.partition("?")
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "GIT_PROJECT_ROOT": str(self.root),
+               "GIT_HTTP_EXPORT_ALL": "1", "PATH_INFO": path, "QUERY_STRING": query, "REQUEST_METHOD": self.command,
+               "CONTENT_TYPE": self.headers.get("Content-Type", ""), "CONTENT_LENGTH": str(len(body)),
+               "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
+               "GIT_PROTOCOL": self.headers.get("Git-Protocol", "")}  # fmt: skip
+        done = subprocess.run(
+            ["git", "http-backend"], check=False, input=body, env=env, capture_output=True, timeout=120
+        )
+        head, _, payload = done.stdout.partition(b"\r\n\r\n")
+        fields = [line.decode("latin-1").partition(":") for line in head.split(b"\r\n") if line]
+        status = next((int(value.split()[0]) for name, _, value in fields if name.lower() == "status"), 200)
+        self.send_response(status)
+        for name, _, value in fields:
+            if name.lower() != "status":
+                self.send_header(name, value.strip())
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self._send(payload)
+
+    def _send(self, payload: bytes) -> None:
+        if self.bytes_per_s is None:
+            self.wfile.write(payload)
+            return
+        piece = max(self.bytes_per_s // 20, 1)
+        try:
+            for start in range(0, len(payload), piece):
+                self.wfile.write(payload[start : start + piece])
+                time.sleep(0.05)
+        except OSError:  # the client gave up: what the test wants
+            pass

@@ -4,6 +4,7 @@ key signed it and its Cortexfile passes the checks a reload makes, and keeps ser
 from __future__ import annotations
 
 import re
+import ssl
 from enum import StrEnum
 from pathlib import PurePosixPath
 from typing import Annotated
@@ -13,9 +14,14 @@ from pydantic import AfterValidator, model_validator
 
 from .base import Applies, Section, setting, word_rule
 
-# What git may fetch from: https (and http on a trusted network), ssh, git, and file for a local mirror. Never
-# `ext::` (runs a command) or any other transport: git is also told so (protocol.allow) when it runs.
-_URL = r"(https?|ssh|git|file)://[^\s\x00-\x1f\x7f]{1,2000}"
+# What git may fetch from: https, ssh, and file for a local mirror. Never `git://` or `http://` (anyone on the
+# path could withhold commits or serve old ones unseen), `ext::` (runs a command) or any other transport: git is
+# also told so (protocol.allow) when it runs.
+_URL = r"(https|ssh|file)://[^\s\x00-\x1f\x7f]{1,2000}"
+_PLAIN = re.compile(r"(git|http)://", re.IGNORECASE)
+_PEM_CERTIFICATES = re.compile(
+    r"(\s*-----BEGIN CERTIFICATE-----\s*[A-Za-z0-9+/=\s]{1,16000}-----END CERTIFICATE-----\s*){1,16}"
+)
 _SSH_KEY = re.compile(r"(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com)"
                       r" [A-Za-z0-9+/]+={0,3}( [\x20-\x7e]{0,200})?")  # fmt: skip
 
@@ -39,6 +45,26 @@ def _repository_path(value: str) -> str:
     return value
 
 
+def _encrypted_transport(value: str) -> str:
+    if _PLAIN.match(value):
+        raise ValueError(
+            f"`{value[:80]}`: git:// and http:// are not encrypted, so anyone on the path could hold the device at an "
+            "old commit or feed it another branch's; use https://, ssh:// or file://"
+        )
+    return value
+
+
+def _ca_certificates(value: str) -> str:
+    """PEM certificates only (not, say, a key pasted by mistake), that TLS can load."""
+    if not _PEM_CERTIFICATES.fullmatch(value):
+        raise ValueError("PEM certificates only: one or more -----BEGIN CERTIFICATE----- blocks, nothing else")
+    try:
+        ssl.create_default_context(cadata=value)
+    except (ssl.SSLError, ValueError):
+        raise ValueError("these PEM blocks are not certificates TLS can load") from None
+    return value
+
+
 def _no_credentials(value: str) -> str:
     """A token in the URL would reach /health, state.json, the journal and any ConfigMap made of this file."""
     parts = urlsplit(value)
@@ -48,13 +74,17 @@ def _no_credentials(value: str) -> str:
 
 
 GitUrl = Annotated[
-    str, word_rule(_URL, "a repository URL: https://, ssh://, git:// or file://"), AfterValidator(_no_credentials)
+    str,
+    AfterValidator(_encrypted_transport),
+    word_rule(_URL, "a repository URL: https://, ssh:// or file://"),
+    AfterValidator(_no_credentials),
 ]
 GitBranch = Annotated[
     str, word_rule(r"(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/-]{1,200}(?<![/.])", "a branch name (no `..`, no `-` first)")
 ]
 TrustedKey = Annotated[str, AfterValidator(_trusted_key)]
 RepositoryPath = Annotated[str, AfterValidator(_repository_path)]
+CaCertificates = Annotated[str, AfterValidator(_ca_certificates)]
 
 
 class Rewrite(StrEnum):
@@ -74,9 +104,18 @@ class Sync(Section):
     on_rewrite: Rewrite = setting(
         Rewrite.refuse,
         "When the branch no longer descends from the applied commit (a force-push): refuse it and keep "
-        "serving, or follow it: any commit a trusted key signed is then applied, an older one too (one "
-        "that still trusts a key removed since included).",
+        "serving, or follow it: a signed commit committed later than the applied one is then applied (never "
+        "an older one: a rollback is a new commit).",
     )
+    require_not_after: bool = setting(
+        False,
+        "Apply only commits whose signed message carries a `Cortex-Not-After:` time, and report the applied "
+        "one once it passes: a repository that withholds newer commits is then seen (re-sign before it).",
+    )
+    ca_certificates: CaCertificates | None = setting(
+        None, "PEM certificates an https:// repository's certificate may chain to (a private CA), not the system's."
+    )
+    max_fetch_mb: int = setting(256, "Most megabytes one fetch may bring; a larger one is stopped.", ge=1, le=65536)
 
     @model_validator(mode="after")
     def _keys_with_a_repository(self) -> Sync:

@@ -3,10 +3,12 @@ allows, objects checked as they arrive, a deadline on every command, and output 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from ..ops.text import printable
@@ -19,8 +21,11 @@ SAFE_CONFIG = (
     "protocol.ssh.allow=always", "protocol.git.allow=always", "protocol.file.allow=always",
     "core.hooksPath=/dev/null", "transfer.fsckObjects=true", "core.fsmonitor=false", "credential.helper=",
     "http.lowSpeedLimit=1000", "http.lowSpeedTime=60",  # a remote that drips is dropped
+    "fetch.unpackLimit=1",  # what a fetch brings lands in one pack file, whose growth is watched
 )  # fmt: skip
 MAX_OUTPUT = 1 << 20
+POLL_S = 0.2
+Watch = Callable[[], str | None]  # a reason to stop a running git, or None
 
 
 class GitError(Exception):
@@ -28,8 +33,9 @@ class GitError(Exception):
 
 
 class Git:
-    def __init__(self, mirror: Path, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(self, mirror: Path, environ: Mapping[str, str] | None = None, config: Sequence[str] = ()) -> None:
         self.mirror = mirror
+        self.config = tuple(config)
         home = mirror.parent
         self.env: dict[str, str] = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -46,11 +52,14 @@ class Git:
         }
 
     def with_env(self, extra: Mapping[str, str]) -> Git:
-        return Git(self.mirror, {**self.env, **extra})
+        return Git(self.mirror, {**self.env, **extra}, self.config)
 
-    def run(self, args: Sequence[str], timeout: float = LOCAL_S) -> str:
+    def with_config(self, *items: str) -> Git:
+        return Git(self.mirror, self.env, (*self.config, *items))
+
+    def run(self, args: Sequence[str], timeout: float = LOCAL_S, stop_when: Watch | None = None) -> str:
         """git's output; GitError with git's own last line when it fails."""
-        done = self._exec(args, timeout)
+        done = self._exec(args, timeout, stop_when)
         if done.returncode != 0:
             raise GitError(_last_line(done.stderr) or f"git {args[0]} failed ({done.returncode})")
         return done.stdout.decode("utf-8", "replace")
@@ -60,14 +69,31 @@ class Git:
             self.mirror.mkdir(parents=True, exist_ok=True)
             self.run(["init", "--bare", "-q", str(self.mirror)])
 
-    def fetch(self, url: str, branch: str) -> str:
-        """The branch's tip after fetching it (history the remote rewrote is taken as it is now)."""
+    def fetch(self, url: str, branch: str, max_bytes: int) -> str:
+        """The branch's tip after fetching it (history the remote rewrote is taken as it is now); stopped once
+        the objects it brings pass `max_bytes`."""
         ref = f"refs/remotes/origin/{branch}"
+        objects = self.mirror / "objects"
+        limit = _folder_bytes(objects) + max_bytes
+
+        def too_large() -> str | None:
+            return None if _folder_bytes(objects) <= limit else f"it brought more than {max_bytes >> 20} MiB"
+
+        args = ["fetch", "--quiet", "--no-tags", "--force", "--", url, f"+refs/heads/{branch}:{ref}"]
         try:
-            self.run(["fetch", "--quiet", "--no-tags", "--force", "--", url, f"+refs/heads/{branch}:{ref}"], FETCH_S)
+            self.run(args, FETCH_S, stop_when=too_large)
         except GitError as exc:
+            _remove_partial_packs(objects / "pack")
             raise GitError(f"fetching {branch} from {url} failed: {exc}") from None
         return self.run(["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"]).strip()
+
+    def trailers(self, commit: str, keys: Sequence[str]) -> tuple[int, list[list[str]]]:
+        """The commit's committer time (seconds since the epoch) and, for each key, the values of its message's
+        trailers by that name, as git parses them."""
+        fields = "%x00".join(f"%(trailers:key={key},valueonly,unfold,separator=%x1f)" for key in keys)
+        out = self.run(["show", "-s", "--no-show-signature", f"--format=%ct%x00{fields}", commit, "--"])
+        committed, *values = out.rstrip("\n").split("\x00")
+        return int(committed), [[value.strip() for value in field.split("\x1f") if value.strip()] for field in values]
 
     def descends(self, commit: str, ancestor: str) -> bool:
         return self._exec(["merge-base", "--is-ancestor", ancestor, commit], LOCAL_S).returncode == 0
@@ -80,20 +106,43 @@ class Git:
             raise GitError(f"{path} at {commit[:12]} is larger than 1 MiB")
         return self._exec(["cat-file", "blob", spec], LOCAL_S).stdout
 
-    def _exec(self, args: Sequence[str], timeout: float) -> subprocess.CompletedProcess[bytes]:
-        """git in a process group of its own: on timeout the whole group goes (git's remote helpers and ssh
-        too, which would otherwise outlive it)."""
-        config = [part for item in SAFE_CONFIG for part in ("-c", item)]
+    def _exec(
+        self, args: Sequence[str], timeout: float, stop_when: Watch | None = None
+    ) -> subprocess.CompletedProcess[bytes]:
+        """git in a process group of its own: on timeout, or once `stop_when` gives a reason, the whole group
+        goes (git's remote helpers and ssh too, which would otherwise outlive it)."""
+        config = [part for item in (*SAFE_CONFIG, *self.config) for part in ("-c", item)]
         command = ["git", *config, "--git-dir", str(self.mirror), *args]
+        deadline = time.monotonic() + timeout
         with subprocess.Popen(command, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, start_new_session=True) as process:  # fmt: skip
-            try:
-                out, err = process.communicate(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.communicate()
-                raise GitError(f"git {args[0]} took longer than {timeout:.0f} s") from None
+            while True:
+                try:
+                    out, err = process.communicate(timeout=min(POLL_S, max(deadline - time.monotonic(), 0)))
+                    break
+                except subprocess.TimeoutExpired:
+                    reason = f"took longer than {timeout:.0f} s" if time.monotonic() >= deadline else None
+                    reason = reason or (stop_when() if stop_when else None)
+                    if reason:
+                        os.killpg(process.pid, signal.SIGKILL)
+                        process.communicate()
+                        raise GitError(f"git {args[0]} stopped: {reason}") from None
         return subprocess.CompletedProcess(command, process.returncode, out[: MAX_FILE + MAX_OUTPUT], err[-MAX_OUTPUT:])
+
+
+def _folder_bytes(folder: Path) -> int:
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            with contextlib.suppress(FileNotFoundError):  # a temporary file git renamed meanwhile
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total
+
+
+def _remove_partial_packs(folder: Path) -> None:
+    """What a stopped fetch left (git removes its own on a clean failure, not when killed)."""
+    for partial in folder.glob("tmp_*"):
+        partial.unlink(missing_ok=True)
 
 
 def _last_line(stderr: bytes) -> str:

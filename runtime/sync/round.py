@@ -6,6 +6,7 @@ import hashlib
 import logging
 import os
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from menlo_cortex.cortexfile.errors import ConfigError
@@ -16,6 +17,7 @@ from ..ops.durable import fsync_dir
 from ..reload.check import load_candidate
 from ..reload.state import describe
 from ..reload.watch import content_hash
+from .binding import Binding, Unbound, applied_fresh, committed_at
 from .git import Git, GitError
 from .state import MAX_MESSAGE, StateUnreadable, SyncState, now
 from .trust import verify
@@ -52,15 +54,17 @@ def sync_round(settings: Sync, target: Target) -> bool:
     state.repository, state.branch, state.checked_at = settings.repository or "", settings.branch, now()
     tip: str | None = None
     try:
-        git = Git(target.work / "mirror.git")
+        git = _git(settings, target.work)
         git.ensure_mirror()
-        tip = git.fetch(str(settings.repository), settings.branch)
+        tip = git.fetch(str(settings.repository), settings.branch, settings.max_fetch_mb << 20)
         state.fetched = {"commit": tip, "at": now()}
         decided_by = content_hash(target.path) or ""
         if state.error and state.error.get("commit") == tip and state.error.get("refused") == decided_by:
             return False
         if not state.applied or state.applied.get("commit") != tip:
             _apply(settings, target, git, tip, state)
+        else:
+            _still_fresh(state.applied)
         state.error = None
         return True
     except Refused as exc:
@@ -77,19 +81,44 @@ def sync_round(settings: Sync, target: Target) -> bool:
         _save(state, target.work)
 
 
+def _git(settings: Sync, work: Path) -> Git:
+    """The mirror's git; with `ca_certificates`, https checks the server against those (written where git reads
+    them) instead of the system's bundle."""
+    git = Git(work / "mirror.git")
+    if settings.ca_certificates is None:
+        return git
+    work.mkdir(parents=True, exist_ok=True)
+    bundle = work / "ca.pem"
+    _write(bundle, settings.ca_certificates.encode(), like=None)
+    return git.with_config(f"http.sslCAInfo={bundle}")
+
+
 def _apply(settings: Sync, target: Target, git: Git, tip: str, state: SyncState) -> None:
-    applied = (state.applied or {}).get("commit")
-    if applied and not git.descends(tip, applied) and settings.on_rewrite is Rewrite.refuse:
-        raise Refused(f"commit {tip[:12]} does not descend from the applied {applied[:12]}: the branch was "
-                      "rewritten (sync.on_rewrite: refuse)")  # fmt: skip
+    applied = state.applied or {}
+    rewritten = bool(applied) and not git.descends(tip, applied["commit"])
+    if rewritten and settings.on_rewrite is Rewrite.refuse:
+        raise Refused(f"commit {tip[:12]} does not descend from the applied {applied['commit'][:12]}: the branch "
+                      "was rewritten (sync.on_rewrite: refuse)")  # fmt: skip
     try:  # what the tip holds decides these: refusals of this tip, not failures to retry
         verify(git, tip, settings.trusted_keys, target.work / "trust")
+        binding = Binding.read(git, tip)  # only now: the trailers are the signer's word
+        binding.check(settings, datetime.now(UTC))
+        if rewritten:
+            binding.check_later_than(applied["commit"], committed_at(applied, git))
         content = git.file_at(tip, settings.path)
-    except GitError as exc:
+    except (GitError, Unbound) as exc:
         raise Refused(str(exc)) from None
     _swap_in(target, content, f"{settings.path}@{tip[:12]}")
     state.applied = {"commit": tip, "file_sha256": hashlib.sha256(content).hexdigest(), "at": now()}
+    state.applied |= binding.record()
     log.info("sync: applied commit %s (%s)", tip, settings.path)
+
+
+def _still_fresh(applied: dict[str, str]) -> None:
+    try:
+        applied_fresh(applied, datetime.now(UTC))
+    except Unbound as exc:
+        raise Refused(str(exc)) from None
 
 
 def _swap_in(target: Target, content: bytes, where: str) -> None:
@@ -110,9 +139,9 @@ def _swap_in(target: Target, content: bytes, where: str) -> None:
         staged.unlink(missing_ok=True)
 
 
-def _write(path: Path, content: bytes, like: Path) -> None:
+def _write(path: Path, content: bytes, like: Path | None) -> None:
     """Written with the live file's owner and mode (root:cortex 0640 on a device), flushed to disk."""
-    before = like.stat() if like.exists() else None
+    before = like.stat() if like is not None and like.exists() else None
     path.unlink(missing_ok=True)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:

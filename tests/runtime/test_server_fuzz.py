@@ -4,6 +4,7 @@ as documented, and no request the document allows refused (a client or code gene
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -38,7 +39,10 @@ def test_fuzzing_the_api_from_its_openapi_document_finds_no_server_error_and_no_
         "--phases", "examples,coverage,fuzzing", "--max-examples", "10",
         "--workers", "1", "--seed", "1", "--generation-database", "none", "--request-timeout", "90", "--no-color",
     ]  # fmt: skip
-    hooks = {"SCHEMATHESIS_HOOKS": HOOKS.stem, "PYTHONPATH": str(HOOKS.parent), "CORTEX_FUZZ_MODEL": MODEL_ID,
+    hooks_folder = tmp_path / "hooks"  # on PYTHONPATH alone: tests/runtime/http would shadow the standard `http`
+    hooks_folder.mkdir()
+    shutil.copy(HOOKS, hooks_folder)
+    hooks = {"SCHEMATHESIS_HOOKS": HOOKS.stem, "PYTHONPATH": str(hooks_folder), "CORTEX_FUZZ_MODEL": MODEL_ID,
              "CORTEX_FUZZ_EMBEDDING_MODEL": EMBEDDING_MODEL}  # fmt: skip
     env = {**os.environ, **hooks}
     # cwd: schemathesis reads schemathesis.toml and keeps a cache folder in its working directory

@@ -8,11 +8,14 @@ import os
 import shutil
 import subprocess
 import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.git_remote import Certificate
 
 SECTOR = 512
 _MTOOLS = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
@@ -32,15 +35,16 @@ device:
     authorized_keys:
       - {public_key}
 {extra}"""
-# Follows a repository the test serves with `git daemon` on the host's loopback (10.0.2.2 to a qemu guest),
-# trusting commits signed with the image's own SSH key.
+# Follows a repository the test serves over https on the host's loopback (10.0.2.2 to a qemu guest), with a
+# certificate of its own, trusting commits signed with the image's own SSH key.
 SYNC = """\
 sync:
-  repository: git://10.0.2.2:{port}/fleet.git
+  repository: https://10.0.2.2:{port}/fleet.git
   interval_s: 10
   trusted_keys:
     - {public_key}
-"""
+  ca_certificates: |
+{pem}"""
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,7 @@ class Image:
     ssh_key: Path  # the private key whose public half the image authorizes
     name: str
     sync_port: int | None = None  # the loopback port its Cortexfile's sync repository is served on
+    sync_certificate: Certificate | None = None  # the certificate that repository is served with
 
     @property
     def img(self) -> Path:
@@ -96,11 +101,16 @@ def build_image(
     sync_port: int | None = None,
 ) -> Image:
     key = ssh_key(folder)
-    extra = "" if sync_port is None else SYNC.format(port=sync_port, public_key=public_key(key))
+    certificate = None if sync_port is None else Certificate(folder / "tls")
+    extra = (
+        ""
+        if certificate is None
+        else SYNC.format(port=sync_port, public_key=public_key(key), pem=textwrap.indent(certificate.pem, "    "))
+    )
     cortexfile = write_cortexfile(folder, key, hardware, extra)
     done = run_build(cortexfile, folder / "out", store)
     assert done.returncode == 0, done.stderr[-3000:]
-    return Image(folder / "out", cortexfile, key, name, sync_port)
+    return Image(folder / "out", cortexfile, key, name, sync_port, certificate)
 
 
 def partitions(img: Path) -> dict[str, Any]:

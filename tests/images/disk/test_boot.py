@@ -132,10 +132,11 @@ def check_grown_root_and_key_file(ssh: Ssh) -> None:
 
 def check_sync(ssh: Ssh, image: Image, port: int, key: str, folder: Path) -> None:
     """cortex-sync.service under its own unit: failing to reach the remote since boot (nothing serves it yet), then
-    a commit the image's key signed is fetched over git://, applied and served; an unsigned one is refused and
-    reported with its commit while the device keeps serving the signed one."""
+    a commit the image's key signed is fetched over https (trusting the Cortexfile's own CA), applied and served;
+    an unsigned one is refused and reported with its commit while the device keeps serving the signed one."""
     assert ssh.ok("systemctl is-active cortex-sync") == "active"
     assert image.sync_port is not None
+    assert image.sync_certificate is not None
     owner_and_mode = "stat -c '%U:%G %a' /etc/cortex/Cortexfile.yaml"
     installed = ssh.ok(owner_and_mode)
     unreachable = sync_health(port, key, lambda sync: sync["last_error"] is not None)
@@ -143,7 +144,7 @@ def check_sync(ssh: Ssh, image: Image, port: int, key: str, folder: Path) -> Non
     folder.mkdir()
     remote = GitRemote(folder)
     signed = remote.commit(image.cortexfile.read_text() + SYNCED, image.ssh_key)
-    with remote.daemon(image.sync_port):
+    with remote.https(image.sync_port, image.sync_certificate):
         applied = sync_health(port, key, lambda sync: sync["commit"] == signed)
         assert applied["last_error"] is None
         assert ssh.ok("grep -c 'max_tokens: 77' /etc/cortex/Cortexfile.yaml") == "1"

@@ -12,6 +12,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import httpx
 import pytest
 
 from tests.conftest import find_free_port
-from tests.git_remote import GitRemote, git
+from tests.git_remote import Certificate, GitRemote, git
 
 pytestmark = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen")
 
@@ -42,15 +43,19 @@ class Fleet:
     def key(self, name: str = "ops") -> str:
         return (self.root / f"{name}.pub").read_text(encoding="utf-8").strip()
 
-    def cortexfile(self, extra: str = "", *, keys: str | None = None, on_rewrite: str = "refuse") -> str:
+    def cortexfile(
+        self, extra: str = "", *, keys: str | None = None, on_rewrite: str = "refuse", sync: str = "",
+        repository: str | None = None,
+    ) -> str:  # fmt: skip
         return "version: 1\n" + textwrap.dedent(extra) + (
             f"data:\n  path: {self.data}\n"
-            f"sync:\n  repository: file://{self.remote}\n  interval_s: 10\n  on_rewrite: {on_rewrite}\n"
-            f"  trusted_keys: [\"{keys or self.key()}\"]\n"
-        )  # fmt: skip
+            f"sync:\n  repository: {repository or f'file://{self.remote}'}\n  interval_s: 10\n"
+            f"  on_rewrite: {on_rewrite}\n  trusted_keys: [\"{keys or self.key()}\"]\n"
+        ) + textwrap.indent(textwrap.dedent(sync), "  ")  # fmt: skip
 
-    def commit(self, text: str, *, signer: str | None = "ops", message: str = "change") -> str:
-        return self.repository.commit(text, self.root / f"{signer}.pub" if signer else None, message=message)
+    def commit(self, text: str, *, signer: str | None = "ops", message: str = "change", **how: Any) -> str:
+        """`how`: GitRemote.commit's trailers and date."""
+        return self.repository.commit(text, self.root / f"{signer}.pub" if signer else None, message=message, **how)
 
     @property
     def live(self) -> Path:
@@ -114,9 +119,11 @@ def test_a_signed_commit_whose_cortexfile_would_not_load_is_refused(fleet: Fleet
     assert not list(fleet.device.glob(".*"))
 
 
-def test_a_force_push_to_an_older_commit_is_refused_unless_the_file_says_follow(fleet: Fleet) -> None:
-    older = fleet.commit(fleet.cortexfile("server:\n  port: 40125\n"), message="older")
-    newer = fleet.commit(fleet.cortexfile("server:\n  port: 40126\n"), message="newer")
+def test_a_force_push_is_refused_and_under_follow_only_a_later_commit_is_applied(fleet: Fleet) -> None:
+    """A hostile host force-pushing an older signed commit: refused, and under `on_rewrite: follow` too (a
+    rollback is a new commit); a rewritten branch whose signed tip was committed later is followed."""
+    older = fleet.commit(fleet.cortexfile("server:\n  port: 40125\n"), message="older", date="@1800000000 +0000")
+    newer = fleet.commit(fleet.cortexfile("server:\n  port: 40126\n"), message="newer", date="@1800000100 +0000")
     assert sync_once(fleet).returncode == 0
     git("-C", str(fleet.work), "reset", "-q", "--hard", older)
     git("-C", str(fleet.work), "push", "-q", "--force", str(fleet.remote), "HEAD:main")
@@ -126,9 +133,69 @@ def test_a_force_push_to_an_older_commit_is_refused_unless_the_file_says_follow(
     assert "port: 40126" in fleet.live.read_text(encoding="utf-8")
     follows = fleet.cortexfile("server:\n  port: 40126\n", on_rewrite="follow")
     fleet.live.write_text(follows, encoding="utf-8")  # the device's own file says what to do with a rewrite
+    still_refused = sync_once(fleet)
+    assert still_refused.returncode == 1
+    assert f"commit {older[:12]} is not committed later than the applied {newer[:12]}" in still_refused.stderr
+    assert "port: 40126" in fleet.live.read_text(encoding="utf-8")
+    rewritten = fleet.commit(fleet.cortexfile("server:\n  port: 40127\n", on_rewrite="follow"),
+                             message="rewritten", date="@1800000200 +0000")  # fmt: skip
+    assert not git("-C", str(fleet.work), "branch", "--contains", newer).strip()  # not a descendant
     followed = sync_once(fleet)
     assert followed.returncode == 0, followed.stderr
-    assert "port: 40125" in fleet.live.read_text(encoding="utf-8")
+    assert fleet.state()["applied"]["commit"] == rewritten  # type: ignore[index]
+    assert "port: 40127" in fleet.live.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("trailers", "reason"),
+    [
+        (
+            ("Cortex-Branch: feature/new-model",),
+            "its message has no `Cortex-Branch: main` trailer (it names feature/new-model)",
+        ),
+        ((), "its message has no `Cortex-Branch: main` trailer"),
+        (("Cortex-Branch: main", "Cortex-Not-After: 2020-01-01"), "expired at 2020-01-01T00:00:00Z"),
+        (("Cortex-Branch: main", "Cortex-Not-After: next week"), "is not a date (2027-01-31) or a time with its zone"),
+        (("Cortex-Branch: main", "Cortex-Not-After: 2099-01-01T00:00:00"), "is not a date"),
+    ],
+    ids=["another-branch", "no-branch", "expired", "not-a-date", "no-zone"],
+)
+def test_a_signed_commit_not_bound_to_the_branch_and_now_is_refused(
+    fleet: Fleet, trailers: tuple[str, ...], reason: str
+) -> None:
+    """What a hostile host serves as main: a signed commit of an unmerged branch, or one past its expiry."""
+    before = fleet.live.read_text(encoding="utf-8")
+    tip = fleet.commit(fleet.cortexfile("server:\n  port: 40131\n"), trailers=trailers)
+    done = sync_once(fleet)
+    assert done.returncode == 1
+    assert f"sync: commit {tip[:12]}" in done.stderr
+    assert reason in done.stderr
+    assert fleet.live.read_text(encoding="utf-8") == before
+
+
+def test_a_required_expiry_is_enforced_and_an_expired_applied_commit_is_reported(fleet: Fleet) -> None:
+    """sync.require_not_after: a commit without one is refused; once the applied one expires with nothing newer
+    (a repository withholding commits), the round fails and says so; a new signed commit clears it."""
+    strict = fleet.cortexfile(sync="require_not_after: true\n")
+    fleet.live.write_text(strict, encoding="utf-8")
+    unbounded = fleet.commit(strict)
+    refused = sync_once(fleet)
+    assert refused.returncode == 1
+    assert f"commit {unbounded[:12]} has no `Cortex-Not-After:` trailer (sync.require_not_after)" in refused.stderr
+    soon = (datetime.now(UTC) + timedelta(seconds=3)).isoformat(timespec="seconds")
+    expiring = fleet.commit(strict, trailers=("Cortex-Branch: main", f"Cortex-Not-After: {soon}"))
+    applied = sync_once(fleet)
+    assert applied.returncode == 0, applied.stderr
+    assert fleet.state()["applied"]["not_after"] == soon.replace("+00:00", "Z")  # type: ignore[index]
+    time.sleep(max((datetime.fromisoformat(soon) - datetime.now(UTC)).total_seconds() + 1, 0))  # the clock passes it
+    stale = sync_once(fleet)
+    assert stale.returncode == 1
+    assert f"the applied commit {expiring[:12]} expired at" in stale.stderr
+    assert "the repository may be withholding commits" in stale.stderr
+    later = (datetime.now(UTC) + timedelta(days=7)).isoformat(timespec="seconds")
+    fleet.commit(strict, trailers=("Cortex-Branch: main", f"Cortex-Not-After: {later}"))
+    assert sync_once(fleet).returncode == 0
+    assert fleet.state()["error"] is None
 
 
 def test_an_unreachable_remote_is_reported_and_followed_again_when_back(fleet: Fleet) -> None:
@@ -163,7 +230,8 @@ def test_an_openpgp_signature_from_a_trusted_key_file(fleet: Fleet, tmp_path: Pa
                                                                   keys=str(tmp_path / "ops.asc")))  # fmt: skip
     git("-C", str(fleet.work), "add", "Cortexfile.yaml")
     subprocess.run(["git", "-C", str(fleet.work), "-c", "gpg.format=openpgp", "-c", "user.signingkey=ops-pgp@example",
-                    "commit", "-q", "-S", "-m", "pgp"], env={**env, "HOME": str(tmp_path)}, check=True)  # fmt: skip
+                    "commit", "-q", "-S", "-m", "pgp", "--trailer", "Cortex-Branch: main"],
+                   env={**env, "HOME": str(tmp_path)}, check=True)  # fmt: skip
     git("-C", str(fleet.work), "push", "-q", str(fleet.remote), "HEAD:main")
     done = sync_once(fleet)
     assert done.returncode == 0, done.stderr
@@ -250,13 +318,65 @@ def test_an_unreadable_state_applies_nothing(fleet: Fleet) -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["https://user:token@git.example/fleet.git", "https://git.example/fleet.git?private_token=x", "ext::sh"]
+    ("url", "reason"),
+    [
+        ("https://user:token@git.example/fleet.git", "no password, token, query or fragment"),
+        ("https://git.example/fleet.git?private_token=x", "no password, token, query or fragment"),
+        ("ext::sh", "a repository URL: https://, ssh:// or file://"),
+        ("git://git.example/fleet.git", "git:// and http:// are not encrypted"),
+        ("HTTP://git.example/fleet.git", "git:// and http:// are not encrypted"),
+    ],
 )
-def test_a_repository_url_with_credentials_or_another_transport_is_refused(tmp_path: Path, url: str) -> None:
+def test_a_repository_url_with_credentials_or_another_transport_is_refused(
+    tmp_path: Path, url: str, reason: str
+) -> None:
     path = tmp_path / "Cortexfile.yaml"
     path.write_text(f"version: 1\nsync:\n  repository: '{url}'\n  trusted_keys: ['/k.asc']\n", encoding="utf-8")
     done = subprocess.run([sys.executable, "-m", "menlo_cortex", "validate", "-f", str(path)], capture_output=True,
                           text=True, timeout=60, check=False)  # fmt: skip
     assert done.returncode == 2
     assert ":3:15: sync.repository:" in done.stderr
+    assert reason in done.stderr
     assert "token" not in done.stderr.replace("no password, token", "")
+
+
+def test_https_with_the_cortexfiles_ca_and_not_without_it(fleet: Fleet, tmp_path: Path) -> None:
+    """A private git server over https: trusted through sync.ca_certificates, refused (a certificate error,
+    nothing applied) by the system's CAs."""
+    certificate = Certificate(tmp_path / "tls")
+    with fleet.repository.https(find_free_port(), certificate) as url:
+        without_ca = fleet.cortexfile(repository=url)
+        fleet.live.write_text(without_ca, encoding="utf-8")
+        fleet.commit(without_ca)
+        untrusted = sync_once(fleet)
+        assert untrusted.returncode == 1
+        assert f"fetching main from {url} failed:" in untrusted.stderr
+        assert "certificate" in untrusted.stderr.lower()
+        with_ca = fleet.cortexfile(repository=url, sync="ca_certificates: |\n" + textwrap.indent(certificate.pem, "  "))
+        fleet.live.write_text(with_ca, encoding="utf-8")
+        tip = fleet.commit(with_ca + "# synced\n")
+        done = sync_once(fleet)
+    assert done.returncode == 0, done.stderr
+    assert fleet.state()["applied"]["commit"] == tip  # type: ignore[index]
+    assert fleet.live.read_text(encoding="utf-8").endswith("# synced\n")
+
+
+def test_a_fetch_larger_than_the_cap_is_stopped(fleet: Fleet, tmp_path: Path) -> None:
+    """A remote that sends more than sync.max_fetch_mb (20 MiB of noise, sent at 4 MiB/s) is cut off once the
+    mirror grew past the cap, and nothing it sent is kept."""
+    certificate = Certificate(tmp_path / "tls")
+    (fleet.work / "noise.bin").write_bytes(os.urandom(20 << 20))
+    git("-C", str(fleet.work), "add", "noise.bin")
+    with fleet.repository.https(find_free_port(), certificate, bytes_per_s=4 << 20) as url:
+        capped = fleet.cortexfile(repository=url, sync="max_fetch_mb: 2\nca_certificates: |\n"
+                                                        + textwrap.indent(certificate.pem, "  "))  # fmt: skip
+        fleet.live.write_text(capped, encoding="utf-8")
+        fleet.commit(capped)
+        started = time.monotonic()
+        done = sync_once(fleet)
+        took = time.monotonic() - started
+    assert done.returncode == 1
+    assert "git fetch stopped: it brought more than 2 MiB" in done.stderr
+    assert took < 4, "stopped long before the 5 s the whole answer takes"
+    mirror = fleet.root / "data-sync" / "mirror.git" / "objects"
+    assert sum(path.stat().st_size for path in mirror.rglob("*") if path.is_file()) < 1 << 20
