@@ -15,6 +15,7 @@ from menlo_cortex.cortexfile.schema.server import Auth
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .connections import CONNECTION
 from .errors import error_response
 
 KEY_FILE_CHECK_S = 1.0
@@ -86,6 +87,18 @@ def bearer_token(headers: Headers) -> str | None:
 
 def caller_digest(token: str | None) -> str:
     return hashlib.sha256((token or "").encode()).hexdigest()[:32]
+
+
+def cache_owner(scope: Scope, prompt_cache_key: str | None) -> str:
+    """Whose cached prompt a request may reuse (reuse shows, in usage.cached_tokens and in time, what was sent).
+    With API keys: its key's. Without: its connection's, or, across connections, the requests that send the
+    same `prompt_cache_key` (a value other local processes do not know); never one cache for every client."""
+    if caller := scope.get(CALLER, ""):
+        return str(caller)
+    if prompt_cache_key:
+        return "prompt_cache_key:" + caller_digest(prompt_cache_key)
+    connection = scope.get("state", {}).get(CONNECTION)
+    return f"connection:{connection}" if connection else f"request:{id(scope)}"
 
 
 class ApiKeyMiddleware:

@@ -6,7 +6,7 @@ that never finish a handshake or their headers, or never read, from one host or 
 limit, and everyone else (/health included) gets 503.
 
 h11 (through uvicorn's own protocol) still parses every byte; this subclass only adds a timer and a
-counter around it.
+counter around it, and a serial number in each request's `state` that no other connection ever has.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import asyncio.constants
 import ipaddress
+import itertools
 import logging
 from collections import Counter
 from typing import ClassVar
@@ -22,6 +23,8 @@ from menlo_cortex.cortexfile.schema.server import Limits
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 log = logging.getLogger("cortex.connections")
+CONNECTION = "cortex.connection"  # key in each request's scope["state"]: its connection's serial number
+_serials = itertools.count(1)
 
 
 class ConnectionGuard:
@@ -89,6 +92,7 @@ class GuardedH11Protocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.app_state = {**self.app_state, CONNECTION: next(_serials)}  # uvicorn copies it into each scope
         peer = self.client[0] if self.client else ""
         if not self.guard.admit(self, peer):
             log.warning("refused a connection from %s: %d already open", peer, self.guard.per_client)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..http.auth import CALLER
+from ..http.auth import cache_owner
 from ..http.errors import ApiError
 from ..models.engine import Chunk, Engine, StreamCall
 from ..models.errors import Refused
@@ -33,6 +33,7 @@ class Job:
     stream: bool
     include_usage: bool
     prompt_param: str  # names the parameter in a "prompt too long" error
+    cache_key: str | None = None  # the request's prompt_cache_key
 
 
 async def respond(request: Request, manager: ModelManager, job: Job) -> Response:
@@ -45,7 +46,7 @@ async def respond(request: Request, manager: ModelManager, job: Job) -> Response
             code="model_not_supported",
         )
     timeout_s = manager.limits.request_timeout_s
-    generation = Generation(deadline=time.monotonic() + timeout_s, owner=str(request.scope.get(CALLER, "")))
+    generation = Generation(deadline=time.monotonic() + timeout_s, owner=cache_owner(request.scope, job.cache_key))
     lease = Lease(manager.metrics, model.id, generation.stats)
     try:
         engine = await unless_disconnected(request, lease.acquire(manager), timeout_s)

@@ -65,7 +65,8 @@ def _chat(manager: ModelManager, offload: Offload) -> Endpoint:
             check_grammars(llama, grammars)
             return llama.create_chat_completion(**arguments)
 
-        job = Job(Envelope("chat", body.model), start, bool(body.stream), _include_usage(body), "messages")
+        envelope = Envelope("chat", body.model)
+        job = Job(envelope, start, bool(body.stream), _include_usage(body), "messages", body.prompt_cache_key)
         return await respond(request, manager, job)
 
     return chat_completions
