@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -160,6 +161,14 @@ class Ssh:
     def ok(self, command: str, timeout_s: float = 120) -> str:
         done = self.run(command, timeout_s)
         assert done.returncode == 0, f"{command}: {done.stdout}{done.stderr}"
+        return done.stdout.strip()
+
+    def api_key(self, timeout_s: float) -> str:
+        """The key first boot made, read as root once SSH answers (the serial console never shows it)."""
+        deadline = time.monotonic() + timeout_s
+        while (done := self.run("grep -m1 '^cortex-' /etc/cortex/api-keys", 60)).returncode != 0:
+            assert time.monotonic() < deadline, f"no API key over SSH in {timeout_s:.0f}s: {done.stderr}"
+            time.sleep(3)
         return done.stdout.strip()
 
     def copy_in(self, source: Path, dest: str) -> None:
