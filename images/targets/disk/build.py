@@ -246,6 +246,8 @@ def _publish(plan: DiskPlan, disk: Path, output: Path) -> DiskImage:
     document = stem.with_name(plan.name + ".spdx.json")
     lines = [f"{file_sha256(path)}  {path.name}\n" for path in (stem, compressed, bmap, document)]
     checksums.write_text("".join(lines), encoding="utf-8")
+    for image in (stem, compressed):  # the device's Wi-Fi key and config: for the builder's eyes, not every user's
+        os.chmod(image, 0o600)
     used = os.stat(stem).st_blocks * 512
     final = {path: publish(path, output / path.name) for path in (bmap, compressed, document, checksums, stem)}
     return DiskImage(final[stem], final[compressed], final[bmap], final[checksums], final[document], plan, used)

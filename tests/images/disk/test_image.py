@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 from pathlib import Path
 
@@ -50,6 +51,8 @@ def test_root_holds_the_service_and_no_shared_secrets(device_image: Image) -> No
     assert "git" in debugfs(img, start, "ls /usr/bin").split()  # what cortex sync runs, added for the sync section
     unit = debugfs(img, start, "cat /etc/systemd/system/cortex.service")
     assert "start --defaults disk -f /etc/cortex/Cortexfile.yaml" in unit
+    for image in (img, device_image.sibling(".img.zst")):  # its config (and any Wi-Fi key) for the builder only
+        assert stat.S_IMODE(image.stat().st_mode) == 0o600
 
 
 def test_the_same_inputs_give_the_same_bytes(device_image: Image, tmp_path: Path, test_data_dir: Path) -> None:
