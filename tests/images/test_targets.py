@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import json
 import subprocess
 from collections.abc import Callable
@@ -47,6 +48,11 @@ def test_every_format_has_a_target_of_the_one_shape(name: str) -> None:
     assert callable(module.make)
     assert callable(module.request_from)
     assert name == module.FORMAT
+    for step in ("request", "plan", "build"):  # what was asked, typed -> a pure plan -> the one step with effects
+        importlib.import_module(f"{module.__name__}.{step}")
+    returned = inspect.signature(module.request_from, eval_str=True).return_annotation
+    assert returned.__name__.endswith("Request")
+    assert returned is getattr(importlib.import_module(f"{module.__name__}.request"), returned.__name__)
 
 
 @pytest.mark.parametrize("name", formats.names())

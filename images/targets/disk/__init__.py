@@ -7,20 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from .. import BuildOptions, Views, model_store
-from .build import DiskRequest, build
+from .. import BuildOptions, Views
+from .build import build
 from .plan import FORMAT
+from .request import DiskRequest, request_from
 
-
-def request_from(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> DiskRequest:
-    return DiskRequest(
-        resolved=views.of(FORMAT),
-        output=options.output,
-        model_store=model_store(views, options, environ),
-        wheels_dir=options.wheels_dir,
-        platform=options.platform,
-        environ=environ,
-    )
+__all__ = ["FORMAT", "DiskRequest", "make", "request_from"]
 
 
 def make(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> list[str]:
@@ -35,5 +27,5 @@ def make(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> lis
         f"      or: zstd -dc {image.compressed} | sudo dd of=/dev/sdX bs=4M conv=fsync",
     ]
     if image.plan.generate_key:
-        lines.append("first boot makes the API key and shows it once on the consoles (kept in /etc/cortex/api-keys)")
+        lines.append("first boot makes the API key and shows it once on the screen (kept in /etc/cortex/api-keys)")
     return lines

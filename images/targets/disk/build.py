@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from menlo_cortex.cortexfile.errors import ConfigError, Diagnostic
@@ -27,11 +27,13 @@ from ... import sbom
 from ...artifacts import publish, staging, text, write_tree
 from ...debian import copy_root, debian_root, installed_packages
 from ...reproducible import source_epoch
-from ..systemd.bundle import BuildRequest, with_platform
-from ..systemd.bundle import build as build_bundle
+from ..systemd.build import build as build_bundle
+from ..systemd.build import with_platform
+from ..systemd.request import SystemdRequest
 from .layout import MIB, OFFSET_MIB, BootFile, clamp_times, content_mib, make_disk
 from .plan import BOOT_MIB, FORMAT, DiskPlan, make_plan
 from .render import enabled_units, render
+from .request import DiskRequest
 from .userland import root_spec
 
 EFI_LOADERS = {"amd64": ("systemd-bootx64.efi", "BOOTX64.EFI"), "arm64": ("systemd-bootaa64.efi", "BOOTAA64.EFI")}
@@ -41,16 +43,6 @@ SPACE_FACTOR = 3  # root copy, file system image and disk image exist at once
 
 class DiskError(RuntimeError):
     """A disk image could not be built; the message names the cause."""
-
-
-@dataclass(frozen=True)
-class DiskRequest:
-    resolved: Resolved  # loaded with the disk format's defaults layer
-    output: Path
-    model_store: Path
-    wheels_dir: Path | None = None
-    platform: str | None = None
-    environ: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -76,7 +68,7 @@ def build(request: DiskRequest) -> DiskImage:
 def _assemble(request: DiskRequest, resolved: Resolved, plan: DiskPlan, psk: str | None, work: Path) -> DiskImage:
     epoch = source_epoch([request.resolved.path], request.environ)
     bundle = build_bundle(
-        BuildRequest(
+        SystemdRequest(
             resolved, work / "bundle", request.model_store, request.wheels_dir, environ=request.environ, defaults=FORMAT
         )
     )

@@ -29,7 +29,7 @@ from . import engine, pins
 from .build import ContextFolderTaken, build_image, write_context
 from .plan import BuildPlan, ImageOptions, make_plan
 from .render import HostFiles, render
-from .request import DockerBuild, request_from
+from .request import DockerRequest, request_from
 
 FORMAT = "docker"
 
@@ -49,7 +49,7 @@ def make(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> lis
     return lines + ([f"built {built.reference} ({built.image_id})"] if built.reference else [])
 
 
-def build_docker(views: Views, request: DockerBuild, environ: Mapping[str, str]) -> Built:
+def build_docker(views: Views, request: DockerRequest, environ: Mapping[str, str]) -> Built:
     host_view = views.host
     image_view = views.of(FORMAT)
     _check_supported(image_view)
@@ -62,7 +62,7 @@ def build_docker(views: Views, request: DockerBuild, environ: Mapping[str, str])
 
 
 def _make(
-    request: DockerBuild,
+    request: DockerRequest,
     host_view: Resolved,
     image_view: Resolved,
     client: docker.DockerClient | None,
@@ -88,8 +88,8 @@ def _make(
 
 
 def _pinned(
-    request: DockerBuild, lock_file: Path, views: tuple[Resolved, Resolved], models: dict[str, tuple[str, Path]]
-) -> DockerBuild:
+    request: DockerRequest, lock_file: Path, views: tuple[Resolved, Resolved], models: dict[str, tuple[str, Path]]
+) -> DockerRequest:
     """The request with its bases replaced by the lock's digests, once its models match the lock."""
     host_view, image_view = views
     locked = lock.check(lock_file, lock.contents(lock.models(models, lock.model_sources(host_view)), {}))
@@ -126,7 +126,7 @@ def _check_supported(resolved: Resolved) -> None:
         raise ConfigError(problems)
 
 
-def _wheels(request: DockerBuild, scratch: Path) -> tuple[Path, ...]:
+def _wheels(request: DockerRequest, scratch: Path) -> tuple[Path, ...]:
     """This project's wheel first: from --wheels when it holds one (a release), else built here."""
     extra = prebuilt_wheels(request.wheels_dir) if request.wheels_dir else ()
     own = [w for w in extra if w.name.startswith("menlo_cortex-")]
@@ -134,7 +134,7 @@ def _wheels(request: DockerBuild, scratch: Path) -> tuple[Path, ...]:
     return (project, *(w for w in extra if not w.name.startswith("menlo_cortex-")))
 
 
-def _options(request: DockerBuild, wheels: tuple[Path, ...], epoch: int) -> ImageOptions:
+def _options(request: DockerRequest, wheels: tuple[Path, ...], epoch: int) -> ImageOptions:
     return ImageOptions(
         format=FORMAT,
         tag=request.tag,

@@ -15,7 +15,7 @@ from ...reproducible import add_bytes, add_file
 from . import engine
 from .progress import BuildDisplay
 from .render import DOCKERIGNORE
-from .request import DockerBuild
+from .request import DockerRequest
 
 SPACE_MARGIN_BYTES = 512 << 20
 
@@ -48,7 +48,7 @@ def write_tar(files: Files, stream: io.BufferedIOBase | io.BytesIO, epoch: int) 
 
 
 def build_image(
-    client: docker.DockerClient, request: DockerBuild, reference: str, files: Files, *, scratch: Path, epoch: int
+    client: docker.DockerClient, request: DockerRequest, reference: str, files: Files, *, scratch: Path, epoch: int
 ) -> str:
     """Build untagged, then tag (and push) only what finished; the image id."""
     check_space(files, scratch)

@@ -13,7 +13,7 @@ from .. import BuildOptions, Views, model_store
 
 
 @dataclass(frozen=True)
-class DockerBuild:
+class DockerRequest:
     """What `cortex build --format docker` was asked to do."""
 
     file: Path
@@ -33,10 +33,10 @@ class DockerBuild:
     lock_file: Path | None = None  # --locked: build FROM the digests this lock pins
 
 
-def request_from(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> DockerBuild:
+def request_from(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> DockerRequest:
     if options.context_only and options.context_dir is None:
         raise ConfigError([Diagnostic(Origin("flag --context-only"), "", "needs --context-dir DIR")])
-    return DockerBuild(
+    return DockerRequest(
         file=options.file,
         model_store=model_store(views, options, environ),
         bake_cortexfile=options.bake_cortexfile,

@@ -1,4 +1,4 @@
-"""`cortex build --format systemd`: an offline bundle with a hardened service (see bundle.build).
+"""`cortex build --format systemd`: an offline bundle with a hardened service (see build.build).
 
 Baked models are found (or fetched) in the build host's own model store; the quadlet runs the image
 `cortex build --format docker` tags by default for the same Cortexfile.
@@ -9,21 +9,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from .. import BuildOptions, Views, default_tag, model_store
-from .bundle import BuildRequest, build
+from .. import BuildOptions, Views
+from .build import build
 from .plan import FORMAT
+from .request import SystemdRequest, request_from
 
-
-def request_from(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> BuildRequest:
-    return BuildRequest(
-        resolved=views.of(FORMAT),
-        output=options.output,
-        model_store=model_store(views, options, environ),
-        wheels_dir=options.wheels_dir,
-        platform=options.platform,
-        image=f"localhost/{default_tag(views.of('docker'))}",
-        environ=environ,
-    )
+__all__ = ["FORMAT", "SystemdRequest", "make", "request_from"]
 
 
 def make(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> list[str]:

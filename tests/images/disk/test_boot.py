@@ -17,7 +17,8 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from menlo_cortex.images.targets.systemd.bundle import BuildRequest, Bundle, build
+from menlo_cortex.images.targets.systemd.build import Bundle, build
+from menlo_cortex.images.targets.systemd.request import SystemdRequest
 
 from tests.conftest import find_free_port
 from tests.git_remote import GitRemote
@@ -69,7 +70,7 @@ def upgrade_bundle(folder: Path, image: Image, store: Path, extra: str, models: 
     folder.mkdir(parents=True)
     cortexfile = folder / "Cortexfile.yaml"
     cortexfile.write_text(text)
-    return build(BuildRequest(load_disk(cortexfile), folder / "out", store, defaults="disk"))
+    return build(SystemdRequest(load_disk(cortexfile), folder / "out", store, defaults="disk"))
 
 
 def test_device_boots_serves_upgrades_and_keeps_its_key(

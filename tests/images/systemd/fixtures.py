@@ -13,7 +13,8 @@ import pytest
 from menlo_cortex.cortexfile.boards import load_board
 from menlo_cortex.images.debian import debian_root as shared_root
 from menlo_cortex.images.targets.disk.userland import root_spec
-from menlo_cortex.images.targets.systemd.bundle import BuildRequest, Bundle, build
+from menlo_cortex.images.targets.systemd.build import Bundle, build
+from menlo_cortex.images.targets.systemd.request import SystemdRequest
 
 from .conftest import load_systemd
 
@@ -50,7 +51,7 @@ def build_bundle(folder: Path, store: Path, *, context: int = 512, extra: str = 
     folder.mkdir(parents=True, exist_ok=True)
     cortexfile = folder / "Cortexfile.yaml"
     cortexfile.write_text(BASE_CORTEXFILE.format(context=context, extra=extra), encoding="utf-8")
-    bundle = build(BuildRequest(load_systemd(cortexfile), folder / "out", store))
+    bundle = build(SystemdRequest(load_systemd(cortexfile), folder / "out", store))
     return Built(bundle, cortexfile.read_bytes())
 
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from menlo_cortex.cortexfile.hashing import config_hash
@@ -25,20 +24,9 @@ from ...artifacts import Artifact, link_or_copy, publish, staging, write_tree
 from ...project_wheel import build_project_wheel, runtime_constraints
 from ...reproducible import source_epoch
 from .archive import write_tarball
-from .plan import FORMAT, ServicePlan, make_plan
+from .plan import ServicePlan, make_plan
 from .render import render
-
-
-@dataclass(frozen=True)
-class BuildRequest:
-    resolved: Resolved  # loaded with plan.DEFAULTS as the format layer
-    output: Path
-    model_store: Path  # the build host's data folder, where baked models are found or fetched into
-    wheels_dir: Path | None = None  # a prebuilt llama-cpp-python wheel for the target (else the cache)
-    platform: str | None = None  # linux/amd64 | linux/arm64, overrides target.architecture
-    image: str | None = None  # the quadlet's image: what `cortex build --format docker` tags
-    environ: Mapping[str, str] = field(default_factory=dict)  # SOURCE_DATE_EPOCH, if set
-    defaults: str = FORMAT  # the format layer `resolved` was loaded with: systemd, or disk for a device image
+from .request import SystemdRequest
 
 
 @dataclass(frozen=True)
@@ -49,7 +37,7 @@ class Bundle:
     plan: ServicePlan
 
 
-def build(request: BuildRequest) -> Bundle:
+def build(request: SystemdRequest) -> Bundle:
     resolved = with_platform(request.resolved, request.platform)
     config = resolved.config
     make_plan(resolved, "check", "", defaults=request.defaults)  # bad settings fail here, before any slow step
@@ -58,7 +46,7 @@ def build(request: BuildRequest) -> Bundle:
         return _assemble(request, resolved, llama, work)
 
 
-def _assemble(request: BuildRequest, resolved: Resolved, llama: Path, work: Path) -> Bundle:
+def _assemble(request: SystemdRequest, resolved: Resolved, llama: Path, work: Path) -> Bundle:
     config = resolved.config
     for name in ("wheels", "models"):  # models/ even when none is baked: install.sh and the device look there
         (work / name).mkdir()
