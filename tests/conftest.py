@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import sys
 import textwrap
 import threading
@@ -109,6 +110,30 @@ def write_cortexfile(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def project_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    wheels = tmp_path_factory.mktemp("wheels")
+    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels)]
+    subprocess.run([*build, str(ROOT)], check=True, capture_output=True, timeout=300)
+    (wheel,) = wheels.glob("menlo_cortex-*.whl")
+    return wheel
+
+
+@pytest.fixture(scope="session")
+def installed_cortex(tmp_path_factory: pytest.TempPathFactory, project_wheel: Path) -> Path:
+    """`menlo-cortex[build]` from its wheel into a fresh venv outside the checkout: the `cortex` it installs
+    (the packaging tests use it, and the OCI image and the device image the end-to-end tests run are built
+    with it: every format works from a plain install)."""
+    where = tmp_path_factory.mktemp("installed")
+    wheel = project_wheel
+    venv = where / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    install = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "-c", str(ROOT / "constraints.txt")]
+    done = subprocess.run([*install, f"{wheel}[build]"], capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return venv / "bin" / "cortex"
 
 
 @pytest.fixture(scope="session")

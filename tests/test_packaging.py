@@ -64,15 +64,6 @@ def test_the_readme_layout_table_matches_the_tree() -> None:
     assert listed == folders
 
 
-@pytest.fixture(scope="module")
-def project_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    wheels = tmp_path_factory.mktemp("wheels")
-    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels)]
-    subprocess.run([*build, str(ROOT)], check=True, capture_output=True, timeout=300)
-    (wheel,) = wheels.glob("menlo_cortex-*.whl")
-    return wheel
-
-
 def test_the_wheel_carries_every_file_of_its_package_folders(project_wheel: Path) -> None:
     """Templates, static pages, recipes, patches: a file a package folder tracks that the wheel lacks is a
     build that works in the checkout and fails from a plain install."""
@@ -84,19 +75,6 @@ def test_the_wheel_carries_every_file_of_its_package_folders(project_wheel: Path
     with zipfile.ZipFile(project_wheel) as archive:
         names = set(archive.namelist())
     assert sorted(expected - names) == []
-
-
-@pytest.fixture(scope="module")
-def installed_cortex(tmp_path_factory: pytest.TempPathFactory, project_wheel: Path) -> Path:
-    """`menlo-cortex[build]` from its wheel into a fresh venv outside the checkout: the `cortex` it installs."""
-    where = tmp_path_factory.mktemp("installed")
-    wheel = project_wheel
-    venv = where / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    install = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "-c", str(ROOT / "constraints.txt")]
-    done = subprocess.run([*install, f"{wheel}[build]"], capture_output=True, text=True, timeout=600, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return venv / "bin" / "cortex"
 
 
 def _cortex(cortex: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from typing import Any
 import pytest
 
 from tests.git_remote import Certificate
+
+CHECKOUT = (sys.executable, "-m", "menlo_cortex")  # this checkout's cortex (else an installed one's path)
 
 SECTOR = 512
 _MTOOLS = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
@@ -56,6 +59,7 @@ class Image:
     name: str
     sync_port: int | None = None  # the loopback port its Cortexfile's sync repository is served on
     sync_certificate: Certificate | None = None  # the certificate that repository is served with
+    command: tuple[str, ...] = CHECKOUT  # the cortex that built it
 
     @property
     def img(self) -> Path:
@@ -88,8 +92,10 @@ def public_key(key: Path) -> str:
     return key.with_suffix(".pub").read_text(encoding="utf-8").strip()
 
 
-def run_build(cortexfile: Path, output: Path, store: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "menlo_cortex", "build", "-f", str(cortexfile), "--format", "disk"]
+def run_build(
+    cortexfile: Path, output: Path, store: Path, *args: str, cortex: Sequence[str] = CHECKOUT
+) -> subprocess.CompletedProcess[str]:
+    command = [*cortex, "build", "-f", str(cortexfile), "--format", "disk"]
     command += ["-o", str(output), "--datapath", str(store), *args]
     return subprocess.run(command, capture_output=True, text=True, check=False, timeout=3600)
 
@@ -100,6 +106,8 @@ def build_image(
     hardware: str = "x86-64-uefi",
     name: str = "cortex-test-x86-64-uefi",
     sync_port: int | None = None,
+    *,
+    cortex: Sequence[str] = CHECKOUT,
 ) -> Image:
     key = ssh_key(folder)
     certificate = None if sync_port is None else Certificate(folder / "tls")
@@ -109,9 +117,9 @@ def build_image(
         else SYNC.format(port=sync_port, public_key=public_key(key), pem=textwrap.indent(certificate.pem, "    "))
     )
     cortexfile = write_cortexfile(folder, key, hardware, extra)
-    done = run_build(cortexfile, folder / "out", store)
+    done = run_build(cortexfile, folder / "out", store, cortex=cortex)
     assert done.returncode == 0, done.stderr[-3000:]
-    return Image(folder / "out", cortexfile, key, name, sync_port, certificate)
+    return Image(folder / "out", cortexfile, key, name, sync_port, certificate, tuple(cortex))
 
 
 def partitions(img: Path) -> dict[str, Any]:

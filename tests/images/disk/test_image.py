@@ -56,7 +56,7 @@ def test_root_holds_the_service_and_no_shared_secrets(device_image: Image) -> No
 
 
 def test_the_same_inputs_give_the_same_bytes(device_image: Image, tmp_path: Path, test_data_dir: Path) -> None:
-    again = run_build(device_image.cortexfile, tmp_path / "again", test_data_dir)
+    again = run_build(device_image.cortexfile, tmp_path / "again", test_data_dir, cortex=device_image.command)
     assert again.returncode == 0, again.stderr[-2000:]
     first = device_image.sibling(".sha256").read_text()
     assert (tmp_path / "again" / device_image.sibling(".sha256").name).read_text() == first

@@ -11,7 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,9 +170,14 @@ def start_registry(folder: Path, port: int, user: str, password: str) -> tuple[s
     return process, registry
 
 
-def run_cortex(args: list[str], environ: Mapping[str, str], timeout: float = 1500) -> subprocess.CompletedProcess[str]:
+CHECKOUT = (sys.executable, "-m", "menlo_cortex")  # this checkout's cortex (else an installed one's path)
+
+
+def run_cortex(
+    args: list[str], environ: Mapping[str, str], timeout: float = 1500, command: Sequence[str] = CHECKOUT
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "menlo_cortex", *args],
+        [*command, *args],
         env=dict(environ),
         capture_output=True,
         text=True,

@@ -42,6 +42,7 @@ class OciBuild:
     output: Path
     stdout: str
     environ: dict[str, str]  # what `cortex build` ran with
+    command: tuple[str, ...]  # the cortex it ran: the installed one
 
     @property
     def layout(self) -> Path:
@@ -123,15 +124,19 @@ def podman_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def oci_build(oci_tools: None, test_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> OciBuild:
+def oci_build(
+    oci_tools: None, test_data_dir: Path, tmp_path_factory: pytest.TempPathFactory, installed_cortex: Path
+) -> OciBuild:
+    """The image every OCI test runs, built by `cortex` installed from its wheel outside the checkout."""
     folder = tmp_path_factory.mktemp("oci")
     cortexfile = folder / "Cortexfile.yaml"
     cortexfile.write_text(CORTEXFILE, encoding="utf-8")
     environ = {key: value for key, value in os.environ.items() if key != "SOURCE_DATE_EPOCH"}
     args = ["build", "-f", str(cortexfile), "--format", "oci", "-o", str(folder / "out")]
-    done = run_cortex([*args, "--datapath", str(test_data_dir)], environ)
+    command = (str(installed_cortex),)
+    done = run_cortex([*args, "--datapath", str(test_data_dir)], environ, command=command)
     assert done.returncode == 0, done.stderr
-    return OciBuild(cortexfile, test_data_dir, folder / "out", done.stdout, environ)
+    return OciBuild(cortexfile, test_data_dir, folder / "out", done.stdout, environ, command)
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,7 +47,8 @@ def _sha256(path: Path) -> str:
 
 def _build(oci_build: OciBuild, output: Path, *extra: str, **environ: str) -> subprocess.CompletedProcess[str]:
     args = ["build", "-f", str(oci_build.cortexfile), "--format", "oci", "-o", str(output), *extra]
-    return run_cortex([*args, "--datapath", str(oci_build.model_store)], {**oci_build.environ, **environ})
+    store = ["--datapath", str(oci_build.model_store)]
+    return run_cortex([*args, *store], {**oci_build.environ, **environ}, command=oci_build.command)
 
 
 def test_three_builds_give_one_digest(oci_build: OciBuild, tmp_path: Path) -> None:
@@ -256,7 +256,7 @@ def test_an_interrupted_build_leaves_nothing_under_a_final_name(
     name, no cache entry for a layer it did not finish; the next build gives the usual digest."""
     cache, out = tmp_path / "cache", tmp_path / "out"
     args = ["build", "-f", str(oci_build.cortexfile), "--format", "oci", "-o", str(out)]
-    command = [sys.executable, "-m", "menlo_cortex", *args, "--datapath", str(oci_build.model_store)]
+    command = [*oci_build.command, *args, "--datapath", str(oci_build.model_store)]
     process = subprocess.Popen(command, env={**oci_build.environ, "CORTEX_OCI_CACHE": str(cache)})
     try:
         wait_for(lambda: any((cache / "tmp").glob("*")), "the build to start writing a layer", deadline_s=120)
