@@ -24,6 +24,7 @@ from functools import partial
 from typing import Any
 
 from ..http.errors import ApiError
+from .grammar_ambiguity import TooManyParts, live_alternatives
 from .patterns import Unsupported, quantifiers
 
 MAX_SCHEMA_BOUND = 4096  # one length, item count or regex quantifier: each is spelled out in the grammar
@@ -35,7 +36,8 @@ MAX_GRAMMAR_STEPS = 25_000  # rules made or looked up for one request (one step 
 MAX_RULE_NAME_CHARS = 1024  # rule names grow with the property names on their path; repetitions copy them
 # Values of one enum, or schemas of one anyOf/oneOf: each is an alternative that llama.cpp's parser keeps alive and
 # checks every candidate token against; thousands make each check thousands of times dearer.
-MAX_ALTERNATIVES = 1024
+MAX_ALTERNATIVES = 1024  # and alternatives alive at once, nested ones included (grammar_ambiguity.py)
+MAX_SCHEMA_NODES = 100_000  # schema nodes walked for that bound, local $refs expanded
 ALTERNATIVES = ("enum", "anyOf", "oneOf")
 NAME_SLACK = 24  # what the converter adds to a path: "-item", "-tuple-12", "-additional-value", collision digits
 BOUND_PAIRS = (("minLength", "maxLength"), ("minItems", "maxItems"), ("minProperties", "maxProperties"))
@@ -102,6 +104,7 @@ def _converted(schema: object, text: str, budget: Budget) -> Converted:
     grammar, refusal = None, None
     try:
         estimate(schema, fresh)
+        check_ambiguity(schema)
         grammar = _convert(text, fresh)
         if len(grammar) > MAX_GRAMMAR_CHARS:  # bounded by the budget already; checked on what llama.cpp gets
             raise OverBudget(f"its grammar exceeds {MAX_GRAMMAR_CHARS} characters (server limit)")
@@ -169,6 +172,19 @@ def estimate(schema: object, budget: Budget) -> None:
             stack.extend((value, name + len(str(index)) + 1) for index, value in enumerate(node))
         if budget.chars + cost > MAX_GRAMMAR_CHARS:
             raise OverBudget(f"its grammar would exceed {MAX_GRAMMAR_CHARS} characters (server limit)")
+
+
+def check_ambiguity(schema: object) -> None:
+    """OverBudget when the grammar may keep more than MAX_ALTERNATIVES alternatives alive at once."""
+    try:
+        alive = live_alternatives(schema, MAX_SCHEMA_NODES)
+    except TooManyParts:
+        raise OverBudget(f"it has more than {MAX_SCHEMA_NODES} parts, $refs expanded (server limit)") from None
+    if alive > MAX_ALTERNATIVES:
+        raise OverBudget(
+            f"its nested `anyOf`/`oneOf`/`enum` alternatives may keep more than {MAX_ALTERNATIVES} alive at once "
+            "(server limit): make alternatives differ at their first character, or nest fewer"
+        )
 
 
 def _node_cost(node: dict[str, Any], name: int) -> int:

@@ -98,6 +98,14 @@ def test_a_long_pattern_is_refused_naming_the_limit(server: CortexServer, body: 
     assert "`pattern` may have 1024 characters" in error["message"]
 
 
+def nested_alternatives(depth: int, width: int = 8) -> dict[str, Any]:
+    defs: dict[str, Any] = {}
+    for level in range(depth):
+        inner = {"$ref": f"#/$defs/l{level + 1}"} if level + 1 < depth else {"type": "string"}
+        defs[f"l{level}"] = {"anyOf": [{"type": "array", "prefixItems": [inner]} for _ in range(width)]}
+    return {"$defs": defs, "$ref": "#/$defs/l0"}
+
+
 @pytest.mark.parametrize(
     ("schema", "limit"),
     [
@@ -107,6 +115,8 @@ def test_a_long_pattern_is_refused_naming_the_limit(server: CortexServer, body: 
         ({"type": "string", "pattern": "^a{-4096,4096}$"}, "between 0 and 4096"),  # 8192 copies
         ({"enum": [f"v{i}" for i in range(1025)]}, "`enum` may list 1024 alternatives"),  # each token checked 1025x
         ({"anyOf": [{"const": i} for i in range(1025)]}, "`anyOf` may list 1024 alternatives"),
+        # nested alternatives that all begin alike: 8**4 alive after four `[` (8**5: seconds a token for everyone)
+        (nested_alternatives(4), "may keep more than 1024 alive at once"),
     ],
 )
 def test_grammar_amplification_is_refused_naming_the_limit(

@@ -24,6 +24,10 @@ from typing import Any
 
 FIRST_CHUNK = 64  # candidates the grammar is first applied to; each further chunk is up to twice as large
 TAIL_MASS = 1e-6  # probability the unchecked candidates may hold, at most, relative to the allowed ones
+# What checking and accepting one token may cost a grammar, at least (else the step's floor, FLOOR_STEPS of a step):
+# microseconds for a sane one; a recursive schema whose live alternatives multiply at each level of nesting
+# (grammar_ambiguity.py) grows past it within a level or two, and its sequence ends there.
+MIN_PARSE_S = 0.01
 
 
 class GrammarRefused(ValueError):
@@ -31,12 +35,21 @@ class GrammarRefused(ValueError):
 
 
 class GrammarTooCostly(ValueError):
-    """The grammar allowed none of the tokens its budget could check: going on would stall every stream."""
+    """The grammar allowed none of the tokens its budget could check, or checking one token took longer than
+    a step may give it: going on would stall every stream."""
 
-    def __init__(self, checked: int) -> None:
-        super().__init__(
+    @classmethod
+    def none_allowed(cls, checked: int) -> GrammarTooCostly:
+        return cls(
             f"the response format (grammar) allowed none of the {checked} most likely tokens checked in the time "
             "a step may take (server limit): a schema with fewer alternatives, or a logit_bias it allows, works"
+        )
+
+    @classmethod
+    def too_slow(cls, seconds: float) -> GrammarTooCostly:
+        return cls(
+            f"the response format (grammar) took {seconds * 1000:.0f} ms to check one token, longer than a step may "
+            "give it (server limit): nest fewer alternatives, or make them differ at their first character"
         )
 
 
@@ -116,12 +129,21 @@ class SamplerChain:
         from `budget`, the model's (GrammarTooCostly when it is spent and nothing allowed was found)."""
         if self.grammar is None:
             return int(self._lib.llama_sampler_sample(self.pointer, context, index))  # accepts it too
+        limit = max(budget.floor_s, MIN_PARSE_S)
         logits = self._lib.llama_get_logits_ith(context, index)
         token = self._draw(self._fresh_candidates(logits))
-        if not self._grammar_allows(token):
+        started = time.monotonic()
+        allowed = self._grammar_allows(token)
+        parse_s = time.monotonic() - started
+        if not allowed:  # paid from the budget inside
             token = self._draw(self._allowed_candidates(logits, budget))
+        started = time.monotonic()
         self._lib.llama_sampler_accept(self.grammar, token)
+        parse_s += time.monotonic() - started
         self._lib.llama_sampler_accept(self.pointer, token)
+        budget.spend(parse_s)
+        if parse_s > limit:  # a C call cannot be stopped: the next one, likely dearer, is not made
+            raise GrammarTooCostly.too_slow(parse_s)
         return token
 
     def _draw(self, candidates: Any) -> int:
@@ -163,7 +185,7 @@ class SamplerChain:
         finally:
             budget.spend(time.monotonic() - started)
         if not allowed.any():
-            raise GrammarTooCostly(checked)
+            raise GrammarTooCostly.none_allowed(checked)
         candidates["logit"][~allowed] = -np.inf
         return candidates
 
