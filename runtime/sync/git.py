@@ -17,13 +17,15 @@ FETCH_S = 180.0
 LOCAL_S = 30.0
 MAX_FILE = 1 << 20  # a Cortexfile larger than this is not one
 SAFE_CONFIG = (
-    "protocol.allow=never", "protocol.https.allow=always", "protocol.http.allow=always",
-    "protocol.ssh.allow=always", "protocol.git.allow=always", "protocol.file.allow=always",
+    "protocol.allow=never", "protocol.https.allow=always", "protocol.ssh.allow=always",
+    "protocol.file.allow=always",  # never git:// or http:// (nor a redirect to http://): anyone on the path
+    "gc.auto=0",  # no detached gc outliving the deadline: the mirror is pruned by prune(), under one
     "core.hooksPath=/dev/null", "transfer.fsckObjects=true", "core.fsmonitor=false", "credential.helper=",
     "http.lowSpeedLimit=1000", "http.lowSpeedTime=60",  # a remote that drips is dropped
     "fetch.unpackLimit=1",  # what a fetch brings lands in one pack file, whose growth is watched
 )  # fmt: skip
 MAX_OUTPUT = 1 << 20
+APPLIED_REF = "refs/cortex/applied"
 POLL_S = 0.2
 Watch = Callable[[], str | None]  # a reason to stop a running git, or None
 
@@ -94,6 +96,16 @@ class Git:
         out = self.run(["show", "-s", "--no-show-signature", f"--format=%ct%x00{fields}", commit, "--"])
         committed, *values = out.rstrip("\n").split("\x00")
         return int(committed), [[value.strip() for value in field.split("\x1f") if value.strip()] for field in values]
+
+    def pin(self, commit: str) -> None:
+        """Keep `commit` (the applied one) and its history through any prune."""
+        self.run(["update-ref", APPLIED_REF, commit])
+
+    def prune_above(self, max_bytes: int) -> None:
+        """When the mirror's objects pass `max_bytes`, keep only what its refs reach (the applied commit's
+        history and the last fetched branch): history a remote sent and then replaced goes."""
+        if _folder_bytes(self.mirror / "objects") > max_bytes:
+            self.run(["gc", "--quiet", "--prune=now"], FETCH_S)
 
     def descends(self, commit: str, ancestor: str) -> bool:
         return self._exec(["merge-base", "--is-ancestor", ancestor, commit], LOCAL_S).returncode == 0

@@ -56,6 +56,7 @@ def sync_round(settings: Sync, target: Target) -> bool:
     try:
         git = _git(settings, target.work)
         git.ensure_mirror()
+        git.prune_above(2 * (settings.max_fetch_mb << 20))  # what refused rounds brought does not pile up
         tip = git.fetch(str(settings.repository), settings.branch, settings.max_fetch_mb << 20)
         state.fetched = {"commit": tip, "at": now()}
         decided_by = content_hash(target.path) or ""
@@ -109,6 +110,7 @@ def _apply(settings: Sync, target: Target, git: Git, tip: str, state: SyncState)
     except (GitError, Unbound) as exc:
         raise Refused(str(exc)) from None
     _swap_in(target, content, f"{settings.path}@{tip[:12]}")
+    git.pin(tip)
     state.applied = {"commit": tip, "file_sha256": hashlib.sha256(content).hexdigest(), "at": now()}
     state.applied |= binding.record()
     log.info("sync: applied commit %s (%s)", tip, settings.path)

@@ -380,3 +380,26 @@ def test_a_fetch_larger_than_the_cap_is_stopped(fleet: Fleet, tmp_path: Path) ->
     assert took < 4, "stopped long before the 5 s the whole answer takes"
     mirror = fleet.root / "data-sync" / "mirror.git" / "objects"
     assert sum(path.stat().st_size for path in mirror.rglob("*") if path.is_file()) < 1 << 20
+
+
+def test_what_refused_rounds_brought_does_not_pile_up(fleet: Fleet) -> None:
+    """A hostile host serving a new unrelated history of 3 MiB every round, just under sync.max_fetch_mb: each is
+    refused, and the mirror is pruned to what its refs reach once it passes twice the cap (before: it kept all of
+    it, until the disk was full). The applied commit's history stays."""
+    capped = fleet.cortexfile(sync="max_fetch_mb: 4\n")
+    fleet.live.write_text(capped, encoding="utf-8")
+    applied = fleet.commit(capped)
+    assert sync_once(fleet).returncode == 0
+    objects = fleet.root / "data-sync" / "mirror.git" / "objects"
+    sizes = []
+    for round_number in range(6):
+        git("-C", str(fleet.work), "checkout", "-q", "--orphan", f"junk{round_number}")
+        (fleet.work / "noise.bin").write_bytes(os.urandom(3 << 20))
+        git("-C", str(fleet.work), "add", "noise.bin")
+        git("-C", str(fleet.work), "commit", "-q", "-m", "junk")
+        git("-C", str(fleet.work), "push", "-q", "--force", str(fleet.remote), "HEAD:main")
+        assert sync_once(fleet).returncode == 1
+        sizes.append(sum(path.stat().st_size for path in objects.rglob("*") if path.is_file()))
+    assert max(sizes) < 12 << 20, sizes  # without the prune: 18 MiB after six rounds
+    mirror = str(fleet.root / "data-sync" / "mirror.git")
+    assert git("--git-dir", mirror, "cat-file", "-t", applied).strip() == "commit"
