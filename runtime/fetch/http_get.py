@@ -51,7 +51,7 @@ class HttpFailure(Exception):
 @contextmanager
 def http_get(url: str, net: NetSettings, headers: Mapping[str, str] | None = None) -> Iterator[Response]:
     """Yield the final response (200; 206 or 416 when `headers` ask for a Range), its body not yet read."""
-    public_origin: bool | None = None  # whether the first hop went to a public address (None: through a proxy)
+    public_origin: bool | None = None  # whether the first hop went to a public address (through a proxy: yes)
     for _ in range(MAX_REDIRECTS + 1):
         parts = _parsed(url)
         if parts is None or parts.scheme not in DEFAULT_PORTS or not parts.hostname:
@@ -59,7 +59,9 @@ def http_get(url: str, net: NetSettings, headers: Mapping[str, str] | None = Non
         address = None
         if net.proxy is None or net.proxy.bypasses(parts.hostname):
             address = _checked_address(url, parts, public_origin)
-            public_origin = ipaddress.ip_address(address).is_global if public_origin is None else public_origin
+            public_origin = is_public(address) if public_origin is None else public_origin
+        elif public_origin is None:
+            public_origin = True  # the proxy reaches the internet: a redirect past it (no_proxy) may not go inward
         pool = _pool(parts, net, address)
         try:
             response = _send(pool, url, {**_headers(parts, net), **(headers or {})}, net)
@@ -167,11 +169,28 @@ def _checked_address(url: str, parts: SplitResult, public_origin: bool | None) -
     except (OSError, UnicodeError) as exc:
         raise HttpFailure(f"{redact(url)}: cannot resolve the host ({getattr(exc, 'strerror', None) or exc})") from None
     addresses = [str(info[4][0]) for info in found]
-    if public_origin and not all(ipaddress.ip_address(address).is_global for address in addresses):
+    if public_origin and not all(is_public(address) for address in addresses):
         raise HttpFailure(
             f"{redact(url)}: a redirect from a public host to a loopback, private or link-local address is refused"
         )
     return addresses[0]
+
+
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def is_public(address: str) -> bool:
+    """A global address, and so is any IPv4 address it carries (mapped, NAT64, 6to4, Teredo): Python calls
+    64:ff9b::a00:1 global, and a NAT64 gateway takes it to 10.0.0.1."""
+    ip = ipaddress.ip_address(address)
+    if not ip.is_global:
+        return False
+    if isinstance(ip, ipaddress.IPv4Address):
+        return True
+    carried = [ip.ipv4_mapped, ip.sixtofour, *(ip.teredo or ())]
+    if ip in _NAT64:
+        carried.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return all(inner.is_global for inner in carried if inner is not None)
 
 
 class _Deadline:
