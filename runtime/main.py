@@ -100,6 +100,7 @@ def self_test_cache(config: Cortexfile) -> Path:
 
 def server_config(config: Cortexfile, app: ASGIApp) -> uvicorn.Config:
     server = config.server
+    protocol = protocol_class(server.limits)
     uvicorn_config = uvicorn.Config(
         app,
         log_config=None,  # our root handlers (logs.py) format every line, request id included
@@ -109,7 +110,8 @@ def server_config(config: Cortexfile, app: ASGIApp) -> uvicorn.Config:
         proxy_headers=False,
         server_header=False,
         limit_concurrency=server.limits.max_connections,
-        http=protocol_class(server.limits),
+        loop="asyncio",  # uvloop, when installed, has TLS of its own that connections.py does not drive
+        http=protocol,
         timeout_graceful_shutdown=math.ceil(server.limits.shutdown_grace_s),
         ssl_certfile=server.tls.cert,
         ssl_keyfile=server.tls.key,
@@ -118,6 +120,9 @@ def server_config(config: Cortexfile, app: ASGIApp) -> uvicorn.Config:
         uvicorn_config.load()
     except (ssl.SSLError, OSError) as exc:
         raise StartupError(f"server.tls: cannot use {server.tls.cert} / {server.tls.key}: {exc}", Exit.CONFIG) from exc
+    # TLS is started by the protocol, after it admits the connection (http/connections.py): uvicorn's sockets
+    # stay plain.
+    protocol.guard.tls, uvicorn_config.ssl = uvicorn_config.ssl, None
     return uvicorn_config
 
 

@@ -5,6 +5,11 @@ connection that is waiting for a request gives way to the new one. Without them 
 that never finish a handshake or their headers, or never read, from one host or from several, fill the
 limit, and everyone else (/health included) gets 503.
 
+TLS is started here, not by asyncio's server (which tells the protocol only once a handshake is done, so
+handshakes in progress were counted nowhere: thousands from one address ran the process out of files).
+A connection is admitted first, by its address: handshakes in progress are capped per client like open
+connections, and in all at max_connections, the oldest giving way.
+
 h11 (through uvicorn's own protocol) still parses every byte; this subclass only adds a timer and a
 counter around it, and a serial number in each request's `state` that no other connection ever has.
 """
@@ -12,10 +17,10 @@ counter around it, and a serial number in each request's `state` that no other c
 from __future__ import annotations
 
 import asyncio
-import asyncio.constants
 import ipaddress
 import itertools
 import logging
+import ssl
 from collections import Counter
 from typing import ClassVar
 
@@ -33,17 +38,36 @@ class ConnectionGuard:
 
     def __init__(self, limits: Limits) -> None:
         self.update(limits)
+        self.tls: ssl.SSLContext | None = None  # the live certificate: each handshake takes it as it starts
         self._open: Counter[str] = Counter()
         self._live: dict[GuardedH11Protocol, None] = {}  # in the order they came
+        self._handshaking: Counter[str] = Counter()
+        self._handshakes: dict[asyncio.Transport, str] = {}  # in the order they came, by client
 
     def update(self, limits: Limits) -> None:
         self.header_timeout_s = limits.header_timeout_s
         self.send_timeout_s = limits.send_timeout_s
         self.per_client = limits.max_connections_per_client
         self.max_connections = limits.max_connections
-        # asyncio reads its TLS handshake deadline from here for every connection it accepts; uvicorn passes
-        # none of its own. One server per process: the handshake gets what the headers get.
-        asyncio.constants.SSL_HANDSHAKE_TIMEOUT = limits.header_timeout_s
+
+    def begin_handshake(self, transport: asyncio.Transport, peer: str) -> bool:
+        client = client_key(peer)
+        if self._handshaking[client] + self._open[client] >= self.per_client:
+            return False
+        while len(self._handshakes) >= self.max_connections:  # the oldest handshake gives way
+            oldest = next(iter(self._handshakes))
+            self.end_handshake(oldest)
+            oldest.abort()
+        self._handshaking[client] += 1
+        self._handshakes[transport] = client
+        return True
+
+    def end_handshake(self, transport: asyncio.Transport) -> None:
+        client = self._handshakes.pop(transport, None)
+        if client is not None:
+            self._handshaking[client] -= 1
+            if self._handshaking[client] <= 0:
+                del self._handshaking[client]
 
     def admit(self, connection: GuardedH11Protocol, peer: str) -> bool:
         client = client_key(peer)
@@ -91,6 +115,41 @@ class GuardedH11Protocol(H11Protocol):
     _send_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        context = self.guard.tls
+        if context is not None and transport.get_extra_info("sslcontext") is None:
+            self._begin_tls(transport, context)
+        else:
+            self._connected(transport)
+
+    def _begin_tls(self, transport: asyncio.Transport, context: ssl.SSLContext) -> None:
+        peername = transport.get_extra_info("peername")
+        peer = str(peername[0]) if peername else ""
+        if not self.guard.begin_handshake(transport, peer):
+            log.warning("refused a connection from %s: %d already open or opening", peer, self.guard.per_client)
+            transport.abort()
+            return
+        transport.pause_reading()  # the ClientHello waits in the socket for start_tls
+        self.loop.create_task(self._start_tls(transport, context))
+
+    async def _start_tls(self, transport: asyncio.Transport, context: ssl.SSLContext) -> None:
+        early = _EarlyData()
+        try:
+            secure = await self.loop.start_tls(
+                transport, early, context, server_side=True, ssl_handshake_timeout=self.guard.header_timeout_s
+            )
+        except (OSError, RuntimeError):  # refused, too slow, or gone: nothing was served
+            transport.abort()
+            return
+        finally:
+            self.guard.end_handshake(transport)
+        if secure is None or early.lost or transport.is_closing():
+            transport.abort()
+            return
+        secure.set_protocol(self)
+        self._connected(secure)
+        early.hand_over(self)
+
+    def _connected(self, transport: asyncio.Transport) -> None:
         super().connection_made(transport)
         self.app_state = {**self.app_state, CONNECTION: next(_serials)}  # uvicorn copies it into each scope
         peer = self.client[0] if self.client else ""
@@ -161,6 +220,30 @@ class GuardedH11Protocol(H11Protocol):
         if self._awaiting_headers() and not self.transport.is_closing():
             log.info("closed a connection from %s: no complete request headers in time", self._peer)
             self.transport.close()
+
+
+class _EarlyData(asyncio.Protocol):
+    """What a TLS connection says between the end of its handshake and the HTTP protocol taking it over."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.eof = self.lost = False
+
+    def data_received(self, data: bytes) -> None:
+        self.data += data
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+
+    def hand_over(self, protocol: GuardedH11Protocol) -> None:
+        if self.data:
+            protocol.data_received(bytes(self.data))
+        if self.eof:
+            protocol.eof_received()
 
 
 def protocol_class(limits: Limits) -> type[GuardedH11Protocol]:

@@ -20,7 +20,7 @@ from menlo_cortex.cortexfile.schema.server import Server
 from uvicorn.config import create_ssl_context
 
 from ..reload.pipeline import ApplyError
-from .connections import GuardedH11Protocol
+from .connections import ConnectionGuard, GuardedH11Protocol
 
 BACKLOG = 2048
 
@@ -51,8 +51,7 @@ class Listener:
             await self._rotate(context)
         config = self.server.config
         config.limit_concurrency = new.limits.max_connections  # read by each new connection
-        if issubclass(config.http_protocol_class, GuardedH11Protocol):
-            config.http_protocol_class.guard.update(new.limits)
+        self._guard().update(new.limits)
         config.timeout_graceful_shutdown = math.ceil(new.limits.shutdown_grace_s)
 
     def _tls_context(self, new: Server) -> ssl.SSLContext | None:
@@ -73,14 +72,9 @@ class Listener:
             raise ApplyError(f"server.tls: cannot use {new.tls.cert} / {new.tls.key}: {exc}") from exc
 
     async def _rotate(self, context: ssl.SSLContext) -> None:
-        """Same address, new certificate: a new context serves the same listening socket (a duplicate of
-        it, so it never stops listening), then the old server stops accepting. The live context is never
-        changed under a handshake; open connections keep the session they have."""
-        old_servers = [s for s in self.server.servers if s.sockets]
-        fresh = [await self._serve(_duplicate(s), context) for s in old_servers]
-        self.server.servers = fresh
-        self.server.config.ssl = context
-        _stop_accepting(old_servers)
+        """Same address, new certificate: each handshake from now on takes the new context (one in progress
+        keeps the one it started with); open connections keep the session they have."""
+        self._guard().tls = context
 
     async def _move(self, new: Server, context: ssl.SSLContext | None) -> None:
         """Listen on the new address first, then stop accepting on the old one. On the same port the old
@@ -96,24 +90,27 @@ class Listener:
             sock = open_socket(new.host, new.port)
         except ApplyError:
             if same_port:  # put the old listener back as it was
-                live = self.server.config.ssl
-                self.server.servers = [await self._serve(open_socket(*a), live) for a in old_addresses]
+                self.server.servers = [await self._serve(open_socket(*a)) for a in old_addresses]
             raise
         made_here: weakref.WeakSet[asyncio.Protocol] = weakref.WeakSet()
-        self.server.servers = [await self._serve(sock, context, made_here)]
-        self.server.config.ssl = context
+        self.server.servers = [await self._serve(sock, made_here)]
+        self._guard().tls = context
         _stop_accepting(old_servers)
         # Once the old socket accepts no more: every connection the new one did not make is an old one.
         for connection in list(self.server.server_state.connections):
             if connection not in made_here:
                 connection.shutdown()  # uvicorn's own: closes now when idle, else after the response
 
+    def _guard(self) -> ConnectionGuard:
+        protocol = self.server.config.http_protocol_class
+        assert isinstance(protocol, type)
+        assert issubclass(protocol, GuardedH11Protocol)
+        return protocol.guard
+
     async def _serve(
-        self,
-        sock: socket.socket,
-        context: ssl.SSLContext | None,
-        made_here: weakref.WeakSet[asyncio.Protocol] | None = None,
+        self, sock: socket.socket, made_here: weakref.WeakSet[asyncio.Protocol] | None = None
     ) -> asyncio.Server:
+        """Plain sockets: the protocol starts TLS itself, once it has admitted the connection (connections.py)."""
         server, config = self.server, self.server.config
 
         def protocol(loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Protocol:
@@ -124,7 +121,7 @@ class Listener:
                 made_here.add(made)
             return made
 
-        return await asyncio.get_running_loop().create_server(protocol, sock=sock, ssl=context, backlog=BACKLOG)
+        return await asyncio.get_running_loop().create_server(protocol, sock=sock, backlog=BACKLOG)
 
 
 class ListenError(Exception):
@@ -146,11 +143,6 @@ def open_socket(host: str, port: int) -> socket.socket:
         return listen(host, port)
     except ListenError as exc:
         raise ApplyError(f"server.port: {exc}") from None
-
-
-def _duplicate(server: asyncio.Server) -> socket.socket:
-    listening = server.sockets[0]
-    return socket.fromfd(listening.fileno(), listening.family, listening.type)
 
 
 def _address(server: asyncio.Server) -> tuple[str, int]:
