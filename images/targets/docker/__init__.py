@@ -45,7 +45,7 @@ def make(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> lis
     """`cortex build --format docker`: the lines to print."""
     request = request_from(views, options, environ)
     built = build_docker(views, request, environ)
-    lines = [f"build context written to {request.context_dir}"] if request.context_dir else []
+    lines = [f"build context written to {request.options.context_dir}"] if request.options.context_dir else []
     return lines + ([f"built {built.reference} ({built.image_id})"] if built.reference else [])
 
 
@@ -53,7 +53,7 @@ def build_docker(views: Views, request: DockerRequest, environ: Mapping[str, str
     host_view = views.host
     image_view = views.of(FORMAT)
     _check_supported(image_view)
-    client = None if request.context_only else engine.connect(environ)  # fail fast, before the heavy steps
+    client = None if request.options.context_only else engine.connect(environ)  # fail fast, before the heavy steps
     try:
         return _make(request, host_view, image_view, client, environ)
     finally:
@@ -71,15 +71,15 @@ def _make(
     models = baked_models(host_view, request.model_store) if image_view.config.build.bake_models else {}
     if request.lock_file is not None:
         request = _pinned(request, request.lock_file, (host_view, image_view), models)
-    cortexfile = host_view.source if request.bake_cortexfile else None
-    epoch = source_epoch([request.file, *(path for _, path in models.values())], environ)
+    cortexfile = host_view.source if request.options.bake_cortexfile else None
+    epoch = source_epoch([request.options.file, *(path for _, path in models.values())], environ)
     with tempfile.TemporaryDirectory(prefix="cortex-build-") as scratch:
         wheels = _wheels(request, Path(scratch))
         digests = {model: sha for model, (sha, _) in models.items()}
         plan = make_plan(image_view.config, _options(request, wheels, epoch), digests, host_view.config.build.network)
         files = render(plan, HostFiles(cortexfile, wheels, dict(models.values()), environ))
-        if request.context_dir is not None:
-            _write_context(files, request.context_dir)
+        if request.options.context_dir is not None:
+            _write_context(files, request.options.context_dir)
         if client is None:
             return Built(None, None, plan)
         reference = request.tag or default_tag(image_view)
@@ -93,8 +93,11 @@ def _pinned(
     """The request with its bases replaced by the lock's digests, once its models match the lock."""
     host_view, image_view = views
     locked = lock.check(lock_file, lock.contents(lock.models(models, lock.model_sources(host_view)), {}))
-    found = pins.pinned(pins.bases(image_view, request.base_image, request.builder_image), locked, lock_file)
-    return dataclasses.replace(request, base_image=found.runtime, builder_image=found.builder)
+    found = pins.pinned(
+        pins.bases(image_view, request.options.base_image, request.options.builder_image), locked, lock_file
+    )
+    options = dataclasses.replace(request.options, base_image=found.runtime, builder_image=found.builder)
+    return dataclasses.replace(request, options=options)
 
 
 def check_locked(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> None:
@@ -128,7 +131,7 @@ def _check_supported(resolved: Resolved) -> None:
 
 def _wheels(request: DockerRequest, scratch: Path) -> tuple[Path, ...]:
     """This project's wheel first: from --wheels when it holds one (a release), else built here."""
-    extra = prebuilt_wheels(request.wheels_dir) if request.wheels_dir else ()
+    extra = prebuilt_wheels(request.options.wheels_dir) if request.options.wheels_dir else ()
     own = [w for w in extra if w.name.startswith("menlo_cortex-")]
     project = own[-1] if own else build_project_wheel(scratch / "wheels")
     return (project, *(w for w in extra if not w.name.startswith("menlo_cortex-")))
@@ -138,9 +141,9 @@ def _options(request: DockerRequest, wheels: tuple[Path, ...], epoch: int) -> Im
     return ImageOptions(
         format=FORMAT,
         tag=request.tag,
-        platform=request.platform,
-        base_image=request.base_image,
-        builder_image=request.builder_image,
+        platform=request.options.platform,
+        base_image=request.options.base_image,
+        builder_image=request.options.builder_image,
         project_wheel=wheels[0].name,
         prebuilt_wheels=tuple(w.name for w in wheels[1:]),
         version=__version__,

@@ -52,16 +52,19 @@ def build_image(
 ) -> str:
     """Build untagged, then tag (and push) only what finished; the image id."""
     check_space(files, scratch)
-    display = BuildDisplay(verbose=request.verbose)
+    options = request.options
+    display = BuildDisplay(verbose=options.verbose)
     tarball = scratch / "context.tar"
     with tarball.open("w+b") as stream:
         write_tar(files, stream, epoch)
         stream.seek(0)
         image_id = engine.build(
-            client, engine.BuildRequest(stream, request.platform, request.network_mode, request.no_cache), display
+            client,
+            engine.BuildRequest(stream, options.platform, options.network_mode, options.no_cache),
+            display,
         )
     engine.tag(client, image_id, reference)
-    if request.push:
+    if options.push:
         engine.push(client, reference, display)
     return image_id
 
