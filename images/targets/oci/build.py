@@ -24,10 +24,10 @@ from menlo_cortex.runtime.models.model_store import file_sha256
 from ... import runtime_wheels, sbom
 from ...artifacts import publish, staging
 from ...debian import InstalledPackage, debian_root, installed_packages
+from ...image_plan import BuildPlan
 from ...llama_source import LLAMA_VERSION
 from ...project_wheel import runtime_constraints
 from ...reproducible import add_bytes, add_file, add_folder, rfc3339
-from ..docker.plan import BuildPlan
 from . import venv
 from .cache import Cached, Facts, LayerCache
 from .layers import Blob, Tree, add_tree, write_layer

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ..docker.plan import BuildPlan
+from ...image_plan import BuildPlan
 from .layers import Blob
 from .rootfs import SERVICE_UID
 

@@ -13,7 +13,7 @@ from menlo_cortex.cortexfile.loader import Resolved
 from menlo_cortex import __version__
 
 from ...architectures import platform_architecture
-from ..docker.plan import BuildPlan, ImageOptions, make_plan
+from ...image_plan import BuildPlan, ImageOptions, make_plan
 
 FORMAT = "oci"
 # Without SOURCE_DATE_EPOCH every time in the image is 1970-01-01: a checkout's file times differ from
