@@ -1,5 +1,5 @@
-"""The bundle's wheels: this project (`pip wheel --no-deps`), its runtime dependencies for the target's
-Python 3.11 (`pip download`, binary only, cached per requirement set), and the portable llama-cpp-python
+"""The bundle's wheels: this project (`pip wheel --no-deps`), its runtime dependencies for each Python the
+target may run (`pip download`, binary only, cached per requirement set), and the portable llama-cpp-python
 wheel that scripts/llama-wheel.sh keeps under ~/.cache/cortex/wheels. Never the builder's own
 dependencies (docker, tomli-w): the runtime extra does not name them."""
 
@@ -17,7 +17,8 @@ from .architectures import TARGET_PYTHON, machine_of
 from .llama_source import LLAMA_VERSION, llama_patches
 from .project_wheel import WheelError
 
-GLIBC_MINORS = range(17, 37)  # manylinux tags a Debian 12 / Ubuntu 22.04+ glibc accepts
+# manylinux tags up to the glibc the bundle asks for (2.34, see systemd/render.py: Ubuntu 22.04 has 2.35)
+GLIBC_MINORS = range(17, 35)
 
 
 def cache_root() -> Path:
@@ -74,25 +75,34 @@ def wheel_platforms(architecture: str) -> list[str]:
     return [*manylinux, f"manylinux2014_{machine}", f"linux_{machine}"]
 
 
-def dependency_wheels(project_wheel: Path, llama: Path, architecture: str, constraints: str) -> list[Path]:
-    """Every wheel the runtime extra needs on the target, downloaded once per requirement set."""
-    key = _dependency_key(project_wheel, llama, architecture, constraints)
+def dependency_wheels(
+    project_wheel: Path, llama: Path, architecture: str, constraints: str, pythons: tuple[str, ...] = (TARGET_PYTHON,)
+) -> list[Path]:
+    """Every wheel the runtime extra needs on the target, for each of `pythons` (pip on the target picks the
+    ones its Python takes), downloaded once per requirement set."""
+    key = _dependency_key(project_wheel, llama, architecture, constraints, pythons)
     cached = cache_root() / "bundle-wheels" / key
     if not (cached / ".complete").is_file():
-        _download(project_wheel, llama, architecture, constraints, cached)
+        _download(project_wheel, llama, architecture, constraints, pythons, into=cached)
     return sorted(cached.glob("*.whl"))
 
 
-def _download(project_wheel: Path, llama: Path, architecture: str, constraints: str, into: Path) -> None:
+def _download(
+    project_wheel: Path, llama: Path, architecture: str, constraints: str, pythons: tuple[str, ...], *, into: Path
+) -> None:
     partial = into.with_name(into.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    command = [sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "-d", str(partial)]
-    command += [arg for name in wheel_platforms(architecture) for arg in ("--platform", name)]
-    command += ["--python-version", TARGET_PYTHON, "--implementation", "cp", "--find-links", str(llama.parent)]
     (partial / "constraints.txt").write_text(constraints, encoding="utf-8")
-    command += ["-c", str(partial / "constraints.txt")]
-    _run([*command, f"{project_wheel}[runtime]", "pip"], "downloading the runtime's dependencies")
+    for python in pythons:  # the pure wheels come once: pip keeps what the folder holds
+        command = [sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "-d", str(partial)]
+        command += [arg for name in wheel_platforms(architecture) for arg in ("--platform", name)]
+        command += ["--python-version", python, "--implementation", "cp", "--find-links", str(llama.parent)]
+        command += ["-c", str(partial / "constraints.txt")]
+        _run(
+            [*command, f"{project_wheel}[runtime]", "pip"],
+            f"downloading the runtime's dependencies for Python {python}",
+        )
     for own in partial.glob("menlo_cortex-*.whl"):
         own.unlink()
     (partial / ".complete").touch()
@@ -100,8 +110,11 @@ def _download(project_wheel: Path, llama: Path, architecture: str, constraints: 
     partial.rename(into)
 
 
-def _dependency_key(project_wheel: Path, llama: Path, architecture: str, constraints: str) -> str:
-    digest = hashlib.sha256(f"{architecture}|{TARGET_PYTHON}|{llama.name}".encode())
+def _dependency_key(
+    project_wheel: Path, llama: Path, architecture: str, constraints: str, pythons: tuple[str, ...]
+) -> str:
+    platforms = ",".join(wheel_platforms(architecture))
+    digest = hashlib.sha256(f"{architecture}|{','.join(pythons)}|{platforms}|{llama.name}".encode())
     digest.update("\n".join(_requirements(project_wheel)).encode())
     digest.update(constraints.encode())
     return digest.hexdigest()[:16]

@@ -20,6 +20,7 @@ from menlo_cortex.runtime.models.model_store import ModelStore, file_sha256
 from menlo_cortex import __version__
 
 from ... import runtime_wheels
+from ...architectures import BUNDLE_PYTHONS
 from ...artifacts import Artifact, link_or_copy, publish, staging, write_tree
 from ...project_wheel import build_project_wheel, runtime_constraints
 from ...reproducible import source_epoch
@@ -76,7 +77,8 @@ def with_platform(resolved: Resolved, platform: str | None) -> Resolved:
 
 def _gather_wheels(into: Path, architecture: str, llama: Path) -> Path:
     project = build_project_wheel(into)
-    for wheel in runtime_wheels.dependency_wheels(project, llama, architecture, runtime_constraints()):
+    wheels = runtime_wheels.dependency_wheels(project, llama, architecture, runtime_constraints(), BUNDLE_PYTHONS)
+    for wheel in wheels:
         link_or_copy(wheel, into / wheel.name)
     return project
 

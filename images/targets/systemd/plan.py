@@ -20,7 +20,7 @@ from menlo_cortex.cortexfile.formats import CONFIG_DIR, CORTEXFILE_NAME
 from menlo_cortex.cortexfile.loader import Resolved
 from menlo_cortex.cortexfile.schema import Cortexfile
 
-from ...architectures import TARGET_PYTHON, machine_of
+from ...architectures import BUNDLE_PYTHONS, machine_of
 
 FORMAT = "systemd"
 # The systemd format's defaults layer (cortexfile/formats.py), which `cortex start --defaults systemd` applies too.
@@ -45,7 +45,7 @@ class BakedModel:
 class ServicePlan:
     version: str
     architecture: str
-    python_version: str
+    python_versions: tuple[str, ...]  # the hosts' Pythons the bundle carries wheels for
     config_hash: str
     host: str
     port: int
@@ -133,7 +133,7 @@ def make_plan(
     return ServicePlan(
         version=version,
         architecture=config.target.architecture.value,
-        python_version=TARGET_PYTHON,
+        python_versions=BUNDLE_PYTHONS,
         config_hash=config_hash,
         host=config.server.host,
         port=config.server.port,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from menlo_cortex.cortexfile.boards import load_board
+from menlo_cortex.images.debian import RootSpec
 from menlo_cortex.images.debian import debian_root as shared_root
 from menlo_cortex.images.targets.disk.userland import root_spec
 from menlo_cortex.images.targets.systemd.build import Bundle, build
@@ -45,6 +46,20 @@ def debian_root() -> Path:
     if os.geteuid() != 0 or shutil.which("debootstrap") is None:
         pytest.skip("needs root and debootstrap (scripts/setup.sh installs it)")
     return shared_root(root_spec(load_board("x86-64-uefi")))
+
+
+# What a Debian host that runs the bundle has: systemd, its python3, OpenMP and kill.
+HOST_PACKAGES = ("systemd-sysv", "python3", "libgomp1", "procps", "ca-certificates")
+
+
+def release_root(suite: str) -> Path:
+    """A Debian host root of `suite` (cached): bookworm is the device root above; trixie (Debian 13, and what
+    Raspberry Pi OS trixie is based on) has Python 3.13."""
+    if suite == "bookworm":
+        return debian_root()
+    if os.geteuid() != 0 or shutil.which("debootstrap") is None:
+        pytest.skip("needs root and debootstrap (scripts/setup.sh installs it)")
+    return shared_root(RootSpec("amd64", HOST_PACKAGES, suite=suite))
 
 
 def build_bundle(folder: Path, store: Path, *, context: int = 512, extra: str = "") -> Built:

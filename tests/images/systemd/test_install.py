@@ -1,4 +1,4 @@
-"""install.sh and uninstall.sh on a real Debian 12 root (debootstrap, cached): the venv built offline
+"""install.sh and uninstall.sh on real Debian 12 and 13 roots (debootstrap, cached): the venv built offline
 with the root's own python3, the layout, permissions, `systemd-analyze verify --root`, upgrades that
 keep a local edit, idempotence, and refusals that leave the root untouched."""
 
@@ -16,7 +16,7 @@ from menlo_cortex.images.artifacts import write_tree
 from menlo_cortex.images.targets.systemd.render import render
 
 from .conftest import PROJECT_WHEEL, plan_for
-from .fixtures import Built, build_bundle, copy_root, debian_root, install, uninstall, write_api_key
+from .fixtures import Built, build_bundle, copy_root, debian_root, install, release_root, uninstall, write_api_key
 from .test_security import MAX_EXPOSURE, exposure
 
 pytestmark = pytest.mark.slow
@@ -40,7 +40,10 @@ def root(base_root: Path, tmp_path: Path) -> Path:
     return copy_root(base_root, tmp_path / "root")
 
 
-def test_install_layout_and_verify(root: Path, bundles: tuple[Built, Built]) -> None:
+@pytest.mark.parametrize(("suite", "python"), [("bookworm", "3.11"), ("trixie", "3.13")])
+def test_install_layout_and_verify(suite: str, python: str, tmp_path: Path, bundles: tuple[Built, Built]) -> None:
+    """Debian 12 and Debian 13 hosts (Python 3.11 and 3.13): the venv is built with the host's own python3."""
+    root = copy_root(release_root(suite), tmp_path / "root")
     first = bundles[0]
     write_api_key(root)
     done = install(first.bundle.folder, root)
@@ -58,13 +61,14 @@ def test_install_layout_and_verify(root: Path, bundles: tuple[Built, Built]) -> 
     assert stat.S_IMODE(keys.st_mode) == 0o640
     assert keys.st_gid == _gid(root, "cortex")
     assert keys.st_uid == 0
-    imports = "import menlo_cortex.runtime.app, llama_cpp, uvicorn; import docker"
-    python = "/opt/cortex/current/bin/python"
-    probe = subprocess.run(["chroot", str(root), python, "-c", imports], capture_output=True, check=False)
+    imports = "import sys, menlo_cortex.runtime.app, llama_cpp, uvicorn; print(sys.version[:4]); import docker"
+    venv = "/opt/cortex/current/bin/python"
+    probe = subprocess.run(["chroot", str(root), venv, "-c", imports], capture_output=True, check=False)
+    assert probe.stdout.decode().split() == [python], probe.stderr
     assert b"No module named 'docker'" in probe.stderr  # the runtime imported; the builder's deps are absent
     check = ["-m", "menlo_cortex", "validate", "--defaults", "systemd", "--preflight", "start"]
     check += ["-f", "/etc/cortex/Cortexfile.yaml"]
-    valid = subprocess.run(["chroot", str(root), python, *check], capture_output=True, check=False)
+    valid = subprocess.run(["chroot", str(root), venv, *check], capture_output=True, check=False)
     assert valid.returncode == 0, valid.stderr  # as the unit starts it: the model is found in the store
     verify = subprocess.run(
         ["systemd-analyze", "verify", f"--root={root}", "/etc/systemd/system/cortex.service"],
@@ -231,7 +235,7 @@ def test_a_secret_file_that_is_a_link_keeps_its_target_as_it_is(root: Path, bund
     ("field", "value", "message"),
     [
         ("architecture", "arm64", "this host is x86_64; the bundle is built for aarch64"),
-        ("python_version", "3.12", "the bundle's wheels need Python 3.12"),
+        ("python_versions", ("3.12", "3.13"), "the bundle carries wheels for Python 3.12, 3.13"),
         ("sync", True, "the Cortexfile follows a Git repository: cortex sync needs git and ssh-keygen"),
     ],
 )

@@ -73,22 +73,23 @@ check_host() {
   [ -x "$(at /bin/kill)" ] || [ -x "$(at /usr/bin/kill)" ] ||
     die "no kill command on $root (systemctl reload sends SIGHUP with it): apt-get install procps"
   [ -x "$(at /usr/bin/python3)" ] ||
-    die "no /usr/bin/python3 on $root: install Python $PYTHON_VERSION (apt-get install python3)"
+    die "no /usr/bin/python3 on $root: install Python (one of ${PYTHON_VERSIONS[*]}: apt-get install python3)"
   if [ "$SYNC" = yes ] && { [ ! -x "$(at /usr/bin/git)" ] || [ ! -x "$(at /usr/bin/ssh-keygen)" ]; }; then
     die "the Cortexfile follows a Git repository: cortex sync needs git and ssh-keygen (apt-get install git openssh-client)"
   fi
   local problems
-  if ! problems=$(in_root /usr/bin/python3 - "$MACHINE" "$PYTHON_VERSION" "$GLIBC_MIN" 2>&1 <<'PY'
+  if ! problems=$(in_root /usr/bin/python3 - "$MACHINE" "${PYTHON_VERSIONS[*]}" "$GLIBC_MIN" 2>&1 <<'PY'
 import ctypes.util
 import platform
 import sys
 
-machine, python_version, glibc_min = sys.argv[1:4]
+machine, python_versions, glibc_min = sys.argv[1:4]
 found = []
 if platform.machine() != machine:
     found.append(f"this host is {platform.machine()}; the bundle is built for {machine}")
-if "%d.%d" % sys.version_info[:2] != python_version:
-    found.append(f"/usr/bin/python3 is {platform.python_version()}; the bundle's wheels need Python {python_version}")
+if "%d.%d" % sys.version_info[:2] not in python_versions.split():
+    carried = ", ".join(python_versions.split())
+    found.append(f"/usr/bin/python3 is {platform.python_version()}; the bundle carries wheels for Python {carried}")
 library, version = platform.libc_ver()
 if library != "glibc":
     found.append(f"the C library is not glibc (musl?); the bundle needs glibc {glibc_min} or later")
