@@ -57,6 +57,18 @@ SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}")
 RESERVED_ENV = frozenset({"PATH", "HOME", "USER", "SHELL", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR"})
 
 
+# Debian image pairs whose vendor repository was not verified on a release: NVIDIA's CUDA repository for Debian is
+# used for Debian 12 (`debian12`) only.
+UNVERIFIED_RELEASES = frozenset({(Distro.debian.value, "cuda", "trixie")})
+
+
+def unverified_release(accelerator: str, release: str) -> str:
+    return (
+        f"the debian/{accelerator} image is built on Debian 12 only (its vendor repository for `{release}` is not "
+        "verified): set target.release: bookworm, or use distro ubuntu"
+    )
+
+
 def unsupported_image(distro: str, accelerator: str) -> str:
     supported = ", ".join(f"{d}/{a}" for d, a in sorted(IMAGE_PAIRS))
     return f"no image template for distro `{distro}` with accelerator `{accelerator}`; supported: {supported}"
@@ -80,6 +92,10 @@ def _image_pair(view: Resolved) -> Iterator[Diagnostic]:
     target = view.config.target
     if (target.distro.value, target.accelerator.value) not in IMAGE_PAIRS:
         yield _located(view, ("target", "accelerator"), unsupported_image(target.distro, target.accelerator))
+    elif (target.distro.value, target.accelerator.value, target.release.value) in UNVERIFIED_RELEASES:
+        yield _located(
+            view, ("target", "accelerator"), unverified_release(target.accelerator.value, target.release.value)
+        )
 
 
 def _systemd_distro(view: Resolved) -> Iterator[Diagnostic]:

@@ -1,4 +1,4 @@
-"""What every target's plan shares: architecture names and the Python the appliance runs.
+"""What every target's plan shares: architecture names and the Pythons a bundle carries wheels for.
 
 The Cortexfile names architectures the OCI way (amd64, arm64); `uname -m`, Python's
 platform.machine() and wheel tags call them x86_64 and aarch64.
@@ -9,8 +9,6 @@ from __future__ import annotations
 from menlo_cortex.cortexfile.schema.target import Architecture, normalize_architecture
 
 MACHINES = {Architecture.amd64.value: "x86_64", Architecture.arm64.value: "aarch64"}
-# The Python of the Debian 12 userland the images install the runtime into (the OCI venv, device roots).
-TARGET_PYTHON = "3.11"
 # The Pythons a systemd bundle carries wheels for: the hosts people run (Debian 12: 3.11; Ubuntu 24.04: 3.12;
 # Debian 13 and Raspberry Pi OS trixie: 3.13). install.sh builds the venv with the host's own.
 BUNDLE_PYTHONS = ("3.11", "3.12", "3.13")

@@ -11,15 +11,21 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from menlo_cortex.cortexfile.schema.target import DebianRelease
 
 from .architectures import machine_of
 
-SUITE = "bookworm"
-MIRROR = "http://deb.debian.org/debian"
+SUITE = DebianRelease.trixie.value  # what the Cortexfile's target.release says when it says nothing
+PYTHONS = {DebianRelease.bookworm.value: "3.11", DebianRelease.trixie.value: "3.13"}  # each release's python3
+APT_SOURCES = Path("/etc/apt")
+DEBIAN_SUITES = frozenset({"bullseye", "bookworm", "trixie", "forky", "duke", "sid", "oldstable", "stable", "testing",
+                           "unstable"})  # fmt: skip
 # Bump when the steps below change what a root holds: the cache key includes it.
 BUILDER_REVISION = "1"
 DEBOOTSTRAP_TIMEOUT_S = 3600  # a foreign root under emulation takes about 20 minutes on 2 cores
@@ -27,6 +33,41 @@ DEBOOTSTRAP_TIMEOUT_S = 3600  # a foreign root under emulation takes about 20 mi
 
 class RootError(RuntimeError):
     """A Debian root could not be built; the message names the cause (mirror, emulation, space)."""
+
+
+def host_mirror(sources: Path = APT_SOURCES) -> str:
+    """The Debian mirror this machine's own apt sources name (deb822 `.sources` files, then the one-line
+    format): a corporate or air-gapped mirror works without a setting. Security archives are passed over.
+    RootError when there is none (a host that is not Debian): `build.debian_mirror` names one then."""
+    for uri, suites in _apt_entries(sources):
+        if any(suite.partition("-")[0] in DEBIAN_SUITES and "security" not in suite for suite in suites):
+            return uri.rstrip("/")
+    raise RootError(
+        f"no Debian mirror in this machine's apt sources ({sources}/sources.list, {sources}/sources.list.d): "
+        "name one in the Cortexfile's build.debian_mirror"
+    )
+
+
+def _apt_entries(sources: Path) -> list[tuple[str, list[str]]]:
+    entries = []
+    for path in sorted((sources / "sources.list.d").glob("*.sources")):
+        for stanza in re.split(r"\n\s*\n", _read(path)):
+            fields = dict(re.findall(r"^([A-Za-z-]+):[ \t]*(.*)$", stanza, flags=re.MULTILINE))
+            if "deb" in fields.get("Types", "").split() and fields.get("Enabled", "yes").lower() != "no":
+                entries += [(uri, fields.get("Suites", "").split()) for uri in fields.get("URIs", "").split()]
+    for path in [sources / "sources.list", *sorted((sources / "sources.list.d").glob("*.list"))]:
+        for line in _read(path).splitlines():
+            words = re.sub(r"\[[^]]*\]", " ", line.split("#", 1)[0]).split()
+            if len(words) >= 3 and words[0] == "deb":
+                entries.append((words[1], [words[2]]))
+    return entries
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
 
 
 @dataclass(frozen=True)
@@ -38,7 +79,7 @@ class RootSpec:
     later: tuple[str, ...] = ()
     components: tuple[str, ...] = ("main",)
     suite: str = SUITE
-    mirror: str = MIRROR
+    mirror: str = field(default_factory=host_mirror)
     # A root to start from instead of debootstrap: `packages` are then installed on a copy of it (a
     # board's firmware on top of its architecture's root), cached in turn.
     base: RootSpec | None = None

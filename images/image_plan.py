@@ -88,6 +88,7 @@ class BuildNetworkPlan:
 class BuildPlan:
     format: str
     distro: str
+    release: str  # the Debian release, for a Debian base (distro debian, the OCI root)
     accelerator: str
     architecture: str
     llama_cmake_args: tuple[str, ...]
@@ -108,6 +109,7 @@ class BuildPlan:
     cortexfile_name: str = CORTEXFILE_NAME
     llama_version: str = LLAMA_VERSION
     llama_patches: tuple[str, ...] = ()  # file names in images/llama_patches/<version>/, applied in order
+    debian_mirror: str | None = None  # build.debian_mirror (the OCI root); None: the build host's own
 
     @property
     def llama_source_dir(self) -> str:
@@ -175,6 +177,8 @@ def make_plan(
     return BuildPlan(
         format=options.format,
         distro=target.distro.value,
+        release=target.release.value,
+        debian_mirror=config.build.debian_mirror,
         accelerator=target.accelerator.value,
         architecture=architecture,
         llama_cmake_args=tuple(target.llama_cmake_args),

@@ -13,7 +13,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from .architectures import TARGET_PYTHON, machine_of
+from .architectures import machine_of
 from .llama_source import LLAMA_VERSION, llama_patches
 from .project_wheel import WheelError
 
@@ -76,7 +76,7 @@ def wheel_platforms(architecture: str) -> list[str]:
 
 
 def dependency_wheels(
-    project_wheel: Path, llama: Path, architecture: str, constraints: str, pythons: tuple[str, ...] = (TARGET_PYTHON,)
+    project_wheel: Path, llama: Path, architecture: str, constraints: str, pythons: tuple[str, ...]
 ) -> list[Path]:
     """Every wheel the runtime extra needs on the target, for each of `pythons` (pip on the target picks the
     ones its Python takes), downloaded once per requirement set."""

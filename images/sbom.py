@@ -16,7 +16,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from menlo_cortex import __version__
 
-from .debian import SUITE, InstalledPackage
+from .debian import InstalledPackage
 from .reproducible import rfc3339
 
 NAMESPACE = "https://menlo.ai/cortex/spdx"
@@ -44,11 +44,12 @@ class Contents:
     debian: tuple[InstalledPackage, ...]
     python: tuple[PythonEntry, ...]
     models: tuple[ModelEntry, ...]
+    release: str  # the Debian release the packages are from (bookworm, trixie)
 
 
 def document(contents: Contents, epoch: int) -> dict[str, Any]:
     found = [
-        *(_deb(package) for package in contents.debian),
+        *(_deb(package, contents.release) for package in contents.debian),
         *(_python(dist) for dist in contents.python if dist.name),
         *(_model(model) for model in contents.models),
     ]
@@ -93,9 +94,9 @@ def _package(ident: str, name: str, version: str, purl: str | None, **more: Any)
     return entry
 
 
-def _deb(package: InstalledPackage) -> dict[str, Any]:
+def _deb(package: InstalledPackage, release: str) -> dict[str, Any]:
     version = quote(package.version, safe="")
-    purl = f"pkg:deb/debian/{package.name}@{version}?arch={package.architecture}&distro=debian-{SUITE}"
+    purl = f"pkg:deb/debian/{package.name}@{version}?arch={package.architecture}&distro=debian-{release}"
     ident = f"deb-{package.name}-{package.architecture}"
     return _package(ident, package.name, package.version, purl, supplier="Organization: Debian")
 

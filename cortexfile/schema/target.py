@@ -22,6 +22,24 @@ class Distro(StrEnum):
     fedora = "fedora"
 
 
+class DebianRelease(StrEnum):
+    """The Debian release of the roots Cortex builds: disk images, the OCI image, the docker target's Debian
+    image. By code name; the number (12, 13) is accepted."""
+
+    bookworm = "bookworm"  # Debian 12 (oldstable)
+    trixie = "trixie"  # Debian 13 (stable)
+
+
+RELEASE_NUMBERS = {"12": DebianRelease.bookworm.value, "13": DebianRelease.trixie.value}
+
+
+def normalize_release(value: object) -> object:
+    if isinstance(value, int | str) and not isinstance(value, bool):
+        name = str(value).strip().lower().removeprefix("debian").strip()
+        return RELEASE_NUMBERS.get(name, name)
+    return value
+
+
 class Accelerator(StrEnum):
     cpu = "cpu"
     cuda = "cuda"
@@ -65,6 +83,11 @@ class Target(Section):
     applies = Applies.inert
     hardware: str | None = setting(None, "Hardware recipe (recipes/hardware) that sets the fields below.")
     distro: Distro = setting(Distro.debian, "Base distribution of images.")
+    release: DebianRelease = setting(
+        DebianRelease.trixie,
+        "Debian release of the images Cortex builds from Debian (disk, OCI, docker with distro debian): trixie "
+        "(13) or bookworm (12).",
+    )
     accelerator: Accelerator = setting(Accelerator.cpu, "Compute backend llama.cpp is built for.")
     architecture: Architecture = setting(Architecture.amd64, "CPU architecture (OCI names; x86_64/aarch64 accepted).")
     llama_cmake_args: list[CMakeFlag] = setting(
@@ -75,6 +98,7 @@ class Target(Section):
     )
 
     _arch = field_validator("architecture", mode="before")(normalize_architecture)
+    _release = field_validator("release", mode="before")(normalize_release)
 
 
 def _known_format(name: str) -> str:
@@ -96,9 +120,22 @@ class BuildNetwork(Section):
     pip_index_url: Secret | None = setting(None, "Python package index mirror for build steps.")
 
 
+# Written into debootstrap's command line, apt's sources.list inside roots, the lock and the SBOM: a plain URL.
+DebianMirror = Annotated[
+    str,
+    word_rule(
+        r"https?://[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?(/[A-Za-z0-9._~/%+-]{0,500})?",
+        "a Debian mirror is http(s)://host[:port]/path (no credentials, query or spaces)",
+    ),
+]
+
+
 class Build(Section):
     applies = Applies.inert
     formats: list[FormatName] = setting(["docker"], "Outputs `cortex build` makes by default.")
+    debian_mirror: DebianMirror | None = setting(
+        None, "Debian mirror the disk and OCI roots come from; unset: the one this machine's apt sources name."
+    )
     bake_models: bool = setting(True, "Put the models into the image or bundle (else mount or fetch at start).")
     network: BuildNetwork = Field(default_factory=BuildNetwork, description="Network settings for build steps.")
     systemd: SystemdService = Field(

@@ -50,7 +50,10 @@ def test_validate_refuses_exactly_the_pairs_the_docker_build_refuses(
         f"version: 1\ntarget:\n  distro: {distro}\n  accelerator: {accelerator}\nbuild:\n  formats: [docker]\n"
     )
     code, err = validate(path, capsys, "--preflight", "build")
-    if (distro, accelerator) in FLAVORS:
+    if (distro, accelerator) == ("debian", "cuda"):  # on Debian 12 only: the default release is refused, located
+        assert code == 2
+        assert f"{path}:4:16: target.accelerator: the debian/cuda image is built on Debian 12 only" in err, err
+    elif (distro, accelerator) in FLAVORS:
         assert code == 0, err
     else:
         assert code == 2

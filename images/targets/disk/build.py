@@ -72,7 +72,8 @@ def _assemble(request: DiskRequest, resolved: Resolved, plan: DiskPlan, psk: str
             resolved, work / "bundle", request.model_store, request.wheels_dir, environ=request.environ, defaults=FORMAT
         )
     )
-    root = copy_root(debian_root(root_spec(plan.board, plan.sync_packages)), work / "root")
+    spec = root_spec(plan.board, plan.sync_packages, plan.release, plan.mirror)
+    root = copy_root(debian_root(spec), work / "root")
     _install(bundle.folder, root, epoch)
     shutil.rmtree(bundle.folder.parent)
     rendered = render(plan, psk)
@@ -98,7 +99,7 @@ def _contents(plan: DiskPlan, resolved: Resolved, root: Path) -> sbom.Contents:
         for model in resolved.config.models
         if model.sha256 and resolved.config.build.bake_models
     )
-    return sbom.Contents(plan.name, plan.architecture, tuple(installed_packages(root)), python, models)
+    return sbom.Contents(plan.name, plan.architecture, tuple(installed_packages(root)), python, models, plan.release)
 
 
 def check_archive(plan: DiskPlan, timeout_s: float = 10.0) -> None:
@@ -108,7 +109,7 @@ def check_archive(plan: DiskPlan, timeout_s: float = 10.0) -> None:
         return
     needs = f"board `{plan.board.name}` needs the archive {archive} ({plan.board.kernel} and its firmware)"
     try:
-        with urllib.request.urlopen(f"{archive.rstrip('/')}/dists/bookworm/Release", timeout=timeout_s):
+        with urllib.request.urlopen(f"{archive.rstrip('/')}/dists/{plan.release}/Release", timeout=timeout_s):
             pass
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or type(exc).__name__

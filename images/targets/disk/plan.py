@@ -87,6 +87,8 @@ class DiskPlan:
     size_mib: int | None
     ids: DiskIds
     sync_packages: tuple[str, ...] = ()  # what `cortex sync` runs when the Cortexfile follows a repository
+    release: str = "trixie"  # the Debian release the root comes from
+    mirror: str | None = None  # build.debian_mirror; None: the build host's own
 
     @property
     def root_reference(self) -> str:
@@ -129,6 +131,8 @@ def make_plan(resolved: Resolved, config_hash: str) -> DiskPlan:
         architecture=target.architecture.value,
         hostname=device.hostname,
         sync_packages=sync_packages(config.sync),
+        release=target.release.value,
+        mirror=config.build.debian_mirror,
         timezone=device.timezone,
         ssh_keys=tuple(device.ssh.authorized_keys) if device.ssh.enabled else (),
         network=Network(device.network.address, device.network.gateway, tuple(device.network.dns)),

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from menlo_cortex.cortexfile.boards import GENERIC_BOARDS, Board, load_board
 
-from ...debian import RootSpec
+from ...debian import SUITE, RootSpec, host_mirror
 
 DEVICE_PACKAGES = (
     "systemd-sysv",
@@ -31,14 +31,17 @@ DEVICE_PACKAGES = (
 LATER_PACKAGES = ("systemd-resolved",)
 
 
-def root_spec(board: Board, more: tuple[str, ...] = ()) -> RootSpec:
-    """The root a board's image is made from: its architecture's generic root (debootstrap'd, shared by
-    every board of the architecture and by the systemd bundle's tests), plus the board's own packages and
-    `more` (what cortex sync needs) installed on top when there are any (cached as a layer)."""
+def root_spec(board: Board, more: tuple[str, ...] = (), release: str = SUITE, mirror: str | None = None) -> RootSpec:
+    """The root a board's image is made from: its architecture's generic root of `release` (debootstrap'd,
+    shared by every board of the architecture and by the systemd bundle's tests), plus the board's own
+    packages and `more` (what cortex sync needs) installed on top when there are any (cached as a layer).
+    `mirror`: the Cortexfile's build.debian_mirror, else the build host's own."""
     generic = load_board(GENERIC_BOARDS[board.architecture])
-    base = RootSpec(board.architecture, tuple(sorted({*DEVICE_PACKAGES, *generic.root_packages()})), LATER_PACKAGES)
+    mirror = mirror or host_mirror()
+    packages = tuple(sorted({*DEVICE_PACKAGES, *generic.root_packages()}))
+    base = RootSpec(board.architecture, packages, LATER_PACKAGES, suite=release, mirror=mirror)
     extra = tuple(sorted({*board.root_packages(), *more} - set(base.packages)))
     if not extra:
         return base
     components = tuple(dict.fromkeys(("main", *board.components)))
-    return RootSpec(board.architecture, extra, components=components, base=base)
+    return RootSpec(board.architecture, extra, components=components, suite=release, mirror=mirror, base=base)

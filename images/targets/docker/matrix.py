@@ -9,10 +9,10 @@ image gets besides the base and the Python environment.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 
-from menlo_cortex.cortexfile.format_rules import IMAGE_PAIRS, unsupported_image
+from menlo_cortex.cortexfile.format_rules import IMAGE_PAIRS, UNVERIFIED_RELEASES, unsupported_image, unverified_release
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class UnsupportedTarget(ValueError):
     """A distro x accelerator pair without templates."""
 
 
-_DEBIAN = "docker.io/library/debian:bookworm-slim"
+_DEBIAN = "docker.io/library/debian:{release}-slim"  # target.release
 _UBUNTU = "docker.io/library/ubuntu:24.04"
 _ALPINE = "docker.io/library/alpine:3.20"
 _ARCH = "docker.io/library/archlinux:base"
@@ -125,9 +125,12 @@ if set(FLAVORS) != IMAGE_PAIRS:  # the pairs are declared once, in cortexfile/fo
     raise RuntimeError(f"image flavors {sorted(set(FLAVORS) ^ IMAGE_PAIRS)} differ from format_rules.IMAGE_PAIRS")
 
 
-def flavor(distro: str, accelerator: str) -> Flavor:
-    """The flavor of a pair, or UnsupportedTarget listing the supported ones."""
+def flavor(distro: str, accelerator: str, release: str) -> Flavor:
+    """The flavor of a pair (a Debian one on `release`), or UnsupportedTarget listing the supported ones."""
     found = FLAVORS.get((distro, accelerator))
     if found is None:
         raise UnsupportedTarget(unsupported_image(distro, accelerator))
-    return found
+    if (distro, accelerator, release) in UNVERIFIED_RELEASES:
+        raise UnsupportedTarget(unverified_release(accelerator, release))
+    builder, runtime = (image.format(release=release) for image in (found.builder_image, found.runtime_image))
+    return replace(found, builder_image=builder, runtime_image=runtime)

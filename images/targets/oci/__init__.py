@@ -44,7 +44,7 @@ def prepare(request: OciRequest) -> tuple[OciPlan, Inputs]:
 
 def lock_of(plan: OciPlan, inputs: Inputs) -> dict[str, Any]:
     """The lock of these inputs: the models, and what the root and runtime layers hold (each cached)."""
-    facts = {architecture: base_facts(architecture, inputs) for architecture in plan.architectures}
+    facts = {image.architecture: base_facts(image, inputs) for image in plan.images}
     return lock.contents(lock.models(inputs.models, inputs.sources), lock.platforms(facts))
 
 

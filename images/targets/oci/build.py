@@ -23,7 +23,7 @@ from menlo_cortex.runtime.models.model_store import file_sha256
 
 from ... import runtime_wheels, sbom
 from ...artifacts import publish, staging
-from ...debian import InstalledPackage, debian_root, installed_packages
+from ...debian import PYTHONS, InstalledPackage, debian_root, installed_packages
 from ...image_plan import BuildPlan
 from ...llama_source import LLAMA_VERSION
 from ...project_wheel import runtime_constraints
@@ -88,9 +88,9 @@ def assemble(plan: OciPlan, inputs: Inputs, output: Path) -> OciImage:
     return OciImage(plan, index, output / f"{plan.stem}.oci", archives, sboms, images)
 
 
-def base_facts(architecture: str, inputs: Inputs) -> Facts:
-    """What the root and the runtime layers of `architecture` hold (packages, distributions, wheels)."""
-    return _facts(_root_layer(architecture, inputs), _venv_layer(architecture, inputs))
+def base_facts(image: BuildPlan, inputs: Inputs) -> Facts:
+    """What the root and the runtime layers of one platform's image hold (packages, distributions, wheels)."""
+    return _facts(_root_layer(image, inputs), _venv_layer(image, inputs))
 
 
 def _facts(root: Cached, runtime: Cached) -> Facts:
@@ -100,8 +100,8 @@ def _facts(root: Cached, runtime: Cached) -> Facts:
 def _platform_layers(image: BuildPlan, inputs: Inputs) -> list[tuple[Cached, str]]:
     """The cached layers of one platform's image, with what each holds (the history's words)."""
     layers = [
-        (_root_layer(image.architecture, inputs), "Debian root"),
-        (_venv_layer(image.architecture, inputs), "runtime"),
+        (_root_layer(image, inputs), "Debian root"),
+        (_venv_layer(image, inputs), "runtime"),
     ]
     for model in image.models:
         layers.append((_model_layer(image, model.sha256, inputs), f"model {model.id}"))
@@ -124,11 +124,11 @@ def _contents(reference: str, image: BuildPlan, facts: Facts, inputs: Inputs) ->
     packages = tuple(InstalledPackage(**package) for package in facts["packages"])
     python = tuple(sbom.PythonEntry(**dist) for dist in facts["distributions"])
     models = tuple(sbom.ModelEntry(m.id, m.sha256, inputs.sources.get(m.id)) for m in image.models)
-    return sbom.Contents(reference, image.architecture, packages, python, models)
+    return sbom.Contents(reference, image.architecture, packages, python, models, image.release)
 
 
-def _root_layer(architecture: str, inputs: Inputs) -> Cached:
-    spec = root_spec(architecture)
+def _root_layer(image: BuildPlan, inputs: Inputs) -> Cached:
+    spec = root_spec(image.architecture, image.release, image.debian_mirror)
 
     def write(path: Path) -> tuple[Blob, Facts]:
         root = debian_root(spec)
@@ -139,11 +139,13 @@ def _root_layer(architecture: str, inputs: Inputs) -> Cached:
     return inputs.cache.layer(_key("root", spec.key(), inputs.epoch), write)
 
 
-def _venv_layer(architecture: str, inputs: Inputs) -> Cached:
+def _venv_layer(image: BuildPlan, inputs: Inputs) -> Cached:
+    architecture, python = image.architecture, PYTHONS[image.release]
     llama = runtime_wheels.llama_wheel(architecture, inputs.wheels_dir)
     key = _key(
         "venv",
         architecture,
+        python,
         venv.project_fingerprint(),
         llama.name,
         file_sha256(llama),
@@ -155,8 +157,8 @@ def _venv_layer(architecture: str, inputs: Inputs) -> Cached:
         staging = path.with_name(path.name + ".venv")
         shutil.rmtree(staging, ignore_errors=True)
         try:
-            wheels = venv.gather_wheels(architecture, staging / "wheels", inputs.wheels_dir)
-            dists = venv.assemble(wheels, architecture, staging / "tree")
+            wheels = venv.gather_wheels(architecture, python, staging / "wheels", inputs.wheels_dir)
+            dists = venv.assemble(wheels, architecture, python, staging / "tree")
             hashes = venv.wheel_hashes(wheels)
             tree = Tree(staging / "tree", prefix=f"{venv.PREFIX}/", plain=True)
             blob = write_layer(path, lambda tar: _add_under(tar, venv.PREFIX, tree, inputs.epoch), compress=True)

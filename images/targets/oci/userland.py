@@ -4,7 +4,7 @@ root builder (images/debian.py) and cached beside the device roots."""
 
 from __future__ import annotations
 
-from ...debian import RootSpec
+from ...debian import RootSpec, host_mirror
 
 RUNTIME_PACKAGES = (
     "python3",
@@ -13,5 +13,6 @@ RUNTIME_PACKAGES = (
 )
 
 
-def root_spec(architecture: str) -> RootSpec:
-    return RootSpec(architecture, RUNTIME_PACKAGES)
+def root_spec(architecture: str, release: str, mirror: str | None) -> RootSpec:
+    """`mirror`: the Cortexfile's build.debian_mirror, else the build host's own."""
+    return RootSpec(architecture, RUNTIME_PACKAGES, suite=release, mirror=mirror or host_mirror())

@@ -19,13 +19,10 @@ from pathlib import Path
 from menlo_cortex.runtime.models.model_store import file_sha256
 
 from ... import runtime_wheels, trim_venv
-from ...architectures import TARGET_PYTHON
 from ...project_wheel import WheelError, build_project_wheel, editable_source, installed, runtime_constraints
 from ...sbom import PythonEntry, site_packages_entries
 
 PREFIX = "opt/cortex"
-SITE = f"lib/python{TARGET_PYTHON}/site-packages"
-SYSTEM_PYTHON = f"/usr/bin/python{TARGET_PYTHON}"
 LAUNCHER = """#!/opt/cortex/bin/python
 import sys
 
@@ -64,27 +61,33 @@ def project_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
-def gather_wheels(architecture: str, scratch: Path, llama_folder: Path | None) -> list[Path]:
-    """This project's wheel, the runtime's dependencies and llama-cpp-python, all for `architecture`."""
+def site_packages(python: str) -> str:
+    return f"lib/python{python}/site-packages"
+
+
+def gather_wheels(architecture: str, python: str, scratch: Path, llama_folder: Path | None) -> list[Path]:
+    """This project's wheel, the runtime's dependencies and llama-cpp-python, all for `architecture` and the
+    root's `python` (3.11 on Debian 12, 3.13 on Debian 13)."""
     llama = runtime_wheels.llama_wheel(architecture, llama_folder)
     project = build_project_wheel(scratch)
-    found = {w.name: w for w in runtime_wheels.dependency_wheels(project, llama, architecture, runtime_constraints())}
+    needed = runtime_wheels.dependency_wheels(project, llama, architecture, runtime_constraints(), (python,))
+    found = {w.name: w for w in needed}
     found[llama.name] = llama
     found[project.name] = project
     return [found[name] for name in sorted(found) if not name.startswith(trim_venv.INSTALLERS)]
 
 
-def assemble(wheels: list[Path], architecture: str, into: Path) -> list[PythonEntry]:
-    """The venv under `into` (its /opt/cortex); the distributions it holds."""
-    site = into / SITE
-    _unpack(wheels, architecture, site)
+def assemble(wheels: list[Path], architecture: str, python: str, into: Path) -> list[PythonEntry]:
+    """The venv under `into` (its /opt/cortex) for the root's `python`; the distributions it holds."""
+    site = into / site_packages(python)
+    _unpack(wheels, architecture, python, site)
     shutil.rmtree(site / "bin", ignore_errors=True)  # pip's scripts name the build host's Python
     trim_venv.drop_installers(site)
     trim_venv.drop_duplicate_libraries(site)
     trim_venv.link_identical_sonames(site)
     trim_venv.drop_tests(site)
     _forget_host(site)
-    _write_venv_files(into)
+    _write_venv_files(into, python)
     return list(site_packages_entries(site))
 
 
@@ -92,10 +95,10 @@ def wheel_hashes(wheels: list[Path]) -> list[Wheel]:
     return [Wheel(wheel.name, file_sha256(wheel)) for wheel in wheels]
 
 
-def _unpack(wheels: list[Path], architecture: str, site: Path) -> None:
+def _unpack(wheels: list[Path], architecture: str, python: str, site: Path) -> None:
     platforms = runtime_wheels.wheel_platforms(architecture)
     command = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--no-compile"]
-    command += ["--only-binary=:all:", "--target", str(site), "--python-version", TARGET_PYTHON]
+    command += ["--only-binary=:all:", "--target", str(site), "--python-version", python]
     command += ["--implementation", "cp", *(arg for name in platforms for arg in ("--platform", name))]
     done = subprocess.run([*command, *map(str, wheels)], capture_output=True, text=True, check=False, timeout=900)
     if done.returncode != 0:
@@ -119,14 +122,14 @@ def _host_record(name: str) -> bool:
     return name.rpartition("/")[2] in HOST_RECORDS or name.startswith("../../bin/")
 
 
-def _write_venv_files(into: Path) -> None:
+def _write_venv_files(into: Path, python: str) -> None:
     (into / "pyvenv.cfg").write_text(
-        f"home = /usr/bin\ninclude-system-site-packages = false\nversion = {TARGET_PYTHON}\n", encoding="utf-8"
+        f"home = /usr/bin\ninclude-system-site-packages = false\nversion = {python}\n", encoding="utf-8"
     )
     scripts = into / "bin"
     scripts.mkdir(parents=True, exist_ok=True)
-    for name in ("python", "python3", f"python{TARGET_PYTHON}"):
-        (scripts / name).symlink_to(SYSTEM_PYTHON)
+    for name in ("python", "python3", f"python{python}"):
+        (scripts / name).symlink_to(f"/usr/bin/python{python}")
     launcher = scripts / "cortex"
     launcher.write_text(LAUNCHER, encoding="utf-8")
     launcher.chmod(0o755)

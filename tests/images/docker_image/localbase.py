@@ -11,8 +11,10 @@ import hashlib
 import shutil
 import subprocess
 import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from menlo_cortex.images.debian import host_mirror
 
 TRIM_VERSION = "1"
 TRIMMED = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale", "var/cache/apt", "var/lib/apt/lists")
@@ -28,7 +30,7 @@ path-exclude /usr/share/locale/*
 @dataclass(frozen=True)
 class BaseSpec:
     suite: str = "bookworm"
-    mirror: str = "http://deb.debian.org/debian"
+    mirror: str = field(default_factory=host_mirror)
     architecture: str = "amd64"
 
     @property

@@ -24,6 +24,8 @@ OPTIONS = ImageOptions(project_wheel=PROJECT_WHEEL, version="0.1.0", created="20
 
 def plan_for(distro: str, accelerator: str, options: ImageOptions = OPTIONS, file: Path = CASE_FILE) -> BuildPlan:
     environ = {"CORTEX_TARGET__DISTRO": distro, "CORTEX_TARGET__ACCELERATOR": accelerator}
+    if (distro, accelerator) == ("debian", "cuda"):  # NVIDIA's repository is used for Debian 12 only
+        environ["CORTEX_TARGET__RELEASE"] = "bookworm"
     resolved = load(file, environ=environ, format_defaults=formats.get("docker").loader_argument())
     return _fixed_hash(make_plan(resolved.config, options))
 

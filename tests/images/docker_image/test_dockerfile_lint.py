@@ -23,7 +23,7 @@ BREAKAGES = {
         "copies build/",
     ),
     "ENV SSL_CERT_FILE": ("ENV https_proxy=http://u:p@proxy:3128\nENV SSL_CERT_FILE", "build-network value"),
-    "debian:bookworm-slim AS builder": ("debian AS builder", "not pinned"),
+    "debian:trixie-slim AS builder": ("debian AS builder", "not pinned"),
     "&& rm -rf /var/lib/apt/lists/*\nCOPY wheels": ("\nCOPY wheels", "/var/lib/apt/lists"),
     "--no-cache-dir --no-compile": ("--no-compile", "--no-cache-dir"),
 }
@@ -44,7 +44,7 @@ def test_each_rule_catches_its_breakage(needle: str) -> None:
 
 def test_final_stage_runs_the_cortexfile_as_a_non_root_user() -> None:
     final = parse(GOOD)[-1]
-    assert final.base == "docker.io/library/debian:bookworm-slim"
+    assert final.base == "docker.io/library/debian:trixie-slim"
     assert exec_form(final.all("ENTRYPOINT")[0].arguments) == [
         "/opt/cortex/bin/cortex",
         "start",

@@ -115,6 +115,7 @@ def test_the_sbom_is_spdx_2_3_with_purls_and_model_checksums(tmp_path: Path) -> 
         (InstalledPackage("libc6", "2.36-9+deb12u1", "amd64", "0" * 64),),
         (sbom.PythonEntry("ruamel.yaml", "0.19.1"),),
         (sbom.ModelEntry("gemma", "a" * 64, "https://example.test/m.gguf"),),
+        "bookworm",
     )
     document = sbom.document(contents, EPOCH)
     assert document["spdxVersion"] == "SPDX-2.3"
@@ -137,7 +138,9 @@ def test_the_sbom_is_spdx_2_3_with_purls_and_model_checksums(tmp_path: Path) -> 
 
 def test_a_model_from_a_file_or_a_hub_has_no_download_url(tmp_path: Path) -> None:
     """SPDX takes a URL (or NOASSERTION) as download location: other sources go in sourceInfo."""
-    contents = sbom.Contents("x", "amd64", (), (), (sbom.ModelEntry("m", "b" * 64, "hf://org/repo/m.gguf@main"),))
+    contents = sbom.Contents(
+        "x", "amd64", (), (), (sbom.ModelEntry("m", "b" * 64, "hf://org/repo/m.gguf@main"),), "trixie"
+    )
     (package,) = sbom.document(contents, 0)["packages"]
     assert package["downloadLocation"] == "NOASSERTION"
     assert package["sourceInfo"] == "Cortexfile source: hf://org/repo/m.gguf@main"
@@ -318,7 +321,7 @@ def test_a_lock_of_one_format_keeps_the_others_sections(tmp_path: Path) -> None:
 
 def test_multiarch_packages_get_their_own_spdx_ids(tmp_path: Path) -> None:
     packages = (InstalledPackage("libc6", "2.36", "arm64", ""), InstalledPackage("libc6", "2.36", "armhf", ""))
-    contents = sbom.Contents("x", "arm64", packages, (sbom.PythonEntry("", "1"),), ())
+    contents = sbom.Contents("x", "arm64", packages, (sbom.PythonEntry("", "1"),), (), "trixie")
     (tmp_path / "x.spdx.json").write_bytes(sbom.encode(sbom.document(contents, 0)))
     assert spdx_problems(tmp_path / "x.spdx.json") == []
     assert len(json.loads((tmp_path / "x.spdx.json").read_text())["packages"]) == 2

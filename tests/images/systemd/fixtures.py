@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from menlo_cortex.cortexfile.boards import load_board
-from menlo_cortex.images.debian import RootSpec
+from menlo_cortex.images.debian import SUITE, RootSpec
 from menlo_cortex.images.debian import debian_root as shared_root
 from menlo_cortex.images.targets.disk.userland import root_spec
 from menlo_cortex.images.targets.systemd.build import Bundle, build
@@ -53,9 +53,9 @@ HOST_PACKAGES = ("systemd-sysv", "python3", "libgomp1", "procps", "ca-certificat
 
 
 def release_root(suite: str) -> Path:
-    """A Debian host root of `suite` (cached): bookworm is the device root above; trixie (Debian 13, and what
-    Raspberry Pi OS trixie is based on) has Python 3.13."""
-    if suite == "bookworm":
+    """A Debian host root of `suite` (cached): the device root above for the default release (trixie: Debian
+    13, what Raspberry Pi OS trixie is based on, Python 3.13), a plain host root for another (bookworm: 3.11)."""
+    if suite == SUITE:
         return debian_root()
     if os.geteuid() != 0 or shutil.which("debootstrap") is None:
         pytest.skip("needs root and debootstrap (scripts/setup.sh installs it)")
