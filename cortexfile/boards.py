@@ -39,10 +39,13 @@ class Board(BaseModel):
     device_trees: tuple[str, ...] = ()  # Raspberry Pi: the .dtb files (paths below the kernel's dtb folder)
     firmware: str | None = Field(None, pattern=r"/usr/[a-z0-9/._-]+")  # Raspberry Pi: folder of the boot firmware
     config_txt: tuple[str, ...] = ()  # Raspberry Pi: lines of config.txt
-    archive: str | None = None  # an archive beyond Debian's the board needs (named in errors)
+    releases: tuple[Annotated[str, Field(pattern=r"^[a-z]+$")], ...] = ("bookworm", "trixie")  # Debian's that boot it
+    backports: bool = False  # its kernel comes from the release's backports
+    initramfs_modules: tuple[Annotated[str, Field(pattern=r"^[a-z0-9_-]+$")], ...] = ()  # loaded before the root
 
-    def root_packages(self) -> tuple[str, ...]:
-        return (self.kernel, *self.packages)
+    def root_packages(self, release: str) -> tuple[str, ...]:
+        kernel = f"{self.kernel}/{release}-backports" if self.backports else self.kernel
+        return (kernel, *self.packages)
 
 
 def board_name(hardware: str | None, architecture: str) -> str:

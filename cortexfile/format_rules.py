@@ -182,6 +182,9 @@ def _disk_board(view: Resolved) -> Iterator[Diagnostic]:
         yield _located(view, ("target", "architecture"), message)
     if view.config.device.wifi.ssid is not None and not board.wifi:
         yield _located(view, ("device", "wifi", "ssid"), f"board `{name}` has no Wi-Fi radio in its recipe")
+    if target.release.value not in board.releases:
+        message = f"board `{name}` boots with Debian {' or '.join(board.releases)} only, not {target.release.value}"
+        yield _located(view, ("target", "release"), message)
 
 
 # An image hands its data folder (and models/ in it) to the service user (uid 10001): never one of the

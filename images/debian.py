@@ -83,6 +83,7 @@ class RootSpec:
     # A root to start from instead of debootstrap: `packages` are then installed on a copy of it (a
     # board's firmware on top of its architecture's root), cached in turn.
     base: RootSpec | None = None
+    extra_suites: tuple[str, ...] = ()  # apt also reads these (backports); a package says `name/suite` to take it
 
     def key(self) -> str:
         text = "|".join(
@@ -93,6 +94,7 @@ class RootSpec:
                 self.suite,
                 self.mirror,
                 *self.components,
+                *self.extra_suites,
                 "",
                 *sorted(self.packages),
                 "",
@@ -189,7 +191,9 @@ def _apt_install(spec: RootSpec, root: Path, packages: tuple[str, ...]) -> None:
     if not packages:
         return
     sources = root / "etc" / "apt" / "sources.list"
-    sources.write_text(f"deb {spec.mirror} {spec.suite} {' '.join(spec.components)}\n", encoding="utf-8")
+    components = " ".join(spec.components)
+    lines = [f"deb {spec.mirror} {suite} {components}\n" for suite in (spec.suite, *spec.extra_suites)]
+    sources.write_text("".join(lines), encoding="utf-8")
     apt = ["chroot", str(root), "apt-get", "-q", "-y", "-o", "Dpkg::Use-Pty=0"]
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C.UTF-8"}
     resolv = root / "etc" / "resolv.conf"

@@ -12,7 +12,6 @@ import hashlib
 import os
 import shutil
 import subprocess
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +59,6 @@ def build(request: DiskRequest) -> DiskImage:
     resolved = with_platform(request.resolved, request.platform)
     plan = make_plan(resolved, config_hash(resolved.config))
     psk = wifi_psk(resolved, request.environ)
-    check_archive(plan)
     with staging(request.output, plan.name) as work:
         return _assemble(request, resolved, plan, psk, work)
 
@@ -78,6 +76,8 @@ def _assemble(request: DiskRequest, resolved: Resolved, plan: DiskPlan, psk: str
     shutil.rmtree(bundle.folder.parent)
     rendered = render(plan, psk)
     configure_device(plan, root, rendered.root)
+    if plan.board.initramfs_modules:
+        _update_initramfs(root, epoch)
     boot = {**boot_files(plan, root), **{name: BootFile(None, text) for name, text in rendered.boot.items()}}
     clamp_times(root, epoch)
     root_mib = _root_size(resolved, plan, root)
@@ -102,21 +102,6 @@ def _contents(plan: DiskPlan, resolved: Resolved, root: Path) -> sbom.Contents:
     return sbom.Contents(plan.name, plan.architecture, tuple(installed_packages(root)), python, models, plan.release)
 
 
-def check_archive(plan: DiskPlan, timeout_s: float = 10.0) -> None:
-    """A board whose packages come from an archive beyond Debian's: stop, naming it."""
-    archive = plan.board.archive
-    if archive is None:
-        return
-    needs = f"board `{plan.board.name}` needs the archive {archive} ({plan.board.kernel} and its firmware)"
-    try:
-        with urllib.request.urlopen(f"{archive.rstrip('/')}/dists/{plan.release}/Release", timeout=timeout_s):
-            pass
-    except (OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", None) or type(exc).__name__
-        raise DiskError(f"{needs}, which this machine cannot reach ({reason})") from None
-    raise DiskError(f"{needs}; this version builds images from Debian's archive only")
-
-
 def _install(bundle: Path, root: Path, epoch: int) -> None:
     """The bundle's own installer into the image's root (no start): the service exactly as on a host.
     SOURCE_DATE_EPOCH makes Python write hash-checked bytecode, valid whatever the file times."""
@@ -127,6 +112,15 @@ def _install(bundle: Path, root: Path, epoch: int) -> None:
     )  # fmt: skip
     if done.returncode != 0:
         raise DiskError(f"install.sh --root failed: {done.stderr.strip()[-1500:]}")
+
+
+def _update_initramfs(root: Path, epoch: int) -> None:
+    """The initramfs again, with the board's modules (etc/initramfs-tools/modules), made reproducibly."""
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8", "SOURCE_DATE_EPOCH": str(epoch)}
+    done = subprocess.run(["chroot", str(root), "update-initramfs", "-u", "-k", "all"], capture_output=True,
+                          text=True, env=env, check=False, timeout=1800)  # fmt: skip
+    if done.returncode != 0:
+        raise DiskError(f"update-initramfs in the image failed: {done.stderr.strip()[-800:]}")
 
 
 def configure_device(plan: DiskPlan, root: Path, files: Mapping[str, tuple[str, int]]) -> None:

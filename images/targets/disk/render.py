@@ -21,6 +21,9 @@ class Rendered:
     boot: dict[str, str]  # path on the boot partition -> text
 
 
+INITRAMFS_MODULES = "etc/initramfs-tools/modules"
+
+
 def render(plan: DiskPlan, psk: str | None = None) -> Rendered:
     env = environment(__package__)
     context = {
@@ -53,6 +56,8 @@ def render(plan: DiskPlan, psk: str | None = None) -> Rendered:
         root["etc/wpa_supplicant/wpa_supplicant-wlan0.conf"] = (text("wpa_supplicant.conf.j2"), 0o600)
     if plan.board.layout.value == "raspberry-pi":
         root["etc/default/raspi-firmware"] = (text("raspi-firmware.j2"), 0o644)
+    if plan.board.initramfs_modules:
+        root[INITRAMFS_MODULES] = (text("initramfs-modules.j2"), 0o644)
     return Rendered(root, _boot_files(plan, text))
 
 

@@ -38,10 +38,12 @@ def root_spec(board: Board, more: tuple[str, ...] = (), release: str = SUITE, mi
     `mirror`: the Cortexfile's build.debian_mirror, else the build host's own."""
     generic = load_board(GENERIC_BOARDS[board.architecture])
     mirror = mirror or host_mirror()
-    packages = tuple(sorted({*DEVICE_PACKAGES, *generic.root_packages()}))
+    packages = tuple(sorted({*DEVICE_PACKAGES, *generic.root_packages(release)}))
     base = RootSpec(board.architecture, packages, LATER_PACKAGES, suite=release, mirror=mirror)
-    extra = tuple(sorted({*board.root_packages(), *more} - set(base.packages)))
+    extra = tuple(sorted({*board.root_packages(release), *more} - set(base.packages)))
     if not extra:
         return base
     components = tuple(dict.fromkeys(("main", *board.components)))
-    return RootSpec(board.architecture, extra, components=components, suite=release, mirror=mirror, base=base)
+    suites = (f"{release}-backports",) if board.backports else ()
+    return RootSpec(board.architecture, extra, components=components, suite=release, mirror=mirror, base=base,
+                    extra_suites=suites)  # fmt: skip

@@ -5,6 +5,8 @@ Debian's qemu has no Pi 4 board)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -69,3 +71,23 @@ def test_raspberry_pi_4_image_layout(tmp_path: Path, test_data_dir: Path) -> Non
     assert "kernel=vmlinuz" in config
     fstab = debugfs(image.img, root_part["start"], "cat /etc/fstab")
     assert f"PARTUUID={plan.ids.mbr_id[2:]}-01\t/boot/firmware\tvfat" in fstab
+
+
+def test_raspberry_pi_5_image_from_debians_archive(tmp_path: Path, test_data_dir: Path) -> None:
+    """Debian 13 with trixie-backports' kernel: the bcm2712 device tree on the boot partition, and the RP1 and
+    SD controller modules inside the initramfs (the root is on the SD card behind them)."""
+    image = build_image(tmp_path, test_data_dir, hardware="raspberry-pi-5", name="cortex-test-raspberry-pi-5")
+    boot_part, root_part = partitions(image.img)["partitions"]
+    expected = {"bcm2712-rpi-5-b.dtb", "vmlinuz", "initrd.img", "config.txt", "cmdline.txt"}
+    assert {f"::/{name}" for name in expected} <= fat_paths(image.img, boot_part["start"])
+    config = fat_file(image.img, boot_part["start"], "config.txt")
+    assert {"arm_64bit=1", "kernel=vmlinuz", "initramfs initrd.img followkernel"} <= set(config.splitlines())
+    assert "console=ttyAMA10,115200" in fat_file(image.img, boot_part["start"], "cmdline.txt")
+    initrd = tmp_path / "initrd.img"
+    subprocess.run(["mcopy", "-i", f"{image.img}@@{boot_part['start'] * 512}", "::/initrd.img", str(initrd)],
+                   check=True, env={**os.environ, "MTOOLS_SKIP_CHECK": "1"}, timeout=120)  # fmt: skip
+    listed = subprocess.run(["lsinitramfs", str(initrd)], capture_output=True, text=True, check=True, timeout=300)
+    for module in ("rp1-pci.ko", "sdhci-brcmstb.ko", "clk-rp1.ko", "pinctrl-rp1.ko"):
+        assert any(line.rsplit("/", 1)[-1].startswith(module) for line in listed.stdout.splitlines()), module
+    kernel = debugfs(image.img, root_part["start"], "ls /usr/lib/modules")
+    print(f"raspberry-pi-5: kernels {kernel.split()}")

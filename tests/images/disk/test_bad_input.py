@@ -9,7 +9,7 @@ import pytest
 from menlo_cortex.cortexfile import recipes
 from menlo_cortex.cortexfile.boards import GENERIC_BOARDS, has_disk_layout, load_board
 from menlo_cortex.cortexfile.errors import ConfigError
-from menlo_cortex.images.targets.disk.build import DiskError, _root_size, check_archive, wifi_psk
+from menlo_cortex.images.targets.disk.build import _root_size, wifi_psk
 
 from .conftest import load_disk, plan_for
 
@@ -84,12 +84,27 @@ def test_every_disk_board_parses_and_each_architecture_has_a_generic_one() -> No
         assert load_board(name).layout.value == "uefi"
 
 
-def test_a_board_that_needs_another_archive_names_it() -> None:
+def test_a_board_on_a_release_that_cannot_boot_it_is_refused_where_written(tmp_path: Path) -> None:
+    body = "target:\n  hardware: raspberry-pi-5\n  release: 12\n"
+    assert "board `raspberry-pi-5` boots with Debian trixie only, not bookworm" in refusal(tmp_path, body)
+
+
+def test_the_pi_5_takes_its_kernel_from_backports_and_loads_its_sd_controller_early() -> None:
+    from menlo_cortex.images.targets.disk.render import INITRAMFS_MODULES, render
+    from menlo_cortex.images.targets.disk.userland import root_spec
+
     plan = plan_for_board("raspberry-pi-5")
-    with pytest.raises(
-        DiskError, match=r"needs the archive http://archive\.raspberrypi\.com/debian/ \(linux-image-rpi"
-    ):
-        check_archive(plan, timeout_s=5)
+    spec = root_spec(plan.board, release="trixie", mirror="http://mirror.test/debian")
+    assert "linux-image-arm64/trixie-backports" in spec.packages
+    assert spec.extra_suites == ("trixie-backports",)
+    modules = render(plan).root[INITRAMFS_MODULES][0].splitlines()
+    assert [line for line in modules if not line.startswith("#")] == [
+        "rp1-pci",
+        "clk-rp1",
+        "pinctrl-rp1",
+        "sdhci-brcmstb",
+    ]
+    assert "device_tree=bcm2712-rpi-5-b.dtb" in render(plan).boot["config.txt"]
 
 
 def plan_for_board(name: str):  # type: ignore[no-untyped-def]
