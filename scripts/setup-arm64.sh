@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # What arm64 device images need beyond `make setup`: emulation for the arm64 root's package scripts
-# (qemu-user-static, binfmt_misc), the cross compiler, qemu-system-aarch64 with UEFI firmware to boot them, and the
+# (qemu-user-static, binfmt_misc), the cross compiler, qemu-system-aarch64 with UEFI firmware to boot them,
+# lsinitramfs to read an image's initramfs, and the
 # cross-compiled arm64 llama-cpp-python wheel (cached like the amd64 one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,7 @@ command -v aarch64-linux-gnu-gcc >/dev/null || missing+=(crossbuild-essential-ar
 command -v update-binfmts >/dev/null || missing+=(binfmt-support)
 command -v qemu-system-aarch64 >/dev/null || missing+=(qemu-system-arm)
 [ -f /usr/share/AAVMF/AAVMF_CODE.fd ] || missing+=(qemu-efi-aarch64)
+command -v lsinitramfs >/dev/null || missing+=(initramfs-tools-core) # reads the Pi 5 image's initramfs
 if ((${#missing[@]})); then
   [ "$(id -u)" = 0 ] || { echo "setup-arm64: run as root or install: ${missing[*]}" >&2; exit 1; }
   apt-get update -q
