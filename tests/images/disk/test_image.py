@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from menlo_cortex.images.debian import PYTHONS, SUITE
 from menlo_cortex.images.targets.disk.layout import ESP_TYPE, ROOT_TYPES
 
 from tests.conftest import TEST_MODEL_SHA256
@@ -67,7 +68,9 @@ def test_the_sbom_lists_what_the_image_holds(device_image: Image) -> None:
     document = json.loads(device_image.sibling(".spdx.json").read_text())
     assert document["spdxVersion"] == "SPDX-2.3"
     names = {package["name"]: package for package in document["packages"]}
-    assert {"systemd", "linux-image-amd64", "python3.11", "llama_cpp_python", "menlo-cortex"} <= set(names)
+    python = f"python{PYTHONS[SUITE]}"  # the default release's, which the image is built on
+    assert {"systemd", "linux-image-amd64", python, "llama_cpp_python", "menlo-cortex"} <= set(names)
+    assert f"distro=debian-{SUITE}" in names["systemd"]["externalRefs"][0]["referenceLocator"]
     model = next(package for package in document["packages"] if package["SPDXID"].startswith("SPDXRef-model-"))
     assert model["checksums"][0]["checksumValue"] == TEST_MODEL_SHA256
 
