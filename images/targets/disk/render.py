@@ -13,6 +13,7 @@ from ...templating import environment
 from .plan import DiskPlan
 
 FIRSTBOOT = "usr/lib/cortex-device/firstboot"
+SELFCHECK = "usr/lib/cortex-device/selfcheck"
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ def render(plan: DiskPlan, psk: str | None = None) -> Rendered:
         "ssid_hex": (plan.wifi_ssid or "").encode().hex(),
         "psk": psk or "",
         "consoles": f"tty0 {plan.board.serial_console},115200",
+        "url": f"{'https' if plan.tls else 'http'}://127.0.0.1:{plan.port}",
     }
 
     def text(template: str) -> str:
@@ -47,6 +49,8 @@ def render(plan: DiskPlan, psk: str | None = None) -> Rendered:
         "etc/systemd/network/80-cortex-wired.network": (text("wired.network.j2"), 0o644),
         "etc/systemd/system/cortex-firstboot.service": (text("cortex-firstboot.service.j2"), 0o644),
         FIRSTBOOT: (text("firstboot.sh.j2"), 0o755),
+        "etc/systemd/system/cortex-selfcheck.service": (text("cortex-selfcheck.service.j2"), 0o644),
+        SELFCHECK: (text("selfcheck.sh.j2"), 0o755),
     }
     if plan.ssh_keys:
         root["root/.ssh/authorized_keys"] = (text("authorized_keys.j2"), 0o600)
@@ -64,7 +68,7 @@ def render(plan: DiskPlan, psk: str | None = None) -> Rendered:
 def enabled_units(plan: DiskPlan) -> tuple[list[str], list[str]]:
     """Units to enable and to disable in the image (`systemctl --root`)."""
     enable = ["systemd-networkd.service", "systemd-resolved.service", "systemd-timesyncd.service"]
-    enable += ["cortex-firstboot.service", "cortex.service"]
+    enable += ["cortex-firstboot.service", "cortex.service", "cortex-selfcheck.service"]
     disable: list[str] = []
     if plan.wifi_ssid is not None:
         enable.append("wpa_supplicant@wlan0.service")
