@@ -148,6 +148,13 @@ def fat_file(img: Path, start: int, name: str) -> str:
     return subprocess.run(command, capture_output=True, text=True, env=_MTOOLS, check=False, timeout=60).stdout
 
 
+def fat_copy(img: Path, start: int, name: str, dest: Path) -> Path:
+    """A file of the FAT partition at sector `start`, copied out byte for byte."""
+    command = ["mcopy", "-n", "-i", f"{img}@@{start * SECTOR}", f"::/{name}", str(dest)]
+    subprocess.run(command, check=True, env=_MTOOLS, timeout=120)
+    return dest
+
+
 def disk_copy(image: Path, dest: Path, grow_mib: int = 0) -> Path:
     """A sparse copy of an image to boot (the original stays as built), `grow_mib` larger: a bigger card."""
     subprocess.run(["cp", "--sparse=always", str(image), str(dest)], check=True, timeout=600)

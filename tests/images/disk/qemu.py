@@ -1,6 +1,7 @@
 """Boot a disk image under qemu with UEFI firmware (x86-64: q35 + OVMF; arm64: virt + AAVMF), `-cpu max`,
-software emulation unless CORTEX_QEMU_ACCEL says otherwise, guest ports forwarded to loopback ports; the
-serial console goes to a file. Always stopped by the context manager."""
+software emulation unless CORTEX_QEMU_ACCEL says otherwise, guest ports forwarded to loopback ports; or a
+Raspberry Pi image on qemu's emulated Pi 4 board. The serial console goes to a file. Always stopped by the
+context manager."""
 
 from __future__ import annotations
 
@@ -52,11 +53,16 @@ class Vm:
 
     def wait_for_key_notice(self, timeout_s: float) -> None:
         """Until the serial console says an API key was made (and where to read it)."""
+        self.wait_for(KEY_NOTICE, timeout_s)
+
+    def wait_for(self, text: str, timeout_s: float) -> str:
+        """Until the serial console shows `text`; the console's line that holds it."""
         deadline = time.monotonic() + timeout_s
-        while not self.key_notices():
+        while text not in (shown := self.console_text()):
             assert self.process.poll() is None, f"qemu exited {self.process.returncode}: {self.console_tail()}"
-            assert time.monotonic() < deadline, f"no key notice in {timeout_s:.0f}s: {self.console_tail()}"
+            assert time.monotonic() < deadline, f"no {text!r} in {timeout_s:.0f}s: {self.console_tail()}"
             time.sleep(2)
+        return next(line for line in shown.splitlines() if text in line)
 
 
 def accelerators() -> list[str]:
@@ -86,6 +92,42 @@ def boot(disk: Path, architecture: str, ports: Mapping[int, int], memory_mib: in
         "-netdev", f"user,id=net0,{forwards}",
         "-device", "virtio-net-pci,netdev=net0",
     ]  # fmt: skip
+    with _running(command, console, ports) as vm:
+        yield vm
+
+
+@dataclass(frozen=True)
+class PiBoot:
+    """What the Pi's firmware would read from the boot partition: qemu has no VideoCore firmware, so it loads
+    the kernel, initramfs and device tree itself and takes the command line as given."""
+
+    kernel: Path
+    initrd: Path
+    device_tree: Path
+    cmdline: str
+
+
+@contextmanager
+def boot_raspi4b(sd_card: Path, pi: PiBoot) -> Iterator[Vm]:
+    """qemu's `raspi4b` board (2 GiB, 4 Cortex-A72, software emulation): no PCIe, so no USB and no Ethernet;
+    the SD card is `sd_card` (its size a power of two, as qemu requires). The first serial port is the PL011
+    (ttyAMA0), the second the mini UART the Pi 4 has on its GPIO header (ttyS1): that one is the console file."""
+    console = sd_card.with_name(f"{sd_card.name}.console.log")
+    command = [
+        "qemu-system-aarch64", "-machine", "raspi4b", "-m", "2G", "-smp", "4",
+        "-display", "none",
+        "-serial", "null",
+        "-serial", f"file:{console}",
+        "-kernel", str(pi.kernel), "-initrd", str(pi.initrd), "-dtb", str(pi.device_tree),
+        "-append", pi.cmdline,
+        "-drive", f"if=sd,format=raw,file={sd_card}",
+    ]  # fmt: skip
+    with _running(command, console, {}) as vm:
+        yield vm
+
+
+@contextmanager
+def _running(command: list[str], console: Path, ports: Mapping[int, int]) -> Iterator[Vm]:
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         yield Vm(process, console, dict(ports))

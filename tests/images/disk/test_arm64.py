@@ -1,11 +1,11 @@
 """arm64 device images on real parts (`make test-arm64`; too slow for CI's budget under emulation):
 the arm64 UEFI image booted under qemu-system-aarch64 -M virt with UEFI firmware, answering a chat
-completion; the Raspberry Pi 4 image's partition table, boot files and cmdline.txt (no Pi is booted:
-Debian's qemu has no Pi 4 board)."""
+completion; the Raspberry Pi 4 image's partition table, boot files and cmdline.txt, then the image booted
+on qemu's raspi4b board (qemu 9+), where its self-check answers a chat completion on the serial console;
+the Raspberry Pi 5 image's boot files and initramfs (qemu has no Pi 5 board)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from pathlib import Path
@@ -17,19 +17,22 @@ from tests.conftest import find_free_port
 from .conftest import plan_for
 from .fixtures import (
     GUEST_PORT,
+    Image,
     Ssh,
     build_image,
     debugfs,
     disk_copy,
+    fat_copy,
     fat_file,
     fat_paths,
     needs_image_tools,
     partitions,
 )
-from .qemu import boot
+from .qemu import PiBoot, boot, boot_raspi4b
 from .test_boot import first_chat
 
 pytestmark = [pytest.mark.arm64, pytest.mark.slow, pytest.mark.vm, pytest.mark.timeout(7200)]
+PI4_BOOT_FILES = ("vmlinuz", "initrd.img", "bcm2711-rpi-4-b.dtb")
 FIRST_ANSWER_S = 3600  # an emulated arm64 machine on an emulated CPU: boot, then load and decode
 
 
@@ -54,8 +57,17 @@ def test_arm64_uefi_image_boots_and_answers(tmp_path: Path, test_data_dir: Path)
         assert ssh.ok("systemctl is-active cortex") == "active"
 
 
-def test_raspberry_pi_4_image_layout(tmp_path: Path, test_data_dir: Path) -> None:
-    image = build_image(tmp_path, test_data_dir, hardware="raspberry-pi-4", name="cortex-test-raspberry-pi-4")
+@pytest.fixture(scope="module")
+def pi4_image(tmp_path_factory: pytest.TempPathFactory, test_data_dir: Path) -> Image:
+    folder = tmp_path_factory.mktemp("pi4")
+    started = time.monotonic()
+    image = build_image(folder, test_data_dir, hardware="raspberry-pi-4", name="cortex-test-raspberry-pi-4")
+    print(f"raspberry-pi-4 image built in {time.monotonic() - started:.0f}s")
+    return image
+
+
+def test_raspberry_pi_4_image_layout(pi4_image: Image) -> None:
+    image = pi4_image
     plan = plan_for(image.cortexfile)
     table = partitions(image.img)
     assert (table["label"], table["id"]) == ("dos", plan.ids.mbr_id)
@@ -73,6 +85,29 @@ def test_raspberry_pi_4_image_layout(tmp_path: Path, test_data_dir: Path) -> Non
     assert f"PARTUUID={plan.ids.mbr_id[2:]}-01\t/boot/firmware\tvfat" in fstab
 
 
+def test_raspberry_pi_4_boots_and_answers_on_its_console(pi4_image: Image, tmp_path: Path) -> None:
+    """Booted as the Pi's firmware would (config.txt's kernel, initramfs and device tree, cmdline.txt), plus
+    `cortex.selfcheck`. The emulated board has no network, so the console is all there is: the key notice (the
+    key itself never goes to a serial console), then the self-check's chat completion."""
+    img = pi4_image.img
+    boot_part = partitions(img)["partitions"][0]
+    card = disk_copy(img, tmp_path / "sd.img")
+    with card.open("r+b") as file:  # qemu takes only SD cards whose size is a power of two
+        file.truncate(1 << (card.stat().st_size - 1).bit_length())
+    files = {name: fat_copy(img, boot_part["start"], name, tmp_path / name) for name in PI4_BOOT_FILES}
+    cmdline = fat_file(img, boot_part["start"], "cmdline.txt").strip()
+    pi = PiBoot(files["vmlinuz"], files["initrd.img"], files["bcm2711-rpi-4-b.dtb"], f"{cmdline} cortex.selfcheck")
+    started = time.monotonic()
+    with boot_raspi4b(card, pi) as vm:
+        vm.wait_for_key_notice(FIRST_ANSWER_S)
+        print(f"raspberry-pi-4: key notice {time.monotonic() - started:.0f}s after power-on")
+        vm.wait_for("cortex-selfcheck: the service is ready", FIRST_ANSWER_S)
+        answer = vm.wait_for("cortex-selfcheck: chat completion from", FIRST_ANSWER_S)
+        print(f"raspberry-pi-4: {time.monotonic() - started:.0f}s after power-on: {answer}")
+        assert "FAILED" not in vm.console_text()
+        assert vm.api_keys_shown() == []
+
+
 def test_raspberry_pi_5_image_from_debians_archive(tmp_path: Path, test_data_dir: Path) -> None:
     """Debian 13 with trixie-backports' kernel: the bcm2712 device tree on the boot partition, and the RP1 and
     SD controller modules inside the initramfs (the root is on the SD card behind them)."""
@@ -83,9 +118,7 @@ def test_raspberry_pi_5_image_from_debians_archive(tmp_path: Path, test_data_dir
     config = fat_file(image.img, boot_part["start"], "config.txt")
     assert {"arm_64bit=1", "kernel=vmlinuz", "initramfs initrd.img followkernel"} <= set(config.splitlines())
     assert "console=ttyAMA10,115200" in fat_file(image.img, boot_part["start"], "cmdline.txt")
-    initrd = tmp_path / "initrd.img"
-    subprocess.run(["mcopy", "-i", f"{image.img}@@{boot_part['start'] * 512}", "::/initrd.img", str(initrd)],
-                   check=True, env={**os.environ, "MTOOLS_SKIP_CHECK": "1"}, timeout=120)  # fmt: skip
+    initrd = fat_copy(image.img, boot_part["start"], "initrd.img", tmp_path / "initrd.img")
     listed = subprocess.run(["lsinitramfs", str(initrd)], capture_output=True, text=True, check=True, timeout=300)
     for module in ("rp1-pci.ko", "sdhci-brcmstb.ko", "clk-rp1.ko", "pinctrl-rp1.ko"):
         assert any(line.rsplit("/", 1)[-1].startswith(module) for line in listed.stdout.splitlines()), module

@@ -3,6 +3,8 @@ test uses it): the program the image carries, run against a real keyed `cortex s
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -41,7 +43,9 @@ def test_the_selfcheck_reports_ready_the_variant_and_a_completion_never_the_key(
         lines = done.stdout.splitlines()
         assert lines[0].startswith("cortex-selfcheck: the service is ready")
         assert '"cpu_variant"' in lines[1]
-        assert lines[2].startswith('cortex-selfcheck: chat completion from gemma in ') and len(lines[2]) > 60
+        answer = re.fullmatch(r"cortex-selfcheck: chat completion from gemma in \d+ s: (\".*\")", lines[2])
+        assert answer is not None, lines[2]
+        assert json.loads(answer.group(1)).strip()
         assert KEY not in done.stdout + done.stderr
 
         wrong = tmp_path / "wrong-keys"

@@ -142,8 +142,13 @@ install_runtime() {
   cp "$here/systemd/cortex-sync.service" "$(at "$staging")/cortex-sync.service"
   cp "$here/uninstall.sh" "$here/bundle.env" "$(at "$staging")/"
   mv -T "$(at "$staging")" "$(at "$target")"
-  # Compiled after the rename so tracebacks name the real paths; the service cannot write them.
-  in_root "$target/bin/python" -m compileall -q -j 0 "$target/lib" >/dev/null || true
+  # Compiled after the rename so tracebacks name the real paths; the service cannot write them. Into an
+  # image (--root) by one process in compileall's sorted order with a fixed hash seed: marshal's output
+  # depends on what the process compiled before (reference counts) and on set order, so parallel workers
+  # made a device image built twice differ in a .pyc. A host install compiles on every core.
+  local jobs=0
+  [ "$root" = / ] || jobs=1
+  in_root env PYTHONHASHSEED=0 "$target/bin/python" -m compileall -q -j "$jobs" "$target/lib" >/dev/null || true
   touch "$(at "$target")/.complete"
 }
 
