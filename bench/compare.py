@@ -47,7 +47,7 @@ def cortex(*args: str) -> None:
 
 def write_cortexfile(args: argparse.Namespace) -> Path:
     digest = hashlib.sha256(args.model.read_bytes()).hexdigest()
-    path = args.data / "Cortexfile.yaml"
+    path: Path = args.data / "Cortexfile.yaml"
     path.write_text(
         "version: 1\n"
         f"engines:\n  llama_cpp:\n    parallel: {SLOTS}\n"
@@ -64,7 +64,7 @@ def serve(
     name: str, command: list[str], port: int, log: Path, env: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env})
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     deadline = time.monotonic() + READY_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -116,7 +116,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=HERE.parent / "build" / "bench-data", help="runs' data folder")
     parser.add_argument("--llama-server", help="folder with llama-server (default: scripts/llama-server.sh's)")
     parser.add_argument("--llama-cpp-python", help="a python with llama-cpp-python[server]; omitted: not measured")
-    args, args.workload = parser.parse_known_args()  # the rest goes to every `cortex bench`
+    args, workload = parser.parse_known_args()
+    args.workload = workload  # the rest goes to every `cortex bench`
     args.name = "gemma3-270m-q4km" if args.model is None else args.model.stem[:40]  # the model's id everywhere
     args.model = (args.model or test_model()).resolve()
     args.data = args.data.resolve()

@@ -49,7 +49,7 @@ def child(variant: str, model: Path, runs: int, max_tokens: int) -> dict[str, li
     tokens = llama.tokenize(LONG_PROMPT.encode())
     rates: dict[str, list[float]] = {kind: [] for kind in KINDS}
     for _ in range(runs):
-        llama.reset()
+        llama.reset()  # type: ignore[no-untyped-call]
         started = time.perf_counter()
         llama.eval(tokens)
         rates["prompt"].append(len(tokens) / (time.perf_counter() - started))

@@ -26,8 +26,9 @@ sys.path.insert(0, str(ROOT))
 from menlo_cortex.images.project_wheel import build_project_wheel  # noqa: E402
 
 from tests.conftest import cache_dir  # noqa: E402
-from tests.images.docker_image.engine_parts import PodmanApi, run_cortex, start_podman_service, stop  # noqa: E402
+from tests.images.docker_image.engine_parts import PodmanApi, run_cortex, start_podman_service  # noqa: E402
 from tests.images.docker_image.localbase import BaseSpec, ensure_base_image  # noqa: E402
+from tests.processes import stop  # noqa: E402
 
 TAG = "localhost/cortex-bench:debian"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")

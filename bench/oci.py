@@ -25,7 +25,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from menlo_cortex.images.targets.oci.layers import add_file, write_layer  # noqa: E402
+from menlo_cortex.images.reproducible import add_file  # noqa: E402
+from menlo_cortex.images.targets.oci.layers import write_layer  # noqa: E402
 
 from tests.conftest import TEST_MODEL_SHA256, cache_dir  # noqa: E402
 from tests.images.docker_image.engine_parts import CONTAINERS_CONF, run_cortex  # noqa: E402
@@ -110,8 +111,9 @@ def docker_variant_size(scratch: Path) -> int:
     sys.path.insert(0, str(ROOT / "bench"))
     from image import TAG, timed_build, wheels  # bench/image.py
 
-    from tests.images.docker_image.engine_parts import start_podman_service, stop
+    from tests.images.docker_image.engine_parts import start_podman_service
     from tests.images.docker_image.localbase import BaseSpec, ensure_base_image
+    from tests.processes import stop
 
     (scratch / "podman").mkdir()
     process, api = start_podman_service(scratch / "podman", "unqualified-search-registries = []\n")

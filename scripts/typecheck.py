@@ -1,4 +1,6 @@
-"""mypy --strict over the menlo_cortex package as installed, with errors reported at the source files.
+"""mypy --strict over the menlo_cortex package as installed, with errors reported at the source files, then
+over the tests and the bench scripts against that package (they drifted unnoticed while only the package was
+checked: a bench script importing a helper that had moved).
 
 The package maps top-level folders into its namespace (pyproject's package-dir), which mypy cannot
 follow through an editable install's import hook. So this lays the package out as a wheel would,
@@ -7,6 +9,7 @@ from copies under build/typecheck, runs mypy there, and names the source paths i
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -47,11 +50,16 @@ def to_source(line: str, pairs: dict[str, Path]) -> str:
 def main() -> int:
     pairs = folders()
     lay_out(pairs)
-    command = [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"), "-p", PACKAGE]
-    done = subprocess.run(command, cwd=TREE, capture_output=True, text=True, check=False)
-    for line in (done.stdout + done.stderr).splitlines():
+    mypy = [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml")]
+    package = subprocess.run([*mypy, "-p", PACKAGE], cwd=TREE, capture_output=True, text=True, check=False)
+    for line in (package.stdout + package.stderr).splitlines():
         print(to_source(line, pairs))
-    return done.returncode
+    # MYPYPATH comes before the checkout on mypy's search path: `menlo_cortex` is the laid-out package.
+    environ = {**os.environ, "MYPYPATH": str(TREE)}
+    command = [*mypy, "tests", "bench"]
+    users = subprocess.run(command, cwd=ROOT, env=environ, capture_output=True, text=True, check=False)
+    print(users.stdout + users.stderr, end="")
+    return package.returncode or users.returncode
 
 
 if __name__ == "__main__":

@@ -158,8 +158,8 @@ CASES = [
 
 
 def _with(key: tuple[str | int, ...], value: Any, listed: bool) -> dict[str, Any]:
-    data = json.loads(json.dumps(BASE))
-    node = data
+    data: dict[str, Any] = json.loads(json.dumps(BASE))
+    node: Any = data
     for part in key[:-1]:
         node = node.setdefault(part, {}) if isinstance(part, str) else node[part]
     node[key[-1]] = [value] if listed else value
@@ -376,7 +376,7 @@ def test_the_unit_stays_whole_whatever_the_plan_holds(
     path = tmp_path / "Cortexfile.yaml"
     path.write_text(json.dumps(BASE), encoding="utf-8")
     service = systemd_plan.make_plan(_view(load(path), "systemd"), "0.1.0-test", "0" * 64)
-    hostile = dataclasses.replace(service, **{field: "cortex" + HOSTILE[name]})
+    hostile = dataclasses.replace(service, **{field: "cortex" + HOSTILE[name]})  # type: ignore[arg-type]
     try:
         files = texts(render(hostile, OPTIONS.project_wheel))
     except Unrepresentable:

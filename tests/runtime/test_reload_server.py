@@ -9,6 +9,7 @@ import ssl
 import subprocess
 import textwrap
 import threading
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -280,7 +281,7 @@ def test_each_way_of_replacing_the_file_is_one_reload(start_cortex: StartServer)
         link.symlink_to("..data/Cortexfile.yaml")
         os.replace(link, path)
 
-    changes = [
+    changes: list[Callable[[int], object]] = [
         lambda n: path.write_text(text(n), encoding="utf-8"),  # in place
         lambda n: os.utime(path),  # a touch: no reload expected (the next change must still be the next one)
         lambda n: rewrite(server, f"server:\n  cors:\n    origins: [http://change{n}.example]\n"),  # atomic rename

@@ -11,12 +11,13 @@ from typing import Any
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.cpu_variants import host_cpu_flags, is_best_fit
 from tests.runtime.cortex_server import MODEL_ID, CortexServer
 
 pytestmark = pytest.mark.slow
-PROMPT = [{"role": "user", "content": "Say hello."}]
+PROMPT: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Say hello."}]
 LABEL = r'[a-zA-Z_][a-zA-Z0-9_]*="[^"]*"'
 SAMPLE = re.compile(rf"^[a-zA-Z_:][a-zA-Z0-9_:]*(\{{{LABEL}(,{LABEL})*\}})? \S+$")
 
@@ -28,7 +29,7 @@ def client(shared_server: CortexServer) -> Iterator[openai.OpenAI]:
 
 
 def test_chat_completion_with_the_sync_client(client: openai.OpenAI) -> None:
-    raw = client.chat.completions.with_raw_response.create(model=MODEL_ID, messages=PROMPT, max_tokens=8)  # type: ignore[arg-type]
+    raw = client.chat.completions.with_raw_response.create(model=MODEL_ID, messages=PROMPT, max_tokens=8)
     assert re.fullmatch(r"[0-9a-f]{32}", raw.headers["x-request-id"])
     completion = raw.parse()
     assert completion.choices[0].message.content
@@ -43,7 +44,7 @@ def test_text_completion_and_model_list(client: openai.OpenAI) -> None:
 
 
 def test_streaming_chat_completion(client: openai.OpenAI) -> None:
-    stream = client.chat.completions.create(model=MODEL_ID, messages=PROMPT, max_tokens=12, stream=True)  # type: ignore[arg-type]
+    stream = client.chat.completions.create(model=MODEL_ID, messages=PROMPT, max_tokens=12, stream=True)
     chunks = list(stream)
     text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
     assert len(chunks) > 2
@@ -59,13 +60,13 @@ def test_async_client(shared_server: CortexServer) -> None:
 async def three_chats(base_url: str) -> list[Any]:
     async with openai.AsyncOpenAI(base_url=f"{base_url}/v1", api_key="unused", max_retries=0) as client:
         return await asyncio.gather(
-            *(client.chat.completions.create(model=MODEL_ID, messages=PROMPT, max_tokens=6) for _ in range(3))  # type: ignore[arg-type]
+            *(client.chat.completions.create(model=MODEL_ID, messages=PROMPT, max_tokens=6) for _ in range(3))
         )
 
 
 def test_unknown_model_is_a_404_naming_the_served_ones(client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as caught:
-        client.chat.completions.create(model="nope", messages=PROMPT, max_tokens=4)  # type: ignore[arg-type]
+        client.chat.completions.create(model="nope", messages=PROMPT, max_tokens=4)
     assert MODEL_ID in str(caught.value)
 
 
@@ -87,7 +88,7 @@ def test_a_client_request_id_is_echoed_and_logged(shared_server: CortexServer) -
 
 
 def test_metrics_are_prometheus_text_and_count_requests(client: openai.OpenAI, shared_server: CortexServer) -> None:
-    client.chat.completions.create(model=MODEL_ID, messages=PROMPT, max_tokens=4)  # type: ignore[arg-type]
+    client.chat.completions.create(model=MODEL_ID, messages=PROMPT, max_tokens=4)
     with shared_server.client() as http:
         response = http.get("/metrics")
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")

@@ -23,7 +23,7 @@ MODELS = (
     MODEL_BLOCK + f"  - id: {EMBED_ID}\n    preset: gemma3-270m-q4km\n    context_size: 1024\n    embeddings: true\n"
 )
 RESPONSE_SCHEMA = "response_format.json_schema.schema"
-CHAT = {"model": MODEL_ID, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
+CHAT: dict[str, Any] = {"model": MODEL_ID, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
 # The old bound check's regex was quadratic in a run of spaces after "{": about ten minutes on the event loop.
 SLOW_PATTERN = {"type": "string", "pattern": "{" + " " * 100_000}
 # Every bound is allowed (4096), but 60 of them spell out a grammar of megabytes from 4 KB of schema.

@@ -156,7 +156,7 @@ def test_two_builds_of_one_cortexfile_write_the_same_context(tmp_path: Path, cor
     cortexfile.write_text(REPRODUCED.format(data=tmp_path / "data", sha256=sha256, ca=ca), encoding="utf-8")
     environ = {key: value for key, value in os.environ.items() if key != "SOURCE_DATE_EPOCH"}
     environ["CORTEX_PIP_MIRROR"] = "https://u:token@pypi.corp/simple"
-    trees = []
+    trees: list[dict[str, tuple[int, bytes]]] = []
     for name in ("one", "two"):
         if trees:
             time.sleep(1.1)  # a clock read anywhere would differ: labels have whole seconds

@@ -84,7 +84,7 @@ def test_every_container_is_restricted(case: str) -> None:
     assert pod["securityContext"]["runAsNonRoot"] is True  # type: ignore[index]
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}  # type: ignore[index]
     assert pod["automountServiceAccountToken"] is False
-    for container in [*pod["containers"], *pod.get("initContainers", [])]:  # type: ignore[attr-defined,misc]
+    for container in [*pod["containers"], *pod.get("initContainers", [])]:  # type: ignore[misc]
         assert container["securityContext"] == {
             "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
             "capabilities": {"drop": ["ALL"]}}  # fmt: skip

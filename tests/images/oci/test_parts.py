@@ -10,6 +10,7 @@ import json
 import os
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from menlo_cortex.cortexfile.errors import ConfigError
@@ -148,7 +149,7 @@ def test_a_model_from_a_file_or_a_hub_has_no_download_url(tmp_path: Path) -> Non
     assert spdx_problems(tmp_path / "m.spdx.json") == []
 
 
-def _lock(version: str = "2.36-9") -> dict[str, object]:
+def _lock(version: str = "2.36-9") -> dict[str, Any]:
     facts = {
         "debian": {"suite": "bookworm", "mirror": "http://deb.debian.org/debian", "root": "abc"},
         "llama_cpp_python": "0.3.36",
@@ -303,7 +304,7 @@ def test_a_lock_pins_each_base_to_its_own_repository_by_digest(tmp_path: Path) -
 def test_a_lock_with_one_entry_twice_is_drift(tmp_path: Path) -> None:
     path = tmp_path / "Cortexfile.lock"
     doubled = _lock()
-    doubled["models"] = [*doubled["models"], {**doubled["models"][0], "sha256": "b"}]  # type: ignore[list-item]
+    doubled["models"] = [*doubled["models"], {**doubled["models"][0], "sha256": "b"}]
     lock.write(path, doubled)
     with pytest.raises(ConfigError, match="the same id twice"):
         lock.check(path, _lock())

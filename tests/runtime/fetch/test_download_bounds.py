@@ -25,7 +25,12 @@ ROOT = Path(__file__).resolve().parents[3]
 
 def settings(timeout: float) -> NetSettings:
     return NetSettings(
-        user_agent="test", tls=tls_context(True, True), proxy=None, hub=None, hub_token=None, timeout=timeout
+        user_agent="test",
+        tls=tls_context(True, True),
+        proxy=None,
+        hub=("https", "huggingface.co", 443),
+        hub_token=None,
+        timeout=timeout,
     )
 
 

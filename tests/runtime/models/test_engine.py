@@ -15,12 +15,12 @@ from menlo_cortex.cortexfile.schema import Model
 from menlo_cortex.cortexfile.schema.models import LlamaCppEngine
 from menlo_cortex.runtime.models.engine import (
     Engine,
-    Generation,
     ModelLoadError,
     check_gguf,
     llama_arguments,
     plan_engine,
 )
+from menlo_cortex.runtime.models.generation import Generation
 
 from tests.runtime.harness import model_entry
 

@@ -12,11 +12,12 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.runtime.harness import Served, make_config, model_entry, serve, unused_port
 
 MAX_TOKENS_CAP = 24
-HELLO = [{"role": "user", "content": "Say hello."}]
+HELLO: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Say hello."}]
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +51,7 @@ def test_models_lists_every_model(client: openai.OpenAI) -> None:
 
 
 def test_chat_completion_answers_with_usage(client: openai.OpenAI) -> None:
-    answer = client.chat.completions.create(model="gemma", messages=HELLO, max_tokens=8, temperature=0)  # type: ignore[arg-type]
+    answer = client.chat.completions.create(model="gemma", messages=HELLO, max_tokens=8, temperature=0)
     assert answer.choices[0].message.content
     assert answer.choices[0].finish_reason in ("stop", "length")
     assert answer.usage is not None
@@ -65,7 +66,7 @@ def test_chat_stream_sends_deltas_then_usage(client: openai.OpenAI) -> None:
         messages=HELLO,
         max_tokens=8,
         stream=True,
-        stream_options={"include_usage": True},  # type: ignore[arg-type]
+        stream_options={"include_usage": True},
     )
     chunks = list(stream)
     text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
@@ -87,7 +88,7 @@ def test_stream_ends_with_done_and_no_usage_unless_asked(served: Served) -> None
 
 
 def test_max_completion_tokens_is_honoured(client: openai.OpenAI) -> None:
-    answer = client.chat.completions.create(model="gemma", messages=HELLO, max_completion_tokens=3)  # type: ignore[arg-type]
+    answer = client.chat.completions.create(model="gemma", messages=HELLO, max_completion_tokens=3)
     assert answer.usage is not None
     assert answer.usage.completion_tokens <= 3
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 
 import httpx
@@ -30,7 +30,7 @@ def chat_body(model: str, max_tokens: int, stream: bool) -> dict[str, object]:
     }
 
 
-async def stream_lines(client: httpx.AsyncClient, body: dict[str, object]) -> AsyncIterator[str]:
+async def stream_lines(client: httpx.AsyncClient, body: dict[str, object]) -> AsyncGenerator[str, None]:
     async with client.stream("POST", "/v1/chat/completions", json=body) as response:
         assert response.status_code == 200
         async for line in response.aiter_lines():

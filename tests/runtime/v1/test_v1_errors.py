@@ -215,7 +215,7 @@ def document_accepts(path: str, body: dict[str, Any]) -> bool:
     document = openapi_document()
     operation = document["paths"][path]["post"]
     schema = {**operation["requestBody"]["content"]["application/json"]["schema"], "components": document["components"]}
-    return jsonschema.Draft202012Validator(schema).is_valid(body)
+    return bool(jsonschema.Draft202012Validator(schema).is_valid(body))
 
 
 @pytest.mark.parametrize(("path", "body"), REFUSED)
