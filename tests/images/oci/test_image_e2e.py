@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import tomli_w
+from menlo_cortex.images.debian import PYTHONS, SUITE
 from menlo_cortex.images.runtime_wheels import llama_wheel
 
 from ..docker_image.engine_parts import answers_ready, chat_completion, run_cortex, wait_for
@@ -76,7 +77,8 @@ def test_the_image_holds_what_the_service_needs_and_says_so(oci_build: OciBuild)
     assert spdx_problems(oci_build.sbom) == []
     sbom = json.loads(oci_build.sbom.read_text())
     names = {package["name"] for package in sbom["packages"]}
-    assert {"libc6", "python3.11", "libgomp1", "llama_cpp_python", "menlo-cortex", "gemma"} <= names
+    python = f"python{PYTHONS[SUITE]}"  # the default release's: the image's root and venv are built on it
+    assert {"libc6", python, "libgomp1", "llama_cpp_python", "menlo-cortex", "gemma"} <= names
     assert not {"systemd", "linux-image-amd64", "pip"} & names
     referrers = [
         m for m in json.loads((oci_build.layout / "index.json").read_text())["manifests"] if "artifactType" in m
