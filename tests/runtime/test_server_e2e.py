@@ -101,15 +101,16 @@ def test_metrics_are_prometheus_text_and_count_requests(client: openai.OpenAI, s
 
 
 def test_health_and_ready_answer_while_a_generation_runs(client: openai.OpenAI, shared_server: CortexServer) -> None:
-    stream = client.completions.create(model=MODEL_ID, prompt="Count: 1, 2, 3,", max_tokens=48, stream=True)
-    next(iter(stream))  # the generation is running now
+    """Causal, not timed: every route answers while the same generation is still producing tokens."""
+    stream = client.completions.create(model=MODEL_ID, prompt="Count: 1, 2, 3,", max_tokens=400, stream=True)
+    chunks = iter(stream)
+    next(chunks)  # the generation is running now
     with shared_server.client() as http:
-        started = time.monotonic()
         statuses = [http.get(path).status_code for path in ("/health", "/ready", "/metrics", "/v1/models")]
-        elapsed = time.monotonic() - started
+    still_generating = next(chunks).choices[0].finish_reason is None
     stream.close()
     assert statuses == [200, 200, 200, 200]
-    assert elapsed < 0.5, f"health routes took {elapsed:.2f}s next to a generation"
+    assert still_generating, "the routes answered only once the generation had ended"
 
 
 def test_health_names_the_cpu_variant_in_use(shared_server: CortexServer) -> None:
