@@ -13,6 +13,7 @@ command -v update-binfmts >/dev/null || missing+=(binfmt-support)
 command -v qemu-system-aarch64 >/dev/null || missing+=(qemu-system-arm)
 [ -f /usr/share/AAVMF/AAVMF_CODE.fd ] || missing+=(qemu-efi-aarch64)
 command -v lsinitramfs >/dev/null || missing+=(initramfs-tools-core) # reads the Pi 5 image's initramfs
+command -v fdtput >/dev/null || missing+=(device-tree-compiler) # fits the Pi 4 device tree to qemu's board
 if ((${#missing[@]})); then
   [ "$(id -u)" = 0 ] || { echo "setup-arm64: run as root or install: ${missing[*]}" >&2; exit 1; }
   apt-get update -q

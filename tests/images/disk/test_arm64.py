@@ -28,7 +28,7 @@ from .fixtures import (
     needs_image_tools,
     partitions,
 )
-from .qemu import PiBoot, boot, boot_raspi4b
+from .qemu import PiBoot, boot, boot_raspi4b, raspi4b_device_tree
 from .test_boot import first_chat
 
 pytestmark = [pytest.mark.arm64, pytest.mark.slow, pytest.mark.vm, pytest.mark.timeout(7200)]
@@ -87,8 +87,9 @@ def test_raspberry_pi_4_image_layout(pi4_image: Image) -> None:
 
 def test_raspberry_pi_4_boots_and_answers_on_its_console(pi4_image: Image, tmp_path: Path) -> None:
     """Booted as the Pi's firmware would (config.txt's kernel, initramfs and device tree, cmdline.txt), plus
-    `cortex.selfcheck`. The emulated board has no network, so the console is all there is: the key notice (the
-    key itself never goes to a serial console), then the self-check's chat completion."""
+    `cortex.selfcheck` and what qemu's board needs (qemu.py). The emulated board has no network, so the console
+    is all there is: the key notice (the key itself never goes to a serial console), then the self-check's
+    chat completion."""
     img = pi4_image.img
     boot_part = partitions(img)["partitions"][0]
     card = disk_copy(img, tmp_path / "sd.img")
@@ -96,7 +97,8 @@ def test_raspberry_pi_4_boots_and_answers_on_its_console(pi4_image: Image, tmp_p
         file.truncate(1 << (card.stat().st_size - 1).bit_length())
     files = {name: fat_copy(img, boot_part["start"], name, tmp_path / name) for name in PI4_BOOT_FILES}
     cmdline = fat_file(img, boot_part["start"], "cmdline.txt").strip()
-    pi = PiBoot(files["vmlinuz"], files["initrd.img"], files["bcm2711-rpi-4-b.dtb"], f"{cmdline} cortex.selfcheck")
+    tree = raspi4b_device_tree(files["bcm2711-rpi-4-b.dtb"], tmp_path / "raspi4b.dtb")
+    pi = PiBoot(files["vmlinuz"], files["initrd.img"], tree, f"{cmdline} cortex.selfcheck")
     started = time.monotonic()
     with boot_raspi4b(card, pi) as vm:
         vm.wait_for_key_notice(FIRST_ANSWER_S)
