@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Mapping
@@ -115,8 +116,11 @@ def _install(bundle: Path, root: Path, epoch: int) -> None:
 
 
 def _update_initramfs(root: Path, epoch: int) -> None:
-    """The initramfs again, with the board's modules (etc/initramfs-tools/modules), made reproducibly."""
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8", "SOURCE_DATE_EPOCH": str(epoch)}
+    """The initramfs again, with the board's modules (etc/initramfs-tools/modules), made reproducibly.
+    raspi-firmware's hook would copy it to /boot/firmware, which is not mounted here (the build writes the
+    boot partition itself, from /boot): told it runs under a kernel package's hook, it leaves that for later."""
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8", "SOURCE_DATE_EPOCH": str(epoch),
+           "INITRAMFS_TOOLS_KERNEL_HOOK": "1"}  # fmt: skip
     done = subprocess.run(["chroot", str(root), "update-initramfs", "-u", "-k", "all"], capture_output=True,
                           text=True, env=env, check=False, timeout=1800)  # fmt: skip
     if done.returncode != 0:
@@ -156,10 +160,14 @@ def _systemctl(root: Path, verb: str, units: list[str]) -> None:
         raise DiskError(f"systemctl {verb} {' '.join(units)} in the image failed: {done.stderr.strip()[-500:]}")
 
 
+def _kernel_version(path: Path) -> tuple[int, ...]:
+    return tuple(int(number) for number in re.findall(r"\d+", path.name))
+
+
 def boot_files(plan: DiskPlan, root: Path) -> dict[str, BootFile]:
     """The files the boot partition takes from the root: the kernel and initrd, then the board's loader
     (systemd-boot) or firmware and device trees."""
-    kernels = sorted((root / "boot").glob("vmlinuz-*"))
+    kernels = sorted((root / "boot").glob("vmlinuz-*"), key=_kernel_version)  # the newest last (6.12 < 7.3)
     if not kernels:
         raise DiskError(f"no kernel in the image: the board's kernel package `{plan.board.kernel}` installed none")
     release = kernels[-1].name.removeprefix("vmlinuz-")
