@@ -37,10 +37,13 @@ class RootError(RuntimeError):
 
 def host_mirror(sources: Path = APT_SOURCES) -> str:
     """The Debian mirror this machine's own apt sources name (deb822 `.sources` files, then the one-line
-    format): a corporate or air-gapped mirror works without a setting. Security archives are passed over.
+    format): a corporate or air-gapped mirror works without a setting. Security archives are passed over, and
+    so are other vendors' repositories for a Debian release (Docker's, Microsoft's): they carry their own
+    signing key, where Debian's archive is signed by the debian-archive-keyring (named, or apt's default).
     RootError when there is none (a host that is not Debian): `build.debian_mirror` names one then."""
-    for uri, suites in _apt_entries(sources):
-        if any(suite.partition("-")[0] in DEBIAN_SUITES and "security" not in suite for suite in suites):
+    for uri, suites, signed_by in _apt_entries(sources):
+        debian = any(suite.partition("-")[0] in DEBIAN_SUITES and "security" not in suite for suite in suites)
+        if debian and (not signed_by or "debian-archive" in signed_by):
             return uri.rstrip("/")
     raise RootError(
         f"no Debian mirror in this machine's apt sources ({sources}/sources.list, {sources}/sources.list.d): "
@@ -48,18 +51,23 @@ def host_mirror(sources: Path = APT_SOURCES) -> str:
     )
 
 
-def _apt_entries(sources: Path) -> list[tuple[str, list[str]]]:
+def _apt_entries(sources: Path) -> list[tuple[str, list[str], str]]:
+    """(URI, suites, the signing key apt is told to use, if any) of every enabled `deb` source."""
     entries = []
     for path in sorted((sources / "sources.list.d").glob("*.sources")):
         for stanza in re.split(r"\n\s*\n", _read(path)):
             fields = dict(re.findall(r"^([A-Za-z-]+):[ \t]*(.*)$", stanza, flags=re.MULTILINE))
             if "deb" in fields.get("Types", "").split() and fields.get("Enabled", "yes").lower() != "no":
-                entries += [(uri, fields.get("Suites", "").split()) for uri in fields.get("URIs", "").split()]
+                suites, key = fields.get("Suites", "").split(), fields.get("Signed-By", "")
+                entries += [(uri, suites, key) for uri in fields.get("URIs", "").split()]
     for path in [sources / "sources.list", *sorted((sources / "sources.list.d").glob("*.list"))]:
-        for line in _read(path).splitlines():
-            words = re.sub(r"\[[^]]*\]", " ", line.split("#", 1)[0]).split()
+        for raw in _read(path).splitlines():
+            line = raw.split("#", 1)[0]
+            options = " ".join(re.findall(r"\[([^]]*)\]", line))
+            key = next((value for name, value in re.findall(r"([\w-]+)=(\S+)", options) if name == "signed-by"), "")
+            words = re.sub(r"\[[^]]*\]", " ", line).split()
             if len(words) >= 3 and words[0] == "deb":
-                entries.append((words[1], [words[2]]))
+                entries.append((words[1], [words[2]], key))
     return entries
 
 

@@ -26,10 +26,17 @@ if ! has_raspi4b; then
   backports="${VERSION_CODENAME:?}-backports"
   # The host's own Debian mirror (the one its apt sources name), as every root Cortex builds uses.
   mirror=$(.venv/bin/python -c 'from menlo_cortex.images.debian import host_mirror; print(host_mirror())')
+  list=/etc/apt/sources.list.d/cortex-backports.sources
   printf 'Types: deb\nURIs: %s\nSuites: %s\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
-    "$mirror" "$backports" >/etc/apt/sources.list.d/cortex-backports.sources
-  apt-get update -q
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -t "$backports" qemu-system-arm
+    "$mirror" "$backports" >"$list"
+  # A mirror without backports must not leave the host's apt failing on every update.
+  if ! { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+      -t "$backports" qemu-system-arm; }; then
+    rm -f "$list"
+    apt-get update -q || true
+    echo "setup-arm64: no qemu-system-arm from $backports at $mirror" >&2
+    exit 1
+  fi
   has_raspi4b || { echo "setup-arm64: $backports's qemu-system-aarch64 has no raspi4b board" >&2; exit 1; }
 fi
 mountpoint -q /proc/sys/fs/binfmt_misc || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc

@@ -160,8 +160,8 @@ def _systemctl(root: Path, verb: str, units: list[str]) -> None:
         raise DiskError(f"systemctl {verb} {' '.join(units)} in the image failed: {done.stderr.strip()[-500:]}")
 
 
-def _kernel_version(path: Path) -> tuple[int, ...]:
-    return tuple(int(number) for number in re.findall(r"\d+", path.name))
+def _kernel_version(path: Path) -> tuple[tuple[int, ...], str]:
+    return tuple(int(number) for number in re.findall(r"\d+", path.name)), path.name
 
 
 def boot_files(plan: DiskPlan, root: Path) -> dict[str, BootFile]:

@@ -100,7 +100,7 @@ def _unpack(wheels: list[Path], architecture: str, python: str, site: Path) -> N
     command = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--no-compile"]
     command += ["--only-binary=:all:", "--target", str(site), "--python-version", python]
     command += ["--implementation", "cp", *(arg for name in platforms for arg in ("--platform", name))]
-    # The wheels were chosen for the root's Python by their tags; pip before 24 checks Requires-Python
+    # The wheels were chosen for the root's Python by their tags; pip 23.2 (venv's on Debian 12) checks Requires-Python
     # against the Python it runs on, not --python-version, and refuses e.g. numpy's cp313 wheel on 3.11.
     command += ["--ignore-requires-python"]
     done = subprocess.run([*command, *map(str, wheels)], capture_output=True, text=True, check=False, timeout=900)

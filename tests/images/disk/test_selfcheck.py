@@ -52,6 +52,6 @@ def test_the_selfcheck_reports_ready_the_variant_and_a_completion_never_the_key(
         wrong.write_text("cortex-" + "00" * 32 + "\n", encoding="utf-8")  # a key the server does not hold
         refused = run(program, wrong, server.base_url)
         assert refused.returncode == 1
-        assert "cortex-selfcheck: FAILED: the chat completion failed (HTTPError)" in refused.stdout
+        assert "cortex-selfcheck: FAILED: the health check or the chat completion failed (HTTPError)" in refused.stdout
     finally:
         server.terminate()
