@@ -139,13 +139,11 @@ class Client:
 def _events(response: urllib3.BaseHTTPResponse, deadline: float) -> Iterator[dict[str, Any]]:
     """The JSON of each `data:` line, read as it arrives (read1: a stream without chunked encoding too)."""
     pending = b""
-    while data := response.read1(READ_SIZE, decode_content=False):
+    for data in _arriving(response, deadline):
         pending += data
         *lines, pending = pending.split(b"\n")
         if len(pending) > MAX_LINE:
             raise ServerError(response.status, "a stream line longer than 1 MiB")
-        if time.perf_counter() > deadline:
-            raise ServerError(response.status, "the answer took longer than the request timeout")
         for line in lines:
             text = line.strip()
             if text == b"data: [DONE]":
@@ -189,13 +187,19 @@ def _whole(data: bytes, sent: float) -> Completion:
 def _body(response: urllib3.BaseHTTPResponse, deadline: float) -> bytes:
     """The whole answer, by the request's deadline however slowly it comes, and at most MAX_BODY."""
     data = b""
-    while chunk := response.read1(READ_SIZE, decode_content=False):
+    for chunk in _arriving(response, deadline):
         data += chunk
         if len(data) > MAX_BODY:
             raise ServerError(response.status, "an answer larger than 4 MiB")
+    return data
+
+
+def _arriving(response: urllib3.BaseHTTPResponse, deadline: float) -> Iterator[bytes]:
+    """The body as it comes, until its end; past the request's deadline an error, however slowly it drips."""
+    while data := response.read1(READ_SIZE, decode_content=False):
         if time.perf_counter() > deadline:
             raise ServerError(response.status, "the answer took longer than the request timeout")
-    return data
+        yield data
 
 
 def _object(value: object) -> dict[str, Any]:

@@ -94,15 +94,12 @@ def _download(
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     (partial / "constraints.txt").write_text(constraints, encoding="utf-8")
+    command = [sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "-d", str(partial)]
+    command += [arg for name in wheel_platforms(architecture) for arg in ("--platform", name)]
+    command += ["--implementation", "cp", "--find-links", str(llama.parent), "-c", str(partial / "constraints.txt")]
     for python in pythons:  # the pure wheels come once: pip keeps what the folder holds
-        command = [sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "-d", str(partial)]
-        command += [arg for name in wheel_platforms(architecture) for arg in ("--platform", name)]
-        command += ["--python-version", python, "--implementation", "cp", "--find-links", str(llama.parent)]
-        command += ["-c", str(partial / "constraints.txt")]
-        _run(
-            [*command, f"{project_wheel}[runtime]", "pip"],
-            f"downloading the runtime's dependencies for Python {python}",
-        )
+        what = f"downloading the runtime's dependencies for Python {python}"
+        _run([*command, "--python-version", python, f"{project_wheel}[runtime]", "pip"], what)
     for own in partial.glob("menlo_cortex-*.whl"):
         own.unlink()
     (partial / ".complete").touch()
