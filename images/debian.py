@@ -17,11 +17,11 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from menlo_cortex.cortexfile.schema.target import DebianRelease
+from menlo_cortex.cortexfile.schema.target import DebianRelease, Target
 
 from .architectures import machine_of
 
-SUITE = DebianRelease.trixie.value  # what the Cortexfile's target.release says when it says nothing
+SUITE: str = Target.model_fields["release"].default.value  # target.release when the Cortexfile says nothing
 PYTHONS = {DebianRelease.bookworm.value: "3.11", DebianRelease.trixie.value: "3.13"}  # each release's python3
 APT_SOURCES = Path("/etc/apt")
 DEBIAN_SUITES = frozenset({"bullseye", "bookworm", "trixie", "forky", "duke", "sid", "oldstable", "stable", "testing",
