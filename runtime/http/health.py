@@ -9,6 +9,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from menlo_cortex import __version__
+
 from ..models.backends import loaded_backends
 from ..ops.metrics import Metrics
 from .auth import AUTHENTICATED
@@ -34,8 +36,11 @@ def health_routes(models: Readiness, metrics: Metrics, config_status: ConfigStat
         backends = loaded_backends()
         if backends is not None:  # the CPU variant in use, and better ones that failed their self-test
             body["backends"] = backends.status()
+        authenticated = bool(request.scope.get(AUTHENTICATED))
         if config_status is not None:  # a reload error names files and keys: its text only for key holders
-            body["config"] = config_status(details=bool(request.scope.get(AUTHENTICATED)))
+            body["config"] = config_status(details=authenticated)
+        if authenticated:  # a version tells an attacker which flaws to try: key holders only
+            body["system"] = {"runtime_version": __version__}
         return JSONResponse(body)
 
     async def ready(request: Request) -> Response:
@@ -73,7 +78,13 @@ def health_openapi_paths(metrics_need_key: bool) -> dict[str, object]:
         "description": "llama.cpp's backends in use, the CPU variant among them, and the better CPU variants "
         "that failed their self-test at start (skipped, with the reason: a signal, a timeout, wrong results).",
     }
-    alive = {**status, "properties": {"status": {"type": "string"}, "config": config, "backends": backends}}
+    system = {
+        "type": "object",
+        "description": "The device: the Cortex runtime's version (only with a valid key).",
+        "properties": {"runtime_version": {"type": "string"}},
+    }
+    properties = {"status": {"type": "string"}, "config": config, "backends": backends, "system": system}
+    alive = {**status, "properties": properties}
     ready = {
         **status,
         "properties": {

@@ -1,0 +1,79 @@
+"""A real HTTP server on loopback that answers /health and /ready as a broken or hostile device might; the first
+path segment picks the misbehaviour (a fleet entry's URL is http://127.0.0.1:PORT/<behaviour>)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+ESCAPE = "\x1b[2J\x1b]0;owned\x07"
+
+
+def _json(document: Any) -> bytes:
+    return json.dumps(document).encode()
+
+
+ANSWERS: dict[str, dict[str, bytes]] = {
+    "html": {"health": b"<html>router login</html>", "ready": b"<html></html>"},
+    "escape": {
+        "health": _json(
+            {
+                "status": "ok",
+                "config": {"generation": 3, "last_reload_error": {"message": ESCAPE}},
+                "system": {"runtime_version": ESCAPE * 100},
+            }
+        ),
+        "ready": _json({"status": "ready", "models": [{"id": ESCAPE + "m", "state": "loaded", "error": None}] * 500}),
+    },
+    "huge": {"health": b'{"status": "ok", "pad": "' + b"x" * (2 << 20) + b'"}', "ready": b"{}"},
+    "nested": {"health": b"[" * 100_000, "ready": b"{}"},
+    "shapes": {"health": _json({"status": "ok", "config": [1], "system": "x"}), "ready": _json({"status": 7})},
+}
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.0"
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client stopped reading, rightly
+            self._answer()
+
+    def _answer(self) -> None:
+        behaviour, _, route = self.path.strip("/").partition("/")
+        if behaviour == "redirect":
+            self.send_response(302)
+            self.send_header("Location", "http://169.254.169.254/latest/meta-data")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.end_headers()
+        if behaviour == "slow":
+            for _ in range(60):
+                self.wfile.write(b" ")
+                self.wfile.flush()
+                time.sleep(0.25)
+            return
+        self.wfile.write(ANSWERS[behaviour][route])
+
+
+@contextmanager
+def hostile_device() -> Iterator[str]:
+    """The server's base URL; it stops when the block ends."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
