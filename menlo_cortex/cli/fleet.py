@@ -31,7 +31,11 @@ def register(sub: Any) -> None:
 
 
 def fleet_status(args: argparse.Namespace) -> int:
-    from menlo_cortex.fleet.probe import ask
+    try:
+        from menlo_cortex.fleet.probe import ask
+    except ImportError as exc:  # urllib3 comes with the runtime
+        needed = "pip install 'menlo-cortex[runtime]'"
+        raise RuntimeError(f"cortex fleet needs the runtime here: {exc} ({needed})") from None
     from menlo_cortex.fleet.report import as_json, as_table
     from menlo_cortex.fleet.spec import load_fleet
     from menlo_cortex.fleet.targets import targets
