@@ -109,7 +109,7 @@ def _secret_problems(
                 continue
             path: Path_ = (*setting.path, index) if isinstance(value, list) else setting.path
             try:
-                secret.resolve(env)
+                secret.resolve(env, lines=setting.secret_lines)
             except SecretUnavailable as exc:
                 yield path, str(exc), None
             else:

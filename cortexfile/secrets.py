@@ -70,10 +70,11 @@ class Secret:
             return self
         return Secret("file", str(base / self.target))
 
-    def resolve(self, environ: dict[str, str] | None = None) -> str:
-        """The secret's value; SecretUnavailable (never quoting the value) when it cannot be used."""
+    def resolve(self, environ: dict[str, str] | None = None, *, lines: bool = False) -> str:
+        """The secret's value; SecretUnavailable (never quoting the value) when it cannot be used. `lines`: a
+        secret of several lines (a private key, read by a program from a file), never a header's."""
         value = self._read(os.environ if environ is None else environ)
-        if any(unicodedata.category(char) == "Cc" for char in value):
+        if any(unicodedata.category(char) == "Cc" and not (lines and char == "\n") for char in value):
             # A newline inside a token would reach HTTP headers (and their error messages) downstream.
             raise SecretUnavailable(f"{self.described()} holds control characters (a line break inside it?)")
         return value

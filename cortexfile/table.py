@@ -32,6 +32,7 @@ class Setting:
     is_bool: bool
     is_secret: bool
     is_path: bool
+    secret_lines: bool  # a secret of several lines (a private key), read by a program, never sent in a header
     applies: Applies
 
     @property
@@ -86,6 +87,7 @@ def _walk(model: type[Section], prefix: tuple[str, ...], inherited: Applies | No
                 is_bool=inner is bool,
                 is_secret=inner is Secret,
                 is_path=inner is Path,
+                secret_lines=extra.get("lines") is True,
                 applies=applies,
             )
         )

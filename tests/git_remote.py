@@ -4,7 +4,10 @@ certificate of the test's own (what a device on another machine fetches from).""
 
 from __future__ import annotations
 
+import base64
 import os
+import shutil
+import socket
 import ssl
 import subprocess
 import threading
@@ -52,10 +55,14 @@ class GitRemote:
         return git("-C", str(self.work), "rev-parse", "HEAD").strip()
 
     @contextmanager
-    def https(self, port: int, certificate: Certificate, bytes_per_s: int | None = None) -> Iterator[str]:
+    def https(
+        self, port: int, certificate: Certificate, bytes_per_s: int | None = None, basic_auth: str | None = None
+    ) -> Iterator[str]:
         """Smart HTTP over TLS on loopback `port` (a qemu guest reaches it as 10.0.2.2), until the block ends;
-        the repository's URL. `bytes_per_s`: answers sent that slowly (a remote that sends a lot)."""
-        handler = type("Handler", (_Backend,), {"root": self.root, "bytes_per_s": bytes_per_s})
+        the repository's URL. `bytes_per_s`: answers sent that slowly (a remote that sends a lot); `basic_auth`:
+        `user:password` every request must carry (else 401, as a private repository answers)."""
+        expected = None if basic_auth is None else "Basic " + base64.b64encode(basic_auth.encode()).decode()
+        handler = type("Handler", (_Backend,), {"root": self.root, "bytes_per_s": bytes_per_s, "expected": expected})
         server = ThreadingHTTPServer(("127.0.0.1", port), handler)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(certificate.cert, certificate.key)
@@ -90,6 +97,7 @@ class _Backend(BaseHTTPRequestHandler):
 
     root: Path
     bytes_per_s: int | None
+    expected: str | None  # the Authorization header a private repository requires
 
     def do_GET(self) -> None:
         self._run()
@@ -101,6 +109,12 @@ class _Backend(BaseHTTPRequestHandler):
         pass
 
     def _run(self) -> None:
+        if self.expected is not None and self.headers.get("Authorization") != self.expected:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="fleet"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         path, _, query = self.path.partition("?")
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "GIT_PROJECT_ROOT": str(self.root),
@@ -133,3 +147,68 @@ class _Backend(BaseHTTPRequestHandler):
                 time.sleep(0.05)
         except OSError:  # the client gave up: what the test wants
             pass
+
+
+SSHD_CONFIG = """\
+Port {port}
+ListenAddress 127.0.0.1
+HostKey /etc/ssh/test/host
+AuthorizedKeysFile /etc/ssh/test/authorized
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+PidFile none
+"""
+
+
+@contextmanager
+def ssh_server(
+    bare: Path, device_root: Path, authorized_key: str, folder: Path, port: int
+) -> Iterator[tuple[str, str]]:
+    """A real OpenSSH server (the device root's own sshd and git, run in a private mount namespace over an overlay
+    of that root, which stays as it is) serving `bare` on loopback `port` to the holder of `authorized_key`; the
+    repository's ssh:// URL and the known_hosts line that pins the server's host key."""
+    folder.mkdir(parents=True)
+    key = folder / "host"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True, timeout=60)
+    upper, work, merged = (folder / name for name in ("upper", "work", "merged"))
+    test_dir = upper / "etc" / "ssh" / "test"
+    test_dir.mkdir(parents=True)
+    (upper / "run" / "sshd").mkdir(parents=True)
+    (upper / "srv" / "fleet.git").mkdir(parents=True)
+    shutil.copy(key, test_dir / "host")
+    (test_dir / "authorized").write_text(authorized_key + "\n", encoding="utf-8")
+    (test_dir / "sshd_config").write_text(SSHD_CONFIG.format(port=port), encoding="utf-8")
+    script = (
+        f"set -e; mount -t overlay overlay -o lowerdir={device_root},upperdir={upper},workdir={work} {merged}; "
+        f"mount --bind {bare} {merged}/srv/fleet.git; mount --rbind /dev {merged}/dev; "
+        f"mount -t proc proc {merged}/proc; "
+        f"exec chroot {merged} /usr/sbin/sshd -D -e -f /etc/ssh/test/sshd_config"
+    )
+    work.mkdir()
+    merged.mkdir()
+    log = (folder / "sshd.log").open("wb")
+    process = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                               stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        _wait_for_port(port, process, folder / "sshd.log")
+        kind, public = (folder / "host.pub").read_text(encoding="ascii").split()[:2]
+        yield f"ssh://root@127.0.0.1:{port}/srv/fleet.git", f"[127.0.0.1]:{port} {kind} {public}"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"sshd exited: {log.read_text(errors='replace')[-2000:]}")
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError("sshd did not listen within 30 s")

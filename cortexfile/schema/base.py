@@ -41,11 +41,14 @@ def setting(
     *,
     flag: str | None = None,
     applies: Applies | None = None,
+    lines: bool = False,
     **kw: Any,
 ) -> Any:
     """A documented field. `flag` names its `cortex start` option (derived, never hand-listed); `applies`
-    overrides its section's reload behaviour."""
+    overrides its section's reload behaviour; `lines`: a secret of several lines (a private key)."""
     extra: JsonDict = {"flag": flag} if flag else {}
+    if lines:
+        extra["lines"] = True
     if applies is not None:
         extra["reload"] = applies.value
     return Field(default, description=description, json_schema_extra=extra or None, **kw)

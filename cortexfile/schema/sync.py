@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, model_validator
 
+from ..secrets import Secret
 from .base import Applies, Section, setting, word_rule
 
 # What git may fetch from: https, ssh, and file for a local mirror. Never `git://` or `http://` (anyone on the
@@ -22,8 +23,22 @@ _PLAIN = re.compile(r"(git|http)://", re.IGNORECASE)
 _PEM_CERTIFICATES = re.compile(
     r"(\s*-----BEGIN CERTIFICATE-----\s*[A-Za-z0-9+/=\s]{1,16000}-----END CERTIFICATE-----\s*){1,16}"
 )
-_SSH_KEY = re.compile(r"(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com)"
-                      r" [A-Za-z0-9+/]+={0,3}( [\x20-\x7e]{0,200})?")  # fmt: skip
+_KEY_TYPE = r"(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com)"
+_SSH_KEY = re.compile(_KEY_TYPE + r" [A-Za-z0-9+/]+={0,3}( [\x20-\x7e]{0,200})?")
+
+
+# A known_hosts line: host patterns ([host]:port, hashed |1|..., wildcards), a key type and the key. No marker
+# (@cert-authority, @revoked) and nothing after the key: ssh reads this file, and one line pins one host key.
+_KNOWN_HOST = re.compile(r"[A-Za-z0-9.:\[\]*?!,|=/+_-]{1,1000} " + _KEY_TYPE + r" [A-Za-z0-9+/]+={0,3}")
+
+
+def _known_host(value: str) -> str:
+    if not _KNOWN_HOST.fullmatch(value):
+        raise ValueError(
+            "a known_hosts line: `HOST KEYTYPE KEY`, such as `[git.example]:2222 ssh-ed25519 AAAA...` (ssh-keyscan's "
+            "output, checked out of band), with no marker and no comment"
+        )
+    return value
 
 
 def _trusted_key(value: str) -> str:
@@ -83,6 +98,7 @@ GitBranch = Annotated[
     str, word_rule(r"(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/-]{1,200}(?<![/.])", "a branch name (no `..`, no `-` first)")
 ]
 TrustedKey = Annotated[str, AfterValidator(_trusted_key)]
+KnownHost = Annotated[str, AfterValidator(_known_host)]
 RepositoryPath = Annotated[str, AfterValidator(_repository_path)]
 CaCertificates = Annotated[str, AfterValidator(_ca_certificates)]
 
@@ -116,9 +132,44 @@ class Sync(Section):
         None, "PEM certificates an https:// repository's certificate may chain to (a private CA), not the system's."
     )
     max_fetch_mb: int = setting(256, "Most megabytes one fetch may bring; a larger one is stopped.", ge=1, le=65536)
+    ssh_key: Secret | None = setting(
+        None,
+        "The deploy key (an OpenSSH private key) of an ssh:// repository: `${file:/etc/cortex/sync-key}`, read "
+        "at each fetch and given to ssh alone.",
+        lines=True,
+    )
+    known_hosts: list[KnownHost] = setting(
+        [],
+        "The ssh:// server's host keys as known_hosts lines: pinned (ssh never learns one on first use).",
+        max_length=32,
+    )
+    token: Secret | None = setting(
+        None,
+        "An access token for an https:// repository (`${file:...}` or `${env:...}`), sent as the password of "
+        "HTTP basic auth to that repository's URL only; never in the URL, the logs or /health.",
+    )
+    token_user: str = setting(
+        "git",
+        "The user name sent with `token` (x-access-token for a GitHub App token, oauth2 for GitLab OAuth).",
+        pattern=r"^[A-Za-z0-9._@+-]{1,100}$",
+    )
 
     @model_validator(mode="after")
     def _keys_with_a_repository(self) -> Sync:
         if self.repository is not None and not self.trusted_keys:
             raise ValueError("sync.trusted_keys: a repository needs at least one trusted key (no unsigned config)")
+        return self
+
+    @model_validator(mode="after")
+    def _credentials_for_the_transport(self) -> Sync:
+        scheme = urlsplit(self.repository or "").scheme
+        if scheme == "ssh" and not self.known_hosts:
+            raise ValueError(
+                "sync.known_hosts: an ssh:// repository needs its host keys pinned (`ssh-keyscan HOST`, checked out "
+                "of band): the device never trusts a host key on first use"
+            )
+        if scheme != "ssh" and (self.ssh_key is not None or self.known_hosts):
+            raise ValueError("sync.ssh_key and sync.known_hosts are for an ssh:// repository")
+        if scheme != "https" and self.token is not None:
+            raise ValueError("sync.token is for an https:// repository (over ssh://, use sync.ssh_key)")
         return self

@@ -26,6 +26,7 @@ SAFE_CONFIG = (
 )  # fmt: skip
 MAX_OUTPUT = 1 << 20
 APPLIED_REF = "refs/cortex/applied"
+UNREADABLE_REMOTE = "fatal: Could not read from remote repository"
 POLL_S = 0.2
 Watch = Callable[[], str | None]  # a reason to stop a running git, or None
 
@@ -162,4 +163,7 @@ def _last_line(stderr: bytes) -> str:
     lines = [line.strip() for line in stderr.decode("utf-8", "replace").splitlines() if line.strip()]
     reasons = [line for line in lines if line.startswith(("fatal:", "error:"))]
     text = (reasons or lines or [""])[0 if reasons else -1]
+    said_before = lines.index(text) - 1 if text in lines else -1
+    if text.startswith(UNREADABLE_REMOTE) and said_before >= 0:  # ssh's own reason is the line above git's
+        text = f"{lines[said_before]} ({text})"
     return printable(text, 300)

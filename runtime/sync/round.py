@@ -18,6 +18,7 @@ from ..reload.check import load_candidate
 from ..reload.state import describe
 from ..reload.watch import content_hash
 from .binding import Binding, Unbound, applied_fresh, committed_at
+from .credentials import forget, with_credentials
 from .git import Git, GitError
 from .state import MAX_MESSAGE, StateUnreadable, SyncState, now
 from .trust import verify
@@ -79,16 +80,17 @@ def sync_round(settings: Sync, target: Target) -> bool:
         _record_failure(state, tip, f"sync failed ({type(exc).__name__}){': ' + reason if reason else ''}")
         return False
     finally:
+        forget(target.work)
         _save(state, target.work)
 
 
 def _git(settings: Sync, work: Path) -> Git:
-    """The mirror's git; with `ca_certificates`, https checks the server against those (written where git reads
-    them) instead of the system's bundle."""
-    git = Git(work / "mirror.git")
+    """The mirror's git with the repository's credentials; with `ca_certificates`, https checks the server
+    against those (written where git reads them) instead of the system's bundle."""
+    work.mkdir(parents=True, exist_ok=True)
+    git = with_credentials(Git(work / "mirror.git"), settings, work)
     if settings.ca_certificates is None:
         return git
-    work.mkdir(parents=True, exist_ok=True)
     bundle = work / "ca.pem"
     _write(bundle, settings.ca_certificates.encode(), like=None)
     return git.with_config(f"http.sslCAInfo={bundle}")
