@@ -33,6 +33,7 @@ class DeviceStatus:
     name: str
     url: str
     state: str = "unreachable"  # ready, loading, unreachable, key refused, not valid, not cortex
+    version: str | None = None  # build.version of the device's image
     runtime_version: str | None = None
     commit: str | None = None  # the config commit served, when the device follows a repository
     generation: int | None = None
@@ -97,7 +98,7 @@ def _get(pool: urllib3.PoolManager, url: str, headers: dict[str, str], timeout_s
 
 def _read_health(status: DeviceStatus, health: dict[str, Any]) -> None:
     system = _mapping(health.get("system"))
-    status.runtime_version = _text(system.get("runtime_version"))
+    status.version, status.runtime_version = _text(system.get("version")), _text(system.get("runtime_version"))
     config = _mapping(health.get("config"))
     generation = config.get("generation")
     status.generation = generation if isinstance(generation, int) and not isinstance(generation, bool) else None

@@ -22,6 +22,7 @@ from .models.manager import ModelManager
 from .models.model_store import ModelStore
 from .ops.metrics import standard_metrics
 from .ops.sdnotify import readiness
+from .ops.system import system_info
 from .v1.openapi import openapi_document
 from .v1.routes import v1_routes
 
@@ -51,7 +52,7 @@ def create_app(
             await models.close()
 
     routes = [
-        *health_routes(models, metrics, config_status),
+        *health_routes(models, metrics, config_status, system_info()),
         *docs_routes(engine_document, keys_required=keys.configured, public_metrics=config.server.auth.public_metrics),
         *v1_routes(models),
     ]

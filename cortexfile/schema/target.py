@@ -130,8 +130,18 @@ DebianMirror = Annotated[
 ]
 
 
+# A version that orders as numbers do (1.10.0 after 1.9.3): device updates never install a lower one.
+AppVersion = Annotated[
+    str, word_rule(r"[0-9]{1,9}(\.[0-9]{1,9}){0,3}", "a version of one to four dotted numbers, such as 1.4.2")
+]
+
+
 class Build(Section):
     applies = Applies.inert
+    version: AppVersion | None = setting(
+        None, "The appliance's version (dotted numbers: 1.4.2). A disk image carries it as IMAGE_VERSION in its "
+        "os-release; /health reports it as system.version to key holders."
+    )
     formats: list[FormatName] = setting(["docker"], "Outputs `cortex build` makes by default.")
     debian_mirror: DebianMirror | None = setting(
         None, "Debian mirror the disk and OCI roots come from; unset: the one this machine's apt sources name."

@@ -9,8 +9,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from menlo_cortex import __version__
-
 from ..models.backends import loaded_backends
 from ..ops.metrics import Metrics
 from .auth import AUTHENTICATED
@@ -30,7 +28,14 @@ class ConfigStatus(Protocol):
     def __call__(self, *, details: bool) -> dict[str, object]: ...
 
 
-def health_routes(models: Readiness, metrics: Metrics, config_status: ConfigStatus | None = None) -> list[BaseRoute]:
+def health_routes(
+    models: Readiness,
+    metrics: Metrics,
+    config_status: ConfigStatus | None = None,
+    system: Mapping[str, str] | None = None,
+) -> list[BaseRoute]:
+    """`system`: what the machine runs (ops/system.py), for key holders."""
+
     async def health(request: Request) -> Response:
         body: dict[str, object] = {"status": "ok"}
         backends = loaded_backends()
@@ -39,8 +44,8 @@ def health_routes(models: Readiness, metrics: Metrics, config_status: ConfigStat
         authenticated = bool(request.scope.get(AUTHENTICATED))
         if config_status is not None:  # a reload error names files and keys: its text only for key holders
             body["config"] = config_status(details=authenticated)
-        if authenticated:  # a version tells an attacker which flaws to try: key holders only
-            body["system"] = {"runtime_version": __version__}
+        if authenticated and system:  # a version tells an attacker which flaws to try: key holders only
+            body["system"] = dict(system)
         return JSONResponse(body)
 
     async def ready(request: Request) -> Response:
@@ -80,8 +85,9 @@ def health_openapi_paths(metrics_need_key: bool) -> dict[str, object]:
     }
     system = {
         "type": "object",
-        "description": "The device: the Cortex runtime's version (only with a valid key).",
-        "properties": {"runtime_version": {"type": "string"}},
+        "description": "What the machine runs (only with a valid key): the Cortex runtime's version and, on a "
+        "device image, the image's build.version and kind (os-release IMAGE_VERSION and IMAGE_ID).",
+        "properties": {name: {"type": "string"} for name in ("runtime_version", "version", "image")},
     }
     properties = {"status": {"type": "string"}, "config": config, "backends": backends, "system": system}
     alive = {**status, "properties": properties}

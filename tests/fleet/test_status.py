@@ -89,7 +89,7 @@ def test_every_device_is_listed_with_its_state(
         assert KEY not in output
     assert max(len(line) for line in table.stdout.splitlines()) < 1000
     rows = {line.split()[0]: line for line in table.stdout.splitlines()[1:]}
-    assert rows["good"].split()[1:3] == ["ready", __version__]
+    assert rows["good"].split()[1:4] == ["ready", "-", __version__]  # no image version: not a device image
     assert f"{MODEL_ID} (ready)" in rows["good"]
 
 
@@ -100,5 +100,5 @@ def test_a_ready_fleet_exits_zero(device: tuple[CortexServer, Path], tmp_path: P
                      f"ca_certificate: {cert}}}\n")  # fmt: skip
     done = status(cortex_command, fleet)
     assert done.returncode == 0, done.stdout + done.stderr
-    heading = ["DEVICE", "STATE", "RUNTIME", "COMMIT", "GEN", "MODELS", "LAST", "ERRORS"]
+    heading = ["DEVICE", "STATE", "VERSION", "RUNTIME", "COMMIT", "GEN", "MODELS", "LAST", "ERRORS"]
     assert done.stdout.splitlines()[0].split() == heading

@@ -142,10 +142,21 @@ def configure_device(plan: DiskPlan, root: Path, files: Mapping[str, tuple[str, 
     for key in (root / "etc" / "ssh").glob("ssh_host_*"):
         key.unlink()
     (root / "etc" / "machine-id").write_text("", encoding="utf-8")  # each copy makes its own at first boot
+    _stamp_os_release(plan, root)
     enable, disable = enabled_units(plan)
     _systemctl(root, "enable", enable)
     if disable:
         _systemctl(root, "disable", disable)
+
+
+def _stamp_os_release(plan: DiskPlan, root: Path) -> None:
+    """IMAGE_ID and IMAGE_VERSION (build.version) in the os-release /etc/os-release names, as systemd's image
+    tools read them: the device reports what it runs, and an update can tell its image from another."""
+    os_release = root / "usr" / "lib" / "os-release"
+    kept = [line for line in os_release.read_text(encoding="utf-8").splitlines() if not line.startswith("IMAGE_")]
+    stamped = [f"IMAGE_ID={plan.image_id}", *([f"IMAGE_VERSION={plan.version}"] if plan.version else [])]
+    os_release.unlink()  # a file of its own, never one a link shares
+    os_release.write_text("\n".join([*kept, *stamped]) + "\n", encoding="utf-8")
 
 
 def _systemctl(root: Path, verb: str, units: list[str]) -> None:

@@ -89,6 +89,12 @@ class DiskPlan:
     sync_packages: tuple[str, ...] = ()  # what `cortex sync` runs when the Cortexfile follows a repository
     release: str = "trixie"  # the Debian release the root comes from
     mirror: str | None = None  # build.debian_mirror; None: the build host's own
+    version: str | None = None  # build.version: the image's IMAGE_VERSION
+
+    @property
+    def image_id(self) -> str:
+        """os-release's IMAGE_ID: the kind of image, so an update is for this board and no other."""
+        return f"cortex-{self.board.name}"
 
     @property
     def root_reference(self) -> str:
@@ -133,6 +139,7 @@ def make_plan(resolved: Resolved, config_hash: str) -> DiskPlan:
         sync_packages=sync_packages(config.sync),
         release=target.release.value,
         mirror=config.build.debian_mirror,
+        version=config.build.version,
         timezone=device.timezone,
         ssh_keys=tuple(device.ssh.authorized_keys) if device.ssh.enabled else (),
         network=Network(device.network.address, device.network.gateway, tuple(device.network.dns)),

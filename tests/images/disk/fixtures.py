@@ -24,6 +24,7 @@ CHECKOUT = (sys.executable, "-m", "menlo_cortex")  # this checkout's cortex (els
 SECTOR = 512
 _MTOOLS = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
 GUEST_PORT = 39281  # the Cortexfile's default port: the image listens there on every interface
+VERSION = "1.4.2"  # the image's build.version
 CORTEXFILE = """\
 version: 1
 models:
@@ -32,6 +33,8 @@ models:
     context_size: 512
 target:
   hardware: {hardware}
+build:
+  version: {version}
 device:
   hostname: cortex-test
   ssh:
@@ -84,7 +87,9 @@ def ssh_key(folder: Path) -> Path:
 def write_cortexfile(folder: Path, key: Path, hardware: str = "x86-64-uefi", extra: str = "") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "Cortexfile.yaml"
-    path.write_text(CORTEXFILE.format(hardware=hardware, public_key=public_key(key), extra=extra), encoding="utf-8")
+    path.write_text(
+        CORTEXFILE.format(hardware=hardware, public_key=public_key(key), extra=extra, version=VERSION), encoding="utf-8"
+    )
     return path
 
 

@@ -25,7 +25,7 @@ from tests.git_remote import GitRemote
 
 from ..systemd.test_security import MAX_EXPOSURE
 from .conftest import load_disk
-from .fixtures import GUEST_PORT, Image, Ssh, disk_copy
+from .fixtures import GUEST_PORT, VERSION, Image, Ssh, disk_copy
 from .qemu import Vm, boot
 
 # What no fixture shows: the test boots a VM. Under emulation it takes 12-18 minutes; a hang fails after an hour.
@@ -35,7 +35,7 @@ CHAT_S = 600  # a few tokens take minutes under emulation on a busy 2-core machi
 GROWN_BY_MIB = 2048
 SYNC_S = 300  # a round every 10 s, then a reload under emulation
 SYNCED = "server:\n  limits:\n    max_tokens: 77\n"  # a live setting: applied without reloading the model
-NO_BAKE = "build:\n  bake_models: false\n"
+NO_BAKE = "  bake_models: false\n"  # added to the image Cortexfile's build section
 BROKEN = NO_BAKE + "  systemd:\n    start_timeout_s: 60\n"
 MISSING_MODEL = "models:\n  - id: missing\n    source: /nonexistent/model.gguf\n"
 
@@ -62,8 +62,9 @@ def first_chat(vm: Vm, key: str) -> str:
 
 def upgrade_bundle(folder: Path, image: Image, store: Path, extra: str, models: str | None = None) -> Bundle:
     """A later bundle for the device: the image's Cortexfile with a smaller context (or other `models`)
-    plus `extra`, started with the disk defaults, as a device's next release would be."""
-    text = image.cortexfile.read_text().replace("context_size: 512", "context_size: 256") + extra
+    and `extra` in its build section, started with the disk defaults, as a device's next release would be."""
+    text = image.cortexfile.read_text().replace("context_size: 512", "context_size: 256")
+    text = text.replace("\nbuild:\n", "\nbuild:\n" + extra, 1)
     if models is not None:
         head, tail = text.split("models:\n", 1)
         text = head + models + tail[tail.index("target:") :]
@@ -88,6 +89,7 @@ def test_device_boots_serves_upgrades_and_keeps_its_key(
         assert first_chat(vm, key)
         print(f"first chat completion {time.monotonic() - started:.0f}s after power-on")
         check_service(ssh)
+        check_image_version(ports[GUEST_PORT], key)
         check_grown_root_and_key_file(ssh)
         key_digest = ssh.ok("sha256sum /etc/cortex/api-keys")
 
@@ -115,6 +117,14 @@ def test_device_boots_serves_upgrades_and_keeps_its_key(
         assert vm.key_notices() == 1  # made once, never again
         assert vm.api_keys_shown() == []  # never on the serial console (a cloud provider may keep its log)
         check_grown_root_and_key_file(ssh)
+
+
+def check_image_version(port: int, key: str) -> None:
+    """/health names the image and its build.version (os-release's IMAGE_ID and IMAGE_VERSION) to a key holder."""
+    keyed = httpx.get(f"http://127.0.0.1:{port}/health", headers={"Authorization": f"Bearer {key}"}, timeout=60)
+    system = keyed.json()["system"]
+    assert (system["version"], system["image"]) == (VERSION, "cortex-x86-64-uefi")
+    assert "system" not in httpx.get(f"http://127.0.0.1:{port}/health", timeout=60).json()
 
 
 def check_service(ssh: Ssh) -> None:

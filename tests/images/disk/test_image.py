@@ -17,7 +17,7 @@ from tests.conftest import TEST_MODEL_SHA256
 
 from ..spdx import spdx_problems
 from .conftest import load_disk, plan_for
-from .fixtures import Image, debugfs, fat_file, fat_paths, partitions, run_build, write_cortexfile
+from .fixtures import VERSION, Image, debugfs, fat_file, fat_paths, partitions, run_build, write_cortexfile
 
 pytestmark = pytest.mark.slow
 
@@ -43,6 +43,8 @@ def test_root_holds_the_service_and_no_shared_secrets(device_image: Image) -> No
     assert debugfs(img, start, "cat /etc/cortex/Cortexfile.yaml") == device_image.cortexfile.read_text()
     assert debugfs(img, start, "cat /etc/hostname") == "cortex-test\n"
     assert debugfs(img, start, "cat /etc/machine-id") == ""  # each flashed copy makes its own
+    os_release = debugfs(img, start, "cat /usr/lib/os-release").splitlines()
+    assert os_release[-2:] == ["IMAGE_ID=cortex-x86-64-uefi", f"IMAGE_VERSION={VERSION}"]
     assert "ssh_host_" not in debugfs(img, start, "ls /etc/ssh")  # first boot makes each copy's host keys
     assert "api-keys" not in debugfs(img, start, "ls /etc/cortex")  # never a key every copy shares
     assert f"{TEST_MODEL_SHA256}.gguf" in debugfs(img, start, "ls /var/lib/cortex/models")
