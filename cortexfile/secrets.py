@@ -19,6 +19,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
 MASK = "********"
+MAX_SECRET_BYTES = 64 << 10  # a key or a token; /dev/zero named as a secret is not read to the end
 _REFERENCE = re.compile(r"^\$\{(?P<kind>env|file):(?P<target>[^}]+)\}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -87,7 +88,11 @@ class Secret:
                 raise SecretUnavailable(f"environment variable {self.target} is not set")
             return env[self.target]
         try:
-            return Path(self.target).read_bytes().decode("utf-8-sig").strip()  # an editor's BOM is not the secret
+            with open(self.target, "rb") as file:
+                data = file.read(MAX_SECRET_BYTES + 1)
+            if len(data) > MAX_SECRET_BYTES:
+                raise SecretUnavailable(f"secret file {self.target} is larger than {MAX_SECRET_BYTES >> 10} KiB")
+            return data.decode("utf-8-sig").strip()  # an editor's BOM is not the secret
         except OSError as exc:
             raise SecretUnavailable(f"cannot read secret file {self.target}: {exc.strerror}") from None
         except UnicodeDecodeError:

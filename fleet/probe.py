@@ -5,7 +5,9 @@ says reaches the table only as printable text, cut short."""
 from __future__ import annotations
 
 import json
+import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +20,8 @@ from .targets import Target
 MAX_BODY = 1 << 20
 TEXT = 160  # characters of any one thing a device says
 MAX_MODELS = 64
+MAX_COUNT = 1 << 63
+BUDGET_TIMEOUTS = 5  # one device's two requests, connections and bodies included, in timeout_s
 
 
 class Unanswered(Exception):
@@ -32,7 +36,7 @@ class Unanswered(Exception):
 class DeviceStatus:
     name: str
     url: str
-    state: str = "unreachable"  # ready, loading, unreachable, key refused, not valid, not cortex
+    state: str = "unreachable"  # ready, loading, unreachable, too slow, key refused, no key, not valid, not cortex
     version: str | None = None  # build.version of the device's image
     runtime_version: str | None = None
     commit: str | None = None  # the config commit served, when the device follows a repository
@@ -45,15 +49,41 @@ class DeviceStatus:
         return self.state == "ready" and not self.errors
 
 
+def ask_all(targets: Sequence[Target], timeout_s: float) -> list[DeviceStatus]:
+    """Every device at once, each on a thread of its own that nothing waits for past the budget: a device that
+    drips its headers, one byte inside each read timeout, is listed as too slow instead of holding the table."""
+    answers: list[DeviceStatus | None] = [None] * len(targets)
+
+    def answer(index: int) -> None:
+        answers[index] = ask(targets[index], timeout_s)
+
+    threads = [threading.Thread(target=answer, args=(index,), daemon=True) for index in range(len(targets))]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + BUDGET_TIMEOUTS * timeout_s
+    for thread in threads:
+        thread.join(max(deadline - time.monotonic(), 0))
+    return [answer or _too_slow(target, timeout_s) for answer, target in zip(answers, targets, strict=True)]
+
+
+def _too_slow(target: Target, timeout_s: float) -> DeviceStatus:
+    budget = f"{BUDGET_TIMEOUTS * timeout_s:g} s"
+    return DeviceStatus(
+        target.name, target.url, "too slow", errors=[f"no whole answer within {budget} (timeout_s x 5)"]
+    )
+
+
 def ask(target: Target, timeout_s: float) -> DeviceStatus:
     status = DeviceStatus(target.name, target.url)
     if target.problem:
         status.state, status.errors = "not valid", [target.problem]
         return status
     headers = {"Accept-Encoding": "identity"}
+    if target.no_key_because:
+        status.errors.append(f"asked without a key: {target.no_key_because}")
     try:
         if target.api_key:
-            headers["Authorization"] = f"Bearer {target.api_key.resolve()}"
+            headers["Authorization"] = f"Bearer {_header_value(target.api_key.resolve())}"
     except SecretUnavailable as exc:
         status.errors.append(f"asked without a key: {exc}")
     tls: dict[str, Any] = {"ca_certs": str(target.ca_certificate)} if target.ca_certificate else {}
@@ -66,9 +96,18 @@ def ask(target: Target, timeout_s: float) -> DeviceStatus:
     except Unanswered as exc:
         status.state = exc.state
         status.errors.append(str(exc))
+    except Exception as exc:  # one device never takes the table down; its text may quote what it sent
+        status.state = "failed"
+        status.errors.append(f"asking it failed ({type(exc).__name__})")
     finally:
         pool.clear()
     return status
+
+
+def _header_value(key: str) -> str:
+    if not key.isascii():
+        raise SecretUnavailable("the API key holds characters other than ASCII: no HTTP header can carry it")
+    return key
 
 
 def _get(pool: urllib3.PoolManager, url: str, headers: dict[str, str], timeout_s: float, ok: tuple[int, ...]) -> Any:
@@ -101,7 +140,8 @@ def _read_health(status: DeviceStatus, health: dict[str, Any]) -> None:
     status.version, status.runtime_version = _text(system.get("version")), _text(system.get("runtime_version"))
     config = _mapping(health.get("config"))
     generation = config.get("generation")
-    status.generation = generation if isinstance(generation, int) and not isinstance(generation, bool) else None
+    counted = isinstance(generation, int) and not isinstance(generation, bool) and 0 <= generation < MAX_COUNT
+    status.generation = generation if counted else None
     sync = _mapping(config.get("sync"))
     status.commit = _text(sync.get("commit"))
     for what, error in (("config", config.get("last_reload_error")), ("sync", sync.get("last_error"))):

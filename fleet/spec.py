@@ -16,11 +16,11 @@ from menlo_cortex.cortexfile.yamlio import Parsed, parse_file
 from pydantic import AfterValidator, ValidationError
 
 MAX_DEVICES = 1000
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 
 
 def _device_name(value: str) -> str:
-    if not _NAME.fullmatch(value):
+    if not NAME.fullmatch(value):
         raise ValueError(f"`{value[:80]}` is not a device name: letters, digits and `._-`, at most 63")
     return value
 

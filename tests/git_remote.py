@@ -190,16 +190,17 @@ def ssh_server(
     work.mkdir()
     merged.mkdir()
     log = (folder / "sshd.log").open("wb")
-    process = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
-                               stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    # setpriv: sshd (this very process, after the execs) ends with the test run, even a killed one
+    command = ["setpriv", "--pdeathsig", "TERM", "unshare", "--mount", "--propagation", "private", "sh", "-c", script]
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     try:
         _wait_for_port(port, process, folder / "sshd.log")
         kind, public = (folder / "host.pub").read_text(encoding="ascii").split()[:2]
         yield f"ssh://root@127.0.0.1:{port}/srv/fleet.git", f"[127.0.0.1]:{port} {kind} {public}"
     finally:
         process.terminate()
-        process.wait(timeout=30)
         log.close()
+        process.wait(timeout=30)
 
 
 def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:

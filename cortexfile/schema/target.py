@@ -139,8 +139,9 @@ AppVersion = Annotated[
 class Build(Section):
     applies = Applies.inert
     version: AppVersion | None = setting(
-        None, "The appliance's version (dotted numbers: 1.4.2). A disk image carries it as IMAGE_VERSION in its "
-        "os-release; /health reports it as system.version to key holders."
+        None,
+        "The appliance's version (dotted numbers: 1.4.2). A disk image carries it as IMAGE_VERSION in its "
+        "os-release; /health reports it as system.version to key holders.",
     )
     formats: list[FormatName] = setting(["docker"], "Outputs `cortex build` makes by default.")
     debian_mirror: DebianMirror | None = setting(

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from menlo_cortex.exits import Exit
-
-MAX_AT_ONCE = 32
 
 
 def register(sub: Any) -> None:
@@ -32,7 +29,7 @@ def register(sub: Any) -> None:
 
 def fleet_status(args: argparse.Namespace) -> int:
     try:
-        from menlo_cortex.fleet.probe import ask
+        from menlo_cortex.fleet.probe import ask_all
     except ImportError as exc:  # urllib3 comes with the runtime
         needed = "pip install 'menlo-cortex[runtime]'"
         raise RuntimeError(f"cortex fleet needs the runtime here: {exc} ({needed})") from None
@@ -41,8 +38,6 @@ def fleet_status(args: argparse.Namespace) -> int:
     from menlo_cortex.fleet.targets import targets
 
     fleet, _ = load_fleet(args.file)
-    devices = targets(fleet, args.file.parent)
-    with ThreadPoolExecutor(max_workers=max(1, min(MAX_AT_ONCE, len(devices)))) as pool:
-        statuses = list(pool.map(lambda target: ask(target, fleet.timeout_s), devices))
+    statuses = ask_all(targets(fleet, args.file.parent), fleet.timeout_s)
     print(json.dumps(as_json(statuses), indent=1) if args.json else as_table(statuses))
     return Exit.OK if all(status.fine for status in statuses) else Exit.FAILURE

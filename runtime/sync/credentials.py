@@ -51,7 +51,9 @@ def _ssh_command(settings: Sync, folder: Path) -> str:
     known = _private_file(folder / "known_hosts", "\n".join(settings.known_hosts) + "\n")
     command = ["ssh", "-F", "/dev/null", "-o", f"UserKnownHostsFile={known}"]
     command += [part for option in SSH_OPTIONS for part in ("-o", option)]
-    if settings.ssh_key is not None:
+    if settings.ssh_key is None:
+        command += ["-o", "IdentityFile=none"]  # not root's own keys, offered to whatever server the URL names
+    else:
         key = _read(settings.ssh_key, "sync.ssh_key", lines=True)
         if not key.startswith("-----BEGIN ") or "PRIVATE KEY-----" not in key:
             raise GitError(f"sync.ssh_key: {settings.ssh_key.described()} is not a private key (OpenSSH or PEM)")

@@ -23,6 +23,7 @@ SAFE_CONFIG = (
     "core.hooksPath=/dev/null", "transfer.fsckObjects=true", "core.fsmonitor=false", "credential.helper=",
     "http.lowSpeedLimit=1000", "http.lowSpeedTime=60",  # a remote that drips is dropped
     "fetch.unpackLimit=1",  # what a fetch brings lands in one pack file, whose growth is watched
+    "http.followRedirects=false",  # git would send sync.token on to wherever a redirect points
 )  # fmt: skip
 MAX_OUTPUT = 1 << 20
 APPLIED_REF = "refs/cortex/applied"

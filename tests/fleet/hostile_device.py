@@ -49,6 +49,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def _answer(self) -> None:
         behaviour, _, route = self.path.strip("/").partition("/")
+        if behaviour == "drip":  # the status line, a byte at a time: each read is quick, the answer never ends
+            for byte in b"HTTP/1.1 200 OK\r\nX-Pad: " + b"x" * 200:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(0.2)
+            return
         if behaviour == "redirect":
             self.send_response(302)
             self.send_header("Location", "http://169.254.169.254/latest/meta-data")

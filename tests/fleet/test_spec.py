@@ -83,16 +83,23 @@ def test_a_repository_folder_names_each_device_by_its_cortexfile(tmp_path: Path)
     write(tmp_path, static, "devices/shelf-b/Cortexfile.yaml")  # named by the list already: the list wins
     write(tmp_path, "version: 1\ndevice: {network: {address: 'fd00::7/64'}}\n", "devices/v6.yml")
     write(tmp_path, "version: 1\nserver: {port: 0}\n", "devices/broken.yaml")
+    write(tmp_path, "version: 1\nserver: {port: 8443, tls: {cert: /c.pem, key: /k.pem}}\n", "devices/tls.yaml")
+    write(tmp_path, "version: 1\n", "devices/\x1b[2Jwipe.yaml")
+    (tmp_path / "devices" / "linked.yaml").symlink_to(tmp_path / "fleet.yaml")  # an operator's file: never read
     loaded, _ = load_fleet(fleet)
     found = {target.name: target for target in targets(loaded, tmp_path)}
-    assert list(found) == ["listed", "shelf-b", "broken", "shelf-a", "v6"]
+    assert list(found) == ["listed", "shelf-b", " [2Jwipe", "broken", "shelf-a", "tls", "v6"]
+    assert found[" [2Jwipe"].problem == "not a device name: letters, digits and `._-`"
     assert found["listed"].url == "http://10.1.1.1:9000"
     assert str(found["shelf-b"].api_key) == "${env:SHELF_B_KEY}"
     assert found["shelf-a"].url == "http://shelf-a:39281"
     assert found["v6"].url == "http://[fd00::7]:39281"
-    # a device's own key reference names a path on the device: never read here, the fleet's key is sent
-    assert str(found["shelf-a"].api_key) == f"${{file:{tmp_path / 'keys/fleet'}}}"
-    assert found["shelf-a"].ca_certificate == tmp_path / "ca.pem"
+    # a device's own key reference names a path on the device: never read here; the fleet's key is sent, and
+    # only over https checked with the fleet's CA (a file in the repository names the address)
+    assert str(found["tls"].api_key) == f"${{file:{tmp_path / 'keys/fleet'}}}"
+    assert found["tls"].ca_certificate == tmp_path / "ca.pem"
+    assert found["shelf-a"].api_key is None
+    assert "only over https checked with the fleet's ca_certificate" in (found["shelf-a"].no_key_because or "")
     assert found["broken"].problem is not None
     assert "server.port" in found["broken"].problem
 

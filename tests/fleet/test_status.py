@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -91,6 +92,25 @@ def test_every_device_is_listed_with_its_state(
     rows = {line.split()[0]: line for line in table.stdout.splitlines()[1:]}
     assert rows["good"].split()[1:4] == ["ready", "-", __version__]  # no image version: not a device image
     assert f"{MODEL_ID} (ready)" in rows["good"]
+
+
+def test_a_device_that_never_finishes_answering_is_listed_as_too_slow(
+    tmp_path: Path, cortex_command: list[str]
+) -> None:
+    """Headers dripped a byte at a time (each read well inside the timeout) hold nothing up: the device is
+    listed once its budget (five timeouts) is spent, and a non-ASCII key is a reason, not a crash."""
+    with hostile_device() as hostile:
+        fleet = tmp_path / "fleet.yaml"
+        fleet.write_text(f"timeout_s: 0.5\napi_key: 'kéy'\ndevices:\n  - {{name: drip, url: '{hostile}/drip'}}\n"
+                         f"  - {{name: down, url: 'http://127.0.0.1:{find_free_port()}'}}\n")  # fmt: skip
+        started = time.monotonic()
+        done = status(cortex_command, fleet, "--json")
+    assert time.monotonic() - started < 30  # the drip alone would take 44 s
+    drip, down = json.loads(done.stdout)
+    assert drip["state"] == "too slow"
+    assert drip["errors"] == ["no whole answer within 2.5 s (timeout_s x 5)"]
+    ascii_only = "asked without a key: the API key holds characters other than ASCII: no HTTP header can carry it"
+    assert down["errors"] == [ascii_only, "connection refused"]
 
 
 def test_a_ready_fleet_exits_zero(device: tuple[CortexServer, Path], tmp_path: Path, cortex_command: list[str]) -> None:

@@ -7,10 +7,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 import textwrap
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -62,6 +68,60 @@ def test_an_https_token_opens_a_private_repository(fleet: Fleet, tmp_path: Path)
     unset = sync_once(fleet)
     assert unset.returncode == 1
     assert "sync.token: environment variable SYNC_TOKEN is not set" in unset.stderr
+
+
+class _Redirect(BaseHTTPRequestHandler):
+    """Sends every request elsewhere, and notes what reached it."""
+
+    target = ""
+    seen: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        self.seen.append(self.headers.get("Authorization") or "")
+        self.send_response(302)
+        self.send_header("Location", self.target + self.path.split("/", 2)[-1])
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_POST = do_GET
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def redirecting(certificate: Certificate, to: str) -> Iterator[tuple[str, list[str]]]:
+    """An https server on loopback that redirects every request to `to`; its URL, and what each request carried."""
+    seen: list[str] = []
+    handler = type("Handler", (_Redirect,), {"target": to.rstrip("/") + "/", "seen": seen})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certificate.cert, certificate.key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}/fleet.git", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_redirect_is_not_followed_with_the_token(fleet: Fleet, tmp_path: Path) -> None:
+    """The token goes to the repository's URL alone: git follows no redirect (else it sends the token on to
+    the place the redirect names, for every request after the first)."""
+    certificate = Certificate(tmp_path / "tls")
+    ca = "ca_certificates: |\n" + textwrap.indent(certificate.pem, "  ")
+    with (
+        redirecting(certificate, "https://127.0.0.1:1/") as (elsewhere, taken),
+        redirecting(certificate, elsewhere) as (url, asked),
+    ):
+        keyed = fleet.cortexfile(repository=url, sync=ca + "token: ${env:SYNC_TOKEN}\n")
+        fleet.live.write_text(keyed, encoding="utf-8")
+        done = sync_once(fleet, SYNC_TOKEN=TOKEN)
+    assert done.returncode == 1
+    assert asked  # the token's own URL was asked (with it) ...
+    assert taken == []  # ... and nothing followed its redirect
+    leaves_no_trace(fleet, done, TOKEN)
 
 
 @pytest.fixture
