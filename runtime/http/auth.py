@@ -81,8 +81,11 @@ class ApiKeys:
 
 
 def bearer_token(headers: Headers) -> str | None:
+    """`Authorization: Bearer <key>`, or Anthropic's `x-api-key: <key>` (its SDKs send that)."""
     scheme, _, token = headers.get("authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return headers.get("x-api-key", "").strip() or None
 
 
 def caller_digest(token: str | None) -> str:
@@ -123,7 +126,7 @@ class ApiKeyMiddleware:
         if scope[AUTHENTICATED] or self.is_public(scope["path"]):
             await self.app(scope, receive, send)
             return
-        message = "missing or invalid API key: send the header `Authorization: Bearer <key>`"
+        message = "missing or invalid API key: send the header `Authorization: Bearer <key>` (or `x-api-key: <key>`)"
         response = error_response(401, message, code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
         await response(scope, receive, send)
 

@@ -6,7 +6,8 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -24,6 +25,39 @@ from .streaming import DONE, ClientGone, EventStream, error_event, event, unless
 CLIENT_CLOSED_REQUEST = 499  # nginx's code; nobody reads it, but logs and metrics do
 
 
+class Dialect(Protocol):
+    """The API a request came in: what it watches in the chunks, and how its whole answer, its events and an
+    error after the headers look."""
+
+    def watch(self, chunks: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]: ...
+
+    def body(self, job: Job, reply: Reply, stats: TokenStats) -> dict[str, Any]: ...
+
+    def events(self, job: Job, chunks: AsyncIterator[Chunk], stats: TokenStats) -> AsyncIterator[bytes]: ...
+
+    def error_event(self, error: ApiError) -> bytes: ...
+
+
+class OpenAI:
+    """OpenAI's chat and text completions: a chunk per event, the usage chunk when asked, then [DONE]."""
+
+    def watch(self, chunks: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
+        return chunks
+
+    def body(self, job: Job, reply: Reply, stats: TokenStats) -> dict[str, Any]:
+        return completion_body(job.envelope, reply, stats)
+
+    async def events(self, job: Job, chunks: AsyncIterator[Chunk], stats: TokenStats) -> AsyncIterator[bytes]:
+        async for chunk in chunks:
+            yield event(stream_chunk(job.envelope, chunk, job.include_usage))
+        if job.include_usage:
+            yield event(usage_chunk(job.envelope, stats))
+        yield DONE
+
+    def error_event(self, error: ApiError) -> bytes:
+        return error_event(error)
+
+
 @dataclass
 class Job:
     """A validated request, ready to run."""
@@ -34,6 +68,7 @@ class Job:
     include_usage: bool
     prompt_param: str  # names the parameter in a "prompt too long" error
     cache_key: str | None = None  # the request's prompt_cache_key
+    dialect: Dialect = field(default_factory=OpenAI)
 
 
 async def respond(request: Request, manager: ModelManager, job: Job) -> Response:
@@ -50,7 +85,7 @@ async def respond(request: Request, manager: ModelManager, job: Job) -> Response
     lease = Lease(manager.metrics, model.id, generation.stats)
     try:
         engine = await unless_disconnected(request, lease.acquire(manager), timeout_s)
-        chunks = _guarded(engine.stream(job.start, generation), job)
+        chunks = job.dialect.watch(_guarded(engine.stream(job.start, generation), job))
         if job.stream:
             first = await unless_disconnected(request, anext(chunks, None), _left(generation))
             rest = Drained(chunks, on_end=lease.release)
@@ -59,7 +94,7 @@ async def respond(request: Request, manager: ModelManager, job: Job) -> Response
         if generation.timed_out:
             raise _timeout(timeout_s)
         await lease.release()
-        return JSONResponse(completion_body(job.envelope, reply, generation.stats))
+        return JSONResponse(job.dialect.body(job, reply, generation.stats))
     except ClientGone:
         await lease.release()
         return Response(status_code=CLIENT_CLOSED_REQUEST)
@@ -151,22 +186,26 @@ async def _events(
     job: Job, generation: Generation, timeout_s: float, first: Chunk | None, chunks: AsyncIterator[Chunk]
 ) -> AsyncIterator[bytes]:
     try:
-        if first is not None:
-            yield event(stream_chunk(job.envelope, first, job.include_usage))
-        async for chunk in chunks:
-            yield event(stream_chunk(job.envelope, chunk, job.include_usage))
-        if generation.timed_out:
-            yield error_event(_timeout(timeout_s))
-            return
-        if job.include_usage:
-            yield event(usage_chunk(job.envelope, generation.stats))
-        yield DONE
+        async for data in job.dialect.events(job, _after(first, chunks, generation, timeout_s), generation.stats):
+            yield data
     except ApiError as error:  # headers are sent: the error travels as an event
-        yield error_event(error)
+        yield job.dialect.error_event(error)
     except Refused as refused:
-        yield error_event(ApiError.of(refused))
+        yield job.dialect.error_event(ApiError.of(refused))
     finally:
         await chunks.aclose()  # type: ignore[attr-defined]
+
+
+async def _after(
+    first: Chunk | None, chunks: AsyncIterator[Chunk], generation: Generation, timeout_s: float
+) -> AsyncIterator[Chunk]:
+    """The first chunk, then the rest; a generation cut short by the deadline ends in the timeout error."""
+    if first is not None:
+        yield first
+    async for chunk in chunks:
+        yield chunk
+    if generation.timed_out:
+        raise _timeout(timeout_s)
 
 
 class Lease:

@@ -11,10 +11,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ..http.errors import ApiError
-from ..models.engine import Embedded, Engine, TooManyTokens
+from ..models.engine import Embedded, Engine, StreamCall, TooManyTokens
+from ..models.errors import Refused
 from ..models.manager import ModelManager
 from .generate import CLIENT_CLOSED_REQUEST, Job, respond
 from .grammars import check_grammars, prepare_grammars
+from .messages import Anthropic, chat_request, error_body
+from .messages_request import MessagesRequest
 from .offload import Offload
 from .requests import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from .responses import Envelope, embeddings_body, models_body
@@ -28,10 +31,12 @@ MAX_EMBEDDING_TOKENS = 300_000  # per request, all inputs together: OpenAI's lim
 
 def v1_routes(manager: ModelManager) -> list[BaseRoute]:
     created = int(time.time())
+    offload = Offload()
     return [
         Route("/v1/models", _list_models(manager, created), methods=["GET"]),
         Route("/v1/models/{model_id:path}", _get_model(manager, created), methods=["GET"]),
-        Route("/v1/chat/completions", _chat(manager, Offload()), methods=["POST"]),
+        Route("/v1/chat/completions", _chat(manager, offload), methods=["POST"]),
+        Route("/v1/messages", _messages(manager, offload), methods=["POST"]),
         Route("/v1/completions", _completions(manager), methods=["POST"]),
         Route("/v1/embeddings", _embeddings(manager), methods=["POST"]),
     ]
@@ -56,20 +61,49 @@ def _chat(manager: ModelManager, offload: Offload) -> Endpoint:
     async def chat_completions(request: Request) -> Response:
         body = await parse_body(request, ChatCompletionRequest)
         arguments = chat_arguments(body, manager.limits)
-        manager.model(body.model)  # a 404 before any work on the schemas
-        grammars = await prepare_grammars(arguments, offload, manager.limits.request_timeout_s)
-        arguments.update(grammars.arguments)
-
-        def start(llama: Any) -> Any:
-            check_token_ids(arguments, llama.n_vocab())
-            check_grammars(llama, grammars)
-            return llama.create_chat_completion(**arguments)
-
+        start = await _chat_start(manager, offload, body.model, arguments)
         envelope = Envelope("chat", body.model)
         job = Job(envelope, start, bool(body.stream), _include_usage(body), "messages", body.prompt_cache_key)
         return await respond(request, manager, job)
 
     return chat_completions
+
+
+async def _chat_start(manager: ModelManager, offload: Offload, model: str, arguments: dict[str, Any]) -> StreamCall:
+    manager.model(model)  # a 404 before any work on the schemas
+    grammars = await prepare_grammars(arguments, offload, manager.limits.request_timeout_s)
+    arguments.update(grammars.arguments)
+
+    def start(llama: Any) -> Any:
+        check_token_ids(arguments, llama.n_vocab())
+        check_grammars(llama, grammars)
+        return llama.create_chat_completion(**arguments)
+
+    return start
+
+
+def _messages(manager: ModelManager, offload: Offload) -> Endpoint:
+    """Anthropic's Messages API: the chat completion its request means, answered in its shapes and errors."""
+
+    async def messages(request: Request) -> Response:
+        try:
+            body = await parse_body(request, MessagesRequest)
+            arguments = chat_arguments(chat_request(body), manager.limits)
+            arguments |= {"top_k": body.top_k} if body.top_k is not None else {}
+            start = await _chat_start(manager, offload, body.model, arguments)
+            dialect = Anthropic(body.model, tuple(body.stop_sequences or ()))
+            job = Job(Envelope("chat", body.model), start, bool(body.stream), False, "messages", dialect=dialect)
+            return await respond(request, manager, job)
+        except ApiError as error:
+            return anthropic_error(error)
+        except Refused as refused:
+            return anthropic_error(ApiError.of(refused))
+
+    return messages
+
+
+def anthropic_error(error: ApiError) -> Response:
+    return JSONResponse(error_body(error.status, error.message), status_code=error.status, headers=error.headers)
 
 
 def _completions(manager: ModelManager) -> Endpoint:

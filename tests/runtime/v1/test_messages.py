@@ -1,0 +1,135 @@
+"""Anthropic's Messages API on the real model, through `cortex start` with an API key and the official anthropic
+client: plain and streamed messages, a stop sequence, a tool use round trip, errors in Anthropic's shape."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import anthropic
+import httpx
+import pytest
+
+from tests.runtime.cortex_server import MODEL_ID, CortexServer, launch
+
+KEY = "messages-key-0123456789"
+COUNT = [{"role": "user", "content": "Count from one to twenty in words."}]
+GREEDY = {"temperature": 0}  # what older clients send: today's SDK no longer has it
+
+
+@pytest.fixture(scope="module")
+def server(
+    tmp_path_factory: pytest.TempPathFactory, cortex_command: list[str], test_data_dir: Path
+) -> Iterator[CortexServer]:
+    body = "server:\n  auth:\n    api_keys: ['${env:MESSAGES_KEY}']\n"
+    running = launch(
+        tmp_path_factory.mktemp("messages"), cortex_command, test_data_dir, body, env={"MESSAGES_KEY": KEY}
+    )
+    try:
+        running.wait_ready()
+        yield running
+    finally:
+        running.terminate()
+
+
+@pytest.fixture(scope="module")
+def client(server: CortexServer) -> Iterator[anthropic.Anthropic]:
+    with anthropic.Anthropic(base_url=server.base_url, api_key=KEY, max_retries=0, timeout=120) as made:  # x-api-key
+        yield made
+
+
+def test_a_message_with_a_system_prompt(client: anthropic.Anthropic) -> None:
+    message = client.messages.create(model=MODEL_ID, max_tokens=8, system="Answer briefly.", messages=COUNT)
+    assert message.id.startswith("msg_")
+    assert (message.type, message.role, message.model) == ("message", "assistant", MODEL_ID)
+    assert [block.type for block in message.content] == ["text"]
+    assert message.stop_reason in ("end_turn", "max_tokens")
+    assert message.usage.input_tokens > 0
+    assert 0 < message.usage.output_tokens <= 8
+
+
+def test_a_streamed_message_sends_anthropics_events(client: anthropic.Anthropic) -> None:
+    with client.messages.stream(model=MODEL_ID, max_tokens=8, messages=COUNT, extra_body=GREEDY) as stream:
+        kinds = [event.type for event in stream]
+        final = stream.get_final_message()
+    assert kinds[0] == "message_start"
+    assert kinds[-2:] == ["message_delta", "message_stop"]
+    assert {"content_block_start", "content_block_delta", "content_block_stop"} <= set(kinds)
+    whole = client.messages.create(model=MODEL_ID, max_tokens=8, messages=COUNT, extra_body=GREEDY)
+    assert final.content[0].text == whole.content[0].text  # type: ignore[union-attr]
+    assert final.usage.output_tokens == whole.usage.output_tokens
+
+
+def test_a_stop_sequence_ends_the_text_and_is_named(client: anthropic.Anthropic) -> None:
+    free = client.messages.create(model=MODEL_ID, max_tokens=16, messages=COUNT, extra_body=GREEDY)
+    text = free.content[0].text  # type: ignore[union-attr]
+    stop = next(text[at : at + 3] for at in range(2, len(text) - 3) if text[at : at + 3].strip() == text[at : at + 3])
+    stopped = client.messages.create(
+        model=MODEL_ID, max_tokens=16, messages=COUNT, extra_body=GREEDY, stop_sequences=[stop]
+    )
+    assert stopped.content[0].text == text[: text.index(stop)]  # type: ignore[union-attr]
+    assert (stopped.stop_reason, stopped.stop_sequence) == ("stop_sequence", stop)
+    with client.messages.stream(model=MODEL_ID, max_tokens=16, messages=COUNT, extra_body=GREEDY,
+                                stop_sequences=[stop]) as stream:  # fmt: skip
+        streamed = stream.get_final_message()
+    assert streamed.content[0].text == text[: text.index(stop)]  # type: ignore[union-attr]
+    assert (streamed.stop_reason, streamed.stop_sequence) == ("stop_sequence", stop)
+
+
+def test_a_tool_use_round_trip(client: anthropic.Anthropic) -> None:
+    city = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    tool = {"name": "weather", "description": "The weather in a city.", "input_schema": city}
+    asked = [{"role": "user", "content": "What is the weather in Paris?"}]
+    called = client.messages.create(model=MODEL_ID, max_tokens=48, messages=asked, tools=[tool],  # type: ignore[arg-type]
+                                    tool_choice={"type": "tool", "name": "weather"})  # fmt: skip
+    assert called.stop_reason == "tool_use"
+    [use] = [block for block in called.content if block.type == "tool_use"]
+    assert use.name == "weather"
+    assert use.id.startswith("toolu_")
+    assert isinstance(use.input, dict)
+    result = {"type": "tool_result", "tool_use_id": use.id, "content": "Sunny, 21 C"}
+    answered = client.messages.create(
+        model=MODEL_ID,
+        max_tokens=8,
+        tools=[tool],  # type: ignore[arg-type]
+        messages=[*asked, {"role": "assistant", "content": called.content}, {"role": "user", "content": [result]}],  # type: ignore[list-item]
+    )
+    assert answered.content[0].type == "text"
+
+
+def test_output_config_format_constrains_the_text_to_the_schema(client: anthropic.Anthropic) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"n": {"type": "integer"}},
+        "required": ["n"],
+        "additionalProperties": False,
+    }
+    message = client.messages.create(model=MODEL_ID, max_tokens=24, messages=COUNT,
+                                     output_config={"format": {"type": "json_schema", "schema": schema}})  # fmt: skip
+    text = message.content[0].text  # type: ignore[union-attr]
+    assert text.startswith('{"n":') or text.startswith('{ "n"'), text
+
+
+def test_errors_come_in_anthropics_shape(server: CortexServer, client: anthropic.Anthropic) -> None:
+    with pytest.raises(anthropic.NotFoundError) as missing:
+        client.messages.create(model="nope", max_tokens=4, messages=COUNT)
+    assert missing.value.body == {"type": "error", "error": {"type": "not_found_error",
+                                                              "message": missing.value.body["error"]["message"]}}  # type: ignore[index]  # fmt: skip
+    with pytest.raises(anthropic.BadRequestError) as image:
+        client.messages.create(model=MODEL_ID, max_tokens=4, messages=[{"role": "user", "content": [
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AA=="}}]}])  # fmt: skip
+    assert "messages[0].content[0]" in image.value.message
+    headers = {"x-api-key": KEY, "content-type": "application/json"}
+    asked = {"model": MODEL_ID, "max_tokens": 4, "messages": COUNT}
+    for body, said in (
+        ({"model": MODEL_ID, "messages": COUNT}, "Missing required parameter: 'max_tokens'"),
+        ({**asked, "thinking": {"type": "enabled", "budget_tokens": 1024}}, "extended thinking is not supported"),
+        ({**asked, "tool_choice": {"type": "any"}}, "`any` is not supported"),
+    ):
+        answer = httpx.post(f"{server.base_url}/v1/messages", json=body, headers=headers, timeout=60)
+        assert answer.status_code == 400
+        assert answer.json()["type"] == "error"
+        assert answer.json()["error"]["type"] == "invalid_request_error"
+        assert said in answer.json()["error"]["message"]
+    refused = httpx.post(f"{server.base_url}/v1/messages", json={}, headers={"x-api-key": "wrong"}, timeout=60)
+    assert refused.status_code == 401
