@@ -9,11 +9,19 @@ from pathlib import Path
 import anthropic
 import httpx
 import pytest
+from anthropic.types import (
+    ImageBlockParam,
+    MessageParam,
+    OutputConfigParam,
+    ToolChoiceToolParam,
+    ToolParam,
+    ToolResultBlockParam,
+)
 
 from tests.runtime.cortex_server import MODEL_ID, CortexServer, launch
 
 KEY = "messages-key-0123456789"
-COUNT = [{"role": "user", "content": "Count from one to twenty in words."}]
+COUNT: list[MessageParam] = [{"role": "user", "content": "Count from one to twenty in words."}]
 GREEDY = {"temperature": 0}  # what older clients send: today's SDK no longer has it
 
 
@@ -77,23 +85,20 @@ def test_a_stop_sequence_ends_the_text_and_is_named(client: anthropic.Anthropic)
 
 
 def test_a_tool_use_round_trip(client: anthropic.Anthropic) -> None:
-    city = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
-    tool = {"name": "weather", "description": "The weather in a city.", "input_schema": city}
-    asked = [{"role": "user", "content": "What is the weather in Paris?"}]
-    called = client.messages.create(model=MODEL_ID, max_tokens=48, messages=asked, tools=[tool],  # type: ignore[arg-type]
-                                    tool_choice={"type": "tool", "name": "weather"})  # fmt: skip
+    city: dict[str, object] = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    tool: ToolParam = {"name": "weather", "description": "The weather in a city.", "input_schema": city}
+    asked: list[MessageParam] = [{"role": "user", "content": "What is the weather in Paris?"}]
+    forced: ToolChoiceToolParam = {"type": "tool", "name": "weather"}
+    called = client.messages.create(model=MODEL_ID, max_tokens=48, messages=asked, tools=[tool], tool_choice=forced)
     assert called.stop_reason == "tool_use"
     [use] = [block for block in called.content if block.type == "tool_use"]
     assert use.name == "weather"
     assert use.id.startswith("toolu_")
     assert isinstance(use.input, dict)
-    result = {"type": "tool_result", "tool_use_id": use.id, "content": "Sunny, 21 C"}
-    answered = client.messages.create(
-        model=MODEL_ID,
-        max_tokens=8,
-        tools=[tool],  # type: ignore[arg-type]
-        messages=[*asked, {"role": "assistant", "content": called.content}, {"role": "user", "content": [result]}],  # type: ignore[list-item]
-    )
+    result: ToolResultBlockParam = {"type": "tool_result", "tool_use_id": use.id, "content": "Sunny, 21 C"}
+    turns: list[MessageParam] = [*asked, {"role": "assistant", "content": called.content}]
+    turns.append({"role": "user", "content": [result]})
+    answered = client.messages.create(model=MODEL_ID, max_tokens=8, tools=[tool], messages=turns)
     assert answered.content[0].type == "text"
 
 
@@ -104,8 +109,8 @@ def test_output_config_format_constrains_the_text_to_the_schema(client: anthropi
         "required": ["n"],
         "additionalProperties": False,
     }
-    message = client.messages.create(model=MODEL_ID, max_tokens=24, messages=COUNT,
-                                     output_config={"format": {"type": "json_schema", "schema": schema}})  # fmt: skip
+    config: OutputConfigParam = {"format": {"type": "json_schema", "schema": schema}}
+    message = client.messages.create(model=MODEL_ID, max_tokens=24, messages=COUNT, output_config=config)
     text = message.content[0].text  # type: ignore[union-attr]
     assert text.startswith('{"n":') or text.startswith('{ "n"'), text
 
@@ -113,11 +118,15 @@ def test_output_config_format_constrains_the_text_to_the_schema(client: anthropi
 def test_errors_come_in_anthropics_shape(server: CortexServer, client: anthropic.Anthropic) -> None:
     with pytest.raises(anthropic.NotFoundError) as missing:
         client.messages.create(model="nope", max_tokens=4, messages=COUNT)
-    assert missing.value.body == {"type": "error", "error": {"type": "not_found_error",
-                                                              "message": missing.value.body["error"]["message"]}}  # type: ignore[index]  # fmt: skip
+    said = missing.value.body
+    assert isinstance(said, dict)
+    assert said == {"type": "error", "error": {"type": "not_found_error", "message": said["error"]["message"]}}
+    picture: ImageBlockParam = {
+        "type": "image",
+        "source": {"type": "base64", "media_type": "image/png", "data": "AA=="},
+    }
     with pytest.raises(anthropic.BadRequestError) as image:
-        client.messages.create(model=MODEL_ID, max_tokens=4, messages=[{"role": "user", "content": [
-            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AA=="}}]}])  # fmt: skip
+        client.messages.create(model=MODEL_ID, max_tokens=4, messages=[{"role": "user", "content": [picture]}])
     assert "messages[0].content[0]" in image.value.message
     headers = {"x-api-key": KEY, "content-type": "application/json"}
     asked = {"model": MODEL_ID, "max_tokens": 4, "messages": COUNT}
