@@ -24,7 +24,7 @@ from .ops.metrics import standard_metrics
 from .ops.sdnotify import readiness
 from .ops.system import system_info
 from .v1.openapi import openapi_document
-from .v1.routes import v1_routes
+from .v1.routes import messages_routes, v1_routes
 
 
 def create_app(
@@ -55,6 +55,7 @@ def create_app(
         *health_routes(models, metrics, config_status, system_info()),
         *docs_routes(engine_document, keys_required=keys.configured, public_metrics=config.server.auth.public_metrics),
         *v1_routes(models),
+        *messages_routes(models),
     ]
     app = Starlette(
         routes=routes,

@@ -12,13 +12,16 @@ from starlette.responses import Response
 
 from ..models.errors import Refused
 from ..ops.metrics import Metrics
+from .anthropic_errors import AnthropicErrorShape
 from .auth import ApiKeyMiddleware, ApiKeys
 from .errors import ApiError, error_response
 from .guards import BodyLimitMiddleware, CrossSiteMiddleware, LoopbackHostMiddleware
 from .request_context import REQUEST_ID_HEADER, RequestContextMiddleware
 
 PUBLIC_PATHS = frozenset({"/health", "/ready", "/openapi.json", "/docs"})
-JSON_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings"})
+JSON_PATHS = frozenset(
+    {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/messages", "/v1/messages/count_tokens"}
+)
 PUBLIC_PREFIXES = ("/docs/",)
 
 
@@ -26,7 +29,7 @@ def middleware(config: Cortexfile, keys: ApiKeys, metrics: Metrics) -> list[Midd
     """Outermost first: id and logging see everything; CORS wraps auth so a browser can read a 401."""
     server = config.server
     public = PUBLIC_PATHS | ({"/metrics"} if server.auth.public_metrics else set())
-    stack = [Middleware(RequestContextMiddleware, metrics=metrics)]
+    stack = [Middleware(RequestContextMiddleware, metrics=metrics), Middleware(AnthropicErrorShape)]
     if is_loopback(server.host):
         stack.append(Middleware(LoopbackHostMiddleware))
     if server.cors.enabled:
@@ -35,7 +38,14 @@ def middleware(config: Cortexfile, keys: ApiKeys, metrics: Metrics) -> list[Midd
                 CORSMiddleware,
                 allow_origins=list(server.cors.origins),
                 allow_methods=["GET", "POST", "OPTIONS"],
-                allow_headers=["authorization", "content-type", REQUEST_ID_HEADER],
+                allow_headers=[
+                    "authorization",
+                    "content-type",
+                    "x-api-key",
+                    "anthropic-version",
+                    "anthropic-beta",
+                    REQUEST_ID_HEADER,
+                ],
                 expose_headers=[REQUEST_ID_HEADER],
                 max_age=600,
             )

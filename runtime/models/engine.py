@@ -126,6 +126,32 @@ def _chat_handler(model: Model, llama: Any) -> Any:
     return formatter.to_chat_handler()
 
 
+def _chat_prompt_tokens(model: Model, llama: Any, messages: list[dict[str, Any]]) -> int:
+    """As llama-cpp-python's chat handlers do it: the model's Jinja template, else its named chat format's own
+    formatter, else the GGUF's template; then tokenized with the special tokens."""
+    from llama_cpp import llama_chat_format
+
+    name = llama.chat_format or ""
+    template = model.chat_template
+    if template is None and (not name or name.startswith("chat_template.")):  # the GGUF's own, as Llama took it
+        template = llama.metadata.get("tokenizer.chat_template")
+    named = getattr(llama_chat_format, f"format_{name.replace('-', '_')}", None)
+    if template is not None:
+        vocab = llama._model
+        formatter: Any = llama_chat_format.Jinja2ChatFormatter(
+            template=template,
+            eos_token=vocab.token_get_text(llama.token_eos()),
+            bos_token=vocab.token_get_text(llama.token_bos()),
+        )
+    elif named is not None:
+        formatter = named
+    else:
+        raise ValueError(f"no chat format for model `{model.id}` to count its prompt with")
+    formatted = formatter(messages=messages)
+    prompt = formatted.prompt.encode("utf-8", "ignore")
+    return len(llama.tokenize(prompt, add_bos=not formatted.added_special, special=True))
+
+
 def _batches(counts: list[int], batch_tokens: int, batch_inputs: int) -> Iterator[tuple[int, int]]:
     """Runs of consecutive inputs that llama.cpp decodes at once: at most `batch_tokens` tokens and `batch_inputs`
     inputs (one input over the token size is a run of its own)."""
@@ -182,6 +208,10 @@ class Engine:
     async def tokenize(self, text: str) -> int:
         tokens = await self._call(lambda: self._llama.tokenize(text.encode("utf-8", "ignore"), special=True))
         return len(tokens)
+
+    async def count_chat_tokens(self, messages: list[dict[str, Any]]) -> int:
+        """The tokens of the prompt these chat messages make, formatted as a chat completion formats them."""
+        return await self._call(lambda: _chat_prompt_tokens(self.model, self._llama, messages))
 
     async def stream(self, start: StreamCall, generation: Generation) -> AsyncIterator[Chunk]:
         """Chunks of one generation; closing the iterator early cancels the generation at the next step."""

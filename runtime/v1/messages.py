@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..http.anthropic_errors import error_body
 from ..http.errors import ApiError
 from ..models.engine import Chunk
 from ..models.generation import TokenStats
@@ -19,24 +20,12 @@ from .responses import Reply, choice_of
 from .sampling import unsupported
 
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "function_call": "tool_use"}
-# Anthropic's error types by status (https://docs.anthropic.com/en/api/errors)
-ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-               404: "not_found_error", 408: "timeout_error", 413: "request_too_large", 415: "invalid_request_error",
-               429: "rate_limit_error", 503: "overloaded_error"}  # fmt: skip
-
-
-def error_body(status: int, message: str) -> dict[str, Any]:
-    return {"type": "error", "error": {"type": ERROR_TYPES.get(status, "api_error"), "message": message}}
 
 
 def chat_request(body: MessagesRequest) -> ChatCompletionRequest:
     """The chat completion request a Messages request means; ApiError naming the field it cannot honour."""
     _refuse_unsupported(body)
-    messages: list[dict[str, Any]] = []
-    if body.system:
-        messages.append({"role": "system", "content": _text(body.system)})
-    for index, message in enumerate(body.messages):
-        messages += _chat_messages(message, index)
+    messages = chat_messages(body.system, body.messages)
     chat: dict[str, Any] = {"model": body.model, "messages": messages, "max_tokens": body.max_tokens}
     sampling = {"temperature": body.temperature, "top_p": body.top_p}
     chat |= {key: value for key, value in sampling.items() if value is not None}
@@ -50,6 +39,13 @@ def chat_request(body: MessagesRequest) -> ChatCompletionRequest:
         schema = body.output_config.format.schema_
         chat["response_format"] = {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
     return ChatCompletionRequest.model_validate(chat)
+
+
+def chat_messages(system: str | list[TextBlock] | None, turns: list[InputMessage]) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = [{"role": "system", "content": _text(system)}] if system else []
+    for index, message in enumerate(turns):
+        messages += _chat_messages(message, index)
+    return messages
 
 
 def _function_tool(tool: ToolDefinition) -> dict[str, Any]:

@@ -12,12 +12,11 @@ from starlette.routing import BaseRoute, Route
 
 from ..http.errors import ApiError
 from ..models.engine import Embedded, Engine, StreamCall, TooManyTokens
-from ..models.errors import Refused
 from ..models.manager import ModelManager
 from .generate import CLIENT_CLOSED_REQUEST, Job, respond
 from .grammars import check_grammars, prepare_grammars
-from .messages import Anthropic, chat_request, error_body
-from .messages_request import MessagesRequest
+from .messages import Anthropic, chat_messages, chat_request
+from .messages_request import CountTokensRequest, MessagesRequest
 from .offload import Offload
 from .requests import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from .responses import Envelope, embeddings_body, models_body
@@ -36,9 +35,16 @@ def v1_routes(manager: ModelManager) -> list[BaseRoute]:
         Route("/v1/models", _list_models(manager, created), methods=["GET"]),
         Route("/v1/models/{model_id:path}", _get_model(manager, created), methods=["GET"]),
         Route("/v1/chat/completions", _chat(manager, offload), methods=["POST"]),
-        Route("/v1/messages", _messages(manager, offload), methods=["POST"]),
         Route("/v1/completions", _completions(manager), methods=["POST"]),
         Route("/v1/embeddings", _embeddings(manager), methods=["POST"]),
+    ]
+
+
+def messages_routes(manager: ModelManager) -> list[BaseRoute]:
+    """Anthropic's Messages API beside the OpenAI one (not in /openapi.json, which describes OpenAI's)."""
+    return [
+        Route("/v1/messages", _messages(manager, Offload()), methods=["POST"]),
+        Route("/v1/messages/count_tokens", _count_tokens(manager), methods=["POST"]),
     ]
 
 
@@ -83,27 +89,39 @@ async def _chat_start(manager: ModelManager, offload: Offload, model: str, argum
 
 
 def _messages(manager: ModelManager, offload: Offload) -> Endpoint:
-    """Anthropic's Messages API: the chat completion its request means, answered in its shapes and errors."""
+    """Anthropic's Messages API: the chat completion its request means, answered in its shapes (its errors are
+    shaped by http/anthropic_errors.py)."""
 
     async def messages(request: Request) -> Response:
-        try:
-            body = await parse_body(request, MessagesRequest)
-            arguments = chat_arguments(chat_request(body), manager.limits)
-            arguments |= {"top_k": body.top_k} if body.top_k is not None else {}
-            start = await _chat_start(manager, offload, body.model, arguments)
-            dialect = Anthropic(body.model, tuple(body.stop_sequences or ()))
-            job = Job(Envelope("chat", body.model), start, bool(body.stream), False, "messages", dialect=dialect)
-            return await respond(request, manager, job)
-        except ApiError as error:
-            return anthropic_error(error)
-        except Refused as refused:
-            return anthropic_error(ApiError.of(refused))
+        body = await parse_body(request, MessagesRequest)
+        arguments = chat_arguments(chat_request(body), manager.limits)
+        arguments |= {"top_k": body.top_k} if body.top_k is not None else {}
+        start = await _chat_start(manager, offload, body.model, arguments)
+        dialect = Anthropic(body.model, tuple(body.stop_sequences or ()))
+        job = Job(Envelope("chat", body.model), start, bool(body.stream), False, "messages", dialect=dialect)
+        return await respond(request, manager, job)
 
     return messages
 
 
-def anthropic_error(error: ApiError) -> Response:
-    return JSONResponse(error_body(error.status, error.message), status_code=error.status, headers=error.headers)
+def _count_tokens(manager: ModelManager) -> Endpoint:
+    """Anthropic's count_tokens: the prompt's tokens as the model's chat format makes them (its usage.input_tokens)."""
+
+    async def count_tokens(request: Request) -> Response:
+        body = await parse_body(request, CountTokensRequest)
+        if body.thinking is not None and body.thinking.get("type") != "disabled":
+            raise unsupported("thinking", "extended thinking is not supported; leave it out or disable it.")
+        messages = chat_messages(body.system, body.messages)
+        ChatCompletionRequest.model_validate({"model": body.model, "messages": messages})  # bounded as a chat
+        async with manager.use(manager.model(body.model).id) as engine:
+            try:
+                counted = engine.count_chat_tokens(messages)
+                tokens = await unless_disconnected(request, counted, manager.limits.request_timeout_s)
+            except ClientGone:
+                return Response(status_code=CLIENT_CLOSED_REQUEST)
+        return JSONResponse({"input_tokens": tokens})
+
+    return count_tokens
 
 
 def _completions(manager: ModelManager) -> Endpoint:

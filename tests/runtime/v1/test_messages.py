@@ -3,8 +3,10 @@ client: plain and streamed messages, a stop sequence, a tool use round trip, err
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anthropic
 import httpx
@@ -17,6 +19,9 @@ from anthropic.types import (
     ToolParam,
     ToolResultBlockParam,
 )
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from menlo_cortex.runtime.v1.messages_request import MessagesRequest
 
 from tests.runtime.cortex_server import MODEL_ID, CortexServer, launch
 
@@ -115,6 +120,17 @@ def test_output_config_format_constrains_the_text_to_the_schema(client: anthropi
     assert text.startswith('{"n":') or text.startswith('{ "n"'), text
 
 
+def test_count_tokens_is_the_messages_input_tokens(client: anthropic.Anthropic) -> None:
+    turns: list[MessageParam] = [
+        *COUNT,
+        {"role": "assistant", "content": "One, two."},
+        {"role": "user", "content": "Go on."},
+    ]
+    counted = client.messages.count_tokens(model=MODEL_ID, system="Answer briefly.", messages=turns)
+    sent = client.messages.create(model=MODEL_ID, max_tokens=1, system="Answer briefly.", messages=turns)
+    assert counted.input_tokens == sent.usage.input_tokens > 10
+
+
 def test_errors_come_in_anthropics_shape(server: CortexServer, client: anthropic.Anthropic) -> None:
     with pytest.raises(anthropic.NotFoundError) as missing:
         client.messages.create(model="nope", max_tokens=4, messages=COUNT)
@@ -142,3 +158,51 @@ def test_errors_come_in_anthropics_shape(server: CortexServer, client: anthropic
         assert said in answer.json()["error"]["message"]
     refused = httpx.post(f"{server.base_url}/v1/messages", json={}, headers={"x-api-key": "wrong"}, timeout=60)
     assert refused.status_code == 401
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats(allow_nan=False) | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+BLOCK = st.fixed_dictionaries(
+    {"type": st.sampled_from(["text", "tool_use", "tool_result", "image", "thinking"])},
+    optional={"text": JSON, "id": JSON, "name": JSON, "input": JSON, "tool_use_id": JSON, "content": JSON},
+)
+TURN = st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", "system"]),
+                              "content": st.text(max_size=8) | st.lists(BLOCK, max_size=3)})  # fmt: skip
+FIELDS = [*MessagesRequest.model_fields, "unknown_field"]
+
+
+@pytest.fixture(scope="module")
+def fuzzed(
+    tmp_path_factory: pytest.TempPathFactory, cortex_command: list[str], test_data_dir: Path
+) -> Iterator[CortexServer]:
+    body = "server:\n  limits:\n    max_tokens: 1\n"  # whatever max_tokens a body asks for: one token
+    running = launch(tmp_path_factory.mktemp("fuzzed"), cortex_command, test_data_dir, body)
+    try:
+        running.wait_ready()
+        yield running
+    finally:
+        running.terminate()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    changes=st.dictionaries(st.sampled_from(FIELDS), JSON, max_size=3),
+    turns=st.lists(TURN, min_size=1, max_size=3),
+    count=st.booleans(),
+)
+def test_random_bodies_never_fail_the_server(
+    fuzzed: CortexServer, changes: dict[str, Any], turns: list[dict[str, Any]], count: bool
+) -> None:
+    """Random turns and fields: never a 5xx, every refusal in Anthropic's shape, the server stays up."""
+    body = {"model": MODEL_ID, "max_tokens": 4, "messages": turns, **changes}
+    path = "/v1/messages/count_tokens" if count else "/v1/messages"
+    answer = httpx.post(f"{fuzzed.base_url}{path}", content=json.dumps(body).encode(), timeout=60,
+                        headers={"content-type": "application/json"})  # fmt: skip
+    assert answer.status_code < 500, (body, answer.text)
+    if answer.status_code >= 400:
+        said = answer.json()
+        assert said["type"] == "error"
+        assert set(said["error"]) == {"type", "message"}
