@@ -8,14 +8,14 @@ import base64
 import os
 import shutil
 import socket
-import ssl
 import subprocess
-import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+
+from tests.http_servers import serving
 
 
 def git(*args: str, env: Mapping[str, str] | None = None) -> str:
@@ -63,17 +63,8 @@ class GitRemote:
         `user:password` every request must carry (else 401, as a private repository answers)."""
         expected = None if basic_auth is None else "Basic " + base64.b64encode(basic_auth.encode()).decode()
         handler = type("Handler", (_Backend,), {"root": self.root, "bytes_per_s": bytes_per_s, "expected": expected})
-        server = ThreadingHTTPServer(("127.0.0.1", port), handler)
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(certificate.cert, certificate.key)
-        server.socket = context.wrap_socket(server.socket, server_side=True)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield f"https://127.0.0.1:{port}/{self.bare.name}"
-        finally:
-            server.shutdown()
-            server.server_close()
+        with serving(handler, port, tls=(certificate.cert, certificate.key)) as url:
+            yield f"{url}/{self.bare.name}"
 
 
 class Certificate:

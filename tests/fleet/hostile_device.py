@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from contextlib import AbstractContextManager
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.http_servers import serving
 
 ESCAPE = "\x1b[2J\x1b]0;owned\x07"
 
@@ -71,15 +71,6 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(ANSWERS[behaviour][route])
 
 
-@contextmanager
-def hostile_device() -> Iterator[str]:
+def hostile_device() -> AbstractContextManager[str]:
     """The server's base URL; it stops when the block ends."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    return serving(Handler)

@@ -7,14 +7,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import ssl
 import subprocess
 import sys
 import textwrap
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import ClassVar
 
@@ -22,6 +20,7 @@ import pytest
 
 from tests.conftest import find_free_port
 from tests.git_remote import Certificate, ssh_server
+from tests.http_servers import serving
 
 from .test_sync import Fleet
 
@@ -94,16 +93,8 @@ def redirecting(certificate: Certificate, to: str) -> Iterator[tuple[str, list[s
     """An https server on loopback that redirects every request to `to`; its URL, and what each request carried."""
     seen: list[str] = []
     handler = type("Handler", (_Redirect,), {"target": to.rstrip("/") + "/", "seen": seen})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(certificate.cert, certificate.key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"https://127.0.0.1:{server.server_address[1]}/fleet.git", seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(handler, tls=(certificate.cert, certificate.key)) as url:
+        yield f"{url}/fleet.git", seen
 
 
 def test_a_redirect_is_not_followed_with_the_token(fleet: Fleet, tmp_path: Path) -> None:
