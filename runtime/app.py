@@ -23,8 +23,9 @@ from .models.model_store import ModelStore
 from .ops.metrics import standard_metrics
 from .ops.sdnotify import readiness
 from .ops.system import system_info
+from .v1.offload import Offload
 from .v1.openapi import openapi_document
-from .v1.routes import messages_routes, v1_routes
+from .v1.routes import messages_routes, model_control_routes, v1_routes
 
 
 def create_app(
@@ -41,6 +42,7 @@ def create_app(
     models = models or ModelManager(config, metrics=standard_metrics(), locate=model_locator(config, data_dir))
     metrics = models.metrics
     keys = ApiKeys(config.server.auth)
+    offload = Offload()  # one pool of grammar workers for every route of this app
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -54,8 +56,9 @@ def create_app(
     routes = [
         *health_routes(models, metrics, config_status, system_info()),
         *docs_routes(engine_document, keys_required=keys.configured, public_metrics=config.server.auth.public_metrics),
-        *v1_routes(models),
-        *messages_routes(models),
+        *model_control_routes(models),  # before v1's GET /v1/models/{id:path}, which would take their paths
+        *v1_routes(models, offload),
+        *messages_routes(models, offload),
     ]
     app = Starlette(
         routes=routes,

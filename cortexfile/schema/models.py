@@ -61,6 +61,13 @@ class Model(Section):
     chat_template: str | None = setting(None, "Jinja chat template, overriding the GGUF's own.")
     embeddings: bool = setting(False, "Serve this model on /v1/embeddings.")
     load: LoadPolicy = setting(LoadPolicy.start, "Load when the server starts, or on first use.", applies=Applies.live)
+    idle_unload_s: int | None = setting(
+        None,
+        "Unload the model after this many seconds without a request (it sleeps, and its next request loads it "
+        "again); unset: server.limits.idle_unload_s.",
+        ge=1,
+        applies=Applies.live,
+    )
 
     @field_validator("engine", mode="before")
     @classmethod

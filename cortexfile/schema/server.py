@@ -65,6 +65,12 @@ class Limits(Section):
     )
     queue_size: int = setting(8, "Requests that may wait per model; more get 429.", ge=0)
     max_resident_models: int = setting(2, "Models kept loaded at once (least recently used unloaded).", ge=1)
+    idle_unload_s: int | None = setting(
+        None,
+        "Unload a model after this many seconds without a request (each model's idle_unload_s wins); unset: "
+        "models stay loaded.",
+        ge=1,
+    )
     memory_budget_mb: int | None = setting(None, "Memory the loaded models may use together, in MiB.", ge=1)
     shutdown_grace_s: float = setting(
         30.0, "On SIGTERM, time given to in-flight requests.", ge=0, applies=Applies.listener

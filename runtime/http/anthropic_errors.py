@@ -34,6 +34,9 @@ class AnthropicErrorShape:
             if message["type"] == "http.response.start" and message["status"] >= 400 and _is_json(message):
                 held = message  # an error body is small and sent whole: rewritten with its length
                 return
+            if held is not None and message["type"] == "http.response.body" and message.get("more_body"):
+                await send(held)  # an error body in parts is none of ours: passed on as it is
+                held = None
             if held is not None and message["type"] == "http.response.body":
                 body = _anthropic(held["status"], message.get("body", b""))
                 headers = [(name, value) for name, value in held["headers"] if name.lower() != b"content-length"]
@@ -56,7 +59,9 @@ def _anthropic(status: int, body: bytes) -> bytes:
         document = json.loads(body)
     except ValueError:
         return body
-    error = document.get("error") if isinstance(document, dict) else None
-    if document.get("type") == "error" or not isinstance(error, dict):  # already Anthropic's, or not an error
+    if not isinstance(document, dict) or document.get("type") == "error":  # not an error body, or Anthropic's
+        return body
+    error = document.get("error")
+    if not isinstance(error, dict):
         return body
     return json.dumps(error_body(status, str(error.get("message", "")))).encode()

@@ -15,6 +15,7 @@ from menlo_cortex.cortexfile.schema.server import Auth
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .anthropic_errors import ANTHROPIC_PATHS
 from .connections import CONNECTION
 from .errors import error_response
 
@@ -81,11 +82,18 @@ class ApiKeys:
 
 
 def bearer_token(headers: Headers) -> str | None:
-    """`Authorization: Bearer <key>`, or Anthropic's `x-api-key: <key>` (its SDKs send that)."""
     scheme, _, token = headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    return headers.get("x-api-key", "").strip() or None
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def request_key(scope: Scope) -> str | None:
+    """`Authorization: Bearer <key>`; on Anthropic's routes also `x-api-key: <key>` (what its SDKs send). Only
+    there: shared caches keep answers to requests without an Authorization header."""
+    headers = Headers(scope=scope)
+    token = bearer_token(headers)
+    if token is None and scope["path"].startswith(ANTHROPIC_PATHS):
+        token = headers.get("x-api-key", "").strip() or None
+    return token
 
 
 def caller_digest(token: str | None) -> str:
@@ -119,14 +127,14 @@ class ApiKeyMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        token = bearer_token(Headers(scope=scope))
+        token = request_key(scope)
         await self.keys.refresh()
         scope[AUTHENTICATED] = not self.keys.configured or (token is not None and self.keys.accepts(token))
         scope[CALLER] = caller_digest(token) if self.keys.configured and scope[AUTHENTICATED] else ""
         if scope[AUTHENTICATED] or self.is_public(scope["path"]):
             await self.app(scope, receive, send)
             return
-        message = "missing or invalid API key: send the header `Authorization: Bearer <key>` (or `x-api-key: <key>`)"
+        message = "missing or invalid API key: send the header `Authorization: Bearer <key>`"
         response = error_response(401, message, code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
         await response(scope, receive, send)
 

@@ -126,30 +126,26 @@ def _chat_handler(model: Model, llama: Any) -> Any:
     return formatter.to_chat_handler()
 
 
-def _chat_prompt_tokens(model: Model, llama: Any, messages: list[dict[str, Any]]) -> int:
-    """As llama-cpp-python's chat handlers do it: the model's Jinja template, else its named chat format's own
-    formatter, else the GGUF's template; then tokenized with the special tokens."""
+def _chat_formatter(model: Model, llama: Any) -> Any:
+    """As llama-cpp-python's chat handlers format a prompt: the model's Jinja template, else its named chat format's
+    own formatter, else the GGUF's template; ValueError when there is none."""
     from llama_cpp import llama_chat_format
 
     name = llama.chat_format or ""
     template = model.chat_template
     if template is None and (not name or name.startswith("chat_template.")):  # the GGUF's own, as Llama took it
         template = llama.metadata.get("tokenizer.chat_template")
-    named = getattr(llama_chat_format, f"format_{name.replace('-', '_')}", None)
     if template is not None:
         vocab = llama._model
-        formatter: Any = llama_chat_format.Jinja2ChatFormatter(
+        return llama_chat_format.Jinja2ChatFormatter(
             template=template,
             eos_token=vocab.token_get_text(llama.token_eos()),
             bos_token=vocab.token_get_text(llama.token_bos()),
         )
-    elif named is not None:
-        formatter = named
-    else:
-        raise ValueError(f"no chat format for model `{model.id}` to count its prompt with")
-    formatted = formatter(messages=messages)
-    prompt = formatted.prompt.encode("utf-8", "ignore")
-    return len(llama.tokenize(prompt, add_bos=not formatted.added_special, special=True))
+    named = getattr(llama_chat_format, f"format_{name.replace('-', '_')}", None)
+    if named is None:
+        raise ValueError(f"model `{model.id}`: its chat format `{name}` cannot count a prompt here")
+    return named
 
 
 def _batches(counts: list[int], batch_tokens: int, batch_inputs: int) -> Iterator[tuple[int, int]]:
@@ -173,6 +169,7 @@ class Engine:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{model.id}")
         self._requests = ThreadPoolExecutor(max_workers=plan.parallel, thread_name_prefix=f"llama-{model.id}-request")
         self._llama: Any = None
+        self._formatter: Any = None  # the chat prompt's formatter, for counting (made at the first count)
         self._context: Any = None
         self._scheduler: Scheduler | None = None
 
@@ -209,9 +206,27 @@ class Engine:
         tokens = await self._call(lambda: self._llama.tokenize(text.encode("utf-8", "ignore"), special=True))
         return len(tokens)
 
-    async def count_chat_tokens(self, messages: list[dict[str, Any]]) -> int:
-        """The tokens of the prompt these chat messages make, formatted as a chat completion formats them."""
-        return await self._call(lambda: _chat_prompt_tokens(self.model, self._llama, messages))
+    async def count_chat_tokens(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> int:
+        """The tokens of the prompt these chat messages (and tools) make, formatted as a chat completion formats
+        them; ValueError when the model's chat format refuses them. As for embed: the caller's place in the queue
+        is held until the engine thread has let go."""
+        future = self._executor.submit(self._count_chat_blocking, messages, tools)
+        try:
+            return await asyncio.shield(asyncio.wrap_future(future))
+        finally:
+            if not future.cancel():
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(asyncio.wrap_future(future))
+
+    def _count_chat_blocking(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> int:
+        if self._formatter is None:  # made once: a Jinja template compiles in Python, under the GIL
+            self._formatter = _chat_formatter(self.model, self._llama)
+        try:
+            formatted = self._formatter(messages=messages, tools=tools)
+        except Exception as exc:  # the template's own raise_exception, or Jinja choking on what it was given
+            raise ValueError("the model's chat format refuses these messages (roles in that order, say)") from exc
+        prompt = formatted.prompt.encode("utf-8", "ignore")
+        return len(self._llama.tokenize(prompt, add_bos=not formatted.added_special, special=True))
 
     async def stream(self, start: StreamCall, generation: Generation) -> AsyncIterator[Chunk]:
         """Chunks of one generation; closing the iterator early cancels the generation at the next step."""

@@ -36,6 +36,7 @@ from .engine import Engine, ModelLoadError, plan_engine
 from .errors import ModelFailed, ModelsBusy, QueueFull, Refused, Superseded, UnknownModel
 
 log = logging.getLogger("cortex.models")
+SLEEP_CHECK_MIN_S, SLEEP_CHECK_MAX_S = 0.5, 30.0
 
 
 @runtime_checkable
@@ -50,7 +51,7 @@ class Slot:
     """One model of the Cortexfile and what the server currently knows about it."""
 
     model: Model
-    state: str = "unloaded"  # loading | ready | unloaded | failed
+    state: str = "unloaded"  # loading | ready | unloaded | sleeping | failed
     error: str | None = None
     engine: Engine | None = None
     size_mb: float = 0.0  # model file and KV cache, once planned
@@ -78,8 +79,10 @@ class ModelManager:
             metrics.set("cortex_queue_depth", 0, model=model_id)
 
     async def start(self) -> None:
-        """Return at once; the `load: start` models load one after another in the background."""
+        """Return at once; the `load: start` models load one after another in the background, and idle models
+        are put to sleep (idle_unload_s) from now on."""
         self._background = asyncio.create_task(self._load_start_models(), name="cortex-load-start-models")
+        self._spawn(self._put_idle_models_to_sleep(), "cortex-idle-unload")
 
     async def close(self) -> None:
         if isinstance(self._locate, Stoppable):
@@ -105,6 +108,9 @@ class ModelManager:
 
     def model_ids(self) -> list[str]:
         return list(self._slots)
+
+    def states(self) -> dict[str, str]:
+        return {model_id: slot.state for model_id, slot in self._slots.items()}
 
     def models(self) -> list[Model]:
         return [slot.model for slot in self._slots.values()]
@@ -293,6 +299,48 @@ class ModelManager:
         serving = self._slots.get(slot.model.id)
         if serving is not None and serving is not slot and serving.engine is not None:
             self.metrics.set("cortex_model_loaded", 1, model=slot.model.id)  # the old copy went, the new one stays
+
+    # Sleeping: an idle model unloaded, loaded again by its next request (as a `load: on_demand` one is).
+
+    def idle_unload_s(self, slot: Slot) -> int | None:
+        return slot.model.idle_unload_s or self.limits.idle_unload_s
+
+    async def _put_idle_models_to_sleep(self) -> None:
+        while True:
+            await asyncio.sleep(self._next_sleep_check())
+            now = time.monotonic()
+            for slot in list(self._slots.values()):
+                after = self.idle_unload_s(slot)
+                if after is not None and self._idle(slot) and now - slot.last_used >= after:
+                    await self.sleep(slot.model.id, f"no request for {after} s")
+
+    def _next_sleep_check(self) -> float:
+        """Seconds until the first resident model may fall asleep (checked again then), between 0.5 and 30."""
+        now, soonest = time.monotonic(), SLEEP_CHECK_MAX_S
+        for slot in self._slots.values():
+            after = self.idle_unload_s(slot)
+            if after is not None:  # a model not loaded yet may be by then
+                soonest = min(soonest, slot.last_used + after - now if slot.engine is not None else after)
+        return max(soonest, SLEEP_CHECK_MIN_S)
+
+    def _idle(self, slot: Slot) -> bool:
+        return slot.engine is not None and slot.state == "ready" and slot.pending == 0 and slot.loading is None
+
+    async def sleep(self, model_id: str, why: str) -> bool:
+        """Unload a model now if nothing runs on it (False when it is busy); its next request loads it again."""
+        slot = self._slot(model_id)
+        async with self._residency:
+            if not self._idle(slot):
+                return slot.engine is None
+            await self._unload(slot)
+            slot.state = "sleeping"
+        log.info("model `%s` sleeps (%s); its next request loads it again", model_id, why)
+        return True
+
+    async def wake(self, model_id: str) -> None:
+        """Load a model now (what its next request would do), in the queue as a request is."""
+        async with self.use(model_id):
+            pass
 
     # Changes while serving (hot reload).
 

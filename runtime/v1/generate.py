@@ -9,6 +9,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from jinja2 import TemplateError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -23,6 +24,7 @@ from .responses import Envelope, Reply, completion_body, stream_chunk, usage_chu
 from .streaming import DONE, ClientGone, EventStream, error_event, event, unless_disconnected
 
 CLIENT_CLOSED_REQUEST = 499  # nginx's code; nobody reads it, but logs and metrics do
+CHAT_FORMAT_REFUSED = "The model's chat format refuses these messages (their roles in this order, for instance)."
 
 
 class Dialect(Protocol):
@@ -128,6 +130,8 @@ async def _guarded(chunks: AsyncIterator[Chunk], job: Job) -> AsyncIterator[Chun
                 code="context_length_exceeded",
             ) from None
         raise ApiError(400, f"The model could not run this request: {message}", code="invalid_request") from None
+    except (TemplateError, TypeError):  # a chat template's raise_exception, or one given what it cannot format
+        raise ApiError(400, CHAT_FORMAT_REFUSED, param=job.prompt_param, code="invalid_request") from None
     except RuntimeError as exc:
         raise ApiError(503, f"llama.cpp failed during generation: {exc}", code="engine_error") from None
     finally:

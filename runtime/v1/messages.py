@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
 from ..http.anthropic_errors import error_body
 from ..http.errors import ApiError
 from ..models.engine import Chunk
@@ -18,6 +20,7 @@ from .messages_request import InputMessage, MessagesRequest, TextBlock, ToolDefi
 from .requests import ChatCompletionRequest
 from .responses import Reply, choice_of
 from .sampling import unsupported
+from .validation import as_api_error
 
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "function_call": "tool_use"}
 
@@ -30,7 +33,7 @@ def chat_request(body: MessagesRequest) -> ChatCompletionRequest:
     sampling = {"temperature": body.temperature, "top_p": body.top_p}
     chat |= {key: value for key, value in sampling.items() if value is not None}
     if body.tools:
-        chat["tools"] = [_function_tool(tool) for tool in body.tools]
+        chat["tools"] = [function_tool(tool) for tool in body.tools]
     choice = body.tool_choice
     if choice is not None and choice.type != "auto":
         named = {"type": "function", "function": {"name": choice.name}}
@@ -38,7 +41,16 @@ def chat_request(body: MessagesRequest) -> ChatCompletionRequest:
     if body.output_config is not None and body.output_config.format is not None:
         schema = body.output_config.format.schema_
         chat["response_format"] = {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
-    return ChatCompletionRequest.model_validate(chat)
+    return as_chat_request(chat)
+
+
+def as_chat_request(chat: dict[str, Any]) -> ChatCompletionRequest:
+    """Checked as a chat request is (message and tool caps, names): a 400 when the translation breaks one."""
+    try:
+        return ChatCompletionRequest.model_validate(chat)
+    except ValidationError as exc:
+        error = as_api_error(exc)
+        raise ApiError(400, f"{error.message} (in the chat request these messages make)", param=error.param) from None
 
 
 def chat_messages(system: str | list[TextBlock] | None, turns: list[InputMessage]) -> list[dict[str, Any]]:
@@ -48,7 +60,7 @@ def chat_messages(system: str | list[TextBlock] | None, turns: list[InputMessage
     return messages
 
 
-def _function_tool(tool: ToolDefinition) -> dict[str, Any]:
+def function_tool(tool: ToolDefinition) -> dict[str, Any]:
     function = {"name": tool.name, "description": tool.description or "", "parameters": tool.input_schema}
     return {"type": "function", "function": function}
 

@@ -56,7 +56,7 @@ class ToolDefinition(Loose):
 
 class ToolChoice(Strict):
     type: Literal["auto", "any", "tool", "none"]
-    name: str | None = Field(None, max_length=64)
+    name: str | None = Field(None, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
     disable_parallel_tool_use: bool | None = None
 
 

@@ -66,7 +66,10 @@ EMBEDDINGS = _object(
         "usage": _object({"prompt_tokens": INTEGER, "total_tokens": INTEGER}),
     }
 )
-MODEL = _object({"id": STRING, "object": {"const": "model"}, "created": INTEGER, "owned_by": STRING})
+MODEL = _object(
+    {"id": STRING, "object": {"const": "model"}, "created": INTEGER, "owned_by": STRING},
+    {"state": {"enum": ["loading", "ready", "unloaded", "sleeping", "failed"]}},
+)
 MODEL_LIST = _object({"object": {"const": "list"}, "data": {"type": "array", "items": MODEL}})
 # One server-sent event: `data:` carries a JSON chunk, an error object, or the final `[DONE]`.
 SERVER_SENT_EVENT = _object({"data": STRING}, {"event": STRING, "id": STRING, "retry": INTEGER})

@@ -160,10 +160,12 @@ def _encode(vector: list[float], encoding: str) -> list[float] | str:
     return vector
 
 
-def models_body(model_ids: list[str], created: int) -> dict[str, Any]:
+def models_body(states: dict[str, str], created: int) -> dict[str, Any]:
+    """OpenAI's model list; `state` (ours: ready, loading, sleeping, ...) beside its fields."""
     return {
         "object": "list",
         "data": [
-            {"id": model_id, "object": "model", "created": created, "owned_by": "cortex"} for model_id in model_ids
+            {"id": model_id, "object": "model", "created": created, "owned_by": "cortex", "state": state}
+            for model_id, state in states.items()
         ],
     }

@@ -15,7 +15,7 @@ from ..models.engine import Embedded, Engine, StreamCall, TooManyTokens
 from ..models.manager import ModelManager
 from .generate import CLIENT_CLOSED_REQUEST, Job, respond
 from .grammars import check_grammars, prepare_grammars
-from .messages import Anthropic, chat_messages, chat_request
+from .messages import Anthropic, as_chat_request, chat_messages, chat_request, function_tool
 from .messages_request import CountTokensRequest, MessagesRequest
 from .offload import Offload
 from .requests import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
@@ -28,9 +28,10 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 MAX_EMBEDDING_TOKENS = 300_000  # per request, all inputs together: OpenAI's limit (inputs: requests.py)
 
 
-def v1_routes(manager: ModelManager) -> list[BaseRoute]:
+def v1_routes(manager: ModelManager, offload: Offload | None = None) -> list[BaseRoute]:
+    """`offload`: the app's one pool for grammar work, shared with messages_routes."""
     created = int(time.time())
-    offload = Offload()
+    offload = offload or Offload()
     return [
         Route("/v1/models", _list_models(manager, created), methods=["GET"]),
         Route("/v1/models/{model_id:path}", _get_model(manager, created), methods=["GET"]),
@@ -40,17 +41,34 @@ def v1_routes(manager: ModelManager) -> list[BaseRoute]:
     ]
 
 
-def messages_routes(manager: ModelManager) -> list[BaseRoute]:
+def model_control_routes(manager: ModelManager) -> list[BaseRoute]:
+    """Cortex's own: load a model now, or put it to sleep (outside the OpenAI document, which has no such routes)."""
+    return [
+        Route("/v1/models/{model_id:path}/load", _load(manager), methods=["POST"]),
+        Route("/v1/models/{model_id:path}/unload", _unload(manager), methods=["POST"]),
+    ]
+
+
+def messages_routes(manager: ModelManager, offload: Offload) -> list[BaseRoute]:
     """Anthropic's Messages API beside the OpenAI one (not in /openapi.json, which describes OpenAI's)."""
     return [
-        Route("/v1/messages", _messages(manager, Offload()), methods=["POST"]),
+        Route("/v1/messages", _messages(manager, offload), methods=["POST"]),
         Route("/v1/messages/count_tokens", _count_tokens(manager), methods=["POST"]),
     ]
 
 
+async def _count(manager: ModelManager, model: str, arguments: dict[str, Any]) -> int:
+    """In the model's queue as a request is (the wait covered by the caller's deadline and disconnect check)."""
+    async with manager.use(manager.model(model).id) as engine:
+        try:
+            return await engine.count_chat_tokens(arguments["messages"], arguments.get("tools"))
+        except ValueError as exc:
+            raise ApiError(400, str(exc), param="messages", code="invalid_request") from None
+
+
 def _list_models(manager: ModelManager, created: int) -> Endpoint:
     async def list_models(request: Request) -> Response:
-        return JSONResponse(models_body(manager.model_ids(), created))
+        return JSONResponse(models_body(manager.states(), created))
 
     return list_models
 
@@ -58,9 +76,33 @@ def _list_models(manager: ModelManager, created: int) -> Endpoint:
 def _get_model(manager: ModelManager, created: int) -> Endpoint:
     async def get_model(request: Request) -> Response:
         model = manager.model(request.path_params["model_id"])
-        return JSONResponse(models_body([model.id], created)["data"][0])
+        return JSONResponse(models_body({model.id: manager.states()[model.id]}, created)["data"][0])
 
     return get_model
+
+
+def _load(manager: ModelManager) -> Endpoint:
+    """Load a model now, as its next request would (in its queue; 429/503 as a request gets them)."""
+
+    async def load(request: Request) -> Response:
+        model_id = manager.model(request.path_params["model_id"]).id
+        await unless_disconnected(request, manager.wake(model_id), manager.limits.request_timeout_s)
+        return JSONResponse({"id": model_id, "state": manager.states()[model_id]})
+
+    return load
+
+
+def _unload(manager: ModelManager) -> Endpoint:
+    """Put a model to sleep now; 409 while requests run on it."""
+
+    async def unload(request: Request) -> Response:
+        model_id = manager.model(request.path_params["model_id"]).id
+        if not await manager.sleep(model_id, "asked through /v1/models/{id}/unload"):
+            raise ApiError(409, f"Model `{model_id}` is serving requests: unload it once they are done.",
+                           param="model", code="model_busy")  # fmt: skip
+        return JSONResponse({"id": model_id, "state": manager.states()[model_id]})
+
+    return unload
 
 
 def _chat(manager: ModelManager, offload: Offload) -> Endpoint:
@@ -111,14 +153,15 @@ def _count_tokens(manager: ModelManager) -> Endpoint:
         body = await parse_body(request, CountTokensRequest)
         if body.thinking is not None and body.thinking.get("type") != "disabled":
             raise unsupported("thinking", "extended thinking is not supported; leave it out or disable it.")
-        messages = chat_messages(body.system, body.messages)
-        ChatCompletionRequest.model_validate({"model": body.model, "messages": messages})  # bounded as a chat
-        async with manager.use(manager.model(body.model).id) as engine:
-            try:
-                counted = engine.count_chat_tokens(messages)
-                tokens = await unless_disconnected(request, counted, manager.limits.request_timeout_s)
-            except ClientGone:
-                return Response(status_code=CLIENT_CLOSED_REQUEST)
+        chat: dict[str, Any] = {"model": body.model, "messages": chat_messages(body.system, body.messages)}
+        if body.tools:
+            chat["tools"] = [function_tool(tool) for tool in body.tools]
+        arguments = chat_arguments(as_chat_request(chat), manager.limits)  # bounded and checked as a chat
+        try:
+            counted = _count(manager, body.model, arguments)
+            tokens = await unless_disconnected(request, counted, manager.limits.request_timeout_s)
+        except ClientGone:
+            return Response(status_code=CLIENT_CLOSED_REQUEST)
         return JSONResponse({"input_tokens": tokens})
 
     return count_tokens

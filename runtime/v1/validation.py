@@ -22,10 +22,10 @@ async def parse_body(request: Request, model: type[M]) -> M:
     try:
         return model.model_validate_json(body)
     except ValidationError as exc:
-        raise _as_api_error(exc) from None
+        raise as_api_error(exc) from None
 
 
-def _as_api_error(exc: ValidationError) -> ApiError:
+def as_api_error(exc: ValidationError) -> ApiError:
     errors = exc.errors(include_url=False)
     first = _most_useful(errors)
     param = dotted(first["loc"])

@@ -126,8 +126,9 @@ def test_count_tokens_is_the_messages_input_tokens(client: anthropic.Anthropic) 
         {"role": "assistant", "content": "One, two."},
         {"role": "user", "content": "Go on."},
     ]
-    counted = client.messages.count_tokens(model=MODEL_ID, system="Answer briefly.", messages=turns)
-    sent = client.messages.create(model=MODEL_ID, max_tokens=1, system="Answer briefly.", messages=turns)
+    tool: ToolParam = {"name": "now", "input_schema": {"type": "object", "properties": {}}}
+    counted = client.messages.count_tokens(model=MODEL_ID, system="Answer briefly.", messages=turns, tools=[tool])
+    sent = client.messages.create(model=MODEL_ID, max_tokens=1, system="Answer briefly.", messages=turns, tools=[tool])
     assert counted.input_tokens == sent.usage.input_tokens > 10
 
 
@@ -156,8 +157,24 @@ def test_errors_come_in_anthropics_shape(server: CortexServer, client: anthropic
         assert answer.json()["type"] == "error"
         assert answer.json()["error"]["type"] == "invalid_request_error"
         assert said in answer.json()["error"]["message"]
-    refused = httpx.post(f"{server.base_url}/v1/messages", json={}, headers={"x-api-key": "wrong"}, timeout=60)
-    assert refused.status_code == 401
+    many = [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}] * 1024
+    unnamed = {**asked, "tool_choice": {"type": "tool", "name": "a b"}}
+    for body, said in (({**asked, "system": "s", "messages": many}, "'messages'"), (unnamed, "tool_choice.name")):
+        for path in ("/v1/messages", "/v1/messages/count_tokens"):  # a chat of 2049 messages is refused, not a 500
+            sent = body if path == "/v1/messages" else {key: body[key] for key in body if key != "max_tokens"}
+            answer = httpx.post(f"{server.base_url}{path}", json=sent, headers=headers, timeout=60)
+            assert answer.status_code == 400, answer.text
+            assert said in answer.json()["error"]["message"]
+    plain_key = httpx.post(f"{server.base_url}/v1/chat/completions", json={}, headers={"x-api-key": KEY}, timeout=60)
+    assert plain_key.status_code == 401  # x-api-key on Anthropic's routes only: caches keep other answers
+    for path, headers in (("/v1/messages", {"x-api-key": "wrong"}), ("/v1/messages/count_tokens", {})):
+        refused = httpx.post(f"{server.base_url}{path}", json={}, headers=headers, timeout=60)
+        assert refused.status_code == 401
+        assert refused.json()["error"]["type"] == "authentication_error"  # refused before the route: same shape
+    form = {"x-api-key": KEY, "content-type": "text/plain"}  # what a web page may send without asking: refused
+    plain = httpx.post(f"{server.base_url}/v1/messages", content=b"{}", headers=form, timeout=60)
+    assert plain.status_code in (403, 415)
+    assert plain.json()["type"] == "error"
 
 
 JSON = st.recursive(
