@@ -312,7 +312,12 @@ class ModelManager:
             for slot in list(self._slots.values()):
                 after = self.idle_unload_s(slot)
                 if after is not None and self._idle(slot) and now - slot.last_used >= after:
-                    await self.sleep(slot.model.id, f"no request for {after} s")
+                    try:
+                        await self.sleep(slot.model.id, f"no request for {after} s")
+                    except UnknownModel:  # a reload removed it meanwhile
+                        pass
+                    except Exception:  # the model stays loaded; the loop goes on for the others
+                        log.exception("model `%s` could not be put to sleep", slot.model.id)
 
     def _next_sleep_check(self) -> float:
         """Seconds until the first resident model may fall asleep (checked again then), between 0.5 and 30."""
