@@ -46,6 +46,8 @@ def health_routes(
             body["config"] = config_status(details=authenticated)
         if authenticated and system:  # a version tells an attacker which flaws to try: key holders only
             body["system"] = dict(system)
+        if authenticated:  # each model's state (ready, sleeping, ...): what is loaded, for key holders
+            body["models"] = [{"id": entry["id"], "state": entry["state"]} for entry in models.status()]
         return JSONResponse(body)
 
     async def ready(request: Request) -> Response:
@@ -89,7 +91,13 @@ def health_openapi_paths(metrics_need_key: bool) -> dict[str, object]:
         "device image, the image's build.version and kind (os-release IMAGE_VERSION and IMAGE_ID).",
         "properties": {name: {"type": "string"} for name in ("runtime_version", "version", "image")},
     }
-    properties = {"status": {"type": "string"}, "config": config, "backends": backends, "system": system}
+    model_states = {
+        "type": "array",
+        "description": "Each model's state: loading, ready, unloaded, sleeping or failed (only with a valid key).",
+        "items": {"type": "object", "properties": {"id": {"type": "string"}, "state": {"type": "string"}}},
+    }
+    properties = {"status": {"type": "string"}, "config": config, "backends": backends, "system": system,
+                  "models": model_states}  # fmt: skip
     alive = {**status, "properties": properties}
     ready = {
         **status,
