@@ -16,10 +16,19 @@ from ..http.errors import ApiError
 from ..models.engine import Chunk
 from ..models.generation import TokenStats
 from .generate import Job
-from .messages_request import InputMessage, MessagesRequest, TextBlock, ToolDefinition, ToolResultBlock, ToolUseBlock
+from .messages_request import (
+    CountTokensRequest,
+    InputMessage,
+    MessagesRequest,
+    TextBlock,
+    ToolDefinition,
+    ToolResultBlock,
+    ToolUseBlock,
+)
 from .requests import ChatCompletionRequest
 from .responses import Reply, choice_of
 from .sampling import unsupported
+from .streaming import event
 from .validation import as_api_error
 
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "function_call": "tool_use"}
@@ -28,12 +37,12 @@ STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_
 def chat_request(body: MessagesRequest) -> ChatCompletionRequest:
     """The chat completion request a Messages request means; ApiError naming the field it cannot honour."""
     _refuse_unsupported(body)
-    messages = chat_messages(body.system, body.messages)
+    messages = _chat_messages(body.system, body.messages)
     chat: dict[str, Any] = {"model": body.model, "messages": messages, "max_tokens": body.max_tokens}
     sampling = {"temperature": body.temperature, "top_p": body.top_p}
     chat |= {key: value for key, value in sampling.items() if value is not None}
     if body.tools:
-        chat["tools"] = [function_tool(tool) for tool in body.tools]
+        chat["tools"] = [_function_tool(tool) for tool in body.tools]
     choice = body.tool_choice
     if choice is not None and choice.type != "auto":
         named = {"type": "function", "function": {"name": choice.name}}
@@ -41,10 +50,10 @@ def chat_request(body: MessagesRequest) -> ChatCompletionRequest:
     if body.output_config is not None and body.output_config.format is not None:
         schema = body.output_config.format.schema_
         chat["response_format"] = {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
-    return as_chat_request(chat)
+    return _as_chat_request(chat)
 
 
-def as_chat_request(chat: dict[str, Any]) -> ChatCompletionRequest:
+def _as_chat_request(chat: dict[str, Any]) -> ChatCompletionRequest:
     """Checked as a chat request is (message and tool caps, names): a 400 when the translation breaks one."""
     try:
         return ChatCompletionRequest.model_validate(chat)
@@ -53,21 +62,34 @@ def as_chat_request(chat: dict[str, Any]) -> ChatCompletionRequest:
         raise ApiError(400, f"{error.message} (in the chat request these messages make)", param=error.param) from None
 
 
-def chat_messages(system: str | list[TextBlock] | None, turns: list[InputMessage]) -> list[dict[str, Any]]:
+def _chat_messages(system: str | list[TextBlock] | None, turns: list[InputMessage]) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = [{"role": "system", "content": _text(system)}] if system else []
     for index, message in enumerate(turns):
-        messages += _chat_messages(message, index)
+        messages += _turn_messages(message, index)
     return messages
 
 
-def function_tool(tool: ToolDefinition) -> dict[str, Any]:
+def _function_tool(tool: ToolDefinition) -> dict[str, Any]:
     function = {"name": tool.name, "description": tool.description or "", "parameters": tool.input_schema}
     return {"type": "function", "function": function}
 
 
-def _refuse_unsupported(body: MessagesRequest) -> None:
-    if body.thinking is not None and body.thinking.get("type") != "disabled":
+def count_request(body: CountTokensRequest) -> ChatCompletionRequest:
+    """The chat request whose prompt count_tokens counts: its messages and tools, checked as a chat request is."""
+    _refuse_thinking(body.thinking)
+    chat: dict[str, Any] = {"model": body.model, "messages": _chat_messages(body.system, body.messages)}
+    if body.tools:
+        chat["tools"] = [_function_tool(tool) for tool in body.tools]
+    return _as_chat_request(chat)
+
+
+def _refuse_thinking(thinking: dict[str, Any] | None) -> None:
+    if thinking is not None and thinking.get("type") != "disabled":
         raise unsupported("thinking", "extended thinking is not supported; leave it out or disable it.")
+
+
+def _refuse_unsupported(body: MessagesRequest) -> None:
+    _refuse_thinking(body.thinking)
     if body.container is not None or body.mcp_servers:
         raise unsupported("container" if body.container else "mcp_servers", "no hosted tools run here.")
     if body.tool_choice is not None and body.tool_choice.type == "any":
@@ -80,7 +102,7 @@ def _text(content: str | list[TextBlock]) -> str:
     return content if isinstance(content, str) else "\n".join(block.text for block in content)
 
 
-def _chat_messages(message: InputMessage, index: int) -> list[dict[str, Any]]:
+def _turn_messages(message: InputMessage, index: int) -> list[dict[str, Any]]:
     """One Messages turn as chat messages: a user's tool results first (they answer the turn before), each a
     `tool` message, then its text; an assistant's text and its tool calls in one message."""
     if isinstance(message.content, str):
@@ -195,7 +217,7 @@ class Anthropic:
 
     async def events(self, job: Job, chunks: AsyncIterator[Chunk], stats: TokenStats) -> AsyncIterator[bytes]:
         start = {**self.head(), "content": [], "stop_reason": None, "stop_sequence": None, "usage": _usage(stats)}
-        yield sse("message_start", {"type": "message_start", "message": start})
+        yield _event({"type": "message_start", "message": start})
         blocks = _Blocks()
         finish = None
         async for chunk in chunks:
@@ -208,11 +230,11 @@ class Anthropic:
         stop, sequence = self._stop(finish)
         delta = {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": sequence},
                  "usage": {"output_tokens": stats.completion_tokens}}  # fmt: skip
-        yield sse("message_delta", delta)
-        yield sse("message_stop", {"type": "message_stop"})
+        yield _event(delta)
+        yield _event({"type": "message_stop"})
 
     def error_event(self, error: ApiError) -> bytes:
-        return sse("error", error_body(error.status, error.message))
+        return _event(error_body(error.status, error.message))
 
 
 class _Blocks:
@@ -241,24 +263,24 @@ class _Blocks:
         if self.open is None:
             return []
         self.open = None
-        return [sse("content_block_stop", {"type": "content_block_stop", "index": self.index})]
+        return [_event({"type": "content_block_stop", "index": self.index})]
 
     def _start(self, block: dict[str, Any], kind: str | int) -> list[bytes]:
         events = self.close()
         self.index += 1
         self.open = kind
-        events.append(sse("content_block_start", {"type": "content_block_start", "index": self.index,
+        events.append(_event({"type": "content_block_start", "index": self.index,
                                                   "content_block": block}))  # fmt: skip
         return events
 
     def _delta(self, delta: dict[str, Any]) -> bytes:
-        return sse("content_block_delta", {"type": "content_block_delta", "index": self.index, "delta": delta})
+        return _event({"type": "content_block_delta", "index": self.index, "delta": delta})
 
 
 def _text_chunk(text: str, finish: str | None) -> Chunk:
     return {"choices": [{"delta": {"content": text}, "finish_reason": finish}]}
 
 
-def sse(name: str, body: dict[str, Any]) -> bytes:
-    data = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
-    return f"event: {name}\ndata: {data}\n\n".encode()
+def _event(body: dict[str, Any]) -> bytes:
+    """An Anthropic event: its name is its body's type."""
+    return event(body, body["type"])

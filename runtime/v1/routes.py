@@ -15,7 +15,7 @@ from ..models.engine import Embedded, Engine, StreamCall, TooManyTokens
 from ..models.manager import ModelManager
 from .generate import CLIENT_CLOSED_REQUEST, Job, respond
 from .grammars import check_grammars, prepare_grammars
-from .messages import Anthropic, as_chat_request, chat_messages, chat_request, function_tool
+from .messages import Anthropic, chat_request, count_request
 from .messages_request import CountTokensRequest, MessagesRequest
 from .offload import Offload
 from .requests import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
@@ -151,12 +151,7 @@ def _count_tokens(manager: ModelManager) -> Endpoint:
 
     async def count_tokens(request: Request) -> Response:
         body = await parse_body(request, CountTokensRequest)
-        if body.thinking is not None and body.thinking.get("type") != "disabled":
-            raise unsupported("thinking", "extended thinking is not supported; leave it out or disable it.")
-        chat: dict[str, Any] = {"model": body.model, "messages": chat_messages(body.system, body.messages)}
-        if body.tools:
-            chat["tools"] = [function_tool(tool) for tool in body.tools]
-        arguments = chat_arguments(as_chat_request(chat), manager.limits)  # bounded and checked as a chat
+        arguments = chat_arguments(count_request(body), manager.limits)  # bounded and checked as a chat
         try:
             counted = _count(manager, body.model, arguments)
             tokens = await unless_disconnected(request, counted, manager.limits.request_timeout_s)

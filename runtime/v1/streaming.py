@@ -22,8 +22,10 @@ class ClientGone(Exception):
     """The client disconnected; nobody is left to answer."""
 
 
-def event(body: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n\n"
+def event(body: dict[str, Any], name: str | None = None) -> bytes:
+    """One server-sent event; `name`: its `event:` line (Anthropic's events have one, OpenAI's do not)."""
+    data = b"data: " + json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n\n"
+    return f"event: {name}\n".encode() + data if name else data
 
 
 def error_event(error: ApiError) -> bytes:
