@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,6 +31,7 @@ from .batching.view import LlamaView
 from .generation import Generation
 
 T = TypeVar("T")
+CHAT_FORMAT_REFUSED = "The model's chat format refuses these messages (their roles in this order, for instance)."
 log = logging.getLogger("cortex.llama")
 MEAN_POOLING = 1  # llama_cpp.LLAMA_POOLING_TYPE_MEAN
 Chunk = dict[str, Any]
@@ -114,16 +115,21 @@ def _chat_handler(model: Model, llama: Any) -> Any:
     """A handler from the model's Jinja `chat_template`, or None to keep `chat_format`/the GGUF's own."""
     if model.chat_template is None:
         return None
+
+    return _jinja_formatter(model.chat_template, llama).to_chat_handler()
+
+
+def _jinja_formatter(template: str, llama: Any) -> Any:
+    """llama-cpp-python's formatter of a Jinja chat template, with this model's own BOS and EOS."""
     from llama_cpp import llama_chat_format
 
     vocab = llama._model
-    formatter = llama_chat_format.Jinja2ChatFormatter(
-        template=model.chat_template,
+    return llama_chat_format.Jinja2ChatFormatter(
+        template=template,
         eos_token=vocab.token_get_text(llama.token_eos()),
         bos_token=vocab.token_get_text(llama.token_bos()),
         stop_token_ids=[llama.token_eos()],
     )
-    return formatter.to_chat_handler()
 
 
 def _chat_formatter(model: Model, llama: Any) -> Any:
@@ -136,16 +142,24 @@ def _chat_formatter(model: Model, llama: Any) -> Any:
     if template is None and (not name or name.startswith("chat_template.")):  # the GGUF's own, as Llama took it
         template = llama.metadata.get("tokenizer.chat_template")
     if template is not None:
-        vocab = llama._model
-        return llama_chat_format.Jinja2ChatFormatter(
-            template=template,
-            eos_token=vocab.token_get_text(llama.token_eos()),
-            bos_token=vocab.token_get_text(llama.token_bos()),
-        )
+        return _jinja_formatter(template, llama)
     named = getattr(llama_chat_format, f"format_{name.replace('-', '_')}", None)
     if named is None:
         raise ValueError(f"model `{model.id}`: its chat format `{name}` cannot count a prompt here")
     return named
+
+
+async def _until_let_go(future: Future[T], stop: Callable[[], None] | None = None) -> T:
+    """The engine thread's result; when the caller is cancelled, `stop` is called, a call still queued never
+    runs, and a running one is waited for: the caller's place in the queue is held until the thread lets go."""
+    try:
+        return await asyncio.shield(asyncio.wrap_future(future))
+    finally:
+        if stop is not None:
+            stop()
+        if not future.cancel():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(asyncio.wrap_future(future))
 
 
 def _batches(counts: list[int], batch_tokens: int, batch_inputs: int) -> Iterator[tuple[int, int]]:
@@ -194,13 +208,7 @@ class Engine:
         returns only once the engine thread has let go: the caller's place in the queue is held until then."""
         cancel = threading.Event()
         future = self._executor.submit(self._embed_blocking, texts, max_tokens, cancel)
-        try:
-            return await asyncio.shield(asyncio.wrap_future(future))
-        finally:
-            cancel.set()
-            if not future.cancel():  # still queued: it never runs; running: it stops at the next batch
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(asyncio.wrap_future(future))
+        return await _until_let_go(future, stop=cancel.set)  # running: it stops at the next batch
 
     async def tokenize(self, text: str) -> int:
         tokens = await self._call(lambda: self._llama.tokenize(text.encode("utf-8", "ignore"), special=True))
@@ -210,13 +218,7 @@ class Engine:
         """The tokens of the prompt these chat messages (and tools) make, formatted as a chat completion formats
         them; ValueError when the model's chat format refuses them. As for embed: the caller's place in the queue
         is held until the engine thread has let go."""
-        future = self._executor.submit(self._count_chat_blocking, messages, tools)
-        try:
-            return await asyncio.shield(asyncio.wrap_future(future))
-        finally:
-            if not future.cancel():
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(asyncio.wrap_future(future))
+        return await _until_let_go(self._executor.submit(self._count_chat_blocking, messages, tools))
 
     def _count_chat_blocking(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> int:
         if self._formatter is None:  # made once: a Jinja template compiles in Python, under the GIL
@@ -224,7 +226,7 @@ class Engine:
         try:
             formatted = self._formatter(messages=messages, tools=tools)
         except Exception as exc:  # the template's own raise_exception, or Jinja choking on what it was given
-            raise ValueError("the model's chat format refuses these messages (roles in that order, say)") from exc
+            raise ValueError(CHAT_FORMAT_REFUSED) from exc
         prompt = formatted.prompt.encode("utf-8", "ignore")
         return len(self._llama.tokenize(prompt, add_bos=not formatted.added_special, special=True))
 

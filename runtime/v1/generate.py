@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 
 from ..http.auth import cache_owner
 from ..http.errors import ApiError
-from ..models.engine import Chunk, Engine, StreamCall
+from ..models.engine import CHAT_FORMAT_REFUSED, Chunk, Engine, StreamCall
 from ..models.errors import Refused
 from ..models.generation import Generation, TokenStats
 from ..models.manager import ModelManager
@@ -24,7 +24,6 @@ from .responses import Envelope, Reply, completion_body, stream_chunk, usage_chu
 from .streaming import DONE, ClientGone, EventStream, error_event, event, unless_disconnected
 
 CLIENT_CLOSED_REQUEST = 499  # nginx's code; nobody reads it, but logs and metrics do
-CHAT_FORMAT_REFUSED = "The model's chat format refuses these messages (their roles in this order, for instance)."
 
 
 class Dialect(Protocol):
