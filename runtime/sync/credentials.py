@@ -5,7 +5,6 @@ in files only this service can read (ssh takes them from files), under `<data>-s
 from __future__ import annotations
 
 import base64
-import os
 import shlex
 import shutil
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 from menlo_cortex.cortexfile.schema.sync import Sync
 from menlo_cortex.cortexfile.secrets import Secret, SecretUnavailable
 
+from ..ops.durable import write_atomically
 from .git import Git, GitError
 
 FOLDER = "credentials"
@@ -48,7 +48,8 @@ def _token_config(settings: Sync, token: str) -> dict[str, str]:
 def _ssh_command(settings: Sync, folder: Path) -> str:
     forget(folder.parent)
     folder.mkdir(mode=0o700)
-    known = _private_file(folder / "known_hosts", "\n".join(settings.known_hosts) + "\n")
+    known = folder / "known_hosts"
+    write_atomically(known, "\n".join(settings.known_hosts) + "\n", mode=0o600)
     command = ["ssh", "-F", "/dev/null", "-o", f"UserKnownHostsFile={known}"]
     command += [part for option in SSH_OPTIONS for part in ("-o", option)]
     if settings.ssh_key is None:
@@ -57,7 +58,8 @@ def _ssh_command(settings: Sync, folder: Path) -> str:
         key = _read(settings.ssh_key, "sync.ssh_key", lines=True)
         if not key.startswith("-----BEGIN ") or "PRIVATE KEY-----" not in key:
             raise GitError(f"sync.ssh_key: {settings.ssh_key.described()} is not a private key (OpenSSH or PEM)")
-        command += ["-i", str(_private_file(folder / "key", key + "\n"))]
+        write_atomically(folder / "key", key + "\n", mode=0o600)
+        command += ["-i", str(folder / "key")]
     return shlex.join(command)
 
 
@@ -66,10 +68,3 @@ def _read(secret: Secret, key: str, *, lines: bool = False) -> str:
         return secret.resolve(lines=lines)
     except SecretUnavailable as exc:
         raise GitError(f"{key}: {exc}") from None
-
-
-def _private_file(path: Path, content: str) -> Path:
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-        file.write(content)
-    return path
