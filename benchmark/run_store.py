@@ -1,5 +1,4 @@
-"""Bench runs kept in `<data>/cortex.db` (SQLite): one row per run, its whole report as JSON, the schema
-versioned by `PRAGMA user_version`."""
+"""Bench runs kept in `<data>/cortex.db` (runtime/ops/database.py): one row per run, its whole report as JSON."""
 
 from __future__ import annotations
 
@@ -11,22 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from menlo_cortex.runtime.ops.database import DatabaseError, database_path, transaction
+
 from .errors import BenchError, UsageError
 
-SCHEMA_VERSION = 1
-DATABASE = "cortex.db"
-MIGRATIONS = {  # one statement per version, applied with its user_version in one transaction
-    1: """
-        CREATE TABLE IF NOT EXISTS bench_runs (
-            id INTEGER PRIMARY KEY,
-            started_at TEXT NOT NULL,
-            label TEXT NOT NULL,
-            model TEXT NOT NULL,
-            complete INTEGER NOT NULL,
-            report TEXT NOT NULL
-        )
-    """,
-}
 # What the readers (tables, cards, compare) index in a stored report, and the type they expect there.
 REPORT_SHAPE: dict[str, type] = {"target": dict, "host": dict, "kinds": list, "results": dict, "complete": bool}
 HOST_LISTS = ("cpu_flags", "accelerators")
@@ -44,7 +31,7 @@ class StoredRun:
 
 class RunStore:
     def __init__(self, data: Path) -> None:
-        self.path = data / DATABASE
+        self.path = database_path(data)
 
     def check(self) -> None:
         """Open (and create or upgrade) the database now: a run is not started that could not be stored."""
@@ -79,36 +66,10 @@ class RunStore:
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         try:
-            db = sqlite3.connect(self.path, timeout=10, isolation_level=None)  # transactions are explicit
-        except sqlite3.Error as exc:
-            raise BenchError(f"{self.path}: cannot open the database ({exc})") from None
-        try:
-            _migrate(db, self.path)
-            db.execute("BEGIN")
-            yield db
-            db.execute("COMMIT")
-        except sqlite3.DatabaseError as exc:
-            raise BenchError(f"{self.path}: {exc}") from None
-        finally:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            db.close()
-
-
-def _migrate(db: sqlite3.Connection, path: Path) -> None:
-    """Bring the schema to SCHEMA_VERSION; BEGIN IMMEDIATE: two first runs at once migrate one after the other."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        version = int(db.execute("PRAGMA user_version").fetchone()[0])
-        if version > SCHEMA_VERSION:
-            raise BenchError(f"{path}: made by a newer cortex (schema {version}; this one knows {SCHEMA_VERSION})")
-        for step in range(version + 1, SCHEMA_VERSION + 1):
-            db.execute(MIGRATIONS[step])
-            db.execute(f"PRAGMA user_version = {step}")
-        db.execute("COMMIT")
-    finally:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
+            with transaction(self.path) as db:
+                yield db
+        except DatabaseError as exc:
+            raise BenchError(str(exc)) from None
 
 
 def _stored(row: tuple[Any, ...], path: Path) -> StoredRun:

@@ -14,6 +14,7 @@ from typing import Any
 from menlo_cortex.cortexfile.schema import Cortexfile, Model
 from starlette.applications import Starlette
 
+from .conversations.store import ConversationStore, Retention
 from .http.auth import ApiKeys
 from .http.docs import docs_routes
 from .http.health import ConfigStatus, health_routes
@@ -25,6 +26,7 @@ from .ops.sdnotify import readiness
 from .ops.system import system_info
 from .v1.offload import Offload
 from .v1.openapi import openapi_document
+from .v1.responses_routes import responses_routes
 from .v1.routes import messages_routes, model_control_routes, v1_routes
 
 
@@ -59,6 +61,7 @@ def create_app(
         *model_control_routes(models),  # before v1's GET /v1/models/{id:path}, which would take their paths
         *v1_routes(models, offload),
         *messages_routes(models, offload),
+        *responses_routes(models, offload, conversation_store(config, data_dir, keys)),
     ]
     app = Starlette(
         routes=routes,
@@ -74,3 +77,11 @@ def create_app(
 def model_locator(config: Cortexfile, data_dir: Path) -> Callable[[Model], Path]:
     """Find the model file, downloading a remote source into the store first (verified by sha256)."""
     return ModelStore(config, data_dir)
+
+
+def conversation_store(config: Cortexfile, data_dir: Path, keys: ApiKeys) -> ConversationStore | None:
+    """Where responses are kept, or None: by default only on a server with API keys, whose keys own them."""
+    settings = config.data.conversations
+    if not (keys.configured if settings.enabled is None else settings.enabled):
+        return None
+    return ConversationStore(data_dir, Retention(settings.retention_days, settings.max_mb * 1024 * 1024))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from .base import AppliancePath, Applies, NormalPath, Section, setting
 
@@ -40,6 +40,19 @@ class Logs(Section):
         return value
 
 
+class Conversations(Section):
+    """Responses kept for `previous_response_id` (POST /v1/responses with `store`) and `cortex data export`."""
+
+    applies = Applies.live  # read by the next app build
+    enabled: bool | None = setting(
+        None,
+        "Keep responses in <data>/cortex.db, each readable and continued only with the API key that made it; "
+        "unset: kept when the server has API keys (without keys every client would share them).",
+    )
+    retention_days: int = setting(30, "Responses older than this are deleted.", ge=1, le=36_500)
+    max_mb: int = setting(256, "Most MiB of stored responses; the oldest go first beyond it.", ge=1)
+
+
 class Data(Section):
     applies = Applies.live  # read by the model store on its next lookup
     path: AppliancePath | None = setting(
@@ -47,4 +60,7 @@ class Data(Section):
         "Folder for downloaded models (models/<sha256>.gguf) and state; "
         "unset: $XDG_DATA_HOME/cortex or ~/.local/share/cortex.",
         flag="--datapath",
+    )
+    conversations: Conversations = Field(
+        default_factory=Conversations, description="Stored responses (conversations) and their retention."
     )

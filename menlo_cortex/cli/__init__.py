@@ -14,6 +14,7 @@ from menlo_cortex.exits import Exit
 from . import bench as bench_command
 from . import build as build_command
 from . import commands
+from . import data as data_command
 from . import fleet as fleet_command
 from .defaults import add_defaults_option
 from .flags import add_setting_flags
@@ -78,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     build_command.register(sub, _file_option)
     bench_command.register(sub, _file_option)
     fleet_command.register(sub)
+    data_command.register(sub, _file_option)
     return parser
 
 

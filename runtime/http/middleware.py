@@ -20,7 +20,14 @@ from .request_context import REQUEST_ID_HEADER, RequestContextMiddleware
 
 PUBLIC_PATHS = frozenset({"/health", "/ready", "/openapi.json", "/docs"})
 JSON_PATHS = frozenset(
-    {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/messages", "/v1/messages/count_tokens"}
+    {
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/embeddings",
+        "/v1/messages",
+        "/v1/messages/count_tokens",
+        "/v1/responses",
+    }
 )
 PUBLIC_PREFIXES = ("/docs/",)
 
@@ -37,7 +44,7 @@ def middleware(config: Cortexfile, keys: ApiKeys, metrics: Metrics) -> list[Midd
             Middleware(
                 CORSMiddleware,
                 allow_origins=list(server.cors.origins),
-                allow_methods=["GET", "POST", "OPTIONS"],
+                allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
                 allow_headers=[
                     "authorization",
                     "content-type",

@@ -32,7 +32,7 @@ class Dialect(Protocol):
 
     def watch(self, chunks: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]: ...
 
-    def body(self, job: Job, reply: Reply, stats: TokenStats) -> dict[str, Any]: ...
+    async def body(self, job: Job, reply: Reply, stats: TokenStats) -> dict[str, Any]: ...
 
     def events(self, job: Job, chunks: AsyncIterator[Chunk], stats: TokenStats) -> AsyncIterator[bytes]: ...
 
@@ -45,7 +45,7 @@ class OpenAI:
     def watch(self, chunks: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
         return chunks
 
-    def body(self, job: Job, reply: Reply, stats: TokenStats) -> dict[str, Any]:
+    async def body(self, job: Job, reply: Reply, stats: TokenStats) -> dict[str, Any]:
         return completion_body(job.envelope, reply, stats)
 
     async def events(self, job: Job, chunks: AsyncIterator[Chunk], stats: TokenStats) -> AsyncIterator[bytes]:
@@ -95,7 +95,7 @@ async def respond(request: Request, manager: ModelManager, job: Job) -> Response
         if generation.timed_out:
             raise _timeout(timeout_s)
         await lease.release()
-        return JSONResponse(job.dialect.body(job, reply, generation.stats))
+        return JSONResponse(await job.dialect.body(job, reply, generation.stats))
     except ClientGone:
         await lease.release()
         return Response(status_code=CLIENT_CLOSED_REQUEST)

@@ -9,8 +9,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
-
 from ..http.anthropic_errors import error_body
 from ..http.errors import ApiError
 from ..models.engine import Chunk
@@ -29,7 +27,7 @@ from .requests import ChatCompletionRequest
 from .responses import Reply, choice_of
 from .sampling import unsupported
 from .streaming import event
-from .validation import as_api_error
+from .validation import translated
 
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "function_call": "tool_use"}
 
@@ -50,16 +48,7 @@ def chat_request(body: MessagesRequest) -> ChatCompletionRequest:
     if body.output_config is not None and body.output_config.format is not None:
         schema = body.output_config.format.schema_
         chat["response_format"] = {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
-    return _as_chat_request(chat)
-
-
-def _as_chat_request(chat: dict[str, Any]) -> ChatCompletionRequest:
-    """Checked as a chat request is (message and tool caps, names): a 400 when the translation breaks one."""
-    try:
-        return ChatCompletionRequest.model_validate(chat)
-    except ValidationError as exc:
-        error = as_api_error(exc)
-        raise ApiError(400, f"{error.message} (in the chat request these messages make)", param=error.param) from None
+    return translated(ChatCompletionRequest, chat)
 
 
 def _chat_messages(system: str | list[TextBlock] | None, turns: list[InputMessage]) -> list[dict[str, Any]]:
@@ -80,7 +69,7 @@ def count_request(body: CountTokensRequest) -> ChatCompletionRequest:
     chat: dict[str, Any] = {"model": body.model, "messages": _chat_messages(body.system, body.messages)}
     if body.tools:
         chat["tools"] = [_function_tool(tool) for tool in body.tools]
-    return _as_chat_request(chat)
+    return translated(ChatCompletionRequest, chat)
 
 
 def _refuse_thinking(thinking: dict[str, Any] | None) -> None:
@@ -203,7 +192,7 @@ class Anthropic:
     def head(self) -> dict[str, Any]:
         return {"id": self.id, "type": "message", "role": "assistant", "model": self.model}
 
-    def body(self, job: Job, reply: Reply, stats: TokenStats) -> dict[str, Any]:
+    async def body(self, job: Job, reply: Reply, stats: TokenStats) -> dict[str, Any]:
         content: list[dict[str, Any]] = [{"type": "text", "text": reply.text}] if reply.text else []
         content += [_tool_use(reply.tool_calls[index]) for index in sorted(reply.tool_calls)]
         stop, sequence = self._stop(reply.finish_reason)

@@ -109,7 +109,7 @@ def _chat(manager: ModelManager, offload: Offload) -> Endpoint:
     async def chat_completions(request: Request) -> Response:
         body = await parse_body(request, ChatCompletionRequest)
         arguments = chat_arguments(body, manager.limits)
-        start = await _chat_start(manager, offload, body.model, arguments)
+        start = await chat_start(manager, offload, body.model, arguments)
         envelope = Envelope("chat", body.model)
         job = Job(envelope, start, bool(body.stream), _include_usage(body), "messages", body.prompt_cache_key)
         return await respond(request, manager, job)
@@ -117,7 +117,7 @@ def _chat(manager: ModelManager, offload: Offload) -> Endpoint:
     return chat_completions
 
 
-async def _chat_start(manager: ModelManager, offload: Offload, model: str, arguments: dict[str, Any]) -> StreamCall:
+async def chat_start(manager: ModelManager, offload: Offload, model: str, arguments: dict[str, Any]) -> StreamCall:
     manager.model(model)  # a 404 before any work on the schemas
     grammars = await prepare_grammars(arguments, offload, manager.limits.request_timeout_s)
     arguments.update(grammars.arguments)
@@ -138,7 +138,7 @@ def _messages(manager: ModelManager, offload: Offload) -> Endpoint:
         body = await parse_body(request, MessagesRequest)
         arguments = chat_arguments(chat_request(body), manager.limits)
         arguments |= {"top_k": body.top_k} if body.top_k is not None else {}
-        start = await _chat_start(manager, offload, body.model, arguments)
+        start = await chat_start(manager, offload, body.model, arguments)
         dialect = Anthropic(body.model, tuple(body.stop_sequences or ()))
         job = Job(Envelope("chat", body.model), start, bool(body.stream), False, "messages", dialect=dialect)
         return await respond(request, manager, job)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
@@ -23,6 +23,16 @@ async def parse_body(request: Request, model: type[M]) -> M:
         return model.model_validate_json(body)
     except ValidationError as exc:
         raise as_api_error(exc) from None
+
+
+def translated(model: type[M], body: dict[str, Any]) -> M:
+    """A body made from another API's request (Anthropic's, the Responses API's), checked as a client's is (caps,
+    names): a 400 when the translation breaks one."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        error = as_api_error(exc)
+        raise ApiError(400, f"{error.message} (in the chat request this request makes)", param=error.param) from None
 
 
 def as_api_error(exc: ValidationError) -> ApiError:

@@ -18,6 +18,7 @@ from menlo_cortex.benchmark.host import host_facts
 from menlo_cortex.benchmark.report import comparison, table
 from menlo_cortex.benchmark.run_store import RunStore
 from menlo_cortex.benchmark.stats import percentile, slope, spread
+from menlo_cortex.runtime.ops.database import SCHEMA_VERSION
 
 from menlo_cortex.cli import main
 
@@ -53,7 +54,7 @@ def test_the_store_keeps_runs_and_versions_its_schema(tmp_path: Path) -> None:
     assert [run.complete for run in store.runs()] == [True, False]
     assert store.get(2).report["stopped"] == "interrupted (Ctrl-C)"
     with sqlite3.connect(store.path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         db.execute("PRAGMA user_version = 99")
     with pytest.raises(BenchError, match="made by a newer cortex"):
         store.runs()

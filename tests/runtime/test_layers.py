@@ -16,6 +16,7 @@ LAYERS = (
     {"models"},
     {"reload"},
     {"fetch"},
+    {"conversations"},
     {"ops"},
 )
 DEPTH = {name: depth for depth, names in enumerate(LAYERS) for name in names}
