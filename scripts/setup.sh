@@ -15,7 +15,7 @@ command -v curl >/dev/null || missing+=(curl)
 command -v patch >/dev/null || missing+=(patch) # llama-wheel.sh applies images/llama_patches
 "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 command -v openssl >/dev/null || missing+=(openssl)
-command -v node >/dev/null || missing+=(nodejs) # runs the offline /docs page's script in a test
+command -v node >/dev/null || missing+=(nodejs) # the /docs page's script; the openai Node SDK test
 # qemu's user-mode emulator plays an older CPU for the CPU-variant dispatch test.
 command -v qemu-x86_64 >/dev/null || missing+=(qemu-user)
 # The systemd bundle's and the disk image's tests: a debootstrap'd root, a UEFI disk image without loop devices, qemu.
@@ -58,4 +58,5 @@ fi
 "$VENV/bin/python" -m pip install -q -c constraints.txt --find-links "$wheels" -e ".[runtime,build]"
 # The test model in the test cache and, linked, in the default data folder: the README's commands find it there.
 "$VENV/bin/python" scripts/test-model.py "$CACHE/test-data" --default-store >/dev/null
+scripts/node-openai.sh >/dev/null # the official openai Node SDK, for the Responses API client test
 echo "setup: ready ($VENV, test model in $CACHE/test-data and ${XDG_DATA_HOME:-$HOME/.local/share}/cortex/models)" >&2

@@ -16,6 +16,7 @@ from ..ops.database import database_path, transaction
 
 DAY_S = 86_400
 MAX_CHAIN = 1024  # responses in one conversation: each adds at least two chat messages, and a chat holds 2048
+MAX_CONVERSATION_BYTES = 16 * 1024 * 1024  # read for one request: far more text than any model's context holds
 COLUMNS = "id, owner, created_at, previous_id, body, input_items"
 
 
@@ -38,6 +39,10 @@ class StoredResponse:
     def output_items(self) -> list[dict[str, Any]]:
         output: list[dict[str, Any]] = self.body.get("output") or []
         return output
+
+
+class ConversationTooLong(Exception):
+    """More responses or bytes than one conversation continued here may hold (MAX_CHAIN, MAX_CONVERSATION_BYTES)."""
 
 
 class BrokenConversation(Exception):
@@ -79,11 +84,14 @@ class ConversationStore:
 
     def conversation(self, response_id: str, owner: str) -> list[StoredResponse]:
         """The chain that ends at `response_id`, its first response first; [] when that one is not stored
-        for this owner. BrokenConversation when an earlier one is gone, or the chain is longer than MAX_CHAIN."""
-        chain = self._chain(response_id, owner)
-        if chain and chain[0].previous_id is not None:
-            raise BrokenConversation(chain[0].previous_id)
-        return chain
+        for this owner. BrokenConversation when an earlier one is gone; ConversationTooLong past the limits."""
+        rows = self._rows(response_id, owner)
+        if rows and rows[0][0].previous_id is not None:
+            _, depth, total = rows[0]
+            if depth >= MAX_CHAIN or total >= MAX_CONVERSATION_BYTES:
+                raise ConversationTooLong()
+            raise BrokenConversation(rows[0][0].previous_id)
+        return [response for response, _, _ in rows]
 
     def conversations(self) -> Iterator[list[StoredResponse]]:
         """Every stored conversation, whole (each chain up to a response nothing continued), oldest first;
@@ -93,7 +101,7 @@ class ConversationStore:
         with transaction(self.path) as db:
             last = db.execute(_LAST_OF_EACH).fetchall()
         for response_id, owner in last:
-            yield self._chain(response_id, owner)
+            yield [response for response, _, _ in self._rows(response_id, owner)]
 
     def prune(self, older_than_days: float | None = None) -> int:
         """Apply the retention now (with `older_than_days` instead of its age limit); the rows deleted."""
@@ -104,23 +112,24 @@ class ConversationStore:
             _prune(db, self.retention, time.time(), older_than_days)
             return int(before - db.execute("SELECT count(*) FROM responses").fetchone()[0])
 
-    def _chain(self, response_id: str, owner: str) -> list[StoredResponse]:
+    def _rows(self, response_id: str, owner: str) -> list[tuple[StoredResponse, int, int]]:
+        """The chain's responses, first first, each with its depth and the bytes up to it from the last."""
         if not self.path.exists():
             return []
         with transaction(self.path) as db:
-            rows = db.execute(_CHAIN, (response_id, owner, owner, MAX_CHAIN)).fetchall()
-        return [_stored(row[:-1]) for row in rows]
+            rows = db.execute(_CHAIN, (response_id, owner, owner, MAX_CHAIN, MAX_CONVERSATION_BYTES)).fetchall()
+        return [(_stored(row[:-2]), int(row[-2]), int(row[-1])) for row in rows]
 
 
 _CHAIN = f"""
-    WITH RECURSIVE chain(id, previous_id, depth) AS (
-        SELECT id, previous_id, 0 FROM responses WHERE id = ? AND owner = ?
+    WITH RECURSIVE chain(id, previous_id, depth, total) AS (
+        SELECT id, previous_id, 1, bytes FROM responses WHERE id = ? AND owner = ?
         UNION ALL
-        SELECT responses.id, responses.previous_id, chain.depth + 1
+        SELECT responses.id, responses.previous_id, chain.depth + 1, chain.total + responses.bytes
         FROM responses JOIN chain ON responses.id = chain.previous_id
-        WHERE responses.owner = ? AND chain.depth < ?
+        WHERE responses.owner = ? AND chain.depth < ? AND chain.total < ?
     )
-    SELECT {", ".join(f"responses.{column}" for column in COLUMNS.split(", "))}, chain.depth
+    SELECT {", ".join(f"responses.{column}" for column in COLUMNS.split(", "))}, chain.depth, chain.total
     FROM chain JOIN responses ON responses.id = chain.id ORDER BY chain.depth DESC
 """
 _LAST_OF_EACH = """

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from ..conversations.store import BrokenConversation, ConversationStore, StoredResponse
+from ..conversations.store import BrokenConversation, ConversationStore, ConversationTooLong, StoredResponse
 from ..http.auth import CALLER
 from ..http.errors import ApiError
 from ..models.manager import ModelManager
@@ -72,6 +72,10 @@ async def _history(store: ConversationStore | None, previous: str | None, owner:
                        "(data.conversations.enabled).", param="previous_response_id", code="invalid_value")  # fmt: skip
     try:
         chain = await _off_loop(store.conversation, previous, owner)
+    except ConversationTooLong:
+        raise ApiError(400, "Invalid value for 'previous_response_id': the conversation is longer than this server "
+                       "continues; start a new one.", param="previous_response_id",
+                       code="context_length_exceeded") from None  # fmt: skip
     except BrokenConversation as broken:
         message = f"an earlier response of this conversation ({broken.missing}) is no longer stored."
         raise ApiError(400, f"Invalid value for 'previous_response_id': {message}", param="previous_response_id",

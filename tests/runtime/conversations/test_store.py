@@ -16,6 +16,7 @@ from menlo_cortex.runtime.conversations.items import training_example
 from menlo_cortex.runtime.conversations.store import (
     BrokenConversation,
     ConversationStore,
+    ConversationTooLong,
     Retention,
     StoredResponse,
 )
@@ -137,3 +138,22 @@ def test_cortex_data_exports_and_prunes(tmp_path: Path, capsys: pytest.CaptureFi
         main(_cli(tmp_path, "data", "prune", "--older-than", "soon"))
     assert usage.value.code == 2
     assert "not a number of days: 'soon'" in capsys.readouterr().err
+
+
+def test_a_conversation_too_long_to_continue_is_refused_before_it_is_read_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from menlo_cortex.runtime.conversations import store as module
+
+    store = ConversationStore(tmp_path, ROOMY)
+    for number in range(1, 6):
+        store.add(turn(number, previous=f"resp_{number - 1}" if number > 1 else None))
+    assert len(store.conversation("resp_5", "key-a")) == 5
+    monkeypatch.setattr(module, "MAX_CHAIN", 4)
+    with pytest.raises(ConversationTooLong):
+        store.conversation("resp_5", "key-a")
+    assert len(store.conversation("resp_4", "key-a")) == 4
+    monkeypatch.setattr(module, "MAX_CONVERSATION_BYTES", 1)
+    with pytest.raises(ConversationTooLong):
+        store.conversation("resp_2", "key-a")
+    assert len(store.conversation("resp_1", "key-a")) == 1
