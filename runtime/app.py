@@ -6,6 +6,7 @@ can build a new app beside the old one and swap them.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -28,6 +29,8 @@ from .v1.offload import Offload
 from .v1.openapi import openapi_document
 from .v1.responses_routes import responses_routes
 from .v1.routes import messages_routes, model_control_routes, v1_routes
+
+log = logging.getLogger("cortex.responses")
 
 
 def create_app(
@@ -84,4 +87,7 @@ def conversation_store(config: Cortexfile, data_dir: Path, keys: ApiKeys) -> Con
     settings = config.data.conversations
     if not (keys.configured if settings.enabled is None else settings.enabled):
         return None
+    if not keys.configured:
+        log.warning("data.conversations.enabled without API keys: every client can read and continue every stored "
+                    "response whose id it learns")  # fmt: skip
     return ConversationStore(data_dir, Retention(settings.retention_days, settings.max_mb * 1024 * 1024))

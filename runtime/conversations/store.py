@@ -16,8 +16,9 @@ from ..ops.database import database_path, transaction
 
 DAY_S = 86_400
 MAX_CHAIN = 1024  # responses in one conversation: each adds at least two chat messages, and a chat holds 2048
-MAX_CONVERSATION_BYTES = 16 * 1024 * 1024  # read for one request: far more text than any model's context holds
+MAX_CONVERSATION_BYTES = 4 * 1024 * 1024  # read for one request: far more text than any model's context holds
 COLUMNS = "id, owner, created_at, previous_id, body, input_items"
+ROW = "id, owner, created_at, previous_id, bytes, body, input_items"
 
 
 @dataclass(frozen=True)
@@ -58,20 +59,24 @@ class ConversationStore:
         self.path = database_path(data)
         self.retention = retention
 
-    def add(self, response: StoredResponse) -> None:
-        """Keep a response, then apply the retention (age, then size), all in one transaction."""
+    def add(self, response: StoredResponse) -> bool:
+        """Keep a response, then apply the retention (age, then size), all in one transaction; False when it is
+        larger than the whole retention allows, and so not kept."""
         body, items = _dumps(response.body), _dumps(response.input_items)
-        row = (response.id, response.owner, response.created_at, response.previous_id, body, items)
+        size = len(body.encode()) + len(items.encode())
+        if size > self.retention.max_bytes:
+            return False
+        row = (response.id, response.owner, response.created_at, response.previous_id, size, body, items)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with transaction(self.path) as db:
-            db.execute(f"INSERT INTO responses ({COLUMNS}, bytes) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       (*row, len(body) + len(items)))  # fmt: skip
+            db.execute(f"INSERT INTO responses ({ROW}) VALUES (?, ?, ?, ?, ?, ?, ?)", row)
             _prune(db, self.retention, time.time())
+        return True
 
     def get(self, response_id: str, owner: str) -> StoredResponse | None:
         if not self.path.exists():
             return None
-        with transaction(self.path) as db:
+        with transaction(self.path, write=False) as db:
             found = db.execute(f"SELECT {COLUMNS} FROM responses WHERE id = ? AND owner = ?", (response_id, owner))
             row = found.fetchone()
         return None if row is None else _stored(row)
@@ -84,24 +89,31 @@ class ConversationStore:
 
     def conversation(self, response_id: str, owner: str) -> list[StoredResponse]:
         """The chain that ends at `response_id`, its first response first; [] when that one is not stored
-        for this owner. BrokenConversation when an earlier one is gone; ConversationTooLong past the limits."""
-        rows = self._rows(response_id, owner)
-        if rows and rows[0][0].previous_id is not None:
-            _, depth, total = rows[0]
-            if depth >= MAX_CHAIN or total >= MAX_CONVERSATION_BYTES:
-                raise ConversationTooLong()
-            raise BrokenConversation(rows[0][0].previous_id)
-        return [response for response, _, _ in rows]
+        for this owner. BrokenConversation when an earlier one is gone; ConversationTooLong past the limits,
+        found before any body is read."""
+        if not self.path.exists():
+            return []
+        with transaction(self.path, write=False) as db:
+            links = db.execute(_CHAIN, (response_id, owner, owner, MAX_CHAIN, MAX_CONVERSATION_BYTES)).fetchall()
+            if links and links[0][1] is not None:
+                _, previous, depth, total = links[0]
+                if depth >= MAX_CHAIN or total >= MAX_CONVERSATION_BYTES:
+                    raise ConversationTooLong()
+                raise BrokenConversation(previous)
+            return _bodies(db, [link[0] for link in links])
 
     def conversations(self) -> Iterator[list[StoredResponse]]:
         """Every stored conversation, whole (each chain up to a response nothing continued), oldest first;
         one whose start is gone is given from its first response still stored."""
         if not self.path.exists():
             return
-        with transaction(self.path) as db:
+        with transaction(self.path, write=False) as db:
             last = db.execute(_LAST_OF_EACH).fetchall()
         for response_id, owner in last:
-            yield [response for response, _, _ in self._rows(response_id, owner)]
+            with transaction(self.path, write=False) as db:
+                links = db.execute(_CHAIN, (response_id, owner, owner, MAX_CHAIN + 1, 2**62)).fetchall()
+                conversation = _bodies(db, [link[0] for link in links])
+            yield conversation
 
     def prune(self, older_than_days: float | None = None) -> int:
         """Apply the retention now (with `older_than_days` instead of its age limit); the rows deleted."""
@@ -112,16 +124,8 @@ class ConversationStore:
             _prune(db, self.retention, time.time(), older_than_days)
             return int(before - db.execute("SELECT count(*) FROM responses").fetchone()[0])
 
-    def _rows(self, response_id: str, owner: str) -> list[tuple[StoredResponse, int, int]]:
-        """The chain's responses, first first, each with its depth and the bytes up to it from the last."""
-        if not self.path.exists():
-            return []
-        with transaction(self.path) as db:
-            rows = db.execute(_CHAIN, (response_id, owner, owner, MAX_CHAIN, MAX_CONVERSATION_BYTES)).fetchall()
-        return [(_stored(row[:-2]), int(row[-2]), int(row[-1])) for row in rows]
 
-
-_CHAIN = f"""
+_CHAIN = """
     WITH RECURSIVE chain(id, previous_id, depth, total) AS (
         SELECT id, previous_id, 1, bytes FROM responses WHERE id = ? AND owner = ?
         UNION ALL
@@ -129,8 +133,7 @@ _CHAIN = f"""
         FROM responses JOIN chain ON responses.id = chain.previous_id
         WHERE responses.owner = ? AND chain.depth < ? AND chain.total < ?
     )
-    SELECT {", ".join(f"responses.{column}" for column in COLUMNS.split(", "))}, chain.depth, chain.total
-    FROM chain JOIN responses ON responses.id = chain.id ORDER BY chain.depth DESC
+    SELECT id, previous_id, depth, total FROM chain ORDER BY depth DESC
 """
 _LAST_OF_EACH = """
     SELECT id, owner FROM responses AS last
@@ -140,22 +143,34 @@ _LAST_OF_EACH = """
 
 
 def _prune(db: Any, retention: Retention, now: float, older_than_days: float | None = None) -> None:
+    """Past the age limit: gone. Past the size: the oldest of whoever keeps the most go first, so that one key
+    storing much pushes out its own responses, not everyone else's."""
     days = retention.days if older_than_days is None else older_than_days
     db.execute("DELETE FROM responses WHERE created_at < ?", (now - days * DAY_S,))
     excess = db.execute("SELECT total(bytes) FROM responses").fetchone()[0] - retention.max_bytes
-    if excess <= 0:
-        return
-    doomed: list[tuple[str]] = []
-    for response_id, size in db.execute("SELECT id, bytes FROM responses ORDER BY created_at, rowid"):
-        if excess <= 0:
-            break
-        doomed.append((response_id,))
-        excess -= size
-    db.executemany("DELETE FROM responses WHERE id = ?", doomed)
+    while excess > 0:
+        owner = db.execute("SELECT owner FROM responses GROUP BY owner ORDER BY total(bytes) DESC LIMIT 1").fetchone()
+        doomed: list[tuple[str]] = []
+        query = "SELECT id, bytes FROM responses WHERE owner = ? ORDER BY created_at, rowid"
+        for response_id, size in db.execute(query, owner):
+            if excess <= 0:
+                break
+            doomed.append((response_id,))
+            excess -= size
+        db.executemany("DELETE FROM responses WHERE id = ?", doomed)
 
 
 def _dumps(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _bodies(db: Any, ids: list[str]) -> list[StoredResponse]:
+    """The responses of `ids`, in that order."""
+    found = {}
+    for row in db.execute(f"SELECT {COLUMNS} FROM responses WHERE id IN (SELECT value FROM json_each(?))",
+                          (json.dumps(ids),)):  # fmt: skip
+        found[row[0]] = _stored(row)
+    return [found[response_id] for response_id in ids if response_id in found]
 
 
 def _stored(row: tuple[Any, ...]) -> StoredResponse:

@@ -4,6 +4,7 @@ history for all of it, versioned by `PRAGMA user_version`, so that every writer 
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,11 +27,12 @@ MIGRATIONS = {  # one script per version, applied with its user_version in one t
             owner TEXT NOT NULL,
             created_at REAL NOT NULL,
             previous_id TEXT,
+            bytes INTEGER NOT NULL,
             body TEXT NOT NULL,
-            input_items TEXT NOT NULL,
-            bytes INTEGER NOT NULL
+            input_items TEXT NOT NULL
         );
-        CREATE INDEX IF NOT EXISTS responses_by_age ON responses (created_at);
+        CREATE INDEX IF NOT EXISTS responses_by_age ON responses (created_at, bytes);
+        CREATE INDEX IF NOT EXISTS responses_by_owner ON responses (owner, created_at, bytes);
         CREATE INDEX IF NOT EXISTS responses_by_previous ON responses (previous_id)
     """,
 }
@@ -46,16 +48,15 @@ def database_path(data: Path) -> Path:
 
 
 @contextlib.contextmanager
-def transaction(path: Path) -> Iterator[sqlite3.Connection]:
+def transaction(path: Path, *, write: bool = True) -> Iterator[sqlite3.Connection]:
     """A connection to the (created or upgraded) database inside one transaction, committed when the block
-    ends, rolled back when it raises."""
+    ends, rolled back when it raises. The file is created private (0600), and never opened through a link:
+    `cortex data` may run as root on a folder the service user owns."""
+    db = _connect(path)
     try:
-        db = sqlite3.connect(path, timeout=10, isolation_level=None)  # transactions are explicit
-    except sqlite3.Error as exc:
-        raise DatabaseError(f"{path}: cannot open the database ({exc})") from None
-    try:
-        _migrate(db, path)
-        db.execute("BEGIN IMMEDIATE")  # a writer waits for the lock here, not in the middle of its work
+        if int(db.execute("PRAGMA user_version").fetchone()[0]) != SCHEMA_VERSION:
+            _migrate(db, path)
+        db.execute("BEGIN IMMEDIATE" if write else "BEGIN")  # a writer waits for the lock here, not mid-work
         yield db
         db.execute("COMMIT")
     except sqlite3.DatabaseError as exc:
@@ -64,6 +65,17 @@ def transaction(path: Path) -> Iterator[sqlite3.Connection]:
         if db.in_transaction:
             db.execute("ROLLBACK")
         db.close()
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    try:
+        handle = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        os.close(handle)
+        return sqlite3.connect(path, timeout=10, isolation_level=None)  # transactions are explicit
+    except OSError as exc:
+        raise DatabaseError(f"{path}: cannot open the database ({exc.strerror or 'a link'})") from None
+    except sqlite3.Error as exc:
+        raise DatabaseError(f"{path}: cannot open the database ({exc})") from None
 
 
 def _migrate(db: sqlite3.Connection, path: Path) -> None:

@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import BaseModel
+
 from ..conversations.items import chat_messages, chat_tools
 from ..http.errors import ApiError
 from ..models.engine import Chunk
@@ -39,9 +41,11 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex}"
 
 
-def input_items(body: ResponseRequest) -> list[dict[str, Any]]:
-    """The request's input as items (text is one user message), each with an id, as input_items lists them;
-    ApiError naming the first item or part this server cannot read."""
+def checked_input(body: ResponseRequest) -> list[dict[str, Any]]:
+    """The request's input as items (text is one user message), each with an id, as input_items lists them and
+    as they are stored: their declared fields only (a client's extra keys are neither read nor kept). ApiError
+    naming the first field, item or part this server cannot honour."""
+    _refuse_unsupported(body)
     if isinstance(body.input, str):
         return [_listed({"type": "message", "role": "user", "content": body.input})]
     items = []
@@ -53,8 +57,19 @@ def input_items(body: ResponseRequest) -> list[dict[str, Any]]:
         for number, part in enumerate(_parts(item)):
             if isinstance(part, UnsupportedPart):
                 raise unsupported(f"{where}.content[{number}]", f"`{part.type}` content is not read here; send text.")
-        items.append(_listed(item.model_dump(exclude_none=True)))
+        items.append(_listed(_declared(item)))
     return items
+
+
+def _declared(model: BaseModel) -> dict[str, Any]:
+    """A model's own fields, JSON-safe (a number too large for a float becomes null), its parts' likewise."""
+    fields = type(model).model_fields
+    declared = {key: value for key, value in model.model_dump(mode="json", exclude_none=True).items() if key in fields}
+    for key in ("content", "output"):
+        parts = getattr(model, key, None)
+        if isinstance(parts, list):
+            declared[key] = [_declared(part) for part in parts]
+    return declared
 
 
 _ID_PREFIXES = {"message": "msg", "function_call": "fc", "function_call_output": "fco"}
@@ -62,7 +77,7 @@ _ID_PREFIXES = {"message": "msg", "function_call": "fc", "function_call_output":
 
 def _listed(item: dict[str, Any]) -> dict[str, Any]:
     """An input item as input_items lists it: with an id and a status, a message's text as a content part."""
-    listed = {"id": new_id(_ID_PREFIXES[item["type"]]), "status": "completed", **item}
+    listed = {**item, "id": new_id(_ID_PREFIXES[item["type"]]), "status": "completed"}
     if isinstance(item.get("content"), str):
         kind = "output_text" if item["role"] == "assistant" else "input_text"
         listed["content"] = [{"type": kind, "text": item["content"]}]
@@ -77,15 +92,14 @@ def _parts(item: Any) -> list[Any]:
 def chat_request(
     body: ResponseRequest, history: list[dict[str, Any]], items: list[dict[str, Any]]
 ) -> ChatCompletionRequest:
-    """The chat request a response means: its instructions, the stored conversation's items, its own items."""
-    _refuse_unsupported(body)
+    """The chat request a response means: its instructions, the stored conversation's items, its own (checked)."""
     system = [{"role": "system", "content": body.instructions}] if body.instructions else []
     chat: dict[str, Any] = {"model": body.model, "messages": system + chat_messages(history + items)}
     chat["max_tokens"] = body.max_output_tokens
     sampling = {"temperature": body.temperature, "top_p": body.top_p, "parallel_tool_calls": body.parallel_tool_calls}
     chat |= {key: value for key, value in sampling.items() if value is not None}
     if body.tools:
-        chat["tools"] = chat_tools([tool.model_dump(exclude_none=True) for tool in body.tools])
+        chat["tools"] = chat_tools([_declared(tool) for tool in body.tools])
     if body.tool_choice == "none":
         chat["tool_choice"] = "none"
     elif isinstance(body.tool_choice, FunctionChoice):
@@ -186,9 +200,9 @@ class Responses:
             "store": self.keep is not None and body.store is not False,
             "temperature": DEFAULT_TEMPERATURE if body.temperature is None else body.temperature,
             "top_p": DEFAULT_TOP_P if body.top_p is None else body.top_p,
-            "text": {"format": body.text.format.model_dump(by_alias=True) if body.text and body.text.format
+            "text": {"format": body.text.format.model_dump(mode="json", by_alias=True) if body.text and body.text.format
                      else {"type": "text"}},
-            "tool_choice": self._tool_choice(), "tools": [tool.model_dump() for tool in body.tools or []],
+            "tool_choice": self._tool_choice(), "tools": [_declared(tool) for tool in body.tools or []],
             "truncation": "disabled", "usage": _usage(stats) if stats else None, "metadata": body.metadata or {},
             "user": body.user, "prompt_cache_key": body.prompt_cache_key, "safety_identifier": body.safety_identifier,
         }  # fmt: skip
@@ -200,7 +214,7 @@ class Responses:
     async def body(self, job: Job, reply: Reply, stats: TokenStats) -> dict[str, Any]:
         status = "incomplete" if reply.finish_reason == "length" else "completed"
         output = [self.message_item(reply.text, status)] if reply.text else []
-        output += [self.call_item(index, call, "completed") for index, call in sorted(reply.tool_calls.items())]
+        output += [self.call_item(index, call, status) for index, call in sorted(reply.tool_calls.items())]
         return await self._finish(self.response(status, output, stats))
 
     async def _finish(self, response: dict[str, Any]) -> dict[str, Any]:
@@ -266,7 +280,7 @@ class _Output:
             events.append(self._event("response.output_text.delta", content_index=0, delta=delta["content"],
                                       logprobs=[]))  # fmt: skip
         for call in delta.get("tool_calls") or []:
-            index = call.get("index", 0)
+            index = call.get("index") or 0
             if self.open != index:
                 events += self._add(self.responses.call_item(index, call, "in_progress") | {"arguments": ""}, index)
             arguments = (call.get("function") or {}).get("arguments") or ""
@@ -285,7 +299,7 @@ class _Output:
             events.append(self._event("response.output_text.done", content_index=0, text=text, logprobs=[]))
             events.append(self._event("response.content_part.done", content_index=0, part=_text_part(text)))
         else:
-            item["status"] = "completed"
+            item["status"] = status
             events.append(self._event("response.function_call_arguments.done", arguments=item["arguments"],
                                       name=item["name"]))  # fmt: skip
         self.open = None

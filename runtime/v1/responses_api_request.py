@@ -18,7 +18,6 @@ from .requests import (
     WHOLE,
     Loose,
     MaxTokens,
-    Names,
     Strict,
     Temperature,
     TopP,
@@ -26,6 +25,9 @@ from .requests import (
 )
 
 MAX_PARTS = 1024  # content parts of one item
+# OpenAI's caps: 16 pairs, keys of 64 characters, values of 512.
+Metadata = Annotated[dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]],
+                     Field(max_length=16, fail_fast=True)]  # fmt: skip
 FUNCTION_NAME = r"^[A-Za-z0-9_-]+$"
 RESPONSE_ID = r"^resp_[A-Za-z0-9]{1,64}$"
 CallId = Annotated[str, Field(min_length=1, max_length=256)]
@@ -178,7 +180,7 @@ class ResponseRequest(Strict):
     parallel_tool_calls: bool | None = None
     max_tool_calls: Annotated[int, Field(ge=1), WHOLE] | None = None
     text: TextConfig | None = None
-    metadata: Names | None = None
+    metadata: Metadata | None = None
     reasoning: Reasoning | None = None
     truncation: Literal["auto", "disabled"] | None = None
     include: Annotated[list[str], Field(max_length=32, fail_fast=True)] | None = None

@@ -20,7 +20,7 @@ from menlo_cortex.runtime.conversations.store import (
     Retention,
     StoredResponse,
 )
-from menlo_cortex.runtime.ops.database import SCHEMA_VERSION, transaction
+from menlo_cortex.runtime.ops.database import SCHEMA_VERSION, DatabaseError, transaction
 
 from menlo_cortex.cli import main
 from tests.benchmark.reports import report
@@ -157,3 +157,32 @@ def test_a_conversation_too_long_to_continue_is_refused_before_it_is_read_whole(
     with pytest.raises(ConversationTooLong):
         store.conversation("resp_2", "key-a")
     assert len(store.conversation("resp_1", "key-a")) == 1
+
+
+def test_one_owner_storing_much_pushes_out_its_own_responses_first(tmp_path: Path) -> None:
+    one = len(json.dumps(turn(1).body, separators=(",", ":"))) + len(json.dumps(turn(1).input_items,
+                                                                                separators=(",", ":")))  # fmt: skip
+    store = ConversationStore(tmp_path, Retention(days=7, max_bytes=4 * one + one // 2))
+    store.add(turn(1, owner="quiet"))
+    for number in range(2, 8):
+        store.add(turn(number, owner="flood"))
+    assert store.get("resp_1", "quiet") is not None  # the oldest, but its owner keeps little
+    assert [n for n in range(2, 8) if store.get(f"resp_{n}", "flood")] == [5, 6, 7]
+    huge = turn(9, owner="quiet")
+    huge.input_items[0]["content"][0]["text"] = "é" * (3 * one)  # counted in bytes (UTF-8), not characters
+    assert not store.add(huge)  # larger than the whole retention: not kept, and says so
+    assert store.get("resp_9", "quiet") is None
+
+
+def test_the_database_is_private_and_never_opened_through_a_link(tmp_path: Path) -> None:
+    store = ConversationStore(tmp_path / "data", ROOMY)
+    store.add(turn(1))
+    assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
+    elsewhere = tmp_path / "elsewhere.db"
+    elsewhere.write_bytes(b"")
+    planted = ConversationStore(tmp_path / "planted", ROOMY)
+    planted.path.parent.mkdir()
+    planted.path.symlink_to(elsewhere)
+    with pytest.raises(DatabaseError, match="cannot open the database"):
+        planted.add(turn(1))
+    assert elsewhere.read_bytes() == b""

@@ -24,7 +24,7 @@ async function main() {
 
   const force = { type: "function", name: "weather" };
   const called = await client.responses.create({
-    model, input: "What is the weather in Paris?", tools: [weather], tool_choice: force, max_output_tokens: 48,
+    model, input: "What is the weather in Paris?", tools: [weather], tool_choice: force, max_output_tokens: 64, temperature: 0,
   });
   const call = called.output.find((item) => item.type === "function_call");
   const answered = await client.responses.create({
@@ -34,7 +34,7 @@ async function main() {
   seen.tool = { name: call.name, arguments: JSON.parse(call.arguments), answer: answered.output[0].type };
 
   const structured = await client.responses.create({
-    model, input: "Pick a number.", max_output_tokens: 24,
+    model, input: "Pick a number.", max_output_tokens: 32, temperature: 0,
     text: { format: { type: "json_schema", name: "number", schema: number, strict: true } },
   });
   seen.json = JSON.parse(structured.output_text);

@@ -101,7 +101,7 @@ def test_a_streamed_response_sends_the_documented_events(client: openai.OpenAI) 
 
 def test_a_function_call_round_trip(client: openai.OpenAI) -> None:
     asked = "What is the weather in Paris?"
-    called = client.responses.create(model=MODEL_ID, input=asked, tools=[WEATHER], max_output_tokens=48,
+    called = client.responses.create(model=MODEL_ID, input=asked, tools=[WEATHER], max_output_tokens=64, **GREEDY,
                                      tool_choice={"type": "function", "name": "weather"})  # fmt: skip
     [call] = [item for item in called.output if item.type == "function_call"]
     assert call.name == "weather"
@@ -112,7 +112,7 @@ def test_a_function_call_round_trip(client: openai.OpenAI) -> None:
                                        tools=[WEATHER], max_output_tokens=8)  # fmt: skip
     assert answered.output[0].type == "message"
     assert answered.previous_response_id == called.id
-    with client.responses.stream(model=MODEL_ID, input=asked, tools=[WEATHER], max_output_tokens=48,
+    with client.responses.stream(model=MODEL_ID, input=asked, tools=[WEATHER], max_output_tokens=64, **GREEDY,
                                  tool_choice={"type": "function", "name": "weather"}) as stream:  # fmt: skip
         kinds = [event.type for event in stream]
         streamed = stream.get_final_response()
@@ -225,7 +225,9 @@ def test_listing_input_items_pages_and_checks_its_query(server: CortexServer, cl
     newest = client.responses.input_items.list(response.id, limit=1)
     assert _text(newest.data[0]) == "Line 4."
     headers = {"authorization": f"Bearer {OWNER}"}
-    for query, param in (("limit=0", "limit"), ("limit=x", "limit"), ("order=up", "order"), ("after=msg_x", "after")):
+    queries = (("limit=0", "limit"), ("limit=x", "limit"), ("limit=%C2%B2", "limit"), ("limit=" + "9" * 5000, "limit"),
+               ("order=up", "order"), ("after=msg_x", "after"))  # fmt: skip
+    for query, param in queries:
         answer = httpx.get(f"{server.base_url}/v1/responses/{response.id}/input_items?{query}", headers=headers)
         assert (answer.status_code, answer.json()["error"]["param"]) == (400, param)
     odd = httpx.get(f"{server.base_url}/v1/responses/..%2Fx%0A", headers=headers)
@@ -286,3 +288,24 @@ def test_random_bodies_never_fail_the_server(
     assert answer.status_code < 500, (body, answer.text)
     if answer.status_code >= 400:
         assert set(answer.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_only_what_is_read_is_kept(server: CortexServer, client: openai.OpenAI) -> None:
+    """A client's extra keys are neither read nor stored; the server names the items; numbers too large for a
+    float do not break the answer or the stored response."""
+    headers = {"authorization": f"Bearer {OWNER}"}
+    padded = {"role": "user", "content": "Hi", "id": "msg_mine", "padding": [[]] * 1000}
+    tool = {**WEATHER, "x": -1e999}
+    body = {"model": MODEL_ID, "input": [padded], "max_output_tokens": 2, "tools": [tool]}
+    answer = httpx.post(f"{server.base_url}/v1/responses", content=json.dumps(body).replace("-Infinity", "-1e999"),
+                        headers={**headers, "content-type": "application/json"}, timeout=60)  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    response_id = answer.json()["id"]
+    [item] = client.responses.input_items.list(response_id).data
+    listed = item.to_dict()
+    assert "padding" not in listed
+    assert listed["id"] != "msg_mine"
+    assert httpx.get(f"{server.base_url}/v1/responses/{response_id}", headers=headers).status_code == 200
+    crowded = {"model": MODEL_ID, "input": "Hi", "metadata": {f"k{n}": "v" for n in range(17)}}
+    refused = httpx.post(f"{server.base_url}/v1/responses", json=crowded, headers=headers, timeout=60)
+    assert (refused.status_code, refused.json()["error"]["param"]) == (400, "metadata")
