@@ -164,12 +164,21 @@ class CommonRequest(Strict):
     user: str | None = Field(None, description="Accepted and ignored.")
 
 
+# A named tool_choice names one of `tools`: the document says that tools are then sent (which one, it cannot).
+NAMED_CHOICE_NEEDS_TOOLS: JsonDict = {
+    "if": {"required": ["tool_choice"], "properties": {"tool_choice": {"type": "object"}}},
+    "then": {"required": ["tools"], "properties": {"tools": {"type": "array", "minItems": 1}}},
+}
+
+
 class ChatCompletionRequest(CommonRequest):
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=NAMED_CHOICE_NEEDS_TOOLS)
     messages: Annotated[list[Message], Field(fail_fast=True)] = Field(min_length=1, max_length=MAX_MESSAGES)
     max_completion_tokens: MaxTokens | None = None
     response_format: ResponseFormat | None = None
     tools: Annotated[list[Tool], Field(max_length=MAX_TOOLS, fail_fast=True)] | None = only(
-        "Functions the model may call (type `function` only).", items={"properties": {"type": {"const": "function"}}}
+        "Functions the model may call (type `function` only).",
+        items={"required": ["type", "function"], "properties": {"type": {"const": "function"}}},
     )
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = only(
         "`none`, `auto`, or a function named in `tools` (not `required`).", **{"not": {"const": "required"}}

@@ -74,7 +74,41 @@ MODEL_LIST = _object({"object": {"const": "list"}, "data": {"type": "array", "it
 # One server-sent event: `data:` carries a JSON chunk, an error object, or the final `[DONE]`.
 SERVER_SENT_EVENT = _object({"data": STRING}, {"event": STRING, "id": STRING, "retry": INTEGER})
 
+# The Responses API's bodies (responses_api.py): the fields clients read; what a response echoes of its request
+# (tools, text, metadata, ...) is there too, as the request gave it.
+OUTPUT_ITEM = _object(
+    {"id": STRING, "type": {"enum": ["message", "function_call"]}, "status": STRING},
+    {"role": {"const": "assistant"}, "content": {"type": "array", "items": _object({"type": STRING, "text": STRING})},
+     "call_id": STRING, "name": STRING, "arguments": STRING},
+)  # fmt: skip
+RESPONSE_USAGE = _object(
+    {"input_tokens": INTEGER, "output_tokens": INTEGER, "total_tokens": INTEGER},
+    {"input_tokens_details": _object({"cached_tokens": INTEGER}),
+     "output_tokens_details": _object({"reasoning_tokens": INTEGER})},
+)  # fmt: skip
+RESPONSE = _object(
+    {
+        "id": STRING,
+        "object": {"const": "response"},
+        "created_at": INTEGER,
+        "status": {"enum": ["completed", "incomplete", "in_progress"]},
+        "model": STRING,
+        "output": {"type": "array", "items": OUTPUT_ITEM},
+        "store": {"type": "boolean"},
+    },
+    {"usage": {"anyOf": [RESPONSE_USAGE, {"type": "null"}]}, "previous_response_id": NULLABLE_STRING,
+     "instructions": NULLABLE_STRING},
+)  # fmt: skip
+RESPONSE_ITEM_LIST = _object(
+    {"object": {"const": "list"}, "data": {"type": "array", "items": _object({"id": STRING, "type": STRING})},
+     "first_id": NULLABLE_STRING, "last_id": NULLABLE_STRING, "has_more": {"type": "boolean"}},
+)  # fmt: skip
+RESPONSE_DELETED = _object({"id": STRING, "object": {"const": "response"}, "deleted": {"const": True}})
+
 SCHEMAS = {
+    "Response": RESPONSE,
+    "ResponseItemList": RESPONSE_ITEM_LIST,
+    "ResponseDeleted": RESPONSE_DELETED,
     "ChatCompletion": CHAT_COMPLETION,
     "TextCompletion": TEXT_COMPLETION,
     "EmbeddingList": EMBEDDINGS,

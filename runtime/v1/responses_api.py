@@ -20,6 +20,7 @@ from .generate import Job
 from .requests import ChatCompletionRequest
 from .responses import Reply, choice_of
 from .responses_api_request import (
+    IGNORED_INCLUDES,
     FunctionChoice,
     FunctionTool,
     MessageItem,
@@ -34,7 +35,6 @@ from .streaming import event
 from .validation import translated
 
 Keep = Callable[[dict[str, Any], list[dict[str, Any]]], Awaitable[bool]]  # (response, input items) -> stored?
-IGNORED_INCLUDES = ("reasoning.encrypted_content",)  # nothing to include: no reasoning items are made here
 
 
 def new_id(prefix: str) -> str:

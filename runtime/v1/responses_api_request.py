@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, Tag
+from pydantic import ConfigDict, Discriminator, Field, Tag
 
 from .requests import (
     MAX_MESSAGES,
     MAX_TOOLS,
+    NAMED_CHOICE_NEEDS_TOOLS,
     NOT_RETURNED,
     NULL_ONLY,
     WHOLE,
@@ -25,6 +26,7 @@ from .requests import (
 )
 
 MAX_PARTS = 1024  # content parts of one item
+IGNORED_INCLUDES = ("reasoning.encrypted_content",)  # accepted: there is nothing to include (no reasoning items)
 # OpenAI's caps: 16 pairs, keys of 64 characters, values of 512.
 Metadata = Annotated[dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]],
                      Field(max_length=16, fail_fast=True)]  # fmt: skip
@@ -153,7 +155,10 @@ class TextConfig(Strict):
 
 
 class Reasoning(Loose):
-    effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
+    model_config = ConfigDict(extra="allow", strict=True, json_schema_extra={"additionalProperties": False})
+    effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = only(
+        "These models do not reason on request: none, minimal or null only.", enum=["none", "minimal", None]
+    )
 
 
 class StreamOptions(Strict):
@@ -161,8 +166,9 @@ class StreamOptions(Strict):
 
 
 class ResponseRequest(Strict):
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=NAMED_CHOICE_NEEDS_TOOLS)
     model: str = Field(description="A model id from GET /v1/models.")
-    input: str | Annotated[list[Item], Field(max_length=MAX_MESSAGES, fail_fast=True)] = Field(
+    input: str | Annotated[list[Item], Field(min_length=1, max_length=MAX_MESSAGES - 1, fail_fast=True)] = Field(
         description="Text, or a list of message, function_call and function_call_output items."
     )
     instructions: str | None = Field(None, description="A system message for this response (not carried over).")
@@ -176,19 +182,25 @@ class ResponseRequest(Strict):
     temperature: Temperature | None = None
     top_p: TopP | None = None
     tools: Annotated[list[ToolParam], Field(max_length=MAX_TOOLS, fail_fast=True)] | None = None
-    tool_choice: Literal["none", "auto", "required"] | ToolChoice | None = None
+    tool_choice: Literal["none", "auto", "required"] | ToolChoice | None = only(
+        "`none`, `auto`, or a function named in `tools` (not `required`).", **{"not": {"const": "required"}}
+    )
     parallel_tool_calls: bool | None = None
     max_tool_calls: Annotated[int, Field(ge=1), WHOLE] | None = None
     text: TextConfig | None = None
     metadata: Metadata | None = None
     reasoning: Reasoning | None = None
-    truncation: Literal["auto", "disabled"] | None = None
-    include: Annotated[list[str], Field(max_length=32, fail_fast=True)] | None = None
+    truncation: Literal["auto", "disabled"] | None = only(
+        "`disabled` only: a conversation longer than the context is a 400, never cut.", enum=["disabled", None]
+    )
+    include: Annotated[list[str], Field(max_length=32, fail_fast=True)] | None = only(
+        "Nothing more can be included here (no reasoning items are made).", items={"enum": list(IGNORED_INCLUDES)}
+    )
     top_logprobs: Annotated[int, Field(ge=0, le=20), WHOLE] | None = only(f"{NOT_RETURNED}: 0 or null only.", maximum=0)
-    background: bool | None = None
+    background: bool | None = only("Background mode is not supported: false or null only.", enum=[False, None])
     conversation: str | dict[str, Any] | None = only("Not supported: use previous_response_id.", **NULL_ONLY)
     prompt: dict[str, Any] | None = only("Prompt templates are not supported: null only.", **NULL_ONLY)
-    context_management: list[dict[str, Any]] | None = None
+    context_management: list[dict[str, Any]] | None = only("Not supported: null only.", **NULL_ONLY)
     moderation: dict[str, Any] | None = only("Not supported (no moderation): null only.", **NULL_ONLY)
     image: dict[str, Any] | None = only("Not supported (this server produces text): null only.", **NULL_ONLY)
     prompt_cache_key: str | None = None

@@ -57,8 +57,7 @@ def responses_routes(manager: ModelManager, offload: Offload, store: Conversatio
     storage = Storage(store)
     return [
         Route("/v1/responses", _create(manager, offload, storage), methods=["POST"]),
-        Route("/v1/responses/{response_id}", _get(storage), methods=["GET"]),
-        Route("/v1/responses/{response_id}", _delete(storage), methods=["DELETE"]),
+        Route("/v1/responses/{response_id}", _get_or_delete(storage), methods=["GET", "DELETE"]),
         Route("/v1/responses/{response_id}/input_items", _input_items(storage), methods=["GET"]),
     ]
 
@@ -131,21 +130,18 @@ async def _stored(storage: Storage, request: Request) -> StoredResponse:
     raise ApiError(404, f"No response found{shown}.", param="response_id", code="not_found")
 
 
-def _get(storage: Storage) -> Endpoint:
-    async def get_response(request: Request) -> Response:
-        return JSONResponse((await _stored(storage, request)).body)
+def _get_or_delete(storage: Storage) -> Endpoint:
+    """One route for both methods, so that its 405s name them both (Allow)."""
 
-    return get_response
-
-
-def _delete(storage: Storage) -> Endpoint:
-    async def delete_response(request: Request) -> Response:
+    async def stored_response(request: Request) -> Response:
         found = await _stored(storage, request)
+        if request.method == "GET":
+            return JSONResponse(found.body)
         assert storage.store is not None  # _stored found it there
         await storage.run(storage.store.delete, found.id, found.owner)
         return JSONResponse({"id": found.id, "object": "response", "deleted": True})
 
-    return delete_response
+    return stored_response
 
 
 def _input_items(storage: Storage) -> Endpoint:
@@ -154,10 +150,7 @@ def _input_items(storage: Storage) -> Endpoint:
         limit, order, after = _page_query(request)
         items = found.input_items if order == "asc" else found.input_items[::-1]
         ids = [item.get("id") for item in items]
-        if after is not None and after not in ids:
-            raise ApiError(400, "Invalid value for 'after': no input item of this response has that id.",
-                           param="after", code="invalid_value")  # fmt: skip
-        start = ids.index(after) + 1 if after is not None else 0
+        start = (ids.index(after) + 1 if after in ids else len(ids)) if after is not None else 0  # unknown: the end
         page = items[start : start + limit]
         return JSONResponse({"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
                              "last_id": page[-1]["id"] if page else None,

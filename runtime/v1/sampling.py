@@ -99,6 +99,11 @@ def _reject_unsupported_chat(request: ChatCompletionRequest) -> None:
         raise unsupported("tool_choice", "`required` is not supported; name the function to force a call.")
     if request.tools and any(tool.type != "function" for tool in request.tools):
         raise unsupported("tools", "only tools of type `function` are supported.")
+    for index, tool in enumerate(request.tools or []):
+        if tool.function is None:
+            raise ApiError(
+                400, f"Missing required parameter: 'tools[{index}].function'.", param=f"tools[{index}].function"
+            )
     if isinstance(request.tool_choice, NamedToolChoice):
         name = request.tool_choice.function.name
         if name not in {tool.function.name for tool in request.tools or [] if tool.function}:

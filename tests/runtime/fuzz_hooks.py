@@ -32,9 +32,13 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
 
 def _refer_to_what_exists(body: dict[str, Any]) -> None:
     """What a schema cannot say, as the served model above: a forced function is one of the request's `tools`,
+    a previous response is one this key stored,
     a token id (biased, or in a prompt) is in the model's vocabulary, `dimensions` is the model's own, and
     `suffix` (fill in the middle) is sent only to a model with FIM tokens, which the test model has not."""
+    body.pop("previous_response_id", None)  # a stored response of this key: none exists for a random id
     choice = body.get("tool_choice")
+    if isinstance(choice, dict) and choice.get("type") == "function" and "name" in choice:  # the Responses API's
+        body["tools"] = [*(body.get("tools") or []), {"type": "function", "name": choice["name"]}]
     if isinstance(choice, dict) and isinstance(choice.get("function"), dict):
         name = str(choice["function"].get("name") or "f")
         choice["function"]["name"] = name

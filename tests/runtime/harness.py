@@ -20,6 +20,8 @@ from menlo_cortex.cortexfile.schema import Cortexfile, Model
 from menlo_cortex.runtime.http.middleware import EXCEPTION_HANDLERS
 from menlo_cortex.runtime.models.manager import ModelManager
 from menlo_cortex.runtime.ops.metrics import Metrics, standard_metrics
+from menlo_cortex.runtime.v1.offload import Offload
+from menlo_cortex.runtime.v1.responses_routes import responses_routes
 from menlo_cortex.runtime.v1.routes import v1_routes
 from starlette.applications import Starlette
 
@@ -71,7 +73,8 @@ def build_app(manager: ModelManager) -> Starlette:
         yield
         await manager.close()
 
-    return Starlette(routes=v1_routes(manager), exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    routes = [*v1_routes(manager), *responses_routes(manager, Offload(), None)]  # what the document describes
+    return Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
 
 
 @contextmanager

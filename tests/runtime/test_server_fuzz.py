@@ -21,11 +21,17 @@ MODELS = (
     + f"  - id: {EMBEDDING_MODEL}\n    preset: gemma3-270m-q4km\n    context_size: 1024\n    embeddings: true\n"
 )
 # The server-side cap keeps each generation short whatever max_tokens the fuzzer picks.
-FUZZ_SERVER = "server:\n  limits:\n    max_tokens: 8\n    request_timeout_s: 60\n"
+FUZZ_SERVER = (
+    "server:\n  limits:\n    max_tokens: 8\n    request_timeout_s: 60\ndata:\n  conversations:\n    enabled: true\n"
+)
 # A schema-valid request may still meet the server's bounds: its time limit (408) and its queue (429).
+# A request the document forbids may be refused for its size first (413: a list past its maxItems can be megabytes).
 CONFIG = """\
 [checks.positive_data_acceptance]
 expected-statuses = ["2xx", "401", "403", "404", "408", "429"]
+
+[checks.negative_data_rejection]
+expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429"]
 """
 
 
@@ -54,6 +60,7 @@ def test_fuzzing_the_api_from_its_openapi_document_finds_no_server_error_and_no_
     assert '"POST /v1/chat/completions HTTP/1.1" 200' in served  # the fuzzer reached real generations
     assert '"POST /v1/completions HTTP/1.1" 200' in served
     assert '"POST /v1/embeddings HTTP/1.1" 200' in served
+    assert '"POST /v1/responses HTTP/1.1" 200' in served
     assert '" 500 ' not in served
     with server.client() as http:
         assert http.get("/health").status_code == 200

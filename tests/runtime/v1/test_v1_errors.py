@@ -180,7 +180,22 @@ def test_a_forced_function_without_parameters_is_called(served: Served) -> None:
 # Values the server refuses, and values beside them it accepts: the OpenAPI document says the same, so that a
 # client (or a code generator, or a fuzzer) that trusts it never sends a refused request.
 COMPLETION = {"model": "gemma", "prompt": "Hi", "max_tokens": 4}
+RESPONSE = {"model": "gemma", "input": "Hi", "max_output_tokens": 4}
+NAMED = {"type": "function", "function": {"name": "now"}}
 REFUSED = [
+    ("/v1/chat/completions", {**CHAT, "tool_choice": NAMED}),
+    ("/v1/chat/completions", {**CHAT, "tools": [{"type": "function"}]}),
+    ("/v1/responses", {**RESPONSE, "tools": [{"type": "web_search"}]}),
+    ("/v1/responses", {**RESPONSE, "background": True}),
+    ("/v1/responses", {**RESPONSE, "truncation": "auto"}),
+    ("/v1/responses", {**RESPONSE, "reasoning": {"effort": "high"}}),
+    ("/v1/responses", {**RESPONSE, "reasoning": {"summary": "auto"}}),
+    ("/v1/responses", {**RESPONSE, "include": ["message.output_text.logprobs"]}),
+    ("/v1/responses", {**RESPONSE, "tool_choice": {"type": "function", "name": "now"}}),
+    ("/v1/responses", {**RESPONSE, "tool_choice": "required"}),
+    ("/v1/responses", {**RESPONSE, "input": [{"role": "user", "content": [{"type": "input_image"}]}]}),
+    ("/v1/responses", {**RESPONSE, "input": [{"type": "reasoning", "summary": []}]}),
+    ("/v1/responses", {**RESPONSE, "input": []}),
     ("/v1/chat/completions", {**CHAT, "n": 2}),
     ("/v1/chat/completions", {**CHAT, "logprobs": True}),
     ("/v1/chat/completions", {**CHAT, "top_logprobs": 3}),
@@ -201,6 +216,29 @@ REFUSED = [
     ("/v1/embeddings", {"model": "gemma", "input": [1, 2]}),
 ]
 ACCEPTED = [
+    ("/v1/chat/completions", {**CHAT, "tool_choice": NAMED, "tools": [NAMED]}),
+    (
+        "/v1/responses",
+        {
+            **RESPONSE,
+            "reasoning": {"effort": "none"},
+            "truncation": "disabled",
+            "background": False,
+            "include": ["reasoning.encrypted_content"],
+            "tool_choice": "none",
+            "store": True,
+        },
+    ),
+    ("/v1/responses", {**RESPONSE, "input": [{"role": "user", "content": [{"type": "input_text", "text": "Hi"}]}]}),
+    (
+        "/v1/responses",
+        {
+            **RESPONSE,
+            "tool_choice": {"type": "function", "name": "now"},
+            "tools": [{"type": "function", "name": "now"}],
+            "max_output_tokens": 16,
+        },
+    ),
     ("/v1/chat/completions", {**CHAT, "n": 1, "logprobs": False, "top_logprobs": 0, "modalities": ["text"]}),
     ("/v1/chat/completions", {**CHAT, "audio": None, "moderation": None, "tool_choice": "none"}),
     ("/v1/chat/completions", {**CHAT, "messages": [{"role": "tool"}]}),
