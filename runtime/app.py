@@ -27,6 +27,7 @@ from .ops.sdnotify import readiness
 from .ops.system import system_info
 from .v1.offload import Offload
 from .v1.openapi import openapi_document
+from .v1.rerank import rerank_routes
 from .v1.responses_routes import responses_routes
 from .v1.routes import messages_routes, model_control_routes, v1_routes
 
@@ -64,6 +65,7 @@ def create_app(
         *model_control_routes(models),  # before v1's GET /v1/models/{id:path}, which would take their paths
         *v1_routes(models, offload),
         *messages_routes(models, offload),
+        *rerank_routes(models),
         *responses_routes(models, offload, conversation_store(config, data_dir, keys)),
     ]
     app = Starlette(

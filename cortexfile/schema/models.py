@@ -60,6 +60,11 @@ class Model(Section):
     chat_format: str | None = setting(None, "llama-cpp-python chat format (e.g. gemma, chatml, llama-3).")
     chat_template: str | None = setting(None, "Jinja chat template, overriding the GGUF's own.")
     embeddings: bool = setting(False, "Serve this model on /v1/embeddings.")
+    rerank: bool = setting(
+        False,
+        "Serve this model on /v1/rerank: a reranker (a cross-encoder GGUF that llama.cpp pools for ranking, such as "
+        "bge-reranker or jina-reranker).",
+    )
     load: LoadPolicy = setting(LoadPolicy.start, "Load when the server starts, or on first use.", applies=Applies.live)
     idle_unload_s: int | None = setting(
         None,
@@ -68,6 +73,17 @@ class Model(Section):
         ge=1,
         applies=Applies.live,
     )
+
+    @model_validator(mode="after")
+    def _one_kind_of_output(self) -> Model:
+        if self.embeddings and self.rerank:
+            raise ValueError("a model serves embeddings or reranks, not both: declare the file twice, with two ids")
+        return self
+
+    @property
+    def pooled(self) -> bool:
+        """One vector (embeddings) or one score (rerank) per input, not generated text."""
+        return self.embeddings or self.rerank
 
     @field_validator("engine", mode="before")
     @classmethod

@@ -27,6 +27,7 @@ JSON_PATHS = frozenset(
         "/v1/messages",
         "/v1/messages/count_tokens",
         "/v1/responses",
+        "/v1/rerank",
     }
 )
 PUBLIC_PREFIXES = ("/docs/",)

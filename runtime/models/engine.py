@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -29,16 +30,20 @@ from .batching.plan import SlotPlan, plan_slots
 from .batching.scheduler import Scheduler
 from .batching.view import LlamaView
 from .generation import Generation
+from .gguf import GgufError, architecture_value, read_metadata
 
 T = TypeVar("T")
 CHAT_FORMAT_REFUSED = "The model's chat format refuses these messages (their roles in this order, for instance)."
 log = logging.getLogger("cortex.llama")
 MEAN_POOLING = 1  # llama_cpp.LLAMA_POOLING_TYPE_MEAN
+RANK_POOLING = 4  # llama_cpp.LLAMA_POOLING_TYPE_RANK
 Chunk = dict[str, Any]
 # Starts a llama-cpp-python call in stream mode on a request's view of the model -> chunk iterator.
 StreamCall = Callable[[Any], Iterator[Chunk]]
 HEADER_CONTEXT = 64  # tokens: llama-cpp-python's own context, unused once the scheduler has its own
 Embedded = tuple[list[list[float]], int]  # one vector per input, tokens embedded
+Ranked = tuple[list[float], int]  # one score per document, tokens read
+MAX_WARM_UP_TOKENS = 64
 
 
 class ModelLoadError(Exception):
@@ -67,6 +72,19 @@ def check_gguf(model: Model, path: Path) -> None:
         raise ModelLoadError(f"model `{model.id}`: cannot read {path}: {exc.strerror or 'I/O error'}") from None
     if magic != GGUF_MAGIC:  # its bytes are not shown: a file's content never reaches a client
         raise ModelLoadError(f"model `{model.id}`: {path} is not a GGUF file")
+
+
+def check_reranker(model: Model, path: Path) -> None:
+    """A model declared `rerank: true` is a reranker: its GGUF says rank pooling (a classification head)."""
+    try:
+        pooling = architecture_value(read_metadata(path), "pooling_type")
+    except (OSError, GgufError) as exc:
+        raise ModelLoadError(f"model `{model.id}`: cannot read {path}'s header ({exc})") from None
+    if pooling != RANK_POOLING:
+        raise ModelLoadError(
+            f"models[{model.id}].rerank: {path} is not a reranker (its GGUF has no rank pooling, the classification "
+            "head llama.cpp scores query and document pairs with): declare a reranking model, or leave rerank out"
+        )
 
 
 def plan_engine(model: Model, path: Path, settings: LlamaCppEngine, budget_mb: int | None) -> SlotPlan:
@@ -103,9 +121,11 @@ def llama_arguments(model: Model, settings: LlamaCppEngine) -> dict[str, Any]:
         "flash_attn": settings.flash_attention,
         "use_mmap": settings.use_mmap,
         "use_mlock": settings.use_mlock,
-        "embedding": model.embeddings,
-        # Mean pooling gives one vector per input; decoder models default to none (a vector per token).
+        "embedding": model.pooled,
+        # Mean pooling gives one vector per input; decoder models default to none (a vector per token); a
+        # reranker's rank pooling one score per query and document pair (its classification head).
         **({"pooling_type": MEAN_POOLING} if model.embeddings else {}),
+        **({"pooling_type": RANK_POOLING} if model.rerank else {}),
         "chat_format": model.chat_format,
         "verbose": True,  # see route_llama_logs; turned off once loaded
     }
@@ -162,6 +182,29 @@ async def _until_let_go(future: Future[T], stop: Callable[[], None] | None = Non
                 await asyncio.shield(asyncio.wrap_future(future))
 
 
+def rank_pair(llama: Any, query: str, document: str) -> list[int]:
+    """The tokens of one query and document pair: the model's own rerank template when its GGUF has one, else
+    [BOS] query [EOS] [SEP] document [EOS], each special token where the vocabulary adds it (llama-server's)."""
+    import llama_cpp
+
+    template = llama.metadata.get("tokenizer.chat_template.rerank")
+    if isinstance(template, str):
+        values = {"query": query, "document": document}  # one pass: a query holding "{document}" stays itself
+        prompt = re.sub(r"\{(query|document)\}", lambda found: values[found.group(1)], template)
+        return list(llama.tokenize(prompt.encode("utf-8", "ignore"), add_bos=False, special=True))
+    vocab = llama._model.vocab
+    sep = llama_cpp.llama_vocab_sep(vocab)
+    eos = llama.token_eos() if llama.token_eos() != -1 else sep
+    bos = [llama.token_bos()] if llama_cpp.llama_vocab_get_add_bos(vocab) else []
+    end = [eos] if llama_cpp.llama_vocab_get_add_eos(vocab) else []
+    between = end + ([sep] if llama_cpp.llama_vocab_get_add_sep(vocab) else [])
+
+    def tokens(value: str) -> list[int]:
+        return list(llama.tokenize(value.encode("utf-8", "ignore"), add_bos=False, special=False))
+
+    return [*bos, *tokens(query), *between, *tokens(document), *end]
+
+
 def _batches(counts: list[int], batch_tokens: int, batch_inputs: int) -> Iterator[tuple[int, int]]:
     """Runs of consecutive inputs that llama.cpp decodes at once: at most `batch_tokens` tokens and `batch_inputs`
     inputs (one input over the token size is a run of its own)."""
@@ -209,6 +252,13 @@ class Engine:
         cancel = threading.Event()
         future = self._executor.submit(self._embed_blocking, texts, max_tokens, cancel)
         return await _until_let_go(future, stop=cancel.set)  # running: it stops at the next batch
+
+    async def rank(self, query: str, documents: list[str], max_tokens: int) -> Ranked:
+        """A relevance score per document for the query, and the tokens read; as embed: stops at the next batch
+        when cancelled, and the caller's place is held until the engine thread lets go."""
+        cancel = threading.Event()
+        future = self._executor.submit(self._rank_blocking, query, documents, max_tokens, cancel)
+        return await _until_let_go(future, stop=cancel.set)
 
     async def tokenize(self, text: str) -> int:
         tokens = await self._call(lambda: self._llama.tokenize(text.encode("utf-8", "ignore"), special=True))
@@ -288,12 +338,43 @@ class Engine:
             vectors += llama.embed(texts[start:end])
         return vectors, sum(counts)
 
+    def _rank_blocking(self, query: str, documents: list[str], max_tokens: int, cancel: threading.Event) -> Ranked:
+        """Each (query, document) pair read as one sequence (as llama-server pairs them), scored by the model's head;
+        several pairs per decode, each scored on its own (pooled per sequence)."""
+        import llama_cpp
+
+        llama = self._llama
+        pairs = [rank_pair(llama, query, document) for document in documents]
+        long = next((index for index, pair in enumerate(pairs) if len(pair) > llama.n_batch), None)
+        if long is not None:
+            limit = f"{llama.n_batch}: the smaller of context_size and engines.llama_cpp.batch_size"
+            raise ValueError(f"documents[{long}] with the query is {len(pairs[long])} tokens, more than this model "
+                             f"reads at once ({limit})")  # fmt: skip
+        if sum(map(len, pairs)) > max_tokens:
+            raise TooManyTokens(sum(map(len, pairs)), max_tokens)
+        scores: list[float] = []
+        for start, end in _batches([len(pair) for pair in pairs], llama.n_batch, llama.context_params.n_seq_max):
+            if cancel.is_set():
+                raise Stopped()
+            llama._batch.reset()
+            for sequence, pair in enumerate(pairs[start:end]):
+                llama._batch.add_sequence(pair, sequence, True)  # pooled: llama.cpp wants every token out
+            llama._ctx.kv_cache_clear()
+            llama._ctx.decode(llama._batch)
+            scores += [float(llama_cpp.llama_get_embeddings_seq(llama._ctx.ctx, n)[0]) for n in range(end - start)]
+        return scores, sum(map(len, pairs))
+
     async def _call(self, function: Callable[[], T]) -> T:
         return await asyncio.wrap_future(self._executor.submit(function))
 
     def _load_blocking(self) -> None:
         prepare_llama(self.model, self.path)
-        if self.model.embeddings:
+        if self.model.rerank:
+            check_reranker(self.model, self.path)
+            llama = self._open_llama(llama_arguments(self.model, self.settings))
+            self._llama = llama
+            self._rank_blocking("warm up", ["warm up"], MAX_WARM_UP_TOKENS, threading.Event())
+        elif self.model.embeddings:
             llama = self._open_llama(llama_arguments(self.model, self.settings))
             llama.create_embedding("warm up")  # see Scheduler.warm_up
         else:

@@ -74,10 +74,12 @@ class Job:
 
 async def respond(request: Request, manager: ModelManager, job: Job) -> Response:
     model = manager.model(job.envelope.model)
-    if model.embeddings:
+    if model.pooled:
+        kind, route = ("a reranking model (rerank: true)", "/v1/rerank") if model.rerank else (
+            "an embedding model (embeddings: true)", "/v1/embeddings")  # fmt: skip
         raise ApiError(
             400,
-            f"Model `{model.id}` is an embedding model (embeddings: true): use /v1/embeddings.",
+            f"Model `{model.id}` is {kind}: use {route}.",
             param="model",
             code="model_not_supported",
         )

@@ -58,8 +58,8 @@ def plan_slots(model: Model, path: Path, settings: LlamaCppEngine, budget_mb: in
     context = model.context_size or shape.context_trained
     per_slot = shape.kv_bytes_per_token * context
     file_bytes = path.stat().st_size
-    if model.embeddings:
-        parallel = 1  # embeddings run one batch at a time on llama-cpp-python's own context
+    if model.pooled:
+        parallel = 1  # embeddings and ranks run one batch at a time on llama-cpp-python's own context
     elif settings.parallel == "auto":
         room = budget_mb * MIB if budget_mb is not None else available_memory()
         fits = (room - file_bytes) // max(per_slot, 1)
