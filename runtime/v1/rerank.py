@@ -15,6 +15,7 @@ from ..models.engine import Engine, Ranked, TooManyTokens
 from ..models.manager import ModelManager
 from .generate import CLIENT_CLOSED_REQUEST
 from .requests import WHOLE, Loose, Strict
+from .routes import not_served
 from .streaming import ClientGone, unless_disconnected
 from .validation import parse_body
 
@@ -43,10 +44,7 @@ def _rerank(manager: ModelManager) -> Any:
         body = await parse_body(request, RerankRequest)
         model = manager.model(body.model)
         if not model.rerank:
-            rankers = [m.id for m in manager.models() if m.rerank]
-            raise ApiError(400, f"Model `{model.id}` cannot rank documents (declare a reranking model with `rerank: "
-                           f"true`). Reranking models here: {', '.join(rankers) or 'none'}.", param="model",
-                           code="model_not_supported")  # fmt: skip
+            raise not_served(manager, model.id, "rank documents", "rerank", "Reranking")
         texts = [document if isinstance(document, str) else document.text for document in body.documents]
         async with manager.use(model.id) as engine:  # left only once the engine thread has stopped
             try:

@@ -186,14 +186,7 @@ def _embeddings(manager: ModelManager) -> Endpoint:
         body = await parse_body(request, EmbeddingRequest)
         model = manager.model(body.model)
         if not model.embeddings:
-            embedders = [m.id for m in manager.models() if m.embeddings]
-            raise ApiError(
-                400,
-                f"Model `{model.id}` does not serve embeddings (declare it with `embeddings: true`). "
-                f"Embedding models here: {', '.join(embedders) or 'none'}.",
-                param="model",
-                code="model_not_supported",
-            )
+            raise not_served(manager, model.id, "serve embeddings", "embeddings", "Embedding")
         texts = _texts(body.input)
         timeout_s = manager.limits.request_timeout_s
         async with manager.use(model.id) as engine:  # left only once the engine thread has stopped
@@ -215,6 +208,13 @@ async def _embed(engine: Engine, texts: list[str]) -> Embedded:
         raise ApiError(400, f"Invalid value for 'input': {exc}.", param="input", code="invalid_value") from None
     except ValueError as exc:
         raise ApiError(400, f"Cannot embed this input: {exc}", param="input", code="invalid_value") from None
+
+
+def not_served(manager: ModelManager, model_id: str, does: str, flag: str, kind: str) -> ApiError:
+    """A model asked for what it is not declared for (`flag: true`): a 400 listing the models that are."""
+    able = [model.id for model in manager.models() if getattr(model, flag)]
+    return ApiError(400, f"Model `{model_id}` does not {does} (declare it with `{flag}: true`). {kind} models here: "
+                    f"{', '.join(able) or 'none'}.", param="model", code="model_not_supported")  # fmt: skip
 
 
 def _texts(value: str | list[str] | list[int] | list[list[int]]) -> list[str]:

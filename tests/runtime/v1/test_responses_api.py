@@ -237,20 +237,8 @@ def test_listing_input_items_pages_and_checks_its_query(server: CortexServer, cl
     assert "\\n" not in odd.json()["error"]["message"]
 
 
-@pytest.fixture(scope="module")
-def keyless(
-    tmp_path_factory: pytest.TempPathFactory, cortex_command: list[str], test_data_dir: Path
-) -> Iterator[CortexServer]:
-    running = launch(tmp_path_factory.mktemp("keyless"), cortex_command, test_data_dir)
-    try:
-        running.wait_ready()
-        yield running
-    finally:
-        running.terminate()
-
-
-def test_a_server_without_keys_stores_nothing_by_default(keyless: CortexServer) -> None:
-    with _client(keyless, "unused") as anyone:
+def test_a_server_without_keys_stores_nothing_by_default(shared_server: CortexServer) -> None:
+    with _client(shared_server, "unused") as anyone:
         response = anyone.responses.create(model=MODEL_ID, input=COUNT, max_output_tokens=4)
         assert _stored(response) is False
         with pytest.raises(openai.NotFoundError):
