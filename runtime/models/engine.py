@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import re
 import threading
@@ -43,7 +44,6 @@ StreamCall = Callable[[Any], Iterator[Chunk]]
 HEADER_CONTEXT = 64  # tokens: llama-cpp-python's own context, unused once the scheduler has its own
 Embedded = tuple[list[list[float]], int]  # one vector per input, tokens embedded
 Ranked = tuple[list[float], int]  # one score per document, tokens read
-MAX_WARM_UP_TOKENS = 64
 
 
 class ModelLoadError(Exception):
@@ -87,6 +87,15 @@ def check_reranker(model: Model, path: Path) -> None:
         )
 
 
+def check_head(model: Model, llama: Any) -> None:
+    """A reranker's head gives at least one class: its first is the score."""
+    import llama_cpp
+
+    if llama_cpp.llama_model_n_cls_out(llama._model.model) < 1:
+        llama.close()
+        raise ModelLoadError(f"models[{model.id}].rerank: the model's classification head has no output")
+
+
 def plan_engine(model: Model, path: Path, settings: LlamaCppEngine, budget_mb: int | None) -> SlotPlan:
     """The model's slots and memory, read from its header: before any weight is loaded, so the memory
     budget can refuse it or make room for it first."""
@@ -118,6 +127,8 @@ def llama_arguments(model: Model, settings: LlamaCppEngine) -> dict[str, Any]:
         "n_threads_batch": threads,
         "n_gpu_layers": model.gpu_layers,
         "n_batch": settings.batch_size,
+        # An encoder (BERT) reads a whole batch in one micro-batch: llama.cpp aborts the process otherwise.
+        **({"n_ubatch": settings.batch_size} if model.pooled else {}),
         "flash_attn": settings.flash_attention,
         "use_mmap": settings.use_mmap,
         "use_mlock": settings.use_mlock,
@@ -182,27 +193,58 @@ async def _until_let_go(future: Future[T], stop: Callable[[], None] | None = Non
                 await asyncio.shield(asyncio.wrap_future(future))
 
 
-def rank_pair(llama: Any, query: str, document: str) -> list[int]:
-    """The tokens of one query and document pair: the model's own rerank template when its GGUF has one, else
-    [BOS] query [EOS] [SEP] document [EOS], each special token where the vocabulary adds it (llama-server's)."""
-    import llama_cpp
+class RankPairs:
+    """The tokens of query and document pairs, as llama-server pairs them: the model's own rerank template when
+    its GGUF has one, else [BOS] query [EOS] [SEP] document [EOS], each special token where the vocabulary adds
+    it. The query is read once; a client's text never becomes special tokens (only the template's own are)."""
 
-    template = llama.metadata.get("tokenizer.chat_template.rerank")
-    if isinstance(template, str):
-        values = {"query": query, "document": document}  # one pass: a query holding "{document}" stays itself
-        prompt = re.sub(r"\{(query|document)\}", lambda found: values[found.group(1)], template)
-        return list(llama.tokenize(prompt.encode("utf-8", "ignore"), add_bos=False, special=True))
-    vocab = llama._model.vocab
-    sep = llama_cpp.llama_vocab_sep(vocab)
-    eos = llama.token_eos() if llama.token_eos() != -1 else sep
-    bos = [llama.token_bos()] if llama_cpp.llama_vocab_get_add_bos(vocab) else []
-    end = [eos] if llama_cpp.llama_vocab_get_add_eos(vocab) else []
-    between = end + ([sep] if llama_cpp.llama_vocab_get_add_sep(vocab) else [])
+    def __init__(self, llama: Any, query: str) -> None:
+        import llama_cpp
 
-    def tokens(value: str) -> list[int]:
-        return list(llama.tokenize(value.encode("utf-8", "ignore"), add_bos=False, special=False))
+        self.llama = llama
+        template = llama.metadata.get("tokenizer.chat_template.rerank")
+        if isinstance(template, str):
+            pieces = re.split(r"(\{query\}|\{document\})", template)
+            self.parts: list[list[int] | None] = [
+                self._text(query) if piece == "{query}" else None if piece == "{document}" else self._special(piece)
+                for piece in pieces
+            ]
+            return
+        vocab = llama._model.vocab
+        sep = llama_cpp.llama_vocab_sep(vocab)
+        eos = llama.token_eos() if llama.token_eos() != -1 else sep
+        end = [eos] if llama_cpp.llama_vocab_get_add_eos(vocab) else []
+        bos = [llama.token_bos()] if llama_cpp.llama_vocab_get_add_bos(vocab) else []
+        between = end + ([sep] if llama_cpp.llama_vocab_get_add_sep(vocab) else [])
+        self.parts = [bos + self._text(query) + between, None, end]
 
-    return [*bos, *tokens(query), *between, *tokens(document), *end]
+    def pair(self, document: str) -> list[int]:
+        text = self._text(document)
+        return [token for part in self.parts for token in (text if part is None else part)]
+
+    @property
+    def fixed(self) -> int:
+        """The tokens every pair has: the query's and the markers'."""
+        return sum(len(part) for part in self.parts if part is not None)
+
+    def _text(self, value: str) -> list[int]:
+        return list(self.llama.tokenize(value.encode("utf-8", "ignore"), add_bos=False, special=False))
+
+    def _special(self, value: str) -> list[int]:
+        return list(self.llama.tokenize(value.encode("utf-8", "ignore"), add_bos=False, special=True)) if value else []
+
+
+LIMIT_NAMES = "the smallest of context_size, engines.llama_cpp.batch_size and the model's trained context"
+
+
+def _score(pointer: Any) -> float:
+    """A pair's score: the first value of its pooled output (the head's one class)."""
+    if not pointer:
+        raise RuntimeError("llama.cpp gave no score for a pair")
+    score = float(pointer[0])
+    if not math.isfinite(score):
+        raise RuntimeError("the model gave a score that is not a finite number")
+    return score
 
 
 def _batches(counts: list[int], batch_tokens: int, batch_inputs: int) -> Iterator[tuple[int, int]]:
@@ -339,21 +381,30 @@ class Engine:
         return vectors, sum(counts)
 
     def _rank_blocking(self, query: str, documents: list[str], max_tokens: int, cancel: threading.Event) -> Ranked:
-        """Each (query, document) pair read as one sequence (as llama-server pairs them), scored by the model's head;
-        several pairs per decode, each scored on its own (pooled per sequence)."""
+        """Each (query, document) pair read as one sequence and scored by the model's head; several pairs per
+        decode, each pooled on its own. Every pair and the whole request are bounded as they are read."""
         import llama_cpp
 
         llama = self._llama
-        pairs = [rank_pair(llama, query, document) for document in documents]
-        long = next((index for index, pair in enumerate(pairs) if len(pair) > llama.n_batch), None)
-        if long is not None:
-            limit = f"{llama.n_batch}: the smaller of context_size and engines.llama_cpp.batch_size"
-            raise ValueError(f"documents[{long}] with the query is {len(pairs[long])} tokens, more than this model "
-                             f"reads at once ({limit})")  # fmt: skip
-        if sum(map(len, pairs)) > max_tokens:
-            raise TooManyTokens(sum(map(len, pairs)), max_tokens)
+        limit = llama.n_batch  # at most the trained context (_pooled_arguments): an encoder's positions end there
+        prompts = RankPairs(llama, query)
+        if prompts.fixed >= limit:
+            raise ValueError(f"the query is {prompts.fixed} tokens with the pair's markers, more than this model reads "
+                             f"at once ({limit}: {LIMIT_NAMES})")  # fmt: skip
+        pairs, total = [], 0
+        for index, document in enumerate(documents):
+            if cancel.is_set():
+                raise Stopped()
+            pair = prompts.pair(document)
+            if not 0 < len(pair) <= limit:
+                raise ValueError(f"documents[{index}] with the query is {len(pair)} tokens; this model reads 1 to "
+                                 f"{limit} at once ({LIMIT_NAMES})")  # fmt: skip
+            total += len(pair)
+            if total > max_tokens:
+                raise TooManyTokens(total, max_tokens)
+            pairs.append(pair)
         scores: list[float] = []
-        for start, end in _batches([len(pair) for pair in pairs], llama.n_batch, llama.context_params.n_seq_max):
+        for start, end in _batches([len(pair) for pair in pairs], limit, llama.context_params.n_seq_max):
             if cancel.is_set():
                 raise Stopped()
             llama._batch.reset()
@@ -361,8 +412,8 @@ class Engine:
                 llama._batch.add_sequence(pair, sequence, True)  # pooled: llama.cpp wants every token out
             llama._ctx.kv_cache_clear()
             llama._ctx.decode(llama._batch)
-            scores += [float(llama_cpp.llama_get_embeddings_seq(llama._ctx.ctx, n)[0]) for n in range(end - start)]
-        return scores, sum(map(len, pairs))
+            scores += [_score(llama_cpp.llama_get_embeddings_seq(llama._ctx.ctx, n)) for n in range(end - start)]
+        return scores, total
 
     async def _call(self, function: Callable[[], T]) -> T:
         return await asyncio.wrap_future(self._executor.submit(function))
@@ -371,11 +422,12 @@ class Engine:
         prepare_llama(self.model, self.path)
         if self.model.rerank:
             check_reranker(self.model, self.path)
-            llama = self._open_llama(llama_arguments(self.model, self.settings))
+            llama = self._open_llama(self._pooled_arguments())
             self._llama = llama
-            self._rank_blocking("warm up", ["warm up"], MAX_WARM_UP_TOKENS, threading.Event())
+            check_head(self.model, llama)
+            self._rank_blocking("warm up", ["warm up"], llama.n_batch, threading.Event())
         elif self.model.embeddings:
-            llama = self._open_llama(llama_arguments(self.model, self.settings))
+            llama = self._open_llama(self._pooled_arguments())
             llama.create_embedding("warm up")  # see Scheduler.warm_up
         else:
             llama = self._open_llama({**llama_arguments(self.model, self.settings), "n_ctx": HEADER_CONTEXT})
@@ -384,6 +436,14 @@ class Engine:
         if handler is not None:
             llama.chat_handler = handler
         self._llama = llama
+
+    def _pooled_arguments(self) -> dict[str, Any]:
+        """An encoder's batch (read whole, in one micro-batch) ends at its trained context: its positions do."""
+        arguments = llama_arguments(self.model, self.settings)
+        trained = architecture_value(read_metadata(self.path), "context_length")
+        if trained:
+            arguments["n_batch"] = arguments["n_ubatch"] = min(arguments["n_batch"], trained)
+        return arguments
 
     def _open_llama(self, arguments: dict[str, Any]) -> Any:
         from llama_cpp import Llama

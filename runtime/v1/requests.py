@@ -169,16 +169,29 @@ NAMED_CHOICE_NEEDS_TOOLS: JsonDict = {
     "if": {"required": ["tool_choice"], "properties": {"tool_choice": {"type": "object"}}},
     "then": {"required": ["tools"], "properties": {"tools": {"type": "array", "minItems": 1}}},
 }
+# `tools` and the legacy `functions` together contradict each other (llama-cpp-python would drop one).
+NOT_TOOLS_AND_FUNCTIONS: JsonDict = {
+    "not": {"required": ["tools", "functions"], "properties": {"tools": {"type": "array", "minItems": 1},
+                                                               "functions": {"type": "array", "minItems": 1}}},
+}  # fmt: skip
 
 
 class ChatCompletionRequest(CommonRequest):
-    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=NAMED_CHOICE_NEEDS_TOOLS)
+    model_config = ConfigDict(
+        extra="forbid", strict=True, json_schema_extra={"allOf": [NAMED_CHOICE_NEEDS_TOOLS, NOT_TOOLS_AND_FUNCTIONS]}
+    )
     messages: Annotated[list[Message], Field(fail_fast=True)] = Field(min_length=1, max_length=MAX_MESSAGES)
     max_completion_tokens: MaxTokens | None = None
     response_format: ResponseFormat | None = None
     tools: Annotated[list[Tool], Field(max_length=MAX_TOOLS, fail_fast=True)] | None = only(
         "Functions the model may call (type `function` only).",
-        items={"required": ["type", "function"], "properties": {"type": {"const": "function"}}},
+        items={
+            "required": ["type", "function"],
+            "properties": {
+                "type": {"const": "function"},
+                "function": {"$ref": "#/components/schemas/FunctionDefinition"},
+            },
+        },
     )
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = only(
         "`none`, `auto`, or a function named in `tools` (not `required`).", **{"not": {"const": "required"}}

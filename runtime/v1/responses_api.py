@@ -120,11 +120,12 @@ def _response_format(body: ResponseRequest) -> dict[str, Any] | None:
 def _refuse_unsupported(body: ResponseRequest) -> None:
     refused = {
         "background": ("background mode is not supported: leave it out.", bool(body.background)),
-        "conversation": ("conversations objects are not supported: use previous_response_id.", body.conversation),
-        "prompt": ("prompt templates are not supported: send the input.", body.prompt),
-        "context_management": ("context management is not supported.", body.context_management),
-        "moderation": ("this server runs no moderation.", body.moderation),
-        "image": ("this server produces text only.", body.image),
+        "conversation": ("conversations objects are not supported: use previous_response_id.",
+                         body.conversation is not None),
+        "prompt": ("prompt templates are not supported: send the input.", body.prompt is not None),
+        "context_management": ("context management is not supported.", body.context_management is not None),
+        "moderation": ("this server runs no moderation.", body.moderation is not None),
+        "image": ("this server produces text only.", body.image is not None),
         "top_logprobs": ("log probabilities are not returned by this server.", body.top_logprobs),
         "truncation": ("`auto` is not supported: a conversation longer than the context is a 400, never cut.",
                        body.truncation == "auto"),

@@ -168,9 +168,10 @@ class StreamOptions(Strict):
 class ResponseRequest(Strict):
     model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=NAMED_CHOICE_NEEDS_TOOLS)
     model: str = Field(description="A model id from GET /v1/models.")
-    input: str | Annotated[list[Item], Field(min_length=1, max_length=MAX_MESSAGES - 1, fail_fast=True)] = Field(
-        description="Text, or a list of message, function_call and function_call_output items."
-    )
+    input: (
+        Annotated[str, Field(min_length=1)]
+        | Annotated[list[Item], Field(min_length=1, max_length=MAX_MESSAGES - 1, fail_fast=True)]
+    ) = Field(description="Text, or a list of message, function_call and function_call_output items.")
     instructions: str | None = Field(None, description="A system message for this response (not carried over).")
     previous_response_id: str | None = Field(
         None, pattern=RESPONSE_ID, description="Continue the conversation of a response stored with `store`."

@@ -95,10 +95,16 @@ def _reject_unsupported_chat(request: ChatCompletionRequest) -> None:
         raise unsupported("moderation", "this server runs no moderation.")
     if request.web_search_options is not None:
         raise unsupported("web_search_options", "this server has no web search.")
+    _reject_unsupported_tools(request)
+
+
+def _reject_unsupported_tools(request: ChatCompletionRequest) -> None:
     if request.tool_choice == "required":
         raise unsupported("tool_choice", "`required` is not supported; name the function to force a call.")
     if request.tools and any(tool.type != "function" for tool in request.tools):
         raise unsupported("tools", "only tools of type `function` are supported.")
+    if request.tools and request.functions:
+        raise unsupported("functions", "send `tools` or the legacy `functions`, not both.")
     for index, tool in enumerate(request.tools or []):
         if tool.function is None:
             raise ApiError(

@@ -17,9 +17,9 @@ SPECIAL = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 EMBD, FF, LAYERS, HEADS, CONTEXT = 32, 64, 2, 2, 256
 
 
-def write_reranker(path: Path, *, head: bool = True, seed: int = 7) -> Path:
+def write_reranker(path: Path, *, head: bool = True, seed: int = 7, template: str | None = None) -> Path:
     """`head`: the classification head and rank pooling; without, a plain BERT encoder (mean pooling), which
-    cannot rank."""
+    cannot rank. `template`: a rerank prompt template (`{query}`, `{document}`), as some rerankers' GGUFs carry."""
     rng = np.random.default_rng(seed)
     # As convert_hf_to_gguf.py writes a WordPiece vocabulary: a word's start marked with U+2581, `##` dropped.
     letters = "abcdefghijklmnopqrstuvwxyz"
@@ -38,6 +38,8 @@ def write_reranker(path: Path, *, head: bool = True, seed: int = 7) -> Path:
     writer.add_token_list(tokens)
     writer.add_token_types([gguf.TokenType.CONTROL] * len(SPECIAL) + [gguf.TokenType.NORMAL] * (len(tokens) - 5))
     writer.add_token_type_count(2)
+    if template is not None:
+        writer.add_string("tokenizer.chat_template.rerank", template)
     for name, token in (("pad", 0), ("unk", 1), ("bos", 2), ("sep", 3), ("mask", 4), ("eos", 3)):
         getattr(writer, f"add_{name}_token_id")(token)
 

@@ -88,3 +88,45 @@ def test_bad_requests_are_400s_naming_the_field(server: CortexServer, body: dict
     answer = rerank(server, **body)
     assert answer.status_code == 400, answer.text
     assert answer.json()["error"]["param"] == param
+
+
+def test_an_encoder_reads_a_whole_pair_at_once_whatever_the_batch_size(
+    tmp_path: Path, cortex_command: list[str], test_data_dir: Path
+) -> None:
+    """A large batch_size (which the chat models share) must not let a pair past the encoder's micro-batch or its
+    trained positions: llama.cpp aborts the process there. The pair is bounded by the model's trained context."""
+    write_reranker(tmp_path / "ranker.gguf")
+    body = "engines:\n  llama_cpp:\n    batch_size: 2048\n"
+    models = "models:\n  - id: ranker\n    source: ranker.gguf\n    rerank: true\n    context_size: 4096\n"
+    server = launch(tmp_path, cortex_command, test_data_dir, body, models=models)
+    try:
+        server.wait_ready()
+        many = rerank(server, documents=["paris is the capital of france " * 30] * 4)  # 4 x ~190 tokens
+        assert many.status_code == 200, many.text
+        long = rerank(server, documents=["paris " * 400])  # past the 256 positions it was trained with
+        assert (long.status_code, long.json()["error"]["param"]) == (400, "documents")
+        assert "trained context" in long.json()["error"]["message"]
+        assert rerank(server, documents=["the cat"]).status_code == 200  # still up
+    finally:
+        server.terminate()
+
+
+def test_a_template_keeps_the_clients_text_plain(tmp_path: Path) -> None:
+    """The GGUF's rerank template supplies the special tokens; a document that spells one is read as text."""
+    from menlo_cortex.runtime.models.backends import load_backends
+    from menlo_cortex.runtime.models.engine import RankPairs
+
+    load_backends()
+    from llama_cpp import Llama
+
+    path = write_reranker(tmp_path / "templated.gguf", template="[CLS]{query}[SEP]{document}[SEP]")
+    llama = Llama(str(path), embedding=True, pooling_type=4, n_ctx=256, verbose=False)
+    try:
+        pairs = RankPairs(llama, "the cat {document}")
+        plain = pairs.pair("[SEP][CLS]")
+        assert plain[0] == 2  # the template's [CLS]
+        assert plain.count(2) == 1  # the document's "[CLS]" is text, not the special token
+        assert plain.count(3) == 2  # the template's two [SEP]
+        assert pairs.fixed == len(pairs.pair(""))
+    finally:
+        llama.close()

@@ -149,7 +149,9 @@ def test_previous_response_id_continues_the_conversation(client: openai.OpenAI) 
     assert _text(items.data[0]) == "What is my name?"
 
 
-def test_stored_responses_belong_to_their_key(client: openai.OpenAI, other: openai.OpenAI) -> None:
+def test_stored_responses_belong_to_their_key(
+    server: CortexServer, client: openai.OpenAI, other: openai.OpenAI
+) -> None:
     mine = client.responses.create(model=MODEL_ID, input=COUNT, max_output_tokens=4)
     assert client.responses.retrieve(mine.id).id == mine.id
     with pytest.raises(openai.NotFoundError):
@@ -162,6 +164,9 @@ def test_stored_responses_belong_to_their_key(client: openai.OpenAI, other: open
         other.responses.create(model=MODEL_ID, previous_response_id=mine.id, input="Go on.", max_output_tokens=4)
     assert continued.value.body["param"] == "previous_response_id"  # type: ignore[index]
     assert client.responses.retrieve(mine.id).id == mine.id  # still there for its owner
+    headed = httpx.head(f"{server.base_url}/v1/responses/{mine.id}", headers={"authorization": f"Bearer {OWNER}"})
+    assert headed.status_code == 200
+    assert client.responses.retrieve(mine.id).id == mine.id  # HEAD (a link checker's, a proxy's) deletes nothing
     client.responses.delete(mine.id)
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve(mine.id)

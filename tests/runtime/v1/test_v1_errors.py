@@ -185,6 +185,7 @@ NAMED = {"type": "function", "function": {"name": "now"}}
 REFUSED = [
     ("/v1/chat/completions", {**CHAT, "tool_choice": NAMED}),
     ("/v1/chat/completions", {**CHAT, "tools": [{"type": "function"}]}),
+    ("/v1/chat/completions", {**CHAT, "tools": [NAMED], "functions": [{"name": "now"}]}),
     ("/v1/responses", {**RESPONSE, "tools": [{"type": "web_search"}]}),
     ("/v1/responses", {**RESPONSE, "background": True}),
     ("/v1/responses", {**RESPONSE, "truncation": "auto"}),
