@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.runtime.cortex_server import MODEL_BLOCK, MODEL_ID, CortexServer, launch
 from tests.runtime.tiny_reranker import write_reranker
@@ -130,3 +132,28 @@ def test_a_template_keeps_the_clients_text_plain(tmp_path: Path) -> None:
         assert pairs.fixed == len(pairs.pair(""))
     finally:
         llama.close()
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats(allow_nan=False) | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+TEXTS = st.text(max_size=40) | st.fixed_dictionaries({"text": st.text(max_size=40)}) | JSON
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    changes=st.dictionaries(st.sampled_from(["query", "top_n", "return_documents", "model", "unknown"]), JSON,
+                            max_size=2),
+    documents=st.lists(TEXTS, max_size=4) | JSON,
+)  # fmt: skip
+def test_random_bodies_never_fail_the_server(server: CortexServer, changes: dict[str, Any], documents: Any) -> None:
+    """Random documents and fields (unicode, empty texts, objects, wrong types): never a 5xx, OpenAI's error shape."""
+    body = {"model": "ranker", "query": QUERY, "documents": documents, **changes}
+    answer = httpx.post(f"{server.base_url}/v1/rerank", json=body, timeout=60)
+    assert answer.status_code < 500, (body, answer.text)
+    if answer.status_code >= 400:
+        assert set(answer.json()["error"]) == {"message", "type", "param", "code"}
+    else:
+        assert len(answer.json()["results"]) <= len(documents)
