@@ -73,8 +73,11 @@ class Stop:
 
     @contextmanager
     def watching(self, response: Response) -> Iterator[None]:
+        """`set` interrupts this response's reads from now on; already set (between the headers and here), now."""
         with self._lock:
             self._reading.add(response)
+            if self._event.is_set():  # set() sets the event before it takes the lock: one of the two sees the other
+                response.shutdown()
         try:
             yield
         finally:

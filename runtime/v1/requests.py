@@ -189,7 +189,7 @@ class ChatCompletionRequest(CommonRequest):
             "required": ["type", "function"],
             "properties": {
                 "type": {"const": "function"},
-                "function": {"$ref": "#/components/schemas/FunctionDefinition"},
+                "function": {"type": "object"},
             },
         },
     )

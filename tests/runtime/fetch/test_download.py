@@ -190,6 +190,29 @@ def test_stop_ends_a_download_that_waits_for_data(tmp_path: Path) -> None:
     assert [type(error) for error in errors] == [DownloadStopped]
 
 
+def test_a_stop_between_the_headers_and_the_body_still_ends_the_download(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stop comes after the answer's headers, before its body is watched: the first read is interrupted
+    anyway (it once waited for the server's first byte; a shutdown then hung)."""
+    body = gguf_bytes()
+    with file_server() as server:
+        server.routes["/tiny.gguf"] = Route(body, drip_s=30)
+        config = model_config(tmp_path, server.url("/tiny.gguf"), sha256_of(body))
+        store = ModelStore(config, tmp_path / "data")
+        check_space = download._check_free_space
+
+        def stop_first(*args: object) -> None:
+            store.stop()
+            check_space(*args)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(download, "_check_free_space", stop_first)
+        started = time.monotonic()
+        with pytest.raises(DownloadStopped):
+            store.ensure(config.models[0])
+    assert time.monotonic() - started < 10
+
+
 def test_a_file_that_is_not_gguf_is_refused_even_with_the_right_sha256(tmp_path: Path) -> None:
     body = b"<!DOCTYPE html><p>sign in</p>"
     with file_server() as server:
