@@ -92,4 +92,4 @@ def conversation_store(config: Cortexfile, data_dir: Path, keys: ApiKeys) -> Con
     if not keys.configured:
         log.warning("data.conversations.enabled without API keys: every client can read and continue every stored "
                     "response whose id it learns")  # fmt: skip
-    return ConversationStore(data_dir, Retention(settings.retention_days, settings.max_mb * 1024 * 1024))
+    return ConversationStore(data_dir, Retention.of(settings))

@@ -52,9 +52,7 @@ def _store(args: argparse.Namespace) -> Any:
     from menlo_cortex.runtime.conversations.store import ConversationStore, Retention
 
     config = load_checked(args).config
-    settings = config.data.conversations
-    retention = Retention(settings.retention_days, settings.max_mb * 1024 * 1024)
-    return ConversationStore(data_dir(config, os.environ), retention)
+    return ConversationStore(data_dir(config, os.environ), Retention.of(config.data.conversations))
 
 
 def export_conversations(args: argparse.Namespace) -> int:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from menlo_cortex.cortexfile.schema.paths import Conversations
+
 from ..ops.database import database_path, transaction
 
 DAY_S = 86_400
@@ -25,6 +27,11 @@ ROW = "id, owner, created_at, previous_id, bytes, body, input_items"
 class Retention:
     days: int
     max_bytes: int
+
+    @classmethod
+    def of(cls, settings: Conversations) -> Retention:
+        """The Cortexfile's `data.conversations` limits."""
+        return cls(settings.retention_days, settings.max_mb * 1024 * 1024)
 
 
 @dataclass(frozen=True)
