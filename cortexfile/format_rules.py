@@ -53,6 +53,7 @@ PRIVILEGED_PORTS = 1024
 SERVICE_FOLDER = re.compile(r"cortex(-[A-Za-z0-9._-]+)?")
 # Kubernetes: secret files under /run/secrets/<folder>/, named as a Secret's keys; env names that stay the image's.
 SECRETS_ROOT = PurePosixPath("/run/secrets")
+DATA_MOUNT = PurePosixPath("/data")  # where an A/B disk mounts its data partition
 SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}")
 RESERVED_ENV = frozenset({"PATH", "HOME", "USER", "SHELL", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR"})
 
@@ -187,6 +188,43 @@ def _disk_board(view: Resolved) -> Iterator[Diagnostic]:
         yield _located(view, ("target", "release"), message)
 
 
+def _device_updates(view: Resolved) -> Iterator[Diagnostic]:
+    """A/B updates: UEFI boards (systemd-boot counts the tries), and a version to order them by."""
+    if view.config.device.updates.url is not None:
+        yield from _ab_update(view, ("device", "updates", "url"))
+
+
+def _update_artifact(view: Resolved) -> Iterator[Diagnostic]:
+    yield from _ab_update(view, ("target", "hardware"))
+
+
+def _ab_update(view: Resolved, where: Path_) -> Iterator[Diagnostic]:
+    name, layout = _board_layout(view)
+    if layout not in ("uefi", None):  # None: _disk_board reports it
+        message = f"board `{name}` boots without UEFI: A/B updates are built for UEFI boards (systemd-boot) only"
+        yield _located(view, where, message)
+    if view.config.build.version is None:
+        message = "updates are ordered by build.version: set it (dotted numbers such as 1.0.0)"
+        yield _located(view, ("build", "version"), message)
+
+
+def _ab_data_folder(view: Resolved) -> Iterator[Diagnostic]:
+    """An A/B disk (a UEFI board's) mounts its data partition at /data: the service's folder is an overlay elsewhere."""
+    path = PurePosixPath(str(view.config.data.path))
+    if _board_layout(view)[1] == "uefi" and (path == DATA_MOUNT or path.is_relative_to(DATA_MOUNT)):
+        message = f"{path}: a UEFI board's disk mounts its data partition at {DATA_MOUNT}; use {formats.DATA_DIR}"
+        yield _located(view, ("data", "path"), message)
+
+
+def _board_layout(view: Resolved) -> tuple[str, str | None]:
+    target = view.config.target
+    name = boards.board_name(target.hardware, target.architecture.value)
+    try:
+        return name, boards.load_board(name).layout.value
+    except ConfigError:
+        return name, None
+
+
 # An image hands its data folder (and models/ in it) to the service user (uid 10001): never one of the
 # image's system folders or anything inside them (its code in /opt/cortex, its libraries, /etc), nor a
 # folder that holds them.
@@ -299,6 +337,15 @@ RULES: Mapping[str, tuple[Rule, ...]] = MappingProxyType(
         "disk": (
             _debian_cpu("disk", " (no GPU drivers in the image yet): set target.accelerator: cpu"),
             _disk_board,
+            _device_updates,
+            _ab_data_folder,
+            *_SERVICE_RULES,
+        ),
+        "update": (
+            _debian_cpu("update", " (no GPU drivers in the image yet): set target.accelerator: cpu"),
+            _disk_board,
+            _update_artifact,
+            _ab_data_folder,
             *_SERVICE_RULES,
         ),
     }

@@ -89,6 +89,17 @@ _LIST = (
         ),
         f"reflash the image or restore {CONFIG_DIR}/{CORTEXFILE_NAME}",
     ),
+    # The disk image's root again, as a signed update a device installs into its idle slot: the same defaults, so
+    # the root is the one `disk` would make.
+    OutputFormat(
+        "update",
+        "a signed A/B update of a disk image's whole root (runtime, OS, baked models, Cortexfile), for device.updates",
+        "menlo_cortex.images.targets.update",
+        MappingProxyType(
+            {"server.host": "0.0.0.0", "data.path": DATA_DIR, "server.auth.api_key_file": DEVICE_KEY_FILE}
+        ),
+        f"reflash the image or restore {CONFIG_DIR}/{CORTEXFILE_NAME}",
+    ),
 )
 FORMATS: Mapping[str, OutputFormat] = MappingProxyType({f.name: f for f in _LIST})
 

@@ -2,6 +2,7 @@
 
     main, app, wiring, pull   entry points: `cortex start` (the app factory and its hot-reload wiring), `cortex pull`
     v1                        the OpenAI-compatible endpoints (and Anthropic's Messages)
+    update                    a device's signed A/B updates: the agent, the boot check (`cortex update`)
     http                      the edge: middleware, health, listeners, the model layer's refusals as OpenAI errors
     sync                      following a signed Git repository
     models                    the store, the engine, batching, the manager (knows nothing of HTTP)

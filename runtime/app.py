@@ -25,6 +25,8 @@ from .models.model_store import ModelStore
 from .ops.metrics import standard_metrics
 from .ops.sdnotify import readiness
 from .ops.system import system_info
+from .update.slots import Device
+from .update.state import UpdateView
 from .v1.offload import Offload
 from .v1.openapi import openapi_document
 from .v1.rerank import rerank_routes
@@ -60,7 +62,7 @@ def create_app(
             await models.close()
 
     routes = [
-        *health_routes(models, metrics, config_status, system_info()),
+        *health_routes(models, metrics, config_status, *_device_status()),
         *docs_routes(engine_document, keys_required=keys.configured, public_metrics=config.server.auth.public_metrics),
         *model_control_routes(models),  # before v1's GET /v1/models/{id:path}, which would take their paths
         *v1_routes(models, offload),
@@ -93,3 +95,12 @@ def conversation_store(config: Cortexfile, data_dir: Path, keys: ApiKeys) -> Con
         log.warning("data.conversations.enabled without API keys: every client can read and continue every stored "
                     "response whose id it learns")  # fmt: skip
     return ConversationStore(data_dir, Retention.of(settings))
+
+
+def _device_status() -> tuple[dict[str, str], UpdateView | None]:
+    """What the machine runs; on an A/B device, the slot booted and the update agent's state too."""
+    device = Device()
+    slot = device.booted_slot()
+    if slot is None:
+        return system_info(), None
+    return {**system_info(), "slot": slot}, UpdateView(device.state_folder)

@@ -14,6 +14,7 @@ from pydantic import AfterValidator, Field, model_validator
 
 from ..secrets import Secret
 from .base import Applies, Section, setting, word_rule
+from .sync import TrustedKey
 
 Hostname = Annotated[
     str,
@@ -112,6 +113,54 @@ class Wifi(Section):
         return self
 
 
+# An http(s) folder holding an update (SHA256SUMS, its signature, the manifest and the files it lists). Plain http is
+# allowed: the signature is what a device trusts, never the transport.
+UpdateUrl = Annotated[
+    str,
+    word_rule(
+        r"https?://[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?(/[A-Za-z0-9._~/%+-]{0,500})?",
+        "an update URL is http(s)://host[:port]/folder/ (no credentials, query or spaces)",
+    ),
+]
+# Local time of day, as the device's time zone reads it: 02:00-05:00, or 22:00-04:00 across midnight.
+Window = Annotated[
+    str,
+    word_rule(
+        r"([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9]",
+        "a maintenance window is HH:MM-HH:MM in the device's time zone, such as 02:00-05:00",
+    ),
+]
+
+
+class Updates(Section):
+    url: UpdateUrl | None = setting(
+        None, "The http(s) folder the device's signed updates are published to; unset: the device never updates."
+    )
+    trusted_keys: list[TrustedKey] = setting(
+        [],
+        "Keys whose signature an update needs: SSH public key lines or paths of OpenPGP public key files, as "
+        "sync.trusted_keys (a fleet keeps one set).",
+        max_length=32,
+    )
+    interval_s: int = setting(3600, "Seconds between checks for a newer version.", ge=10, le=604_800)
+    window: Window | None = setting(
+        None, "Install only in this daily window (HH:MM-HH:MM, local time); unset: any time."
+    )
+    ready_timeout_s: int = setting(
+        900,
+        "How long a newly installed version has to start and answer a chat completion on every baked model; past "
+        "it the device returns to the version it ran before.",
+        ge=60,
+        le=7200,
+    )
+
+    @model_validator(mode="after")
+    def _keys_with_url(self) -> Updates:
+        if self.url is not None and not self.trusted_keys:
+            raise ValueError("`url` needs at least one key in `trusted_keys`: an update is installed only when signed")
+        return self
+
+
 class Device(Section):
     applies = Applies.inert  # written into the disk image by `cortex build --format disk`
     hostname: Hostname = setting("cortex", "The device's host name.")
@@ -125,4 +174,8 @@ class Device(Section):
         "file system to the whole disk either way.",
         ge=1024,
         le=1_048_576,
+    )
+    updates: Updates = Field(
+        default_factory=Updates,
+        description="Signed A/B updates of the whole image (UEFI boards): checked on a timer, kept once they answer.",
     )

@@ -60,6 +60,7 @@ class BuildOptions:
     network_mode: str | None = None
     no_cache: bool = False
     verbose: bool = False
+    sign_key: str | None = None  # update: the private key (a file or a secret reference) that signs it
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,20 @@ def build_parser() -> argparse.ArgumentParser:
     add_defaults_option(follow)
     follow.set_defaults(run=commands.sync)
 
+    update = sub.add_parser("update", help="a device's signed A/B updates: a round, the boot check, the state")
+    verbs = update.add_subparsers(dest="update_command", required=True, metavar="SUBCOMMAND")
+    for verb, summary, run in (
+        ("run", "install a newer signed version into the idle slot and reboot into it (root)", commands.update_run),
+        ("check", "keep the slot on trial once every model answers, else go back (at boot)", commands.update_check),
+    ):
+        command = verbs.add_parser(verb, help=summary)
+        _file_option(command)
+        add_defaults_option(command)
+        command.set_defaults(run=run)
+    verbs.add_parser("status", help="the slot booted and the last update's state (JSON)").set_defaults(
+        run=commands.update_status
+    )
+
     build_command.register(sub, _file_option)
     bench_command.register(sub, _file_option)
     fleet_command.register(sub)

@@ -91,6 +91,12 @@ def _build_options(parser: argparse.ArgumentParser) -> None:
     add("--no-cache", action="store_true", help="re-run every build step (the engine's layer cache unused)")
     add("--verbose", "-v", action="store_true", help="show every line of build output")
     add(
+        "--sign-key",
+        metavar="KEY",
+        help="update: the private key that signs it, a file (OpenSSH or armored OpenPGP) or a ${env:NAME} / "
+        "${file:PATH} reference; the devices trust its public half (device.updates.trusted_keys)",
+    )
+    add(
         "--output",
         "-o",
         default="dist",
@@ -154,6 +160,7 @@ def _options(args: argparse.Namespace) -> BuildOptions:
         network_mode=args.network_mode,
         no_cache=args.no_cache,
         verbose=args.verbose,
+        sign_key=args.sign_key,
     )
 
 

@@ -102,6 +102,26 @@ def pull(args: argparse.Namespace) -> int:
     return run_pull(resolved)
 
 
+def update_run(args: argparse.Namespace) -> int:
+    resolved = load_checked(args)
+    from menlo_cortex.runtime.update.service import run_update
+
+    return run_update(resolved)
+
+
+def update_check(args: argparse.Namespace) -> int:
+    resolved = load_checked(args)
+    from menlo_cortex.runtime.update.service import run_boot_check
+
+    return run_boot_check(resolved)
+
+
+def update_status(args: argparse.Namespace) -> int:
+    from menlo_cortex.runtime.update.service import print_status
+
+    return print_status()
+
+
 def sync(args: argparse.Namespace) -> int:
     resolved = load_checked(args)
     from menlo_cortex.runtime.sync.service import run_sync

@@ -47,6 +47,11 @@ class RemoteFile:
     model_id: str
     url: str
     sha256: str
+    kind: str = "model"  # what messages call it: a model, an update's file
+
+    @property
+    def named(self) -> str:
+        return f"{self.kind} `{self.model_id}`"
 
 
 class DownloadStopped(DownloadFailed):
@@ -89,14 +94,29 @@ def download_model(
     wanted: RemoteFile, store_dir: Path, net: NetSettings, progress: Progress | None = None, stop: Stop | None = None
 ) -> Path:
     """Return `<store_dir>/<sha256>.gguf`, downloading it (or the rest of it) unless it is already there."""
+    return download_file(wanted, store_dir, ".gguf", net, progress=progress, stop=stop, magic=GGUF_MAGIC)
+
+
+def download_file(
+    wanted: RemoteFile,
+    store_dir: Path,
+    suffix: str,
+    net: NetSettings,
+    *,
+    progress: Progress | None = None,
+    stop: Stop | None = None,
+    magic: bytes | None = None,
+) -> Path:
+    """Return `<store_dir>/<sha256><suffix>`, downloading it (or the rest of it) unless it is already there;
+    `magic`: what the file must start with."""
     stop = stop or Stop()
     store_dir.mkdir(parents=True, exist_ok=True)
-    final = store_dir / f"{wanted.sha256}.gguf"
+    final = store_dir / f"{wanted.sha256}{suffix}"
     with _exclusive(store_dir / f".{wanted.sha256}.lock"):
         if final.is_file():  # another process finished it while this one waited for the lock
             return final
         partial = store_dir / f".{wanted.sha256}.partial"
-        _download_verified(wanted, partial, net, progress, stop)
+        _download_verified(wanted, partial, net, progress, stop, magic=magic)
         os.replace(partial, final)
         fsync_dir(store_dir)
     return final
@@ -114,9 +134,9 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
 
 
 def _download_verified(
-    wanted: RemoteFile, partial: Path, net: NetSettings, progress: Progress | None, stop: Stop
+    wanted: RemoteFile, partial: Path, net: NetSettings, progress: Progress | None, stop: Stop, *, magic: bytes | None
 ) -> None:
-    model_id, url, sha256 = wanted.model_id, wanted.url, wanted.sha256
+    model_id, url, sha256, named = wanted.model_id, wanted.url, wanted.sha256, wanted.named
     try:
         actual = _stream_to(wanted, partial, net, progress, stop)
     except DownloadStopped:
@@ -126,13 +146,13 @@ def _download_verified(
         if isinstance(exc, NoSpace) or (isinstance(exc, OSError) and exc.errno == errno.ENOSPC):
             partial.unlink(missing_ok=True)  # a full disk is not kept full for a resume
         reason = str(exc) if isinstance(exc, HttpFailure) else failure_reason(exc)
-        raise DownloadFailed(f"model `{model_id}`: downloading {redact(url)} failed: {reason}") from None
-    if read_magic(partial) != GGUF_MAGIC:
+        raise DownloadFailed(f"{named}: downloading {redact(url)} failed: {reason}") from None
+    if magic is not None and read_magic(partial) != magic:
         partial.unlink()
-        raise ModelInvalid(f"model `{model_id}`: {redact(url)} is not a GGUF file (it does not start with `GGUF`)")
+        raise ModelInvalid(f"{named}: {redact(url)} is not a GGUF file (it does not start with `GGUF`)")
     if actual != sha256:
         partial.unlink()
-        raise ModelInvalid(f"model `{model_id}`: {redact(url)} has sha256 {actual}, expected {sha256}")
+        raise ModelInvalid(f"{named}: {redact(url)} has sha256 {actual}, expected {sha256}")
 
 
 def _stream_to(wanted: RemoteFile, partial: Path, net: NetSettings, progress: Progress | None, stop: Stop) -> str:

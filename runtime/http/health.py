@@ -33,8 +33,9 @@ def health_routes(
     metrics: Metrics,
     config_status: ConfigStatus | None = None,
     system: Mapping[str, str] | None = None,
+    update_status: ConfigStatus | None = None,
 ) -> list[BaseRoute]:
-    """`system`: what the machine runs (ops/system.py), for key holders."""
+    """`system`: what the machine runs (ops/system.py), for key holders. `update_status`: a device's updates."""
 
     async def health(request: Request) -> Response:
         body: dict[str, object] = {"status": "ok"}
@@ -46,6 +47,8 @@ def health_routes(
             body["config"] = config_status(details=authenticated)
         if authenticated and system:  # a version tells an attacker which flaws to try: key holders only
             body["system"] = dict(system)
+        if update_status is not None:  # the versions and the last error's text: key holders only
+            body["update"] = update_status(details=authenticated)
         if authenticated:  # each model's state (ready, sleeping, ...): what is loaded, for key holders
             body["models"] = [{"id": entry["id"], "state": entry["state"]} for entry in models.status()]
         return JSONResponse(body)
@@ -88,8 +91,14 @@ def health_openapi_paths(metrics_need_key: bool) -> dict[str, object]:
     system = {
         "type": "object",
         "description": "What the machine runs (only with a valid key): the Cortex runtime's version and, on a "
-        "device image, the image's build.version and kind (os-release IMAGE_VERSION and IMAGE_ID).",
-        "properties": {name: {"type": "string"} for name in ("runtime_version", "version", "image")},
+        "device image, the image's build.version and kind (os-release IMAGE_VERSION and IMAGE_ID) and the A/B "
+        "slot booted.",
+        "properties": {name: {"type": "string"} for name in ("runtime_version", "version", "image", "slot")},
+    }
+    update = {
+        "type": "object",
+        "description": "On an A/B device: the update agent's state (current, downloading, installing, rebooting, "
+        "failed); with a valid key also the version installing and the last error with its version.",
     }
     model_states = {
         "type": "array",
@@ -97,7 +106,7 @@ def health_openapi_paths(metrics_need_key: bool) -> dict[str, object]:
         "items": {"type": "object", "properties": {"id": {"type": "string"}, "state": {"type": "string"}}},
     }
     properties = {"status": {"type": "string"}, "config": config, "backends": backends, "system": system,
-                  "models": model_states}  # fmt: skip
+                  "update": update, "models": model_states}  # fmt: skip
     alive = {**status, "properties": properties}
     ready = {
         **status,

@@ -10,7 +10,7 @@ from pathlib import Path
 RUNTIME = Path(__file__).resolve().parents[2] / "runtime"
 LAYERS = (
     {"main", "app", "wiring", "pull"},
-    {"v1"},
+    {"v1", "update"},
     {"http"},
     {"sync"},
     {"models"},

@@ -30,9 +30,9 @@ from ...reproducible import source_epoch
 from ..systemd.build import build as build_bundle
 from ..systemd.build import with_platform
 from ..systemd.request import SystemdRequest
-from .layout import MIB, OFFSET_MIB, BootFile, clamp_times, content_mib, make_disk
-from .plan import BOOT_MIB, FORMAT, DiskPlan, make_plan
-from .render import enabled_units, render
+from .layout import MIB, OFFSET_MIB, BootFile, Sizes, clamp_times, content_mib, make_disk
+from .plan import BOOT_MIB, DATA_MIB, FORMAT, DiskPlan, make_plan
+from .render import enabled_units, kernel_folder, render
 from .request import DiskRequest
 from .userland import root_spec
 
@@ -64,7 +64,18 @@ def build(request: DiskRequest) -> DiskImage:
         return _assemble(request, resolved, plan, psk, work)
 
 
-def _assemble(request: DiskRequest, resolved: Resolved, plan: DiskPlan, psk: str | None, work: Path) -> DiskImage:
+@dataclass(frozen=True)
+class DeviceRoot:
+    """The device's root folder, whole, and what the boot partition takes from it."""
+
+    folder: Path
+    boot: dict[str, BootFile]
+    epoch: int
+
+
+def device_root(request: DiskRequest, resolved: Resolved, plan: DiskPlan, psk: str | None, work: Path) -> DeviceRoot:
+    """The bundle installed by its own install.sh into a copy of the board's cached Debian root, the device's files
+    and units, the initramfs again when the board needs modules in it; file times clamped to the source epoch."""
     epoch = source_epoch([request.resolved.path], request.environ)
     bundle = build_bundle(
         SystemdRequest(
@@ -81,13 +92,34 @@ def _assemble(request: DiskRequest, resolved: Resolved, plan: DiskPlan, psk: str
         _update_initramfs(root, epoch)
     boot = {**boot_files(plan, root), **{name: BootFile(None, text) for name, text in rendered.boot.items()}}
     clamp_times(root, epoch)
-    root_mib = _root_size(resolved, plan, root)
-    _check_space(work, root_mib)
-    contents = _contents(plan, resolved, root)
-    disk = make_disk(plan, root, boot, work, root_mib=root_mib, epoch=epoch)
-    shutil.rmtree(root)
-    (work / f"{plan.name}.spdx.json").write_bytes(sbom.encode(sbom.document(contents, epoch)))
+    return DeviceRoot(root, boot, epoch)
+
+
+def _assemble(request: DiskRequest, resolved: Resolved, plan: DiskPlan, psk: str | None, work: Path) -> DiskImage:
+    device = device_root(request, resolved, plan, psk, work)
+    sizes = disk_sizes(resolved, plan, device.folder)
+    _check_space(work, sizes.root)
+    contents = _contents(plan, resolved, device.folder)
+    data = data_folder(plan, device.folder, work / "data", device.epoch) if plan.ab else None
+    disk = make_disk(plan, device.folder, device.boot, work, sizes=sizes, epoch=device.epoch, data=data)
+    shutil.rmtree(device.folder)
+    (work / f"{plan.name}.spdx.json").write_bytes(sbom.encode(sbom.document(contents, device.epoch)))
     return _publish(plan, disk, request.output)
+
+
+def data_folder(plan: DiskPlan, root: Path, folder: Path, epoch: int) -> Path:
+    """What the data partition holds as built: the upper and work folders of the service's data overlay (the upper
+    one with the owner and mode of the version's own folder, which the overlay shows), cortex sync's folder and
+    the update agent's."""
+    lower = (root / plan.data_path.lstrip("/")).stat()
+    for name, mode in (("cortex/upper", lower.st_mode & 0o7777), ("cortex/work", 0o700), ("sync", 0o755),
+                       ("update", 0o755)):  # fmt: skip
+        path = folder / name
+        path.mkdir(parents=True, exist_ok=True)
+        os.chmod(path, mode)
+    os.chown(folder / "cortex" / "upper", lower.st_uid, lower.st_gid)
+    clamp_times(folder, epoch)
+    return folder
 
 
 def _contents(plan: DiskPlan, resolved: Resolved, root: Path) -> sbom.Contents:
@@ -142,6 +174,9 @@ def configure_device(plan: DiskPlan, root: Path, files: Mapping[str, tuple[str, 
     for key in (root / "etc" / "ssh").glob("ssh_host_*"):
         key.unlink()
     (root / "etc" / "machine-id").write_text("", encoding="utf-8")  # each copy makes its own at first boot
+    if plan.ab:  # where the data partition and cortex sync's folder on it are mounted
+        for mount_point in ("data", plan.sync_path.lstrip("/")):
+            (root / mount_point).mkdir(mode=0o755, exist_ok=True)
     _stamp_os_release(plan, root)
     enable, disable = enabled_units(plan)
     _systemctl(root, "enable", enable)
@@ -182,8 +217,12 @@ def boot_files(plan: DiskPlan, root: Path) -> dict[str, BootFile]:
     if not kernels:
         raise DiskError(f"no kernel in the image: the board's kernel package `{plan.board.kernel}` installed none")
     release = kernels[-1].name.removeprefix("vmlinuz-")
-    files = {"vmlinuz": BootFile(kernels[-1]), "initrd.img": BootFile(root / "boot" / f"initrd.img-{release}")}
-    if plan.board.layout.value == "uefi":
+    at = kernel_folder(plan)
+    files = {
+        f"{at}vmlinuz": BootFile(kernels[-1]),
+        f"{at}initrd.img": BootFile(root / "boot" / f"initrd.img-{release}"),
+    }
+    if plan.ab:
         loader, name = EFI_LOADERS[plan.architecture]
         files[f"EFI/BOOT/{name}"] = BootFile(root / "usr" / "lib" / "systemd" / "boot" / "efi" / loader)
     else:
@@ -204,16 +243,25 @@ def _raspberry_pi_files(plan: DiskPlan, root: Path, release: str) -> dict[str, B
     return files
 
 
-def _root_size(resolved: Resolved, plan: DiskPlan, root: Path) -> int:
+def disk_sizes(resolved: Resolved, plan: DiskPlan, root: Path) -> Sizes:
+    """The root file system: its content plus room. Its slot: the same on a disk without slots; on an A/B disk
+    twice that (room for the versions after it), or half of what device.image_size_mb leaves."""
     needed = content_mib(root)
+    root_mib = _round(needed + max(HEADROOM_MIB, needed // 4))
+    data_mib = DATA_MIB if plan.ab else 0
     if plan.size_mib is None:
-        return -(-(needed + max(HEADROOM_MIB, needed // 4)) // 64) * 64
-    root_mib = plan.size_mib - BOOT_MIB - 2 * OFFSET_MIB
-    if root_mib < needed:
-        least = needed + BOOT_MIB + 2 * OFFSET_MIB
+        return Sizes(root_mib, 2 * root_mib if plan.ab else root_mib, data_mib)
+    room = plan.size_mib - BOOT_MIB - data_mib - 2 * OFFSET_MIB
+    slot_mib = room // 2 if plan.ab else room
+    if slot_mib < needed:
+        least = (2 if plan.ab else 1) * needed + BOOT_MIB + data_mib + 2 * OFFSET_MIB
         message = f"{plan.size_mib} MiB is smaller than the image's content: it needs at least {least} MiB"
         raise ConfigError([Diagnostic(resolved.origin(("device", "image_size_mb")), "device.image_size_mb", message)])
-    return root_mib
+    return Sizes(min(root_mib, slot_mib), slot_mib, data_mib)
+
+
+def _round(mib: int) -> int:
+    return -(-mib // 64) * 64
 
 
 def _check_space(folder: Path, root_mib: int) -> None:

@@ -14,12 +14,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .plan import BOOT_MIB, ROOT_LABEL, DiskPlan
+from menlo_cortex.runtime.update.slots import DATA_LABEL, partition_label
+
+from .plan import BOOT_MIB, ESP_LABEL, ROOT_LABEL, DiskPlan
 
 SECTOR = 512
 MIB = 1 << 20
 OFFSET_MIB = 1  # the partition table, and alignment
 ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+LINUX_TYPE = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"  # the data partition
 # The Discoverable Partitions root type of each architecture: systemd finds the root without an fstab line.
 ROOT_TYPES = {"amd64": "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709", "arm64": "B921B045-1DF0-41C3-AF44-4C6F280D3FAE"}
 BLOCK = 4096
@@ -65,35 +68,67 @@ def _paths(root: Path) -> list[str]:
     return sorted(os.path.join(folder, name) for folder, dirs, files in os.walk(root) for name in dirs + files)
 
 
+@dataclass(frozen=True)
+class Sizes:
+    """Partition sizes in MiB: the root file system, the slot that holds it (bigger on an A/B disk: room for the
+    versions after it), and the data partition (A/B disks only; first boot grows it to the disk)."""
+
+    root: int
+    slot: int
+    data: int = 0
+
+    @property
+    def disk(self) -> int:
+        slots = 2 * self.slot if self.data else self.slot
+        return OFFSET_MIB + BOOT_MIB + slots + self.data + OFFSET_MIB
+
+
 def make_disk(
-    plan: DiskPlan, root: Path, boot: Mapping[str, BootFile], work: Path, *, root_mib: int, epoch: int
+    plan: DiskPlan, root: Path, boot: Mapping[str, BootFile], work: Path, *, sizes: Sizes, epoch: int, data: Path | None
 ) -> Path:
-    """The raw disk image `work/disk.img`: partition 1 the boot partition, partition 2 the root."""
-    boot_image = _boot_partition(plan, boot, work / "boot.part", epoch)
-    root_image = _root_partition(plan, root, work / "root.part", root_mib, epoch)
+    """The raw disk image `work/disk.img`: the boot partition, then the root (slot a), and on an A/B disk an empty
+    slot b and the data partition made from the folder `data`."""
+    images: list[tuple[Path | None, int]] = [
+        (_boot_partition(plan, boot, work / "boot.part", epoch), BOOT_MIB),
+        (root_file_system(plan, root, work / "root.part", sizes.root, epoch), sizes.slot),
+    ]
+    if plan.ab:
+        assert data is not None
+        images += [
+            (None, sizes.slot),
+            (data_file_system(plan, data, work / "data.part", sizes.data, epoch), sizes.data),
+        ]
     disk = work / "disk.img"
     with disk.open("wb") as file:
-        file.truncate((OFFSET_MIB + BOOT_MIB + root_mib + OFFSET_MIB) * MIB)
-    boot_start = OFFSET_MIB * MIB // SECTOR
-    root_start = boot_start + BOOT_MIB * MIB // SECTOR
-    _run(["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", str(disk)], stdin=_table(plan, root_start, root_mib))
-    for image, start in ((boot_image, boot_start), (root_image, root_start)):
-        _place(image, disk, start * SECTOR)
-        image.unlink()
+        file.truncate(sizes.disk * MIB)
+    starts = [OFFSET_MIB * MIB // SECTOR]
+    for _, size in images[:-1]:
+        starts.append(starts[-1] + size * MIB // SECTOR)
+    table = _table(plan, [(start, size * MIB // SECTOR) for start, (_, size) in zip(starts, images, strict=True)])
+    _run(["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", str(disk)], stdin=table)
+    for (image, _), start in zip(images, starts, strict=True):
+        if image is not None:
+            _place(image, disk, start * SECTOR)
+            image.unlink()
     return disk
 
 
-def _table(plan: DiskPlan, root_start: int, root_mib: int) -> str:
-    boot_start, boot_size, root_size = OFFSET_MIB * MIB // SECTOR, BOOT_MIB * MIB // SECTOR, root_mib * MIB // SECTOR
+def _table(plan: DiskPlan, extents: list[tuple[int, int]]) -> str:
+    """sfdisk's script for the partitions at `extents` (start, size in sectors)."""
     ids = plan.ids
-    if plan.board.layout.value == "uefi":
-        return (
-            f"label: gpt\nlabel-id: {ids.disk}\n"
-            f"start={boot_start}, size={boot_size}, type={ESP_TYPE}, uuid={ids.boot_partition}, name=esp\n"
-            f"start={root_start}, size={root_size}, type={ROOT_TYPES[plan.architecture]}, "
-            f"uuid={ids.root_partition}, name=root\n"
-        )
+    if plan.ab:
+        root_type = ROOT_TYPES[plan.architecture]
+        kinds = [
+            (ESP_TYPE, ids.boot_partition, ESP_LABEL),
+            (root_type, ids.root_partition, partition_label("a")),
+            (root_type, ids.other_root_partition, partition_label("b")),
+            (LINUX_TYPE, ids.data_partition, DATA_LABEL),
+        ]
+        lines = [f"start={start}, size={size}, type={kind}, uuid={uuid}, name={name}"
+                 for (start, size), (kind, uuid, name) in zip(extents, kinds, strict=True)]  # fmt: skip
+        return f"label: gpt\nlabel-id: {ids.disk}\n" + "\n".join(lines) + "\n"
     # The Raspberry Pi's boot ROM reads an MBR on every revision: FAT32 (LBA) boot, Linux root.
+    (boot_start, boot_size), (root_start, root_size) = extents
     return (
         f"label: dos\nlabel-id: {ids.mbr_id}\n"
         f"start={boot_start}, size={boot_size}, type=c, bootable\n"
@@ -101,7 +136,16 @@ def _table(plan: DiskPlan, root_start: int, root_mib: int) -> str:
     )
 
 
-def _root_partition(plan: DiskPlan, root: Path, image: Path, root_mib: int, epoch: int) -> Path:
+def data_file_system(plan: DiskPlan, folder: Path, image: Path, size_mib: int, epoch: int) -> Path:
+    image.unlink(missing_ok=True)
+    command = ["mke2fs", "-q", "-t", "ext4", "-d", str(folder), "-L", DATA_LABEL, "-U", plan.ids.data_fs]
+    command += ["-E", "root_owner=0:0,nodiscard", "-b", str(BLOCK), "-F", str(image), f"{size_mib}M"]
+    _run(command, env={**os.environ, "E2FSPROGS_FAKE_TIME": str(epoch)})
+    _fix_times(image, folder, epoch)
+    return image
+
+
+def root_file_system(plan: DiskPlan, root: Path, image: Path, root_mib: int, epoch: int) -> Path:
     image.unlink(missing_ok=True)
     extended = f"hash_seed={plan.ids.root_hash_seed},root_owner=0:0,nodiscard"
     command = ["mke2fs", "-q", "-t", "ext4", "-d", str(root), "-L", ROOT_LABEL, "-U", plan.ids.root_fs]

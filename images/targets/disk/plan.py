@@ -13,14 +13,19 @@ from pathlib import Path
 
 from menlo_cortex.cortexfile import format_rules
 from menlo_cortex.cortexfile.boards import Board, board_name, load_board
+from menlo_cortex.cortexfile.data_folder import sync_dir
 from menlo_cortex.cortexfile.errors import ConfigError
-from menlo_cortex.cortexfile.formats import DEVICE_KEY_FILE
+from menlo_cortex.cortexfile.formats import DATA_DIR, DEVICE_KEY_FILE
 from menlo_cortex.cortexfile.loader import Resolved
+from menlo_cortex.cortexfile.schema.device import Updates
 from menlo_cortex.cortexfile.schema.sync import Sync
+from menlo_cortex.runtime.update.slots import SLOT_OPTION
 
 FORMAT = "disk"
 BOOT_MIB = 256  # the EFI system partition or the Raspberry Pi's boot partition
 ROOT_LABEL = "cortex-root"
+ESP_LABEL = "cortex-esp"  # the GPT name of an A/B disk's EFI system partition
+DATA_MIB = 256  # the data partition as built; first boot grows it to the disk
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,19 @@ class DiskIds:
     @property
     def root_partition(self) -> str:
         return self._uuid("root-partition")
+
+    @property
+    def other_root_partition(self) -> str:
+        """Slot b of an A/B disk (slot a is `root_partition`)."""
+        return self._uuid("root-partition-b")
+
+    @property
+    def data_partition(self) -> str:
+        return self._uuid("data-partition")
+
+    @property
+    def data_fs(self) -> str:
+        return self._uuid("data-fs")
 
     @property
     def boot_partition(self) -> str:
@@ -86,10 +104,13 @@ class DiskPlan:
     tls: bool
     size_mib: int | None
     ids: DiskIds
-    sync_packages: tuple[str, ...] = ()  # what `cortex sync` runs when the Cortexfile follows a repository
+    sync_packages: tuple[str, ...] = ()  # what `cortex sync` and the update agent run
     release: str = "trixie"  # the Debian release the root comes from
     mirror: str | None = None  # build.debian_mirror; None: the build host's own
     version: str | None = None  # build.version: the image's IMAGE_VERSION
+    updates: bool = False  # device.updates.url is set: the update timer runs
+    update_interval_s: int = 3600
+    data_path: str = DATA_DIR  # the service's data folder (data.path)
 
     @property
     def image_id(self) -> str:
@@ -97,11 +118,26 @@ class DiskPlan:
         return f"cortex-{self.board.name}"
 
     @property
+    def ab(self) -> bool:
+        """Two root slots and a data partition (UEFI boards: systemd-boot counts a new slot's tries)."""
+        return self.board.layout.value == "uefi"
+
+    @property
     def root_reference(self) -> str:
-        """How the kernel command line names the root partition."""
-        if self.board.layout.value == "uefi":
+        """How the kernel command line names the root partition (slot a of an A/B disk)."""
+        if self.ab:
             return f"PARTUUID={self.ids.root_partition}"
         return f"PARTUUID={self.ids.mbr_id[2:]}-02"
+
+    @property
+    def sync_path(self) -> str:
+        return str(sync_dir(Path(self.data_path)))
+
+    @property
+    def boot_options(self) -> str:
+        """The kernel options besides the root: the same on every slot, so an update carries them."""
+        # The screen first, the serial console last: the last one is /dev/console (boot status, prompts).
+        return f"rw rootwait fsck.repair=yes console=tty0 console={self.board.serial_console},115200"
 
     @property
     def boot_mount(self) -> str:
@@ -109,9 +145,8 @@ class DiskPlan:
 
     @property
     def kernel_options(self) -> str:
-        # The screen first, the serial console last: the last one is /dev/console (boot status, prompts).
-        consoles = f"console=tty0 console={self.board.serial_console},115200"
-        return f"root={self.root_reference} rw rootwait fsck.repair=yes {consoles}"
+        slot = f" {SLOT_OPTION}=a" if self.ab else ""
+        return f"root={self.root_reference} {self.boot_options}{slot}"
 
 
 def sync_packages(sync: Sync) -> tuple[str, ...]:
@@ -122,6 +157,14 @@ def sync_packages(sync: Sync) -> tuple[str, ...]:
     return ("git", "openssh-client", *(("gpg",) if pgp else ()))
 
 
+def update_packages(updates: Updates, ab: bool) -> tuple[str, ...]:
+    """zstd unpacks an update into the idle slot; ssh-keygen or gpg checks its signature."""
+    if not ab:
+        return ()
+    pgp = any(key.startswith("/") for key in updates.trusted_keys)
+    return ("zstd", "openssh-client", *(("gpg",) if pgp else ()))
+
+
 def make_plan(resolved: Resolved, config_hash: str) -> DiskPlan:
     """`resolved` was loaded with the disk format's defaults layer; ConfigError lists every problem."""
     problems = format_rules.problems(resolved, FORMAT)
@@ -130,13 +173,18 @@ def make_plan(resolved: Resolved, config_hash: str) -> DiskPlan:
     config = resolved.config
     device, target = config.device, config.target
     name = board_name(target.hardware, target.architecture.value)
+    board = load_board(name)
+    ab = board.layout.value == "uefi"
     auth = config.server.auth
     return DiskPlan(
         name=f"{device.hostname}-{name}",
-        board=load_board(name),
+        board=board,
         architecture=target.architecture.value,
         hostname=device.hostname,
-        sync_packages=sync_packages(config.sync),
+        sync_packages=tuple(sorted({*sync_packages(config.sync), *update_packages(device.updates, ab)})),
+        updates=device.updates.url is not None,
+        update_interval_s=device.updates.interval_s,
+        data_path=str(config.data.path or DATA_DIR),
         release=target.release.value,
         mirror=config.build.debian_mirror,
         version=config.build.version,

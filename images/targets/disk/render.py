@@ -9,10 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from menlo_cortex.runtime.update.slots import DATA_LABEL, ENTRIES, ESP_FOLDER, entry_text
+
 from ...templating import environment
-from .plan import DiskPlan
+from .plan import ESP_LABEL, DiskPlan
 
 FIRSTBOOT = "usr/lib/cortex-device/firstboot"
+DATA_MOUNT = "/data"
+UPDATE_EXEC = ("/opt/cortex/current/bin/python", "-m", "menlo_cortex", "update")
 SELFCHECK = "usr/lib/cortex-device/selfcheck"
 
 
@@ -36,6 +40,13 @@ def render(plan: DiskPlan, psk: str | None = None) -> Rendered:
         "psk": psk or "",
         "consoles": f"tty0 {plan.board.serial_console},115200",
         "url": f"{'https' if plan.tls else 'http'}://127.0.0.1:{plan.port}",
+        "esp_label": ESP_LABEL,
+        "data_label": DATA_LABEL,
+        "data_mount": DATA_MOUNT,
+        "grow_mount": DATA_MOUNT if plan.ab else "/",
+        "update_exec": UPDATE_EXEC,
+        "first_check_s": min(120, plan.update_interval_s),
+        "spread_s": min(300, plan.update_interval_s // 10),
     }
 
     def text(template: str) -> str:
@@ -62,6 +73,11 @@ def render(plan: DiskPlan, psk: str | None = None) -> Rendered:
         root["etc/default/raspi-firmware"] = (text("raspi-firmware.j2"), 0o644)
     if plan.board.initramfs_modules:
         root[INITRAMFS_MODULES] = (text("initramfs-modules.j2"), 0o644)
+    if plan.ab:
+        root["etc/systemd/system/cortex-update-check.service"] = (text("cortex-update-check.service.j2"), 0o644)
+    if plan.updates:
+        root["etc/systemd/system/cortex-update.service"] = (text("cortex-update.service.j2"), 0o644)
+        root["etc/systemd/system/cortex-update.timer"] = (text("cortex-update.timer.j2"), 0o644)
     return Rendered(root, _boot_files(plan, text))
 
 
@@ -73,16 +89,24 @@ def enabled_units(plan: DiskPlan) -> tuple[list[str], list[str]]:
     if plan.wifi_ssid is not None:
         enable.append("wpa_supplicant@wlan0.service")
     (enable if plan.ssh_keys else disable).append("ssh.service")
+    enable += ["cortex-update-check.service"] if plan.ab else []
+    enable += ["cortex-update.timer"] if plan.updates else []
     return enable, disable
 
 
 def _boot_files(plan: DiskPlan, text: Callable[[str], str]) -> dict[str, str]:
-    if plan.board.layout.value == "uefi":
-        return {"loader/loader.conf": text("loader.conf.j2"), "loader/entries/cortex.conf": text("entry.conf.j2")}
+    if plan.ab:
+        entry = entry_text("a", plan.version or "0", plan.ids.root_partition, plan.boot_options)
+        return {"loader/loader.conf": text("loader.conf.j2"), f"{ENTRIES}/cortex-a.conf": entry}
     return {"config.txt": text("config.txt.j2"), "cmdline.txt": text("cmdline.txt.j2")}
 
 
+def kernel_folder(plan: DiskPlan) -> str:
+    """Where the boot partition holds the kernel and initrd: slot a's folder on an A/B disk, else the top."""
+    return f"{ESP_FOLDER}/a/" if plan.ab else ""
+
+
 def _boot_reference(plan: DiskPlan) -> str:
-    if plan.board.layout.value == "uefi":
+    if plan.ab:
         return f"PARTUUID={plan.ids.boot_partition}"
     return f"PARTUUID={plan.ids.mbr_id[2:]}-01"

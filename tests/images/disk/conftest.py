@@ -29,8 +29,9 @@ def plan_for(path: Path) -> DiskPlan:
 
 @pytest.fixture(scope="session")
 def device_image(tmp_path_factory: pytest.TempPathFactory, test_data_dir: Path, installed_cortex: Path) -> Image:
-    """The x86-64 device image with the test model, following a Git repository (the boot test serves it), built
-    once per run by `cortex` installed from its wheel outside the checkout."""
+    """The x86-64 device image with the test model, following a Git repository and taking signed updates (the boot
+    test serves both), built once per run by `cortex` installed from its wheel outside the checkout."""
     needs_image_tools()
     folder = tmp_path_factory.mktemp("device")
-    return build_image(folder, test_data_dir, sync_port=find_free_port(), cortex=(str(installed_cortex),))
+    cortex = (str(installed_cortex),)
+    return build_image(folder, test_data_dir, sync_port=find_free_port(), cortex=cortex, update_port=find_free_port())

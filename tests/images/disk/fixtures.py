@@ -41,7 +41,16 @@ device:
     enabled: true
     authorized_keys:
       - {public_key}
-{extra}"""
+{updates}{extra}"""
+# Signed updates from a folder the test serves over plain http on the host's loopback, signed with the image's key.
+UPDATES = """\
+  updates:
+    url: http://10.0.2.2:{port}/
+    trusted_keys:
+      - {public_key}
+    interval_s: 30
+    ready_timeout_s: 1200
+"""
 # Follows a repository the test serves over https on the host's loopback (10.0.2.2 to a qemu guest), with a
 # certificate of its own, trusting commits signed with the image's own SSH key.
 SYNC = """\
@@ -62,6 +71,7 @@ class Image:
     name: str
     sync_port: int | None = None  # the loopback port its Cortexfile's sync repository is served on
     sync_certificate: Certificate | None = None  # the certificate that repository is served with
+    update_port: int | None = None  # the loopback port its device.updates.url is served on
     command: tuple[str, ...] = CHECKOUT  # the cortex that built it
 
     @property
@@ -84,12 +94,15 @@ def ssh_key(folder: Path) -> Path:
     return key
 
 
-def write_cortexfile(folder: Path, key: Path, hardware: str = "x86-64-uefi", extra: str = "") -> Path:
+def write_cortexfile(
+    folder: Path, key: Path, hardware: str = "x86-64-uefi", extra: str = "", update_port: int | None = None
+) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "Cortexfile.yaml"
-    path.write_text(
-        CORTEXFILE.format(hardware=hardware, public_key=public_key(key), extra=extra, version=VERSION), encoding="utf-8"
-    )
+    updates = "" if update_port is None else UPDATES.format(port=update_port, public_key=public_key(key))
+    text = CORTEXFILE.format(hardware=hardware, public_key=public_key(key), extra=extra, version=VERSION,
+                             updates=updates)  # fmt: skip
+    path.write_text(text, encoding="utf-8")
     return path
 
 
@@ -98,9 +111,9 @@ def public_key(key: Path) -> str:
 
 
 def run_build(
-    cortexfile: Path, output: Path, store: Path, *args: str, cortex: Sequence[str] = CHECKOUT
+    cortexfile: Path, output: Path, store: Path, *args: str, cortex: Sequence[str] = CHECKOUT, format: str = "disk"
 ) -> subprocess.CompletedProcess[str]:
-    command = [*cortex, "build", "-f", str(cortexfile), "--format", "disk"]
+    command = [*cortex, "build", "-f", str(cortexfile), "--format", format]
     command += ["-o", str(output), "--datapath", str(store), *args]
     return subprocess.run(command, capture_output=True, text=True, check=False, timeout=3600)
 
@@ -113,6 +126,7 @@ def build_image(
     sync_port: int | None = None,
     *,
     cortex: Sequence[str] = CHECKOUT,
+    update_port: int | None = None,
 ) -> Image:
     key = ssh_key(folder)
     certificate = None if sync_port is None else Certificate(folder / "tls")
@@ -121,10 +135,10 @@ def build_image(
         if certificate is None
         else SYNC.format(port=sync_port, public_key=public_key(key), pem=textwrap.indent(certificate.pem, "    "))
     )
-    cortexfile = write_cortexfile(folder, key, hardware, extra)
+    cortexfile = write_cortexfile(folder, key, hardware, extra, update_port)
     done = run_build(cortexfile, folder / "out", store, cortex=cortex)
     assert done.returncode == 0, done.stderr[-3000:]
-    return Image(folder / "out", cortexfile, key, name, sync_port, certificate, tuple(cortex))
+    return Image(folder / "out", cortexfile, key, name, sync_port, certificate, update_port, tuple(cortex))
 
 
 def partitions(img: Path) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import pytest
 from menlo_cortex.cortexfile import recipes
 from menlo_cortex.cortexfile.boards import GENERIC_BOARDS, has_disk_layout, load_board
 from menlo_cortex.cortexfile.errors import ConfigError
-from menlo_cortex.images.targets.disk.build import _root_size, wifi_psk
+from menlo_cortex.images.targets.disk.build import disk_sizes, wifi_psk
 
 from .conftest import load_disk, plan_for
 
@@ -51,6 +51,10 @@ def refusal(tmp_path: Path, body: str) -> str:
             "control",
         ),
         ("device:\n  image_size_mb: 100\n", "3:18: device.image_size_mb", "greater than or equal to 1024"),
+        ("device:\n  updates:\n    url: http://h/u/\n", "4:5: device.updates", "needs at least one key"),
+        ("device:\n  updates:\n    url: ftp://h/u/\n", "4:10: device.updates.url", "http(s)://host"),
+        ("device:\n  updates:\n    window: 2-5\n", "4:13: device.updates.window", "HH:MM-HH:MM"),
+        ("device:\n  updates:\n    interval_s: 1\n", "4:17: device.updates.interval_s", "greater than or equal"),
     ],
 )
 def test_device_values_are_checked_where_written(tmp_path: Path, body: str, where: str, says: str) -> None:
@@ -124,7 +128,7 @@ def test_an_image_size_below_the_content_is_refused_where_written(tmp_path: Path
     root.mkdir()
     (root / "big").write_bytes(b"\0" * (900 << 20))
     with pytest.raises(ConfigError, match=r"3:18: device\.image_size_mb: 1024 MiB is smaller than the image's content"):
-        _root_size(resolved, plan_for(path), root)
+        disk_sizes(resolved, plan_for(path), root)
 
 
 def test_the_wifi_key_is_derived_as_wpa_passphrase_does(tmp_path: Path) -> None:
@@ -137,3 +141,17 @@ def test_the_wifi_key_is_derived_as_wpa_passphrase_does(tmp_path: Path) -> None:
         wifi_psk(resolved, {})
     with pytest.raises(ConfigError, match="8 to 63 ASCII characters"):
         wifi_psk(resolved, {"P": "short"})
+
+
+UPDATES = "device:\n  updates:\n    url: https://updates.example/fleet/\n    trusted_keys: [/etc/cortex/fleet.asc]\n"
+
+
+def test_updates_need_a_version_and_a_uefi_board(tmp_path: Path) -> None:
+    assert "build.version: updates are ordered by build.version" in refusal(tmp_path, UPDATES)
+    pi = refusal(tmp_path, "target:\n  hardware: raspberry-pi-4\nbuild:\n  version: 1.0.0\n" + UPDATES)
+    assert "device.updates.url: board `raspberry-pi-4` boots without UEFI: A/B updates are built for UEFI" in pi
+
+
+def test_a_uefi_disk_keeps_its_data_partition_at_data(tmp_path: Path) -> None:
+    message = refusal(tmp_path, "data:\n  path: /data/models\n")
+    assert "data.path: /data/models: a UEFI board's disk mounts its data partition at /data" in message

@@ -4,8 +4,8 @@ first boot made, read from the serial console -> a chat completion with the open
 forwarded port. Then over SSH (the image's own, key login): the hardened service, the grown root, the
 key file's owner and mode, `systemctl reload`, an upgrade to the next bundle and an upgrade that cannot
 start, which install.sh rolls back; cortex-sync.service following a repository served from the host (a signed
-commit applied and served, an unsigned one refused); a reboot keeps the key, shows none again and keeps the
-grown root."""
+commit applied and served, an unsigned one refused); then signed A/B updates served from the host (`check_updates`):
+through them the device keeps its key (shown once, never again), identity, data and grown data partition."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from ..systemd.test_security import MAX_EXPOSURE
 from .conftest import load_disk
 from .fixtures import GUEST_PORT, VERSION, Image, Ssh, disk_copy
 from .qemu import Vm, boot
+from .updates import BROKEN_MODELS, UPDATE_S, build_update, serving, tampered, wait_for_health
 
 # What no fixture shows: the test boots a VM. Under emulation it takes 12-18 minutes; a hang fails after an hour.
 pytestmark = [pytest.mark.slow, pytest.mark.vm, pytest.mark.timeout(3600)]
@@ -37,7 +38,10 @@ SYNC_S = 300  # a round every 10 s, then a reload under emulation
 SYNCED = "server:\n  limits:\n    max_tokens: 77\n"  # a live setting: applied without reloading the model
 NO_BAKE = "  bake_models: false\n"  # added to the image Cortexfile's build section
 BROKEN = NO_BAKE + "  systemd:\n    start_timeout_s: 60\n"
-MISSING_MODEL = "models:\n  - id: missing\n    source: /nonexistent/model.gguf\n"
+MISSING_MODEL = BROKEN_MODELS
+SECOND, THIRD = "1.4.3", "1.4.4"  # the versions of the updates after the image's
+UNTRUSTED = "the update is not signed by a trusted key"
+FAILED = "failed"
 
 
 def chat(port: int, key: str) -> str:
@@ -90,8 +94,7 @@ def test_device_boots_serves_upgrades_and_keeps_its_key(
         print(f"first chat completion {time.monotonic() - started:.0f}s after power-on")
         check_service(ssh)
         check_image_version(ports[GUEST_PORT], key)
-        check_grown_root_and_key_file(ssh)
-        key_digest = ssh.ok("sha256sum /etc/cortex/api-keys")
+        check_grown_data_and_key_file(ssh)
 
         ssh.ok("systemctl reload cortex", 60)
         assert ssh.ok("systemctl is-active cortex", 60) == "active"
@@ -110,13 +113,51 @@ def test_device_boots_serves_upgrades_and_keeps_its_key(
         # After the upgrades: from here on the repository owns the Cortexfile (install.sh keeps it as edited).
         check_sync(ssh, device_image, ports[GUEST_PORT], key, tmp_path / "fleet")
 
-        ssh.run("systemctl reboot", 30)
-        time.sleep(20)  # the old system goes down before the first poll
-        assert first_chat(vm, key)  # the same key: first boot's key survives
-        assert ssh.ok("sha256sum /etc/cortex/api-keys") == key_digest
-        assert vm.key_notices() == 1  # made once, never again
-        assert vm.api_keys_shown() == []  # never on the serial console (a cloud provider may keep its log)
-        check_grown_root_and_key_file(ssh)
+        check_updates(ssh, vm, device_image, key, folder=tmp_path, store=test_data_dir)
+
+
+def check_updates(ssh: Ssh, vm: Vm, image: Image, key: str, *, folder: Path, store: Path) -> None:
+    """Signed A/B updates: one signed by a stranger refused without a reboot; v2 installed into slot b, booted, kept
+    once it answers, with the device's key, identity and data; v3, whose service cannot start, tried once, then the
+    device back on v2 by itself, reporting v3's failure."""
+    assert image.update_port is not None
+    port = vm.ports[GUEST_PORT]
+    second = build_update(image, folder / "v2", store, SECOND)
+    broken = build_update(image, folder / "v3", store, THIRD, BROKEN_MODELS)
+    # The repository would own the Cortexfile (carried into each new slot): stop following it, so that each version
+    # runs its own Cortexfile (v3's cannot start).
+    ssh.ok("systemctl disable --now cortex-sync && rm -f /var/lib/cortex-sync/state.json", 120)
+    ssh.ok("echo kept > /var/lib/cortex/marker")  # above the version's own folder: on the data partition
+    identity = ssh.ok("sha256sum /etc/cortex/api-keys /etc/machine-id /etc/ssh/ssh_host_ed25519_key")
+    with serving(tampered(second, folder / "tampered"), image.update_port):
+        refused = wait_for_health(port, key, lambda h: _error(h).get("message") == UNTRUSTED, 600)
+    assert refused["system"]["slot"] == "a"  # refused before anything was written: no reboot
+    started = time.monotonic()
+    with serving(second, image.update_port):
+        updated = wait_for_health(port, key, lambda h: _kept(h, SECOND), UPDATE_S)
+    print(f"v{SECOND}: downloaded, written, booted and kept in {time.monotonic() - started:.0f}s")
+    assert updated["system"]["slot"] == "b"
+    assert ssh.ok("sha256sum /etc/cortex/api-keys /etc/machine-id /etc/ssh/ssh_host_ed25519_key") == identity
+    assert ssh.ok("cat /var/lib/cortex/marker") == "kept"
+    assert chat(port, key)
+    assert vm.key_notices() == 1  # made once, never again
+    assert vm.api_keys_shown() == []  # never on the serial console (a cloud provider may keep its log)
+    check_grown_data_and_key_file(ssh)
+    with serving(broken, image.update_port):
+        back = wait_for_health(
+            port, key, lambda h: _error(h).get("version") == THIRD and _kept(h, SECOND, FAILED), UPDATE_S
+        )
+    assert back["system"]["slot"] == "b"
+    assert "cortex.service failed to start" in back["update"]["last_error"]["message"]
+    assert chat(port, key)
+
+
+def _error(health: dict[str, Any]) -> dict[str, Any]:
+    return (health.get("update") or {}).get("last_error") or {}
+
+
+def _kept(health: dict[str, Any], version: str, state: str = "current") -> bool:
+    return health["system"]["version"] == version and (health.get("update") or {}).get("state") == state
 
 
 def check_image_version(port: int, key: str) -> None:
@@ -136,10 +177,10 @@ def check_service(ssh: Ssh) -> None:
     assert ssh.ok("ls /etc/ssh/ssh_host_ed25519_key") == "/etc/ssh/ssh_host_ed25519_key"
 
 
-def check_grown_root_and_key_file(ssh: Ssh) -> None:
-    size_mib = int(ssh.ok("df --output=size -BM / | tail -1").strip().rstrip("M"))
-    disk_mib = int(ssh.ok("lsblk -bdno SIZE /dev/vda")) >> 20
-    assert size_mib > disk_mib - 400, f"root is {size_mib} MiB on a {disk_mib} MiB disk: not grown"
+def check_grown_data_and_key_file(ssh: Ssh) -> None:
+    """First boot grew the data partition (the disk's last) by what the disk gained when copied."""
+    size_mib = int(ssh.ok("df --output=size -BM /data | tail -1").strip().rstrip("M"))
+    assert size_mib > GROWN_BY_MIB, f"the data partition is {size_mib} MiB: not grown"
     assert ssh.ok("stat -c '%U:%G %a' /etc/cortex/api-keys") == "root:cortex 640"
 
 

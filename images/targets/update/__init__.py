@@ -1,0 +1,32 @@
+"""`cortex build --format update`: a signed update of a disk image's whole root, for the devices flashed from it
+(see build.build, and runtime/update for the device's side)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from .. import BuildOptions, Views, model_store
+from ..disk.request import DiskRequest
+from .build import FORMAT, build
+
+__all__ = ["FORMAT", "make"]
+
+
+def make(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> list[str]:
+    """Build the update; the lines to print."""
+    request = DiskRequest(
+        resolved=views.of(FORMAT),
+        output=options.output,
+        model_store=model_store(views, options, environ),
+        wheels_dir=options.wheels_dir,
+        platform=options.platform,
+        environ=environ,
+    )
+    update = build(request, options.sign_key)
+    manifest = update.manifest
+    size = sum(payload.size for payload in manifest.payloads)
+    return [
+        f"{update.folder}: version {manifest.version} of {manifest.image_id} ({size >> 20} MiB to download, "
+        f"{manifest.root_bytes >> 20} MiB root), signed ({update.signature.name})",
+        "serve this folder over http(s) at the devices' device.updates.url; they install it into their idle slot",
+    ]

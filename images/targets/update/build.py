@@ -1,0 +1,109 @@
+"""`cortex build --format update`: the disk image's root again, as a signed update for the devices flashed from it.
+
+plan (the disk's) -> the signing key (read before anything long) -> the device root, as the disk target makes it
+-> its ext4 file system, zstd-compressed, with the kernel and initrd beside it -> manifest.json -> SHA256SUMS ->
+its signature; every file renamed into the output folder once all are written, SHA256SUMS last.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from menlo_cortex.cortexfile import format_rules
+from menlo_cortex.cortexfile.errors import ConfigError
+from menlo_cortex.cortexfile.hashing import config_hash
+from menlo_cortex.runtime.models.model_store import file_sha256
+from menlo_cortex.runtime.update.manifest import MANIFEST, SUMS, Manifest, Payload
+
+from ...artifacts import publish, staging
+from ..disk.build import device_root, disk_sizes, wifi_psk
+from ..disk.layout import MIB, BootFile, root_file_system
+from ..disk.plan import DiskPlan, make_plan
+from ..disk.render import kernel_folder
+from ..disk.request import DiskRequest
+from ..systemd.build import with_platform
+from .sign import SigningKey
+
+FORMAT = "update"
+
+
+@dataclass(frozen=True)
+class Update:
+    folder: Path
+    manifest: Manifest
+    signature: Path
+
+
+def build(request: DiskRequest, sign_key: str | None) -> Update:
+    resolved = with_platform(request.resolved, request.platform)
+    problems = format_rules.problems(resolved, FORMAT)
+    if problems:
+        raise ConfigError(problems)
+    plan = make_plan(resolved, config_hash(resolved.config))
+    key = SigningKey.load(sign_key, request.environ)
+    psk = wifi_psk(resolved, request.environ)
+    request.output.mkdir(parents=True, exist_ok=True)
+    with staging(request.output, f"{plan.name}_{plan.version}") as work:
+        device = device_root(request, resolved, plan, psk, work)
+        root_mib = disk_sizes(resolved, plan, device.folder).root
+        root = root_file_system(plan, device.folder, work / "root.ext4", root_mib, device.epoch)
+        stem = f"{plan.name}_{plan.version}"
+        files = _payload_files(plan, device.boot, root, work / "out", stem)
+        shutil.rmtree(device.folder)
+        manifest = _manifest(plan, files, root_mib * MIB)
+        (work / "out" / MANIFEST).write_text(manifest.encode(), encoding="utf-8")
+        sums = work / "out" / SUMS
+        names = sorted(path.name for path in (work / "out").iterdir())
+        sums.write_text("".join(f"{file_sha256(work / 'out' / name)}  {name}\n" for name in names), encoding="utf-8")
+        signature = key.sign(sums)
+        for name in [*names, signature.name, SUMS]:  # SHA256SUMS last: a device reading now finds the old one whole
+            os.chmod(work / "out" / name, 0o644)
+            publish(work / "out" / name, request.output / name)
+    return Update(request.output, manifest, request.output / signature.name)
+
+
+def _payload_files(plan: DiskPlan, boot: dict[str, BootFile], root: Path, out: Path, stem: str) -> dict[str, Path]:
+    out.mkdir()
+    compressed = out / f"{stem}.root.ext4.zst"
+    _zstd(root, compressed)
+    root.unlink()
+    at = kernel_folder(plan)
+    files = {"root": compressed}
+    for key, name in (("kernel", "vmlinuz"), ("initrd", "initrd.img")):
+        source = boot[f"{at}{name}"].source
+        assert source is not None  # boot_files: the kernel and initrd are the root's files
+        files[key] = out / f"{stem}.{name}"
+        shutil.copyfile(source, files[key])
+    return files
+
+
+def _manifest(plan: DiskPlan, files: dict[str, Path], root_bytes: int) -> Manifest:
+    def payload(key: str) -> Payload:
+        path = files[key]
+        return Payload(path.name, file_sha256(path), path.stat().st_size)
+
+    assert plan.version is not None  # format_rules: an update needs build.version
+    return Manifest(
+        image_id=plan.image_id,
+        architecture=plan.architecture,
+        version=plan.version,
+        root=payload("root"),
+        root_bytes=root_bytes,
+        kernel=payload("kernel"),
+        initrd=payload("initrd"),
+        boot_options=plan.boot_options,
+    )
+
+
+def _zstd(source: Path, dest: Path) -> None:
+    command = ["zstd", "-q", "-T0", "-10", "--no-progress", "-f", str(source), "-o", str(dest)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=3600)
+    except FileNotFoundError:
+        raise RuntimeError("zstd is not installed: it compresses the update") from None
+    if done.returncode != 0:
+        raise RuntimeError(f"zstd failed: {done.stderr.strip()[-500:]}")

@@ -1,0 +1,91 @@
+"""`cortex update run|check|status`: the device's update agent, wired from the Cortexfile (device.updates, the
+server's port, keys and models) to the device's real slots and boot partition."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+
+from menlo_cortex.cortexfile.loader import Resolved
+from menlo_cortex.cortexfile.secrets import SecretUnavailable
+
+from menlo_cortex.exits import Exit
+
+from ..fetch.netsettings import net_settings
+from ..http.auth import read_key_file
+from .agent import Settings, reconcile, run_round
+from .check import Server, probes, run_check
+from .slots import Device
+from .state import UpdateState
+
+log = logging.getLogger("cortex.update")
+
+
+def run_update(resolved: Resolved) -> int:
+    _journal()
+    updates = resolved.config.device.updates
+    device = Device()
+    if updates.url is None:
+        state = UpdateState.load(device.state_folder)
+        reconcile(state, device)
+        log.info("update: device.updates.url is not set: nothing to check")
+        return Exit.OK
+    url = updates.url if updates.url.endswith("/") else updates.url + "/"
+    settings = Settings(url, tuple(updates.trusted_keys), updates.window)
+    try:
+        net = net_settings(resolved.config.network, resolved.inputs.environ)
+    except SecretUnavailable as exc:
+        log.error("update: %s", exc)
+        return Exit.CONFIG
+    installed = run_round(settings, device, net, _reboot)
+    state = UpdateState.load(device.state_folder)
+    return Exit.OK if installed or state.state != "failed" else Exit.FAILURE
+
+
+def run_boot_check(resolved: Resolved) -> int:
+    _journal()
+    config = resolved.config
+    scheme = "https" if config.server.tls.cert is not None else "http"
+    server = Server(f"{scheme}://127.0.0.1:{config.server.port}", _a_key(resolved))
+    kinds = [(m.id, "embeddings" if m.embeddings else "rerank" if m.rerank else "chat") for m in config.models]
+    kept = run_check(Device(), server, probes(kinds), config.device.updates.ready_timeout_s, _service_failed)
+    return Exit.OK if kept else Exit.FAILURE
+
+
+def print_status() -> int:
+    device = Device()
+    state = UpdateState.load(device.state_folder)
+    shown = {"slot": device.booted_slot(), **state.public(details=True)}
+    print(json.dumps(shown, indent=1))
+    return Exit.OK
+
+
+def _a_key(resolved: Resolved) -> str | None:
+    auth = resolved.config.server.auth
+    for secret in auth.api_keys:
+        try:
+            return secret.with_base(resolved.path.parent).resolve(dict(resolved.inputs.environ))
+        except SecretUnavailable:
+            continue
+    if auth.api_key_file is not None:
+        try:
+            keys = read_key_file(auth.api_key_file)
+        except (OSError, UnicodeDecodeError):
+            keys = ()
+        return keys[0] if keys else None
+    return None
+
+
+def _journal() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+
+
+def _service_failed() -> bool:
+    done = subprocess.run(["systemctl", "is-failed", "--quiet", "cortex.service"], check=False, timeout=60)
+    return done.returncode == 0
+
+
+def _reboot() -> None:
+    subprocess.run(["systemctl", "reboot"], check=False, timeout=60)

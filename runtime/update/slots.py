@@ -1,0 +1,215 @@
+"""The two root slots of a UEFI device and their systemd-boot entries: the one place that knows the A/B layout.
+
+Each slot has a partition (GPT name `cortex-a`, `cortex-b`), a kernel and initrd on the EFI system partition
+(`cortex/<slot>/`) and a boot entry (`loader/entries/cortex-<slot>.conf`). An entry written for a new version
+carries a try counter (`cortex-b+1.conf`): systemd-boot counts the try down before booting it, sorts an entry with
+no tries left after the others, and so returns to the other slot by itself unless the new one is blessed (the
+counter removed) after it proved it answers. The disk builder writes the first entry with `entry_text` too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from ..ops.durable import fsync_dir
+
+SLOTS = ("a", "b")
+SLOT_OPTION = "cortex.slot"  # the kernel option that names the booted slot
+DATA_LABEL = "cortex-data"
+ESP_FOLDER = "cortex"  # cortex/<slot>/vmlinuz and initrd.img on the EFI system partition
+ENTRIES = "loader/entries"
+SORT_KEY = "cortex"  # same sort key, so systemd-boot orders the slots' entries by version, the newest first
+_ENTRY = re.compile(r"cortex-(?P<slot>[ab])(\+(?P<left>[0-9]{1,3})(-(?P<done>[0-9]{1,3}))?)?\.conf")
+_SLOT_ARGUMENT = re.compile(rf"(?:^|\s){re.escape(SLOT_OPTION)}=([ab])(?:\s|$)")
+_ROOT_ARGUMENT = re.compile(r"(?:^|\s)root=PARTUUID=([0-9a-fA-F-]{36})(?:\s|$)")
+
+
+class SlotError(RuntimeError):
+    """The slots or the boot partition are not as an A/B device has them; the message says what."""
+
+
+def partition_label(slot: str) -> str:
+    return f"cortex-{slot}"
+
+
+def other(slot: str) -> str:
+    return SLOTS[1 - SLOTS.index(slot)]
+
+
+def entry_text(slot: str, version: str, root_partuuid: str, boot_options: str) -> str:
+    """A Boot Loader Specification entry for `slot` (type 1: kernel and initrd on the EFI system partition)."""
+    return (
+        f"title Cortex {version}\n"
+        f"sort-key {SORT_KEY}\n"
+        f"version {version}\n"
+        f"linux /{ESP_FOLDER}/{slot}/vmlinuz\n"
+        f"initrd /{ESP_FOLDER}/{slot}/initrd.img\n"
+        f"options root=PARTUUID={root_partuuid} {boot_options} {SLOT_OPTION}={slot}\n"
+    )
+
+
+@dataclass(frozen=True)
+class Entry:
+    slot: str
+    path: Path
+    tries_left: int | None  # None: no counter (a blessed or first entry)
+    version: str
+
+    @property
+    def bad(self) -> bool:
+        """No tries left: systemd-boot boots it only when nothing else is left."""
+        return self.tries_left == 0
+
+    @property
+    def on_trial(self) -> bool:
+        return self.tries_left is not None
+
+
+@dataclass(frozen=True)
+class Partition:
+    device: Path
+    partuuid: str
+    size: int  # bytes
+
+
+@dataclass(frozen=True)
+class Device:
+    """Where the device keeps what an update touches; a test points these at files and folders."""
+
+    esp: Path = Path("/boot/efi")
+    data: Path = Path("/data")
+    cmdline: Path = Path("/proc/cmdline")
+    os_release: Path = Path("/usr/lib/os-release")
+    root: Path = Path("/")  # the running system, whose own state a new slot receives
+    boot_id_file: Path = Path("/proc/sys/kernel/random/boot_id")
+
+    def boot_id(self) -> str:
+        try:
+            return self.boot_id_file.read_text(encoding="ascii", errors="replace").strip()[:64]
+        except OSError:
+            return ""
+
+    @property
+    def state_folder(self) -> Path:
+        return self.data / "update"
+
+    def booted_slot(self) -> str | None:
+        """The slot the kernel command line names; None on an image without slots."""
+        found = _SLOT_ARGUMENT.search(self._cmdline())
+        return found.group(1) if found else None
+
+    def booted_partuuid(self) -> str | None:
+        found = _ROOT_ARGUMENT.search(self._cmdline())
+        return found.group(1).lower() if found else None
+
+    def _cmdline(self) -> str:
+        try:
+            return self.cmdline.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+
+    def partition(self, slot: str) -> Partition:
+        """The partition of `slot` on the disk the system booted from (another disk's labels are never used)."""
+        booted = self.booted_partuuid()
+        if booted is None:
+            raise SlotError("the kernel command line names no root=PARTUUID=: not booted from a Cortex A/B disk")
+        table = _block_devices()
+        disk = next((row.get("pkname") for row in table if (row.get("partuuid") or "").lower() == booted), None)
+        for row in table:
+            if row.get("pkname") == disk and row.get("partlabel") == partition_label(slot) and row.get("partuuid"):
+                return Partition(Path(str(row["path"])), str(row["partuuid"]).lower(), int(row.get("size") or 0))
+        raise SlotError(f"no partition named {partition_label(slot)} on the boot disk: this disk has no A/B slots")
+
+    def entries(self) -> dict[str, Entry]:
+        """The boot entries of the slots, by slot."""
+        folder = self.esp / ENTRIES
+        found: dict[str, Entry] = {}
+        for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+            match = _ENTRY.fullmatch(path.name)
+            if match is None or path.is_symlink():
+                continue
+            left = match.group("left")
+            found[match.group("slot")] = Entry(
+                match.group("slot"), path, None if left is None else int(left), _entry_version(path)
+            )
+        return found
+
+    def remove_entry(self, slot: str) -> None:
+        """The slot is about to be overwritten: from now on systemd-boot never picks it."""
+        entry = self.entries().get(slot)
+        if entry is not None:
+            entry.path.unlink()
+            fsync_dir(entry.path.parent)
+
+    def install_boot_files(self, slot: str, kernel: Path, initrd: Path) -> None:
+        folder = self.esp / ESP_FOLDER / slot
+        folder.mkdir(parents=True, exist_ok=True)
+        for source, name in ((kernel, "vmlinuz"), (initrd, "initrd.img")):
+            with source.open("rb") as stream:
+                _write_fat_file(folder / name, stream)
+
+    def add_entry(self, slot: str, text: str, tries: int = 1) -> None:
+        """The new slot's entry, with `tries` boots to prove itself; written last, so a power cut before it leaves
+        the device booting the slot it ran."""
+        (self.esp / ENTRIES).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile() as stream:
+            stream.write(text.encode("utf-8"))
+            stream.seek(0)
+            _write_fat_file(self.esp / ENTRIES / f"cortex-{slot}+{tries}.conf", stream)
+
+    def bless(self, slot: str) -> bool:
+        """The booted slot answered: its entry loses its counter and stays. False when it had none."""
+        entry = self.entries().get(slot)
+        if entry is None or not entry.on_trial:
+            return False
+        os.rename(entry.path, entry.path.with_name(f"cortex-{slot}.conf"))
+        fsync_dir(entry.path.parent)
+        return True
+
+
+def _write_fat_file(path: Path, stream: BinaryIO) -> None:
+    """Whole or not at all: a new file beside it, flushed, renamed over it. No chmod (FAT has no modes to set;
+    the mount's umask decides) and never through a link: O_EXCL makes the new name."""
+    temporary = path.with_name(f".{path.name}.new")
+    with contextlib.suppress(FileNotFoundError):
+        temporary.unlink()
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(descriptor, "wb") as out:
+            shutil.copyfileobj(stream, out, 1 << 20)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+        raise
+    fsync_dir(path.parent)
+
+
+def _entry_version(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")[:4096]
+    except OSError:
+        return ""
+    found = re.search(r"^version ([0-9.]{1,40})$", text, re.MULTILINE)
+    return found.group(1) if found else ""
+
+
+def _block_devices() -> list[dict[str, Any]]:
+    command = ["lsblk", "--json", "--list", "--bytes", "--paths", "-o", "PATH,PKNAME,PARTUUID,PARTLABEL,SIZE"]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=60)
+        rows: list[dict[str, Any]] = json.loads(done.stdout)["blockdevices"]
+    except (OSError, subprocess.TimeoutExpired, ValueError, KeyError):
+        raise SlotError("lsblk could not list the block devices") from None
+    return rows
