@@ -13,6 +13,7 @@ import hashlib
 import logging
 import os
 import platform
+import shutil
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -222,8 +223,7 @@ def _install(manifest: Manifest, settings: Settings, device: Device, net: NetSet
     carry_state(device.root, partition.device)
     device.install_boot_files(target, files[1], files[2])
     device.add_entry(target, entry_text(target, manifest.version, partition.partuuid, manifest.boot_options))
-    for path in files:
-        path.unlink(missing_ok=True)
+    shutil.rmtree(files[0].parent)  # the downloads: the data partition is for the device's data
     state.installed = {"version": manifest.version, "slot": target, "at": now(), "boot_id": device.boot_id()}
     state.state = REBOOTING
 

@@ -34,8 +34,9 @@ def carried_files(root: Path) -> list[str]:
 def carry_state(root: Path, slot: Path) -> None:
     """Each carried file replaces the slot's own, with its owner and mode."""
     names = carried_files(root)
-    removals = "".join(f'rm "/{name}"\n' for name in names)
-    _debugfs(slot, removals, strict=False)  # a file the new root lacks is no error
+    folders = sorted({str(Path(name).parent) for name in names})
+    prepare = "".join(f'mkdir "/{folder}"\n' for folder in folders) + "".join(f'rm "/{name}"\n' for name in names)
+    _debugfs(slot, prepare, strict=False)  # a folder the new root has, a file it lacks: no error
     commands = []
     for name in names:
         info = (root / name).lstat()
