@@ -113,7 +113,7 @@ def test_device_boots_serves_upgrades_and_keeps_its_key(
         # After the upgrades: from here on the repository owns the Cortexfile (install.sh keeps it as edited).
         check_sync(ssh, device_image, ports[GUEST_PORT], key, tmp_path / "fleet")
 
-        check_updates(ssh, vm, device_image, key, folder=tmp_path, store=test_data_dir)
+        check_updates(ssh, vm, device_image, key, folder=tmp_path / "updates", store=test_data_dir)
 
 
 def check_updates(ssh: Ssh, vm: Vm, image: Image, key: str, *, folder: Path, store: Path) -> None:

@@ -11,30 +11,45 @@ from pathlib import Path
 
 import pytest
 from menlo_cortex.images.debian import PYTHONS, SUITE
-from menlo_cortex.images.targets.disk.layout import ESP_TYPE, ROOT_TYPES
+from menlo_cortex.images.targets.disk.layout import ESP_TYPE, LINUX_TYPE, ROOT_TYPES
 
 from tests.conftest import TEST_MODEL_SHA256
 
 from ..spdx import spdx_problems
 from .conftest import load_disk, plan_for
-from .fixtures import VERSION, Image, debugfs, fat_file, fat_paths, partitions, run_build, write_cortexfile
+from .fixtures import SECTOR, VERSION, Image, debugfs, fat_file, fat_paths, partitions, run_build, write_cortexfile
 
 pytestmark = pytest.mark.slow
 
 
 def test_partition_table_and_boot_files(device_image: Image) -> None:
+    """A/B: the EFI system partition, slot a (the root), an empty slot b as large, and the data partition last."""
     plan = plan_for(device_image.cortexfile)
     table = partitions(device_image.img)
     assert table["label"] == "gpt"
     assert str(table["id"]).lower() == plan.ids.disk
-    esp, root = table["partitions"]
+    esp, slot_a, slot_b, data = table["partitions"]
+    assert [p.get("name") for p in (esp, slot_a, slot_b, data)] == ["cortex-esp", "cortex-a", "cortex-b", "cortex-data"]
     assert (esp["type"], esp["uuid"].lower()) == (ESP_TYPE, plan.ids.boot_partition)
-    assert (root["type"], root["uuid"].lower()) == (ROOT_TYPES["amd64"], plan.ids.root_partition)
-    expected = {"::/EFI/BOOT/BOOTX64.EFI", "::/vmlinuz", "::/initrd.img", "::/loader/entries/cortex.conf"}
+    assert (slot_a["type"], slot_a["uuid"].lower()) == (ROOT_TYPES["amd64"], plan.ids.root_partition)
+    assert (slot_b["type"], slot_b["uuid"].lower()) == (ROOT_TYPES["amd64"], plan.ids.other_root_partition)
+    assert slot_a["size"] == slot_b["size"]
+    assert (data["type"], data["uuid"].lower()) == (LINUX_TYPE, plan.ids.data_partition)
+    expected = {"::/EFI/BOOT/BOOTX64.EFI", "::/cortex/a/vmlinuz", "::/cortex/a/initrd.img",
+                "::/loader/entries/cortex-a.conf"}  # fmt: skip
     assert expected <= fat_paths(device_image.img, esp["start"])
-    entry = fat_file(device_image.img, esp["start"], "loader/entries/cortex.conf")
+    entry = fat_file(device_image.img, esp["start"], "loader/entries/cortex-a.conf")
+    assert f"version {VERSION}\n" in entry
     assert f"options root=PARTUUID={plan.ids.root_partition} rw" in entry
-    assert "console=tty0 console=ttyS0,115200" in entry
+    assert "console=tty0 console=ttyS0,115200 cortex.slot=a" in entry
+    assert "editor no" in fat_file(device_image.img, esp["start"], "loader/loader.conf")
+    with device_image.img.open("rb") as disk:  # nothing in slot b yet (and nothing stored: a hole)
+        disk.seek(slot_b["start"] * SECTOR)
+        assert disk.read(4 << 20) == bytes(4 << 20)
+    listing = debugfs(device_image.img, data["start"], "ls -l /cortex")
+    assert "upper" in listing
+    assert "work" in listing
+    assert {"sync", "update", "cortex"} <= set(debugfs(device_image.img, data["start"], "ls /").split())
 
 
 def test_root_holds_the_service_and_no_shared_secrets(device_image: Image) -> None:
@@ -49,9 +64,13 @@ def test_root_holds_the_service_and_no_shared_secrets(device_image: Image) -> No
     assert "api-keys" not in debugfs(img, start, "ls /etc/cortex")  # never a key every copy shares
     assert f"{TEST_MODEL_SHA256}.gguf" in debugfs(img, start, "ls /var/lib/cortex/models")
     wants = debugfs(img, start, "ls /etc/systemd/system/multi-user.target.wants")
-    expected = {"cortex.service", "cortex-sync.service", "cortex-firstboot.service", "ssh.service"}
+    expected = {"cortex.service", "cortex-sync.service", "cortex-firstboot.service", "ssh.service",
+                "cortex-update-check.service"}  # fmt: skip
     assert expected | {"systemd-networkd.service"} <= set(wants.split())
-    assert "git" in debugfs(img, start, "ls /usr/bin").split()  # what cortex sync runs, added for the sync section
+    assert "cortex-update.timer" in debugfs(img, start, "ls /etc/systemd/system/timers.target.wants")
+    assert {"git", "zstd"} <= set(
+        debugfs(img, start, "ls /usr/bin").split()
+    )  # what cortex sync runs, added for the sync section
     unit = debugfs(img, start, "cat /etc/systemd/system/cortex.service")
     assert "start --defaults disk -f /etc/cortex/Cortexfile.yaml" in unit
     for image in (img, device_image.sibling(".img.zst")):  # its config (and any Wi-Fi key) for the builder only
