@@ -110,10 +110,9 @@ def update_run(args: argparse.Namespace) -> int:
 
 
 def update_check(args: argparse.Namespace) -> int:
-    resolved = load_checked(args)
     from menlo_cortex.runtime.update.service import run_boot_check
 
-    return run_boot_check(resolved)
+    return run_boot_check(lambda: load_checked(args))
 
 
 def update_status(args: argparse.Namespace) -> int:

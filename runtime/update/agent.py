@@ -86,8 +86,7 @@ def run_round(settings: Settings, device: Device, net: NetSettings, reboot: Call
     state.checked_at = now()
     version: str | None = None
     try:
-        booted = device.entries().get(device.booted_slot() or "")
-        if booted is not None and booted.on_trial:
+        if device.on_trial():
             log.info("update: the running version is on trial; its boot check decides first")
             return False
         if not in_window(settings.window, time.localtime()):

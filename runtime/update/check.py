@@ -54,20 +54,26 @@ def run_check(
     slot = device.booted_slot()
     entry = device.entries().get(slot or "")
     if slot is None or entry is None or not entry.on_trial:
-        log.info("update check: slot %s is not on trial; nothing to prove", slot)
         return True
-    state = UpdateState.load(device.state_folder)
     failure = _failure(server, checks, time.monotonic() + timeout_s, service_failed)
-    if failure is None:
-        device.bless(slot)
-        state.succeed()
-        state.save(device.state_folder)
-        log.info("update check: version %s answers; slot %s kept", entry.version, slot)
-        return True
-    state.fail(entry.version, failure)
+    if failure is not None:
+        record_failure(device, failure)
+        return False
+    device.bless(slot)
+    state = UpdateState.load(device.state_folder)
+    state.succeed()
+    state.save(device.state_folder)
+    log.info("update check: version %s answers; slot %s kept", entry.version, slot)
+    return True
+
+
+def record_failure(device: Device, failure: str) -> None:
+    """The version on trial failed its check: recorded for /health and the agent, before its unit reboots."""
+    entry = device.entries().get(device.booted_slot() or "")
+    state = UpdateState.load(device.state_folder)
+    state.fail(entry.version if entry else None, failure)
     state.save(device.state_folder)
     log.error("update check: %s; rebooting into the other slot", failure)
-    return False
 
 
 def _failure(

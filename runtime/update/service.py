@@ -7,7 +7,9 @@ import json
 import logging
 import subprocess
 import sys
+from collections.abc import Callable
 
+from menlo_cortex.cortexfile.errors import ConfigError
 from menlo_cortex.cortexfile.loader import Resolved
 from menlo_cortex.cortexfile.secrets import SecretUnavailable
 
@@ -16,7 +18,7 @@ from menlo_cortex.exits import Exit
 from ..fetch.netsettings import net_settings
 from ..http.auth import read_key_file
 from .agent import Settings, reconcile, run_round
-from .check import Server, probes, run_check
+from .check import Server, probes, record_failure, run_check
 from .slots import Device
 from .state import UpdateState
 
@@ -44,13 +46,24 @@ def run_update(resolved: Resolved) -> int:
     return Exit.OK if installed or state.state != "failed" else Exit.FAILURE
 
 
-def run_boot_check(resolved: Resolved) -> int:
+def run_boot_check(load: Callable[[], Resolved]) -> int:
+    """Only a slot on trial is checked, and only then is its Cortexfile read: its unit reboots the device when this
+    fails, so a Cortexfile that does not load on a kept version must not fail it."""
     _journal()
+    device = Device()
+    if not device.on_trial():
+        log.info("update check: slot %s is not on trial; nothing to prove", device.booted_slot())
+        return Exit.OK
+    try:
+        resolved = load()
+    except ConfigError as exc:
+        record_failure(device, f"its Cortexfile does not load ({len(exc.diagnostics)} problems: `cortex validate`)")
+        return Exit.FAILURE
     config = resolved.config
     scheme = "https" if config.server.tls.cert is not None else "http"
     server = Server(f"{scheme}://127.0.0.1:{config.server.port}", _a_key(resolved))
     kinds = [(m.id, "embeddings" if m.embeddings else "rerank" if m.rerank else "chat") for m in config.models]
-    kept = run_check(Device(), server, probes(kinds), config.device.updates.ready_timeout_s, _service_failed)
+    kept = run_check(device, server, probes(kinds), config.device.updates.ready_timeout_s, _service_failed)
     return Exit.OK if kept else Exit.FAILURE
 
 

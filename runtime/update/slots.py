@@ -143,6 +143,11 @@ class Device:
             )
         return found
 
+    def on_trial(self) -> bool:
+        """The booted slot's entry still counts tries: a new version that has not proved itself yet."""
+        entry = self.entries().get(self.booted_slot() or "")
+        return entry is not None and entry.on_trial
+
     def remove_entry(self, slot: str) -> None:
         """The slot is about to be overwritten: from now on systemd-boot never picks it."""
         entry = self.entries().get(slot)
