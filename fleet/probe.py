@@ -38,6 +38,7 @@ class DeviceStatus:
     url: str
     state: str = "unreachable"  # ready, loading, unreachable, too slow, key refused, no key, not valid, not cortex
     version: str | None = None  # build.version of the device's image
+    slot: str | None = None  # the A/B slot it booted, on a device that updates itself
     runtime_version: str | None = None
     commit: str | None = None  # the config commit served, when the device follows a repository
     generation: int | None = None
@@ -136,16 +137,20 @@ def _get(pool: urllib3.PoolManager, url: str, headers: dict[str, str], timeout_s
 def _read_health(status: DeviceStatus, health: dict[str, Any]) -> None:
     system = _mapping(health.get("system"))
     status.version, status.runtime_version = _text(system.get("version")), _text(system.get("runtime_version"))
+    status.slot = _text(system.get("slot"))
     config = _mapping(health.get("config"))
     generation = config.get("generation")
     counted = isinstance(generation, int) and not isinstance(generation, bool) and 0 <= generation < MAX_COUNT
     status.generation = generation if counted else None
     sync = _mapping(config.get("sync"))
     status.commit = _text(sync.get("commit"))
-    for what, error in (("config", config.get("last_reload_error")), ("sync", sync.get("last_error"))):
+    update = _mapping(health.get("update")).get("last_error")
+    for what, error in (("config", config.get("last_reload_error")), ("sync", sync.get("last_error")),
+                        ("update", update)):  # fmt: skip
         if isinstance(error, dict):
             said = _text(error.get("message")) or "(its text is for key holders)"
-            status.errors.append(f"{what}: {said}")
+            version = _text(error.get("version")) if what == "update" else None
+            status.errors.append(f"{what}: {said}" + (f" (version {version})" if version else ""))
 
 
 def _read_ready(status: DeviceStatus, ready: dict[str, Any], *, keyed: bool) -> None:

@@ -7,7 +7,7 @@ from dataclasses import asdict
 
 from .probe import DeviceStatus
 
-COLUMNS = ("DEVICE", "STATE", "VERSION", "RUNTIME", "COMMIT", "GEN", "MODELS", "LAST ERRORS")
+COLUMNS = ("DEVICE", "STATE", "VERSION", "SLOT", "RUNTIME", "COMMIT", "GEN", "MODELS", "LAST ERRORS")
 
 
 def as_json(statuses: Sequence[DeviceStatus]) -> list[dict[str, object]]:
@@ -32,6 +32,7 @@ def _row(status: DeviceStatus) -> tuple[str, ...]:
         status.name,
         status.state,
         status.version or "-",
+        status.slot or "-",
         status.runtime_version or "-",
         (status.commit or "-")[:12],
         "-" if status.generation is None else str(status.generation),

@@ -31,6 +31,16 @@ ANSWERS: dict[str, dict[str, bytes]] = {
         ),
         "ready": _json({"status": "ready", "models": [{"id": ESCAPE + "m", "state": "loaded", "error": None}] * 500}),
     },
+    "rolled-back": {
+        "health": _json(
+            {
+                "status": "ok",
+                "system": {"version": "1.4.3", "slot": "b"},
+                "update": {"state": "failed", "last_error": {"version": "1.4.4", "message": "not kept" + ESCAPE}},
+            }
+        ),
+        "ready": _json({"status": "ready", "models": []}),
+    },
     "huge": {"health": b'{"status": "ok", "pad": "' + b"x" * (2 << 20) + b'"}', "ready": b"{}"},
     "nested": {"health": b"[" * 100_000, "ready": b"{}"},
     "shapes": {"health": _json({"status": "ok", "config": [1], "system": "x"}), "ready": _json({"status": 7})},

@@ -22,7 +22,7 @@ from tests.runtime.test_server_security import make_self_signed
 from .hostile_device import hostile_device
 
 KEY = "fleet-key-0123456789"
-HOSTILE = ("html", "escape", "huge", "nested", "shapes", "redirect", "slow")
+HOSTILE = ("html", "escape", "huge", "nested", "shapes", "redirect", "slow", "rolled-back")
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +78,11 @@ def test_every_device_is_listed_with_its_state(
     assert by_name["untrusted"]["errors"] == ["its TLS certificate is not trusted (ca_certificate)"]
     assert by_name["down"]["errors"] == ["connection refused"]
     assert by_name["html"]["errors"] == ["/html/health: the answer is not JSON"]
+    rolled_back = by_name["rolled-back"]
+    assert (rolled_back["version"], rolled_back["slot"]) == ("1.4.3", "b")
+    (error,) = rolled_back["errors"]
+    assert error.startswith("update: not kept")
+    assert error.endswith(" (version 1.4.4)")
     assert by_name["nested"]["errors"] == ["/nested/health: the answer is not JSON"]
     assert by_name["huge"]["errors"] == ["/huge/health: an answer too large or too slow"]
     assert by_name["slow"]["errors"] == ["/slow/health: an answer too large or too slow"]
@@ -90,7 +95,7 @@ def test_every_device_is_listed_with_its_state(
         assert KEY not in output
     assert max(len(line) for line in table.stdout.splitlines()) < 1000
     rows = {line.split()[0]: line for line in table.stdout.splitlines()[1:]}
-    assert rows["good"].split()[1:4] == ["ready", "-", __version__]  # no image version: not a device image
+    assert rows["good"].split()[1:5] == ["ready", "-", "-", __version__]  # no image version or slot: not a device
     assert f"{MODEL_ID} (ready)" in rows["good"]
 
 
@@ -120,5 +125,5 @@ def test_a_ready_fleet_exits_zero(device: tuple[CortexServer, Path], tmp_path: P
                      f"ca_certificate: {cert}}}\n")  # fmt: skip
     done = status(cortex_command, fleet)
     assert done.returncode == 0, done.stdout + done.stderr
-    heading = ["DEVICE", "STATE", "VERSION", "RUNTIME", "COMMIT", "GEN", "MODELS", "LAST", "ERRORS"]
+    heading = ["DEVICE", "STATE", "VERSION", "SLOT", "RUNTIME", "COMMIT", "GEN", "MODELS", "LAST", "ERRORS"]
     assert done.stdout.splitlines()[0].split() == heading
