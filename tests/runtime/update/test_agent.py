@@ -75,7 +75,8 @@ def device(tmp_path: Path, booted: str = "a") -> FileDevice:
     cmdline.write_text(f"root=PARTUUID={PARTUUIDS[booted]} {OPTIONS} cortex.slot={booted}\n")
     (tmp_path / "boot_id").write_text("first-boot\n")
     return FileDevice(esp=tmp_path / "esp", data=tmp_path / "data", cmdline=cmdline, root=root,
-                      os_release=root / "usr/lib/os-release", boot_id_file=tmp_path / "boot_id", slots=slots)  # fmt: skip
+                      os_release=root / "usr/lib/os-release", boot_id_file=tmp_path / "boot_id",
+                      slots=slots)  # fmt: skip
 
 
 def make_update(folder: Path, key: Path, version: str = NEWER, image_id: str = IMAGE, root_mib: int = 32) -> Path:
@@ -134,7 +135,8 @@ def publish(update: Path, served: Path) -> None:
 
 
 def debugfs_cat(image: Path, path: str) -> str:
-    done = subprocess.run(["debugfs", "-R", f"cat {path}", str(image)], capture_output=True, text=True, timeout=60)
+    command = ["debugfs", "-R", f"cat {path}", str(image)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
     return done.stdout
 
 
@@ -153,7 +155,8 @@ def test_a_signed_newer_update_is_written_to_the_idle_slot_with_the_devices_stat
     assert debugfs_cat(slot, "/etc/machine-id") == "d" * 32 + "\n"  # the device's identity, carried
     assert debugfs_cat(slot, "/etc/cortex/api-keys") == "cortex-key\n"
     assert debugfs_cat(slot, "/etc/ssh/ssh_host_ed25519_key") == "host key\n"
-    mode = subprocess.run(["debugfs", "-R", "stat /etc/cortex/api-keys", str(slot)], capture_output=True, text=True)
+    stat = ["debugfs", "-R", "stat /etc/cortex/api-keys", str(slot)]
+    mode = subprocess.run(stat, capture_output=True, text=True, timeout=60, check=False)
     assert "Mode:  0640" in mode.stdout
     assert debugfs_cat(slot, "/etc/cortex/Cortexfile.yaml") == "version: 1\n"  # no sync state: the version's own
     entry = (dev.esp / "loader/entries/cortex-b+1.conf").read_text()
@@ -175,7 +178,8 @@ def refused(tmp_path: Path, served: tuple[Path, str], update: Path, keys: tuple[
     assert dev.slots["b"].read_bytes() == before  # nothing written
     assert [p.name for p in (dev.esp / "loader/entries").iterdir()] == ["cortex-a.conf"]
     state = UpdateState.load(dev.state_folder)
-    assert state.state == FAILED and state.last_error is not None
+    assert state.state == FAILED
+    assert state.last_error is not None
     return dev, str(state.last_error["message"])
 
 
@@ -194,7 +198,8 @@ def test_a_corrupted_or_truncated_download_is_refused(tmp_path: Path, served: tu
     root = next(update.glob("*.root.ext4.zst"))
     root.write_bytes(root.read_bytes()[:1000])  # cut short: its sum no longer matches
     _, message = refused(tmp_path, served, update, (key.with_suffix(".pub").read_text().strip(),))
-    assert f"update file `{root.name}`" in message and "has sha256" in message
+    assert f"update file `{root.name}`" in message
+    assert "has sha256" in message
 
 
 @pytest.mark.parametrize(
@@ -210,7 +215,7 @@ def test_a_corrupted_or_truncated_download_is_refused(tmp_path: Path, served: tu
         (NEWER, IMAGE, 2 * SLOT_MIB, f"root needs {2 * SLOT_MIB} MiB; slot b holds {SLOT_MIB} MiB"),
     ],
 )
-def test_an_older_foreign_or_oversized_update_is_refused(
+def test_an_older_foreign_or_oversized_update_is_refused(  # noqa: PLR0917 (pytest passes the parameters)
     tmp_path: Path, served: tuple[Path, str], version: str, image_id: str, root_mib: int, says: str
 ) -> None:
     key = ssh_key(tmp_path / "fleet")
@@ -284,10 +289,12 @@ def test_the_boot_check_keeps_a_version_that_answers_and_reports_one_that_does_n
     state = UpdateState.load(dev.state_folder)
     names = sorted(p.name for p in (dev.esp / "loader/entries").iterdir())
     if status == 200:
-        assert kept and names == ["cortex-a.conf", "cortex-b.conf"]  # blessed: its counter gone
+        assert kept
+        assert names == ["cortex-a.conf", "cortex-b.conf"]
         assert (state.state, state.installed) == ("current", None)
     else:
-        assert not kept and names == ["cortex-a.conf", "cortex-b+0-1.conf"]  # left to systemd-boot's order
+        assert not kept
+        assert names == ["cortex-a.conf", "cortex-b+0-1.conf"]
         assert state.last_error is not None
         assert state.last_error["message"] == "model `gemma` did not answer on /v1/chat/completions (HTTP 500)"
         assert RUNNING in state.failed_versions
@@ -308,7 +315,8 @@ def test_back_on_the_old_slot_the_agent_reports_the_version_that_was_not_kept(tm
     state.fail(NEWER, "cortex.service failed to start")  # what the boot check on slot b recorded
     state.state = REBOOTING
     reconcile(state, dev)
-    assert state.installed is None and state.state == FAILED
+    assert state.installed is None
+    assert state.state == FAILED
     assert state.last_error is not None
     assert state.last_error["message"] == (
         f"version {NEWER} was not kept (cortex.service failed to start); back on the version before it"
@@ -319,7 +327,9 @@ def test_the_maintenance_window_and_a_key_that_is_no_key() -> None:
     import time
 
     at = time.struct_time((2026, 12, 5, 3, 30, 0, 5, 339, 0))
-    assert in_window("02:00-05:00", at) and not in_window("04:00-05:00", at)
-    assert in_window("22:00-04:00", at) and in_window(None, at)
+    assert in_window("02:00-05:00", at)
+    assert not in_window("04:00-05:00", at)
+    assert in_window("22:00-04:00", at)
+    assert in_window(None, at)
     with pytest.raises(SigningError, match="neither an OpenSSH private key nor an armored OpenPGP"):
         SigningKey.load("${env:KEY}", {"KEY": "ssh-ed25519 AAAA public half"})
