@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from menlo_cortex.cortexfile import format_rules
-from menlo_cortex.cortexfile.errors import ConfigError
+from menlo_cortex.cortexfile.errors import ConfigError, Diagnostic, Origin
 from menlo_cortex.cortexfile.hashing import config_hash
 from menlo_cortex.runtime.models.model_store import file_sha256
 from menlo_cortex.runtime.update.manifest import MANIFEST, SUMS, Manifest, Payload
@@ -26,7 +26,7 @@ from ..disk.plan import DiskPlan, make_plan
 from ..disk.render import kernel_folder
 from ..disk.request import DiskRequest
 from ..systemd.build import with_platform
-from .sign import SigningKey
+from .sign import SigningError, SigningKey
 
 FORMAT = "update"
 
@@ -44,7 +44,10 @@ def build(request: DiskRequest, sign_key: str | None) -> Update:
     if problems:
         raise ConfigError(problems)
     plan = make_plan(resolved, config_hash(resolved.config))
-    key = SigningKey.load(sign_key, request.environ)
+    try:
+        key = SigningKey.load(sign_key, request.environ)
+    except SigningError as exc:  # a usage error: exit 2, before anything long
+        raise ConfigError([Diagnostic(Origin("flag --sign-key"), "", str(exc))]) from None
     psk = wifi_psk(resolved, request.environ)
     request.output.mkdir(parents=True, exist_ok=True)
     with staging(request.output, f"{plan.name}_{plan.version}") as work:

@@ -13,6 +13,7 @@ from menlo_cortex.images.targets.disk.plan import FORMAT, DiskPlan, make_plan
 from tests.conftest import find_free_port
 
 from .fixtures import Image, build_image, needs_image_tools
+from .updates import SECOND, build_update
 
 HERE = Path(__file__).parent
 GOLDEN = HERE / "golden"
@@ -35,3 +36,9 @@ def device_image(tmp_path_factory: pytest.TempPathFactory, test_data_dir: Path, 
     folder = tmp_path_factory.mktemp("device")
     cortex = (str(installed_cortex),)
     return build_image(folder, test_data_dir, sync_port=find_free_port(), cortex=cortex, update_port=find_free_port())
+
+
+@pytest.fixture(scope="session")
+def second_update(device_image: Image, tmp_path_factory: pytest.TempPathFactory, test_data_dir: Path) -> Path:
+    """The device image's next version (build.version 1.4.3) as a signed update, built once per run."""
+    return build_update(device_image, tmp_path_factory.mktemp("second") / "v2", test_data_dir, SECOND)

@@ -27,7 +27,7 @@ from ..systemd.test_security import MAX_EXPOSURE
 from .conftest import load_disk
 from .fixtures import GUEST_PORT, VERSION, Image, Ssh, disk_copy
 from .qemu import Vm, boot
-from .updates import BROKEN_MODELS, UPDATE_S, build_update, serving, tampered, wait_for_health
+from .updates import BROKEN_MODELS, SECOND, THIRD, UPDATE_S, build_update, serving, tampered, wait_for_health
 
 # What no fixture shows: the test boots a VM. Under emulation it takes 12-18 minutes; a hang fails after an hour.
 pytestmark = [pytest.mark.slow, pytest.mark.vm, pytest.mark.timeout(3600)]
@@ -39,7 +39,6 @@ SYNCED = "server:\n  limits:\n    max_tokens: 77\n"  # a live setting: applied w
 NO_BAKE = "  bake_models: false\n"  # added to the image Cortexfile's build section
 BROKEN = NO_BAKE + "  systemd:\n    start_timeout_s: 60\n"
 MISSING_MODEL = BROKEN_MODELS
-SECOND, THIRD = "1.4.3", "1.4.4"  # the versions of the updates after the image's
 UNTRUSTED = "the update is not signed by a trusted key"
 FAILED = "failed"
 
@@ -79,7 +78,7 @@ def upgrade_bundle(folder: Path, image: Image, store: Path, extra: str, models: 
 
 
 def test_device_boots_serves_upgrades_and_keeps_its_key(
-    device_image: Image, tmp_path: Path, test_data_dir: Path
+    device_image: Image, second_update: Path, tmp_path: Path, test_data_dir: Path
 ) -> None:
     disk = disk_copy(device_image.img, tmp_path / "disk.img", GROWN_BY_MIB)
     second = upgrade_bundle(tmp_path / "v2", device_image, test_data_dir, NO_BAKE)
@@ -113,16 +112,15 @@ def test_device_boots_serves_upgrades_and_keeps_its_key(
         # After the upgrades: from here on the repository owns the Cortexfile (install.sh keeps it as edited).
         check_sync(ssh, device_image, ports[GUEST_PORT], key, tmp_path / "fleet")
 
-        check_updates(ssh, vm, device_image, key, folder=tmp_path / "updates", store=test_data_dir)
+        check_updates(ssh, vm, device_image, key, second_update, folder=tmp_path / "updates", store=test_data_dir)
 
 
-def check_updates(ssh: Ssh, vm: Vm, image: Image, key: str, *, folder: Path, store: Path) -> None:
+def check_updates(ssh: Ssh, vm: Vm, image: Image, key: str, second: Path, *, folder: Path, store: Path) -> None:
     """Signed A/B updates: one signed by a stranger refused without a reboot; v2 installed into slot b, booted, kept
     once it answers, with the device's key, identity and data; v3, whose service cannot start, tried once, then the
     device back on v2 by itself, reporting v3's failure."""
     assert image.update_port is not None
     port = vm.ports[GUEST_PORT]
-    second = build_update(image, folder / "v2", store, SECOND)
     broken = build_update(image, folder / "v3", store, THIRD, BROKEN_MODELS)
     # The repository would own the Cortexfile (carried into each new slot): stop following it, so that each version
     # runs its own Cortexfile (v3's cannot start).

@@ -20,6 +20,7 @@ from .fixtures import VERSION, Image, run_build
 
 UPDATE_S = 2400  # download, unpack into the other slot, reboot, load and answer: under emulation, tens of minutes
 BROKEN_MODELS = "models:\n  - id: missing\n    source: /nonexistent/model.gguf\n"
+SECOND, THIRD = "1.4.3", "1.4.4"  # the versions of the updates after the image's
 
 
 def build_update(image: Image, folder: Path, store: Path, version: str, models: str | None = None) -> Path:
