@@ -123,7 +123,7 @@ def reconcile(state: UpdateState, device: Device) -> None:
     error = state.last_error or {}
     reason = error.get("message") if error.get("version") == version else "it never became ready"
     state.installed = None
-    state.fail(version, f"version {version} was not kept ({reason}); back on the version before it")
+    state.fail(version, f"version {version} was not kept ({reason}); back on the version before it", final=True)
 
 
 def in_window(window: str | None, local: time.struct_time) -> bool:
@@ -191,11 +191,11 @@ def _wanted(manifest: Manifest, state: UpdateState, running: Running) -> bool:
     if newer < current:
         raise UpdateRefused(f"version {manifest.version} is older than the running {running.version}: refused")
     if newer == current:
-        if state.state != FAILED:
-            state.succeed()
+        state.succeed()
         log.info("update: running %s, the newest", running.version)
         return False
-    if manifest.version in state.failed_versions:
+    if manifest.version in state.failed_versions:  # /health keeps saying so until a newer version is published
+        state.state = FAILED
         log.info("update: version %s failed before; waiting for a newer one", manifest.version)
         return False
     return True

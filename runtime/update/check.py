@@ -71,7 +71,7 @@ def record_failure(device: Device, failure: str) -> None:
     """The version on trial failed its check: recorded for /health and the agent, before its unit reboots."""
     entry = device.entries().get(device.booted_slot() or "")
     state = UpdateState.load(device.state_folder)
-    state.fail(entry.version if entry else None, failure)
+    state.fail(entry.version if entry else None, failure, final=True)
     state.save(device.state_folder)
     log.error("update check: %s; rebooting into the other slot", failure)
 

@@ -51,10 +51,12 @@ class UpdateState:
         folder.mkdir(parents=True, exist_ok=True, mode=0o755)
         write_atomically(folder / STATE_FILE, json.dumps(asdict(self), indent=1))
 
-    def fail(self, version: str | None, message: str) -> None:
+    def fail(self, version: str | None, message: str, *, final: bool = False) -> None:
+        """`final`: the version itself failed (it did not answer, or was not kept): never tried again. Otherwise
+        (a download cut short, a full disk) the next round tries it again."""
         self.state = FAILED
         self.last_error = {"version": version, "message": printable(message, MAX_MESSAGE), "at": now()}
-        if version is not None and version not in self.failed_versions:
+        if final and version is not None and version not in self.failed_versions:
             self.failed_versions = [*self.failed_versions, version][-MAX_FAILED:]
 
     def succeed(self) -> None:

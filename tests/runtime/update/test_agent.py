@@ -231,7 +231,7 @@ def test_a_version_that_failed_is_not_tried_again_and_an_unsigned_folder_is_refu
     publish(make_update(tmp_path / "v2", key), served[0])
     dev = device(tmp_path)
     state = UpdateState()
-    state.fail(NEWER, "cortex.service failed to start")
+    state.fail(NEWER, "cortex.service failed to start", final=True)
     state.save(dev.state_folder)
     settings = Settings(served[1], (key.with_suffix(".pub").read_text().strip(),), None)
     assert not run_round(settings, dev, net(), lambda: pytest.fail("rebooted"))
@@ -312,7 +312,7 @@ def test_back_on_the_old_slot_the_agent_reports_the_version_that_was_not_kept(tm
     reconcile(state, dev)
     assert state.installed is not None  # the same boot: not rebooted yet
     (tmp_path / "boot_id").write_text("second-boot\n")
-    state.fail(NEWER, "cortex.service failed to start")  # what the boot check on slot b recorded
+    state.fail(NEWER, "cortex.service failed to start", final=True)  # what the boot check on slot b recorded
     state.state = REBOOTING
     reconcile(state, dev)
     assert state.installed is None
