@@ -69,10 +69,13 @@ def run_check(
 
 def record_failure(device: Device, failure: str) -> None:
     """The version on trial failed its check: recorded for /health and the agent, before its unit reboots."""
-    entry = device.entries().get(device.booted_slot() or "")
+    slot = device.booted_slot() or ""
+    entry = device.entries().get(slot)
     state = UpdateState.load(device.state_folder)
     state.fail(entry.version if entry else None, failure, final=True)
     state.save(device.state_folder)
+    if entry is not None:
+        device.mark_bad(slot)
     log.error("update check: %s; rebooting into the other slot", failure)
 
 

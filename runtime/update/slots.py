@@ -103,9 +103,13 @@ class Device:
         return self.data / "update"
 
     def booted_slot(self) -> str | None:
-        """The slot the kernel command line names; None on an image without slots."""
+        """The slot the kernel command line names, else the GPT name of the root's partition (a sandbox that hides
+        /proc/cmdline, as cortex.service's ProcSubset=pid does, still sees /sys); None on an image without slots."""
         found = _SLOT_ARGUMENT.search(self._cmdline())
-        return found.group(1) if found else None
+        if found:
+            return found.group(1)
+        name = _partition_name(self.root)
+        return next((slot for slot in SLOTS if name == partition_label(slot)), None)
 
     def booted_partuuid(self) -> str | None:
         found = _ROOT_ARGUMENT.search(self._cmdline())
@@ -171,6 +175,14 @@ class Device:
             stream.seek(0)
             _write_fat_file(self.esp / ENTRIES / f"cortex-{slot}+{tries}.conf", stream)
 
+    def mark_bad(self, slot: str) -> None:
+        """The slot failed its check: no tries left, so systemd-boot picks the other slot next, even on firmware
+        that would not let systemd-boot count the try down itself."""
+        entry = self.entries().get(slot)
+        if entry is not None and entry.tries_left != 0:
+            os.rename(entry.path, entry.path.with_name(f"cortex-{slot}+0-1.conf"))
+            fsync_dir(entry.path.parent)
+
     def bless(self, slot: str) -> bool:
         """The booted slot answered: its entry loses its counter and stays. False when it had none."""
         entry = self.entries().get(slot)
@@ -199,6 +211,17 @@ def _write_fat_file(path: Path, stream: BinaryIO) -> None:
             temporary.unlink()
         raise
     fsync_dir(path.parent)
+
+
+def _partition_name(mount: Path) -> str | None:
+    """The GPT name of the partition the file system at `mount` is on (sysfs's PARTNAME of its device)."""
+    try:
+        device = os.stat(mount).st_dev
+        uevent = Path(f"/sys/dev/block/{os.major(device)}:{os.minor(device)}/uevent").read_text(errors="replace")
+    except OSError:
+        return None
+    found = re.search(r"^PARTNAME=(.{1,72})$", uevent, re.MULTILINE)
+    return found.group(1) if found else None
 
 
 def _entry_version(path: Path) -> str:

@@ -110,6 +110,7 @@ class DiskPlan:
     version: str | None = None  # build.version: the image's IMAGE_VERSION
     updates: bool = False  # device.updates.url is set: the update timer runs
     update_interval_s: int = 3600
+    update_ready_timeout_s: int = 900
     data_path: str = DATA_DIR  # the service's data folder (data.path)
 
     @property
@@ -137,7 +138,9 @@ class DiskPlan:
     def boot_options(self) -> str:
         """The kernel options besides the root: the same on every slot, so an update carries them."""
         # The screen first, the serial console last: the last one is /dev/console (boot status, prompts).
-        return f"rw rootwait fsck.repair=yes console=tty0 console={self.board.serial_console},115200"
+        # panic=30: a kernel that panics (or cannot find its root) restarts, so a new version that cannot boot
+        # returns to the one before it without a hand on the power switch.
+        return f"rw rootwait fsck.repair=yes panic=30 console=tty0 console={self.board.serial_console},115200"
 
     @property
     def boot_mount(self) -> str:
@@ -184,6 +187,7 @@ def make_plan(resolved: Resolved, config_hash: str) -> DiskPlan:
         sync_packages=tuple(sorted({*sync_packages(config.sync), *update_packages(device.updates, ab)})),
         updates=device.updates.url is not None,
         update_interval_s=device.updates.interval_s,
+        update_ready_timeout_s=device.updates.ready_timeout_s,
         data_path=str(config.data.path or DATA_DIR),
         release=target.release.value,
         mirror=config.build.debian_mirror,

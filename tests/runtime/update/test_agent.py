@@ -270,10 +270,11 @@ class Answers(BaseHTTPRequestHandler):
 
 
 def on_trial(tmp_path: Path) -> FileDevice:
-    """Booted into slot b, whose entry systemd-boot counted down (no tries left) on the way."""
+    """Booted into slot b, whose entry still has its one try: firmware that would not let systemd-boot count it
+    down (the check marks it itself)."""
     dev = device(tmp_path, booted="b")
     entries = dev.esp / "loader/entries"
-    (entries / "cortex-b.conf").rename(entries / "cortex-b+0-1.conf")
+    (entries / "cortex-b.conf").rename(entries / "cortex-b+1.conf")
     (entries / "cortex-a.conf").write_text(entry_text("a", RUNNING, PARTUUIDS["a"], OPTIONS))
     state = UpdateState(state=REBOOTING, installed={"version": RUNNING, "slot": "b", "at": "", "boot_id": "earlier"})
     state.save(dev.state_folder)
