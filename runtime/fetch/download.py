@@ -48,6 +48,7 @@ class RemoteFile:
     url: str
     sha256: str
     kind: str = "model"  # what messages call it: a model, an update's file
+    size: int | None = None  # its size when known (a signed manifest's): a server that sends more is cut off
 
     @property
     def named(self) -> str:
@@ -168,13 +169,16 @@ def _stream_to(wanted: RemoteFile, partial: Path, net: NetSettings, progress: Pr
         digest = _sha256_of(partial) if resumed else hashlib.sha256()
         done = have if resumed else 0
         total = _total_size(response, done)
+        if wanted.size is not None and total not in (None, wanted.size):
+            raise HttpFailure(f"the server's file is {total} bytes, {wanted.size} were expected")
+        total = wanted.size if total is None else total
         _check_free_space(partial.parent, None if total is None else total - done)
         if progress:
             progress.begin(wanted.model_id, total)
         ok = False
         try:
             with partial.open("ab" if resumed else "wb") as out, stop.watching(response):
-                done = _Copy(out, digest, progress, stop, wanted.model_id).run(response, done)
+                done = _Copy(out, digest, progress, stop, wanted.model_id, total).run(response, done)
                 out.flush()
                 os.fsync(out.fileno())
             if total is not None and done != total:
@@ -195,11 +199,14 @@ class _Copy:
     progress: Progress | None
     stop: Stop
     model_id: str
+    most: int | None = None  # never more than this (the size expected)
 
     def run(self, response: Response, done: int) -> int:
         window_start, window_bytes = time.monotonic(), 0
         while chunk := response.read1(CHUNK_BYTES):
             self.stop.check(self.model_id)
+            if self.most is not None and done + len(chunk) > self.most:
+                raise HttpFailure(f"the server sent more than the {self.most} bytes expected")
             self.out.write(chunk)
             self.digest.update(chunk)
             done += len(chunk)

@@ -16,7 +16,7 @@ import platform
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +40,7 @@ from .manifest import (
     version_key,
 )
 from .slots import Device, SlotError, entry_text, other
-from .state import DOWNLOADING, FAILED, INSTALLING, REBOOTING, UpdateState, now
+from .state import DOWNLOADING, FAILED, INSTALLING, MAX_TRIES, REBOOTING, UpdateState, now
 from .trust import UntrustedUpdate, verify_pgp, verify_ssh
 
 log = logging.getLogger("cortex.update")
@@ -57,6 +57,7 @@ class Settings:
     url: str  # the folder, ending in /
     trusted_keys: tuple[str, ...]
     window: str | None  # HH:MM-HH:MM, local time
+    sync_state: Path | None = None  # cortex sync's state.json: present, the repository owns the Cortexfile
 
 
 @dataclass(frozen=True)
@@ -121,9 +122,12 @@ def reconcile(state: UpdateState, device: Device) -> None:
         return  # not rebooted yet, or on trial (the boot check decides)
     version = installed["version"]
     error = state.last_error or {}
-    reason = error.get("message") if error.get("version") == version else "it never became ready"
+    checked = error.get("version") == version and version in state.failed_versions  # its boot check failed it
+    reason = error.get("message") if checked else "it never became ready: a power cut, or it could not boot"
     state.installed = None
-    state.fail(version, f"version {version} was not kept ({reason}); back on the version before it", final=True)
+    state.unkept[version] = state.unkept.get(version, 0) + 1
+    final = checked or state.unkept[version] >= MAX_TRIES  # a power cut during the trial: tried again, a few times
+    state.fail(version, f"version {version} was not kept ({reason}); back on the version before it", final=final)
 
 
 def in_window(window: str | None, local: time.struct_time) -> bool:
@@ -140,8 +144,7 @@ def fetch_manifest(settings: Settings, device: Device, net: NetSettings) -> Mani
     incoming.mkdir(parents=True, exist_ok=True, mode=0o700)
     sums_path = incoming / SUMS
     sums_path.write_bytes(_small(settings.url + SUMS, net))
-    signature, verify = _signature(settings, net, incoming)
-    verify(sums_path, signature, settings.trusted_keys, incoming / "keys")
+    _verify(sums_path, settings, net, incoming)
     sums = parse_sums(sums_path.read_bytes())
     if MANIFEST not in sums:
         raise UpdateRefused(f"{SUMS} does not list {MANIFEST}")
@@ -155,9 +158,9 @@ def fetch_manifest(settings: Settings, device: Device, net: NetSettings) -> Mani
     return manifest
 
 
-def _signature(
-    settings: Settings, net: NetSettings, incoming: Path
-) -> tuple[Path, Callable[[Path, Path, Sequence[str], Path], None]]:
+def _verify(sums: Path, settings: Settings, net: NetSettings, incoming: Path) -> None:
+    """SHA256SUMS is trusted when one of its signatures (SSH, OpenPGP) verifies with the trusted keys."""
+    refusal: UntrustedUpdate | None = None
     for name, verify in ((SSH_SIGNATURE, verify_ssh), (PGP_SIGNATURE, verify_pgp)):
         try:
             data = _small(settings.url + name, net)
@@ -165,8 +168,12 @@ def _signature(
             continue
         path = incoming / name
         path.write_bytes(data)
-        return path, verify
-    raise UntrustedUpdate(f"the update has no signature ({SSH_SIGNATURE} or {PGP_SIGNATURE})")
+        try:
+            verify(sums, path, settings.trusted_keys, incoming / "keys")
+            return
+        except UntrustedUpdate as exc:
+            refusal = exc
+    raise refusal or UntrustedUpdate(f"the update has no signature ({SSH_SIGNATURE} or {PGP_SIGNATURE})")
 
 
 def _small(url: str, net: NetSettings) -> bytes:
@@ -207,6 +214,8 @@ def _install(manifest: Manifest, settings: Settings, device: Device, net: NetSet
         raise UpdateRefused("the kernel command line names no slot: this device was not flashed with A/B slots")
     target = other(booted)
     partition = device.partition(target)
+    if partition.partuuid == device.booted_partuuid():
+        raise UpdateRefused(f"slot {target}'s partition is the running root: refused")
     if manifest.root_bytes > partition.size:
         raise UpdateRefused(
             f"version {manifest.version}'s root needs {manifest.root_bytes >> 20} MiB; slot {target} holds "
@@ -219,7 +228,7 @@ def _install(manifest: Manifest, settings: Settings, device: Device, net: NetSet
     state.save(device.state_folder)
     device.remove_entry(target)  # from here until its new entry, systemd-boot never picks this slot
     _write_root(files[0], partition.device, manifest.root_bytes)
-    carry_state(device.root, partition.device)
+    carry_state(device.root, partition.device, settings.sync_state)
     device.install_boot_files(target, files[1], files[2])
     device.add_entry(target, entry_text(target, manifest.version, partition.partuuid, manifest.boot_options))
     shutil.rmtree(files[0].parent)  # the downloads: the data partition is for the device's data
@@ -233,10 +242,10 @@ def _download(manifest: Manifest, settings: Settings, device: Device, net: NetSe
     keep = {payload.sha256 for payload in manifest.payloads}
     for stale in folder.iterdir():  # an earlier version's files (whole or partial): the data partition is the device's
         if stale.name.lstrip(".").split(".")[0] not in keep:
-            stale.unlink()
+            shutil.rmtree(stale) if stale.is_dir() and not stale.is_symlink() else stale.unlink()
     paths = []
     for payload in manifest.payloads:
-        wanted = RemoteFile(payload.file, settings.url + payload.file, payload.sha256, kind="update file")
+        wanted = RemoteFile(payload.file, settings.url + payload.file, payload.sha256, "update file", payload.size)
         try:
             paths.append(download_file(wanted, folder, ".part", net))
         except ModelUnavailable as exc:
@@ -246,7 +255,8 @@ def _download(manifest: Manifest, settings: Settings, device: Device, net: NetSe
 
 def _write_root(compressed: Path, slot: Path, size: int) -> None:
     """The root file system into the slot, decompressed on the way; exactly `size` bytes or an error."""
-    with open(slot, "r+b") as out:
+    # O_EXCL: a block device someone mounted is refused (EBUSY), never written under its file system.
+    with os.fdopen(os.open(slot, os.O_WRONLY | os.O_EXCL), "wb") as out:
         try:
             done = subprocess.run(["zstd", "-dc", "--no-progress", str(compressed)], stdout=out, stderr=subprocess.PIPE,
                                   check=False, timeout=WRITE_S)  # fmt: skip

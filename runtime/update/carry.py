@@ -11,10 +11,13 @@ import stat
 import subprocess
 from pathlib import Path
 
-CARRIED = ("etc/machine-id", "etc/cortex/api-keys")
+WIFI_CONFIG = "etc/wpa_supplicant/wpa_supplicant-wlan0.conf"
+
+# The machine id, the API key first boot made, the env-var secrets put on the device by hand (the units'
+# EnvironmentFile), and a Wi-Fi key (an update's root never carries one: see images/targets/update).
+CARRIED = ("etc/machine-id", "etc/cortex/api-keys", "etc/cortex/environment", WIFI_CONFIG)
 SSH_HOST_KEY = re.compile(r"ssh_host_[a-z0-9]{1,20}_key(\.pub)?")
 SYNCED_CORTEXFILE = "etc/cortex/Cortexfile.yaml"
-SYNC_STATE = "var/lib/cortex-sync/state.json"  # on the data partition: the repository owns the Cortexfile
 DEBUGFS_S = 300
 
 
@@ -22,18 +25,19 @@ class CarryError(RuntimeError):
     """The new slot could not receive the device's state; the message names the file."""
 
 
-def carried_files(root: Path) -> list[str]:
-    """Paths (relative to the root) of the running system's own state that exist, regular files only."""
+def carried_files(root: Path, sync_state: Path | None) -> list[str]:
+    """Paths (relative to the root) of the running system's own state that exist, regular files only.
+    `sync_state`: cortex sync's state.json; when it exists, the repository owns the Cortexfile."""
     names = [*CARRIED, *(f"etc/ssh/{path.name}" for path in sorted((root / "etc/ssh").glob("ssh_host_*"))
                          if SSH_HOST_KEY.fullmatch(path.name))]  # fmt: skip
-    if (root / SYNC_STATE).is_file():
+    if sync_state is not None and sync_state.is_file():
         names.append(SYNCED_CORTEXFILE)
     return [name for name in names if _regular(root / name)]
 
 
-def carry_state(root: Path, slot: Path) -> None:
+def carry_state(root: Path, slot: Path, sync_state: Path | None = None) -> None:
     """Each carried file replaces the slot's own, with its owner and mode."""
-    names = carried_files(root)
+    names = carried_files(root, sync_state)
     folders = sorted({str(Path(name).parent) for name in names})
     prepare = "".join(f'mkdir "/{folder}"\n' for folder in folders) + "".join(f'rm "/{name}"\n' for name in names)
     _debugfs(slot, prepare, strict=False)  # a folder the new root has, a file it lacks: no error

@@ -92,10 +92,11 @@ def _failure(
         if service_failed():
             return "cortex.service failed to start"
         time.sleep(POLL_S)
-    for probe in checks:
-        reason = _ask(opener, server, probe.path, probe.body, deadline)
-        if reason is not None:
-            return f"model `{probe.model}` did not answer on {probe.path} ({reason})"
+    for probe in checks:  # each until it answers or the deadline passes (clients reconnecting may crowd it)
+        while (reason := _ask(opener, server, probe.path, probe.body, deadline)) is not None:
+            if time.monotonic() >= deadline or service_failed():
+                return f"model `{probe.model}` did not answer on {probe.path} ({reason})"
+            time.sleep(POLL_S)
     return None
 
 

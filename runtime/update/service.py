@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 
+from menlo_cortex.cortexfile.data_folder import data_dir, sync_dir
 from menlo_cortex.cortexfile.errors import ConfigError
 from menlo_cortex.cortexfile.loader import Resolved
 from menlo_cortex.cortexfile.secrets import SecretUnavailable
@@ -17,6 +18,7 @@ from menlo_cortex.exits import Exit
 
 from ..fetch.netsettings import net_settings
 from ..http.auth import read_key_file
+from ..sync.state import STATE_FILE
 from .agent import Settings, reconcile, run_round
 from .check import Server, probes, record_failure, run_check
 from .slots import Device
@@ -32,10 +34,12 @@ def run_update(resolved: Resolved) -> int:
     if updates.url is None:
         state = UpdateState.load(device.state_folder)
         reconcile(state, device)
+        state.save(device.state_folder)
         log.info("update: device.updates.url is not set: nothing to check")
         return Exit.OK
     url = updates.url if updates.url.endswith("/") else updates.url + "/"
-    settings = Settings(url, tuple(updates.trusted_keys), updates.window)
+    sync_state = sync_dir(data_dir(resolved.config, resolved.inputs.environ)) / STATE_FILE
+    settings = Settings(url, tuple(updates.trusted_keys), updates.window, sync_state)
     try:
         net = net_settings(resolved.config.network, resolved.inputs.environ)
     except SecretUnavailable as exc:
@@ -51,7 +55,12 @@ def run_boot_check(load: Callable[[], Resolved]) -> int:
     fails, so a Cortexfile that does not load on a kept version must not fail it."""
     _journal()
     device = Device()
-    if not device.on_trial():
+    try:
+        trial = device.on_trial()
+    except Exception:
+        log.exception("update check: cannot tell whether this slot is on trial; taken as kept")
+        return Exit.OK
+    if not trial:
         log.info("update check: slot %s is not on trial; nothing to prove", device.booted_slot())
         return Exit.OK
     try:
@@ -61,7 +70,7 @@ def run_boot_check(load: Callable[[], Resolved]) -> int:
         return Exit.FAILURE
     config = resolved.config
     scheme = "https" if config.server.tls.cert is not None else "http"
-    server = Server(f"{scheme}://127.0.0.1:{config.server.port}", _a_key(resolved))
+    server = Server(f"{scheme}://{_local_host(config.server.host)}:{config.server.port}", _a_key(resolved))
     kinds = [(m.id, "embeddings" if m.embeddings else "rerank" if m.rerank else "chat") for m in config.models]
     kept = run_check(device, server, probes(kinds), config.device.updates.ready_timeout_s, _service_failed)
     return Exit.OK if kept else Exit.FAILURE
@@ -89,6 +98,15 @@ def _a_key(resolved: Resolved) -> str | None:
             keys = ()
         return keys[0] if keys else None
     return None
+
+
+def _local_host(host: str) -> str:
+    """Where this machine reaches its own server: loopback when it listens on every address."""
+    if host in ("0.0.0.0", "", "*"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
 
 
 def _journal() -> None:

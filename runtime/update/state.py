@@ -17,6 +17,7 @@ STATE_FILE = "state.json"
 MAX_STATE = 64 << 10
 MAX_MESSAGE = 1000
 MAX_FAILED = 32
+MAX_TRIES = 3  # a version that never came up (a power cut during its trial, a kernel that cannot boot) is tried again
 
 # The states /health shows: nothing to do, at work, waiting for the reboot into the new slot, or proving it.
 CURRENT, DOWNLOADING, INSTALLING, REBOOTING, FAILED = "current", "downloading", "installing", "rebooting", "failed"
@@ -32,6 +33,7 @@ class UpdateState:
     installed: dict[str, str] | None = None  # version, slot, at: written to the idle slot, on trial
     last_error: dict[str, str | None] | None = None  # version (None: before one was known), message, at
     failed_versions: list[str] = field(default_factory=list)
+    unkept: dict[str, int] = field(default_factory=dict)  # version -> trials that ended without its check
     checked_at: str | None = None
 
     @classmethod
@@ -42,7 +44,7 @@ class UpdateState:
             with open(folder / STATE_FILE, "rb") as file:
                 data = json.loads(file.read(MAX_STATE + 1))
             state = cls(**{key: data[key] for key in ("state", "installed", "last_error", "failed_versions")})
-            state.checked_at = data.get("checked_at")
+            state.checked_at, state.unkept = data.get("checked_at"), dict(data.get("unkept") or {})
             return state
         except (OSError, ValueError, KeyError, TypeError, RecursionError):
             return cls()
@@ -60,7 +62,8 @@ class UpdateState:
             self.failed_versions = [*self.failed_versions, version][-MAX_FAILED:]
 
     def succeed(self) -> None:
-        self.state, self.installed = CURRENT, None
+        """Running the newest version: nothing pending, no error left to show."""
+        self.state, self.installed, self.last_error = CURRENT, None, None
 
     def public(self, *, details: bool) -> dict[str, object]:
         """For /health: the state; with `details` (a key holder), the version on trial and the last error."""

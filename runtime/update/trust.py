@@ -42,7 +42,8 @@ def verify_pgp(sums: Path, signature: Path, keys: Sequence[str], folder: Path) -
         if _run(["gpg", "--batch", "--quiet", "--import", str(key_file)], env=env).returncode != 0:
             raise UntrustedUpdate(f"cannot read the trusted key {key_file}")
     done = _run(["gpg", "--batch", "--status-fd", "1", "--verify", str(signature), str(sums)], env=env)
-    if done.returncode != 0 or b"[GNUPG:] VALIDSIG " not in done.stdout:
+    revoked = any(f"[GNUPG:] {word} ".encode() in done.stdout for word in ("REVKEYSIG", "EXPKEYSIG", "EXPSIG"))
+    if done.returncode != 0 or b"[GNUPG:] VALIDSIG " not in done.stdout or revoked:
         raise UntrustedUpdate("the update is not signed by a trusted key")
 
 

@@ -17,7 +17,8 @@ from menlo_cortex.cortexfile import format_rules
 from menlo_cortex.cortexfile.errors import ConfigError, Diagnostic, Origin
 from menlo_cortex.cortexfile.hashing import config_hash
 from menlo_cortex.runtime.models.model_store import file_sha256
-from menlo_cortex.runtime.update.manifest import MANIFEST, SUMS, Manifest, Payload
+from menlo_cortex.runtime.update.carry import WIFI_CONFIG
+from menlo_cortex.runtime.update.manifest import MANIFEST, PGP_SIGNATURE, SSH_SIGNATURE, SUMS, Manifest, Payload
 
 from ...artifacts import publish, staging
 from ..disk.build import device_root, disk_sizes, wifi_psk
@@ -52,6 +53,7 @@ def build(request: DiskRequest, sign_key: str | None) -> Update:
     request.output.mkdir(parents=True, exist_ok=True)
     with staging(request.output, f"{plan.name}_{plan.version}") as work:
         device = device_root(request, resolved, plan, psk, work)
+        (device.folder / WIFI_CONFIG).unlink(missing_ok=True)  # a device's Wi-Fi key stays on it (carried)
         root_mib = disk_sizes(resolved, plan, device.folder).root
         root = root_file_system(plan, device.folder, work / "root.ext4", root_mib, device.epoch)
         stem = f"{plan.name}_{plan.version}"
@@ -63,8 +65,12 @@ def build(request: DiskRequest, sign_key: str | None) -> Update:
         names = sorted(path.name for path in (work / "out").iterdir())
         sums.write_text("".join(f"{file_sha256(work / 'out' / name)}  {name}\n" for name in names), encoding="utf-8")
         signature = key.sign(sums)
+        other = request.output / (PGP_SIGNATURE if signature.name == SSH_SIGNATURE else SSH_SIGNATURE)
+        other.unlink(missing_ok=True)  # an earlier build's other kind of signature, over other sums
         for name in [*names, signature.name, SUMS]:  # SHA256SUMS last: a device reading now finds the old one whole
-            os.chmod(work / "out" / name, 0o644)
+            # The root holds what the image holds (its Cortexfile, secrets baked by the bundle): for the builder and
+            # the server that hands it to the devices, not every user.
+            os.chmod(work / "out" / name, 0o600)
             publish(work / "out" / name, request.output / name)
     return Update(request.output, manifest, request.output / signature.name)
 

@@ -201,8 +201,12 @@ def test_a_corrupted_or_truncated_download_is_refused(tmp_path: Path, served: tu
     keys = (key.with_suffix(".pub").read_text().strip(),)
     dev, message = refused(tmp_path, served, update, keys)
     assert f"update file `{root.name}`" in message
-    assert "has sha256" in message
+    assert f"the server's file is 1000 bytes, {len(whole)} were expected" in message
     assert UpdateState.load(dev.state_folder).failed_versions == []  # not the version's fault: tried again
+    (served[0] / root.name).write_bytes(bytes(len(whole)))  # as long, other bytes
+    assert not run_round(Settings(served[1], keys, None), dev, net(), lambda: pytest.fail("rebooted"))
+    error = UpdateState.load(dev.state_folder).last_error or {}
+    assert "has sha256" in str(error.get("message"))
     (served[0] / root.name).write_bytes(whole)
     assert run_round(Settings(served[1], keys, None), dev, net(), lambda: None)
 
@@ -289,7 +293,7 @@ def test_the_boot_check_keeps_a_version_that_answers_and_reports_one_that_does_n
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}"
     checks = probes([("gemma", "chat"), ("embed", "embeddings")])
-    kept = run_check(dev, Server(url, "key"), checks, 30, lambda: False)
+    kept = run_check(dev, Server(url, "key"), checks, 3, lambda: False)
     server.shutdown()
     server.server_close()
     state = UpdateState.load(dev.state_folder)
@@ -339,3 +343,15 @@ def test_the_maintenance_window_and_a_key_that_is_no_key() -> None:
     assert in_window(None, at)
     with pytest.raises(SigningError, match="neither an OpenSSH private key nor an armored OpenPGP"):
         SigningKey.load("${env:KEY}", {"KEY": "ssh-ed25519 AAAA public half"})
+
+
+def test_a_version_that_never_came_up_is_tried_again_a_few_times(tmp_path: Path) -> None:
+    """A power cut during its trial, or a kernel that cannot boot: not the check's verdict, so not final at once."""
+    dev = device(tmp_path, booted="a")
+    state = UpdateState()
+    for trial in range(1, 4):
+        state.installed = {"version": NEWER, "slot": "b", "at": "", "boot_id": "an earlier boot"}
+        reconcile(state, dev)
+        assert state.last_error is not None
+        assert "it never became ready" in str(state.last_error["message"])
+        assert (NEWER in state.failed_versions) == (trial == 3)
