@@ -5,24 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from .. import BuildOptions, Views, model_store
-from ..disk.request import DiskRequest
-from .build import FORMAT, build
+from .. import BuildOptions, Views
+from .build import build
+from .plan import FORMAT
+from .request import UpdateRequest, request_from
 
-__all__ = ["FORMAT", "make"]
+__all__ = ["FORMAT", "UpdateRequest", "make", "request_from"]
 
 
 def make(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> list[str]:
     """Build the update; the lines to print."""
-    request = DiskRequest(
-        resolved=views.of(FORMAT),
-        output=options.output,
-        model_store=model_store(views, options, environ),
-        wheels_dir=options.wheels_dir,
-        platform=options.platform,
-        environ=environ,
-    )
-    update = build(request, options.sign_key)
+    update = build(request_from(views, options, environ))
     manifest = update.manifest
     size = sum(payload.size for payload in manifest.payloads)
     return [

@@ -1,8 +1,9 @@
 """`cortex build --format update`: the disk image's root again, as a signed update for the devices flashed from it.
 
-plan (the disk's) -> the signing key (read before anything long) -> the device root, as the disk target makes it
--> its ext4 file system, zstd-compressed, with the kernel and initrd beside it -> manifest.json -> SHA256SUMS ->
-its signature; every file renamed into the output folder once all are written, SHA256SUMS last.
+plan (the disk's, and the update's file names) -> the signing key (read before anything long) -> the device
+root, as the disk target makes it -> its ext4 file system, zstd-compressed, with the kernel and initrd beside it ->
+manifest.json -> SHA256SUMS -> its signature; every file renamed into the output folder once all are written,
+SHA256SUMS last.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from menlo_cortex.cortexfile import format_rules
 from menlo_cortex.cortexfile.errors import ConfigError, Diagnostic, Origin
 from menlo_cortex.cortexfile.hashing import config_hash
 from menlo_cortex.runtime.models.model_store import file_sha256
@@ -23,13 +23,11 @@ from menlo_cortex.runtime.update.manifest import MANIFEST, PGP_SIGNATURE, SSH_SI
 from ...artifacts import publish, staging
 from ..disk.build import device_root, disk_sizes, wifi_psk
 from ..disk.layout import MIB, BootFile, root_file_system
-from ..disk.plan import DiskPlan, make_plan
 from ..disk.render import kernel_folder
-from ..disk.request import DiskRequest
 from ..systemd.build import with_platform
+from .plan import UpdatePlan, make_update_plan
+from .request import UpdateRequest
 from .sign import SigningError, SigningKey
-
-FORMAT = "update"
 
 
 @dataclass(frozen=True)
@@ -39,27 +37,25 @@ class Update:
     signature: Path
 
 
-def build(request: DiskRequest, sign_key: str | None) -> Update:
+def build(update_request: UpdateRequest) -> Update:
+    request = update_request.disk
     resolved = with_platform(request.resolved, request.platform)
-    problems = format_rules.problems(resolved, FORMAT)
-    if problems:
-        raise ConfigError(problems)
-    plan = make_plan(resolved, config_hash(resolved.config))
+    update = make_update_plan(resolved, config_hash(resolved.config))
+    plan = update.disk
     try:
-        key = SigningKey.load(sign_key, request.environ)
+        key = SigningKey.load(update_request.sign_key, request.environ)
     except SigningError as exc:  # a usage error: exit 2, before anything long
         raise ConfigError([Diagnostic(Origin("flag --sign-key"), "", str(exc))]) from None
     psk = wifi_psk(resolved, request.environ)
     request.output.mkdir(parents=True, exist_ok=True)
-    with staging(request.output, f"{plan.name}_{plan.version}") as work:
+    with staging(request.output, update.stem) as work:
         device = device_root(request, resolved, plan, psk, work)
         (device.folder / WIFI_CONFIG).unlink(missing_ok=True)  # a device's Wi-Fi key stays on it (carried)
         root_mib = disk_sizes(resolved, plan, device.folder).root
         root = root_file_system(plan, device.folder, work / "root.ext4", root_mib, device.epoch)
-        stem = f"{plan.name}_{plan.version}"
-        files = _payload_files(plan, device.boot, root, work / "out", stem)
+        files = _payload_files(update, device.boot, root, work / "out")
         shutil.rmtree(device.folder)
-        manifest = _manifest(plan, files, root_mib * MIB)
+        manifest = _manifest(update, files, root_mib * MIB)
         (work / "out" / MANIFEST).write_text(manifest.encode(), encoding="utf-8")
         sums = work / "out" / SUMS
         names = sorted(path.name for path in (work / "out").iterdir())
@@ -75,31 +71,31 @@ def build(request: DiskRequest, sign_key: str | None) -> Update:
     return Update(request.output, manifest, request.output / signature.name)
 
 
-def _payload_files(plan: DiskPlan, boot: dict[str, BootFile], root: Path, out: Path, stem: str) -> dict[str, Path]:
+def _payload_files(update: UpdatePlan, boot: dict[str, BootFile], root: Path, out: Path) -> dict[str, Path]:
     out.mkdir()
-    compressed = out / f"{stem}.root.ext4.zst"
+    compressed = out / update.root_file
     _zstd(root, compressed)
     root.unlink()
-    at = kernel_folder(plan)
+    at = kernel_folder(update.disk)
     files = {"root": compressed}
     for key, name in (("kernel", "vmlinuz"), ("initrd", "initrd.img")):
         source = boot[f"{at}{name}"].source
         assert source is not None  # boot_files: the kernel and initrd are the root's files
-        files[key] = out / f"{stem}.{name}"
+        files[key] = out / update.boot_file(name)
         shutil.copyfile(source, files[key])
     return files
 
 
-def _manifest(plan: DiskPlan, files: dict[str, Path], root_bytes: int) -> Manifest:
+def _manifest(update: UpdatePlan, files: dict[str, Path], root_bytes: int) -> Manifest:
     def payload(key: str) -> Payload:
         path = files[key]
         return Payload(path.name, file_sha256(path), path.stat().st_size)
 
-    assert plan.version is not None  # format_rules: an update needs build.version
+    plan = update.disk
     return Manifest(
         image_id=plan.image_id,
         architecture=plan.architecture,
-        version=plan.version,
+        version=update.version,
         root=payload("root"),
         root_bytes=root_bytes,
         kernel=payload("kernel"),
