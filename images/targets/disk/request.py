@@ -22,9 +22,10 @@ class DiskRequest:
     environ: Mapping[str, str] = field(default_factory=dict)
 
 
-def request_from(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> DiskRequest:
+def request_from(views: Views, options: BuildOptions, environ: Mapping[str, str], name: str = FORMAT) -> DiskRequest:
+    """`name`: the format whose view of the Cortexfile the root is built from (`update` builds the same root)."""
     return DiskRequest(
-        resolved=views.of(FORMAT),
+        resolved=views.of(name),
         output=options.output,
         model_store=model_store(views, options, environ),
         wheels_dir=options.wheels_dir,

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .. import BuildOptions, Views, model_store
+from .. import BuildOptions, Views
 from ..disk.request import DiskRequest
+from ..disk.request import request_from as disk_request
 from .plan import FORMAT
 
 
@@ -17,12 +18,4 @@ class UpdateRequest:
 
 
 def request_from(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> UpdateRequest:
-    disk = DiskRequest(
-        resolved=views.of(FORMAT),
-        output=options.output,
-        model_store=model_store(views, options, environ),
-        wheels_dir=options.wheels_dir,
-        platform=options.platform,
-        environ=environ,
-    )
-    return UpdateRequest(disk, options.sign_key)
+    return UpdateRequest(disk_request(views, options, environ, FORMAT), options.sign_key)
