@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from .fixtures import VERSION, Image, public_key, run_build
-from .updates import SECOND, build_update
+from .updates import SECOND
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +44,10 @@ def test_the_update_is_signed_and_holds_the_next_version(second_update: Path, de
 def test_the_same_inputs_give_the_same_update(
     second_update: Path, device_image: Image, tmp_path: Path, test_data_dir: Path
 ) -> None:
-    again = build_update(device_image, tmp_path / "again", test_data_dir, SECOND)
+    cortexfile, key = second_update.parent / "Cortexfile.yaml", ("--sign-key", str(device_image.ssh_key))
+    done = run_build(cortexfile, tmp_path / "again", test_data_dir, *key, cortex=device_image.command, format="update")
+    assert done.returncode == 0, done.stderr[-2000:]
+    again = tmp_path / "again"
     for name in ("SHA256SUMS", "SHA256SUMS.sig"):  # an Ed25519 signature is deterministic
         assert (again / name).read_bytes() == (second_update / name).read_bytes()
 

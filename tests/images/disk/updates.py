@@ -4,7 +4,6 @@ image's Cortexfile at a later build.version, served over http from the host's lo
 from __future__ import annotations
 
 import functools
-import os
 import shutil
 import subprocess
 import threading
@@ -34,8 +33,6 @@ def build_update(image: Image, folder: Path, store: Path, version: str, models: 
     folder.mkdir(parents=True)
     cortexfile = folder / "Cortexfile.yaml"
     cortexfile.write_text(text)
-    stamp = image.cortexfile.stat().st_mtime  # the build's file times come from the Cortexfile's: the same each time
-    os.utime(cortexfile, (stamp, stamp))
     out = folder / "update"
     done = run_build(cortexfile, out, store, "--sign-key", str(image.ssh_key), cortex=image.command, format="update")
     assert done.returncode == 0, done.stderr[-3000:]
