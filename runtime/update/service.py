@@ -22,7 +22,7 @@ from ..sync.state import STATE_FILE
 from .agent import Settings, reconcile, run_round
 from .check import Server, probes, record_failure, run_check
 from .slots import Device
-from .state import UpdateState
+from .state import FAILED, UpdateState
 
 log = logging.getLogger("cortex.update")
 
@@ -47,7 +47,7 @@ def run_update(resolved: Resolved) -> int:
         return Exit.CONFIG
     installed = run_round(settings, device, net, _reboot)
     state = UpdateState.load(device.state_folder)
-    return Exit.OK if installed or state.state != "failed" else Exit.FAILURE
+    return Exit.OK if installed or state.state != FAILED else Exit.FAILURE
 
 
 def run_boot_check(load: Callable[[], Resolved]) -> int:
