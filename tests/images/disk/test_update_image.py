@@ -64,7 +64,9 @@ def test_an_update_needs_a_signing_key_and_a_version(device_image: Image, tmp_pa
     assert wrong.returncode == 2, wrong.stderr
     assert "neither an OpenSSH private key nor an armored OpenPGP secret key" in wrong.stderr
     unversioned = tmp_path / "Cortexfile.yaml"
-    unversioned.write_text(device_image.cortexfile.read_text().replace(f"  version: {VERSION}\n", ""))
+    unversioned.write_text(
+        device_image.cortexfile.read_text().replace(f"  version: {VERSION}\n", "  bake_models: true\n")
+    )
     key = ("--sign-key", str(device_image.ssh_key))
     refused = run_build(unversioned, tmp_path / "c", test_data_dir, *key, format="update")
     assert refused.returncode == 2, refused.stderr
