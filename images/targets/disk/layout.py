@@ -139,7 +139,8 @@ def _table(plan: DiskPlan, extents: list[tuple[int, int]]) -> str:
 def data_file_system(plan: DiskPlan, folder: Path, image: Path, size_mib: int, epoch: int) -> Path:
     image.unlink(missing_ok=True)
     command = ["mke2fs", "-q", "-t", "ext4", "-d", str(folder), "-L", DATA_LABEL, "-U", plan.ids.data_fs]
-    command += ["-E", "root_owner=0:0,nodiscard", "-b", str(BLOCK), "-F", str(image), f"{size_mib}M"]
+    extended = f"hash_seed={plan.ids.data_hash_seed},root_owner=0:0,nodiscard"
+    command += ["-E", extended, "-b", str(BLOCK), "-F", str(image), f"{size_mib}M"]
     _run(command, env={**os.environ, "E2FSPROGS_FAKE_TIME": str(epoch)})
     _fix_times(image, folder, epoch)
     return image

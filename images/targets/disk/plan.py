@@ -59,6 +59,10 @@ class DiskIds:
         return self._uuid("data-fs")
 
     @property
+    def data_hash_seed(self) -> str:
+        return self._uuid("data-hash-seed")
+
+    @property
     def boot_partition(self) -> str:
         return self._uuid("boot-partition")
 
