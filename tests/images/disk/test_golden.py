@@ -78,5 +78,6 @@ def test_ids_follow_the_config_and_differ_between_configs() -> None:
     second = plan_for(GOLDEN / "arm64-static" / "Cortexfile.yaml").ids
     assert first == plan_for(GOLDEN / "uefi-dhcp-ssh" / "Cortexfile.yaml").ids
     assert first.root_partition != second.root_partition
-    values = [first.disk, first.root_partition, first.boot_partition, first.root_fs, first.root_hash_seed]
+    values = [first.disk, first.root_partition, first.other_root_partition, first.boot_partition, first.root_fs,
+              first.root_hash_seed, first.data_partition, first.data_fs, first.data_hash_seed]  # fmt: skip
     assert len(set(values)) == len(values)
