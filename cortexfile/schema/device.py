@@ -113,13 +113,16 @@ class Wifi(Section):
         return self
 
 
-# An http(s) folder holding an update (SHA256SUMS, its signature, the manifest and the files it lists). Plain http is
-# allowed: the signature is what a device trusts, never the transport.
+# An http(s) folder holding an update (SHA256SUMS, its signature, the manifest and the files it lists), or an OCI
+# registry reference to the artifact `cortex build --format update --push` makes. Plain http is allowed: the
+# signature is what a device trusts, never the transport.
 UpdateUrl = Annotated[
     str,
     word_rule(
-        r"https?://[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?(/[A-Za-z0-9._~/%+-]{0,500})?",
-        "an update URL is http(s)://host[:port]/folder/ (no credentials, query or spaces)",
+        r"https?://[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?(/[A-Za-z0-9._~/%+-]{0,500})?"
+        r"|oci://[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?/[a-z0-9._/-]{1,255}:[A-Za-z0-9_.-]{1,128}",
+        "an update URL is http(s)://host[:port]/folder/ (no credentials, query or spaces), or an OCI reference "
+        "oci://host[:port]/repository:tag",
     ),
 ]
 # Local time of day, as the device's time zone reads it: 02:00-05:00, or 22:00-04:00 across midnight.
@@ -134,7 +137,9 @@ Window = Annotated[
 
 class Updates(Section):
     url: UpdateUrl | None = setting(
-        None, "The http(s) folder the device's signed updates are published to; unset: the device never updates."
+        None,
+        "Where the device's signed updates are published: an http(s) folder, or an OCI reference "
+        "(oci://registry/repository:tag); unset: the device never updates.",
     )
     trusted_keys: list[TrustedKey] = setting(
         [],

@@ -49,8 +49,11 @@ class HttpFailure(Exception):
 
 
 @contextmanager
-def http_get(url: str, net: NetSettings, headers: Mapping[str, str] | None = None) -> Iterator[Response]:
-    """Yield the final response (200; 206 or 416 when `headers` ask for a Range), its body not yet read."""
+def http_get(
+    url: str, net: NetSettings, headers: Mapping[str, str] | None = None, also: frozenset[int] = frozenset()
+) -> Iterator[Response]:
+    """Yield the final response (200; 206 or 416 when `headers` ask for a Range; a status in `also`, such as a
+    registry's 401 that names where to get a token), its body not yet read."""
     public_origin: bool | None = None  # whether the first hop went to a public address (through a proxy: yes)
     for _ in range(MAX_REDIRECTS + 1):
         parts = _parsed(url)
@@ -70,7 +73,8 @@ def http_get(url: str, net: NetSettings, headers: Mapping[str, str] | None = Non
                 if response.status in REDIRECTS and location:
                     url = _joined(url, location)
                     continue
-                if response.status not in (200, 206) and not (response.status == 416 and "Range" in (headers or {})):
+                ranged = response.status == 416 and "Range" in (headers or {})
+                if response.status not in (200, 206) and not ranged and response.status not in also:
                     raise HttpFailure(f"{redact(url)} answered HTTP {response.status} {response.reason or ''}".rstrip())
                 yield response
                 return

@@ -40,6 +40,7 @@ from .manifest import (
     version_key,
 )
 from .slots import Device, SlotError, entry_text, other
+from .source import Source, SourceError, open_source
 from .state import DOWNLOADING, FAILED, INSTALLING, MAX_TRIES, REBOOTING, UpdateState, now
 from .trust import UntrustedUpdate, verify_pgp, verify_ssh
 
@@ -54,7 +55,7 @@ class UpdateRefused(Exception):
 
 @dataclass(frozen=True)
 class Settings:
-    url: str  # the folder, ending in /
+    url: str  # an http(s) folder, or an OCI reference (source.py)
     trusted_keys: tuple[str, ...]
     window: str | None  # HH:MM-HH:MM, local time
     sync_state: Path | None = None  # cortex sync's state.json: present, the repository owns the Cortexfile
@@ -93,12 +94,13 @@ def run_round(settings: Settings, device: Device, net: NetSettings, reboot: Call
         if not in_window(settings.window, time.localtime()):
             log.info("update: outside the maintenance window %s", settings.window)
             return False
-        manifest = fetch_manifest(settings, device, net)
+        source = open_source(settings.url, net)
+        manifest = fetch_manifest(settings, device, source)
         version = manifest.version
         if not _wanted(manifest, state, Running.read(device)):
             return False
-        _install(manifest, settings, device, net, state)
-    except (UpdateRefused, UntrustedUpdate, ManifestError, SlotError, CarryError) as exc:
+        _install(manifest, settings, device, source, state)
+    except (UpdateRefused, UntrustedUpdate, ManifestError, SlotError, CarryError, SourceError) as exc:
         state.fail(version, str(exc))
         log.error("update: %s", exc)
         return False
@@ -138,17 +140,17 @@ def in_window(window: str | None, local: time.struct_time) -> bool:
     return start <= minute < end if start <= end else minute >= start or minute < end
 
 
-def fetch_manifest(settings: Settings, device: Device, net: NetSettings) -> Manifest:
+def fetch_manifest(settings: Settings, device: Device, source: Source) -> Manifest:
     """The manifest, once SHA256SUMS is verified against the trusted keys and names the manifest's hash."""
     incoming = device.state_folder / "incoming"
     incoming.mkdir(parents=True, exist_ok=True, mode=0o700)
     sums_path = incoming / SUMS
-    sums_path.write_bytes(_small(settings.url + SUMS, net))
-    _verify(sums_path, settings, net, incoming)
+    sums_path.write_bytes(_small(source, SUMS))
+    _verify(sums_path, settings, source, incoming)
     sums = parse_sums(sums_path.read_bytes())
     if MANIFEST not in sums:
         raise UpdateRefused(f"{SUMS} does not list {MANIFEST}")
-    raw = _small(settings.url + MANIFEST, net)
+    raw = _small(source, MANIFEST)
     if hashlib.sha256(raw).hexdigest() != sums[MANIFEST]:
         raise UpdateRefused(f"{MANIFEST} does not match its sum in the signed {SUMS}")
     manifest = parse_manifest(raw)
@@ -158,13 +160,13 @@ def fetch_manifest(settings: Settings, device: Device, net: NetSettings) -> Mani
     return manifest
 
 
-def _verify(sums: Path, settings: Settings, net: NetSettings, incoming: Path) -> None:
+def _verify(sums: Path, settings: Settings, source: Source, incoming: Path) -> None:
     """SHA256SUMS is trusted when one of its signatures (SSH, OpenPGP) verifies with the trusted keys."""
     refusal: UntrustedUpdate | None = None
     for name, verify in ((SSH_SIGNATURE, verify_ssh), (PGP_SIGNATURE, verify_pgp)):
         try:
-            data = _small(settings.url + name, net)
-        except UpdateRefused:
+            data = _small(source, name)
+        except (UpdateRefused, SourceError):
             continue
         path = incoming / name
         path.write_bytes(data)
@@ -176,15 +178,15 @@ def _verify(sums: Path, settings: Settings, net: NetSettings, incoming: Path) ->
     raise refusal or UntrustedUpdate(f"the update has no signature ({SSH_SIGNATURE} or {PGP_SIGNATURE})")
 
 
-def _small(url: str, net: NetSettings) -> bytes:
+def _small(source: Source, name: str) -> bytes:
     try:
-        with http_get(url, net) as response:
+        with http_get(source.url(name), source.net) as response:
             data = response.read(MAX_SMALL_FILE + 1)
     except (HttpFailure, HTTPError, OSError) as exc:
         reason = str(exc) if isinstance(exc, HttpFailure) else failure_reason(exc)
-        raise UpdateRefused(f"fetching {url.rsplit('/', 1)[-1]} failed: {reason}") from None
+        raise UpdateRefused(f"fetching {name} failed: {reason}") from None
     if len(data) > MAX_SMALL_FILE:
-        raise UpdateRefused(f"{url.rsplit('/', 1)[-1]} is larger than {MAX_SMALL_FILE} bytes")
+        raise UpdateRefused(f"{name} is larger than {MAX_SMALL_FILE} bytes")
     return bytes(data)
 
 
@@ -208,7 +210,7 @@ def _wanted(manifest: Manifest, state: UpdateState, running: Running) -> bool:
     return True
 
 
-def _install(manifest: Manifest, settings: Settings, device: Device, net: NetSettings, state: UpdateState) -> None:
+def _install(manifest: Manifest, settings: Settings, device: Device, source: Source, state: UpdateState) -> None:
     booted = device.booted_slot()
     if booted is None:
         raise UpdateRefused("the kernel command line names no slot: this device was not flashed with A/B slots")
@@ -223,7 +225,7 @@ def _install(manifest: Manifest, settings: Settings, device: Device, net: NetSet
         )
     state.state = DOWNLOADING
     state.save(device.state_folder)
-    files = _download(manifest, settings, device, net)
+    files = _download(manifest, device, source)
     state.state = INSTALLING
     state.save(device.state_folder)
     device.remove_entry(target)  # from here until its new entry, systemd-boot never picks this slot
@@ -236,7 +238,7 @@ def _install(manifest: Manifest, settings: Settings, device: Device, net: NetSet
     state.state = REBOOTING
 
 
-def _download(manifest: Manifest, settings: Settings, device: Device, net: NetSettings) -> list[Path]:
+def _download(manifest: Manifest, device: Device, source: Source) -> list[Path]:
     folder = device.state_folder / "downloads"
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     keep = {payload.sha256 for payload in manifest.payloads}
@@ -245,9 +247,9 @@ def _download(manifest: Manifest, settings: Settings, device: Device, net: NetSe
             shutil.rmtree(stale) if stale.is_dir() and not stale.is_symlink() else stale.unlink()
     paths = []
     for payload in manifest.payloads:
-        wanted = RemoteFile(payload.file, settings.url + payload.file, payload.sha256, "update file", payload.size)
+        wanted = RemoteFile(payload.file, source.url(payload.file), payload.sha256, "update file", payload.size)
         try:
-            paths.append(download_file(wanted, folder, ".part", net))
+            paths.append(download_file(wanted, folder, ".part", source.net))
         except ModelUnavailable as exc:
             raise UpdateRefused(str(exc)) from None
     return paths

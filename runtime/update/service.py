@@ -37,7 +37,7 @@ def run_update(resolved: Resolved) -> int:
         state.save(device.state_folder)
         log.info("update: device.updates.url is not set: nothing to check")
         return Exit.OK
-    url = updates.url if updates.url.endswith("/") else updates.url + "/"
+    url = updates.url
     sync_state = sync_dir(data_dir(resolved.config, resolved.inputs.environ)) / STATE_FILE
     settings = Settings(url, tuple(updates.trusted_keys), updates.window, sync_state)
     try:

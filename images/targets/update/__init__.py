@@ -21,5 +21,6 @@ def make(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> lis
     return [
         f"{update.folder}: version {manifest.version} of {manifest.image_id} ({size >> 20} MiB to download, "
         f"{manifest.root_bytes >> 20} MiB root), signed ({update.signature.name})",
-        "serve this folder over http(s) at the devices' device.updates.url; they install it into their idle slot",
+        update.pushed
+        or "serve this folder over http(s) at the devices' device.updates.url (or --push it to a registry)",
     ]

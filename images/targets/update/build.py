@@ -25,6 +25,7 @@ from ..disk.build import device_root, disk_sizes, wifi_psk
 from ..disk.layout import MIB, BootFile, root_file_system
 from ..disk.render import kernel_folder
 from ..systemd.build import with_platform
+from .artifact import push_update
 from .plan import UpdatePlan, make_update_plan
 from .request import UpdateRequest
 from .sign import SigningError, SigningKey
@@ -35,6 +36,7 @@ class Update:
     folder: Path
     manifest: Manifest
     signature: Path
+    pushed: str | None = None  # the line skopeo's push printed
 
 
 def build(update_request: UpdateRequest) -> Update:
@@ -46,6 +48,9 @@ def build(update_request: UpdateRequest) -> Update:
         key = SigningKey.load(update_request.sign_key, request.environ)
     except SigningError as exc:  # a usage error: exit 2, before anything long
         raise ConfigError([Diagnostic(Origin("flag --sign-key"), "", str(exc))]) from None
+    if update_request.push_to == "" or "@" in (update_request.push_to or ""):
+        message = "an update is pushed as an OCI artifact to a reference: --push REGISTRY/REPOSITORY:TAG"
+        raise ConfigError([Diagnostic(Origin("flag --push"), "", message)])
     psk = wifi_psk(resolved, request.environ)
     request.output.mkdir(parents=True, exist_ok=True)
     with staging(request.output, update.stem) as work:
@@ -68,7 +73,10 @@ def build(update_request: UpdateRequest) -> Update:
             # the server that hands it to the devices, not every user.
             os.chmod(work / "out" / name, 0o600)
             publish(work / "out" / name, request.output / name)
-    return Update(request.output, manifest, request.output / signature.name)
+    pushed = None
+    if update_request.push_to:
+        pushed = push_update(request.output, [*names, signature.name, SUMS], update_request.push_to, request.environ)
+    return Update(request.output, manifest, request.output / signature.name, pushed)
 
 
 def _payload_files(update: UpdatePlan, boot: dict[str, BootFile], root: Path, out: Path) -> dict[str, Path]:

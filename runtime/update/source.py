@@ -1,0 +1,126 @@
+"""Where an update's files are fetched from: an http(s) folder (`https://host/fleet/`: each file beside the others),
+or an OCI registry (`oci://host[:port]/repository:tag`: an artifact whose layers are the files, each named by its
+`org.opencontainers.image.title` annotation, as `cortex build --format update --push` makes it). Either way the
+signed SHA256SUMS decides what is installed; the source only says where the bytes are.
+
+A registry's anonymous pull token (the Bearer challenge of Docker Hub, GHCR and others) is asked for once a round
+and sent to the registry's own origin only, never to the storage a blob redirects to. Registries are spoken to over
+https, trusting what network.ssl says (a private registry's CA in the system's store)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlencode, urlsplit
+
+from urllib3.exceptions import HTTPError
+
+from ..fetch.http_get import HttpFailure, failure_reason, http_get
+from ..fetch.netsettings import NetSettings, origin_of
+
+OCI = "oci://"
+MANIFEST_TYPES = "application/vnd.oci.image.manifest.v1+json"
+TITLE = "org.opencontainers.image.title"
+MAX_DOCUMENT = 1 << 20
+_REFERENCE = re.compile(
+    r"oci://(?P<host>[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?)/(?P<repo>[a-z0-9._/-]{1,255}):(?P<tag>[A-Za-z0-9_.-]{1,128})"
+)
+_CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+class SourceError(Exception):
+    """The source could not say where the update's files are; the message says why, quoting no credential."""
+
+
+@dataclass(frozen=True)
+class Source:
+    folder: str  # the http(s) folder, ending in /; for a registry, its blob folder
+    net: NetSettings  # for a registry: its token, for its own origin only
+    blobs: Mapping[str, str] | None = None  # registry: file name -> digest
+
+    def url(self, name: str) -> str:
+        if self.blobs is None:
+            return self.folder + name
+        if name not in self.blobs:
+            raise SourceError(f"{name} is not in the update's OCI artifact")
+        return self.folder + self.blobs[name]
+
+
+def open_source(url: str, net: NetSettings) -> Source:
+    if not url.startswith(OCI):
+        return Source(url if url.endswith("/") else url + "/", net)
+    match = _REFERENCE.fullmatch(url)
+    if match is None:
+        raise SourceError(f"{url}: not an OCI reference oci://host[:port]/repository:tag")
+    host, repo, tag = match.group("host"), match.group("repo"), match.group("tag")
+    base = f"https://{host}/v2/{repo}/"
+    manifest, net = _manifest(base + f"manifests/{tag}", repo, net)
+    return Source(base + "blobs/", net, _blobs(manifest))
+
+
+def _manifest(url: str, repo: str, net: NetSettings) -> tuple[dict[str, object], NetSettings]:
+    headers = {"Accept": MANIFEST_TYPES}
+    status, body, challenge = _get(url, net, headers)
+    if status == 401:  # a registry that hands anonymous pull tokens: ask once, then again with it
+        net = _with_token(url, repo, challenge, net)
+        status, body, _ = _get(url, net, headers)
+    if status != 200:
+        raise SourceError(f"the registry answered HTTP {status} for the update's manifest")
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        raise SourceError("the registry's manifest is not JSON") from None
+    if not isinstance(document, dict):
+        raise SourceError("the registry's manifest is not a JSON object")
+    return document, net
+
+
+def _blobs(manifest: dict[str, object]) -> dict[str, str]:
+    layers = manifest.get("layers")
+    if not isinstance(layers, list):
+        raise SourceError("the registry's manifest lists no layers")
+    blobs: dict[str, str] = {}
+    for layer in layers:
+        annotations = layer.get("annotations") if isinstance(layer, dict) else None
+        title = annotations.get(TITLE) if isinstance(annotations, dict) else None
+        digest = layer.get("digest") if isinstance(layer, dict) else None
+        if isinstance(title, str) and isinstance(digest, str) and _DIGEST.fullmatch(digest):
+            blobs[title] = digest
+    return blobs
+
+
+def _with_token(url: str, repo: str, challenge: str, net: NetSettings) -> NetSettings:
+    fields = dict(_CHALLENGE.findall(challenge))
+    realm = fields.get("realm", "")
+    if not challenge.lower().startswith("bearer ") or not realm.startswith(("https://", "http://")):
+        raise SourceError("the registry asks for credentials: only anonymous pulls are supported")
+    query = {"scope": fields.get("scope") or f"repository:{repo}:pull"}
+    if fields.get("service"):
+        query["service"] = fields["service"]
+    status, body, _ = _get(f"{realm}?{urlencode(query)}", net, {})
+    try:
+        answer = json.loads(body) if status == 200 else {}
+        token = answer.get("token") or answer.get("access_token") if isinstance(answer, dict) else None
+    except (ValueError, RecursionError):
+        token = None
+    if not isinstance(token, str) or not token.isprintable() or len(token) > 16384:
+        raise SourceError(f"the registry's token service gave no pull token (HTTP {status})")
+    return dataclasses.replace(net, hub=origin_of(urlsplit(url)), hub_token=token)
+
+
+def _get(url: str, net: NetSettings, headers: Mapping[str, str]) -> tuple[int, bytes, str]:
+    try:
+        with http_get(url, net, headers, also=frozenset({401, 404})) as response:
+            body = response.read(MAX_DOCUMENT + 1)
+            challenge = response.headers.get("WWW-Authenticate", "")
+            status = response.status
+    except (HttpFailure, HTTPError, OSError) as exc:
+        reason = str(exc) if isinstance(exc, HttpFailure) else failure_reason(exc)
+        raise SourceError(f"the registry could not be asked: {reason}") from None
+    if len(body) > MAX_DOCUMENT:
+        raise SourceError("the registry's answer is too large")
+    return status, bytes(body), challenge

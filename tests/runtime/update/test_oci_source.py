@@ -1,0 +1,100 @@
+"""Updates through an OCI registry: the builder's `--push` step (skopeo) puts an update folder into Debian's
+docker-registry as an artifact, and the agent installs it from `oci://127.0.0.1:PORT/fleet/update:TAG`: the same
+signed files, found through the registry's manifest. Anonymous pulls, over TLS with the registry's own certificate
+(trusted by skopeo through SSL_CERT_FILE, by the agent through its TLS settings)."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import ssl
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from menlo_cortex.images.targets.update.artifact import push_update
+from menlo_cortex.runtime.fetch.netsettings import NetSettings
+from menlo_cortex.runtime.update.agent import Settings, run_round
+from menlo_cortex.runtime.update.source import SourceError, open_source
+from menlo_cortex.runtime.update.state import UpdateState
+
+from tests.conftest import find_free_port
+from tests.git_remote import Certificate
+from tests.processes import stop
+
+from .test_agent import NEWER, debugfs_cat, device, make_update, net, ssh_key
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """Debian's docker-registry on loopback over TLS (no password: anonymous pulls and pushes), and skopeo's
+    settings for it."""
+    if shutil.which("docker-registry") is None or shutil.which("skopeo") is None:
+        pytest.skip("needs docker-registry and skopeo (scripts/setup.sh installs them)")
+    port = find_free_port()
+    folder = tmp_path / "registry"
+    folder.mkdir()
+    config = folder / "config.yml"
+    certificate = Certificate(folder / "tls")
+    config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {folder / 'data'}\n"
+                      f"http:\n  addr: 127.0.0.1:{port}\n  tls:\n    certificate: {certificate.cert}\n"
+                      f"    key: {certificate.key}\n")  # fmt: skip
+    with (folder / "registry.log").open("wb") as log:
+        process = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)  # fmt: skip
+    context = ssl.create_default_context(cafile=str(certificate.cert))
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"https://127.0.0.1:{port}/v2/", timeout=5, context=context).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline, (folder / "registry.log").read_text()
+            time.sleep(0.5)
+    try:
+        yield f"127.0.0.1:{port}", {"PATH": "/usr/bin:/bin", "SSL_CERT_FILE": str(certificate.cert)}
+    finally:
+        stop(process)
+
+
+def test_an_update_pushed_to_a_registry_is_installed_from_it(
+    tmp_path: Path, registry: tuple[str, dict[str, str]]
+) -> None:
+    address, environ = registry
+    key = ssh_key(tmp_path / "fleet")
+    update = make_update(tmp_path / "v2", key)
+    names = sorted(path.name for path in update.iterdir())
+    assert push_update(update, names, f"{address}/fleet/update:{NEWER}", environ) == (
+        f"pushed {address}/fleet/update:{NEWER}"
+    )
+    dev = device(tmp_path)
+    settings = Settings(f"oci://{address}/fleet/update:{NEWER}", (key.with_suffix(".pub").read_text().strip(),), None)
+    reboots: list[int] = []
+    assert run_round(settings, dev, trusting(environ), lambda: reboots.append(1))
+    assert reboots == [1]
+    assert debugfs_cat(dev.slots["b"], "/etc/os-release") == f"IMAGE_VERSION={NEWER}\n"
+    assert (dev.esp / "loader/entries/cortex-b+1.conf").is_file()
+
+
+def test_a_missing_tag_or_file_is_a_clear_refusal(tmp_path: Path, registry: tuple[str, dict[str, str]]) -> None:
+    address, environ = registry
+    with pytest.raises(SourceError, match="the registry answered HTTP 404 for the update's manifest"):
+        open_source(f"oci://{address}/fleet/update:9.9.9", trusting(environ))
+    key = ssh_key(tmp_path / "fleet")
+    update = make_update(tmp_path / "v2", key)
+    push_update(update, ["manifest.json"], f"{address}/fleet/partial:1", environ)  # no SHA256SUMS in it
+    dev = device(tmp_path)
+    settings = Settings(f"oci://{address}/fleet/partial:1", (key.with_suffix(".pub").read_text().strip(),), None)
+    assert not run_round(settings, dev, trusting(environ), lambda: pytest.fail("rebooted"))
+    error = UpdateState.load(dev.state_folder).last_error or {}
+    assert error.get("message") == "SHA256SUMS is not in the update's OCI artifact"
+
+
+def trusting(environ: dict[str, str]) -> NetSettings:
+    """The agent's network settings, trusting the registry's certificate as a private registry's CA."""
+    return dataclasses.replace(net(), tls=ssl.create_default_context(cafile=environ["SSL_CERT_FILE"]))
