@@ -120,7 +120,8 @@ UpdateUrl = Annotated[
     str,
     word_rule(
         r"https?://[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?(/[A-Za-z0-9._~/%+-]{0,500})?"
-        r"|oci://[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?/[a-z0-9._/-]{1,255}:[A-Za-z0-9_.-]{1,128}",
+        r"|oci://[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?/[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*"
+        r":[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}",
         "an update URL is http(s)://host[:port]/folder/ (no credentials, query or spaces), or an OCI reference "
         "oci://host[:port]/repository:tag",
     ),

@@ -12,6 +12,7 @@ import errno
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import threading
 import time
@@ -30,6 +31,7 @@ from .netsettings import NetSettings, redact
 from .progress import Progress, human_bytes
 
 GGUF_MAGIC = b"GGUF"
+_DIGITS = re.compile(r"[0-9]{1,20}")
 CHUNK_BYTES = 1 << 20
 WINDOW_S = 60.0
 MIN_WINDOW_BYTES = 64 << 10
@@ -239,9 +241,9 @@ def _resumes_at(response: Response, offset: int) -> bool:
 def _total_size(response: Response, done: int) -> int | None:
     if response.status == 206:
         whole = response.headers.get("Content-Range", "").rpartition("/")[2]
-        return int(whole) if whole.isdigit() else None
-    value = response.headers.get("Content-Length")
-    return int(value) if value and value.isdigit() else None
+        return int(whole) if _DIGITS.fullmatch(whole) else None
+    value = response.headers.get("Content-Length") or ""
+    return int(value) if _DIGITS.fullmatch(value) else None  # not isdigit(): "²" is a digit int() refuses
 
 
 def _sha256_of(path: Path) -> hashlib._Hash:

@@ -86,34 +86,44 @@ def run_round(settings: Settings, device: Device, net: NetSettings, reboot: Call
     state = UpdateState.load(device.state_folder)
     reconcile(state, device)
     state.checked_at = now()
+    try:
+        installed = _attempt(settings, device, net, state)
+    finally:
+        state.save(device.state_folder)
+    if installed is None:
+        return False
+    log.info("update: version %s written to the idle slot; rebooting into it", installed)
+    reboot()
+    return True
+
+
+def _attempt(settings: Settings, device: Device, net: NetSettings, state: UpdateState) -> str | None:
+    """The version installed; None when there is nothing to install, or it was refused (recorded in `state`)."""
     version: str | None = None
     try:
         if device.on_trial():
             log.info("update: the running version is on trial; its boot check decides first")
-            return False
+            return None
         if not in_window(settings.window, time.localtime()):
             log.info("update: outside the maintenance window %s", settings.window)
-            return False
+            return None
         source = open_source(settings.url, net)
         manifest = fetch_manifest(settings, device, source)
         version = manifest.version
-        if not _wanted(manifest, state, Running.read(device)):
-            return False
-        _install(manifest, settings, device, source, state)
+        if _wanted(manifest, state, Running.read(device)):
+            _install(manifest, settings, device, source, state)
+            return version
     except (UpdateRefused, UntrustedUpdate, ManifestError, SlotError, CarryError, SourceError) as exc:
         state.fail(version, str(exc))
         log.error("update: %s", exc)
-        return False
     except OSError as exc:  # a full data partition, a boot partition that cannot be written
         where = f" ({exc.filename})" if exc.filename else ""
         state.fail(version, f"the update could not be written: {exc.strerror or 'an I/O error'}{where}")
         log.error("update: %s", (state.last_error or {}).get("message"))
-        return False
-    finally:
-        state.save(device.state_folder)
-    log.info("update: version %s written to the idle slot; rebooting into it", version)
-    reboot()
-    return True
+    except Exception as exc:  # a bug, or a server that found one: recorded, never a silent crash mid-state
+        state.fail(version, f"the update round failed unexpectedly ({type(exc).__name__})")
+        log.exception("update: the round failed unexpectedly")
+    return None
 
 
 def reconcile(state: UpdateState, device: Device) -> None:

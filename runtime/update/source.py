@@ -12,22 +12,25 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
 
 from urllib3.exceptions import HTTPError
 
-from ..fetch.http_get import HttpFailure, failure_reason, http_get
+from ..fetch.http_get import HttpFailure, failure_reason, http_get, is_public
 from ..fetch.netsettings import NetSettings, origin_of
 
 OCI = "oci://"
 MANIFEST_TYPES = "application/vnd.oci.image.manifest.v1+json"
 TITLE = "org.opencontainers.image.title"
 MAX_DOCUMENT = 1 << 20
+_PATH = r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
 _REFERENCE = re.compile(
-    r"oci://(?P<host>[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?)/(?P<repo>[a-z0-9._/-]{1,255}):(?P<tag>[A-Za-z0-9_.-]{1,128})"
+    rf"oci://(?P<host>[A-Za-z0-9.-]{{1,253}}(:[0-9]{{1,5}})?)/(?P<repo>{_PATH}):(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})"
 )
+_TOKEN = re.compile(r"[\x21-\x7e]{1,16384}")  # what an HTTP header can carry
 _CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
@@ -58,6 +61,7 @@ def open_source(url: str, net: NetSettings) -> Source:
         raise SourceError(f"{url}: not an OCI reference oci://host[:port]/repository:tag")
     host, repo, tag = match.group("host"), match.group("repo"), match.group("tag")
     base = f"https://{host}/v2/{repo}/"
+    net = dataclasses.replace(net, hub_token=None)  # the Hugging Face token goes to its hub, never here
     manifest, net = _manifest(base + f"manifests/{tag}", repo, net)
     return Source(base + "blobs/", net, _blobs(manifest))
 
@@ -96,20 +100,37 @@ def _blobs(manifest: dict[str, object]) -> dict[str, str]:
 def _with_token(url: str, repo: str, challenge: str, net: NetSettings) -> NetSettings:
     fields = dict(_CHALLENGE.findall(challenge))
     realm = fields.get("realm", "")
-    if not challenge.lower().startswith("bearer ") or not realm.startswith(("https://", "http://")):
-        raise SourceError("the registry asks for credentials: only anonymous pulls are supported")
+    if not challenge.lower().startswith("bearer ") or not realm.startswith("https://"):
+        raise SourceError("the registry asks for credentials: only anonymous pulls (a Bearer token service) work")
+    _check_realm(url, realm)
     query = {"scope": fields.get("scope") or f"repository:{repo}:pull"}
     if fields.get("service"):
         query["service"] = fields["service"]
-    status, body, _ = _get(f"{realm}?{urlencode(query)}", net, {})
+    status, body, _ = _get(f"{realm}{'&' if '?' in realm else '?'}{urlencode(query)}", net, {})
     try:
         answer = json.loads(body) if status == 200 else {}
         token = answer.get("token") or answer.get("access_token") if isinstance(answer, dict) else None
     except (ValueError, RecursionError):
         token = None
-    if not isinstance(token, str) or not token.isprintable() or len(token) > 16384:
+    if not isinstance(token, str) or not _TOKEN.fullmatch(token):
         raise SourceError(f"the registry's token service gave no pull token (HTTP {status})")
     return dataclasses.replace(net, hub=origin_of(urlsplit(url)), hub_token=token)
+
+
+def _check_realm(registry: str, realm: str) -> None:
+    """The token service the registry names is the registry's choice, not the Cortexfile's: a registry on a public
+    address may not send the device to a private one (its metadata service, the LAN), as a redirect may not."""
+    if _public(registry) and not _public(realm):
+        raise SourceError("the registry names a token service on a loopback, private or link-local address: refused")
+
+
+def _public(url: str) -> bool:
+    parts = urlsplit(url)
+    try:
+        found = socket.getaddrinfo(parts.hostname, parts.port or 443, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        raise SourceError(f"cannot resolve {parts.hostname}") from None
+    return all(is_public(str(info[4][0])) for info in found)
 
 
 def _get(url: str, net: NetSettings, headers: Mapping[str, str]) -> tuple[int, bytes, str]:

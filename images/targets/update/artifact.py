@@ -24,7 +24,7 @@ EMPTY = b"{}"
 def push_update(folder: Path, names: list[str], reference: str, environ: Mapping[str, str]) -> str:
     """Push the files `names` of `folder` to `reference`; the line to print."""
     tag = reference.rsplit(":", 1)[-1] if ":" in reference.rsplit("/", 1)[-1] else "latest"
-    with staging(folder.parent, f"{folder.name}.oci") as layout:
+    with staging(folder, "oci") as layout:  # inside the output folder: a private (0700) folder, removed after
         blobs = layout / "blobs" / "sha256"
         blobs.mkdir(parents=True)
         layers = [_layer(folder / name, blobs) for name in names]

@@ -98,3 +98,13 @@ def test_a_missing_tag_or_file_is_a_clear_refusal(tmp_path: Path, registry: tupl
 def trusting(environ: dict[str, str]) -> NetSettings:
     """The agent's network settings, trusting the registry's certificate as a private registry's CA."""
     return dataclasses.replace(net(), tls=ssl.create_default_context(cafile=environ["SSL_CERT_FILE"]))
+
+
+def test_a_size_header_int_refuses_is_no_size() -> None:
+    """`²` is a digit to str.isdigit and not to int(): a hostile server's header must not crash a download."""
+    import urllib3
+    from menlo_cortex.runtime.fetch.download import _total_size
+
+    for header in ("²", "9" * 5000, "-1", ""):
+        assert _total_size(urllib3.HTTPResponse(b"", headers={"Content-Length": header}, status=200), 0) is None
+    assert _total_size(urllib3.HTTPResponse(b"", headers={"Content-Length": "42"}, status=200), 0) == 42
