@@ -65,12 +65,8 @@ class Entry:
     version: str
 
     @property
-    def bad(self) -> bool:
-        """No tries left: systemd-boot boots it only when nothing else is left."""
-        return self.tries_left == 0
-
-    @property
     def on_trial(self) -> bool:
+        """A counter: not blessed yet (with no tries left, systemd-boot boots it only when nothing else is left)."""
         return self.tries_left is not None
 
 
