@@ -47,7 +47,13 @@ def probes(models: Sequence[tuple[str, str]]) -> list[Probe]:
 
 
 def run_check(
-    device: Device, server: Server, checks: Sequence[Probe], timeout_s: float, service_failed: Callable[[], bool]
+    device: Device,
+    server: Server,
+    checks: Sequence[Probe],
+    timeout_s: float,
+    service_failed: Callable[[], bool],
+    *,
+    poll_s: float = POLL_S,
 ) -> bool:
     """True when the booted slot is kept (or was not on trial). `service_failed`: cortex.service gave up starting
     (no need to wait for the deadline)."""
@@ -55,7 +61,7 @@ def run_check(
     entry = device.entries().get(slot or "")
     if slot is None or entry is None or not entry.on_trial:
         return True
-    failure = _failure(server, checks, time.monotonic() + timeout_s, service_failed)
+    failure = _failure(server, checks, time.monotonic() + timeout_s, service_failed, poll_s)
     if failure is not None:
         record_failure(device, failure)
         return False
@@ -80,7 +86,7 @@ def record_failure(device: Device, failure: str) -> None:
 
 
 def _failure(
-    server: Server, checks: Sequence[Probe], deadline: float, service_failed: Callable[[], bool]
+    server: Server, checks: Sequence[Probe], deadline: float, service_failed: Callable[[], bool], poll_s: float
 ) -> str | None:
     """None when the service is ready and every probe succeeds before `deadline`, else why not."""
     opener = urllib.request.build_opener(
@@ -91,12 +97,12 @@ def _failure(
             return f"cortex.service was not ready in time ({reason})"
         if service_failed():
             return "cortex.service failed to start"
-        time.sleep(POLL_S)
+        time.sleep(poll_s)
     for probe in checks:  # each until it answers or the deadline passes (clients reconnecting may crowd it)
         while (reason := _ask(opener, server, probe.path, probe.body, deadline)) is not None:
             if time.monotonic() >= deadline or service_failed():
                 return f"model `{probe.model}` did not answer on {probe.path} ({reason})"
-            time.sleep(POLL_S)
+            time.sleep(poll_s)
     return None
 
 

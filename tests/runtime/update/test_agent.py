@@ -293,7 +293,7 @@ def test_the_boot_check_keeps_a_version_that_answers_and_reports_one_that_does_n
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}"
     checks = probes([("gemma", "chat"), ("embed", "embeddings")])
-    kept = run_check(dev, Server(url, "key"), checks, 3, lambda: False)
+    kept = run_check(dev, Server(url, "key"), checks, 1, lambda: False, poll_s=0.1)
     server.shutdown()
     server.server_close()
     state = UpdateState.load(dev.state_folder)
