@@ -53,7 +53,7 @@ PRIVILEGED_PORTS = 1024
 SERVICE_FOLDER = re.compile(r"cortex(-[A-Za-z0-9._-]+)?")
 # Kubernetes: secret files under /run/secrets/<folder>/, named as a Secret's keys; env names that stay the image's.
 SECRETS_ROOT = PurePosixPath("/run/secrets")
-DATA_MOUNT = PurePosixPath("/data")  # where an A/B disk mounts its data partition
+DATA_MOUNT = PurePosixPath(formats.DEVICE_DATA)
 SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}")
 RESERVED_ENV = frozenset({"PATH", "HOME", "USER", "SHELL", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR"})
 

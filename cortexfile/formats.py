@@ -17,6 +17,8 @@ from typing import Any
 # Where every appliance keeps its Cortexfile and its state, whatever the format.
 CONFIG_DIR = "/etc/cortex"
 DATA_DIR = "/var/lib/cortex"
+# Where a disk image with A/B slots mounts its data partition (what survives its updates).
+DEVICE_DATA = "/data"
 CORTEXFILE_NAME = "Cortexfile.yaml"
 # The key file a device's first boot fills when the Cortexfile declares no API key.
 DEVICE_KEY_FILE = f"{CONFIG_DIR}/api-keys"

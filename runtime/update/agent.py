@@ -26,6 +26,7 @@ from ..fetch.download import RemoteFile, download_file
 from ..fetch.errors import ModelUnavailable
 from ..fetch.http_get import HttpFailure, failure_reason, http_get
 from ..fetch.netsettings import NetSettings
+from ..sync.state import now
 from .carry import CarryError, carry_state
 from .manifest import (
     MANIFEST,
@@ -41,7 +42,7 @@ from .manifest import (
 )
 from .slots import Device, SlotError, entry_text, other
 from .source import Source, SourceError, open_source
-from .state import DOWNLOADING, FAILED, INSTALLING, MAX_TRIES, REBOOTING, UpdateState, now
+from .state import DOWNLOADING, FAILED, INSTALLING, MAX_TRIES, REBOOTING, UpdateState
 from .trust import UntrustedUpdate, verify_pgp, verify_ssh
 
 log = logging.getLogger("cortex.update")

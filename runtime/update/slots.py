@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from menlo_cortex.cortexfile.formats import DEVICE_DATA
+
 from ..ops.durable import fsync_dir
 
 SLOTS = ("a", "b")
@@ -82,7 +84,7 @@ class Device:
     """Where the device keeps what an update touches; a test points these at files and folders."""
 
     esp: Path = Path("/boot/efi")
-    data: Path = Path("/data")
+    data: Path = Path(DEVICE_DATA)
     cmdline: Path = Path("/proc/cmdline")
     os_release: Path = Path("/usr/lib/os-release")
     root: Path = Path("/")  # the running system, whose own state a new slot receives

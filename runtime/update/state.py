@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 from ..ops.durable import write_atomically
 from ..ops.text import printable
+from ..sync.state import now
 
 STATE_FILE = "state.json"
 MAX_STATE = 64 << 10
@@ -21,10 +21,6 @@ MAX_TRIES = 3  # a version that never came up (a power cut during its trial, a k
 
 # The states /health shows: nothing to do, at work, waiting for the reboot into the new slot, or proving it.
 CURRENT, DOWNLOADING, INSTALLING, REBOOTING, FAILED = "current", "downloading", "installing", "rebooting", "failed"
-
-
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @dataclass

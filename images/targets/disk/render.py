@@ -9,13 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from menlo_cortex.cortexfile.formats import DEVICE_DATA
 from menlo_cortex.runtime.update.slots import DATA_LABEL, ENTRIES, ESP_FOLDER, entry_text
 
 from ...templating import environment
 from .plan import ESP_LABEL, DiskPlan
 
 FIRSTBOOT = "usr/lib/cortex-device/firstboot"
-DATA_MOUNT = "/data"
+DATA_MOUNT = DEVICE_DATA
 UPDATE_EXEC = ("/opt/cortex/current/bin/python", "-m", "menlo_cortex", "update")
 SELFCHECK = "usr/lib/cortex-device/selfcheck"
 
