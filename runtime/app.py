@@ -6,6 +6,7 @@ can build a new app beside the old one and swap them.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -17,11 +18,13 @@ from starlette.applications import Starlette
 
 from .conversations.store import ConversationStore, Retention
 from .http.auth import ApiKeys
+from .http.console import console_routes
 from .http.docs import docs_routes
 from .http.health import ConfigStatus, health_routes
 from .http.middleware import EXCEPTION_HANDLERS, middleware
 from .models.manager import ModelManager
 from .models.model_store import ModelStore
+from .ops.activity import Activity
 from .ops.metrics import standard_metrics
 from .ops.sdnotify import readiness
 from .ops.system import system_info
@@ -43,27 +46,33 @@ def create_app(
     models: ModelManager | None = None,
     config_status: ConfigStatus | None = None,
     engine_document: Callable[[], dict[str, Any]] = openapi_document,
+    activity: Activity | None = None,
 ) -> Starlette:
     """`models`: a manager shared by every generation of the app (hot reload; only the first app's lifespan
     runs, and it owns the manager). `config_status`: the config generation that /health reports.
-    `engine_document`: the /v1 OpenAPI document, which a reload may reuse instead of generating it again."""
+    `engine_document`: the /v1 OpenAPI document, which a reload may reuse instead of generating it again.
+    `activity`: the console's recent activity, shared like `models` (the first app's lifespan samples it)."""
     models = models or ModelManager(config, metrics=standard_metrics(), locate=model_locator(config, data_dir))
     metrics = models.metrics
+    activity = activity or Activity(metrics)
     keys = ApiKeys(config.server.auth)
     offload = Offload()  # one pool of grammar workers for every route of this app
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await models.start()
+        sampling = asyncio.create_task(activity.run(), name="cortex-activity")
         try:
             async with readiness(models):  # systemd Type=notify: READY=1 once the models are loaded
                 yield
         finally:
+            sampling.cancel()
             await models.close()
 
     routes = [
         *health_routes(models, metrics, config_status, *_device_status()),
         *docs_routes(engine_document, keys_required=keys.configured, public_metrics=config.server.auth.public_metrics),
+        *(console_routes(models.overview, activity, data_dir) if config.server.console else []),
         *model_control_routes(models),  # before v1's GET /v1/models/{id:path}, which would take their paths
         *v1_routes(models, offload),
         *messages_routes(models, offload),

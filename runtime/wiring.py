@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .app import create_app, model_locator
 from .http.listener import Listener
 from .models.manager import ModelManager
+from .ops.activity import Activity
 from .ops.logs import level_of
 from .ops.metrics import standard_metrics
 from .reload.pipeline import ApplyError, Reloader, ReloadService, first_state
@@ -132,7 +133,7 @@ def hot_reload(resolved: Resolved, environ: Mapping[str, str], debug: bool = Fal
     config, state = resolved.config, first_state(resolved)
     state.sync = SyncView(sync_dir(data_dir(config, environ)))
     models = ModelManager(config, metrics=standard_metrics(), locate=model_locator(config, data_dir(config, environ)))
-    build = _builder(models, state, environ)
+    build = _builder(models, state, environ, Activity(models.metrics))
     app = ReloadingApp(build(config))
     applier = RuntimeApplier(app, models, build, config, dict(environ), debug)
     inputs = dataclasses.replace(resolved.inputs, environ=dict(environ))  # every reload sees the start's env
@@ -141,13 +142,14 @@ def hot_reload(resolved: Resolved, environ: Mapping[str, str], debug: bool = Fal
     return HotReload(app, applier, reloader)
 
 
-def _builder(models: ModelManager, state: ReloadState, environ: Mapping[str, str]) -> AppBuilder:
+def _builder(models: ModelManager, state: ReloadState, environ: Mapping[str, str], activity: Activity) -> AppBuilder:
     document = openapi_document()  # the same for every generation, and the slowest part of an app build
 
     def build(config: Cortexfile) -> ASGIApp:
         folder = data_dir(config, environ)
         fresh = partial(copy_document, document)
-        return create_app(config, data_dir=folder, models=models, config_status=state.report, engine_document=fresh)
+        return create_app(config, data_dir=folder, models=models, config_status=state.report, engine_document=fresh,
+                          activity=activity)  # fmt: skip
 
     return build
 

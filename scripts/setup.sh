@@ -32,6 +32,11 @@ command -v bmaptool >/dev/null || missing+=(bmap-tools) # the disk image's block
 command -v zstd >/dev/null || missing+=(zstd)
 command -v ssh >/dev/null || missing+=(openssh-client) # the device image's boot test logs in with a key
 command -v shellcheck >/dev/null || missing+=(shellcheck)
+# The console's browser test: Debian's headless Chromium and its WebDriver (Selenium drives them).
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
+# `cortex view logs` is tested in a real terminal.
+command -v tmux >/dev/null || missing+=(tmux)
 # cortex build's tests: Podman's Docker API, a local base (debootstrap), a registry with htpasswd auth.
 command -v podman >/dev/null || missing+=(podman buildah skopeo runc)
 command -v docker-registry >/dev/null || missing+=(docker-registry)
@@ -55,7 +60,7 @@ if [ "$(cat "$VENV/.llama-wheel" 2>/dev/null)" != "$wheels" ]; then
   "$VENV/bin/python" -m pip install -q --no-deps --force-reinstall "$wheels"/llama_cpp_python-*.whl
   echo "$wheels" >"$VENV/.llama-wheel"
 fi
-"$VENV/bin/python" -m pip install -q -c constraints.txt --find-links "$wheels" -e ".[runtime,build]"
+"$VENV/bin/python" -m pip install -q -c constraints.txt --find-links "$wheels" -e ".[runtime,build,view]"
 # The test model in the test cache and, linked, in the default data folder: the README's commands find it there.
 "$VENV/bin/python" scripts/test-model.py "$CACHE/test-data" --default-store >/dev/null
 scripts/node-openai.sh >/dev/null # the official openai Node SDK, for the Responses API client test

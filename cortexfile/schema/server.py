@@ -86,3 +86,8 @@ class Server(Section):
     auth: Auth = Field(default_factory=Auth, description="Who may call the API.")
     limits: Limits = Field(default_factory=Limits, description="Bounds that keep the server alive.")
     reload: Reload = Field(default_factory=Reload, description="Hot reload: follow edits without a restart.")
+    console: bool = setting(
+        True,
+        "Serve the web console at / (chat, models, status, activity); its data needs an API key when keys are set.",
+        applies=Applies.live,
+    )

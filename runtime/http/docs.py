@@ -16,11 +16,14 @@ from .health import health_openapi_paths
 
 ASSETS = {"docs.js": "text/javascript; charset=utf-8", "docs.css": "text/css; charset=utf-8"}
 # The page loads only its own assets and talks only to this server.
-# frame-ancestors: no other page may frame /docs (clickjacking); X-Frame-Options says so to older browsers.
+# frame-ancestors: no other page may frame it (clickjacking).
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; base-uri 'none'; "
     "form-action 'none'; frame-ancestors 'none'"
 )
+
+# nosniff: a script or style is run only with its own type; X-Frame-Options says frame-ancestors to older browsers.
+PAGE_HEADERS = {"content-security-policy": CSP, "x-content-type-options": "nosniff", "x-frame-options": "DENY"}
 
 
 def read_asset(name: str) -> str:
@@ -48,19 +51,18 @@ def docs_routes(
     document = full_document(engine_document(), keys_required=keys_required, public_metrics=public_metrics)
     page = read_asset("docs.html")
     assets = {name: read_asset(name) for name in ASSETS}
-    headers = {"content-security-policy": CSP, "x-content-type-options": "nosniff", "x-frame-options": "DENY"}
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(document)
 
     async def docs(request: Request) -> Response:
-        return HTMLResponse(page, headers=headers)
+        return HTMLResponse(page, headers=PAGE_HEADERS)
 
     async def asset(request: Request) -> Response:
         name = request.path_params["name"]
         if name not in assets:
             raise ApiError(404, "no such docs asset")
-        return Response(assets[name], media_type=ASSETS[name], headers=headers)
+        return Response(assets[name], media_type=ASSETS[name], headers=PAGE_HEADERS)
 
     return [
         Route("/openapi.json", openapi, methods=["GET"]),

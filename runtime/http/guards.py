@@ -79,10 +79,13 @@ class CrossSiteMiddleware:
     `application/json`, since a form or text/plain POST needs no CORS preflight. Clients that are not
     browsers send neither header and are not affected."""
 
-    def __init__(self, app: ASGIApp, allowed_origins: frozenset[str], json_paths: frozenset[str]) -> None:
+    def __init__(
+        self, app: ASGIApp, allowed_origins: frozenset[str], json_paths: frozenset[str], keys_required: bool = False
+    ) -> None:
         self.app = app
         self.allowed_origins = allowed_origins  # empty when CORS is off: only the server's own origin
         self.json_paths = json_paths
+        self.keys_required = keys_required
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in SAFE_METHODS:
@@ -111,9 +114,11 @@ class CrossSiteMiddleware:
             return True
         # The server's own origin, when its Host is an address or localhost: a DNS name may have been
         # rebound to this server by the very page that sends the request (Origin and Host then agree).
+        # With API keys any Host will do (the console at http://device.local/): a rebinding page has no key,
+        # since the console keeps it in its own origin's session storage and browsers send no ambient one.
         host = headers.get("host", "")
         own = f"{scope.get('scheme', 'http')}://{host}"
-        return origin == own and _is_address(host_name(host))
+        return origin == own and (self.keys_required or _is_address(host_name(host)))
 
 
 class BodyTooLarge(ApiError):

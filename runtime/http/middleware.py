@@ -14,6 +14,7 @@ from ..models.errors import Refused
 from ..ops.metrics import Metrics
 from .anthropic_errors import AnthropicErrorShape
 from .auth import ApiKeyMiddleware, ApiKeys
+from .console import ASSET_PREFIX
 from .errors import ApiError, error_response
 from .guards import BodyLimitMiddleware, CrossSiteMiddleware, LoopbackHostMiddleware
 from .request_context import REQUEST_ID_HEADER, RequestContextMiddleware
@@ -30,13 +31,16 @@ JSON_PATHS = frozenset(
         "/v1/rerank",
     }
 )
-PUBLIC_PREFIXES = ("/docs/",)
+PUBLIC_PREFIXES = ("/docs/", ASSET_PREFIX)
+CONSOLE_PAGE = "/"
 
 
 def middleware(config: Cortexfile, keys: ApiKeys, metrics: Metrics) -> list[Middleware]:
     """Outermost first: id and logging see everything; CORS wraps auth so a browser can read a 401."""
     server = config.server
     public = PUBLIC_PATHS | ({"/metrics"} if server.auth.public_metrics else set())
+    if server.console:  # the page alone: its data routes need a key
+        public |= {CONSOLE_PAGE}
     stack = [Middleware(RequestContextMiddleware, metrics=metrics), Middleware(AnthropicErrorShape)]
     if is_loopback(server.host):
         stack.append(Middleware(LoopbackHostMiddleware))
@@ -59,7 +63,9 @@ def middleware(config: Cortexfile, keys: ApiKeys, metrics: Metrics) -> list[Midd
             )
         )
     origins = frozenset(server.cors.origins) if server.cors.enabled else frozenset()
-    stack.append(Middleware(CrossSiteMiddleware, allowed_origins=origins, json_paths=JSON_PATHS))
+    stack.append(
+        Middleware(CrossSiteMiddleware, allowed_origins=origins, json_paths=JSON_PATHS, keys_required=keys.configured)
+    )
     limits = server.limits
     stack.append(Middleware(BodyLimitMiddleware, limit=limits.max_body_bytes, timeout_s=limits.body_timeout_s))
     stack.append(

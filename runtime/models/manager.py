@@ -106,6 +106,10 @@ class ModelManager:
     def status(self) -> list[dict[str, object]]:
         return [{"id": slot.model.id, "state": slot.state, "error": slot.error} for slot in self._slots.values()]
 
+    def overview(self) -> list[dict[str, object]]:
+        """Each model's state, last error, planned memory (model file and KV cache) and slots: busy, queued."""
+        return [_overview(slot) for slot in self._slots.values()]
+
     def model_ids(self) -> list[str]:
         return list(self._slots)
 
@@ -458,3 +462,16 @@ class ModelManager:
 def _describe(model: Model, exc: Exception) -> str:
     message = str(exc) or type(exc).__name__
     return message if f"`{model.id}`" in message or model.id in message else f"model `{model.id}`: {message}"
+
+
+def _overview(slot: Slot) -> dict[str, object]:
+    busy = slot.pending if slot.parallel is None else min(slot.pending, slot.parallel)
+    return {
+        "id": slot.model.id,
+        "state": slot.state,
+        "error": slot.error,
+        "memory_mb": round(slot.size_mb) if slot.size_mb else None,
+        "slots": slot.parallel,
+        "busy": busy,
+        "queued": slot.pending - busy,
+    }

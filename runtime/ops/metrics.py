@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 Labels = tuple[tuple[str, str], ...]
@@ -99,6 +99,11 @@ class Metrics:
         """Current value of a counter or gauge (0 when never set); for tests and /health."""
         with self._lock:
             return self._metrics[name].values.get(_labels(labels), 0.0)
+
+    def total(self, name: str, where: Callable[[dict[str, str]], bool] = lambda labels: True) -> float:
+        """Sum of a counter or gauge over the label sets `where` accepts (the console's activity)."""
+        with self._lock:
+            return sum(value for labels, value in self._metrics[name].values.items() if where(dict(labels)))
 
     def render(self) -> str:
         with self._lock:

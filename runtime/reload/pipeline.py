@@ -107,8 +107,9 @@ class Reloader:
         except ConfigError as exc:
             return self._refuse(describe(exc))
         plan = plan_changes(self.running.config, candidate.config, self._file_kinds(current, candidate))
-        if plan.empty:  # same settings, other bytes (a comment): the bytes served are these
+        if plan.empty:  # same settings, other bytes (a comment, or a refused edit undone): the bytes served are these
             self.state.file_sha256 = current.get(str(self.inputs.path.absolute()), self.state.file_sha256)
+            self.state.last_error = None  # an earlier refusal is no longer what the file says
             self._note_overrides(candidate)
             log.info("config reload: no change to apply (generation %d)", self.state.generation)
             return Outcome(Status.unchanged, plan)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -22,6 +23,8 @@ from ..models.manager import ModelManager
 from ..ops.metrics import Metrics
 from .responses import Envelope, Reply, completion_body, stream_chunk, usage_chunk
 from .streaming import DONE, ClientGone, EventStream, error_event, event, unless_disconnected
+
+usage_log = logging.getLogger("cortex.usage")
 
 CLIENT_CLOSED_REQUEST = 499  # nginx's code; nobody reads it, but logs and metrics do
 
@@ -232,6 +235,8 @@ class Lease:
 
 
 def record(metrics: Metrics, model_id: str, stats: TokenStats) -> None:
+    # One line per generation, in its request's log context: `cortex view logs` finds a model's requests by it.
+    usage_log.info("model `%s`: %d prompt tokens, %d generated", model_id, stats.prompt_tokens, stats.completion_tokens)
     if stats.completion_tokens == 0:
         return
     metrics.inc("cortex_tokens_total", stats.prompt_tokens, model=model_id, direction="in")

@@ -367,6 +367,17 @@ def test_a_dns_name_that_rebinds_to_a_keyless_server_is_not_its_own_origin() -> 
     assert public.post("/v1/completions", content=b"{}", headers=by_address).status_code == 200
 
 
+def test_a_keyed_server_trusts_its_own_origin_by_any_name() -> None:
+    """The console at http://device.local/ posts from its own origin; a rebinding page would have no key."""
+    keyed = make_client({"host": "0.0.0.0", "auth": {"api_keys": [KEY]}}, peer="192.0.2.10")
+    own = {**JSON, "host": "device.local:39281", "origin": "http://device.local:39281"}
+    with_key = {**own, "authorization": f"Bearer {KEY}"}
+    assert keyed.post("/v1/completions", content=b"{}", headers=with_key).status_code == 200
+    assert_openai_error(keyed.post("/v1/completions", content=b"{}", headers=own), 401)
+    other = {**with_key, "origin": "http://evil.example"}
+    assert_openai_error(keyed.post("/v1/completions", content=b"{}", headers=other), 403)
+
+
 @pytest.mark.parametrize(
     ("peer", "key"),
     [

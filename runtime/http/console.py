@@ -1,0 +1,76 @@
+"""The device's console: `GET /` (static page and modules from the package, no CDN) and the data it reads.
+
+The page and its assets are public; the data routes (`/console/api/...`) need a key like every API route,
+and the page sends it as a Bearer header from the tab's session storage (no cookies: no CSRF to guard).
+Chat, load and unload go through the API's own routes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from ..ops.activity import Activity
+from ..ops.bench_history import recent_runs
+from ..ops.database import DatabaseError
+from .docs import PAGE_HEADERS, read_asset
+from .errors import ApiError
+
+PAGE = "console.html"
+ASSETS = {
+    "console.js": "text/javascript; charset=utf-8",
+    "console-api.js": "text/javascript; charset=utf-8",
+    "console-chart.js": "text/javascript; charset=utf-8",
+    "console-markdown.js": "text/javascript; charset=utf-8",
+    "console.css": "text/css; charset=utf-8",
+}
+ASSET_PREFIX = "/console/assets/"
+HEADERS = {**PAGE_HEADERS, "cache-control": "no-cache", "referrer-policy": "no-referrer"}
+log = logging.getLogger("cortex.console")
+
+
+@functools.cache
+def _assets() -> dict[str, str]:
+    return {name: read_asset(name) for name in [PAGE, *ASSETS]}
+
+
+def console_routes(overview: Callable[[], list[dict[str, object]]], activity: Activity, data: Path) -> list[BaseRoute]:
+    assets = _assets()
+
+    async def page(request: Request) -> Response:
+        return HTMLResponse(assets[PAGE], headers=HEADERS)
+
+    async def asset(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in ASSETS:
+            raise ApiError(404, "no such console asset")
+        return Response(assets[name], media_type=ASSETS[name], headers=HEADERS)
+
+    async def models(request: Request) -> Response:
+        return JSONResponse({"models": overview()})
+
+    async def activity_series(request: Request) -> Response:
+        return JSONResponse(activity.series())
+
+    async def bench(request: Request) -> Response:
+        try:  # SQLite off the event loop: a slow disk must not hold up other requests
+            runs = await asyncio.to_thread(recent_runs, data)
+        except DatabaseError as exc:
+            log.warning("the console cannot read the bench runs: %s", exc)
+            raise ApiError(503, "the stored bench runs cannot be read (the server log says why)") from None
+        return JSONResponse({"runs": runs})
+
+    return [
+        Route("/", page, methods=["GET"]),
+        Route(ASSET_PREFIX + "{name}", asset, methods=["GET"]),
+        Route("/console/api/models", models, methods=["GET"]),
+        Route("/console/api/activity", activity_series, methods=["GET"]),
+        Route("/console/api/bench", bench, methods=["GET"]),
+    ]

@@ -1,0 +1,55 @@
+"""The last minutes of activity (generated tokens/s, API requests/min), sampled from the runtime's own counters.
+
+One `Activity` lives as long as the process (every app generation shares it, as they share the metrics);
+the first app's lifespan samples it every `interval_s` on the event loop: two sums under the metrics lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from .metrics import Metrics
+
+INTERVAL_S = 10.0
+KEPT = 60  # ten minutes at the default interval
+
+
+@dataclass(frozen=True)
+class Sample:
+    at: float  # time.time()
+    tokens_out: float
+    api_requests: float
+
+
+class Activity:
+    def __init__(self, metrics: Metrics, *, interval_s: float = INTERVAL_S, kept: int = KEPT) -> None:
+        self.metrics, self.interval_s = metrics, interval_s
+        self._samples: deque[Sample] = deque(maxlen=kept + 1)  # rates are between neighbours
+
+    def sample(self, at: float | None = None) -> None:
+        tokens = self.metrics.total("cortex_tokens_total", lambda labels: labels.get("direction") == "out")
+        requests = self.metrics.total("cortex_requests_total", lambda labels: labels["route"].startswith("/v1/"))
+        self._samples.append(Sample(time.time() if at is None else at, tokens, requests))
+
+    def series(self) -> dict[str, object]:
+        """Rates over each interval, oldest first: `[{at, tokens_per_s, requests_per_min}]`."""
+        samples = list(self._samples)
+        points = []
+        for before, after in itertools.pairwise(samples):
+            seconds = max(after.at - before.at, 1e-3)
+            points.append({
+                "at": round(after.at, 3),
+                "tokens_per_s": round((after.tokens_out - before.tokens_out) / seconds, 2),
+                "requests_per_min": round((after.api_requests - before.api_requests) * 60 / seconds, 2),
+            })  # fmt: skip
+        return {"interval_s": self.interval_s, "points": points}
+
+    async def run(self) -> None:
+        """Sample until cancelled."""
+        while True:
+            self.sample()
+            await asyncio.sleep(self.interval_s)
