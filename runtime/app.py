@@ -71,7 +71,12 @@ def create_app(
 
     routes = [
         *health_routes(models, metrics, config_status, *_device_status()),
-        *docs_routes(engine_document, keys_required=keys.configured, public_metrics=config.server.auth.public_metrics),
+        *docs_routes(
+            engine_document,
+            keys_required=keys.configured,
+            public_metrics=config.server.auth.public_metrics,
+            console=config.server.console,
+        ),
         *(console_routes(models.overview, activity, data_dir) if config.server.console else []),
         *model_control_routes(models),  # before v1's GET /v1/models/{id:path}, which would take their paths
         *v1_routes(models, offload),

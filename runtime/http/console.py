@@ -20,8 +20,9 @@ from starlette.routing import BaseRoute, Route
 from ..ops.activity import Activity
 from ..ops.bench_history import recent_runs
 from ..ops.database import DatabaseError
-from .docs import PAGE_HEADERS, read_asset
 from .errors import ApiError
+from .health import json_response, operation
+from .pages import PAGE_HEADERS, read_asset
 
 PAGE = "console.html"
 ASSETS = {
@@ -74,3 +75,41 @@ def console_routes(overview: Callable[[], list[dict[str, object]]], activity: Ac
         Route("/console/api/activity", activity_series, methods=["GET"]),
         Route("/console/api/bench", bench, methods=["GET"]),
     ]
+
+
+def console_openapi_paths(keys_required: bool) -> dict[str, object]:
+    """The console's data routes in /openapi.json (the page and its assets are not API operations)."""
+    routes: dict[str, tuple[str, dict[str, object]]] = {
+        "/console/api/models": ("Each model's state, memory, slots busy and requests queued.", {"models": _MODELS}),
+        "/console/api/activity": ("Generated tokens/s and API requests/min over the last minutes.", _ACTIVITY),
+        "/console/api/bench": ("The `cortex bench` runs stored on this device.", {"runs": _RUNS}),
+    }
+    paths: dict[str, object] = {}
+    for path, (summary, properties) in routes.items():
+        responses: dict[str, object] = {"200": json_response(summary, _object(properties))}
+        if keys_required:
+            responses["401"] = {"description": "No valid API key."}
+        if path.endswith("/bench"):
+            responses["503"] = {"description": "The stored runs cannot be read."}
+        paths[path] = {"get": operation(summary, responses, public=not keys_required)}
+    return paths
+
+
+def _array(items: dict[str, object]) -> dict[str, object]:
+    return {"type": "array", "items": items}
+
+
+def _object(properties: dict[str, object]) -> dict[str, object]:
+    return {"type": "object", "properties": properties, "required": list(properties)}
+
+
+_NUMBER: dict[str, object] = {"type": "number"}
+_INTEGER: dict[str, object] = {"type": "integer"}
+_STRING: dict[str, object] = {"type": "string"}
+_MODELS = _array(_object({"id": _STRING, "state": _STRING, "error": {"type": ["string", "null"]},
+                          "memory_mb": {"type": ["integer", "null"]}, "slots": {"type": ["integer", "null"]},
+                          "busy": _INTEGER, "queued": _INTEGER}))  # fmt: skip
+_POINT = _object({"at": _NUMBER, "tokens_per_s": _NUMBER, "requests_per_min": _NUMBER})
+_ACTIVITY: dict[str, object] = {"interval_s": _NUMBER, "points": _array(_POINT)}
+_RUNS = _array(_object({"id": _INTEGER, "started_at": _STRING, "label": _STRING, "model": _STRING,
+                        "complete": {"type": "boolean"}, "throughput": _array(_array(_NUMBER))}))  # fmt: skip

@@ -4,38 +4,30 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from importlib import resources
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from .console import console_openapi_paths
 from .errors import ApiError
 from .health import health_openapi_paths
+from .pages import PAGE_HEADERS, read_asset
 
 ASSETS = {"docs.js": "text/javascript; charset=utf-8", "docs.css": "text/css; charset=utf-8"}
-# The page loads only its own assets and talks only to this server.
-# frame-ancestors: no other page may frame it (clickjacking).
-CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; base-uri 'none'; "
-    "form-action 'none'; frame-ancestors 'none'"
-)
-
-# nosniff: a script or style is run only with its own type; X-Frame-Options says frame-ancestors to older browsers.
-PAGE_HEADERS = {"content-security-policy": CSP, "x-content-type-options": "nosniff", "x-frame-options": "DENY"}
 
 
-def read_asset(name: str) -> str:
-    return resources.files(__package__).joinpath("static", name).read_text(encoding="utf-8")
-
-
-def full_document(engine_document: dict[str, Any], *, keys_required: bool, public_metrics: bool) -> dict[str, Any]:
+def full_document(
+    engine_document: dict[str, Any], *, keys_required: bool, public_metrics: bool, console: bool = False
+) -> dict[str, Any]:
     """The engine's document, with the server's routes added and, when keys are set, the bearer scheme."""
     document = copy.deepcopy(engine_document)
     document.setdefault("openapi", "3.1.0")
     document.setdefault("info", {"title": "Cortex", "version": "1"})
     document.setdefault("paths", {}).update(health_openapi_paths(keys_required and not public_metrics))
+    if console:
+        document["paths"].update(console_openapi_paths(keys_required))
     for path in ("/openapi.json", "/docs"):
         document["paths"].pop(path, None)  # not API operations: keep them out of clients and fuzzers
     if keys_required:
@@ -46,9 +38,10 @@ def full_document(engine_document: dict[str, Any], *, keys_required: bool, publi
 
 
 def docs_routes(
-    engine_document: Callable[[], dict[str, Any]], *, keys_required: bool, public_metrics: bool
+    engine_document: Callable[[], dict[str, Any]], *, keys_required: bool, public_metrics: bool, console: bool = False
 ) -> list[BaseRoute]:
-    document = full_document(engine_document(), keys_required=keys_required, public_metrics=public_metrics)
+    document = full_document(engine_document(), keys_required=keys_required, public_metrics=public_metrics,
+                             console=console)  # fmt: skip
     page = read_asset("docs.html")
     assets = {name: read_asset(name) for name in ASSETS}
 

@@ -116,25 +116,27 @@ def health_openapi_paths(metrics_need_key: bool) -> dict[str, object]:
         },
     }
     return {
-        "/health": {"get": _operation("Liveness: the process answers.", {"200": _json("Alive.", alive)}, public=True)},
+        "/health": {
+            "get": operation("Liveness: the process answers.", {"200": json_response("Alive.", alive)}, public=True)
+        },
         "/ready": {
-            "get": _operation(
+            "get": operation(
                 "Readiness: every `load: start` model is loaded (model details need a key).",
-                {"200": _json("Ready.", ready), "503": _json("Still loading.", ready)},
+                {"200": json_response("Ready.", ready), "503": json_response("Still loading.", ready)},
                 public=True,
             )
         },
         "/metrics": {
-            "get": _operation("Prometheus metrics (text format 0.0.4).", metrics_responses, public=not metrics_need_key)
+            "get": operation("Prometheus metrics (text format 0.0.4).", metrics_responses, public=not metrics_need_key)
         },
     }
 
 
-def _json(description: str, schema: Mapping[str, object]) -> dict[str, object]:
+def json_response(description: str, schema: Mapping[str, object]) -> dict[str, object]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _operation(summary: str, responses: dict[str, object], *, public: bool) -> dict[str, object]:
+def operation(summary: str, responses: dict[str, object], *, public: bool) -> dict[str, object]:
     operation: dict[str, object] = {"summary": summary, "tags": ["server"], "responses": responses}
     if public:
         operation["security"] = []

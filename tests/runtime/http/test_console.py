@@ -13,8 +13,8 @@ from menlo_cortex.cortexfile.schema import Cortexfile
 from menlo_cortex.runtime.app import create_app
 from menlo_cortex.runtime.http.auth import ApiKeys
 from menlo_cortex.runtime.http.console import ASSETS, PAGE, console_routes
-from menlo_cortex.runtime.http.docs import read_asset
 from menlo_cortex.runtime.http.middleware import EXCEPTION_HANDLERS, middleware
+from menlo_cortex.runtime.http.pages import read_asset
 from menlo_cortex.runtime.ops.activity import Activity
 from menlo_cortex.runtime.ops.metrics import standard_metrics
 from starlette.applications import Starlette
