@@ -11,6 +11,7 @@ from rich.text import Text
 from textual import on
 from textual.app import App, ComposeResult
 from textual.containers import Horizontal
+from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Footer, Input, Select, Static
 
 from menlo_cortex.runtime.ops.log_records import LEVELS, NO_REQUEST, Criteria, LogReader, LogRecord
@@ -51,7 +52,7 @@ class LogViewer(App[None]):
             yield Input(self.criteria.model, placeholder="model", id="model")
             yield Input(self.criteria.request, placeholder="request id", id="request")
             yield Input(self.criteria.text, placeholder="text (/)", id="text")
-        yield Static(id="where")
+        yield Static(id="where", markup=False)  # a path may hold [brackets]
         yield DataTable(cursor_type="row", zebra_stripes=True, id="lines")
         yield Footer()
 
@@ -73,6 +74,8 @@ class LogViewer(App[None]):
         for record in self.reader.feed(lines):
             if self.criteria.accepts(record, self.reader.request_models):
                 _add_row(table, record)
+        while table.row_count > SHOWN_MOST:
+            table.remove_row(table.coordinate_to_cell_key(Coordinate(0, 0)).row_key)
         if self.following and table.row_count:
             table.move_cursor(row=table.row_count - 1)
 
@@ -128,7 +131,8 @@ class LogViewer(App[None]):
 def _add_row(table: DataTable[Text], record: LogRecord) -> None:
     """Every cell a plain Text (never parsed as markup), control characters shown as `?`: a log line holds
     what clients sent and what other programs wrote to the journal."""
-    message = record.message + (f"  (+{len(record.extra)} lines)" if record.extra else "")
+    hidden = len(record.extra) + record.more
+    message = record.message + (f"  (+{hidden} lines)" if hidden else "")
     cells = [record.time[11:], record.request[:12], record.logger, message]
     time, request, logger, text = (Text(_CONTROL.sub("?", cell)) for cell in cells)
     level = Text(record.level, style=LEVEL_STYLES.get(record.level, ""))

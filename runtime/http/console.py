@@ -110,6 +110,6 @@ _MODELS = _array(_object({"id": _STRING, "state": _STRING, "error": {"type": ["s
                           "memory_mb": {"type": ["integer", "null"]}, "slots": {"type": ["integer", "null"]},
                           "busy": _INTEGER, "queued": _INTEGER}))  # fmt: skip
 _POINT = _object({"at": _NUMBER, "tokens_per_s": _NUMBER, "requests_per_min": _NUMBER})
-_ACTIVITY: dict[str, object] = {"interval_s": _NUMBER, "points": _array(_POINT)}
+_ACTIVITY: dict[str, object] = {"interval_s": _NUMBER, "kept": _INTEGER, "points": _array(_POINT)}
 _RUNS = _array(_object({"id": _INTEGER, "started_at": _STRING, "label": _STRING, "model": _STRING,
                         "complete": {"type": "boolean"}, "throughput": _array(_array(_NUMBER))}))  # fmt: skip

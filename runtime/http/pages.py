@@ -13,7 +13,13 @@ CSP = (
 )
 
 # nosniff: a script or style is run only with its own type; X-Frame-Options says frame-ancestors to older browsers.
-PAGE_HEADERS = {"content-security-policy": CSP, "x-content-type-options": "nosniff", "x-frame-options": "DENY"}
+# same-origin opener: a page that opened this one in a window cannot navigate it to a look-alike key form.
+PAGE_HEADERS = {
+    "content-security-policy": CSP,
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "cross-origin-opener-policy": "same-origin",
+}
 
 
 def read_asset(name: str) -> str:

@@ -15,7 +15,7 @@ from ..ops.metrics import Metrics
 from .errors import error_response
 
 REQUEST_ID_HEADER = "x-request-id"
-_SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_SANE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")  # never "-", the logs' "outside a request"
 UNMATCHED_ROUTE = "unmatched"
 
 access_log = logging.getLogger("cortex.access")

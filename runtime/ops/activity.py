@@ -20,33 +20,36 @@ KEPT = 60  # ten minutes at the default interval
 
 @dataclass(frozen=True)
 class Sample:
-    at: float  # time.time()
+    at: float  # time.time(), for the chart's labels
+    clock: float  # time.monotonic(), for rates: a device's wall clock jumps at its first NTP sync
     tokens_out: float
     api_requests: float
 
 
 class Activity:
     def __init__(self, metrics: Metrics, *, interval_s: float = INTERVAL_S, kept: int = KEPT) -> None:
-        self.metrics, self.interval_s = metrics, interval_s
+        self.metrics, self.interval_s, self.kept = metrics, interval_s, kept
         self._samples: deque[Sample] = deque(maxlen=kept + 1)  # rates are between neighbours
 
-    def sample(self, at: float | None = None) -> None:
+    def sample(self, at: float | None = None, clock: float | None = None) -> None:
         tokens = self.metrics.total("cortex_tokens_total", lambda labels: labels.get("direction") == "out")
         requests = self.metrics.total("cortex_requests_total", lambda labels: labels["route"].startswith("/v1/"))
-        self._samples.append(Sample(time.time() if at is None else at, tokens, requests))
+        at, clock = time.time() if at is None else at, time.monotonic() if clock is None else clock
+        self._samples.append(Sample(at, clock, tokens, requests))
 
     def series(self) -> dict[str, object]:
-        """Rates over each interval, oldest first: `[{at, tokens_per_s, requests_per_min}]`."""
+        """Rates over each interval, oldest first (`points`: `[{at, tokens_per_s, requests_per_min}]`), at most
+        `kept` of them, one every `interval_s`."""
         samples = list(self._samples)
         points = []
         for before, after in itertools.pairwise(samples):
-            seconds = max(after.at - before.at, 1e-3)
+            seconds = max(after.clock - before.clock, 1e-3)
             points.append({
                 "at": round(after.at, 3),
                 "tokens_per_s": round((after.tokens_out - before.tokens_out) / seconds, 2),
                 "requests_per_min": round((after.api_requests - before.api_requests) * 60 / seconds, 2),
             })  # fmt: skip
-        return {"interval_s": self.interval_s, "points": points}
+        return {"interval_s": self.interval_s, "kept": self.kept, "points": points}
 
     async def run(self) -> None:
         """Sample until cancelled."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -43,4 +44,4 @@ def _throughput(text: str) -> list[list[float]]:
         points = [[int(streams), float(level["aggregate_tokens_per_s"])] for streams, level in levels.items()]
     except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
         return []
-    return sorted(points)
+    return sorted(point for point in points if all(map(math.isfinite, point)))  # JSON has no NaN

@@ -8,6 +8,7 @@ level, so nothing read is dropped.
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -19,6 +20,9 @@ _LINE = re.compile(
 # How the runtime names a model in its messages: "model `gemma`".
 _MODEL = re.compile(r"model `([^`\s]{1,200})`")
 _ACCESS = re.compile(r'"(?:GET|POST|PUT|DELETE|HEAD|OPTIONS|PATCH) \S+ HTTP/[\d.]+" \d{3}')
+KEPT_RECORDS = 200_000  # the oldest go first: a viewer open for days keeps a bounded history
+KEPT_REQUESTS = 50_000
+KEPT_EXTRA = 500  # continuation lines kept per record; more are counted
 LEVELS = ("TRACE", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _RANK = {level: rank for rank, level in enumerate(LEVELS)}
 NO_REQUEST = "-"
@@ -33,6 +37,7 @@ class LogRecord:
     request: str  # NO_REQUEST outside a request
     message: str
     extra: list[str] = field(default_factory=list)  # continuation lines
+    more: int = 0  # continuation lines past KEPT_EXTRA, counted only
 
     @property
     def text(self) -> str:
@@ -50,8 +55,9 @@ class LogReader:
     """Turns lines into records as they come; remembers which models each request's lines named."""
 
     def __init__(self) -> None:
-        self.records: list[LogRecord] = []
+        self.records: deque[LogRecord] = deque(maxlen=KEPT_RECORDS)
         self.request_models: dict[str, set[str]] = {}
+        self._read = 0
 
     def feed(self, lines: Iterable[str]) -> list[LogRecord]:
         """Records begun by these lines (a continuation line extends the last record instead)."""
@@ -61,24 +67,33 @@ class LogReader:
             match = _LINE.match(line)
             continues = line[:1].isspace() or _traceback(line)
             if match is None and self.records and self.records[-1].level and continues:
-                self.records[-1].extra.append(line)
-                self._note_models(self.records[-1])
+                self._extend(self.records[-1], line)
                 continue
             record = self._record(match, line)
             self.records.append(record)
-            self._note_models(record)
+            self._note_models(record.request, record.message)
             new.append(record)
         return new
 
     def _record(self, match: re.Match[str] | None, line: str) -> LogRecord:
-        index = len(self.records)
+        self._read += 1
         if match is None:
-            return LogRecord(index, "", "", "", NO_REQUEST, line)
-        return LogRecord(index, match["time"], match["level"], match["logger"], match["request"], match["message"])
+            return LogRecord(self._read, "", "", "", NO_REQUEST, line)
+        return LogRecord(self._read, match["time"], match["level"], match["logger"], match["request"], match["message"])
 
-    def _note_models(self, record: LogRecord) -> None:
-        if record.request != NO_REQUEST and (models := record.models()):
-            self.request_models.setdefault(record.request, set()).update(models)
+    def _extend(self, record: LogRecord, line: str) -> None:
+        if len(record.extra) < KEPT_EXTRA:
+            record.extra.append(line)
+            self._note_models(record.request, line)
+        else:
+            record.more += 1
+
+    def _note_models(self, request: str, text: str) -> None:
+        if request == NO_REQUEST or not (models := set(_MODEL.findall(text))):
+            return
+        self.request_models.setdefault(request, set()).update(models)
+        while len(self.request_models) > KEPT_REQUESTS:
+            del self.request_models[next(iter(self.request_models))]
 
     def matching(self, criteria: Criteria) -> Iterator[LogRecord]:
         return (record for record in self.records if criteria.accepts(record, self.request_models))

@@ -235,6 +235,8 @@ class Lease:
 
 
 def record(metrics: Metrics, model_id: str, stats: TokenStats) -> None:
+    if stats.prompt_tokens == 0 and stats.completion_tokens == 0:
+        return  # refused before it began (queue full, model failed): the access line says so
     # One line per generation, in its request's log context: `cortex view logs` finds a model's requests by it.
     usage_log.info("model `%s`: %d prompt tokens, %d generated", model_id, stats.prompt_tokens, stats.completion_tokens)
     if stats.completion_tokens == 0:

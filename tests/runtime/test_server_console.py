@@ -11,25 +11,39 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from menlo_cortex.benchmark.run_store import RunStore
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
+from tests.conftest import TEST_MODEL_SHA256
 from tests.runtime.cortex_server import CortexServer, launch
 
 KEY = "sk-console-test-0123456789"
 KEYED = 'server:\n  auth:\n    api_keys: ["${env:CONSOLE_KEY}"]\n'
 WAIT_S = 60
 pytestmark = pytest.mark.timeout(420)
+BENCH_REPORT = {
+    "started_at": "2026-12-05T10:00:00Z", "target": {"label": "gemma on this device", "model": "gemma"},
+    "complete": True, "kinds": ["load"], "host": {"cpu_flags": [], "accelerators": []},
+    "results": {"load": {"levels": {str(streams): {"aggregate_tokens_per_s": rate}
+                                    for streams, rate in ((1, 38.3), (2, 60.2), (4, 92.2), (8, 94.8))}}},
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def server(
     tmp_path_factory: pytest.TempPathFactory, cortex_command: list[str], test_data_dir: Path
 ) -> Iterator[CortexServer]:
-    started = launch(tmp_path_factory.mktemp("console"), cortex_command, test_data_dir, KEYED, env={"CONSOLE_KEY": KEY})
+    """Its own data folder (the test model hard-linked in), holding one stored bench run for the charts."""
+    data = tmp_path_factory.mktemp("console-data")
+    model = Path("models", f"{TEST_MODEL_SHA256}.gguf")
+    (data / "models").mkdir()
+    os.link(test_data_dir / model, data / model)
+    RunStore(data).add(BENCH_REPORT)
+    started = launch(tmp_path_factory.mktemp("console"), cortex_command, data, KEYED, env={"CONSOLE_KEY": KEY})
     try:
         started.wait_ready()
         yield started
@@ -106,8 +120,8 @@ def test_chat_streams_stops_and_shows_markup_as_text(server: CortexServer, brows
     open_with_key(browser, server)
     until(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#chat-model option"), "the model choice")
     set_field(browser, "chat-temperature", "0")
-    set_field(browser, "chat-max-tokens", "200")
-    send(browser, "Write a short poem about a robot in a warehouse.")
+    set_field(browser, "chat-max-tokens", "80")
+    send(browser, "Give three tips for keeping a warehouse tidy, as a list.")
     seen: list[str] = []
 
     def partial_answer(driver: WebDriver) -> bool:
@@ -157,13 +171,22 @@ def test_unload_and_load_a_model(server: CortexServer, browser: WebDriver) -> No
     screenshot(browser, "models")
 
 
+def tokens_charted(driver: WebDriver) -> bool:
+    """A point of the tokens/s chart above zero (each point's title reads `tokens/s: 5.0 at 10:00:00`)."""
+    titles = driver.find_elements(By.CSS_SELECTOR, "#chart-tokens circle title")
+    return any(float(title.get_attribute("textContent").split(": ")[1].split(" ")[0]) > 0 for title in titles)
+
+
 def test_activity_and_a_refused_edit_appear(server: CortexServer, browser: WebDriver) -> None:
     with server.client() as client:  # tokens for the activity chart
         chat = {"model": "gemma", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 16}
         client.post("/v1/chat/completions", json=chat, headers={"authorization": f"Bearer {KEY}"}).raise_for_status()
     open_with_key(browser, server)
     browser.find_element(By.ID, "tab-activity").click()
-    until(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#chart-tokens path.series"), "the tokens/s chart")
+    until(browser, tokens_charted, "the generated tokens on the tokens/s chart")
+    until(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#chart-bench path.series"), "the bench run's chart")
+    assert "gemma on this device" in browser.find_element(By.ID, "bench-rows").text
+    assert "94.8" in browser.find_element(By.ID, "bench-rows").text
     screenshot(browser, "activity")
 
     original = server.cortexfile.read_text(encoding="utf-8")

@@ -2,6 +2,10 @@
 const KEY = "cortex.console.key";
 
 export class Unauthorized extends Error {}
+const CROSS_SITE_HINT =
+  "This server has no API keys, so it takes changes only from a page opened by its address or as localhost " +
+  "(a page from another site could give itself this name). Open the console by address, or list " +
+  `${location.origin} in server.cors.origins.`;
 
 export function savedKey() {
   return sessionStorage.getItem(KEY) || "";
@@ -23,6 +27,7 @@ async function failure(response) {
   try {
     const body = await response.json();
     message = body?.error?.message || message;
+    if (body?.error?.code === "cross_site_refused") message = CROSS_SITE_HINT;
   } catch {
     // not JSON: the status says enough
   }

@@ -11,10 +11,10 @@ function svg(tag, attributes = {}, text) {
   return node;
 }
 
-function bounds(series) {
+function bounds(series, xRange) {
   const xs = series.flatMap((s) => s.points.map((p) => p[0]));
   const ys = series.flatMap((s) => s.points.map((p) => p[1]));
-  const [xMin, xMax] = [Math.min(...xs), Math.max(...xs)];
+  const [xMin, xMax] = xRange || [Math.min(...xs), Math.max(...xs)];
   return { xMin, xMax: xMax > xMin ? xMax : xMin + 1, yMax: Math.max(...ys, 1e-9) * 1.1 };
 }
 
@@ -23,8 +23,9 @@ function short(value) {
   return value >= 10 ? value.toFixed(0) : value.toFixed(1);
 }
 
-// series: [{name, points: [[x, y], ...]}]; formatX: how an x tick reads (a time, a stream count).
-export function lineChart(container, series, { label, formatX = short } = {}) {
+// series: [{name, points: [[x, y], ...]}]; formatX: how an x tick reads (a time, a stream count);
+// xRange: a fixed [min, max] for the x axis (a time window) instead of the points' own.
+export function lineChart(container, series, { label, formatX = short, xRange } = {}) {
   const drawn = series.filter((s) => s.points.length);
   const chart = svg("svg", { viewBox: `0 0 ${WIDTH} ${HEIGHT}`, role: "img", "aria-label": label || "chart" });
   if (!drawn.length) {
@@ -32,7 +33,7 @@ export function lineChart(container, series, { label, formatX = short } = {}) {
     container.replaceChildren(chart);
     return;
   }
-  const { xMin, xMax, yMax } = bounds(drawn);
+  const { xMin, xMax, yMax } = bounds(drawn, xRange);
   const x = (v) => PAD.left + ((v - xMin) / (xMax - xMin)) * (WIDTH - PAD.left - PAD.right);
   const y = (v) => HEIGHT - PAD.bottom - (v / yMax) * (HEIGHT - PAD.top - PAD.bottom);
   chart.append(svg("line", { x1: PAD.left, y1: y(0), x2: WIDTH - PAD.right, y2: y(0), class: "axis" }));
@@ -50,6 +51,11 @@ export function lineChart(container, series, { label, formatX = short } = {}) {
     const line = svg("path", { d: path, class: `series series-${index % 4}` });
     line.append(svg("title", {}, s.name));
     chart.append(line);
+    for (const [px, py] of s.points) { // a dot per point: one point alone is no line
+      const dot = svg("circle", { cx: x(px).toFixed(1), cy: y(py).toFixed(1), r: 3, class: `dot dot-${index % 4}` });
+      dot.append(svg("title", {}, `${s.name}: ${short(py)} at ${formatX(px)}`));
+      chart.append(dot);
+    }
   });
   container.replaceChildren(chart);
 }

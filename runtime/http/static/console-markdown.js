@@ -7,7 +7,9 @@ const HEADING = /^(#{1,6})\s+(.*)$/;
 const BULLET = /^\s*[-*+]\s+(.*)$/;
 const NUMBERED = /^\s*\d{1,9}[.)]\s+(.*)$/;
 const QUOTE = /^\s*>\s?(.*)$/;
-const INLINE = /(`[^`\n]+`)|(\*\*[^*\n]+\*\*)|(\*[^*\n]+\*|_[^_\n]+_)|(\[[^\]\n]+\]\([^)\s]+\))/;
+// Bounded repetitions: a long run of unclosed `[` or `*` must not make each render quadratic.
+const INLINE = /(`[^`\n]{1,2000}`)|(\*\*[^*\n]{1,2000}\*\*)|(\*[^*\n]{1,2000}\*|_[^_\n]{1,2000}_)|(\[[^\]\n]{1,500}\]\([^)\s]{1,2000}\))/;
+const MAX_QUOTE_DEPTH = 8;
 
 function element(tag, text) {
   const node = document.createElement(tag);
@@ -78,22 +80,23 @@ function codeBlock(lines, start) {
   return [pre, index + 1];
 }
 
-function block(lines, index) {
+function block(lines, index, depth) {
   const line = lines[index];
   if (FENCE.test(line)) return codeBlock(lines, index);
   const heading = HEADING.exec(line);
   if (heading) return [appendInline(element(`h${Math.min(heading[1].length + 2, 6)}`), heading[2]), index + 1];
   if (BULLET.test(line)) return listOf(lines, index, BULLET, "ul");
   if (NUMBERED.test(line)) return listOf(lines, index, NUMBERED, "ol");
-  if (QUOTE.test(line)) {
+  if (QUOTE.test(line) && depth < MAX_QUOTE_DEPTH) {
     const quoted = [];
     for (; index < lines.length && QUOTE.test(lines[index]); index++) quoted.push(QUOTE.exec(lines[index])[1]);
     const quote = element("blockquote");
-    quote.append(renderMarkdown(quoted.join("\n")));
+    quote.append(renderMarkdown(quoted.join("\n"), depth + 1));
     return [quote, index];
   }
   const paragraph = [];
-  for (; index < lines.length && lines[index].trim() && !startsBlock(lines[index]); index++) paragraph.push(lines[index]);
+  do paragraph.push(lines[index++]);
+  while (index < lines.length && lines[index].trim() && !startsBlock(lines[index]));
   return [appendInline(element("p"), paragraph.join("\n")), index];
 }
 
@@ -101,7 +104,7 @@ function startsBlock(line) {
   return [FENCE, HEADING, BULLET, NUMBERED, QUOTE].some((pattern) => pattern.test(line));
 }
 
-export function renderMarkdown(text) {
+export function renderMarkdown(text, depth = 0) {
   const fragment = document.createDocumentFragment();
   const lines = String(text).split("\n");
   let index = 0;
@@ -110,7 +113,7 @@ export function renderMarkdown(text) {
       index++;
       continue;
     }
-    const [node, next] = block(lines, index);
+    const [node, next] = block(lines, index, depth);
     fragment.append(node);
     index = next;
   }

@@ -123,7 +123,8 @@ function modelRow(id) {
     update(model) {
       cells[1].textContent = model.error ? `${model.state}: ${model.error}` : model.state;
       cells[1].className = `state-${model.state}`;
-      cells[2].textContent = model.memory_mb ? `${model.memory_mb} MiB` : "—";
+      const resident = model.state === "ready" || model.state === "loading";
+      cells[2].textContent = resident && model.memory_mb ? `${model.memory_mb} MiB` : "—";
       cells[3].textContent = model.slots ? `${model.busy} of ${model.slots}` : String(model.busy);
       cells[4].textContent = String(model.queued);
       load.disabled = load.dataset.busy === "1" || model.state === "ready" || model.state === "loading";
@@ -200,12 +201,14 @@ const clock = (seconds) => new Date(seconds * 1000).toLocaleTimeString();
 
 async function refreshActivity() {
   try {
-    const { points } = await getJson("/console/api/activity");
+    const { points, interval_s: interval, kept } = await getJson("/console/api/activity");
+    const now = Date.now() / 1000;
+    const window = { formatX: clock, xRange: [now - interval * kept, now] }; // the whole window, filling in
     const tokens = points.map((p) => [p.at, p.tokens_per_s]);
     const requests = points.map((p) => [p.at, p.requests_per_min]);
-    lineChart($("chart-tokens"), [{ name: "tokens/s", points: tokens }], { label: "tokens per second", formatX: clock });
+    lineChart($("chart-tokens"), [{ name: "tokens/s", points: tokens }], { label: "tokens per second", ...window });
     lineChart($("chart-requests"), [{ name: "requests/min", points: requests }],
-      { label: "requests per minute", formatX: clock });
+      { label: "requests per minute", ...window });
     showError("activity-error", null);
   } catch (error) {
     handle("activity-error")(error);
@@ -246,16 +249,24 @@ function number(id) {
   return Number.isFinite(value) ? value : undefined;
 }
 
-function chatRequest() {
+function chatRequest(history) {
   const system = $("chat-system").value.trim();
   return {
     model: $("chat-model").value,
-    messages: [...(system ? [{ role: "system", content: system }] : []), ...chat.messages],
+    messages: [...(system ? [{ role: "system", content: system }] : []), ...history],
     stream: true,
     temperature: number("chat-temperature"),
     top_p: number("chat-top-p"),
     max_tokens: number("chat-max-tokens"),
   };
+}
+
+function drawAnswer(body, answer) {
+  try {
+    body.replaceChildren(renderMarkdown(answer));
+  } catch {
+    body.replaceChildren(cell("p", answer)); // whatever the renderer meets, the text still shows
+  }
 }
 
 async function send(event) {
@@ -265,19 +276,20 @@ async function send(event) {
   if (!text || chat.controller) return;
   input.value = "";
   showError("chat-error", null);
-  chat.messages.push({ role: "user", content: text });
+  const history = chat.messages; // this conversation, even if New chat starts another meanwhile
+  const controller = (chat.controller = new AbortController());
+  history.push({ role: "user", content: text });
   chatEntry("user", text);
   const body = chatEntry("assistant", "");
   let answer = "";
   let pending = false;
   const draw = () => {
     pending = false;
-    body.replaceChildren(renderMarkdown(answer));
+    drawAnswer(body, answer);
   };
-  chat.controller = new AbortController();
   setStreaming(true);
   try {
-    const response = await postJson("/v1/chat/completions", chatRequest(), chat.controller.signal);
+    const response = await postJson("/v1/chat/completions", chatRequest(history), controller.signal);
     await readEvents(response, (chunk) => {
       if (chunk.error) throw new Error(chunk.error.message || "the stream ended with an error");
       answer += chunk.choices?.[0]?.delta?.content ?? "";
@@ -289,10 +301,12 @@ async function send(event) {
   } catch (error) {
     if (error.name !== "AbortError") handle("chat-error")(error);
   } finally {
-    draw();
-    if (answer) chat.messages.push({ role: "assistant", content: answer });
     chat.controller = null;
     setStreaming(false);
+    draw();
+    // Roles must alternate: a turn with no answer leaves no trace in the conversation.
+    if (answer) history.push({ role: "assistant", content: answer });
+    else history.pop();
   }
 }
 

@@ -56,7 +56,7 @@ def test_the_consoles_data_needs_the_key(tmp_path: Path) -> None:
         assert client.get(path).status_code == 401, path
     bearer = {"authorization": f"Bearer {KEY}"}
     assert client.get("/console/api/models", headers=bearer).json() == {"models": OVERVIEW}
-    assert client.get("/console/api/activity", headers=bearer).json() == {"interval_s": 10.0, "points": []}
+    assert client.get("/console/api/activity", headers=bearer).json() == {"interval_s": 10.0, "kept": 60, "points": []}
     assert client.get("/console/api/bench", headers=bearer).json() == {"runs": []}
 
 
@@ -101,21 +101,21 @@ def test_no_script_writes_markup(name: str) -> None:
 def test_activity_is_the_rate_between_samples() -> None:
     metrics = standard_metrics()
     activity = Activity(metrics, interval_s=10, kept=2)
-    activity.sample(at=100.0)
+    activity.sample(at=100.0, clock=100.0)
     metrics.inc("cortex_tokens_total", 300, model="m", direction="out")
     metrics.inc("cortex_tokens_total", 999, model="m", direction="in")  # prompt tokens are not generated ones
     metrics.inc("cortex_requests_total", 5, route="/v1/chat/completions", status="200")
     metrics.inc("cortex_requests_total", 50, route="/health", status="200")  # polls are not API requests
-    activity.sample(at=110.0)
-    activity.sample(at=120.0)
-    activity.sample(at=130.0)  # `kept` points: the oldest goes
+    activity.sample(at=110.0, clock=110.0)
+    activity.sample(at=120.0, clock=120.0)
+    activity.sample(at=130.0, clock=130.0)  # `kept` points: the oldest goes
     points = activity.series()["points"]
     assert points == [
         {"at": 120.0, "tokens_per_s": 0.0, "requests_per_min": 0.0},
         {"at": 130.0, "tokens_per_s": 0.0, "requests_per_min": 0.0},
     ]
     fresh = Activity(metrics)
-    fresh.sample(at=0.0)
+    fresh.sample(at=0.0, clock=0.0)
     metrics.inc("cortex_tokens_total", 50, model="m", direction="out")
-    fresh.sample(at=10.0)
-    assert fresh.series()["points"] == [{"at": 10.0, "tokens_per_s": 5.0, "requests_per_min": 0.0}]
+    fresh.sample(at=5.0, clock=10.0)  # the wall clock went back: rates follow the monotonic one
+    assert fresh.series()["points"] == [{"at": 5.0, "tokens_per_s": 5.0, "requests_per_min": 0.0}]

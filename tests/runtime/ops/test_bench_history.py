@@ -33,7 +33,7 @@ def test_runs_oldest_first_with_throughput_by_streams(tmp_path: Path) -> None:
 
 def test_a_damaged_report_keeps_its_row_without_figures(tmp_path: Path) -> None:
     store = RunStore(tmp_path)
-    store.add(report("odd", {"x": {"aggregate_tokens_per_s": 1}}))
+    store.add(report("odd", {"x": {"aggregate_tokens_per_s": 1}, "2": {"aggregate_tokens_per_s": float("nan")}}))
     run_id = store.add(report("ok", {}))
     with sqlite3.connect(tmp_path / "cortex.db") as db:
         db.execute("UPDATE bench_runs SET report = '{' WHERE id = ?", (run_id,))
