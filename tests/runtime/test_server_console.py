@@ -174,7 +174,8 @@ def test_unload_and_load_a_model(server: CortexServer, browser: WebDriver) -> No
 def tokens_charted(driver: WebDriver) -> bool:
     """A point of the tokens/s chart above zero (each point's title reads `tokens/s: 5.0 at 10:00:00`)."""
     titles = driver.find_elements(By.CSS_SELECTOR, "#chart-tokens circle title")
-    return any(float(title.get_attribute("textContent").split(": ")[1].split(" ")[0]) > 0 for title in titles)
+    values = [str(title.get_attribute("textContent")).split(": ")[1].split(" ")[0] for title in titles]
+    return any(float(value) > 0 for value in values)
 
 
 def test_activity_and_a_refused_edit_appear(server: CortexServer, browser: WebDriver) -> None:

@@ -36,7 +36,7 @@ def tags(tree: dict[str, Any]) -> list[str]:
 
 
 def text(tree: dict[str, Any]) -> str:
-    return tree["text"] + "".join(text(child) for child in tree["children"])
+    return str(tree["text"]) + "".join(text(child) for child in tree["children"])
 
 
 def test_the_usual_shapes() -> None:
