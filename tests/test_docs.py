@@ -14,8 +14,9 @@ from tests.cortexfile.test_migrate import CORTEXRC
 
 ROOT = Path(__file__).resolve().parent.parent
 # `start` serves until stopped; `build`, `lock` and `bench` need a container engine, a Debian root or the
-# models: tests/runtime, tests/images and tests/benchmark run them for real.
-NOT_RUN_HERE = ("cortex start", "cortex build", "cortex lock", "cortex bench")
+# models: tests/runtime, tests/images and tests/benchmark run them for real; `view` needs a terminal, and
+# tests/cli/test_view_logs.py gives it one (tmux).
+NOT_RUN_HERE = ("cortex start", "cortex build", "cortex lock", "cortex bench", "cortex view")
 
 
 def readme_commands() -> list[str]:

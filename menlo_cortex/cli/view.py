@@ -41,6 +41,10 @@ def register(sub: Any, file_option: Callable[[argparse.ArgumentParser], None]) -
 
 
 def view_logs(args: argparse.Namespace) -> int:
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        print("cortex view logs: needs a terminal (for a pipe or a script, read the log file or journalctl)",
+              file=sys.stderr)  # fmt: skip
+        return Exit.CONFIG
     try:
         from menlo_cortex.runtime.ops.log_records import Criteria
 

@@ -27,9 +27,10 @@ LINES = [
 
 
 class Terminal:
-    def __init__(self, command: list[str], exit_file: Path) -> None:
+    def __init__(self, command: list[str], exit_file: Path, stderr: Path | None = None) -> None:
         self.name = f"cortex-view-{uuid.uuid4().hex[:8]}"
-        shell = " ".join(f"'{part}'" for part in command) + f"; echo EXIT=$? > '{exit_file}'"
+        shell = " ".join(f"'{part}'" for part in command) + (f" 2> '{stderr}'" if stderr else "")
+        shell += f"; echo EXIT=$? > '{exit_file}'"
         subprocess.run(["tmux", "new-session", "-d", "-s", self.name, "-x", "200", "-y", "30", shell], check=True,
                        env={**os.environ, "TERM": "xterm-256color"})  # fmt: skip
 
@@ -61,8 +62,8 @@ class Terminal:
 def terminals() -> Iterator[Callable[..., Terminal]]:
     opened: list[Terminal] = []
 
-    def open_terminal(*arguments: str, exit_file: Path) -> Terminal:
-        terminal = Terminal([sys.executable, "-m", "menlo_cortex", "view", "logs", *arguments], exit_file)
+    def open_terminal(*arguments: str, exit_file: Path, stderr: Path | None = None) -> Terminal:
+        terminal = Terminal([sys.executable, "-m", "menlo_cortex", "view", "logs", *arguments], exit_file, stderr)
         opened.append(terminal)
         return terminal
 
@@ -121,9 +122,20 @@ def test_options_start_filtered_and_paused(tmp_path: Path, terminals: Callable[.
     viewer.until(lambda s: not rows(s), "no line of the model at ERROR")
 
 
-def test_an_unreadable_log_is_a_clear_error(tmp_path: Path) -> None:
+def test_an_unreadable_log_is_a_clear_error(tmp_path: Path, terminals: Callable[..., Terminal]) -> None:
     missing = tmp_path / "none.log"
-    result = subprocess.run([sys.executable, "-m", "menlo_cortex", "view", "logs", "--log-file", str(missing)],
-                            check=False, capture_output=True, text=True, timeout=60)  # fmt: skip
-    assert result.returncode == 1
-    assert f"{missing}: cannot read the log file" in result.stderr
+    done = tmp_path / "exit"
+    output = tmp_path / "stderr"
+    terminals("--log-file", str(missing), exit_file=done, stderr=output)
+    deadline = time.monotonic() + SCREEN_WAIT_S
+    while not done.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert done.read_text().strip() == "EXIT=1"
+    assert f"{missing}: cannot read the log file" in output.read_text()
+
+
+def test_without_a_terminal_it_says_so() -> None:
+    command = [sys.executable, "-m", "menlo_cortex", "view", "logs", "--log-file", "/dev/null"]
+    result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert result.returncode == 2
+    assert "needs a terminal" in result.stderr
