@@ -171,6 +171,19 @@ def test_unload_and_load_a_model(server: CortexServer, browser: WebDriver) -> No
     screenshot(browser, "models")
 
 
+def test_the_console_follows_a_dark_system_theme(server: CortexServer, browser: WebDriver) -> None:
+    open_with_key(browser, server)
+    light = browser.execute_script("return getComputedStyle(document.body).backgroundColor")
+    dark = {"features": [{"name": "prefers-color-scheme", "value": "dark"}]}
+    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", dark)
+    background = browser.execute_script("return getComputedStyle(document.body).backgroundColor")
+    assert background != light
+    assert sum(int(part) for part in background[4:-1].split(",")) < 3 * 64  # rgb(r, g, b), dark
+    browser.find_element(By.ID, "tab-models").click()
+    until(browser, lambda d: model_state(d) == "ready", "the models, dark")
+    screenshot(browser, "models-dark")
+
+
 def tokens_charted(driver: WebDriver) -> bool:
     """A point of the tokens/s chart above zero (each point's title reads `tokens/s: 5.0 at 10:00:00`)."""
     titles = driver.find_elements(By.CSS_SELECTOR, "#chart-tokens circle title")
