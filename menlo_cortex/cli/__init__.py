@@ -16,6 +16,7 @@ from . import build as build_command
 from . import commands
 from . import data as data_command
 from . import fleet as fleet_command
+from . import models as models_command
 from . import view as view_command
 from .defaults import add_defaults_option
 from .flags import add_setting_flags
@@ -96,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     fleet_command.register(sub)
     data_command.register(sub, _file_option)
     view_command.register(sub, _file_option)
+    models_command.register(sub, _file_option)
     return parser
 
 

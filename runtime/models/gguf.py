@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -19,7 +20,16 @@ MAX_KEY_BYTES = 1 << 16
 MAX_NESTING = 4  # arrays of arrays: the format allows them, no model needs them deep
 SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 STRING, ARRAY = 8, 9
-Value = int | float | bool | str | None  # None: an array (skipped; no key read here is one)
+
+
+@dataclass(frozen=True)
+class Array:
+    """An array's length (its items are skipped): the tokenizer's tokens say the vocabulary's size."""
+
+    length: int
+
+
+Value = int | float | bool | str | Array
 
 
 class GgufError(ValueError):
@@ -27,7 +37,7 @@ class GgufError(ValueError):
 
 
 def read_metadata(path: Path) -> dict[str, Value]:
-    """Every key of the header: scalars and strings by value, arrays as None."""
+    """Every key of the header: scalars and strings by value, arrays by their length."""
     with path.open("rb") as file:
         reader = _Reader(file, path.stat().st_size)
         if reader.take(4) != MAGIC:
@@ -86,15 +96,15 @@ class _Reader:
         if kind == STRING:
             return self.string()
         if kind == ARRAY:
-            self.skip_array(MAX_NESTING)
-            return None
+            return Array(self.skip_array(MAX_NESTING))
         raise GgufError(f"metadata of unknown type {kind}")
 
-    def skip_array(self, depth: int) -> None:
+    def skip_array(self, depth: int) -> int:
+        """Its length, once skipped."""
         kind, count = int(self.scalar("<I")), int(self.scalar("<Q"))
         if kind in SCALARS:
             self.skip(count * struct.calcsize(SCALARS[kind]))
-            return
+            return count
         if kind not in (STRING, ARRAY) or (kind == ARRAY and depth == 0):
             raise GgufError(f"an array of type {kind}")
         if count * 8 > self.left:  # each element holds at least an 8-byte length or a 12-byte array head
@@ -104,3 +114,4 @@ class _Reader:
                 self.skip(int(self.scalar("<Q")))
             else:
                 self.skip_array(depth - 1)
+        return count

@@ -43,5 +43,5 @@ def model_facts(resolved: Resolved, store: Path) -> dict[str, ModelFacts]:
         path = find_local(model, store)
         if path is not None:
             slots = plan_slots(model, path, config.engines.llama_cpp, budget_mb=UNBOUNDED_MB)
-            found[model.id] = ModelFacts(slots.file_bytes, slots.kv_bytes)
+            found[model.id] = ModelFacts(slots.file_bytes, slots.kv_bytes, slots.work_bytes)
     return found

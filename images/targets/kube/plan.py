@@ -26,10 +26,12 @@ PROBE_PERIOD_S = 5
 
 @dataclass(frozen=True)
 class ModelFacts:
-    """What the build host knows of one model: its file's size and its KV cache at the planned slots."""
+    """What the build host knows of one model: its file's size, its KV cache at the planned slots and
+    llama.cpp's working buffers."""
 
     file_bytes: int
     kv_bytes: int
+    work_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,7 @@ def make_plan(resolved: Resolved, image: str, models: dict[str, ModelFacts], cor
 
 def _memory_mib(resolved: Resolved, models: dict[str, ModelFacts]) -> int:
     """The memory the pod requests (and is limited to): the budget the Cortexfile sets, else every model's
-    file and KV cache, plus the runtime."""
+    file, KV cache and working buffers, plus the runtime."""
     budget = resolved.config.server.limits.memory_budget_mb
     if budget is not None:
         return budget + RUNTIME_OVERHEAD // MIB
@@ -106,7 +108,7 @@ def _memory_mib(resolved: Resolved, models: dict[str, ModelFacts]) -> int:
         hint = "set server.limits.memory_budget_mb, or `cortex pull` the model so its size is known"
         message = f"--format kube: no size known for {', '.join(missing)}"
         raise ConfigError([Diagnostic(resolved.origin(("models",)), "models", message, hint)])
-    total = sum(facts.file_bytes + facts.kv_bytes for facts in models.values()) + RUNTIME_OVERHEAD
+    total = sum(facts.file_bytes + facts.kv_bytes + facts.work_bytes for facts in models.values()) + RUNTIME_OVERHEAD
     return math.ceil(total / MIB)
 
 

@@ -1,4 +1,5 @@
-"""How many sequences a model decodes together, and the memory the model and their KV cache take.
+"""How many sequences a model decodes together, and the memory the model, their KV cache and llama.cpp's
+working buffers take.
 
 The shape comes from the GGUF's header (read in plain Python, no weight touched), so the budget is known
 before the weights are mapped, and a build host without llama.cpp can size a pod the same way.
@@ -12,11 +13,12 @@ from pathlib import Path
 from menlo_cortex.cortexfile.schema import Model
 from menlo_cortex.cortexfile.schema.models import LlamaCppEngine
 
-from ..gguf import architecture_value, read_metadata
+from ..gguf import Array, architecture_value, read_metadata
 
 MIB = 1024 * 1024
 AUTO_MAX = 4  # llama-server's default number of slots
 KV_BYTES = 2  # f16 keys and values, llama.cpp's default cache type
+F32 = 4  # logits and activations
 MEMINFO = Path("/proc/meminfo")
 CGROUP = Path("/sys/fs/cgroup")
 
@@ -30,10 +32,21 @@ class Shape:
     key_length: int
     value_length: int
     context_trained: int
+    embedding: int = 0
+    vocab: int = 0
 
     @property
     def kv_bytes_per_token(self) -> int:
         return self.layers * self.kv_heads * (self.key_length + self.value_length) * KV_BYTES
+
+    def work_bytes(self, parallel: int, micro_batch: int, *, pooled: bool = False) -> int:
+        """llama.cpp's buffers beside weights and KV cache: the compute buffer holds a micro-batch's logits
+        (a row of the vocabulary per token; an embedding per token for a pooled model) and two activations per
+        token, in f32, and the output buffer a row of logits per sequence. A large vocabulary makes this the
+        biggest part of a small model (Gemma 3 270M: 514.5 MiB at 512 tokens a step, beside 241 MiB of
+        weights); tests/runtime/models/test_footprint.py checks it against llama.cpp's own figures."""
+        row = self.embedding if pooled else self.vocab
+        return (row + 2 * self.embedding) * micro_batch * F32 + row * parallel * F32
 
 
 @dataclass(frozen=True)
@@ -42,10 +55,11 @@ class SlotPlan:
     context: int  # tokens per sequence
     file_bytes: int
     kv_bytes: int  # all slots
+    work_bytes: int = 0  # llama.cpp's compute and output buffers
 
     @property
     def total_mb(self) -> float:
-        return (self.file_bytes + self.kv_bytes) / MIB
+        return (self.file_bytes + self.kv_bytes + self.work_bytes) / MIB
 
     @property
     def n_ctx(self) -> int:
@@ -62,11 +76,12 @@ def plan_slots(model: Model, path: Path, settings: LlamaCppEngine, budget_mb: in
         parallel = 1  # embeddings and ranks run one batch at a time on llama-cpp-python's own context
     elif settings.parallel == "auto":
         room = budget_mb * MIB if budget_mb is not None else available_memory()
-        fits = (room - file_bytes) // max(per_slot, 1)
+        fits = (room - file_bytes - shape.work_bytes(1, settings.batch_size)) // max(per_slot, 1)
         parallel = max(1, min(AUTO_MAX, settings.batch_size, fits))  # a step holds one token per slot
     else:
         parallel = settings.parallel
-    return SlotPlan(parallel=parallel, context=context, file_bytes=file_bytes, kv_bytes=per_slot * parallel)
+    work = shape.work_bytes(parallel, settings.batch_size, pooled=model.pooled)
+    return SlotPlan(parallel, context, file_bytes, kv_bytes=per_slot * parallel, work_bytes=work)
 
 
 def read_shape(path: Path) -> Shape:
@@ -80,13 +95,16 @@ def read_shape(path: Path) -> Shape:
         return architecture_value(metadata, key)
 
     heads = value("attention.head_count") or 1
-    head_size = (value("embedding_length") or 0) // heads
+    embedding = value("embedding_length") or 0
+    tokens = metadata.get("tokenizer.ggml.tokens")
     return Shape(
         layers=value("block_count") or 0,
         kv_heads=value("attention.head_count_kv") or heads,
-        key_length=value("attention.key_length") or head_size,
-        value_length=value("attention.value_length") or head_size,
+        key_length=value("attention.key_length") or embedding // heads,
+        value_length=value("attention.value_length") or embedding // heads,
         context_trained=value("context_length") or 0,
+        embedding=embedding,
+        vocab=value("vocab_size") or (tokens.length if isinstance(tokens, Array) else 0),
     )
 
 

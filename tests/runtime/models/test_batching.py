@@ -98,12 +98,15 @@ def test_what_is_held_back_is_flushed_at_the_end() -> None:
 
 def test_auto_picks_as_many_slots_as_the_budget_holds(test_model_path: Path) -> None:
     entry = Model.model_validate(model_entry(test_model_path, context_size=2048))
-    per_slot = read_shape(test_model_path).kv_bytes_per_token * 2048
+    shape = read_shape(test_model_path)
+    per_slot = shape.kv_bytes_per_token * 2048
     file_mb = test_model_path.stat().st_size / MIB
-    budget_for_two = int(file_mb + 2.5 * per_slot / MIB)
+    work_mb = shape.work_bytes(1, LlamaCppEngine().batch_size) / MIB  # llama.cpp's buffers
+    budget_for_two = int(file_mb + work_mb + 2.5 * per_slot / MIB)
     plan = plan_slots(entry, test_model_path, LlamaCppEngine(), budget_for_two)
     assert (plan.parallel, plan.context, plan.n_ctx) == (2, 2048, 4096)
-    assert plan.total_mb == pytest.approx(file_mb + 2 * per_slot / MIB)
+    two_outputs = shape.work_bytes(2, LlamaCppEngine().batch_size) / MIB
+    assert plan.total_mb == pytest.approx(file_mb + two_outputs + 2 * per_slot / MIB)
     assert plan_slots(entry, test_model_path, LlamaCppEngine(), 100_000).parallel == 4  # auto's most
     fixed = plan_slots(entry, test_model_path, LlamaCppEngine(parallel=6), budget_for_two)
     assert fixed.parallel == 6  # a number is taken as it is; the budget check refuses it if too big

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from menlo_cortex.runtime.models.batching.plan import Shape, read_shape
-from menlo_cortex.runtime.models.gguf import GgufError, architecture_value, read_metadata
+from menlo_cortex.runtime.models.gguf import Array, GgufError, architecture_value, read_metadata
 
 
 def test_the_test_models_shape_is_what_llama_cpp_reads(test_model_path: Path) -> None:
@@ -32,7 +32,7 @@ def test_the_test_models_shape_is_what_llama_cpp_reads(test_model_path: Path) ->
         assert metadata["general.architecture"] == llama_reads("general.architecture") == "gemma3"
     finally:
         llama_cpp.llama_model_free(model)
-    assert read_shape(test_model_path) == Shape(18, 1, 256, 256, 32768)
+    assert read_shape(test_model_path) == Shape(18, 1, 256, 256, 32768, embedding=640, vocab=262144)
 
 
 def header(*pairs: bytes, keys: int | None = None, version: int = 3) -> bytes:
@@ -63,7 +63,8 @@ def test_scalars_strings_and_skipped_arrays(tmp_path: Path) -> None:
         )
     )
     metadata = read_metadata(path)
-    assert metadata["tokenizer.ggml.tokens"] is None
+    assert metadata["tokenizer.ggml.tokens"] == Array(2)
+    assert metadata["llama.nested"] == Array(1)
     assert architecture_value(metadata, "block_count") == 32
     assert architecture_value(metadata, "rope.freq_base") is None  # not a whole number
     assert architecture_value(metadata, "flag") is None

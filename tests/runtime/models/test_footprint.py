@@ -1,0 +1,69 @@
+"""The memory plan (runtime/models/batching/plan.py) against llama.cpp's own figures: the real engine loads the
+test model at several contexts, slot counts and step sizes, and llama.cpp's log names each buffer it made."""
+
+from __future__ import annotations
+
+import ctypes
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from menlo_cortex.runtime.models.backends import route_llama_logs
+from menlo_cortex.runtime.models.batching.plan import MIB, read_shape
+
+from tests.runtime.models.test_batching import engine_for, with_engine
+
+BUFFER = re.compile(r"(CPU KV|compute|output) buffer size = +([\d.]+) MiB")
+TOLERANCE = 0.02  # llama.cpp rounds to whole tensors and pads; the plan is arithmetic
+
+
+@pytest.fixture
+def llama_log() -> Iterator[list[str]]:
+    """Every line llama.cpp logs (info included) while the test runs; the runtime's router after it."""
+    import llama_cpp
+
+    runtime_router = route_llama_logs()  # made once per process: the engine's load keeps this one
+    lines: list[str] = []
+
+    @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
+    def keep(level: int, text: bytes, user_data: Any) -> None:
+        lines.append(text.decode("utf-8", "replace"))
+
+    llama_cpp.llama_log_set(keep, ctypes.c_void_p(0))
+    try:
+        yield lines
+    finally:
+        llama_cpp.llama_log_set(runtime_router, ctypes.c_void_p(0))
+
+
+def serving_buffers(lines: list[str]) -> dict[str, float]:
+    """MiB per kind of the serving context: the last one made (llama-cpp-python makes a small one first)."""
+    text = "".join(lines)
+    last = text[text.rindex("llama_context: n_seq_max") :]
+    found: dict[str, float] = {"CPU KV": 0.0, "compute": 0.0, "output": 0.0}
+    for kind, mib in BUFFER.findall(last):
+        found[kind] += float(mib)
+    return found
+
+
+@pytest.mark.parametrize(("context", "parallel", "batch_size"), [(1024, 1, 512), (2048, 2, 256), (1024, 4, 128)])
+def test_the_plan_matches_llama_cpps_buffers(
+    test_model_path: Path, llama_log: list[str], context: int, parallel: int, batch_size: int
+) -> None:
+    engine = engine_for(test_model_path, parallel, context_size=context, batch_size=batch_size)
+
+    async def loaded(_: Any) -> None:
+        return None
+
+    with_engine(engine, loaded)
+    reported = serving_buffers(llama_log)
+    shape = read_shape(test_model_path)
+    assert reported["CPU KV"] == pytest.approx(shape.kv_bytes_per_token * context * parallel / MIB, rel=TOLERANCE)
+    planned_work = shape.work_bytes(parallel, batch_size) / MIB
+    assert reported["compute"] + reported["output"] == pytest.approx(planned_work, rel=TOLERANCE)
+    assert engine.plan.total_mb == pytest.approx(
+        test_model_path.stat().st_size / MIB + reported["CPU KV"] + reported["compute"] + reported["output"],
+        rel=TOLERANCE,
+    )
