@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from menlo_cortex.cortexfile import format_rules
-from menlo_cortex.cortexfile.errors import ConfigError, Diagnostic, Origin
+from menlo_cortex.cortexfile.errors import ConfigError, Diagnostic, Origin, Severity
 from menlo_cortex.cortexfile.loader import Resolved, load_from_environment
 from menlo_cortex.cortexfile.migrate import migrate as migrate_text
 from menlo_cortex.cortexfile.preflight import Phase, preflight
@@ -40,11 +40,44 @@ def validate(args: argparse.Namespace) -> int:
     resolved = load_checked(args, phase, build_rules=True)
     models = len(resolved.config.models)
     backends = start_backends(resolved) if phase is Phase.start else None
+    if phase is Phase.start:
+        print_diagnostics(memory_warnings(resolved))
     checked = f", {phase.value} preflight passed" if phase else ""
     print(f"{args.file}: valid ({models} model{'s' if models != 1 else ''}{checked})")
     if backends:
         print(f"llama.cpp backends: {backends}")
     return 0
+
+
+def memory_warnings(resolved: Resolved) -> list[Diagnostic]:
+    """A model whose weights, KV cache and llama.cpp buffers (the runtime's own plan) exceed the memory this
+    machine has available, or the memory budget: a warning, since memory is freed and taken by others while a
+    server runs, and a model loaded on demand may never be."""
+    from menlo_cortex.cortexfile.data_folder import data_dir, find_local
+    from menlo_cortex.runtime.models.batching.plan import MIB, available_memory, plan_slots
+
+    config = resolved.config
+    store = data_dir(config)
+    budget = config.server.limits.memory_budget_mb
+    available = available_memory()
+    room = min(available, budget * MIB) if budget is not None else available
+    where = "server.limits.memory_budget_mb" if budget is not None and budget * MIB < available else "available here"
+    found = []
+    for index, model in enumerate(config.models):
+        path = find_local(model, store)
+        if path is None or not room:
+            continue
+        try:
+            plan = plan_slots(model, path, config.engines.llama_cpp, config.server.limits.memory_budget_mb)
+        except ValueError:
+            continue  # its header is the start's error to report, with the model's load
+        if plan.total_mb * MIB > room:
+            message = (f"needs about {plan.total_mb:.0f} MiB (weights, KV cache of {plan.parallel} x "
+                       f"{plan.context} tokens, buffers); {room / MIB:.0f} MiB {where}")  # fmt: skip
+            hint = "a smaller context_size, parallel or batch_size, or a smaller quantisation: see cortex models fit"
+            found.append(Diagnostic(resolved.origin(("models", index)), f"models[{index}]", message, hint,
+                                    Severity.warning))  # fmt: skip
+    return found
 
 
 def start_backends(resolved: Resolved) -> str:
