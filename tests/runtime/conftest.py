@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.runtime.cortex_server import CortexServer, StartServer, launch
+from tests.runtime.cortex_server import CortexServer, StartServer, launch, running
 
 
 @pytest.fixture
@@ -34,9 +34,5 @@ def shared_server(
     tmp_path_factory: pytest.TempPathFactory, cortex_command: list[str], test_data_dir: Path
 ) -> Iterator[CortexServer]:
     """One plain loopback server for the tests that need no special config."""
-    server = launch(tmp_path_factory.mktemp("shared"), cortex_command, test_data_dir)
-    try:
-        server.wait_ready()
+    with running(tmp_path_factory.mktemp("shared"), cortex_command, test_data_dir) as server:
         yield server
-    finally:
-        server.terminate()

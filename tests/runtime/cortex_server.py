@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -9,9 +10,10 @@ import ssl
 import subprocess
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -93,6 +95,17 @@ def write_cortexfile(folder: Path, body: str, name: str = "Cortexfile.yaml", mod
     path = folder / name
     path.write_text("version: 1\n" + textwrap.dedent(body) + models, encoding="utf-8")
     return path
+
+
+@contextlib.contextmanager
+def running(*arguments: Any, **options: Any) -> Iterator[CortexServer]:
+    """`launch`, ready, and stopped when the block ends (a module fixture's server)."""
+    server = launch(*arguments, **options)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.terminate()
 
 
 def launch(

@@ -19,7 +19,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.conftest import TEST_MODEL_SHA256
-from tests.runtime.cortex_server import CortexServer, launch
+from tests.runtime.cortex_server import CortexServer, running
 
 KEY = "sk-console-test-0123456789"
 KEYED = 'server:\n  auth:\n    api_keys: ["${env:CONSOLE_KEY}"]\n'
@@ -43,12 +43,8 @@ def server(
     (data / "models").mkdir()
     os.link(test_data_dir / model, data / model)
     RunStore(data).add(BENCH_REPORT)
-    started = launch(tmp_path_factory.mktemp("console"), cortex_command, data, KEYED, env={"CONSOLE_KEY": KEY})
-    try:
-        started.wait_ready()
-        yield started
-    finally:
-        started.terminate()
+    with running(tmp_path_factory.mktemp("console"), cortex_command, data, KEYED, env={"CONSOLE_KEY": KEY}) as served:
+        yield served
 
 
 @pytest.fixture

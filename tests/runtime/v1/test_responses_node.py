@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import cache_dir
-from tests.runtime.cortex_server import MODEL_ID, CortexServer, launch
+from tests.runtime.cortex_server import MODEL_ID, CortexServer, running
 
 KEY = "node-client-key-0123456789"
 CLIENT = Path(__file__).with_name("responses_client.cjs")
@@ -32,12 +32,8 @@ def server(
     tmp_path_factory: pytest.TempPathFactory, cortex_command: list[str], test_data_dir: Path
 ) -> Iterator[CortexServer]:
     body = "server:\n  auth:\n    api_keys: ['${env:NODE_KEY}']\n"
-    running = launch(tmp_path_factory.mktemp("node"), cortex_command, test_data_dir, body, env={"NODE_KEY": KEY})
-    try:
-        running.wait_ready()
-        yield running
-    finally:
-        running.terminate()
+    with running(tmp_path_factory.mktemp("node"), cortex_command, test_data_dir, body, env={"NODE_KEY": KEY}) as served:
+        yield served
 
 
 def test_the_node_sdk_speaks_the_responses_api(server: CortexServer, node_path: str) -> None:
