@@ -86,14 +86,15 @@ def _figures(estimate: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]
     runtime = report["results"]["runtime"]
     measured_tps = runtime["short"]["generation_tokens_per_s"]  # one stream, a short prompt: mostly decode
     peak = (report.get("memory") or {}).get("peak_bytes")
+    expected = model["memory"]["total"] + estimate["machine"]["server_memory"]
     return {
         "cpu": estimate["machine"]["cpu_model"],
         "cores": estimate["machine"]["cores"],
         "architecture": platform.machine(),
         "memory_bandwidth_gb_s": round(estimate["machine"]["memory_bandwidth"] / 1e9, 2),
-        "memory_estimate_mib": round(model["memory"]["total"] / MIB),
+        "memory_estimate_mib": round(expected / MIB),  # the model's and the server's
         "memory_peak_rss_mib": round(peak / MIB) if peak else None,
-        "memory_ratio": round(peak / model["memory"]["total"], 2) if peak else None,
+        "memory_ratio": round(peak / expected, 2) if peak else None,
         "tokens_per_s_estimate": model["tokens_per_s"],
         "tokens_per_s_measured": measured_tps,
         "tokens_per_s_ratio": round(measured_tps / model["tokens_per_s"], 2) if measured_tps else None,

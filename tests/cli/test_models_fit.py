@@ -55,7 +55,7 @@ def test_a_model_too_big_for_the_budget_and_one_not_here_are_explained(tmp_path:
 
 def test_validate_preflight_start_warns_of_a_model_that_will_not_fit(tmp_path: Path, test_data_dir: Path) -> None:
     cortexfile = tmp_path / "Cortexfile.yaml"
-    budget = "server:\n  limits:\n    memory_budget_mb: 600\n"
+    budget = "server:\n  limits:\n    memory_budget_mb: 260\n"
     cortexfile.write_text(
         f"version: 1\n{budget}engines:\n  llama_cpp:\n    parallel: 2\n{MODEL_BLOCK}", encoding="utf-8"
     )
@@ -64,4 +64,4 @@ def test_validate_preflight_start_warns_of_a_model_that_will_not_fit(tmp_path: P
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr  # a warning: memory comes and goes while a server runs
     assert f"{cortexfile}:9:5: models[0]: warning: needs about" in done.stderr
-    assert "KV cache of 2 x 1024 tokens, buffers); 600 MiB server.limits.memory_budget_mb" in done.stderr
+    assert "KV cache of 2 x 1024 tokens, buffers); 260 MiB server.limits.memory_budget_mb" in done.stderr

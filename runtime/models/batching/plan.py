@@ -40,11 +40,19 @@ class Shape:
         return self.layers * self.kv_heads * (self.key_length + self.value_length) * KV_BYTES
 
     def work_bytes(self, parallel: int, micro_batch: int, *, pooled: bool = False) -> int:
-        """llama.cpp's buffers beside weights and KV cache: the compute buffer holds a micro-batch's logits
-        (a row of the vocabulary per token; an embedding per token for a pooled model) and two activations per
-        token, in f32, and the output buffer a row of logits per sequence. A large vocabulary makes this the
-        biggest part of a small model (Gemma 3 270M: 514.5 MiB at 512 tokens a step, beside 241 MiB of
-        weights); tests/runtime/models/test_footprint.py checks it against llama.cpp's own figures."""
+        """What llama.cpp's working buffers hold resident beside weights and KV cache: a step's activations (two
+        per token, f32) and the logits rows it writes, one per sequence in the compute buffer and again in the
+        output buffer. The compute buffer reserves rows for a whole micro-batch (`reserved_work_bytes`), but
+        the scheduler asks for the last token's logits only, and pages never written take no memory."""
+        row = self.embedding if pooled else self.vocab
+        rows = micro_batch if pooled else parallel  # an embedding per token of the batch
+        return 2 * self.embedding * micro_batch * F32 + 2 * row * rows * F32
+
+    def reserved_work_bytes(self, parallel: int, micro_batch: int, *, pooled: bool = False) -> int:
+        """The address space llama.cpp reserves for those buffers: the compute buffer holds a whole
+        micro-batch's logits (a vocabulary row per token, f32: 512 MiB for Gemma 3 270M at 512 tokens a step)
+        and activations, the output buffer a row per sequence. tests/runtime/models/test_footprint.py checks it
+        against llama.cpp's own figures."""
         row = self.embedding if pooled else self.vocab
         return (row + 2 * self.embedding) * micro_batch * F32 + row * parallel * F32
 
