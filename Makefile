@@ -18,9 +18,11 @@ demo: setup
 test: setup
 	$(PY) -m pytest
 
-# The fast tier, under 2 minutes: what needs no model, container engine or VM (pyproject.toml's markers).
+# The fast tier, under 2 minutes: what needs no model, container engine or VM (pyproject.toml's markers),
+# on every core (pytest-xdist): these tests share no session state. `make test` stays one process, since its
+# engine and VM tests share session fixtures (Podman, the registry, built images).
 check: setup
-	$(PY) -m pytest -m "not model and not engine and not vm and not slow"
+	$(PY) -m pytest -n auto -m "not model and not engine and not vm and not slow"
 
 # arm64 device images, built and booted under emulation: too slow for CI's budget, run before a release.
 test-arm64: setup
