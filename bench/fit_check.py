@@ -47,11 +47,13 @@ def _test_model() -> Path:
 
 
 def _cortexfile(folder: Path, args: argparse.Namespace) -> Path:
-    digest = hashlib.sha256(args.model.read_bytes()).hexdigest()
+    with args.model.open("rb") as file:
+        digest = hashlib.file_digest(file, "sha256").hexdigest()
     path = folder / "Cortexfile.yaml"
     path.write_text(
         f"version: 1\nengines:\n  llama_cpp:\n    parallel: {args.slots}\n"
-        f"models:\n  - id: m\n    source: {args.model}\n    sha256: {digest}\n    context_size: {args.context}\n"
+        f"models:\n  - id: m\n    source: {json.dumps(str(args.model))}\n    sha256: {digest}\n"
+        f"    context_size: {args.context}\n"
         f"    chat_format: gemma\ndata:\n  path: {folder / 'data'}\n",
         encoding="utf-8",
     )
@@ -97,7 +99,7 @@ def _figures(estimate: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]
         "memory_ratio": round(peak / expected, 2) if peak else None,
         "tokens_per_s_estimate": model["tokens_per_s"],
         "tokens_per_s_measured": measured_tps,
-        "tokens_per_s_ratio": round(measured_tps / model["tokens_per_s"], 2) if measured_tps else None,
+        "tokens_per_s_ratio": round(measured_tps / model["tokens_per_s"], 2) if model["tokens_per_s"] else None,
     }
 
 

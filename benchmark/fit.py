@@ -16,7 +16,7 @@ from typing import Any
 
 from menlo_cortex.cortexfile.data_folder import data_dir, find_local
 from menlo_cortex.cortexfile.schema import Cortexfile, Model
-from menlo_cortex.runtime.models.batching.plan import available_memory, plan_slots, read_shape
+from menlo_cortex.runtime.models.batching.plan import SlotPlan, available_memory, plan_slots, read_shape
 
 from .bandwidth import cache_file, memory_bandwidth
 from .host import accelerators, host_facts
@@ -35,7 +35,7 @@ class Machine:
     memory_total: int
     memory_available: int  # MemAvailable, or less under a cgroup limit
     accelerators: list[str]
-    bandwidth: float  # bytes/s
+    bandwidth: float | None  # bytes/s; None: not measured (numpy missing)
     bandwidth_measured_now: bool
 
 
@@ -73,8 +73,8 @@ def _fit(model: Model, path: Path | None, config: Cortexfile, machine: Machine) 
         "slots": plan.parallel,
         "memory": {"weights": plan.file_bytes, "kv_cache": plan.kv_bytes, "buffers": plan.work_bytes, "total": total},
         "fits": fits,
-        "reason": None if fits else _too_big(total, room, plan.context, plan.parallel, config),
-        "tokens_per_s": None if model.pooled else round(machine.bandwidth / per_token, 1),
+        "reason": None if fits else _too_big(total, room, plan, _room_is_budget(config, machine)),
+        "tokens_per_s": None if model.pooled or not machine.bandwidth else round(machine.bandwidth / per_token, 1),
     }
 
 
@@ -83,9 +83,14 @@ def _room(config: Cortexfile, machine: Machine) -> int:
     return min(machine.memory_available, budget * MIB) if budget is not None else machine.memory_available
 
 
-def _too_big(total: int, room: int, context: int, slots: int, config: Cortexfile) -> str:
-    where = "server.limits.memory_budget_mb" if config.server.limits.memory_budget_mb is not None else "available"
-    return (f"needs {total / MIB:.0f} MiB ({context} tokens x {slots} slots) and the server "
+def _room_is_budget(config: Cortexfile, machine: Machine) -> bool:
+    budget = config.server.limits.memory_budget_mb
+    return budget is not None and budget * MIB < machine.memory_available
+
+
+def _too_big(total: int, room: int, plan: SlotPlan, budget: bool) -> str:
+    where = "server.limits.memory_budget_mb" if budget else "available"
+    return (f"needs {total / MIB:.0f} MiB ({plan.context} tokens x {plan.parallel} slots) and the server "
             f"{SERVER_BYTES / MIB:.0f} MiB, {room / MIB:.0f} MiB {where}: a smaller context_size, fewer slots or "
             "a smaller quantisation takes less")  # fmt: skip
 
@@ -102,7 +107,7 @@ def machine_summary(machine: Machine) -> dict[str, Any]:
         "memory_total": machine.memory_total,
         "memory_available": machine.memory_available,
         "accelerators": machine.accelerators,
-        "memory_bandwidth": round(machine.bandwidth),
+        "memory_bandwidth": round(machine.bandwidth) if machine.bandwidth else None,
         "server_memory": SERVER_BYTES,
         "bandwidth_measured_now": machine.bandwidth_measured_now,
     }

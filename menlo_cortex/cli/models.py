@@ -46,12 +46,18 @@ def models_fit(args: argparse.Namespace) -> int:
 
 
 def _print_table(machine: dict[str, Any], rows: list[dict[str, Any]]) -> None:
-    print(f"{machine['cpu_model']}, {machine['cores']} cores, {machine['memory_available'] / MIB:.0f} MiB of "
-          f"{machine['memory_total'] / MIB:.0f} MiB available, memory bandwidth "
-          f"{machine['memory_bandwidth'] / 1e9:.1f} GB/s")  # fmt: skip
+    print(
+        f"{machine['cpu_model']}, {machine['cores']} cores, {machine['memory_available'] / MIB:.0f} MiB of "
+        f"{machine['memory_total'] / MIB:.0f} MiB available, memory bandwidth {_gb_s(machine['memory_bandwidth'])}"
+    )
+
     print(f"{'MODEL':<24} {'FITS':<5} {'MEMORY':>10} {'CONTEXT':>8} {'SLOTS':>6} {'TOKENS/S':>9}  WHY NOT")
     for row in rows:
         memory = f"{row['memory']['total'] / MIB:.0f} MiB" if row["memory"] else "-"
         speed = f"~{row['tokens_per_s']:g}" if row["tokens_per_s"] else "-"
         print(f"{row['id'][:24]:<24} {'yes' if row['fits'] else 'no':<5} {memory:>10} {row['context'] or '-':>8} "
               f"{row['slots'] or '-':>6} {speed:>9}  {row['reason'] or ''}")  # fmt: skip
+
+
+def _gb_s(bandwidth: int | None) -> str:
+    return f"{bandwidth / 1e9:.1f} GB/s" if bandwidth else "not measured (numpy is missing)"

@@ -24,9 +24,11 @@ STRING, ARRAY = 8, 9
 
 @dataclass(frozen=True)
 class Array:
-    """An array's length (its items are skipped): the tokenizer's tokens say the vocabulary's size."""
+    """An array's length and whether its items are strings (they are skipped): the tokenizer's tokens say the
+    vocabulary's size."""
 
     length: int
+    of_strings: bool
 
 
 Value = int | float | bool | str | Array
@@ -96,15 +98,16 @@ class _Reader:
         if kind == STRING:
             return self.string()
         if kind == ARRAY:
-            return Array(self.skip_array(MAX_NESTING))
+            item_kind, length = self.skip_array(MAX_NESTING)
+            return Array(length, item_kind == STRING)
         raise GgufError(f"metadata of unknown type {kind}")
 
-    def skip_array(self, depth: int) -> int:
-        """Its length, once skipped."""
+    def skip_array(self, depth: int) -> tuple[int, int]:
+        """Its items' type and its length, once skipped."""
         kind, count = int(self.scalar("<I")), int(self.scalar("<Q"))
         if kind in SCALARS:
             self.skip(count * struct.calcsize(SCALARS[kind]))
-            return count
+            return kind, count
         if kind not in (STRING, ARRAY) or (kind == ARRAY and depth == 0):
             raise GgufError(f"an array of type {kind}")
         if count * 8 > self.left:  # each element holds at least an 8-byte length or a 12-byte array head
@@ -114,4 +117,4 @@ class _Reader:
                 self.skip(int(self.scalar("<Q")))
             else:
                 self.skip_array(depth - 1)
-        return count
+        return kind, count

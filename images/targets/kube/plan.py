@@ -18,7 +18,7 @@ from menlo_cortex.cortexfile.references import runtime_references
 
 FORMAT = "kube"
 MIB, GIB = 1 << 20, 1 << 30
-RUNTIME_OVERHEAD = 512 * MIB  # Python, uvicorn and llama.cpp's compute buffers beside weights and KV cache
+RUNTIME_OVERHEAD = 512 * MIB  # Python, uvicorn, and room for what the plan's resident buffers leave out
 LOAD_BYTES_PER_S = 50_000_000  # a slow disk or network volume: the startup probe waits this long per byte
 STARTUP_BASE_S = 60
 PROBE_PERIOD_S = 5

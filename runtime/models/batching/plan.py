@@ -19,6 +19,9 @@ MIB = 1024 * 1024
 AUTO_MAX = 4  # llama-server's default number of slots
 KV_BYTES = 2  # f16 keys and values, llama.cpp's default cache type
 F32 = 4  # logits and activations
+# Beyond these a header is lying: no model comes near them, and the plan's arithmetic would be nonsense.
+PLAUSIBLE = {"layers": 1 << 12, "kv_heads": 1 << 12, "heads": 1 << 12, "key_length": 1 << 16, "value_length": 1 << 16,
+             "context_trained": 1 << 26, "embedding": 1 << 20, "vocab": 1 << 24}  # fmt: skip
 MEMINFO = Path("/proc/meminfo")
 CGROUP = Path("/sys/fs/cgroup")
 
@@ -34,27 +37,48 @@ class Shape:
     context_trained: int
     embedding: int = 0
     vocab: int = 0
+    heads: int = 1
 
     @property
     def kv_bytes_per_token(self) -> int:
         return self.layers * self.kv_heads * (self.key_length + self.value_length) * KV_BYTES
 
-    def work_bytes(self, parallel: int, micro_batch: int, *, pooled: bool = False) -> int:
+    def work_bytes(self, step: Step) -> int:
         """What llama.cpp's working buffers hold resident beside weights and KV cache: a step's activations (two
-        per token, f32) and the logits rows it writes, one per sequence in the compute buffer and again in the
-        output buffer. The compute buffer reserves rows for a whole micro-batch (`reserved_work_bytes`), but
-        the scheduler asks for the last token's logits only, and pages never written take no memory."""
-        row = self.embedding if pooled else self.vocab
-        rows = micro_batch if pooled else parallel  # an embedding per token of the batch
-        return 2 * self.embedding * micro_batch * F32 + 2 * row * rows * F32
+        per token, f32), the logits rows it writes (one per sequence, in the compute buffer and again in the
+        output buffer) and, without flash attention, its attention scores. The compute buffer reserves rows for
+        a whole micro-batch (`reserved_work_bytes`), but the scheduler asks for the last token's logits only, and
+        pages never written take no memory."""
+        row = self.embedding if step.pooled else self.vocab
+        rows = step.micro_batch if step.pooled else step.parallel  # a pooled model: an embedding per token
+        return self._activations(step) + 2 * row * rows * F32 + self._scores(step)
 
-    def reserved_work_bytes(self, parallel: int, micro_batch: int, *, pooled: bool = False) -> int:
-        """The address space llama.cpp reserves for those buffers: the compute buffer holds a whole
-        micro-batch's logits (a vocabulary row per token, f32: 512 MiB for Gemma 3 270M at 512 tokens a step)
-        and activations, the output buffer a row per sequence. tests/runtime/models/test_footprint.py checks it
-        against llama.cpp's own figures."""
-        row = self.embedding if pooled else self.vocab
-        return (row + 2 * self.embedding) * micro_batch * F32 + row * parallel * F32
+    def reserved_work_bytes(self, step: Step) -> int:
+        """At most what llama.cpp reserves for those buffers: the compute buffer holds a whole micro-batch's
+        logits (a vocabulary row per token, f32: 512 MiB for Gemma 3 270M at 512 tokens a step), activations
+        and attention scores, the output buffer a row per sequence. llama.cpp's allocator reuses one tensor's
+        memory for a later one, so the scores may fit inside the logits' room (tests/runtime/models/
+        test_footprint.py checks this bound against llama.cpp's own figures)."""
+        row = self.embedding if step.pooled else self.vocab
+        return row * step.micro_batch * F32 + self._activations(step) + self._scores(step) + row * step.parallel * F32
+
+    def _activations(self, step: Step) -> int:
+        return 2 * self.embedding * step.micro_batch * F32
+
+    def _scores(self, step: Step) -> int:
+        """Without flash attention: a score per head, token of the step and cell of the (shared) KV cache."""
+        return 0 if step.flash_attention else self.heads * step.micro_batch * step.n_kv * F32
+
+
+@dataclass(frozen=True)
+class Step:
+    """One llama_decode's shape: what llama.cpp's working buffers depend on."""
+
+    parallel: int
+    micro_batch: int  # tokens decoded together (n_ubatch)
+    n_kv: int  # cells of the KV cache every slot shares
+    flash_attention: bool = False
+    pooled: bool = False
 
 
 @dataclass(frozen=True)
@@ -80,16 +104,20 @@ def plan_slots(model: Model, path: Path, settings: LlamaCppEngine, budget_mb: in
     context = model.context_size or shape.context_trained
     per_slot = shape.kv_bytes_per_token * context
     file_bytes = path.stat().st_size
+
+    def plan(parallel: int) -> SlotPlan:
+        step = Step(parallel, settings.batch_size, context * parallel, settings.flash_attention, model.pooled)
+        return SlotPlan(parallel, context, file_bytes, kv_bytes=per_slot * parallel, work_bytes=shape.work_bytes(step))
+
     if model.pooled:
-        parallel = 1  # embeddings and ranks run one batch at a time on llama-cpp-python's own context
-    elif settings.parallel == "auto":
-        room = budget_mb * MIB if budget_mb is not None else available_memory()
-        fits = (room - file_bytes - shape.work_bytes(1, settings.batch_size)) // max(per_slot, 1)
-        parallel = max(1, min(AUTO_MAX, settings.batch_size, fits))  # a step holds one token per slot
-    else:
-        parallel = settings.parallel
-    work = shape.work_bytes(parallel, settings.batch_size, pooled=model.pooled)
-    return SlotPlan(parallel, context, file_bytes, kv_bytes=per_slot * parallel, work_bytes=work)
+        return plan(1)  # embeddings and ranks run one batch at a time on llama-cpp-python's own context
+    if settings.parallel != "auto":
+        return plan(settings.parallel)
+    room = budget_mb * MIB if budget_mb is not None else available_memory()
+    parallel = min(AUTO_MAX, settings.batch_size)  # a step holds one token per slot
+    while parallel > 1 and plan(parallel).total_mb * MIB > room:
+        parallel -= 1
+    return plan(parallel)
 
 
 def read_shape(path: Path) -> Shape:
@@ -105,15 +133,20 @@ def read_shape(path: Path) -> Shape:
     heads = value("attention.head_count") or 1
     embedding = value("embedding_length") or 0
     tokens = metadata.get("tokenizer.ggml.tokens")
-    return Shape(
+    shape = Shape(
         layers=value("block_count") or 0,
         kv_heads=value("attention.head_count_kv") or heads,
         key_length=value("attention.key_length") or embedding // heads,
         value_length=value("attention.value_length") or embedding // heads,
         context_trained=value("context_length") or 0,
         embedding=embedding,
-        vocab=value("vocab_size") or (tokens.length if isinstance(tokens, Array) else 0),
+        vocab=value("vocab_size") or (tokens.length if isinstance(tokens, Array) and tokens.of_strings else 0),
+        heads=heads,
     )
+    implausible = [name for name, most in PLAUSIBLE.items() if getattr(shape, name) > most]
+    if implausible:
+        raise ValueError(f"its header gives an implausible {', '.join(implausible)}")
+    return shape
 
 
 def available_memory() -> int:

@@ -18,7 +18,7 @@ import pytest
 from menlo_cortex.cortexfile.schema import Model
 from menlo_cortex.cortexfile.schema.models import LlamaCppEngine
 from menlo_cortex.runtime.models.backends import load_backends
-from menlo_cortex.runtime.models.batching.plan import MIB, plan_slots, read_shape
+from menlo_cortex.runtime.models.batching.plan import MIB, SlotPlan, plan_slots
 from menlo_cortex.runtime.models.batching.scheduler import Scheduler, Step
 from menlo_cortex.runtime.models.batching.sequence import Sequence
 from menlo_cortex.runtime.models.batching.text import TextStream
@@ -98,18 +98,17 @@ def test_what_is_held_back_is_flushed_at_the_end() -> None:
 
 def test_auto_picks_as_many_slots_as_the_budget_holds(test_model_path: Path) -> None:
     entry = Model.model_validate(model_entry(test_model_path, context_size=2048))
-    shape = read_shape(test_model_path)
-    per_slot = shape.kv_bytes_per_token * 2048
-    file_mb = test_model_path.stat().st_size / MIB
-    work_mb = shape.work_bytes(1, LlamaCppEngine().batch_size) / MIB  # llama.cpp's buffers
-    budget_for_two = int(file_mb + work_mb + 2.5 * per_slot / MIB)
-    plan = plan_slots(entry, test_model_path, LlamaCppEngine(), budget_for_two)
-    assert (plan.parallel, plan.context, plan.n_ctx) == (2, 2048, 4096)
-    two_outputs = shape.work_bytes(2, LlamaCppEngine().batch_size) / MIB
-    assert plan.total_mb == pytest.approx(file_mb + two_outputs + 2 * per_slot / MIB)
+
+    def fixed(parallel: int, budget: int | None = None) -> SlotPlan:
+        return plan_slots(entry, test_model_path, LlamaCppEngine(parallel=parallel), budget)
+
+    two, three = fixed(2).total_mb, fixed(3).total_mb
+    for budget in range(int(two) + 1, int(three) + 1):  # every budget that holds two slots and not three
+        plan = plan_slots(entry, test_model_path, LlamaCppEngine(), budget)
+        assert (plan.parallel, plan.context, plan.n_ctx) == (2, 2048, 4096)
+        assert plan.total_mb <= budget  # what auto picks, the budget check takes
     assert plan_slots(entry, test_model_path, LlamaCppEngine(), 100_000).parallel == 4  # auto's most
-    fixed = plan_slots(entry, test_model_path, LlamaCppEngine(parallel=6), budget_for_two)
-    assert fixed.parallel == 6  # a number is taken as it is; the budget check refuses it if too big
+    assert fixed(6, int(two)).parallel == 6  # a number is taken as it is; the budget check refuses it if too big
 
 
 def test_a_budget_that_holds_the_file_but_not_the_kv_cache_is_refused(test_model_path: Path) -> None:

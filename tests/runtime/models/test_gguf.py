@@ -32,7 +32,7 @@ def test_the_test_models_shape_is_what_llama_cpp_reads(test_model_path: Path) ->
         assert metadata["general.architecture"] == llama_reads("general.architecture") == "gemma3"
     finally:
         llama_cpp.llama_model_free(model)
-    assert read_shape(test_model_path) == Shape(18, 1, 256, 256, 32768, embedding=640, vocab=262144)
+    assert read_shape(test_model_path) == Shape(18, 1, 256, 256, 32768, embedding=640, vocab=262144, heads=4)
 
 
 def header(*pairs: bytes, keys: int | None = None, version: int = 3) -> bytes:
@@ -63,8 +63,8 @@ def test_scalars_strings_and_skipped_arrays(tmp_path: Path) -> None:
         )
     )
     metadata = read_metadata(path)
-    assert metadata["tokenizer.ggml.tokens"] == Array(2)
-    assert metadata["llama.nested"] == Array(1)
+    assert metadata["tokenizer.ggml.tokens"] == Array(2, of_strings=True)
+    assert metadata["llama.nested"] == Array(1, of_strings=False)
     assert architecture_value(metadata, "block_count") == 32
     assert architecture_value(metadata, "rope.freq_base") is None  # not a whole number
     assert architecture_value(metadata, "flag") is None
@@ -93,3 +93,18 @@ def test_a_hostile_header_is_refused_before_it_costs_anything(tmp_path: Path, co
         read_metadata(path)
     with pytest.raises(ValueError, match=message):  # what the slot plan reports for the model
         read_shape(path)
+
+
+def test_a_header_with_implausible_sizes_is_refused_and_a_byte_array_is_no_vocabulary(tmp_path: Path) -> None:
+    lying = tmp_path / "lying.gguf"
+    lying.write_bytes(
+        header(pair("general.architecture", 8, text("llama")), pair("llama.vocab_size", 10, struct.pack("<Q", 1 << 40)))
+    )
+    with pytest.raises(ValueError, match="implausible vocab"):
+        read_shape(lying)
+    bytes_as_tokens = tmp_path / "bytes.gguf"
+    tokens = struct.pack("<IQ", 0, 3) + b"abc"  # an array of uint8, not of strings
+    bytes_as_tokens.write_bytes(
+        header(pair("general.architecture", 8, text("llama")), pair("tokenizer.ggml.tokens", 9, tokens))
+    )
+    assert read_shape(bytes_as_tokens).vocab == 0
