@@ -16,7 +16,7 @@ from typing import Any
 
 from menlo_cortex.cortexfile.data_folder import data_dir, find_local
 from menlo_cortex.cortexfile.schema import Cortexfile, Model
-from menlo_cortex.runtime.models.batching.plan import SlotPlan, available_memory, plan_slots, read_shape
+from menlo_cortex.runtime.models.batching.plan import SlotPlan, available_memory, memory_room, plan_slots, read_shape
 
 from .bandwidth import cache_file, memory_bandwidth
 from .host import accelerators, host_facts
@@ -65,7 +65,7 @@ def _fit(model: Model, path: Path | None, config: Cortexfile, machine: Machine) 
     except (ValueError, OSError) as exc:
         return row | _unknown(f"its GGUF header cannot be read: {exc}")
     total = plan.file_bytes + plan.kv_bytes + plan.work_bytes
-    room = _room(config, machine)
+    room, budget = memory_room(config.server.limits.memory_budget_mb, machine.memory_available)
     fits = total + SERVER_BYTES <= room
     per_token = plan.file_bytes + shape.kv_bytes_per_token * plan.context // 2
     return row | {
@@ -73,19 +73,9 @@ def _fit(model: Model, path: Path | None, config: Cortexfile, machine: Machine) 
         "slots": plan.parallel,
         "memory": {"weights": plan.file_bytes, "kv_cache": plan.kv_bytes, "buffers": plan.work_bytes, "total": total},
         "fits": fits,
-        "reason": None if fits else _too_big(total, room, plan, _room_is_budget(config, machine)),
+        "reason": None if fits else _too_big(total, room, plan, budget),
         "tokens_per_s": None if model.pooled or not machine.bandwidth else round(machine.bandwidth / per_token, 1),
     }
-
-
-def _room(config: Cortexfile, machine: Machine) -> int:
-    budget = config.server.limits.memory_budget_mb
-    return min(machine.memory_available, budget * MIB) if budget is not None else machine.memory_available
-
-
-def _room_is_budget(config: Cortexfile, machine: Machine) -> bool:
-    budget = config.server.limits.memory_budget_mb
-    return budget is not None and budget * MIB < machine.memory_available
 
 
 def _too_big(total: int, room: int, plan: SlotPlan, budget: bool) -> str:

@@ -54,14 +54,12 @@ def memory_warnings(resolved: Resolved) -> list[Diagnostic]:
     machine has available, or the memory budget: a warning, since memory is freed and taken by others while a
     server runs, and a model loaded on demand may never be."""
     from menlo_cortex.cortexfile.data_folder import data_dir, find_local
-    from menlo_cortex.runtime.models.batching.plan import MIB, available_memory, plan_slots
+    from menlo_cortex.runtime.models.batching.plan import MIB, available_memory, memory_room, plan_slots
 
     config = resolved.config
     store = data_dir(config)
-    budget = config.server.limits.memory_budget_mb
-    available = available_memory()
-    room = min(available, budget * MIB) if budget is not None else available
-    where = "server.limits.memory_budget_mb" if budget is not None and budget * MIB < available else "available here"
+    room, budget = memory_room(config.server.limits.memory_budget_mb, available_memory())
+    where = "server.limits.memory_budget_mb" if budget else "available here"
     found = []
     for index, model in enumerate(config.models):
         path = find_local(model, store)

@@ -149,6 +149,13 @@ def read_shape(path: Path) -> Shape:
     return shape
 
 
+def memory_room(budget_mb: int | None, available: int) -> tuple[int, bool]:
+    """The memory the models may take here: what is available, or the budget where it is smaller (True)."""
+    if budget_mb is not None and budget_mb * MIB < available:
+        return budget_mb * MIB, True
+    return available, False
+
+
 def available_memory() -> int:
     """Bytes this process may still use: the kernel's MemAvailable, or less under a cgroup limit."""
     known = [room for room in (_meminfo_available(), _cgroup_room()) if room is not None]
