@@ -152,6 +152,7 @@ def _baked_models_have_sha256(view: Resolved) -> Iterator[Diagnostic]:
                 dotted(("models", index, "sha256")),
                 f"model `{model.id}` is baked into the bundle: give its sha256, by which the service finds it "
                 "in the store (or set build.bake_models: false)",
+                "`cortex pull` pins a first download in Cortexfile.lock: copy its sha256 from there",
             )
 
 

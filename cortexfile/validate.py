@@ -11,7 +11,6 @@ from pydantic import BaseModel, ValidationError
 from .errors import Diagnostic, Origin, Path_, Severity, dotted
 from .layers import Merged
 from .schema import Cortexfile
-from .schema.models import SourceKind, source_kind
 from .table import setting_at
 
 _SKIPPED_TYPES = {"is_instance_of"}  # the Secret-object branch of a union: noise for users
@@ -124,14 +123,11 @@ def _model_problems(data: dict[str, Any]) -> Iterator[tuple[Path_, str, str | No
     for index, model in enumerate(models if isinstance(models, list) else []):
         if not isinstance(model, dict):
             continue
-        model_id, source = model.get("id"), model.get("source")
+        model_id = model.get("id")
         if isinstance(model_id, str) and model_id in seen:
             yield ("models", index, "id"), f"model id `{model_id}` is already used by models[{seen[model_id]}]", None
         if isinstance(model_id, str):
             seen.setdefault(model_id, index)
-        remote = isinstance(source, str) and source_kind(source) is not SourceKind.local
-        if remote and model.get("sha256") is None:
-            yield ("models", index, "source"), "a remote source needs `sha256` to verify the download", None
         if model.get("chat_format") and model.get("chat_template"):
             yield ("models", index, "chat_template"), "set `chat_format` or `chat_template`, not both", None
 

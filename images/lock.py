@@ -9,26 +9,19 @@ naming each difference, before any output is written; the docker target builds F
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import tomli_w
 from menlo_cortex.cortexfile.errors import ConfigError, Diagnostic, Origin
 from menlo_cortex.cortexfile.loader import Resolved
-from menlo_cortex.runtime.ops.durable import write_atomically
+from menlo_cortex.runtime.models.pins import LOCK_NAME, lock_path, public_source, write_lock
 
-from .sbom import public_source
+__all__ = ["LOCK_NAME", "lock_path"]
 
-LOCK_NAME = "Cortexfile.lock"
 VERSION = 1
-HEADER = "# Written by `cortex lock`; `cortex build --locked` fails when an input no longer matches.\n"
 # How the entries of each list are told apart.
 KEYS = {"models": "id", "packages": "name", "wheels": "name"}
-
-
-def lock_path(cortexfile: Path) -> Path:
-    return cortexfile.with_name(LOCK_NAME)
 
 
 def contents(models: list[dict[str, Any]], sections: Mapping[str, Any]) -> dict[str, Any]:
@@ -50,6 +43,11 @@ def model_sources(resolved: Resolved) -> dict[str, str]:
     return {model.id: public_source(model.source, base) for model in resolved.config.models}
 
 
+def declared(resolved: Resolved) -> list[str]:
+    """The ids of the Cortexfile's models: the lock keeps their pins even when a build bakes none of them."""
+    return [model.id for model in resolved.config.models]
+
+
 def platforms(facts: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """The oci section: per architecture the Debian root, its packages and the wheels."""
     keys = ("debian", "llama_cpp_python", "packages", "wheels")
@@ -57,17 +55,31 @@ def platforms(facts: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def write(path: Path, lock: dict[str, Any]) -> None:
-    """Written under a new name in the same folder (never through a link someone left there), then renamed."""
-    write_atomically(path, HEADER + tomli_w.dumps(lock))
+    write_lock(path, lock)
 
 
-def merged(path: Path, lock: dict[str, Any]) -> dict[str, Any]:
-    """`lock` over the sections of the lock at `path` that this run did not compute (another format's)."""
+def merged(path: Path, lock: dict[str, Any], declared: Iterable[str]) -> dict[str, Any]:
+    """`lock` over the sections of the lock at `path` that this run did not compute (another format's), and
+    over its pins of `declared` models that this run did not bake (first downloads: runtime/models/pins.py)."""
     try:
         kept = read(path)
     except ConfigError:
         kept = {}
-    return {**kept, **lock}
+    models = lock.get("models", [])
+    return {**kept, **lock, "models": sorted(models + _unbaked(kept, models, declared), key=lambda m: m["id"])}
+
+
+def _unbaked(locked: dict[str, Any], now: list[dict[str, Any]], declared: Iterable[str]) -> list[dict[str, Any]]:
+    """The locked pins of declared models that `now` (a build's baked models) leaves out."""
+    entries = locked.get("models")
+    wanted = set(declared) - {model["id"] for model in now}
+    if not isinstance(entries, list):
+        return []
+    return [entry for entry in entries if isinstance(entry, dict) and _id(entry) in wanted]
+
+
+def _id(entry: dict[str, Any]) -> str | None:
+    return entry["id"] if isinstance(entry.get("id"), str) else None
 
 
 def read(path: Path) -> dict[str, Any]:
@@ -81,11 +93,16 @@ def read(path: Path) -> dict[str, Any]:
         raise ConfigError([Diagnostic(origin, "", f"unreadable lock file ({type(exc).__name__})")]) from None
 
 
-def check(path: Path, lock: dict[str, Any]) -> dict[str, Any]:
+def check(path: Path, lock: dict[str, Any], declared: Iterable[str]) -> dict[str, Any]:
     """The lock at `path`, when every section `lock` holds matches it; else ConfigError listing every
-    difference (sections of other formats are not compared)."""
+    difference (sections of other formats, and pins of `declared` models this build does not bake, are not
+    compared)."""
     locked = read(path)
-    found = list(differences({key: locked[key] for key in lock if key in locked}, lock, ""))
+    compared = {key: locked[key] for key in lock if key in locked}
+    if isinstance(compared.get("models"), list):
+        unbaked = _unbaked(locked, lock.get("models", []), declared)
+        compared["models"] = [entry for entry in compared["models"] if entry not in unbaked]
+    found = list(differences(compared, lock, ""))
     if found:
         raise ConfigError([Diagnostic(Origin(str(path)), key, message) for key, message in found])
     return locked

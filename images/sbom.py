@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit
 
 from menlo_cortex import __version__
 
@@ -133,18 +133,6 @@ def _id(name: str) -> str:
 
 def _pypi_name(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def public_source(source: str, base: Path) -> str:
-    """A model's source as a Cortexfile wrote it (a file beside it relative to it, as in any checkout);
-    an http(s) URL without its user, password, query or fragment (where signed URLs keep their tokens)."""
-    parts, base = urlsplit(source), base.absolute()
-    if not parts.scheme and Path(source).is_relative_to(base):
-        return Path(source).relative_to(base).as_posix()
-    if parts.scheme not in {"http", "https"}:
-        return source
-    host = parts.hostname or ""
-    return urlunsplit((parts.scheme, host if parts.port is None else f"{host}:{parts.port}", parts.path, "", ""))
 
 
 def site_packages_entries(site: Path) -> tuple[PythonEntry, ...]:

@@ -43,5 +43,5 @@ def write_lock(options: BuildOptions, asked: list[str] | None, environ: Mapping[
     for name in names:
         found |= locking_target(name).lock_sections(views, options, environ)
     path = lock.lock_path(options.file)
-    lock.write(path, lock.merged(path, found))
+    lock.write(path, lock.merged(path, found, lock.declared(views.host)))
     return path, names

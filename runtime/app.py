@@ -24,6 +24,7 @@ from .http.health import ConfigStatus, health_routes
 from .http.middleware import EXCEPTION_HANDLERS, middleware
 from .models.manager import ModelManager
 from .models.model_store import ModelStore
+from .models.pins import Pins
 from .ops.activity import Activity
 from .ops.metrics import standard_metrics
 from .ops.sdnotify import readiness
@@ -95,9 +96,9 @@ def create_app(
     return app
 
 
-def model_locator(config: Cortexfile, data_dir: Path) -> Callable[[Model], Path]:
-    """Find the model file, downloading a remote source into the store first (verified by sha256)."""
-    return ModelStore(config, data_dir)
+def model_locator(config: Cortexfile, data_dir: Path, pins: Pins | None = None) -> Callable[[Model], Path]:
+    """Find the model file, downloading a remote source into the store first (verified by sha256, or pinned)."""
+    return ModelStore(config, data_dir, pins)
 
 
 def conversation_store(config: Cortexfile, data_dir: Path, keys: ApiKeys) -> ConversationStore | None:

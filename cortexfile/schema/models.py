@@ -52,7 +52,11 @@ class Model(Section):
     source: str = setting(
         description="A local path (relative to the Cortexfile), hf://org/repo/file.gguf@revision, or an https URL."
     )
-    sha256: Sha256 | None = setting(None, "Expected sha256 of the GGUF file; required for remote sources.")
+    sha256: Sha256 | None = setting(
+        None,
+        "Expected sha256 of the GGUF file. Unset for a remote source: its first download pins it in Cortexfile.lock, "
+        "and later downloads must match.",
+    )
     engine: Literal["llama_cpp"] = setting("llama_cpp", "Engine that runs the model.")
     context_size: int = setting(4096, "Tokens of context per request, one slot's (0: the model's own).", ge=0)
     threads: int | None = setting(None, "CPU threads for generation (unset: all cores).", ge=1)

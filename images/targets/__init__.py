@@ -106,13 +106,14 @@ def baked_models(resolved: Resolved, store_dir: Path) -> dict[str, tuple[str, Pa
     """model id -> (sha256, verified file): located or fetched by the model store on the host,
     so no hub token enters the build."""
     from menlo_cortex.runtime.models.model_store import ModelStore, file_sha256
+    from menlo_cortex.runtime.models.pins import Pins, lock_path
 
     config = resolved.config
-    store = ModelStore(config, store_dir)
+    store = ModelStore(config, store_dir, Pins(lock_path(resolved.path)))
     found = {}
     for model in config.models:
         path = store.ensure(model)
-        found[model.id] = (model.sha256 or file_sha256(path), path)
+        found[model.id] = (store.pinned(model).sha256 or file_sha256(path), path)
     return found
 
 

@@ -1,7 +1,8 @@
 """Download one model file into the store: space checked first, hashed while written, renamed when verified.
 
 An interrupted download keeps its `.partial` file and the next attempt asks for the rest (HTTP Range);
-the whole file's sha256 is checked either way, and a file that fails it is deleted. A server that
+the whole file's sha256 is checked either way, and a file that fails it is deleted. A file whose sha256 is not
+known yet (a first download, which pins it: models/pins.py) is stored under the hash it turns out to have. A server that
 drips (less than MIN_WINDOW_BYTES in a WINDOW_S window) is given up on, so every download has a
 deadline that grows with its size; a `Stop` ends downloads at once (shutdown).
 """
@@ -48,9 +49,10 @@ def read_magic(path: Path) -> bytes:
 class RemoteFile:
     model_id: str
     url: str
-    sha256: str
+    sha256: str | None  # None: not pinned yet, stored under the sha256 it has
     kind: str = "model"  # what messages call it: a model, an update's file
     size: int | None = None  # its size when known (a signed manifest's): a server that sends more is cut off
+    expected_from: str = ""  # where the expected sha256 comes from, for the message when it differs
 
     @property
     def named(self) -> str:
@@ -114,12 +116,12 @@ def download_file(
     `magic`: what the file must start with."""
     stop = stop or Stop()
     store_dir.mkdir(parents=True, exist_ok=True)
-    final = store_dir / f"{wanted.sha256}{suffix}"
-    with _exclusive(store_dir / f".{wanted.sha256}.lock"):
-        if final.is_file():  # another process finished it while this one waited for the lock
-            return final
-        partial = store_dir / f".{wanted.sha256}.partial"
-        _download_verified(wanted, partial, net, progress, stop, magic=magic)
+    name = wanted.sha256 or f"unpinned-{hashlib.sha256(wanted.url.encode()).hexdigest()}"
+    with _exclusive(store_dir / f".{name}.lock"):
+        if wanted.sha256 and (store_dir / f"{name}{suffix}").is_file():  # another process finished it meanwhile
+            return store_dir / f"{name}{suffix}"
+        partial = store_dir / f".{name}.partial"
+        final = store_dir / f"{_download_verified(wanted, partial, net, progress, stop, magic=magic)}{suffix}"
         os.replace(partial, final)
         fsync_dir(store_dir)
     return final
@@ -138,7 +140,8 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
 
 def _download_verified(
     wanted: RemoteFile, partial: Path, net: NetSettings, progress: Progress | None, stop: Stop, *, magic: bytes | None
-) -> None:
+) -> str:
+    """The partial file's sha256, once it is whole and what was expected."""
     model_id, url, sha256, named = wanted.model_id, wanted.url, wanted.sha256, wanted.named
     try:
         actual = _stream_to(wanted, partial, net, progress, stop)
@@ -153,9 +156,10 @@ def _download_verified(
     if magic is not None and read_magic(partial) != magic:
         partial.unlink()
         raise ModelInvalid(f"{named}: {redact(url)} is not a GGUF file (it does not start with `GGUF`)")
-    if actual != sha256:
+    if sha256 is not None and actual != sha256:
         partial.unlink()
-        raise ModelInvalid(f"{named}: {redact(url)} has sha256 {actual}, expected {sha256}")
+        raise ModelInvalid(f"{named}: {redact(url)} has sha256 {actual}, expected {sha256}{wanted.expected_from}")
+    return actual
 
 
 def _stream_to(wanted: RemoteFile, partial: Path, net: NetSettings, progress: Progress | None, stop: Stop) -> str:

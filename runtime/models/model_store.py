@@ -2,6 +2,7 @@
 
 Files in the store were verified when they were written, so looking one up is cheap; a file
 at a source path is checked against its declared sha256 by `ensure` (and by `cortex pull`).
+A remote model without a declared sha256 is found by its pin (pins.py), or downloaded and pinned.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ..fetch.download import GGUF_MAGIC, RemoteFile, Stop, download_model, read_
 from ..fetch.errors import DownloadFailed, ModelInvalid, ModelUnavailable
 from ..fetch.netsettings import net_settings, redact
 from ..fetch.progress import Progress
+from .pins import Pins
 
 __all__ = ["DownloadFailed", "ModelInvalid", "ModelStore", "ModelUnavailable", "Progress", "file_sha256"]
 
@@ -40,9 +42,10 @@ def is_remote(model: Model) -> bool:
 class ModelStore:
     """Finds model files, and downloads remote ones; as a callable it is the manager's locator."""
 
-    def __init__(self, config: Cortexfile, data_dir: Path):
+    def __init__(self, config: Cortexfile, data_dir: Path, pins: Pins | None = None):
         self._config = config
         self._data_dir = data_dir
+        self._pins = pins or Pins(None)
         self._stop = Stop()
         # Files already hashed, keyed by what would change if they were replaced: a reload of a
         # model that was unloaded (LRU) must not hash gigabytes again.
@@ -60,8 +63,16 @@ class ModelStore:
         endpoint = self._config.network.huggingface.endpoint.rstrip("/")
         return f"{endpoint}/{repo}/resolve/{quote(revision, safe='')}/{quote(file)}"
 
+    def pinned(self, model: Model) -> Model:
+        """The model with its sha256: as declared, else as pinned by a first download (None until then)."""
+        if model.sha256 or not is_remote(model):
+            return model
+        sha256 = self._pins.get(model)
+        return model if sha256 is None else model.model_copy(update={"sha256": sha256})
+
     def locate(self, model: Model) -> Path:
         """The model's file, by sha256 in the store, then at its local source path; checked to be GGUF."""
+        model = self.pinned(model)
         tried = local_candidates(model, self._data_dir)
         found = next((path for path in tried if path.is_file()), None)
         if found is None:
@@ -78,6 +89,7 @@ class ModelStore:
 
     def ensure(self, model: Model, progress: Progress | None = None) -> Path:
         """Locate the model, else download its remote source into the store; the result is verified."""
+        declared, model = model, self.pinned(model)
         try:
             found = self.locate(model)
         except ModelInvalid:
@@ -85,29 +97,33 @@ class ModelStore:
         except ModelUnavailable:
             if not is_remote(model):
                 raise
-            return self._download(model, progress)
+            return self._download(model, progress, pinned=model is not declared)
         if model.sha256 and found != store_path(self._data_dir, model.sha256):
             self._check_sha256(model, found)
         return found
 
     def verify(self, model: Model, path: Path) -> None:
-        """Full check of a file: GGUF magic, and the declared sha256 when there is one."""
+        """Full check of a file: GGUF magic, and the declared (or pinned) sha256 when there is one."""
+        model = self.pinned(model)
         self._check_magic(model, path)
         if model.sha256:
             self._check_sha256(model, path)
 
-    def _download(self, model: Model, progress: Progress | None) -> Path:
+    def _download(self, model: Model, progress: Progress | None, *, pinned: bool) -> Path:
         url = self.source_url(model)
-        if not model.sha256:
-            raise ModelUnavailable(f"model `{model.id}`: a remote source needs `sha256` to be downloaded")
         try:
             net = net_settings(self._config.network)
         except (SecretUnavailable, ValueError) as exc:
             raise DownloadFailed(f"model `{model.id}`: cannot download {redact(url)}: {exc}") from None
-        return download_model(RemoteFile(model.id, url, model.sha256), self.models_dir, net, progress, self._stop)
+        expected_from = f" (pinned in {self._pins.lock})" if pinned else ""
+        wanted = RemoteFile(model.id, url, model.sha256, expected_from=expected_from)
+        path = download_model(wanted, self.models_dir, net, progress, self._stop)
+        if model.sha256 is None:
+            self._pins.record(model, path.stem, path.stat().st_size)
+        return path
 
     def _missing_message(self, model: Model, tried: list[Path]) -> str:
-        places = ", ".join(str(path) for path in tried) or "nowhere (no sha256 and no local source)"
+        places = ", ".join(str(path) for path in tried) or "nowhere (not pinned yet and no local source)"
         message = f"model `{model.id}`: no model file found (looked at {places})"
         if is_remote(model):
             message += f"; run `cortex pull` to download it from {redact(self.source_url(model))}"

@@ -22,6 +22,7 @@ from menlo_cortex.cortexfile.hashing import config_hash
 from menlo_cortex.cortexfile.loader import Resolved
 from menlo_cortex.cortexfile.secrets import SecretUnavailable
 from menlo_cortex.runtime.models.model_store import file_sha256
+from menlo_cortex.runtime.models.pins import public_source
 
 from ... import sbom
 from ...artifacts import publish, staging, text, write_tree
@@ -128,7 +129,7 @@ def _contents(plan: DiskPlan, resolved: Resolved, root: Path) -> sbom.Contents:
     python = sbom.site_packages_entries(site[-1]) if site else ()
     base = resolved.path.parent
     models = tuple(
-        sbom.ModelEntry(model.id, model.sha256, sbom.public_source(model.source, base))
+        sbom.ModelEntry(model.id, model.sha256, public_source(model.source, base))
         for model in resolved.config.models
         if model.sha256 and resolved.config.build.bake_models
     )

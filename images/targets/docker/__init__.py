@@ -92,7 +92,8 @@ def _pinned(
 ) -> DockerRequest:
     """The request with its bases replaced by the lock's digests, once its models match the lock."""
     host_view, image_view = views
-    locked = lock.check(lock_file, lock.contents(lock.models(models, lock.model_sources(host_view)), {}))
+    baked = lock.contents(lock.models(models, lock.model_sources(host_view)), {})
+    locked = lock.check(lock_file, baked, lock.declared(host_view))
     found = pins.pinned(
         pins.bases(image_view, request.options.base_image, request.options.builder_image), locked, lock_file
     )

@@ -63,7 +63,7 @@ def make(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> lis
 def check_locked(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> None:
     """ConfigError naming every input that differs from Cortexfile.lock."""
     request = request_from(views, options, environ)
-    lock.check(lock.lock_path(options.file), lock_of(*prepare(request)))
+    lock.check(lock.lock_path(options.file), lock_of(*prepare(request)), lock.declared(views.host))
 
 
 def lock_sections(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> dict[str, Any]:

@@ -162,11 +162,11 @@ def _lock(version: str = "2.36-9") -> dict[str, Any]:
 def test_a_lock_names_each_drift(tmp_path: Path) -> None:
     path = tmp_path / "Cortexfile.lock"
     lock.write(path, _lock())
-    lock.check(path, _lock())
+    lock.check(path, _lock(), ())
     changed = _lock("2.36-10")
     changed["models"] = []
     with pytest.raises(ConfigError) as caught:
-        lock.check(path, changed)
+        lock.check(path, changed, ())
     found = {(d.key, d.message) for d in caught.value.diagnostics}
     assert ("platforms.amd64.packages.libc6.version", "locked 2.36-9, now 2.36-10") in found
     assert ("models.gemma", "locked, no longer an input") in found
@@ -175,10 +175,10 @@ def test_a_lock_names_each_drift(tmp_path: Path) -> None:
 
 def test_a_missing_or_broken_lock_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="run `cortex lock` first"):
-        lock.check(tmp_path / "Cortexfile.lock", _lock())
+        lock.check(tmp_path / "Cortexfile.lock", _lock(), ())
     (tmp_path / "Cortexfile.lock").write_text("version = [")
     with pytest.raises(ConfigError) as caught:
-        lock.check(tmp_path / "Cortexfile.lock", _lock())
+        lock.check(tmp_path / "Cortexfile.lock", _lock(), ())
     assert "unreadable lock file" in caught.value.diagnostics[0].message
 
 
@@ -307,14 +307,14 @@ def test_a_lock_with_one_entry_twice_is_drift(tmp_path: Path) -> None:
     doubled["models"] = [*doubled["models"], {**doubled["models"][0], "sha256": "b"}]
     lock.write(path, doubled)
     with pytest.raises(ConfigError, match="the same id twice"):
-        lock.check(path, _lock())
+        lock.check(path, _lock(), ())
 
 
 def test_a_lock_of_one_format_keeps_the_others_sections(tmp_path: Path) -> None:
     path = tmp_path / "Cortexfile.lock"
     lock.write(path, _lock())
     docker = lock.contents([], {"docker": {"images": {"debian:12": "debian@sha256:" + "c" * 64}}})
-    merged = lock.merged(path, docker)
+    merged = lock.merged(path, docker, ())
     assert merged["platforms"] == _lock()["platforms"]
     assert merged["docker"] == docker["docker"]
     assert merged["models"] == []
@@ -326,3 +326,18 @@ def test_multiarch_packages_get_their_own_spdx_ids(tmp_path: Path) -> None:
     (tmp_path / "x.spdx.json").write_bytes(sbom.encode(sbom.document(contents, 0)))
     assert spdx_problems(tmp_path / "x.spdx.json") == []
     assert len(json.loads((tmp_path / "x.spdx.json").read_text())["packages"]) == 2
+
+
+def test_a_lock_keeps_the_pins_of_declared_models_it_did_not_bake(tmp_path: Path) -> None:
+    path = tmp_path / "Cortexfile.lock"
+    pin = {"id": "pinned", "source": "hf://o/r/p.gguf", "sha256": "d" * 64, "size": 9}
+    gone = {**pin, "id": "removed"}
+    lock.write(path, {**_lock(), "models": [*_lock()["models"], pin, gone]})
+
+    merged = lock.merged(path, _lock(), ["gemma", "pinned"])
+    assert merged["models"] == [*_lock()["models"], pin]  # a model no longer declared loses its pin
+
+    lock.write(path, merged)
+    lock.check(path, _lock(), ["gemma", "pinned"])  # a pin this build does not bake is no drift
+    with pytest.raises(ConfigError, match="models.pinned: locked, no longer an input"):
+        lock.check(path, _lock(), ["gemma"])
