@@ -11,20 +11,35 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from menlo_cortex.cortexfile.data_folder import data_dir, find_local
+from menlo_cortex.cortexfile import catalogue
+from menlo_cortex.cortexfile.catalogue import Entry
+from menlo_cortex.cortexfile.data_folder import data_dir
 from menlo_cortex.cortexfile.schema import Cortexfile, Model
-from menlo_cortex.runtime.models.batching.plan import SlotPlan, available_memory, memory_room, plan_slots, read_shape
+from menlo_cortex.cortexfile.schema.models import LlamaCppEngine, SourceKind, source_kind
+from menlo_cortex.cortexfile.secrets import SecretUnavailable
+from menlo_cortex.runtime.fetch.netsettings import net_settings
+from menlo_cortex.runtime.models.batching.plan import (
+    SERVER_BYTES,
+    SlotPlan,
+    available_memory,
+    memory_room,
+    plan_shape,
+)
+from menlo_cortex.runtime.models.model_store import ModelInvalid, ModelStore, ModelUnavailable
+from menlo_cortex.runtime.models.pins import Pins
 
 from .bandwidth import cache_file, memory_bandwidth
+from .headers import Header, Unreadable, cache_folder, from_file, from_url
 from .host import accelerators, host_facts
 
 MIB = 1024 * 1024
-# `cortex start` itself with no model: Python, the server and llama.cpp's libraries (74 MiB resident, measured
-# on x86-64 with Python 3.11), counted once beside each model when deciding whether it fits.
-SERVER_BYTES = 80 * MIB
+
+
+class Room(NamedTuple):
+    bytes: int  # what the models may take
+    named: str  # where that figure comes from
 
 
 @dataclass(frozen=True)
@@ -48,41 +63,114 @@ def this_machine(environ: Mapping[str, str] | None = None) -> Machine:
                    accelerators(), bandwidth, now)  # fmt: skip
 
 
-def fit_models(config: Cortexfile, machine: Machine, environ: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
-    """Each model's estimate, those that fit first, faster first."""
-    store = data_dir(config, environ)
-    rows = [_fit(model, find_local(model, store), config, machine) for model in config.models]
+def fit_models(
+    config: Cortexfile, machine: Machine, environ: Mapping[str, str] | None = None, pins: Pins | None = None
+) -> list[dict[str, Any]]:
+    """Each of the Cortexfile's models: those that fit first, faster first."""
+    env = dict(os.environ if environ is None else environ)
+    store = ModelStore(config, data_dir(config, env), pins)
+    budget_mb, room = config.server.limits.memory_budget_mb, _room(config, machine)
+    settings = config.engines.llama_cpp
+    rows = []
+    for model in config.models:
+        row: dict[str, Any] = {"id": model.id, "source": model.source}
+        try:
+            header = _header(model, store, config, env)
+        except Unreadable as exc:
+            rows.append(row | _unknown(str(exc)))
+            continue
+        rows.append(row | _estimate(model, header, (settings, budget_mb), room, machine.bandwidth))
     return sorted(rows, key=lambda row: (not row["fits"], -(row["tokens_per_s"] or 0.0)))
 
 
-def _fit(model: Model, path: Path | None, config: Cortexfile, machine: Machine) -> dict[str, Any]:
-    row: dict[str, Any] = {"id": model.id, "file": str(path) if path else None}
-    if path is None:
-        return row | _unknown(f"not on this machine: `cortex pull` fetches {model.source}")
+def fit_catalogue(
+    config: Cortexfile, machine: Machine, environ: Mapping[str, str] | None = None, board: tuple[int, str] | None = None
+) -> list[dict[str, Any]]:
+    """Each catalogue model at its preset's context and `config`'s engine settings, on this machine (or a board:
+    its memory in MiB, its name): those that fit first, the largest first. `config` gives the data folder and
+    the hub. A model whose header cannot be read (no network) is sized from the catalogue's file size: its
+    weights, plus a quarter for one slot's KV cache and buffers. On a board, tokens/s is not estimated: its
+    memory bandwidth is not this machine's."""
+    env = dict(os.environ if environ is None else environ)
+    store = ModelStore(config, data_dir(config, env))
+    room = Room(board[0] * MIB, f"on a {board[1]}") if board else _room(config, machine)
+    engine = (config.engines.llama_cpp, board[0] if board else config.server.limits.memory_budget_mb)
+    bandwidth = None if board else machine.bandwidth
+    rows = []
+    for entry in catalogue.entries():
+        row = _catalogue_row(entry)
+        try:
+            header = _header(entry.model, store, config, env)
+        except Unreadable as exc:
+            rows.append(row | _from_facts(entry, room, bandwidth, str(exc)))
+            continue
+        rows.append(row | _estimate(entry.model, header, engine, room, bandwidth))
+    return sorted(rows, key=lambda row: (not row["fits"], -row["parameters"], row["size_bytes"]))
+
+
+def _room(config: Cortexfile, machine: Machine) -> Room:
+    room, by_budget = memory_room(config.server.limits.memory_budget_mb, machine.memory_available)
+    return Room(room, "server.limits.memory_budget_mb" if by_budget else "available")
+
+
+def _header(model: Model, store: ModelStore, config: Cortexfile, environ: dict[str, str]) -> Header:
+    """The model's header: from its file here, else from the first megabytes of its remote file."""
     try:
-        plan = plan_slots(model, path, config.engines.llama_cpp, config.server.limits.memory_budget_mb)
-        shape = read_shape(path)
-    except (ValueError, OSError) as exc:
-        return row | _unknown(f"its GGUF header cannot be read: {exc}")
+        return from_file(store.locate(model))
+    except (ModelUnavailable, ModelInvalid) as exc:
+        if isinstance(exc, ModelInvalid) or source_kind(model.source) is SourceKind.local:
+            raise Unreadable(f"not on this machine: {exc}") from None
+    try:
+        net = net_settings(config.network)
+    except (SecretUnavailable, ValueError) as exc:
+        raise Unreadable(f"its header cannot be fetched: {exc}") from None
+    return from_url(store.source_url(model), net, cache_folder(environ))
+
+
+def _estimate(
+    model: Model, header: Header, engine: tuple[LlamaCppEngine, int | None], room: Room, bandwidth: float | None
+) -> dict[str, Any]:
+    """`engine`: its settings and the memory budget (MiB) that `parallel: auto` plans within (None: available)."""
+    plan = plan_shape(model, header.shape, header.file_bytes, *engine)
     total = plan.file_bytes + plan.kv_bytes + plan.work_bytes
-    room, budget = memory_room(config.server.limits.memory_budget_mb, machine.memory_available)
-    fits = total + SERVER_BYTES <= room
-    per_token = plan.file_bytes + shape.kv_bytes_per_token * plan.context // 2
-    return row | {
+    fits = total + SERVER_BYTES <= room.bytes
+    per_token = plan.file_bytes + header.shape.kv_bytes_per_token * plan.context // 2
+    return {
+        "header": header.read_from,
         "context": plan.context,
         "slots": plan.parallel,
         "memory": {"weights": plan.file_bytes, "kv_cache": plan.kv_bytes, "buffers": plan.work_bytes, "total": total},
         "fits": fits,
-        "reason": None if fits else _too_big(total, room, plan, budget),
-        "tokens_per_s": None if model.pooled or not machine.bandwidth else round(machine.bandwidth / per_token, 1),
+        "reason": None if fits else _too_big(total, room, plan),
+        "tokens_per_s": None if model.pooled or not bandwidth else round(bandwidth / per_token, 1),
     }
 
 
-def _too_big(total: int, room: int, plan: SlotPlan, budget: bool) -> str:
-    where = "server.limits.memory_budget_mb" if budget else "available"
+def _from_facts(entry: Entry, room: Room, bandwidth: float | None, why: str) -> dict[str, Any]:
+    weights = entry.facts.size_bytes
+    total = weights * 5 // 4
+    fits = total + SERVER_BYTES <= room.bytes
+    speed = None if entry.model.pooled or not bandwidth else round(bandwidth / weights, 1)
+    return {
+        "header": f"sized from the catalogue: its header was not read ({why})",
+        "context": entry.model.context_size,
+        "slots": 1,
+        "memory": {"weights": weights, "kv_cache": None, "buffers": None, "total": total},
+        "fits": fits,
+        "reason": None if fits else f"needs about {total / MIB:.0f} MiB, {room.bytes / MIB:.0f} MiB {room.named}",
+        "tokens_per_s": speed,
+    }
+
+
+def _catalogue_row(entry: Entry) -> dict[str, Any]:
+    facts = entry.facts
+    return {"id": entry.name, "source": entry.model.source, **facts.model_dump(mode="json")}
+
+
+def _too_big(total: int, room: Room, plan: SlotPlan) -> str:
     return (f"needs {total / MIB:.0f} MiB ({plan.context} tokens x {plan.parallel} slots) and the server "
-            f"{SERVER_BYTES / MIB:.0f} MiB, {room / MIB:.0f} MiB {where}: a smaller context_size, fewer slots or "
-            "a smaller quantisation takes less")  # fmt: skip
+            f"{SERVER_BYTES / MIB:.0f} MiB, {room.bytes / MIB:.0f} MiB {room.named}: a smaller context_size, fewer "
+            "slots or a smaller quantisation takes less")  # fmt: skip
 
 
 def _unknown(reason: str) -> dict[str, Any]:

@@ -3,18 +3,33 @@ only parses and reports. Every check that can refuse runs for every format befor
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from menlo_cortex.cortexfile import format_rules, formats
 from menlo_cortex.cortexfile.errors import ConfigError, Diagnostic, Origin
 
 from . import lock
-from .targets import BuildOptions, check_formats, check_host, check_options, locking_target, read_views, target
+from .targets import (
+    BuildOptions,
+    check_formats,
+    check_host,
+    check_options,
+    device_memory_warnings,
+    locking_target,
+    read_views,
+    target,
+)
 
 
-def build(options: BuildOptions, asked: list[str] | None, environ: Mapping[str, str]) -> Iterator[str]:
-    """Build each format asked (else the Cortexfile's build.formats); the lines to print, as each finishes."""
+def build(
+    options: BuildOptions,
+    asked: list[str] | None,
+    environ: Mapping[str, str],
+    warn: Callable[[list[Diagnostic]], None] = lambda found: None,
+) -> Iterator[str]:
+    """Build each format asked (else the Cortexfile's build.formats); the lines to print, as each finishes.
+    `warn` reports what does not stop the build (a model too large for the device's memory)."""
     check_options(options)
     views = read_views(options.file, environ)  # the one read of the Cortexfile
     names = asked or views.host.config.build.formats
@@ -23,6 +38,7 @@ def build(options: BuildOptions, asked: list[str] | None, environ: Mapping[str, 
     if refused:
         raise ConfigError(views.host.warnings + refused)
     check_host(views, options, environ)
+    warn(device_memory_warnings(views, options, environ))
     if options.locked:  # every format's inputs against the lock
         for name in names:
             locking_target(name).check_locked(views, options, environ)

@@ -96,6 +96,13 @@ class Target(Section):
     cuda_architectures: list[CudaArchitecture] = setting(
         [], "CUDA compute capabilities to build for (e.g. 87 for Orin)."
     )
+    memory_mb: int | None = setting(
+        None,
+        "Memory of the device (MiB): `cortex build` warns of a model that will not fit it, and `cortex init` "
+        "picks a model for it. Board recipes give their most common size.",
+        ge=64,
+        le=1 << 24,
+    )
 
     _arch = field_validator("architecture", mode="before")(normalize_architecture)
     _release = field_validator("release", mode="before")(normalize_release)

@@ -154,6 +154,24 @@ def check_formats(options: BuildOptions, names: list[str]) -> None:
         raise ConfigError(found)
 
 
+def device_memory_warnings(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> list[Diagnostic]:
+    """Models that will not fit the device's memory (target.memory_mb, which board recipes set), from the
+    runtime's own plan of each model file the build host has."""
+    from menlo_cortex.runtime.models.batching.plan import MIB
+    from menlo_cortex.runtime.models.memory_check import found_in, memory_warnings
+    from menlo_cortex.runtime.models.model_store import ModelStore
+    from menlo_cortex.runtime.models.pins import Pins, lock_path
+
+    config = views.host.config
+    memory_mb = config.target.memory_mb
+    if memory_mb is None:
+        return []
+    budget_mb = min(memory_mb, config.server.limits.memory_budget_mb or memory_mb)
+    store = ModelStore(config, model_store(views, options, environ), Pins(lock_path(options.file)))
+    named = f"target.memory_mb{f' (recipe {config.target.hardware})' if config.target.hardware else ''}"
+    return memory_warnings(views.host, (memory_mb * MIB, named), budget_mb, found_in(store))
+
+
 def check_host(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> None:
     """The build's host checks, once for every format: build secrets, CA files, local models in the store."""
     problems = preflight(views.host, Phase.build, environ, model_store(views, options, environ))

@@ -16,6 +16,7 @@ from . import build as build_command
 from . import commands
 from . import data as data_command
 from . import fleet as fleet_command
+from . import init as init_command
 from . import models as models_command
 from . import view as view_command
 from .defaults import add_defaults_option
@@ -92,12 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
         run=commands.update_status
     )
 
-    build_command.register(sub, _file_option)
-    bench_command.register(sub, _file_option)
-    fleet_command.register(sub)
-    data_command.register(sub, _file_option)
-    view_command.register(sub, _file_option)
-    models_command.register(sub, _file_option)
+    for module in (build_command, bench_command, data_command, view_command):
+        module.register(sub, _file_option)
+    for plain in (fleet_command, models_command, init_command):
+        plain.register(sub)
     return parser
 
 

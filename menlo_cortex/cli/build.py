@@ -13,6 +13,7 @@ from menlo_cortex.cortexfile import formats, recipes
 from menlo_cortex.cortexfile.errors import ConfigError, Origin
 
 from . import probe as probe_command
+from .output import print_diagnostics
 
 if TYPE_CHECKING:
     from menlo_cortex.images.targets import BuildOptions
@@ -116,7 +117,7 @@ def add_datapath(parser: argparse.ArgumentParser, what: str) -> None:
 def run_build(args: argparse.Namespace) -> int:
     from menlo_cortex.images import sequence  # builder-only dependencies
 
-    for line in sequence.build(_options(args), args.format, dict(os.environ)):
+    for line in sequence.build(_options(args), args.format, dict(os.environ), print_diagnostics):
         print(line)
     return 0
 

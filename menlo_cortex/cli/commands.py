@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from menlo_cortex.cortexfile import format_rules
-from menlo_cortex.cortexfile.errors import ConfigError, Diagnostic, Origin, Severity
+from menlo_cortex.cortexfile.errors import ConfigError, Diagnostic, Origin
 from menlo_cortex.cortexfile.loader import Resolved, load_from_environment
 from menlo_cortex.cortexfile.migrate import migrate as migrate_text
 from menlo_cortex.cortexfile.preflight import Phase, preflight
@@ -50,32 +50,20 @@ def validate(args: argparse.Namespace) -> int:
 
 
 def memory_warnings(resolved: Resolved) -> list[Diagnostic]:
-    """A model whose weights, KV cache and llama.cpp buffers (the runtime's own plan) exceed the memory this
-    machine has available, or the memory budget: a warning, since memory is freed and taken by others while a
-    server runs, and a model loaded on demand may never be."""
-    from menlo_cortex.cortexfile.data_folder import data_dir, find_local
-    from menlo_cortex.runtime.models.batching.plan import MIB, available_memory, memory_room, plan_slots
+    """Models that will not fit the memory available here, or the budget (runtime/models/memory_check.py)."""
+    from menlo_cortex.cortexfile.data_folder import data_dir
+    from menlo_cortex.runtime.models.batching.plan import available_memory, memory_room
+    from menlo_cortex.runtime.models.memory_check import found_in
+    from menlo_cortex.runtime.models.memory_check import memory_warnings as check
+    from menlo_cortex.runtime.models.model_store import ModelStore
+    from menlo_cortex.runtime.models.pins import Pins, lock_path
 
     config = resolved.config
-    store = data_dir(config)
-    room, budget = memory_room(config.server.limits.memory_budget_mb, available_memory())
-    where = "server.limits.memory_budget_mb" if budget else "available here"
-    found = []
-    for index, model in enumerate(config.models):
-        path = find_local(model, store)
-        if path is None or not room:
-            continue
-        try:
-            plan = plan_slots(model, path, config.engines.llama_cpp, config.server.limits.memory_budget_mb)
-        except ValueError:
-            continue  # its header is the start's error to report, with the model's load
-        if plan.total_mb * MIB > room:
-            message = (f"needs about {plan.total_mb:.0f} MiB (weights, KV cache of {plan.parallel} x "
-                       f"{plan.context} tokens, buffers); {room / MIB:.0f} MiB {where}")  # fmt: skip
-            hint = "a smaller context_size, parallel or batch_size, or a smaller quantisation: see cortex models fit"
-            found.append(Diagnostic(resolved.origin(("models", index)), f"models[{index}]", message, hint,
-                                    Severity.warning))  # fmt: skip
-    return found
+    budget_mb = config.server.limits.memory_budget_mb
+    room, budget = memory_room(budget_mb, available_memory())
+    store = ModelStore(config, data_dir(config), Pins(lock_path(resolved.path)))
+    named = "server.limits.memory_budget_mb" if budget else "available here"
+    return check(resolved, (room, named), budget_mb, found_in(store))
 
 
 def start_backends(resolved: Resolved) -> str:

@@ -1,61 +1,133 @@
-"""`cortex models fit`: which of the Cortexfile's models fit this machine, with their memory and speed estimates."""
+"""`cortex models list|fit`: the model catalogue and the store, and which models fit this machine, with their
+memory and speed estimates."""
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
+import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
+from menlo_cortex.cortexfile import catalogue
+from menlo_cortex.cortexfile.loader import Resolved, load_from_environment
+from menlo_cortex.exits import Exit
+
 from .commands import load_checked
-from .defaults import add_defaults_option
-from .flags import add_setting_flags
+from .defaults import add_defaults_option, loader_options
+from .flags import add_setting_flags, given_flags
 
 MIB = 1024 * 1024
 
 
-def register(sub: Any, file_option: Callable[[argparse.ArgumentParser], None]) -> None:
-    models = sub.add_parser("models", help="the Cortexfile's models on this machine").add_subparsers(
-        dest="models_command", required=True, metavar="SUBCOMMAND"
+def register(sub: Any) -> None:
+    models = sub.add_parser("models", help="the model catalogue, the store, and what fits this machine")
+    verbs = models.add_subparsers(dest="models_command", required=True, metavar="SUBCOMMAND")
+    listing = verbs.add_parser(
+        "list",
+        help="the catalogue (recipes/models) and the model files in the store",
+        description="The catalogue's presets (use one with `preset: NAME`), and each file in the data folder's "
+        "store with the catalogue entries and Cortexfile models it holds.",
     )
-    fit = models.add_parser(
+    fit = verbs.add_parser(
         "fit",
         help="memory each model takes here (weights, KV cache, buffers), whether it fits, and its tokens/s estimate",
         description="Reads this machine (memory available and its cgroup limit, cores, CPU flags, accelerators) and "
         "measures its memory bandwidth once (a few seconds, then cached); sizes each model from its GGUF header "
-        "at its context and slots. Exit 0 when every model fits, 1 when one does not or is not here.",
+        "(its file here, else the first megabytes of its remote file) at its context and slots. Without -f: every "
+        "catalogue model. With -f, exit 0 when every model fits and 1 when one does not or is not here.",
     )
-    file_option(fit)
-    fit.add_argument("--json", action="store_true", help="machine-readable output")
-    add_setting_flags(fit)
-    add_defaults_option(fit)
-    fit.set_defaults(run=models_fit)
+    fit.add_argument("--hardware", metavar="NAME", help="a board's recipe (recipes/hardware): fit its memory")
+    for command, run in ((listing, models_list), (fit, models_fit)):
+        command.add_argument("-f", "--file", help="a Cortexfile: its models and data folder (default: none)")
+        command.add_argument("--json", action="store_true", help="machine-readable output")
+        add_setting_flags(command)
+        add_defaults_option(command)
+        command.set_defaults(run=run)
+
+
+def resolved_or_bare(args: argparse.Namespace) -> Resolved:
+    """The Cortexfile given with -f, else one with no models (the env and the flags still apply)."""
+    if getattr(args, "file", None):
+        return load_checked(args)
+    with tempfile.TemporaryDirectory(prefix="cortex-") as folder:
+        path = Path(folder) / "Cortexfile.yaml"
+        path.write_text("version: 1\n", encoding="utf-8")
+        return load_from_environment(path, given_flags(args), **loader_options(args))
+
+
+def models_list(args: argparse.Namespace) -> int:
+    from menlo_cortex.runtime.models.store_listing import store_files
+
+    resolved = resolved_or_bare(args)
+    entries = [_entry_json(entry) for entry in catalogue.entries()]
+    files = store_files(resolved, dict(os.environ))
+    if args.json:
+        print(json.dumps({"catalogue": entries, "store": files}, indent=2))
+        return Exit.OK
+    print(f"{'PRESET':<28} {'KIND':<9} {'PARAMS':>7} {'QUANT':<7} {'SIZE':>9} {'CONTEXT':>8}  LICENSE")
+    for entry in entries:
+        print(f"{entry['name']:<28} {entry['kind']:<9} {_count(entry['parameters']):>7} {entry['quantization']:<7} "
+              f"{entry['size_bytes'] / MIB:>5.0f} MiB {entry['context_length']:>8}  {entry['license']}")  # fmt: skip
+    print(f"\nstore: {files['folder']}" + ("" if files["files"] else " (empty)"))
+    for found in files["files"]:
+        print(f"  {found['sha256'][:16]}  {found['size'] / MIB:>7.0f} MiB  {', '.join(found['holds']) or '-'}")
+    return Exit.OK
 
 
 def models_fit(args: argparse.Namespace) -> int:
-    from menlo_cortex.benchmark.fit import fit_models, machine_summary, this_machine
+    from menlo_cortex.benchmark.fit import fit_catalogue, fit_models, machine_summary, this_machine
+    from menlo_cortex.runtime.models.pins import Pins, lock_path
 
-    config = load_checked(args).config
+    resolved = resolved_or_bare(args)
     machine = this_machine()
-    rows = fit_models(config, machine)
+    if args.file:
+        rows = fit_models(resolved.config, machine, pins=Pins(lock_path(resolved.path)))
+    else:
+        rows = fit_catalogue(resolved.config, machine, board=board_memory(args.hardware) if args.hardware else None)
     if args.json:
         print(json.dumps({"machine": machine_summary(machine), "models": rows}, indent=2))
     else:
-        _print_table(machine_summary(machine), rows)
-    return 0 if all(row["fits"] for row in rows) else 1
+        _print_table(machine_summary(machine), rows, args.hardware)
+    return Exit.OK if args.file is None or all(row["fits"] for row in rows) else Exit.FAILURE
 
 
-def _print_table(machine: dict[str, Any], rows: list[dict[str, Any]]) -> None:
-    print(
-        f"{machine['cpu_model']}, {machine['cores']} cores, {machine['memory_available'] / MIB:.0f} MiB of "
-        f"{machine['memory_total'] / MIB:.0f} MiB available, memory bandwidth {_gb_s(machine['memory_bandwidth'])}"
-    )
+def board_memory(name: str) -> tuple[int, str]:
+    """(memory in MiB, name) of a hardware recipe; ConfigError when there is no such recipe or it has none."""
+    from menlo_cortex.cortexfile import recipes
+    from menlo_cortex.cortexfile.errors import ConfigError, Diagnostic, Origin
 
-    print(f"{'MODEL':<24} {'FITS':<5} {'MEMORY':>10} {'CONTEXT':>8} {'SLOTS':>6} {'TOKENS/S':>9}  WHY NOT")
+    try:
+        recipe = recipes.load("hardware", name, "config")
+    except KeyError:
+        raise ConfigError([recipes.unknown("hardware", name, Origin("flag --hardware"), "")]) from None
+    memory = recipe.body.get("target", {}).get("memory_mb") if isinstance(recipe.body.get("target"), dict) else None
+    if not isinstance(memory, int):
+        message = f"the {name} recipe names no memory (target.memory_mb): boards of that kind differ too much"
+        raise ConfigError([Diagnostic(Origin(str(recipe.path)), "target.memory_mb", message)])
+    return memory, name
+
+
+def _entry_json(entry: catalogue.Entry) -> dict[str, Any]:
+    model = entry.model.model_dump(mode="json", exclude_defaults=True, exclude={"id"})
+    return {"name": entry.name, "description": entry.description, **entry.facts.model_dump(mode="json"),
+            "model": model}  # fmt: skip
+
+
+def _count(parameters: int) -> str:
+    return f"{parameters / 1e9:.1f}B" if parameters >= 995e6 else f"{parameters / 1e6:.0f}M"
+
+
+def _print_table(machine: dict[str, Any], rows: list[dict[str, Any]], board: str | None) -> None:
+    memory = f"{machine['memory_available'] / MIB:.0f} MiB of {machine['memory_total'] / MIB:.0f} MiB available"
+    print(f"{machine['cpu_model']}, {machine['cores']} cores, {memory}, memory bandwidth "
+          f"{_gb_s(machine['memory_bandwidth'])}" + (f"; fitted to a {board}'s memory" if board else ""))  # fmt: skip
+    print(f"{'MODEL':<28} {'FITS':<5} {'MEMORY':>10} {'CONTEXT':>8} {'SLOTS':>6} {'TOKENS/S':>9}  WHY NOT")
     for row in rows:
-        memory = f"{row['memory']['total'] / MIB:.0f} MiB" if row["memory"] else "-"
+        total = f"{row['memory']['total'] / MIB:.0f} MiB" if row["memory"] else "-"
         speed = f"~{row['tokens_per_s']:g}" if row["tokens_per_s"] else "-"
-        print(f"{row['id'][:24]:<24} {'yes' if row['fits'] else 'no':<5} {memory:>10} {row['context'] or '-':>8} "
+        print(f"{row['id'][:28]:<28} {'yes' if row['fits'] else 'no':<5} {total:>10} {row['context'] or '-':>8} "
               f"{row['slots'] or '-':>6} {speed:>9}  {row['reason'] or ''}")  # fmt: skip
 
 

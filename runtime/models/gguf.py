@@ -38,6 +38,10 @@ class GgufError(ValueError):
     """Not a GGUF file, or a damaged one; the message says what was wrong, never the bytes."""
 
 
+class Truncated(GgufError):
+    """The header goes on past the bytes there are: a damaged file, or only its first part (a ranged read)."""
+
+
 def read_metadata(path: Path) -> dict[str, Value]:
     """Every key of the header: scalars and strings by value, arrays by their length."""
     with path.open("rb") as file:
@@ -67,13 +71,13 @@ class _Reader:
 
     def take(self, count: int) -> bytes:
         if count > self.left:
-            raise GgufError("its header runs past the end of the file")
+            raise Truncated("its header runs past the end of the file")
         self.left -= count
         return self.file.read(count)
 
     def skip(self, count: int) -> None:
         if count > self.left:
-            raise GgufError("its header runs past the end of the file")
+            raise Truncated("its header runs past the end of the file")
         self.left -= count
         self.file.seek(count, 1)
 
@@ -111,7 +115,7 @@ class _Reader:
         if kind not in (STRING, ARRAY) or (kind == ARRAY and depth == 0):
             raise GgufError(f"an array of type {kind}")
         if count * 8 > self.left:  # each element holds at least an 8-byte length or a 12-byte array head
-            raise GgufError("its header runs past the end of the file")
+            raise Truncated("its header runs past the end of the file")
         for _ in range(count):
             if kind == STRING:
                 self.skip(int(self.scalar("<Q")))

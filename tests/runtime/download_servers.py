@@ -49,7 +49,7 @@ class Route:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     declared_length: int | None = None  # a Content-Length that differs from the body: truncation, huge files
-    ranges: bool = False  # answer `Range: bytes=N-` with 206 and the rest of the body
+    ranges: bool = False  # answer `Range: bytes=N-` (or `N-M`) with 206 and the rest of the body (or that part)
     drip_s: float | None = None  # send the body one byte every drip_s seconds
 
 
@@ -74,11 +74,12 @@ class _FileHandler(BaseHTTPRequestHandler):
         server = cast(_Server, self.server)
         server.seen.append(Seen("GET", self.path, dict(self.headers.items())))
         route = server.routes.get(urlsplit(self.path).path, Route(b"not found", status=404))
-        start = _range_start(self.headers.get("Range", "")) if route.ranges else None
+        start, end = _range(self.headers.get("Range", "")) if route.ranges else (None, None)
         body, headers = route.body, dict(route.headers)
         if start is not None:
-            headers["Content-Range"] = f"bytes {start}-{len(body) - 1}/{len(body)}"
-            body = body[start:]
+            end = min(len(body) - 1, len(body) - 1 if end is None else end)
+            headers["Content-Range"] = f"bytes {start}-{end}/{len(body)}"
+            body = body[start : end + 1]
         self.send_response(206 if start is not None else route.status)
         length = len(body) if route.declared_length is None else route.declared_length
         for name, value in {"Content-Length": str(length), **headers}.items():
@@ -103,9 +104,12 @@ class _FileHandler(BaseHTTPRequestHandler):
         pass
 
 
-def _range_start(header: str) -> int | None:
-    value = header.removeprefix("bytes=").removesuffix("-")
-    return int(value) if header.startswith("bytes=") and value.isdigit() else None
+def _range(header: str) -> tuple[int | None, int | None]:
+    """`bytes=N-` -> (N, None); `bytes=N-M` -> (N, M); anything else -> (None, None)."""
+    start, _, end = header.removeprefix("bytes=").partition("-")
+    if not header.startswith("bytes=") or not start.isdigit() or not (end.isdigit() or end == ""):
+        return None, None
+    return int(start), int(end) if end else None
 
 
 @dataclass

@@ -17,6 +17,9 @@ from ..gguf import Array, architecture_value, read_metadata
 
 MIB = 1024 * 1024
 AUTO_MAX = 4  # llama-server's default number of slots
+# `cortex start` itself with no model: Python, the server and llama.cpp's libraries (74 MiB resident, measured
+# on x86-64 with Python 3.11), counted once beside the models when deciding whether they fit.
+SERVER_BYTES = 80 * MIB
 KV_BYTES = 2  # f16 keys and values, llama.cpp's default cache type
 F32 = 4  # logits and activations
 # Beyond these a header is lying: no model comes near them, and the plan's arithmetic would be nonsense.
@@ -100,10 +103,15 @@ class SlotPlan:
 
 
 def plan_slots(model: Model, path: Path, settings: LlamaCppEngine, budget_mb: int | None) -> SlotPlan:
-    shape = read_shape(path)
+    return plan_shape(model, read_shape(path), path.stat().st_size, settings, budget_mb)
+
+
+def plan_shape(
+    model: Model, shape: Shape, file_bytes: int, settings: LlamaCppEngine, budget_mb: int | None
+) -> SlotPlan:
+    """The plan of a model of this shape and file size (plan_slots reads both from the file)."""
     context = model.context_size or shape.context_trained
     per_slot = shape.kv_bytes_per_token * context
-    file_bytes = path.stat().st_size
 
     def plan(parallel: int) -> SlotPlan:
         step = Step(parallel, settings.batch_size, context * parallel, settings.flash_attention, model.pooled)

@@ -1,0 +1,102 @@
+"""A model's shape and file size for `cortex models fit`: from its file when it is here, else from the first
+megabytes of its remote file (HTTP Range), read again only when its URL changes (cached by URL).
+
+A GGUF's header holds its vocabulary, so it can take a few megabytes: the read grows from 4 MiB to at most
+64 MiB until the header parses. The weights are never downloaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from menlo_cortex.runtime.fetch.netsettings import NetSettings
+from menlo_cortex.runtime.fetch.prefix import PrefixFailed, read_prefix
+from menlo_cortex.runtime.models.batching.plan import Shape, read_shape
+from menlo_cortex.runtime.models.gguf import Truncated
+from menlo_cortex.runtime.ops.durable import write_atomically
+
+READS = (4 << 20, 16 << 20, 64 << 20)  # bytes of the file read, in turn, until the header parses
+
+
+class Unreadable(Exception):
+    """Neither the file nor its remote header can be read; the message says why, with no credentials."""
+
+
+@dataclass(frozen=True)
+class Header:
+    shape: Shape
+    file_bytes: int
+    read_from: str  # "file" or "range request"
+
+
+def from_file(path: Path) -> Header:
+    try:
+        return Header(read_shape(path), path.stat().st_size, "file")
+    except (ValueError, OSError) as exc:
+        raise Unreadable(f"its GGUF header cannot be read: {exc}") from None
+
+
+def from_url(url: str, net: NetSettings, cache: Path) -> Header:
+    """The header of the remote file at `url`, from the cache when this URL was read before."""
+    key = hashlib.sha256(url.encode()).hexdigest()
+    known = _cached(cache / f"{key}.json")
+    if known is not None:
+        return known
+    header = _read_remote(url, net)
+    write_atomically(cache / f"{key}.json", json.dumps(_as_json(header)))
+    return header
+
+
+def cache_folder(environ: dict[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_CACHE_HOME") or str(Path(env.get("HOME", "~")) / ".cache")
+    return Path(base).expanduser() / "cortex" / "headers"
+
+
+def _read_remote(url: str, net: NetSettings) -> Header:
+    prefix, total = b"", None
+    with tempfile.TemporaryDirectory(prefix="cortex-header-") as folder:
+        partial = Path(folder) / "head.gguf"
+        for size in READS:
+            try:
+                more, total = read_prefix(url, net, len(prefix), size)
+            except PrefixFailed as exc:
+                raise Unreadable(str(exc)) from None
+            prefix += more
+            partial.write_bytes(prefix)
+            try:
+                shape = read_shape(partial)
+            except Truncated:
+                if len(prefix) < size:  # the whole file was read: it is damaged, not cut short by us
+                    raise Unreadable("its GGUF header runs past the end of the file") from None
+                continue
+            except ValueError as exc:
+                raise Unreadable(f"its GGUF header cannot be read: {exc}") from None
+            if total is None:
+                raise Unreadable("the server does not say how large the file is")
+            return Header(shape, total, "range request")
+    raise Unreadable(f"its GGUF header is larger than {READS[-1] >> 20} MiB")
+
+
+def _as_json(header: Header) -> dict[str, Any]:
+    return {"shape": dataclasses.asdict(header.shape), "file_bytes": header.file_bytes}
+
+
+def _cached(path: Path) -> Header | None:
+    """The cached header, or None when there is none or it is not one this version wrote."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        shape = data["shape"]
+        fields = {field.name for field in dataclasses.fields(Shape)}
+        if set(shape) != fields or not all(type(value) is int for value in [*shape.values(), data["file_bytes"]]):
+            return None
+        return Header(Shape(**shape), data["file_bytes"], "range request (cached)")
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
