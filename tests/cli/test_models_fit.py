@@ -10,10 +10,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from menlo_cortex.cortexfile import catalogue
+
 from tests.conftest import TEST_MODEL_SHA256
 from tests.runtime.cortex_server import MODEL_BLOCK
+from tests.runtime.download_servers import Route, file_server
 
-ABSENT = '  - id: absent\n    source: hf://example/absent/absent-q4.gguf\n    sha256: "' + "0" * 64 + '"\n'
+ABSENT = "  - id: absent\n    source: absent-q4.gguf\n"
 
 
 def fit(tmp_path: Path, data: Path, body: str = "", models: str = MODEL_BLOCK) -> tuple[int, dict[str, Any]]:
@@ -50,7 +53,7 @@ def test_a_model_too_big_for_the_budget_and_one_not_here_are_explained(tmp_path:
     assert rows["gemma"]["fits"] is False
     assert "MiB server.limits.memory_budget_mb" in rows["gemma"]["reason"]
     assert rows["absent"]["memory"] is None
-    assert "cortex pull" in rows["absent"]["reason"]
+    assert rows["absent"]["reason"].startswith("not on this machine: model `absent`: no model file found")
 
 
 def test_validate_preflight_start_warns_of_a_model_that_will_not_fit(tmp_path: Path, test_data_dir: Path) -> None:
@@ -64,4 +67,78 @@ def test_validate_preflight_start_warns_of_a_model_that_will_not_fit(tmp_path: P
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr  # a warning: memory comes and goes while a server runs
     assert f"{cortexfile}:9:5: models[0]: warning: needs about" in done.stderr
-    assert "KV cache of 2 x 1024 tokens, buffers); 260 MiB server.limits.memory_budget_mb" in done.stderr
+    assert "KV cache of 2 x 1024 tokens, buffers) and the server 80 MiB; 260 MiB server.limits.memory_budget_mb" in (
+        done.stderr
+    )
+
+
+def test_a_remote_model_is_sized_from_its_header_read_by_range_and_cached(
+    tmp_path: Path, test_data_dir: Path, test_model_path: Path
+) -> None:
+    local = fit(tmp_path, test_data_dir)[1]["models"][0]
+    with file_server() as hub:
+        hub.routes["/org/repo/resolve/main/gemma.gguf"] = Route(test_model_path.read_bytes(), ranges=True)
+        network = f"network:\n  huggingface:\n    endpoint: '{hub.url('')}'\n"
+        remote = MODEL_BLOCK.replace("preset: gemma3-270m-q4km", "source: hf://org/repo/gemma.gguf")
+        code, first = fit(tmp_path, tmp_path / "empty-store", network, remote)
+        _, again = fit(tmp_path, tmp_path / "empty-store", network, remote)
+
+    row = first["models"][0]
+    assert code == 0
+    assert row["header"] == "range request"
+    assert (row["memory"], row["context"], row["slots"]) == (local["memory"], local["context"], local["slots"])
+    asked = [seen.headers["Range"] for seen in hub.seen]
+    assert asked[0] == f"bytes=0-{(4 << 20) - 1}"  # the header, never the weights
+    assert len(asked) <= 3
+    assert again["models"][0]["header"] == "range request (cached)"
+    assert len(hub.seen) == len(asked)
+    assert not (tmp_path / "empty-store" / "models").exists()
+
+
+def catalogue_fit(tmp_path: Path, data: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    """`cortex models fit` without a Cortexfile; the hub is a local server that has none of the files."""
+    with file_server() as hub:
+        env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "CORTEX_NETWORK__HUGGINGFACE__ENDPOINT":
+               hub.url("")}  # fmt: skip
+        command = [sys.executable, "-m", "menlo_cortex", "models", *flags, "--datapath", str(data)]
+        return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, check=False)
+
+
+def test_the_catalogue_is_ranked_for_this_machine_and_for_a_board(tmp_path: Path, test_data_dir: Path) -> None:
+    done = catalogue_fit(tmp_path, test_data_dir, "fit", "--json")
+    assert done.returncode == 0, done.stderr
+    rows = {row["id"]: row for row in json.loads(done.stdout)["models"]}
+    assert set(rows) == {entry.name for entry in catalogue.entries()}
+    assert rows["gemma3-270m-q4km"]["header"] == "file"  # in the store: its own header
+    offline = rows["qwen2.5-0.5b-instruct-q4km"]
+    assert offline["header"].startswith("sized from the catalogue: its header was not read (")
+    assert offline["memory"]["weights"] == offline["size_bytes"] == 491400032
+    assert (offline["kind"], offline["quantization"], offline["license"]) == ("chat", "Q4_K_M", "apache-2.0")
+    assert rows["bge-small-en-v1.5-f16"]["tokens_per_s"] is None  # embeddings generate no tokens
+
+    board = catalogue_fit(tmp_path, test_data_dir, "fit", "--json", "--hardware", "raspberry-pi-4")
+    assert board.returncode == 0, board.stderr
+    assert all(row["tokens_per_s"] is None for row in json.loads(board.stdout)["models"])  # a Pi's speed is unknown
+
+
+def test_a_board_without_a_memory_figure_is_refused(tmp_path: Path) -> None:
+    done = catalogue_fit(tmp_path, tmp_path, "fit", "--hardware", "x86-64-avx2")
+    assert done.returncode == 2
+    assert "x86-64-avx2.yaml: target.memory_mb: the x86-64-avx2 recipe names no memory" in done.stderr
+    unknown = catalogue_fit(tmp_path, tmp_path, "fit", "--hardware", "raspberry-pi-6")
+    assert (unknown.returncode, "did you mean `raspberry-pi-5`?" in unknown.stderr) == (2, True)
+
+
+def test_models_list_shows_the_catalogue_and_what_the_store_holds(tmp_path: Path, test_data_dir: Path) -> None:
+    done = catalogue_fit(tmp_path, test_data_dir, "list", "--json")
+    assert done.returncode == 0, done.stderr
+    listing = json.loads(done.stdout)
+    names = [entry["name"] for entry in listing["catalogue"]]
+    assert names == sorted(names)
+    assert len(names) >= 15
+    kinds = {entry["kind"] for entry in listing["catalogue"]}
+    assert kinds == {"chat", "embedding", "rerank"}
+    stored = {found["sha256"]: found for found in listing["store"]["files"]}
+    assert stored[TEST_MODEL_SHA256]["holds"] == ["preset gemma3-270m-q4km"]
+    table = catalogue_fit(tmp_path, test_data_dir, "list")
+    assert "qwen2.5-0.5b-instruct-q4km   chat" in table.stdout
