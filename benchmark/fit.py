@@ -54,10 +54,15 @@ class Machine:
     bandwidth_measured_now: bool
 
 
-def this_machine(environ: Mapping[str, str] | None = None) -> Machine:
+def this_machine(environ: Mapping[str, str] | None = None, *, bandwidth_needed: bool = True) -> Machine:
+    """`bandwidth_needed` False: sizing for another device (a board), whose speed this machine's does not tell."""
     facts = host_facts()
     cpu_model, cores, memory = str(facts["cpu_model"]), int(str(facts["cores"])), int(str(facts["memory_bytes"] or 0))
-    bandwidth, now = memory_bandwidth(f"{cpu_model}|{cores}|{memory}", cache_file(dict(environ or os.environ)))
+    bandwidth, now = (
+        memory_bandwidth(f"{cpu_model}|{cores}|{memory}", cache_file(dict(environ or os.environ)))
+        if bandwidth_needed
+        else (None, False)
+    )
     flags = facts["cpu_flags"]
     return Machine(cpu_model, cores, list(flags) if isinstance(flags, list) else [], memory, available_memory(),
                    accelerators(), bandwidth, now)  # fmt: skip

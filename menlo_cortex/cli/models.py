@@ -81,7 +81,7 @@ def models_fit(args: argparse.Namespace) -> int:
     from menlo_cortex.runtime.models.pins import Pins, lock_path
 
     resolved = resolved_or_bare(args)
-    machine = this_machine()
+    machine = this_machine(bandwidth_needed=not args.hardware)
     if args.file:
         rows = fit_models(resolved.config, machine, pins=Pins(lock_path(resolved.path)))
     else:
@@ -121,8 +121,8 @@ def _count(parameters: int) -> str:
 
 def _print_table(machine: dict[str, Any], rows: list[dict[str, Any]], board: str | None) -> None:
     memory = f"{machine['memory_available'] / MIB:.0f} MiB of {machine['memory_total'] / MIB:.0f} MiB available"
-    print(f"{machine['cpu_model']}, {machine['cores']} cores, {memory}, memory bandwidth "
-          f"{_gb_s(machine['memory_bandwidth'])}" + (f"; fitted to a {board}'s memory" if board else ""))  # fmt: skip
+    where = f"; sized for a {board}'s memory" if board else f", memory bandwidth {_gb_s(machine['memory_bandwidth'])}"
+    print(f"{machine['cpu_model']}, {machine['cores']} cores, {memory}{where}")
     print(f"{'MODEL':<28} {'FITS':<5} {'MEMORY':>10} {'CONTEXT':>8} {'SLOTS':>6} {'TOKENS/S':>9}  WHY NOT")
     for row in rows:
         total = f"{row['memory']['total'] / MIB:.0f} MiB" if row["memory"] else "-"

@@ -127,3 +127,17 @@ def test_a_broken_lock_is_a_clear_error(tmp_path: Path, lock: str, message: str)
         with pytest.raises(ModelUnavailable, match=re.escape(message)):
             ModelStore(config, tmp_path / "data", Pins(lock_file)).ensure(config.models[0])
     assert hub.seen == []
+
+
+def test_a_pinned_file_tampered_with_in_the_store_is_refused_by_pull(tmp_path: Path) -> None:
+    body = gguf_bytes(seed=9)
+    with file_server() as hub:
+        hub.routes[ROUTE] = Route(body)
+        cortexfile = write_cortexfile(tmp_path, hub)
+        assert pull(cortexfile, tmp_path / "data").returncode == 0
+        stored = tmp_path / "data" / "models" / f"{sha256_of(body)}.gguf"
+        stored.write_bytes(body[:-1] + b"!")
+        refused = pull(cortexfile, tmp_path / "data")
+
+    assert refused.returncode == 1
+    assert f"{stored} has sha256 {sha256_of(body[:-1] + b'!')}, expected {sha256_of(body)}" in refused.stderr
