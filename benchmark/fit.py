@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from menlo_cortex.cortexfile import catalogue
@@ -28,7 +29,6 @@ from menlo_cortex.runtime.models.batching.plan import (
     plan_shape,
 )
 from menlo_cortex.runtime.models.model_store import ModelInvalid, ModelStore, ModelUnavailable
-from menlo_cortex.runtime.models.pins import Pins
 
 from .bandwidth import cache_file, memory_bandwidth
 from .headers import Header, Unreadable, cache_folder, from_file, from_url
@@ -69,11 +69,11 @@ def this_machine(environ: Mapping[str, str] | None = None, *, bandwidth_needed: 
 
 
 def fit_models(
-    config: Cortexfile, machine: Machine, environ: Mapping[str, str] | None = None, pins: Pins | None = None
+    config: Cortexfile, machine: Machine, environ: Mapping[str, str] | None = None, cortexfile: Path | None = None
 ) -> list[dict[str, Any]]:
     """Each of the Cortexfile's models: those that fit first, faster first."""
     env = dict(os.environ if environ is None else environ)
-    store = ModelStore(config, data_dir(config, env), pins)
+    store = ModelStore(config, data_dir(config, env), cortexfile)
     budget_mb, room = config.server.limits.memory_budget_mb, _room(config, machine)
     settings = config.engines.llama_cpp
     rows = []
@@ -147,7 +147,7 @@ def _estimate(
         "memory": {"weights": plan.file_bytes, "kv_cache": plan.kv_bytes, "buffers": plan.work_bytes, "total": total},
         "fits": fits,
         "reason": None if fits else _too_big(total, room, plan),
-        "tokens_per_s": None if model.pooled or not bandwidth else round(bandwidth / per_token, 1),
+        "tokens_per_s": None if model.pooled or not bandwidth or per_token <= 0 else round(bandwidth / per_token, 1),
     }
 
 

@@ -7,6 +7,7 @@ A GGUF's header holds its vocabulary, so it can take a few megabytes: the read g
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -18,7 +19,7 @@ from typing import Any
 
 from menlo_cortex.runtime.fetch.netsettings import NetSettings
 from menlo_cortex.runtime.fetch.prefix import PrefixFailed, read_prefix
-from menlo_cortex.runtime.models.batching.plan import Shape, read_shape
+from menlo_cortex.runtime.models.batching.plan import Shape, checked, read_shape
 from menlo_cortex.runtime.models.gguf import Truncated
 from menlo_cortex.runtime.ops.durable import write_atomically
 
@@ -50,7 +51,8 @@ def from_url(url: str, net: NetSettings, cache: Path) -> Header:
     if known is not None:
         return known
     header = _read_remote(url, net)
-    write_atomically(cache / f"{key}.json", json.dumps(_as_json(header)))
+    with contextlib.suppress(OSError):  # a read-only home: read again next time
+        write_atomically(cache / f"{key}.json", json.dumps(_as_json(header)))
     return header
 
 
@@ -70,18 +72,16 @@ def _read_remote(url: str, net: NetSettings) -> Header:
             except PrefixFailed as exc:
                 raise Unreadable(str(exc)) from None
             prefix += more
+            if total is None or not 0 < len(prefix) <= total:
+                raise Unreadable("the server does not say how large the file is, or says it is smaller than sent")
             partial.write_bytes(prefix)
             try:
-                shape = read_shape(partial)
+                return Header(read_shape(partial), total, "range request")
             except Truncated:
-                if len(prefix) < size:  # the whole file was read: it is damaged, not cut short by us
+                if len(prefix) == total:  # the whole file was read: it is damaged, not cut short by us
                     raise Unreadable("its GGUF header runs past the end of the file") from None
-                continue
             except ValueError as exc:
                 raise Unreadable(f"its GGUF header cannot be read: {exc}") from None
-            if total is None:
-                raise Unreadable("the server does not say how large the file is")
-            return Header(shape, total, "range request")
     raise Unreadable(f"its GGUF header is larger than {READS[-1] >> 20} MiB")
 
 
@@ -90,13 +90,14 @@ def _as_json(header: Header) -> dict[str, Any]:
 
 
 def _cached(path: Path) -> Header | None:
-    """The cached header, or None when there is none or it is not one this version wrote."""
+    """The cached header, or None when there is none, it is not one this version wrote, or it is implausible."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        shape = data["shape"]
+        shape, size = data["shape"], data["file_bytes"]
         fields = {field.name for field in dataclasses.fields(Shape)}
-        if set(shape) != fields or not all(type(value) is int for value in [*shape.values(), data["file_bytes"]]):
+        if set(shape) != fields or not all(type(value) is int and value >= 0 for value in [*shape.values(), size]):
             return None
-        return Header(Shape(**shape), data["file_bytes"], "range request (cached)")
+        header = Header(checked(Shape(**shape)), size, "range request (cached)")
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    return header if size > 0 else None

@@ -15,9 +15,10 @@ from typing import Any
 
 from menlo_cortex.cortexfile.errors import ConfigError, Diagnostic, Origin
 from menlo_cortex.cortexfile.loader import Resolved
-from menlo_cortex.runtime.models.pins import LOCK_NAME, lock_path, public_source, write_lock
+from menlo_cortex.runtime.models.pins import LOCK_NAME, lock_path, public_source
+from menlo_cortex.runtime.models.pins import write_lock as write
 
-__all__ = ["LOCK_NAME", "lock_path"]
+__all__ = ["LOCK_NAME", "lock_path", "write"]  # the lock's file, shared with the runtime's pinned downloads
 
 VERSION = 1
 # How the entries of each list are told apart.
@@ -52,10 +53,6 @@ def platforms(facts: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """The oci section: per architecture the Debian root, its packages and the wheels."""
     keys = ("debian", "llama_cpp_python", "packages", "wheels")
     return {"platforms": {arch: {key: found[key] for key in keys} for arch, found in sorted(facts.items())}}
-
-
-def write(path: Path, lock: dict[str, Any]) -> None:
-    write_lock(path, lock)
 
 
 def merged(path: Path, lock: dict[str, Any], declared: Iterable[str]) -> dict[str, Any]:

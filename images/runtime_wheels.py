@@ -1,7 +1,7 @@
 """The bundle's wheels: this project (`pip wheel --no-deps`), its runtime dependencies for each Python the
 target may run (`pip download`, binary only, cached per requirement set), and the portable llama-cpp-python
 wheel that scripts/llama-wheel.sh keeps under ~/.cache/cortex/wheels. Never the builder's own
-dependencies (docker, tomli-w): the runtime extra does not name them."""
+dependencies (docker, jinja2): the runtime extra does not name them."""
 
 from __future__ import annotations
 

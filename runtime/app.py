@@ -24,7 +24,6 @@ from .http.health import ConfigStatus, health_routes
 from .http.middleware import EXCEPTION_HANDLERS, middleware
 from .models.manager import ModelManager
 from .models.model_store import ModelStore
-from .models.pins import Pins
 from .ops.activity import Activity
 from .ops.metrics import standard_metrics
 from .ops.sdnotify import readiness
@@ -96,9 +95,10 @@ def create_app(
     return app
 
 
-def model_locator(config: Cortexfile, data_dir: Path, pins: Pins | None = None) -> Callable[[Model], Path]:
-    """Find the model file, downloading a remote source into the store first (verified by sha256, or pinned)."""
-    return ModelStore(config, data_dir, pins)
+def model_locator(config: Cortexfile, data_dir: Path, cortexfile: Path | None = None) -> Callable[[Model], Path]:
+    """Find the model file, downloading a remote source into the store first (verified by sha256, or pinned in
+    the lock beside `cortexfile`)."""
+    return ModelStore(config, data_dir, cortexfile)
 
 
 def conversation_store(config: Cortexfile, data_dir: Path, keys: ApiKeys) -> ConversationStore | None:

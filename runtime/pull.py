@@ -15,14 +15,13 @@ from menlo_cortex.exits import Exit
 from .fetch.errors import ModelInvalid, ModelUnavailable
 from .fetch.progress import Progress, StreamProgress
 from .models.model_store import ModelStore, is_remote
-from .models.pins import Pins, lock_path
 
 
 def run_pull(resolved: Resolved, stream: TextIO | None = None) -> int:
     """0 when every model is present and verified, 1 when any is missing or failed (each one reported)."""
     out = sys.stderr if stream is None else stream
     config = resolved.config
-    store = ModelStore(config, data_dir(config), Pins(lock_path(resolved.path)))
+    store = ModelStore(config, data_dir(config), resolved.path)
     progress = StreamProgress(out, tty=out.isatty())
     failed = 0
     for model in config.models:

@@ -30,7 +30,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .app import create_app, model_locator
 from .http.listener import Listener
 from .models.manager import ModelManager
-from .models.pins import Pins, lock_path
 from .ops.activity import Activity
 from .ops.logs import level_of
 from .ops.metrics import standard_metrics
@@ -94,7 +93,7 @@ class RuntimeApplier:
     environ: Mapping[str, str]
     debug: bool = False
     listener: Listener | None = field(default=None)
-    pins: Pins | None = None  # the Cortexfile's pinned downloads, shared by every model store
+    cortexfile: Path | None = None  # whose lock pins its remote models (runtime/models/pins.py)
 
     async def apply(self, candidate: Resolved, plan: Plan) -> None:
         new = candidate.config
@@ -116,7 +115,7 @@ class RuntimeApplier:
         folder = data_dir(new, self.environ)
         if new.network == self.config.network and folder == data_dir(self.config, self.environ):
             return None
-        return model_locator(new, folder, self.pins)
+        return model_locator(new, folder, self.cortexfile)
 
 
 @dataclass
@@ -134,12 +133,11 @@ def hot_reload(resolved: Resolved, environ: Mapping[str, str], debug: bool = Fal
     """The first generation's app, ready to serve, and everything that replaces it on a change."""
     config, state = resolved.config, first_state(resolved)
     state.sync = SyncView(sync_dir(data_dir(config, environ)))
-    pins = Pins(lock_path(resolved.path))
-    locate = model_locator(config, data_dir(config, environ), pins)
+    locate = model_locator(config, data_dir(config, environ), resolved.path)
     models = ModelManager(config, metrics=standard_metrics(), locate=locate)
     build = _builder(models, state, environ, Activity(models.metrics))
     app = ReloadingApp(build(config))
-    applier = RuntimeApplier(app, models, build, config, dict(environ), debug, pins=pins)
+    applier = RuntimeApplier(app, models, build, config, dict(environ), debug, cortexfile=resolved.path)
     inputs = dataclasses.replace(resolved.inputs, environ=dict(environ))  # every reload sees the start's env
     reloader = Reloader(inputs, resolved, applier, models.metrics, state)
     app.service = ReloadService(reloader)

@@ -106,10 +106,9 @@ def baked_models(resolved: Resolved, store_dir: Path) -> dict[str, tuple[str, Pa
     """model id -> (sha256, verified file): located or fetched by the model store on the host,
     so no hub token enters the build."""
     from menlo_cortex.runtime.models.model_store import ModelStore, file_sha256
-    from menlo_cortex.runtime.models.pins import Pins, lock_path
 
     config = resolved.config
-    store = ModelStore(config, store_dir, Pins(lock_path(resolved.path)))
+    store = ModelStore(config, store_dir, resolved.path)
     found = {}
     for model in config.models:
         path = store.ensure(model)
@@ -160,14 +159,13 @@ def device_memory_warnings(views: Views, options: BuildOptions, environ: Mapping
     from menlo_cortex.runtime.models.batching.plan import MIB
     from menlo_cortex.runtime.models.memory_check import found_in, memory_warnings
     from menlo_cortex.runtime.models.model_store import ModelStore
-    from menlo_cortex.runtime.models.pins import Pins, lock_path
 
     config = views.host.config
     memory_mb = config.target.memory_mb
     if memory_mb is None:
         return []
     budget_mb = min(memory_mb, config.server.limits.memory_budget_mb or memory_mb)
-    store = ModelStore(config, model_store(views, options, environ), Pins(lock_path(options.file)))
+    store = ModelStore(config, model_store(views, options, environ), options.file)
     named = f"target.memory_mb{f' (recipe {config.target.hardware})' if config.target.hardware else ''}"
     return memory_warnings(views.host, (memory_mb * MIB, named), budget_mb, found_in(store))
 

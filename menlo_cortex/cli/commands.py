@@ -56,12 +56,11 @@ def memory_warnings(resolved: Resolved) -> list[Diagnostic]:
     from menlo_cortex.runtime.models.memory_check import found_in
     from menlo_cortex.runtime.models.memory_check import memory_warnings as check
     from menlo_cortex.runtime.models.model_store import ModelStore
-    from menlo_cortex.runtime.models.pins import Pins, lock_path
 
     config = resolved.config
     budget_mb = config.server.limits.memory_budget_mb
     room, budget = memory_room(budget_mb, available_memory())
-    store = ModelStore(config, data_dir(config), Pins(lock_path(resolved.path)))
+    store = ModelStore(config, data_dir(config), resolved.path)
     named = "server.limits.memory_budget_mb" if budget else "available here"
     return check(resolved, (room, named), budget_mb, found_in(store))
 

@@ -4,6 +4,7 @@ model that fits it, validated before it is written; an existing file is never re
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -75,20 +76,35 @@ def best_chat_model(rows: list[dict[str, Any]], most_bytes: int | None = None) -
 
 def write_new(output: Path, text: str) -> None:
     """Write `text` under a temporary name beside `output`, load it as a Cortexfile, then link it into place:
-    the link fails if a file appeared meanwhile, so nothing is ever replaced."""
+    the link fails if a file appeared meanwhile, so nothing is ever replaced. Where the file system has no
+    hard links (FAT), the file is created exclusively (never through a link) and written."""
     output.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".yaml")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as file:
+            os.fchmod(file.fileno(), 0o644)  # a Cortexfile holds no secret: the service's user reads it
             file.write(text)
             file.flush()
             os.fsync(file.fileno())
         load(temporary)  # ConfigError: a starter that does not validate is never written
-        os.link(temporary, output)
+        _link_or_create(Path(temporary), output, text)
     except FileExistsError:
         raise ConfigError([Diagnostic(Origin(str(output)), "", "exists: cortex init never replaces a file")]) from None
     finally:
         os.unlink(temporary)
+
+
+def _link_or_create(temporary: Path, output: Path, text: str) -> None:
+    try:
+        os.link(temporary, output)
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV):
+            raise
+        descriptor = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
 
 
 def _machine_line(machine: Any) -> str:

@@ -78,12 +78,11 @@ def models_list(args: argparse.Namespace) -> int:
 
 def models_fit(args: argparse.Namespace) -> int:
     from menlo_cortex.benchmark.fit import fit_catalogue, fit_models, machine_summary, this_machine
-    from menlo_cortex.runtime.models.pins import Pins, lock_path
 
     resolved = resolved_or_bare(args)
     machine = this_machine(bandwidth_needed=not args.hardware)
     if args.file:
-        rows = fit_models(resolved.config, machine, pins=Pins(lock_path(resolved.path)))
+        rows = fit_models(resolved.config, machine, cortexfile=resolved.path)
     else:
         rows = fit_catalogue(resolved.config, machine, board=board_memory(args.hardware) if args.hardware else None)
     if args.json:

@@ -2,9 +2,9 @@
 
 An interrupted download keeps its `.partial` file and the next attempt asks for the rest (HTTP Range);
 the whole file's sha256 is checked either way, and a file that fails it is deleted. A file whose sha256 is not
-known yet (a first download, which pins it: models/pins.py) is stored under the hash it turns out to have. A server that
-drips (less than MIN_WINDOW_BYTES in a WINDOW_S window) is given up on, so every download has a
-deadline that grows with its size; a `Stop` ends downloads at once (shutdown).
+known yet (a first download, which pins it: models/pins.py) starts over each time and is stored under the
+hash it turns out to have. A server that drips (less than MIN_WINDOW_BYTES in a WINDOW_S window) is given up
+on, so every download has a deadline that grows with its size; a `Stop` ends downloads at once (shutdown).
 """
 
 from __future__ import annotations
@@ -121,6 +121,8 @@ def download_file(
         if wanted.sha256 and (store_dir / f"{name}{suffix}").is_file():  # another process finished it meanwhile
             return store_dir / f"{name}{suffix}"
         partial = store_dir / f".{name}.partial"
+        if wanted.sha256 is None:  # what the server has may have changed since: a resume could splice two files
+            partial.unlink(missing_ok=True)
         final = store_dir / f"{_download_verified(wanted, partial, net, progress, stop, magic=magic)}{suffix}"
         os.replace(partial, final)
         fsync_dir(store_dir)

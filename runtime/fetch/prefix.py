@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 from urllib3.exceptions import HTTPError
 
@@ -12,15 +13,20 @@ from .netsettings import NetSettings
 
 _CONTENT_RANGE = re.compile(r"bytes ([0-9]{1,20})-[0-9]{1,20}/([0-9]{1,20})")
 _DIGITS = re.compile(r"[0-9]{1,20}")
+DEADLINE_S = 60.0  # for one read of a few megabytes
 
 
 class PrefixFailed(Exception):
     """The server did not give the bytes asked for; the message holds no credentials."""
 
 
-def read_prefix(url: str, net: NetSettings, start: int, end: int) -> tuple[bytes, int | None]:
+def read_prefix(
+    url: str, net: NetSettings, start: int, end: int, deadline_s: float = DEADLINE_S
+) -> tuple[bytes, int | None]:
     """Bytes `start` to `end` (exclusive) of the file at `url`, fewer where it is shorter, and its whole size
-    when the server says. A server that ignores Range is read up to `end` and then left."""
+    when the server says. A server that ignores Range is read up to `end` and then left; one that drips is
+    given up on after `deadline_s`."""
+    deadline = time.monotonic() + deadline_s
     try:
         with http_get(url, net, {"Range": f"bytes={start}-{end - 1}"}) as response:
             if response.status == 416:  # it starts past the end of the file
@@ -29,6 +35,8 @@ def read_prefix(url: str, net: NetSettings, start: int, end: int) -> tuple[bytes
             body = bytearray()
             while len(body) < skip + end - start and (chunk := response.read1(CHUNK_BYTES)):
                 body += chunk
+                if time.monotonic() > deadline:
+                    raise HttpFailure(f"the server sent {len(body)} bytes in {deadline_s:.0f} s: too slow, given up")
             return bytes(body[skip : skip + end - start]), total
     except (OSError, HTTPError, HttpFailure) as exc:
         reason = str(exc) if isinstance(exc, HttpFailure) else failure_reason(exc)

@@ -20,7 +20,7 @@ from ..fetch.download import GGUF_MAGIC, RemoteFile, Stop, download_model, read_
 from ..fetch.errors import DownloadFailed, ModelInvalid, ModelUnavailable
 from ..fetch.netsettings import net_settings, redact
 from ..fetch.progress import Progress
-from .pins import Pins
+from .pins import Pin, Pins
 
 __all__ = ["DownloadFailed", "ModelInvalid", "ModelStore", "ModelUnavailable", "Progress", "file_sha256"]
 
@@ -42,10 +42,12 @@ def is_remote(model: Model) -> bool:
 class ModelStore:
     """Finds model files, and downloads remote ones; as a callable it is the manager's locator."""
 
-    def __init__(self, config: Cortexfile, data_dir: Path, pins: Pins | None = None):
+    def __init__(self, config: Cortexfile, data_dir: Path, cortexfile: Path | None = None):
+        """`cortexfile`: where the Cortexfile is, whose lock (beside it) pins its remote models; None: pins are
+        kept in this process only."""
         self._config = config
         self._data_dir = data_dir
-        self._pins = pins or Pins(None)
+        self._pins = Pins.of(cortexfile, data_dir) if cortexfile is not None else Pins(None)
         self._stop = Stop()
         # Files already hashed, keyed by what would change if they were replaced: a reload of a
         # model that was unloaded (LRU) must not hash gigabytes again.
@@ -67,8 +69,8 @@ class ModelStore:
         """The model with its sha256: as declared, else as pinned by a first download (None until then)."""
         if model.sha256 or not is_remote(model):
             return model
-        sha256 = self._pins.get(model)
-        return model if sha256 is None else model.model_copy(update={"sha256": sha256})
+        pin = self._pins.get(model)
+        return model if pin is None else model.model_copy(update={"sha256": pin.sha256})
 
     def locate(self, model: Model) -> Path:
         """The model's file, by sha256 in the store, then at its local source path; checked to be GGUF."""
@@ -115,11 +117,17 @@ class ModelStore:
             net = net_settings(self._config.network)
         except (SecretUnavailable, ValueError) as exc:
             raise DownloadFailed(f"model `{model.id}`: cannot download {redact(url)}: {exc}") from None
-        expected_from = f" (pinned in {self._pins.lock})" if pinned else ""
-        wanted = RemoteFile(model.id, url, model.sha256, expected_from=expected_from)
+        pin = self._pins.get(model) if pinned else None
+        size = pin.size if pin else None
+        expected_from = f" (pinned in {pin.where})" if pin else ""
+        wanted = RemoteFile(model.id, url, model.sha256, size=size, expected_from=expected_from)
         path = download_model(wanted, self.models_dir, net, progress, self._stop)
         if model.sha256 is None:
-            self._pins.record(model, path.stem, path.stat().st_size)
+            try:
+                self._pins.record(model, Pin(path.stem, path.stat().st_size))
+            except ModelInvalid:
+                path.unlink(missing_ok=True)
+                raise
         return path
 
     def _missing_message(self, model: Model, tried: list[Path]) -> str:

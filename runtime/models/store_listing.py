@@ -13,7 +13,6 @@ from menlo_cortex.cortexfile.loader import Resolved
 
 from ..fetch.errors import ModelUnavailable
 from .model_store import ModelStore
-from .pins import Pins, lock_path
 
 STORED = re.compile(r"[0-9a-f]{64}\.gguf")
 
@@ -25,7 +24,7 @@ def store_files(resolved: Resolved, environ: Mapping[str, str]) -> dict[str, Any
     for entry in catalogue.entries():
         if entry.model.sha256:
             holders.setdefault(entry.model.sha256, []).append(f"preset {entry.name}")
-    store = ModelStore(config, data_dir(config, environ), Pins(lock_path(resolved.path)))
+    store = ModelStore(config, data_dir(config, environ), resolved.path)
     for model in config.models:
         try:
             sha256 = store.pinned(model).sha256

@@ -3,17 +3,18 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
-from menlo_cortex.runtime.models.model_store import ModelStore, ModelUnavailable
-from menlo_cortex.runtime.models.pins import Pins, lock_path
+from menlo_cortex.runtime.fetch.download import download_model
+from menlo_cortex.runtime.models.model_store import ModelInvalid, ModelStore, ModelUnavailable
+from menlo_cortex.runtime.models.pins import lock_path
 
 from tests.runtime.download_servers import Route, Running, file_server, gguf_bytes, model_config, sha256_of
 
@@ -78,7 +79,7 @@ def test_a_download_that_differs_from_its_pin_is_deleted_and_names_both_hashes(t
     assert locked_models(cortexfile)[0]["sha256"] == sha256_of(pinned)  # the pin is not moved by a bad download
 
 
-def test_a_changed_source_is_a_new_model_pinned_beside_the_old_entry(tmp_path: Path) -> None:
+def test_a_changed_source_is_a_new_model_pinned_in_place_of_the_old_one(tmp_path: Path) -> None:
     first, second = gguf_bytes(seed=6), gguf_bytes(seed=7)
     with file_server() as hub:
         hub.routes[ROUTE] = Route(first)
@@ -89,32 +90,54 @@ def test_a_changed_source_is_a_new_model_pinned_beside_the_old_entry(tmp_path: P
         assert pull(cortexfile, tmp_path / "data").returncode == 0
 
     pins = {entry["source"]: entry["sha256"] for entry in locked_models(cortexfile)}
-    assert pins == {"hf://org/repo/tiny.gguf": sha256_of(first), "hf://org/repo/other.gguf": sha256_of(second)}
+    assert pins == {"hf://org/repo/other.gguf": sha256_of(second)}  # one entry per model id, as `cortex lock`
 
 
-def test_a_lock_that_cannot_be_written_pins_for_this_process_and_says_so(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_a_lock_that_cannot_be_written_pins_in_the_data_folder(tmp_path: Path) -> None:
+    """A service's Cortexfile lives in a read-only /etc: the pin is this device's own, in its data folder."""
     body = gguf_bytes(seed=8)
+    (tmp_path / "a-file").write_text("")
+    cortexfile = tmp_path / "a-file" / "Cortexfile.yaml"  # a folder that cannot be written to
     with file_server() as hub:
         hub.routes["/tiny.gguf"] = Route(body)
         config = model_config(tmp_path, hub.url("/tiny.gguf"), None)
-        (tmp_path / "a-file").write_text("")
-        pins = Pins(tmp_path / "a-file" / "Cortexfile.lock")  # a folder that cannot be made
-        store = ModelStore(config, tmp_path / "data", pins)
-        with caplog.at_level(logging.WARNING, "cortex.models"):
-            path = store.ensure(config.models[0])
-        again = ModelStore(config, tmp_path / "data", pins).ensure(config.models[0])
+        path = ModelStore(config, tmp_path / "data", cortexfile).ensure(config.models[0])
+        again = ModelStore(config, tmp_path / "data", cortexfile).ensure(config.models[0])  # the next start
 
     assert path == again == tmp_path / "data" / "models" / f"{sha256_of(body)}.gguf"
     assert len(hub.seen) == 1
-    assert f"pinned to sha256 {sha256_of(body)} for this run only: cannot write" in caplog.text
+    local = tomllib.loads((tmp_path / "data" / "models" / "pins.toml").read_text(encoding="utf-8"))
+    assert local["models"] == [{"id": "tiny", "source": hub.url("/tiny.gguf"), "sha256": sha256_of(body),
+                                "size": len(body)}]  # fmt: skip
+
+
+def test_a_pin_made_by_another_process_meanwhile_is_never_moved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mine, theirs = gguf_bytes(seed=10), gguf_bytes(seed=11)
+    real_download = download_model
+
+    def racing(*args: Any, **kwargs: Any) -> Path:
+        path = real_download(*args, **kwargs)
+        entry = f'models = [{{id = "tiny", source = "{hub.url("/tiny.gguf")}", sha256 = "{sha256_of(theirs)}"}}]\n'
+        (tmp_path / "Cortexfile.lock").write_text(entry, encoding="utf-8")
+        return path
+
+    monkeypatch.setattr("menlo_cortex.runtime.models.model_store.download_model", racing)
+    with file_server() as hub:
+        hub.routes["/tiny.gguf"] = Route(mine)
+        config = model_config(tmp_path, hub.url("/tiny.gguf"), None)
+        with pytest.raises(ModelInvalid, match=f"pinned {sha256_of(theirs)} meanwhile"):
+            ModelStore(config, tmp_path / "data", tmp_path / "Cortexfile.yaml").ensure(config.models[0])
+
+    assert sha256_of(theirs) in (tmp_path / "Cortexfile.lock").read_text(encoding="utf-8")
+    assert not (tmp_path / "data" / "models" / f"{sha256_of(mine)}.gguf").exists()
 
 
 @pytest.mark.parametrize(
     ("lock", "message"),
     [
-        ("version = 1\nmodels = [\n", "unreadable lock file (TOMLDecodeError)"),
+        ("version = 1\nmodels = [\n", "unreadable pin file (TOMLDecodeError)"),
         ('models = [{id = "tiny", source = "SOURCE", sha256 = "abc", size = 1}]\n', "not 64 lowercase hex"),
     ],
 )
@@ -125,7 +148,7 @@ def test_a_broken_lock_is_a_clear_error(tmp_path: Path, lock: str, message: str)
         lock_file = tmp_path / "Cortexfile.lock"
         lock_file.write_text(lock.replace("SOURCE", hub.url("/tiny.gguf")), encoding="utf-8")
         with pytest.raises(ModelUnavailable, match=re.escape(message)):
-            ModelStore(config, tmp_path / "data", Pins(lock_file)).ensure(config.models[0])
+            ModelStore(config, tmp_path / "data", tmp_path / "Cortexfile.yaml").ensure(config.models[0])
     assert hub.seen == []
 
 

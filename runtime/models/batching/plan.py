@@ -151,6 +151,11 @@ def read_shape(path: Path) -> Shape:
         vocab=value("vocab_size") or (tokens.length if isinstance(tokens, Array) and tokens.of_strings else 0),
         heads=heads,
     )
+    return checked(shape)
+
+
+def checked(shape: Shape) -> Shape:
+    """The shape; ValueError naming each size past what any model has (a header that lies)."""
     implausible = [name for name, most in PLAUSIBLE.items() if getattr(shape, name) > most]
     if implausible:
         raise ValueError(f"its header gives an implausible {', '.join(implausible)}")

@@ -1,0 +1,87 @@
+"""A remote model's header by HTTP Range, against a loopback server that behaves, ignores Range, lies or drips."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from menlo_cortex.benchmark.headers import Unreadable, from_url
+from menlo_cortex.runtime.fetch.netsettings import net_settings
+from menlo_cortex.runtime.fetch.prefix import PrefixFailed, read_prefix
+
+from tests.runtime.download_servers import Route, file_server, gguf_bytes, model_config
+
+
+@pytest.fixture(scope="module")
+def head(test_model_path: Path) -> bytes:
+    """The test model's first 20 MiB: its whole header (about 7 MiB: a 262k-token vocabulary), some weights."""
+    with test_model_path.open("rb") as file:
+        return file.read(20 << 20)
+
+
+def read(tmp_path: Path, route: Route) -> tuple[object, list[str]]:
+    config = model_config(tmp_path, "m.gguf", None)
+    with file_server() as server:
+        server.routes["/m.gguf"] = route
+        try:
+            found: object = from_url(server.url("/m.gguf"), net_settings(config.network), tmp_path / "cache")
+        except Unreadable as exc:
+            found = exc
+        return found, [seen.headers.get("Range", "") for seen in server.seen]
+
+
+def test_the_header_is_read_in_growing_ranges_and_cached(tmp_path: Path, head: bytes) -> None:
+    net = net_settings(model_config(tmp_path, "m.gguf", None).network)
+    with file_server() as server:
+        server.routes["/m.gguf"] = Route(head, ranges=True)
+        header = from_url(server.url("/m.gguf"), net, tmp_path / "cache")
+        cached = from_url(server.url("/m.gguf"), net, tmp_path / "cache")
+    assert (header.file_bytes, header.shape.vocab, header.read_from) == (len(head), 262144, "range request")
+    asked = [seen.headers["Range"] for seen in server.seen]
+    assert asked == [f"bytes=0-{(4 << 20) - 1}", f"bytes={4 << 20}-{(16 << 20) - 1}"]  # never past the header
+    assert (cached.shape, cached.read_from) == (header.shape, "range request (cached)")
+
+
+def test_a_server_that_ignores_range_is_read_only_as_far_as_needed(tmp_path: Path, head: bytes) -> None:
+    header, _ = read(tmp_path, Route(head))
+    assert getattr(header, "file_bytes", None) == len(head)
+
+
+@pytest.mark.parametrize(
+    ("route", "message"),
+    [
+        (Route(b"GGUF" + b"\x03\x00\x00\x00" + b"\xff" * 16, ranges=True), "its GGUF header"),
+        (Route(b"not a model at all", ranges=True), "it does not start with `GGUF`"),
+        (Route(gguf_bytes(), status=404), "404"),
+    ],
+)
+def test_a_bad_file_or_server_is_a_reason_never_a_crash(tmp_path: Path, route: Route, message: str) -> None:
+    found, _ = read(tmp_path, route)
+    assert isinstance(found, Unreadable)
+    assert message in str(found)
+    assert not (tmp_path / "cache").exists()  # nothing cached from a failure
+
+
+def test_a_lie_about_the_size_is_refused(tmp_path: Path, head: bytes) -> None:
+    route = Route(head, status=206, headers={"Content-Range": "bytes 0-99/0"})
+    found, _ = read(tmp_path, route)
+    assert isinstance(found, Unreadable)
+
+
+def test_an_implausible_cached_header_is_read_again(tmp_path: Path, head: bytes) -> None:
+    read(tmp_path, Route(head, ranges=True))
+    (cached,) = (tmp_path / "cache").iterdir()
+    data = json.loads(cached.read_text())
+    data["shape"]["layers"] = 1 << 40
+    cached.write_text(json.dumps(data))
+    again, asked = read(tmp_path, Route(head, ranges=True))
+    assert (getattr(again, "read_from", None), len(asked)) == ("range request", 2)
+
+
+def test_a_server_that_drips_is_given_up_on(tmp_path: Path) -> None:
+    config = model_config(tmp_path, "m.gguf", None)
+    with file_server() as server:
+        server.routes["/m.gguf"] = Route(gguf_bytes(size=4096), drip_s=0.05)
+        with pytest.raises(PrefixFailed, match="too slow, given up"):
+            read_prefix(server.url("/m.gguf"), net_settings(config.network), 0, 4096, deadline_s=0.5)
