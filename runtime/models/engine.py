@@ -26,6 +26,7 @@ from menlo_cortex.cortexfile.schema import Model
 from menlo_cortex.cortexfile.schema.models import LlamaCppEngine
 
 from ..fetch.download import GGUF_MAGIC, read_magic
+from ..ops.thread_names import name_this_thread
 from .backends import BackendError, load_backends, route_llama_logs
 from .batching.plan import SlotPlan, plan_slots
 from .batching.scheduler import Scheduler
@@ -266,7 +267,12 @@ class Engine:
     def __init__(self, model: Model, path: Path, settings: LlamaCppEngine, plan: SlotPlan) -> None:
         self.model, self.path, self.settings, self.plan = model, path, settings, plan
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{model.id}")
-        self._requests = ThreadPoolExecutor(max_workers=plan.parallel, thread_name_prefix=f"llama-{model.id}-request")
+        self._requests = ThreadPoolExecutor(
+            max_workers=plan.parallel,
+            thread_name_prefix=f"llama-{model.id}-request",
+            initializer=name_this_thread,
+            initargs=("cortex-request",),
+        )
         self._llama: Any = None
         self._formatter: Any = None  # the chat prompt's formatter, for counting (made at the first count)
         self._context: Any = None

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...ops.thread_names import name_this_thread
 from .sampling import GrammarBudget, GrammarTooCostly
 from .sequence import Finished, Sequence
 
@@ -132,6 +133,7 @@ class Scheduler:
     def _run(self) -> None:
         if not self._warm_up():
             return
+        name_this_thread("cortex-batch")  # after the warm-up started llama.cpp's workers, which keep theirs
         try:
             while not self._closing:
                 self._take_arrivals(block=not self._active())

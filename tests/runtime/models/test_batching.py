@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -542,3 +543,17 @@ def test_stop_strings_are_bounded_in_length(test_model_path: Path) -> None:
         response = httpx.post(f"{served.url}/v1/completions", json=body, timeout=60)
     assert response.status_code == 400
     assert "stop" in response.json()["error"]["message"]
+
+
+def test_the_server_threads_are_named_for_a_profiler_and_the_decode_workers_are_not(test_model_path: Path) -> None:
+    """bench/per_token.py tells Python's cost from llama.cpp's by these names (runtime/ops/thread_names.py)."""
+
+    async def body(engine: Engine) -> list[str]:
+        await complete(engine, PROMPTS[0], max_tokens=4)
+        return [task.joinpath("comm").read_text().strip() for task in Path("/proc/self/task").iterdir()]
+
+    names = with_engine(engine_for(test_model_path, 2, context_size=256), body)
+    assert names.count("cortex-batch") == 1
+    assert names.count("cortex-request") == 1
+    workers = [name for name in names if not name.startswith("cortex-")]
+    assert len(workers) >= min(2, os.cpu_count() or 1)  # the main thread and the decode's workers

@@ -1,0 +1,178 @@
+"""CPU time per generated token, by thread, in Cortex and in native llama-server: what everything that is not
+llama_decode costs (the scheduler's Python, the request threads' chunks, the event loop's HTTP and SSE).
+
+    .venv/bin/python bench/per_token.py [--streams 1,4] [--tokens 128] [--rounds 3] [--json FILE]
+
+Each server serves the same model (the test model by default) with the same threads and 4 slots; each round
+sends `streams` streaming /v1/completions at once (greedy, `tokens` each) and reads every thread's CPU time from
+/proc before and after. Threads are told apart by their kernel names (runtime/ops/thread_names.py): the main
+thread (the event loop: HTTP, JSON, SSE), `cortex-request` (a request's chunks), `cortex-batch` (the
+scheduler: its Python, and its own share of each decode) and llama.cpp's workers (the decode). The Python cost
+per token is the main and request threads' CPU, plus the batch thread's less one worker's (its share of a
+decode is a worker's). Rounds alternate between the servers; the median of the rounds is printed, with JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+from compare import SLOTS, llama_server, serve, test_model, write_cortexfile  # bench/, the script's own folder
+from processes import free_port, stop
+
+HERE = Path(__file__).resolve().parent
+TICKS = os.sysconf("SC_CLK_TCK")
+PROMPT = "Write a long story about a lighthouse keeper who finds a map in a bottle. Once upon a time,"
+
+
+def thread_times(pid: int) -> dict[int, tuple[str, float]]:
+    """tid -> (kernel name, CPU seconds) of every thread of `pid`."""
+    found = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+            name = (task / "comm").read_text().strip()
+        except OSError:  # the thread ended meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        found[int(task.name)] = (name, (int(fields[11]) + int(fields[12])) / TICKS)
+    return found
+
+
+def groups(pid: int, before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, Any]:
+    """CPU seconds between two readings, by kind of thread."""
+    spent: dict[str, list[float]] = {}
+    for tid, (name, seconds) in after.items():
+        kind = "main" if tid == pid else name if name.startswith("cortex-") else "worker"
+        spent.setdefault(kind, []).append(seconds - before.get(tid, (name, 0.0))[1])
+    return {kind: {"seconds": sum(values), "threads": len(values)} for kind, values in spent.items()}
+
+
+def complete(url: str, model: str, tokens: int) -> int:
+    """One streaming completion; the text chunks it got (one per token on both servers)."""
+    body = {"model": model, "prompt": PROMPT, "max_tokens": tokens, "temperature": 0, "stream": True}
+    chunks = 0
+    with httpx.stream("POST", f"{url}/v1/completions", json=body, timeout=300) as response:
+        response.raise_for_status()
+        for line in response.iter_lines():
+            if line.startswith("data: {"):
+                choices = json.loads(line[6:]).get("choices") or [{}]
+                chunks += bool(choices[0].get("text"))
+    return chunks
+
+
+def measure(url: str, pid: int, model: str, streams: int, tokens: int) -> dict[str, Any]:
+    before, started = thread_times(pid), time.monotonic()
+    with ThreadPoolExecutor(streams) as pool:
+        generated = sum(pool.map(lambda _: complete(url, model, tokens), range(streams)))
+    wall, spent = time.monotonic() - started, groups(pid, before, thread_times(pid))
+    total = sum(group["seconds"] for group in spent.values())
+    python = _python_seconds(spent)
+    return {"tokens": generated, "tokens_per_s": generated / wall, "cpu_us_per_token": 1e6 * total / generated,
+            "python_us_per_token": None if python is None else 1e6 * python / generated, "threads": spent}  # fmt: skip
+
+
+def _python_seconds(spent: dict[str, Any]) -> float | None:
+    """Cortex's threads that are not decoding: the main and request threads, and the batch thread less its
+    share of each decode (a worker's). None for a server whose threads are not named (llama-server)."""
+    if "cortex-batch" not in spent:
+        return None
+    worker = spent.get("worker", {"seconds": 0.0, "threads": 0})
+    one_worker = worker["seconds"] / worker["threads"] if worker["threads"] else 0.0
+    python = sum(spent.get(kind, {}).get("seconds", 0.0) for kind in ("main", "cortex-request"))
+    return float(python + max(0.0, spent["cortex-batch"]["seconds"] - one_worker))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--model", type=Path, help="a GGUF file (default: the test model)")
+    parser.add_argument("--chat-format", default="gemma")
+    parser.add_argument("--context", type=int, default=2048, help="tokens per slot")
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--streams", default="1,4", help="concurrent streams per round, comma separated")
+    parser.add_argument("--tokens", type=int, default=128, help="tokens each stream generates")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--data", type=Path, default=HERE.parent / "build" / "per-token-data")
+    parser.add_argument("--llama-server", help="folder with llama-server (default: scripts/llama-server.sh's)")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    args.name = "gemma3-270m-q4km" if args.model is None else args.model.stem[:40]
+    args.model = (args.model or test_model()).resolve()
+    args.data = args.data.resolve()
+    args.data.mkdir(parents=True, exist_ok=True)
+    args.llama_server = (
+        args.llama_server
+        or subprocess.check_output([str(HERE.parent / "scripts" / "llama-server.sh")], text=True).strip()
+    )
+    results = run(args)
+    print(json.dumps(results, indent=2) if args.json is None else "")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    for line in table(results):
+        print(line)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    ports = {"cortex": free_port(), "llama-server": free_port()}
+    commands = {
+        "cortex": [sys.executable, "-m", "menlo_cortex", "start", "-f", str(write_cortexfile(args)),
+                   "--port", str(ports["cortex"])],
+        "llama-server": llama_server(args, ports["llama-server"]),
+    }  # fmt: skip
+    env = {"cortex": {}, "llama-server": {"LD_LIBRARY_PATH": args.llama_server}}
+    processes = {name: serve(name, commands[name], ports[name], args.data / f"{name}.log", env[name])
+                 for name in commands}  # fmt: skip
+    try:
+        levels = [int(level) for level in args.streams.split(",")]
+        rounds: dict[str, dict[int, list[dict[str, Any]]]] = {name: {level: [] for level in levels} for name in ports}
+        for port in ports.values():  # warm: the first requests allocate and repack
+            complete(f"http://127.0.0.1:{port}", args.name, 16)
+        for _ in range(args.rounds):
+            for level in levels:
+                for name, port in ports.items():
+                    url = f"http://127.0.0.1:{port}"
+                    rounds[name][level].append(measure(url, processes[name].pid, args.name, level, args.tokens))
+    finally:
+        for process in processes.values():
+            stop(process)
+    medians = {name: {str(level): median(runs) for level, runs in by.items()} for name, by in rounds.items()}
+    return {"cpu": cpu_model(), "threads": args.threads, "slots": SLOTS, "tokens": args.tokens, "results": medians}
+
+
+def median(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    middle = sorted(runs, key=lambda run: run["cpu_us_per_token"])[len(runs) // 2]
+    found = {key: round(statistics.median(run[key] for run in runs), 1) for key in ("tokens_per_s", "cpu_us_per_token")}
+    python = [run["python_us_per_token"] for run in runs if run["python_us_per_token"] is not None]
+    return {**found, "python_us_per_token": round(statistics.median(python), 1) if python else None,
+            "threads": middle["threads"]}  # fmt: skip
+
+
+def table(results: dict[str, Any]) -> list[str]:
+    lines = [f"{results['cpu']}, {results['threads']} threads, {results['slots']} slots, {results['tokens']} tokens"]
+    lines.append(f"{'SERVER':<14} {'STREAMS':>7} {'TOKENS/S':>9} {'CPU µs/TOKEN':>13} {'NOT DECODE µs/TOKEN':>20}")
+    for name, by_level in results["results"].items():
+        for level, found in by_level.items():
+            python = "-" if found["python_us_per_token"] is None else f"{found['python_us_per_token']:.0f}"
+            lines.append(f"{name:<14} {level:>7} {found['tokens_per_s']:>9.1f} {found['cpu_us_per_token']:>13.0f} "
+                         f"{python:>20}")  # fmt: skip
+    return lines
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown CPU"
+
+
+if __name__ == "__main__":
+    main()
