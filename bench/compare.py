@@ -118,14 +118,7 @@ def main() -> None:
     parser.add_argument("--llama-cpp-python", help="a python with llama-cpp-python[server]; omitted: not measured")
     args, workload = parser.parse_known_args()
     args.workload = workload  # the rest goes to every `cortex bench`
-    args.name = "gemma3-270m-q4km" if args.model is None else args.model.stem[:40]  # the model's id everywhere
-    args.model = (args.model or test_model()).resolve()
-    args.data = args.data.resolve()
-    args.data.mkdir(parents=True, exist_ok=True)
-    args.llama_server = (
-        args.llama_server
-        or subprocess.check_output([str(HERE.parent / "scripts" / "llama-server.sh")], text=True).strip()
-    )
+    resolve_inputs(args)
     before = {line.split()[0] for line in runs(args)}
     cortex("bench", "-f", str(write_cortexfile(args)), "--label", "cortex", "--type", args.type, *args.workload)
     port = free_port()
@@ -137,6 +130,18 @@ def main() -> None:
     out = args.out or HERE.parent / "docs" / "benchcards" / f"{args.name}-{args.threads}-threads"
     cortex("bench", "card", ids[1], ids[0], *ids[2:], "-o", str(out), "--datapath", str(args.data))  # baseline first
     cortex("bench", "compare", ids[1], ids[0], "--datapath", str(args.data))
+
+
+def resolve_inputs(args: argparse.Namespace) -> None:
+    """The model (the test model by default) and its id, the data folder, llama-server's folder (built once)."""
+    args.name = "gemma3-270m-q4km" if args.model is None else args.model.stem[:40]  # the model's id everywhere
+    args.model = (args.model or test_model()).resolve()
+    args.data = args.data.resolve()
+    args.data.mkdir(parents=True, exist_ok=True)
+    args.llama_server = (
+        args.llama_server
+        or subprocess.check_output([str(HERE.parent / "scripts" / "llama-server.sh")], text=True).strip()
+    )
 
 
 def runs(args: argparse.Namespace) -> list[str]:

@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from compare import SLOTS, llama_server, serve, test_model, write_cortexfile  # bench/, the script's own folder
+from compare import SLOTS, llama_server, resolve_inputs, serve, write_cortexfile  # bench/, the script's own folder
 from processes import free_port, stop
 
 HERE = Path(__file__).resolve().parent
@@ -105,14 +104,7 @@ def main() -> None:
     parser.add_argument("--llama-server", help="folder with llama-server (default: scripts/llama-server.sh's)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
-    args.name = "gemma3-270m-q4km" if args.model is None else args.model.stem[:40]
-    args.model = (args.model or test_model()).resolve()
-    args.data = args.data.resolve()
-    args.data.mkdir(parents=True, exist_ok=True)
-    args.llama_server = (
-        args.llama_server
-        or subprocess.check_output([str(HERE.parent / "scripts" / "llama-server.sh")], text=True).strip()
-    )
+    resolve_inputs(args)
     results = run(args)
     print(json.dumps(results, indent=2) if args.json is None else "")
     if args.json:
