@@ -103,6 +103,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=HERE.parent / "build" / "per-token-data")
     parser.add_argument("--llama-server", help="folder with llama-server (default: scripts/llama-server.sh's)")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--cortex-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="an environment variable for Cortex only (OpenMP settings, say); repeatable")  # fmt: skip
     args = parser.parse_args()
     resolve_inputs(args)
     results = run(args)
@@ -120,7 +122,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                    "--port", str(ports["cortex"])],
         "llama-server": llama_server(args, ports["llama-server"]),
     }  # fmt: skip
-    env = {"cortex": {}, "llama-server": {"LD_LIBRARY_PATH": args.llama_server}}
+    cortex_env = dict(item.split("=", 1) for item in args.cortex_env)
+    env = {"cortex": cortex_env, "llama-server": {"LD_LIBRARY_PATH": args.llama_server}}
     processes = {name: serve(name, commands[name], ports[name], args.data / f"{name}.log", env[name])
                  for name in commands}  # fmt: skip
     try:
