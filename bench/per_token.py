@@ -8,8 +8,8 @@ sends `streams` streaming /v1/completions at once (greedy, `tokens` each) and re
 /proc before and after. Threads are told apart by their kernel names (runtime/ops/thread_names.py): the main
 thread (the event loop: HTTP, JSON, SSE), `cortex-request` (a request's chunks), `cortex-batch` (the
 scheduler: its Python, and its own share of each decode) and llama.cpp's workers (the decode). The Python cost
-per token is the main and request threads' CPU, plus the batch thread's less one worker's (its share of a
-decode is a worker's). Rounds alternate between the servers; the median of the rounds is printed, with JSON.
+per token is the main and request threads' CPU, plus the batch thread's less the busiest worker's (its share of
+a decode is a worker's). Rounds alternate between the servers; the median of the rounds is printed, with JSON.
 """
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ def groups(pid: int, before: dict[int, tuple[str, float]], after: dict[int, tupl
     for tid, (name, seconds) in after.items():
         kind = "main" if tid == pid else name if name.startswith("cortex-") else "worker"
         spent.setdefault(kind, []).append(seconds - before.get(tid, (name, 0.0))[1])
-    return {kind: {"seconds": sum(values), "threads": len(values)} for kind, values in spent.items()}
+    return {kind: {"seconds": sum(spent_by), "threads": len(spent_by), "busiest": max(spent_by)}
+            for kind, spent_by in spent.items()}  # fmt: skip
 
 
 def complete(url: str, model: str, tokens: int) -> int:
@@ -85,8 +86,7 @@ def _python_seconds(spent: dict[str, Any]) -> float | None:
     share of each decode (a worker's). None for a server whose threads are not named (llama-server)."""
     if "cortex-batch" not in spent:
         return None
-    worker = spent.get("worker", {"seconds": 0.0, "threads": 0})
-    one_worker = worker["seconds"] / worker["threads"] if worker["threads"] else 0.0
+    one_worker = spent.get("worker", {}).get("busiest", 0.0)  # a decode worker: the other threads are idle ones
     python = sum(spent.get(kind, {}).get("seconds", 0.0) for kind in ("main", "cortex-request"))
     return float(python + max(0.0, spent["cortex-batch"]["seconds"] - one_worker))
 
@@ -136,11 +136,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 for name, port in ports.items():
                     url = f"http://127.0.0.1:{port}"
                     rounds[name][level].append(measure(url, processes[name].pid, args.name, level, args.tokens))
+        peaks = {name: peak_rss_mib(process.pid) for name, process in processes.items()}
     finally:
         for process in processes.values():
             stop(process)
     medians = {name: {str(level): median(runs) for level, runs in by.items()} for name, by in rounds.items()}
-    return {"cpu": cpu_model(), "threads": args.threads, "slots": SLOTS, "tokens": args.tokens, "results": medians}
+    return {"cpu": cpu_model(), "threads": args.threads, "slots": SLOTS, "tokens": args.tokens, "results": medians,
+            "peak_rss_mib": peaks}  # fmt: skip
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The process's peak resident memory (VmHWM), MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
 
 
 def median(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -153,6 +163,8 @@ def median(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def table(results: dict[str, Any]) -> list[str]:
     lines = [f"{results['cpu']}, {results['threads']} threads, {results['slots']} slots, {results['tokens']} tokens"]
+    peaks = results["peak_rss_mib"]
+    lines.append("peak resident memory: " + ", ".join(f"{name} {mib} MiB" for name, mib in peaks.items()))
     lines.append(f"{'SERVER':<14} {'STREAMS':>7} {'TOKENS/S':>9} {'CPU µs/TOKEN':>13} {'NOT DECODE µs/TOKEN':>20}")
     for name, by_level in results["results"].items():
         for level, found in by_level.items():

@@ -468,6 +468,7 @@ class Engine:
         llama._ctx.close()  # llama-cpp-python's own, made with HEADER_CONTEXT tokens; its exit stack skips it later
         params = llama_cpp.llama_context_params.from_buffer_copy(llama.context_params)
         params.n_ctx, params.n_seq_max, params.kv_unified = self.plan.n_ctx, self.plan.parallel, True
+        params.swa_full = False  # a sliding-window layer keeps only the cells it can see, as llama-server's do
         params.n_batch = params.n_ubatch = self.settings.batch_size
         self._context = llama_cpp.llama_init_from_model(llama._model.model, params)
         if not self._context:

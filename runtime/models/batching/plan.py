@@ -21,10 +21,14 @@ AUTO_MAX = 4  # llama-server's default number of slots
 # on x86-64 with Python 3.11), counted once beside the models when deciding whether they fit.
 SERVER_BYTES = 80 * MIB
 KV_BYTES = 2  # f16 keys and values, llama.cpp's default cache type
+KV_PAD = 256  # llama.cpp pads a sliding-window cache's cells to this
+# Architectures whose layers slide but every Nth: llama.cpp's own pattern, which GGUF headers do not carry.
+# Another architecture with a window is planned as if every layer kept the whole context: more, never less.
+SWA_PATTERNS = {"gemma3": 6}
 F32 = 4  # logits and activations
 # Beyond these a header is lying: no model comes near them, and the plan's arithmetic would be nonsense.
 PLAUSIBLE = {"layers": 1 << 12, "kv_heads": 1 << 12, "heads": 1 << 12, "key_length": 1 << 16, "value_length": 1 << 16,
-             "context_trained": 1 << 26, "embedding": 1 << 20, "vocab": 1 << 24}  # fmt: skip
+             "context_trained": 1 << 26, "embedding": 1 << 20, "vocab": 1 << 24, "window": 1 << 24}  # fmt: skip
 MEMINFO = Path("/proc/meminfo")
 CGROUP = Path("/sys/fs/cgroup")
 
@@ -41,10 +45,25 @@ class Shape:
     embedding: int = 0
     vocab: int = 0
     heads: int = 1
+    window: int = 0  # tokens a sliding-window layer attends to (0: none)
+    window_layers: int = 0  # the layers that slide (SWA_PATTERNS); the others attend to the whole context
 
     @property
     def kv_bytes_per_token(self) -> int:
-        return self.layers * self.kv_heads * (self.key_length + self.value_length) * KV_BYTES
+        return self.layers * self._bytes_per_cell
+
+    def kv_bytes(self, step: Step) -> int:
+        """The KV cache of a context of `step.n_kv` cells, as llama.cpp sizes it: a sliding-window layer keeps
+        only the cells its window can still see (`swa_full` off, as llama-server), every slot's window and a
+        micro-batch, padded; a pooled model's own context keeps the whole context in every layer."""
+        if step.pooled or not self.window_layers:
+            return self.kv_bytes_per_token * step.n_kv
+        sliding = min(step.n_kv, -(-(self.window * step.parallel + step.micro_batch) // KV_PAD) * KV_PAD)
+        return self._bytes_per_cell * ((self.layers - self.window_layers) * step.n_kv + self.window_layers * sliding)
+
+    @property
+    def _bytes_per_cell(self) -> int:
+        return self.kv_heads * (self.key_length + self.value_length) * KV_BYTES
 
     def work_bytes(self, step: Step) -> int:
         """What llama.cpp's working buffers hold resident beside weights and KV cache: a step's activations (two
@@ -111,11 +130,10 @@ def plan_shape(
 ) -> SlotPlan:
     """The plan of a model of this shape and file size (plan_slots reads both from the file)."""
     context = model.context_size or shape.context_trained
-    per_slot = shape.kv_bytes_per_token * context
 
     def plan(parallel: int) -> SlotPlan:
         step = Step(parallel, settings.batch_size, context * parallel, settings.flash_attention, model.pooled)
-        return SlotPlan(parallel, context, file_bytes, kv_bytes=per_slot * parallel, work_bytes=shape.work_bytes(step))
+        return SlotPlan(parallel, context, file_bytes, shape.kv_bytes(step), shape.work_bytes(step))
 
     if model.pooled:
         return plan(1)  # embeddings and ranks run one batch at a time on llama-cpp-python's own context
@@ -141,8 +159,10 @@ def read_shape(path: Path) -> Shape:
     heads = value("attention.head_count") or 1
     embedding = value("embedding_length") or 0
     tokens = metadata.get("tokenizer.ggml.tokens")
+    layers, window = value("block_count") or 0, value("attention.sliding_window") or 0
+    pattern = SWA_PATTERNS.get(str(metadata.get("general.architecture")), 0) if window else 0
     shape = Shape(
-        layers=value("block_count") or 0,
+        layers=layers,
         kv_heads=value("attention.head_count_kv") or heads,
         key_length=value("attention.key_length") or embedding // heads,
         value_length=value("attention.value_length") or embedding // heads,
@@ -150,6 +170,8 @@ def read_shape(path: Path) -> Shape:
         embedding=embedding,
         vocab=value("vocab_size") or (tokens.length if isinstance(tokens, Array) and tokens.of_strings else 0),
         heads=heads,
+        window=window if pattern else 0,
+        window_layers=layers - layers // pattern if pattern else 0,
     )
     return checked(shape)
 

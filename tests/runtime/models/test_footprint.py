@@ -67,8 +67,8 @@ def test_the_plan_bounds_llama_cpps_buffers(
     with_engine(engine, loaded)
     reported = serving_buffers(llama_log)
     shape = read_shape(test_model_path)
-    assert reported["CPU KV"] == pytest.approx(shape.kv_bytes_per_token * context * parallel / MIB, rel=TOLERANCE)
     step = Step(parallel, batch_size, context * parallel, flash_attention=flash)
+    assert reported["CPU KV"] == pytest.approx(shape.kv_bytes(step) / MIB, rel=TOLERANCE)
     reserved, work = shape.reserved_work_bytes(step) / MIB, reported["compute"] + reported["output"]
     # llama.cpp's allocator may fit the scores in the logits' room: the plan is a bound, close where they add up
     assert work * (1 - TOLERANCE) <= reserved <= work * 1.3

@@ -32,7 +32,9 @@ def test_the_test_models_shape_is_what_llama_cpp_reads(test_model_path: Path) ->
         assert metadata["general.architecture"] == llama_reads("general.architecture") == "gemma3"
     finally:
         llama_cpp.llama_model_free(model)
-    assert read_shape(test_model_path) == Shape(18, 1, 256, 256, 32768, embedding=640, vocab=262144, heads=4)
+    # 15 of its 18 layers attend to a window of 512 tokens (llama.cpp's gemma3 pattern: every 6th is global)
+    expected = Shape(18, 1, 256, 256, 32768, embedding=640, vocab=262144, heads=4, window=512, window_layers=15)
+    assert read_shape(test_model_path) == expected
 
 
 def header(*pairs: bytes, keys: int | None = None, version: int = 3) -> bytes:
