@@ -147,7 +147,7 @@ def _estimate(
         "memory": {"weights": plan.file_bytes, "kv_cache": plan.kv_bytes, "buffers": plan.work_bytes, "total": total},
         "fits": fits,
         "reason": None if fits else _too_big(total, room, plan),
-        "tokens_per_s": None if model.pooled or not bandwidth or per_token <= 0 else round(bandwidth / per_token, 1),
+        "tokens_per_s": _tokens_per_s(model, bandwidth, per_token),
     }
 
 
@@ -155,7 +155,6 @@ def _from_facts(entry: Entry, room: Room, bandwidth: float | None, why: str) -> 
     weights = entry.facts.size_bytes
     total = weights * 5 // 4
     fits = total + SERVER_BYTES <= room.bytes
-    speed = None if entry.model.pooled or not bandwidth else round(bandwidth / weights, 1)
     return {
         "header": f"sized from the catalogue: its header was not read ({why})",
         "context": entry.model.context_size,
@@ -163,8 +162,15 @@ def _from_facts(entry: Entry, room: Room, bandwidth: float | None, why: str) -> 
         "memory": {"weights": weights, "kv_cache": None, "buffers": None, "total": total},
         "fits": fits,
         "reason": None if fits else f"needs about {total / MIB:.0f} MiB, {room.bytes / MIB:.0f} MiB {room.named}",
-        "tokens_per_s": speed,
+        "tokens_per_s": _tokens_per_s(entry.model, bandwidth, weights),
     }
+
+
+def _tokens_per_s(model: Model, bandwidth: float | None, bytes_per_token: int) -> float | None:
+    """Bandwidth over the bytes a token reads; None for a model that generates nothing or where unknown."""
+    if model.pooled or not bandwidth or bytes_per_token <= 0:
+        return None
+    return round(bandwidth / bytes_per_token, 1)
 
 
 def _catalogue_row(entry: Entry) -> dict[str, Any]:

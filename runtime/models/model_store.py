@@ -67,14 +67,18 @@ class ModelStore:
 
     def pinned(self, model: Model) -> Model:
         """The model with its sha256: as declared, else as pinned by a first download (None until then)."""
-        if model.sha256 or not is_remote(model):
-            return model
-        pin = self._pins.get(model)
-        return model if pin is None else model.model_copy(update={"sha256": pin.sha256})
+        return _with_pin(model, self._pin(model))
 
     def locate(self, model: Model) -> Path:
         """The model's file, by sha256 in the store, then at its local source path; checked to be GGUF."""
-        model = self.pinned(model)
+        return self._locate(self.pinned(model))
+
+    def _pin(self, model: Model) -> Pin | None:
+        """The pin of a remote model with no declared sha256, once its first download made one."""
+        return None if model.sha256 or not is_remote(model) else self._pins.get(model)
+
+    def _locate(self, model: Model) -> Path:
+        """`locate` of a model whose pin, if any, is applied."""
         tried = local_candidates(model, self._data_dir)
         found = next((path for path in tried if path.is_file()), None)
         if found is None:
@@ -91,15 +95,16 @@ class ModelStore:
 
     def ensure(self, model: Model, progress: Progress | None = None) -> Path:
         """Locate the model, else download its remote source into the store; the result is verified."""
-        declared, model = model, self.pinned(model)
+        pin = self._pin(model)  # read once: the pin files are not read again for the download
+        model = _with_pin(model, pin)
         try:
-            found = self.locate(model)
+            found = self._locate(model)
         except ModelInvalid:
             raise
         except ModelUnavailable:
             if not is_remote(model):
                 raise
-            return self._download(model, progress, pinned=model is not declared)
+            return self._download(model, progress, pin)
         if model.sha256 and found != store_path(self._data_dir, model.sha256):
             self._check_sha256(model, found)
         return found
@@ -111,15 +116,13 @@ class ModelStore:
         if model.sha256:
             self._check_sha256(model, path)
 
-    def _download(self, model: Model, progress: Progress | None, *, pinned: bool) -> Path:
+    def _download(self, model: Model, progress: Progress | None, pin: Pin | None) -> Path:
         url = self.source_url(model)
         try:
             net = net_settings(self._config.network)
         except (SecretUnavailable, ValueError) as exc:
             raise DownloadFailed(f"model `{model.id}`: cannot download {redact(url)}: {exc}") from None
-        pin = self._pins.get(model) if pinned else None
-        size = pin.size if pin else None
-        expected_from = f" (pinned in {pin.where})" if pin else ""
+        size, expected_from = (pin.size, f" (pinned in {pin.where})") if pin else (None, "")
         wanted = RemoteFile(model.id, url, model.sha256, size=size, expected_from=expected_from)
         path = download_model(wanted, self.models_dir, net, progress, self._stop)
         if model.sha256 is None:
@@ -155,3 +158,7 @@ class ModelStore:
         if actual != model.sha256:
             raise ModelInvalid(f"model `{model.id}`: {path} has sha256 {actual}, expected {model.sha256}")
         self._hashed.add(key)
+
+
+def _with_pin(model: Model, pin: Pin | None) -> Model:
+    return model if pin is None else model.model_copy(update={"sha256": pin.sha256})

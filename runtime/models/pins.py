@@ -92,9 +92,9 @@ class Pins:
                 return pin
         return None
 
-    def record(self, model: Model, pin: Pin) -> str:
-        """Record the pin of a first download; where it was recorded. ModelInvalid when another process pinned
-        the same source to another hash meanwhile."""
+    def record(self, model: Model, pin: Pin) -> None:
+        """Record the pin of a first download, in the first pin file that can be written. ModelInvalid when
+        another process pinned the same source to another hash meanwhile."""
         source = self._source(model)
         self._recorded[model.id] = (source, pin)
         for path in (self.lock, self.local):
@@ -106,10 +106,9 @@ class Pins:
                 log.info("model `%s`: cannot record its pin in %s (%s)", model.id, path, exc.strerror)
                 continue
             log.info("model `%s` pinned: sha256 %s recorded in %s", model.id, pin.sha256, path)
-            return str(path)
+            return
         log.warning("model `%s` pinned to sha256 %s for this run only: no pin file could be written", model.id,
                     pin.sha256)  # fmt: skip
-        return "this run only"
 
     def _source(self, model: Model) -> str:
         return public_source(model.source, self.lock.parent if self.lock is not None else Path.cwd())

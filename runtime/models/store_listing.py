@@ -18,13 +18,13 @@ STORED = re.compile(r"[0-9a-f]{64}\.gguf")
 
 
 def store_files(resolved: Resolved, environ: Mapping[str, str]) -> dict[str, Any]:
-    config = resolved.config
-    folder = data_dir(config, environ) / "models"
+    config, data = resolved.config, data_dir(resolved.config, environ)
+    folder = data / "models"
     holders: dict[str, list[str]] = {}
     for entry in catalogue.entries():
         if entry.model.sha256:
             holders.setdefault(entry.model.sha256, []).append(f"preset {entry.name}")
-    store = ModelStore(config, data_dir(config, environ), resolved.path)
+    store = ModelStore(config, data, resolved.path)
     for model in config.models:
         try:
             sha256 = store.pinned(model).sha256
