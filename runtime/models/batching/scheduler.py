@@ -189,7 +189,8 @@ class Scheduler:
         return min(_common_prefix(slot.cached, sequence.prompt), len(sequence.prompt) - 1)  # one token to decode
 
     def _seat(self, slot: Slot, sequence: Sequence, keep: int) -> None:
-        if not self._lib.llama_memory_seq_rm(self._memory, slot.seq_id, keep, -1) or self._window_lost(slot, keep):
+        # The window is looked at before anything is removed: the removal may empty the sliding-window cache.
+        if self._window_lost(slot, keep) or not self._lib.llama_memory_seq_rm(self._memory, slot.seq_id, keep, -1):
             self._lib.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)  # a recurrent or sliding-window cache
             keep = 0
         del slot.cached[keep:]
@@ -200,11 +201,12 @@ class Scheduler:
 
     def _window_lost(self, slot: Slot, keep: int) -> bool:
         """A sliding-window cache may have overwritten cells the kept prefix's last window needs (llama-server's
-        check): then the prompt is read again from the start."""
+        check): then the prompt is read again from the start. A cache that holds none of the slot's cells
+        (`pos_min` -1) has lost them all."""
         if keep == 0 or self._window == 0:
             return False
         oldest = self._lib.llama_memory_seq_pos_min(self._memory, slot.seq_id)
-        return bool(oldest > max(0, keep - self._window))
+        return bool(oldest < 0 or oldest > max(0, keep - self._window))
 
     def _step(self) -> None:
         step = self._plan_step()

@@ -214,17 +214,22 @@ NEXT = 506  # any token: the one decoded after each prompt
 
 
 @contextlib.contextmanager
-def scheduler_on(path: Path, slots: int) -> Iterator[tuple[Scheduler, Callable[[str], list[int]], Any]]:
-    """A scheduler that is never started, over its own context, so the test drives its steps itself."""
+def scheduler_on(
+    path: Path, slots: int, batch: int = 512, *, sliding: bool = False
+) -> Iterator[tuple[Scheduler, Callable[[str], list[int]], Any]]:
+    """A scheduler that is never started, over its own context, so the test drives its steps itself.
+    `sliding`: the sliding-window layers keep only what their window sees, as the engine's context does."""
     import llama_cpp
     from llama_cpp import Llama
 
     load_backends()
     llama = Llama(model_path=str(path), n_ctx=64, verbose=False)
     params = llama_cpp.llama_context_params.from_buffer_copy(llama.context_params)
-    params.n_ctx, params.n_seq_max, params.kv_unified, params.n_batch, params.n_ubatch = 2048, slots, True, 512, 512
+    params.n_ctx, params.n_seq_max, params.kv_unified, params.n_batch, params.n_ubatch = 2048, slots, True, batch, batch
+    params.swa_full = not sliding
     context = llama_cpp.llama_init_from_model(llama._model.model, params)
-    scheduler = Scheduler(context, llama._model.vocab, parallel=slots, batch_size=512, name="t")
+    window = llama_cpp.llama_model_n_swa(llama._model.model) if sliding else 0
+    scheduler = Scheduler(context, llama._model.vocab, parallel=slots, batch_size=batch, name="t", window=window)
 
     def logits(index: int) -> Any:
         return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(context, index), shape=(llama.n_vocab(),)).copy()
@@ -380,6 +385,37 @@ def test_a_reused_prefix_gives_the_logits_of_a_fresh_read(test_model_path: Path)
     assert mixed_up.mean() > 1.0  # the scale of a mix-up: the bound below would catch one
     assert difference.mean() < max(0.3, 3 * rounding.mean())
     assert difference.max() < max(2.0, 5 * rounding.max())
+
+
+def test_a_prefix_the_sliding_window_no_longer_holds_is_read_again(test_model_path: Path) -> None:
+    """Gemma 3's window is 512 tokens: with one slot and 64-token steps its sliding layers keep 768 cells. After a
+    long prompt they hold none of a short shared prefix's last window, and removing the rest would empty them: the
+    check comes first, and the prompt is read again from the start (llama-server's rule)."""
+    with scheduler_on(test_model_path, 1, batch=64, sliding=True) as (scheduler, tokenize, logits):
+        slot = scheduler._slots[0]
+        prefix = tokenize(SYSTEM)
+        long_first = prefix + tokenize(" And then, a long story." * 150)
+        feed_in_steps(scheduler, slot, long_first, logits, 64)
+        reading = Sequence(prefix + tokenize("Question: where is Rome?"), None, 1, TextStream([]),  # type: ignore[arg-type]
+                           Generation(deadline=time.monotonic() + 300))  # fmt: skip
+        keep = scheduler._reusable(slot, reading)
+        scheduler._seat(slot, reading, keep)
+        slot.sequence = None  # this test feeds the slot itself
+        lost = (keep, reading.fed, list(slot.cached), scheduler._lib.llama_memory_seq_pos_min(scheduler._memory, 0))
+        scheduler._forget(slot)
+        feed_in_steps(scheduler, slot, prefix, logits, 64)  # a short first prompt: its whole window is still there
+        offered = scheduler._reusable(slot, reading)
+        scheduler._seat(slot, reading, offered)
+        slot.sequence, kept = None, reading.fed
+    assert len(long_first) > 1100
+    assert lost[0] >= len(prefix)  # the shared prefix was on offer
+    assert lost[1:] == (0, [], -1)  # and read again: nothing of it kept, the slot's cells all gone
+    assert kept == offered > 80  # the same prefix after a short prompt is kept
+
+
+def feed_in_steps(scheduler: Scheduler, slot: Any, tokens: list[int], logits: Any, step: int) -> None:
+    for start in range(0, len(tokens), step):
+        feed(scheduler, slot, tokens[start : start + step], logits)
 
 
 def feed(scheduler: Scheduler, slot: Any, tokens: list[int], logits: Any) -> Any:
