@@ -21,7 +21,7 @@ AUTO_MAX = 4  # llama-server's default number of slots
 # on x86-64 with Python 3.11), counted once beside the models when deciding whether they fit.
 SERVER_BYTES = 80 * MIB
 KV_BYTES = 2  # f16 keys and values, llama.cpp's default cache type
-KV_PAD = 256  # llama.cpp pads a sliding-window cache's cells to this
+KV_PAD = 256  # llama.cpp pads a KV cache's cells to a multiple of this (a context of 1000 tokens holds 1024)
 # Architectures whose layers slide but every Nth: llama.cpp's own pattern, which GGUF headers do not carry.
 # Another architecture with a window is planned as if every layer kept the whole context: more, never less.
 SWA_PATTERNS = {"gemma3": 6}
@@ -132,7 +132,8 @@ def plan_shape(
     context = model.context_size or shape.context_trained
 
     def plan(parallel: int) -> SlotPlan:
-        step = Step(parallel, settings.batch_size, context * parallel, settings.flash_attention, model.pooled)
+        cells = -(-context * parallel // KV_PAD) * KV_PAD
+        step = Step(parallel, settings.batch_size, cells, settings.flash_attention, model.pooled)
         return SlotPlan(parallel, context, file_bytes, shape.kv_bytes(step), shape.work_bytes(step))
 
     if model.pooled:
