@@ -8,7 +8,6 @@ thread is named after its first decode has started llama.cpp's workers: they kee
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 
 PR_SET_NAME = 15
@@ -17,15 +16,17 @@ MAX_BYTES = 15  # the kernel's TASK_COMM_LEN, less the terminating zero
 
 @functools.cache
 def _prctl() -> object | None:
-    name = ctypes.util.find_library("c")
-    try:
-        return ctypes.CDLL(name, use_errno=True).prctl if name else None
-    except OSError:
+    try:  # the C library this process already has: no search, no subprocess
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
         return None
 
 
 def name_this_thread(name: str) -> None:
-    """Best effort: where there is no prctl (not Linux), the thread keeps its name."""
+    """Best effort: where there is no prctl (not Linux), the thread keeps its name; naming never fails a thread."""
     prctl = _prctl()
     if callable(prctl):
-        prctl(PR_SET_NAME, name.encode("ascii", "replace")[:MAX_BYTES], 0, 0, 0)
+        try:
+            prctl(PR_SET_NAME, name.encode("ascii", "replace")[:MAX_BYTES], 0, 0, 0)
+        except Exception:  # a name is a convenience for profilers, never worth a thread
+            return
