@@ -72,6 +72,15 @@ def terminals() -> Iterator[Callable[..., Terminal]]:
         terminal.close()
 
 
+def exit_line(done: Path) -> str:
+    """The `EXIT=N` line the terminal's shell writes when the viewer ends. The shell makes the file before `echo`
+    writes to it: wait for the whole line, not for the file."""
+    deadline = time.monotonic() + SCREEN_WAIT_S
+    while not (done.exists() and done.read_text().endswith("\n")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return done.read_text().strip()
+
+
 def rows(screen: str) -> list[str]:
     return [line for line in screen.splitlines() if line.startswith(" 10:00:") or " 10:00:" in line[:12]]
 
@@ -105,10 +114,7 @@ def test_follow_filter_jump_to_a_request_and_quit(tmp_path: Path, terminals: Cal
     viewer.until(lambda s: len(rows(s)) > 2, "every request again")
 
     viewer.keys("q")
-    deadline = time.monotonic() + SCREEN_WAIT_S
-    while not done.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert done.read_text().strip() == "EXIT=0"
+    assert exit_line(done) == "EXIT=0"
 
 
 def test_options_start_filtered_and_paused(tmp_path: Path, terminals: Callable[..., Terminal]) -> None:
@@ -127,10 +133,7 @@ def test_an_unreadable_log_is_a_clear_error(tmp_path: Path, terminals: Callable[
     done = tmp_path / "exit"
     output = tmp_path / "stderr"
     terminals("--log-file", str(missing), exit_file=done, stderr=output)
-    deadline = time.monotonic() + SCREEN_WAIT_S
-    while not done.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert done.read_text().strip() == "EXIT=1"
+    assert exit_line(done) == "EXIT=1"
     assert f"{missing}: cannot read the log file" in output.read_text()
 
 
