@@ -66,7 +66,7 @@ def _declared(model: BaseModel) -> dict[str, Any]:
     fields = type(model).model_fields
     declared = {key: value for key, value in model.model_dump(mode="json", exclude_none=True).items() if key in fields}
     for key in ("content", "output"):
-        parts = getattr(model, key, None)
+        parts = getattr(model, key, None) if key in fields else None  # a client's extra `output` is not read
         if isinstance(parts, list):
             declared[key] = [_declared(part) for part in parts]
     return declared
