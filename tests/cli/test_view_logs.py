@@ -27,22 +27,25 @@ LINES = [
 
 
 class Terminal:
+    """One viewer in a tmux server of its own (`-L`): a server that exits as another test's last session closes
+    cannot refuse the next test's session (a CI run saw `tmux new-session` fail so)."""
+
     def __init__(self, command: list[str], exit_file: Path, stderr: Path | None = None) -> None:
         self.name = f"cortex-view-{uuid.uuid4().hex[:8]}"
+        self.tmux = ["tmux", "-L", self.name]
         shell = " ".join(f"'{part}'" for part in command) + (f" 2> '{stderr}'" if stderr else "")
         shell += f"; echo EXIT=$? > '{exit_file}'"
-        subprocess.run(["tmux", "new-session", "-d", "-s", self.name, "-x", "200", "-y", "30", shell], check=True,
+        subprocess.run([*self.tmux, "new-session", "-d", "-s", self.name, "-x", "200", "-y", "30", shell], check=True,
                        env={**os.environ, "TERM": "xterm-256color"})  # fmt: skip
 
     def screen(self) -> str:
-        captured = subprocess.run(
-            ["tmux", "capture-pane", "-p", "-t", self.name], check=False, capture_output=True, text=True
-        )
+        captured = subprocess.run([*self.tmux, "capture-pane", "-p", "-t", self.name], check=False, capture_output=True,
+                                  text=True)  # fmt: skip
         return captured.stdout
 
     def keys(self, *keys: str) -> None:
         for key in keys:
-            subprocess.run(["tmux", "send-keys", "-t", self.name, key], check=True)
+            subprocess.run([*self.tmux, "send-keys", "-t", self.name, key], check=True)
             time.sleep(0.15)  # one key at a time, as typed: textual reads escape sequences with a short timeout
 
     def until(self, condition: Callable[[str], bool], what: str) -> str:
@@ -55,7 +58,8 @@ class Terminal:
         pytest.fail(f"the viewer never showed {what}; the screen:\n{self.screen()}")
 
     def close(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.name], check=False, capture_output=True)
+        subprocess.run([*self.tmux, "kill-server"], check=False, capture_output=True)
+        Path(os.environ.get("TMUX_TMPDIR", "/tmp"), f"tmux-{os.getuid()}", self.name).unlink(missing_ok=True)
 
 
 @pytest.fixture
