@@ -31,6 +31,7 @@ from menlo_cortex.runtime.models.batching.plan import (
 from menlo_cortex.runtime.models.model_store import ModelInvalid, ModelStore, ModelUnavailable
 
 from .bandwidth import cache_file, memory_bandwidth
+from .gpus import gpus
 from .headers import Header, Unreadable, cache_folder, from_file, from_url
 from .host import accelerators, host_facts
 
@@ -50,6 +51,7 @@ class Machine:
     memory_total: int
     memory_available: int  # MemAvailable, or less under a cgroup limit
     accelerators: list[str]
+    gpus: list[dict[str, Any]]  # name, memory_total and memory_free in bytes (None: unknown, why_unknown says why)
     bandwidth: float | None  # bytes/s; None: not measured (numpy missing)
     bandwidth_measured_now: bool
 
@@ -65,7 +67,7 @@ def this_machine(environ: Mapping[str, str] | None = None, *, bandwidth_needed: 
     )
     flags = facts["cpu_flags"]
     return Machine(cpu_model, cores, list(flags) if isinstance(flags, list) else [], memory, available_memory(),
-                   accelerators(), bandwidth, now)  # fmt: skip
+                   accelerators(), gpus(), bandwidth, now)  # fmt: skip
 
 
 def fit_models(
@@ -196,6 +198,7 @@ def machine_summary(machine: Machine) -> dict[str, Any]:
         "memory_total": machine.memory_total,
         "memory_available": machine.memory_available,
         "accelerators": machine.accelerators,
+        "gpus": machine.gpus,
         "memory_bandwidth": round(machine.bandwidth) if machine.bandwidth else None,
         "server_memory": SERVER_BYTES,
         "bandwidth_measured_now": machine.bandwidth_measured_now,

@@ -6,12 +6,14 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from menlo_cortex.cortexfile import format_rules
 from menlo_cortex.cortexfile.errors import ConfigError, Diagnostic, Origin
 from menlo_cortex.cortexfile.loader import Resolved, load_from_environment
 from menlo_cortex.cortexfile.migrate import migrate as migrate_text
 from menlo_cortex.cortexfile.preflight import Phase, preflight
+from menlo_cortex.cortexfile.schema import Cortexfile
 from menlo_cortex.cortexfile.schema_doc import schema_document
 from menlo_cortex.cortexfile.show import as_json, as_text
 from menlo_cortex.runtime.ops.durable import write_atomically
@@ -19,6 +21,9 @@ from menlo_cortex.runtime.ops.durable import write_atomically
 from .defaults import loader_options, mount_point_warning, require_file
 from .flags import given_flags
 from .output import print_diagnostics
+
+if TYPE_CHECKING:
+    from menlo_cortex.runtime.models.backends import Backends
 
 
 def load_checked(args: argparse.Namespace, phase: Phase | None = None, *, build_rules: bool = False) -> Resolved:
@@ -39,7 +44,7 @@ def validate(args: argparse.Namespace) -> int:
     phase = Phase(args.preflight) if args.preflight else None
     resolved = load_checked(args, phase, build_rules=True)
     models = len(resolved.config.models)
-    backends = start_backends(resolved) if phase is Phase.start else None
+    backends = start_backends(resolved.config).describe() if phase is Phase.start else None
     if phase is Phase.start:
         print_diagnostics(memory_warnings(resolved))
     checked = f", {phase.value} preflight passed" if phase else ""
@@ -65,16 +70,19 @@ def memory_warnings(resolved: Resolved) -> list[Diagnostic]:
     return check(resolved, (room, named), budget_mb, found_in(store))
 
 
-def start_backends(resolved: Resolved) -> str:
+def start_backends(config: Cortexfile) -> Backends:
     """The backends `cortex start` would compute with here, its CPU variant self-tested as start does."""
     try:
-        from menlo_cortex.runtime.main import choose_backends
+        from menlo_cortex.runtime.main import StartupError, choose_backends
         from menlo_cortex.runtime.models.backends import load_backends
     except ImportError as exc:
         needed = "pip install 'menlo-cortex[runtime]'"
         raise RuntimeError(f"cortex start needs the runtime here: {exc} ({needed})") from None
-    choose_backends(resolved.config)
-    return load_backends().describe()
+    try:
+        choose_backends(config)
+    except StartupError as exc:  # no CPU variant runs here: the same one line start would print
+        raise RuntimeError(str(exc)) from None
+    return load_backends()
 
 
 def config_show(args: argparse.Namespace) -> int:

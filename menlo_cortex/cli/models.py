@@ -14,7 +14,7 @@ from menlo_cortex.cortexfile import catalogue
 from menlo_cortex.cortexfile.loader import Resolved, load_from_environment
 from menlo_cortex.exits import Exit
 
-from .commands import load_checked
+from .commands import load_checked, start_backends
 from .defaults import add_defaults_option, loader_options
 from .flags import add_setting_flags, given_flags
 
@@ -81,15 +81,25 @@ def models_fit(args: argparse.Namespace) -> int:
 
     resolved = resolved_or_bare(args)
     machine = this_machine(bandwidth_needed=not args.hardware)
+    summary = machine_summary(machine) | {"llama_cpp": None if args.hardware else llama_cpp_here(resolved)}
     if args.file:
         rows = fit_models(resolved.config, machine, cortexfile=resolved.path)
     else:
         rows = fit_catalogue(resolved.config, machine, board=board_memory(args.hardware) if args.hardware else None)
     if args.json:
-        print(json.dumps({"machine": machine_summary(machine), "models": rows}, indent=2))
+        print(json.dumps({"machine": summary, "models": rows}, indent=2))
     else:
-        _print_table(machine_summary(machine), rows, args.hardware)
+        _print_table(summary, rows, args.hardware)
     return Exit.OK if args.file is None or all(row["fits"] for row in rows) else Exit.FAILURE
+
+
+def llama_cpp_here(resolved: Resolved) -> dict[str, Any]:
+    """The backends and CPU variant `cortex start` would compute with here (its self-test, cached as start
+    caches it), or why there are none."""
+    try:
+        return start_backends(resolved.config).status()
+    except RuntimeError as exc:
+        return {"error": str(exc)}
 
 
 def board_memory(name: str) -> tuple[int, str]:
@@ -122,12 +132,32 @@ def _print_table(machine: dict[str, Any], rows: list[dict[str, Any]], board: str
     memory = f"{machine['memory_available'] / MIB:.0f} MiB of {machine['memory_total'] / MIB:.0f} MiB available"
     where = f"; sized for a {board}'s memory" if board else f", memory bandwidth {_gb_s(machine['memory_bandwidth'])}"
     print(f"{machine['cpu_model']}, {machine['cores']} cores, {memory}{where}")
+    for line in _compute_lines(machine):
+        print(line)
     print(f"{'MODEL':<28} {'FITS':<5} {'MEMORY':>10} {'CONTEXT':>8} {'SLOTS':>6} {'TOKENS/S':>9}  WHY NOT")
     for row in rows:
         total = f"{row['memory']['total'] / MIB:.0f} MiB" if row["memory"] else "-"
         speed = f"~{row['tokens_per_s']:g}" if row["tokens_per_s"] else "-"
         print(f"{row['id'][:28]:<28} {'yes' if row['fits'] else 'no':<5} {total:>10} {row['context'] or '-':>8} "
               f"{row['slots'] or '-':>6} {speed:>9}  {row['reason'] or ''}")  # fmt: skip
+
+
+def _compute_lines(machine: dict[str, Any]) -> list[str]:
+    """What llama.cpp computes with here (none on a board) and each GPU's memory."""
+    llama, lines = machine["llama_cpp"], []
+    if llama is not None and "error" in llama:
+        lines.append(f"llama.cpp: {llama['error']}")
+    elif llama is not None:
+        lines.append(f"llama.cpp: {', '.join(llama['names'])}, CPU variant {llama['cpu_variant'] or 'built in'}")
+    for gpu in machine["gpus"]:
+        known = gpu["memory_total"] is not None
+        memory = f"{_mib(gpu['memory_free'])} of {_mib(gpu['memory_total'])} free" if known else "memory unknown"
+        lines.append(f"GPU {gpu['name']}: {memory}" + ("" if known else f" ({gpu['why_unknown']})"))
+    return lines
+
+
+def _mib(size: int) -> str:
+    return f"{size / MIB:.0f} MiB"
 
 
 def _gb_s(bandwidth: int | None) -> str:

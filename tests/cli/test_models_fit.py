@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from menlo_cortex.cortexfile import catalogue
+from menlo_cortex.runtime.models.backends import llama_lib_dir
+from menlo_cortex.runtime.models.cpu_variants import rank, variant_files
 
 from tests.conftest import TEST_MODEL_SHA256
 from tests.runtime.cortex_server import MODEL_BLOCK
@@ -37,6 +39,10 @@ def test_the_test_model_fits_with_its_memory_and_speed(tmp_path: Path, test_data
     assert 0 < machine["memory_available"] <= machine["memory_total"]
     assert machine["memory_bandwidth"] > 100_000_000  # bytes/s: any machine that runs this moves 0.1 GB/s
     assert machine["bandwidth_measured_now"] is True
+    runnable = [variant.name for variant in rank(variant_files(llama_lib_dir()))]
+    assert machine["llama_cpp"]["cpu_variant"] in runnable  # the best that passed its self-test, as start picks
+    assert "CPU" in machine["llama_cpp"]["names"]
+    assert isinstance(machine["gpus"], list)
     (model,) = report["models"]
     memory = model["memory"]
     assert memory["total"] == memory["weights"] + memory["kv_cache"] + memory["buffers"]
@@ -118,7 +124,9 @@ def test_the_catalogue_is_ranked_for_this_machine_and_for_a_board(tmp_path: Path
 
     board = catalogue_fit(tmp_path, test_data_dir, "fit", "--json", "--hardware", "raspberry-pi-4")
     assert board.returncode == 0, board.stderr
-    assert all(row["tokens_per_s"] is None for row in json.loads(board.stdout)["models"])  # a Pi's speed is unknown
+    on_board = json.loads(board.stdout)
+    assert all(row["tokens_per_s"] is None for row in on_board["models"])  # a Pi's speed is unknown
+    assert on_board["machine"]["llama_cpp"] is None  # this machine's CPU variant says nothing of a Pi's
 
 
 def test_a_board_without_a_memory_figure_is_refused(tmp_path: Path) -> None:
