@@ -13,6 +13,11 @@ import sysconfig
 from pathlib import Path
 
 INSTALLERS = ("pip", "setuptools", "pkg_resources", "_distutils_hack", "wheel")
+# numpy's parts that neither `import numpy` nor llama-cpp-python nor the runtime imports: the Fortran wrapper
+# generator, the build helpers, the C headers and static library for compiling against numpy, and the SIMD
+# test module (numpy.random, linalg, ctypeslib and the rest stay: the runtime uses some of them).
+NUMPY_UNUSED = ("f2py", "distutils", "_pyinstaller", "_core/include", "_core/lib", "_core/_simd.*")
+UNUSED_SCRIPTS = ("pip*", "f2py", "numpy-config")
 MUSL_STACK_PTH = "import threading; threading.stack_size(8 * 1024 * 1024)\n"
 
 
@@ -27,9 +32,20 @@ def drop_installers(site: Path) -> None:
             shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
 
 
-def drop_installer_scripts(scripts: Path) -> None:
-    for script in scripts.glob("pip*"):
-        script.unlink()
+def trim_site(site: Path) -> None:
+    """Everything both image paths leave out of site-packages."""
+    drop_installers(site)
+    drop_duplicate_libraries(site)
+    link_identical_sonames(site)
+    drop_tests(site)
+    drop_unused_numpy(site)
+    drop_type_stubs(site)
+
+
+def drop_unused_scripts(scripts: Path) -> None:
+    for pattern in UNUSED_SCRIPTS:
+        for script in scripts.glob(pattern):
+            script.unlink()
 
 
 def drop_duplicate_libraries(site: Path) -> None:
@@ -64,6 +80,18 @@ def drop_tests(site: Path) -> None:
         shutil.rmtree(tests)
 
 
+def drop_unused_numpy(site: Path) -> None:
+    for pattern in NUMPY_UNUSED:
+        for path in (site / "numpy").glob(pattern):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def drop_type_stubs(site: Path) -> None:
+    """`.pyi` stubs are read by type checkers only, never by an import."""
+    for stub in site.rglob("*.pyi"):
+        stub.unlink()
+
+
 def write_musl_stack_hook(site: Path) -> None:
     """musl's default thread stack (128 KiB) is too small for inference threads: a .pth line runs
     at interpreter start and raises Python's."""
@@ -72,11 +100,8 @@ def write_musl_stack_hook(site: Path) -> None:
 
 def main(argv: list[str]) -> int:
     site = site_packages()
-    drop_installers(site)
-    drop_installer_scripts(Path(sys.prefix, "bin"))
-    drop_duplicate_libraries(site)
-    link_identical_sonames(site)
-    drop_tests(site)
+    trim_site(site)
+    drop_unused_scripts(Path(sys.prefix, "bin"))
     if "--musl-stack" in argv:
         write_musl_stack_hook(site)
     return 0

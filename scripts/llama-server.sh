@@ -8,7 +8,13 @@ version="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
 python="${PYTHON:-python3}"
 cache="${CORTEX_SERVER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cortex/llama-server}"
 flags="${LLAMA_CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON}"
-key=$(printf '%s|%s|%s' "$version" "$flags" "$(uname -m)" | sha256sum | cut -c1-16)
+# The wheel's reviewed patches too (scripts/llama-wheel.sh): the baseline runs the same kernels, and
+# unpatched llama.cpp dies on AMX Xeons (images/llama_patches). Their bytes are part of the key.
+patches_dir="$(cd "$(dirname "$0")/.." && pwd)/images/llama_patches/$version"
+patches=()
+[ -d "$patches_dir" ] && mapfile -t patches < <(find "$patches_dir" -maxdepth 1 -name '*.patch' | LC_ALL=C sort)
+patches_sum="$( ((${#patches[@]})) && cat "${patches[@]}" | sha256sum | cut -c1-16 || echo none)"
+key=$(printf '%s|%s|%s|patches %s' "$version" "$flags" "$(uname -m)" "$patches_sum" | sha256sum | cut -c1-16)
 dir="$cache/$version-$key"
 
 if [ ! -x "$dir/llama-server" ]; then
@@ -21,14 +27,18 @@ if [ ! -x "$dir/llama-server" ]; then
   echo "building llama-server from llama-cpp-python $version's sources ($flags): takes minutes, once" >&2
   "$python" -m pip download -q --no-binary :all: --no-deps -d "$tmp/sdist" "llama-cpp-python==$version" >&2
   tar -xzf "$tmp"/sdist/llama_cpp_python-*.tar.gz -C "$tmp/sdist"
-  src="$(echo "$tmp"/sdist/llama_cpp_python-*/vendor/llama.cpp)"
+  sdist="$(echo "$tmp"/sdist/llama_cpp_python-*/)"
+  for patch_file in "${patches[@]}"; do
+    patch -p1 -s -d "$sdist" <"$patch_file" >&2 || { echo "llama-server.sh: $patch_file does not apply" >&2; exit 1; }
+  done
+  src="$sdist/vendor/llama.cpp"
   # shellcheck disable=SC2086  # the flags are words
   cmake -S "$src" -B "$tmp/build" -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF \
     -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON $flags >&2
   cmake --build "$tmp/build" --target llama-server -j "$(nproc)" >&2
   mkdir -p "$tmp/out"
   cp -a "$tmp"/build/bin/. "$tmp/out/"
-  printf 'version=%s\nflags=%s\n' "$version" "$flags" >"$tmp/out/BUILD-INFO"
+  printf 'version=%s\nflags=%s\npatches=%s\n' "$version" "$flags" "$patches_sum" >"$tmp/out/BUILD-INFO"
   rm -rf "$dir"
   mv "$tmp/out" "$dir"
 fi

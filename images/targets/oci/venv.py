@@ -82,10 +82,7 @@ def assemble(wheels: list[Path], architecture: str, python: str, into: Path) -> 
     site = into / site_packages(python)
     _unpack(wheels, architecture, python, site)
     shutil.rmtree(site / "bin", ignore_errors=True)  # pip's scripts name the build host's Python
-    trim_venv.drop_installers(site)
-    trim_venv.drop_duplicate_libraries(site)
-    trim_venv.link_identical_sonames(site)
-    trim_venv.drop_tests(site)
+    trim_venv.trim_site(site)
     _forget_host(site)
     _write_venv_files(into, python)
     return list(site_packages_entries(site))

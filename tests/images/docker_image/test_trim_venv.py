@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy
 from menlo_cortex.images import trim_venv
+
+# What llama-cpp-python and the runtime use of numpy (llama.py, cpu_selftest.py, the sampler's grammar path).
+NUMPY_IN_USE = """
+import numpy, numpy.ctypeslib, numpy.lib.stride_tricks, numpy.typing
+assert numpy.__file__.startswith(sys.argv[1]), numpy.__file__
+numpy.random.default_rng(1).integers(0, 9, 4)
+assert float(numpy.linalg.norm(numpy.array([3.0, 4.0]))) == 5.0
+"""
 
 
 def _site(tmp_path: Path) -> Path:
@@ -23,9 +35,7 @@ def _site(tmp_path: Path) -> Path:
 
 def test_installers_copies_and_tests_are_dropped(tmp_path: Path) -> None:
     site = _site(tmp_path)
-    trim_venv.drop_installers(site)
-    trim_venv.drop_duplicate_libraries(site)
-    trim_venv.drop_tests(site)
+    trim_venv.trim_site(site)
     assert sorted(p.name for p in site.iterdir()) == ["llama_cpp", "numpy"]
     assert not (site / "numpy" / "_core" / "tests").exists()
 
@@ -46,3 +56,23 @@ def test_musl_stack_hook_raises_python_thread_stacks(tmp_path: Path) -> None:
     trim_venv.write_musl_stack_hook(site)
     hook = (site / "cortex-musl-stack.pth").read_text(encoding="utf-8")
     assert hook.startswith("import threading; threading.stack_size(")
+
+
+def test_trimmed_numpy_still_imports_what_the_runtime_uses(tmp_path: Path) -> None:
+    """The real numpy wheel's files, trimmed: its build helpers, headers, test module and stubs go; every part
+    the runtime and llama-cpp-python import still works."""
+    installed = Path(numpy.__file__).parent
+    site = tmp_path / "site-packages"
+    for folder in (installed, installed.with_name("numpy.libs")):
+        if folder.is_dir():
+            shutil.copytree(folder, site / folder.name, ignore=shutil.ignore_patterns("__pycache__"))
+    before = sum(path.stat().st_size for path in site.rglob("*") if path.is_file())
+    trim_venv.trim_site(site)
+    after = sum(path.stat().st_size for path in site.rglob("*") if path.is_file())
+    assert not list(site.rglob("*.pyi"))
+    assert not (site / "numpy" / "f2py").exists()
+    assert before - after > 4_000_000  # bytes: f2py, the headers and _simd alone are more
+    command = [sys.executable, "-S", "-c", "import sys\n" + NUMPY_IN_USE, str(site)]
+    env = {"PYTHONPATH": str(site)}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
