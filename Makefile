@@ -8,7 +8,7 @@ STAMP := $(VENV)/.setup-done
 .PHONY: setup demo test check lint clean arm64-wheel test-arm64 bench-compare
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml requirements-dev.txt constraints.txt scripts/setup.sh scripts/llama-wheel.sh
+$(STAMP): pyproject.toml requirements-dev.txt constraints.txt scripts/setup.sh scripts/llama-wheel.sh scripts/llama-patches.sh
 	VENV=$(VENV) scripts/setup.sh
 	touch $@
 

@@ -56,8 +56,11 @@ class Machine:
     bandwidth_measured_now: bool
 
 
-def this_machine(environ: Mapping[str, str] | None = None, *, bandwidth_needed: bool = True) -> Machine:
-    """`bandwidth_needed` False: sizing for another device (a board), whose speed this machine's does not tell."""
+def this_machine(
+    environ: Mapping[str, str] | None = None, *, bandwidth_needed: bool = True, gpus_needed: bool = True
+) -> Machine:
+    """`bandwidth_needed` False: sizing for another device (a board), whose speed this machine's does not tell;
+    `gpus_needed` False: no GPU memory read (it may spawn nvidia-smi, seconds on a busy driver)."""
     facts = host_facts()
     cpu_model, cores, memory = str(facts["cpu_model"]), int(str(facts["cores"])), int(str(facts["memory_bytes"] or 0))
     bandwidth, now = (
@@ -67,7 +70,7 @@ def this_machine(environ: Mapping[str, str] | None = None, *, bandwidth_needed: 
     )
     flags = facts["cpu_flags"]
     return Machine(cpu_model, cores, list(flags) if isinstance(flags, list) else [], memory, available_memory(),
-                   accelerators(), gpus(), bandwidth, now)  # fmt: skip
+                   accelerators(), gpus() if gpus_needed else [], bandwidth, now)  # fmt: skip
 
 
 def fit_models(

@@ -7,14 +7,21 @@ whose memory cannot be read is still listed, with its memory unknown and the rea
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
+
+from .host import nvidia_models, read_text
 
 MIB = 1024 * 1024
 NVIDIA_SMI_TIMEOUT_S = 10.0
 NVIDIA_QUERY = ("--query-gpu=name,memory.total,memory.free", "--format=csv,noheader,nounits")
+MAX_OUTPUT = 64 * 1024  # bytes of nvidia-smi's answer read: a line per GPU
+CARD = re.compile(r"^card\d+$")  # card0, not its connectors (card0-DP-1)
+NAME_CHARACTERS = 120
 
 
 def gpus(root: Path = Path("/"), nvidia_smi: str | None = None) -> list[dict[str, Any]]:
@@ -23,56 +30,71 @@ def gpus(root: Path = Path("/"), nvidia_smi: str | None = None) -> list[dict[str
 
 
 def _nvidia(root: Path, command: str | None) -> list[dict[str, Any]]:
-    names = [_driver_model(info) for info in sorted((root / "proc/driver/nvidia/gpus").glob("*/information"))]
+    names = nvidia_models(root)
     if not names:
         return []
     if command is None:
         return [_unknown(name, "nvidia-smi is not installed") for name in names]
+    answer, why = _ask(command)
+    rows = [row for line in answer.splitlines() if (row := _smi_row(line)) is not None]
+    if len(rows) != len(names):  # a warning line, a GPU it could not read: trust only the driver's list
+        return [_unknown(name, why or "nvidia-smi did not report its memory") for name in names]
+    return rows
+
+
+def _ask(command: str) -> tuple[str, str | None]:
+    """nvidia-smi's answer, and why it is not one. A driver that hangs leaves nvidia-smi unkillable (in the
+    kernel): after the timeout it is abandoned to a reaper thread rather than waited for."""
     try:
-        done = subprocess.run([command, *NVIDIA_QUERY], capture_output=True, text=True,
-                              timeout=NVIDIA_SMI_TIMEOUT_S, check=False)  # fmt: skip
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        why = "nvidia-smi timed out" if isinstance(exc, subprocess.TimeoutExpired) else "nvidia-smi could not run"
-        return [_unknown(name, why) for name in names]
-    if done.returncode != 0:
-        return [_unknown(name, f"nvidia-smi failed (exit {done.returncode})") for name in names]
-    return [row for line in done.stdout.splitlines() if line.strip() for row in [_smi_row(line)]]
+        process = subprocess.Popen([command, *NVIDIA_QUERY], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    except OSError:
+        return "", "nvidia-smi could not run"
+    try:
+        output, _ = process.communicate(timeout=NVIDIA_SMI_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        if process.stdout is not None:
+            process.stdout.close()
+        threading.Thread(target=process.wait, name="cortex-nvidia-smi-reaper", daemon=True).start()
+        return "", f"nvidia-smi did not answer in {NVIDIA_SMI_TIMEOUT_S:g} s"
+    why = None if process.returncode == 0 else f"nvidia-smi failed (exit {process.returncode})"
+    return output[:MAX_OUTPUT].decode("utf-8", "replace"), why
 
 
-def _smi_row(line: str) -> dict[str, Any]:
-    name, total, free = ([""] * 3 + [field.strip() for field in line.rsplit(",", 2)])[-3:]
-    if not (total.isdigit() and free.isdigit()):
-        return _unknown(name or "NVIDIA GPU", "nvidia-smi reported no memory figures")
-    return {"name": name[:120] or "NVIDIA GPU", "memory_total": int(total) * MIB, "memory_free": int(free) * MIB,
-            "why_unknown": None}  # fmt: skip
+def _smi_row(line: str) -> dict[str, Any] | None:
+    """One GPU's line (`name, total MiB, free MiB`); None for any other line."""
+    fields = [field.strip() for field in line.rsplit(",", 2)]
+    if len(fields) != 3 or not fields[0]:
+        return None
+    name, total, free = fields
+    if not (total.isdecimal() and free.isdecimal()):
+        return _unknown(name, "nvidia-smi reported no memory figures")  # [N/A]: a Jetson's shared memory, say
+    return _known(name, int(total) * MIB, int(free) * MIB)
 
 
 def _amd(root: Path) -> list[dict[str, Any]]:
     found = []
-    for device in sorted((root / "sys/class/drm").glob("card[0-9]*/device")):
-        if device.parent.name.count("-") or (device / "driver").resolve().name != "amdgpu":
-            continue  # card0-DP-1 and the like are connectors of a card, not cards
-        name = _read(device / "product_name") or f"{device.parent.name} (amdgpu)"
-        total, used = _read(device / "mem_info_vram_total"), _read(device / "mem_info_vram_used")
-        if not (total.isdigit() and used.isdigit()):
+    for device in sorted((root / "sys/class/drm").glob("card*/device")):
+        if not CARD.match(device.parent.name) or (device / "driver").resolve().name != "amdgpu":
+            continue
+        name = read_text(device / "product_name").strip() or f"{device.parent.name} (amdgpu)"
+        total, used = (read_text(device / f"mem_info_vram_{kind}").strip() for kind in ("total", "used"))
+        if not (total.isdecimal() and used.isdecimal()):
             found.append(_unknown(name, "amdgpu exposes no VRAM figures"))
             continue
-        found.append({"name": name[:120], "memory_total": int(total), "memory_free": int(total) - int(used),
-                      "why_unknown": None})  # fmt: skip
+        found.append(_known(name, int(total), max(0, int(total) - int(used))))
     return found
 
 
-def _driver_model(info: Path) -> str:
-    line = next((line for line in _read(info).splitlines() if line.startswith("Model:")), "Model: NVIDIA GPU")
-    return line.split(":", 1)[1].strip()[:120]
+def _known(name: str, total: int, free: int) -> dict[str, Any]:
+    return {"name": _printable(name), "memory_total": total, "memory_free": free, "why_unknown": None}
 
 
 def _unknown(name: str, why: str) -> dict[str, Any]:
-    return {"name": name[:120], "memory_total": None, "memory_free": None, "why_unknown": why}
+    return {"name": _printable(name), "memory_total": None, "memory_free": None, "why_unknown": why}
 
 
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace").strip()
-    except OSError:
-        return ""
+def _printable(name: str) -> str:
+    """A name from a card's EEPROM or a tool's output, safe to print on a terminal."""
+    return "".join(character for character in name if character.isprintable())[:NAME_CHARACTERS] or "GPU"

@@ -31,10 +31,7 @@ def host_facts() -> dict[str, object]:
 
 def accelerators(root: Path = Path("/")) -> list[str]:
     """GPUs the kernel exposes: NVIDIA by its driver's model names, others by their DRM render nodes."""
-    found = []
-    for info in sorted((root / "proc/driver/nvidia/gpus").glob("*/information")):
-        model = next((line for line in _read(info).splitlines() if line.startswith("Model:")), "Model: NVIDIA GPU")
-        found.append(model.split(":", 1)[1].strip())
+    found = nvidia_models(root)
     for node in sorted((root / "sys/class/drm").glob("renderD*")):
         driver = (node / "device" / "driver").resolve().name
         if driver != "nvidia":
@@ -42,23 +39,32 @@ def accelerators(root: Path = Path("/")) -> list[str]:
     return found
 
 
+def nvidia_models(root: Path = Path("/")) -> list[str]:
+    """The NVIDIA driver's GPUs, by the model names it reports."""
+    found = []
+    for info in sorted((root / "proc/driver/nvidia/gpus").glob("*/information")):
+        model = next((line for line in read_text(info).splitlines() if line.startswith("Model:")), "Model: NVIDIA GPU")
+        found.append(model.split(":", 1)[1].strip())
+    return found
+
+
 def _cpuinfo() -> dict[str, str]:
     facts: dict[str, str] = {}
-    for line in _read(Path("/proc/cpuinfo")).splitlines():
+    for line in read_text(Path("/proc/cpuinfo")).splitlines():
         key, _, value = line.partition(":")
         facts.setdefault(key.strip(), value.strip())
     return facts
 
 
 def _mem_total() -> int | None:
-    for line in _read(Path("/proc/meminfo")).splitlines():
+    for line in read_text(Path("/proc/meminfo")).splitlines():
         if line.startswith("MemTotal:"):
             return int(line.split()[1]) * 1024
     return None
 
 
 def _os_name() -> str:
-    for line in _read(Path("/etc/os-release")).splitlines():
+    for line in read_text(Path("/etc/os-release")).splitlines():
         if line.startswith("PRETTY_NAME="):
             return line.split("=", 1)[1].strip().strip('"')
     return platform.system()
@@ -71,7 +77,7 @@ def _version(distribution: str) -> str | None:
         return None
 
 
-def _read(path: Path) -> str:
+def read_text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8", errors="replace")
     except OSError:

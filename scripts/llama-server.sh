@@ -8,12 +8,10 @@ version="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
 python="${PYTHON:-python3}"
 cache="${CORTEX_SERVER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cortex/llama-server}"
 flags="${LLAMA_CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON}"
-# The wheel's reviewed patches too (scripts/llama-wheel.sh): the baseline runs the same kernels, and
-# unpatched llama.cpp dies on AMX Xeons (images/llama_patches). Their bytes are part of the key.
-patches_dir="$(cd "$(dirname "$0")/.." && pwd)/images/llama_patches/$version"
-patches=()
-[ -d "$patches_dir" ] && mapfile -t patches < <(find "$patches_dir" -maxdepth 1 -name '*.patch' | LC_ALL=C sort)
-patches_sum="$( ((${#patches[@]})) && cat "${patches[@]}" | sha256sum | cut -c1-16 || echo none)"
+# The wheel's reviewed patches too: the baseline runs the same kernels, and unpatched llama.cpp dies on
+# AMX Xeons (images/llama_patches).
+# shellcheck source=scripts/llama-patches.sh
+. "$(dirname "$0")/llama-patches.sh"
 key=$(printf '%s|%s|%s|patches %s' "$version" "$flags" "$(uname -m)" "$patches_sum" | sha256sum | cut -c1-16)
 dir="$cache/$version-$key"
 

@@ -37,12 +37,8 @@ if [ "$machine" = x86_64 ] || [ "$machine" = aarch64 ]; then
   portable="$portable -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON -DGGML_BACKEND_DIR:STRING=llama_cpp/lib"
 fi
 flags="${LLAMA_CMAKE_ARGS:-$portable}"
-# Reviewed fixes to the vendored llama.cpp, one folder per llama-cpp-python version (each patch names
-# its upstream reference and when to drop it); their bytes are part of the cache key.
-patches_dir="$(cd "$(dirname "$0")/.." && pwd)/images/llama_patches/$version"
-patches=()
-[ -d "$patches_dir" ] && mapfile -t patches < <(find "$patches_dir" -maxdepth 1 -name '*.patch' | LC_ALL=C sort)
-patches_sum="$( ((${#patches[@]})) && cat "${patches[@]}" | sha256sum | cut -c1-16 || echo none)"
+# shellcheck source=scripts/llama-patches.sh
+. "$(dirname "$0")/llama-patches.sh"
 
 if [ "$machine" = "$host" ]; then
   # The interpreter the wheel is built for and its machine, the flags and the patches.

@@ -13,7 +13,6 @@ from menlo_cortex.cortexfile.errors import ConfigError, Diagnostic, Origin
 from menlo_cortex.cortexfile.loader import Resolved, load_from_environment
 from menlo_cortex.cortexfile.migrate import migrate as migrate_text
 from menlo_cortex.cortexfile.preflight import Phase, preflight
-from menlo_cortex.cortexfile.schema import Cortexfile
 from menlo_cortex.cortexfile.schema_doc import schema_document
 from menlo_cortex.cortexfile.show import as_json, as_text
 from menlo_cortex.runtime.ops.durable import write_atomically
@@ -23,6 +22,7 @@ from .flags import given_flags
 from .output import print_diagnostics
 
 if TYPE_CHECKING:
+    from menlo_cortex.cortexfile.schema import Cortexfile
     from menlo_cortex.runtime.models.backends import Backends
 
 
@@ -73,16 +73,13 @@ def memory_warnings(resolved: Resolved) -> list[Diagnostic]:
 def start_backends(config: Cortexfile) -> Backends:
     """The backends `cortex start` would compute with here, its CPU variant self-tested as start does."""
     try:
-        from menlo_cortex.runtime.main import StartupError, choose_backends
+        from menlo_cortex.runtime.main import self_test_cache
         from menlo_cortex.runtime.models.backends import load_backends
-    except ImportError as exc:
+
+        return load_backends(cache=self_test_cache(config))  # BackendError (a RuntimeError): none runs here
+    except (ImportError, OSError) as exc:  # no runtime, or llama-cpp-python's libraries missing or broken
         needed = "pip install 'menlo-cortex[runtime]'"
         raise RuntimeError(f"cortex start needs the runtime here: {exc} ({needed})") from None
-    try:
-        choose_backends(config)
-    except StartupError as exc:  # no CPU variant runs here: the same one line start would print
-        raise RuntimeError(str(exc)) from None
-    return load_backends()
 
 
 def config_show(args: argparse.Namespace) -> int:

@@ -49,7 +49,7 @@ def run_init(args: argparse.Namespace) -> int:
         raise ConfigError([Diagnostic(Origin(str(output)), "", "exists: cortex init never replaces a file",
                                       "move it away, or write another with -o FILE")])  # fmt: skip
     board = board_memory(args.hardware) if args.hardware else None
-    machine = this_machine(bandwidth_needed=board is None)
+    machine = this_machine(bandwidth_needed=board is None, gpus_needed=False)
     rows = fit_catalogue(resolved_or_bare(args).config, machine, board=board)
     row = best_chat_model(rows, board[0] * MIB // BOARD_SHARE if board else None)
     if row is None:

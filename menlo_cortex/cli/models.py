@@ -33,7 +33,8 @@ def register(sub: Any) -> None:
     fit = verbs.add_parser(
         "fit",
         help="memory each model takes here (weights, KV cache, buffers), whether it fits, and its tokens/s estimate",
-        description="Reads this machine (memory available and its cgroup limit, cores, CPU flags, accelerators) and "
+        description="Reads this machine (memory available and its cgroup limit, cores, CPU flags, the llama.cpp "
+        "backends and CPU variant start would use, self-tested as start does, GPUs and their memory) and "
         "measures its memory bandwidth once (a few seconds, then cached); sizes each model from its GGUF header "
         "(its file here, else the first megabytes of its remote file) at its context and slots. Without -f: every "
         "catalogue model. With -f, exit 0 when every model fits and 1 when one does not or is not here.",
@@ -80,7 +81,7 @@ def models_fit(args: argparse.Namespace) -> int:
     from menlo_cortex.benchmark.fit import fit_catalogue, fit_models, machine_summary, this_machine
 
     resolved = resolved_or_bare(args)
-    machine = this_machine(bandwidth_needed=not args.hardware)
+    machine = this_machine(bandwidth_needed=not args.hardware, gpus_needed=not args.hardware)
     summary = machine_summary(machine) | {"llama_cpp": None if args.hardware else llama_cpp_here(resolved)}
     if args.file:
         rows = fit_models(resolved.config, machine, cortexfile=resolved.path)
@@ -98,7 +99,7 @@ def llama_cpp_here(resolved: Resolved) -> dict[str, Any]:
     caches it), or why there are none."""
     try:
         return start_backends(resolved.config).status()
-    except RuntimeError as exc:
+    except RuntimeError as exc:  # start_backends' own: no runtime, a broken llama.cpp, no CPU variant runs
         return {"error": str(exc)}
 
 

@@ -2,8 +2,8 @@
 running the target's Python: pip unpacks wheels made for the target's platform (the cross-built arm64
 llama-cpp-python among them) into site-packages, and the rest of a venv is three small files.
 
-The same trim as the Dockerfile path's builder stage (docker/trim_venv.py) leaves out the installers,
-tests and duplicate libraries.
+The same trim as the Dockerfile path's builder stage (images/trim_venv.py) leaves out the installers, tests,
+duplicate libraries, type stubs and the parts of numpy nothing imports.
 """
 
 from __future__ import annotations
