@@ -111,7 +111,11 @@ class LlamaCppEngine(Section):
         "Sequences each model decodes together, each in its own slot of `context_size` tokens "
         "(auto: up to 4, as many as the memory holds).",
     )
-    flash_attention: bool = setting(False, "Use flash attention where the backend has it.")
+    flash_attention: Literal["auto"] | bool = setting(
+        "auto",
+        "Flash attention: auto (llama.cpp uses it where the backend has it, as llama-server does), true or false. "
+        "Embedding and reranking models use it only when true.",
+    )
     use_mmap: bool = setting(True, "Map model files instead of reading them into memory.")
     use_mlock: bool = setting(False, "Lock model memory so it is never swapped out.")
 
@@ -124,6 +128,15 @@ class LlamaCppEngine(Section):
         if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_PARALLEL):
             return value
         raise ValueError(f"expected `auto` or a whole number from 1 to {MAX_PARALLEL}")
+
+    @field_validator("flash_attention", mode="before")
+    @classmethod
+    def _one_message_for_flash_attention(cls, value: object) -> object:
+        if isinstance(value, str) and value.lower() in ("true", "false"):  # from an env var or a flag
+            value = value.lower() == "true"
+        if value == "auto" or isinstance(value, bool):
+            return value
+        raise ValueError("expected `auto`, `true` or `false`")
 
     @model_validator(mode="after")
     def _a_step_holds_every_slot(self) -> LlamaCppEngine:

@@ -39,6 +39,7 @@ CHAT_FORMAT_REFUSED = "The model's chat format refuses these messages (their rol
 log = logging.getLogger("cortex.llama")
 MEAN_POOLING = 1  # llama_cpp.LLAMA_POOLING_TYPE_MEAN
 RANK_POOLING = 4  # llama_cpp.LLAMA_POOLING_TYPE_RANK
+FLASH_ATTENTION_TYPES = {"auto": -1, False: 0, True: 1}  # llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO, _DISABLED, _ENABLED
 Chunk = dict[str, Any]
 # Starts a llama-cpp-python call in stream mode on a request's view of the model -> chunk iterator.
 StreamCall = Callable[[Any], Iterator[Chunk]]
@@ -130,7 +131,7 @@ def llama_arguments(model: Model, settings: LlamaCppEngine) -> dict[str, Any]:
         "n_batch": settings.batch_size,
         # An encoder (BERT) reads a whole batch in one micro-batch: llama.cpp aborts the process otherwise.
         **({"n_ubatch": settings.batch_size} if model.pooled else {}),
-        "flash_attn": settings.flash_attention,
+        "flash_attn": settings.flash_attention is True,  # the scheduler's context takes `auto` (_start_scheduler)
         "use_mmap": settings.use_mmap,
         "use_mlock": settings.use_mlock,
         "embedding": model.pooled,
@@ -470,6 +471,7 @@ class Engine:
         params.n_ctx, params.n_seq_max, params.kv_unified = self.plan.n_ctx, self.plan.parallel, True
         params.swa_full = False  # a sliding-window layer keeps only the cells it can see, as llama-server's do
         params.n_batch = params.n_ubatch = self.settings.batch_size
+        params.flash_attn_type = FLASH_ATTENTION_TYPES[self.settings.flash_attention]
         self._context = llama_cpp.llama_init_from_model(llama._model.model, params)
         if not self._context:
             llama.close()

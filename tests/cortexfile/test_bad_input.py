@@ -37,6 +37,10 @@ CASES = {
     "a scalar": ("hello\n", "1:1: a Cortexfile is a mapping of keys"),
     "missing version": ("server: {}\n", "1:1: version: `version` is required"),
     "wrong version": ("version: 2\n", "1:10: version: input should be 1"),
+    "flash attention": (
+        "version: 1\nengines:\n  llama_cpp:\n    flash_attention: sometimes\n",
+        "4:22: engines.llama_cpp.flash_attention: expected `auto`, `true` or `false`",
+    ),
     "port too big": ("version: 1\nserver:\n  port: 70000\n", "3:9: server.port: input should be less than or equal"),
     "port zero": ("version: 1\nserver:\n  port: 0\n", "3:9: server.port: input should be greater than or equal to 1"),
     "bad host": ("version: 1\nserver:\n  host: 'not a host!'\n", "3:9: server.host: `not a host!` is not an IP"),

@@ -121,6 +121,12 @@ class SlotPlan:
         return self.context * self.parallel
 
 
+def uses_flash_attention(settings: LlamaCppEngine, pooled: bool) -> bool:
+    """`auto` is llama.cpp's own choice for the scheduler's context: on where the backend has flash attention,
+    which the CPU's always does. A pooled model runs on llama-cpp-python's context, which takes only on or off."""
+    return settings.flash_attention is True if pooled else settings.flash_attention is not False
+
+
 def plan_slots(model: Model, path: Path, settings: LlamaCppEngine, budget_mb: int | None) -> SlotPlan:
     return plan_shape(model, read_shape(path), path.stat().st_size, settings, budget_mb)
 
@@ -133,7 +139,7 @@ def plan_shape(
 
     def plan(parallel: int) -> SlotPlan:
         cells = -(-context * parallel // KV_PAD) * KV_PAD
-        step = Step(parallel, settings.batch_size, cells, settings.flash_attention, model.pooled)
+        step = Step(parallel, settings.batch_size, cells, uses_flash_attention(settings, model.pooled), model.pooled)
         return SlotPlan(parallel, context, file_bytes, shape.kv_bytes(step), shape.work_bytes(step))
 
     if model.pooled:

@@ -39,25 +39,31 @@ def llama_log() -> Iterator[list[str]]:
         llama_cpp.llama_log_set(runtime_router, ctypes.c_void_p(0))
 
 
-def serving_buffers(lines: list[str]) -> dict[str, float]:
-    """MiB per kind of the serving context: the last one made (llama-cpp-python makes a small one first)."""
+def serving_log(lines: list[str]) -> str:
+    """What llama.cpp logged of the serving context: the last one made (llama-cpp-python makes a small one first)."""
     text = "".join(lines)
-    last = text[text.rindex("llama_context: n_seq_max") :]
+    return text[text.rindex("llama_context: n_seq_max") :]
+
+
+def serving_buffers(lines: list[str]) -> dict[str, float]:
+    """MiB per kind of the serving context."""
     found: dict[str, float] = {"CPU KV": 0.0, "compute": 0.0, "output": 0.0}
-    for kind, mib in BUFFER.findall(last):
+    for kind, mib in BUFFER.findall(serving_log(lines)):
         found[kind] += float(mib)
     return found
 
 
-CASES = [  # context, slots, step, flash attention: the last two with attention scores larger than the logits
+CASES: list[tuple[int, int, int, bool | str]] = [  # context, slots, step, flash attention (the 32768 ones: attention
+    # scores larger than the logits without it)
     (1024, 1, 512, False), (2048, 2, 256, False), (1024, 4, 128, False), (32768, 4, 128, False), (32768, 4, 128, True),
     (1000, 3, 128, False),  # llama.cpp pads the cells to a multiple of 256: 3072
+    (32768, 4, 128, "auto"),  # the default: llama.cpp turns it on for the CPU, and the plan counts it so
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("case", CASES, ids=[f"ctx{c}x{p}-step{b}-{'fa' if f else 'nofa'}" for c, p, b, f in CASES])
+@pytest.mark.parametrize("case", CASES, ids=[f"ctx{c}x{p}-step{b}-fa-{f}" for c, p, b, f in CASES])
 def test_the_plan_bounds_llama_cpps_buffers(
-    test_model_path: Path, llama_log: list[str], case: tuple[int, int, int, bool]
+    test_model_path: Path, llama_log: list[str], case: tuple[int, int, int, bool | str]
 ) -> None:
     context, parallel, batch_size, flash = case
     engine = engine_for(test_model_path, parallel, context_size=context, batch_size=batch_size, flash_attention=flash)
@@ -68,7 +74,9 @@ def test_the_plan_bounds_llama_cpps_buffers(
     with_engine(engine, loaded)
     reported = serving_buffers(llama_log)
     shape = read_shape(test_model_path)
-    step = Step(parallel, batch_size, -(-context * parallel // 256) * 256, flash_attention=flash)
+    step = Step(parallel, batch_size, -(-context * parallel // 256) * 256, flash_attention=flash is not False)
+    # What llama.cpp's graph uses: auto turns it on for the CPU.
+    assert ("(FLASH_ATTN_EXT)" in serving_log(llama_log)) is (flash is not False)
     assert reported["CPU KV"] == pytest.approx(shape.kv_bytes(step) / MIB, rel=TOLERANCE)
     assert engine.plan.kv_bytes / MIB == pytest.approx(reported["CPU KV"], rel=0.002)  # cells counted, not rounded
     reserved, work = shape.reserved_work_bytes(step) / MIB, reported["compute"] + reported["output"]
