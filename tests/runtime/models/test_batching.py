@@ -131,7 +131,7 @@ def test_a_single_greedy_request_gives_what_llama_cpp_python_gives(test_model_pa
     from llama_cpp import Llama
 
     load_backends()
-    reference = Llama(model_path=str(test_model_path), n_ctx=512, verbose=False)
+    reference = Llama(model_path=str(test_model_path), n_ctx=512, flash_attn=True, verbose=False)  # as auto's
     try:
         answers = [reference.create_completion(prompt, max_tokens=TOKENS, temperature=0) for prompt in PROMPTS[:3]]
         expected = [answer["choices"][0]["text"] for answer in answers]  # type: ignore[index]
@@ -152,7 +152,7 @@ def test_a_grammar_checked_after_the_draw_picks_what_llama_cpp_python_picks(test
 
     prompt = "A JSON object describing a cat:"
     load_backends()
-    reference = Llama(model_path=str(test_model_path), n_ctx=512, verbose=False)
+    reference = Llama(model_path=str(test_model_path), n_ctx=512, flash_attn=True, verbose=False)  # as auto's
     try:
         answer = reference.create_completion(
             prompt, max_tokens=40, temperature=0, grammar=LlamaGrammar.from_string(JSON_GBNF)
