@@ -13,6 +13,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError, YAMLWarning
+from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from .errors import ConfigError, Diagnostic, Origin, Path_
 
@@ -50,6 +51,8 @@ def parse_text(text: str, source: str) -> Parsed:
         raise ConfigError([_located(exc, source)]) from exc
     except YAMLError as exc:
         raise ConfigError([Diagnostic(Origin(source, 1, 1), "", f"invalid YAML: {exc}")]) from exc
+    except (ValueError, IndexError):  # ruamel's number constructors choke on some malformed numbers (`0x_`, `._`)
+        raise ConfigError([_unreadable_number(yaml, text, source)]) from None
     positions = Positions()
     data = _plain(node, (), source, positions)
     positions.values.setdefault((), Origin(source, 1, 1))
@@ -86,6 +89,39 @@ def _from_warning(warning: YAMLWarning, source: str) -> Diagnostic:
     places = re.findall(r"line (\d+), column (\d+)", text)
     line, column = (int(places[-1][0]), int(places[-1][1])) if places else (1, 1)
     return Diagnostic(Origin(source, line, column), "", f"invalid YAML: {text.splitlines()[0]}")
+
+
+def _unreadable_number(yaml: YAML, text: str, source: str) -> Diagnostic:
+    """Where the number ruamel could not construct is: the first scalar it resolved as a number that Python
+    cannot read either."""
+    pending, seen = [yaml.compose(text)], set()
+    while pending:
+        node = pending.pop(0)
+        if id(node) in seen:  # an alias: the node was looked at (a recursive one would never end)
+            continue
+        seen.add(id(node))
+        numeric = isinstance(node, ScalarNode) and str(node.tag).endswith((":int", ":float"))
+        if numeric and not _reads_as_number(node.value):
+            where = Origin(source, node.start_mark.line + 1, node.start_mark.column + 1)
+            return Diagnostic(where, "", f"invalid YAML: `{node.value[:40]}` is not a number: quote it if it is text")
+        if isinstance(node, SequenceNode):
+            pending.extend(node.value)
+        elif isinstance(node, MappingNode):
+            pending.extend(part for pair in node.value for part in pair)
+    return Diagnostic(Origin(source, 1, 1), "", "invalid YAML: a value could not be read")
+
+
+def _reads_as_number(value: str) -> bool:
+    plain = value.replace("_", "").lower().lstrip("+-")
+    if plain in (".inf", ".nan"):
+        return True
+    for read in (int, float, lambda v: int(v, 0)):
+        try:
+            read(plain)
+            return True
+        except ValueError:
+            continue
+    return False
 
 
 def _located(exc: MarkedYAMLError, source: str, duplicate: bool = False) -> Diagnostic:

@@ -41,6 +41,10 @@ CASES = {
         "version: 1\nengines:\n  llama_cpp:\n    flash_attention: sometimes\n",
         "4:22: engines.llama_cpp.flash_attention: expected `auto`, `true` or `false`",
     ),
+    "malformed number": (  # ruamel's own constructor raised ValueError or IndexError on these (the fuzzer)
+        "version: 1\nserver:\n  host: [.inf, 0x1F, ._]\n",
+        "3:22: invalid YAML: `._` is not a number: quote it if it is text",
+    ),
     "port too big": ("version: 1\nserver:\n  port: 70000\n", "3:9: server.port: input should be less than or equal"),
     "port zero": ("version: 1\nserver:\n  port: 0\n", "3:9: server.port: input should be greater than or equal to 1"),
     "bad host": ("version: 1\nserver:\n  host: 'not a host!'\n", "3:9: server.host: `not a host!` is not an IP"),
