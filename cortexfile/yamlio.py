@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import warnings
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,8 +52,10 @@ def parse_text(text: str, source: str) -> Parsed:
         raise ConfigError([_located(exc, source)]) from exc
     except YAMLError as exc:
         raise ConfigError([Diagnostic(Origin(source, 1, 1), "", f"invalid YAML: {exc}")]) from exc
-    except (ValueError, IndexError):  # ruamel's number constructors choke on some malformed numbers (`0x_`, `._`)
-        raise ConfigError([_unreadable_number(yaml, text, source)]) from None
+    except RecursionError:
+        raise ConfigError([Diagnostic(Origin(source, 1, 1), "", "invalid YAML: nested too deeply")]) from None
+    except Exception as exc:  # ruamel's constructors raise their own errors on some values (`0x_`, `._`, `2001-13-01`)
+        raise ConfigError([_unreadable_value(yaml, text, source)]) from exc
     positions = Positions()
     data = _plain(node, (), source, positions)
     positions.values.setdefault((), Origin(source, 1, 1))
@@ -91,37 +94,32 @@ def _from_warning(warning: YAMLWarning, source: str) -> Diagnostic:
     return Diagnostic(Origin(source, line, column), "", f"invalid YAML: {text.splitlines()[0]}")
 
 
-def _unreadable_number(yaml: YAML, text: str, source: str) -> Diagnostic:
-    """Where the number ruamel could not construct is: the first scalar it resolved as a number that Python
-    cannot read either."""
-    pending, seen = [yaml.compose(text)], set()
+def _unreadable_value(yaml: YAML, text: str, source: str) -> Diagnostic:
+    """Where the value ruamel could not construct is: the first scalar, in the document's order, that its
+    constructor refuses on its own."""
+    pending, seen = deque([yaml.compose(text)]), set()
     while pending:
-        node = pending.pop(0)
+        node = pending.popleft()
         if id(node) in seen:  # an alias: the node was looked at (a recursive one would never end)
             continue
         seen.add(id(node))
-        numeric = isinstance(node, ScalarNode) and str(node.tag).endswith((":int", ":float"))
-        if numeric and not _reads_as_number(node.value):
+        if isinstance(node, ScalarNode) and not _constructs(yaml, node):
             where = Origin(source, node.start_mark.line + 1, node.start_mark.column + 1)
-            return Diagnostic(where, "", f"invalid YAML: `{node.value[:40]}` is not a number: quote it if it is text")
+            return Diagnostic(where, "", f"invalid YAML: `{str(node.value)[:40]}` cannot be read as its type: quote it "
+                              "if it is text")  # fmt: skip
         if isinstance(node, SequenceNode):
-            pending.extend(node.value)
+            pending.extendleft(reversed(node.value))
         elif isinstance(node, MappingNode):
-            pending.extend(part for pair in node.value for part in pair)
+            pending.extendleft(reversed([part for pair in node.value for part in pair]))
     return Diagnostic(Origin(source, 1, 1), "", "invalid YAML: a value could not be read")
 
 
-def _reads_as_number(value: str) -> bool:
-    plain = value.replace("_", "").lower().lstrip("+-")
-    if plain in (".inf", ".nan"):
+def _constructs(yaml: YAML, node: ScalarNode) -> bool:
+    try:
+        yaml.constructor.construct_object(node, deep=True)
         return True
-    for read in (int, float, lambda v: int(v, 0)):
-        try:
-            read(plain)
-            return True
-        except ValueError:
-            continue
-    return False
+    except Exception:
+        return False
 
 
 def _located(exc: MarkedYAMLError, source: str, duplicate: bool = False) -> Diagnostic:
@@ -148,7 +146,10 @@ def _plain(node: Any, path: Path_, source: str, positions: Positions) -> Any:
     if isinstance(node, CommentedSeq):
         items = []
         for index, value in enumerate(node):
-            line, col = node.lc.item(index)
+            try:
+                line, col = node.lc.item(index)
+            except (TypeError, KeyError, IndexError):  # a sequence made by a tag (`!!str [1]`) has no positions
+                line, col = node.lc.line or 0, node.lc.col or 0
             positions.values[(*path, index)] = Origin(source, line + 1, col + 1)
             items.append(_plain(value, (*path, index), source, positions))
         return items

@@ -65,6 +65,9 @@ _HOSTNAME = re.compile(
 # control character; `.` segments and doubled slashes are normalised away when it is read.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # The characters a path written into the appliance's files may hold (data.path, logs.path).
+# How a boolean setting may be spelled where it arrives as text (env vars, flags, YAML's on/off).
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 SAFE_PATH_CHARS = "A-Za-z0-9._/@+-"
 _UNSAFE_PATH_CHAR = re.compile(f"[^{SAFE_PATH_CHARS}]")
 

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .base import Applies, Section, Sha256, setting
+from .base import FALSE_WORDS, TRUE_WORDS, Applies, Section, Sha256, setting
 
 MAX_PARALLEL = 64  # slots per model; llama.cpp allows 256 sequences, a CPU gains nothing past a few
 MODEL_ID = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
@@ -132,10 +132,12 @@ class LlamaCppEngine(Section):
     @field_validator("flash_attention", mode="before")
     @classmethod
     def _one_message_for_flash_attention(cls, value: object) -> object:
-        if isinstance(value, str) and value.lower() in ("true", "false"):  # from an env var or a flag
-            value = value.lower() == "true"
+        """`auto`, or a boolean in any spelling the other boolean settings take (an env var's `1`, YAML's `on`)."""
         if value == "auto" or isinstance(value, bool):
             return value
+        word = str(value).strip().lower() if isinstance(value, (str, int)) else None
+        if word in TRUE_WORDS or word in FALSE_WORDS:
+            return word in TRUE_WORDS
         raise ValueError("expected `auto`, `true` or `false`")
 
     @model_validator(mode="after")

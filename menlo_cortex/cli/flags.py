@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from menlo_cortex.cortexfile.schema.base import FALSE_WORDS, TRUE_WORDS
 from menlo_cortex.cortexfile.table import settings
 
-BOOL_WORDS = {"1", "0", "true", "false", "yes", "no", "on", "off"}
+BOOL_WORDS = TRUE_WORDS | FALSE_WORDS
 
 
 def _bool_text(text: str) -> str:

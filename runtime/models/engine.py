@@ -463,8 +463,8 @@ class Engine:
         failed: list[BaseException] = []
 
         def load() -> None:
-            name_this_thread("cortex-load")  # and the OpenMP workers it starts: a test checks none outlive it
             try:
+                name_this_thread("cortex-load")  # and the OpenMP workers it starts: a test checks none outlive it
                 loaded.append(Llama(model_path=str(self.path), **arguments))
             except BaseException as exc:
                 failed.append(exc)
@@ -473,11 +473,14 @@ class Engine:
         loader.start()
         loader.join()
         if failed:
-            if isinstance(failed[0], (ValueError, RuntimeError, OSError)):
-                raise ModelLoadError(
-                    f"model `{self.model.id}`: llama.cpp failed to load {self.path}: {failed[0]}"
-                ) from None
-            raise failed[0]
+            error = failed.pop()
+            if not isinstance(error, (ValueError, RuntimeError, OSError)):
+                raise error
+            message = f"model `{self.model.id}`: llama.cpp failed to load {self.path}: {error}"
+            # Its traceback holds the half-made Llama (a loaded model whose context failed): let it go now.
+            error.__traceback__ = None
+            del error
+            raise ModelLoadError(message) from None
         llama = loaded[0]
         llama.verbose = False  # no per-request timing prints on stderr
         return llama

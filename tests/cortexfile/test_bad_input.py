@@ -43,8 +43,17 @@ CASES = {
     ),
     "malformed number": (  # ruamel's own constructor raised ValueError or IndexError on these (the fuzzer)
         "version: 1\nserver:\n  host: [.inf, 0x1F, ._]\n",
-        "3:22: invalid YAML: `._` is not a number: quote it if it is text",
+        "3:22: invalid YAML: `._` cannot be read as its type: quote it if it is text",
     ),
+    "impossible date": (
+        "version: 1\nserver:\n  host: 2001-13-01\n",
+        "3:9: invalid YAML: `2001-13-01` cannot be read as its type: quote it if it is text",
+    ),
+    "bad tag": (
+        "version: 1\nserver:\n  cors: !!bool maybe\n",
+        "3:9: invalid YAML: `maybe` cannot be read as its type: quote it if it is text",
+    ),
+    "deep nesting": ("version: 1\nx: " + "[" * 400 + "]" * 400 + "\n", "1:1: invalid YAML: nested too deeply"),
     "port too big": ("version: 1\nserver:\n  port: 70000\n", "3:9: server.port: input should be less than or equal"),
     "port zero": ("version: 1\nserver:\n  port: 0\n", "3:9: server.port: input should be greater than or equal to 1"),
     "bad host": ("version: 1\nserver:\n  host: 'not a host!'\n", "3:9: server.host: `not a host!` is not an IP"),

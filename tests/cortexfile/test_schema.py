@@ -107,3 +107,13 @@ def test_model_preset_is_valid(name: str) -> None:
     preset = recipes.load("models", name, "model")
     model = Cortexfile.model_validate({"version": 1, "models": [{"id": "m", **preset.body}]}).models[0]
     assert model.sha256 is not None or model.source.startswith("hf://")  # a remote one is pinned on first download
+
+
+@pytest.mark.parametrize(
+    ("given", "taken"),
+    [("auto", "auto"), (True, True), ("on", True), ("1", True), (1, True), ("OFF", False), ("0", False), (0, False)],
+)
+def test_flash_attention_takes_auto_or_any_boolean_spelling(given: object, taken: object) -> None:
+    """As the other boolean settings do: an env var's `1`, YAML 1.1's `on` (parsed as text by YAML 1.2)."""
+    config = Cortexfile.model_validate({"version": 1, "engines": {"llama_cpp": {"flash_attention": given}}})
+    assert config.engines.llama_cpp.flash_attention == taken

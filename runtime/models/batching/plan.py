@@ -121,10 +121,14 @@ class SlotPlan:
         return self.context * self.parallel
 
 
-def uses_flash_attention(settings: LlamaCppEngine, pooled: bool) -> bool:
-    """`auto` is llama.cpp's own choice for the scheduler's context: on where the backend has flash attention,
-    which the CPU's always does. A pooled model runs on llama-cpp-python's context, which takes only on or off."""
-    return settings.flash_attention is True if pooled else settings.flash_attention is not False
+def uses_flash_attention(settings: LlamaCppEngine, model: Model) -> bool:
+    """Whether the plan may leave the attention scores out. `auto` is llama.cpp's own choice: on where the
+    backend that holds the KV cache has flash attention, which the CPU's always does; with layers on a GPU it may
+    be off (partly offloaded, or no kernel for the head size), so the plan counts the scores. A pooled model runs
+    on llama-cpp-python's context, which takes only on or off."""
+    if settings.flash_attention != "auto":
+        return settings.flash_attention
+    return not model.pooled and model.gpu_layers == 0
 
 
 def plan_slots(model: Model, path: Path, settings: LlamaCppEngine, budget_mb: int | None) -> SlotPlan:
@@ -139,7 +143,7 @@ def plan_shape(
 
     def plan(parallel: int) -> SlotPlan:
         cells = -(-context * parallel // KV_PAD) * KV_PAD
-        step = Step(parallel, settings.batch_size, cells, uses_flash_attention(settings, model.pooled), model.pooled)
+        step = Step(parallel, settings.batch_size, cells, uses_flash_attention(settings, model), model.pooled)
         return SlotPlan(parallel, context, file_bytes, shape.kv_bytes(step), shape.work_bytes(step))
 
     if model.pooled:
