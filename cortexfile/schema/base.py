@@ -59,15 +59,15 @@ _HOSTNAME = re.compile(
 )
 
 
+# How a boolean setting may be spelled where it arrives as text (env vars, flags, YAML's on/off).
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 # Values that cross into another language (unit files, Dockerfiles, shell lines) are checked here
 # and escaped again where they are written (images/escape.py). A path is absolute, has no `..`
 # (it is compared as written, never resolved: /etc/cortex/../shadow is not under /etc/cortex), no
 # control character; `.` segments and doubled slashes are normalised away when it is read.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # The characters a path written into the appliance's files may hold (data.path, logs.path).
-# How a boolean setting may be spelled where it arrives as text (env vars, flags, YAML's on/off).
-TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
-FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 SAFE_PATH_CHARS = "A-Za-z0-9._/@+-"
 _UNSAFE_PATH_CHAR = re.compile(f"[^{SAFE_PATH_CHARS}]")
 
