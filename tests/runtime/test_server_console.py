@@ -6,6 +6,7 @@ load, a refused edit's error, and activity. CORTEX_CONSOLE_SCREENSHOTS=<folder> 
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +25,7 @@ from tests.runtime.cortex_server import CortexServer, running
 KEY = "sk-console-test-0123456789"
 KEYED = 'server:\n  auth:\n    api_keys: ["${env:CONSOLE_KEY}"]\n'
 WAIT_S = 60
+LIST_MARKER = re.compile(r"(?m)^[ \t]*(?:\d{1,9}[.)]|[-*+])(?:[ \t]+|$)")
 pytestmark = pytest.mark.timeout(420)
 BENCH_REPORT = {
     "started_at": "2026-12-05T10:00:00Z", "target": {"label": "gemma on this device", "model": "gemma"},
@@ -96,6 +98,12 @@ def send(driver: WebDriver, text: str) -> None:
     driver.find_element(By.ID, "chat-input").send_keys(text + "\n")  # Enter sends
 
 
+def words(shown_text: str) -> str:
+    """The answer's words without list markers: "1." streams as text and becomes an <ol> marker once the
+    item's text follows, so a streamed prefix is a prefix of the final answer only without them."""
+    return LIST_MARKER.sub("", shown_text)
+
+
 def streaming(driver: WebDriver) -> bool:
     return bool(driver.find_element(By.ID, "chat-stop").is_enabled())
 
@@ -121,12 +129,12 @@ def test_chat_streams_stops_and_shows_markup_as_text(server: CortexServer, brows
     seen: list[str] = []
 
     def partial_answer(driver: WebDriver) -> bool:
-        seen.append(answers(driver)[-1] if streaming(driver) and answers(driver) else "")
+        seen.append(words(answers(driver)[-1]) if streaming(driver) and answers(driver) else "")
         return bool(seen[-1])
 
     until(browser, partial_answer, "text while streaming")
     until(browser, lambda d: not streaming(d), "the end of the answer")
-    final = answers(browser)[-1]
+    final = words(answers(browser)[-1])
     assert final.startswith(seen[-1])
     assert len(final) > len(seen[-1])  # it grew: streamed, not one block
     screenshot(browser, "chat")
