@@ -1,6 +1,6 @@
-"""`cortex models fit`: for each model of a Cortexfile, the memory it takes here (weights, KV cache at its context
-and slots, llama.cpp's buffers: the runtime's own plan), whether that fits this machine, and the generation
-speed its memory bandwidth allows.
+"""`cortex models fit`: for each model of a Cortexfile, the memory it takes here (weights and the copies the CPU
+kernels make of them, KV cache at its context and slots, llama.cpp's buffers: the runtime's own plan), whether that
+fits this machine, and the generation speed its memory bandwidth allows.
 
 The estimate of tokens/s is bandwidth over the bytes one token reads: every weight, and the KV cache of a half
 full context. It ignores compute, so it is an upper bound where the model is small and its vocabulary large.
@@ -29,6 +29,7 @@ from menlo_cortex.runtime.models.batching.plan import (
     plan_shape,
 )
 from menlo_cortex.runtime.models.model_store import ModelInvalid, ModelStore, ModelUnavailable
+from menlo_cortex.runtime.models.weight_copies import NO_COPIES, Kernels, copies
 
 from .bandwidth import cache_file, memory_bandwidth
 from .gpus import gpus
@@ -36,6 +37,14 @@ from .headers import Header, Unreadable, cache_folder, from_file, from_url
 from .host import accelerators, host_facts
 
 MIB = 1024 * 1024
+
+
+class Board(NamedTuple):
+    """A device sized from its hardware recipe rather than read here."""
+
+    memory_mb: int
+    name: str
+    kernels: Kernels  # what its build's CPU module can use
 
 
 class Room(NamedTuple):
@@ -74,9 +83,14 @@ def this_machine(
 
 
 def fit_models(
-    config: Cortexfile, machine: Machine, environ: Mapping[str, str] | None = None, cortexfile: Path | None = None
+    config: Cortexfile,
+    machine: Machine,
+    kernels: Kernels,
+    environ: Mapping[str, str] | None = None,
+    cortexfile: Path | None = None,
 ) -> list[dict[str, Any]]:
-    """Each of the Cortexfile's models: those that fit first, faster first."""
+    """Each of the Cortexfile's models, run by a CPU module that can use `kernels`: those that fit first, faster
+    first."""
     env = dict(os.environ if environ is None else environ)
     store = ModelStore(config, data_dir(config, env), cortexfile)
     budget_mb, room = config.server.limits.memory_budget_mb, _room(config, machine)
@@ -89,12 +103,16 @@ def fit_models(
         except Unreadable as exc:
             rows.append(row | _unknown(str(exc)))
             continue
-        rows.append(row | _estimate(model, header, (settings, budget_mb), room, machine.bandwidth))
+        rows.append(row | _estimate(model, header, (settings, budget_mb, kernels), room, machine.bandwidth))
     return sorted(rows, key=lambda row: (not row["fits"], -(row["tokens_per_s"] or 0.0)))
 
 
 def fit_catalogue(
-    config: Cortexfile, machine: Machine, environ: Mapping[str, str] | None = None, board: tuple[int, str] | None = None
+    config: Cortexfile,
+    machine: Machine,
+    kernels: Kernels,
+    environ: Mapping[str, str] | None = None,
+    board: Board | None = None,
 ) -> list[dict[str, Any]]:
     """Each catalogue model at its preset's context and `config`'s engine settings, on this machine (or a board:
     its memory in MiB, its name): those that fit first, the largest first. `config` gives the data folder and
@@ -103,8 +121,8 @@ def fit_catalogue(
     memory bandwidth is not this machine's."""
     env = dict(os.environ if environ is None else environ)
     store = ModelStore(config, data_dir(config, env))
-    room = Room(board[0] * MIB, f"on a {board[1]}") if board else _room(config, machine)
-    engine = (config.engines.llama_cpp, board[0] if board else config.server.limits.memory_budget_mb)
+    room = Room(board.memory_mb * MIB, f"on a {board.name}") if board else _room(config, machine)
+    engine = (config.engines.llama_cpp, board.memory_mb if board else config.server.limits.memory_budget_mb, kernels)
     bandwidth = None if board else machine.bandwidth
     rows = []
     for entry in catalogue.entries():
@@ -137,19 +155,25 @@ def _header(model: Model, store: ModelStore, config: Cortexfile, environ: dict[s
     return from_url(store.source_url(model), net, cache_folder(environ))
 
 
-def _estimate(
-    model: Model, header: Header, engine: tuple[LlamaCppEngine, int | None], room: Room, bandwidth: float | None
-) -> dict[str, Any]:
-    """`engine`: its settings and the memory budget (MiB) that `parallel: auto` plans within (None: available)."""
-    plan = plan_shape(model, header.shape, header.file_bytes, *engine)
-    total = plan.file_bytes + plan.kv_bytes + plan.work_bytes
+Engine = tuple[LlamaCppEngine, int | None, Kernels]
+
+
+def _estimate(model: Model, header: Header, engine: Engine, room: Room, bandwidth: float | None) -> dict[str, Any]:
+    """`engine`: its settings, the memory budget (MiB) that `parallel: auto` plans within (None: available) and
+    what its CPU module can use (the weight copies it makes)."""
+    settings, budget_mb, kernels = engine
+    copied = copies(header.matrices, kernels) if model.gpu_layers == 0 else NO_COPIES
+    plan = plan_shape(model, header.shape, header.file_bytes, settings, budget_mb, copied=copied)
+    total = plan.weights_bytes + plan.kv_bytes + plan.work_bytes
     fits = total + SERVER_BYTES <= room.bytes
     per_token = plan.file_bytes + header.shape.kv_bytes_per_token * plan.context // 2
+    memory = {"weights": plan.file_bytes, "weight_copies": copied.bytes, "reclaimable": copied.reclaimable,
+              "kv_cache": plan.kv_bytes, "buffers": plan.work_bytes, "total": total}  # fmt: skip
     return {
         "header": header.read_from,
         "context": plan.context,
         "slots": plan.parallel,
-        "memory": {"weights": plan.file_bytes, "kv_cache": plan.kv_bytes, "buffers": plan.work_bytes, "total": total},
+        "memory": memory,
         "fits": fits,
         "reason": None if fits else _too_big(total, room, plan),
         "tokens_per_s": _tokens_per_s(model, bandwidth, per_token),
@@ -159,12 +183,13 @@ def _estimate(
 def _from_facts(entry: Entry, room: Room, bandwidth: float | None, why: str) -> dict[str, Any]:
     weights = entry.facts.size_bytes
     total = weights * 5 // 4
+    unknown = dict.fromkeys(("weight_copies", "reclaimable", "kv_cache", "buffers"))
     fits = total + SERVER_BYTES <= room.bytes
     return {
         "header": f"sized from the catalogue: its header was not read ({why})",
         "context": entry.model.context_size,
         "slots": 1,
-        "memory": {"weights": weights, "kv_cache": None, "buffers": None, "total": total},
+        "memory": {"weights": weights, **unknown, "total": total},
         "fits": fits,
         "reason": None if fits else f"needs about {total / MIB:.0f} MiB, {room.bytes / MIB:.0f} MiB {room.named}",
         "tokens_per_s": _tokens_per_s(entry.model, bandwidth, weights),

@@ -19,8 +19,9 @@ from typing import Any
 
 from menlo_cortex.runtime.fetch.netsettings import NetSettings
 from menlo_cortex.runtime.fetch.prefix import PrefixFailed, read_prefix
-from menlo_cortex.runtime.models.batching.plan import Shape, checked, read_shape
-from menlo_cortex.runtime.models.gguf import Truncated
+from menlo_cortex.runtime.models.batching.plan import Shape, checked, shape_of
+from menlo_cortex.runtime.models.gguf import Truncated, read_header
+from menlo_cortex.runtime.models.weight_copies import BLOCKS, Matrix, matrices
 from menlo_cortex.runtime.ops.durable import write_atomically
 
 READS = (4 << 20, 16 << 20, 64 << 20)  # bytes of the file read, in turn, until the header parses
@@ -35,13 +36,19 @@ class Header:
     shape: Shape
     file_bytes: int
     read_from: str  # "file" or "range request"
+    matrices: tuple[Matrix, ...] = ()  # its weight matrices that the CPU kernels may copy
 
 
 def from_file(path: Path) -> Header:
     try:
-        return Header(read_shape(path), path.stat().st_size, "file")
+        return _parsed(path, path.stat().st_size, "file")
     except (ValueError, OSError) as exc:
         raise Unreadable(f"its GGUF header cannot be read: {exc}") from None
+
+
+def _parsed(path: Path, file_bytes: int, read_from: str) -> Header:
+    metadata, tensors = read_header(path)
+    return Header(shape_of(metadata), file_bytes, read_from, matrices(tensors, file_bytes))
 
 
 def from_url(url: str, net: NetSettings, cache: Path) -> Header:
@@ -76,7 +83,7 @@ def _read_remote(url: str, net: NetSettings) -> Header:
                 raise Unreadable("the server does not say how large the file is, or says it is smaller than sent")
             partial.write_bytes(prefix)
             try:
-                return Header(read_shape(partial), total, "range request")
+                return _parsed(partial, total, "range request")
             except Truncated:
                 if len(prefix) == total:  # the whole file was read: it is damaged, not cut short by us
                     raise Unreadable("its GGUF header runs past the end of the file") from None
@@ -86,7 +93,11 @@ def _read_remote(url: str, net: NetSettings) -> Header:
 
 
 def _as_json(header: Header) -> dict[str, Any]:
-    return {"shape": dataclasses.asdict(header.shape), "file_bytes": header.file_bytes}
+    return {
+        "shape": dataclasses.asdict(header.shape),
+        "file_bytes": header.file_bytes,
+        "matrices": [dataclasses.astuple(matrix) for matrix in header.matrices],
+    }
 
 
 def _cached(path: Path) -> Header | None:
@@ -97,7 +108,19 @@ def _cached(path: Path) -> Header | None:
         fields = {field.name for field in dataclasses.fields(Shape)}
         if set(shape) != fields or not all(type(value) is int and value >= 0 for value in [*shape.values(), size]):
             return None
-        header = Header(checked(Shape(**shape)), size, "range request (cached)")
+        header = Header(checked(Shape(**shape)), size, "range request (cached)", _matrices(data["matrices"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return header if size > 0 else None
+
+
+def _matrices(rows: list[Any]) -> tuple[Matrix, ...]:
+    """The cached matrices; ValueError when one is not what _as_json wrote."""
+    found = tuple(Matrix(*row) for row in rows)
+    for matrix in found:
+        numbers = (matrix.type, matrix.columns, matrix.rows, matrix.count)
+        if not all(type(n) is int and n > 0 for n in numbers[1:]) or matrix.type not in BLOCKS:
+            raise ValueError("not a matrix")
+        if type(matrix.experts) is not bool or type(matrix.tied) is not bool:
+            raise ValueError("not a matrix")
+    return found

@@ -159,6 +159,7 @@ def device_memory_warnings(views: Views, options: BuildOptions, environ: Mapping
     from menlo_cortex.runtime.models.batching.plan import MIB
     from menlo_cortex.runtime.models.memory_check import found_in, memory_warnings
     from menlo_cortex.runtime.models.model_store import ModelStore
+    from menlo_cortex.runtime.models.weight_copies import kernels_for_build
 
     config = views.host.config
     memory_mb = config.target.memory_mb
@@ -167,7 +168,8 @@ def device_memory_warnings(views: Views, options: BuildOptions, environ: Mapping
     budget_mb = min(memory_mb, config.server.limits.memory_budget_mb or memory_mb)
     store = ModelStore(config, model_store(views, options, environ), options.file)
     named = f"target.memory_mb{f' (recipe {config.target.hardware})' if config.target.hardware else ''}"
-    return memory_warnings(views.host, (memory_mb * MIB, named), budget_mb, found_in(store))
+    kernels = kernels_for_build(config.target.architecture, config.target.llama_cmake_args)
+    return memory_warnings(views.host, (memory_mb * MIB, named), budget_mb, found_in(store), kernels)
 
 
 def check_host(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> None:

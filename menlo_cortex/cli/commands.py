@@ -24,6 +24,7 @@ from .output import print_diagnostics
 if TYPE_CHECKING:
     from menlo_cortex.cortexfile.schema import Cortexfile
     from menlo_cortex.runtime.models.backends import Backends
+    from menlo_cortex.runtime.models.weight_copies import Kernels
 
 
 def load_checked(args: argparse.Namespace, phase: Phase | None = None, *, build_rules: bool = False) -> Resolved:
@@ -44,18 +45,19 @@ def validate(args: argparse.Namespace) -> int:
     phase = Phase(args.preflight) if args.preflight else None
     resolved = load_checked(args, phase, build_rules=True)
     models = len(resolved.config.models)
-    backends = start_backends(resolved.config).describe() if phase is Phase.start else None
-    if phase is Phase.start:
-        print_diagnostics(memory_warnings(resolved))
+    backends = start_backends(resolved.config) if phase is Phase.start else None
+    if backends:
+        print_diagnostics(memory_warnings(resolved, backends.kernels))
     checked = f", {phase.value} preflight passed" if phase else ""
     print(f"{args.file}: valid ({models} model{'s' if models != 1 else ''}{checked})")
     if backends:
-        print(f"llama.cpp backends: {backends}")
+        print(f"llama.cpp backends: {backends.describe()}")
     return 0
 
 
-def memory_warnings(resolved: Resolved) -> list[Diagnostic]:
-    """Models that will not fit the memory available here, or the budget (runtime/models/memory_check.py)."""
+def memory_warnings(resolved: Resolved, kernels: Kernels) -> list[Diagnostic]:
+    """Models that will not fit the memory available here, or the budget (runtime/models/memory_check.py), run by
+    the CPU module that can use `kernels`."""
     from menlo_cortex.cortexfile.data_folder import data_dir
     from menlo_cortex.runtime.models.batching.plan import available_memory, memory_room
     from menlo_cortex.runtime.models.memory_check import found_in
@@ -67,7 +69,7 @@ def memory_warnings(resolved: Resolved) -> list[Diagnostic]:
     room, budget = memory_room(budget_mb, available_memory())
     store = ModelStore(config, data_dir(config), resolved.path)
     named = "server.limits.memory_budget_mb" if budget else "available here"
-    return check(resolved, (room, named), budget_mb, found_in(store))
+    return check(resolved, (room, named), budget_mb, found_in(store), kernels)
 
 
 def start_backends(config: Cortexfile) -> Backends:

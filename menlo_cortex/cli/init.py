@@ -17,7 +17,7 @@ from menlo_cortex.cortexfile.starter import starter_text
 from menlo_cortex.exits import Exit
 
 from .flags import add_setting_flags
-from .models import board_memory, resolved_or_bare
+from .models import backends_here, board_of, kernels_of, resolved_or_bare
 
 MIB = 1024 * 1024
 MIN_TOKENS_S = 5.0  # slower than this reads as stuck: a smaller model serves a person better
@@ -48,15 +48,19 @@ def run_init(args: argparse.Namespace) -> int:
     if output.exists() or output.is_symlink():
         raise ConfigError([Diagnostic(Origin(str(output)), "", "exists: cortex init never replaces a file",
                                       "move it away, or write another with -o FILE")])  # fmt: skip
-    board = board_memory(args.hardware) if args.hardware else None
+    board = board_of(args.hardware) if args.hardware else None
     machine = this_machine(bandwidth_needed=board is None, gpus_needed=False)
-    rows = fit_catalogue(resolved_or_bare(args).config, machine, board=board)
-    row = best_chat_model(rows, board[0] * MIB // BOARD_SHARE if board else None)
+    resolved = resolved_or_bare(args)
+    kernels = board.kernels if board else kernels_of(backends_here(resolved))
+    rows = fit_catalogue(resolved.config, machine, kernels, board=board)
+    row = best_chat_model(rows, board.memory_mb * MIB // BOARD_SHARE if board else None)
     if row is None:
-        room = f"a {board[1]}'s {board[0]} MiB" if board else f"the {machine.memory_available // MIB} MiB available"
+        available = f"the {machine.memory_available // MIB} MiB available"
+        room = f"a {board.name}'s {board.memory_mb} MiB" if board else available
         print(f"cortex: error: no catalogue chat model fits {room} (see cortex models fit)")
         return Exit.FAILURE
-    where = f"a {args.hardware} ({board[0]} MiB; at most 1/{BOARD_SHARE} of it)" if board else _machine_line(machine)
+    share = f"a {args.hardware} ({board.memory_mb} MiB; at most 1/{BOARD_SHARE} of it)" if board else None
+    where = share or _machine_line(machine)
     text = starter_text(catalogue.entry(row["id"]), [f"For {where}:", *_figures(row)], args.hardware)
     write_new(output, text)
     print(f"wrote {output}: {row['id']} ({_figures(row)[0]})")

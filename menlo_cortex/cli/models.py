@@ -8,7 +8,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from menlo_cortex.cortexfile import catalogue
 from menlo_cortex.cortexfile.loader import Resolved, load_from_environment
@@ -17,6 +17,11 @@ from menlo_cortex.exits import Exit
 from .commands import load_checked, start_backends
 from .defaults import add_defaults_option, loader_options
 from .flags import add_setting_flags, given_flags
+
+if TYPE_CHECKING:
+    from menlo_cortex.benchmark.fit import Board
+    from menlo_cortex.runtime.models.backends import Backends
+    from menlo_cortex.runtime.models.weight_copies import Kernels
 
 MIB = 1024 * 1024
 
@@ -81,12 +86,15 @@ def models_fit(args: argparse.Namespace) -> int:
     from menlo_cortex.benchmark.fit import fit_catalogue, fit_models, machine_summary, this_machine
 
     resolved = resolved_or_bare(args)
-    machine = this_machine(bandwidth_needed=not args.hardware, gpus_needed=not args.hardware)
-    summary = machine_summary(machine) | {"llama_cpp": None if args.hardware else llama_cpp_here(resolved)}
+    board = board_of(args.hardware) if args.hardware else None
+    machine = this_machine(bandwidth_needed=board is None, gpus_needed=board is None)
+    here = None if board else backends_here(resolved)
+    kernels = board.kernels if board else kernels_of(here)
+    summary = machine_summary(machine) | {"llama_cpp": None if board else llama_cpp_status(here)}
     if args.file:
-        rows = fit_models(resolved.config, machine, cortexfile=resolved.path)
+        rows = fit_models(resolved.config, machine, kernels, cortexfile=resolved.path)
     else:
-        rows = fit_catalogue(resolved.config, machine, board=board_memory(args.hardware) if args.hardware else None)
+        rows = fit_catalogue(resolved.config, machine, kernels, board=board)
     if args.json:
         print(json.dumps({"machine": summary, "models": rows}, indent=2))
     else:
@@ -94,19 +102,34 @@ def models_fit(args: argparse.Namespace) -> int:
     return Exit.OK if args.file is None or all(row["fits"] for row in rows) else Exit.FAILURE
 
 
-def llama_cpp_here(resolved: Resolved) -> dict[str, Any]:
+def backends_here(resolved: Resolved) -> Backends | RuntimeError:
     """The backends and CPU variant `cortex start` would compute with here (its self-test, cached as start
     caches it), or why there are none."""
     try:
-        return start_backends(resolved.config).status()
+        return start_backends(resolved.config)
     except RuntimeError as exc:  # start_backends' own: no runtime, a broken llama.cpp, no CPU variant runs
-        return {"error": str(exc)}
+        return exc
 
 
-def board_memory(name: str) -> tuple[int, str]:
-    """(memory in MiB, name) of a hardware recipe; ConfigError when there is no such recipe or it has none."""
+def llama_cpp_status(here: Backends | RuntimeError | None) -> dict[str, Any]:
+    return {"error": str(here)} if isinstance(here, RuntimeError) or here is None else here.status()
+
+
+def kernels_of(here: Backends | RuntimeError | None) -> Kernels:
+    """What the CPU module here can use; none known without the runtime (no weight copies counted)."""
+    from menlo_cortex.runtime.models.weight_copies import NONE
+
+    return NONE if isinstance(here, RuntimeError) or here is None else here.kernels
+
+
+def board_of(name: str) -> Board:
+    """A hardware recipe's memory, name and CPU kernels; ConfigError when there is no such recipe or it names no
+    memory."""
+    from menlo_cortex.benchmark.fit import Board
     from menlo_cortex.cortexfile import recipes
     from menlo_cortex.cortexfile.errors import ConfigError, Diagnostic, Origin
+    from menlo_cortex.cortexfile.schema.target import Target
+    from menlo_cortex.runtime.models.weight_copies import kernels_for_build
 
     try:
         recipe = recipes.load("hardware", name, "config")
@@ -116,7 +139,8 @@ def board_memory(name: str) -> tuple[int, str]:
     if not isinstance(memory, int):
         message = f"the {name} recipe names no memory (target.memory_mb): boards of that kind differ too much"
         raise ConfigError([Diagnostic(Origin(str(recipe.path)), "target.memory_mb", message)])
-    return memory, name
+    target = Target.model_validate(recipe.body.get("target") or {})
+    return Board(memory, name, kernels_for_build(target.architecture, target.llama_cmake_args))
 
 
 def _entry_json(entry: catalogue.Entry) -> dict[str, Any]:

@@ -10,6 +10,7 @@ them registered already and is left as it is.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import functools
 import logging
 import threading
@@ -18,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from . import cpu_variants
-from .ggml import loaded_ggml, weight_types
+from .ggml import cpu_features, loaded_ggml, weight_types
+from .weight_copies import Kernels, kernels_from_features
 
 log = logging.getLogger("cortex.models")  # the main log, not llama.cpp's own
 llama_log = logging.getLogger("cortex.llama")
@@ -40,6 +42,12 @@ class Backends:
     dynamic: bool  # loaded from modules (GGML_BACKEND_DL) rather than linked in
     choice: cpu_variants.Choice | None = None  # the CPU module in use; None when there was none to choose
     cache: cpu_variants.SelfTestCache | None = None
+    cpu_features: tuple[tuple[str, str], ...] = ()  # the CPU module's (ggml_backend_get_features)
+
+    @property
+    def kernels(self) -> Kernels:
+        """What the CPU module can use, which decides the weight copies it makes (weight_copies.py)."""
+        return kernels_from_features(dict(self.cpu_features))
 
     @property
     def cpu_variant(self) -> str | None:
@@ -96,7 +104,10 @@ def load_backends(cache: Path | None = None) -> Backends:
     with _LOCK:
         if _Process.backends is None:
             route_llama_logs()  # ggml's own lines about the modules it loads go to logging, not stderr
-            _Process.backends = _load(cache)
+            backends = _load(cache)
+            ggml = loaded_ggml(llama_lib_dir())
+            features = tuple(cpu_features(ggml).items()) if ggml is not None else ()
+            _Process.backends = dataclasses.replace(backends, cpu_features=features)
             log.info("llama.cpp backends: %s", _Process.backends.describe())
         return _Process.backends
 

@@ -103,7 +103,7 @@ def plan_engine(model: Model, path: Path, settings: LlamaCppEngine, budget_mb: i
     budget can refuse it or make room for it first."""
     prepare_llama(model, path)
     try:
-        return plan_slots(model, path, settings, budget_mb)
+        return plan_slots(model, path, settings, budget_mb, load_backends().kernels)
     except ValueError as exc:
         raise ModelLoadError(f"model `{model.id}`: llama.cpp failed to load {path}: {exc}") from None
 

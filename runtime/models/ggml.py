@@ -43,6 +43,13 @@ class TypeTraits(ctypes.Structure):
     )
 
 
+class Feature(ctypes.Structure):
+    _fields_ = (("name", STR), ("value", STR))
+
+
+FEATURES_MAX = 256  # ggml's CPU module lists a few dozen, ended by a NULL name
+
+
 class GgufInitParams(ctypes.Structure):
     _fields_ = (("no_alloc", BOOL), ("ctx", P))
 
@@ -137,3 +144,23 @@ def weight_types(ggml: ctypes.CDLL, path: Path) -> frozenset[str]:
     finally:
         ggml.gguf_free(context)
     return frozenset(name for name, number in WEIGHT_TYPES.items() if number in numbers)
+
+
+def cpu_features(ggml: ctypes.CDLL) -> dict[str, str]:
+    """What the registered CPU module was built with (ggml_backend_get_features: "AVX2": "1", "AMX_INT8": "1",
+    "REPACK": "1", ...); empty when there is no CPU module or it does not say."""
+    for index in range(ggml.ggml_backend_reg_count()):
+        registry = ggml.ggml_backend_reg_get(index)
+        if ggml.ggml_backend_reg_name(registry) != b"CPU":
+            continue
+        address = ggml.ggml_backend_reg_get_proc_address(registry, b"ggml_backend_get_features")
+        if not address:
+            return {}
+        listed = ctypes.CFUNCTYPE(ctypes.POINTER(Feature), P)(address)(registry)
+        found = {}
+        for item in range(FEATURES_MAX):
+            if not listed or not listed[item].name:
+                break
+            found[listed[item].name.decode(errors="replace")] = (listed[item].value or b"").decode(errors="replace")
+        return found
+    return {}

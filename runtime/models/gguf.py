@@ -1,4 +1,5 @@
-"""A GGUF file's metadata (its header's key-value pairs), read in plain Python: no llama.cpp, no weight.
+"""A GGUF file's header (its metadata's key-value pairs and its tensors' descriptions), read in plain Python: no
+llama.cpp, no weight.
 
 The runtime sizes a model's slots from it before loading, and `cortex build --format kube` sizes the pod
 from it on a build host that has only the builder installed. The file may come from anywhere: every
@@ -17,6 +18,8 @@ MAGIC = b"GGUF"
 VERSIONS = (2, 3)
 MAX_KEYS = 1 << 16  # real models have a few dozen
 MAX_KEY_BYTES = 1 << 16
+MAX_TENSORS = 1 << 20  # real models have a few thousand at most
+MAX_DIMS = 4  # ggml's GGML_MAX_DIMS
 MAX_NESTING = 4  # arrays of arrays: the format allows them, no model needs them deep
 SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 STRING, ARRAY = 8, 9
@@ -42,8 +45,22 @@ class Truncated(GgufError):
     """The header goes on past the bytes there are: a damaged file, or only its first part (a ranged read)."""
 
 
+@dataclass(frozen=True)
+class Tensor:
+    """A tensor's description in the header: its name, ggml type number and dimensions (ne0 first)."""
+
+    name: str
+    type: int
+    dims: tuple[int, ...]
+
+
 def read_metadata(path: Path) -> dict[str, Value]:
     """Every key of the header: scalars and strings by value, arrays by their length."""
+    return read_header(path, with_tensors=False)[0]
+
+
+def read_header(path: Path, with_tensors: bool = True) -> tuple[dict[str, Value], list[Tensor]]:
+    """The metadata and (`with_tensors`) the tensors' descriptions that follow it; no weight is read."""
     with path.open("rb") as file:
         reader = _Reader(file, path.stat().st_size)
         if reader.take(4) != MAGIC:
@@ -51,11 +68,13 @@ def read_metadata(path: Path) -> dict[str, Value]:
         version = reader.scalar("<I")
         if version not in VERSIONS:
             raise GgufError(f"GGUF version {version} is not one this reader knows ({', '.join(map(str, VERSIONS))})")
-        reader.scalar("<Q")  # tensors: their descriptions follow the metadata, unread
-        keys = reader.scalar("<Q")
+        tensors, keys = reader.scalar("<Q"), reader.scalar("<Q")
         if not isinstance(keys, int) or keys > MAX_KEYS:
             raise GgufError(f"its header claims {keys} metadata keys")
-        return dict(reader.pairs(keys))
+        if not isinstance(tensors, int) or tensors > MAX_TENSORS:
+            raise GgufError(f"its header claims {tensors} tensors")
+        metadata = dict(reader.pairs(keys))
+        return metadata, [reader.tensor() for _ in range(tensors)] if with_tensors else []
 
 
 def architecture_value(metadata: dict[str, Value], key: str) -> int | None:
@@ -85,16 +104,26 @@ class _Reader:
         value: int | float | bool = struct.unpack(layout, self.take(struct.calcsize(layout)))[0]
         return value
 
-    def string(self, limit: int | None = None) -> str:
+    def string(self, limit: int | None = None, what: str = "metadata key") -> str:
         length = int(self.scalar("<Q"))
         if limit is not None and length > limit:
-            raise GgufError(f"a metadata key of {length} bytes")
+            raise GgufError(f"a {what} of {length} bytes")
         return self.take(length).decode("utf-8", "replace")
 
     def pairs(self, count: int) -> Iterator[tuple[str, Value]]:
         for _ in range(count):
             key = self.string(MAX_KEY_BYTES)
             yield key, self.value(int(self.scalar("<I")))
+
+    def tensor(self) -> Tensor:
+        name = self.string(MAX_KEY_BYTES, "tensor name")
+        count = int(self.scalar("<I"))
+        if not 0 < count <= MAX_DIMS:
+            raise GgufError(f"a tensor of {count} dimensions")
+        dims = tuple(int(self.scalar("<Q")) for _ in range(count))
+        kind = int(self.scalar("<I"))
+        self.skip(8)  # its offset among the weights
+        return Tensor(name, kind, dims)
 
     def value(self, kind: int) -> Value:
         if kind in SCALARS:

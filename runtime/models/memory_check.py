@@ -16,6 +16,7 @@ from menlo_cortex.cortexfile.schema import Model
 from ..fetch.errors import ModelUnavailable
 from .batching.plan import MIB, SERVER_BYTES, plan_slots
 from .model_store import ModelStore
+from .weight_copies import Kernels
 
 HINT = "a smaller context_size, parallel or batch_size, or a smaller quantisation: see cortex models fit"
 
@@ -33,10 +34,15 @@ def found_in(store: ModelStore) -> Callable[[Model], Path | None]:
 
 
 def memory_warnings(
-    resolved: Resolved, room: tuple[int, str], budget_mb: int | None, locate: Callable[[Model], Path | None]
+    resolved: Resolved,
+    room: tuple[int, str],
+    budget_mb: int | None,
+    locate: Callable[[Model], Path | None],
+    kernels: Kernels,
 ) -> list[Diagnostic]:
     """`room`: the bytes the server may take and what that figure is; `budget_mb`: what `parallel: auto` plans
-    within (None: the memory available here); `locate`: the model's file, None when it is not here."""
+    within (None: the memory available here); `locate`: the model's file, None when it is not here; `kernels`:
+    what the CPU module that runs the models can use (the weight copies it makes)."""
     config = resolved.config
     found = []
     for index, model in enumerate(config.models):
@@ -44,7 +50,7 @@ def memory_warnings(
         if path is None or not room[0]:
             continue
         try:
-            plan = plan_slots(model, path, config.engines.llama_cpp, budget_mb)
+            plan = plan_slots(model, path, config.engines.llama_cpp, budget_mb, kernels)
         except ValueError:
             continue  # its header is the start's error to report, with the model's load
         if plan.total_mb * MIB + SERVER_BYTES > room[0]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from menlo_cortex.benchmark.headers import Unreadable, from_url
@@ -15,9 +17,8 @@ from tests.runtime.download_servers import Route, file_server, gguf_bytes, model
 
 @pytest.fixture(scope="module")
 def head(test_model_path: Path) -> bytes:
-    """The test model's first 20 MiB: its whole header (about 7 MiB: a 262k-token vocabulary), some weights."""
-    with test_model_path.open("rb") as file:
-        return file.read(20 << 20)
+    """The test model: its header is its first 7 MiB (a 262k-token vocabulary); only that much is asked for."""
+    return test_model_path.read_bytes()
 
 
 def read(tmp_path: Path, route: Route) -> tuple[object, list[str]]:
@@ -41,6 +42,14 @@ def test_the_header_is_read_in_growing_ranges_and_cached(tmp_path: Path, head: b
     asked = [seen.headers["Range"] for seen in server.seen]
     assert asked == [f"bytes=0-{(4 << 20) - 1}", f"bytes={4 << 20}-{(16 << 20) - 1}"]  # never past the header
     assert (cached.shape, cached.read_from) == (header.shape, "range request (cached)")
+    assert cached.matrices == header.matrices
+    assert any(matrix.tied for matrix in header.matrices)  # Gemma's output is its token embeddings
+
+
+def test_a_header_that_claims_more_weights_than_the_file_is_refused(tmp_path: Path, head: bytes) -> None:
+    found, _ = read(tmp_path, Route(head[: 20 << 20], ranges=True))  # the whole header, a tenth of the weights
+    assert isinstance(found, Unreadable)
+    assert "more weights than the file holds" in str(found)
 
 
 def test_a_server_that_ignores_range_is_read_only_as_far_as_needed(tmp_path: Path, head: bytes) -> None:
@@ -69,11 +78,26 @@ def test_a_lie_about_the_size_is_refused(tmp_path: Path, head: bytes) -> None:
     assert isinstance(found, Unreadable)
 
 
-def test_an_implausible_cached_header_is_read_again(tmp_path: Path, head: bytes) -> None:
+def huge_layers(data: dict[str, Any]) -> None:
+    data["shape"]["layers"] = 1 << 40
+
+
+def unknown_matrix_type(data: dict[str, Any]) -> None:
+    data["matrices"][0][0] = 99
+
+
+def matrix_of_strings(data: dict[str, Any]) -> None:
+    data["matrices"][0] = ["8", "640", "256", "9", False, False]
+
+
+@pytest.mark.parametrize("spoil", [huge_layers, unknown_matrix_type, matrix_of_strings])
+def test_an_implausible_cached_header_is_read_again(
+    tmp_path: Path, head: bytes, spoil: Callable[[dict[str, Any]], None]
+) -> None:
     read(tmp_path, Route(head, ranges=True))
     (cached,) = (tmp_path / "cache").iterdir()
     data = json.loads(cached.read_text())
-    data["shape"]["layers"] = 1 << 40
+    spoil(data)
     cached.write_text(json.dumps(data))
     again, asked = read(tmp_path, Route(head, ranges=True))
     assert (getattr(again, "read_from", None), len(asked)) == ("range request", 2)

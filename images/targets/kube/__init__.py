@@ -36,12 +36,16 @@ def model_facts(resolved: Resolved, store: Path) -> dict[str, ModelFacts]:
     every slot `parallel: auto` may take: the pod gets the memory they need, not what this build host has
     free. Absent models are left out. Read from the GGUF header in plain Python: no llama.cpp needed here."""
     from menlo_cortex.runtime.models.batching.plan import plan_slots
+    from menlo_cortex.runtime.models.weight_copies import kernels_for_build
 
     config = resolved.config
+    kernels = kernels_for_build(config.target.architecture, config.target.llama_cmake_args)
     found = {}
     for model in config.models:
         path = find_local(model, store)
         if path is not None:
-            slots = plan_slots(model, path, config.engines.llama_cpp, budget_mb=UNBOUNDED_MB)
-            found[model.id] = ModelFacts(slots.file_bytes, slots.kv_bytes, slots.work_bytes)
+            slots = plan_slots(model, path, config.engines.llama_cpp, UNBOUNDED_MB, kernels)
+            found[model.id] = ModelFacts(
+                slots.file_bytes, slots.kv_bytes, slots.work_bytes, slots.weights_bytes - slots.file_bytes
+            )
     return found

@@ -26,12 +26,13 @@ PROBE_PERIOD_S = 5
 
 @dataclass(frozen=True)
 class ModelFacts:
-    """What the build host knows of one model: its file's size, its KV cache at the planned slots and
-    llama.cpp's working buffers."""
+    """What the build host knows of one model: its file's size, its KV cache at the planned slots,
+    llama.cpp's working buffers and the weights its CPU kernels copy (less the originals they free)."""
 
     file_bytes: int
     kv_bytes: int
     work_bytes: int = 0
+    copy_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,8 @@ def _memory_mib(resolved: Resolved, models: dict[str, ModelFacts]) -> int:
         hint = "set server.limits.memory_budget_mb, or `cortex pull` the model so its size is known"
         message = f"--format kube: no size known for {', '.join(missing)}"
         raise ConfigError([Diagnostic(resolved.origin(("models",)), "models", message, hint)])
-    total = sum(facts.file_bytes + facts.kv_bytes + facts.work_bytes for facts in models.values()) + RUNTIME_OVERHEAD
+    total = sum(facts.file_bytes + facts.kv_bytes + facts.work_bytes + facts.copy_bytes for facts in models.values())
+    total += RUNTIME_OVERHEAD
     return math.ceil(total / MIB)
 
 

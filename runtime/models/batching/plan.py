@@ -13,7 +13,8 @@ from pathlib import Path
 from menlo_cortex.cortexfile.schema import Model
 from menlo_cortex.cortexfile.schema.models import LlamaCppEngine
 
-from ..gguf import Array, architecture_value, read_metadata
+from ..gguf import Array, Tensor, Value, architecture_value, read_header
+from ..weight_copies import NO_COPIES, NONE, Copies, Kernels, copies, matrices
 
 MIB = 1024 * 1024
 AUTO_MAX = 4  # llama-server's default number of slots
@@ -110,10 +111,17 @@ class SlotPlan:
     file_bytes: int
     kv_bytes: int  # all slots
     work_bytes: int = 0  # llama.cpp's compute and output buffers
+    copied: Copies = NO_COPIES  # the weights the CPU kernels copy into their own layout (weight_copies.py)
+
+    @property
+    def weights_bytes(self) -> int:
+        """The file's mapping and the kernels' copies, less the copied originals (read once, then the kernel's
+        to drop)."""
+        return self.file_bytes + self.copied.bytes - self.copied.reclaimable
 
     @property
     def total_mb(self) -> float:
-        return (self.file_bytes + self.kv_bytes + self.work_bytes) / MIB
+        return (self.weights_bytes + self.kv_bytes + self.work_bytes) / MIB
 
     @property
     def n_ctx(self) -> int:
@@ -131,20 +139,32 @@ def uses_flash_attention(settings: LlamaCppEngine, model: Model) -> bool:
     return not model.pooled and model.gpu_layers == 0
 
 
-def plan_slots(model: Model, path: Path, settings: LlamaCppEngine, budget_mb: int | None) -> SlotPlan:
-    return plan_shape(model, read_shape(path), path.stat().st_size, settings, budget_mb)
+def plan_slots(
+    model: Model, path: Path, settings: LlamaCppEngine, budget_mb: int | None, kernels: Kernels = NONE
+) -> SlotPlan:
+    """`kernels`: what the CPU module that will run the model can use (the weight copies it makes)."""
+    metadata, tensors = _header(path, with_tensors=True)
+    size = path.stat().st_size
+    copied = copies(matrices(tensors, size), kernels) if model.gpu_layers == 0 else NO_COPIES
+    return plan_shape(model, shape_of(metadata), size, settings, budget_mb, copied=copied)
 
 
 def plan_shape(
-    model: Model, shape: Shape, file_bytes: int, settings: LlamaCppEngine, budget_mb: int | None
+    model: Model,
+    shape: Shape,
+    file_bytes: int,
+    settings: LlamaCppEngine,
+    budget_mb: int | None,
+    *,
+    copied: Copies = NO_COPIES,
 ) -> SlotPlan:
-    """The plan of a model of this shape and file size (plan_slots reads both from the file)."""
+    """The plan of a model of this shape, file size and weight copies (plan_slots reads them from the file)."""
     context = model.context_size or shape.context_trained
 
     def plan(parallel: int) -> SlotPlan:
         cells = -(-context * parallel // KV_PAD) * KV_PAD
         step = Step(parallel, settings.batch_size, cells, uses_flash_attention(settings, model), model.pooled)
-        return SlotPlan(parallel, context, file_bytes, shape.kv_bytes(step), shape.work_bytes(step))
+        return SlotPlan(parallel, context, file_bytes, shape.kv_bytes(step), shape.work_bytes(step), copied)
 
     if model.pooled:
         return plan(1)  # embeddings and ranks run one batch at a time on llama-cpp-python's own context
@@ -159,10 +179,18 @@ def plan_shape(
 
 def read_shape(path: Path) -> Shape:
     """The model's layer and head sizes from its GGUF header; ValueError when the header cannot be read."""
+    return shape_of(_header(path, with_tensors=False)[0])
+
+
+def _header(path: Path, with_tensors: bool) -> tuple[dict[str, Value], list[Tensor]]:
     try:
-        metadata = read_metadata(path)
+        return read_header(path, with_tensors)
     except OSError as exc:
         raise ValueError(f"its header cannot be read ({exc.strerror or 'I/O error'})") from None
+
+
+def shape_of(metadata: dict[str, Value]) -> Shape:
+    """The shape a header's metadata gives; ValueError when it is implausible."""
 
     def value(key: str) -> int | None:
         return architecture_value(metadata, key)

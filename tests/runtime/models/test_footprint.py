@@ -17,6 +17,7 @@ from menlo_cortex.runtime.models.batching.plan import MIB, Step, read_shape
 from tests.runtime.models.test_batching import engine_for, with_engine
 
 BUFFER = re.compile(r"(CPU KV|compute|output) buffer size = +([\d.]+) MiB")
+MODEL_BUFFER = re.compile(r"(\S+) model buffer size = +([\d.]+) MiB")
 TOLERANCE = 0.02  # llama.cpp rounds to whole tensors and pads; the plan is arithmetic
 
 
@@ -84,6 +85,23 @@ def test_the_plan_bounds_llama_cpps_buffers(
     assert work * (1 - TOLERANCE) <= reserved <= work * 1.3
     resident = shape.work_bytes(step) / MIB  # the part of it written
     assert resident <= reserved
+    copies = engine.plan.copied.bytes - engine.plan.copied.reclaimable
     assert engine.plan.total_mb == pytest.approx(
-        test_model_path.stat().st_size / MIB + reported["CPU KV"] + resident, rel=TOLERANCE
+        (test_model_path.stat().st_size + copies) / MIB + reported["CPU KV"] + resident, rel=TOLERANCE
     )
+
+
+def test_the_plan_counts_the_weight_copies_of_this_cpu(test_model_path: Path, llama_log: list[str]) -> None:
+    """On this machine's CPU module: AMX's copies on a Xeon that has it (214 MiB, most of it the tied output),
+    repacked ones on AVX2 (13 MiB of Q4_K), none on a CPU with neither."""
+    engine = engine_for(test_model_path, 1, context_size=512)
+
+    async def loaded(_: Any) -> None:
+        return None
+
+    with_engine(engine, loaded)
+    buffers = dict(MODEL_BUFFER.findall("".join(llama_log)))
+    assert "CPU_Mapped" in buffers  # the file, mapped
+    copied = sum(float(mib) for name, mib in buffers.items() if name != "CPU_Mapped")
+    assert engine.plan.copied.bytes / MIB == pytest.approx(copied, abs=0.01)  # llama.cpp prints 2 decimals
+    assert engine.plan.copied.reclaimable <= engine.plan.copied.bytes

@@ -1,0 +1,189 @@
+"""The copies of a model's weights llama.cpp makes for its faster CPU kernels, from the GGUF header.
+
+llama.cpp maps a model's file, but a weight matrix that its AMX tiles (Intel Xeons) or its repacked, interleaved
+kernels (AVX2 x86, arm64 with dotprod or i8mm) can multiply is copied at load into a buffer in their layout. The
+copy is anonymous memory beside the mapping: 214 MiB for Gemma 3 270M Q4_K_M on a Xeon with AMX, most of it the
+tied output matrix (the token embeddings, still read through the mapping for the input). The original pages of a
+copied matrix are read once at load and never again, so the kernel may drop them when memory runs short.
+
+The rules mirror llama.cpp's buffer choice (ggml-cpu's amx/ and repack.cpp, the llama-cpp-python version pinned):
+the first buffer type that takes a matrix wins, AMX before repacking. tests/runtime/models/test_footprint.py
+checks the result against the buffer sizes llama.cpp reports when it loads the test model here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from .gguf import Tensor
+
+# ggml type number: (elements per block, bytes per block); the types a copy can hold.
+BLOCKS = {
+    1: (1, 2),  # f16
+    2: (32, 18),  # q4_0
+    3: (32, 20),  # q4_1
+    8: (32, 34),  # q8_0
+    10: (256, 84),  # q2_K
+    12: (256, 144),  # q4_K
+    13: (256, 176),  # q5_K
+    14: (256, 210),  # q6_K
+    20: (32, 18),  # iq4_nl
+    23: (256, 136),  # iq4_xs
+    39: (32, 17),  # mxfp4
+}
+# AMX: type -> (a row's length must be a multiple of this, bytes its layout adds per block)
+AMX = {1: (16, 0), 2: (32, 0), 3: (32, 0), 8: (32, 4), 12: (256, 4), 13: (256, 4), 14: (256, 0), 23: (256, 2)}
+AMX_ROWS = 32  # a matrix's rows (ne1) must be a multiple of two AMX tiles
+# Repacking: type -> the (CPU feature, rows multiple) that repack it, in llama.cpp's order of preference.
+REPACK = {
+    2: (("AVX2", 8), ("MATMUL_INT8", 4), ("DOTPROD", 4)),
+    12: (("AVX2", 8), ("MATMUL_INT8", 8), ("DOTPROD", 8)),
+    10: (("AVX512", 8),),
+    13: (("MATMUL_INT8", 8), ("DOTPROD", 8)),
+    14: (("MATMUL_INT8", 8), ("DOTPROD", 8)),
+    20: (("AVX2", 8), ("DOTPROD", 4)),
+    39: (("AVX2", 8), ("DOTPROD", 4)),
+    8: (("MATMUL_INT8", 4), ("DOTPROD", 4)),
+}
+# Matrices read by row (ggml_get_rows), not multiplied: never copied, unless tied to the output (below).
+LOOKED_UP = {"token_embd.weight", "position_embd.weight", "token_types.weight", "per_layer_token_embd.weight"}
+TIED_OUTPUT = "token_embd.weight"  # llama.cpp multiplies by it for the logits when there is no output.weight
+ARM_VERSION = re.compile(r"armv(\d+)(?:\.(\d+))?")
+PINNED_X86 = ("GGML_AVX", "GGML_F16C", "GGML_FMA", "GGML_BMI2", "GGML_SSE", "GGML_AMX")  # image_plan's CPU_CHOICES
+
+
+@dataclass(frozen=True)
+class Kernels:
+    """What llama.cpp's CPU module can use: ggml's feature names (AVX2, AVX512, AMX_INT8, DOTPROD, MATMUL_INT8)
+    and whether it repacks at all (REPACK)."""
+
+    features: frozenset[str]
+
+    @property
+    def amx(self) -> bool:
+        return "AMX_INT8" in self.features
+
+    @property
+    def repack(self) -> bool:
+        return "REPACK" in self.features
+
+
+NONE = Kernels(frozenset())
+
+
+@dataclass(frozen=True)
+class Matrix:
+    """Weight matrices of one kind that a matrix product reads: `count` of them, each `rows` x `columns`
+    (ggml's ne1 x ne0) of ggml type `type`; `experts`: a mixture-of-experts stack (only repacking takes it)."""
+
+    type: int
+    columns: int
+    rows: int
+    count: int
+    experts: bool = False
+    tied: bool = False  # the token embeddings, multiplied for the output: a copy whose original stays in use
+
+
+@dataclass(frozen=True)
+class Copies:
+    bytes: int  # anonymous memory the copies take
+    reclaimable: int  # their originals' bytes in the mapping: read at load, then idle
+
+
+NO_COPIES = Copies(0, 0)
+
+
+def matrices(tensors: Iterable[Tensor], file_bytes: int) -> tuple[Matrix, ...]:
+    """The header's weight matrices that matrix products read, counted by kind; ValueError when they would take
+    more than the file's `file_bytes` (a header that lies)."""
+    found = list(tensors)
+    tied = all(tensor.name != "output.weight" for tensor in found)
+    kinds: Counter[Matrix] = Counter()
+    for tensor in found:
+        if tensor.type not in BLOCKS or not tensor.name.endswith(".weight"):
+            continue
+        if len(tensor.dims) == 2 and tensor.name not in LOOKED_UP:
+            kinds[Matrix(tensor.type, tensor.dims[0], tensor.dims[1], 1)] += 1
+        elif len(tensor.dims) == 3 and "_exps." in tensor.name:
+            kinds[Matrix(tensor.type, tensor.dims[0], tensor.dims[1], tensor.dims[2], experts=True)] += 1
+        if tied and tensor.name == TIED_OUTPUT and len(tensor.dims) == 2:
+            kinds[Matrix(tensor.type, tensor.dims[0], tensor.dims[1], 1, tied=True)] += 1
+    counted = tuple(
+        Matrix(kind.type, kind.columns, kind.rows, kind.count * times, kind.experts, kind.tied)
+        for kind, times in sorted(kinds.items(), key=lambda item: (item[0].type, item[0].columns, item[0].rows))
+    )
+    if sum(_row_bytes(matrix) * matrix.rows * matrix.count for matrix in counted if not matrix.tied) > file_bytes:
+        raise ValueError("its header describes more weights than the file holds")
+    return counted
+
+
+def copies(found: Iterable[Matrix], kernels: Kernels) -> Copies:
+    """The copies `kernels` make of these matrices, and the bytes of their originals the kernel may drop."""
+    total, reclaimable = 0, 0
+    for matrix in found:
+        size = _copy_bytes(matrix, kernels)
+        if size:
+            total += size * matrix.count
+            reclaimable += 0 if matrix.tied else _row_bytes(matrix) * matrix.rows * matrix.count
+    return Copies(total, reclaimable)
+
+
+def _copy_bytes(matrix: Matrix, kernels: Kernels) -> int:
+    """One matrix's copy: AMX's layout where its tiles take it, else a repacked one of the same size, else 0."""
+    if kernels.amx and not matrix.experts and _amx_takes(matrix):
+        _, extra = AMX[matrix.type]
+        elements, _ = BLOCKS[matrix.type]
+        return matrix.rows * (_row_bytes(matrix) + (matrix.columns // elements) * extra)
+    if kernels.repack and _repacked(matrix, kernels):
+        return _row_bytes(matrix) * matrix.rows
+    return 0
+
+
+def _amx_takes(matrix: Matrix) -> bool:
+    if matrix.type not in AMX:
+        return False
+    alignment, _ = AMX[matrix.type]
+    return matrix.rows % AMX_ROWS == 0 and matrix.columns % alignment == 0
+
+
+def _repacked(matrix: Matrix, kernels: Kernels) -> bool:
+    rules = REPACK.get(matrix.type, ())
+    return any(feature in kernels.features and matrix.rows % rows == 0 for feature, rows in rules)
+
+
+def _row_bytes(matrix: Matrix) -> int:
+    elements, size = BLOCKS[matrix.type]
+    return matrix.columns // elements * size
+
+
+def kernels_from_features(features: Mapping[str, str]) -> Kernels:
+    """From ggml_backend_get_features of the CPU module in use: names whose value is not "0"."""
+    return Kernels(frozenset(name for name, value in features.items() if value not in ("", "0")))
+
+
+def kernels_for_build(architecture: str, arguments: Iterable[str]) -> Kernels:
+    """What the CPU module of a build for `architecture` with these llama.cpp CMake flags can use. An amd64 build
+    that pins no CPU feature ships every x86 variant and the device picks one: the most any of them copies
+    (AMX's), so a device's plan over-counts rather than runs short."""
+    flags = dict(argument.removeprefix("-D").split("=", 1) for argument in arguments if "=" in argument)
+    repack = {"REPACK"} if flags.get("GGML_CPU_REPACK", "ON").upper() == "ON" else set()
+    if architecture == "amd64" and not any(flag.startswith(PINNED_X86) for flag in flags):
+        return Kernels(frozenset({"AVX2", "AVX512", "AMX_INT8"} | repack))
+    pinned = {name for name in ("AVX2", "AVX512", "AMX_INT8") if flags.get(f"GGML_{name}", "OFF").upper() == "ON"}
+    return Kernels(frozenset(pinned | _arm_features(flags.get("GGML_CPU_ARM_ARCH", "")) | repack))
+
+
+def _arm_features(arch: str) -> set[str]:
+    """`armv8.2-a+dotprod+fp16`: dotprod is part of Armv8.4 and later, i8mm of Armv8.6 and later."""
+    extensions = set(arch.lower().split("+")[1:])
+    version = ARM_VERSION.match(arch.lower())
+    level = (int(version.group(1)), int(version.group(2) or 0)) if version else (0, 0)
+    features = set()
+    if "dotprod" in extensions or level >= (8, 4):
+        features.add("DOTPROD")
+    if "i8mm" in extensions or (8, 6) <= level != (9, 0):  # Armv9.0 is Armv8.5's level
+        features.add("MATMUL_INT8")
+    return features
