@@ -17,7 +17,7 @@ from menlo_cortex.cortexfile.starter import starter_text
 from menlo_cortex.exits import Exit
 
 from .flags import add_setting_flags
-from .models import backends_here, board_of, kernels_of, resolved_or_bare
+from .models import board_of, resolved_or_bare
 
 MIB = 1024 * 1024
 MIN_TOKENS_S = 5.0  # slower than this reads as stuck: a smaller model serves a person better
@@ -43,6 +43,7 @@ def register(sub: Any) -> None:
 
 def run_init(args: argparse.Namespace) -> int:
     from menlo_cortex.benchmark.fit import fit_catalogue, this_machine
+    from menlo_cortex.runtime.models.weight_copies import kernels_from_cpu_flags
 
     output = Path(args.output)
     if output.exists() or output.is_symlink():
@@ -50,9 +51,9 @@ def run_init(args: argparse.Namespace) -> int:
                                       "move it away, or write another with -o FILE")])  # fmt: skip
     board = board_of(args.hardware) if args.hardware else None
     machine = this_machine(bandwidth_needed=board is None, gpus_needed=False)
-    resolved = resolved_or_bare(args)
-    kernels = board.kernels if board else kernels_of(backends_here(resolved))
-    rows = fit_catalogue(resolved.config, machine, kernels, board=board)
+    # This CPU's flags, not the CPU module's: loading llama.cpp would write its self-test into a data folder.
+    kernels = board.kernels if board else kernels_from_cpu_flags(machine.cpu_flags)
+    rows = fit_catalogue(resolved_or_bare(args).config, machine, kernels, board=board)
     row = best_chat_model(rows, board.memory_mb * MIB // BOARD_SHARE if board else None)
     if row is None:
         available = f"the {machine.memory_available // MIB} MiB available"

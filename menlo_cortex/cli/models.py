@@ -89,7 +89,7 @@ def models_fit(args: argparse.Namespace) -> int:
     board = board_of(args.hardware) if args.hardware else None
     machine = this_machine(bandwidth_needed=board is None, gpus_needed=board is None)
     here = None if board else backends_here(resolved)
-    kernels = board.kernels if board else kernels_of(here)
+    kernels = board.kernels if board else kernels_of(here, machine.cpu_flags)
     summary = machine_summary(machine) | {"llama_cpp": None if board else llama_cpp_status(here)}
     if args.file:
         rows = fit_models(resolved.config, machine, kernels, cortexfile=resolved.path)
@@ -115,11 +115,11 @@ def llama_cpp_status(here: Backends | RuntimeError | None) -> dict[str, Any]:
     return {"error": str(here)} if isinstance(here, RuntimeError) or here is None else here.status()
 
 
-def kernels_of(here: Backends | RuntimeError | None) -> Kernels:
-    """What the CPU module here can use; none known without the runtime (no weight copies counted)."""
-    from menlo_cortex.runtime.models.weight_copies import NONE
+def kernels_of(here: Backends | RuntimeError | None, cpu_flags: list[str]) -> Kernels:
+    """What the CPU module here can use: the loaded one's, or without the runtime what this CPU's flags allow."""
+    from menlo_cortex.runtime.models.weight_copies import kernels_from_cpu_flags
 
-    return NONE if isinstance(here, RuntimeError) or here is None else here.kernels
+    return kernels_from_cpu_flags(cpu_flags) if isinstance(here, RuntimeError) or here is None else here.kernels
 
 
 def board_of(name: str) -> Board:

@@ -52,6 +52,7 @@ REPACK = {
 LOOKED_UP = {"token_embd.weight", "position_embd.weight", "token_types.weight", "per_layer_token_embd.weight"}
 TIED_OUTPUT = "token_embd.weight"  # llama.cpp multiplies by it for the logits when there is no output.weight
 ARM_VERSION = re.compile(r"armv(\d+)(?:\.(\d+))?")
+CPU_FLAGS = {"avx2": "AVX2", "avx512f": "AVX512", "amx_int8": "AMX_INT8", "asimddp": "DOTPROD", "i8mm": "MATMUL_INT8"}
 PINNED_X86 = ("GGML_AVX", "GGML_F16C", "GGML_FMA", "GGML_BMI2", "GGML_SSE", "GGML_AMX")  # image_plan's CPU_CHOICES
 
 
@@ -162,6 +163,12 @@ def _row_bytes(matrix: Matrix) -> int:
 def kernels_from_features(features: Mapping[str, str]) -> Kernels:
     """From ggml_backend_get_features of the CPU module in use: names whose value is not "0"."""
     return Kernels(frozenset(name for name, value in features.items() if value not in ("", "0")))
+
+
+def kernels_from_cpu_flags(flags: Iterable[str]) -> Kernels:
+    """What a CPU module built for this CPU's flags (/proc/cpuinfo) can use: for sizing without loading llama.cpp.
+    The module chosen may be a lesser one (its self-test failed), which copies less: an over-count."""
+    return Kernels(frozenset({"REPACK"} | {CPU_FLAGS[flag] for flag in flags if flag in CPU_FLAGS}))
 
 
 def kernels_for_build(architecture: str, arguments: Iterable[str]) -> Kernels:
