@@ -2,8 +2,10 @@
 kernels make of them, KV cache at its context and slots, llama.cpp's buffers: the runtime's own plan), whether that
 fits this machine, and the generation speed its memory bandwidth allows.
 
-The estimate of tokens/s is bandwidth over the bytes one token reads: every weight, and the KV cache of a half
-full context. It ignores compute, so it is an upper bound where the model is small and its vocabulary large.
+The estimate of tokens/s is bandwidth over the bytes one token reads: every weight matrix (or the copy the CPU
+kernels multiply instead; the token embeddings only where they are the output too, every expert of a mixture),
+and the KV cache of a half full context. It ignores compute, so it is an upper bound where the model is small and
+its vocabulary large.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from menlo_cortex.runtime.models.batching.plan import (
     plan_shape,
 )
 from menlo_cortex.runtime.models.model_store import ModelInvalid, ModelStore, ModelUnavailable
-from menlo_cortex.runtime.models.weight_copies import NO_COPIES, Kernels, copies
+from menlo_cortex.runtime.models.weight_copies import NO_COPIES, Kernels, bytes_read_per_token, copies
 
 from .bandwidth import cache_file, memory_bandwidth
 from .gpus import gpus
@@ -166,7 +168,8 @@ def _estimate(model: Model, header: Header, engine: Engine, room: Room, bandwidt
     plan = plan_shape(model, header.shape, header.file_bytes, settings, budget_mb, copied=copied)
     total = plan.weights_bytes + plan.kv_bytes + plan.work_bytes
     fits = total + SERVER_BYTES <= room.bytes
-    per_token = plan.file_bytes + header.shape.kv_bytes_per_token * plan.context // 2
+    weights_read = bytes_read_per_token(header.matrices, kernels) if header.matrices else plan.file_bytes
+    per_token = weights_read + header.shape.kv_bytes_per_token * plan.context // 2
     memory = {"weights": plan.file_bytes, "weight_copies": copied.bytes, "reclaimable": copied.reclaimable,
               "kv_cache": plan.kv_bytes, "buffers": plan.work_bytes, "total": total}  # fmt: skip
     return {

@@ -20,21 +20,16 @@ from dataclasses import dataclass
 
 from .gguf import Tensor
 
-# ggml type number: (elements per block, bytes per block); the types a copy can hold.
+# ggml type number: (elements per block, bytes per block), of the types a weight matrix may have (ggml's
+# type_traits; GGUF files store these numbers, so they never change).
 BLOCKS = {
-    1: (1, 2),  # f16
-    2: (32, 18),  # q4_0
-    3: (32, 20),  # q4_1
-    8: (32, 34),  # q8_0
-    10: (256, 84),  # q2_K
-    12: (256, 144),  # q4_K
-    13: (256, 176),  # q5_K
-    14: (256, 210),  # q6_K
-    20: (32, 18),  # iq4_nl
-    23: (256, 136),  # iq4_xs
-    39: (32, 17),  # mxfp4
-}
-# AMX: type -> (a row's length must be a multiple of this, bytes its layout adds per block)
+    0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34), 9: (32, 36),
+    10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176), 14: (256, 210), 15: (256, 292),
+    16: (256, 66), 17: (256, 74), 18: (256, 98), 19: (256, 50), 20: (32, 18), 21: (256, 110), 22: (256, 82),
+    23: (256, 136), 29: (256, 56), 30: (1, 2), 34: (256, 54), 35: (256, 66), 39: (32, 17), 40: (64, 36),
+    41: (128, 18), 42: (64, 18),
+}  # fmt: skip
+# AMX: type -> (a row's length must be a multiple of this, bytes its layout adds per block); f16 is copied as is.
 AMX = {1: (16, 0), 2: (32, 0), 3: (32, 0), 8: (32, 4), 12: (256, 4), 13: (256, 4), 14: (256, 0), 23: (256, 2)}
 AMX_ROWS = 32  # a matrix's rows (ne1) must be a multiple of two AMX tiles
 # Repacking: type -> the (CPU feature, rows multiple) that repack it, in llama.cpp's order of preference.
@@ -47,6 +42,7 @@ REPACK = {
     20: (("AVX2", 8), ("DOTPROD", 4)),
     39: (("AVX2", 8), ("DOTPROD", 4)),
     8: (("MATMUL_INT8", 4), ("DOTPROD", 4)),
+    41: (("MATMUL_INT8", 4), ("DOTPROD", 4)),
 }
 # Matrices read by row (ggml_get_rows), not multiplied: never copied, unless tied to the output (below).
 LOOKED_UP = {"token_embd.weight", "position_embd.weight", "token_types.weight", "per_layer_token_embd.weight"}
@@ -116,7 +112,7 @@ def matrices(tensors: Iterable[Tensor], file_bytes: int) -> tuple[Matrix, ...]:
         Matrix(kind.type, kind.columns, kind.rows, kind.count * times, kind.experts, kind.tied)
         for kind, times in sorted(kinds.items(), key=lambda item: (item[0].type, item[0].columns, item[0].rows))
     )
-    if sum(_row_bytes(matrix) * matrix.rows * matrix.count for matrix in counted if not matrix.tied) > file_bytes:
+    if sum(_bytes(matrix) * matrix.count for matrix in counted if not matrix.tied) > file_bytes:
         raise ValueError("its header describes more weights than the file holds")
     return counted
 
@@ -128,8 +124,14 @@ def copies(found: Iterable[Matrix], kernels: Kernels) -> Copies:
         size = _copy_bytes(matrix, kernels)
         if size:
             total += size * matrix.count
-            reclaimable += 0 if matrix.tied else _row_bytes(matrix) * matrix.rows * matrix.count
+            reclaimable += 0 if matrix.tied else _bytes(matrix) * matrix.count
     return Copies(total, reclaimable)
+
+
+def bytes_read_per_token(found: Iterable[Matrix], kernels: Kernels) -> int:
+    """What one token's matrix products read: each matrix, or the copy the kernels multiply instead. The token
+    embeddings are only looked up (a row per token), unless they are the output too."""
+    return sum((_copy_bytes(matrix, kernels) or _bytes(matrix)) * matrix.count for matrix in found)
 
 
 def _copy_bytes(matrix: Matrix, kernels: Kernels) -> int:
@@ -139,7 +141,7 @@ def _copy_bytes(matrix: Matrix, kernels: Kernels) -> int:
         elements, _ = BLOCKS[matrix.type]
         return matrix.rows * (_row_bytes(matrix) + (matrix.columns // elements) * extra)
     if kernels.repack and _repacked(matrix, kernels):
-        return _row_bytes(matrix) * matrix.rows
+        return _bytes(matrix)
     return 0
 
 
@@ -153,6 +155,11 @@ def _amx_takes(matrix: Matrix) -> bool:
 def _repacked(matrix: Matrix, kernels: Kernels) -> bool:
     rules = REPACK.get(matrix.type, ())
     return any(feature in kernels.features and matrix.rows % rows == 0 for feature, rows in rules)
+
+
+def _bytes(matrix: Matrix) -> int:
+    """One matrix's bytes in the file."""
+    return _row_bytes(matrix) * matrix.rows
 
 
 def _row_bytes(matrix: Matrix) -> int:

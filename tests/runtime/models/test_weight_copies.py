@@ -12,6 +12,7 @@ from menlo_cortex.runtime.models.weight_copies import (
     NONE,
     Kernels,
     Matrix,
+    bytes_read_per_token,
     copies,
     kernels_for_build,
     kernels_from_cpu_flags,
@@ -35,7 +36,22 @@ def test_matrices(test_model_path: Path) -> tuple[Matrix, ...]:
 def test_the_test_models_matrices_and_its_tied_output(test_matrices: tuple[Matrix, ...]) -> None:
     tied = [matrix for matrix in test_matrices if matrix.tied]
     assert tied == [Matrix(Q8_0, 640, 262144, 1, tied=True)]  # the token embeddings, multiplied for the logits
-    assert Q5_0 not in {matrix.type for matrix in test_matrices}  # no kernel copies Q5_0: not listed
+    q5_0 = [matrix for matrix in test_matrices if matrix.type == Q5_0]
+    assert q5_0
+    assert copies(q5_0, kernels("AVX2", "AVX512", "AMX_INT8", "DOTPROD", "MATMUL_INT8")).bytes == 0  # no kernel's
+
+
+def test_a_token_reads_every_matrix_or_its_copy(test_matrices: tuple[Matrix, ...], test_model_path: Path) -> None:
+    plain = bytes_read_per_token(test_matrices, NONE)
+    assert 0.95 * test_model_path.stat().st_size < plain < test_model_path.stat().st_size  # all but norms
+    amx = kernels("AVX2", "AVX512", "AMX_INT8")
+    assert (
+        bytes_read_per_token(test_matrices, amx)
+        == plain
+        + copies(test_matrices, amx).bytes
+        - sum(matrix.rows * matrix.columns // 32 * 34 for matrix in test_matrices if matrix.tied)
+        - copies(test_matrices, amx).reclaimable
+    )  # the copies instead of the originals, the output's too
 
 
 @pytest.mark.parametrize(
