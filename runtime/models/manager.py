@@ -31,7 +31,7 @@ from menlo_cortex.cortexfile.schema.models import LoadPolicy
 
 from ..ops.metrics import Metrics
 from ..reload.plan import ModelChanges
-from .batching.plan import AUTO_MAX
+from .batching.plan import AUTO_MAX, MIB
 from .engine import Engine, ModelLoadError, plan_engine
 from .errors import ModelFailed, ModelsBusy, QueueFull, Refused, Superseded, UnknownModel
 
@@ -229,13 +229,14 @@ class ModelManager:
             raise self._failed(slot, exc) from None
         seconds = time.monotonic() - started
         log.info(
-            "model `%s` loaded from %s in %.2f s: %d slot(s) of %d tokens, about %.0f MiB with its KV cache",
+            "model `%s` loaded from %s in %.2f s: %d slot(s) of %d tokens, about %.0f MiB with its KV cache%s",
             model.id,
             path,
             seconds,
             slot.parallel,
             plan.context,
             plan.total_mb,
+            f" ({plan.copied.bytes / MIB:.0f} MiB of weights copied for the CPU kernels)" if plan.copied.bytes else "",
         )
         self.metrics.observe("cortex_model_load_seconds", seconds, model=model.id)
         self.metrics.set("cortex_model_loaded", 1, model=model.id)
