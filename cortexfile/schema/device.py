@@ -159,11 +159,24 @@ class Updates(Section):
         ge=60,
         le=7200,
     )
+    registry_token: Secret | None = setting(
+        None,
+        "A password or access token for an oci:// `url` whose registry refuses anonymous pulls (`${file:...}` or "
+        "`${env:...}`): sent with `registry_user` to that registry, or to the token service it names on its own "
+        "domain; never in the logs or /health.",
+    )
+    registry_user: str = setting(
+        "cortex",
+        "The user name sent with `registry_token` (the account's name on Docker Hub; any name on GHCR).",
+        pattern=r"^[A-Za-z0-9._@+-]{1,100}$",
+    )
 
     @model_validator(mode="after")
     def _keys_with_url(self) -> Updates:
         if self.url is not None and not self.trusted_keys:
             raise ValueError("`url` needs at least one key in `trusted_keys`: an update is installed only when signed")
+        if self.registry_token is not None and not (self.url or "").startswith("oci://"):
+            raise ValueError("`registry_token` is for an oci:// `url` (an http(s) folder's server decides its own)")
         return self
 
 

@@ -88,11 +88,12 @@ class NetSettings:
     hub: Origin
     hub_token: str | None
     timeout: float = 60.0
+    hub_scheme: str = "Bearer"  # or "Basic": hub_token is then base64 of user:password
 
     def authorization_for(self, url: SplitResult) -> str | None:
         """The hub token goes to the hub's own origin and nowhere else (not to the CDN it redirects to)."""
         if self.hub_token and origin_of(url) == self.hub:
-            return f"Bearer {self.hub_token}"
+            return f"{self.hub_scheme} {self.hub_token}"
         return None
 
 

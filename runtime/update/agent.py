@@ -41,7 +41,7 @@ from .manifest import (
     version_key,
 )
 from .slots import Device, SlotError, entry_text, other
-from .source import Source, SourceError, open_source
+from .source import Login, Source, SourceError, open_source
 from .state import DOWNLOADING, FAILED, INSTALLING, MAX_TRIES, REBOOTING, UpdateState
 from .trust import UntrustedUpdate, verify_pgp, verify_ssh
 
@@ -60,6 +60,7 @@ class Settings:
     trusted_keys: tuple[str, ...]
     window: str | None  # HH:MM-HH:MM, local time
     sync_state: Path | None = None  # cortex sync's state.json: present, the repository owns the Cortexfile
+    login: Login | None = None  # for a registry that refuses anonymous pulls
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ def _attempt(settings: Settings, device: Device, net: NetSettings, state: Update
         if not in_window(settings.window, time.localtime()):
             log.info("update: outside the maintenance window %s", settings.window)
             return None
-        source = open_source(settings.url, net)
+        source = open_source(settings.url, net, settings.login)
         manifest = fetch_manifest(settings, device, source)
         version = manifest.version
         if _wanted(manifest, state, Running.read(device)):

@@ -22,6 +22,7 @@ from ..sync.state import STATE_FILE
 from .agent import Settings, reconcile, run_round
 from .check import Server, probes, record_failure, run_check
 from .slots import Device
+from .source import Login
 from .state import FAILED, UpdateState
 
 log = logging.getLogger("cortex.update")
@@ -39,12 +40,14 @@ def run_update(resolved: Resolved) -> int:
         return Exit.OK
     url = updates.url
     sync_state = sync_dir(data_dir(resolved.config, resolved.inputs.environ)) / STATE_FILE
-    settings = Settings(url, tuple(updates.trusted_keys), updates.window, sync_state)
     try:
         net = net_settings(resolved.config.network, resolved.inputs.environ)
+        token = updates.registry_token.resolve(dict(resolved.inputs.environ)) if updates.registry_token else None
     except SecretUnavailable as exc:
         log.error("update: %s", exc)
         return Exit.CONFIG
+    login = Login(updates.registry_user, token) if token is not None else None
+    settings = Settings(url, tuple(updates.trusted_keys), updates.window, sync_state, login)
     installed = run_round(settings, device, net, _reboot)
     state = UpdateState.load(device.state_folder)
     return Exit.OK if installed or state.state != FAILED else Exit.FAILURE

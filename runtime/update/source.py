@@ -3,13 +3,17 @@ or an OCI registry (`oci://host[:port]/repository:tag`: an artifact whose layers
 `org.opencontainers.image.title` annotation, as `cortex build --format update --push` makes it). Either way the
 signed SHA256SUMS decides what is installed; the source only says where the bytes are.
 
-A registry's anonymous pull token (the Bearer challenge of Docker Hub, GHCR and others) is asked for once a round
-and sent to the registry's own origin only, never to the storage a blob redirects to. Registries are spoken to over
-https, trusting what network.ssl says (a private registry's CA in the system's store)."""
+A registry's pull token (the Bearer challenge of Docker Hub, GHCR and others) is asked for once a round, anonymously
+or with device.updates.registry_token when the token service is on the registry's own domain; a registry that asks
+for a password itself (Basic) gets it. Either goes to the registry's own origin only, never to the storage a blob
+redirects to. Registries are spoken to over https, trusting what network.ssl says (a private registry's CA in the
+system's store)."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import ipaddress
 import json
 import re
 import socket
@@ -35,6 +39,16 @@ _CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
+@dataclass(frozen=True)
+class Login:
+    user: str
+    password: str = dataclasses.field(repr=False)
+
+    @property
+    def basic(self) -> str:
+        return base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
+
+
 class SourceError(Exception):
     """The source could not say where the update's files are; the message says why, quoting no credential."""
 
@@ -53,7 +67,8 @@ class Source:
         return self.folder + self.blobs[name]
 
 
-def open_source(url: str, net: NetSettings) -> Source:
+def open_source(url: str, net: NetSettings, login: Login | None = None) -> Source:
+    """`login`: the registry's user and password, for a registry that refuses anonymous pulls."""
     if not url.startswith(OCI):
         return Source(url if url.endswith("/") else url + "/", net)
     match = _REFERENCE.fullmatch(url)
@@ -62,16 +77,19 @@ def open_source(url: str, net: NetSettings) -> Source:
     host, repo, tag = match.group("host"), match.group("repo"), match.group("tag")
     base = f"https://{host}/v2/{repo}/"
     net = dataclasses.replace(net, hub_token=None)  # the Hugging Face token goes to its hub, never here
-    manifest, net = _manifest(base + f"manifests/{tag}", repo, net)
+    manifest, net = _manifest(base + f"manifests/{tag}", repo, net, login)
     return Source(base + "blobs/", net, _blobs(manifest))
 
 
-def _manifest(url: str, repo: str, net: NetSettings) -> tuple[dict[str, object], NetSettings]:
+def _manifest(url: str, repo: str, net: NetSettings, login: Login | None) -> tuple[dict[str, object], NetSettings]:
     headers = {"Accept": MANIFEST_TYPES}
     status, body, challenge = _get(url, net, headers)
-    if status == 401:  # a registry that hands anonymous pull tokens: ask once, then again with it
-        net = _with_token(url, repo, challenge, net)
+    if status == 401:  # ask for a pull token (or send the password) once, then again with it
+        net = _authorized(url, repo, challenge, net, login)
         status, body, _ = _get(url, net, headers)
+    if status == 401:
+        refused = "device.updates.registry_token" if login else "an anonymous pull: set device.updates.registry_token"
+        raise SourceError(f"the registry refused {refused} (HTTP 401)")
     if status != 200:
         raise SourceError(f"the registry answered HTTP {status} for the update's manifest")
     try:
@@ -97,12 +115,51 @@ def _blobs(manifest: dict[str, object]) -> dict[str, str]:
     return blobs
 
 
-def _with_token(url: str, repo: str, challenge: str, net: NetSettings) -> NetSettings:
+def _authorized(url: str, repo: str, challenge: str, net: NetSettings, login: Login | None) -> NetSettings:
+    """`net` with what the registry's 401 asks for: its password (Basic), or a pull token from its token service."""
+    registry = origin_of(urlsplit(url))
+    if challenge.lower().startswith("basic"):
+        if login is None:
+            raise SourceError("the registry asks for a password: set device.updates.registry_token")
+        return dataclasses.replace(net, hub=registry, hub_token=login.basic, hub_scheme="Basic")
     fields = dict(_CHALLENGE.findall(challenge))
     realm = fields.get("realm", "")
     if not challenge.lower().startswith("bearer ") or not realm.startswith("https://"):
-        raise SourceError("the registry asks for credentials: only anonymous pulls (a Bearer token service) work")
+        raise SourceError("the registry asks for credentials in a way the update agent does not speak (not Bearer)")
     _check_realm(url, realm)
+    token = _pull_token(realm, fields, repo, _for_token_service(url, realm, net, login))
+    return dataclasses.replace(net, hub=registry, hub_token=token, hub_scheme="Bearer")
+
+
+def _for_token_service(registry: str, realm: str, net: NetSettings, login: Login | None) -> NetSettings:
+    """The password goes to a token service on the registry's own domain (auth.docker.io for registry-1.docker.io,
+    ghcr.io for itself), to its origin alone; a registry cannot send it anywhere else by naming another realm."""
+    if login is None or not _same_domain(registry, realm):
+        return net
+    return dataclasses.replace(net, hub=origin_of(urlsplit(realm)), hub_token=login.basic, hub_scheme="Basic")
+
+
+def _same_domain(first: str, second: str) -> bool:
+    """The same host, or two names under one parent of at least two labels (registry-1.docker.io and
+    auth.docker.io; never a.co.uk and b.co.uk, whose parent is a public suffix)."""
+    hosts = [urlsplit(url).hostname or "" for url in (first, second)]
+    if hosts[0] == hosts[1]:
+        return True
+    if any(_is_address(host) for host in hosts):
+        return False
+    parents = {host.split(".", 1)[1] if "." in host else "" for host in hosts}
+    return len(parents) == 1 and parents.pop().count(".") >= 1
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _pull_token(realm: str, fields: dict[str, str], repo: str, net: NetSettings) -> str:
     query = {"scope": fields.get("scope") or f"repository:{repo}:pull"}
     if fields.get("service"):
         query["service"] = fields["service"]
@@ -114,7 +171,7 @@ def _with_token(url: str, repo: str, challenge: str, net: NetSettings) -> NetSet
         token = None
     if not isinstance(token, str) or not _TOKEN.fullmatch(token):
         raise SourceError(f"the registry's token service gave no pull token (HTTP {status})")
-    return dataclasses.replace(net, hub=origin_of(urlsplit(url)), hub_token=token)
+    return token
 
 
 def _check_realm(registry: str, realm: str) -> None:

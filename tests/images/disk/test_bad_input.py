@@ -55,6 +55,13 @@ def refusal(tmp_path: Path, body: str) -> str:
         ("device:\n  updates:\n    url: ftp://h/u/\n", "4:10: device.updates.url", "http(s)://host"),
         ("device:\n  updates:\n    window: 2-5\n", "4:13: device.updates.window", "HH:MM-HH:MM"),
         ("device:\n  updates:\n    interval_s: 1\n", "4:17: device.updates.interval_s", "greater than or equal"),
+        (
+            "device:\n  updates:\n    url: https://h/u/\n    trusted_keys: [/etc/k.asc]\n"
+            "    registry_token: ${env:CORTEX_T}\n",
+            "4:5: device.updates",
+            "`registry_token` is for an oci:// `url`",
+        ),
+        ("device:\n  updates:\n    registry_user: a b\n", "4:20: device.updates.registry_user", "pattern"),
     ],
 )
 def test_device_values_are_checked_where_written(tmp_path: Path, body: str, where: str, says: str) -> None:

@@ -5,11 +5,15 @@ signed files, found through the registry's manifest. Anonymous pulls, over TLS w
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import json
 import shutil
 import ssl
 import subprocess
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,16 +22,19 @@ import pytest
 from menlo_cortex.images.targets.update.artifact import push_update
 from menlo_cortex.runtime.fetch.netsettings import NetSettings
 from menlo_cortex.runtime.update.agent import Settings, run_round
-from menlo_cortex.runtime.update.source import SourceError, open_source
+from menlo_cortex.runtime.update.source import Login, SourceError, open_source
 from menlo_cortex.runtime.update.state import UpdateState
 
 from tests.conftest import find_free_port
 from tests.git_remote import Certificate
+from tests.images.docker_image.engine_parts import serve_registry
 from tests.processes import stop
+from tests.runtime.harness import wait_for
 
 from .test_agent import NEWER, debugfs_cat, device, make_update, net, ssh_key
 
 pytestmark = pytest.mark.timeout(300)
+PASSWORD = "fleet-pull-password-0123"
 
 
 @pytest.fixture
@@ -93,6 +100,86 @@ def test_a_missing_tag_or_file_is_a_clear_refusal(tmp_path: Path, registry: tupl
     assert not run_round(settings, dev, trusting(environ), lambda: pytest.fail("rebooted"))
     error = UpdateState.load(dev.state_folder).last_error or {}
     assert error.get("message") == "SHA256SUMS is not in the update's OCI artifact"
+
+
+@pytest.fixture
+def private_registry(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """The same registry asking for a password (htpasswd: HTTP Basic), and skopeo's settings with that login."""
+    if shutil.which("docker-registry") is None or shutil.which("skopeo") is None or shutil.which("htpasswd") is None:
+        pytest.skip("needs docker-registry, skopeo and htpasswd (scripts/setup.sh installs them)")
+    port, folder = find_free_port(), tmp_path / "private"
+    folder.mkdir()
+    certificate = Certificate(folder / "tls")
+    tls = f"  tls:\n    certificate: {certificate.cert}\n    key: {certificate.key}\n"
+    process = serve_registry(folder, port, "fleet", PASSWORD, tls)
+    address = f"127.0.0.1:{port}"
+    login = base64.b64encode(f"fleet:{PASSWORD}".encode()).decode()
+    (folder / "docker").mkdir()
+    (folder / "docker" / "config.json").write_text(json.dumps({"auths": {address: {"auth": login}}}))
+    context = ssl.create_default_context(cafile=str(certificate.cert))
+    try:
+        wait_for(lambda: _status(f"https://{address}/v2/", context) == 401, 60, "the registry to ask for a password")
+        yield address, {"PATH": "/usr/bin:/bin", "SSL_CERT_FILE": str(certificate.cert),
+                        "DOCKER_CONFIG": str(folder / "docker")}  # fmt: skip
+    finally:
+        stop(process)
+
+
+def _status(url: str, context: ssl.SSLContext) -> int:
+    try:
+        urllib.request.urlopen(url, timeout=5, context=context).close()
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0
+    return 200
+
+
+def test_a_registry_that_asks_for_a_password_gets_the_registry_token(
+    tmp_path: Path, private_registry: tuple[str, dict[str, str]]
+) -> None:
+    address, environ = private_registry
+    key = ssh_key(tmp_path / "fleet")
+    update = make_update(tmp_path / "v2", key)
+    reference = f"{address}/fleet/update:{NEWER}"
+    assert push_update(update, sorted(path.name for path in update.iterdir()), reference, environ) == (
+        f"pushed {reference}"
+    )
+    url = f"oci://{reference}"
+    with pytest.raises(SourceError, match=r"asks for a password: set device\.updates\.registry_token"):
+        open_source(url, trusting(environ))
+    with pytest.raises(SourceError, match=r"refused device.updates.registry_token \(HTTP 401\)") as refused:
+        open_source(url, trusting(environ), Login("fleet", "not-the-password"))
+    assert "not-the-password" not in str(refused.value)
+    dev = device(tmp_path)
+    trusted = (key.with_suffix(".pub").read_text().strip(),)
+    settings = Settings(url, trusted, None, login=Login("fleet", PASSWORD))
+    assert PASSWORD not in repr(settings)
+    reboots: list[int] = []
+    assert run_round(settings, dev, trusting(environ), lambda: reboots.append(1))  # every blob with the password
+    assert reboots == [1]
+    assert debugfs_cat(dev.slots["b"], "/etc/os-release") == f"IMAGE_VERSION={NEWER}\n"
+
+
+@pytest.mark.parametrize(
+    ("registry", "realm", "sent"),
+    [
+        ("https://registry-1.docker.io/v2/", "https://auth.docker.io/token", True),  # Docker Hub's own pair
+        ("https://ghcr.io/v2/fleet/", "https://ghcr.io/token", True),
+        ("https://registry.example.com/v2/", "https://tokens.elsewhere.net/", False),
+        ("https://127.0.0.1:5000/v2/", "https://127.0.0.2/token", False),
+        ("https://example.com/v2/", "https://auth.example.com/token", False),  # a parent of one label: com
+    ],
+)
+def test_the_password_goes_to_a_token_service_on_the_registrys_own_domain_only(
+    registry: str, realm: str, sent: bool
+) -> None:
+    from menlo_cortex.runtime.update.source import _for_token_service
+
+    for_service = _for_token_service(registry, realm, net(), Login("fleet", PASSWORD))
+    to_service = for_service.authorization_for(urllib.parse.urlsplit(realm + "?scope=repository:fleet:pull"))
+    assert (to_service == f"Basic {Login('fleet', PASSWORD).basic}") is sent
+    assert to_service is not None or for_service.hub_token is None  # sent nowhere else either
 
 
 def trusting(environ: dict[str, str]) -> NetSettings:
