@@ -29,9 +29,10 @@ from menlo_cortex.runtime.models.batching.plan import (
     available_memory,
     memory_room,
     plan_shape,
+    weight_copies,
 )
 from menlo_cortex.runtime.models.model_store import ModelInvalid, ModelStore, ModelUnavailable
-from menlo_cortex.runtime.models.weight_copies import NO_COPIES, Kernels, bytes_read_per_token, copies
+from menlo_cortex.runtime.models.weight_copies import Kernels, bytes_read_per_token
 
 from .bandwidth import cache_file, memory_bandwidth
 from .gpus import gpus
@@ -164,7 +165,7 @@ def _estimate(model: Model, header: Header, engine: Engine, room: Room, bandwidt
     """`engine`: its settings, the memory budget (MiB) that `parallel: auto` plans within (None: available) and
     what its CPU module can use (the weight copies it makes)."""
     settings, budget_mb, kernels = engine
-    copied = copies(header.matrices, kernels) if model.gpu_layers == 0 else NO_COPIES
+    copied = weight_copies(model, settings, header.matrices, kernels)
     plan = plan_shape(model, header.shape, header.file_bytes, settings, budget_mb, copied=copied)
     total = plan.weights_bytes + plan.kv_bytes + plan.work_bytes
     fits = total + SERVER_BYTES <= room.bytes

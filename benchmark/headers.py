@@ -21,7 +21,7 @@ from menlo_cortex.runtime.fetch.netsettings import NetSettings
 from menlo_cortex.runtime.fetch.prefix import PrefixFailed, read_prefix
 from menlo_cortex.runtime.models.batching.plan import Shape, checked, shape_of
 from menlo_cortex.runtime.models.gguf import Truncated, read_header
-from menlo_cortex.runtime.models.weight_copies import BLOCKS, Matrix, matrices
+from menlo_cortex.runtime.models.weight_copies import BLOCKS, Matrix, matrices, within
 from menlo_cortex.runtime.ops.durable import write_atomically
 
 READS = (4 << 20, 16 << 20, 64 << 20)  # bytes of the file read, in turn, until the header parses
@@ -108,14 +108,14 @@ def _cached(path: Path) -> Header | None:
         fields = {field.name for field in dataclasses.fields(Shape)}
         if set(shape) != fields or not all(type(value) is int and value >= 0 for value in [*shape.values(), size]):
             return None
-        header = Header(checked(Shape(**shape)), size, "range request (cached)", _matrices(data["matrices"]))
+        header = Header(checked(Shape(**shape)), size, "range request (cached)", _matrices(data["matrices"], size))
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return header if size > 0 else None
 
 
-def _matrices(rows: list[Any]) -> tuple[Matrix, ...]:
-    """The cached matrices; ValueError when one is not what _as_json wrote."""
+def _matrices(rows: list[Any], file_bytes: int) -> tuple[Matrix, ...]:
+    """The cached matrices; ValueError when one is not what _as_json wrote, or they outgrow the file."""
     found = tuple(Matrix(*row) for row in rows)
     for matrix in found:
         numbers = (matrix.type, matrix.columns, matrix.rows, matrix.count)
@@ -123,4 +123,6 @@ def _matrices(rows: list[Any]) -> tuple[Matrix, ...]:
             raise ValueError("not a matrix")
         if type(matrix.experts) is not bool or type(matrix.tied) is not bool:
             raise ValueError("not a matrix")
+    if not within(found, file_bytes):
+        raise ValueError("more weights than the file holds")
     return found

@@ -16,7 +16,7 @@ from menlo_cortex.cortexfile.data_folder import store_path
 from menlo_cortex.cortexfile.formats import CONFIG_DIR, CORTEXFILE_NAME, DATA_DIR
 from menlo_cortex.cortexfile.hashing import config_hash
 from menlo_cortex.cortexfile.schema import Cortexfile
-from menlo_cortex.cortexfile.schema.target import BuildNetwork
+from menlo_cortex.cortexfile.schema.target import BuildNetwork, dispatches_cpu_variants
 from menlo_cortex.cortexfile.secrets import Secret
 
 from .architectures import platform_architecture
@@ -34,16 +34,6 @@ CPU_DISPATCH = ("-DGGML_BACKEND_DL=ON", "-DGGML_CPU_ALL_VARIANTS=ON")
 # Typed STRING: CMake would turn an untyped relative value into a path under the build folder.
 BACKEND_DIR = "-DGGML_BACKEND_DIR:STRING=llama_cpp/lib"
 BACKEND_DIR_KEYS = ("-DGGML_BACKEND_DIR=", "-DGGML_BACKEND_DIR:")
-CPU_CHOICES = (
-    "-DGGML_AVX",
-    "-DGGML_F16C",
-    "-DGGML_FMA",
-    "-DGGML_BMI2",
-    "-DGGML_SSE",
-    "-DGGML_AMX",
-    "-DGGML_CPU_ARM_ARCH",
-    "-DGGML_CPU_ALL_VARIANTS",
-)
 DEFAULT_CUDA_ARCHITECTURES = ("75", "80", "86", "89", "90")  # Turing to Hopper
 NOT_PORTABLE = ("-DGGML_NATIVE", "-march=native", "-mcpu=native", "-mtune=native")
 OCI_SOURCE = "https://github.com/menloresearch/cortex"
@@ -136,7 +126,7 @@ class BuildPlan:
             args.append(backend)
         if self.accelerator == "cuda":
             args.append("-DCMAKE_CUDA_ARCHITECTURES=" + ";".join(self.cuda_architectures or DEFAULT_CUDA_ARCHITECTURES))
-        if self.architecture == "amd64" and not any(a.startswith(CPU_CHOICES) for a in args):
+        if dispatches_cpu_variants(self.architecture, args):
             args += CPU_DISPATCH
         if "-DGGML_BACKEND_DL=ON" in args and not any(a.startswith(BACKEND_DIR_KEYS) for a in args):
             args.append(BACKEND_DIR)

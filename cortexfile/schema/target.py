@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Annotated
 
@@ -77,6 +78,26 @@ CudaArchitecture = Annotated[
     str,
     word_rule(r"[0-9]{2,3}[a-z]?(-real|-virtual)?", "a CUDA architecture is a compute capability such as 87 or 90a"),
 ]
+
+
+# Flags that pin the CPU features llama.cpp is built for: without one, an amd64 build carries every ggml CPU
+# variant and the device loads the best that runs (images/image_plan.py adds them; runtime/models/cpu_variants.py
+# picks one).
+CPU_CHOICES = (
+    "-DGGML_AVX",
+    "-DGGML_F16C",
+    "-DGGML_FMA",
+    "-DGGML_BMI2",
+    "-DGGML_SSE",
+    "-DGGML_AMX",
+    "-DGGML_CPU_ARM_ARCH",
+    "-DGGML_CPU_ALL_VARIANTS",
+)
+
+
+def dispatches_cpu_variants(architecture: str, cmake_args: Iterable[str]) -> bool:
+    """Whether a build for `architecture` with these flags carries every CPU variant (the device picks one)."""
+    return architecture == "amd64" and not any(argument.startswith(CPU_CHOICES) for argument in cmake_args)
 
 
 class Target(Section):

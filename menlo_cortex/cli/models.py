@@ -86,7 +86,7 @@ def models_fit(args: argparse.Namespace) -> int:
     from menlo_cortex.benchmark.fit import fit_catalogue, fit_models, machine_summary, this_machine
 
     resolved = resolved_or_bare(args)
-    board = board_of(args.hardware) if args.hardware else None
+    board = board_of(args.hardware) if args.hardware and not args.file else None  # -f: this machine's models
     machine = this_machine(bandwidth_needed=board is None, gpus_needed=board is None)
     here = None if board else backends_here(resolved)
     kernels = board.kernels if board else kernels_of(here, machine.cpu_flags)

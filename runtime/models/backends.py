@@ -105,11 +105,19 @@ def load_backends(cache: Path | None = None) -> Backends:
         if _Process.backends is None:
             route_llama_logs()  # ggml's own lines about the modules it loads go to logging, not stderr
             backends = _load(cache)
-            ggml = loaded_ggml(llama_lib_dir())
-            features = tuple(cpu_features(ggml).items()) if ggml is not None else ()
+            features = _cpu_features()
             _Process.backends = dataclasses.replace(backends, cpu_features=features)
             log.info("llama.cpp backends: %s", _Process.backends.describe())
         return _Process.backends
+
+
+def _cpu_features() -> tuple[tuple[str, str], ...]:
+    """The CPU module's features; none when ggml will not say (the plan then counts no weight copies)."""
+    try:
+        ggml = loaded_ggml(llama_lib_dir())
+        return tuple(cpu_features(ggml).items()) if ggml is not None else ()
+    except (AttributeError, OSError, ValueError):
+        return ()
 
 
 def loaded_backends() -> Backends | None:

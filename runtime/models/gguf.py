@@ -18,8 +18,10 @@ MAGIC = b"GGUF"
 VERSIONS = (2, 3)
 MAX_KEYS = 1 << 16  # real models have a few dozen
 MAX_KEY_BYTES = 1 << 16
-MAX_TENSORS = 1 << 20  # real models have a few thousand at most
+MAX_TENSORS = 1 << 16  # real models have a few thousand at most
 MAX_DIMS = 4  # ggml's GGML_MAX_DIMS
+MAX_NAME_BYTES = 63  # ggml's GGML_MAX_NAME, less its terminating zero: llama.cpp refuses longer names
+TENSOR_MIN_BYTES = 8 + 4 + 4 + 8  # a description: name length, dimension count, type and offset
 MAX_NESTING = 4  # arrays of arrays: the format allows them, no model needs them deep
 SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 STRING, ARRAY = 8, 9
@@ -74,6 +76,8 @@ def read_header(path: Path, with_tensors: bool = True) -> tuple[dict[str, Value]
         if not isinstance(tensors, int) or tensors > MAX_TENSORS:
             raise GgufError(f"its header claims {tensors} tensors")
         metadata = dict(reader.pairs(keys))
+        if with_tensors and tensors * TENSOR_MIN_BYTES > reader.left:
+            raise Truncated("its header runs past the end of the file")
         return metadata, [reader.tensor() for _ in range(tensors)] if with_tensors else []
 
 
@@ -116,9 +120,9 @@ class _Reader:
             yield key, self.value(int(self.scalar("<I")))
 
     def tensor(self) -> Tensor:
-        name = self.string(MAX_KEY_BYTES, "tensor name")
+        name = self.string(MAX_NAME_BYTES, "tensor name")
         count = int(self.scalar("<I"))
-        if not 0 < count <= MAX_DIMS:
+        if count > MAX_DIMS:
             raise GgufError(f"a tensor of {count} dimensions")
         dims = tuple(int(self.scalar("<Q")) for _ in range(count))
         kind = int(self.scalar("<I"))

@@ -18,6 +18,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from menlo_cortex.cortexfile.schema.target import dispatches_cpu_variants
+
 from .gguf import Tensor
 
 # ggml type number: (elements per block, bytes per block), of the types a weight matrix may have (ggml's
@@ -46,10 +48,16 @@ REPACK = {
 }
 # Matrices read by row (ggml_get_rows), not multiplied: never copied, unless tied to the output (below).
 LOOKED_UP = {"token_embd.weight", "position_embd.weight", "token_types.weight", "per_layer_token_embd.weight"}
+# And in some layers (llama-arch.cpp's GET_ROWS tensors): multi-token prediction's embeddings, relative position
+# biases, compressors' positions, a router's table.
+LOOKED_UP_SUFFIXES = (".embed_tokens.weight", "attn_rel_b.weight", "_compressor_ape.weight", "ffn_gate_tid2eid.weight")
 TIED_OUTPUT = "token_embd.weight"  # llama.cpp multiplies by it for the logits when there is no output.weight
 ARM_VERSION = re.compile(r"armv(\d+)(?:\.(\d+))?")
-CPU_FLAGS = {"avx2": "AVX2", "avx512f": "AVX512", "amx_int8": "AMX_INT8", "asimddp": "DOTPROD", "i8mm": "MATMUL_INT8"}
-PINNED_X86 = ("GGML_AVX", "GGML_F16C", "GGML_FMA", "GGML_BMI2", "GGML_SSE", "GGML_AMX")  # image_plan's CPU_CHOICES
+CPU_FLAGS = {"avx2": "AVX2", "avx512f": "AVX512", "avx512_vnni": "AVX512_VNNI", "amx_int8": "AMX_INT8",
+             "asimddp": "DOTPROD", "i8mm": "MATMUL_INT8"}  # fmt: skip
+X86_FEATURES = ("AVX2", "AVX512", "AVX512_VNNI", "AMX_INT8")  # ggml's names, as GGML_<name> CMake options
+CMAKE_TRUE = {"ON", "TRUE", "1", "YES", "Y"}
+CMAKE_FALSE = {"OFF", "FALSE", "0", "NO", "N", ""}
 
 
 @dataclass(frozen=True)
@@ -61,7 +69,7 @@ class Kernels:
 
     @property
     def amx(self) -> bool:
-        return "AMX_INT8" in self.features
+        return {"AMX_INT8", "AVX512_VNNI"} <= self.features  # ggml builds its AMX buffer with both
 
     @property
     def repack(self) -> bool:
@@ -94,27 +102,53 @@ NO_COPIES = Copies(0, 0)
 
 
 def matrices(tensors: Iterable[Tensor], file_bytes: int) -> tuple[Matrix, ...]:
-    """The header's weight matrices that matrix products read, counted by kind; ValueError when they would take
-    more than the file's `file_bytes` (a header that lies)."""
+    """The header's weight matrices that matrix products read, counted by kind; ValueError when its tensors would
+    take more than the file's `file_bytes`, or one is named twice (a header that lies)."""
     found = list(tensors)
+    if len({tensor.name for tensor in found}) < len(found):
+        raise ValueError("its header names a tensor twice")
+    if sum(_tensor_bytes(tensor) for tensor in found) > file_bytes:
+        raise ValueError("its header describes more weights than the file holds")
     tied = all(tensor.name != "output.weight" for tensor in found)
     kinds: Counter[Matrix] = Counter()
     for tensor in found:
         if tensor.type not in BLOCKS or not tensor.name.endswith(".weight"):
             continue
-        if len(tensor.dims) == 2 and tensor.name not in LOOKED_UP:
+        if len(tensor.dims) == 2 and not _looked_up(tensor.name):
             kinds[Matrix(tensor.type, tensor.dims[0], tensor.dims[1], 1)] += 1
         elif len(tensor.dims) == 3 and "_exps." in tensor.name:
             kinds[Matrix(tensor.type, tensor.dims[0], tensor.dims[1], tensor.dims[2], experts=True)] += 1
         if tied and tensor.name == TIED_OUTPUT and len(tensor.dims) == 2:
             kinds[Matrix(tensor.type, tensor.dims[0], tensor.dims[1], 1, tied=True)] += 1
-    counted = tuple(
+    return tuple(
         Matrix(kind.type, kind.columns, kind.rows, kind.count * times, kind.experts, kind.tied)
         for kind, times in sorted(kinds.items(), key=lambda item: (item[0].type, item[0].columns, item[0].rows))
     )
-    if sum(_bytes(matrix) * matrix.count for matrix in counted if not matrix.tied) > file_bytes:
-        raise ValueError("its header describes more weights than the file holds")
-    return counted
+
+
+def within(found: Iterable[Matrix], file_bytes: int) -> bool:
+    """Whether these matrices fit a file of `file_bytes` (a cached summary is checked again when read)."""
+    return sum(_bytes(matrix) * matrix.count for matrix in found) <= file_bytes
+
+
+def untied(found: Iterable[Matrix]) -> tuple[Matrix, ...]:
+    """Without the output the token embeddings make: an embedding model's pooled output needs none."""
+    return tuple(matrix for matrix in found if not matrix.tied)
+
+
+def _looked_up(name: str) -> bool:
+    return name in LOOKED_UP or name.endswith(LOOKED_UP_SUFFIXES)
+
+
+def _tensor_bytes(tensor: Tensor) -> int:
+    """A tensor's bytes in the file, for the types a weight may have (0 for others)."""
+    if tensor.type not in BLOCKS:
+        return 0
+    elements, size = BLOCKS[tensor.type]
+    values = 1
+    for dim in tensor.dims:
+        values *= dim
+    return values // elements * size
 
 
 def copies(found: Iterable[Matrix], kernels: Kernels) -> Copies:
@@ -182,12 +216,23 @@ def kernels_for_build(architecture: str, arguments: Iterable[str]) -> Kernels:
     """What the CPU module of a build for `architecture` with these llama.cpp CMake flags can use. An amd64 build
     that pins no CPU feature ships every x86 variant and the device picks one: the most any of them copies
     (AMX's), so a device's plan over-counts rather than runs short."""
-    flags = dict(argument.removeprefix("-D").split("=", 1) for argument in arguments if "=" in argument)
-    repack = {"REPACK"} if flags.get("GGML_CPU_REPACK", "ON").upper() == "ON" else set()
-    if architecture == "amd64" and not any(flag.startswith(PINNED_X86) for flag in flags):
-        return Kernels(frozenset({"AVX2", "AVX512", "AMX_INT8"} | repack))
-    pinned = {name for name in ("AVX2", "AVX512", "AMX_INT8") if flags.get(f"GGML_{name}", "OFF").upper() == "ON"}
-    return Kernels(frozenset(pinned | _arm_features(flags.get("GGML_CPU_ARM_ARCH", "")) | repack))
+    arguments = list(arguments)
+    flags = dict(_flag(argument) for argument in arguments if argument.startswith("-D") and "=" in argument)
+    repack = {"REPACK"} if flags.get("GGML_CPU_REPACK", True) else set()
+    if dispatches_cpu_variants(architecture, arguments):
+        return Kernels(frozenset({"AVX2", "AVX512", "AVX512_VNNI", "AMX_INT8"} | repack))
+    pinned = {name for name in X86_FEATURES if flags.get(f"GGML_{name}") is True}
+    if "AVX512" in pinned:
+        pinned.add("AVX2")  # -mavx512f turns AVX2 on too
+    arm = flags.get("GGML_CPU_ARM_ARCH")
+    return Kernels(frozenset(pinned | _arm_features(arm if isinstance(arm, str) else "") | repack))
+
+
+def _flag(argument: str) -> tuple[str, bool | str]:
+    """`-DNAME[:TYPE]=VALUE` as (NAME, True/False for CMake's boolean words, else the value)."""
+    key, value = argument[2:].split("=", 1)
+    word = value.upper()
+    return key.split(":", 1)[0], True if word in CMAKE_TRUE else False if word in CMAKE_FALSE else value
 
 
 def _arm_features(arch: str) -> set[str]:

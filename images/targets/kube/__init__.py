@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from menlo_cortex.cortexfile.data_folder import find_local
+from menlo_cortex.cortexfile.errors import ConfigError, Diagnostic
 from menlo_cortex.cortexfile.loader import Resolved
 
 from .. import BuildOptions, Views
@@ -41,10 +42,16 @@ def model_facts(resolved: Resolved, store: Path) -> dict[str, ModelFacts]:
     config = resolved.config
     kernels = kernels_for_build(config.target.architecture, config.target.llama_cmake_args)
     found = {}
-    for model in config.models:
+    for index, model in enumerate(config.models):
         path = find_local(model, store)
         if path is not None:
-            slots = plan_slots(model, path, config.engines.llama_cpp, UNBOUNDED_MB, kernels)
+            try:
+                slots = plan_slots(model, path, config.engines.llama_cpp, UNBOUNDED_MB, kernels)
+            except ValueError as exc:
+                message = f"--format kube: {path} cannot be sized: {exc}"
+                raise ConfigError(
+                    [Diagnostic(resolved.origin(("models", index)), f"models[{index}]", message)]
+                ) from None
             found[model.id] = ModelFacts(
                 slots.file_bytes, slots.kv_bytes, slots.work_bytes, slots.weights_bytes - slots.file_bytes
             )

@@ -7,6 +7,7 @@ before the weights are mapped, and a build host without llama.cpp can size a pod
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from menlo_cortex.cortexfile.schema import Model
 from menlo_cortex.cortexfile.schema.models import LlamaCppEngine
 
 from ..gguf import Array, Tensor, Value, architecture_value, read_header
-from ..weight_copies import NO_COPIES, NONE, Copies, Kernels, copies, matrices
+from ..weight_copies import NO_COPIES, NONE, Copies, Kernels, Matrix, copies, matrices, untied
 
 MIB = 1024 * 1024
 AUTO_MAX = 4  # llama-server's default number of slots
@@ -145,8 +146,18 @@ def plan_slots(
     """`kernels`: what the CPU module that will run the model can use (the weight copies it makes)."""
     metadata, tensors = _header(path, with_tensors=True)
     size = path.stat().st_size
-    copied = copies(matrices(tensors, size), kernels) if model.gpu_layers == 0 else NO_COPIES
+    copied = weight_copies(model, settings, matrices(tensors, size), kernels)
     return plan_shape(model, shape_of(metadata), size, settings, budget_mb, copied=copied)
+
+
+def weight_copies(model: Model, settings: LlamaCppEngine, found: tuple[Matrix, ...], kernels: Kernels) -> Copies:
+    """What the CPU kernels copy of this model's matrices. None with layers on a GPU (its buffers hold them; a
+    partly offloaded model's CPU layers are not counted). An embedding model multiplies by no output matrix; with
+    use_mlock the copied originals stay locked in memory, not the kernel's to drop."""
+    if model.gpu_layers != 0:
+        return NO_COPIES
+    copied = copies(untied(found) if model.pooled else found, kernels)
+    return dataclasses.replace(copied, reclaimable=0) if settings.use_mlock else copied
 
 
 def plan_shape(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from menlo_cortex.runtime.models.batching.plan import Shape, read_shape
-from menlo_cortex.runtime.models.gguf import Array, GgufError, architecture_value, read_metadata
+from menlo_cortex.runtime.models.gguf import Array, GgufError, Tensor, architecture_value, read_header, read_metadata
 
 
 def test_the_test_models_shape_is_what_llama_cpp_reads(test_model_path: Path) -> None:
@@ -110,3 +110,37 @@ def test_a_header_with_implausible_sizes_is_refused_and_a_byte_array_is_no_vocab
         header(pair("general.architecture", 8, text("llama")), pair("tokenizer.ggml.tokens", 9, tokens))
     )
     assert read_shape(bytes_as_tokens).vocab == 0
+
+
+def with_tensors(count: int, *descriptions: bytes) -> bytes:
+    return b"GGUF" + struct.pack("<IQQ", 3, count, 0) + b"".join(descriptions)
+
+
+def tensor(name: str, dims: tuple[int, ...], kind: int = 12) -> bytes:
+    return (
+        text(name) + struct.pack("<I", len(dims)) + struct.pack(f"<{len(dims)}Q", *dims) + struct.pack("<IQ", kind, 0)
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (with_tensors(1 << 17), "claims 131072 tensors"),
+        (with_tensors(1000, tensor("a.weight", (256, 8))), "runs past the end"),  # a thousand claimed, one there
+        (with_tensors(1, tensor("n" * 64, (256, 8))), "a tensor name of 64 bytes"),  # llama.cpp's limit: 63
+        (with_tensors(1, tensor("a.weight", (1, 1, 1, 1, 1))), "a tensor of 5 dimensions"),
+    ],
+)
+def test_a_hostile_tensor_list_is_refused_before_it_costs_anything(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    path = tmp_path / "m.gguf"
+    path.write_bytes(content)
+    with pytest.raises(GgufError, match=message):
+        read_header(path)
+
+
+def test_the_test_models_tensors_are_read_as_listed(test_model_path: Path) -> None:
+    _, tensors = read_header(test_model_path)
+    assert len(tensors) == 236
+    assert tensors[1] == Tensor("token_embd.weight", 8, (640, 262144))
