@@ -31,7 +31,7 @@ from tests.images.docker_image.engine_parts import serve_registry
 from tests.processes import stop
 from tests.runtime.harness import wait_for
 
-from .test_agent import NEWER, debugfs_cat, device, make_update, net, ssh_key
+from .test_agent import NEWER, FileDevice, debugfs_cat, device, make_update, net, ssh_key
 
 pytestmark = pytest.mark.timeout(300)
 PASSWORD = "fleet-pull-password-0123"
@@ -69,22 +69,31 @@ def registry(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
         stop(process)
 
 
+def pushed_update(tmp_path: Path, reference: str, environ: dict[str, str]) -> tuple[str, ...]:
+    """A signed update of version NEWER pushed to `reference`; the key that signed it, as trusted_keys."""
+    key = ssh_key(tmp_path / "fleet")
+    update = make_update(tmp_path / "v2", key)
+    names = sorted(path.name for path in update.iterdir())
+    assert push_update(update, names, reference, environ) == f"pushed {reference}"
+    return (key.with_suffix(".pub").read_text().strip(),)
+
+
+def installed(tmp_path: Path, settings: Settings, environ: dict[str, str]) -> FileDevice:
+    """The device after one round of the agent, which installed NEWER and rebooted into it."""
+    dev, reboots = device(tmp_path), []
+    assert run_round(settings, dev, trusting(environ), lambda: reboots.append(1))
+    assert reboots == [1]
+    assert debugfs_cat(dev.slots["b"], "/etc/os-release") == f"IMAGE_VERSION={NEWER}\n"
+    return dev
+
+
 def test_an_update_pushed_to_a_registry_is_installed_from_it(
     tmp_path: Path, registry: tuple[str, dict[str, str]]
 ) -> None:
     address, environ = registry
-    key = ssh_key(tmp_path / "fleet")
-    update = make_update(tmp_path / "v2", key)
-    names = sorted(path.name for path in update.iterdir())
-    assert push_update(update, names, f"{address}/fleet/update:{NEWER}", environ) == (
-        f"pushed {address}/fleet/update:{NEWER}"
-    )
-    dev = device(tmp_path)
-    settings = Settings(f"oci://{address}/fleet/update:{NEWER}", (key.with_suffix(".pub").read_text().strip(),), None)
-    reboots: list[int] = []
-    assert run_round(settings, dev, trusting(environ), lambda: reboots.append(1))
-    assert reboots == [1]
-    assert debugfs_cat(dev.slots["b"], "/etc/os-release") == f"IMAGE_VERSION={NEWER}\n"
+    reference = f"{address}/fleet/update:{NEWER}"
+    trusted = pushed_update(tmp_path, reference, environ)
+    dev = installed(tmp_path, Settings(f"oci://{reference}", trusted, None), environ)
     assert (dev.esp / "loader/entries/cortex-b+1.conf").is_file()
 
 
@@ -139,26 +148,17 @@ def test_a_registry_that_asks_for_a_password_gets_the_registry_token(
     tmp_path: Path, private_registry: tuple[str, dict[str, str]]
 ) -> None:
     address, environ = private_registry
-    key = ssh_key(tmp_path / "fleet")
-    update = make_update(tmp_path / "v2", key)
     reference = f"{address}/fleet/update:{NEWER}"
-    assert push_update(update, sorted(path.name for path in update.iterdir()), reference, environ) == (
-        f"pushed {reference}"
-    )
+    trusted = pushed_update(tmp_path, reference, environ)
     url = f"oci://{reference}"
     with pytest.raises(SourceError, match=r"asks for a password: set device\.updates\.registry_token"):
         open_source(url, trusting(environ))
     with pytest.raises(SourceError, match=r"refused device.updates.registry_token \(HTTP 401\)") as refused:
         open_source(url, trusting(environ), Login("fleet", "not-the-password"))
     assert "not-the-password" not in str(refused.value)
-    dev = device(tmp_path)
-    trusted = (key.with_suffix(".pub").read_text().strip(),)
     settings = Settings(url, trusted, None, login=Login("fleet", PASSWORD))
     assert PASSWORD not in repr(settings)
-    reboots: list[int] = []
-    assert run_round(settings, dev, trusting(environ), lambda: reboots.append(1))  # every blob with the password
-    assert reboots == [1]
-    assert debugfs_cat(dev.slots["b"], "/etc/os-release") == f"IMAGE_VERSION={NEWER}\n"
+    installed(tmp_path, settings, environ)  # the manifest and every blob fetched with the password
 
 
 @pytest.mark.parametrize(
