@@ -50,7 +50,8 @@ def is_loopback(host: str) -> bool:
 
 def _start_problems(resolved: Resolved, env: dict[str, str], data: Path) -> Iterator[Problem]:
     config = resolved.config
-    yield from _secret_problems(resolved, env, lambda path: path[0] != "build")
+    # The update agent's own (it resolves them each round): the server may not even be able to read them.
+    yield from _secret_problems(resolved, env, lambda path: path[0] != "build" and path[:2] != ("device", "updates"))
     for key in ("cert", "key"):
         yield from _readable(("server", "tls", key), getattr(config.server.tls, key))
     yield from _readable(("server", "auth", "api_key_file"), config.server.auth.api_key_file)

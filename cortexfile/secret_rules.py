@@ -36,6 +36,7 @@ OUTBOUND: dict[Path_, frozenset[str]] = {
     ("network", "huggingface", "token"): frozenset({"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"}),
     ("network", "github", "token"): frozenset({"GH_TOKEN", "GITHUB_TOKEN"}),
     ("network", "proxy", "password"): frozenset(),
+    ("device", "updates", "registry_token"): frozenset(),
     ("build", "network", "proxy"): frozenset(_PROXIES),
     ("build", "network", "pip_index_url"): frozenset({"PIP_INDEX_URL"}),
 }
@@ -45,6 +46,7 @@ DEFAULT_HUB = "https://huggingface.co"
 DESTINATIONS = (
     (("network", "huggingface", "token"), ("network", "huggingface", "endpoint"), DEFAULT_HUB),
     (("network", "proxy", "password"), ("network", "proxy", "url"), None),
+    (("device", "updates", "registry_token"), ("device", "updates", "url"), None),
 )
 Problem = tuple[Path_, str, str | None]
 

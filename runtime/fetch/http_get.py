@@ -31,11 +31,13 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import (
     HTTPError,
     InsecureRequestWarning,
+    LocationParseError,
     NewConnectionError,
     ProtocolError,
     ProxyError,
     ReadTimeoutError,
 )
+from urllib3.util import parse_url
 
 from .netsettings import DEFAULT_PORTS, NetSettings, redact
 
@@ -93,13 +95,17 @@ def _joined(base: str, location: str) -> str:
 
 
 def _parsed(url: str) -> SplitResult | None:
-    """The URL's parts; None when it cannot be one (a hostile Location: a bad port, a stray `[`)."""
+    """The URL's parts; None when it cannot be one (a hostile Location: a bad port, a stray `[`), or when urllib3,
+    which makes the connection, would read another host or port than urlsplit, which decides who gets a token
+    (`https://evil.example\\@hub.example/`: a proxy would be asked for evil.example)."""
     try:
         parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises on a port that is not a number
-    except ValueError:
+        port = parts.port
+        connected = parse_url(url)
+    except (ValueError, LocationParseError):
         return None
-    return parts
+    same = (connected.host or "").strip("[]").lower() == (parts.hostname or "").lower() and connected.port == port
+    return parts if same and "\\" not in parts.netloc else None
 
 
 def _send(pool: urllib3.PoolManager, url: str, headers: dict[str, str], net: NetSettings) -> Response:

@@ -6,7 +6,7 @@ import base64
 import ipaddress
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from menlo_cortex.cortexfile.schema.network import Network
@@ -61,7 +61,7 @@ class ProxyRoute:
     scheme: str
     host: str
     port: int
-    authorization: str | None
+    authorization: str | None = field(repr=False)
     tls: ssl.SSLContext | None
     no_proxy: tuple[str, ...]
 
@@ -86,14 +86,13 @@ class NetSettings:
     tls: ssl.SSLContext
     proxy: ProxyRoute | None
     hub: Origin
-    hub_token: str | None
+    hub_authorization: str | None = field(repr=False)  # the Authorization header's value: `Bearer <token>`, ...
     timeout: float = 60.0
-    hub_scheme: str = "Bearer"  # or "Basic": hub_token is then base64 of user:password
 
     def authorization_for(self, url: SplitResult) -> str | None:
-        """The hub token goes to the hub's own origin and nowhere else (not to the CDN it redirects to)."""
-        if self.hub_token and origin_of(url) == self.hub:
-            return f"{self.hub_scheme} {self.hub_token}"
+        """The hub's credential goes to the hub's own origin and nowhere else (not to the CDN it redirects to)."""
+        if self.hub_authorization and origin_of(url) == self.hub:
+            return self.hub_authorization
         return None
 
 
@@ -106,7 +105,7 @@ def net_settings(network: Network, environ: Mapping[str, str] | None = None) -> 
         tls=tls_context(network.ssl.verify_peer, network.ssl.verify_host),
         proxy=_proxy_route(network.proxy, env),
         hub=origin_of(urlsplit(network.huggingface.endpoint)),
-        hub_token=token or None,
+        hub_authorization=f"Bearer {token}" if token else None,
     )
 
 

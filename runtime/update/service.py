@@ -46,6 +46,9 @@ def run_update(resolved: Resolved) -> int:
     except SecretUnavailable as exc:
         log.error("update: %s", exc)
         return Exit.CONFIG
+    if token == "":
+        log.error("update: device.updates.registry_token is empty")
+        return Exit.CONFIG
     login = Login(updates.registry_user, token) if token is not None else None
     settings = Settings(url, tuple(updates.trusted_keys), updates.window, sync_state, login)
     installed = run_round(settings, device, net, _reboot)

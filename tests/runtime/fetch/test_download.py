@@ -297,6 +297,18 @@ def test_a_redirect_to_a_hostile_location_is_a_clean_error(tmp_path: Path) -> No
     assert "t=1" not in message
 
 
+def test_a_location_two_parsers_read_differently_is_not_followed(tmp_path: Path) -> None:
+    """urlsplit reads the host after the backslash's `@`, urllib3 (which connects, or asks a proxy to) before it:
+    the hub's token would have gone to the host urllib3 reads."""
+    with file_server() as server:
+        location = f"http://evil.example\\@127.0.0.1:{server.port}/other.gguf"
+        server.routes["/tiny.gguf"] = Route(status=302, headers={"Location": location})
+        config = model_config(tmp_path, server.url("/tiny.gguf"), sha256_of(b"x"))
+        with pytest.raises(DownloadFailed, match="not an http\\(s\\) URL"):
+            ModelStore(config, tmp_path / "data").ensure(config.models[0])
+    assert [seen.path for seen in server.seen] == ["/tiny.gguf"]
+
+
 def test_a_body_that_would_fill_the_disk_is_given_up_and_deleted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

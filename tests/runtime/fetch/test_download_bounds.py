@@ -29,7 +29,7 @@ def settings(timeout: float) -> NetSettings:
         tls=tls_context(True, True),
         proxy=None,
         hub=("https", "huggingface.co", 443),
-        hub_token=None,
+        hub_authorization=None,
         timeout=timeout,
     )
 
@@ -112,7 +112,8 @@ REDIRECT_SCRIPT = textwrap.dedent("""
         relay = http.server.ThreadingHTTPServer(("10.9.8.1", 3128), Proxy)
         threading.Thread(target=relay.serve_forever, daemon=True).start()
         proxy = ProxyRoute("http", "10.9.8.1", 3128, None, None, tuple(sys.argv[3].split(",")))
-    net = NetSettings(user_agent="test", tls=tls_context(True, True), proxy=proxy, hub=None, hub_token=None, timeout=5)
+    tls = tls_context(True, True)
+    net = NetSettings(user_agent="test", tls=tls, proxy=proxy, hub=None, hub_authorization=None, timeout=5)
     try:
         with http_get(sys.argv[2], net) as response:
             print("fetched", response.read())

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from menlo_cortex.images.targets.update.artifact import push_update
-from menlo_cortex.runtime.fetch.netsettings import NetSettings
+from menlo_cortex.runtime.fetch.netsettings import NetSettings, tls_context
 from menlo_cortex.runtime.update.agent import Settings, run_round
 from menlo_cortex.runtime.update.source import Login, SourceError, open_source
 from menlo_cortex.runtime.update.state import UpdateState
@@ -35,6 +35,7 @@ from .test_agent import NEWER, FileDevice, debugfs_cat, device, make_update, net
 
 pytestmark = pytest.mark.timeout(300)
 PASSWORD = "fleet-pull-password-0123"
+LOGIN = Login("fleet", PASSWORD)
 
 
 @pytest.fixture
@@ -153,7 +154,7 @@ def test_a_registry_that_asks_for_a_password_gets_the_registry_token(
     url = f"oci://{reference}"
     with pytest.raises(SourceError, match=r"asks for a password: set device\.updates\.registry_token"):
         open_source(url, trusting(environ))
-    with pytest.raises(SourceError, match=r"refused device.updates.registry_token \(HTTP 401\)") as refused:
+    with pytest.raises(SourceError, match=r"refused device\.updates\.registry_token \(HTTP 401\)") as refused:
         open_source(url, trusting(environ), Login("fleet", "not-the-password"))
     assert "not-the-password" not in str(refused.value)
     settings = Settings(url, trusted, None, login=Login("fleet", PASSWORD))
@@ -165,21 +166,32 @@ def test_a_registry_that_asks_for_a_password_gets_the_registry_token(
     ("registry", "realm", "sent"),
     [
         ("https://registry-1.docker.io/v2/", "https://auth.docker.io/token", True),  # Docker Hub's own pair
+        ("https://registry.gitlab.com/v2/", "https://gitlab.com/jwt/auth", True),
         ("https://ghcr.io/v2/fleet/", "https://ghcr.io/token", True),
         ("https://registry.example.com/v2/", "https://tokens.elsewhere.net/", False),
+        ("https://fleet.co.uk/v2/", "https://attacker.co.uk/token", False),  # a shared parent is no proof
         ("https://127.0.0.1:5000/v2/", "https://127.0.0.2/token", False),
-        ("https://example.com/v2/", "https://auth.example.com/token", False),  # a parent of one label: com
     ],
 )
-def test_the_password_goes_to_a_token_service_on_the_registrys_own_domain_only(
-    registry: str, realm: str, sent: bool
-) -> None:
+def test_the_password_goes_to_the_registrys_own_token_service_only(registry: str, realm: str, sent: bool) -> None:
     from menlo_cortex.runtime.update.source import _for_token_service
 
-    for_service = _for_token_service(registry, realm, net(), Login("fleet", PASSWORD))
+    for_service = _for_token_service(registry, urllib.parse.urlsplit(realm), net(), Login("fleet", PASSWORD))
     to_service = for_service.authorization_for(urllib.parse.urlsplit(realm + "?scope=repository:fleet:pull"))
-    assert (to_service == f"Basic {Login('fleet', PASSWORD).basic}") is sent
-    assert to_service is not None or for_service.hub_token is None  # sent nowhere else either
+    assert (to_service == Login("fleet", PASSWORD).header) is sent
+    assert to_service is not None or for_service.hub_authorization is None  # sent nowhere else either
+
+
+def test_no_password_leaves_without_checked_tls_nor_shows_in_a_repr() -> None:
+    from menlo_cortex.runtime.update.source import _for_token_service
+
+    unchecked = dataclasses.replace(net(), tls=tls_context(False, False))
+    with pytest.raises(SourceError, match=r"only with network\.ssl's peer and host checks on"):
+        _for_token_service("https://ghcr.io/v2/", urllib.parse.urlsplit("https://ghcr.io/t"), unchecked, LOGIN)
+    checked = _for_token_service("https://ghcr.io/v2/", urllib.parse.urlsplit("https://ghcr.io/t"), net(), LOGIN)
+    assert checked.hub_authorization is not None
+    assert PASSWORD not in repr(checked)
+    assert LOGIN.header.split()[1] not in repr(checked)
 
 
 def trusting(environ: dict[str, str]) -> NetSettings:
