@@ -118,10 +118,9 @@ def _matrices(rows: list[Any], file_bytes: int) -> tuple[Matrix, ...]:
     """The cached matrices; ValueError when one is not what _as_json wrote, or they outgrow the file."""
     found = tuple(Matrix(*row) for row in rows)
     for matrix in found:
-        numbers = (matrix.type, matrix.columns, matrix.rows, matrix.count)
-        if not all(type(n) is int and n > 0 for n in numbers[1:]) or matrix.type not in BLOCKS:
-            raise ValueError("not a matrix")
-        if type(matrix.experts) is not bool or type(matrix.tied) is not bool:
+        sizes_whole = all(type(n) is int and n > 0 for n in (matrix.columns, matrix.rows, matrix.count))
+        flags = type(matrix.experts) is bool and type(matrix.tied) is bool
+        if not (sizes_whole and flags and type(matrix.type) is int and matrix.type in BLOCKS):
             raise ValueError("not a matrix")
     if not within(found, file_bytes):
         raise ValueError("more weights than the file holds")

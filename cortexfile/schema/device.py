@@ -162,8 +162,9 @@ class Updates(Section):
     registry_token: Secret | None = setting(
         None,
         "A password or access token for an oci:// `url` whose registry refuses anonymous pulls (`${file:...}` or "
-        "`${env:...}`): sent with `registry_user` to that registry, or to the token service it names on its own "
-        "domain; never in the logs or /health.",
+        "`${env:...}`): sent with `registry_user` to that registry, or to its token service when that is the "
+        "registry's own host (or Docker Hub's and GitLab's known ones), only with TLS checks on; never in the logs "
+        "or /health.",
     )
     registry_user: str = setting(
         "cortex",

@@ -88,9 +88,12 @@ def models_fit(args: argparse.Namespace) -> int:
     resolved = resolved_or_bare(args)
     board = board_of(args.hardware) if args.hardware and not args.file else None  # -f: this machine's models
     machine = this_machine(bandwidth_needed=board is None, gpus_needed=board is None)
-    here = None if board else backends_here(resolved)
-    kernels = board.kernels if board else kernels_of(here, machine.cpu_flags)
-    summary = machine_summary(machine) | {"llama_cpp": None if board else llama_cpp_status(here)}
+    if board is None:
+        here = backends_here(resolved)
+        kernels, llama_cpp = kernels_of(here, machine.cpu_flags), llama_cpp_status(here)
+    else:
+        kernels, llama_cpp = board.kernels, None
+    summary = machine_summary(machine) | {"llama_cpp": llama_cpp}
     if args.file:
         rows = fit_models(resolved.config, machine, kernels, cortexfile=resolved.path)
     else:
@@ -111,15 +114,15 @@ def backends_here(resolved: Resolved) -> Backends | RuntimeError:
         return exc
 
 
-def llama_cpp_status(here: Backends | RuntimeError | None) -> dict[str, Any]:
-    return {"error": str(here)} if isinstance(here, RuntimeError) or here is None else here.status()
+def llama_cpp_status(here: Backends | RuntimeError) -> dict[str, Any]:
+    return {"error": str(here)} if isinstance(here, RuntimeError) else here.status()
 
 
-def kernels_of(here: Backends | RuntimeError | None, cpu_flags: list[str]) -> Kernels:
+def kernels_of(here: Backends | RuntimeError, cpu_flags: list[str]) -> Kernels:
     """What the CPU module here can use: the loaded one's, or without the runtime what this CPU's flags allow."""
     from menlo_cortex.runtime.models.weight_copies import kernels_from_cpu_flags
 
-    return kernels_from_cpu_flags(cpu_flags) if isinstance(here, RuntimeError) or here is None else here.kernels
+    return kernels_from_cpu_flags(cpu_flags) if isinstance(here, RuntimeError) else here.kernels
 
 
 def board_of(name: str) -> Board:

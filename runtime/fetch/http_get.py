@@ -58,7 +58,7 @@ def http_get(
     registry's 401 that names where to get a token), its body not yet read."""
     public_origin: bool | None = None  # whether the first hop went to a public address (through a proxy: yes)
     for _ in range(MAX_REDIRECTS + 1):
-        parts = _parsed(url)
+        parts = parsed_url(url)
         if parts is None or parts.scheme not in DEFAULT_PORTS or not parts.hostname:
             raise HttpFailure(f"cannot download from {redact(url)}: not an http(s) URL")
         address = None
@@ -91,10 +91,10 @@ def _joined(base: str, location: str) -> str:
     try:
         return urljoin(base, location)
     except ValueError:
-        return location  # refused, cleanly, by the next hop's _parsed
+        return location  # refused, cleanly, by the next hop's parsed_url
 
 
-def _parsed(url: str) -> SplitResult | None:
+def parsed_url(url: str) -> SplitResult | None:
     """The URL's parts; None when it cannot be one (a hostile Location: a bad port, a stray `[`), or when urllib3,
     which makes the connection, would read another host or port than urlsplit, which decides who gets a token
     (`https://evil.example\\@hub.example/`: a proxy would be asked for evil.example)."""

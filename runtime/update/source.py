@@ -22,7 +22,7 @@ from urllib.parse import SplitResult, urlencode, urlsplit
 
 from urllib3.exceptions import HTTPError
 
-from ..fetch.http_get import HttpFailure, failure_reason, http_get, is_public
+from ..fetch.http_get import HttpFailure, failure_reason, http_get, is_public, parsed_url
 from ..fetch.netsettings import NetSettings, basic_auth, origin_of
 
 OCI = "oci://"
@@ -147,11 +147,8 @@ def _challenges(header: str) -> dict[str, dict[str, str]]:
 
 
 def _parsed_realm(realm: str) -> SplitResult:
-    try:
-        parts = urlsplit(realm)
-        parts.port  # noqa: B018 - raises on a port that is not a number
-    except ValueError:
-        parts = None
+    """Read as every hop of http_get is read, so the host checked here is the host the token request reaches."""
+    parts = parsed_url(realm)
     if parts is None or parts.scheme != "https" or not parts.hostname:
         raise SourceError("the registry names a token service that is not an https:// URL")
     return parts
