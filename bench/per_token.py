@@ -9,7 +9,9 @@ sends `streams` streaming /v1/completions at once (greedy, `tokens` each) and re
 thread (the event loop: HTTP, JSON, SSE), `cortex-request` (a request's chunks), `cortex-batch` (the
 scheduler: its Python, and its own share of each decode) and llama.cpp's workers (the decode). The Python cost
 per token is the main and request threads' CPU, plus the batch thread's less the busiest worker's (its share of
-a decode is a worker's). Rounds alternate between the servers; the median of the rounds is printed, with JSON.
+a decode is a worker's); beside it, the kernel's part of the main and request threads' (each SSE write to a
+loopback client runs the client's TCP receive there too, a cost llama-server pays for its own writes). Rounds
+alternate between the servers; the median of the rounds is printed, with JSON.
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ TICKS = os.sysconf("SC_CLK_TCK")
 PROMPT = "Write a long story about a lighthouse keeper who finds a map in a bottle. Once upon a time,"
 
 
-def thread_times(pid: int) -> dict[int, tuple[str, float]]:
-    """tid -> (kernel name, CPU seconds) of every thread of `pid`."""
+def thread_times(pid: int) -> dict[int, tuple[str, float, float]]:
+    """tid -> (kernel name, CPU seconds, of which in the kernel) of every thread of `pid`."""
     found = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
@@ -43,18 +45,25 @@ def thread_times(pid: int) -> dict[int, tuple[str, float]]:
         except OSError:  # the thread ended meanwhile
             continue
         fields = stat[stat.rindex(")") + 2 :].split()
-        found[int(task.name)] = (name, (int(fields[11]) + int(fields[12])) / TICKS)
+        user, system = int(fields[11]) / TICKS, int(fields[12]) / TICKS
+        found[int(task.name)] = (name, user + system, system)
     return found
 
 
-def groups(pid: int, before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, Any]:
-    """CPU seconds between two readings, by kind of thread."""
+def groups(
+    pid: int, before: dict[int, tuple[str, float, float]], after: dict[int, tuple[str, float, float]]
+) -> dict[str, Any]:
+    """CPU seconds between two readings, by kind of thread; `system`: the part spent in the kernel (a socket
+    write to a loopback client runs the client's TCP receive there too)."""
     spent: dict[str, list[float]] = {}
-    for tid, (name, seconds) in after.items():
+    system: dict[str, float] = {}
+    for tid, (name, seconds, kernel) in after.items():
         kind = "main" if tid == pid else name if name.startswith("cortex-") else "worker"
-        spent.setdefault(kind, []).append(seconds - before.get(tid, (name, 0.0))[1])
-    return {kind: {"seconds": sum(spent_by), "threads": len(spent_by), "busiest": max(spent_by)}
-            for kind, spent_by in spent.items()}  # fmt: skip
+        _, seconds_before, kernel_before = before.get(tid, (name, 0.0, 0.0))
+        spent.setdefault(kind, []).append(seconds - seconds_before)
+        system[kind] = system.get(kind, 0.0) + kernel - kernel_before
+    return {kind: {"seconds": sum(spent_by), "system": system[kind], "threads": len(spent_by),
+                   "busiest": max(spent_by)} for kind, spent_by in spent.items()}  # fmt: skip
 
 
 def complete(url: str, model: str, tokens: int) -> int:
@@ -77,8 +86,11 @@ def measure(url: str, pid: int, model: str, streams: int, tokens: int) -> dict[s
     wall, spent = time.monotonic() - started, groups(pid, before, thread_times(pid))
     total = sum(group["seconds"] for group in spent.values())
     python = _python_seconds(spent)
+    kernel = _outside_decode_system_seconds(spent)
     return {"tokens": generated, "tokens_per_s": generated / wall, "cpu_us_per_token": 1e6 * total / generated,
-            "python_us_per_token": None if python is None else 1e6 * python / generated, "threads": spent}  # fmt: skip
+            "python_us_per_token": None if python is None else 1e6 * python / generated,
+            "python_system_us_per_token": None if kernel is None else 1e6 * kernel / generated,
+            "threads": spent}  # fmt: skip
 
 
 def _python_seconds(spent: dict[str, Any]) -> float | None:
@@ -89,6 +101,14 @@ def _python_seconds(spent: dict[str, Any]) -> float | None:
     one_worker = spent.get("worker", {}).get("busiest", 0.0)  # a decode worker: the other threads are idle ones
     python = sum(spent.get(kind, {}).get("seconds", 0.0) for kind in ("main", "cortex-request"))
     return float(python + max(0.0, spent["cortex-batch"]["seconds"] - one_worker))
+
+
+def _outside_decode_system_seconds(spent: dict[str, Any]) -> float | None:
+    """The kernel's part of the main and request threads' CPU (socket writes, wake-ups): llama-server pays for its
+    own writes too, so this part of the cost above is not Python's."""
+    if "cortex-batch" not in spent:
+        return None
+    return float(sum(spent.get(kind, {}).get("system", 0.0) for kind in ("main", "cortex-request")))
 
 
 def main() -> None:
@@ -156,22 +176,31 @@ def peak_rss_mib(pid: int) -> float:
 def median(runs: list[dict[str, Any]]) -> dict[str, Any]:
     middle = sorted(runs, key=lambda run: run["cpu_us_per_token"])[len(runs) // 2]
     found = {key: round(statistics.median(run[key] for run in runs), 1) for key in ("tokens_per_s", "cpu_us_per_token")}
-    python = [run["python_us_per_token"] for run in runs if run["python_us_per_token"] is not None]
-    return {**found, "python_us_per_token": round(statistics.median(python), 1) if python else None,
-            "threads": middle["threads"]}  # fmt: skip
+    medians = {key: _median_of_known(runs, key) for key in ("python_us_per_token", "python_system_us_per_token")}
+    return {**found, **medians, "threads": middle["threads"]}
+
+
+def _median_of_known(runs: list[dict[str, Any]], key: str) -> float | None:
+    known = [run[key] for run in runs if run[key] is not None]
+    return round(statistics.median(known), 1) if known else None
 
 
 def table(results: dict[str, Any]) -> list[str]:
     lines = [f"{results['cpu']}, {results['threads']} threads, {results['slots']} slots, {results['tokens']} tokens"]
     peaks = results["peak_rss_mib"]
     lines.append("peak resident memory: " + ", ".join(f"{name} {mib} MiB" for name, mib in peaks.items()))
-    lines.append(f"{'SERVER':<14} {'STREAMS':>7} {'TOKENS/S':>9} {'CPU µs/TOKEN':>13} {'NOT DECODE µs/TOKEN':>20}")
+    lines.append(f"{'SERVER':<14} {'STREAMS':>7} {'TOKENS/S':>9} {'CPU µs/TOKEN':>13} {'NOT DECODE µs/TOKEN':>20} "
+                 f"{'OF WHICH KERNEL':>16}")  # fmt: skip
     for name, by_level in results["results"].items():
         for level, found in by_level.items():
-            python = "-" if found["python_us_per_token"] is None else f"{found['python_us_per_token']:.0f}"
+            python, kernel = (_shown(found[key]) for key in ("python_us_per_token", "python_system_us_per_token"))
             lines.append(f"{name:<14} {level:>7} {found['tokens_per_s']:>9.1f} {found['cpu_us_per_token']:>13.0f} "
-                         f"{python:>20}")  # fmt: skip
+                         f"{python:>20} {kernel:>16}")  # fmt: skip
     return lines
+
+
+def _shown(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
 
 
 def cpu_model() -> str:
