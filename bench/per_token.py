@@ -89,7 +89,7 @@ def measure(url: str, pid: int, model: str, streams: int, tokens: int) -> dict[s
     kernel = _outside_decode_system_seconds(spent)
     return {"tokens": generated, "tokens_per_s": generated / wall, "cpu_us_per_token": 1e6 * total / generated,
             "python_us_per_token": None if python is None else 1e6 * python / generated,
-            "python_system_us_per_token": None if kernel is None else 1e6 * kernel / generated,
+            "kernel_us_per_token": None if kernel is None else 1e6 * kernel / generated,
             "threads": spent}  # fmt: skip
 
 
@@ -176,7 +176,7 @@ def peak_rss_mib(pid: int) -> float:
 def median(runs: list[dict[str, Any]]) -> dict[str, Any]:
     middle = sorted(runs, key=lambda run: run["cpu_us_per_token"])[len(runs) // 2]
     found = {key: round(statistics.median(run[key] for run in runs), 1) for key in ("tokens_per_s", "cpu_us_per_token")}
-    medians = {key: _median_of_known(runs, key) for key in ("python_us_per_token", "python_system_us_per_token")}
+    medians = {key: _median_of_known(runs, key) for key in ("python_us_per_token", "kernel_us_per_token")}
     return {**found, **medians, "threads": middle["threads"]}
 
 
@@ -193,7 +193,7 @@ def table(results: dict[str, Any]) -> list[str]:
                  f"{'OF WHICH KERNEL':>16}")  # fmt: skip
     for name, by_level in results["results"].items():
         for level, found in by_level.items():
-            python, kernel = (_shown(found[key]) for key in ("python_us_per_token", "python_system_us_per_token"))
+            python, kernel = (_shown(found[key]) for key in ("python_us_per_token", "kernel_us_per_token"))
             lines.append(f"{name:<14} {level:>7} {found['tokens_per_s']:>9.1f} {found['cpu_us_per_token']:>13.0f} "
                          f"{python:>20} {kernel:>16}")  # fmt: skip
     return lines

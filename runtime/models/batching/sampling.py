@@ -134,7 +134,7 @@ class SamplerChain:
         from `budget`, the model's (GrammarTooCostly when it is spent and nothing allowed was found)."""
         if self.grammar is None:
             if self._argmax and (token := self._highest(context, index)) is not None:
-                return token  # the chain's greedy and neutral penalties keep no state: nothing to accept
+                return token  # not accepted: greedy keeps nothing, and neutral penalties never read what they keep
             return int(self._lib.llama_sampler_sample(self.pointer, context, index))  # accepts it too
         limit = max(budget.floor_s, MIN_PARSE_S)
         logits = self._lib.llama_get_logits_ith(context, index)
@@ -154,13 +154,13 @@ class SamplerChain:
         return token
 
     def _highest(self, context: Any, index: int) -> int | None:
-        """The first highest logit, as llama.cpp's greedy sampler picks it; None when that is NaN (or there are
-        no logits), left to llama.cpp."""
+        """The first highest logit, as llama.cpp's greedy sampler picks it; None when that is NaN, left to
+        llama.cpp (whose greedy compares past a NaN)."""
         import numpy as np
 
         pointer = self._lib.llama_get_logits_ith(context, index)
-        if not pointer:
-            return None
+        if not pointer:  # llama_sampler_sample would abort the process on it
+            raise RuntimeError(f"llama.cpp has no logits for batch position {index}")
         logits = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
         token = int(logits.argmax())  # a NaN counts as the highest here, not in llama.cpp
         return None if math.isnan(logits[token]) else token

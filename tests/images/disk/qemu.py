@@ -1,5 +1,5 @@
-"""Boot a disk image under qemu with UEFI firmware (x86-64: q35 + OVMF; arm64: virt + AAVMF), the CPU of CPU_MODEL,
-software emulation unless CORTEX_QEMU_ACCEL says otherwise, guest ports forwarded to loopback ports; or a
+"""Boot a disk image under qemu with UEFI firmware (x86-64: q35 + OVMF; arm64: virt + AAVMF), software emulation
+(the CPU of EMULATED_CPU) unless CORTEX_QEMU_ACCEL says otherwise, guest ports forwarded to loopback ports; or a
 Raspberry Pi image on qemu's emulated Pi 4 board. The serial console goes to a file. Always stopped by the
 context manager."""
 
@@ -25,11 +25,12 @@ MACHINE = {
     "amd64": ["qemu-system-x86_64", "-machine", "q35"],
     "arm64": ["qemu-system-aarch64", "-machine", "virt"],
 }
-# x86-64: a Westmere (SSE4.2, AES-NI, no AVX). qemu's software emulation runs AVX2 code through a helper call per
-# instruction: under `-cpu max` the guest's llama.cpp picked its haswell variant and took 6.5 s a token (8 prompt
-# tokens: 17.3 s); its sse42 variant, here, 0.7 s (2.2 s), measured in qemu-x86_64 on the same host. Which variant
-# a CPU gets is tested on the host's real CPU; the boot test is about the device, not the kernels.
-CPU_MODEL = {"amd64": "Westmere", "arm64": "max"}
+# Under software emulation, an x86-64 guest is a Westmere (SSE4.2, AES-NI, no AVX): qemu runs AVX2 code through a
+# helper call per instruction, so under `-cpu max` the guest's llama.cpp (its haswell variant) took 6.5 s a token
+# (8 prompt tokens: 17.3 s), its sse42 variant 0.7 s (2.2 s), measured in qemu-x86_64 on the same host. Which
+# variant a CPU gets is tested on the host's real CPU and under qemu-user (test_llama_backends.py); the boot test
+# is about the device, not the kernels.
+EMULATED_CPU = {"amd64": "Westmere", "arm64": "max"}
 KEY = re.compile(r"cortex-[0-9a-f]{64}")
 KEY_NOTICE = "Cortex made an API key: read it on the device's screen or as root in /etc/cortex/api-keys"
 
@@ -70,9 +71,13 @@ class Vm:
         return next(line for line in shown.splitlines() if text in line)
 
 
-def accelerators() -> list[str]:
+def accelerator() -> str:
     """TCG unless CORTEX_QEMU_ACCEL=kvm: nested KVM on CI machines can abort qemu at start (MSR errors)."""
-    return ["-accel", os.environ.get("CORTEX_QEMU_ACCEL", "tcg")]
+    return os.environ.get("CORTEX_QEMU_ACCEL", "tcg")
+
+
+def cpu_model(architecture: str) -> str:
+    return EMULATED_CPU[architecture] if accelerator() == "tcg" else "max"
 
 
 @contextmanager
@@ -85,8 +90,8 @@ def boot(disk: Path, architecture: str, ports: Mapping[int, int], memory_mib: in
     forwards = ",".join(f"hostfwd=tcp:127.0.0.1:{host}-:{guest}" for guest, host in ports.items())
     command = [
         *MACHINE[architecture],
-        "-cpu", CPU_MODEL[architecture],
-        *accelerators(),
+        "-cpu", cpu_model(architecture),
+        "-accel", accelerator(),
         "-smp", "2",
         "-m", str(memory_mib),
         "-display", "none",

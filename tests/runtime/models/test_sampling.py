@@ -47,9 +47,14 @@ def cortex_pick(llama: Any, spec: SamplerSpec) -> int:
         chain.free()
 
 
-def test_the_in_place_greedy_pick_is_llama_cpps(llama: Any) -> None:
+def test_the_in_place_greedy_pick_is_llama_cpps(llama: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import llama_cpp
+
     greedy = SamplerSpec(temperature=0)
-    assert cortex_pick(llama, greedy) == llama_cpps_pick(llama, greedy)
+    expected = llama_cpps_pick(llama, greedy)
+    with monkeypatch.context() as patched:  # the pick must not come from llama.cpp's sampler
+        patched.setattr(llama_cpp, "llama_sampler_sample", lambda *_: pytest.fail("llama_sampler_sample was called"))
+        assert cortex_pick(llama, greedy) == expected
 
 
 def test_a_nan_logit_is_left_to_llama_cpp(llama: Any) -> None:
@@ -57,7 +62,7 @@ def test_a_nan_logit_is_left_to_llama_cpp(llama: Any) -> None:
 
     logits = llama_cpp.llama_get_logits_ith(llama._ctx.ctx, -1)
     greedy = SamplerSpec(temperature=0)
-    poisoned = llama_cpps_pick(llama, greedy) + 1  # not the highest
+    poisoned = (llama_cpps_pick(llama, greedy) + 1) % llama.n_vocab()  # not the highest
     kept = logits[poisoned]
     logits[poisoned] = math.nan  # numpy's argmax would take it; llama.cpp's greedy compares past it
     try:
