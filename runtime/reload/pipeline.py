@@ -29,7 +29,6 @@ from .state import ReloadState, describe
 from .watch import FolderWatcher, WatchSettings, fingerprint, referenced_files
 
 log = logging.getLogger("cortex.reload")
-SIGNAL_POLL_S = 0.2
 STOP_TIMEOUT_S = 10.0  # watchfiles answers a stop within one step; this only bounds a stuck watch
 
 
@@ -250,9 +249,13 @@ class ReloadService:
         loop, stop = asyncio.get_running_loop(), threading.Event()
 
         def collect() -> None:
-            while not stop.is_set():
-                if signal.sigtimedwait({signal.SIGHUP}, SIGNAL_POLL_S) is not None:
-                    loop.call_soon_threadsafe(self.request, True)
+            # sigwait, not sigtimedwait: when the process is stopped (SIGSTOP, Ctrl-Z, a debugger or profiler)
+            # past sigtimedwait's timeout, Python returns a siginfo of no signal, which was taken for a SIGHUP.
+            while True:
+                signal.sigwait({signal.SIGHUP})
+                if stop.is_set():  # the wake-up below
+                    return
+                loop.call_soon_threadsafe(self.request, True)
 
         thread = threading.Thread(target=collect, name="cortex-sighup", daemon=True)
         thread.start()
@@ -260,6 +263,8 @@ class ReloadService:
             yield
         finally:
             stop.set()
+            if thread.is_alive() and thread.ident is not None:
+                signal.pthread_kill(thread.ident, signal.SIGHUP)  # to that thread alone, which waits for it
             await asyncio.to_thread(thread.join)
 
 
@@ -267,7 +272,7 @@ class ReloadService:
 def blocked_sighup() -> Iterator[None]:
     """Block SIGHUP in this thread and the threads started inside, before any exists: a signal landing
     on a llama.cpp compute thread stalls its generation, so only our collector thread takes it."""
-    if not hasattr(signal, "sigtimedwait"):  # macOS: no collector thread possible, the loop's handler takes it
+    if not hasattr(signal, "sigtimedwait"):  # macOS (which lacks it): the loop's own handler takes SIGHUP
         yield
         return
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})

@@ -9,6 +9,7 @@ import ssl
 import subprocess
 import textwrap
 import threading
+import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -250,6 +251,21 @@ def test_sighup_reloads_when_watching_is_off(start_cortex: StartServer) -> None:
     server.process.send_signal(signal.SIGHUP)  # nothing changed: no new generation, and the process lives on
     wait_for(lambda: "no change to apply (generation 2)" in server.output(), "the second SIGHUP", server)
     assert server.process.poll() is None
+
+
+def test_a_server_stopped_and_continued_does_not_reload(start_cortex: StartServer) -> None:
+    """Stopped (SIGSTOP, Ctrl-Z, a debugger or profiler) longer than the old SIGHUP poll's timeout, the collector
+    got a siginfo of no signal from Python's sigtimedwait and reloaded each time; only SIGHUP reloads."""
+    server = start_cortex("server:\n  reload:\n    enabled: false\n")
+    for _ in range(3):
+        server.process.send_signal(signal.SIGSTOP)
+        time.sleep(0.5)
+        server.process.send_signal(signal.SIGCONT)
+        time.sleep(0.5)
+    server.process.send_signal(signal.SIGHUP)
+    wait_for(lambda: "no change to apply" in server.output(), "the reload on SIGHUP", server)
+    time.sleep(1)  # a stray reload would be logged by now
+    assert server.output().count("config reload") == 1
 
 
 def generation_is(server: CortexServer, generation: int) -> bool:
