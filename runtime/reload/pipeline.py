@@ -246,15 +246,17 @@ class ReloadService:
     @contextlib.asynccontextmanager
     async def _sighup_thread(self) -> AsyncIterator[None]:
         """SIGHUP is blocked in every thread (`blocked_sighup`): collect it on a thread of its own."""
-        loop, stop = asyncio.get_running_loop(), threading.Event()
+        loop, stop, stopping = asyncio.get_running_loop(), threading.Event(), threading.Lock()
 
         def collect() -> None:
             # sigwait, not sigtimedwait: when the process is stopped (SIGSTOP, Ctrl-Z, a debugger or profiler)
-            # past sigtimedwait's timeout, Python returns a siginfo of no signal, which was taken for a SIGHUP.
+            # past sigtimedwait's timeout, Python 3.11 returns a siginfo it never filled in, which was taken for a
+            # SIGHUP (and may hold an earlier one's number).
             while True:
                 signal.sigwait({signal.SIGHUP})
-                if stop.is_set():  # the wake-up below
-                    return
+                with stopping:  # so the thread is alive when the wake-up below is sent to it
+                    if stop.is_set():
+                        return
                 loop.call_soon_threadsafe(self.request, True)
 
         thread = threading.Thread(target=collect, name="cortex-sighup", daemon=True)
@@ -262,10 +264,11 @@ class ReloadService:
         try:
             yield
         finally:
-            stop.set()
-            if thread.is_alive() and thread.ident is not None:
-                signal.pthread_kill(thread.ident, signal.SIGHUP)  # to that thread alone, which waits for it
-            await asyncio.to_thread(thread.join)
+            with stopping:
+                stop.set()
+                if thread.is_alive() and thread.ident is not None:
+                    signal.pthread_kill(thread.ident, signal.SIGHUP)  # to that thread alone, which waits for it
+            await asyncio.to_thread(thread.join, STOP_TIMEOUT_S)
 
 
 @contextlib.contextmanager
@@ -279,4 +282,6 @@ def blocked_sighup() -> Iterator[None]:
     try:
         yield
     finally:
+        if signal.SIGHUP in signal.sigpending():  # came after the collector ended: unblocked, it would kill us
+            signal.sigwait({signal.SIGHUP})
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)

@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -288,3 +289,14 @@ def test_a_newly_named_file_is_watched_from_then_on(tmp_path: Path) -> None:
             assert running.applier.plans[1].files == (Kind.live,)
 
     run(scenario())
+
+
+def test_a_sighup_left_pending_at_the_end_does_not_end_the_process() -> None:
+    """A SIGHUP sent once the collector has ended (a server shutting down) waits, blocked, until blocked_sighup
+    restores the mask: taken there, it is not then delivered with its default action, which ends the process."""
+    script = (
+        "import os, signal\nfrom menlo_cortex.runtime.reload.pipeline import blocked_sighup\n"
+        "with blocked_sighup():\n    os.kill(os.getpid(), signal.SIGHUP)\nprint('lived')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    assert (done.returncode, done.stdout.strip()) == (0, "lived"), done.stderr[-2000:]
