@@ -86,7 +86,7 @@ def measure(url: str, pid: int, model: str, streams: int, tokens: int) -> dict[s
     wall, spent = time.monotonic() - started, groups(pid, before, thread_times(pid))
     total = sum(group["seconds"] for group in spent.values())
     python = _python_seconds(spent)
-    kernel = _outside_decode_system_seconds(spent)
+    kernel = _kernel_seconds(spent)
     return {"tokens": generated, "tokens_per_s": generated / wall, "cpu_us_per_token": 1e6 * total / generated,
             "python_us_per_token": None if python is None else 1e6 * python / generated,
             "kernel_us_per_token": None if kernel is None else 1e6 * kernel / generated,
@@ -103,7 +103,7 @@ def _python_seconds(spent: dict[str, Any]) -> float | None:
     return float(python + max(0.0, spent["cortex-batch"]["seconds"] - one_worker))
 
 
-def _outside_decode_system_seconds(spent: dict[str, Any]) -> float | None:
+def _kernel_seconds(spent: dict[str, Any]) -> float | None:
     """The kernel's part of the main and request threads' CPU (socket writes, wake-ups): llama-server pays for its
     own writes too, so this part of the cost above is not Python's."""
     if "cortex-batch" not in spent:

@@ -255,7 +255,7 @@ def test_sighup_reloads_when_watching_is_off(start_cortex: StartServer) -> None:
 
 def test_a_server_stopped_and_continued_does_not_reload(start_cortex: StartServer) -> None:
     """Stopped (SIGSTOP, Ctrl-Z, a debugger or profiler) longer than the old SIGHUP poll's timeout, the collector
-    got a siginfo of no signal from Python's sigtimedwait and reloaded each time; only SIGHUP reloads."""
+    got a siginfo Python's sigtimedwait never filled in and reloaded each time; only SIGHUP reloads."""
     server = start_cortex("server:\n  reload:\n    enabled: false\n")
     for _ in range(3):
         server.process.send_signal(signal.SIGSTOP)
