@@ -20,8 +20,10 @@ Package = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9+.-]+$")]
 
 
 class Layout(StrEnum):
-    uefi = "uefi"  # GPT: EFI system partition (systemd-boot, kernel, initrd) + ext4 root
-    raspberry_pi = "raspberry-pi"  # MBR: FAT boot partition (firmware, kernel, device trees, config.txt) + ext4 root
+    # Both GPT: a FAT boot partition, two ext4 root slots and a data partition. The boot partition holds, besides
+    # each slot's kernel and initrd:
+    uefi = "uefi"  # systemd-boot and its entries (an EFI system partition)
+    raspberry_pi = "raspberry-pi"  # the firmware, device trees, config.txt, U-Boot and its boot.scr
 
 
 class Board(BaseModel):
@@ -39,6 +41,7 @@ class Board(BaseModel):
     device_trees: tuple[str, ...] = ()  # Raspberry Pi: the .dtb files (paths below the kernel's dtb folder)
     firmware: str | None = Field(None, pattern=r"/usr/[a-z0-9/._-]+")  # Raspberry Pi: folder of the boot firmware
     config_txt: tuple[str, ...] = ()  # Raspberry Pi: lines of config.txt
+    u_boot: str | None = Field(None, pattern=r"/usr/[a-z0-9/._-]+")  # Raspberry Pi: the U-Boot the firmware starts
     releases: tuple[Annotated[str, Field(pattern=r"^[a-z]+$")], ...] = ("bookworm", "trixie")  # Debian's that boot it
     backports: bool = False  # its kernel comes from the release's backports
     initramfs_modules: tuple[Annotated[str, Field(pattern=r"^[a-z0-9_-]+$")], ...] = ()  # loaded before the root

@@ -190,7 +190,7 @@ def _disk_board(view: Resolved) -> Iterator[Diagnostic]:
 
 
 def _device_updates(view: Resolved) -> Iterator[Diagnostic]:
-    """A/B updates: UEFI boards (systemd-boot counts the tries), and a version to order them by."""
+    """A/B updates: a version to order them by."""
     if view.config.device.updates.url is not None:
         yield from _ab_update(view, ("device", "updates", "url"))
 
@@ -200,30 +200,17 @@ def _update_artifact(view: Resolved) -> Iterator[Diagnostic]:
 
 
 def _ab_update(view: Resolved, where: Path_) -> Iterator[Diagnostic]:
-    name, layout = _board_layout(view)
-    if layout not in ("uefi", None):  # None: _disk_board reports it
-        message = f"board `{name}` boots without UEFI: A/B updates are built for UEFI boards (systemd-boot) only"
-        yield _located(view, where, message)
     if view.config.build.version is None:
         message = "updates are ordered by build.version: set it (dotted numbers such as 1.0.0)"
         yield _located(view, ("build", "version"), message)
 
 
 def _ab_data_folder(view: Resolved) -> Iterator[Diagnostic]:
-    """An A/B disk (a UEFI board's) mounts its data partition at /data: the service's folder is an overlay elsewhere."""
+    """A disk image mounts its data partition at /data: the service's folder is an overlay elsewhere."""
     path = PurePosixPath(str(view.config.data.path))
-    if _board_layout(view)[1] == "uefi" and (path == DATA_MOUNT or path.is_relative_to(DATA_MOUNT)):
-        message = f"{path}: a UEFI board's disk mounts its data partition at {DATA_MOUNT}; use {formats.DATA_DIR}"
+    if path == DATA_MOUNT or path.is_relative_to(DATA_MOUNT):
+        message = f"{path}: a disk image mounts its data partition at {DATA_MOUNT}; use {formats.DATA_DIR}"
         yield _located(view, ("data", "path"), message)
-
-
-def _board_layout(view: Resolved) -> tuple[str, str | None]:
-    target = view.config.target
-    name = boards.board_name(target.hardware, target.architecture.value)
-    try:
-        return name, boards.load_board(name).layout.value
-    except ConfigError:
-        return name, None
 
 
 # An image hands its data folder (and models/ in it) to the service user (uid 10001): never one of the

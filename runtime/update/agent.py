@@ -40,7 +40,7 @@ from .manifest import (
     parse_sums,
     version_key,
 )
-from .slots import Device, SlotError, entry_text, other
+from .slots import Device, SlotError, other
 from .source import Login, Source, SourceError, open_source
 from .state import DOWNLOADING, FAILED, INSTALLING, MAX_TRIES, REBOOTING, UpdateState
 from .trust import UntrustedUpdate, verify_pgp, verify_ssh
@@ -240,11 +240,11 @@ def _install(manifest: Manifest, settings: Settings, device: Device, source: Sou
     files = _download(manifest, device, source)
     state.state = INSTALLING
     state.save(device.state_folder)
-    device.remove_entry(target)  # from here until its new entry, systemd-boot never picks this slot
+    device.remove_entry(target)  # from here until its new entry, the boot loader never picks this slot
     _write_root(files[0], partition.device, manifest.root_bytes)
     carry_state(device.root, partition.device, settings.sync_state)
     device.install_boot_files(target, files[1], files[2])
-    device.add_entry(target, entry_text(target, manifest.version, partition.partuuid, manifest.boot_options))
+    device.add_entry(target, manifest.version, partition.partuuid, manifest.boot_options)
     shutil.rmtree(files[0].parent)  # the downloads: the data partition is for the device's data
     state.installed = {"version": manifest.version, "slot": target, "at": now(), "boot_id": device.boot_id()}
     state.state = REBOOTING

@@ -1,33 +1,35 @@
-"""The two root slots of a UEFI device and their systemd-boot entries: the one place that knows the A/B layout.
+"""The two root slots of an A/B device and how its boot loader picks one: the one place that knows the A/B layout.
 
-Each slot has a partition (GPT name `cortex-a`, `cortex-b`), a kernel and initrd on the EFI system partition
-(`cortex/<slot>/`) and a boot entry (`loader/entries/cortex-<slot>.conf`). An entry written for a new version
-carries a try counter (`cortex-b+1.conf`): systemd-boot counts the try down before booting it, sorts an entry with
-no tries left after the others, and so returns to the other slot by itself unless the new one is blessed (the
-counter removed) after it proved it answers. The disk builder writes the first entry with `entry_text` too.
+Each slot has a partition (GPT name `cortex-a`, `cortex-b`) and a kernel and initrd on the boot partition
+(`cortex/<slot>/`). Which slot boots is the boot loader's, and a new version boots once on trial:
+- UEFI boards (systemd-boot, the EFI system partition at /boot/efi): a boot entry per slot
+  (`loader/entries/cortex-<slot>.conf`). An entry written for a new version carries a try counter
+  (`cortex-b+1.conf`): systemd-boot counts the try down before booting it, sorts an entry with no tries left after
+  the others, and so returns to the other slot by itself unless the new one is blessed (the counter removed) after
+  it proved it answers.
+- Raspberry Pi boards (the firmware starts U-Boot, whose boot.scr picks the slot; the boot partition at
+  /boot/firmware): see `uboot.py`.
+The disk builder writes the first entry with the same code.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from menlo_cortex.cortexfile.formats import DEVICE_DATA
 
 from ..ops.durable import fsync_dir
+from .bootfiles import ESP_FOLDER, SLOT_OPTION, SLOTS, Entry, command_line, install_kernel, write_fat_text
+from .uboot import SCRIPT as UBOOT_SCRIPT
+from .uboot import UBootOnce
 
-SLOTS = ("a", "b")
-SLOT_OPTION = "cortex.slot"  # the kernel option that names the booted slot
 DATA_LABEL = "cortex-data"
-ESP_FOLDER = "cortex"  # cortex/<slot>/vmlinuz and initrd.img on the EFI system partition
 ENTRIES = "loader/entries"
 SORT_KEY = "cortex"  # same sort key, so systemd-boot orders the slots' entries by version, the newest first
 _ENTRY = re.compile(r"cortex-(?P<slot>[ab])(\+(?P<left>[0-9]{1,3})(-(?P<done>[0-9]{1,3}))?)?\.conf")
@@ -55,21 +57,8 @@ def entry_text(slot: str, version: str, root_partuuid: str, boot_options: str) -
         f"version {version}\n"
         f"linux /{ESP_FOLDER}/{slot}/vmlinuz\n"
         f"initrd /{ESP_FOLDER}/{slot}/initrd.img\n"
-        f"options root=PARTUUID={root_partuuid} {boot_options} {SLOT_OPTION}={slot}\n"
+        f"options {command_line(slot, root_partuuid, boot_options)}\n"
     )
-
-
-@dataclass(frozen=True)
-class Entry:
-    slot: str
-    path: Path
-    tries_left: int | None  # None: no counter (a blessed or first entry)
-    version: str
-
-    @property
-    def on_trial(self) -> bool:
-        """A counter: not blessed yet (with no tries left, systemd-boot boots it only when nothing else is left)."""
-        return self.tries_left is not None
 
 
 @dataclass(frozen=True)
@@ -84,6 +73,7 @@ class Device:
     """Where the device keeps what an update touches; a test points these at files and folders."""
 
     esp: Path = Path("/boot/efi")
+    firmware: Path = Path("/boot/firmware")  # a Raspberry Pi's boot partition
     data: Path = Path(DEVICE_DATA)
     cmdline: Path = Path("/proc/cmdline")
     os_release: Path = Path("/usr/lib/os-release")
@@ -131,8 +121,50 @@ class Device:
                 return Partition(Path(str(row["path"])), str(row["partuuid"]).lower(), int(row.get("size") or 0))
         raise SlotError(f"no partition named {partition_label(slot)} on the boot disk: this disk has no A/B slots")
 
+    @property
+    def loader(self) -> SystemdBoot | UBootOnce:
+        """U-Boot's boot-once files on a Raspberry Pi's boot partition, else systemd-boot's entries."""
+        if (self.firmware / UBOOT_SCRIPT).is_file():
+            return UBootOnce(self.firmware)
+        return SystemdBoot(self.esp)
+
     def entries(self) -> dict[str, Entry]:
         """The boot entries of the slots, by slot."""
+        return self.loader.entries(self.booted_slot())
+
+    def on_trial(self) -> bool:
+        """The booted slot is a new version that has not proved itself yet."""
+        entry = self.entries().get(self.booted_slot() or "")
+        return entry is not None and entry.on_trial
+
+    def remove_entry(self, slot: str) -> None:
+        """The slot is about to be overwritten: from now on the boot loader never picks it."""
+        self.loader.remove_entry(slot)
+
+    def install_boot_files(self, slot: str, kernel: Path, initrd: Path) -> None:
+        self.loader.install_boot_files(slot, kernel, initrd)
+
+    def add_entry(self, slot: str, version: str, root_partuuid: str, boot_options: str) -> None:
+        """The new slot's entry, with one boot to prove itself; written last, so a power cut before it leaves the
+        device booting the slot it ran."""
+        self.loader.add_entry(slot, version, root_partuuid, boot_options)
+
+    def mark_bad(self, slot: str) -> None:
+        """The slot failed its check: the boot loader picks the other slot next."""
+        self.loader.mark_bad(slot)
+
+    def bless(self, slot: str) -> bool:
+        """The booted slot answered: it stays. False when it was not on trial."""
+        return self.loader.bless(slot)
+
+
+@dataclass(frozen=True)
+class SystemdBoot:
+    """Boot Loader Specification entries with systemd-boot's try counters, on the EFI system partition."""
+
+    esp: Path
+
+    def entries(self, booted: str | None = None) -> dict[str, Entry]:
         folder = self.esp / ENTRIES
         found: dict[str, Entry] = {}
         for path in sorted(folder.iterdir()) if folder.is_dir() else []:
@@ -145,70 +177,36 @@ class Device:
             )
         return found
 
-    def on_trial(self) -> bool:
-        """The booted slot's entry still counts tries: a new version that has not proved itself yet."""
-        entry = self.entries().get(self.booted_slot() or "")
-        return entry is not None and entry.on_trial
-
     def remove_entry(self, slot: str) -> None:
-        """The slot is about to be overwritten: from now on systemd-boot never picks it."""
         entry = self.entries().get(slot)
         if entry is not None:
             entry.path.unlink()
             fsync_dir(entry.path.parent)
 
     def install_boot_files(self, slot: str, kernel: Path, initrd: Path) -> None:
-        folder = self.esp / ESP_FOLDER / slot
-        folder.mkdir(parents=True, exist_ok=True)
-        for source, name in ((kernel, "vmlinuz"), (initrd, "initrd.img")):
-            with source.open("rb") as stream:
-                _write_fat_file(folder / name, stream)
+        install_kernel(self.esp, slot, kernel, initrd)
 
-    def add_entry(self, slot: str, text: str, tries: int = 1) -> None:
-        """The new slot's entry, with `tries` boots to prove itself; written last, so a power cut before it leaves
-        the device booting the slot it ran."""
+    def add_entry(self, slot: str, version: str, root_partuuid: str, boot_options: str) -> None:
         (self.esp / ENTRIES).mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile() as stream:
-            stream.write(text.encode("utf-8"))
-            stream.seek(0)
-            _write_fat_file(self.esp / ENTRIES / f"cortex-{slot}+{tries}.conf", stream)
+        text = entry_text(slot, version, root_partuuid, boot_options)
+        write_fat_text(self.esp / ENTRIES / f"cortex-{slot}+1.conf", text)
 
     def mark_bad(self, slot: str) -> None:
-        """The slot failed its check: no tries left, so systemd-boot picks the other slot next, even on firmware
-        that would not let systemd-boot count the try down itself."""
+        """No tries left, so systemd-boot picks the other slot next, even on firmware that would not let systemd-boot
+        count the try down itself."""
         entry = self.entries().get(slot)
         if entry is not None and entry.tries_left != 0:
             os.rename(entry.path, entry.path.with_name(f"cortex-{slot}+0-1.conf"))
             fsync_dir(entry.path.parent)
 
     def bless(self, slot: str) -> bool:
-        """The booted slot answered: its entry loses its counter and stays. False when it had none."""
+        """The entry loses its counter and stays."""
         entry = self.entries().get(slot)
         if entry is None or not entry.on_trial:
             return False
         os.rename(entry.path, entry.path.with_name(f"cortex-{slot}.conf"))
         fsync_dir(entry.path.parent)
         return True
-
-
-def _write_fat_file(path: Path, stream: BinaryIO) -> None:
-    """Whole or not at all: a new file beside it, flushed, renamed over it. No chmod (FAT has no modes to set;
-    the mount's umask decides) and never through a link: O_EXCL makes the new name."""
-    temporary = path.with_name(f".{path.name}.new")
-    with contextlib.suppress(FileNotFoundError):
-        temporary.unlink()
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        with os.fdopen(descriptor, "wb") as out:
-            shutil.copyfileobj(stream, out, 1 << 20)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
-        raise
-    fsync_dir(path.parent)
 
 
 def _partition_name(mount: Path) -> str | None:

@@ -33,11 +33,19 @@ from ..systemd.build import with_platform
 from ..systemd.request import SystemdRequest
 from .layout import MIB, OFFSET_MIB, BootFile, Sizes, clamp_times, content_mib, make_disk
 from .plan import BOOT_MIB, DATA_MIB, FORMAT, DiskPlan, make_plan
-from .render import enabled_units, kernel_folder, render
+from .render import BOOT_SCRIPT_SOURCE, enabled_units, kernel_folder, render
 from .request import DiskRequest
+from .uboot_script import script_image
 from .userland import root_spec
 
 EFI_LOADERS = {"amd64": ("systemd-bootx64.efi", "BOOTX64.EFI"), "arm64": ("systemd-bootaa64.efi", "BOOTAA64.EFI")}
+# raspi-firmware's hooks copy the newest kernel to /boot/firmware and rewrite its config.txt on a kernel upgrade:
+# on a device whose slots each boot their own kernel through U-Boot, only an update changes a kernel.
+RASPI_FIRMWARE_HOOKS = (
+    "etc/kernel/postinst.d/z50-raspi-firmware",
+    "etc/kernel/postrm.d/z50-raspi-firmware",
+    "etc/initramfs/post-update.d/z50-raspi-firmware",
+)
 HEADROOM_MIB = 512  # free space in an image of the default size, before first boot grows it
 SPACE_FACTOR = 3  # root copy, file system image and disk image exist at once
 
@@ -92,6 +100,8 @@ def device_root(request: DiskRequest, resolved: Resolved, plan: DiskPlan, psk: s
     if plan.board.initramfs_modules:
         _update_initramfs(root, epoch)
     boot = {**boot_files(plan, root), **{name: BootFile(None, text) for name, text in rendered.boot.items()}}
+    if BOOT_SCRIPT_SOURCE in rendered.boot:
+        boot["boot.scr"] = BootFile(None, data=script_image(rendered.boot[BOOT_SCRIPT_SOURCE], epoch))
     clamp_times(root, epoch)
     return DeviceRoot(root, boot, epoch)
 
@@ -101,7 +111,7 @@ def _assemble(request: DiskRequest, resolved: Resolved, plan: DiskPlan, psk: str
     sizes = disk_sizes(resolved, plan, device.folder)
     _check_space(work, sizes.root)
     contents = _contents(plan, resolved, device.folder)
-    data = data_folder(plan, device.folder, work / "data", device.epoch) if plan.ab else None
+    data = data_folder(plan, device.folder, work / "data", device.epoch)
     disk = make_disk(plan, device.folder, device.boot, work, sizes=sizes, epoch=device.epoch, data=data)
     shutil.rmtree(device.folder)
     (work / f"{plan.name}.spdx.json").write_bytes(sbom.encode(sbom.document(contents, device.epoch)))
@@ -175,9 +185,10 @@ def configure_device(plan: DiskPlan, root: Path, files: Mapping[str, tuple[str, 
     for key in (root / "etc" / "ssh").glob("ssh_host_*"):
         key.unlink()
     (root / "etc" / "machine-id").write_text("", encoding="utf-8")  # each copy makes its own at first boot
-    if plan.ab:  # where the data partition and cortex sync's folder on it are mounted
-        for mount_point in ("data", plan.sync_path.lstrip("/")):
-            (root / mount_point).mkdir(mode=0o755, exist_ok=True)
+    for mount_point in ("data", plan.sync_path.lstrip("/")):  # the data partition, cortex sync's folder on it
+        (root / mount_point).mkdir(mode=0o755, exist_ok=True)
+    for hook in RASPI_FIRMWARE_HOOKS:  # they would make /boot/firmware boot one kernel, not the slots (see below)
+        (root / hook).unlink(missing_ok=True)
     _stamp_os_release(plan, root)
     enable, disable = enabled_units(plan)
     _systemctl(root, "enable", enable)
@@ -223,7 +234,7 @@ def boot_files(plan: DiskPlan, root: Path) -> dict[str, BootFile]:
         f"{at}vmlinuz": BootFile(kernels[-1]),
         f"{at}initrd.img": BootFile(root / "boot" / f"initrd.img-{release}"),
     }
-    if plan.ab:
+    if plan.uefi:
         loader, name = EFI_LOADERS[plan.architecture]
         files[f"EFI/BOOT/{name}"] = BootFile(root / "usr" / "lib" / "systemd" / "boot" / "efi" / loader)
     else:
@@ -241,24 +252,26 @@ def _raspberry_pi_files(plan: DiskPlan, root: Path, release: str) -> dict[str, B
     files = {path.name: BootFile(path) for path in sorted(firmware.iterdir()) if path.is_file()}
     trees = root / "usr" / "lib" / f"linux-image-{release}"
     files |= {Path(tree).name: BootFile(trees / tree) for tree in plan.board.device_trees}
+    if plan.board.u_boot is None:
+        raise DiskError(f"hardware recipe `{plan.board.name}` names no U-Boot (disk.u_boot): its slots cannot boot")
+    files["u-boot.bin"] = BootFile(root / plan.board.u_boot.lstrip("/"))
     return files
 
 
 def disk_sizes(resolved: Resolved, plan: DiskPlan, root: Path) -> Sizes:
-    """The root file system: its content plus room. Its slot: the same on a disk without slots; on an A/B disk
-    twice that (room for the versions after it), or half of what device.image_size_mb leaves."""
+    """The root file system: its content plus room. Its slot: twice that (room for the versions after it), or half
+    of what device.image_size_mb leaves."""
     needed = content_mib(root)
     root_mib = _round(needed + max(HEADROOM_MIB, needed // 4))
-    data_mib = DATA_MIB if plan.ab else 0
     if plan.size_mib is None:
-        return Sizes(root_mib, 2 * root_mib if plan.ab else root_mib, data_mib)
-    room = plan.size_mib - BOOT_MIB - data_mib - 2 * OFFSET_MIB
-    slot_mib = room // 2 if plan.ab else room
+        return Sizes(root_mib, 2 * root_mib, DATA_MIB)
+    room = plan.size_mib - BOOT_MIB - DATA_MIB - 2 * OFFSET_MIB
+    slot_mib = room // 2
     if slot_mib < needed:
-        least = (2 if plan.ab else 1) * needed + BOOT_MIB + data_mib + 2 * OFFSET_MIB
+        least = 2 * needed + BOOT_MIB + DATA_MIB + 2 * OFFSET_MIB
         message = f"{plan.size_mib} MiB is smaller than the image's content: it needs at least {least} MiB"
         raise ConfigError([Diagnostic(resolved.origin(("device", "image_size_mb")), "device.image_size_mb", message)])
-    return Sizes(min(root_mib, slot_mib), slot_mib, data_mib)
+    return Sizes(min(root_mib, slot_mib), slot_mib, DATA_MIB)
 
 
 def _round(mib: int) -> int:

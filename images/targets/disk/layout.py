@@ -36,8 +36,9 @@ class LayoutError(RuntimeError):
 
 @dataclass(frozen=True)
 class BootFile:
-    source: Path | None  # a file to copy, or None for `text`
+    source: Path | None  # a file to copy, or None for `text` (or `data`)
     text: str = ""
+    data: bytes | None = None
 
 
 def content_mib(root: Path) -> int:
@@ -70,34 +71,29 @@ def _paths(root: Path) -> list[str]:
 
 @dataclass(frozen=True)
 class Sizes:
-    """Partition sizes in MiB: the root file system, the slot that holds it (bigger on an A/B disk: room for the
-    versions after it), and the data partition (A/B disks only; first boot grows it to the disk)."""
+    """Partition sizes in MiB: the root file system, the slot that holds it (bigger: room for the versions after it),
+    and the data partition (first boot grows it to the disk)."""
 
     root: int
     slot: int
-    data: int = 0
+    data: int
 
     @property
     def disk(self) -> int:
-        slots = 2 * self.slot if self.data else self.slot
-        return OFFSET_MIB + BOOT_MIB + slots + self.data + OFFSET_MIB
+        return OFFSET_MIB + BOOT_MIB + 2 * self.slot + self.data + OFFSET_MIB
 
 
 def make_disk(
-    plan: DiskPlan, root: Path, boot: Mapping[str, BootFile], work: Path, *, sizes: Sizes, epoch: int, data: Path | None
+    plan: DiskPlan, root: Path, boot: Mapping[str, BootFile], work: Path, *, sizes: Sizes, epoch: int, data: Path
 ) -> Path:
-    """The raw disk image `work/disk.img`: the boot partition, then the root (slot a), and on an A/B disk an empty
-    slot b and the data partition made from the folder `data`."""
+    """The raw disk image `work/disk.img`: the boot partition, the root (slot a), an empty slot b and the data
+    partition made from the folder `data`."""
     images: list[tuple[Path | None, int]] = [
         (_boot_partition(plan, boot, work / "boot.part", epoch), BOOT_MIB),
         (root_file_system(plan, root, work / "root.part", sizes.root, epoch), sizes.slot),
+        (None, sizes.slot),
+        (data_file_system(plan, data, work / "data.part", sizes.data, epoch), sizes.data),
     ]
-    if plan.ab:
-        assert data is not None
-        images += [
-            (None, sizes.slot),
-            (data_file_system(plan, data, work / "data.part", sizes.data, epoch), sizes.data),
-        ]
     disk = work / "disk.img"
     with disk.open("wb") as file:
         file.truncate(sizes.disk * MIB)
@@ -114,26 +110,20 @@ def make_disk(
 
 
 def _table(plan: DiskPlan, extents: list[tuple[int, int]]) -> str:
-    """sfdisk's script for the partitions at `extents` (start, size in sectors)."""
+    """sfdisk's script for the partitions at `extents` (start, size in sectors). GPT on every board: the Raspberry
+    Pi 4's and 5's EEPROM boot loaders read it (the Pi 4's since its 2020-09 release) and boot the first FAT
+    partition, an EFI system partition here as on UEFI boards."""
     ids = plan.ids
-    if plan.ab:
-        root_type = ROOT_TYPES[plan.architecture]
-        kinds = [
-            (ESP_TYPE, ids.boot_partition, ESP_LABEL),
-            (root_type, ids.root_partition, partition_label("a")),
-            (root_type, ids.other_root_partition, partition_label("b")),
-            (LINUX_TYPE, ids.data_partition, DATA_LABEL),
-        ]
-        lines = [f"start={start}, size={size}, type={kind}, uuid={uuid}, name={name}"
-                 for (start, size), (kind, uuid, name) in zip(extents, kinds, strict=True)]  # fmt: skip
-        return f"label: gpt\nlabel-id: {ids.disk}\n" + "\n".join(lines) + "\n"
-    # The Raspberry Pi's boot ROM reads an MBR on every revision: FAT32 (LBA) boot, Linux root.
-    (boot_start, boot_size), (root_start, root_size) = extents
-    return (
-        f"label: dos\nlabel-id: {ids.mbr_id}\n"
-        f"start={boot_start}, size={boot_size}, type=c, bootable\n"
-        f"start={root_start}, size={root_size}, type=83\n"
-    )
+    root_type = ROOT_TYPES[plan.architecture]
+    kinds = [
+        (ESP_TYPE, ids.boot_partition, ESP_LABEL),
+        (root_type, ids.root_partition, partition_label("a")),
+        (root_type, ids.other_root_partition, partition_label("b")),
+        (LINUX_TYPE, ids.data_partition, DATA_LABEL),
+    ]
+    lines = [f"start={start}, size={size}, type={kind}, uuid={uuid}, name={name}"
+             for (start, size), (kind, uuid, name) in zip(extents, kinds, strict=True)]  # fmt: skip
+    return f"label: gpt\nlabel-id: {ids.disk}\n" + "\n".join(lines) + "\n"
 
 
 def data_file_system(plan: DiskPlan, folder: Path, image: Path, size_mib: int, epoch: int) -> Path:
@@ -202,7 +192,7 @@ def _boot_partition(plan: DiskPlan, files: Mapping[str, BootFile], image: Path, 
         if source is None:
             source = staged / str(index)
             source.parent.mkdir(parents=True, exist_ok=True)
-            source.write_text(file.text, encoding="utf-8")
+            source.write_bytes(file.text.encode("utf-8") if file.data is None else file.data)
             os.utime(source, (epoch, epoch))
         _mtools("mcopy", "-m", "-i", str(image), str(source), f"::/{name}", epoch=epoch)
     return image

@@ -19,7 +19,6 @@ from menlo_cortex.cortexfile.formats import DATA_DIR, DEVICE_KEY_FILE
 from menlo_cortex.cortexfile.loader import Resolved
 from menlo_cortex.cortexfile.schema.device import Updates
 from menlo_cortex.cortexfile.schema.sync import Sync
-from menlo_cortex.runtime.update.slots import SLOT_OPTION
 
 FORMAT = "disk"
 BOOT_MIB = 256  # the EFI system partition or the Raspberry Pi's boot partition
@@ -79,10 +78,6 @@ class DiskIds:
         """The FAT volume id: 8 hexadecimal digits."""
         return hashlib.sha256(f"{self.seed}|boot-volume".encode()).hexdigest()[:8]
 
-    @property
-    def mbr_id(self) -> str:
-        return "0x" + hashlib.sha256(f"{self.seed}|mbr".encode()).hexdigest()[:8]
-
 
 @dataclass(frozen=True)
 class Network:
@@ -123,16 +118,9 @@ class DiskPlan:
         return f"cortex-{self.board.name}"
 
     @property
-    def ab(self) -> bool:
-        """Two root slots and a data partition (UEFI boards: systemd-boot counts a new slot's tries)."""
+    def uefi(self) -> bool:
+        """systemd-boot on an EFI system partition; else a Raspberry Pi's firmware and U-Boot."""
         return self.board.layout.value == "uefi"
-
-    @property
-    def root_reference(self) -> str:
-        """How the kernel command line names the root partition (slot a of an A/B disk)."""
-        if self.ab:
-            return f"PARTUUID={self.ids.root_partition}"
-        return f"PARTUUID={self.ids.mbr_id[2:]}-02"
 
     @property
     def sync_path(self) -> str:
@@ -148,12 +136,7 @@ class DiskPlan:
 
     @property
     def boot_mount(self) -> str:
-        return "/boot/efi" if self.board.layout.value == "uefi" else "/boot/firmware"
-
-    @property
-    def kernel_options(self) -> str:
-        slot = f" {SLOT_OPTION}=a" if self.ab else ""
-        return f"root={self.root_reference} {self.boot_options}{slot}"
+        return "/boot/efi" if self.uefi else "/boot/firmware"
 
 
 def sync_packages(sync: Sync) -> tuple[str, ...]:
@@ -164,10 +147,8 @@ def sync_packages(sync: Sync) -> tuple[str, ...]:
     return ("git", "openssh-client", *(("gpg",) if pgp else ()))
 
 
-def update_packages(updates: Updates, ab: bool) -> tuple[str, ...]:
+def update_packages(updates: Updates) -> tuple[str, ...]:
     """zstd unpacks an update into the idle slot; ssh-keygen or gpg checks its signature."""
-    if not ab:
-        return ()
     pgp = any(key.startswith("/") for key in updates.trusted_keys)
     return ("zstd", "openssh-client", *(("gpg",) if pgp else ()))
 
@@ -181,14 +162,13 @@ def make_plan(resolved: Resolved, config_hash: str) -> DiskPlan:
     device, target = config.device, config.target
     name = board_name(target.hardware, target.architecture.value)
     board = load_board(name)
-    ab = board.layout.value == "uefi"
     auth = config.server.auth
     return DiskPlan(
         name=f"{device.hostname}-{name}",
         board=board,
         architecture=target.architecture.value,
         hostname=device.hostname,
-        sync_packages=tuple(sorted({*sync_packages(config.sync), *update_packages(device.updates, ab)})),
+        sync_packages=tuple(sorted({*sync_packages(config.sync), *update_packages(device.updates)})),
         updates=device.updates.url is not None,
         update_interval_s=device.updates.interval_s,
         update_ready_timeout_s=device.updates.ready_timeout_s,

@@ -10,7 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from menlo_cortex.cortexfile.formats import DEVICE_DATA
-from menlo_cortex.runtime.update.slots import DATA_LABEL, ENTRIES, ESP_FOLDER, entry_text
+from menlo_cortex.runtime.update import uboot
+from menlo_cortex.runtime.update.bootfiles import ESP_FOLDER
+from menlo_cortex.runtime.update.slots import DATA_LABEL, ENTRIES, entry_text
 
 from ...templating import environment
 from .plan import ESP_LABEL, DiskPlan
@@ -24,10 +26,11 @@ SELFCHECK = "usr/lib/cortex-device/selfcheck"
 @dataclass(frozen=True)
 class Rendered:
     root: dict[str, tuple[str, int]]  # path in the root file system -> (text, mode)
-    boot: dict[str, str]  # path on the boot partition -> text
+    boot: dict[str, str]  # path on the boot partition -> text (U-Boot's boot.cmd: the source of boot.scr)
 
 
 INITRAMFS_MODULES = "etc/initramfs-tools/modules"
+BOOT_SCRIPT_SOURCE = "boot.cmd"  # U-Boot's script, kept beside the boot.scr made from it
 
 
 def render(plan: DiskPlan, psk: str | None = None) -> Rendered:
@@ -36,7 +39,6 @@ def render(plan: DiskPlan, psk: str | None = None) -> Rendered:
         "plan": plan,
         "generate_key": "yes" if plan.generate_key else "no",
         "ssh": "yes" if plan.ssh_keys else "no",
-        "boot_reference": _boot_reference(plan),
         "ssid_hex": (plan.wifi_ssid or "").encode().hex(),
         "psk": psk or "",
         "consoles": f"tty0 {plan.board.serial_console},115200",
@@ -44,7 +46,10 @@ def render(plan: DiskPlan, psk: str | None = None) -> Rendered:
         "esp_label": ESP_LABEL,
         "data_label": DATA_LABEL,
         "data_mount": DATA_MOUNT,
-        "grow_mount": DATA_MOUNT if plan.ab else "/",
+        "kept_file": uboot.KEPT,
+        "try_file": uboot.TRY,
+        "entry_file": uboot.ENTRY,
+        "slot_folder": ESP_FOLDER,
         "update_exec": UPDATE_EXEC,
         "first_check_s": min(120, plan.update_interval_s),
         "spread_s": min(300, plan.update_interval_s // 10),
@@ -70,12 +75,9 @@ def render(plan: DiskPlan, psk: str | None = None) -> Rendered:
     if plan.wifi_ssid is not None:
         root["etc/systemd/network/81-cortex-wifi.network"] = (text("wifi.network.j2"), 0o644)
         root["etc/wpa_supplicant/wpa_supplicant-wlan0.conf"] = (text("wpa_supplicant.conf.j2"), 0o600)
-    if plan.board.layout.value == "raspberry-pi":
-        root["etc/default/raspi-firmware"] = (text("raspi-firmware.j2"), 0o644)
     if plan.board.initramfs_modules:
         root[INITRAMFS_MODULES] = (text("initramfs-modules.j2"), 0o644)
-    if plan.ab:
-        root["etc/systemd/system/cortex-update-check.service"] = (text("cortex-update-check.service.j2"), 0o644)
+    root["etc/systemd/system/cortex-update-check.service"] = (text("cortex-update-check.service.j2"), 0o644)
     if plan.updates:
         root["etc/systemd/system/cortex-update.service"] = (text("cortex-update.service.j2"), 0o644)
         root["etc/systemd/system/cortex-update.timer"] = (text("cortex-update.timer.j2"), 0o644)
@@ -90,24 +92,26 @@ def enabled_units(plan: DiskPlan) -> tuple[list[str], list[str]]:
     if plan.wifi_ssid is not None:
         enable.append("wpa_supplicant@wlan0.service")
     (enable if plan.ssh_keys else disable).append("ssh.service")
-    enable += ["cortex-update-check.service"] if plan.ab else []
+    enable.append("cortex-update-check.service")
     enable += ["cortex-update.timer"] if plan.updates else []
     return enable, disable
 
 
 def _boot_files(plan: DiskPlan, text: Callable[[str], str]) -> dict[str, str]:
-    if plan.ab:
-        entry = entry_text("a", plan.version or "0", plan.ids.root_partition, plan.boot_options)
+    """Slot a's entry, and what picks a slot: systemd-boot's settings, or the Pi firmware's config and U-Boot's
+    script."""
+    version, root = plan.version or "0", plan.ids.root_partition
+    if plan.uefi:
+        entry = entry_text("a", version, root, plan.boot_options)
         return {"loader/loader.conf": text("loader.conf.j2"), f"{ENTRIES}/cortex-a.conf": entry}
-    return {"config.txt": text("config.txt.j2"), "cmdline.txt": text("cmdline.txt.j2")}
+    return {
+        "config.txt": text("config.txt.j2"),
+        BOOT_SCRIPT_SOURCE: text("boot.cmd.j2"),
+        uboot.KEPT: uboot.kept_text("a"),
+        f"{kernel_folder(plan)}{uboot.ENTRY}": uboot.entry_text("a", version, root, plan.boot_options),
+    }
 
 
 def kernel_folder(plan: DiskPlan) -> str:
-    """Where the boot partition holds the kernel and initrd: slot a's folder on an A/B disk, else the top."""
-    return f"{ESP_FOLDER}/a/" if plan.ab else ""
-
-
-def _boot_reference(plan: DiskPlan) -> str:
-    if plan.ab:
-        return f"PARTUUID={plan.ids.boot_partition}"
-    return f"PARTUUID={plan.ids.mbr_id[2:]}-01"
+    """Where the boot partition holds slot a's kernel and initrd."""
+    return f"{ESP_FOLDER}/a/"

@@ -153,12 +153,16 @@ def test_the_wifi_key_is_derived_as_wpa_passphrase_does(tmp_path: Path) -> None:
 UPDATES = "device:\n  updates:\n    url: https://updates.example/fleet/\n    trusted_keys: [/etc/cortex/fleet.asc]\n"
 
 
-def test_updates_need_a_version_and_a_uefi_board(tmp_path: Path) -> None:
+def test_updates_need_a_version_on_every_board(tmp_path: Path) -> None:
     assert "build.version: updates are ordered by build.version" in refusal(tmp_path, UPDATES)
-    pi = refusal(tmp_path, "target:\n  hardware: raspberry-pi-4\nbuild:\n  version: 1.0.0\n" + UPDATES)
-    assert "device.updates.url: board `raspberry-pi-4` boots without UEFI: A/B updates are built for UEFI" in pi
+    pi = refusal(tmp_path, "target:\n  hardware: raspberry-pi-4\n" + UPDATES)
+    assert "build.version: updates are ordered by build.version" in pi
+    plan = plan_for(write(tmp_path, "target:\n  hardware: raspberry-pi-4\nbuild:\n  version: 1.0.0\n" + UPDATES))
+    assert (plan.updates, plan.uefi, plan.boot_mount) == (True, False, "/boot/firmware")
 
 
-def test_a_uefi_disk_keeps_its_data_partition_at_data(tmp_path: Path) -> None:
+def test_a_disk_keeps_its_data_partition_at_data(tmp_path: Path) -> None:
     message = refusal(tmp_path, "data:\n  path: /data/models\n")
-    assert "data.path: /data/models: a UEFI board's disk mounts its data partition at /data" in message
+    assert "data.path: /data/models: a disk image mounts its data partition at /data" in message
+    pi = refusal(tmp_path, "target:\n  hardware: raspberry-pi-4\ndata:\n  path: /data\n")
+    assert "data.path: /data: a disk image mounts its data partition at /data" in pi
