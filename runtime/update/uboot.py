@@ -79,6 +79,7 @@ class UBootOnce:
         install_kernel(self.boot, slot, kernel, initrd)
 
     def add_entry(self, slot: str, version: str, root_partuuid: str, boot_options: str) -> None:
+        (self.boot / ESP_FOLDER / slot).mkdir(parents=True, exist_ok=True)
         write_fat_text(self.boot / ESP_FOLDER / slot / ENTRY, entry_text(slot, version, root_partuuid, boot_options))
         write_fat_text(self.boot / TRY, f"cortex_try={slot}\n")
 

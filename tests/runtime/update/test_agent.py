@@ -5,9 +5,11 @@ the boot disk) and the reboot are the test's."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
+import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -19,6 +21,7 @@ from typing import Any
 import pytest
 from menlo_cortex.images.targets.update.sign import SigningError, SigningKey
 from menlo_cortex.runtime.fetch.netsettings import NetSettings, tls_context
+from menlo_cortex.runtime.update import uboot
 from menlo_cortex.runtime.update.agent import Settings, in_window, reconcile, run_round
 from menlo_cortex.runtime.update.check import Server, probes, run_check
 from menlo_cortex.runtime.update.manifest import MANIFEST, SUMS, Manifest, Payload
@@ -355,3 +358,76 @@ def test_a_version_that_never_came_up_is_tried_again_a_few_times(tmp_path: Path)
         assert state.last_error is not None
         assert "it never became ready" in str(state.last_error["message"])
         assert (NEWER in state.failed_versions) == (trial == 3)
+
+
+def pi_device(tmp_path: Path, booted: str = "a") -> FileDevice:
+    """A Raspberry Pi: its boot partition (U-Boot's boot.scr and the slot files) at `firmware`, no EFI partition."""
+    dev = device(tmp_path, booted)
+    shutil.rmtree(dev.esp)
+    firmware = tmp_path / "firmware"
+    (firmware / "cortex" / booted).mkdir(parents=True)
+    (firmware / "boot.scr").write_bytes(b"script")
+    (firmware / "cortex/slot.txt").write_text(uboot.kept_text(booted))
+    entry = uboot.entry_text(booted, RUNNING, PARTUUIDS[booted], OPTIONS)
+    (firmware / "cortex" / booted / "boot.txt").write_text(entry)
+    return dataclasses.replace(dev, firmware=firmware)
+
+
+def u_boot_takes_the_try(dev: FileDevice) -> FileDevice:
+    """What boot.scr does at the next boot: it removes try.txt and boots the slot it named."""
+    slot = (dev.firmware / "cortex/try.txt").read_text().strip().removeprefix("cortex_try=")
+    (dev.firmware / "cortex/try.txt").unlink()
+    dev.cmdline.write_text(f"root=PARTUUID={PARTUUIDS[slot]} {OPTIONS} cortex.slot={slot}\n")
+    (dev.boot_id_file).write_text("second-boot\n")
+    return dev
+
+
+@pytest.mark.parametrize("answers", [True, False])
+def test_a_raspberry_pi_tries_the_new_slot_once_through_u_boots_files(
+    tmp_path: Path, served: tuple[Path, str], answers: bool
+) -> None:
+    key = ssh_key(tmp_path / "fleet")
+    publish(make_update(tmp_path / "v2", key), served[0])
+    dev = pi_device(tmp_path)
+    assert isinstance(dev.loader, uboot.UBootOnce)
+    settings = Settings(served[1], (key.with_suffix(".pub").read_text().strip(),), None)
+    assert run_round(settings, dev, net(), lambda: None)
+    firmware = dev.firmware
+    assert (firmware / "cortex/try.txt").read_text() == "cortex_try=b\n"
+    assert (firmware / "cortex/b/boot.txt").read_text() == uboot.entry_text("b", NEWER, PARTUUIDS["b"], OPTIONS)
+    assert (firmware / "cortex/b/vmlinuz").read_bytes() == b"kernel " + NEWER.encode()
+    assert (firmware / "cortex/slot.txt").read_text() == "cortex_slot=a\n"  # kept: a, until b proves itself
+    assert dev.entries()["b"].tries_left == 1
+    dev = u_boot_takes_the_try(dev)
+    assert dev.on_trial()
+    assert dev.entries()["b"].version == NEWER
+    handler = type("Handler", (Answers,), {"status": 200 if answers else 500})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    kept = run_check(dev, Server(url, "key"), probes([("gemma", "chat")]), 1, lambda: False, poll_s=0.1)
+    server.shutdown()
+    server.server_close()
+    assert kept == answers
+    assert (firmware / "cortex/slot.txt").read_text() == f"cortex_slot={'b' if answers else 'a'}\n"
+    assert not (firmware / "cortex/try.txt").exists()
+    assert not dev.on_trial() if answers else dev.on_trial()
+    if not answers:  # the check's unit reboots: U-Boot boots the kept slot, and the agent reports why
+        dev.cmdline.write_text(f"root=PARTUUID={PARTUUIDS['a']} {OPTIONS} cortex.slot=a\n")
+        (dev.boot_id_file).write_text("third-boot\n")
+        state = UpdateState.load(dev.state_folder)
+        reconcile(state, dev)
+        assert state.state == FAILED
+        assert NEWER in state.failed_versions
+        assert "(HTTP 500)" in str((state.last_error or {}).get("message"))
+        assert not dev.on_trial()
+
+
+def test_the_slot_about_to_be_written_loses_its_try_and_its_entry(tmp_path: Path) -> None:
+    dev = pi_device(tmp_path)
+    dev.add_entry("b", NEWER, PARTUUIDS["b"], OPTIONS)
+    assert dev.loader.armed() == "b"  # type: ignore[union-attr]
+    dev.remove_entry("b")
+    assert not (dev.firmware / "cortex/try.txt").exists()
+    assert not (dev.firmware / "cortex/b/boot.txt").exists()
+    assert set(dev.entries()) == {"a"}

@@ -1,0 +1,94 @@
+"""The Raspberry Pi's slot choice on the real boot loader: Debian's U-Boot (u-boot-qemu's qemu_arm64 build, the same
+sources as u-boot-rpi) runs the boot.scr a Raspberry Pi disk image carries, from the image's own GPT boot partition,
+under qemu-system-aarch64 -M virt. Each qemu run is one power-on; the slots' kernels are stand-ins, so booti fails
+and the script's own fallback shows. The update agent's side writes the files (runtime/update/uboot.py); mtools
+puts them into the image as a mounted partition would get them."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from menlo_cortex.images.targets.disk.layout import BootFile, Sizes, make_disk
+from menlo_cortex.images.targets.disk.render import BOOT_SCRIPT_SOURCE, render
+from menlo_cortex.images.targets.disk.uboot_script import script_image
+from menlo_cortex.runtime.update import uboot
+
+from .conftest import GOLDEN, plan_for
+from .fixtures import _MTOOLS, fat_paths, partitions
+
+pytestmark = [pytest.mark.vm, pytest.mark.timeout(600)]
+U_BOOT = Path("/usr/lib/u-boot/qemu_arm64/u-boot.bin")
+PARTUUID_B = "22222222-2222-4222-8222-222222222222"
+SCRIPT_DONE = ("did not boot", "=> ")  # the script gave up on a slot, or U-Boot's prompt after it
+POWER_ON_S = 180
+
+
+@pytest.fixture(scope="module")
+def disk(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if shutil.which("qemu-system-aarch64") is None or not U_BOOT.is_file() or shutil.which("mcopy") is None:
+        pytest.skip("needs qemu-system-arm, u-boot-qemu and mtools (scripts/setup.sh installs them)")
+    work = tmp_path_factory.mktemp("uboot")
+    plan = plan_for(GOLDEN / "raspberry-pi-4-wifi" / "Cortexfile.yaml")
+    rendered = render(plan, "0" * 64)
+    boot = {name: BootFile(None, text) for name, text in rendered.boot.items()}
+    boot["boot.scr"] = BootFile(None, data=script_image(rendered.boot[BOOT_SCRIPT_SOURCE], 0))
+    boot |= {f"cortex/a/{name}": BootFile(None, f"stand-in {name} a\n") for name in ("vmlinuz", "initrd.img")}
+    root, data = work / "root", work / "data"
+    for folder in (root / "etc", data):
+        folder.mkdir(parents=True)
+    return make_disk(plan, root, boot, work, sizes=Sizes(16, 16, 16), epoch=0, data=data)
+
+
+def power_on(disk: Path) -> list[str]:
+    """One boot: the lines U-Boot printed, until the script gave up on a slot or U-Boot reset (-no-reboot ends qemu)."""
+    command = ["qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a57", "-m", "512", "-nographic", "-no-reboot",
+               "-bios", str(U_BOOT), "-nic", "none", "-drive", f"if=none,file={disk},format=raw,id=disk",
+               "-device", "virtio-blk-device,drive=disk"]  # fmt: skip
+    lines: list[str] = []
+    deadline = time.monotonic() + POWER_ON_S
+    with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True) as vm:  # fmt: skip
+        try:
+            assert vm.stdout is not None
+            for line in vm.stdout:
+                lines.append(line.rstrip())
+                if any(done in line for done in SCRIPT_DONE) or time.monotonic() > deadline:
+                    break
+        finally:
+            vm.kill()
+    return [line for line in lines if line.startswith("cortex: ")]
+
+
+def put(disk: Path, files: dict[str, Path]) -> None:
+    start = partitions(disk)["partitions"][0]["start"] * 512
+    for name, source in files.items():
+        folder = ["mmd", "-i", f"{disk}@@{start}", f"::/{Path(name).parent}"]
+        subprocess.run(folder, check=False, capture_output=True, env=_MTOOLS, timeout=60)  # fails when it exists
+        command = ["mcopy", "-o", "-i", f"{disk}@@{start}", str(source), f"::/{name}"]
+        subprocess.run(command, check=True, env=_MTOOLS, timeout=60)
+
+
+def test_a_new_slot_boots_once_then_the_kept_one_until_its_check_keeps_it(disk: Path, tmp_path: Path) -> None:
+    assert power_on(disk) == ["cortex: booting slot a (version 0)", "cortex: slot a did not boot"]
+
+    staged = uboot.UBootOnce(tmp_path)  # what the update agent writes on the mounted boot partition
+    staged.add_entry("b", "1.1.0", PARTUUID_B, "rw rootwait")
+    for name in ("vmlinuz", "initrd.img"):
+        (tmp_path / "cortex/b" / name).write_text(f"stand-in {name} b\n")
+    put(disk, {f"cortex/b/{p.name}": p for p in sorted((tmp_path / "cortex/b").iterdir())})
+    put(disk, {uboot.TRY: tmp_path / uboot.TRY})
+    assert power_on(disk) == [
+        "cortex: trying slot b (version 1.1.0) once; the kept slot is a",
+        "cortex: slot b did not boot; resetting into slot a",
+    ]
+    start = partitions(disk)["partitions"][0]["start"]
+    assert f"::/{uboot.TRY}" not in fat_paths(disk, start)  # taken before the try: a second power-on is a's
+    assert power_on(disk)[0] == "cortex: booting slot a (version 0)"
+
+    staged.bless("b")  # the check kept it
+    put(disk, {uboot.KEPT: tmp_path / uboot.KEPT})
+    assert power_on(disk)[0] == "cortex: booting slot b (version 1.1.0)"
