@@ -197,5 +197,5 @@ class Device(Section):
     )
     updates: Updates = Field(
         default_factory=Updates,
-        description="Signed A/B updates of the whole image (UEFI boards): checked on a timer, kept once they answer.",
+        description="Signed A/B updates of the whole image: checked on a timer, kept once they answer.",
     )

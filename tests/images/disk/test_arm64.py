@@ -32,7 +32,7 @@ from .qemu import PiBoot, boot, boot_raspi4b, raspi4b_device_tree
 from .test_boot import first_chat
 
 pytestmark = [pytest.mark.arm64, pytest.mark.slow, pytest.mark.vm, pytest.mark.timeout(7200)]
-PI4_BOOT_FILES = ("vmlinuz", "initrd.img", "bcm2711-rpi-4-b.dtb")
+PI4_BOOT_FILES = ("cortex/a/vmlinuz", "cortex/a/initrd.img", "bcm2711-rpi-4-b.dtb")
 FIRST_ANSWER_S = 3600  # an emulated arm64 machine on an emulated CPU: boot, then load and decode
 
 
@@ -67,26 +67,30 @@ def pi4_image(tmp_path_factory: pytest.TempPathFactory, test_data_dir: Path) -> 
 
 
 def test_raspberry_pi_4_image_layout(pi4_image: Image) -> None:
+    """GPT with the A/B layout; the firmware starts U-Boot, whose boot.scr boots slot a (tests/images/disk/
+    test_uboot_slots.py runs that script on U-Boot)."""
     image = pi4_image
     plan = plan_for(image.cortexfile)
     table = partitions(image.img)
-    assert (table["label"], table["id"]) == ("dos", plan.ids.mbr_id)
-    boot_part, root_part = table["partitions"]
-    assert (boot_part["type"], boot_part.get("bootable"), root_part["type"]) == ("c", True, "83")
-    expected = {"start4.elf", "fixup4.dat", "bcm2711-rpi-4-b.dtb", "vmlinuz", "initrd.img", "config.txt"}
+    assert (table["label"], table["id"].lower()) == ("gpt", plan.ids.disk)
+    boot_part, root_part, _, _ = table["partitions"]
+    assert [part["name"] for part in table["partitions"]] == ["cortex-esp", "cortex-a", "cortex-b", "cortex-data"]
+    expected = {"start4.elf", "fixup4.dat", "bcm2711-rpi-4-b.dtb", "config.txt", "u-boot.bin", "boot.scr",
+                "cortex/slot.txt", "cortex/a/vmlinuz", "cortex/a/initrd.img", "cortex/a/boot.txt"}  # fmt: skip
     assert {f"::/{name}" for name in expected} <= fat_paths(image.img, boot_part["start"])
-    cmdline = fat_file(image.img, boot_part["start"], "cmdline.txt")
-    assert f"root=PARTUUID={plan.ids.mbr_id[2:]}-02 " in cmdline
-    assert "console=ttyS1,115200" in cmdline
+    entry = fat_file(image.img, boot_part["start"], "cortex/a/boot.txt")
+    assert f"bootargs=root=PARTUUID={plan.ids.root_partition} " in entry
+    assert "console=ttyS1,115200 cortex.slot=a" in entry
     config = fat_file(image.img, boot_part["start"], "config.txt")
-    assert "arm_64bit=1" in config
-    assert "kernel=vmlinuz" in config
+    assert {"arm_64bit=1", "kernel=u-boot.bin"} <= set(config.splitlines())
     fstab = debugfs(image.img, root_part["start"], "cat /etc/fstab")
-    assert f"PARTUUID={plan.ids.mbr_id[2:]}-01\t/boot/firmware\tvfat" in fstab
+    assert "PARTLABEL=cortex-esp\t/boot/firmware\tvfat" in fstab
+    hooks = debugfs(image.img, root_part["start"], "ls /etc/kernel/postinst.d")
+    assert "z50-raspi-firmware" not in hooks  # it would make /boot/firmware boot one kernel, not the slots
 
 
 def test_raspberry_pi_4_boots_and_answers_on_its_console(pi4_image: Image, tmp_path: Path) -> None:
-    """Booted as the Pi's firmware would (config.txt's kernel, initramfs and device tree, cmdline.txt), plus
+    """Booted as U-Boot boots slot a (its kernel, initramfs and command line; the firmware's device tree), plus
     `cortex.selfcheck` and what qemu's board needs (qemu.py). The emulated board has no network, so the console
     is all there is: the key notice (the key itself never goes to a serial console), then the self-check's
     chat completion."""
@@ -95,8 +99,10 @@ def test_raspberry_pi_4_boots_and_answers_on_its_console(pi4_image: Image, tmp_p
     card = disk_copy(img, tmp_path / "sd.img")
     with card.open("r+b") as file:  # qemu takes only SD cards whose size is a power of two
         file.truncate(1 << (card.stat().st_size - 1).bit_length())
-    files = {name: fat_copy(img, boot_part["start"], name, tmp_path / name) for name in PI4_BOOT_FILES}
-    cmdline = fat_file(img, boot_part["start"], "cmdline.txt").strip()
+    files = {Path(name).name: fat_copy(img, boot_part["start"], name, tmp_path / Path(name).name)
+             for name in PI4_BOOT_FILES}  # fmt: skip
+    entry = fat_file(img, boot_part["start"], "cortex/a/boot.txt")
+    cmdline = next(line for line in entry.splitlines() if line.startswith("bootargs=")).removeprefix("bootargs=")
     tree = raspi4b_device_tree(files["bcm2711-rpi-4-b.dtb"], tmp_path / "raspi4b.dtb")
     pi = PiBoot(files["vmlinuz"], files["initrd.img"], tree, f"{cmdline} cortex.selfcheck")
     started = time.monotonic()
@@ -114,13 +120,14 @@ def test_raspberry_pi_5_image_from_debians_archive(tmp_path: Path, test_data_dir
     """Debian 13 with trixie-backports' kernel: the bcm2712 device tree on the boot partition, and the RP1 and
     SD controller modules inside the initramfs (the root is on the SD card behind them)."""
     image = build_image(tmp_path, test_data_dir, hardware="raspberry-pi-5", name="cortex-test-raspberry-pi-5")
-    boot_part, root_part = partitions(image.img)["partitions"]
-    expected = {"bcm2712-rpi-5-b.dtb", "vmlinuz", "initrd.img", "config.txt", "cmdline.txt"}
+    boot_part, root_part, _, _ = partitions(image.img)["partitions"]
+    expected = {"bcm2712-rpi-5-b.dtb", "config.txt", "u-boot.bin", "boot.scr", "cortex/a/vmlinuz",
+                "cortex/a/initrd.img", "cortex/a/boot.txt"}  # fmt: skip
     assert {f"::/{name}" for name in expected} <= fat_paths(image.img, boot_part["start"])
     config = fat_file(image.img, boot_part["start"], "config.txt")
-    assert {"arm_64bit=1", "kernel=vmlinuz", "initramfs initrd.img followkernel"} <= set(config.splitlines())
-    assert "console=ttyAMA10,115200" in fat_file(image.img, boot_part["start"], "cmdline.txt")
-    initrd = fat_copy(image.img, boot_part["start"], "initrd.img", tmp_path / "initrd.img")
+    assert {"arm_64bit=1", "kernel=u-boot.bin", "device_tree=bcm2712-rpi-5-b.dtb"} <= set(config.splitlines())
+    assert "console=ttyAMA10,115200" in fat_file(image.img, boot_part["start"], "cortex/a/boot.txt")
+    initrd = fat_copy(image.img, boot_part["start"], "cortex/a/initrd.img", tmp_path / "initrd.img")
     listed = subprocess.run(["lsinitramfs", str(initrd)], capture_output=True, text=True, check=True, timeout=300)
     held = {line.rsplit("/", 1)[-1].split(".ko")[0].replace("-", "_") for line in listed.stdout.splitlines()}
     assert {"rp1_pci", "sdhci_brcmstb", "clk_rp1", "pinctrl_rp1"} <= held  # modprobe's names: - and _ alike
