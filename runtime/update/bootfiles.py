@@ -71,3 +71,17 @@ def write_fat_file(path: Path, stream: BinaryIO) -> None:
             temporary.unlink()
         raise
     fsync_dir(path.parent)
+    # vfat writes a renamed file's directory entry (its first cluster, its size) when the file itself is synced,
+    # not the folder: without this, a power cut soon after could leave the name pointing at the old bytes.
+    renamed = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        os.fsync(renamed)
+    finally:
+        os.close(renamed)
+
+
+def remove_kernel(boot: Path, slot: str) -> None:
+    """The slot's kernel and initrd: unused once its entry is gone, and the boot partition is small."""
+    for name in ("vmlinuz", "initrd.img"):
+        with contextlib.suppress(FileNotFoundError):
+            (boot / ESP_FOLDER / slot / name).unlink()

@@ -27,6 +27,7 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,200}")
 _VERSION = re.compile(r"[0-9]{1,9}(\.[0-9]{1,9}){0,3}")
 _WORD = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _OPTIONS = re.compile(r"[A-Za-z0-9._,:=/+ -]{0,1000}")
+_OWN_OPTIONS = ("root=", "cortex.slot=")  # the device's own, from the slot it writes
 
 
 class ManifestError(ValueError):
@@ -97,6 +98,8 @@ def parse_manifest(data: bytes) -> Manifest:
         if isinstance(exc, ManifestError):
             raise
         raise ManifestError(f"{MANIFEST} is missing a field or holds a wrong type") from None
+    if any(word.startswith(_OWN_OPTIONS) for word in manifest.boot_options.split()):
+        raise ManifestError(f"{MANIFEST}: `boot_options` names the root or the slot, which the device sets")
     if len({payload.file for payload in manifest.payloads}) != 3:
         raise ManifestError(f"{MANIFEST} names one file twice")
     return manifest

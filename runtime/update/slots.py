@@ -25,7 +25,16 @@ from typing import Any
 from menlo_cortex.cortexfile.formats import DEVICE_DATA
 
 from ..ops.durable import fsync_dir
-from .bootfiles import ESP_FOLDER, SLOT_OPTION, SLOTS, Entry, command_line, install_kernel, write_fat_text
+from .bootfiles import (
+    ESP_FOLDER,
+    SLOT_OPTION,
+    SLOTS,
+    Entry,
+    command_line,
+    install_kernel,
+    remove_kernel,
+    write_fat_text,
+)
 from .uboot import SCRIPT as UBOOT_SCRIPT
 from .uboot import UBootOnce
 
@@ -182,6 +191,7 @@ class SystemdBoot:
         if entry is not None:
             entry.path.unlink()
             fsync_dir(entry.path.parent)
+        remove_kernel(self.esp, slot)
 
     def install_boot_files(self, slot: str, kernel: Path, initrd: Path) -> None:
         install_kernel(self.esp, slot, kernel, initrd)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..ops.durable import fsync_dir
-from .bootfiles import ESP_FOLDER, SLOTS, Entry, command_line, install_kernel, write_fat_text
+from .bootfiles import ESP_FOLDER, SLOTS, Entry, command_line, install_kernel, remove_kernel, write_fat_text
 
 SCRIPT = "boot.scr"
 KEPT = f"{ESP_FOLDER}/slot.txt"
@@ -48,7 +48,8 @@ class UBootOnce:
     boot: Path
 
     def kept(self) -> str:
-        return _read(self.boot / KEPT).get("cortex_slot", "a") if (self.boot / KEPT).is_file() else "a"
+        """As boot.scr reads slot.txt: b when it says b, else a."""
+        return "b" if _read(self.boot / KEPT).get("cortex_slot") == "b" else "a"
 
     def armed(self) -> str | None:
         """The slot try.txt names: to boot once at the next boot."""
@@ -74,6 +75,7 @@ class UBootOnce:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
             fsync_dir(path.parent)
+        remove_kernel(self.boot, slot)
 
     def install_boot_files(self, slot: str, kernel: Path, initrd: Path) -> None:
         install_kernel(self.boot, slot, kernel, initrd)

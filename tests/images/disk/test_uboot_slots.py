@@ -23,7 +23,8 @@ from .fixtures import _MTOOLS, fat_paths, partitions
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(600)]
 U_BOOT = Path("/usr/lib/u-boot/qemu_arm64/u-boot.bin")
 PARTUUID_B = "22222222-2222-4222-8222-222222222222"
-SCRIPT_DONE = ("did not boot", "=> ")  # the script gave up on a slot, or U-Boot's prompt after it
+OPTIONS = "rw rootwait fsck.repair=yes panic=30 console=tty0 console=ttyS1,115200"  # the Pi 4 golden case's
+SCRIPT_DONE = ("resetting", "=> ")  # the script resets (-no-reboot ends qemu), or U-Boot's prompt: it returned
 POWER_ON_S = 180
 
 
@@ -33,6 +34,7 @@ def disk(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip("needs qemu-system-arm, u-boot-qemu and mtools (scripts/setup.sh installs them)")
     work = tmp_path_factory.mktemp("uboot")
     plan = plan_for(GOLDEN / "raspberry-pi-4-wifi" / "Cortexfile.yaml")
+    assert plan.boot_options == OPTIONS
     rendered = render(plan, "0" * 64)
     boot = {name: BootFile(None, text) for name, text in rendered.boot.items()}
     boot["boot.scr"] = BootFile(None, data=script_image(rendered.boot[BOOT_SCRIPT_SOURCE], 0))
@@ -73,21 +75,32 @@ def put(disk: Path, files: dict[str, Path]) -> None:
 
 
 def test_a_new_slot_boots_once_then_the_kept_one_until_its_check_keeps_it(disk: Path, tmp_path: Path) -> None:
-    assert power_on(disk) == ["cortex: booting slot a (version 0)", "cortex: slot a did not boot"]
+    root_a = plan_for(GOLDEN / "raspberry-pi-4-wifi" / "Cortexfile.yaml").ids.root_partition
+    command_line = f"cortex: command line root=PARTUUID={{}} {OPTIONS} cortex.slot={{}}"
+    assert power_on(disk) == [
+        "cortex: booting slot a (version 0)",
+        command_line.format(root_a, "a"),
+        "cortex: slot a did not boot; slot b (version ) instead",  # none there: never U-Boot's own (network) boot
+        "cortex: no slot booted; resetting",
+    ]
 
     staged = uboot.UBootOnce(tmp_path)  # what the update agent writes on the mounted boot partition
-    staged.add_entry("b", "1.1.0", PARTUUID_B, "rw rootwait")
+    staged.add_entry("b", "1.1.0", PARTUUID_B, OPTIONS)
     for name in ("vmlinuz", "initrd.img"):
         (tmp_path / "cortex/b" / name).write_text(f"stand-in {name} b\n")
     put(disk, {f"cortex/b/{p.name}": p for p in sorted((tmp_path / "cortex/b").iterdir())})
     put(disk, {uboot.TRY: tmp_path / uboot.TRY})
     assert power_on(disk) == [
         "cortex: trying slot b (version 1.1.0) once; the kept slot is a",
+        command_line.format(PARTUUID_B, "b"),
         "cortex: slot b did not boot; resetting into slot a",
     ]
     start = partitions(disk)["partitions"][0]["start"]
     assert f"::/{uboot.TRY}" not in fat_paths(disk, start)  # taken before the try: a second power-on is a's
-    assert power_on(disk)[0] == "cortex: booting slot a (version 0)"
+    assert power_on(disk)[0::2] == [  # a does not boot (a stand-in kernel): b, which holds a version, instead
+        "cortex: booting slot a (version 0)",
+        "cortex: slot a did not boot; slot b (version 1.1.0) instead",
+    ]
 
     staged.bless("b")  # the check kept it
     put(disk, {uboot.KEPT: tmp_path / uboot.KEPT})

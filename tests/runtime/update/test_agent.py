@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 from menlo_cortex.images.targets.update.sign import SigningError, SigningKey
 from menlo_cortex.runtime.fetch.netsettings import NetSettings, tls_context
-from menlo_cortex.runtime.update import uboot
+from menlo_cortex.runtime.update import bootfiles, uboot
 from menlo_cortex.runtime.update.agent import Settings, in_window, reconcile, run_round
 from menlo_cortex.runtime.update.check import Server, probes, run_check
-from menlo_cortex.runtime.update.manifest import MANIFEST, SUMS, Manifest, Payload
+from menlo_cortex.runtime.update.manifest import MANIFEST, SUMS, Manifest, ManifestError, Payload, parse_manifest
 from menlo_cortex.runtime.update.slots import Device, Partition, entry_text
 from menlo_cortex.runtime.update.state import FAILED, REBOOTING, UpdateState
 
@@ -431,3 +431,46 @@ def test_the_slot_about_to_be_written_loses_its_try_and_its_entry(tmp_path: Path
     assert not (dev.firmware / "cortex/try.txt").exists()
     assert not (dev.firmware / "cortex/b/boot.txt").exists()
     assert set(dev.entries()) == {"a"}
+
+
+def test_a_try_is_armed_only_after_its_slot_is_written_and_withdrawn_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A power cut between two writes must never leave try.txt naming a slot whose boot.txt is not whole."""
+    dev = pi_device(tmp_path)
+    written: list[str] = []
+    original, unlink = bootfiles.write_fat_text, Path.unlink
+
+    def write(path: Path, text: str) -> None:
+        written.append(path.name)
+        original(path, text)
+
+    def remove(path: Path, missing_ok: bool = False) -> None:
+        removed.append(path.name)
+        unlink(path, missing_ok)
+
+    monkeypatch.setattr(uboot, "write_fat_text", write)
+    dev.add_entry("b", NEWER, PARTUUIDS["b"], OPTIONS)
+    assert written == ["boot.txt", "try.txt"]
+    (dev.firmware / "cortex/b/vmlinuz").write_bytes(b"kernel")
+    removed: list[str] = []
+    monkeypatch.setattr(Path, "unlink", remove)
+    dev.remove_entry("b")
+    assert removed[:3] == ["try.txt", "boot.txt", "vmlinuz"]
+
+
+@pytest.mark.parametrize("kept", ["cortex_slot=B\n", "cortex_slot=c\n", " cortex_slot=b\n", "garbage", ""])
+def test_slot_txt_is_read_as_boot_scr_reads_it(tmp_path: Path, kept: str) -> None:
+    """Anything but `cortex_slot=b` is slot a to the script: so it is to the device, or a kept slot looks on trial."""
+    dev = pi_device(tmp_path, booted="a")
+    (dev.firmware / "cortex/slot.txt").write_text(kept)
+    assert not dev.on_trial()
+
+
+@pytest.mark.parametrize("options", ["rw root=/dev/sda2", "rw cortex.slot=a"])
+def test_a_manifest_may_not_set_the_root_or_the_slot(tmp_path: Path, options: str) -> None:
+    payload = Payload("f", "0" * 64, 1)
+    manifest = Manifest(IMAGE, "amd64", NEWER, payload, 1, dataclasses.replace(payload, file="k"),
+                        dataclasses.replace(payload, file="i"), options)  # fmt: skip
+    with pytest.raises(ManifestError, match="names the root or the slot"):
+        parse_manifest(manifest.encode().encode())
