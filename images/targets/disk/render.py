@@ -67,6 +67,7 @@ def render(plan: DiskPlan, psk: str | None = None) -> Rendered:
         "etc/systemd/system/cortex-firstboot.service": (text("cortex-firstboot.service.j2"), 0o644),
         FIRSTBOOT: (text("firstboot.sh.j2"), 0o755),
         "etc/systemd/system/cortex-selfcheck.service": (text("cortex-selfcheck.service.j2"), 0o644),
+        "etc/systemd/system.conf.d/cortex-watchdog.conf": (text("watchdog.conf.j2"), 0o644),
         SELFCHECK: (text("selfcheck.sh.j2"), 0o755),
     }
     if plan.ssh_keys:
