@@ -1,8 +1,8 @@
 """arm64 device images on real parts (`make test-arm64`; too slow for CI's budget under emulation):
 the arm64 UEFI image booted under qemu-system-aarch64 -M virt with UEFI firmware, answering a chat
-completion; the Raspberry Pi 4 image's partition table, boot files and cmdline.txt, then the image booted
-on qemu's raspi4b board (qemu 9+), where its self-check answers a chat completion on the serial console;
-the Raspberry Pi 5 image's boot files and initramfs (qemu has no Pi 5 board)."""
+completion; the Raspberry Pi 4 image's partition table and boot files, its own U-Boot booting its slots on qemu's
+raspi3b board, then the image booted on qemu's raspi4b board (qemu 9+), where its self-check answers a chat
+completion on the serial console; the Raspberry Pi 5 image's boot files and initramfs (qemu has no Pi 5 board)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from menlo_cortex.runtime.update import uboot
 
 from tests.conftest import find_free_port
 
@@ -30,6 +31,7 @@ from .fixtures import (
 )
 from .qemu import PiBoot, boot, boot_raspi4b, raspi4b_device_tree
 from .test_boot import first_chat
+from .test_uboot_slots import power_on, put
 
 pytestmark = [pytest.mark.arm64, pytest.mark.slow, pytest.mark.vm, pytest.mark.timeout(7200)]
 PI4_BOOT_FILES = ("cortex/a/vmlinuz", "cortex/a/initrd.img", "bcm2711-rpi-4-b.dtb")
@@ -114,6 +116,43 @@ def test_raspberry_pi_4_boots_and_answers_on_its_console(pi4_image: Image, tmp_p
         print(f"raspberry-pi-4: {time.monotonic() - started:.0f}s after power-on: {answer}")
         assert "FAILED" not in vm.console_text()
         assert vm.api_keys_shown() == []
+
+
+def test_raspberry_pi_4_image_boots_its_slots_through_its_own_u_boot(pi4_image: Image, tmp_path: Path) -> None:
+    """The image's own U-Boot (u-boot-rpi's rpi_arm64 build, for the Pi 3, 4 and 5) started as the firmware starts it,
+    on qemu's raspi3b board (qemu 7.2 has it; raspi4b needs qemu 9 and stalls later on, issue 28), the SD card the
+    image itself: it boots slot a's kernel with a's command line; once try.txt names slot b (its files written as the
+    update agent writes them), b once, then a again. The firmware's part (config.txt's kernel=u-boot.bin) is qemu's."""
+    img = pi4_image.img
+    plan = plan_for(pi4_image.cortexfile)
+    boot_start, root_start = (part["start"] for part in partitions(img)["partitions"][:2])
+    card = disk_copy(img, tmp_path / "sd.img")
+    with card.open("r+b") as file:  # qemu takes only SD cards whose size is a power of two
+        file.truncate(1 << (card.stat().st_size - 1).bit_length())
+    u_boot = fat_copy(img, boot_start, "u-boot.bin", tmp_path / "u-boot.bin")
+    release = next(name for name in debugfs(img, root_start, "ls /usr/lib/modules").split() if name[:1].isdigit())
+    tree = tmp_path / "bcm2837-rpi-3-b.dtb"
+    debugfs(img, root_start, f"dump /usr/lib/linux-image-{release}/broadcom/{tree.name} {tree}")
+    machine = ["-M", "raspi3b", "-kernel", str(u_boot), "-dtb", str(tree), "-drive", f"if=sd,file={card},format=raw",
+               "-display", "none", "-serial", "null", "-serial", "stdio", "-monitor", "none"]  # fmt: skip
+    slot_a = f"root=PARTUUID={plan.ids.root_partition} {plan.boot_options} cortex.slot=a"
+    slot_b = f"root=PARTUUID={plan.ids.other_root_partition} {plan.boot_options} cortex.slot=b"
+    kept = power_on(card, machine)
+    assert kept[0].startswith("cortex: booting slot a (version ")
+    assert kept[1:] == [f"cortex: command line {slot_a}", f"Kernel command line: {slot_a}"]
+
+    staged = uboot.UBootOnce(tmp_path / "staged")  # what the update agent writes on the mounted boot partition
+    staged.add_entry("b", "9.9.9", plan.ids.other_root_partition, plan.boot_options)
+    for name in ("vmlinuz", "initrd.img"):
+        fat_copy(img, boot_start, f"cortex/a/{name}", tmp_path / "staged/cortex/b" / name)
+    put(card, {f"cortex/b/{p.name}": p for p in sorted((tmp_path / "staged/cortex/b").iterdir())})
+    put(card, {uboot.TRY: tmp_path / "staged" / uboot.TRY})
+    assert power_on(card, machine) == [
+        "cortex: trying slot b (version 9.9.9) once; the kept slot is a",
+        f"cortex: command line {slot_b}",
+        f"Kernel command line: {slot_b}",
+    ]
+    assert power_on(card, machine)[1:] == [f"cortex: command line {slot_a}", f"Kernel command line: {slot_a}"]
 
 
 def test_raspberry_pi_5_image_from_debians_archive(tmp_path: Path, test_data_dir: Path) -> None:

@@ -24,7 +24,8 @@ pytestmark = [pytest.mark.vm, pytest.mark.timeout(600)]
 U_BOOT = Path("/usr/lib/u-boot/qemu_arm64/u-boot.bin")
 PARTUUID_B = "22222222-2222-4222-8222-222222222222"
 OPTIONS = "rw rootwait fsck.repair=yes panic=30 console=tty0 console=ttyS1,115200"  # the Pi 4 golden case's
-SCRIPT_DONE = ("resetting", "=> ")  # the script resets (-no-reboot ends qemu), or U-Boot's prompt: it returned
+KERNEL_COMMAND_LINE = "Kernel command line: "
+SCRIPT_DONE = ("resetting", "=> ", KERNEL_COMMAND_LINE)
 POWER_ON_S = 180
 
 
@@ -45,24 +46,28 @@ def disk(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_disk(plan, root, boot, work, sizes=Sizes(16, 16, 16), epoch=0, data=data)
 
 
-def power_on(disk: Path) -> list[str]:
-    """One boot: the lines U-Boot printed, until the script gave up on a slot or U-Boot reset (-no-reboot ends qemu)."""
-    command = ["qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a57", "-m", "512", "-nographic", "-no-reboot",
-               "-bios", str(U_BOOT), "-nic", "none", "-drive", f"if=none,file={disk},format=raw,id=disk",
-               "-device", "virtio-blk-device,drive=disk"]  # fmt: skip
+def power_on(disk: Path, machine: list[str] | None = None) -> list[str]:
+    """One boot: the script's lines and the kernel's command line, until the kernel printed it, the script reset
+    (-no-reboot ends qemu) or U-Boot's prompt came (the script returned). `machine`: qemu's options for another board
+    than -M virt with u-boot-qemu's U-Boot on a virtio disk."""
+    command = ["qemu-system-aarch64", "-no-reboot", "-nic", "none", *(machine or [
+        "-M", "virt", "-cpu", "cortex-a57", "-m", "512", "-nographic", "-bios", str(U_BOOT),
+        "-drive", f"if=none,file={disk},format=raw,id=disk", "-device", "virtio-blk-device,drive=disk"])]  # fmt: skip
     lines: list[str] = []
     deadline = time.monotonic() + POWER_ON_S
     with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True) as vm:  # fmt: skip
+                          errors="replace") as vm:  # fmt: skip
         try:
             assert vm.stdout is not None
             for line in vm.stdout:
-                lines.append(line.rstrip())
+                marker = next((m for m in (KERNEL_COMMAND_LINE, "cortex: ") if m in line), None)
+                if marker is not None:
+                    lines.append(line[line.index(marker) :].rstrip())
                 if any(done in line for done in SCRIPT_DONE) or time.monotonic() > deadline:
                     break
         finally:
             vm.kill()
-    return [line for line in lines if line.startswith("cortex: ")]
+    return lines
 
 
 def put(disk: Path, files: dict[str, Path]) -> None:
