@@ -34,7 +34,7 @@ from .layers import Blob, Tree, add_tree, write_layer
 from .layout import Blobs, descriptor, docker_entry, write_archive, write_layout
 from .manifest import REF_NAME, Document, empty_config, image_config, image_index, image_manifest, referrer
 from .plan import OciPlan
-from .rootfs import SERVICE_UID, root_tree
+from .rootfs import SERVICE_UID, TRIM, kept_packages, root_tree
 from .userland import root_spec
 
 # Bump when a layer's recipe changes: the cache keys include it.
@@ -132,11 +132,14 @@ def _root_layer(image: BuildPlan, inputs: Inputs) -> Cached:
 
     def write(path: Path) -> tuple[Blob, Facts]:
         root = debian_root(spec)
-        blob = write_layer(path, lambda tar: add_tree(tar, root_tree(root, inputs.epoch), inputs.epoch), compress=True)
+        closure = kept_packages(root)
+        tree = root_tree(root, inputs.epoch, closure)
+        blob = write_layer(path, lambda tar: add_tree(tar, tree, inputs.epoch), compress=True)
         debian = {"suite": spec.suite, "mirror": spec.mirror, "root": spec.key()}
-        return blob, {"packages": [vars(p) for p in installed_packages(root)], "debian": debian}
+        packages = [vars(p) for p in installed_packages(root) if p.name in closure.kept]
+        return blob, {"packages": packages, "debian": debian}
 
-    return inputs.cache.layer(_key("root", spec.key(), inputs.epoch), write)
+    return inputs.cache.layer(_key("root", spec.key(), inputs.epoch, TRIM), write)
 
 
 def _venv_layer(image: BuildPlan, inputs: Inputs) -> Cached:

@@ -1,13 +1,16 @@
 """The Debian root as an image layer: the cached root of userland.root_spec, minus what a container never
-uses (device nodes, documentation, caches, logs, the build host's name and resolver), with the dates
-debootstrap stamped replaced by the build's, so two machines that build the same root write the same
-layer."""
+uses (device nodes, documentation, caches, logs, the build host's name and resolver, and the packages the
+service does not run on: see images/runtime_closure.py), with the dates debootstrap stamped replaced by the
+build's, so two machines that build the same root write the same layer."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+from ...runtime_closure import DPKG, Closure, runtime_closure
 from .layers import Tree
+from .userland import RUNTIME_PACKAGES
 
 # The engine mounts its own /dev, /proc, /sys, /run and /tmp; the rest is never read by the service.
 EMPTY = frozenset(
@@ -21,6 +24,9 @@ DROPPED = frozenset({".complete", "debootstrap", "etc/hostname", "etc/resolv.con
 BACKUP_SUFFIXES = ("-old", "-")
 BACKUP_FOLDERS = frozenset({"etc", "var/lib/dpkg"})
 DOC = "usr/share/doc/"
+# Never loaded by the service: glibc's iconv modules (Python has its own codecs), the standard library's
+# regression-test support and help() topics.
+UNUSED = re.compile(r"usr/lib/[a-z0-9_]+-linux-gnu/gconv/.+|usr/lib/python3\.[0-9]+/(test|pydoc_data)/.+")
 
 
 # The service user the image runs as (the Dockerfile path's): named in passwd and group so tools that
@@ -32,18 +38,38 @@ SERVICE_ACCOUNT = {
 }
 
 
-def root_tree(root: Path, epoch: int) -> Tree:
-    return Tree(root, empty=EMPTY, skip=_dropped, rewrite=lambda name, data: _rewritten(name, data, epoch))
+# What the service runs on besides userland's packages: llama.cpp's C++ runtime, and base-files (os-release, and
+# the /lib64 link that holds the dynamic loader's path every program names).
+KEPT_PACKAGES = (*RUNTIME_PACKAGES, "libstdc++6", "base-files")
+# Depended on only for their maintainer scripts (byte-compiling, debconf questions, certificate hashes): a
+# container runs none. With them go dpkg, apt, perl, bash and coreutils: the image has no shell.
+INSTALL_ONLY = ("dpkg", "debconf", "perl-base", "openssl")
 
 
-def _rewritten(name: str, data: bytes, epoch: int) -> bytes | None:
+TRIM = (KEPT_PACKAGES, INSTALL_ONLY, UNUSED.pattern)  # what decides the layer besides the root: in its cache key
+
+
+def kept_packages(root: Path) -> Closure:
+    return runtime_closure(root, KEPT_PACKAGES, INSTALL_ONLY)
+
+
+def root_tree(root: Path, epoch: int, closure: Closure) -> Tree:
+    def skip(name: str) -> bool:
+        return _dropped(name) or not closure.keeps(name)
+
+    return Tree(root, empty=EMPTY, skip=skip, rewrite=lambda name, data: _rewritten(name, data, epoch, closure))
+
+
+def _rewritten(name: str, data: bytes, epoch: int, closure: Closure) -> bytes | None:
     if name in SERVICE_ACCOUNT:
         return data + SERVICE_ACCOUNT[name].encode()
+    if name == f"{DPKG}/status":
+        return closure.status(data)
     return _dated(name, data, epoch)
 
 
 def _dropped(name: str) -> bool:
-    if name in DROPPED:
+    if name in DROPPED or UNUSED.fullmatch(name):
         return True
     parent = name.rpartition("/")[0]
     if parent in BACKUP_FOLDERS and name.endswith(BACKUP_SUFFIXES):  # passwd-, status-old: the state before

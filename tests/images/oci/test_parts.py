@@ -16,7 +16,8 @@ import pytest
 from menlo_cortex.cortexfile.errors import ConfigError
 from menlo_cortex.images import lock, sbom
 from menlo_cortex.images.debian import InstalledPackage, installed_packages
-from menlo_cortex.images.targets.oci.layers import Tree, add_tree, write_layer
+from menlo_cortex.images.runtime_closure import Closure, runtime_closure
+from menlo_cortex.images.targets.oci.layers import Blob, Tree, add_tree, write_layer
 from menlo_cortex.images.targets.oci.manifest import image_index
 from menlo_cortex.images.targets.oci.plan import file_stem
 from menlo_cortex.images.targets.oci.rootfs import root_tree
@@ -24,6 +25,7 @@ from menlo_cortex.images.targets.oci.rootfs import root_tree
 from ..spdx import spdx_problems
 
 EPOCH = 1_700_000_000
+EVERYTHING = Closure(frozenset(), frozenset(), frozenset())  # a root without a dpkg database: nothing dropped
 
 
 def _tree(root: Path) -> Path:
@@ -42,7 +44,14 @@ def _tree(root: Path) -> Path:
     (root / "usr" / "bin" / "perl").chmod(0o755)
     (root / "usr" / "bin" / "perl5").hardlink_to(root / "usr" / "bin" / "perl")
     (root / "bin").symlink_to("usr/bin")
+    for unused in ("usr/lib/x86_64-linux-gnu/gconv/UTF-16.so", "usr/lib/python3.13/test/support/__init__.py"):
+        (root / unused).parent.mkdir(parents=True)
+        (root / unused).write_text("never loaded\n")
     return root
+
+
+def _root_layer(dest: Path, root: Path, epoch: int = EPOCH, closure: Closure = EVERYTHING) -> Blob:
+    return write_layer(dest, lambda tar: add_tree(tar, root_tree(root, epoch, closure), epoch), compress=True)
 
 
 def _members(path: Path) -> dict[str, tarfile.TarInfo]:
@@ -52,19 +61,25 @@ def _members(path: Path) -> dict[str, tarfile.TarInfo]:
 
 def test_a_root_layer_is_the_same_bytes_whatever_the_files_times(tmp_path: Path) -> None:
     root = _tree(tmp_path / "root")
-    first = write_layer(tmp_path / "a", lambda tar: add_tree(tar, root_tree(root, EPOCH), EPOCH), compress=True)
+    first = write_layer(
+        tmp_path / "a", lambda tar: add_tree(tar, root_tree(root, EPOCH, EVERYTHING), EPOCH), compress=True
+    )
     os.utime(root / "usr" / "bin" / "perl", (1, 1))
-    second = write_layer(tmp_path / "b", lambda tar: add_tree(tar, root_tree(root, EPOCH), EPOCH), compress=True)
+    second = write_layer(
+        tmp_path / "b", lambda tar: add_tree(tar, root_tree(root, EPOCH, EVERYTHING), EPOCH), compress=True
+    )
     assert first == second
     assert first.digest == "sha256:" + hashlib.sha256((tmp_path / "a").read_bytes()).hexdigest()
     assert first.diff_id == "sha256:" + hashlib.sha256(gzip.decompress((tmp_path / "a").read_bytes())).hexdigest()
-    later = write_layer(tmp_path / "c", lambda tar: add_tree(tar, root_tree(root, EPOCH + 1), EPOCH + 1), compress=True)
+    later = write_layer(
+        tmp_path / "c", lambda tar: add_tree(tar, root_tree(root, EPOCH + 1, EVERYTHING), EPOCH + 1), compress=True
+    )
     assert later.digest != first.digest
 
 
 def test_the_root_layer_leaves_out_what_a_container_never_uses(tmp_path: Path) -> None:
     root = _tree(tmp_path / "root")
-    write_layer(tmp_path / "layer", lambda tar: add_tree(tar, root_tree(root, EPOCH), EPOCH), compress=True)
+    _root_layer(tmp_path / "layer", root)
     members = _members(tmp_path / "layer")
     assert list(members) == sorted(members, key=lambda name: name.split("/"))
     assert "dev" in members
@@ -73,6 +88,8 @@ def test_the_root_layer_leaves_out_what_a_container_never_uses(tmp_path: Path) -
     assert "etc/hostname" not in members
     assert "usr/share/doc/bash/copyright" in members
     assert "usr/share/doc/bash/NEWS.gz" not in members
+    assert "usr/lib/x86_64-linux-gnu/gconv/UTF-16.so" not in members
+    assert "usr/lib/python3.13/test/support/__init__.py" not in members
     assert members["usr/bin/perl5"].islnk()
     assert members["usr/bin/perl5"].linkname == "usr/bin/perl"
     assert members["bin"].issym()
@@ -85,6 +102,49 @@ def test_the_root_layer_leaves_out_what_a_container_never_uses(tmp_path: Path) -
         passwd = tar.extractfile("etc/passwd").read().decode()  # type: ignore[union-attr]
     assert {line.split(":")[2] for line in shadow.splitlines()} == {str(EPOCH // 86400)}
     assert passwd.splitlines()[1].startswith("cortex:x:10001:10001:")
+
+
+def _package(root: Path, name: str, depends: str, files: list[str]) -> str:
+    info = root / "var/lib/dpkg/info"
+    info.mkdir(parents=True, exist_ok=True)
+    (info / f"{name}.list").write_text("".join(f"{path}\n" for path in ["/.", *files]))
+    (info / f"{name}.postinst").write_text("#!/bin/sh\n")
+    for path in files:
+        if not path.endswith("/"):
+            (root / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+            (root / path.lstrip("/")).write_text(name)
+    return f"Package: {name}\nStatus: install ok installed\nVersion: 1\nDepends: {depends}\n"
+
+
+def test_the_root_layer_keeps_only_the_packages_the_service_runs_on(tmp_path: Path) -> None:
+    """What python3 depends on stays; what only maintainer scripts run (dpkg) and what nothing needs (bash) goes,
+    with their dpkg records, so the layer's status and the SBOM list what it holds. A file a package lists under
+    /bin is found where /bin links to."""
+    root = tmp_path / "root"
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "bin").symlink_to("usr/bin")
+    status = [
+        _package(root, "python3", "libc6 (>= 2.36), dpkg | awk", ["/usr/bin/python3", "/usr/lib/python3/os.py"]),
+        _package(root, "libc6", "", ["/usr/lib/libc.so.6", "/usr/bin/ld.so"]),
+        _package(root, "dpkg", "libc6", ["/usr/bin/dpkg"]),
+        _package(root, "bash", "libc6", ["/bin/bash", "/usr/lib/python3/"]),
+    ]
+    (root / "var/lib/dpkg/status").write_text("\n".join(status))
+    closure = runtime_closure(root, ["python3"], ["dpkg"])
+    assert closure.kept == {"python3", "libc6"}
+    _root_layer(tmp_path / "layer", root, closure=closure)
+    members = _members(tmp_path / "layer")
+    assert {"usr/bin/python3", "usr/lib/python3/os.py", "usr/lib/libc.so.6", "usr/bin/ld.so"} <= set(members)
+    assert not {"usr/bin/bash", "usr/bin/dpkg", "var/lib/dpkg/info/bash.list", "var/lib/dpkg/info/dpkg.postinst"} & set(
+        members
+    )
+    assert "var/lib/dpkg/info/python3.list" in members
+    with tarfile.open(tmp_path / "layer") as tar:
+        kept_status = tar.extractfile("var/lib/dpkg/status").read().decode()  # type: ignore[union-attr]
+    assert [line for line in kept_status.splitlines() if line.startswith("Package:")] == [
+        "Package: python3",
+        "Package: libc6",
+    ]
 
 
 def test_an_uncompressed_layer_has_one_digest(tmp_path: Path) -> None:
