@@ -6,6 +6,7 @@ completion on the serial console; the Raspberry Pi 5 image's boot files and init
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -130,7 +131,8 @@ def test_raspberry_pi_4_image_boots_its_slots_through_its_own_u_boot(pi4_image: 
     with card.open("r+b") as file:  # qemu takes only SD cards whose size is a power of two
         file.truncate(1 << (card.stat().st_size - 1).bit_length())
     u_boot = fat_copy(img, boot_start, "u-boot.bin", tmp_path / "u-boot.bin")
-    release = next(name for name in debugfs(img, root_start, "ls /usr/lib/modules").split() if name[:1].isdigit())
+    listing = debugfs(img, root_start, "ls /usr/lib/modules").split()  # inode (length) name ...
+    release = next(name for name in listing if re.fullmatch(r"[0-9]+\.[0-9]+\S*", name))
     tree = tmp_path / "bcm2837-rpi-3-b.dtb"
     debugfs(img, root_start, f"dump /usr/lib/linux-image-{release}/broadcom/{tree.name} {tree}")
     machine = ["-M", "raspi3b", "-kernel", str(u_boot), "-dtb", str(tree), "-drive", f"if=sd,file={card},format=raw",

@@ -3,8 +3,12 @@
 # agent writes last, names a new version to boot once. The try is removed before its slot boots, so whatever
 # happens to it (it panics, fails its check, hangs until the power is cut) the next boot is the kept slot's, unless
 # its check kept it by rewriting cortex/slot.txt.
+# Where the kernel and the initrd (and, before it, the small files) are loaded: far above the board's own addresses
+# (a Pi's scriptaddr, where this script runs, is 35 MiB above kernel_addr_r; a kernel is about 38 MiB), below
+# the firmware's device tree and U-Boot near the top of a Pi's first GiB.
+setexpr cortex_kernel ${kernel_addr_r} + 0x10000000
+setexpr cortex_files ${kernel_addr_r} + 0x14000000
 setenv cortex_part ${devnum}:${distro_bootpart}
-setexpr cortex_files ${kernel_addr_r} + 0x6000000
 setenv cortex_slot a
 setenv cortex_try
 setenv cortex_version
@@ -33,9 +37,9 @@ else
 fi
 echo "cortex: command line ${bootargs}"
 if test -n "${bootargs}"; then
-  if load ${devtype} ${cortex_part} ${kernel_addr_r} cortex/${cortex_boot}/vmlinuz; then
+  if load ${devtype} ${cortex_part} ${cortex_kernel} cortex/${cortex_boot}/vmlinuz; then
     if load ${devtype} ${cortex_part} ${cortex_files} cortex/${cortex_boot}/initrd.img; then
-      booti ${kernel_addr_r} ${cortex_files}:${filesize} ${fdt_addr}
+      booti ${cortex_kernel} ${cortex_files}:${filesize} ${fdt_addr}
     fi
   fi
 fi
@@ -53,9 +57,9 @@ if load ${devtype} ${cortex_part} ${cortex_files} cortex/${cortex_boot}/boot.txt
 fi
 echo "cortex: slot ${cortex_slot} did not boot; slot ${cortex_boot} (version ${cortex_version}) instead"
 if test -n "${bootargs}"; then
-  if load ${devtype} ${cortex_part} ${kernel_addr_r} cortex/${cortex_boot}/vmlinuz; then
+  if load ${devtype} ${cortex_part} ${cortex_kernel} cortex/${cortex_boot}/vmlinuz; then
     if load ${devtype} ${cortex_part} ${cortex_files} cortex/${cortex_boot}/initrd.img; then
-      booti ${kernel_addr_r} ${cortex_files}:${filesize} ${fdt_addr}
+      booti ${cortex_kernel} ${cortex_files}:${filesize} ${fdt_addr}
     fi
   fi
 fi
