@@ -24,8 +24,8 @@ class Closure:
         if name in self.dropped_files:
             return False
         folder, _, file = name.rpartition("/")
-        if folder == f"{DPKG}/info":  # a dropped package's maintainer scripts and file lists
-            return file.partition(".")[0].partition(":")[0] not in self.dropped_packages
+        if folder == f"{DPKG}/info":  # a dropped package's maintainer scripts and file lists: NAME[:ARCH].SUFFIX
+            return file.rpartition(".")[0].partition(":")[0] not in self.dropped_packages
         return True
 
     def status(self, data: bytes) -> bytes:
@@ -35,8 +35,18 @@ class Closure:
         return ("\n\n".join(kept) + "\n").encode()
 
 
+class ClosureError(RuntimeError):
+    """The root lacks a package the image needs; the message names it."""
+
+
 def runtime_closure(root: Path, wanted: Iterable[str], install_only: Iterable[str]) -> Closure:
+    root = Path(os.path.realpath(root))  # so that a listed path's folder, resolved, is compared with the root's
     packages = _installed(root)
+    missing = [name for name in wanted if name not in packages]
+    if missing:
+        raise ClosureError(
+            f"the Debian root at {root} lacks {', '.join(missing)}: rebuild it (its cache may be damaged)"
+        )
     provided = {name: package for package, fields in packages.items() for name in _provides(fields)}
     skipped, kept, todo = frozenset(install_only), set[str](), list(wanted)
     while todo:
@@ -101,9 +111,12 @@ def _files(root: Path, name: str) -> list[str]:
 
 
 def _physical(root: Path, listed: str) -> str:
+    """A folder that links out of the root (an absolute link resolved on the build host) keeps the listed path."""
     folder, _, file = listed.strip("/").rpartition("/")
     real = os.path.realpath(root / folder) if folder else str(root)
     inside = os.path.relpath(real, root)
+    if inside.startswith(".."):
+        return listed.strip("/")
     return file if inside == "." else f"{inside}/{file}"
 
 

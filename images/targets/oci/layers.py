@@ -104,6 +104,7 @@ class Tree:
     empty: frozenset[str] = frozenset()  # folders kept, their content not
     skip: Callable[[str], bool] = lambda name: False
     rewrite: Callable[[str, bytes], bytes | None] = lambda name, data: None
+    rewritten: frozenset[str] = frozenset()  # names `rewrite` must see whatever their size
     # Owned by root, 0755 or 0644 by the execute bit: a tree this build wrote (the venv), whose owners
     # and modes are the build host's (its user, its umask), not the image's.
     plain: bool = False
@@ -149,7 +150,7 @@ def _add_regular(
         tar.addfile(info)
         return
     linked[identity] = info.name
-    if status.st_size < CHUNK:  # read whole, once, so that `rewrite` may replace the content
+    if status.st_size < CHUNK or info.name in tree.rewritten:  # read whole, once: `rewrite` may replace it
         data = path.read_bytes()
         rewritten = tree.rewrite(info.name, data)
         data = data if rewritten is None else rewritten

@@ -41,12 +41,15 @@ SERVICE_ACCOUNT = {
 # What the service runs on besides userland's packages: llama.cpp's C++ runtime, and base-files (os-release, and
 # the /lib64 link that holds the dynamic loader's path every program names).
 KEPT_PACKAGES = (*RUNTIME_PACKAGES, "libstdc++6", "base-files")
-# Depended on only for their maintainer scripts (byte-compiling, debconf questions, certificate hashes): a
-# container runs none. With them go dpkg, apt, perl, bash and coreutils: the image has no shell.
-INSTALL_ONLY = ("dpkg", "debconf", "perl-base", "openssl")
-
-
-TRIM = (KEPT_PACKAGES, INSTALL_ONLY, UNUSED.pattern)  # what decides the layer besides the root: in its cache key
+# Depended on only for their maintainer scripts (byte-compiling, debconf questions; base-files' awk): a container
+# runs none. With them go dpkg, apt, perl, bash and coreutils: the image has no shell. openssl stays: its
+# /usr/lib/ssl links are where OpenSSL, and so Python, looks for the CA certificates by default.
+INSTALL_ONLY = ("dpkg", "debconf", "perl-base", "mawk")
+# Read whole and rewritten whatever their size (a larger file is otherwise streamed as it is).
+REWRITTEN = frozenset({*SERVICE_ACCOUNT, "etc/shadow", f"{DPKG}/status"})
+# Bump when images/runtime_closure.py changes what it keeps: the layer's cache key holds it.
+TRIM_REVISION = 2
+TRIM = (TRIM_REVISION, KEPT_PACKAGES, INSTALL_ONLY, UNUSED.pattern)  # what decides the layer besides the root
 
 
 def kept_packages(root: Path) -> Closure:
@@ -57,7 +60,10 @@ def root_tree(root: Path, epoch: int, closure: Closure) -> Tree:
     def skip(name: str) -> bool:
         return _dropped(name) or not closure.keeps(name)
 
-    return Tree(root, empty=EMPTY, skip=skip, rewrite=lambda name, data: _rewritten(name, data, epoch, closure))
+    def rewrite(name: str, data: bytes) -> bytes | None:
+        return _rewritten(name, data, epoch, closure)
+
+    return Tree(root, empty=EMPTY, skip=skip, rewrite=rewrite, rewritten=REWRITTEN)
 
 
 def _rewritten(name: str, data: bytes, epoch: int, closure: Closure) -> bytes | None:

@@ -16,7 +16,7 @@ import pytest
 from menlo_cortex.cortexfile.errors import ConfigError
 from menlo_cortex.images import lock, sbom
 from menlo_cortex.images.debian import InstalledPackage, installed_packages
-from menlo_cortex.images.runtime_closure import Closure, runtime_closure
+from menlo_cortex.images.runtime_closure import Closure, ClosureError, runtime_closure
 from menlo_cortex.images.targets.oci.layers import Blob, Tree, add_tree, write_layer
 from menlo_cortex.images.targets.oci.manifest import image_index
 from menlo_cortex.images.targets.oci.plan import file_stem
@@ -145,6 +145,32 @@ def test_the_root_layer_keeps_only_the_packages_the_service_runs_on(tmp_path: Pa
         "Package: python3",
         "Package: libc6",
     ]
+
+
+def test_the_closure_reads_dpkg_as_dpkg_writes_it(tmp_path: Path) -> None:
+    """Virtual names through Provides, Pre-Depends, arch-qualified and dotted info files, a file two packages list,
+    a root reached through a link; a package the image needs that the root lacks is an error."""
+    real = tmp_path / "real"
+    (real / "usr/lib").mkdir(parents=True)
+    status = [
+        _package(real, "python3", "libssl3t64:any (>= 3), awk", ["/usr/bin/python3"]).replace(
+            "Depends:", "Pre-Depends:"
+        ),
+        _package(real, "libssl3t64", "", ["/usr/lib/libssl.so.3", "/usr/share/common/shared"]),
+        _package(real, "mawk", "", ["/usr/bin/mawk"]) + "Provides: awk\n",
+        _package(real, "libapt-pkg7.0", "", ["/usr/lib/libapt-pkg.so.7.0", "/usr/share/common/shared"]),
+    ]
+    (real / "var/lib/dpkg/status").write_text("\n".join(status))
+    info = real / "var/lib/dpkg/info"
+    (info / "libapt-pkg7.0.list").rename(info / "libapt-pkg7.0:amd64.list")
+    (tmp_path / "link").symlink_to(real)
+    closure = runtime_closure(tmp_path / "link", ["python3"], ["mawk"])
+    assert closure.kept == {"python3", "libssl3t64"}
+    assert closure.dropped_files == {"usr/bin/mawk", "usr/lib/libapt-pkg.so.7.0"}  # the shared file stays
+    assert not closure.keeps("var/lib/dpkg/info/libapt-pkg7.0:amd64.list")
+    assert closure.keeps("var/lib/dpkg/info/libssl3t64.list")
+    with pytest.raises(ClosureError, match="lacks libgomp1"):
+        runtime_closure(real, ["python3", "libgomp1"], [])
 
 
 def test_an_uncompressed_layer_has_one_digest(tmp_path: Path) -> None:
