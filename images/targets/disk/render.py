@@ -67,7 +67,6 @@ def render(plan: DiskPlan, psk: str | None = None) -> Rendered:
         "etc/systemd/system/cortex-firstboot.service": (text("cortex-firstboot.service.j2"), 0o644),
         FIRSTBOOT: (text("firstboot.sh.j2"), 0o755),
         "etc/systemd/system/cortex-selfcheck.service": (text("cortex-selfcheck.service.j2"), 0o644),
-        "etc/systemd/system.conf.d/cortex-watchdog.conf": (text("watchdog.conf.j2"), 0o644),
         SELFCHECK: (text("selfcheck.sh.j2"), 0o755),
     }
     if plan.ssh_keys:
@@ -78,6 +77,8 @@ def render(plan: DiskPlan, psk: str | None = None) -> Rendered:
         root["etc/wpa_supplicant/wpa_supplicant-wlan0.conf"] = (text("wpa_supplicant.conf.j2"), 0o600)
     if plan.board.initramfs_modules:
         root[INITRAMFS_MODULES] = (text("initramfs-modules.j2"), 0o644)
+    if not plan.uefi:  # a Pi's bcm2835 watchdog: see the template (UEFI boards' vary; qemu's ICH9 one hung a reboot)
+        root["etc/systemd/system.conf.d/cortex-watchdog.conf"] = (text("watchdog.conf.j2"), 0o644)
     root["etc/systemd/system/cortex-update-check.service"] = (text("cortex-update-check.service.j2"), 0o644)
     if plan.updates:
         root["etc/systemd/system/cortex-update.service"] = (text("cortex-update.service.j2"), 0o644)
