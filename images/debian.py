@@ -266,22 +266,26 @@ class InstalledPackage:
 
 def installed_packages(root: Path) -> list[InstalledPackage]:
     """Every package dpkg's status in `root` says is installed, sorted by name."""
-    status = (root / "var" / "lib" / "dpkg" / "status").read_text(encoding="utf-8", errors="replace")
     found = []
-    for paragraph in status.split("\n\n"):
-        fields = dict(_control_fields(paragraph))
-        if fields.get("Status", "").endswith(" installed") and "Package" in fields:
-            name, arch = fields["Package"], fields.get("Architecture", "")
-            found.append(InstalledPackage(name, fields.get("Version", ""), arch, _files_sha256(root, name, arch)))
+    for fields in installed_paragraphs(root):
+        name, arch = fields["Package"], fields.get("Architecture", "")
+        found.append(InstalledPackage(name, fields.get("Version", ""), arch, _files_sha256(root, name, arch)))
     return sorted(found, key=lambda package: package.name)
 
 
-def _control_fields(paragraph: str) -> list[tuple[str, str]]:
-    pairs = []
+def installed_paragraphs(root: Path) -> list[dict[str, str]]:
+    """The fields of each package dpkg's status in `root` says is installed (continuation lines left out)."""
+    status = (root / "var" / "lib" / "dpkg" / "status").read_text(encoding="utf-8", errors="replace")
+    fields = [control_fields(paragraph) for paragraph in status.split("\n\n")]
+    return [f for f in fields if f.get("Status", "").endswith(" installed") and "Package" in f]
+
+
+def control_fields(paragraph: str) -> dict[str, str]:
+    pairs = {}
     for line in paragraph.splitlines():
         key, sep, value = line.partition(":")
         if sep and not line.startswith((" ", "\t")):
-            pairs.append((key, value.strip()))
+            pairs[key] = value.strip()
     return pairs
 
 

@@ -10,6 +10,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .debian import control_fields, installed_paragraphs
+
 DPKG = Path("var/lib/dpkg")
 
 
@@ -31,7 +33,7 @@ class Closure:
     def status(self, data: bytes) -> bytes:
         """dpkg's status with the kept packages' paragraphs only: what scanners and the SBOM read."""
         paragraphs = data.decode("utf-8", errors="replace").split("\n\n")
-        kept = [p for p in paragraphs if p.strip() and _fields(p).get("Package") in self.kept]
+        kept = [p for p in paragraphs if p.strip() and control_fields(p).get("Package") in self.kept]
         return ("\n\n".join(kept) + "\n").encode()
 
 
@@ -41,7 +43,7 @@ class ClosureError(RuntimeError):
 
 def runtime_closure(root: Path, wanted: Iterable[str], install_only: Iterable[str]) -> Closure:
     root = Path(os.path.realpath(root))  # so that a listed path's folder, resolved, is compared with the root's
-    packages = _installed(root)
+    packages = {fields["Package"]: fields for fields in installed_paragraphs(root)}
     missing = [name for name in wanted if name not in packages]
     if missing:
         raise ClosureError(
@@ -60,25 +62,6 @@ def runtime_closure(root: Path, wanted: Iterable[str], install_only: Iterable[st
     owned = {path for name in kept for path in _files(root, name)}
     files = {path for name in dropped for path in _files(root, name)} - owned
     return Closure(frozenset(kept), frozenset(p for p in files if _is_leaf(root / p)), dropped)
-
-
-def _installed(root: Path) -> dict[str, dict[str, str]]:
-    status = (root / DPKG / "status").read_text(encoding="utf-8", errors="replace")
-    found = {}
-    for paragraph in status.split("\n\n"):
-        fields = _fields(paragraph)
-        if fields.get("Status", "").endswith(" installed") and "Package" in fields:
-            found[fields["Package"]] = fields
-    return found
-
-
-def _fields(paragraph: str) -> dict[str, str]:
-    fields = {}
-    for line in paragraph.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and not line.startswith((" ", "\t")):
-            fields[key] = value.strip()
-    return fields
 
 
 def _provides(fields: dict[str, str]) -> list[str]:
