@@ -2,6 +2,7 @@
 llama_decode costs (the scheduler's Python, the request threads' chunks, the event loop's HTTP and SSE).
 
     .venv/bin/python bench/per_token.py [--streams 1,4] [--tokens 128] [--rounds 3] [--json FILE]
+        [--baseline-python OTHER/.venv/bin/python]
 
 Each server serves the same model (the test model by default) with the same threads and 4 slots; each round
 sends `streams` streaming /v1/completions at once (greedy, `tokens` each) and reads every thread's CPU time from
@@ -125,6 +126,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--cortex-env", action="append", default=[], metavar="NAME=VALUE",
                         help="an environment variable for Cortex only (OpenMP settings, say); repeatable")  # fmt: skip
+    parser.add_argument("--baseline-python", metavar="PYTHON",
+                        help="also measure the Cortex this Python runs (another commit's venv)")  # fmt: skip
     args = parser.parse_args()
     resolve_inputs(args)
     results = run(args)
@@ -136,14 +139,14 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    ports = {"cortex": free_port(), "llama-server": free_port()}
-    commands = {
-        "cortex": [sys.executable, "-m", "menlo_cortex", "start", "-f", str(write_cortexfile(args)),
-                   "--port", str(ports["cortex"])],
-        "llama-server": llama_server(args, ports["llama-server"]),
-    }  # fmt: skip
+    pythons = {"cortex": sys.executable, **({"cortex-baseline": args.baseline_python} if args.baseline_python else {})}
+    ports = {name: free_port() for name in [*pythons, "llama-server"]}
+    cortexfile = str(write_cortexfile(args))
+    commands = {name: [python, "-m", "menlo_cortex", "start", "-f", cortexfile, "--port", str(ports[name])]
+                for name, python in pythons.items()}  # fmt: skip
+    commands["llama-server"] = llama_server(args, ports["llama-server"])
     cortex_env = dict(item.split("=", 1) for item in args.cortex_env)
-    env = {"cortex": cortex_env, "llama-server": {"LD_LIBRARY_PATH": args.llama_server}}
+    env = {**dict.fromkeys(pythons, cortex_env), "llama-server": {"LD_LIBRARY_PATH": args.llama_server}}
     processes = {name: serve(name, commands[name], ports[name], args.data / f"{name}.log", env[name])
                  for name in commands}  # fmt: skip
     try:
@@ -189,12 +192,12 @@ def table(results: dict[str, Any]) -> list[str]:
     lines = [f"{results['cpu']}, {results['threads']} threads, {results['slots']} slots, {results['tokens']} tokens"]
     peaks = results["peak_rss_mib"]
     lines.append("peak resident memory: " + ", ".join(f"{name} {mib} MiB" for name, mib in peaks.items()))
-    lines.append(f"{'SERVER':<14} {'STREAMS':>7} {'TOKENS/S':>9} {'CPU µs/TOKEN':>13} {'NOT DECODE µs/TOKEN':>20} "
+    lines.append(f"{'SERVER':<16} {'STREAMS':>7} {'TOKENS/S':>9} {'CPU µs/TOKEN':>13} {'NOT DECODE µs/TOKEN':>20} "
                  f"{'OF WHICH KERNEL':>16}")  # fmt: skip
     for name, by_level in results["results"].items():
         for level, found in by_level.items():
             python, kernel = (_shown(found[key]) for key in ("python_us_per_token", "kernel_us_per_token"))
-            lines.append(f"{name:<14} {level:>7} {found['tokens_per_s']:>9.1f} {found['cpu_us_per_token']:>13.0f} "
+            lines.append(f"{name:<16} {level:>7} {found['tokens_per_s']:>9.1f} {found['cpu_us_per_token']:>13.0f} "
                          f"{python:>20} {kernel:>16}")  # fmt: skip
     return lines
 

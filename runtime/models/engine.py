@@ -2,7 +2,7 @@
 
 A generation model's context belongs to its batch scheduler (batching/), which decodes every active
 request together; each running request has a thread of its own for the work around that (the chat
-template, tool-call parsing) and hands its chunks to the event loop through an asyncio queue. An
+template, tool-call parsing) and hands its chunks to the event loop through a Feed (feed.py). An
 embedding model keeps llama-cpp-python's own context on the engine's one worker thread. The event
 loop only awaits. Engines of different models share nothing, so no model waits for another.
 """
@@ -16,12 +16,11 @@ import math
 import os
 import re
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-import anyio
 from menlo_cortex.cortexfile.schema import Model
 from menlo_cortex.cortexfile.schema.models import LlamaCppEngine
 
@@ -31,6 +30,7 @@ from .backends import BackendError, load_backends, route_llama_logs
 from .batching.plan import SlotPlan, plan_slots
 from .batching.scheduler import Scheduler
 from .batching.view import LlamaView
+from .feed import END, Feed
 from .generation import Generation
 from .gguf import GgufError, architecture_value, read_metadata
 
@@ -61,9 +61,6 @@ class TooManyTokens(ValueError):
 
 class Stopped(Exception):
     """The work was cancelled between two batches."""
-
-
-_END = object()
 
 
 def check_gguf(model: Model, path: Path) -> None:
@@ -329,27 +326,14 @@ class Engine:
         prompt = formatted.prompt.encode("utf-8", "ignore")
         return len(self._llama.tokenize(prompt, add_bos=not formatted.added_special, special=True))
 
-    async def stream(self, start: StreamCall, generation: Generation) -> AsyncIterator[Chunk]:
-        """Chunks of one generation; closing the iterator early cancels the generation at the next step."""
-        loop = asyncio.get_running_loop()
-        chunks: asyncio.Queue[object] = asyncio.Queue()
-
-        def put(item: object) -> None:
-            loop.call_soon_threadsafe(chunks.put_nowait, item)
-
-        future = self._requests.submit(self._produce, start, generation, put)
-        try:
-            while (item := await chunks.get()) is not _END:
-                if isinstance(item, BaseException):
-                    raise item
-                yield item  # type: ignore[misc]
-        finally:
-            generation.cancel.set()
-            if not future.cancel():  # still queued: it never runs; running: it stops at the next step
-                # anyio (a streaming response's task group) cancels again and again: asyncio.shield alone would
-                # give way, and the request's place would be released while its thread still runs.
-                with anyio.CancelScope(shield=True):
-                    await asyncio.wrap_future(future)
+    def stream(
+        self, start: StreamCall, generation: Generation, on_end: Callable[[], Awaitable[None]] | None = None
+    ) -> Feed:
+        """Chunks of one generation, as they come; aclose() cancels it at the next step. `on_end` runs once the
+        generation has ended and its thread let go, whether or not its chunks were read."""
+        feed = Feed(generation.cancel.set, on_end)
+        feed.start(self._requests.submit(self._produce, start, generation, feed.put))
+        return feed
 
     def _produce(self, start: StreamCall, generation: Generation, put: Callable[[object], None]) -> None:
         try:
@@ -358,7 +342,7 @@ class Engine:
         except Exception as exc:  # crosses to the event loop, which decides the HTTP status
             put(exc)
         finally:
-            put(_END)
+            put(END)
 
     def _run_stream(self, start: StreamCall, generation: Generation, put: Callable[[object], None]) -> None:
         assert self._scheduler is not None, "an embedding model does not generate"

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -18,10 +17,11 @@ from ..http.auth import cache_owner
 from ..http.errors import ApiError
 from ..models.engine import CHAT_FORMAT_REFUSED, Chunk, Engine, StreamCall
 from ..models.errors import Refused
+from ..models.feed import Feed
 from ..models.generation import Generation, TokenStats
 from ..models.manager import ModelManager
 from ..ops.metrics import Metrics
-from .responses import Envelope, Reply, completion_body, stream_chunk, usage_chunk
+from .responses import Envelope, Reply, completion_body, stream_event, usage_chunk
 from .streaming import DONE, ClientGone, EventStream, error_event, event, unless_disconnected
 
 usage_log = logging.getLogger("cortex.usage")
@@ -53,7 +53,7 @@ class OpenAI:
 
     async def events(self, job: Job, chunks: AsyncIterator[Chunk], stats: TokenStats) -> AsyncIterator[bytes]:
         async for chunk in chunks:
-            yield event(stream_chunk(job.envelope, chunk, job.include_usage))
+            yield stream_event(job.envelope, chunk, job.include_usage)
         if job.include_usage:
             yield event(usage_chunk(job.envelope, stats))
         yield DONE
@@ -89,24 +89,32 @@ async def respond(request: Request, manager: ModelManager, job: Job) -> Response
     timeout_s = manager.limits.request_timeout_s
     generation = Generation(deadline=time.monotonic() + timeout_s, owner=cache_owner(request.scope, job.cache_key))
     lease = Lease(manager.metrics, model.id, generation.stats)
+    feed: Feed | None = None
     try:
         engine = await unless_disconnected(request, lease.acquire(manager), timeout_s)
-        chunks = job.dialect.watch(_guarded(engine.stream(job.start, generation), job))
+        feed = engine.stream(job.start, generation, on_end=lease.release)
+        chunks = job.dialect.watch(_guarded(feed, job))
         if job.stream:
             first = await unless_disconnected(request, anext(chunks, None), _left(generation))
-            rest = Drained(chunks, on_end=lease.release)
-            return EventStream(_events(job, generation, timeout_s, first, rest), on_close=rest.close)
+            return EventStream(_events(job, generation, timeout_s, first, chunks), on_close=feed.aclose)
         reply = await unless_disconnected(request, _collect(chunks), _left(generation))
+        await feed.aclose()
         if generation.timed_out:
             raise _timeout(timeout_s)
-        await lease.release()
         return JSONResponse(await job.dialect.body(job, reply, generation.stats))
     except ClientGone:
-        await lease.release()
+        await _end(feed, lease)
         return Response(status_code=CLIENT_CLOSED_REQUEST)
     except BaseException:
-        await lease.release()
+        await _end(feed, lease)
         raise
+
+
+async def _end(feed: Feed | None, lease: Lease) -> None:
+    """The generation stopped (its thread let go), then the place given back: both once, whichever way it ended."""
+    if feed is not None:
+        await feed.aclose()
+    await lease.release()
 
 
 def _left(generation: Generation) -> float:
@@ -147,47 +155,6 @@ async def _collect(chunks: AsyncIterator[Chunk]) -> Reply:
     async for chunk in chunks:
         reply.add(chunk)
     return reply
-
-
-class Drained:
-    """The rest of a streamed generation, taken from the engine as it comes, whatever the client reads: the
-    model's place (`on_end`) is given back when the generation ends, not when a client that reads slowly, or
-    never, has been sent all of it. Held in memory meanwhile: at most max_tokens chunks."""
-
-    def __init__(self, chunks: AsyncIterator[Chunk], on_end: Callable[[], Awaitable[None]]) -> None:
-        self._queue: asyncio.Queue[Chunk | BaseException | None] = asyncio.Queue()
-        self._task = asyncio.ensure_future(self._take(chunks, on_end))
-
-    async def _take(self, chunks: AsyncIterator[Chunk], on_end: Callable[[], Awaitable[None]]) -> None:
-        try:
-            async for chunk in chunks:
-                self._queue.put_nowait(chunk)
-            self._queue.put_nowait(None)
-        except Exception as exc:  # the generation's own error: the client gets it after what came before
-            self._queue.put_nowait(exc)
-        finally:
-            await chunks.aclose()  # type: ignore[attr-defined]
-            await on_end()
-
-    def __aiter__(self) -> Drained:
-        return self
-
-    async def __anext__(self) -> Chunk:
-        item = await self._queue.get()
-        if item is None:
-            self._queue.put_nowait(None)  # the end stays the end
-            raise StopAsyncIteration
-        if isinstance(item, BaseException):
-            raise item
-        return item
-
-    async def aclose(self) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        """The client is gone (or the answer is sent): stop a generation still running, give the place back."""
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
 
 
 async def _events(

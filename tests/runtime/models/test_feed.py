@@ -1,0 +1,119 @@
+"""The Feed between a generation's request thread and the event loop: order, the end, errors, and the place given
+back once (when the generation ends, read or not, or when the reader closes it first)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from menlo_cortex.runtime.models.feed import END, Feed
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class Ends:
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def __call__(self) -> None:
+        self.count += 1
+
+
+def test_chunks_arrive_in_order_then_the_end_stays_the_end() -> None:
+    async def main() -> tuple[list[object], list[object], int]:
+        ends, pool = Ends(), ThreadPoolExecutor(1)
+        feed = Feed(lambda: None, ends)
+
+        def produce() -> None:
+            for index in range(50):
+                feed.put({"n": index})
+            feed.put(END)
+
+        feed.start(pool.submit(produce))
+        first = [chunk async for chunk in feed]
+        again = [chunk async for chunk in feed]
+        await feed.aclose()
+        pool.shutdown()
+        return first, again, ends.count
+
+    first, again, ends = asyncio.run(main())
+    assert first == [{"n": index} for index in range(50)]
+    assert again == []
+    assert ends == 1
+
+
+def test_an_error_reaches_the_reader_after_what_came_before() -> None:
+    async def main() -> list[object]:
+        pool = ThreadPoolExecutor(1)
+        feed = Feed(lambda: None)
+
+        def produce() -> None:
+            feed.put({"n": 1})
+            feed.put(ValueError("too long"))
+            feed.put(END)
+
+        feed.start(pool.submit(produce))
+        seen: list[object] = []
+        with pytest.raises(ValueError, match="too long"):
+            async for chunk in feed:
+                seen.append(chunk)
+        await feed.aclose()
+        pool.shutdown()
+        return seen
+
+    assert asyncio.run(main()) == [{"n": 1}]
+
+
+def test_the_place_is_given_back_when_the_generation_ends_though_nobody_reads() -> None:
+    async def main() -> int:
+        ends, pool = Ends(), ThreadPoolExecutor(1)
+        feed = Feed(lambda: None, ends)
+        feed.start(pool.submit(lambda: [feed.put({"n": index}) for index in range(3)] and feed.put(END)))
+        for _ in range(200):
+            if ends.count:
+                break
+            await asyncio.sleep(0.01)
+        pool.shutdown()
+        return ends.count
+
+    assert asyncio.run(main()) == 1
+
+
+def test_closing_early_stops_the_generation_waits_for_its_thread_and_ends_once() -> None:
+    async def main() -> tuple[bool, int]:
+        ends, pool, stop, finished = Ends(), ThreadPoolExecutor(1), threading.Event(), threading.Event()
+        feed = Feed(stop.set, ends)
+
+        def produce() -> None:
+            while not stop.wait(0.01):
+                feed.put({"n": 0})
+            finished.set()
+            feed.put(END)
+
+        feed.start(pool.submit(produce))
+        await anext(feed)
+        await feed.aclose()
+        thread_done = finished.is_set()  # aclose returned only after the thread let go
+        await asyncio.sleep(0.05)  # the END that arrives after the close starts no second end
+        await feed.aclose()
+        pool.shutdown()
+        return thread_done, ends.count
+
+    assert asyncio.run(main()) == (True, 1)
+
+
+def test_a_generation_still_queued_never_runs_once_closed() -> None:
+    async def main() -> tuple[bool, int]:
+        ends, pool, gate = Ends(), ThreadPoolExecutor(1), threading.Event()
+        pool.submit(gate.wait)  # the only thread is busy
+        ran = threading.Event()
+        feed = Feed(lambda: None, ends)
+        feed.start(pool.submit(ran.set))
+        await feed.aclose()
+        gate.set()
+        pool.shutdown()
+        return ran.is_set(), ends.count
+
+    assert asyncio.run(main()) == (False, 1)
