@@ -37,17 +37,19 @@ PROMPT = "Write a long story about a lighthouse keeper who finds a map in a bott
 
 
 def thread_times(pid: int) -> dict[int, tuple[str, float, float]]:
-    """tid -> (kernel name, CPU seconds, of which in the kernel) of every thread of `pid`."""
+    """tid -> (kernel name, CPU seconds, of which in the kernel) of every thread of `pid`. The CPU time is the
+    scheduler's own count (schedstat, nanoseconds): the 10 ms ticks of /proc's user and system times made the batch
+    thread's Python, a difference of two large figures, noise at one stream. The kernel's part has only ticks."""
     found = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
             stat = (task / "stat").read_text()
             name = (task / "comm").read_text().strip()
+            on_cpu_ns = int((task / "schedstat").read_text().split()[0])
         except OSError:  # the thread ended meanwhile
             continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        user, system = int(fields[11]) / TICKS, int(fields[12]) / TICKS
-        found[int(task.name)] = (name, user + system, system)
+        system = int(stat[stat.rindex(")") + 2 :].split()[12]) / TICKS
+        found[int(task.name)] = (name, on_cpu_ns / 1e9, system)
     return found
 
 
