@@ -8,7 +8,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from menlo_cortex.runtime.models.feed import END, Feed
+from menlo_cortex.runtime.models.feed import END, Chunk, Feed
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -22,7 +22,7 @@ class Ends:
 
 
 def test_chunks_arrive_in_order_then_the_end_stays_the_end() -> None:
-    async def main() -> tuple[list[object], list[object], int]:
+    async def main() -> tuple[list[Chunk], list[Chunk], int]:
         ends, pool = Ends(), ThreadPoolExecutor(1)
         feed = Feed(lambda: None, ends)
 
@@ -45,7 +45,7 @@ def test_chunks_arrive_in_order_then_the_end_stays_the_end() -> None:
 
 
 def test_an_error_reaches_the_reader_after_what_came_before() -> None:
-    async def main() -> list[object]:
+    async def main() -> list[Chunk]:
         pool = ThreadPoolExecutor(1)
         feed = Feed(lambda: None)
 
@@ -55,10 +55,9 @@ def test_an_error_reaches_the_reader_after_what_came_before() -> None:
             feed.put(END)
 
         feed.start(pool.submit(produce))
-        seen: list[object] = []
+        seen = [await anext(feed)]
         with pytest.raises(ValueError, match="too long"):
-            async for chunk in feed:
-                seen.append(chunk)
+            await anext(feed)
         await feed.aclose()
         pool.shutdown()
         return seen
@@ -70,7 +69,13 @@ def test_the_place_is_given_back_when_the_generation_ends_though_nobody_reads() 
     async def main() -> int:
         ends, pool = Ends(), ThreadPoolExecutor(1)
         feed = Feed(lambda: None, ends)
-        feed.start(pool.submit(lambda: [feed.put({"n": index}) for index in range(3)] and feed.put(END)))
+
+        def produce() -> None:
+            for index in range(3):
+                feed.put({"n": index})
+            feed.put(END)
+
+        feed.start(pool.submit(produce))
         for _ in range(200):
             if ends.count:
                 break
