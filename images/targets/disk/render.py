@@ -19,7 +19,8 @@ from .plan import ESP_LABEL, DiskPlan
 
 FIRSTBOOT = "usr/lib/cortex-device/firstboot"
 DATA_MOUNT = DEVICE_DATA
-UPDATE_EXEC = ("/opt/cortex/current/bin/python", "-m", "menlo_cortex", "update")
+RUNTIME_PYTHON = "/opt/cortex/current/bin/python"  # the live version's, where the bundle's install.sh links it
+UPDATE_EXEC = (RUNTIME_PYTHON, "-m", "menlo_cortex", "update")
 SELFCHECK = "usr/lib/cortex-device/selfcheck"
 
 
@@ -51,6 +52,7 @@ def render(plan: DiskPlan, psk: str | None = None) -> Rendered:
         "entry_file": uboot.ENTRY,
         "slot_folder": ESP_FOLDER,
         "update_exec": UPDATE_EXEC,
+        "runtime_python": RUNTIME_PYTHON,
         "first_check_s": min(120, plan.update_interval_s),
         "spread_s": min(300, plan.update_interval_s // 10),
     }
