@@ -29,6 +29,7 @@ from ..ops.thread_names import name_this_thread
 from .backends import BackendError, load_backends, route_llama_logs
 from .batching.plan import SlotPlan, plan_slots
 from .batching.scheduler import Scheduler
+from .batching.sequence import Finished
 from .batching.view import LlamaView
 from .feed import END, Feed
 from .generation import Generation
@@ -332,31 +333,45 @@ class Engine:
         """Chunks of one generation, as they come; aclose() cancels it at the next step. `on_end` runs once the
         generation has ended and its thread let go, whether or not its chunks were read."""
         feed = Feed(generation.cancel.set, on_end)
-        feed.start(self._requests.submit(self._produce, start, generation, feed.put))
+        feed.start(self._requests.submit(self._produce, start, generation, feed))
         return feed
 
-    def _produce(self, start: StreamCall, generation: Generation, put: Callable[[object], None]) -> None:
+    def _produce(self, start: StreamCall, generation: Generation, feed: Feed) -> None:
+        direct = False
         try:
             if not generation.should_stop():
-                self._run_stream(start, generation, put)
+                direct = self._run_stream(start, generation, feed)
         except Exception as exc:  # crosses to the event loop, which decides the HTTP status
-            put(exc)
+            feed.put(exc)
+            direct = False
         finally:
-            put(END)
+            if not direct:
+                feed.put(END)
 
-    def _run_stream(self, start: StreamCall, generation: Generation, put: Callable[[object], None]) -> None:
+    def _run_stream(self, start: StreamCall, generation: Generation, feed: Feed) -> bool:
+        """The chat handler's work on this thread (template, tokens, grammar), then its chunks; True when the
+        sequence was handed to the event loop to read itself (its chunks its text pieces, one for one), so this
+        thread ends at once and the loop's feed ends with the sequence."""
         assert self._scheduler is not None, "an embedding model does not generate"
         view = LlamaView(self._llama, self._scheduler, self.plan.context, generation)
         iterator = start(view)
+        direct = view.direct(iterator)
+        if direct is not None:
+            for chunk in direct.first:
+                feed.put(chunk)
+            direct.sequence.sink = feed.sink(direct.convert, lambda item: isinstance(item, Finished))
+            view.submit(direct)
+            return True
         try:
             for chunk in iterator:
-                put(chunk)
+                feed.put(chunk)
                 if generation.should_stop():
                     break
         finally:
             close = getattr(iterator, "close", None)
             if close is not None:
                 close()
+        return False
 
     def _embed_blocking(self, texts: list[str], max_tokens: int, cancel: threading.Event) -> Embedded:
         """Count first (llama-cpp-python cuts each input at n_batch tokens), then embed a batch at a time."""

@@ -39,6 +39,25 @@ class Feed:
         """From the request thread: a chunk, the exception that ended the generation, or END."""
         self._loop.call_soon_threadsafe(self._arrive, item)
 
+    def sink(self, convert: Callable[[Any], list[Chunk]], ends: Callable[[Any], bool]) -> Callable[[Any], None]:
+        """For a sequence the loop reads itself: what the scheduler's thread hands each piece, its end or an error
+        to. `convert` makes a piece's chunks, on the loop; after the item that `ends`, or an error, nothing more."""
+
+        def arrive(item: object) -> None:
+            if isinstance(item, BaseException):
+                self._arrive(item)
+                self._arrive(END)
+                return
+            for chunk in convert(item):
+                self._arrive(chunk)
+            if ends(item):
+                self._arrive(END)
+
+        def hand(item: object) -> None:
+            self._loop.call_soon_threadsafe(arrive, item)
+
+        return hand
+
     def _arrive(self, item: object) -> None:
         self._items.append(item)
         if item is END and self._ending is None:

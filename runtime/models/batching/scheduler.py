@@ -168,7 +168,7 @@ class Scheduler:
         for sequence in [s for s in self._waiting if s.should_stop()]:
             self._waiting.remove(sequence)
             sequence.sampler.free()
-            sequence.output.put(Finished("cancelled"))
+            sequence.deliver(Finished("cancelled"))
         for slot in self._active():
             assert slot.sequence is not None
             if slot.sequence.should_stop():
@@ -303,7 +303,7 @@ class Scheduler:
         if sequence is None:
             return
         sequence.sampler.free()
-        sequence.output.put(end)
+        sequence.deliver(end)
 
     def _forget(self, slot: Slot) -> None:
         self._lib.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
@@ -323,7 +323,7 @@ class Scheduler:
                 waiting.append(item)
         for sequence in waiting:
             sequence.sampler.free()
-            sequence.output.put(end)
+            sequence.deliver(end)
 
 
 def _common_prefix(cached: list[int], prompt: list[int]) -> int:

@@ -1,12 +1,15 @@
 """One completion as the scheduler runs it: its prompt, sampling, limits and what it has produced.
 
-Output crosses threads through `output`: text pieces, then one `Finished` (or the exception that ended it).
+Output crosses threads through `output`: text pieces, then one `Finished` (or the exception that ended it). A
+sequence whose reader is the event loop itself (its chunks are its text pieces, one for one) has a `sink` instead,
+set before it is submitted: the scheduler's thread hands each piece there.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -34,6 +37,7 @@ class Sequence:
     generation: Generation
     output: queue.SimpleQueue[Output] = field(default_factory=queue.SimpleQueue)
     abandoned: threading.Event = field(default_factory=threading.Event)  # its reader went away
+    sink: Callable[[Output], None] | None = None  # instead of `output`: set before submission, never after
     # Scheduler state, touched on the scheduler's thread only.
     fed: int = 0  # prompt tokens in the KV cache
     generated: list[int] = field(default_factory=list)
@@ -49,4 +53,10 @@ class Sequence:
 
     def emit(self, text: str) -> None:
         if text:
-            self.output.put(text)
+            self.deliver(text)
+
+    def deliver(self, item: Output) -> None:
+        if self.sink is not None:
+            self.sink(item)
+        else:
+            self.output.put(item)

@@ -7,13 +7,16 @@ formats the prompt and calls `create_completion`, which lands here.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .sampling import SamplerChain, SamplerSpec
-from .sequence import Finished, Sequence
+from .sequence import Finished, Output, Sequence
 from .text import TextStream
 
 if TYPE_CHECKING:
@@ -23,9 +26,32 @@ if TYPE_CHECKING:
 Chunk = dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Stream:
+    """A streamed completion not yet started: its chunk generator, and what the event loop needs to read the
+    sequence itself instead (Direct)."""
+
+    chunks: Iterator[Chunk]
+    sequence: Sequence
+    head: Chunk
+    echoed: str
+
+
+@dataclass(frozen=True)
+class Direct:
+    """A stream whose chunks are its text pieces one for one (a text completion, or a chat completion through
+    llama-cpp-python's plain converter): the event loop can make them itself, as `convert` does, from the pieces
+    the scheduler's thread hands it, with no request thread in between."""
+
+    sequence: Sequence
+    first: list[Chunk]  # before any piece (an echoed prompt)
+    convert: Callable[[Output], list[Chunk]]  # a piece or the Finished -> the chunks the stream would yield
+
+
 class LlamaView:
     def __init__(self, llama: Any, scheduler: Scheduler, context: int, generation: Generation) -> None:
         self._llama, self._scheduler, self._context, self._generation = llama, scheduler, context, generation
+        self._last: Stream | None = None  # the last streamed completion made
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._llama, name)
@@ -95,7 +121,33 @@ class LlamaView:
         head["model"] = model or self._llama.model_path
         echoed = self._echo(prompt) if echo else ""
         chunks = _chunks(self._scheduler, sequence, head, echoed)
-        return chunks if stream else _whole(chunks, head, sequence)
+        if not stream:
+            return _whole(chunks, head, sequence)
+        self._last = Stream(chunks, sequence, head, echoed)
+        return chunks
+
+    def direct(self, iterator: Iterator[Chunk]) -> Direct | None:
+        """`iterator` (what a chat handler or a text completion returned) as a Direct stream, when it is, unstarted,
+        the last streamed completion itself or llama-cpp-python's plain chat converter over it; else None (a
+        handler that parses tool calls, say, keeps its request thread)."""
+        last = self._last
+        if last is None or inspect.getgeneratorstate(last.chunks) != inspect.GEN_CREATED:  # type: ignore[arg-type]
+            return None
+        first = [_chunk(last.head, last.echoed, None)] if last.echoed else []
+        if iterator is last.chunks:
+            return Direct(last.sequence, first, functools.partial(_text_chunks, last.head))
+        if _over_plain_chat_converter(iterator, last.chunks):
+            started: list[bool] = []
+            return Direct(last.sequence, _chat(first, started), functools.partial(_chat_chunks, last.head, started))
+        return None
+
+    def submit(self, direct: Direct) -> None:
+        """Hand `direct`'s sequence to the scheduler; its pieces go to its sink from now on."""
+        try:
+            self._scheduler.submit(direct.sequence)
+        except BaseException:
+            direct.sequence.sampler.free()
+            raise
 
     def _prompt_tokens(self, prompt: str | list[int], suffix: str | None) -> list[int]:
         """As llama-cpp-python's: a text prompt gets the model's BOS (and EOS) markers; a token list is used as is."""
@@ -154,6 +206,45 @@ def _chunks(scheduler: Scheduler, sequence: Sequence, head: Chunk, echoed: str) 
             yield _chunk(head, item, None)
     finally:
         sequence.abandoned.set()
+
+
+def _text_chunks(head: Chunk, item: Output) -> list[Chunk]:
+    """What _chunks yields for one piece or the end."""
+    if isinstance(item, Finished):
+        return [] if item.reason == "cancelled" else [_chunk(head, "", item.reason)]
+    assert isinstance(item, str)
+    return [_chunk(head, item, None)]
+
+
+def _chat(chunks: list[Chunk], started: list[bool]) -> list[Chunk]:
+    """Text chunks as llama-cpp-python's plain converter turns them into chat chunks: its own function, given
+    one at a time (the first also brings the assistant's role)."""
+    from llama_cpp.llama_chat_format import _convert_text_completion_chunks_to_chat
+
+    converted: list[Chunk] = []
+    for chunk in chunks:
+        made: list[Any] = list(_convert_text_completion_chunks_to_chat(iter([chunk])))  # type: ignore[list-item]
+        converted += made if not started else made[1:]
+        started[:] = [True]
+    return converted
+
+
+def _chat_chunks(head: Chunk, started: list[bool], item: Output) -> list[Chunk]:
+    return _chat(_text_chunks(head, item), started)
+
+
+def _over_plain_chat_converter(iterator: Iterator[Chunk], chunks: Iterator[Chunk]) -> bool:
+    """Whether `iterator` is llama-cpp-python's _convert_text_completion_chunks_to_chat over `chunks`, unstarted
+    (the pinned version's generator: its argument is in its frame until it starts)."""
+    from llama_cpp.llama_chat_format import _convert_text_completion_chunks_to_chat
+
+    frame = getattr(iterator, "gi_frame", None)
+    return (
+        getattr(iterator, "gi_code", None) is _convert_text_completion_chunks_to_chat.__code__
+        and frame is not None
+        and inspect.getgeneratorstate(iterator) == inspect.GEN_CREATED  # type: ignore[arg-type]
+        and frame.f_locals.get("chunks") is chunks
+    )
 
 
 def _chunk(head: Chunk, text: str, finish_reason: str | None) -> Chunk:
