@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from typing import Any
@@ -54,7 +55,8 @@ class Feed:
                 self._arrive(END)
 
         def hand(item: object) -> None:
-            self._loop.call_soon_threadsafe(arrive, item)
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody reads, and the scheduler goes on
+                self._loop.call_soon_threadsafe(arrive, item)
 
         return hand
 

@@ -122,3 +122,14 @@ def test_a_generation_still_queued_never_runs_once_closed() -> None:
         return ran.is_set(), ends.count
 
     assert asyncio.run(main()) == (False, 1)
+
+
+def test_a_closed_loop_is_no_error_for_the_thread_that_hands_it_pieces() -> None:
+    """The scheduler's thread must go on for the other sequences when one's reader (its loop) is gone."""
+
+    async def make() -> Feed:
+        return Feed(lambda: None)
+
+    feed = asyncio.run(make())  # the loop is closed once run() returns
+    hand = feed.sink(lambda item: [{"text": item}], lambda item: False)
+    hand("piece")  # no RuntimeError
