@@ -29,7 +29,6 @@ from ..ops.thread_names import name_this_thread
 from .backends import BackendError, load_backends, route_llama_logs
 from .batching.plan import SlotPlan, plan_slots
 from .batching.scheduler import Scheduler
-from .batching.sequence import Finished
 from .batching.view import LlamaView
 from .feed import END, Feed
 from .generation import Generation
@@ -357,10 +356,9 @@ class Engine:
         iterator = start(view)
         direct = view.direct(iterator)
         if direct is not None:
-            for chunk in direct.first:
-                feed.put(chunk)
-            direct.sequence.sink = feed.sink(direct.convert, lambda item: isinstance(item, Finished))
+            direct.sequence.sink = feed.sink(direct.first, direct.convert)
             view.submit(direct)
+            feed.submitted()
             return True
         try:
             for chunk in iterator:

@@ -1,10 +1,10 @@
-"""One generation's chunks on their way from its request thread to the event loop.
+"""One generation's chunks on their way to the event loop: from its request thread (put), or, for a stream whose
+chunks are its text pieces one for one, from the scheduler's thread itself (sink), the request thread gone.
 
-The thread hands each chunk over with one call to the loop; the reader takes them as they come, and each chunk
-costs the loop one wake-up and one future, with no task or queue between (a hop each used to cost a loop pass
-per token). Chunks are taken whether anyone reads them or not: a client that reads slowly, or never, does not
-hold the model's place, which `on_end` gives back once the generation has ended and its thread let go. Held in
-memory meanwhile: at most max_tokens chunks.
+Each item costs the loop one wake-up and one future, with no task or queue between (a hop each used to cost a
+loop pass per token). Chunks are taken whether anyone reads them or not: a client that reads slowly, or never,
+does not hold the model's place, which `on_end` gives back once the generation has ended, its thread let go and
+its sequence left the scheduler. Held in memory meanwhile: at most max_tokens chunks.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from concurrent.futures import Future
 from typing import Any
 
 import anyio
+
+from .batching.sequence import Finished
 
 Chunk = dict[str, Any]
 END = object()  # the thread's last item: nothing follows
@@ -32,6 +34,8 @@ class Feed:
         self._cancel, self._on_end = cancel, on_end
         self._thread: Future[None] | None = None
         self._ending: asyncio.Future[None] | None = None
+        self._direct = False  # the loop reads the sequence itself (sink, submitted)
+        self._sequence_ended = asyncio.Event()
 
     def start(self, thread: Future[None]) -> None:
         self._thread = thread
@@ -40,18 +44,26 @@ class Feed:
         """From the request thread: a chunk, the exception that ended the generation, or END."""
         self._loop.call_soon_threadsafe(self._arrive, item)
 
-    def sink(self, convert: Callable[[Any], list[Chunk]], ends: Callable[[Any], bool]) -> Callable[[Any], None]:
-        """For a sequence the loop reads itself: what the scheduler's thread hands each piece, its end or an error
-        to. `convert` makes a piece's chunks, on the loop; after the item that `ends`, or an error, nothing more."""
+    def sink(self, first: list[Chunk], convert: Callable[[Any], list[Chunk]]) -> Callable[[Any], None]:
+        """For a sequence the loop reads itself: what its scheduler's thread hands each text piece, its Finished or
+        an error to. `first` goes out ahead of the first piece's chunks; `convert` makes a piece's chunks, on the
+        loop (one that fails stops the sequence, and the reader gets the error)."""
+
+        first = list(first)
 
         def arrive(item: object) -> None:
+            try:
+                chunks = [] if isinstance(item, BaseException) else convert(item)
+            except Exception as exc:
+                self._cancel()
+                item, chunks = exc, []
+            for chunk in [*first, *chunks]:
+                self._arrive(chunk)
+            first.clear()
             if isinstance(item, BaseException):
                 self._arrive(item)
-                self._arrive(END)
-                return
-            for chunk in convert(item):
-                self._arrive(chunk)
-            if ends(item):
+            if isinstance(item, (Finished, BaseException)):
+                self._sequence_ended.set()
                 self._arrive(END)
 
         def hand(item: object) -> None:
@@ -59,6 +71,11 @@ class Feed:
                 self._loop.call_soon_threadsafe(arrive, item)
 
         return hand
+
+    def submitted(self) -> None:
+        """From the request thread, once the scheduler has the sequence whose sink this feed made: the place is given
+        back only after that sequence's last item has come (it leaves its slot at the step after a cancel)."""
+        self._direct = True
 
     def _arrive(self, item: object) -> None:
         self._items.append(item)
@@ -97,10 +114,12 @@ class Feed:
             await self._ending
 
     async def _end(self) -> None:
-        """Once, however it ends: wait for the thread to let go (one still queued never runs), then give the place
-        back."""
+        """Once, however it ends: wait for the thread to let go (one still queued never runs) and for a sequence the
+        loop reads itself to leave the scheduler, then give the place back."""
         thread = self._thread
         if thread is not None and not thread.cancel():
             await asyncio.gather(asyncio.wrap_future(thread), return_exceptions=True)
+        if self._direct:  # read by `thread`'s end: it set it before letting go
+            await self._sequence_ended.wait()
         if self._on_end is not None:
             await self._on_end()

@@ -26,7 +26,7 @@ from .messages_request import (
 from .requests import ChatCompletionRequest
 from .responses import Reply, choice_of
 from .sampling import unsupported
-from .streaming import event
+from .streaming import Eagerly, event
 from .validation import translated
 
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "function_call": "tool_use"}
@@ -156,11 +156,15 @@ class Anthropic:
     id: str = field(default_factory=message_id)
     stopped_by: str | None = None
 
-    async def watch(self, chunks: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
+    def watch(self, chunks: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
         """The chunks' text up to the first stop sequence, held back while it may be the start of one; at a
-        match the text ends there and the generation is stopped (the chunks are closed)."""
+        match the text ends there and the generation is stopped (the chunks are closed), as soon as the model
+        wrote it, however slowly the client reads."""
+        return Eagerly(self._watched(chunks)) if self.stop_sequences else chunks
+
+    async def _watched(self, chunks: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
         try:
-            async for chunk in self._cut(chunks) if self.stop_sequences else chunks:
+            async for chunk in self._cut(chunks):
                 yield chunk
         finally:
             await chunks.aclose()  # type: ignore[attr-defined]  # at a stop sequence: the generation stops

@@ -65,6 +65,45 @@ async def unless_disconnected(request: Request, work: Awaitable[T], timeout_s: f
     )
 
 
+class Eagerly:
+    """`source` read to its end by a task of its own, whatever its reader does: for a watch that stops the generation
+    (a stop sequence met), which must act as the model writes, not as a slow client reads. Held in memory meanwhile:
+    at most what the generation makes."""
+
+    def __init__(self, source: AsyncIterator[T]) -> None:
+        self._items: asyncio.Queue[object] = asyncio.Queue()
+        self._task = asyncio.ensure_future(self._take(source))
+
+    async def _take(self, source: AsyncIterator[T]) -> None:
+        try:
+            async for item in source:
+                self._items.put_nowait(item)
+            self._items.put_nowait(_END)
+        except Exception as exc:  # the source's own error: the reader gets it after what came before
+            self._items.put_nowait(exc)
+        finally:
+            await source.aclose()  # type: ignore[attr-defined]
+
+    def __aiter__(self) -> Eagerly:
+        return self
+
+    async def __anext__(self) -> Any:
+        item = await self._items.get()
+        if item is _END:
+            self._items.put_nowait(_END)  # the end stays the end
+            raise StopAsyncIteration
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    async def aclose(self) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+
+_END = object()
+
+
 class EventStream(StreamingResponse):
     """SSE response that stops its generator as soon as the client goes away, then runs `on_close` once.
 

@@ -78,15 +78,17 @@ def test_only_a_recognised_stream_lets_its_request_thread_go(test_model_path: Pa
     assert with_engine(engine_for(test_model_path, 2), body) == [False, False, True]
 
 
-def test_a_direct_stream_closed_early_stops_its_sequence(test_model_path: Path) -> None:
-    async def body(engine: Engine) -> Generation:
+def test_a_direct_stream_closed_early_has_left_the_scheduler_when_the_close_returns(test_model_path: Path) -> None:
+    async def body(engine: Engine) -> tuple[int, int]:
         generation = Generation(deadline=time.monotonic() + 120)
         feed = engine.stream(text(max_tokens=400), generation)
         for _ in range(3):
             await anext(feed)
         await feed.aclose()
-        await asyncio.sleep(1.0)  # the scheduler drops it at its next step
-        return generation
+        closed_at = generation.stats.completion_tokens
+        await asyncio.sleep(0.5)
+        return closed_at, generation.stats.completion_tokens
 
-    generation = with_engine(engine_for(test_model_path, 1), body)
-    assert generation.stats.completion_tokens < 100
+    closed_at, later = with_engine(engine_for(test_model_path, 1), body)
+    assert closed_at < 100
+    assert later == closed_at  # no step ran it after the close returned

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from menlo_cortex.runtime.models.batching.sequence import Finished
 from menlo_cortex.runtime.models.feed import END, Chunk, Feed
 
 pytestmark = pytest.mark.timeout(30)
@@ -131,5 +133,54 @@ def test_a_closed_loop_is_no_error_for_the_thread_that_hands_it_pieces() -> None
         return Feed(lambda: None)
 
     feed = asyncio.run(make())  # the loop is closed once run() returns
-    hand = feed.sink(lambda item: [{"text": item}], lambda item: False)
-    hand("piece")  # no RuntimeError
+    feed.sink([], lambda piece: [{"text": piece}])("piece")  # no RuntimeError
+
+
+def test_a_sequence_read_by_the_loop_keeps_its_place_until_it_leaves_the_scheduler() -> None:
+    """Its pieces come from another thread (the scheduler's), the first chunks ahead of them; closed early, the place
+    is given back only once the sequence's Finished has come, not when its request thread (long gone) let go."""
+
+    async def main() -> tuple[list[Chunk], list[str]]:
+        events: list[str] = []
+        pool, stop = ThreadPoolExecutor(1), threading.Event()
+        ends = Ends()
+        feed = Feed(stop.set, ends)
+        hand = feed.sink([{"echo": True}], lambda item: [] if isinstance(item, Finished) else [{"text": item}])
+        feed.start(pool.submit(feed.submitted))  # the request thread: submits, then ends at once
+
+        def scheduler() -> None:
+            hand("a")
+            hand("b")
+            stop.wait(10)
+            time.sleep(0.2)  # the step in progress
+            events.append("finished")
+            hand(Finished("cancelled"))
+
+        other = threading.Thread(target=scheduler)
+        other.start()
+        chunks = [await anext(feed), await anext(feed)]
+        await feed.aclose()
+        events.append(f"closed, {ends.count} end")
+        other.join()
+        pool.shutdown()
+        return chunks, events
+
+    chunks, events = asyncio.run(main())
+    assert chunks == [{"echo": True}, {"text": "a"}]
+    assert events == ["finished", "closed, 1 end"]
+
+
+def test_a_converter_that_fails_stops_the_sequence_and_the_reader_gets_the_error() -> None:
+    async def main() -> tuple[bool, str]:
+        stop = threading.Event()
+        feed = Feed(stop.set)
+
+        def convert(item: object) -> list[Chunk]:
+            raise KeyError("no such field")
+
+        threading.Thread(target=feed.sink([], convert), args=("a",)).start()
+        with pytest.raises(KeyError) as failure:
+            await anext(feed)
+        return stop.is_set(), str(failure.value)
+
+    assert asyncio.run(main()) == (True, "'no such field'")
