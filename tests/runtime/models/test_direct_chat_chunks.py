@@ -7,7 +7,7 @@ import functools
 
 import pytest
 from llama_cpp.llama_chat_format import _convert_text_completion_chunks_to_chat
-from menlo_cortex.runtime.models.batching.sequence import Finished
+from menlo_cortex.runtime.models.batching.sequence import Finished, Output
 from menlo_cortex.runtime.models.batching.view import _chat_chunks, _text_chunks
 
 pytestmark = pytest.mark.timeout(30)
@@ -16,7 +16,7 @@ HEAD = {"id": "cmpl-1", "object": "text_completion", "created": 1, "model": "gem
 
 @pytest.mark.parametrize("end", ["stop", "length"])
 def test_piece_by_piece_equals_the_converter_over_the_whole_stream(end: str) -> None:
-    items = ["Hel", "lo", "", " wor\u00e9ld", Finished(end)]
+    items: list[Output] = ["Hel", "lo", "", " wor\u00e9ld", Finished(end)]
     started: list[bool] = []
     made = [chunk for item in items for chunk in _chat_chunks(HEAD, started, item)]
     text = [chunk for item in items for chunk in _text_chunks(HEAD, item)]
