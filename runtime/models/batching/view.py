@@ -143,11 +143,7 @@ class LlamaView:
 
     def submit(self, direct: Direct) -> None:
         """Hand `direct`'s sequence to the scheduler; its pieces go to its sink from now on."""
-        try:
-            self._scheduler.submit(direct.sequence)
-        except BaseException:
-            direct.sequence.sampler.free()
-            raise
+        _submit(self._scheduler, direct.sequence)
 
     def _prompt_tokens(self, prompt: str | list[int], suffix: str | None) -> list[int]:
         """As llama-cpp-python's: a text prompt gets the model's BOS (and EOS) markers; a token list is used as is."""
@@ -187,11 +183,7 @@ class LlamaView:
 def _chunks(scheduler: Scheduler, sequence: Sequence, head: Chunk, echoed: str) -> Iterator[Chunk]:
     """The sequence's text as llama-cpp-python's stream chunks; leaving early (close) frees its slot.
     A cancelled sequence (its client left, its time ran out) ends with no finish reason: it did not finish."""
-    try:
-        scheduler.submit(sequence)
-    except BaseException:
-        sequence.sampler.free()
-        raise
+    _submit(scheduler, sequence)
     try:
         if echoed:
             yield _chunk(head, echoed, None)
@@ -199,17 +191,24 @@ def _chunks(scheduler: Scheduler, sequence: Sequence, head: Chunk, echoed: str) 
             item = sequence.output.get()
             if isinstance(item, BaseException):
                 raise item
+            yield from _text_chunks(head, item)
             if isinstance(item, Finished):
-                if item.reason != "cancelled":
-                    yield _chunk(head, "", item.reason)
                 return
-            yield _chunk(head, item, None)
     finally:
         sequence.abandoned.set()
 
 
+def _submit(scheduler: Scheduler, sequence: Sequence) -> None:
+    """The scheduler frees a sequence's sampler once it has it; one it refused is freed here."""
+    try:
+        scheduler.submit(sequence)
+    except BaseException:
+        sequence.sampler.free()
+        raise
+
+
 def _text_chunks(head: Chunk, item: Output) -> list[Chunk]:
-    """What _chunks yields for one piece or the end."""
+    """The stream chunks of one piece, or of the end (a cancelled sequence did not finish: no finish reason)."""
     if isinstance(item, Finished):
         return [] if item.reason == "cancelled" else [_chunk(head, "", item.reason)]
     assert isinstance(item, str)
