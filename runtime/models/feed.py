@@ -52,9 +52,10 @@ class Feed:
         first = list(first)
 
         def arrive(item: object) -> None:
+            left_scheduler = isinstance(item, (Finished, BaseException))
             try:
                 chunks = [] if isinstance(item, BaseException) else convert(item)
-            except Exception as exc:
+            except Exception as exc:  # the scheduler drops it at its next step; its Finished comes then
                 self._cancel()
                 item, chunks = exc, []
             for chunk in [*first, *chunks]:
@@ -62,8 +63,9 @@ class Feed:
             first.clear()
             if isinstance(item, BaseException):
                 self._arrive(item)
-            if isinstance(item, (Finished, BaseException)):
+            if left_scheduler:
                 self._sequence_ended.set()
+            if isinstance(item, (Finished, BaseException)):
                 self._arrive(END)
 
         def hand(item: object) -> None:

@@ -184,3 +184,38 @@ def test_a_converter_that_fails_stops_the_sequence_and_the_reader_gets_the_error
         return stop.is_set(), str(failure.value)
 
     assert asyncio.run(main()) == (True, "'no such field'")
+
+
+def test_after_a_converter_fails_the_place_waits_for_the_sequence_to_leave() -> None:
+    """The failure cancels the sequence; the scheduler drops it at its next step, and only its Finished ends it."""
+
+    async def main() -> list[str]:
+        events: list[str] = []
+        stop = threading.Event()
+        feed = Feed(stop.set, Ends())
+
+        def convert(item: object) -> list[Chunk]:
+            if isinstance(item, Finished):
+                return []
+            raise KeyError("a piece that does not convert")
+
+        hand = feed.sink([], convert)
+        feed.submitted()
+
+        def scheduler() -> None:
+            hand("a")
+            stop.wait(10)
+            time.sleep(0.2)  # the step in progress
+            events.append("finished")
+            hand(Finished("cancelled"))
+
+        other = threading.Thread(target=scheduler)
+        other.start()
+        with pytest.raises(KeyError, match="does not convert"):
+            await anext(feed)
+        await feed.aclose()
+        events.append("closed")
+        other.join()
+        return events
+
+    assert asyncio.run(main()) == ["finished", "closed"]
