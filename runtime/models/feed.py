@@ -1,17 +1,20 @@
 """One generation's chunks on their way to the event loop: from its request thread (put), or, for a stream whose
 chunks are its text pieces one for one, from the scheduler's thread itself (sink), the request thread gone.
 
-Each item costs the loop one wake-up and one future, with no task or queue between (a hop each used to cost a
-loop pass per token). Chunks are taken whether anyone reads them or not: a client that reads slowly, or never,
-does not hold the model's place, which `on_end` gives back once the generation has ended, its thread let go and
-its sequence left the scheduler. Held in memory meanwhile: at most max_tokens chunks.
+Each item costs the loop one future, with no task or queue between (a hop each used to cost a loop pass per
+token); the scheduler's pieces for all the loop's streams share its wake-ups (Courier). Chunks are taken whether
+anyone reads them or not: a client that reads slowly, or never, does not hold the model's place, which `on_end`
+gives back once the generation has ended, its thread let go and its sequence left the scheduler. Held in memory
+meanwhile: at most max_tokens chunks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
+import functools
+import threading
+import weakref
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from typing import Any
@@ -24,11 +27,50 @@ Chunk = dict[str, Any]
 END = object()  # the thread's last item: nothing follows
 
 
+class Courier:
+    """Hands items from the scheduler's thread to one event loop: one wake-up carries every item handed before the
+    loop got to it (a step's pieces for all its streams), not one each, on either thread."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._items: list[tuple[Callable[[object], None], object]] = []
+
+    def hand(self, arrive: Callable[[object], None], item: object) -> None:
+        with self._lock:
+            self._items.append((arrive, item))
+            if len(self._items) > 1:  # a wake-up is on its way and will take this too
+                return
+        try:
+            self._loop.call_soon_threadsafe(self._deliver)
+        except RuntimeError:  # the loop is closed: nobody reads, and the scheduler goes on
+            with self._lock:
+                self._items.clear()
+
+    def _deliver(self) -> None:
+        with self._lock:
+            items, self._items = self._items, []
+        for arrive, item in items:
+            arrive(item)
+
+
+_couriers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Courier] = weakref.WeakKeyDictionary()
+
+
+def courier(loop: asyncio.AbstractEventLoop) -> Courier:
+    """The loop's one courier (made on the loop's thread, which is the only one that asks)."""
+    found = _couriers.get(loop)
+    if found is None:
+        found = _couriers[loop] = Courier(loop)
+    return found
+
+
 class Feed:
     """An async iterator of chunks; aclose() stops the generation and waits for its thread to let go."""
 
     def __init__(self, cancel: Callable[[], None], on_end: Callable[[], Awaitable[None]] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
+        self._courier = courier(self._loop)
         self._items: collections.deque[object] = collections.deque()
         self._waiter: asyncio.Future[None] | None = None
         self._cancel, self._on_end = cancel, on_end
@@ -68,11 +110,7 @@ class Feed:
             if isinstance(item, (Finished, BaseException)):
                 self._arrive(END)
 
-        def hand(item: object) -> None:
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody reads, and the scheduler goes on
-                self._loop.call_soon_threadsafe(arrive, item)
-
-        return hand
+        return functools.partial(self._courier.hand, arrive)
 
     def submitted(self) -> None:
         """From the request thread, once the scheduler has the sequence whose sink this feed made: the place is given

@@ -7,10 +7,11 @@ import asyncio
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 from menlo_cortex.runtime.models.batching.sequence import Finished
-from menlo_cortex.runtime.models.feed import END, Chunk, Feed
+from menlo_cortex.runtime.models.feed import END, Chunk, Feed, courier
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -134,6 +135,38 @@ def test_a_closed_loop_is_no_error_for_the_thread_that_hands_it_pieces() -> None
 
     feed = asyncio.run(make())  # the loop is closed once run() returns
     feed.sink([], lambda piece: [{"text": piece}])("piece")  # no RuntimeError
+
+
+def test_a_steps_pieces_for_all_streams_reach_the_loop_in_one_wake_up_each_stream_in_order() -> None:
+    """The scheduler hands a step's pieces for every stream one after another; the loop is woken once for them."""
+
+    async def main() -> tuple[list[list[Chunk]], int]:
+        loop = asyncio.get_running_loop()
+        wake_ups = 0
+        threadsafe = loop.call_soon_threadsafe
+
+        def counted(callback: Any, *args: Any) -> Any:
+            nonlocal wake_ups
+            wake_ups += getattr(callback, "__self__", None) is courier(loop)
+            return threadsafe(callback, *args)
+
+        loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+        feeds = [Feed(lambda: None) for _ in range(3)]
+        hands = [feed.sink([], lambda item: [] if isinstance(item, Finished) else [{"text": item}]) for feed in feeds]
+
+        def step(pieces: list[object]) -> None:
+            for hand, piece in zip(hands, pieces, strict=True):
+                hand(piece)
+
+        await asyncio.to_thread(step, ["a1", "b1", "c1"])
+        await asyncio.to_thread(step, ["a2", "b2", "c2"])
+        await asyncio.to_thread(step, [Finished("stop")] * 3)
+        read = [[chunk async for chunk in feed] for feed in feeds]
+        return read, wake_ups
+
+    read, wake_ups = asyncio.run(main())
+    assert read == [[{"text": f"{name}1"}, {"text": f"{name}2"}] for name in "abc"]
+    assert wake_ups == 3
 
 
 def test_a_sequence_read_by_the_loop_keeps_its_place_until_it_leaves_the_scheduler() -> None:
