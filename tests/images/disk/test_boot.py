@@ -54,7 +54,7 @@ def chat(port: int, key: str) -> str:
 def first_chat(vm: Vm, key: str) -> str:
     deadline = time.monotonic() + FIRST_ANSWER_S
     while True:
-        assert vm.process.poll() is None, f"qemu exited {vm.process.returncode}: {vm.console_tail()}"
+        assert vm.exited() is None, f"qemu exited {vm.exited()}: {vm.console_tail()}"
         try:
             return chat(vm.ports[GUEST_PORT], key)
         except (openai.APIConnectionError, openai.APIStatusError) as exc:
