@@ -150,7 +150,7 @@ def test_a_steps_pieces_for_all_streams_reach_the_loop_in_one_wake_up_each_strea
             wake_ups += getattr(callback, "__self__", None) is courier(loop)
             return threadsafe(callback, *args)
 
-        loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+        loop.call_soon_threadsafe = counted  # type: ignore[method-assign,assignment]
         feeds = [Feed(lambda: None) for _ in range(3)]
         hands = [feed.sink([], lambda item: [] if isinstance(item, Finished) else [{"text": item}]) for feed in feeds]
 
