@@ -7,8 +7,9 @@ same model, machine, threads, KV cache and run, each measured by `cortex bench` 
 
 Cortex is measured through `cortex bench -f` (it starts the appliance itself), the others through
 `cortex bench --url ... --pid ...`. Every run lands in one data folder's cortex.db; the card (markdown and SVG)
-and `cortex bench compare` (Cortex's ratios to llama-server) are made from there. Slots: 4 sequences of
-`--context` tokens on every server (llama-server's default slot count).
+and `cortex bench compare` (Cortex's ratios to llama-server) are made from there. Slots: `--slots` sequences of
+`--context` tokens on every server (4 by default, llama-server's own default); `--gpu-layers` layers on the GPU
+(-1: all) on both Cortex and llama-server.
 """
 
 from __future__ import annotations
@@ -47,17 +48,26 @@ def cortex(*args: str) -> None:
 
 def write_cortexfile(args: argparse.Namespace) -> Path:
     digest = hashlib.sha256(args.model.read_bytes()).hexdigest()
+    slots, gpu_layers = placement(args)
+    connections = max(64, slots + 16)  # every stream, and the bench's own /health and /metrics readings
     path: Path = args.data / "Cortexfile.yaml"
     path.write_text(
         "version: 1\n"
-        f"engines:\n  llama_cpp:\n    parallel: {SLOTS}\n"
+        f"engines:\n  llama_cpp:\n    parallel: {slots}\n"
         f"models:\n  - id: {args.name}\n    source: {args.model}\n    sha256: {digest}\n"
         f"    context_size: {args.context}\n    threads: {args.threads}\n    chat_format: {args.chat_format}\n"
+        f"    gpu_layers: {gpu_layers}\n"
         f"data:\n  path: {args.data}\n"
-        "server:\n  limits:\n    queue_size: 64\n",
+        f"server:\n  limits:\n    queue_size: {connections}\n    max_connections: {connections}\n"
+        f"    max_connections_per_client: {connections}\n",
         encoding="utf-8",
     )
     return path
+
+
+def placement(args: argparse.Namespace) -> tuple[int, int]:
+    """Slots, and layers on the GPU (-1: all): the same on every server (per_token.py has neither option)."""
+    return getattr(args, "slots", SLOTS), getattr(args, "gpu_layers", 0)
 
 
 def serve(
@@ -82,9 +92,11 @@ def serve(
 def llama_server(args: argparse.Namespace, port: int) -> list[str]:
     # --no-jinja: with jinja on, --chat-template takes template text, and `gemma` would be the whole prompt.
     folder = Path(args.llama_server)
-    return [str(folder / "llama-server"), "-m", str(args.model), "-c", str(args.context * SLOTS), "-np", str(SLOTS),
-            "-t", str(args.threads), "-tb", str(args.threads), "--alias", args.name, "--no-jinja",
-            "--chat-template", args.chat_format, "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    slots, gpu_layers = placement(args)
+    return [str(folder / "llama-server"), "-m", str(args.model), "-c", str(args.context * slots), "-np", str(slots),
+            "-ngl", str(gpu_layers if gpu_layers >= 0 else 999), "-t", str(args.threads), "-tb", str(args.threads),
+            "--alias", args.name, "--no-jinja", "--chat-template", args.chat_format, "--host", "127.0.0.1",
+            "--port", str(port)]  # fmt: skip
 
 
 def llama_cpp_python_server(args: argparse.Namespace, port: int) -> list[str]:
@@ -110,6 +122,8 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="a GGUF file (default: the test model)")
     parser.add_argument("--chat-format", default="gemma", help="the model's chat format (the test model's: gemma)")
     parser.add_argument("--context", type=int, default=2048, help="tokens per slot")
+    parser.add_argument("--slots", type=int, default=SLOTS, help="sequences decoded together, on every server")
+    parser.add_argument("--gpu-layers", type=int, default=0, help="layers on the GPU, on every server (-1: all)")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--type", default="init,runtime,load", help="kinds, as cortex bench --type")
     parser.add_argument("--out", type=Path, help="the BenchCard's folder (default: docs/benchcards/<model>-<cores>)")
