@@ -32,18 +32,22 @@ class Courier:
     loop got to it (a step's pieces for all its streams), not one each, on either thread."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        self._loop = weakref.ref(loop)  # the registry's key: a strong reference would keep every loop alive
         self._lock = threading.Lock()
         self._items: list[tuple[Callable[[object], None], object]] = []
 
     def hand(self, arrive: Callable[[object], None], item: object) -> None:
+        loop = self._loop()
         with self._lock:
+            if loop is None or loop.is_closed():  # nobody reads, and the scheduler goes on
+                self._items.clear()
+                return
             self._items.append((arrive, item))
             if len(self._items) > 1:  # a wake-up is on its way and will take this too
                 return
         try:
-            self._loop.call_soon_threadsafe(self._deliver)
-        except RuntimeError:  # the loop is closed: nobody reads, and the scheduler goes on
+            loop.call_soon_threadsafe(self._deliver)
+        except RuntimeError:  # closed meanwhile
             with self._lock:
                 self._items.clear()
 
@@ -51,7 +55,12 @@ class Courier:
         with self._lock:
             items, self._items = self._items, []
         for arrive, item in items:
-            arrive(item)
+            try:
+                arrive(item)
+            except Exception as exc:  # as a callback of its own would: logged, and the others still delivered
+                loop = self._loop()
+                if loop is not None:
+                    loop.call_exception_handler({"message": "a feed could not take an item", "exception": exc})
 
 
 _couriers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Courier] = weakref.WeakKeyDictionary()

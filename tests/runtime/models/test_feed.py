@@ -4,14 +4,17 @@ back once (when the generation ends, read or not, or when the reader closes it f
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
+import weakref
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from menlo_cortex.runtime.models.batching.sequence import Finished
-from menlo_cortex.runtime.models.feed import END, Chunk, Feed, courier
+from menlo_cortex.runtime.models.feed import END, Chunk, Courier, Feed, courier
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -138,7 +141,8 @@ def test_a_closed_loop_is_no_error_for_the_thread_that_hands_it_pieces() -> None
 
 
 def test_a_steps_pieces_for_all_streams_reach_the_loop_in_one_wake_up_each_stream_in_order() -> None:
-    """The scheduler hands a step's pieces for every stream one after another; the loop is woken once for them."""
+    """The scheduler hands a step's pieces for every stream one after another; the loop is woken once for them
+    (when it has not already taken the first: then twice)."""
 
     async def main() -> tuple[list[list[Chunk]], int]:
         loop = asyncio.get_running_loop()
@@ -154,19 +158,56 @@ def test_a_steps_pieces_for_all_streams_reach_the_loop_in_one_wake_up_each_strea
         feeds = [Feed(lambda: None) for _ in range(3)]
         hands = [feed.sink([], lambda item: [] if isinstance(item, Finished) else [{"text": item}]) for feed in feeds]
 
-        def step(pieces: list[object]) -> None:
+        def step(pieces: Sequence[object]) -> None:
             for hand, piece in zip(hands, pieces, strict=True):
                 hand(piece)
 
-        await asyncio.to_thread(step, ["a1", "b1", "c1"])
-        await asyncio.to_thread(step, ["a2", "b2", "c2"])
-        await asyncio.to_thread(step, [Finished("stop")] * 3)
+        for pieces in (["a1", "b1", "c1"], ["a2", "b2", "c2"], [Finished("stop")] * 3):
+            step(pieces)  # on the loop's thread, so the loop cannot take the first before the last is handed
+            await asyncio.sleep(0)
         read = [[chunk async for chunk in feed] for feed in feeds]
         return read, wake_ups
 
     read, wake_ups = asyncio.run(main())
     assert read == [[{"text": f"{name}1"}, {"text": f"{name}2"}] for name in "abc"]
     assert wake_ups == 3
+
+
+def test_an_item_that_fails_on_the_loop_does_not_hold_back_the_others_handed_with_it() -> None:
+    """They share a wake-up; each still arrives as if it had its own: the failure is logged, the rest delivered."""
+
+    async def main() -> tuple[list[object], list[str]]:
+        loop = asyncio.get_running_loop()
+        logged: list[str] = []
+        loop.set_exception_handler(lambda _, context: logged.append(str(context["exception"])))
+        taken: list[object] = []
+
+        def fails(item: object) -> None:
+            raise ValueError(f"cannot take {item}")
+
+        def hands() -> None:
+            courier(loop).hand(taken.append, "a")
+            courier(loop).hand(fails, "b")
+            courier(loop).hand(taken.append, "c")
+
+        await asyncio.to_thread(hands)
+        await asyncio.sleep(0)
+        return taken, logged
+
+    assert asyncio.run(main()) == (["a", "c"], ["cannot take b"])
+
+
+def test_a_loop_closed_with_items_on_their_way_takes_no_more_and_is_not_kept_alive() -> None:
+    async def main() -> tuple[Courier, weakref.ref[asyncio.AbstractEventLoop]]:
+        loop = asyncio.get_running_loop()
+        return courier(loop), weakref.ref(loop)
+
+    handed, loop = asyncio.run(main())
+    for piece in range(3):  # the loop is closed: its wake-up never runs, and nothing piles up
+        handed.hand(lambda item: None, piece)
+    assert handed._items == []
+    gc.collect()
+    assert loop() is None
 
 
 def test_a_sequence_read_by_the_loop_keeps_its_place_until_it_leaves_the_scheduler() -> None:
