@@ -21,8 +21,11 @@ and renamed into place: never half a model.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import math
 import os
+import shutil
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,6 +45,10 @@ class Blocks:
     size: int
     halves: tuple[tuple[int, float], ...]
 
+    @property
+    def values(self) -> int:
+        return 256 if self.size in K_QUANT_SIZES else 32
+
 
 # ggml's block layouts (ggml-common.h), by GGML type id. Scales are chosen so that |weight| is a few hundredths.
 BLOCKS = {
@@ -56,7 +63,9 @@ BLOCKS = {
     13: Blocks(176, ((0, 0.00003), (2, 0.0001))),  # Q5_K: d, dmin, scales, high bits, quants
     14: Blocks(210, ((208, 0.00001),)),  # Q6_K: low bits, high bits, int8 scales, d
 }
+K_QUANT_SIZES = {84, 110, 144, 176, 210}  # a block of 256 values (super-blocks); the others hold 32
 FLOATS = {0: np.float32, 1: np.float16}  # F32, F16
+MAX_GAP = 4096  # alignment padding between tensors (32 bytes in llama.cpp's files): anything more is a bad layout
 NAMES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 6: "Q5_0", 7: "Q5_1", 8: "Q8_0", 10: "Q2_K", 11: "Q3_K",
          12: "Q4_K", 13: "Q5_K", 14: "Q6_K"}  # fmt: skip
 
@@ -76,37 +85,62 @@ def skeleton(model: Path, folder: Path) -> dict[str, Any]:
     tensors = [{"name": tensor.name, "type": int(tensor.tensor_type), "shape": [int(n) for n in tensor.shape],
                 "offset": int(tensor.data_offset) - reader.data_offset, "bytes": int(tensor.n_bytes)}
                for tensor in reader.tensors]  # fmt: skip
-    layout = {"data_offset": reader.data_offset, "size": model.stat().st_size, "tensors": tensors}
+    with model.open("rb") as source:
+        header = source.read(reader.data_offset)
+    layout = {"data_offset": reader.data_offset, "size": model.stat().st_size,
+              "header_sha256": hashlib.sha256(header).hexdigest(), "tensors": tensors}  # fmt: skip
     check(layout)
     folder.mkdir(parents=True, exist_ok=True)
-    with model.open("rb") as source:
-        (folder / HEADER).write_bytes(source.read(reader.data_offset))
+    (folder / HEADER).write_bytes(header)
     (folder / LAYOUT).write_text(json.dumps(layout, indent=1) + "\n", encoding="utf-8")
     return layout
 
 
 def check(layout: dict[str, Any]) -> None:
-    """Every tensor of a type `synth` can make, whole blocks of it, inside the file, none overlapping."""
+    """Every tensor of a type `synth` can make, its bytes those of its shape, in order, none overlapping, the file
+    no bigger than its tensors and their alignment padding (a layout cannot have `synth` fill a disk)."""
+    for key in ("data_offset", "size"):
+        if not _count(layout[key]):
+            raise SynthError(f"{key} is {layout[key]!r}, not a byte count")
     end = 0
-    for tensor in sorted(layout["tensors"], key=lambda t: t["offset"]):
-        name, kind = tensor["name"], tensor["type"]
-        if kind not in FLOATS and kind not in BLOCKS:
+    for tensor in sorted(layout["tensors"], key=lambda t: _count(t["offset"]) and t["offset"]):
+        name, kind, shape = tensor["name"], tensor["type"], tensor["shape"]
+        if type(kind) is not int or (kind not in FLOATS and kind not in BLOCKS):
             supported = ", ".join(NAMES.values())
             raise SynthError(f"tensor {name!r} has GGML type {kind}: no synthetic form for it (supported: {supported})")
-        unit = BLOCKS[kind].size if kind in BLOCKS else np.dtype(FLOATS[kind]).itemsize
-        if tensor["bytes"] % unit or tensor["offset"] < end:
-            raise SynthError(f"tensor {name!r}: {tensor['bytes']} bytes at {tensor['offset']} do not fit its type")
-        end = tensor["offset"] + tensor["bytes"]
-    if layout["data_offset"] + end > layout["size"]:
-        raise SynthError(f"the tensors end at {layout['data_offset'] + end}, past the model's {layout['size']} bytes")
+        values = math.prod(shape) if isinstance(shape, list) and all(_count(n) and n for n in shape) else -1
+        if kind in BLOCKS:
+            expected = values // BLOCKS[kind].values * BLOCKS[kind].size if values % BLOCKS[kind].values == 0 else -1
+        else:
+            expected = values * np.dtype(FLOATS[kind]).itemsize
+        offset = tensor["offset"]
+        fits = _count(offset) and _count(tensor["bytes"]) and tensor["bytes"] == expected
+        if values <= 0 or not fits or not 0 <= offset - end < MAX_GAP:
+            raise SynthError(f"tensor {name!r}: {tensor['bytes']} bytes of shape {shape} at {offset} do not fit its "
+                             f"type and the tensors before it")  # fmt: skip
+        end = offset + expected
+    if not 0 <= layout["size"] - (layout["data_offset"] + end) < MAX_GAP:
+        raise SynthError(f"the tensors end at {layout['data_offset'] + end}, not where the model's {layout['size']} "
+                         "bytes do")  # fmt: skip
+
+
+def _count(value: object) -> bool:
+    return type(value) is int and value >= 0
 
 
 def synth(folder: Path, target: Path, seed: int = 0) -> None:
     """The whole model from `folder`'s skeleton, at `target`."""
     layout = read_layout(folder)
-    header = (folder / HEADER).read_bytes()
-    if len(header) != layout["data_offset"]:
-        raise SynthError(f"{folder / HEADER}: {len(header)} bytes where its layout says {layout['data_offset']}")
+    try:
+        header = (folder / HEADER).read_bytes()
+    except OSError as exc:
+        raise SynthError(f"{folder / HEADER}: cannot be read ({exc.strerror})") from exc
+    if not header.startswith(b"GGUF") or hashlib.sha256(header).hexdigest() != layout.get("header_sha256"):
+        raise SynthError(f"{folder / HEADER}: not the header {folder / LAYOUT} was made from")
+    if not target.parent.is_dir():
+        raise SynthError(f"{target.parent}: no such folder")
+    if layout["size"] > shutil.disk_usage(target.parent).free:
+        raise SynthError(f"{target.parent}: {layout['size']} bytes do not fit in what is free there")
     rng = np.random.default_rng(seed)
     partial = target.with_name(f".{target.name}.partial")
     try:
@@ -126,7 +160,7 @@ def read_layout(folder: Path) -> dict[str, Any]:
     try:
         layout: dict[str, Any] = json.loads((folder / LAYOUT).read_text(encoding="utf-8"))
         check(layout)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise SynthError(f"{folder / LAYOUT}: not a skeleton's layout ({type(exc).__name__}: {exc})") from exc
     return layout
 
@@ -136,8 +170,10 @@ def tensor_bytes(tensor: dict[str, Any], rng: np.random.Generator) -> Iterator[b
     if kind in FLOATS:
         dtype = FLOATS[kind]
         count = size // np.dtype(dtype).itemsize
-        values = np.ones(count) if len(tensor["shape"]) == 1 else rng.normal(0.0, 0.02, count)  # norms: 1
-        yield values.astype(dtype).tobytes()
+        if len(tensor["shape"]) == 1:  # norms
+            yield np.ones(count, dtype).tobytes()
+        else:
+            yield (rng.standard_normal(count, np.float32) * 0.02).astype(dtype).tobytes()
         return
     blocks = BLOCKS[kind]
     per_chunk = max(1, CHUNK // blocks.size)

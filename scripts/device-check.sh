@@ -13,6 +13,7 @@
 #
 # On the device tool: run(command="scripts/device-check.sh run", carry=[".device"], timeout_s=600).
 set -euo pipefail
+shopt -s inherit_errexit  # a failing step inside $(...) stops the run too
 here="$(cd "$(dirname "$0")/.." && pwd)"
 version="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
 pack_dir="$here/.device"
@@ -34,74 +35,102 @@ gpu_flags() {
 }
 
 pack() {
-  local python="$here/.venv/bin/python"
+  local python="$here/.venv/bin/python" model
   [ -x "$python" ] || die "no .venv: run make setup first"
   tmp="$(mktemp -d)"  # global: the trap runs after pack returns
   trap 'rm -rf "$tmp"' EXIT
-  rm -rf "$pack_dir" && mkdir -p "$pack_dir/wheels"
+  local packed="$tmp/pack" src="$tmp/llama_cpp_python-$version"
+  mkdir -p "$packed/wheels"
   "$python" -m pip download -q --no-binary :all: --no-deps -d "$tmp" "llama-cpp-python==$version"
   tar -xzf "$tmp"/llama_cpp_python-*.tar.gz -C "$tmp"
-  local src="$tmp/llama_cpp_python-$version"
   # shellcheck source=scripts/llama-patches.sh
   . "$here/scripts/llama-patches.sh"
   for patch_file in "${patches[@]}"; do patch -p1 -s -d "$src" <"$patch_file"; done
   # What the build never reads: the sources' git history, test vocabularies, docs, tests, benchmarks (54 MiB).
   rm -rf "$src/.git" "$src"/vendor/llama.cpp/{models,docs,tests,benches}
-  tar -czf "$pack_dir/llama-src.tar.gz" -C "$tmp" "llama_cpp_python-$version"
-  "$python" -m pip wheel -q --no-deps -w "$pack_dir/wheels" "$here"
+  tar -czf "$packed/llama-src.tar.gz" -C "$tmp" "llama_cpp_python-$version"
+  "$python" -m pip wheel -q --no-deps -w "$packed/wheels" "$here"
   local pins=() name
   for name in "${wheels[@]}"; do pins+=("$name==$("$python" -m pip show "$name" | sed -n 's/^Version: //p')"); done
   "$python" -m pip download -q --no-deps --only-binary=:all: --python-version "$device_python" --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-    -d "$pack_dir/wheels" "${pins[@]}"
-  local model
+    -d "$packed/wheels" "${pins[@]}"
   model="$(cd "$here/bench" && "$python" -c 'from compare import test_model; print(test_model())')"
-  "$python" "$here/bench/gguf_synth.py" skeleton "$model" "$pack_dir/skeleton"
-  du -sh "$pack_dir"
+  "$python" "$here/bench/gguf_synth.py" skeleton "$model" "$packed/skeleton"
+  local size
+  size="$(du -sm "$packed" | cut -f1)"
+  ((size < 60)) || die "the pack is $size MiB: a device call carries 64 MiB with the rest of the tree"
+  rm -rf "$pack_dir" && mv "$packed" "$pack_dir"
+  echo "$pack_dir: $size MiB"
 }
 
-build_for_gpu() {  # $1: work folder; prints the folder with llama-server and the libraries
-  local work="$1" cap
-  command -v nvidia-smi >/dev/null || die "no nvidia-smi: not a GPU machine (use run --cpu here)"
-  cap="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1)"
+preflight() {  # what the GPU run needs, checked before minutes of building
+  local tool
+  for tool in nvidia-smi nvcc cmake ninja python3; do
+    command -v "$tool" >/dev/null || die "no $tool on this machine"
+  done
+  python3 -c "import sys; sys.exit(sys.version_info[:2] != (${device_python/./, }))" ||
+    die "python3 is $(python3 -V 2>&1), the wheels in $pack_dir are for $device_python"
+}
+
+install_python() {  # the wheels and llama-cpp-python's Python code into $work/site; its libraries come later
   tar -xzf "$pack_dir/llama-src.tar.gz" -C "$work"
-  local src="$work/llama_cpp_python-$version"
-  # shellcheck disable=SC2046  # the flags are words
-  cmake -S "$src/vendor/llama.cpp" -B "$work/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF \
-    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON $(gpu_flags "$cap") >&2
-  cmake --build "$work/build" --target llama-server llama -j "$(nproc)" >&2
-  python3 -m pip install -q --no-index --no-deps --no-compile --target "$work/site" "$pack_dir"/wheels/*.whl >&2
-  cp -r "$src/llama_cpp" "$work/site/"
+  python3 -m pip install -q --no-index --no-deps --no-compile --target "$work/site" "$pack_dir"/wheels/*.whl
+  cp -r "$work/llama_cpp_python-$version/llama_cpp" "$work/site/"
+  PYTHONPATH="$work/site" python3 -c 'import menlo_cortex.cli, pydantic, starlette, uvicorn, ruamel.yaml, watchfiles'
+}
+
+build_for_gpu() {  # llama-server and the libraries, in an ignored folder that a rerun on the same machine reuses
+  local cap flags build="$here/build/device-llama"
+  cap="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1)"
+  flags="$(gpu_flags "$cap")"
+  # shellcheck disable=SC2086  # the flags are words
+  cmake -S "$work/llama_cpp_python-$version/vendor/llama.cpp" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON $flags
+  cmake --build "$build" --target llama-server llama -j "$(nproc)"
+  [ -e "$build/bin/libggml-cuda.so" ] || die "the build has no CUDA backend ($build/bin)"
   mkdir -p "$work/site/llama_cpp/lib"
-  cp -a "$work"/build/bin/*.so* "$work/site/llama_cpp/lib/"
-  echo "$work/build/bin"
+  cp -a "$build"/bin/*.so* "$work/site/llama_cpp/lib/"
+  server="$build/bin"
+}
+
+finish() {  # however the run ends: the servers' logs back, the work folder gone
+  [ -d "$work/data" ] && tar -czf "$OUT/logs.tar.gz" --exclude='*.db' -C "$work/data" .  # 8 files come back
+  rm -rf "$work"
 }
 
 run() {
-  local cpu="" work python server slots=64 gpu_layers=-1 out="${OUT:-}"
-  [ "${1:-}" = "--cpu" ] && cpu=1
-  [ -n "$out" ] || die "OUT is not set: the folder for the JSON, the BenchCard and the logs"
-  [ -d "$pack_dir/skeleton" ] || die "no $pack_dir/skeleton: run 'scripts/device-check.sh pack' here first"
-  work="$(mktemp -d)"
-  if [ -n "$cpu" ]; then
-    python="$here/.venv/bin/python" server="$(PYTHON="$python" "$here/scripts/llama-server.sh")"
-    slots=4 gpu_layers=0 streams="1,2"
+  local mode="${1:-gpu}" python slots=64 gpu_layers=-1 deadline=$((SECONDS + ${DEVICE_CHECK_S:-570}))
+  [[ "$mode" = gpu || "$mode" = --cpu ]] || die "run takes --cpu or nothing, not '$mode'"
+  [ -n "${OUT:-}" ] || die "OUT is not set: the folder for the JSON, the BenchCard and the logs"
+  [ -f "$pack_dir/skeleton/layout.json" ] || die "no $pack_dir/skeleton: run 'scripts/device-check.sh pack' here"
+  mkdir -p "$OUT"
+  work="$(mktemp -d)"  # global, as `server`: finish runs after run returns
+  trap finish EXIT
+  if [ "$mode" = --cpu ]; then
+    python="$here/.venv/bin/python" slots=4 gpu_layers=0 streams="1,2"
+    server="$(PYTHON="$python" "$here/scripts/llama-server.sh")"
   else
-    server="$(build_for_gpu "$work")" python=python3
+    preflight
+    install_python
     export PYTHONPATH="$work/site"
-    nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv | tee "$out/gpu.csv"
+    python=python3
   fi
   "$python" "$here/bench/gguf_synth.py" synth "$pack_dir/skeleton" "$work/synthetic.gguf"
-  "$python" "$here/bench/compare.py" --model "$work/synthetic.gguf" --llama-server "$server" --slots "$slots" \
-    --gpu-layers "$gpu_layers" --type runtime,load --data "$work/data" --out "$out/card" --streams "$streams" \
-    2>&1 | tee "$out/compare.log"
-  tar -czf "$out/logs.tar.gz" --exclude='*.db' -C "$work/data" .  # the device tool takes 8 files back
-  rm -rf "$work"
+  if [ "$mode" = gpu ]; then
+    build_for_gpu
+    nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv | tee "$OUT/gpu.csv"
+  fi
+  local left=$((deadline - SECONDS))
+  ((left > 60)) || die "$left s left of the run's time: too little to bench (DEVICE_CHECK_S sets it)"
+  timeout "$left" "$python" "$here/bench/compare.py" --model "$work/synthetic.gguf" \
+    --llama-server "$server" --slots "$slots" --gpu-layers "$gpu_layers" --type runtime,load --data "$work/data" \
+    --out "$OUT/card" --streams "$streams" 2>&1 | tee "$OUT/compare.log"
 }
 
 case "${1:-}" in
   pack) pack ;;
-  run) run "${2:-}" ;;
+  run) run "${2:-gpu}" ;;
   flags) gpu_flags "${2:-}" ;;
   *) die "usage: scripts/device-check.sh pack | run [--cpu] | flags CAPABILITY" ;;
 esac

@@ -69,6 +69,12 @@ def test_both_servers_get_the_devices_slots_and_every_layer_on_the_gpu(tmp_path:
     assert (pairs["-np"], pairs["-c"], pairs["-ngl"]) == ("64", str(64 * 2048), "999")
 
 
+def test_a_model_id_that_yaml_would_read_as_something_else_stays_a_string(tmp_path: Path) -> None:
+    args = wiring(tmp_path, slots=4, gpu_layers=0)
+    args.name = "null"
+    assert load(compare.write_cortexfile(args)).config.models[0].id == "null"
+
+
 def test_on_the_cpu_nothing_goes_to_a_gpu(tmp_path: Path) -> None:
     args = wiring(tmp_path, slots=4, gpu_layers=0)
     assert load(compare.write_cortexfile(args)).config.models[0].gpu_layers == 0

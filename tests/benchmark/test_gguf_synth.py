@@ -3,6 +3,7 @@ builds on its machine, where the real weights cannot travel) loads, and writes a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -59,36 +60,69 @@ def test_a_synthetic_model_has_the_real_ones_header_and_tensors_and_writes_every
     assert generated.stdout.split() == ["32", "length", "True"]  # finite logits; no early end token
 
 
-def write_layout(folder: Path, tensors: list[dict[str, object]], header: bytes = b"GGUF") -> None:
+def write_layout(folder: Path, tensors: list[dict[str, object]], size: int = 4096, header: bytes = b"GGUF") -> None:
     folder.mkdir()
     (folder / "header.gguf").write_bytes(header)
-    layout = {"data_offset": len(header), "size": len(header) + 4096, "tensors": tensors}
+    layout = {"data_offset": len(header), "size": len(header) + size, "tensors": tensors,
+              "header_sha256": hashlib.sha256(header).hexdigest()}  # fmt: skip
     (folder / "layout.json").write_text(json.dumps(layout))
 
 
+def tensor(kind: int, shape: list[object], offset: object = 0, size: object = 0) -> dict[str, object]:
+    return {"name": "w", "type": kind, "shape": shape, "offset": offset, "bytes": size}
+
+
+def test_a_small_layout_makes_its_model(tmp_path: Path) -> None:
+    """Q8_0: 34 bytes a block of 32 values; then F32 norms (ones), aligned to 32 bytes; then the file's padding."""
+    write_layout(tmp_path / "skeleton", [tensor(8, [64, 2], 0, 136), tensor(0, [16], 160, 64)], size=256)
+    made = tool("synth", tmp_path / "skeleton", tmp_path / "out.gguf")
+    assert made.returncode == 0, made.stderr
+    data = (tmp_path / "out.gguf").read_bytes()
+    assert len(data) == 4 + 256
+    assert data[4 + 136 : 4 + 160] == bytes(24)
+    assert data[4 + 160 : 4 + 224] == b"\x00\x00\x80\x3f" * 16  # 1.0f
+
+
 def test_a_type_it_cannot_make_is_refused_by_tensor_and_type(tmp_path: Path) -> None:
-    write_layout(tmp_path / "skeleton", [{"name": "blk.0.ffn_up.weight", "type": 20, "shape": [32], "offset": 0,
-                                         "bytes": 18}])  # fmt: skip
+    write_layout(tmp_path / "skeleton", [tensor(20, [32], 0, 18)])
     refused = tool("synth", tmp_path / "skeleton", tmp_path / "out.gguf")
     assert refused.returncode == 2
-    assert "tensor 'blk.0.ffn_up.weight' has GGML type 20: no synthetic form for it" in refused.stderr
+    assert "tensor 'w' has GGML type 20: no synthetic form for it" in refused.stderr
     assert not list(tmp_path.glob("*.gguf"))
     assert not list(tmp_path.glob(".*"))
 
 
 @pytest.mark.parametrize(
-    ("tensors", "said"),
+    ("tensors", "size", "said"),
     [
-        ([{"name": "w", "type": 8, "shape": [64], "offset": 0, "bytes": 35}], "tensor 'w': 35 bytes at 0 do not fit"),
-        ([{"name": "w", "type": 0, "shape": [2048], "offset": 0, "bytes": 8192}], "the tensors end at 8196, past"),
-        ([{"name": "w", "type": 0}], "not a skeleton's layout (KeyError"),
+        ([tensor(8, [64], 0, 35)], 4096, "tensor 'w': 35 bytes of shape [64] at 0 do not fit"),
+        ([tensor(8, [64], 0, -34)], 4096, "tensor 'w': -34 bytes"),
+        ([tensor(8, [64], 0.5, 68)], 4096, "tensor 'w': 68 bytes of shape [64] at 0.5"),
+        ([tensor(8, [64], 0, 68.0)], 4096, "tensor 'w': 68.0 bytes"),
+        ([tensor(8, [64, -1], 0, 68)], 4096, "tensor 'w': 68 bytes of shape [64, -1]"),
+        ([tensor(8, [64], 0, 68), tensor(0, [8], 34, 32)], 4096, "tensor 'w': 32 bytes of shape [8] at 34"),
+        ([tensor(8, [64], 10_000, 68)], 10_100, "at 10000 do not fit"),  # a gap no alignment needs
+        ([tensor(0, [2048], 0, 8192)], 4096, "the tensors end at 8196, not where the model's 4100 bytes do"),
+        ([tensor(0, [8], 0, 32)], 1 << 40, "the tensors end at 36, not where"),
+        ([tensor(0, [1 << 40], 0, 4 << 40)], 4 << 40, "bytes do not fit in what is free there"),
+        ([tensor(True, [8], 0, 16)], 4096, "has GGML type True: no synthetic form"),
+        ([{"name": "w", "type": 0}], 4096, "not a skeleton's layout (KeyError"),
     ],
 )
-def test_a_layout_that_does_not_add_up_is_refused(tmp_path: Path, tensors: list[dict[str, object]], said: str) -> None:
-    write_layout(tmp_path / "skeleton", tensors)
+def test_a_layout_that_does_not_add_up_is_refused(
+    tmp_path: Path, tensors: list[dict[str, object]], size: int, said: str
+) -> None:
+    write_layout(tmp_path / "skeleton", tensors, size)
     refused = tool("synth", tmp_path / "skeleton", tmp_path / "out.gguf")
     assert (refused.returncode, said in refused.stderr) == (2, True), refused.stderr
     assert not (tmp_path / "out.gguf").exists()
+
+
+def test_a_header_its_layout_was_not_made_from_is_refused(tmp_path: Path) -> None:
+    write_layout(tmp_path / "skeleton", [tensor(0, [8], 0, 32)])
+    (tmp_path / "skeleton" / "header.gguf").write_bytes(b"GGUF-another")
+    refused = tool("synth", tmp_path / "skeleton", tmp_path / "out.gguf")
+    assert (refused.returncode, "not the header" in refused.stderr) == (2, True), refused.stderr
 
 
 def test_a_file_that_is_not_a_model_makes_no_skeleton(tmp_path: Path) -> None:

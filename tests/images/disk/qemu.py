@@ -41,8 +41,9 @@ KEY = re.compile(r"cortex-[0-9a-f]{64}")
 KEY_NOTICE = "Cortex made an API key: read it on the device's screen or as root in /etc/cortex/api-keys"
 
 
-# What the kernel says last before it resets the machine (generic, then x86's), or powers it off.
-RESTARTING = ("reboot: Restarting system", "reboot: machine restart")
+# What the kernel says last before it resets the machine (generic, x86's, after a panic: `panic=N`), or powers it
+# off. A reset said by none of them (a triple fault, the firmware's own) ends the machine, and the test says so.
+RESTARTING = ("reboot: Restarting system", "reboot: machine restart", "Rebooting in ")
 POWERING_OFF = ("reboot: Power down", "reboot: System halted")
 
 
