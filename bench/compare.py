@@ -51,13 +51,19 @@ def write_cortexfile(args: argparse.Namespace) -> Path:
     digest = hashlib.sha256(args.model.read_bytes()).hexdigest()
     slots, gpu_layers = placement(args)
     connections = max(64, slots + 16)  # a stream per slot, and the bench's own /health and /metrics readings
-    named = {"id": args.name, "source": args.model, "chat_format": args.chat_format, "data": args.data}
+    named = {
+        "id": args.name,
+        "source": args.model,
+        "chat_format": args.chat_format,
+        "data": args.data,
+        "sha256": digest,
+    }
     quoted = {key: json.dumps(str(value)) for key, value in named.items()}  # JSON strings are YAML's: a path stays one
     path: Path = args.data / "Cortexfile.yaml"
     path.write_text(
         "version: 1\n"
         f"engines:\n  llama_cpp:\n    parallel: {slots}\n"
-        f"models:\n  - id: {quoted['id']}\n    source: {quoted['source']}\n    sha256: {digest}\n"
+        f"models:\n  - id: {quoted['id']}\n    source: {quoted['source']}\n    sha256: {quoted['sha256']}\n"
         f"    context_size: {args.context}\n    threads: {args.threads}\n    chat_format: {quoted['chat_format']}\n"
         f"    gpu_layers: {gpu_layers}\n"
         f"data:\n  path: {quoted['data']}\n"

@@ -87,7 +87,7 @@ def skeleton(model: Path, folder: Path) -> dict[str, Any]:
                for tensor in reader.tensors]  # fmt: skip
     with model.open("rb") as source:
         header = source.read(reader.data_offset)
-    layout = {"data_offset": reader.data_offset, "size": model.stat().st_size,
+    layout = {"data_offset": int(reader.data_offset), "size": model.stat().st_size,
               "header_sha256": hashlib.sha256(header).hexdigest(), "tensors": tensors}  # fmt: skip
     check(layout)
     folder.mkdir(parents=True, exist_ok=True)
@@ -135,7 +135,8 @@ def synth(folder: Path, target: Path, seed: int = 0) -> None:
         header = (folder / HEADER).read_bytes()
     except OSError as exc:
         raise SynthError(f"{folder / HEADER}: cannot be read ({exc.strerror})") from exc
-    if not header.startswith(b"GGUF") or hashlib.sha256(header).hexdigest() != layout.get("header_sha256"):
+    made_from = hashlib.sha256(header).hexdigest() == layout.get("header_sha256")
+    if not header.startswith(b"GGUF") or not made_from or len(header) != layout["data_offset"]:
         raise SynthError(f"{folder / HEADER}: not the header {folder / LAYOUT} was made from")
     if not target.parent.is_dir():
         raise SynthError(f"{target.parent}: no such folder")
@@ -160,7 +161,7 @@ def read_layout(folder: Path) -> dict[str, Any]:
     try:
         layout: dict[str, Any] = json.loads((folder / LAYOUT).read_text(encoding="utf-8"))
         check(layout)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise SynthError(f"{folder / LAYOUT}: not a skeleton's layout ({type(exc).__name__}: {exc})") from exc
     return layout
 

@@ -17,6 +17,7 @@ shopt -s inherit_errexit  # a failing step inside $(...) stops the run too
 here="$(cd "$(dirname "$0")/.." && pwd)"
 version="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
 pack_dir="$here/.device"
+sources="$here/build/device-src"  # ignored, as build/device-llama
 device_python="3.12"  # the GPU machine's (shared/notes/machine.md)
 # What Cortex runs with that the GPU machine lacks (it has numpy, jinja2, httpx, anyio and h11).
 wheels=(pydantic pydantic-core annotated-types typing-extensions typing-inspection ruamel.yaml starlette
@@ -74,9 +75,11 @@ preflight() {  # what the GPU run needs, checked before minutes of building
 }
 
 install_python() {  # the wheels and llama-cpp-python's Python code into $work/site; its libraries come later
-  tar -xzf "$pack_dir/llama-src.tar.gz" -C "$work"
+  # The sources in one ignored place: CMake's cache names them, so a rerun's build folder is reused only if
+  # they stay where they were (tar keeps the files' times: ninja rebuilds nothing).
+  mkdir -p "$sources" && tar -xzf "$pack_dir/llama-src.tar.gz" -C "$sources"
   python3 -m pip install -q --no-index --no-deps --no-compile --target "$work/site" "$pack_dir"/wheels/*.whl
-  cp -r "$work/llama_cpp_python-$version/llama_cpp" "$work/site/"
+  cp -r "$sources/llama_cpp_python-$version/llama_cpp" "$work/site/"
   PYTHONPATH="$work/site" python3 -c 'import menlo_cortex.cli, pydantic, starlette, uvicorn, ruamel.yaml, watchfiles'
 }
 
@@ -85,18 +88,20 @@ build_for_gpu() {  # llama-server and the libraries, in an ignored folder that a
   cap="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1)"
   flags="$(gpu_flags "$cap")"
   # shellcheck disable=SC2086  # the flags are words
-  cmake -S "$work/llama_cpp_python-$version/vendor/llama.cpp" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-    -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON $flags
-  cmake --build "$build" --target llama-server llama -j "$(nproc)"
+  {
+    cmake -S "$sources/llama_cpp_python-$version/vendor/llama.cpp" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+      -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON $flags
+    cmake --build "$build" --target llama-server llama -j "$(nproc)"
+  } 2>&1 | tee "$work/data/build.log" | tail -20  # the whole log comes back in logs.tar.gz
   [ -e "$build/bin/libggml-cuda.so" ] || die "the build has no CUDA backend ($build/bin)"
   mkdir -p "$work/site/llama_cpp/lib"
   cp -a "$build"/bin/*.so* "$work/site/llama_cpp/lib/"
   server="$build/bin"
 }
 
-finish() {  # however the run ends: the servers' logs back, the work folder gone
-  [ -d "$work/data" ] && tar -czf "$OUT/logs.tar.gz" --exclude='*.db' -C "$work/data" .  # 8 files come back
-  rm -rf "$work"
+finish() {  # however the run ends: the build's and the servers' logs back (8 files come back), the work gone
+  tar -czf "$OUT/logs.tar.gz" --exclude='*.db' -C "$work/data" . || echo "device-check: logs not saved" >&2
+  rm -rf "$work" || true
 }
 
 run() {
@@ -106,6 +111,7 @@ run() {
   [ -f "$pack_dir/skeleton/layout.json" ] || die "no $pack_dir/skeleton: run 'scripts/device-check.sh pack' here"
   mkdir -p "$OUT"
   work="$(mktemp -d)"  # global, as `server`: finish runs after run returns
+  mkdir -p "$work/data"
   trap finish EXIT
   if [ "$mode" = --cpu ]; then
     python="$here/.venv/bin/python" slots=4 gpu_layers=0 streams="1,2"
@@ -123,9 +129,12 @@ run() {
   fi
   local left=$((deadline - SECONDS))
   ((left > 60)) || die "$left s left of the run's time: too little to bench (DEVICE_CHECK_S sets it)"
-  timeout "$left" "$python" "$here/bench/compare.py" --model "$work/synthetic.gguf" \
+  local status=0
+  timeout -k 15 "$left" "$python" "$here/bench/compare.py" --model "$work/synthetic.gguf" \
     --llama-server "$server" --slots "$slots" --gpu-layers "$gpu_layers" --type runtime,load --data "$work/data" \
-    --out "$OUT/card" --streams "$streams" 2>&1 | tee "$OUT/compare.log"
+    --out "$OUT/card" --streams "$streams" 2>&1 | tee "$OUT/compare.log" || status=$?
+  ((status != 124)) || die "the bench ran out of the run's time ($left s left for it; DEVICE_CHECK_S sets the run's)"
+  return "$status"
 }
 
 case "${1:-}" in

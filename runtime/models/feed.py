@@ -51,16 +51,33 @@ class Courier:
             with self._lock:
                 self._items.clear()
 
+    def drop_if_closed(self) -> None:
+        loop = self._loop()
+        if loop is None or loop.is_closed():
+            with self._lock:
+                self._items.clear()
+
     def _deliver(self) -> None:
         with self._lock:
             items, self._items = self._items, []
-        for arrive, item in items:
+        for index, (arrive, item) in enumerate(items):
             try:
                 arrive(item)
             except Exception as exc:  # as a callback of its own would: logged, and the others still delivered
                 loop = self._loop()
                 if loop is not None:
                     loop.call_exception_handler({"message": "a feed could not take an item", "exception": exc})
+            except BaseException:  # the loop is being interrupted: the rest go first at its next pass
+                self._put_back(items[index + 1 :])
+                raise
+
+    def _put_back(self, rest: list[tuple[Callable[[object], None], object]]) -> None:
+        with self._lock:
+            waking = bool(self._items)  # a later hand already asked for a wake-up
+            self._items[:0] = rest
+        loop = self._loop()
+        if rest and not waking and loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._deliver)
 
 
 _couriers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Courier] = weakref.WeakKeyDictionary()
@@ -70,6 +87,8 @@ def courier(loop: asyncio.AbstractEventLoop) -> Courier:
     """The loop's one courier (made on the loop's thread, which is the only one that asks)."""
     found = _couriers.get(loop)
     if found is None:
+        for left in list(_couriers.values()):  # what a closed loop never took holds it alive: dropped
+            left.drop_if_closed()
         found = _couriers[loop] = Courier(loop)
     return found
 
@@ -105,19 +124,21 @@ class Feed:
         def arrive(item: object) -> None:
             left_scheduler = isinstance(item, (Finished, BaseException))
             try:
-                chunks = [] if isinstance(item, BaseException) else convert(item)
-            except Exception as exc:  # the scheduler drops it at its next step; its Finished comes then
-                self._cancel()
-                item, chunks = exc, []
-            for chunk in [*first, *chunks]:
-                self._arrive(chunk)
-            first.clear()
-            if isinstance(item, BaseException):
-                self._arrive(item)
-            if left_scheduler:
-                self._sequence_ended.set()
-            if isinstance(item, (Finished, BaseException)):
-                self._arrive(END)
+                try:
+                    chunks = [] if isinstance(item, BaseException) else convert(item)
+                except Exception as exc:  # the scheduler drops it at its next step; its Finished comes then
+                    item, chunks = exc, []
+                    self._cancel()
+                for chunk in [*first, *chunks]:
+                    self._arrive(chunk)
+                first.clear()
+                if isinstance(item, BaseException):
+                    self._arrive(item)
+            finally:  # however the above ended, the end is not lost: it gives the place back
+                if left_scheduler:
+                    self._sequence_ended.set()
+                if isinstance(item, (Finished, BaseException)):
+                    self._arrive(END)
 
         return functools.partial(self._courier.hand, arrive)
 

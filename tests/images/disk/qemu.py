@@ -76,7 +76,8 @@ class Vm:
                 self.process = self._start()
 
     def _reset_by_guest(self) -> bool:
-        """Whether the kernel's last words since this qemu started were a restart (not a power-off or a crash)."""
+        """Whether the kernel's last words since this qemu started were a restart, a panic's included (not a
+        power-off, nor a reset it did not announce)."""
         with self.console.open("rb") as file:
             file.seek(self._started_at)
             said = file.read().decode(errors="replace")

@@ -8,7 +8,7 @@ import gc
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -208,6 +208,46 @@ def test_a_loop_closed_with_items_on_their_way_takes_no_more_and_is_not_kept_ali
     assert handed._items == []
     gc.collect()
     assert loop() is None
+
+
+def test_a_loop_closed_with_a_wake_up_pending_is_let_go_once_another_loop_starts() -> None:
+    """Its items (and through them its feeds) would keep it alive, though nobody hands it anything more."""
+
+    async def sink() -> Callable[[object], None]:
+        return Feed(lambda: None).sink([], lambda item: [{"text": item}])
+
+    async def another() -> None:
+        Feed(lambda: None)
+
+    loop = asyncio.new_event_loop()
+    hand = loop.run_until_complete(sink())
+    hand("a")  # the scheduler's last piece, between the loop's stop and its close: its wake-up never runs
+    loop.close()
+    first = weakref.ref(loop)
+    del loop, hand
+    asyncio.run(another())
+    gc.collect()
+    assert first() is None
+
+
+def test_a_feed_whose_chunk_cannot_be_queued_still_ends() -> None:
+    """An item that left the scheduler gives the place back even when taking it fails half-way."""
+
+    async def main() -> tuple[bool, object, list[str]]:
+        def cancel() -> None:
+            raise RuntimeError("the scheduler is gone")
+
+        def convert(item: object) -> list[Chunk]:
+            raise ValueError("no such field")
+
+        logged: list[str] = []
+        asyncio.get_running_loop().set_exception_handler(lambda _, context: logged.append(str(context["exception"])))
+        feed = Feed(cancel)
+        await asyncio.to_thread(feed.sink([], convert), Finished("stop"))
+        await asyncio.sleep(0)
+        return feed._sequence_ended.is_set(), feed._items[-1], logged
+
+    assert asyncio.run(main()) == (True, END, ["the scheduler is gone"])
 
 
 def test_a_sequence_read_by_the_loop_keeps_its_place_until_it_leaves_the_scheduler() -> None:
