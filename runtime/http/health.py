@@ -40,9 +40,9 @@ def health_routes(
     async def health(request: Request) -> Response:
         body: dict[str, object] = {"status": "ok"}
         backends = loaded_backends()
-        if backends is not None:  # the CPU variant in use, and better ones that failed their self-test
-            body["backends"] = backends.status()
         authenticated = bool(request.scope.get(AUTHENTICATED))
+        if backends is not None:  # the CPU variant in use, better ones that failed their self-test; GPUs: key holders
+            body["backends"] = backends.status(gpus=authenticated)
         if config_status is not None:  # a reload error names files and keys: its text only for key holders
             body["config"] = config_status(details=authenticated)
         if authenticated and system:  # a version tells an attacker which flaws to try: key holders only
@@ -86,7 +86,8 @@ def health_openapi_paths(metrics_need_key: bool) -> dict[str, object]:
     backends = {
         "type": "object",
         "description": "llama.cpp's backends in use, the CPU variant among them, and the better CPU variants "
-        "that failed their self-test at start (skipped, with the reason: a signal, a timeout, wrong results).",
+        "that failed their self-test at start (skipped, with the reason: a signal, a timeout, wrong results); with "
+        "a valid key, `gpus`: each GPU the backends found, its memory and what was free at start, in MiB.",
     }
     system = {
         "type": "object",

@@ -13,13 +13,14 @@ import ctypes
 import dataclasses
 import functools
 import logging
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import cpu_variants
-from .ggml import cpu_features, loaded_ggml, weight_types
+from .ggml import Device, cpu_features, devices, loaded_ggml, weight_types
 from .weight_copies import Kernels, kernels_from_features
 
 log = logging.getLogger("cortex.models")  # the main log, not llama.cpp's own
@@ -30,6 +31,10 @@ GPU_BACKENDS = (
     "blas", "zendnn", "cann", "cuda", "hip", "metal", "rpc", "sycl",
     "vulkan", "virtgpu", "opencl", "hexagon", "musa", "openvino",
 )  # fmt: skip
+
+
+OFFLOADED = re.compile(rb"offloaded \d+/\d+ layers to GPU")  # llama-model.cpp's load_tensors, at info level
+GPU_MODULES = ("cuda", "hip", "musa", "sycl", "vulkan", "opencl", "metal")  # backends that compute on a GPU
 
 
 class BackendError(RuntimeError):
@@ -43,6 +48,7 @@ class Backends:
     choice: cpu_variants.Choice | None = None  # the CPU module in use; None when there was none to choose
     cache: cpu_variants.SelfTestCache | None = None
     cpu_features: tuple[tuple[str, str], ...] = ()  # the CPU module's (ggml_backend_get_features)
+    gpus: tuple[Device, ...] = ()  # the GPUs the backends found, their memory as at start
 
     @property
     def kernels(self) -> Kernels:
@@ -61,15 +67,22 @@ class Backends:
 
     def describe(self) -> str:
         names = ", ".join(self.names)
-        return f"{names} (CPU variant {self.cpu_variant})" if self.cpu_variant else names
+        described = f"{names} (CPU variant {self.cpu_variant})" if self.cpu_variant else names
+        for gpu in self.gpus:
+            described += f"; {gpu.name}: {gpu.description}, {gpu.memory_total >> 20} MiB ({gpu.memory_free >> 20} free)"
+        return described
 
-    def status(self) -> dict[str, object]:
-        """What /health and `cortex validate --preflight start` report."""
-        return {
+    def status(self, gpus: bool = True) -> dict[str, object]:
+        """What /health (`gpus` for key holders: the hardware) and `cortex validate --preflight start` report."""
+        status: dict[str, object] = {
             "names": list(self.names),
             "cpu_variant": self.cpu_variant,
             "cpu_variants_failed": [{"variant": name, "reason": why} for name, why in self.failed],
         }
+        if gpus:
+            status["gpus"] = [{"name": gpu.name, "description": gpu.description, "memory_mib": gpu.memory_total >> 20,
+                               "free_at_start_mib": gpu.memory_free >> 20} for gpu in self.gpus]  # fmt: skip
+        return status
 
     def check_model(self, path: Path) -> None:
         """Self-test the CPU variant in use on the weight types of the model at `path` that no test has
@@ -105,9 +118,11 @@ def load_backends(cache: Path | None = None) -> Backends:
         if _Process.backends is None:
             route_llama_logs()  # ggml's own lines about the modules it loads go to logging, not stderr
             backends = _load(cache)
-            features = _cpu_features()
-            _Process.backends = dataclasses.replace(backends, cpu_features=features)
+            found = _devices()
+            gpus = tuple(device for device in found if device.kind in ("gpu", "igpu"))
+            _Process.backends = dataclasses.replace(backends, cpu_features=_cpu_features(), gpus=gpus)
             log.info("llama.cpp backends: %s", _Process.backends.describe())
+            _warn_of_unused_gpu_backends(backends.names, gpus)
         return _Process.backends
 
 
@@ -118,6 +133,24 @@ def _cpu_features() -> tuple[tuple[str, str], ...]:
         return tuple(cpu_features(ggml).items()) if ggml is not None else ()
     except (AttributeError, OSError, ValueError):
         return ()
+
+
+def _devices() -> tuple[Device, ...]:
+    try:
+        ggml = loaded_ggml(llama_lib_dir())
+        return devices(ggml) if ggml is not None else ()
+    except (AttributeError, OSError):
+        return ()
+
+
+def _warn_of_unused_gpu_backends(names: tuple[str, ...], gpus: tuple[Device, ...]) -> None:
+    """A GPU build on a machine without that GPU (or its driver) computes on the CPU: one line says so."""
+    lib_dir = llama_lib_dir()
+    installed = {name for name in GPU_MODULES if any(lib_dir.glob(f"libggml-{name}*.so"))}
+    installed |= {name.lower() for name in names if name.lower() in GPU_MODULES}
+    if installed and not gpus:
+        log.warning("llama.cpp's %s backend is installed but found no GPU to use: models run on the CPU",
+                    ", ".join(sorted(installed)))  # fmt: skip
 
 
 def loaded_backends() -> Backends | None:
@@ -171,7 +204,8 @@ def _checked_names(ggml: ctypes.CDLL, lib_dir: Path) -> tuple[str, ...]:
 
 @functools.cache
 def route_llama_logs() -> Any:
-    """Send llama.cpp's warnings and errors to logging, once per process (the cache keeps the callback alive).
+    """Send llama.cpp's warnings and errors to logging, once per process (the cache keeps the callback alive), and
+    from its information the line that says how many of a model's layers went to the GPU (with a GPU only).
 
     llama-cpp-python's own quiet mode (verbose=False) silences loads by pointing file descriptors 1 and 2
     at /dev/null for the whole process, which would swallow the server's logs and is not thread-safe.
@@ -184,6 +218,8 @@ def route_llama_logs() -> Any:
     def forward(level: int, text: bytes, user_data: Any) -> None:
         if level in GGML_LOG_LEVELS:
             llama_log.log(GGML_LOG_LEVELS[level], "%s", text.decode("utf-8", "replace").rstrip())
+        elif OFFLOADED.search(text):
+            llama_log.info("%s", text.decode("utf-8", "replace").rstrip())
 
     llama_cpp.llama_log_set(forward, ctypes.c_void_p(0))
     return forward

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 P = ctypes.c_void_p
@@ -62,6 +63,12 @@ PROTOTYPES: dict[str, tuple[object, list[object]]] = {
     "ggml_backend_reg_dev_get": (P, [P, SIZE]),
     "ggml_backend_reg_get_proc_address": (P, [P, STR]),
     "ggml_backend_load_all_from_path": (None, [STR]),
+    "ggml_backend_dev_count": (SIZE, []),
+    "ggml_backend_dev_get": (P, [SIZE]),
+    "ggml_backend_dev_name": (STR, [P]),
+    "ggml_backend_dev_description": (STR, [P]),
+    "ggml_backend_dev_type": (INT, [P]),
+    "ggml_backend_dev_memory": (None, [P, ctypes.POINTER(SIZE), ctypes.POINTER(SIZE)]),
     "ggml_backend_load": (P, [STR]),
     "ggml_backend_dev_init": (P, [P, STR]),
     "ggml_backend_dev_buffer_type": (P, [P]),
@@ -92,6 +99,37 @@ PROTOTYPES: dict[str, tuple[object, list[object]]] = {
     "gguf_get_tensor_type": (INT, [P, I64]),
     "gguf_free": (None, [P]),
 }
+
+
+DEVICE_KINDS = ("cpu", "gpu", "igpu", "accel", "meta")  # enum ggml_backend_dev_type, in its order
+
+
+@dataclass(frozen=True)
+class Device:
+    """A device ggml computes on: "CUDA0", "NVIDIA H100 80GB HBM3", "gpu", its memory in bytes."""
+
+    name: str
+    description: str
+    kind: str
+    memory_total: int
+    memory_free: int
+
+
+def devices(ggml: ctypes.CDLL) -> tuple[Device, ...]:
+    """Every device the registered backends offer, the CPU among them."""
+    found = []
+    for index in range(ggml.ggml_backend_dev_count()):
+        device = ggml.ggml_backend_dev_get(index)
+        free, total = SIZE(), SIZE()
+        ggml.ggml_backend_dev_memory(device, ctypes.byref(free), ctypes.byref(total))
+        kind = ggml.ggml_backend_dev_type(device)
+        found.append(Device(
+            name=(ggml.ggml_backend_dev_name(device) or b"").decode(errors="replace"),
+            description=(ggml.ggml_backend_dev_description(device) or b"").decode(errors="replace"),
+            kind=DEVICE_KINDS[kind] if 0 <= kind < len(DEVICE_KINDS) else f"type {kind}",
+            memory_total=total.value, memory_free=free.value,
+        ))  # fmt: skip
+    return tuple(found)
 
 
 def declare(library: ctypes.CDLL) -> ctypes.CDLL:

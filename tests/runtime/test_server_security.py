@@ -54,6 +54,9 @@ def test_without_a_key_only_health_ready_docs_and_openapi_answer(keyed_server: C
             assert response.json()["error"]["type"] == "authentication_error"
         detailed = http.get("/ready", headers={"authorization": f"Bearer {FILE_KEY}"}).json()
         assert detailed["models"][0]["id"] == MODEL_ID
+        assert "gpus" not in http.get("/health").json()["backends"]  # the hardware: key holders only
+        keyed = http.get("/health", headers={"authorization": f"Bearer {FILE_KEY}"}).json()["backends"]
+        assert keyed["gpus"] == []  # this machine has none; the GPU check reads them on one
 
 
 def test_secrets_never_reach_the_logs(keyed_server: CortexServer, tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ played by qemu's user-mode emulator, which runs this venv's Python on a CPU mode
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import re
@@ -14,7 +15,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from menlo_cortex.runtime.models.backends import load_backends
+from menlo_cortex.runtime.models.backends import (
+    _warn_of_unused_gpu_backends,
+    llama_lib_dir,
+    load_backends,
+    route_llama_logs,
+)
+from menlo_cortex.runtime.models.ggml import Device, devices, loaded_ggml
 
 from tests.cpu_variants import VARIANTS, host_cpu_flags, is_best_fit
 
@@ -55,6 +62,37 @@ def test_this_host_runs_the_best_variant_its_cpu_allows() -> None:
     assert "CPU variant " + backends.cpu_variant in backends.describe()
     mapped = set(re.findall(r"/libggml-cpu-([\w.]+)\.so$", Path("/proc/self/maps").read_text(), re.MULTILINE))
     assert mapped == {backends.cpu_variant}  # ggml loaded the one chosen, and no other
+
+
+def test_ggml_lists_this_machines_cpu_with_its_memory_and_no_gpu() -> None:
+    backends = load_backends()
+    listed = devices(loaded_ggml(llama_lib_dir()))  # type: ignore[arg-type]
+    cpu = next(device for device in listed if device.kind == "cpu")
+    memory_kib = int(re.search(r"MemTotal:\s+(\d+) kB", Path("/proc/meminfo").read_text()).group(1))  # type: ignore[union-attr]
+    assert abs(cpu.memory_total / 1024 - memory_kib) < memory_kib * 0.05
+    assert 0 < cpu.memory_free <= cpu.memory_total
+    assert backends.gpus == tuple(device for device in listed if device.kind in ("gpu", "igpu")) == ()
+    assert "MiB" not in backends.describe()
+
+
+def test_a_gpu_backend_that_finds_no_gpu_says_so_in_one_line(caplog: pytest.LogCaptureFixture) -> None:
+    gpu = Device("CUDA0", "NVIDIA H100 80GB HBM3", "gpu", 85 << 30, 80 << 30)
+    with caplog.at_level(logging.WARNING, logger="cortex.models"):
+        _warn_of_unused_gpu_backends(("CUDA", "CPU"), ())
+        _warn_of_unused_gpu_backends(("CUDA", "CPU"), (gpu,))
+        _warn_of_unused_gpu_backends(("CPU",), ())
+    assert [record.getMessage() for record in caplog.records] == [
+        "llama.cpp's cuda backend is installed but found no GPU to use: models run on the CPU"
+    ]
+
+
+def test_the_layers_llama_cpp_puts_on_a_gpu_reach_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    """llama.cpp says it at info level, with a GPU only; its other information stays out."""
+    forward = route_llama_logs()
+    with caplog.at_level(logging.INFO, logger="cortex.llama"):
+        forward(2, b"load_tensors: offloaded 19/19 layers to GPU\n", None)
+        forward(2, b"load_tensors: offloading output layer to GPU\n", None)
+    assert [record.getMessage() for record in caplog.records] == ["load_tensors: offloaded 19/19 layers to GPU"]
 
 
 def test_a_wheel_without_cpu_modules_fails_with_the_folder_named(tmp_path: Path) -> None:
