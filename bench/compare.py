@@ -67,6 +67,7 @@ def write_cortexfile(args: argparse.Namespace) -> Path:
         f"    context_size: {args.context}\n    threads: {args.threads}\n    chat_format: {quoted['chat_format']}\n"
         f"    gpu_layers: {gpu_layers}\n"
         f"data:\n  path: {quoted['data']}\n"
+        f"logs:\n  path: {json.dumps(str(args.data / 'cortex-logs'))}\n"  # the start's lines: backends, GPUs, layers
         f"server:\n  limits:\n    queue_size: {connections}\n    max_connections: {connections}\n"
         f"    max_connections_per_client: {connections}\n",
         encoding="utf-8",
