@@ -33,8 +33,12 @@ GPU_BACKENDS = (
 )  # fmt: skip
 
 
-OFFLOADED = re.compile(rb"offloaded \d+/\d+ layers to GPU")  # llama-model.cpp's load_tensors, at info level
-GPU_MODULES = ("cuda", "hip", "musa", "sycl", "vulkan", "opencl", "metal")  # backends that compute on a GPU
+# llama-model.cpp's load_tensors says it at info level; the whole line must match (a model's metadata is printed
+# at that level too, and must not forge log lines).
+OFFLOADED = re.compile(rb"\w+: offloaded \d+/\d+ layers to GPU\n?")
+GPU_MODULES = ("cuda", "hip", "musa", "sycl", "vulkan", "opencl", "metal")  # modules: libggml-<name>.so
+GPU_REGISTERED = {"cuda": "cuda", "rocm": "hip", "musa": "musa", "sycl": "sycl", "vulkan": "vulkan",
+                  "opencl": "opencl", "mtl": "metal"}  # fmt: skip  # a linked backend's registry name: its module
 
 
 class BackendError(RuntimeError):
@@ -147,7 +151,7 @@ def _warn_of_unused_gpu_backends(names: tuple[str, ...], gpus: tuple[Device, ...
     """A GPU build on a machine without that GPU (or its driver) computes on the CPU: one line says so."""
     lib_dir = llama_lib_dir()
     installed = {name for name in GPU_MODULES if any(lib_dir.glob(f"libggml-{name}*.so"))}
-    installed |= {name.lower() for name in names if name.lower() in GPU_MODULES}
+    installed |= {GPU_REGISTERED[name.lower()] for name in names if name.lower() in GPU_REGISTERED}
     if installed and not gpus:
         log.warning("llama.cpp's %s backend is installed but found no GPU to use: models run on the CPU",
                     ", ".join(sorted(installed)))  # fmt: skip
@@ -218,7 +222,7 @@ def route_llama_logs() -> Any:
     def forward(level: int, text: bytes, user_data: Any) -> None:
         if level in GGML_LOG_LEVELS:
             llama_log.log(GGML_LOG_LEVELS[level], "%s", text.decode("utf-8", "replace").rstrip())
-        elif OFFLOADED.search(text):
+        elif level == 2 and text and OFFLOADED.fullmatch(text):
             llama_log.info("%s", text.decode("utf-8", "replace").rstrip())
 
     llama_cpp.llama_log_set(forward, ctypes.c_void_p(0))

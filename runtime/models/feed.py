@@ -80,17 +80,19 @@ class Courier:
             loop.call_soon_threadsafe(self._deliver)
 
 
+_registry_lock = threading.Lock()
 _couriers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Courier] = weakref.WeakKeyDictionary()
 
 
 def courier(loop: asyncio.AbstractEventLoop) -> Courier:
-    """The loop's one courier (made on the loop's thread, which is the only one that asks)."""
-    found = _couriers.get(loop)
-    if found is None:
-        for left in list(_couriers.values()):  # what a closed loop never took holds it alive: dropped
-            left.drop_if_closed()
-        found = _couriers[loop] = Courier(loop)
-    return found
+    """The loop's one courier."""
+    with _registry_lock:  # each loop's thread asks for its own
+        found = _couriers.get(loop)
+        if found is None:
+            for left in list(_couriers.values()):  # what a closed loop never took holds it alive: dropped
+                left.drop_if_closed()
+            found = _couriers[loop] = Courier(loop)
+        return found
 
 
 class Feed:
@@ -123,12 +125,12 @@ class Feed:
 
         def arrive(item: object) -> None:
             left_scheduler = isinstance(item, (Finished, BaseException))
+            failed = False
             try:
                 try:
                     chunks = [] if isinstance(item, BaseException) else convert(item)
                 except Exception as exc:  # the scheduler drops it at its next step; its Finished comes then
-                    item, chunks = exc, []
-                    self._cancel()
+                    item, chunks, failed = exc, [], True
                 for chunk in [*first, *chunks]:
                     self._arrive(chunk)
                 first.clear()
@@ -139,6 +141,8 @@ class Feed:
                     self._sequence_ended.set()
                 if isinstance(item, (Finished, BaseException)):
                     self._arrive(END)
+                if failed:  # last: whatever a failing cancel raises, the reader has the error and the end
+                    self._cancel()
 
         return functools.partial(self._courier.hand, arrive)
 

@@ -243,9 +243,11 @@ def test_a_feed_whose_chunk_cannot_be_queued_still_ends() -> None:
         logged: list[str] = []
         asyncio.get_running_loop().set_exception_handler(lambda _, context: logged.append(str(context["exception"])))
         feed = Feed(cancel)
-        await asyncio.to_thread(feed.sink([], convert), Finished("stop"))
+        await asyncio.to_thread(feed.sink([], convert), "a")
         await asyncio.sleep(0)
-        return feed._sequence_ended.is_set(), feed._items[-1], logged
+        with pytest.raises(ValueError, match="no such field"):  # the reader gets the error, then the end
+            await anext(feed)
+        return [chunk async for chunk in feed] == [], feed._items[-1], logged
 
     assert asyncio.run(main()) == (True, END, ["the scheduler is gone"])
 

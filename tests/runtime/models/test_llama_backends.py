@@ -81,8 +81,10 @@ def test_a_gpu_backend_that_finds_no_gpu_says_so_in_one_line(caplog: pytest.LogC
         _warn_of_unused_gpu_backends(("CUDA", "CPU"), ())
         _warn_of_unused_gpu_backends(("CUDA", "CPU"), (gpu,))
         _warn_of_unused_gpu_backends(("CPU",), ())
+        _warn_of_unused_gpu_backends(("ROCm", "CPU"), ())  # HIP linked in registers as ROCm
     assert [record.getMessage() for record in caplog.records] == [
-        "llama.cpp's cuda backend is installed but found no GPU to use: models run on the CPU"
+        "llama.cpp's cuda backend is installed but found no GPU to use: models run on the CPU",
+        "llama.cpp's hip backend is installed but found no GPU to use: models run on the CPU",
     ]
 
 
@@ -92,6 +94,7 @@ def test_the_layers_llama_cpp_puts_on_a_gpu_reach_the_log(caplog: pytest.LogCapt
     with caplog.at_level(logging.INFO, logger="cortex.llama"):
         forward(2, b"load_tensors: offloaded 19/19 layers to GPU\n", None)
         forward(2, b"load_tensors: offloading output layer to GPU\n", None)
+        forward(2, b"print_info: general.name = x offloaded 1/1 layers to GPU\nFORGED\n", None)  # a model's metadata
     assert [record.getMessage() for record in caplog.records] == ["load_tensors: offloaded 19/19 layers to GPU"]
 
 
