@@ -15,14 +15,16 @@ import functools
 import logging
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from . import cpu_variants
 from .ggml import Device, cpu_features, devices, loaded_ggml, weight_types
 from .weight_copies import Kernels, kernels_from_features
 
+T = TypeVar("T")
 log = logging.getLogger("cortex.models")  # the main log, not llama.cpp's own
 llama_log = logging.getLogger("cortex.llama")
 GGML_LOG_LEVELS = {3: logging.WARNING, 4: logging.ERROR}  # ggml: 1 debug, 2 info, 3 warn, 4 error
@@ -122,28 +124,20 @@ def load_backends(cache: Path | None = None) -> Backends:
         if _Process.backends is None:
             route_llama_logs()  # ggml's own lines about the modules it loads go to logging, not stderr
             backends = _load(cache)
-            found = _devices()
-            gpus = tuple(device for device in found if device.kind in ("gpu", "igpu"))
-            _Process.backends = dataclasses.replace(backends, cpu_features=_cpu_features(), gpus=gpus)
+            features = _ask_ggml(lambda ggml: tuple(cpu_features(ggml).items()))  # none: no weight copies counted
+            gpus = _ask_ggml(lambda ggml: tuple(found for found in devices(ggml) if found.kind in ("gpu", "igpu")))
+            _Process.backends = dataclasses.replace(backends, cpu_features=features, gpus=gpus)
             log.info("llama.cpp backends: %s", _Process.backends.describe())
             _warn_of_unused_gpu_backends(backends.names, gpus)
         return _Process.backends
 
 
-def _cpu_features() -> tuple[tuple[str, str], ...]:
-    """The CPU module's features; none when ggml will not say (the plan then counts no weight copies)."""
+def _ask_ggml(question: Callable[[ctypes.CDLL], tuple[T, ...]]) -> tuple[T, ...]:
+    """What the libggml llama.cpp loaded answers; nothing when it will not say."""
     try:
         ggml = loaded_ggml(llama_lib_dir())
-        return tuple(cpu_features(ggml).items()) if ggml is not None else ()
+        return question(ggml) if ggml is not None else ()
     except (AttributeError, OSError, ValueError):
-        return ()
-
-
-def _devices() -> tuple[Device, ...]:
-    try:
-        ggml = loaded_ggml(llama_lib_dir())
-        return devices(ggml) if ggml is not None else ()
-    except (AttributeError, OSError):
         return ()
 
 

@@ -342,7 +342,6 @@ class Engine:
                 direct = self._run_stream(start, generation, feed)
         except Exception as exc:  # crosses to the event loop, which decides the HTTP status
             feed.put(exc)
-            direct = False
         finally:
             if not direct:
                 feed.put(END)

@@ -252,6 +252,25 @@ def test_a_feed_whose_chunk_cannot_be_queued_still_ends() -> None:
     assert asyncio.run(main()) == (True, END, ["the scheduler is gone"])
 
 
+def scheduler_until_cancelled(
+    hand: Callable[[object], None], pieces: list[str], cancelled: threading.Event, events: list[str]
+) -> threading.Thread:
+    """The scheduler's thread for one sequence: hands its pieces; once cancelled, ends the step in progress, then
+    hands its Finished (noted in `events`)."""
+
+    def run() -> None:
+        for piece in pieces:
+            hand(piece)
+        cancelled.wait(10)
+        time.sleep(0.2)  # the step in progress
+        events.append("finished")
+        hand(Finished("cancelled"))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
 def test_a_sequence_read_by_the_loop_keeps_its_place_until_it_leaves_the_scheduler() -> None:
     """Its pieces come from another thread (the scheduler's), the first chunks ahead of them; closed early, the place
     is given back only once the sequence's Finished has come, not when its request thread (long gone) let go."""
@@ -264,16 +283,7 @@ def test_a_sequence_read_by_the_loop_keeps_its_place_until_it_leaves_the_schedul
         hand = feed.sink([{"echo": True}], lambda item: [] if isinstance(item, Finished) else [{"text": item}])
         feed.start(pool.submit(feed.submitted))  # the request thread: submits, then ends at once
 
-        def scheduler() -> None:
-            hand("a")
-            hand("b")
-            stop.wait(10)
-            time.sleep(0.2)  # the step in progress
-            events.append("finished")
-            hand(Finished("cancelled"))
-
-        other = threading.Thread(target=scheduler)
-        other.start()
+        other = scheduler_until_cancelled(hand, ["a", "b"], stop, events)
         chunks = [await anext(feed), await anext(feed)]
         await feed.aclose()
         events.append(f"closed, {ends.count} end")
@@ -318,15 +328,7 @@ def test_after_a_converter_fails_the_place_waits_for_the_sequence_to_leave() -> 
         hand = feed.sink([], convert)
         feed.submitted()
 
-        def scheduler() -> None:
-            hand("a")
-            stop.wait(10)
-            time.sleep(0.2)  # the step in progress
-            events.append("finished")
-            hand(Finished("cancelled"))
-
-        other = threading.Thread(target=scheduler)
-        other.start()
+        other = scheduler_until_cancelled(hand, ["a"], stop, events)
         with pytest.raises(KeyError, match="does not convert"):
             await anext(feed)
         await feed.aclose()
