@@ -24,6 +24,7 @@ from menlo_cortex.exits import Exit
 
 from .http.connections import protocol_class
 from .http.listener import ListenError, listen
+from .http.server import Server
 from .models.backends import BackendError, load_backends
 from .ops.logs import configure_logging
 from .reload.pipeline import blocked_sighup
@@ -70,7 +71,7 @@ def _serve(resolved: Resolved, debug: bool) -> int:
     except StartupError:
         listener.close()
         raise
-    server = uvicorn.Server(uvicorn_config)
+    server = Server(uvicorn_config)
     hot.attach(server)
     scheme = "https" if config.server.tls.cert else "http"
     host = f"[{config.server.host}]" if ":" in config.server.host else config.server.host

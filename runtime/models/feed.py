@@ -21,6 +21,7 @@ from typing import Any
 
 import anyio
 
+from .batching import wake_ups
 from .batching.sequence import Finished
 
 Chunk = dict[str, Any]
@@ -45,6 +46,9 @@ class Courier:
             self._items.append((arrive, item))
             if len(self._items) > 1:  # a wake-up is on its way and will take this too
                 return
+        wake_ups.wake(functools.partial(self._wake, loop))
+
+    def _wake(self, loop: asyncio.AbstractEventLoop) -> None:
         try:
             loop.call_soon_threadsafe(self._deliver)
         except RuntimeError:  # closed meanwhile

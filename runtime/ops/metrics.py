@@ -87,13 +87,18 @@ class Metrics:
             self._metrics[name].values[_labels(labels)] = value
 
     def observe(self, name: str, value: float, **labels: str) -> None:
+        self.observe_all(name, (value,), **labels)
+
+    def observe_all(self, name: str, values: Iterable[float], **labels: str) -> None:
+        """Each of `values` into one histogram, under one lock: a generation's token gaps, hundreds of them."""
         with self._lock:
             metric = self._metrics[name]
             counts = metric.histograms.setdefault(_labels(labels), [0.0] * (len(metric.buckets) + 3))
-            index = next((i for i, bound in enumerate(metric.buckets) if value <= bound), len(metric.buckets))
-            counts[index] += 1
-            counts[-2] += value
-            counts[-1] += 1
+            for value in values:
+                index = next((i for i, bound in enumerate(metric.buckets) if value <= bound), len(metric.buckets))
+                counts[index] += 1
+                counts[-2] += value
+                counts[-1] += 1
 
     def value(self, name: str, **labels: str) -> float:
         """Current value of a counter or gauge (0 when never set); for tests and /health."""

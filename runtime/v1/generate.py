@@ -212,5 +212,4 @@ def record(metrics: Metrics, model_id: str, stats: TokenStats) -> None:
     metrics.inc("cortex_tokens_total", stats.completion_tokens, model=model_id, direction="out")
     if stats.first_token_s is not None:
         metrics.observe("cortex_time_to_first_token_seconds", stats.first_token_s, model=model_id)
-    for gap in stats.gaps_s:
-        metrics.observe("cortex_token_latency_seconds", gap, model=model_id)
+    metrics.observe_all("cortex_token_latency_seconds", stats.gaps_s, model=model_id)

@@ -15,6 +15,7 @@ from ..models.generation import TokenStats
 from .streaming import event
 
 TEXT_MARKER = "\x00cortex text\x00"  # in no id, model id or other fixed part of a chunk
+_encode_text = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps with arguments makes an encoder a call
 
 
 @dataclass
@@ -133,7 +134,7 @@ def stream_event(envelope: Envelope, chunk: Chunk, include_usage: bool) -> bytes
     frame = envelope.text_frames[include_usage]
     if text is None or frame is None:
         return event(stream_chunk(envelope, chunk, include_usage))
-    return frame[0] + json.dumps(text, ensure_ascii=False).encode("utf-8") + frame[1]
+    return frame[0] + _encode_text(text).encode("utf-8") + frame[1]
 
 
 def _plain_text(kind: str, chunk: Chunk) -> str | None:

@@ -16,6 +16,7 @@ from ..http.errors import ApiError
 
 T = TypeVar("T")
 DONE = b"data: [DONE]\n\n"
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # one encoder, not one an event
 
 
 class ClientGone(Exception):
@@ -24,7 +25,7 @@ class ClientGone(Exception):
 
 def event(body: dict[str, Any], name: str | None = None) -> bytes:
     """One server-sent event; `name`: its `event:` line (Anthropic's events have one, OpenAI's do not)."""
-    data = b"data: " + json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n\n"
+    data = b"data: " + _encode(body).encode("utf-8") + b"\n\n"
     return f"event: {name}\n".encode() + data if name else data
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import uvicorn
 from menlo_cortex.cortexfile.schema import Cortexfile, Model
 from menlo_cortex.runtime.http.middleware import EXCEPTION_HANDLERS
+from menlo_cortex.runtime.http.server import Server
 from menlo_cortex.runtime.models.manager import ModelManager
 from menlo_cortex.runtime.ops.metrics import Metrics, standard_metrics
 from menlo_cortex.runtime.v1.offload import Offload
@@ -84,7 +85,7 @@ def serve(
     """Run the routes under uvicorn in a thread until the block ends; wait for `load: start` models."""
     metrics = standard_metrics()
     manager = ModelManager(config, metrics=metrics, locate=locate)
-    server = uvicorn.Server(uvicorn.Config(build_app(manager), host="127.0.0.1", port=port, log_level="warning"))
+    server = Server(uvicorn.Config(build_app(manager), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}")
     thread.start()
     try:

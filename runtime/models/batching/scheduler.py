@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...ops.thread_names import name_this_thread
+from . import wake_ups
 from .sampling import GrammarBudget, GrammarTooCostly
 from .sequence import Finished, Sequence
 
@@ -134,6 +135,10 @@ class Scheduler:
         if not self._warm_up():
             return
         name_this_thread("cortex-batch")  # after the warm-up started llama.cpp's workers, which keep theirs
+        with wake_ups.held():
+            self._serve()
+
+    def _serve(self) -> None:
         try:
             while not self._closing:
                 self._take_arrivals(block=not self._active())
@@ -150,6 +155,8 @@ class Scheduler:
         self._end_all(SchedulerClosed("the model was unloaded"))
 
     def _take_arrivals(self, block: bool) -> None:
+        if block:
+            wake_ups.send()
         try:
             item = self._inbox.get(timeout=IDLE_POLL_S) if block else self._inbox.get_nowait()
             while True:
@@ -260,6 +267,7 @@ class Scheduler:
             batch.seq_id[index][0] = slot.seq_id
             batch.logits[index] = logits
         batch.n_tokens = len(step.entries)
+        wake_ups.send()  # the readers wake as the GIL is let go, not before
         result = self._lib.llama_decode(self._context, batch)
         if result != 0:
             what = "no room in the KV cache" if result == 1 else f"error {result}"

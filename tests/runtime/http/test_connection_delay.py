@@ -4,17 +4,17 @@ answer's first chunk waited for the client's delayed ACK of the headers (about 4
 from __future__ import annotations
 
 import socket
-import threading
-import time
 
-import uvicorn
 from menlo_cortex.cortexfile.schema import Cortexfile
 from menlo_cortex.runtime.http.listener import listen
+from menlo_cortex.runtime.http.server import Server
 from menlo_cortex.runtime.main import server_config
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
+
+from .running import running
 
 
 async def hello(_: Request) -> PlainTextResponse:
@@ -23,23 +23,12 @@ async def hello(_: Request) -> PlainTextResponse:
 
 def test_the_servers_connections_send_each_write_at_once() -> None:
     app = Starlette(routes=[Route("/", hello)])
-    server = uvicorn.Server(server_config(Cortexfile.model_validate({"version": 1}), app))
+    server = Server(server_config(Cortexfile.model_validate({"version": 1}), app))
     listening = listen("127.0.0.1", 0)
     assert listening.proto == 0  # as its connections': asyncio turns Nagle off only for proto IPPROTO_TCP
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert thread.is_alive(), "the server stopped"
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.05)
-        with socket.create_connection(listening.getsockname()[:2], timeout=10) as client:
-            client.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-            assert client.recv(4096).startswith(b"HTTP/1.1 200")
-            (connection,) = server.server_state.connections
-            accepted = connection.transport.get_extra_info("socket")
-            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
-    finally:
-        server.should_exit = True
-        thread.join(30)
+    with running(server, listening), socket.create_connection(listening.getsockname()[:2], timeout=10) as client:
+        client.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert client.recv(4096).startswith(b"HTTP/1.1 200")
+        (connection,) = server.server_state.connections
+        accepted = connection.transport.get_extra_info("socket")
+        assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0

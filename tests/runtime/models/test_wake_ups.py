@@ -1,0 +1,121 @@
+"""The scheduler's thread holds the wake-ups it owes the event loop until it lets go of the GIL: just before each
+decode, or before it waits for work. Woken earlier, the loop's thread only waited for the GIL and was woken again."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from menlo_cortex.runtime.models.batching import wake_ups
+from menlo_cortex.runtime.models.engine import Engine
+from menlo_cortex.runtime.models.generation import Generation
+
+from .test_batching import engine_for, with_engine
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_a_thread_that_holds_nothing_wakes_at_once() -> None:
+    called: list[str] = []
+    wake_ups.wake(lambda: called.append("now"))
+    assert called == ["now"]
+
+
+def test_held_wake_ups_go_at_send_in_order_and_the_rest_when_the_block_ends() -> None:
+    called: list[int] = []
+    with wake_ups.held():
+        wake_ups.wake(lambda: called.append(1))
+        wake_ups.wake(lambda: called.append(2))
+        assert called == []
+        wake_ups.send()
+        assert called == [1, 2]
+        wake_ups.wake(lambda: called.append(3))
+    assert called == [1, 2, 3]
+    wake_ups.wake(lambda: called.append(4))  # the block is over: at once again
+    assert called == [1, 2, 3, 4]
+
+
+def test_one_thread_holding_does_not_hold_another_threads_wake_ups() -> None:
+    called: list[str] = []
+    with wake_ups.held():
+        other = threading.Thread(target=wake_ups.wake, args=(lambda: called.append("other"),))
+        other.start()
+        other.join()
+        assert called == ["other"]
+
+
+def test_a_failing_wake_up_is_logged_and_the_others_still_go(caplog: pytest.LogCaptureFixture) -> None:
+    called: list[str] = []
+
+    def fails() -> None:
+        raise OSError("no")
+
+    with caplog.at_level(logging.ERROR, "cortex.batching"), wake_ups.held():
+        wake_ups.wake(fails)
+        wake_ups.wake(lambda: called.append("after"))
+        wake_ups.send()
+    assert called == ["after"]
+    assert "a wake-up failed" in caplog.text
+
+
+class Recorded:
+    """One of the scheduler's parts, its call `name` noted as `event` (the others pass through)."""
+
+    def __init__(self, part: Any, name: str, event: str, events: list[str]) -> None:
+        self._part, self._name, self._event, self._events = part, name, event, events
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self._part, name)
+        if name != self._name:
+            return found
+
+        def recorded(*args: Any, **kwargs: Any) -> Any:
+            self._events.append(self._event)
+            return found(*args, **kwargs)
+
+        return recorded
+
+
+def test_the_scheduler_wakes_the_loop_only_as_it_lets_go_of_the_gil(test_model_path: Path) -> None:
+    """Each wake-up of the loop by the scheduler's thread comes right before a decode or its wait for work, never
+    between a token's sampling and the planning of the next step."""
+    events: list[str] = []
+
+    async def body(engine: Engine) -> int:
+        loop = asyncio.get_running_loop()
+        scheduler = engine._scheduler
+        assert scheduler is not None
+        threadsafe, plan = loop.call_soon_threadsafe, scheduler._plan_step
+
+        def woken(callback: Any, *args: Any) -> Any:
+            if threading.current_thread() is scheduler._thread:
+                events.append("wake")
+            return threadsafe(callback, *args)
+
+        def planned() -> Any:
+            events.append("plan")
+            return plan()
+
+        loop.call_soon_threadsafe = woken  # type: ignore[method-assign,assignment]
+        scheduler._plan_step = planned  # type: ignore[method-assign]
+        scheduler._lib = Recorded(scheduler._lib, "llama_decode", "decode", events)  # type: ignore[assignment]
+        scheduler._inbox = Recorded(scheduler._inbox, "get", "wait", events)  # type: ignore[assignment]
+
+        def start(llama: Any) -> Any:
+            return llama.create_completion("The capital of France is", max_tokens=12, temperature=0, stream=True)
+
+        generation = Generation(deadline=time.monotonic() + 60)
+        return len([chunk async for chunk in engine.stream(start, generation)])
+
+    chunks = with_engine(engine_for(test_model_path, 2), body)
+    assert chunks > 3
+    assert events.count("wake") >= 3
+    for index, event in enumerate(events):
+        if event == "wake":
+            following = next(later for later in events[index + 1 :] if later != "wake")
+            assert following in ("decode", "wait"), events
