@@ -13,6 +13,10 @@ per token is the main and request threads' CPU, plus the batch thread's less the
 a decode is a worker's); beside it, the kernel's part of the main and request threads' (each SSE write to a
 loopback client runs the client's TCP receive there too, a cost llama-server pays for its own writes). Rounds
 alternate between the servers; the median of the rounds is printed, with JSON.
+
+The event loop's part (LOOP) is measured directly; the batch thread's is an estimate, and a poor one: a decode
+worker spends more than the batch thread's share of each decode, so at one stream it reads anywhere from nothing to
+a few hundred µs. bench/scheduler_cpu.py measures the scheduler's part directly, in one process.
 """
 
 from __future__ import annotations
