@@ -83,12 +83,8 @@ def placement(args: argparse.Namespace) -> tuple[int, int]:
 def serve(
     name: str, command: list[str], port: int, log: Path, env: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
-    # Run from the log's folder: `python -m` puts the working folder first on sys.path, and from a checkout's root
-    # another commit's venv (--baseline-python) would import this checkout's package instead of its own.
     with log.open("wb") as out:
-        process = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=log.parent
-        )
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     deadline = time.monotonic() + READY_S
     while time.monotonic() < deadline:
         if process.poll() is not None:

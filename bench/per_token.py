@@ -159,7 +159,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     pythons = {"cortex": sys.executable, **({"cortex-baseline": args.baseline_python} if args.baseline_python else {})}
     ports = {name: free_port() for name in [*pythons, "llama-server"]}
     cortexfile = str(write_cortexfile(args))
-    commands = {name: [python, "-m", "menlo_cortex", "start", "-f", cortexfile, "--port", str(ports[name])]
+    # -P: `python -m` would put the working folder first on sys.path, and from a checkout's root another commit's
+    # venv (--baseline-python) would import this checkout's package instead of its own.
+    commands = {name: [python, "-P", "-m", "menlo_cortex", "start", "-f", cortexfile, "--port", str(ports[name])]
                 for name, python in pythons.items()}  # fmt: skip
     commands["llama-server"] = llama_server(args, ports["llama-server"])
     cortex_env = dict(item.split("=", 1) for item in args.cortex_env)
@@ -212,13 +214,13 @@ def table(results: dict[str, Any]) -> list[str]:
     peaks = results["peak_rss_mib"]
     lines.append("peak resident memory: " + ", ".join(f"{name} {mib} MiB" for name, mib in peaks.items()))
     lines.append(f"{'SERVER':<16} {'STREAMS':>7} {'TOKENS/S':>9} {'CPU µs/TOKEN':>13} {'NOT DECODE µs/TOKEN':>20} "
-                 f"{'OF WHICH LOOP':>14} {'KERNEL':>7}")  # fmt: skip
+                 f"{'LOOP+REQUESTS':>14} {'OF WHICH KERNEL':>16}")  # fmt: skip
     for name, by_level in results["results"].items():
         for level, found in by_level.items():
             python, loop, kernel = (_shown(found[key]) for key in ("python_us_per_token", "loop_us_per_token",
                                                                     "kernel_us_per_token"))  # fmt: skip
             lines.append(f"{name:<16} {level:>7} {found['tokens_per_s']:>9.1f} {found['cpu_us_per_token']:>13.0f} "
-                         f"{python:>20} {loop:>14} {kernel:>7}")  # fmt: skip
+                         f"{python:>20} {loop:>14} {kernel:>16}")  # fmt: skip
     return lines
 
 

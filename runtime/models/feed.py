@@ -36,16 +36,18 @@ class Courier:
         self._loop = weakref.ref(loop)  # the registry's key: a strong reference would keep every loop alive
         self._lock = threading.Lock()
         self._items: list[tuple[Callable[[object], None], object]] = []
+        self._waking: set[int] = set()  # the threads whose wake-up is on its way (a scheduler may hold its own)
 
     def hand(self, arrive: Callable[[object], None], item: object) -> None:
-        loop = self._loop()
+        loop, me = self._loop(), threading.get_ident()
         with self._lock:
             if loop is None or loop.is_closed():  # nobody reads, and the scheduler goes on
-                self._items.clear()
+                self._drop()
                 return
             self._items.append((arrive, item))
-            if len(self._items) > 1:  # a wake-up is on its way and will take this too
+            if me in self._waking:  # this thread's wake-up is on its way and will take this too
                 return
+            self._waking.add(me)  # another thread's may be held by it (wake_ups): this one asks for its own
         wake_ups.wake(functools.partial(self._wake, loop))
 
     def _wake(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -53,17 +55,22 @@ class Courier:
             loop.call_soon_threadsafe(self._deliver)
         except RuntimeError:  # closed meanwhile
             with self._lock:
-                self._items.clear()
+                self._drop()
 
     def drop_if_closed(self) -> None:
         loop = self._loop()
         if loop is None or loop.is_closed():
             with self._lock:
-                self._items.clear()
+                self._drop()
+
+    def _drop(self) -> None:
+        self._items.clear()
+        self._waking.clear()
 
     def _deliver(self) -> None:
         with self._lock:
             items, self._items = self._items, []
+            self._waking.clear()
         for index, (arrive, item) in enumerate(items):
             try:
                 arrive(item)
@@ -77,7 +84,7 @@ class Courier:
 
     def _put_back(self, rest: list[tuple[Callable[[object], None], object]]) -> None:
         with self._lock:
-            waking = bool(self._items)  # a later hand already asked for a wake-up
+            waking = bool(self._waking)  # a later hand already asked for a wake-up
             self._items[:0] = rest
         loop = self._loop()
         if rest and not waking and loop is not None and not loop.is_closed():

@@ -90,7 +90,11 @@ class Metrics:
         self.observe_all(name, (value,), **labels)
 
     def observe_all(self, name: str, values: Iterable[float], **labels: str) -> None:
-        """Each of `values` into one histogram, under one lock: a generation's token gaps, hundreds of them."""
+        """Each of `values` into one histogram, under one lock: a generation's token gaps, hundreds of them. None: no
+        series is made (as none was by observing nothing)."""
+        values = list(values)
+        if not values:
+            return
         with self._lock:
             metric = self._metrics[name]
             counts = metric.histograms.setdefault(_labels(labels), [0.0] * (len(metric.buckets) + 3))

@@ -31,18 +31,18 @@ def send() -> None:
     """Every wake-up this thread holds, in the order they were asked for."""
     pending: list[Callable[[], None]] | None = getattr(_held, "pending", None)
     while pending:
-        calls = pending[:]
-        pending.clear()
-        for call in calls:
-            try:
-                call()
-            except Exception:  # as a callback of the thread's own would be: logged, and the others still sent
-                log.exception("a wake-up failed")
+        call = pending.pop(0)  # one at a time: an interruption leaves the rest held, not lost
+        try:
+            call()
+        except Exception:  # as a callback of the thread's own would be: logged, and the others still sent
+            log.exception("a wake-up failed")
 
 
 @contextmanager
 def held() -> Iterator[None]:
-    """This thread's wake-ups wait for `send()` until the block ends, when the rest go out."""
+    """This thread's wake-ups wait for `send()` until the block ends, when the rest go out (a block within another
+    sends its own at its end and leaves the outer one's held)."""
+    outer = getattr(_held, "pending", None)
     _held.pending = []
     try:
         yield
@@ -50,4 +50,7 @@ def held() -> Iterator[None]:
         try:
             send()
         finally:
-            del _held.pending
+            if outer is None:
+                del _held.pending
+            else:
+                _held.pending = outer

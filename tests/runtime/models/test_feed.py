@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from menlo_cortex.runtime.models.batching import wake_ups
 from menlo_cortex.runtime.models.batching.sequence import Finished
 from menlo_cortex.runtime.models.feed import END, Chunk, Courier, Feed, courier
 
@@ -195,6 +196,38 @@ def test_an_item_that_fails_on_the_loop_does_not_hold_back_the_others_handed_wit
         return taken, logged
 
     assert asyncio.run(main()) == (["a", "c"], ["cannot take b"])
+
+
+def test_a_wake_up_one_scheduler_holds_does_not_hold_back_anothers_items() -> None:
+    """Two models' schedulers hand to the same loop's courier: while one holds its wake-up (wake_ups), the other's
+    item still asks for one of its own and arrives."""
+
+    async def main() -> list[object]:
+        loop = asyncio.get_running_loop()
+        taken: list[object] = []
+        holding, release = threading.Event(), threading.Event()
+
+        def first_scheduler() -> None:
+            with wake_ups.held():
+                courier(loop).hand(taken.append, "held")
+                holding.set()
+                release.wait(10)
+
+        first = threading.Thread(target=first_scheduler)
+        first.start()
+        try:
+            holding.wait(10)
+            await asyncio.to_thread(courier(loop).hand, taken.append, "other")
+            for _ in range(100):
+                if "other" in taken:
+                    break
+                await asyncio.sleep(0.01)
+            return list(taken)
+        finally:
+            release.set()
+            first.join(10)
+
+    assert "other" in asyncio.run(main())
 
 
 def test_a_loop_closed_with_items_on_their_way_takes_no_more_and_is_not_kept_alive() -> None:
