@@ -2,7 +2,9 @@
 the pieces to the event loop. Measured directly, in one process, on the real engine: the scheduler's thread's CPU
 (schedstat) less what it spent inside llama_decode (its thread time around each call). bench/per_token.py can only
 estimate this part from outside, as the batch thread's CPU less a decode worker's, which at one stream swings by a few
-hundred µs a token from round to round.
+hundred µs a token from round to round. Beside it, the event loop's side (reading the streams, without HTTP) and
+how often each thread is switched: the loop's wake-ups per token, and the scheduler's preemptions (a loop woken while
+the scheduler still held the GIL took the core, then waited for the GIL, and woke again).
 
     .venv/bin/python bench/scheduler_cpu.py [--model FILE] [--streams 1,4] [--tokens 256] [--rounds 3] [--json FILE]
 
@@ -18,6 +20,7 @@ import asyncio
 import json
 import os
 import statistics
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -30,6 +33,8 @@ from menlo_cortex.runtime.models.engine import Engine, plan_engine
 from menlo_cortex.runtime.models.generation import Generation
 from per_token import cpu_model
 
+FIGURES = ("tokens_per_s", "outside_decode_us_per_token", "loop_us_per_token", "loop_wake_ups_per_token",
+           "scheduler_preempted_per_token")  # fmt: skip
 PROMPT = "Write a long story about a lighthouse keeper who finds a map in a bottle. Once upon a time,"
 SLOTS = 4
 
@@ -55,6 +60,16 @@ def thread_cpu_s(native_id: int) -> float:
     return int(Path(f"/proc/self/task/{native_id}/schedstat").read_text().split()[0]) / 1e9
 
 
+def switches(native_id: int) -> tuple[int, int]:
+    """The thread's (voluntary, involuntary) context switches: each wait it woke from, each time it was preempted."""
+    found = dict(
+        line.split(":", 1)
+        for line in Path(f"/proc/self/task/{native_id}/status").read_text().splitlines()
+        if ":" in line
+    )
+    return int(found["voluntary_ctxt_switches"]), int(found["nonvoluntary_ctxt_switches"])
+
+
 async def one_round(engine: Engine, decode: TimedDecode, native_id: int, streams: int, tokens: int) -> dict[str, float]:
     async def complete() -> int:
         def start(llama: Any) -> Any:
@@ -65,7 +80,9 @@ async def one_round(engine: Engine, decode: TimedDecode, native_id: int, streams
             pass
         return generation.stats.completion_tokens  # every sampled token, the end's and those held back included
 
+    loop = threading.get_native_id()
     cpu, in_decode, started = thread_cpu_s(native_id), decode.seconds, time.monotonic()
+    loop_cpu, loop_switches, preempted = thread_cpu_s(loop), switches(loop)[0], switches(native_id)[1]
     generated = sum(await asyncio.gather(*(complete() for _ in range(streams))))
     wall = time.monotonic() - started
     outside = (thread_cpu_s(native_id) - cpu) - (decode.seconds - in_decode)
@@ -73,6 +90,9 @@ async def one_round(engine: Engine, decode: TimedDecode, native_id: int, streams
         "tokens": generated,
         "tokens_per_s": generated / wall,
         "outside_decode_us_per_token": 1e6 * outside / generated,
+        "loop_us_per_token": 1e6 * (thread_cpu_s(loop) - loop_cpu) / generated,
+        "loop_wake_ups_per_token": (switches(loop)[0] - loop_switches) / generated,
+        "scheduler_preempted_per_token": (switches(native_id)[1] - preempted) / generated,
     }
 
 
@@ -98,8 +118,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         await engine.close()
     return {"threads": args.threads, "slots": SLOTS, "tokens": args.tokens, "results": {
-        str(level): {key: round(statistics.median(run[key] for run in runs), 1)
-                     for key in ("tokens_per_s", "outside_decode_us_per_token")}
+        str(level): {key: round(statistics.median(run[key] for run in runs), 2) for key in FIGURES}
         | {"rounds": [round(run["outside_decode_us_per_token"], 1) for run in runs]}
         for level, runs in rounds.items()}}  # fmt: skip
 
@@ -119,10 +138,12 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print(f"{cpu_model()}, {args.threads} threads, {SLOTS} slots, {args.tokens} tokens")
-    print(f"{'STREAMS':>7} {'TOKENS/S':>9} {'SCHEDULER µs/TOKEN OUTSIDE DECODE':>34}  ROUNDS")
+    print(f"{'STREAMS':>7} {'TOKENS/S':>9} {'SCHEDULER µs/TOKEN OUTSIDE DECODE':>34} {'LOOP µs/TOKEN':>14} "
+          f"{'LOOP WAKE-UPS/TOKEN':>20} {'SCHEDULER PREEMPTED/TOKEN':>26}  ROUNDS")  # fmt: skip
     for level, found in results["results"].items():
-        outside = found["outside_decode_us_per_token"]
-        print(f"{level:>7} {found['tokens_per_s']:>9.1f} {outside:>34.0f}  {found['rounds']}")
+        print(f"{level:>7} {found['tokens_per_s']:>9.1f} {found['outside_decode_us_per_token']:>34.0f} "
+              f"{found['loop_us_per_token']:>14.0f} {found['loop_wake_ups_per_token']:>20.2f} "
+              f"{found['scheduler_preempted_per_token']:>26.2f}  {found['rounds']}")  # fmt: skip
 
 
 if __name__ == "__main__":

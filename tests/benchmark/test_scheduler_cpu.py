@@ -26,4 +26,7 @@ def test_it_measures_the_scheduler_outside_the_decode_at_each_level(test_model_p
         assert len(found["rounds"]) == 2
         assert all(0 < each < 1e6 for each in found["rounds"])  # some CPU, and less than a second a token
         assert found["tokens_per_s"] > 0, level
+        assert found["loop_us_per_token"] > 0, level
+        assert found["loop_wake_ups_per_token"] >= 0, level
+        assert found["scheduler_preempted_per_token"] >= 0, level
     assert "SCHEDULER µs/TOKEN OUTSIDE DECODE" in done.stdout
