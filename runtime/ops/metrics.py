@@ -90,8 +90,8 @@ class Metrics:
         self.observe_all(name, (value,), **labels)
 
     def observe_all(self, name: str, values: Iterable[float], **labels: str) -> None:
-        """Each of `values` into one histogram, under one lock: a generation's token gaps, hundreds of them. None: no
-        series is made (as none was by observing nothing)."""
+        """Each of `values` into one histogram, under one lock: a generation's token gaps, hundreds of them. With no
+        values, no series is made."""
         values = list(values)
         if not values:
             return
