@@ -83,11 +83,11 @@ class Courier:
                 raise
 
     def _put_back(self, rest: list[tuple[Callable[[object], None], object]]) -> None:
+        """Ahead of what came since, with a wake-up of the loop's own (one a scheduler asked for may be held)."""
         with self._lock:
-            waking = bool(self._waking)  # a later hand already asked for a wake-up
             self._items[:0] = rest
         loop = self._loop()
-        if rest and not waking and loop is not None and not loop.is_closed():
+        if rest and loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._deliver)
 
 

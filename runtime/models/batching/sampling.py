@@ -129,6 +129,12 @@ class SamplerChain:
             self.free()
             raise
 
+    @property
+    def costly(self) -> bool:
+        """Whether sampling runs in C without the GIL for long: a grammar's parse, or the full chain, which copies and
+        sorts every logit (a plain greedy chain reads the highest in place)."""
+        return self.grammar is not None or not self._argmax
+
     def sample(self, context: Any, index: int, budget: GrammarBudget) -> int:
         """Sample from the logits of batch position `index` and accept the token; a grammar's extra work is paid
         from `budget`, the model's (GrammarTooCostly when it is spent and nothing allowed was found)."""

@@ -276,7 +276,7 @@ class Scheduler:
     def _sample(self, slot: Slot, index: int) -> None:
         sequence = slot.sequence
         assert sequence is not None
-        if sequence.sampler.grammar is not None:  # its parse runs in C without the GIL: the tokens before it go now
+        if sequence.sampler.costly:  # long in C without the GIL: the tokens sampled before it go now
             wake_ups.send()
         try:
             token = sequence.sampler.sample(self._context, index, self._grammar_budget)

@@ -43,7 +43,8 @@ def held() -> Iterator[None]:
     """This thread's wake-ups wait for `send()` until the block ends, when the rest go out (a block within another
     sends its own at its end and leaves the outer one's held)."""
     outer = getattr(_held, "pending", None)
-    _held.pending = []
+    pending: list[Callable[[], None]] = []
+    _held.pending = pending
     try:
         yield
     finally:
@@ -54,3 +55,8 @@ def held() -> Iterator[None]:
                 del _held.pending
             else:
                 _held.pending = outer
+            for call in pending:  # what an interrupted send left: a wake-up lost would stall its loop's streams
+                try:
+                    wake(call)
+                except Exception:
+                    log.exception("a wake-up failed")
