@@ -4,7 +4,8 @@ A token handed to the event loop in the middle of the scheduler's Python (right 
 still to plan) woke the loop's thread only for it to take a core, wait for the GIL and be woken a second time when
 the decode released it: 2.1 wake-ups of the loop a token at one stream on two cores, and as many preemptions of the
 scheduler (bench/scheduler_cpu.py). Held, each wake-up goes out just before `llama_decode` (which runs without the
-GIL), before a grammar's parse (likewise), or before the thread waits for work: 1.05 and 1.1.
+GIL), before a costly sampling (a grammar's parse or a full chain, likewise), or before the thread waits for work:
+1.05 and 1.1.
 """
 
 from __future__ import annotations
