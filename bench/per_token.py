@@ -49,12 +49,17 @@ def thread_times(pid: int) -> dict[int, tuple[str, float, float]]:
         try:
             stat = (task / "stat").read_text()
             name = (task / "comm").read_text().strip()
-            on_cpu_ns = int((task / "schedstat").read_text().split()[0])
+            on_cpu = on_cpu_s(task)
         except OSError:  # the thread ended meanwhile
             continue
         system = int(stat[stat.rindex(")") + 2 :].split()[12]) / TICKS
-        found[int(task.name)] = (name, on_cpu_ns / 1e9, system)
+        found[int(task.name)] = (name, on_cpu, system)
     return found
+
+
+def on_cpu_s(task: Path) -> float:
+    """A thread's CPU seconds by the scheduler's own count; `task`: its /proc/PID/task/TID folder."""
+    return int((task / "schedstat").read_text().split()[0]) / 1e9
 
 
 def groups(
@@ -105,11 +110,10 @@ def measure(url: str, pid: int, model: str, streams: int, tokens: int) -> dict[s
 def _python_seconds(spent: dict[str, Any]) -> float | None:
     """Cortex's threads that are not decoding: the main and request threads, and the batch thread less its
     share of each decode (a worker's). None for a server whose threads are not named (llama-server)."""
-    if "cortex-batch" not in spent:
+    loop = _loop_seconds(spent)
+    if loop is None:
         return None
     one_worker = spent.get("worker", {}).get("busiest", 0.0)  # a decode worker: the other threads are idle ones
-    loop = _loop_seconds(spent)
-    assert loop is not None
     return float(loop + max(0.0, spent["cortex-batch"]["seconds"] - one_worker))
 
 

@@ -31,11 +31,10 @@ from menlo_cortex.cortexfile.schema.models import LlamaCppEngine
 from menlo_cortex.runtime.models.backends import load_backends
 from menlo_cortex.runtime.models.engine import Engine, plan_engine
 from menlo_cortex.runtime.models.generation import Generation
-from per_token import cpu_model
+from per_token import PROMPT, cpu_model, on_cpu_s
 
 FIGURES = ("tokens_per_s", "outside_decode_us_per_token", "loop_us_per_token", "loop_wake_ups_per_token",
            "scheduler_preempted_per_token")  # fmt: skip
-PROMPT = "Write a long story about a lighthouse keeper who finds a map in a bottle. Once upon a time,"
 SLOTS = 4
 
 
@@ -57,7 +56,7 @@ class TimedDecode:
 
 
 def thread_cpu_s(native_id: int) -> float:
-    return int(Path(f"/proc/self/task/{native_id}/schedstat").read_text().split()[0]) / 1e9
+    return on_cpu_s(Path(f"/proc/self/task/{native_id}"))
 
 
 def switches(native_id: int) -> tuple[int, int]:

@@ -10,6 +10,7 @@ GIL), before a costly sampling (a grammar's parse or a full chain, likewise), or
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -32,11 +33,14 @@ def send() -> None:
     """Every wake-up this thread holds, in the order they were asked for."""
     pending: list[Callable[[], None]] | None = getattr(_held, "pending", None)
     while pending:
-        call = pending.pop(0)  # one at a time: an interruption leaves the rest held, not lost
-        try:
-            call()
-        except Exception:  # as a callback of the thread's own would be: logged, and the others still sent
-            log.exception("a wake-up failed")
+        _call(pending.pop(0))  # one at a time: an interruption leaves the rest held, not lost
+
+
+def _call(call: Callable[[], None]) -> None:
+    try:
+        call()
+    except Exception:  # as a callback of the thread's own would be: logged, and the others still sent
+        log.exception("a wake-up failed")
 
 
 @contextmanager
@@ -57,7 +61,4 @@ def held() -> Iterator[None]:
             else:
                 _held.pending = outer
             for call in pending:  # what an interrupted send left: a wake-up lost would stall its loop's streams
-                try:
-                    wake(call)
-                except Exception:
-                    log.exception("a wake-up failed")
+                wake(functools.partial(_call, call))

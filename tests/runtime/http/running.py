@@ -9,8 +9,24 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import uvicorn
+from menlo_cortex.cortexfile.schema import Cortexfile
+from menlo_cortex.runtime.http.server import Server
+from menlo_cortex.runtime.main import server_config
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
 
 START_S = 30
+
+
+async def hello(_: Request) -> PlainTextResponse:
+    return PlainTextResponse("hello")
+
+
+def hello_server(kind: type[Server] = Server) -> Server:
+    """The real server's configuration (a default Cortexfile's), serving "hello" at /."""
+    return kind(server_config(Cortexfile.model_validate({"version": 1}), Starlette(routes=[Route("/", hello)])))
 
 
 @contextmanager

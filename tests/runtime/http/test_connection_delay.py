@@ -5,25 +5,13 @@ from __future__ import annotations
 
 import socket
 
-from menlo_cortex.cortexfile.schema import Cortexfile
 from menlo_cortex.runtime.http.listener import listen
-from menlo_cortex.runtime.http.server import Server
-from menlo_cortex.runtime.main import server_config
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse
-from starlette.routing import Route
 
-from .running import running
-
-
-async def hello(_: Request) -> PlainTextResponse:
-    return PlainTextResponse("hello")
+from .running import hello_server, running
 
 
 def test_the_servers_connections_send_each_write_at_once() -> None:
-    app = Starlette(routes=[Route("/", hello)])
-    server = Server(server_config(Cortexfile.model_validate({"version": 1}), app))
+    server = hello_server()
     listening = listen("127.0.0.1", 0)
     assert listening.proto == 0  # as its connections': asyncio turns Nagle off only for proto IPPROTO_TCP
     with running(server, listening), socket.create_connection(listening.getsockname()[:2], timeout=10) as client:

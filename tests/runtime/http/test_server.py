@@ -8,20 +8,10 @@ import signal
 import socket
 import time
 
-from menlo_cortex.cortexfile.schema import Cortexfile
 from menlo_cortex.runtime.http.listener import listen
 from menlo_cortex.runtime.http.server import Server
-from menlo_cortex.runtime.main import server_config
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse
-from starlette.routing import Route
 
-from .running import running
-
-
-async def hello(_: Request) -> PlainTextResponse:
-    return PlainTextResponse("hello")
+from .running import hello_server, running
 
 
 class CountingServer(Server):
@@ -36,10 +26,6 @@ class HourlyServer(Server):
     TICK_S = 3600.0  # a stop that waited for the tick would wait an hour
 
 
-def make(kind: type[Server]) -> Server:
-    return kind(server_config(Cortexfile.model_validate({"version": 1}), Starlette(routes=[Route("/", hello)])))
-
-
 def get_date(listening: socket.socket) -> float:
     with socket.create_connection(listening.getsockname()[:2], timeout=10) as client:
         client.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
@@ -49,7 +35,7 @@ def get_date(listening: socket.socket) -> float:
 
 
 def test_an_idle_server_wakes_about_once_a_second() -> None:
-    server = make(CountingServer)
+    server = hello_server(CountingServer)
     with running(server, listen("127.0.0.1", 0)):
         time.sleep(3)
         assert isinstance(server, CountingServer)
@@ -57,7 +43,7 @@ def test_an_idle_server_wakes_about_once_a_second() -> None:
 
 
 def test_the_date_header_follows_the_clock() -> None:
-    server = make(Server)
+    server = hello_server(Server)
     listening = listen("127.0.0.1", 0)
     with running(server, listening):
         time.sleep(2.2)  # past two refreshes: a Date from the start would be two seconds behind
@@ -65,12 +51,12 @@ def test_the_date_header_follows_the_clock() -> None:
 
 
 def test_a_stop_from_another_thread_is_acted_on_at_once() -> None:
-    with running(make(HourlyServer), listen("127.0.0.1", 0), stop_s=20):
+    with running(hello_server(HourlyServer), listen("127.0.0.1", 0), stop_s=20):
         pass
 
 
 def test_a_signal_stops_the_server_at_once() -> None:
-    server = make(HourlyServer)
+    server = hello_server(HourlyServer)
     with running(server, listen("127.0.0.1", 0), stop_s=20) as thread:
         server.handle_exit(signal.SIGTERM, None)  # what uvicorn's signal handler calls
         thread.join(20)
