@@ -23,13 +23,13 @@ from menlo_cortex.cortexfile.schema import Cortexfile, Model
 from menlo_cortex.cortexfile.schema.models import LlamaCppEngine, SourceKind, source_kind
 from menlo_cortex.cortexfile.secrets import SecretUnavailable
 from menlo_cortex.runtime.fetch.netsettings import net_settings
+from menlo_cortex.runtime.models.batching.offload import gpu_room
 from menlo_cortex.runtime.models.batching.plan import (
     SERVER_BYTES,
     SlotPlan,
     available_memory,
     memory_room,
-    plan_shape,
-    weight_copies,
+    plan_placed,
 )
 from menlo_cortex.runtime.models.model_store import ModelInvalid, ModelStore, ModelUnavailable
 from menlo_cortex.runtime.models.weight_copies import Kernels, bytes_read_per_token
@@ -96,8 +96,8 @@ def fit_models(
     first."""
     env = dict(os.environ if environ is None else environ)
     store = ModelStore(config, data_dir(config, env), cortexfile)
-    budget_mb, room = config.server.limits.memory_budget_mb, _room(config, machine)
-    settings = config.engines.llama_cpp
+    room = _room(config, machine)
+    engine = Engine(config.engines.llama_cpp, config.server.limits.memory_budget_mb, kernels, gpu_room_of(machine))
     rows = []
     for model in config.models:
         row: dict[str, Any] = {"id": model.id, "source": model.source}
@@ -106,7 +106,7 @@ def fit_models(
         except Unreadable as exc:
             rows.append(row | _unknown(str(exc)))
             continue
-        rows.append(row | _estimate(model, header, (settings, budget_mb, kernels), room, machine.bandwidth))
+        rows.append(row | _estimate(model, header, engine, room, machine.bandwidth))
     return sorted(rows, key=lambda row: (not row["fits"], -(row["tokens_per_s"] or 0.0)))
 
 
@@ -125,7 +125,8 @@ def fit_catalogue(
     env = dict(os.environ if environ is None else environ)
     store = ModelStore(config, data_dir(config, env))
     room = Room(board.memory_mb * MIB, f"on a {board.name}") if board else _room(config, machine)
-    engine = (config.engines.llama_cpp, board.memory_mb if board else config.server.limits.memory_budget_mb, kernels)
+    budget_mb = board.memory_mb if board else config.server.limits.memory_budget_mb
+    engine = Engine(config.engines.llama_cpp, budget_mb, kernels, None if board else gpu_room_of(machine))
     bandwidth = None if board else machine.bandwidth
     rows = []
     for entry in catalogue.entries():
@@ -137,6 +138,13 @@ def fit_catalogue(
             continue
         rows.append(row | _estimate(entry.model, header, engine, room, bandwidth))
     return sorted(rows, key=lambda row: (not row["fits"], -row["parameters"], row["size_bytes"]))
+
+
+def gpu_room_of(machine: Machine) -> int | None:
+    """What `gpu_layers: auto` may fill of this machine's GPUs (those whose memory is known); None: no GPU."""
+    if not machine.gpus:
+        return None
+    return gpu_room(gpu["memory_free"] for gpu in machine.gpus if gpu["memory_free"] is not None)
 
 
 def _room(config: Cortexfile, machine: Machine) -> Room:
@@ -158,30 +166,40 @@ def _header(model: Model, store: ModelStore, config: Cortexfile, environ: dict[s
     return from_url(store.source_url(model), net, cache_folder(environ))
 
 
-Engine = tuple[LlamaCppEngine, int | None, Kernels]
+class Engine(NamedTuple):
+    settings: LlamaCppEngine
+    budget_mb: int | None  # what `parallel: auto` plans within (None: the memory available)
+    kernels: Kernels  # what its CPU module can use (the weight copies it makes)
+    gpu_room: int | None = None  # what `gpu_layers: auto` may fill; None: no GPU
 
 
 def _estimate(model: Model, header: Header, engine: Engine, room: Room, bandwidth: float | None) -> dict[str, Any]:
-    """`engine`: its settings, the memory budget (MiB) that `parallel: auto` plans within (None: available) and
-    what its CPU module can use (the weight copies it makes)."""
-    settings, budget_mb, kernels = engine
-    copied = weight_copies(model, settings, header.matrices, kernels)
-    plan = plan_shape(model, header.shape, header.file_bytes, settings, budget_mb, copied=copied)
-    total = plan.weights_bytes + plan.kv_bytes + plan.work_bytes
-    fits = total + SERVER_BYTES <= room.bytes
-    weights_read = bytes_read_per_token(header.matrices, kernels) if header.matrices else plan.file_bytes
-    per_token = weights_read + header.shape.kv_bytes_per_token * plan.context // 2
-    memory = {"weights": plan.file_bytes, "weight_copies": copied.bytes, "reclaimable": copied.reclaimable,
-              "kv_cache": plan.kv_bytes, "buffers": plan.work_bytes, "total": total}  # fmt: skip
+    plan = plan_placed(
+        model, header.sizes, engine.settings, engine.budget_mb, kernels=engine.kernels, gpu_room=engine.gpu_room
+    )
+    total, on_gpu = plan.host_bytes, plan.gpu.total
+    reason = _too_big(total, room, plan) if total + SERVER_BYTES > room.bytes else None
+    if engine.gpu_room is not None and on_gpu > engine.gpu_room:
+        reason = f"{plan.gpu_layers} layers need {on_gpu / MIB:.0f} MiB of GPU memory, {engine.gpu_room / MIB:.0f} free"
+    speed = None if plan.gpu_layers else _tokens_per_s(model, bandwidth, _read(header, plan, engine.kernels))
+    memory = {"weights": plan.file_bytes, "weight_copies": plan.copied.bytes, "reclaimable": plan.copied.reclaimable,
+              "kv_cache": plan.host_kv_bytes, "buffers": plan.work_bytes, "total": total, "gpu": on_gpu}  # fmt: skip
     return {
         "header": header.read_from,
         "context": plan.context,
         "slots": plan.parallel,
+        "gpu_layers": plan.gpu_layers,
         "memory": memory,
-        "fits": fits,
-        "reason": None if fits else _too_big(total, room, plan),
-        "tokens_per_s": _tokens_per_s(model, bandwidth, per_token),
+        "fits": reason is None,
+        "reason": reason,
+        "tokens_per_s": speed,
     }
+
+
+def _read(header: Header, plan: SlotPlan, kernels: Kernels) -> int:
+    """The bytes a token reads: its weights (or the CPU kernels' copies) and the KV cache of half the context."""
+    weights = bytes_read_per_token(header.matrices, kernels) if header.matrices else plan.file_bytes
+    return weights + header.shape.kv_bytes_per_token * plan.context // 2
 
 
 def _from_facts(entry: Entry, room: Room, bandwidth: float | None, why: str) -> dict[str, Any]:
@@ -193,7 +211,8 @@ def _from_facts(entry: Entry, room: Room, bandwidth: float | None, why: str) -> 
         "header": f"sized from the catalogue: its header was not read ({why})",
         "context": entry.model.context_size,
         "slots": 1,
-        "memory": {"weights": weights, **unknown, "total": total},
+        "gpu_layers": None,
+        "memory": {"weights": weights, **unknown, "total": total, "gpu": None},
         "fits": fits,
         "reason": None if fits else f"needs about {total / MIB:.0f} MiB, {room.bytes / MIB:.0f} MiB {room.named}",
         "tokens_per_s": _tokens_per_s(entry.model, bandwidth, weights),
@@ -219,7 +238,8 @@ def _too_big(total: int, room: Room, plan: SlotPlan) -> str:
 
 
 def _unknown(reason: str) -> dict[str, Any]:
-    return {"context": None, "slots": None, "memory": None, "fits": False, "reason": reason, "tokens_per_s": None}
+    unknown = dict.fromkeys(("context", "slots", "gpu_layers", "memory", "tokens_per_s"))
+    return unknown | {"fits": False, "reason": reason}
 
 
 def machine_summary(machine: Machine) -> dict[str, Any]:

@@ -19,7 +19,8 @@ from typing import Any
 
 from menlo_cortex.runtime.fetch.netsettings import NetSettings
 from menlo_cortex.runtime.fetch.prefix import PrefixFailed, read_prefix
-from menlo_cortex.runtime.models.batching.plan import Shape, checked, shape_of
+from menlo_cortex.runtime.models.batching.offload import NO_LAYOUT, Layout, layout_of
+from menlo_cortex.runtime.models.batching.plan import Shape, Sizes, checked, shape_of
 from menlo_cortex.runtime.models.gguf import Truncated, read_header
 from menlo_cortex.runtime.models.weight_copies import BLOCKS, Matrix, matrices, within
 from menlo_cortex.runtime.ops.durable import write_atomically
@@ -37,6 +38,11 @@ class Header:
     file_bytes: int
     read_from: str  # "file" or "range request"
     matrices: tuple[Matrix, ...] = ()  # its weight matrices that the CPU kernels may copy
+    layout: Layout = NO_LAYOUT  # its weights' bytes by where llama.cpp may place them (the GPU or not)
+
+    @property
+    def sizes(self) -> Sizes:
+        return Sizes(self.shape, self.file_bytes, self.matrices, self.layout)
 
 
 def from_file(path: Path) -> Header:
@@ -48,7 +54,7 @@ def from_file(path: Path) -> Header:
 
 def _parsed(path: Path, file_bytes: int, read_from: str) -> Header:
     metadata, tensors = read_header(path)
-    return Header(shape_of(metadata), file_bytes, read_from, matrices(tensors, file_bytes))
+    return Header(shape_of(metadata), file_bytes, read_from, matrices(tensors, file_bytes), layout_of(tensors))
 
 
 def from_url(url: str, net: NetSettings, cache: Path) -> Header:
@@ -97,6 +103,7 @@ def _as_json(header: Header) -> dict[str, Any]:
         "shape": dataclasses.asdict(header.shape),
         "file_bytes": header.file_bytes,
         "matrices": [dataclasses.astuple(matrix) for matrix in header.matrices],
+        "layout": dataclasses.astuple(header.layout),
     }
 
 
@@ -108,10 +115,21 @@ def _cached(path: Path) -> Header | None:
         fields = {field.name for field in dataclasses.fields(Shape)}
         if set(shape) != fields or not all(type(value) is int and value >= 0 for value in [*shape.values(), size]):
             return None
-        header = Header(checked(Shape(**shape)), size, "range request (cached)", _matrices(data["matrices"], size))
+        found, layout = _matrices(data["matrices"], size), _layout(data["layout"], size)
+        header = Header(checked(Shape(**shape)), size, "range request (cached)", found, layout)
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return header if size > 0 else None
+
+
+def _layout(row: list[Any], file_bytes: int) -> Layout:
+    """The cached layout; ValueError when it is not what _as_json wrote, or outgrows the file."""
+    layers, output, tied = row
+    if not (type(layers) is int and type(output) is int and type(tied) is bool and 0 <= layers <= file_bytes):
+        raise ValueError("not a layout")
+    if not 0 <= output <= file_bytes:
+        raise ValueError("not a layout")
+    return Layout(layers, output, tied)
 
 
 def _matrices(rows: list[Any], file_bytes: int) -> tuple[Matrix, ...]:

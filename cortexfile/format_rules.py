@@ -61,6 +61,8 @@ RESERVED_ENV = frozenset({"PATH", "HOME", "USER", "SHELL", "TMPDIR", "SSL_CERT_F
 # Debian image pairs whose vendor repository was not verified on a release: NVIDIA's CUDA repository for Debian is
 # used for Debian 12 (`debian12`) only.
 UNVERIFIED_RELEASES = frozenset({(Distro.debian.value, "cuda", "trixie")})
+# Pairs built with CUDA 12 only: NVIDIA's repository for the Fedora release the image is built on has no CUDA 13.
+CUDA_12_ONLY = frozenset({Distro.fedora.value})
 
 
 def unverified_release(accelerator: str, release: str) -> str:
@@ -68,6 +70,10 @@ def unverified_release(accelerator: str, release: str) -> str:
         f"the debian/{accelerator} image is built on Debian 12 only (its vendor repository for `{release}` is not "
         "verified): set target.release: bookworm, or use distro ubuntu"
     )
+
+
+def cuda_12_only(distro: str) -> str:
+    return f"the {distro}/cuda image is built with CUDA 12 only: set target.cuda_version: 12, or use distro ubuntu"
 
 
 def unsupported_image(distro: str, accelerator: str) -> str:
@@ -97,6 +103,8 @@ def _image_pair(view: Resolved) -> Iterator[Diagnostic]:
         yield _located(
             view, ("target", "accelerator"), unverified_release(target.accelerator.value, target.release.value)
         )
+    elif target.accelerator is Accelerator.cuda and target.cuda_version != "12" and target.distro in CUDA_12_ONLY:
+        yield _located(view, ("target", "cuda_version"), cuda_12_only(target.distro.value))
 
 
 def _systemd_distro(view: Resolved) -> Iterator[Diagnostic]:

@@ -34,7 +34,8 @@ CPU_DISPATCH = ("-DGGML_BACKEND_DL=ON", "-DGGML_CPU_ALL_VARIANTS=ON")
 # Typed STRING: CMake would turn an untyped relative value into a path under the build folder.
 BACKEND_DIR = "-DGGML_BACKEND_DIR:STRING=llama_cpp/lib"
 BACKEND_DIR_KEYS = ("-DGGML_BACKEND_DIR=", "-DGGML_BACKEND_DIR:")
-DEFAULT_CUDA_ARCHITECTURES = ("75", "80", "86", "89", "90")  # Turing to Hopper
+# Turing to Hopper; CUDA 13 adds Blackwell (data center, then consumer). CUDA 12.4 knows no Blackwell.
+DEFAULT_CUDA_ARCHITECTURES = {"12": ("75", "80", "86", "89", "90"), "13": ("75", "80", "86", "89", "90", "100", "120")}
 NOT_PORTABLE = ("-DGGML_NATIVE", "-march=native", "-mcpu=native", "-mtune=native")
 OCI_SOURCE = "https://github.com/menloresearch/cortex"
 
@@ -83,6 +84,7 @@ class BuildPlan:
     architecture: str
     llama_cmake_args: tuple[str, ...]
     cuda_architectures: tuple[str, ...]
+    cuda_version: str  # target.cuda_version: "12" or "13"
     base_image: str | None
     builder_image: str | None
     tag: str | None
@@ -125,7 +127,8 @@ class BuildPlan:
         if backend and backend not in args:
             args.append(backend)
         if self.accelerator == "cuda":
-            args.append("-DCMAKE_CUDA_ARCHITECTURES=" + ";".join(self.cuda_architectures or DEFAULT_CUDA_ARCHITECTURES))
+            architectures = self.cuda_architectures or DEFAULT_CUDA_ARCHITECTURES[self.cuda_version]
+            args.append("-DCMAKE_CUDA_ARCHITECTURES=" + ";".join(architectures))
         if dispatches_cpu_variants(self.architecture, args):
             args += CPU_DISPATCH
         if "-DGGML_BACKEND_DL=ON" in args and not any(a.startswith(BACKEND_DIR_KEYS) for a in args):
@@ -173,6 +176,7 @@ def make_plan(
         architecture=architecture,
         llama_cmake_args=tuple(target.llama_cmake_args),
         cuda_architectures=tuple(target.cuda_architectures),
+        cuda_version=target.cuda_version.value,
         base_image=options.base_image,
         builder_image=options.builder_image or options.base_image,
         tag=options.tag,

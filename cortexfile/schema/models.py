@@ -60,7 +60,11 @@ class Model(Section):
     engine: Literal["llama_cpp"] = setting("llama_cpp", "Engine that runs the model.")
     context_size: int = setting(4096, "Tokens of context per request, one slot's (0: the model's own).", ge=0)
     threads: int | None = setting(None, "CPU threads for generation (unset: all cores).", ge=1)
-    gpu_layers: int = setting(0, "Layers offloaded to the GPU (-1: all).", ge=-1)
+    gpu_layers: Literal["auto"] | Annotated[int, Field(ge=-1)] = setting(
+        "auto",
+        "Layers offloaded to the GPU: auto (as many as fit in the GPU memory free when the model loads, leaving "
+        "1 GiB; none without a GPU), a number (0: none), or -1 (all).",
+    )
     chat_format: str | None = setting(None, "llama-cpp-python chat format (e.g. gemma, chatml, llama-3).")
     chat_template: str | None = setting(None, "Jinja chat template, overriding the GGUF's own.")
     embeddings: bool = setting(False, "Serve this model on /v1/embeddings.")
@@ -88,6 +92,16 @@ class Model(Section):
     def pooled(self) -> bool:
         """One vector (embeddings) or one score (rerank) per input, not generated text."""
         return self.embeddings or self.rerank
+
+    @field_validator("gpu_layers", mode="before")
+    @classmethod
+    def _one_message_for_gpu_layers(cls, value: object) -> object:
+        """One error for a bad value, not one per member of the union; a number from an env var or a flag."""
+        if isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,6}", value.strip()):
+            value = int(value)
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= -1):
+            return value
+        raise ValueError("expected `auto`, a number of layers (0: none), or -1 (all)")
 
     @field_validator("engine", mode="before")
     @classmethod

@@ -48,6 +48,13 @@ class Accelerator(StrEnum):
     rocm = "rocm"
 
 
+class CudaVersion(StrEnum):
+    """The CUDA of images for accelerator cuda (images/targets/docker/matrix.py: CUDA)."""
+
+    v12 = "12"
+    v13 = "13"
+
+
 class Architecture(StrEnum):
     amd64 = "amd64"
     arm64 = "arm64"
@@ -115,7 +122,12 @@ class Target(Section):
         ["-DGGML_NATIVE=OFF"], "CMake flags for building llama.cpp (portable: never -march=native)."
     )
     cuda_architectures: list[CudaArchitecture] = setting(
-        [], "CUDA compute capabilities to build for (e.g. 87 for Orin)."
+        [], "CUDA compute capabilities to build for (e.g. 87 for Orin; unset: Turing to Hopper, and Blackwell with 13)."
+    )
+    cuda_version: CudaVersion = setting(
+        CudaVersion.v12,
+        "CUDA of images for accelerator cuda: 12 (CUDA 12.4, for NVIDIA drivers 525 and later) or 13 (CUDA 13.0, "
+        "drivers 580 and later, Turing GPUs and newer). Arch Linux images take Arch's own CUDA; Fedora's are 12.",
     )
     memory_mb: int | None = setting(
         None,
@@ -127,6 +139,12 @@ class Target(Section):
 
     _arch = field_validator("architecture", mode="before")(normalize_architecture)
     _release = field_validator("release", mode="before")(normalize_release)
+
+    @field_validator("cuda_version", mode="before")
+    @classmethod
+    def _cuda_version_as_written(cls, value: object) -> object:
+        """YAML reads `cuda_version: 12` as a number."""
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 def _known_format(name: str) -> str:

@@ -24,7 +24,6 @@ from .output import print_diagnostics
 if TYPE_CHECKING:
     from menlo_cortex.cortexfile.schema import Cortexfile
     from menlo_cortex.runtime.models.backends import Backends
-    from menlo_cortex.runtime.models.weight_copies import Kernels
 
 
 def load_checked(args: argparse.Namespace, phase: Phase | None = None, *, build_rules: bool = False) -> Resolved:
@@ -47,7 +46,7 @@ def validate(args: argparse.Namespace) -> int:
     models = len(resolved.config.models)
     backends = start_backends(resolved.config) if phase is Phase.start else None
     if backends:
-        print_diagnostics(memory_warnings(resolved, backends.kernels))
+        print_diagnostics(memory_warnings(resolved, backends))
     checked = f", {phase.value} preflight passed" if phase else ""
     print(f"{args.file}: valid ({models} model{'s' if models != 1 else ''}{checked})")
     if backends:
@@ -55,10 +54,11 @@ def validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def memory_warnings(resolved: Resolved, kernels: Kernels) -> list[Diagnostic]:
-    """Models that will not fit the memory available here, or the budget (runtime/models/memory_check.py), run by
-    the CPU module that can use `kernels`."""
+def memory_warnings(resolved: Resolved, backends: Backends) -> list[Diagnostic]:
+    """Models that will not fit the memory available here, or the budget, or their GPU's
+    (runtime/models/memory_check.py), run by these backends."""
     from menlo_cortex.cortexfile.data_folder import data_dir
+    from menlo_cortex.runtime.models.batching.offload import gpu_room
     from menlo_cortex.runtime.models.batching.plan import available_memory, memory_room
     from menlo_cortex.runtime.models.memory_check import found_in
     from menlo_cortex.runtime.models.memory_check import memory_warnings as check
@@ -69,7 +69,8 @@ def memory_warnings(resolved: Resolved, kernels: Kernels) -> list[Diagnostic]:
     room, budget = memory_room(budget_mb, available_memory())
     store = ModelStore(config, data_dir(config), resolved.path)
     named = "server.limits.memory_budget_mb" if budget else "available here"
-    return check(resolved, (room, named), budget_mb, found_in(store), kernels)
+    gpus = gpu_room(backends.gpu_free()) if backends.gpus else None
+    return check(resolved, (room, named), budget_mb, found_in(store), backends.kernels, gpu_room=gpus)
 
 
 def start_backends(config: Cortexfile) -> Backends:

@@ -162,12 +162,19 @@ def _print_table(machine: dict[str, Any], rows: list[dict[str, Any]], board: str
     print(f"{machine['cpu_model']}, {machine['cores']} cores, {memory}{where}")
     for line in _compute_lines(machine):
         print(line)
-    print(f"{'MODEL':<28} {'FITS':<5} {'MEMORY':>10} {'CONTEXT':>8} {'SLOTS':>6} {'TOKENS/S':>9}  WHY NOT")
+    print(f"{'MODEL':<28} {'FITS':<5} {'MEMORY':>10} {'GPU':>16} {'CONTEXT':>8} {'SLOTS':>6} {'TOKENS/S':>9}  WHY NOT")
     for row in rows:
         total = f"{row['memory']['total'] / MIB:.0f} MiB" if row["memory"] else "-"
         speed = f"~{row['tokens_per_s']:g}" if row["tokens_per_s"] else "-"
-        print(f"{row['id'][:28]:<28} {'yes' if row['fits'] else 'no':<5} {total:>10} {row['context'] or '-':>8} "
-              f"{row['slots'] or '-':>6} {speed:>9}  {row['reason'] or ''}")  # fmt: skip
+        print(f"{row['id'][:28]:<28} {'yes' if row['fits'] else 'no':<5} {total:>10} {_on_gpu(row):>16} "
+              f"{row['context'] or '-':>8} {row['slots'] or '-':>6} {speed:>9}  {row['reason'] or ''}")  # fmt: skip
+
+
+def _on_gpu(row: dict[str, Any]) -> str:
+    """The layers on the GPU and the GPU memory they take: `19 (1210 MiB)`, or `-` with none."""
+    if not row["gpu_layers"]:
+        return "-"
+    return f"{row['gpu_layers']} ({row['memory']['gpu'] / MIB:.0f} MiB)"
 
 
 def _compute_lines(machine: dict[str, Any]) -> list[str]:

@@ -106,8 +106,9 @@ def _object(properties: dict[str, object]) -> dict[str, object]:
 _NUMBER: dict[str, object] = {"type": "number"}
 _INTEGER: dict[str, object] = {"type": "integer"}
 _STRING: dict[str, object] = {"type": "string"}
+_OPTIONAL_INTEGER: dict[str, object] = {"type": ["integer", "null"]}
 _MODELS = _array(_object({"id": _STRING, "state": _STRING, "error": {"type": ["string", "null"]},
-                          "memory_mb": {"type": ["integer", "null"]}, "slots": {"type": ["integer", "null"]},
+                          "memory_mb": _OPTIONAL_INTEGER, "slots": _OPTIONAL_INTEGER, "gpu_layers": _OPTIONAL_INTEGER,
                           "busy": _INTEGER, "queued": _INTEGER}))  # fmt: skip
 _POINT = _object({"at": _NUMBER, "tokens_per_s": _NUMBER, "requests_per_min": _NUMBER})
 _ACTIVITY: dict[str, object] = {"interval_s": _NUMBER, "kept": _INTEGER, "points": _array(_POINT)}

@@ -90,6 +90,12 @@ class Backends:
                                "free_at_start_mib": gpu.memory_free >> 20} for gpu in self.gpus]  # fmt: skip
         return status
 
+    def gpu_free(self) -> tuple[int, ...]:
+        """Each GPU's free memory now, in bytes (the figures at start are stale once a model is loaded)."""
+        if not self.gpus:
+            return ()
+        return tuple(found.memory_free for found in _ask_ggml(devices) if found.kind in ("gpu", "igpu"))
+
     def check_model(self, path: Path) -> None:
         """Self-test the CPU variant in use on the weight types of the model at `path` that no test has
         covered yet (a failure is BackendError: the variant is loaded and cannot be swapped)."""

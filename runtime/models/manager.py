@@ -31,7 +31,7 @@ from menlo_cortex.cortexfile.schema.models import LoadPolicy
 
 from ..ops.metrics import Metrics
 from ..reload.plan import ModelChanges
-from .batching.plan import AUTO_MAX, MIB
+from .batching.plan import AUTO_MAX, MIB, SlotPlan
 from .engine import Engine, ModelLoadError, plan_engine
 from .errors import ModelFailed, ModelsBusy, QueueFull, Refused, Superseded, UnknownModel
 
@@ -54,8 +54,9 @@ class Slot:
     state: str = "unloaded"  # loading | ready | unloaded | sleeping | failed
     error: str | None = None
     engine: Engine | None = None
-    size_mb: float = 0.0  # model file and KV cache, once planned
+    size_mb: float = 0.0  # host memory (model file, KV cache, buffers), once planned
     parallel: int | None = None  # its engine's slots, once planned
+    gpu_layers: int | None = None  # layers on the GPUs (n_gpu_layers; with auto, as planned), once planned
     pending: int = 0  # requests admitted: waiting or running
     last_used: float = 0.0
     loaded_once: bool = False
@@ -218,6 +219,7 @@ class ModelManager:
         try:
             plan = await asyncio.to_thread(plan_engine, model, path, settings, self.limits.memory_budget_mb)
             slot.size_mb, slot.parallel = plan.total_mb, plan.parallel  # an embedding model's plan has one slot
+            slot.gpu_layers = plan.gpu_layers
             await self._make_room(slot)
             engine = Engine(model, path, settings, plan)
             started = time.monotonic()
@@ -229,14 +231,15 @@ class ModelManager:
             raise self._failed(slot, exc) from None
         seconds = time.monotonic() - started
         log.info(
-            "model `%s` loaded from %s in %.2f s: %d slot(s) of %d tokens, about %.0f MiB with its KV cache%s",
+            "model `%s` loaded from %s in %.2f s: %d slot(s) of %d tokens, about %.0f MiB of memory with its KV "
+            "cache%s",
             model.id,
             path,
             seconds,
             slot.parallel,
             plan.context,
             plan.total_mb,
-            f" ({plan.copied.bytes / MIB:.0f} MiB of weights copied for the CPU kernels)" if plan.copied.bytes else "",
+            _placement(plan),
         )
         self.metrics.observe("cortex_model_load_seconds", seconds, model=model.id)
         self.metrics.set("cortex_model_loaded", 1, model=model.id)
@@ -465,6 +468,15 @@ def _describe(model: Model, exc: Exception) -> str:
     return message if f"`{model.id}`" in message or model.id in message else f"model `{model.id}`: {message}"
 
 
+def _placement(plan: SlotPlan) -> str:
+    """The loaded line's account of where the weights went: the GPUs', or the CPU kernels' copies."""
+    if plan.gpu_layers:
+        return f", and {plan.gpu.total / MIB:.0f} MiB of GPU memory ({plan.gpu_layers} layers offloaded)"
+    if plan.copied.bytes:
+        return f" ({plan.copied.bytes / MIB:.0f} MiB of weights copied for the CPU kernels)"
+    return ""
+
+
 def _overview(slot: Slot) -> dict[str, object]:
     busy = slot.pending if slot.parallel is None else min(slot.pending, slot.parallel)
     return {
@@ -473,6 +485,7 @@ def _overview(slot: Slot) -> dict[str, object]:
         "error": slot.error,
         "memory_mb": round(slot.size_mb) if slot.size_mb else None,
         "slots": slot.parallel,
+        "gpu_layers": slot.gpu_layers,
         "busy": busy,
         "queued": slot.pending - busy,
     }

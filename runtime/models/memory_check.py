@@ -19,6 +19,7 @@ from .model_store import ModelStore
 from .weight_copies import Kernels
 
 HINT = "a smaller context_size, parallel or batch_size, or a smaller quantisation: see cortex models fit"
+GPU_HINT = "gpu_layers: auto offloads as many layers as fit"
 
 
 def found_in(store: ModelStore) -> Callable[[Model], Path | None]:
@@ -39,10 +40,13 @@ def memory_warnings(
     budget_mb: int | None,
     locate: Callable[[Model], Path | None],
     kernels: Kernels,
+    *,
+    gpu_room: int | None = None,
 ) -> list[Diagnostic]:
     """`room`: the bytes the server may take and what that figure is; `budget_mb`: what `parallel: auto` plans
     within (None: the memory available here); `locate`: the model's file, None when it is not here; `kernels`:
-    what the CPU module that runs the models can use (the weight copies it makes)."""
+    what the CPU module that runs the models can use (the weight copies it makes); `gpu_room`: the GPU memory
+    free here less llama.cpp's margin (None: no GPU, or a build's device)."""
     config = resolved.config
     found = []
     for index, model in enumerate(config.models):
@@ -50,13 +54,17 @@ def memory_warnings(
         if path is None or not room[0]:
             continue
         try:
-            plan = plan_slots(model, path, config.engines.llama_cpp, budget_mb, kernels)
+            plan = plan_slots(model, path, config.engines.llama_cpp, budget_mb, kernels, gpu_room=gpu_room)
         except ValueError:
             continue  # its header is the start's error to report, with the model's load
+        origin = resolved.origin(("models", index))
         if plan.total_mb * MIB + SERVER_BYTES > room[0]:
             message = (f"needs about {plan.total_mb:.0f} MiB (weights, KV cache of {plan.parallel} x {plan.context} "
                        f"tokens, buffers) and the server {SERVER_BYTES // MIB} MiB; {room[0] / MIB:.0f} MiB "
                        f"{room[1]}")  # fmt: skip
-            origin = resolved.origin(("models", index))
             found.append(Diagnostic(origin, f"models[{index}]", message, HINT, Severity.warning))
+        if gpu_room is not None and plan.gpu.total > gpu_room:
+            message = (f"its {plan.gpu_layers} layers on the GPU need about {plan.gpu.total / MIB:.0f} MiB of GPU "
+                       f"memory; {gpu_room / MIB:.0f} MiB is free here (less llama.cpp's margin)")  # fmt: skip
+            found.append(Diagnostic(origin, f"models[{index}].gpu_layers", message, GPU_HINT, Severity.warning))
     return found

@@ -107,7 +107,7 @@ def matrices(tensors: Iterable[Tensor], file_bytes: int) -> tuple[Matrix, ...]:
     found = list(tensors)
     if len({tensor.name for tensor in found}) < len(found):
         raise ValueError("its header names a tensor twice")
-    if sum(_tensor_bytes(tensor) for tensor in found) > file_bytes:
+    if sum(tensor_bytes(tensor) for tensor in found) > file_bytes:
         raise ValueError("its header describes more weights than the file holds")
     tied = all(tensor.name != "output.weight" for tensor in found)
     kinds: Counter[Matrix] = Counter()
@@ -140,7 +140,7 @@ def _looked_up(name: str) -> bool:
     return name in LOOKED_UP or name.endswith(LOOKED_UP_SUFFIXES)
 
 
-def _tensor_bytes(tensor: Tensor) -> int:
+def tensor_bytes(tensor: Tensor) -> int:
     """A tensor's bytes in the file, for the types a weight may have (0 for others)."""
     if tensor.type not in BLOCKS:
         return 0

@@ -3,6 +3,7 @@ bandwidth measured once and cached, and the models that do not fit or are not he
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -10,9 +11,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from menlo_cortex.benchmark.fit import fit_models, this_machine
 from menlo_cortex.cortexfile import catalogue
+from menlo_cortex.cortexfile.loader import load
 from menlo_cortex.runtime.models.backends import llama_lib_dir
+from menlo_cortex.runtime.models.batching.offload import GPU_MARGIN
+from menlo_cortex.runtime.models.batching.plan import MIB, read_sizes
 from menlo_cortex.runtime.models.cpu_variants import rank, variant_files
+from menlo_cortex.runtime.models.weight_copies import NONE
 
 from tests.conftest import TEST_MODEL_SHA256
 from tests.runtime.cortex_server import MODEL_BLOCK
@@ -52,6 +58,31 @@ def test_the_test_model_fits_with_its_memory_and_speed(tmp_path: Path, test_data
     assert (model["id"], model["fits"], model["reason"], model["context"]) == ("gemma", True, None, 1024)
     assert model["tokens_per_s"] > 0
     assert fit(tmp_path, test_data_dir)[1]["machine"]["bandwidth_measured_now"] is False  # measured once
+
+
+def test_a_gpu_takes_the_layers_that_fit_and_they_leave_host_memory(tmp_path: Path, test_data_dir: Path) -> None:
+    cortexfile = tmp_path / "Cortexfile.yaml"
+    cortexfile.write_text(f"version: 1\ndata:\n  path: {test_data_dir}\n{MODEL_BLOCK}", encoding="utf-8")
+    config = load(cortexfile).config
+    here = this_machine(bandwidth_needed=False, gpus_needed=False)
+    (on_cpu,) = fit_models(config, here, NONE, cortexfile=cortexfile)
+
+    def with_gpu(free_mb: int) -> dict[str, Any]:
+        gpu = {"name": "GPU", "memory_total": 80 << 30, "memory_free": free_mb * MIB, "why_unknown": None}
+        (row,) = fit_models(config, dataclasses.replace(here, gpus=[gpu]), NONE, cortexfile=cortexfile)
+        return row
+
+    every = with_gpu(80_000)
+    room_mb = (every["memory"]["gpu"] - every["memory"]["weights"] // 4) // MIB  # a quarter of the weights short
+    tight = with_gpu(GPU_MARGIN // MIB + room_mb)
+    sizes = read_sizes(test_data_dir / "models" / f"{TEST_MODEL_SHA256}.gguf")
+    layers = sizes.shape.layers
+    assert (on_cpu["gpu_layers"], on_cpu["memory"]["gpu"], every["gpu_layers"]) == (0, 0, layers + 1)
+    assert on_cpu["memory"]["total"] - every["memory"]["total"] >= sizes.layout.layers  # and the KV cache
+    assert every["tokens_per_s"] is None  # this CPU's bandwidth says nothing of a GPU's speed
+    assert 0 < tight["gpu_layers"] < layers + 1
+    assert tight["memory"]["gpu"] <= room_mb * MIB
+    assert all(row["fits"] for row in (on_cpu, every, tight))
 
 
 def test_a_model_too_big_for_the_budget_and_one_not_here_are_explained(tmp_path: Path, test_data_dir: Path) -> None:

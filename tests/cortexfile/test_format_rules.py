@@ -13,7 +13,7 @@ from menlo_cortex.cortexfile.errors import ConfigError
 from menlo_cortex.cortexfile.format_rules import IMAGE_PAIRS
 from menlo_cortex.cortexfile.loader import load
 from menlo_cortex.cortexfile.schema.target import Accelerator, Distro
-from menlo_cortex.images.targets.docker.matrix import FLAVORS
+from menlo_cortex.images.targets.docker.matrix import FLAVORS, UnsupportedTarget, flavor
 from menlo_cortex.images.targets.systemd.plan import DEFAULTS, FORMAT, make_plan
 
 from menlo_cortex.cli import main
@@ -58,6 +58,31 @@ def test_validate_refuses_exactly_the_pairs_the_docker_build_refuses(
     else:
         assert code == 2
         assert f"{path}:4:16: target.accelerator: no image template for distro `{distro}`" in err, err
+
+
+@pytest.mark.parametrize("distro", ["arch", "debian", "fedora", "ubuntu"])
+def test_validate_refuses_cuda_13_exactly_where_the_docker_build_does(
+    distro: str, write_cortexfile: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = f"target:\n  distro: {distro}\n  release: bookworm\n  accelerator: cuda\n  cuda_version: 13\n"
+    path = write_cortexfile(f"version: 1\n{target}build:\n  formats: [docker]\n")
+    code, err = validate(path, capsys, "--preflight", "build")
+    if distro != "fedora":
+        assert code == 0, err
+        assert flavor(distro, "cuda", "bookworm", "13").builder_image
+        return
+    with pytest.raises(UnsupportedTarget) as refused:
+        flavor(distro, "cuda", "bookworm", "13")
+    assert code == 2
+    assert f"{path}:6:17: target.cuda_version: {refused.value}" in err, err
+
+
+def test_cuda_version_is_12_or_13(write_cortexfile: Callable[..., Path], capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_cortexfile("version: 1\ntarget:\n  accelerator: cuda\n  cuda_version: 11\n")
+    code, err = validate(path, capsys)
+    assert code == 2
+    assert f"{path}:4:17: target.cuda_version:" in err, err
+    assert "'12' or '13'" in err, err
 
 
 @pytest.mark.parametrize("case", sorted(SYSTEMD_REFUSALS))

@@ -12,7 +12,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
-from menlo_cortex.cortexfile.format_rules import IMAGE_PAIRS, UNVERIFIED_RELEASES, unsupported_image, unverified_release
+from menlo_cortex.cortexfile.format_rules import (
+    CUDA_12_ONLY,
+    IMAGE_PAIRS,
+    UNVERIFIED_RELEASES,
+    cuda_12_only,
+    unsupported_image,
+    unverified_release,
+)
 
 
 @dataclass(frozen=True)
@@ -26,6 +33,20 @@ class Flavor:
     builder_extra: tuple[str, ...] = ()  # accelerator SDK for compiling
     runtime: tuple[str, ...] = ()  # what the final image adds to its base
     repo_setup: tuple[str, ...] = ()  # shell steps adding a vendor repository (CUDA, ROCm)
+
+
+@dataclass(frozen=True)
+class Cuda:
+    """One CUDA version: its packages in NVIDIA's repositories, and NVIDIA's images (docker.io/nvidia/cuda)."""
+
+    packages: str  # as package names spell it: cuda-toolkit-12-4
+    image: str  # nvidia/cuda's tag: 12.4.1-devel-ubuntu22.04 with `devel`
+
+
+# target.cuda_version -> its CUDA. A driver runs what its CUDA version or an older one built: 12 for 525 and later.
+CUDA = MappingProxyType(
+    {"12": Cuda("12-4", "12.4.1-{kind}-ubuntu22.04"), "13": Cuda("13-0", "13.0.2-{kind}-ubuntu24.04")}
+)
 
 
 class UnsupportedTarget(ValueError):
@@ -55,8 +76,7 @@ _CUDA_DEBIAN_REPO = (
     "apt-get update",
 )
 _CUDA_FEDORA_REPO = (f"dnf config-manager --add-repo {_NV}/fedora39/x86_64/cuda-fedora39.repo",)
-_CUDA_LIBS = ("cuda-cudart-12-4", "libcublas-12-4")
-_CUDA_DNF_LIBS = ("cuda-cudart-12-4", "libcublas-12-4")
+_CUDA_LIBS = ("cuda-cudart-{cuda}", "libcublas-{cuda}")  # {cuda}: Cuda.packages
 _VULKAN_APT = (("libvulkan-dev", "glslc"), ("libvulkan1", "mesa-vulkan-drivers"))
 _VULKAN_APK = (
     ("vulkan-loader-dev", "vulkan-headers", "shaderc"),
@@ -90,13 +110,13 @@ FLAVORS: Mapping[tuple[str, str], Flavor] = MappingProxyType(
         ("debian", "cpu"): _apt(_DEBIAN),
         ("debian", "vulkan"): _apt(_DEBIAN, _VULKAN_APT),
         ("debian", "cuda"): Flavor(
-            _DEBIAN, _DEBIAN, _APT_PY, _APT_CC, ("cuda-toolkit-12-4",), _APT_RUN + _CUDA_LIBS, _CUDA_DEBIAN_REPO
+            _DEBIAN, _DEBIAN, _APT_PY, _APT_CC, ("cuda-toolkit-{cuda}",), _APT_RUN + _CUDA_LIBS, _CUDA_DEBIAN_REPO
         ),
         ("ubuntu", "cpu"): _apt(_UBUNTU),
         ("ubuntu", "vulkan"): _apt(_UBUNTU, _VULKAN_APT),
         ("ubuntu", "cuda"): Flavor(
-            "docker.io/nvidia/cuda:12.4.1-devel-ubuntu22.04",
-            "docker.io/nvidia/cuda:12.4.1-runtime-ubuntu22.04",
+            "docker.io/nvidia/cuda:{cuda_devel}",
+            "docker.io/nvidia/cuda:{cuda_runtime}",
             _APT_PY,
             _APT_CC,
             runtime=_APT_RUN,
@@ -116,7 +136,7 @@ FLAVORS: Mapping[tuple[str, str], Flavor] = MappingProxyType(
         ("arch", "cuda"): _pacman((("cuda",), ("cuda",))),
         ("fedora", "cpu"): _dnf(),
         ("fedora", "vulkan"): _dnf(_VULKAN_DNF),
-        ("fedora", "cuda"): _dnf((("cuda-toolkit-12-4",), _CUDA_DNF_LIBS), _CUDA_FEDORA_REPO),
+        ("fedora", "cuda"): _dnf((("cuda-toolkit-{cuda}",), _CUDA_LIBS), _CUDA_FEDORA_REPO),
     }
 )
 
@@ -125,12 +145,27 @@ if set(FLAVORS) != IMAGE_PAIRS:  # the pairs are declared once, in cortexfile/fo
     raise RuntimeError(f"image flavors {sorted(set(FLAVORS) ^ IMAGE_PAIRS)} differ from format_rules.IMAGE_PAIRS")
 
 
-def flavor(distro: str, accelerator: str, release: str) -> Flavor:
-    """The flavor of a pair (a Debian one on `release`), or UnsupportedTarget listing the supported ones."""
+def flavor(distro: str, accelerator: str, release: str, cuda_version: str = "12") -> Flavor:
+    """The flavor of a pair (a Debian one on `release`, a CUDA one with that CUDA), or UnsupportedTarget listing
+    the supported ones."""
     found = FLAVORS.get((distro, accelerator))
     if found is None:
         raise UnsupportedTarget(unsupported_image(distro, accelerator))
     if (distro, accelerator, release) in UNVERIFIED_RELEASES:
         raise UnsupportedTarget(unverified_release(accelerator, release))
-    builder, runtime = (image.format(release=release) for image in (found.builder_image, found.runtime_image))
-    return replace(found, builder_image=builder, runtime_image=runtime)
+    if accelerator == "cuda" and cuda_version != "12" and distro in CUDA_12_ONLY:
+        raise UnsupportedTarget(cuda_12_only(distro))
+    cuda = CUDA[cuda_version]
+    words = {"release": release, "cuda": cuda.packages, "cuda_devel": cuda.image.format(kind="devel"),
+             "cuda_runtime": cuda.image.format(kind="runtime")}  # fmt: skip
+
+    def filled(names: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(name.format(**words) for name in names)
+
+    return replace(
+        found,
+        builder_image=found.builder_image.format(**words),
+        runtime_image=found.runtime_image.format(**words),
+        builder_extra=filled(found.builder_extra),
+        runtime=filled(found.runtime),
+    )

@@ -16,6 +16,7 @@ from menlo_cortex.cortexfile.schema.models import LlamaCppEngine
 
 from ..gguf import Array, Tensor, Value, architecture_value, read_header
 from ..weight_copies import NO_COPIES, NONE, Copies, Kernels, Matrix, copies, matrices, untied
+from .offload import NO_LAYOUT, NOTHING, Layout, OnGpu, layout_of, on_gpu
 
 MIB = 1024 * 1024
 AUTO_MAX = 4  # llama-server's default number of slots
@@ -113,16 +114,31 @@ class SlotPlan:
     kv_bytes: int  # all slots
     work_bytes: int = 0  # llama.cpp's compute and output buffers
     copied: Copies = NO_COPIES  # the weights the CPU kernels copy into their own layout (weight_copies.py)
+    gpu: OnGpu = NOTHING  # the layers on the GPUs, and the GPU memory they take (offload.py)
+
+    @property
+    def gpu_layers(self) -> int:
+        """n_gpu_layers for llama.cpp: `gpu_layers: auto` decided."""
+        return self.gpu.layers
 
     @property
     def weights_bytes(self) -> int:
-        """The file's mapping and the kernels' copies, less the copied originals (read once, then the kernel's
-        to drop)."""
-        return self.file_bytes + self.copied.bytes - self.copied.reclaimable
+        """In host memory: the file's mapping and the kernels' copies, less the copied originals (read once, then
+        the kernel's to drop) and the layers copied to the GPU."""
+        return self.file_bytes + self.copied.bytes - self.copied.reclaimable - self.gpu.freed
+
+    @property
+    def host_kv_bytes(self) -> int:
+        return self.kv_bytes - self.gpu.kv
+
+    @property
+    def host_bytes(self) -> int:
+        return self.weights_bytes + self.host_kv_bytes + self.work_bytes
 
     @property
     def total_mb(self) -> float:
-        return (self.weights_bytes + self.kv_bytes + self.work_bytes) / MIB
+        """Host memory, the figure the memory budget counts (the GPUs' is `gpu`)."""
+        return self.host_bytes / MIB
 
     @property
     def n_ctx(self) -> int:
@@ -130,31 +146,82 @@ class SlotPlan:
         return self.context * self.parallel
 
 
-def uses_flash_attention(settings: LlamaCppEngine, model: Model) -> bool:
+def uses_flash_attention(settings: LlamaCppEngine, model: Model, gpu_layers: int) -> bool:
     """Whether the plan may leave the attention scores out. `auto` is llama.cpp's own choice: on where the
     backend that holds the KV cache has flash attention, which the CPU's always does; with layers on a GPU it may
     be off (partly offloaded, or no kernel for the head size), so the plan counts the scores. A pooled model runs
     on llama-cpp-python's context, which takes only on or off."""
     if settings.flash_attention != "auto":
         return settings.flash_attention
-    return not model.pooled and model.gpu_layers == 0
+    return not model.pooled and gpu_layers == 0
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """What the plan reads of a model's GGUF header."""
+
+    shape: Shape
+    file_bytes: int
+    matrices: tuple[Matrix, ...] = ()  # the weight matrices the CPU kernels may copy
+    layout: Layout = NO_LAYOUT  # the weights' bytes by where llama.cpp may place them
 
 
 def plan_slots(
-    model: Model, path: Path, settings: LlamaCppEngine, budget_mb: int | None, kernels: Kernels = NONE
+    model: Model,
+    path: Path,
+    settings: LlamaCppEngine,
+    budget_mb: int | None,
+    kernels: Kernels = NONE,
+    *,
+    gpu_room: int | None = None,
 ) -> SlotPlan:
-    """`kernels`: what the CPU module that will run the model can use (the weight copies it makes)."""
+    """`kernels`: what the CPU module that will run the model can use (the weight copies it makes); `gpu_room`:
+    the GPU memory `gpu_layers: auto` may fill (offload.gpu_room), None where llama.cpp has no GPU."""
+    return plan_placed(model, read_sizes(path), settings, budget_mb, kernels=kernels, gpu_room=gpu_room)
+
+
+def read_sizes(path: Path) -> Sizes:
+    """The model's sizes from its GGUF header; ValueError when the header cannot be read or lies."""
     metadata, tensors = _header(path, with_tensors=True)
     size = path.stat().st_size
-    copied = weight_copies(model, settings, matrices(tensors, size), kernels)
-    return plan_shape(model, shape_of(metadata), size, settings, budget_mb, copied=copied)
+    return Sizes(shape_of(metadata), size, matrices(tensors, size), layout_of(tensors))
 
 
-def weight_copies(model: Model, settings: LlamaCppEngine, found: tuple[Matrix, ...], kernels: Kernels) -> Copies:
+def plan_placed(
+    model: Model,
+    sizes: Sizes,
+    settings: LlamaCppEngine,
+    budget_mb: int | None,
+    *,
+    kernels: Kernels,
+    gpu_room: int | None,
+) -> SlotPlan:
+    """The plan with `gpu_layers` as the model asks, or with `auto` as many layers as `gpu_room` holds: the
+    output first, then the layers from the last back, as llama.cpp offloads them. Without a GPU (`gpu_room`
+    None) llama.cpp keeps every layer on the CPU, whatever the model asks."""
+
+    def placed(layers: int) -> SlotPlan:
+        copied = weight_copies(model, settings, sizes.matrices, kernels, layers)
+        return plan_shape(model, sizes, settings, budget_mb, copied=copied, gpu_layers=layers)
+
+    if gpu_room is None:
+        return placed(0)
+    if model.gpu_layers != "auto":
+        return placed(model.gpu_layers)
+    for layers in range(sizes.shape.layers + 1, 0, -1):
+        plan = placed(layers)
+        if plan.gpu.total <= gpu_room:
+            return plan
+    return placed(0)
+
+
+def weight_copies(
+    model: Model, settings: LlamaCppEngine, found: tuple[Matrix, ...], kernels: Kernels, gpu_layers: int
+) -> Copies:
     """What the CPU kernels copy of this model's matrices. None with layers on a GPU (its buffers hold them; a
     partly offloaded model's CPU layers are not counted). An embedding model multiplies by no output matrix; with
     use_mlock the copied originals stay locked in memory, not the kernel's to drop."""
-    if model.gpu_layers != 0:
+    if gpu_layers != 0:
         return NO_COPIES
     copied = copies(untied(found) if model.pooled else found, kernels)
     return dataclasses.replace(copied, reclaimable=0) if settings.use_mlock else copied
@@ -162,20 +229,24 @@ def weight_copies(model: Model, settings: LlamaCppEngine, found: tuple[Matrix, .
 
 def plan_shape(
     model: Model,
-    shape: Shape,
-    file_bytes: int,
+    sizes: Sizes,
     settings: LlamaCppEngine,
     budget_mb: int | None,
     *,
     copied: Copies = NO_COPIES,
+    gpu_layers: int = 0,
 ) -> SlotPlan:
-    """The plan of a model of this shape, file size and weight copies (plan_slots reads them from the file)."""
+    """The plan of a model of these sizes, weight copies and layers on the GPU (-1: all)."""
+    shape = sizes.shape
     context = model.context_size or shape.context_trained
+    flash_attention = uses_flash_attention(settings, model, gpu_layers)
 
     def plan(parallel: int) -> SlotPlan:
         cells = -(-context * parallel // KV_PAD) * KV_PAD
-        step = Step(parallel, settings.batch_size, cells, uses_flash_attention(settings, model), model.pooled)
-        return SlotPlan(parallel, context, file_bytes, shape.kv_bytes(step), shape.work_bytes(step), copied)
+        step = Step(parallel, settings.batch_size, cells, flash_attention, model.pooled)
+        kv_bytes = shape.kv_bytes(step)
+        gpu = on_gpu(gpu_layers, shape.layers, sizes.layout, kv_bytes, shape.reserved_work_bytes(step))
+        return SlotPlan(parallel, context, sizes.file_bytes, kv_bytes, shape.work_bytes(step), copied, gpu)
 
     if model.pooled:
         return plan(1)  # embeddings and ranks run one batch at a time on llama-cpp-python's own context

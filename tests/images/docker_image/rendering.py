@@ -18,12 +18,16 @@ GOLDEN = HERE / "golden"
 PROJECT_WHEEL = "menlo_cortex-0.1.0-py3-none-any.whl"
 LLAMA_WHEEL = "llama_cpp_python-0.3.36-py3-none-linux_x86_64.whl"
 FIXED_HASH = "0" * 64
+CUDA_13 = ("arch", "debian", "ubuntu")  # the images with a CUDA 13 choice (Fedora's are built with 12)
 HASH_LABEL = "ai.menlo.cortex.config-hash"
 OPTIONS = ImageOptions(project_wheel=PROJECT_WHEEL, version="0.1.0", created="2026-01-01T00:00:00Z")
 
 
-def plan_for(distro: str, accelerator: str, options: ImageOptions = OPTIONS, file: Path = CASE_FILE) -> BuildPlan:
+def plan_for(
+    distro: str, accelerator: str, options: ImageOptions = OPTIONS, file: Path = CASE_FILE, cuda: str = "12"
+) -> BuildPlan:
     environ = {"CORTEX_TARGET__DISTRO": distro, "CORTEX_TARGET__ACCELERATOR": accelerator}
+    environ["CORTEX_TARGET__CUDA_VERSION"] = cuda
     if (distro, accelerator) == ("debian", "cuda"):  # NVIDIA's repository is used for Debian 12 only
         environ["CORTEX_TARGET__RELEASE"] = "bookworm"
     resolved = load(file, environ=environ, format_defaults=formats.get("docker").loader_argument())
@@ -49,6 +53,8 @@ def cases() -> dict[str, str]:
         project_wheel=PROJECT_WHEEL, prebuilt_wheels=(LLAMA_WHEEL,), version="0.1.0", created=OPTIONS.created
     )
     rendered["debian-cpu-prebuilt-wheels.Dockerfile"] = render_dockerfile(plan_for("debian", "cpu", prebuilt))
+    for distro in CUDA_13:
+        rendered[f"{distro}-cuda13.Dockerfile"] = render_dockerfile(plan_for(distro, "cuda", cuda="13"))
     for name in ("alpine", "ubuntu"):
         rendered[f"variant-{name}.Dockerfile"] = render_dockerfile(variant_plan(name), bake_cortexfile=False)
     return rendered

@@ -49,7 +49,7 @@ def engine_threads(model_id: str) -> list[threading.Thread]:
 
 def test_llama_arguments_follow_the_cortexfile(tmp_path: Path) -> None:
     settings = LlamaCppEngine(batch_size=64, flash_attention=True, use_mmap=False, use_mlock=True)
-    arguments = llama_arguments(model(tmp_path, threads=3, gpu_layers=-1, embeddings=True), settings)
+    arguments = llama_arguments(model(tmp_path, threads=3, embeddings=True), settings, -1)  # the plan's layers
     assert arguments["n_threads"] == 3
     assert arguments["n_gpu_layers"] == -1
     assert arguments["n_ctx"] == 512
@@ -61,7 +61,7 @@ def test_llama_arguments_follow_the_cortexfile(tmp_path: Path) -> None:
 
 
 def test_unset_threads_mean_every_core_this_process_may_use(tmp_path: Path) -> None:
-    arguments = llama_arguments(model(tmp_path), LlamaCppEngine())
+    arguments = llama_arguments(model(tmp_path), LlamaCppEngine(), 0)
     assert arguments["n_threads"] == arguments["n_threads_batch"] == len(os.sched_getaffinity(0))
 
 

@@ -1,0 +1,124 @@
+"""Layers on the GPU: llama.cpp's placement, `gpu_layers: auto` and the memory each side takes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from menlo_cortex.cortexfile.schema import Model
+from menlo_cortex.cortexfile.schema.models import LlamaCppEngine
+from menlo_cortex.runtime.models.batching.offload import GPU_MARGIN, NOTHING, Layout, gpu_room, layout_of, on_gpu
+from menlo_cortex.runtime.models.batching.plan import MIB, Shape, Sizes, plan_placed, plan_slots, read_sizes
+from menlo_cortex.runtime.models.engine import llama_arguments
+from menlo_cortex.runtime.models.gguf import Tensor
+from menlo_cortex.runtime.models.weight_copies import NONE, tensor_bytes
+from pydantic import ValidationError
+
+F32, Q4_K = 0, 12
+SHAPE = Shape(layers=4, kv_heads=2, key_length=64, value_length=64, context_trained=8192, embedding=512,
+              vocab=32000, heads=8)  # fmt: skip
+LAYER = 4 * MIB  # one layer's weights in LAYOUT
+LAYOUT = Layout(layers=4 * LAYER, output=16 * MIB)
+SIZES = Sizes(SHAPE, 40 * MIB, (), LAYOUT)
+
+
+def model(**fields: object) -> Model:
+    return Model.model_validate({"id": "m", "source": "m.gguf", "context_size": 1024, **fields})
+
+
+def test_the_layers_and_the_output_are_told_apart_and_a_tied_output_is_the_embeddings() -> None:
+    layer = [Tensor(f"blk.{index}.ffn_up.weight", Q4_K, (512, 2048)) for index in range(3)]
+    embeddings = Tensor("token_embd.weight", Q4_K, (512, 32000))
+    norm = Tensor("output_norm.weight", F32, (512,))
+    tied = layout_of([*layer, embeddings, norm])
+    assert tied == Layout(3 * tensor_bytes(layer[0]), tensor_bytes(embeddings) + 512 * 4, tied=True)
+    output = Tensor("output.weight", Q4_K, (512, 32000))
+    assert layout_of([*layer, embeddings, norm, output]) == Layout(tied.layers, tied.output, tied=False)
+
+
+def test_layers_are_counted_from_the_output_back_as_llama_cpp_offloads_them() -> None:
+    assert on_gpu(0, 4, LAYOUT, 8 * MIB, MIB) == NOTHING
+    output_only = on_gpu(1, 4, LAYOUT, 8 * MIB, MIB)
+    assert (output_only.layers, output_only.weights, output_only.kv, output_only.work) == (1, 16 * MIB, 0, MIB)
+    two = on_gpu(3, 4, LAYOUT, 8 * MIB, MIB)
+    assert (two.weights, two.kv, two.freed) == (16 * MIB + 2 * LAYER, 4 * MIB, 16 * MIB + 2 * LAYER)
+    every = on_gpu(-1, 4, LAYOUT, 8 * MIB, MIB)
+    assert every == on_gpu(99, 4, LAYOUT, 8 * MIB, MIB)
+    assert (every.layers, every.weights, every.kv) == (5, 32 * MIB, 8 * MIB)
+
+
+def test_a_tied_output_copied_to_the_gpu_frees_no_host_memory() -> None:
+    tied = Layout(LAYOUT.layers, LAYOUT.output, tied=True)
+    assert on_gpu(-1, 4, tied, 0, 0).freed == 4 * LAYER
+    assert on_gpu(-1, 4, tied, 0, 0).weights == 4 * LAYER + 16 * MIB
+
+
+def test_each_gpu_keeps_llama_cpps_margin_free() -> None:
+    assert gpu_room([]) == 0
+    assert gpu_room([GPU_MARGIN // 2, GPU_MARGIN + 5 * MIB, GPU_MARGIN + 7 * MIB]) == 12 * MIB
+
+
+def test_auto_offloads_every_layer_that_fits_and_no_more() -> None:
+    auto = model()
+    plan = plan_placed(auto, SIZES, LlamaCppEngine(parallel=1), None, kernels=NONE, gpu_room=10_000 * MIB)
+    assert plan.gpu_layers == 5  # every layer and the output
+    for room_mb in (0, 20, 30, 40):
+        plan = plan_placed(auto, SIZES, LlamaCppEngine(parallel=1), None, kernels=NONE, gpu_room=room_mb * MIB)
+        assert plan.gpu.total <= room_mb * MIB
+        if plan.gpu_layers < 5:  # one more would not fit
+            more = plan_placed(model(gpu_layers=plan.gpu_layers + 1), SIZES, LlamaCppEngine(parallel=1), None,
+                               kernels=NONE, gpu_room=room_mb * MIB)  # fmt: skip
+            assert more.gpu.total > room_mb * MIB
+
+
+def test_what_goes_to_the_gpu_leaves_host_memory() -> None:
+    settings = LlamaCppEngine(parallel=1)
+    on_cpu = plan_placed(model(), SIZES, settings, None, kernels=NONE, gpu_room=None)
+    offloaded = plan_placed(model(), SIZES, settings, None, kernels=NONE, gpu_room=10_000 * MIB)
+    assert on_cpu.gpu_layers == 0
+    assert on_cpu.gpu == NOTHING
+    assert on_cpu.weights_bytes - offloaded.weights_bytes == offloaded.gpu.freed == LAYOUT.layers + LAYOUT.output
+    assert offloaded.host_kv_bytes == 0
+    assert offloaded.host_bytes < on_cpu.host_bytes
+
+
+def test_without_a_gpu_every_layer_stays_on_the_cpu_whatever_is_asked() -> None:
+    plan = plan_placed(model(gpu_layers=-1), SIZES, LlamaCppEngine(parallel=1), None, kernels=NONE, gpu_room=None)
+    assert plan.gpu_layers == 0
+
+
+def test_a_number_of_layers_is_kept_even_where_it_does_not_fit() -> None:
+    plan = plan_placed(model(gpu_layers=-1), SIZES, LlamaCppEngine(parallel=1), None, kernels=NONE, gpu_room=0)
+    assert plan.gpu_layers == 5
+    assert plan.gpu.total > 0
+    assert llama_arguments(model(gpu_layers=-1), LlamaCppEngine(), plan.gpu_layers)["n_gpu_layers"] == 5
+
+
+@pytest.mark.parametrize(("given", "expected"), [("auto", "auto"), ("12", 12), (" -1 ", -1), (0, 0), (40, 40)])
+def test_gpu_layers_takes_auto_or_a_number(given: object, expected: object) -> None:
+    assert model(gpu_layers=given).gpu_layers == expected
+    assert model().gpu_layers == "auto"
+
+
+@pytest.mark.parametrize("given", [-2, "all", True, 1.5, "9999999", None])
+def test_a_bad_gpu_layers_gets_one_message(given: object) -> None:
+    with pytest.raises(ValidationError) as raised:
+        model(gpu_layers=given)
+    errors = raised.value.errors()
+    assert len(errors) == 1
+    assert "expected `auto`, a number of layers" in errors[0]["msg"]
+
+
+def test_the_test_models_layers_fit_a_gpu_of_its_size(test_model_path: Path) -> None:
+    sizes = read_sizes(test_model_path)
+    assert sizes.layout.tied
+    assert 0 < sizes.layout.layers < sizes.file_bytes
+    assert sizes.layout.layers + sizes.layout.output <= sizes.file_bytes  # the embeddings counted once in the file
+    settings = LlamaCppEngine(parallel=2)
+    every = plan_slots(model(), test_model_path, settings, None, gpu_room=64 << 30)
+    assert every.gpu_layers == sizes.shape.layers + 1
+    room = every.gpu.total - sizes.layout.layers // 2  # about half the layers' weights less
+    half = plan_slots(model(), test_model_path, settings, None, gpu_room=room)
+    assert 0 < half.gpu_layers < every.gpu_layers
+    assert half.gpu.total <= room
+    assert plan_slots(model(), test_model_path, settings, None).gpu_layers == 0
