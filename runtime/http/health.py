@@ -49,8 +49,8 @@ def health_routes(
             body["system"] = dict(system)
         if update_status is not None:  # the versions and the last error's text: key holders only
             body["update"] = update_status(details=authenticated)
-        if authenticated:  # each model's state (ready, sleeping, ...): what is loaded, for key holders
-            body["models"] = [{"id": entry["id"], "state": entry["state"]} for entry in models.status()]
+        if authenticated:  # each model's state (ready, sleeping, ...) and layers on the GPU: for key holders
+            body["models"] = [{key: entry[key] for key in ("id", "state", "gpu_layers")} for entry in models.status()]
         return JSONResponse(body)
 
     async def ready(request: Request) -> Response:
@@ -101,10 +101,16 @@ def health_openapi_paths(metrics_need_key: bool) -> dict[str, object]:
         "description": "On an A/B device: the update agent's state (current, downloading, installing, rebooting, "
         "failed); with a valid key also the version installing and the last error with its version.",
     }
+    model_properties = {
+        "id": {"type": "string"},
+        "state": {"type": "string"},
+        "gpu_layers": {"type": ["integer", "null"]},
+    }
     model_states = {
         "type": "array",
-        "description": "Each model's state: loading, ready, unloaded, sleeping or failed (only with a valid key).",
-        "items": {"type": "object", "properties": {"id": {"type": "string"}, "state": {"type": "string"}}},
+        "description": "Each model's state (loading, ready, unloaded, sleeping or failed) and the layers llama.cpp "
+        "offloads to the GPU (null until planned): only with a valid key.",
+        "items": {"type": "object", "properties": model_properties},
     }
     properties = {"status": {"type": "string"}, "config": config, "backends": backends, "system": system,
                   "update": update, "models": model_states}  # fmt: skip

@@ -105,7 +105,9 @@ class ModelManager:
         return all(slot.loaded_once for slot in self._slots.values() if slot.model.load is LoadPolicy.start)
 
     def status(self) -> list[dict[str, object]]:
-        return [{"id": slot.model.id, "state": slot.state, "error": slot.error} for slot in self._slots.values()]
+        """Each model's state, last error and layers on the GPU (None until planned)."""
+        return [{"id": slot.model.id, "state": slot.state, "error": slot.error, "gpu_layers": slot.gpu_layers}
+                for slot in self._slots.values()]  # fmt: skip
 
     def overview(self) -> list[dict[str, object]]:
         """Each model's state, last error, planned memory (model file and KV cache) and slots: busy, queued."""

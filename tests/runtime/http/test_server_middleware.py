@@ -43,7 +43,7 @@ class Models:
         return self.is_ready
 
     def status(self) -> list[dict[str, object]]:
-        return [{"id": "m", "state": "ready" if self.is_ready else "loading", "error": None}]
+        return [{"id": "m", "state": "ready" if self.is_ready else "loading", "error": None, "gpu_layers": 0}]
 
 
 async def echo_length(request: Request) -> Response:
@@ -179,7 +179,7 @@ def test_ready_shows_model_details_only_to_key_holders() -> None:
     client = make_client({"auth": {"api_keys": [KEY]}}, models)
     assert client.get("/ready").json() == {"status": "ready"}
     detailed = client.get("/ready", headers={"authorization": f"Bearer {KEY}"}).json()
-    assert detailed["models"] == [{"id": "m", "state": "ready", "error": None}]
+    assert detailed["models"] == [{"id": "m", "state": "ready", "error": None, "gpu_layers": 0}]
     models.is_ready = False
     assert client.get("/ready").status_code == 503
     assert client.get("/ready").json() == {"status": "loading"}
