@@ -11,7 +11,7 @@ its vocabulary large.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -91,13 +91,17 @@ def fit_models(
     kernels: Kernels,
     environ: Mapping[str, str] | None = None,
     cortexfile: Path | None = None,
+    *,
+    gpu_free: Sequence[int] | None = None,
 ) -> list[dict[str, Any]]:
     """Each of the Cortexfile's models, run by a CPU module that can use `kernels`: those that fit first, faster
-    first."""
+    first. `gpu_free`: the free memory of each discrete GPU llama.cpp would use (None: of the machine's GPUs)."""
     env = dict(os.environ if environ is None else environ)
     store = ModelStore(config, data_dir(config, env), cortexfile)
     room = _room(config, machine)
-    engine = Engine(config.engines.llama_cpp, config.server.limits.memory_budget_mb, kernels, gpu_room_of(machine))
+    engine = Engine(
+        config.engines.llama_cpp, config.server.limits.memory_budget_mb, kernels, gpu_room_of(machine, gpu_free)
+    )
     rows = []
     for model in config.models:
         row: dict[str, Any] = {"id": model.id, "source": model.source}
@@ -116,6 +120,8 @@ def fit_catalogue(
     kernels: Kernels,
     environ: Mapping[str, str] | None = None,
     board: Board | None = None,
+    *,
+    gpu_free: Sequence[int] | None = None,
 ) -> list[dict[str, Any]]:
     """Each catalogue model at its preset's context and `config`'s engine settings, on this machine (or a board:
     its memory in MiB, its name): those that fit first, the largest first. `config` gives the data folder and
@@ -126,7 +132,7 @@ def fit_catalogue(
     store = ModelStore(config, data_dir(config, env))
     room = Room(board.memory_mb * MIB, f"on a {board.name}") if board else _room(config, machine)
     budget_mb = board.memory_mb if board else config.server.limits.memory_budget_mb
-    engine = Engine(config.engines.llama_cpp, budget_mb, kernels, None if board else gpu_room_of(machine))
+    engine = Engine(config.engines.llama_cpp, budget_mb, kernels, None if board else gpu_room_of(machine, gpu_free))
     bandwidth = None if board else machine.bandwidth
     rows = []
     for entry in catalogue.entries():
@@ -140,11 +146,12 @@ def fit_catalogue(
     return sorted(rows, key=lambda row: (not row["fits"], -row["parameters"], row["size_bytes"]))
 
 
-def gpu_room_of(machine: Machine) -> int | None:
-    """What `gpu_layers: auto` may fill of this machine's GPUs (those whose memory is known); None: no GPU."""
-    if not machine.gpus:
-        return None
-    return gpu_room(gpu["memory_free"] for gpu in machine.gpus if gpu["memory_free"] is not None)
+def gpu_room_of(machine: Machine, gpu_free: Sequence[int] | None) -> int | None:
+    """What `gpu_layers: auto` may fill of the discrete GPUs llama.cpp would use (`gpu_free`), or else of this
+    machine's GPUs whose memory is known; None: none."""
+    if gpu_free is None:
+        gpu_free = [gpu["memory_free"] for gpu in machine.gpus if gpu["memory_free"] is not None]
+    return gpu_room(gpu_free)
 
 
 def _room(config: Cortexfile, machine: Machine) -> Room:
@@ -180,7 +187,8 @@ def _estimate(model: Model, header: Header, engine: Engine, room: Room, bandwidt
     total, on_gpu = plan.host_bytes, plan.gpu.total
     reason = _too_big(total, room, plan) if total + SERVER_BYTES > room.bytes else None
     if engine.gpu_room is not None and on_gpu > engine.gpu_room:
-        reason = f"{plan.gpu_layers} layers need {on_gpu / MIB:.0f} MiB of GPU memory, {engine.gpu_room / MIB:.0f} free"
+        reason = (f"{plan.gpu_layers} layers need {on_gpu / MIB:.0f} MiB of GPU memory, {engine.gpu_room / MIB:.0f} "
+                  "MiB free (less llama.cpp's margin): gpu_layers: auto takes as many as fit")  # fmt: skip
     speed = None if plan.gpu_layers else _tokens_per_s(model, bandwidth, _read(header, plan, engine.kernels))
     memory = {"weights": plan.file_bytes, "weight_copies": plan.copied.bytes, "reclaimable": plan.copied.reclaimable,
               "kv_cache": plan.host_kv_bytes, "buffers": plan.work_bytes, "total": total, "gpu": on_gpu}  # fmt: skip

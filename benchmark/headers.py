@@ -125,10 +125,9 @@ def _cached(path: Path) -> Header | None:
 def _layout(row: list[Any], file_bytes: int) -> Layout:
     """The cached layout; ValueError when it is not what _as_json wrote, or outgrows the file."""
     layers, output, tied = row
-    if not (type(layers) is int and type(output) is int and type(tied) is bool and 0 <= layers <= file_bytes):
-        raise ValueError("not a layout")
-    if not 0 <= output <= file_bytes:
-        raise ValueError("not a layout")
+    whole = type(layers) is int and type(output) is int and type(tied) is bool
+    if not (whole and layers >= 0 and output >= 0 and layers + output <= file_bytes):
+        raise ValueError("not a layout, or more weights than the file holds")
     return Layout(layers, output, tied)
 
 

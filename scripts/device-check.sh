@@ -133,7 +133,8 @@ run() {
   timeout -k 15 "$left" "$python" "$here/bench/compare.py" --model "$work/synthetic.gguf" \
     --llama-server "$server" --slots "$slots" --gpu-layers "$gpu_layers" --type runtime,load --data "$work/data" \
     --out "$OUT/card" --streams "$streams" 2>&1 | tee "$OUT/compare.log" || status=$?
-  grep -h -e "llama.cpp backends" -e "layers to GPU" -e "found no GPU" "$work/data/cortex-logs/cortex.log" || true
+  grep -h -e "llama.cpp backends" -e "layers to GPU" -e "layers offloaded" -e "found no GPU" \
+    "$work/data/cortex-logs/cortex.log" || true
   ((status != 124 && status != 137)) ||
     die "the bench ran out of the run's time ($left s left for it; DEVICE_CHECK_S sets the run's)"
   return "$status"

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, Field, WithJsonSchema, field_validator
+from pydantic import AfterValidator, Field, ValidationInfo, WithJsonSchema, field_validator
 
 from .. import formats
 from ..secrets import Secret
@@ -53,6 +54,10 @@ class CudaVersion(StrEnum):
 
     v12 = "12"
     v13 = "13"
+
+
+# The compute capabilities each CUDA builds for (nvcc --list-gpu-arch): 13 dropped Maxwell, Pascal and Volta.
+CUDA_CAPABILITIES = {CudaVersion.v12: (50, 120), CudaVersion.v13: (75, 121)}
 
 
 class Architecture(StrEnum):
@@ -126,7 +131,7 @@ class Target(Section):
     )
     cuda_version: CudaVersion = setting(
         CudaVersion.v12,
-        "CUDA of images for accelerator cuda: 12 (CUDA 12.4, for NVIDIA drivers 525 and later) or 13 (CUDA 13.0, "
+        "CUDA of images for accelerator cuda: 12 (CUDA 12.8, for NVIDIA drivers 525 and later) or 13 (CUDA 13.0, "
         "drivers 580 and later, Turing GPUs and newer). Arch Linux images take Arch's own CUDA; Fedora's are 12.",
     )
     memory_mb: int | None = setting(
@@ -139,6 +144,23 @@ class Target(Section):
 
     _arch = field_validator("architecture", mode="before")(normalize_architecture)
     _release = field_validator("release", mode="before")(normalize_release)
+
+    @field_validator("cuda_version")
+    @classmethod
+    def _builds_the_architectures(cls, version: CudaVersion, info: ValidationInfo) -> CudaVersion:
+        """Checked here, after the architectures (declared before it): the error is this key's."""
+        if info.data.get("accelerator") is not Accelerator.cuda:
+            return version
+        low, high = CUDA_CAPABILITIES[version]
+        found = info.data.get("cuda_architectures") or []
+        outside = [name for name in found if not low <= int(re.sub(r"\D.*", "", name)) <= high]
+        if outside:
+            other = "12 for older GPUs" if version is CudaVersion.v13 else "13 for newer ones"
+            raise ValueError(
+                f"CUDA {version.value} builds for compute capabilities {low} to {high}, not "
+                f"{', '.join(outside)} (target.cuda_architectures): drop them, or use cuda_version {other}"
+            )
+        return version
 
     @field_validator("cuda_version", mode="before")
     @classmethod

@@ -69,7 +69,7 @@ def memory_warnings(resolved: Resolved, backends: Backends) -> list[Diagnostic]:
     room, budget = memory_room(budget_mb, available_memory())
     store = ModelStore(config, data_dir(config), resolved.path)
     named = "server.limits.memory_budget_mb" if budget else "available here"
-    gpus = gpu_room(backends.gpu_free()) if backends.gpus else None
+    gpus = gpu_room(backends.gpu_free())
     return check(resolved, (room, named), budget_mb, found_in(store), backends.kernels, gpu_room=gpus)
 
 

@@ -91,10 +91,11 @@ class Backends:
         return status
 
     def gpu_free(self) -> tuple[int, ...]:
-        """Each GPU's free memory now, in bytes (the figures at start are stale once a model is loaded)."""
-        if not self.gpus:
+        """Each discrete GPU's free memory now, in bytes (the figures at start are stale once a model is loaded).
+        Not an integrated GPU's: its memory is the host's, which the plan counts already."""
+        if not any(gpu.kind == "gpu" for gpu in self.gpus):
             return ()
-        return tuple(found.memory_free for found in _ask_ggml(devices) if found.kind in ("gpu", "igpu"))
+        return tuple(found.memory_free for found in _ask_ggml(devices) if found.kind == "gpu")
 
     def check_model(self, path: Path) -> None:
         """Self-test the CPU variant in use on the weight types of the model at `path` that no test has

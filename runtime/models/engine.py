@@ -101,9 +101,8 @@ def plan_engine(model: Model, path: Path, settings: LlamaCppEngine, budget_mb: i
     budget can refuse it or make room for it first."""
     prepare_llama(model, path)
     backends = load_backends()
-    room = gpu_room(backends.gpu_free()) if backends.gpus else None
     try:
-        return plan_slots(model, path, settings, budget_mb, backends.kernels, gpu_room=room)
+        return plan_slots(model, path, settings, budget_mb, backends.kernels, gpu_room=gpu_room(backends.gpu_free()))
     except ValueError as exc:
         raise ModelLoadError(f"model `{model.id}`: llama.cpp failed to load {path}: {exc}") from None
 

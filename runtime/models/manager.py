@@ -221,8 +221,10 @@ class ModelManager:
         try:
             plan = await asyncio.to_thread(plan_engine, model, path, settings, self.limits.memory_budget_mb)
             slot.size_mb, slot.parallel = plan.total_mb, plan.parallel  # an embedding model's plan has one slot
+            if await self._make_room(slot):  # what went freed GPU memory too: `gpu_layers: auto` may take more
+                plan = await asyncio.to_thread(plan_engine, model, path, settings, self.limits.memory_budget_mb)
+                slot.size_mb, slot.parallel = plan.total_mb, plan.parallel
             slot.gpu_layers = plan.gpu_layers
-            await self._make_room(slot)
             engine = Engine(model, path, settings, plan)
             started = time.monotonic()
             await self._load_engine(slot, engine)
@@ -249,7 +251,7 @@ class ModelManager:
         return engine
 
     def _failed(self, slot: Slot, exc: Exception) -> ModelFailed:
-        slot.state, slot.error = "failed", _describe(slot.model, exc)
+        slot.state, slot.error, slot.gpu_layers = "failed", _describe(slot.model, exc), None
         log.error("%s", slot.error)
         return ModelFailed(slot.error)
 
@@ -266,10 +268,14 @@ class ModelManager:
             await engine.close()
             raise
 
-    async def _make_room(self, slot: Slot) -> None:
+    async def _make_room(self, slot: Slot) -> bool:
+        """Unload what must go for `slot` to fit the limits (or wait for a draining copy to go); True when
+        something went."""
+        went = False
         while self._over_limits(slot) and self._only_retiring_busy():  # wait for a draining copy instead of 503
             self._drained.clear()
             await self._drained.wait()
+            went = True
         budget = self.limits.memory_budget_mb
         if budget is not None and slot.size_mb > budget:
             raise ModelLoadError(
@@ -287,6 +293,8 @@ class ModelManager:
                 "unloading model `%s`, the least recently used, to make room for `%s`", idle[0].model.id, slot.model.id
             )
             await self._unload(idle[0])
+            went = True
+        return went
 
     def _over_limits(self, incoming: Slot) -> bool:
         resident = self._resident()
@@ -302,6 +310,7 @@ class ModelManager:
         engine, slot.engine = slot.engine, None
         if engine is None:
             return
+        slot.gpu_layers = None
         if slot.state == "ready":
             slot.state = "unloaded"
         self.metrics.set("cortex_model_loaded", 0, model=slot.model.id)
@@ -404,8 +413,8 @@ class ModelManager:
 
     def _room_for_both(self, old: Slot) -> bool:
         resident = self._resident()
-        if len(resident) + 1 > self.limits.max_resident_models:
-            return False
+        if len(resident) + 1 > self.limits.max_resident_models or old.gpu_layers:
+            return False  # with layers on a GPU, the new copy would plan around the old one's GPU memory
         budget = self.limits.memory_budget_mb
         return budget is None or sum(s.size_mb for s in resident) + old.size_mb <= budget  # the new one: about as big
 
@@ -472,8 +481,10 @@ def _describe(model: Model, exc: Exception) -> str:
 
 def _placement(plan: SlotPlan) -> str:
     """The loaded line's account of where the weights went: the GPUs', or the CPU kernels' copies."""
-    if plan.gpu_layers:
+    if plan.gpu.total:
         return f", and {plan.gpu.total / MIB:.0f} MiB of GPU memory ({plan.gpu_layers} layers offloaded)"
+    if plan.gpu_layers:
+        return f"; gpu_layers {plan.gpu_layers} goes to llama.cpp, counted in host memory (no discrete GPU here)"
     if plan.copied.bytes:
         return f" ({plan.copied.bytes / MIB:.0f} MiB of weights copied for the CPU kernels)"
     return ""

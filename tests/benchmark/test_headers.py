@@ -43,6 +43,9 @@ def test_the_header_is_read_in_growing_ranges_and_cached(tmp_path: Path, head: b
     assert asked == [f"bytes=0-{(4 << 20) - 1}", f"bytes={4 << 20}-{(16 << 20) - 1}"]  # never past the header
     assert (cached.shape, cached.read_from) == (header.shape, "range request (cached)")
     assert cached.matrices == header.matrices
+    assert cached.layout == header.layout
+    assert header.layout.tied
+    assert 0 < header.layout.layers < header.file_bytes
     assert any(matrix.tied for matrix in header.matrices)  # Gemma's output is its token embeddings
 
 
@@ -90,7 +93,17 @@ def matrix_of_strings(data: dict[str, Any]) -> None:
     data["matrices"][0] = ["8", "640", "256", "9", False, False]
 
 
-@pytest.mark.parametrize("spoil", [huge_layers, unknown_matrix_type, matrix_of_strings])
+def layout_past_the_file(data: dict[str, Any]) -> None:
+    data["layout"] = [data["file_bytes"], data["file_bytes"], False]  # each within it, together twice it
+
+
+def layout_gone(data: dict[str, Any]) -> None:
+    del data["layout"]  # a cache an earlier version wrote
+
+
+@pytest.mark.parametrize(
+    "spoil", [huge_layers, unknown_matrix_type, matrix_of_strings, layout_past_the_file, layout_gone]
+)
 def test_an_implausible_cached_header_is_read_again(
     tmp_path: Path, head: bytes, spoil: Callable[[dict[str, Any]], None]
 ) -> None:

@@ -18,6 +18,8 @@ from menlo_cortex.runtime.models.backends import llama_lib_dir
 from menlo_cortex.runtime.models.batching.offload import GPU_MARGIN
 from menlo_cortex.runtime.models.batching.plan import MIB, read_sizes
 from menlo_cortex.runtime.models.cpu_variants import rank, variant_files
+from menlo_cortex.runtime.models.memory_check import found_in, memory_warnings
+from menlo_cortex.runtime.models.model_store import ModelStore
 from menlo_cortex.runtime.models.weight_copies import NONE
 
 from tests.conftest import TEST_MODEL_SHA256
@@ -83,6 +85,24 @@ def test_a_gpu_takes_the_layers_that_fit_and_they_leave_host_memory(tmp_path: Pa
     assert 0 < tight["gpu_layers"] < layers + 1
     assert tight["memory"]["gpu"] <= room_mb * MIB
     assert all(row["fits"] for row in (on_cpu, every, tight))
+
+
+def test_a_number_of_layers_the_gpu_cannot_hold_is_explained(tmp_path: Path, test_data_dir: Path) -> None:
+    cortexfile = tmp_path / "Cortexfile.yaml"
+    cortexfile.write_text(f"version: 1\ndata:\n  path: {test_data_dir}\n{MODEL_BLOCK}    gpu_layers: -1\n")
+    resolved = load(cortexfile)
+    here = this_machine(bandwidth_needed=False, gpus_needed=False)
+    small = GPU_MARGIN + 100 * MIB
+    (row,) = fit_models(resolved.config, here, NONE, cortexfile=cortexfile, gpu_free=[small])
+    assert row["fits"] is False
+    assert row["gpu_layers"] == read_sizes(test_data_dir / "models" / f"{TEST_MODEL_SHA256}.gguf").shape.layers + 1
+    need = f"{row['memory']['gpu'] / MIB:.0f} MiB of GPU memory"
+    assert row["reason"].startswith(f"{row['gpu_layers']} layers need {need}, 100 MiB free (less llama.cpp's margin)")
+    store = ModelStore(resolved.config, test_data_dir, cortexfile)
+    (warned,) = memory_warnings(resolved, (64 << 30, "available"), None, found_in(store), NONE, gpu_room=100 * MIB)
+    assert warned.key == "models[0].gpu_layers"
+    assert f"layers on the GPU need about {need}; 100 MiB is free" in warned.message
+    assert memory_warnings(resolved, (64 << 30, "available"), None, found_in(store), NONE, gpu_room=None) == []
 
 
 def test_a_model_too_big_for_the_budget_and_one_not_here_are_explained(tmp_path: Path, test_data_dir: Path) -> None:

@@ -85,6 +85,23 @@ def test_cuda_version_is_12_or_13(write_cortexfile: Callable[..., Path], capsys:
     assert "'12' or '13'" in err, err
 
 
+@pytest.mark.parametrize(
+    ("version", "architectures", "refused"), [("13", '["61", "90"]', "61"), ("12", '["121"]', "121")]
+)
+def test_cuda_architectures_the_cuda_version_cannot_build_are_refused(
+    version: str,
+    architectures: str,
+    refused: str,
+    write_cortexfile: Callable[..., Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    target = f"target:\n  accelerator: cuda\n  cuda_architectures: {architectures}\n  cuda_version: {version}\n"
+    code, err = validate(write_cortexfile(f"version: 1\n{target}"), capsys)
+    assert code == 2
+    assert f":5:17: target.cuda_version: CUDA {version} builds for compute capabilities" in err, err
+    assert f"not {refused} (target.cuda_architectures)" in err, err
+
+
 @pytest.mark.parametrize("case", sorted(SYSTEMD_REFUSALS))
 def test_validate_reports_what_the_systemd_plan_refuses(
     case: str, write_cortexfile: Callable[..., Path], capsys: pytest.CaptureFixture[str]

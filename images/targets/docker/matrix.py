@@ -43,9 +43,10 @@ class Cuda:
     image: str  # nvidia/cuda's tag: 12.4.1-devel-ubuntu22.04 with `devel`
 
 
-# target.cuda_version -> its CUDA. A driver runs what its CUDA version or an older one built: 12 for 525 and later.
+# target.cuda_version -> its CUDA (cortexfile/schema/target.py: CUDA_CAPABILITIES). NVIDIA's images on Ubuntu 24.04:
+# its Python is 3.12 (22.04's 3.10 is older than the project needs).
 CUDA = MappingProxyType(
-    {"12": Cuda("12-4", "12.4.1-{kind}-ubuntu22.04"), "13": Cuda("13-0", "13.0.2-{kind}-ubuntu24.04")}
+    {"12": Cuda("12-8", "12.8.1-{kind}-ubuntu24.04"), "13": Cuda("13-0", "13.0.2-{kind}-ubuntu24.04")}
 )
 
 
@@ -76,6 +77,7 @@ _CUDA_DEBIAN_REPO = (
     "apt-get update",
 )
 _CUDA_FEDORA_REPO = (f"dnf config-manager --add-repo {_NV}/fedora39/x86_64/cuda-fedora39.repo",)
+_CUDA_FEDORA = ("cuda-cudart-12-4", "libcublas-12-4")  # what NVIDIA's Fedora 39 repository holds: CUDA 12 only
 _CUDA_LIBS = ("cuda-cudart-{cuda}", "libcublas-{cuda}")  # {cuda}: Cuda.packages
 _VULKAN_APT = (("libvulkan-dev", "glslc"), ("libvulkan1", "mesa-vulkan-drivers"))
 _VULKAN_APK = (
@@ -136,7 +138,7 @@ FLAVORS: Mapping[tuple[str, str], Flavor] = MappingProxyType(
         ("arch", "cuda"): _pacman((("cuda",), ("cuda",))),
         ("fedora", "cpu"): _dnf(),
         ("fedora", "vulkan"): _dnf(_VULKAN_DNF),
-        ("fedora", "cuda"): _dnf((("cuda-toolkit-{cuda}",), _CUDA_LIBS), _CUDA_FEDORA_REPO),
+        ("fedora", "cuda"): _dnf((("cuda-toolkit-12-4",), _CUDA_FEDORA), _CUDA_FEDORA_REPO),
     }
 )
 

@@ -9,7 +9,7 @@ rest of the plan is, so `gpu_layers: auto` (as many as fit) is decided before a 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ..gguf import Tensor
@@ -75,6 +75,7 @@ def on_gpu(asked: int, n_layer: int, layout: Layout, kv_bytes: int, work_bytes: 
     return OnGpu(layers, moved + layout.output, kv_bytes * repeating // n_layer, work_bytes, freed)
 
 
-def gpu_room(free: Iterable[int]) -> int:
-    """What the models may take of GPUs with this much free memory each: all but GPU_MARGIN of each."""
-    return sum(max(bytes_free - GPU_MARGIN, 0) for bytes_free in free)
+def gpu_room(free: Sequence[int]) -> int | None:
+    """What the models may take of discrete GPUs with this much free memory each: all but GPU_MARGIN of each;
+    None with no GPU."""
+    return sum(max(bytes_free - GPU_MARGIN, 0) for bytes_free in free) if free else None

@@ -29,9 +29,11 @@ KV_PAD = 256  # llama.cpp pads a KV cache's cells to a multiple of this (a conte
 # Another architecture with a window is planned as if every layer kept the whole context: more, never less.
 SWA_PATTERNS = {"gemma3": 6}
 F32 = 4  # logits and activations
+LLAMA_MAX_LAYERS = 512  # llama.cpp asserts 0 < block_count <= this: past it, its load would abort the process
 # Beyond these a header is lying: no model comes near them, and the plan's arithmetic would be nonsense.
-PLAUSIBLE = {"layers": 1 << 12, "kv_heads": 1 << 12, "heads": 1 << 12, "key_length": 1 << 16, "value_length": 1 << 16,
-             "context_trained": 1 << 26, "embedding": 1 << 20, "vocab": 1 << 24, "window": 1 << 24}  # fmt: skip
+PLAUSIBLE = {"layers": LLAMA_MAX_LAYERS, "kv_heads": 1 << 12, "heads": 1 << 12, "key_length": 1 << 16,
+             "value_length": 1 << 16, "context_trained": 1 << 26, "embedding": 1 << 20, "vocab": 1 << 24,
+             "window": 1 << 24}  # fmt: skip
 MEMINFO = Path("/proc/meminfo")
 CGROUP = Path("/sys/fs/cgroup")
 
@@ -146,14 +148,14 @@ class SlotPlan:
         return self.context * self.parallel
 
 
-def uses_flash_attention(settings: LlamaCppEngine, model: Model, gpu_layers: int) -> bool:
-    """Whether the plan may leave the attention scores out. `auto` is llama.cpp's own choice: on where the
-    backend that holds the KV cache has flash attention, which the CPU's always does; with layers on a GPU it may
-    be off (partly offloaded, or no kernel for the head size), so the plan counts the scores. A pooled model runs
+def uses_flash_attention(settings: LlamaCppEngine, model: Model) -> bool:
+    """Whether the plan may leave the attention scores out. `auto` is llama.cpp's own choice: on where the device
+    that holds a layer has a kernel for it, which the CPU's always has and CUDA's has for the common head sizes
+    (one without makes llama.cpp turn it off: the scores then take some of the GPU's margin). A pooled model runs
     on llama-cpp-python's context, which takes only on or off."""
     if settings.flash_attention != "auto":
         return settings.flash_attention
-    return not model.pooled and gpu_layers == 0
+    return not model.pooled
 
 
 @dataclass(frozen=True)
@@ -197,15 +199,17 @@ def plan_placed(
     gpu_room: int | None,
 ) -> SlotPlan:
     """The plan with `gpu_layers` as the model asks, or with `auto` as many layers as `gpu_room` holds: the
-    output first, then the layers from the last back, as llama.cpp offloads them. Without a GPU (`gpu_room`
-    None) llama.cpp keeps every layer on the CPU, whatever the model asks."""
+    output first, then the layers from the last back, as llama.cpp offloads them. Without a discrete GPU
+    (`gpu_room` None) the host's memory holds it all: `auto` offloads nothing, and a number still goes to
+    llama.cpp (an integrated GPU computes in the host's memory; with no GPU at all llama.cpp ignores it)."""
 
     def placed(layers: int) -> SlotPlan:
         copied = weight_copies(model, settings, sizes.matrices, kernels, layers)
         return plan_shape(model, sizes, settings, budget_mb, copied=copied, gpu_layers=layers)
 
     if gpu_room is None:
-        return placed(0)
+        plan = placed(0)
+        return plan if model.gpu_layers == "auto" else dataclasses.replace(plan, gpu=OnGpu(model.gpu_layers))
     if model.gpu_layers != "auto":
         return placed(model.gpu_layers)
     for layers in range(sizes.shape.layers + 1, 0, -1):
@@ -239,7 +243,7 @@ def plan_shape(
     """The plan of a model of these sizes, weight copies and layers on the GPU (-1: all)."""
     shape = sizes.shape
     context = model.context_size or shape.context_trained
-    flash_attention = uses_flash_attention(settings, model, gpu_layers)
+    flash_attention = uses_flash_attention(settings, model)
 
     def plan(parallel: int) -> SlotPlan:
         cells = -(-context * parallel // KV_PAD) * KV_PAD
@@ -302,6 +306,8 @@ def checked(shape: Shape) -> Shape:
     implausible = [name for name, most in PLAUSIBLE.items() if getattr(shape, name) > most]
     if implausible:
         raise ValueError(f"its header gives an implausible {', '.join(implausible)}")
+    if shape.layers < 1:
+        raise ValueError("its header gives no layers (block_count)")
     return shape
 
 

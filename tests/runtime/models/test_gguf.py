@@ -50,6 +50,9 @@ def pair(key: str, kind: int, payload: bytes) -> bytes:
     return text(key) + struct.pack("<I", kind) + payload
 
 
+LAYERS = pair("llama.block_count", 4, struct.pack("<I", 2))
+
+
 def test_scalars_strings_and_skipped_arrays(tmp_path: Path) -> None:
     path = tmp_path / "m.gguf"
     tokens = struct.pack("<IQ", 8, 2) + text("a") + text("bc")
@@ -107,9 +110,18 @@ def test_a_header_with_implausible_sizes_is_refused_and_a_byte_array_is_no_vocab
     bytes_as_tokens = tmp_path / "bytes.gguf"
     tokens = struct.pack("<IQ", 0, 3) + b"abc"  # an array of uint8, not of strings
     bytes_as_tokens.write_bytes(
-        header(pair("general.architecture", 8, text("llama")), pair("tokenizer.ggml.tokens", 9, tokens))
+        header(pair("general.architecture", 8, text("llama")), LAYERS, pair("tokenizer.ggml.tokens", 9, tokens))
     )
     assert read_shape(bytes_as_tokens).vocab == 0
+
+
+@pytest.mark.parametrize("layers", [0, 513, 1 << 31])
+def test_a_layer_count_llama_cpp_would_abort_on_is_refused_first(tmp_path: Path, layers: int) -> None:
+    lying = tmp_path / "layers.gguf"
+    count = pair("llama.block_count", 4, struct.pack("<I", layers))
+    lying.write_bytes(header(pair("general.architecture", 8, text("llama")), count))
+    with pytest.raises(ValueError, match=r"no layers|implausible layers"):
+        read_shape(lying)
 
 
 def with_tensors(count: int, *descriptions: bytes) -> bytes:

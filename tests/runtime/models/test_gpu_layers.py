@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 from menlo_cortex.cortexfile.schema import Model
 from menlo_cortex.cortexfile.schema.models import LlamaCppEngine
+from menlo_cortex.runtime.models.backends import Backends
 from menlo_cortex.runtime.models.batching.offload import GPU_MARGIN, NOTHING, Layout, gpu_room, layout_of, on_gpu
 from menlo_cortex.runtime.models.batching.plan import MIB, Shape, Sizes, plan_placed, plan_slots, read_sizes
 from menlo_cortex.runtime.models.engine import llama_arguments
+from menlo_cortex.runtime.models.ggml import Device
 from menlo_cortex.runtime.models.gguf import Tensor
 from menlo_cortex.runtime.models.weight_copies import NONE, tensor_bytes
 from pydantic import ValidationError
@@ -54,7 +56,7 @@ def test_a_tied_output_copied_to_the_gpu_frees_no_host_memory() -> None:
 
 
 def test_each_gpu_keeps_llama_cpps_margin_free() -> None:
-    assert gpu_room([]) == 0
+    assert gpu_room([]) is None  # no discrete GPU
     assert gpu_room([GPU_MARGIN // 2, GPU_MARGIN + 5 * MIB, GPU_MARGIN + 7 * MIB]) == 12 * MIB
 
 
@@ -82,9 +84,30 @@ def test_what_goes_to_the_gpu_leaves_host_memory() -> None:
     assert offloaded.host_bytes < on_cpu.host_bytes
 
 
-def test_without_a_gpu_every_layer_stays_on_the_cpu_whatever_is_asked() -> None:
-    plan = plan_placed(model(gpu_layers=-1), SIZES, LlamaCppEngine(parallel=1), None, kernels=NONE, gpu_room=None)
-    assert plan.gpu_layers == 0
+def test_without_a_discrete_gpu_auto_offloads_nothing_and_a_number_still_reaches_llama_cpp() -> None:
+    settings = LlamaCppEngine(parallel=1)
+    on_cpu = plan_placed(model(gpu_layers=0), SIZES, settings, None, kernels=NONE, gpu_room=None)
+    assert plan_placed(model(), SIZES, settings, None, kernels=NONE, gpu_room=None) == on_cpu
+    asked = plan_placed(model(gpu_layers=-1), SIZES, settings, None, kernels=NONE, gpu_room=None)
+    assert asked.gpu_layers == -1  # an integrated GPU computes in host memory; with none llama.cpp ignores it
+    assert asked.host_bytes == on_cpu.host_bytes
+    assert asked.gpu.total == 0
+
+
+def test_flash_attention_auto_is_counted_on_the_gpu_as_llama_cpp_chooses_it() -> None:
+    scores = plan_placed(model(), SIZES, LlamaCppEngine(parallel=1, flash_attention=False), None, kernels=NONE,
+                         gpu_room=10_000 * MIB)  # fmt: skip
+    fused = plan_placed(model(), SIZES, LlamaCppEngine(parallel=1), None, kernels=NONE, gpu_room=10_000 * MIB)
+    assert fused.gpu.work < scores.gpu.work
+
+
+def test_only_discrete_gpus_give_room() -> None:
+    def backends(*kinds: str) -> Backends:
+        return Backends(("CPU",), False, gpus=tuple(Device(f"D{n}", "", kind, 8 << 30, 4 << 30) for n, kind in
+                                                      enumerate(kinds)))  # fmt: skip
+
+    assert backends().gpu_free() == ()
+    assert backends("igpu").gpu_free() == ()  # its memory is the host's: the plan counts it there
 
 
 def test_a_number_of_layers_is_kept_even_where_it_does_not_fit() -> None:

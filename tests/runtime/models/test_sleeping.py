@@ -66,10 +66,10 @@ def test_an_idle_model_sleeps_and_the_next_requests_wake_it(server: CortexServer
         wait_until_asleep(client)
         listed = client.get("/v1/models").json()["data"]
         assert [(model["id"], model["state"]) for model in listed] == [(MODEL_ID, "sleeping")]
-        assert {"id": MODEL_ID, "state": "sleeping", "error": None, "gpu_layers": 0} in client.get("/ready").json()[
+        assert {"id": MODEL_ID, "state": "sleeping", "error": None, "gpu_layers": None} in client.get("/ready").json()[
             "models"
         ]
-        assert client.get("/health").json()["models"] == [{"id": MODEL_ID, "state": "sleeping", "gpu_layers": 0}]
+        assert client.get("/health").json()["models"] == [{"id": MODEL_ID, "state": "sleeping", "gpu_layers": None}]
         assert 'cortex_model_loaded{model="gemma"} 0' in client.get("/metrics").text
         with ThreadPoolExecutor(4) as pool:  # they wait in the queue while it loads, as for a changed model
             assert list(pool.map(lambda _: chat(client), range(4))) == [200] * 4

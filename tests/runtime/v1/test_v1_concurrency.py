@@ -105,17 +105,20 @@ async def _two_models(served: Served) -> None:
 
 
 def test_request_timeout_is_enforced(test_model_path: Path) -> None:
-    config = make_config([model_entry(test_model_path)], request_timeout_s=0.5, max_tokens=LONG)
+    config = make_config([model_entry(test_model_path)], request_timeout_s=1.0, max_tokens=LONG)
     with serve(config, unused_port()) as served:
         whole = httpx.post(f"{served.url}/v1/chat/completions", json=chat_body("gemma", LONG, False), timeout=60)
-        assert whole.status_code == 408
+        assert whole.status_code == 408, whole.text
         assert "request_timeout_s" in whole.json()["error"]["message"]
         streamed = httpx.post(f"{served.url}/v1/chat/completions", json=chat_body("gemma", LONG, True), timeout=60)
-        events = [line.removeprefix("data: ") for line in streamed.text.splitlines() if line.startswith("data: ")]
-        assert json.loads(events[-1])["error"]["code"] == "timeout"
+        if streamed.status_code == 408:  # the deadline came before the first chunk (a loaded machine): no stream
+            assert streamed.json()["error"]["code"] == "timeout"
+        else:  # it came mid-stream: the stream's last event is the error
+            events = [line.removeprefix("data: ") for line in streamed.text.splitlines() if line.startswith("data: ")]
+            assert json.loads(events[-1])["error"]["code"] == "timeout", streamed.text
         wait_for(lambda: served.manager.queue_depth("gemma") == 0, FREED_S, "the places freed")
-        # Both stopped at their deadline (0.5 s each), long before LONG tokens.
-        assert served.metrics.value("cortex_tokens_total", model="gemma", direction="out") < LONG // 2
+        # Both stopped at their deadline (1 s each), long before LONG tokens each.
+        assert served.metrics.value("cortex_tokens_total", model="gemma", direction="out") < LONG
 
 
 def test_a_waiting_client_that_leaves_frees_its_place_at_once(test_model_path: Path) -> None:

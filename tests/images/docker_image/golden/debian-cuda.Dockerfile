@@ -14,7 +14,7 @@ RUN . /tmp/cortex-build/env.sh \
  && apt-get update \
  && mkdir -p /tmp/debs/partial /opt/overlay/etc/ssl/certs \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends --download-only \
-    -o Dir::Cache::archives=/tmp/debs python3 libgomp1 ca-certificates cuda-cudart-12-4 libcublas-12-4 \
+    -o Dir::Cache::archives=/tmp/debs python3 libgomp1 ca-certificates cuda-cudart-12-8 libcublas-12-8 \
  && for deb in /tmp/debs/*.deb; do dpkg-deb -x "$deb" /opt/overlay; done \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ca-certificates \
  && cp /etc/ssl/certs/ca-certificates.crt /opt/overlay/etc/ssl/certs/ \
@@ -33,7 +33,7 @@ RUN . /tmp/cortex-build/env.sh \
  && dpkg -i /tmp/cuda-keyring.deb \
  && apt-get update \
  && apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-venv build-essential cmake cuda-toolkit-12-4 \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-venv build-essential cmake cuda-toolkit-12-8 \
  && rm -rf /var/lib/apt/lists/*
 COPY wheels/ /tmp/cortex-wheels/
 RUN . /tmp/cortex-build/env.sh \
