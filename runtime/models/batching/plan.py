@@ -199,13 +199,14 @@ def plan_placed(
     gpu_room: int | None,
 ) -> SlotPlan:
     """The plan with `gpu_layers` as the model asks, or with `auto` as many layers as `gpu_room` holds: the
-    output first, then the layers from the last back, as llama.cpp offloads them. Without a discrete GPU
+    output first, then the layers from the last back, as llama.cpp offloads them; `parallel: auto` gives up
+    slots before layers (every layer on the GPU with one slot is faster than some with four). Without a discrete GPU
     (`gpu_room` None) the host's memory holds it all: `auto` offloads nothing, and a number still goes to
     llama.cpp (an integrated GPU computes in the host's memory; with no GPU at all llama.cpp ignores it)."""
 
     def placed(layers: int) -> SlotPlan:
         copied = weight_copies(model, settings, sizes.matrices, kernels, layers)
-        return plan_shape(model, sizes, settings, budget_mb, copied=copied, gpu_layers=layers)
+        return plan_shape(model, sizes, settings, budget_mb, copied=copied, gpu_layers=layers, gpu_room=gpu_room)
 
     if gpu_room is None:
         plan = placed(0)
@@ -239,8 +240,10 @@ def plan_shape(
     *,
     copied: Copies = NO_COPIES,
     gpu_layers: int = 0,
+    gpu_room: int | None = None,
 ) -> SlotPlan:
-    """The plan of a model of these sizes, weight copies and layers on the GPU (-1: all)."""
+    """The plan of a model of these sizes, weight copies and layers on the GPU (-1: all); `parallel: auto` takes
+    as many slots as the memory holds, the host's and `gpu_room`."""
     shape = sizes.shape
     context = model.context_size or shape.context_trained
     flash_attention = uses_flash_attention(settings, model)
@@ -257,8 +260,12 @@ def plan_shape(
     if settings.parallel != "auto":
         return plan(settings.parallel)
     room = budget_mb * MIB if budget_mb is not None else available_memory()
+
+    def fits(planned: SlotPlan) -> bool:
+        return planned.host_bytes <= room and (gpu_room is None or planned.gpu.total <= gpu_room)
+
     parallel = min(AUTO_MAX, settings.batch_size)  # a step holds one token per slot
-    while parallel > 1 and plan(parallel).total_mb * MIB > room:
+    while parallel > 1 and not fits(plan(parallel)):
         parallel -= 1
     return plan(parallel)
 

@@ -73,6 +73,15 @@ def test_auto_offloads_every_layer_that_fits_and_no_more() -> None:
             assert more.gpu.total > room_mb * MIB
 
 
+def test_parallel_auto_gives_up_slots_before_layers() -> None:
+    one = plan_placed(model(), SIZES, LlamaCppEngine(parallel=1), None, kernels=NONE, gpu_room=10_000 * MIB)
+    assert one.gpu_layers == 5
+    squeezed = plan_placed(model(), SIZES, LlamaCppEngine(), None, kernels=NONE, gpu_room=one.gpu.total + MIB)
+    assert (squeezed.gpu_layers, squeezed.parallel) == (5, 1)
+    roomy = plan_placed(model(), SIZES, LlamaCppEngine(), None, kernels=NONE, gpu_room=10_000 * MIB)
+    assert (roomy.gpu_layers, roomy.parallel) == (5, 4)
+
+
 def test_what_goes_to_the_gpu_leaves_host_memory() -> None:
     settings = LlamaCppEngine(parallel=1)
     on_cpu = plan_placed(model(), SIZES, settings, None, kernels=NONE, gpu_room=None)
