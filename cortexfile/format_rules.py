@@ -19,7 +19,7 @@ from .errors import ConfigError, Diagnostic, Path_, dotted
 from .loader import Resolved
 from .references import runtime_references
 from .schema.models import SourceKind, source_kind
-from .schema.target import Accelerator, Distro
+from .schema.target import FEDORA_CUDA_CAPABILITIES, Accelerator, Distro, unbuilt
 
 Rule = Callable[[Resolved], Iterator[Diagnostic]]
 
@@ -103,8 +103,13 @@ def _image_pair(view: Resolved) -> Iterator[Diagnostic]:
         yield _located(
             view, ("target", "accelerator"), unverified_release(target.accelerator.value, target.release.value)
         )
-    elif target.accelerator is Accelerator.cuda and target.cuda_version != "12" and target.distro in CUDA_12_ONLY:
-        yield _located(view, ("target", "cuda_version"), cuda_12_only(target.distro.value))
+    elif target.accelerator is Accelerator.cuda and target.distro in CUDA_12_ONLY:
+        if target.cuda_version != "12":
+            yield _located(view, ("target", "cuda_version"), cuda_12_only(target.distro.value))
+        elif outside := unbuilt(target.cuda_architectures, FEDORA_CUDA_CAPABILITIES):
+            distro, names = target.distro.value, ", ".join(outside)
+            message = f"the {distro}/cuda image's CUDA 12.4 builds no compute capability {names}: use distro ubuntu"
+            yield _located(view, ("target", "cuda_architectures"), message)
 
 
 def _systemd_distro(view: Resolved) -> Iterator[Diagnostic]:

@@ -34,7 +34,8 @@ CPU_DISPATCH = ("-DGGML_BACKEND_DL=ON", "-DGGML_CPU_ALL_VARIANTS=ON")
 # Typed STRING: CMake would turn an untyped relative value into a path under the build folder.
 BACKEND_DIR = "-DGGML_BACKEND_DIR:STRING=llama_cpp/lib"
 BACKEND_DIR_KEYS = ("-DGGML_BACKEND_DIR=", "-DGGML_BACKEND_DIR:")
-# Turing to Hopper; CUDA 13 adds Blackwell (data center, then consumer). CUDA 12.4 knows no Blackwell.
+# Turing to Hopper, as before CUDA 13 (each one more adds minutes to an image's build); 13 adds Blackwell (data
+# center, then consumer). target.cuda_architectures names others.
 DEFAULT_CUDA_ARCHITECTURES = {"12": ("75", "80", "86", "89", "90"), "13": ("75", "80", "86", "89", "90", "100", "120")}
 NOT_PORTABLE = ("-DGGML_NATIVE", "-march=native", "-mcpu=native", "-mtune=native")
 OCI_SOURCE = "https://github.com/menloresearch/cortex"

@@ -56,8 +56,14 @@ class CudaVersion(StrEnum):
     v13 = "13"
 
 
-# The compute capabilities each CUDA builds for (nvcc --list-gpu-arch): 13 dropped Maxwell, Pascal and Volta.
-CUDA_CAPABILITIES = {CudaVersion.v12: (50, 120), CudaVersion.v13: (75, 121)}
+# The compute capabilities each CUDA's nvcc builds for (--list-gpu-arch): 12.8, then 13.0, which dropped Maxwell,
+# Pascal and Volta and renamed Thor's 101 to 110; 12.4 (Fedora's image) stops at Hopper.
+_CUDA_12_4 = frozenset({50, 52, 53, 60, 61, 62, 70, 72, 75, 80, 86, 87, 89, 90})
+CUDA_CAPABILITIES = {
+    CudaVersion.v12: _CUDA_12_4 | {100, 101, 120},
+    CudaVersion.v13: frozenset({75, 80, 86, 87, 89, 90, 100, 103, 110, 120, 121}),
+}
+FEDORA_CUDA_CAPABILITIES = _CUDA_12_4
 
 
 class Architecture(StrEnum):
@@ -131,7 +137,7 @@ class Target(Section):
     )
     cuda_version: CudaVersion = setting(
         CudaVersion.v12,
-        "CUDA of images for accelerator cuda: 12 (CUDA 12.8, for NVIDIA drivers 525 and later) or 13 (CUDA 13.0, "
+        "CUDA of images for accelerator cuda: 12 (CUDA 12.8, for NVIDIA drivers 570 and later) or 13 (CUDA 13.0, "
         "drivers 580 and later, Turing GPUs and newer). Arch Linux images take Arch's own CUDA; Fedora's are 12.",
     )
     memory_mb: int | None = setting(
@@ -151,14 +157,12 @@ class Target(Section):
         """Checked here, after the architectures (declared before it): the error is this key's."""
         if info.data.get("accelerator") is not Accelerator.cuda:
             return version
-        low, high = CUDA_CAPABILITIES[version]
-        found = info.data.get("cuda_architectures") or []
-        outside = [name for name in found if not low <= int(re.sub(r"\D.*", "", name)) <= high]
+        outside = unbuilt(info.data.get("cuda_architectures") or [], CUDA_CAPABILITIES[version])
         if outside:
             other = "12 for older GPUs" if version is CudaVersion.v13 else "13 for newer ones"
             raise ValueError(
-                f"CUDA {version.value} builds for compute capabilities {low} to {high}, not "
-                f"{', '.join(outside)} (target.cuda_architectures): drop them, or use cuda_version {other}"
+                f"CUDA {version.value} builds no compute capability {', '.join(outside)} (target.cuda_architectures): "
+                f"it builds {', '.join(map(str, sorted(CUDA_CAPABILITIES[version])))}; or use cuda_version {other}"
             )
         return version
 
@@ -167,6 +171,11 @@ class Target(Section):
     def _cuda_version_as_written(cls, value: object) -> object:
         """YAML reads `cuda_version: 12` as a number."""
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def unbuilt(architectures: Iterable[str], built: frozenset[int]) -> list[str]:
+    """The architectures (`90`, `90a`, `87-real`) whose compute capability is not in `built`."""
+    return [name for name in architectures if int(re.sub(r"\D.*", "", name)) not in built]
 
 
 def _known_format(name: str) -> str:

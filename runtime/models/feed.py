@@ -193,10 +193,19 @@ class Feed:
         self._cancel()
         if self._ending is None:
             self._ending = asyncio.ensure_future(self._end())
-        # anyio (a streaming response's task group) cancels again and again: asyncio.shield alone would give way,
-        # and the request's place would be released while its thread still runs.
+        # anyio (a streaming response's task group) cancels again and again, and a plain asyncio cancel (a deadline's
+        # timer) would pass into the end itself: the place would never be given back, or be given back while the
+        # thread still runs. The end runs to its end whatever befalls its waiter, who is cancelled after it.
+        cancelled = False
         with anyio.CancelScope(shield=True):
-            await self._ending
+            while not self._ending.done():
+                try:
+                    await asyncio.shield(self._ending)
+                except asyncio.CancelledError:
+                    cancelled = True
+        if cancelled:
+            raise asyncio.CancelledError
+        self._ending.result()
 
     async def _end(self) -> None:
         """Once, however it ends: wait for the thread to let go (one still queued never runs) and for a sequence the

@@ -57,6 +57,7 @@ class Slot:
     size_mb: float = 0.0  # host memory (model file, KV cache, buffers), once planned
     parallel: int | None = None  # its engine's slots, once planned
     gpu_layers: int | None = None  # layers on the GPUs (n_gpu_layers; with auto, as planned), once planned
+    gpu_bytes: int = 0  # the GPU memory they take, as planned
     pending: int = 0  # requests admitted: waiting or running
     last_used: float = 0.0
     loaded_once: bool = False
@@ -219,12 +220,7 @@ class ModelManager:
         slot.state, slot.error = "loading", None
         settings = self.config.engines.llama_cpp
         try:
-            plan = await asyncio.to_thread(plan_engine, model, path, settings, self.limits.memory_budget_mb)
-            slot.size_mb, slot.parallel = plan.total_mb, plan.parallel  # an embedding model's plan has one slot
-            if await self._make_room(slot):  # what went freed GPU memory too: `gpu_layers: auto` may take more
-                plan = await asyncio.to_thread(plan_engine, model, path, settings, self.limits.memory_budget_mb)
-                slot.size_mb, slot.parallel = plan.total_mb, plan.parallel
-            slot.gpu_layers = plan.gpu_layers
+            plan = await self._planned(slot, path)
             engine = Engine(model, path, settings, plan)
             started = time.monotonic()
             await self._load_engine(slot, engine)
@@ -251,7 +247,7 @@ class ModelManager:
         return engine
 
     def _failed(self, slot: Slot, exc: Exception) -> ModelFailed:
-        slot.state, slot.error, slot.gpu_layers = "failed", _describe(slot.model, exc), None
+        slot.state, slot.error, slot.gpu_layers, slot.gpu_bytes = "failed", _describe(slot.model, exc), None, 0
         log.error("%s", slot.error)
         return ModelFailed(slot.error)
 
@@ -267,6 +263,29 @@ class ModelManager:
         except BaseException:
             await engine.close()
             raise
+
+    async def _planned(self, slot: Slot, path: Path) -> SlotPlan:
+        """The model's plan, with room made for it. What goes for it frees GPU memory too, which `gpu_layers: auto`
+        may then take (and `parallel: auto` more slots, more host memory): planned again until nothing more goes."""
+        await self._let_go_of_gpu_copies(slot)
+        settings, budget_mb = self.config.engines.llama_cpp, self.limits.memory_budget_mb
+        while True:
+            plan = await asyncio.to_thread(plan_engine, slot.model, path, settings, budget_mb)
+            slot.size_mb, slot.parallel = plan.total_mb, plan.parallel  # an embedding model's plan has one slot
+            if not await self._make_room(slot):
+                slot.gpu_layers, slot.gpu_bytes = plan.gpu_layers, plan.gpu.total
+                return plan
+
+    async def _let_go_of_gpu_copies(self, slot: Slot) -> None:
+        """A replaced copy of this model that holds GPU memory goes first, once its requests are done: the new copy
+        would plan around that memory and keep the few layers left for it."""
+        for old in [s for s in self._retiring if s.model.id == slot.model.id and s.gpu_bytes]:
+            while old.pending > 0:
+                self._drained.clear()
+                await self._drained.wait()
+            if old in self._retiring:
+                self._retiring.remove(old)
+                await self._unload(old)
 
     async def _make_room(self, slot: Slot) -> bool:
         """Unload what must go for `slot` to fit the limits (or wait for a draining copy to go); True when
@@ -310,7 +329,7 @@ class ModelManager:
         engine, slot.engine = slot.engine, None
         if engine is None:
             return
-        slot.gpu_layers = None
+        slot.gpu_layers, slot.gpu_bytes = None, 0
         if slot.state == "ready":
             slot.state = "unloaded"
         self.metrics.set("cortex_model_loaded", 0, model=slot.model.id)
@@ -413,7 +432,7 @@ class ModelManager:
 
     def _room_for_both(self, old: Slot) -> bool:
         resident = self._resident()
-        if len(resident) + 1 > self.limits.max_resident_models or old.gpu_layers:
+        if len(resident) + 1 > self.limits.max_resident_models or old.gpu_bytes:
             return False  # with layers on a GPU, the new copy would plan around the old one's GPU memory
         budget = self.limits.memory_budget_mb
         return budget is None or sum(s.size_mb for s in resident) + old.size_mb <= budget  # the new one: about as big

@@ -112,9 +112,11 @@ async def respond(request: Request, manager: ModelManager, job: Job) -> Response
 
 async def _end(feed: Feed | None, lease: Lease) -> None:
     """The generation stopped (its thread let go), then the place given back: both once, whichever way it ended."""
-    if feed is not None:
-        await feed.aclose()
-    await lease.release()
+    try:
+        if feed is not None:
+            await feed.aclose()
+    finally:
+        await lease.release()
 
 
 def _left(generation: Generation) -> float:

@@ -86,7 +86,8 @@ def test_cuda_version_is_12_or_13(write_cortexfile: Callable[..., Path], capsys:
 
 
 @pytest.mark.parametrize(
-    ("version", "architectures", "refused"), [("13", '["61", "90"]', "61"), ("12", '["121"]', "121")]
+    ("version", "architectures", "refused"),
+    [("13", '["61", "90"]', "61"), ("12", '["121"]', "121"), ("13", '["101"]', "101")],
 )
 def test_cuda_architectures_the_cuda_version_cannot_build_are_refused(
     version: str,
@@ -98,8 +99,16 @@ def test_cuda_architectures_the_cuda_version_cannot_build_are_refused(
     target = f"target:\n  accelerator: cuda\n  cuda_architectures: {architectures}\n  cuda_version: {version}\n"
     code, err = validate(write_cortexfile(f"version: 1\n{target}"), capsys)
     assert code == 2
-    assert f":5:17: target.cuda_version: CUDA {version} builds for compute capabilities" in err, err
-    assert f"not {refused} (target.cuda_architectures)" in err, err
+    assert f":5:17: target.cuda_version: CUDA {version} builds no compute capability {refused} (target." in err, err
+
+
+def test_the_fedora_cuda_image_refuses_what_its_cuda_12_4_cannot_build(
+    write_cortexfile: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = 'target:\n  distro: fedora\n  accelerator: cuda\n  cuda_architectures: ["90", "120"]\n'
+    code, err = validate(write_cortexfile(f"version: 1\n{target}build:\n  formats: [docker]\n"), capsys)
+    assert code == 2
+    assert ":5:23: target.cuda_architectures: the fedora/cuda image's CUDA 12.4 builds no compute capability 120" in err
 
 
 @pytest.mark.parametrize("case", sorted(SYSTEMD_REFUSALS))

@@ -39,8 +39,8 @@ class Flavor:
 class Cuda:
     """One CUDA version: its packages in NVIDIA's repositories, and NVIDIA's images (docker.io/nvidia/cuda)."""
 
-    packages: str  # as package names spell it: cuda-toolkit-12-4
-    image: str  # nvidia/cuda's tag: 12.4.1-devel-ubuntu22.04 with `devel`
+    packages: str  # as package names spell it: cuda-toolkit-12-8
+    image: str  # nvidia/cuda's tag, {kind} devel or runtime: 12.8.1-devel-ubuntu24.04
 
 
 # target.cuda_version -> its CUDA (cortexfile/schema/target.py: CUDA_CAPABILITIES). NVIDIA's images on Ubuntu 24.04:

@@ -199,25 +199,30 @@ def plan_placed(
     gpu_room: int | None,
 ) -> SlotPlan:
     """The plan with `gpu_layers` as the model asks, or with `auto` as many layers as `gpu_room` holds: the
-    output first, then the layers from the last back, as llama.cpp offloads them; `parallel: auto` gives up
-    slots before layers (every layer on the GPU with one slot is faster than some with four). Without a discrete GPU
+    output first, then the layers from the last back, as llama.cpp offloads them. `parallel: auto` gives up slots
+    for every layer to fit (all on the GPU with one slot is many times faster than most with four), and only for
+    that: where not all fit, the slots stay and the layers that fit go. Without a discrete GPU
     (`gpu_room` None) the host's memory holds it all: `auto` offloads nothing, and a number still goes to
     llama.cpp (an integrated GPU computes in the host's memory; with no GPU at all llama.cpp ignores it)."""
 
-    def placed(layers: int) -> SlotPlan:
+    def placed(layers: int, slots_for_gpu: bool = True) -> SlotPlan:
         copied = weight_copies(model, settings, sizes.matrices, kernels, layers)
-        return plan_shape(model, sizes, settings, budget_mb, copied=copied, gpu_layers=layers, gpu_room=gpu_room)
+        room = gpu_room if slots_for_gpu else None
+        return plan_shape(model, sizes, settings, budget_mb, copied=copied, gpu_layers=layers, gpu_room=room)
 
     if gpu_room is None:
         plan = placed(0)
         return plan if model.gpu_layers == "auto" else dataclasses.replace(plan, gpu=OnGpu(model.gpu_layers))
     if model.gpu_layers != "auto":
         return placed(model.gpu_layers)
-    for layers in range(sizes.shape.layers + 1, 0, -1):
-        plan = placed(layers)
+    every = placed(sizes.shape.layers + 1)
+    if every.gpu.total <= gpu_room:
+        return every
+    for layers in range(sizes.shape.layers, 0, -1):
+        plan = placed(layers, slots_for_gpu=False)
         if plan.gpu.total <= gpu_room:
             return plan
-    return placed(0)
+    return placed(0, slots_for_gpu=False)
 
 
 def weight_copies(

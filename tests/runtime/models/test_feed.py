@@ -116,6 +116,33 @@ def test_closing_early_stops_the_generation_waits_for_its_thread_and_ends_once()
     assert asyncio.run(main()) == (True, 1)
 
 
+def test_a_close_cancelled_while_it_waits_still_ends_the_feed_once_and_ends_after_the_thread() -> None:
+    """A deadline's timer cancels the reader while its close waits for the thread: the end must not be cancelled
+    with it (the place was never given back, and the next close raised CancelledError: a 500)."""
+
+    async def main() -> tuple[bool, bool, int, bool]:
+        ends, pool, stop, finished = Ends(), ThreadPoolExecutor(1), threading.Event(), threading.Event()
+        feed = Feed(stop.set, ends)
+
+        def produce() -> None:
+            stop.wait()
+            time.sleep(0.2)  # the thread lets go well after the close began
+            finished.set()
+            feed.put(END)
+
+        feed.start(pool.submit(produce))
+        closing = asyncio.ensure_future(feed.aclose())
+        await asyncio.sleep(0.05)
+        closing.cancel()
+        cancelled = isinstance((await asyncio.gather(closing, return_exceptions=True))[0], asyncio.CancelledError)
+        after_thread = finished.is_set()  # the cancelled close returned only once the thread let go
+        await feed.aclose()  # the request's own cleanup: no CancelledError
+        pool.shutdown()
+        return cancelled, after_thread, ends.count, feed._ending is not None and not feed._ending.cancelled()
+
+    assert asyncio.run(main()) == (True, True, 1, True)
+
+
 def test_a_generation_still_queued_never_runs_once_closed() -> None:
     async def main() -> tuple[bool, int]:
         ends, pool, gate = Ends(), ThreadPoolExecutor(1), threading.Event()

@@ -80,6 +80,9 @@ def test_parallel_auto_gives_up_slots_before_layers() -> None:
     assert (squeezed.gpu_layers, squeezed.parallel) == (5, 1)
     roomy = plan_placed(model(), SIZES, LlamaCppEngine(), None, kernels=NONE, gpu_room=10_000 * MIB)
     assert (roomy.gpu_layers, roomy.parallel) == (5, 4)
+    short = plan_placed(model(), SIZES, LlamaCppEngine(), None, kernels=NONE, gpu_room=one.gpu.total - LAYER)
+    assert short.parallel == 4  # not all fit even with one slot: the slots stay, and what fits goes
+    assert 0 < short.gpu_layers < 5
 
 
 def test_what_goes_to_the_gpu_leaves_host_memory() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -13,10 +14,15 @@ import pytest
 from menlo_cortex.cortexfile.schema import Cortexfile, Model
 from menlo_cortex.runtime.fetch.download import DownloadStopped
 from menlo_cortex.runtime.http.errors import ApiError
+from menlo_cortex.runtime.models import manager as manager_module
+from menlo_cortex.runtime.models.batching.offload import OnGpu
+from menlo_cortex.runtime.models.batching.plan import MIB, SlotPlan
+from menlo_cortex.runtime.models.engine import plan_engine as plan_engine_of_engine
 from menlo_cortex.runtime.models.errors import ModelFailed, ModelsBusy, Refused
 from menlo_cortex.runtime.models.generation import Generation
 from menlo_cortex.runtime.models.manager import ModelManager
 from menlo_cortex.runtime.ops.metrics import standard_metrics
+from menlo_cortex.runtime.reload.plan import ModelChanges
 
 from tests.runtime.harness import locate_source, make_config, model_entry
 
@@ -103,7 +109,7 @@ def test_memory_budget_smaller_than_the_model_fails_clearly(test_model_path: Pat
             async with manager.use("a"):
                 pass
         assert "memory_budget_mb" in raised.value.message
-        assert manager.status() == [{"id": "a", "state": "failed", "error": raised.value.message}]
+        assert manager.status() == [{"id": "a", "state": "failed", "error": raised.value.message, "gpu_layers": None}]
 
     run_with(config, body)
 
@@ -210,3 +216,38 @@ def test_a_download_holds_up_no_other_load_and_shutdown_stops_it(test_model_path
 async def _use(manager: ModelManager, model_id: str) -> None:
     async with manager.use(model_id):
         pass
+
+
+def test_a_copy_on_a_gpu_is_replaced_only_once_the_old_one_let_go(
+    test_model_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The new copy would plan `gpu_layers: auto` around the old one's GPU memory: it waits for it to drain and go,
+    where a copy on the CPU alone loads beside the old one (the default limits allow two). The plans here hold
+    1 MiB of GPU memory with no layer offloaded (this machine has no GPU)."""
+    config = make_config([model_entry(test_model_path, "a")])
+    manager = ModelManager(config, metrics=standard_metrics(), locate=locate_source)
+    seen: list[list[bool]] = []  # at each plan: whether each retiring copy is still loaded
+    real = plan_engine_of_engine
+
+    def plan_engine(*args: Any) -> SlotPlan:
+        seen.append([old.engine is not None for old in manager._retiring])
+        return dataclasses.replace(real(*args), gpu=OnGpu(0, weights=MIB))
+
+    monkeypatch.setattr(manager_module, "plan_engine", plan_engine)
+
+    async def main() -> None:
+        await manager.start()
+        try:
+            await wait_ready(manager)
+            async with manager.use("a"):  # a request runs on the old copy while the new one is wanted
+                manager.apply(make_config([model_entry(test_model_path, "a", context_size=256)]),
+                              ModelChanges(replaced=("a",)))  # fmt: skip
+                await asyncio.sleep(0.3)
+                assert manager.status()[0]["state"] == "loading"  # waiting for the old copy, not beside it
+            await wait_ready(manager)
+            assert manager.status()[0]["gpu_layers"] == 0
+        finally:
+            await manager.close()
+
+    asyncio.run(main())
+    assert seen == [[], []]  # the first load, then the new copy's plan once the old one was unloaded and gone
