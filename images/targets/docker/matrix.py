@@ -124,8 +124,8 @@ FLAVORS: Mapping[tuple[str, str], Flavor] = MappingProxyType(
             runtime=_APT_RUN,
         ),
         ("ubuntu", "rocm"): Flavor(
-            "docker.io/rocm/dev-ubuntu-22.04:6.2",
-            "docker.io/rocm/dev-ubuntu-22.04:6.2",
+            "docker.io/rocm/dev-ubuntu-24.04:6.4",  # 24.04: 22.04's Python 3.10 is older than the project needs
+            "docker.io/rocm/dev-ubuntu-24.04:6.4",
             _APT_PY,
             _APT_CC,
             ("hipblas-dev", "rocblas-dev"),

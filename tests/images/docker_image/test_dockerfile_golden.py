@@ -35,5 +35,12 @@ def test_matrix_covers_the_issue() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(RENDERED))
+def test_no_base_has_a_python_older_than_the_project_needs(name: str) -> None:
+    """Ubuntu 22.04's Python is 3.10, and the project needs 3.11 (pyproject.toml): its images could never install
+    it (the CUDA and ROCm ones were on it)."""
+    assert "22.04" not in RENDERED[name]
+
+
+@pytest.mark.parametrize("name", sorted(RENDERED))
 def test_rendered_dockerfile_passes_lint(name: str) -> None:
     assert lint(RENDERED[name]) == []

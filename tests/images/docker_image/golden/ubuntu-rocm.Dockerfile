@@ -5,7 +5,7 @@
 # extra CA certificates, index mirror). The final stage never copies build/: it takes only
 # the unpacked runtime packages and the Python environment, so no build secret reaches it.
 
-FROM docker.io/rocm/dev-ubuntu-22.04:6.2 AS packages
+FROM docker.io/rocm/dev-ubuntu-24.04:6.4 AS packages
 COPY build/ /tmp/cortex-build/
 RUN . /tmp/cortex-build/env.sh \
  && apt-get update \
@@ -23,7 +23,7 @@ RUN . /tmp/cortex-build/env.sh \
     /opt/overlay/usr/share/locale /opt/overlay/usr/share/lintian /opt/overlay/var/lib/apt/lists/* \
  && rm -rf /var/lib/apt/lists/* /tmp/debs
 
-FROM docker.io/rocm/dev-ubuntu-22.04:6.2 AS builder
+FROM docker.io/rocm/dev-ubuntu-24.04:6.4 AS builder
 COPY build/ /tmp/cortex-build/
 RUN . /tmp/cortex-build/env.sh \
  && apt-get update \
@@ -43,7 +43,7 @@ RUN . /tmp/cortex-build/env.sh \
     '/tmp/cortex-wheels/menlo_cortex-0.1.0-py3-none-any.whl[runtime]' \
  && /opt/cortex/bin/python /tmp/cortex-build/trim-venv.py /opt/cortex
 
-FROM docker.io/rocm/dev-ubuntu-22.04:6.2
+FROM docker.io/rocm/dev-ubuntu-24.04:6.4
 COPY --from=packages /opt/overlay/ /
 RUN ldconfig \
  && groupadd --system --gid 10001 cortex \
