@@ -206,8 +206,9 @@ def _estimate(model: Model, header: Header, engine: Engine, room: Room, bandwidt
 
 def _read(header: Header, plan: SlotPlan, kernels: Kernels) -> int:
     """The bytes a token reads: its weights (or the CPU kernels' copies) and the KV cache of half the context."""
-    weights = bytes_read_per_token(header.matrices, kernels) if header.matrices else plan.file_bytes
-    return weights + header.shape.kv_bytes_per_token * plan.context // 2
+    sizes = header.sizes
+    weights = bytes_read_per_token(sizes.matrices, kernels) if sizes.matrices else plan.file_bytes
+    return weights + sizes.shape.kv_bytes_per_token * plan.context // 2
 
 
 def _from_facts(entry: Entry, room: Room, bandwidth: float | None, why: str) -> dict[str, Any]:

@@ -19,10 +19,10 @@ from typing import Any
 
 from menlo_cortex.runtime.fetch.netsettings import NetSettings
 from menlo_cortex.runtime.fetch.prefix import PrefixFailed, read_prefix
-from menlo_cortex.runtime.models.batching.offload import NO_LAYOUT, Layout, layout_of
-from menlo_cortex.runtime.models.batching.plan import Shape, Sizes, checked, shape_of
+from menlo_cortex.runtime.models.batching.offload import Layout
+from menlo_cortex.runtime.models.batching.plan import Shape, Sizes, checked, sizes_of
 from menlo_cortex.runtime.models.gguf import Truncated, read_header
-from menlo_cortex.runtime.models.weight_copies import BLOCKS, Matrix, matrices, within
+from menlo_cortex.runtime.models.weight_copies import BLOCKS, Matrix, within
 from menlo_cortex.runtime.ops.durable import write_atomically
 
 READS = (4 << 20, 16 << 20, 64 << 20)  # bytes of the file read, in turn, until the header parses
@@ -34,15 +34,8 @@ class Unreadable(Exception):
 
 @dataclass(frozen=True)
 class Header:
-    shape: Shape
-    file_bytes: int
+    sizes: Sizes  # what the plan reads of it: shape, file size, weight matrices, where the weights may go
     read_from: str  # "file" or "range request"
-    matrices: tuple[Matrix, ...] = ()  # its weight matrices that the CPU kernels may copy
-    layout: Layout = NO_LAYOUT  # its weights' bytes by where llama.cpp may place them (the GPU or not)
-
-    @property
-    def sizes(self) -> Sizes:
-        return Sizes(self.shape, self.file_bytes, self.matrices, self.layout)
 
 
 def from_file(path: Path) -> Header:
@@ -54,7 +47,7 @@ def from_file(path: Path) -> Header:
 
 def _parsed(path: Path, file_bytes: int, read_from: str) -> Header:
     metadata, tensors = read_header(path)
-    return Header(shape_of(metadata), file_bytes, read_from, matrices(tensors, file_bytes), layout_of(tensors))
+    return Header(sizes_of(metadata, tensors, file_bytes), read_from)
 
 
 def from_url(url: str, net: NetSettings, cache: Path) -> Header:
@@ -99,11 +92,12 @@ def _read_remote(url: str, net: NetSettings) -> Header:
 
 
 def _as_json(header: Header) -> dict[str, Any]:
+    sizes = header.sizes
     return {
-        "shape": dataclasses.asdict(header.shape),
-        "file_bytes": header.file_bytes,
-        "matrices": [dataclasses.astuple(matrix) for matrix in header.matrices],
-        "layout": dataclasses.astuple(header.layout),
+        "shape": dataclasses.asdict(sizes.shape),
+        "file_bytes": sizes.file_bytes,
+        "matrices": [dataclasses.astuple(matrix) for matrix in sizes.matrices],
+        "layout": dataclasses.astuple(sizes.layout),
     }
 
 
@@ -116,7 +110,7 @@ def _cached(path: Path) -> Header | None:
         if set(shape) != fields or not all(type(value) is int and value >= 0 for value in [*shape.values(), size]):
             return None
         found, layout = _matrices(data["matrices"], size), _layout(data["layout"], size)
-        header = Header(checked(Shape(**shape)), size, "range request (cached)", found, layout)
+        header = Header(Sizes(checked(Shape(**shape)), size, found, layout), "range request (cached)")
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return header if size > 0 else None

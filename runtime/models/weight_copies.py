@@ -109,7 +109,7 @@ def matrices(tensors: Iterable[Tensor], file_bytes: int) -> tuple[Matrix, ...]:
         raise ValueError("its header names a tensor twice")
     if sum(tensor_bytes(tensor) for tensor in found) > file_bytes:
         raise ValueError("its header describes more weights than the file holds")
-    tied = all(tensor.name != "output.weight" for tensor in found)
+    tied = output_tied(found)
     kinds: Counter[Matrix] = Counter()
     for tensor in found:
         if tensor.type not in BLOCKS or not tensor.name.endswith(".weight"):
@@ -124,6 +124,11 @@ def matrices(tensors: Iterable[Tensor], file_bytes: int) -> tuple[Matrix, ...]:
         Matrix(kind.type, kind.columns, kind.rows, kind.count * times, kind.experts, kind.tied)
         for kind, times in sorted(kinds.items(), key=lambda item: (item[0].type, item[0].columns, item[0].rows))
     )
+
+
+def output_tied(tensors: Iterable[Tensor]) -> bool:
+    """No output matrix: llama.cpp multiplies by the token embeddings (TIED_OUTPUT) for the logits."""
+    return all(tensor.name != "output.weight" for tensor in tensors)
 
 
 def within(found: Iterable[Matrix], file_bytes: int) -> bool:

@@ -38,15 +38,15 @@ def test_the_header_is_read_in_growing_ranges_and_cached(tmp_path: Path, head: b
         server.routes["/m.gguf"] = Route(head, ranges=True)
         header = from_url(server.url("/m.gguf"), net, tmp_path / "cache")
         cached = from_url(server.url("/m.gguf"), net, tmp_path / "cache")
-    assert (header.file_bytes, header.shape.vocab, header.read_from) == (len(head), 262144, "range request")
+    assert (header.sizes.file_bytes, header.sizes.shape.vocab, header.read_from) == (len(head), 262144, "range request")
     asked = [seen.headers["Range"] for seen in server.seen]
     assert asked == [f"bytes=0-{(4 << 20) - 1}", f"bytes={4 << 20}-{(16 << 20) - 1}"]  # never past the header
-    assert (cached.shape, cached.read_from) == (header.shape, "range request (cached)")
-    assert cached.matrices == header.matrices
-    assert cached.layout == header.layout
-    assert header.layout.tied
-    assert 0 < header.layout.layers < header.file_bytes
-    assert any(matrix.tied for matrix in header.matrices)  # Gemma's output is its token embeddings
+    assert (cached.sizes.shape, cached.read_from) == (header.sizes.shape, "range request (cached)")
+    assert cached.sizes.matrices == header.sizes.matrices
+    assert cached.sizes.layout == header.sizes.layout
+    assert header.sizes.layout.tied
+    assert 0 < header.sizes.layout.layers < header.sizes.file_bytes
+    assert any(matrix.tied for matrix in header.sizes.matrices)  # Gemma's output is its token embeddings
 
 
 def test_a_header_that_claims_more_weights_than_the_file_is_refused(tmp_path: Path, head: bytes) -> None:
@@ -57,7 +57,7 @@ def test_a_header_that_claims_more_weights_than_the_file_is_refused(tmp_path: Pa
 
 def test_a_server_that_ignores_range_is_read_only_as_far_as_needed(tmp_path: Path, head: bytes) -> None:
     header, _ = read(tmp_path, Route(head))
-    assert getattr(header, "file_bytes", None) == len(head)
+    assert getattr(getattr(header, "sizes", None), "file_bytes", None) == len(head)
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ..gguf import Tensor
-from ..weight_copies import TIED_OUTPUT, tensor_bytes
+from ..weight_copies import TIED_OUTPUT, output_tied, tensor_bytes
 
 MIB = 1024 * 1024
 # Left free on each GPU, as llama.cpp's own fit leaves by default (--fit-target): the driver's and CUDA's own
@@ -39,7 +39,7 @@ def layout_of(tensors: Iterable[Tensor]) -> Layout:
     found = list(tensors)
     layers = sum(tensor_bytes(tensor) for tensor in found if _LAYER.match(tensor.name))
     output = sum(tensor_bytes(tensor) for tensor in found if tensor.name in _OUTPUT)
-    tied = all(tensor.name != "output.weight" for tensor in found)
+    tied = output_tied(found)
     if tied:
         output += sum(tensor_bytes(tensor) for tensor in found if tensor.name == TIED_OUTPUT)
     return Layout(layers, output, tied)

@@ -185,8 +185,12 @@ def plan_slots(
 def read_sizes(path: Path) -> Sizes:
     """The model's sizes from its GGUF header; ValueError when the header cannot be read or lies."""
     metadata, tensors = _header(path, with_tensors=True)
-    size = path.stat().st_size
-    return Sizes(shape_of(metadata), size, matrices(tensors, size), layout_of(tensors))
+    return sizes_of(metadata, tensors, path.stat().st_size)
+
+
+def sizes_of(metadata: dict[str, Value], tensors: list[Tensor], file_bytes: int) -> Sizes:
+    """The sizes a header gives, of a file of `file_bytes`; ValueError when it lies."""
+    return Sizes(shape_of(metadata), file_bytes, matrices(tensors, file_bytes), layout_of(tensors))
 
 
 def plan_placed(
