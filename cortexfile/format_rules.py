@@ -19,7 +19,7 @@ from .errors import ConfigError, Diagnostic, Path_, dotted
 from .loader import Resolved
 from .references import runtime_references
 from .schema.models import SourceKind, source_kind
-from .schema.target import FEDORA_CUDA_CAPABILITIES, Accelerator, Distro, unbuilt
+from .schema.target import CUDA_12_4_CAPABILITIES, Accelerator, Distro, unbuilt
 
 Rule = Callable[[Resolved], Iterator[Diagnostic]]
 
@@ -61,8 +61,11 @@ RESERVED_ENV = frozenset({"PATH", "HOME", "USER", "SHELL", "TMPDIR", "SSL_CERT_F
 # Debian image pairs whose vendor repository was not verified on a release: NVIDIA's CUDA repository for Debian is
 # used for Debian 12 (`debian12`) only.
 UNVERIFIED_RELEASES = frozenset({(Distro.debian.value, "cuda", "trixie")})
-# Pairs built with CUDA 12 only: NVIDIA's repository for the Fedora release the image is built on has no CUDA 13.
-CUDA_12_ONLY = frozenset({Distro.fedora.value})
+# Distros whose CUDA image takes the CUDA that NVIDIA's repository for their release holds (Fedora 39's: no 13):
+# that version, and the compute capabilities it builds. images/targets/docker/matrix.py names its packages.
+PINNED_CUDA: Mapping[str, tuple[str, frozenset[int]]] = MappingProxyType(
+    {Distro.fedora.value: ("12.4", CUDA_12_4_CAPABILITIES)}
+)
 
 
 def unverified_release(accelerator: str, release: str) -> str:
@@ -72,7 +75,7 @@ def unverified_release(accelerator: str, release: str) -> str:
     )
 
 
-def cuda_12_only(distro: str) -> str:
+def pinned_cuda(distro: str) -> str:
     return f"the {distro}/cuda image is built with CUDA 12 only: set target.cuda_version: 12, or use distro ubuntu"
 
 
@@ -103,13 +106,19 @@ def _image_pair(view: Resolved) -> Iterator[Diagnostic]:
         yield _located(
             view, ("target", "accelerator"), unverified_release(target.accelerator.value, target.release.value)
         )
-    elif target.accelerator is Accelerator.cuda and target.distro in CUDA_12_ONLY:
-        if target.cuda_version != "12":
-            yield _located(view, ("target", "cuda_version"), cuda_12_only(target.distro.value))
-        elif outside := unbuilt(target.cuda_architectures, FEDORA_CUDA_CAPABILITIES):
-            distro, names = target.distro.value, ", ".join(outside)
-            message = f"the {distro}/cuda image's CUDA 12.4 builds no compute capability {names}: use distro ubuntu"
-            yield _located(view, ("target", "cuda_architectures"), message)
+    elif target.accelerator is Accelerator.cuda and target.distro in PINNED_CUDA:
+        yield from _cuda_of_a_pinned_image(view)
+
+
+def _cuda_of_a_pinned_image(view: Resolved) -> Iterator[Diagnostic]:
+    target = view.config.target
+    distro, (version, capabilities) = target.distro.value, PINNED_CUDA[target.distro]
+    if target.cuda_version != "12":
+        yield _located(view, ("target", "cuda_version"), pinned_cuda(distro))
+    elif outside := unbuilt(target.cuda_architectures, capabilities):
+        names = ", ".join(outside)
+        message = f"the {distro}/cuda image's CUDA {version} builds no compute capability {names}: use distro ubuntu"
+        yield _located(view, ("target", "cuda_architectures"), message)
 
 
 def _systemd_distro(view: Resolved) -> Iterator[Diagnostic]:

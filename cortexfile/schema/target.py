@@ -58,12 +58,11 @@ class CudaVersion(StrEnum):
 
 # The compute capabilities each CUDA's nvcc builds for (--list-gpu-arch): 12.8, then 13.0, which dropped Maxwell,
 # Pascal and Volta and renamed Thor's 101 to 110; 12.4 (Fedora's image) stops at Hopper.
-_CUDA_12_4 = frozenset({50, 52, 53, 60, 61, 62, 70, 72, 75, 80, 86, 87, 89, 90})
+CUDA_12_4_CAPABILITIES = frozenset({50, 52, 53, 60, 61, 62, 70, 72, 75, 80, 86, 87, 89, 90})
 CUDA_CAPABILITIES = {
-    CudaVersion.v12: _CUDA_12_4 | {100, 101, 120},
+    CudaVersion.v12: CUDA_12_4_CAPABILITIES | {100, 101, 120},
     CudaVersion.v13: frozenset({75, 80, 86, 87, 89, 90, 100, 103, 110, 120, 121}),
 }
-FEDORA_CUDA_CAPABILITIES = _CUDA_12_4
 
 
 class Architecture(StrEnum):
