@@ -27,7 +27,7 @@ from menlo_cortex.cortexfile.schema.models import LlamaCppEngine
 from ..fetch.download import GGUF_MAGIC, read_magic
 from ..ops.thread_names import name_this_thread
 from .backends import BackendError, load_backends, route_llama_logs
-from .batching.offload import gpu_room
+from .batching.offload import OnGpu, gpu_room
 from .batching.plan import SlotPlan, plan_slots
 from .batching.scheduler import Scheduler
 from .batching.view import LlamaView
@@ -96,13 +96,18 @@ def check_head(model: Model, llama: Any) -> None:
         raise ModelLoadError(f"models[{model.id}].rerank: the model's classification head has no output")
 
 
-def plan_engine(model: Model, path: Path, settings: LlamaCppEngine, budget_mb: int | None) -> SlotPlan:
+def plan_engine(
+    model: Model, path: Path, settings: LlamaCppEngine, budget_mb: int | None, gpu_cap: int | None = None
+) -> SlotPlan:
     """The model's slots and memory, read from its header: before any weight is loaded, so the memory
-    budget can refuse it or make room for it first."""
+    budget can refuse it or make room for it first. `gpu_cap`: at most this much GPU memory for `auto`."""
     prepare_llama(model, path)
     backends = load_backends()
+    room = gpu_room(backends.gpu_free())
+    if room is not None and gpu_cap is not None:
+        room = min(room, gpu_cap)
     try:
-        return plan_slots(model, path, settings, budget_mb, backends.kernels, gpu_room=gpu_room(backends.gpu_free()))
+        return plan_slots(model, path, settings, budget_mb, backends.kernels, gpu_room=room)
     except ValueError as exc:
         raise ModelLoadError(f"model `{model.id}`: llama.cpp failed to load {path}: {exc}") from None
 
@@ -117,8 +122,8 @@ def prepare_llama(model: Model, path: Path) -> None:
         raise ModelLoadError(f"model `{model.id}`: {exc}") from None
 
 
-def llama_arguments(model: Model, settings: LlamaCppEngine, gpu_layers: int) -> dict[str, Any]:
-    """Keyword arguments of `llama_cpp.Llama` for one model of the Cortexfile; `gpu_layers`: its plan's."""
+def llama_arguments(model: Model, settings: LlamaCppEngine, gpu: OnGpu) -> dict[str, Any]:
+    """Keyword arguments of `llama_cpp.Llama` for one model of the Cortexfile; `gpu`: what its plan puts there."""
     # Unset: every core this process may run on. llama-cpp-python's own default is half of os.cpu_count(),
     # which `cortex bench` measured at 0.7x the tokens/s of native llama-server on a 2-core machine.
     threads = model.threads or len(os.sched_getaffinity(0))
@@ -126,7 +131,8 @@ def llama_arguments(model: Model, settings: LlamaCppEngine, gpu_layers: int) -> 
         "n_ctx": model.context_size,
         "n_threads": threads,
         "n_threads_batch": threads,
-        "n_gpu_layers": gpu_layers,
+        "n_gpu_layers": gpu.layers,
+        "op_offload": gpu.batches,
         "n_batch": settings.batch_size,
         # An encoder (BERT) reads a whole batch in one micro-batch: llama.cpp aborts the process otherwise.
         **({"n_ubatch": settings.batch_size} if model.pooled else {}),
@@ -435,7 +441,7 @@ class Engine:
             llama = self._open_llama(self._pooled_arguments())
             llama.create_embedding("warm up")  # see Scheduler.warm_up
         else:
-            arguments = llama_arguments(self.model, self.settings, self.plan.gpu_layers)
+            arguments = llama_arguments(self.model, self.settings, self.plan.gpu)
             llama = self._open_llama({**arguments, "n_ctx": HEADER_CONTEXT})
             self._start_scheduler(llama)
         handler = _chat_handler(self.model, llama)
@@ -445,7 +451,7 @@ class Engine:
 
     def _pooled_arguments(self) -> dict[str, Any]:
         """An encoder's batch (read whole, in one micro-batch) ends at its trained context: its positions do."""
-        arguments = llama_arguments(self.model, self.settings, self.plan.gpu_layers)
+        arguments = llama_arguments(self.model, self.settings, self.plan.gpu)
         trained = architecture_value(read_metadata(self.path), "context_length")
         if trained:
             arguments["n_batch"] = arguments["n_ubatch"] = min(arguments["n_batch"], trained)

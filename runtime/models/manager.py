@@ -218,18 +218,15 @@ class ModelManager:
         self._skip_if_superseded(slot)  # a newer config changed it again while it waited: skipped, not waited for
         model = slot.model
         slot.state, slot.error = "loading", None
-        settings = self.config.engines.llama_cpp
+        started = time.monotonic()
         try:
-            plan = await self._planned(slot, path)
-            engine = Engine(model, path, settings, plan)
-            started = time.monotonic()
-            await self._load_engine(slot, engine)
+            engine, plan = await self._load_placed(slot, path)
         except Refused:  # nothing was wrong with the model itself (e.g. every resident model busy)
             slot.state, slot.error = previous
             raise
         except Exception as exc:  # llama.cpp raises many kinds; each message names model and file
             raise self._failed(slot, exc) from None
-        seconds = time.monotonic() - started
+        seconds = time.monotonic() - started  # with any retry's (_load_placed)
         log.info(
             "model `%s` loaded from %s in %.2f s: %d slot(s) of %d tokens, about %.0f MiB of memory with its KV "
             "cache%s",
@@ -257,20 +254,43 @@ class ModelManager:
             log.info("%s", message)
             raise Superseded(message)
 
-    async def _load_engine(self, slot: Slot, engine: Engine) -> None:
+    async def _load_placed(self, slot: Slot, path: Path) -> tuple[Engine, SlotPlan]:
+        """The model loaded as planned. Where `gpu_layers: auto` put layers on a GPU that could not take them (the
+        plan's estimate short, or another process's memory taken since), it loads again with at most half that GPU
+        memory, then with none: slower, but serving."""
+        plan = await self._planned(slot, path)
+        for gpu_cap in (plan.gpu.total // 2, 0):
+            try:
+                return await self._load_engine(slot, path, plan), plan
+            except Exception as exc:
+                if slot.model.gpu_layers != "auto" or not plan.gpu.total:
+                    raise
+                log.warning(
+                    "%s; with %d layers planned on the GPU (%.0f MiB): loading it again with %s",
+                    _describe(slot.model, exc),
+                    plan.gpu_layers,
+                    plan.gpu.total / MIB,
+                    f"at most {gpu_cap / MIB:.0f} MiB there" if gpu_cap else "none there",
+                )
+            plan = await self._planned(slot, path, gpu_cap)
+        return await self._load_engine(slot, path, plan), plan
+
+    async def _load_engine(self, slot: Slot, path: Path, plan: SlotPlan) -> Engine:
+        engine = Engine(slot.model, path, self.config.engines.llama_cpp, plan)
         try:
             await engine.load()
         except BaseException:
             await engine.close()
             raise
+        return engine
 
-    async def _planned(self, slot: Slot, path: Path) -> SlotPlan:
+    async def _planned(self, slot: Slot, path: Path, gpu_cap: int | None = None) -> SlotPlan:
         """The model's plan, with room made for it. What goes for it frees GPU memory too, which `gpu_layers: auto`
         may then take (and `parallel: auto` more slots, more host memory): planned again until nothing more goes."""
         await self._let_go_of_gpu_copies(slot)
         settings, budget_mb = self.config.engines.llama_cpp, self.limits.memory_budget_mb
         while True:
-            plan = await asyncio.to_thread(plan_engine, slot.model, path, settings, budget_mb)
+            plan = await asyncio.to_thread(plan_engine, slot.model, path, settings, budget_mb, gpu_cap)
             slot.size_mb, slot.parallel = plan.total_mb, plan.parallel  # an embedding model's plan has one slot
             if not await self._make_room(slot):
                 slot.gpu_layers, slot.gpu_bytes = plan.gpu_layers, plan.gpu.total
@@ -504,9 +524,8 @@ def _placement(plan: SlotPlan) -> str:
         return f", and {plan.gpu.total / MIB:.0f} MiB of GPU memory ({plan.gpu_layers} layers offloaded)"
     if plan.gpu_layers:
         return f"; gpu_layers {plan.gpu_layers} goes to llama.cpp, counted in host memory (no discrete GPU here)"
-    if plan.copied.bytes:
-        return f" ({plan.copied.bytes / MIB:.0f} MiB of weights copied for the CPU kernels)"
-    return ""
+    copied = f" ({plan.copied.bytes / MIB:.0f} MiB of weights copied for the CPU kernels)" if plan.copied.bytes else ""
+    return copied if plan.gpu.batches else f"{copied}; none on the GPU, which had no room for a layer"
 
 
 def _overview(slot: Slot) -> dict[str, object]:

@@ -54,6 +54,9 @@ class OnGpu:
     kv: int = 0
     work: int = 0  # the compute buffer
     freed: int = 0  # the weights' pages in the host's mapping, unmapped once copied
+    # A large batch's work sent to the GPU with the host's weights (llama.cpp's op_offload, on by default): off
+    # where `auto` found no room there, as that work's buffer would not fit either.
+    batches: bool = True
 
     @property
     def total(self) -> int:
@@ -61,6 +64,7 @@ class OnGpu:
 
 
 NOTHING = OnGpu(0)
+NO_ROOM = OnGpu(0, batches=False)
 
 
 def on_gpu(asked: int, n_layer: int, layout: Layout, kv_bytes: int, work_bytes: int) -> OnGpu:

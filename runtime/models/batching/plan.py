@@ -16,7 +16,7 @@ from menlo_cortex.cortexfile.schema.models import LlamaCppEngine
 
 from ..gguf import Array, Tensor, Value, architecture_value, read_header
 from ..weight_copies import NO_COPIES, NONE, Copies, Kernels, Matrix, copies, matrices, untied
-from .offload import NO_LAYOUT, NOTHING, Layout, OnGpu, layout_of, on_gpu
+from .offload import NO_LAYOUT, NO_ROOM, NOTHING, Layout, OnGpu, layout_of, on_gpu
 
 MIB = 1024 * 1024
 AUTO_MAX = 4  # llama-server's default number of slots
@@ -226,7 +226,7 @@ def plan_placed(
         plan = placed(layers, slots_for_gpu=False)
         if plan.gpu.total <= gpu_room:
             return plan
-    return placed(0, slots_for_gpu=False)
+    return dataclasses.replace(placed(0, slots_for_gpu=False), gpu=NO_ROOM)
 
 
 def weight_copies(

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from menlo_cortex.cortexfile.schema import Model
 from menlo_cortex.cortexfile.schema.models import LlamaCppEngine
+from menlo_cortex.runtime.models.batching.offload import NOTHING, OnGpu
 from menlo_cortex.runtime.models.engine import (
     Engine,
     ModelLoadError,
@@ -49,9 +50,10 @@ def engine_threads(model_id: str) -> list[threading.Thread]:
 
 def test_llama_arguments_follow_the_cortexfile(tmp_path: Path) -> None:
     settings = LlamaCppEngine(batch_size=64, flash_attention=True, use_mmap=False, use_mlock=True)
-    arguments = llama_arguments(model(tmp_path, threads=3, embeddings=True), settings, -1)  # the plan's layers
+    arguments = llama_arguments(model(tmp_path, threads=3, embeddings=True), settings, OnGpu(-1))  # the plan's
     assert arguments["n_threads"] == 3
     assert arguments["n_gpu_layers"] == -1
+    assert arguments["op_offload"] is True  # llama.cpp's default
     assert arguments["n_ctx"] == 512
     assert arguments["n_batch"] == 64
     assert (arguments["flash_attn"], arguments["use_mmap"], arguments["use_mlock"]) == (True, False, True)
@@ -61,7 +63,7 @@ def test_llama_arguments_follow_the_cortexfile(tmp_path: Path) -> None:
 
 
 def test_unset_threads_mean_every_core_this_process_may_use(tmp_path: Path) -> None:
-    arguments = llama_arguments(model(tmp_path), LlamaCppEngine(), 0)
+    arguments = llama_arguments(model(tmp_path), LlamaCppEngine(), NOTHING)
     assert arguments["n_threads"] == arguments["n_threads_batch"] == len(os.sched_getaffinity(0))
 
 

@@ -126,7 +126,18 @@ def test_a_number_of_layers_is_kept_even_where_it_does_not_fit() -> None:
     plan = plan_placed(model(gpu_layers=-1), SIZES, LlamaCppEngine(parallel=1), None, kernels=NONE, gpu_room=0)
     assert plan.gpu_layers == 5
     assert plan.gpu.total > 0
-    assert llama_arguments(model(gpu_layers=-1), LlamaCppEngine(), plan.gpu_layers)["n_gpu_layers"] == 5
+    assert llama_arguments(model(gpu_layers=-1), LlamaCppEngine(), plan.gpu)["n_gpu_layers"] == 5
+
+
+def test_auto_with_no_room_on_the_gpu_sends_it_no_batch_either() -> None:
+    """llama.cpp would still send a large batch's work to the GPU (op_offload): a buffer the full GPU lacks."""
+    full = plan_placed(model(), SIZES, LlamaCppEngine(parallel=1), None, kernels=NONE, gpu_room=0)
+    assert (full.gpu_layers, full.gpu.total, full.gpu.batches) == (0, 0, False)
+    assert llama_arguments(model(), LlamaCppEngine(), full.gpu)["op_offload"] is False
+    no_gpu = plan_placed(model(), SIZES, LlamaCppEngine(parallel=1), None, kernels=NONE, gpu_room=None)
+    asked = plan_placed(model(gpu_layers=0), SIZES, LlamaCppEngine(parallel=1), None, kernels=NONE, gpu_room=0)
+    assert no_gpu.gpu.batches  # llama.cpp's default where auto did not choose
+    assert asked.gpu.batches
 
 
 @pytest.mark.parametrize(("given", "expected"), [("auto", "auto"), ("12", 12), (" -1 ", -1), (0, 0), (40, 40)])

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -15,8 +17,10 @@ from menlo_cortex.cortexfile.schema import Cortexfile, Model
 from menlo_cortex.runtime.fetch.download import DownloadStopped
 from menlo_cortex.runtime.http.errors import ApiError
 from menlo_cortex.runtime.models import manager as manager_module
-from menlo_cortex.runtime.models.batching.offload import OnGpu
+from menlo_cortex.runtime.models.backends import Backends
+from menlo_cortex.runtime.models.batching.offload import GPU_MARGIN, NO_ROOM, OnGpu
 from menlo_cortex.runtime.models.batching.plan import MIB, SlotPlan
+from menlo_cortex.runtime.models.engine import Engine, ModelLoadError
 from menlo_cortex.runtime.models.engine import plan_engine as plan_engine_of_engine
 from menlo_cortex.runtime.models.errors import ModelFailed, ModelsBusy, Refused
 from menlo_cortex.runtime.models.generation import Generation
@@ -211,6 +215,80 @@ def test_a_download_holds_up_no_other_load_and_shutdown_stops_it(test_model_path
 
     assert asyncio.run(main()) < 10
     assert locator.stopped.is_set()
+
+
+class PretendGpu:
+    """A GPU that tells `free` bytes free but takes at most `holds` (another process took the rest, or the plan's
+    estimate was short), the only part pretended here: this machine has none. The model, its plans and its loads
+    are real; the CPU build ignores the layers asked."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, *, free: int, holds: int) -> None:
+        self.holds, self.tried = holds, list[OnGpu]()
+        self._real_load = Engine.load
+        monkeypatch.setattr(Backends, "gpu_free", lambda _: (free,))
+
+        async def load(engine: Any) -> None:  # a function: the class binds it to the engine
+            self.tried.append(engine.plan.gpu)
+            if engine.plan.gpu.total > self.holds:
+                raise ModelLoadError(f"model `{engine.model.id}`: llama.cpp failed to load it: out of GPU memory")
+            await self._real_load(engine)
+
+        monkeypatch.setattr(Engine, "load", load)
+
+
+def load_on(model_path: Path, **settings: Any) -> dict[str, object]:
+    """The model's status once loaded, or once failed. Its long context puts most of its GPU memory in the layers'
+    KV cache: half that memory holds some layers (the output and a step's buffers, 170 and 70 MiB, stay)."""
+    entry = model_entry(model_path, "a", load="on_demand", context_size=32768, **settings)
+    engines = {"llama_cpp": {"parallel": 4, "batch_size": 64}}
+    config = Cortexfile.model_validate({"version": 1, "engines": engines, "models": [entry]})
+    seen: dict[str, object] = {}
+
+    async def body(manager: ModelManager) -> None:
+        with contextlib.suppress(ModelFailed):
+            async with manager.use("a"):
+                pass
+        seen.update(manager.status()[0])
+
+    run_with(config, body)
+    return seen
+
+
+def test_auto_loads_again_with_half_the_gpu_memory_where_the_gpu_could_not_take_the_plan(
+    test_model_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    roomy = PretendGpu(monkeypatch, free=GPU_MARGIN + 10_000 * MIB, holds=10_000 * MIB)
+    assert load_on(test_model_path)["gpu_layers"] == roomy.tried[0].layers  # every layer, at once
+    assert len(roomy.tried) == 1
+    short = PretendGpu(monkeypatch, free=GPU_MARGIN + 10_000 * MIB, holds=roomy.tried[0].total * 3 // 5)
+    status = load_on(test_model_path)
+    first, second = short.tried
+    assert first == roomy.tried[0]
+    assert 0 < second.layers < first.layers
+    assert second.total <= first.total // 2
+    assert (status["state"], status["gpu_layers"]) == ("ready", second.layers)
+    assert f"loading it again with at most {first.total // 2 / MIB:.0f} MiB there" in caplog.text
+
+
+def test_auto_loads_on_the_cpu_alone_where_the_gpu_takes_nothing(
+    test_model_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="cortex.models")
+    full = PretendGpu(monkeypatch, free=GPU_MARGIN + 10_000 * MIB, holds=0)
+    status = load_on(test_model_path)
+    assert [gpu.total > 0 for gpu in full.tried] == [True, True, False]
+    assert full.tried[-1] == NO_ROOM  # and no batch sent there either
+    assert (status["state"], status["gpu_layers"]) == ("ready", 0)
+    assert "loading it again with none there" in caplog.text
+    assert "; none on the GPU, which had no room for a layer" in caplog.text  # the loaded line
+
+
+def test_a_number_of_gpu_layers_is_not_second_guessed(test_model_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    full = PretendGpu(monkeypatch, free=GPU_MARGIN + 10_000 * MIB, holds=0)
+    status = load_on(test_model_path, gpu_layers=-1)
+    assert len(full.tried) == 1
+    assert status["state"] == "failed"
+    assert status["error"] == "model `a`: llama.cpp failed to load it: out of GPU memory"
 
 
 async def _use(manager: ModelManager, model_id: str) -> None:
