@@ -22,7 +22,6 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -34,6 +33,7 @@ from ..reload.plan import ModelChanges
 from .batching.plan import AUTO_MAX, MIB, SlotPlan
 from .engine import Engine, ModelLoadError, plan_engine
 from .errors import ModelFailed, ModelsBusy, QueueFull, Refused, Superseded, UnknownModel
+from .slot import Slot, describe, overview_of, placement
 
 log = logging.getLogger("cortex.models")
 SLEEP_CHECK_MIN_S, SLEEP_CHECK_MAX_S = 0.5, 30.0
@@ -44,24 +44,6 @@ class Stoppable(Protocol):
     """A locator whose downloads can be ended from another thread (models.model_store.ModelStore)."""
 
     def stop(self) -> None: ...
-
-
-@dataclass(eq=False)
-class Slot:
-    """One model of the Cortexfile and what the server currently knows about it."""
-
-    model: Model
-    state: str = "unloaded"  # loading | ready | unloaded | sleeping | failed
-    error: str | None = None
-    engine: Engine | None = None
-    size_mb: float = 0.0  # host memory (model file, KV cache, buffers), once planned
-    parallel: int | None = None  # its engine's slots, once planned
-    gpu_layers: int | None = None  # layers on the GPUs (n_gpu_layers; with auto, as planned), once planned
-    gpu_bytes: int = 0  # the GPU memory they take, as planned
-    pending: int = 0  # requests admitted: waiting or running
-    last_used: float = 0.0
-    loaded_once: bool = False
-    loading: asyncio.Task[Engine] | None = None
 
 
 class ModelManager:
@@ -112,7 +94,7 @@ class ModelManager:
 
     def overview(self) -> list[dict[str, object]]:
         """Each model's state, last error, planned memory (model file and KV cache) and slots: busy, queued."""
-        return [_overview(slot) for slot in self._slots.values()]
+        return [overview_of(slot) for slot in self._slots.values()]
 
     def model_ids(self) -> list[str]:
         return list(self._slots)
@@ -236,7 +218,7 @@ class ModelManager:
             slot.parallel,
             plan.context,
             plan.total_mb,
-            _placement(plan),
+            placement(plan),
         )
         self.metrics.observe("cortex_model_load_seconds", seconds, model=model.id)
         self.metrics.set("cortex_model_loaded", 1, model=model.id)
@@ -244,7 +226,7 @@ class ModelManager:
         return engine
 
     def _failed(self, slot: Slot, exc: Exception) -> ModelFailed:
-        slot.state, slot.error, slot.gpu_layers, slot.gpu_bytes = "failed", _describe(slot.model, exc), None, 0
+        slot.state, slot.error, slot.gpu_layers, slot.gpu_bytes = "failed", describe(slot.model, exc), None, 0
         log.error("%s", slot.error)
         return ModelFailed(slot.error)
 
@@ -267,7 +249,7 @@ class ModelManager:
                     raise
                 log.warning(
                     "%s; with %d layers planned on the GPU (%.0f MiB): loading it again with %s",
-                    _describe(slot.model, exc),
+                    describe(slot.model, exc),
                     plan.gpu_layers,
                     plan.gpu.total / MIB,
                     f"at most {gpu_cap / MIB:.0f} MiB there" if gpu_cap else "none there",
@@ -511,32 +493,3 @@ class ModelManager:
         task = asyncio.create_task(work, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-def _describe(model: Model, exc: Exception) -> str:
-    message = str(exc) or type(exc).__name__
-    return message if f"`{model.id}`" in message or model.id in message else f"model `{model.id}`: {message}"
-
-
-def _placement(plan: SlotPlan) -> str:
-    """The loaded line's account of where the weights went: the GPUs', or the CPU kernels' copies."""
-    if plan.gpu.total:
-        return f", and {plan.gpu.total / MIB:.0f} MiB of GPU memory ({plan.gpu_layers} layers offloaded)"
-    if plan.gpu_layers:
-        return f"; gpu_layers {plan.gpu_layers} goes to llama.cpp, counted in host memory (no discrete GPU here)"
-    copied = f" ({plan.copied.bytes / MIB:.0f} MiB of weights copied for the CPU kernels)" if plan.copied.bytes else ""
-    return copied if plan.gpu.batches else f"{copied}; none on the GPU, which had no room for a layer"
-
-
-def _overview(slot: Slot) -> dict[str, object]:
-    busy = slot.pending if slot.parallel is None else min(slot.pending, slot.parallel)
-    return {
-        "id": slot.model.id,
-        "state": slot.state,
-        "error": slot.error,
-        "memory_mb": round(slot.size_mb) if slot.size_mb else None,
-        "slots": slot.parallel,
-        "gpu_layers": slot.gpu_layers,
-        "busy": busy,
-        "queued": slot.pending - busy,
-    }
