@@ -10,7 +10,7 @@ the scheduler still held the GIL took the core, then waited for the GIL, and wok
 
 Run it with another commit's venv (`OTHER/.venv/bin/python bench/scheduler_cpu.py`) to measure that commit's
 scheduler: it reads only what both have, the engine, its scheduler's thread and its llama.cpp binding. The streams
-are direct (text completions, read by the loop from the scheduler's thread), 4 slots, the machine's threads.
+are direct (text completions, read by the loop from the scheduler's thread), 4 slots (--slots), the machine's threads.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     model = args.model or test_model()
     entry = Model.model_validate({"id": "bench", "source": str(model), "context_size": args.context,
                                   "threads": args.threads})  # fmt: skip
-    settings = LlamaCppEngine(parallel=SLOTS)
+    settings = LlamaCppEngine(parallel=args.slots)
     engine = Engine(entry, model, settings, plan_engine(entry, model, settings, None))
     await engine.load()
     try:
@@ -116,7 +116,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                 rounds[level].append(await one_round(engine, decode, scheduler._thread.native_id, level, args.tokens))
     finally:
         await engine.close()
-    return {"threads": args.threads, "slots": SLOTS, "tokens": args.tokens, "results": {
+    return {"threads": args.threads, "slots": args.slots, "tokens": args.tokens, "results": {
         str(level): {key: round(statistics.median(run[key] for run in runs), 2) for key in FIGURES}
         | {"rounds": [round(run["outside_decode_us_per_token"], 1) for run in runs]}
         for level, runs in rounds.items()}}  # fmt: skip
@@ -126,6 +126,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--model", type=Path, help="a GGUF file (default: the test model)")
     parser.add_argument("--context", type=int, default=2048, help="tokens per slot")
+    parser.add_argument("--slots", type=int, default=SLOTS, help="sequences decoded together")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--streams", default="1,4", help="concurrent streams per round, comma separated")
     parser.add_argument("--tokens", type=int, default=256, help="tokens each stream generates")
@@ -136,7 +137,7 @@ def main() -> None:
     results = asyncio.run(measure(args))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    print(f"{cpu_model()}, {args.threads} threads, {SLOTS} slots, {args.tokens} tokens")
+    print(f"{cpu_model()}, {args.threads} threads, {args.slots} slots, {args.tokens} tokens")
     print(f"{'STREAMS':>7} {'TOKENS/S':>9} {'SCHEDULER µs/TOKEN OUTSIDE DECODE':>34} {'LOOP µs/TOKEN':>14} "
           f"{'LOOP WAKE-UPS/TOKEN':>20} {'SCHEDULER PREEMPTED/TOKEN':>26}  ROUNDS")  # fmt: skip
     for level, found in results["results"].items():
