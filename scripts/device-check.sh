@@ -9,6 +9,10 @@
 #                                         JSON, BenchCard and logs to $OUT (the device tool's folder)
 #   scripts/device-check.sh run --cpu     here: the same run with this machine's builds (the venv, and
 #                                         scripts/llama-server.sh's llama-server), on the CPU, briefly
+#   scripts/device-check.sh run --rehearse
+#                                         here: the GPU run's own steps (the packed wheels and sources, a linked
+#                                         build, the site folder) without CUDA, on the CPU: what a first GPU run
+#                                         would meet, bar CUDA (pack with DEVICE_PYTHON set to this python3's)
 #   scripts/device-check.sh flags 9.0     the CMake flags for a GPU of that compute capability
 #
 # On the device tool: run(command="scripts/device-check.sh run", carry=[".device"], timeout_s=600).
@@ -18,7 +22,7 @@ here="$(cd "$(dirname "$0")/.." && pwd)"
 version="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
 pack_dir="$here/.device"
 sources="$here/build/device-src"  # ignored, as build/device-llama
-device_python="3.12"  # the GPU machine's (shared/notes/machine.md)
+device_python="${DEVICE_PYTHON:-3.12}"  # the GPU machine's (shared/notes/machine.md)
 # What Cortex runs with that the GPU machine lacks (it has numpy, jinja2, httpx, anyio and h11).
 wheels=(pydantic pydantic-core annotated-types typing-extensions typing-inspection ruamel.yaml starlette
   uvicorn click watchfiles urllib3 tomli-w diskcache)
@@ -26,13 +30,15 @@ streams="1,4,16,64"
 
 die() { echo "device-check: $*" >&2; exit 2; }
 
+# The CPU code for this CPU, linked into libggml (GGML_NATIVE rules out loadable modules), shared libraries for
+# llama-cpp-python to load.
+cpu_flags="-DGGML_NATIVE=ON -DBUILD_SHARED_LIBS=ON -DGGML_CCACHE=OFF"
+
 # Compute capability ("9.0") -> the CMake flags: CUDA kernels for that GPU only (minutes, not the half hour of
-# every architecture), the CPU code for this CPU, both linked into libggml (GGML_NATIVE rules out loadable
-# modules), shared libraries for llama-cpp-python to load.
+# every architecture), beside the CPU's.
 gpu_flags() {
   [[ "$1" =~ ^([0-9]{1,2})\.([0-9])$ ]] || die "not a compute capability: '$1' (want MAJOR.MINOR, like 9.0)"
-  echo "-DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=${BASH_REMATCH[1]}${BASH_REMATCH[2]} -DGGML_NATIVE=ON" \
-    "-DBUILD_SHARED_LIBS=ON -DGGML_CCACHE=OFF"
+  echo "-DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=${BASH_REMATCH[1]}${BASH_REMATCH[2]} $cpu_flags"
 }
 
 pack() {
@@ -66,8 +72,9 @@ pack() {
 }
 
 preflight() {  # what the GPU run needs, checked before minutes of building
-  local tool
-  for tool in nvidia-smi nvcc cmake ninja python3; do
+  local tool tools=(cmake ninja python3)
+  [ "$mode" = --rehearse ] || tools+=(nvidia-smi nvcc)
+  for tool in "${tools[@]}"; do
     command -v "$tool" >/dev/null || die "no $tool on this machine"
   done
   python3 -c "import sys; sys.exit(sys.version_info[:2] != (${device_python/./, }))" ||
@@ -84,16 +91,20 @@ install_python() {  # the wheels and llama-cpp-python's Python code into $work/s
 }
 
 build_for_gpu() {  # llama-server and the libraries, in an ignored folder that a rerun on the same machine reuses
-  local cap flags build="$here/build/device-llama"
-  cap="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1)"
-  flags="$(gpu_flags "$cap")"
+  local cap flags="$cpu_flags" build="$here/build/device-llama"
+  if [ "$mode" = --rehearse ]; then
+    build+="-rehearsal"
+  else
+    cap="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1)"
+    flags="$(gpu_flags "$cap")"
+  fi
   # shellcheck disable=SC2086  # the flags are words
   {
     cmake -S "$sources/llama_cpp_python-$version/vendor/llama.cpp" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
       -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON $flags
     cmake --build "$build" --target llama-server llama -j "$(nproc)"
   } 2>&1 | tee "$work/data/build.log" | tail -20  # the whole log comes back in logs.tar.gz
-  [ -e "$build/bin/libggml-cuda.so" ] || die "the build has no CUDA backend ($build/bin)"
+  [ "$mode" = --rehearse ] || [ -e "$build/bin/libggml-cuda.so" ] || die "the build has no CUDA backend ($build/bin)"
   mkdir -p "$work/site/llama_cpp/lib"
   cp -a "$build"/bin/*.so* "$work/site/llama_cpp/lib/"
   server="$build/bin"
@@ -105,14 +116,18 @@ finish() {  # however the run ends: the build's and the servers' logs back (8 fi
 }
 
 run() {
-  local mode="${1:-gpu}" python slots=64 gpu_layers=-1 deadline=$((SECONDS + ${DEVICE_CHECK_S:-570}))
-  [[ "$mode" = gpu || "$mode" = --cpu ]] || die "run takes --cpu or nothing, not '$mode'"
+  mode="${1:-gpu}"  # global: preflight and build_for_gpu read it
+  local python slots=64 gpu_layers=-1 deadline=$((SECONDS + ${DEVICE_CHECK_S:-570}))
+  [[ "$mode" = gpu || "$mode" = --cpu || "$mode" = --rehearse ]] ||
+    die "run takes --cpu, --rehearse or nothing, not '$mode'"
   [ -n "${OUT:-}" ] || die "OUT is not set: the folder for the JSON, the BenchCard and the logs"
   [ -f "$pack_dir/skeleton/layout.json" ] || die "no $pack_dir/skeleton: run 'scripts/device-check.sh pack' here"
-  mkdir -p "$OUT"
+  mkdir -p "$OUT" && OUT="$(cd "$OUT" && pwd)"
   work="$(mktemp -d)"  # global, as `server`: finish runs after run returns
   mkdir -p "$work/data"
   trap finish EXIT
+  # Python run in the checkout would import its menlo_cortex/ folder (the CLI alone) before the installed package.
+  cd "$work"
   if [ "$mode" = --cpu ]; then
     python="$here/.venv/bin/python" slots=4 gpu_layers=0 streams="1,2"
     server="$(PYTHON="$python" "$here/scripts/llama-server.sh")"
@@ -123,7 +138,10 @@ run() {
     python=python3
   fi
   "$python" "$here/bench/gguf_synth.py" synth "$pack_dir/skeleton" "$work/synthetic.gguf"
-  if [ "$mode" = gpu ]; then
+  if [ "$mode" = --rehearse ]; then
+    slots=4 gpu_layers=0 streams="1,2"
+    build_for_gpu
+  elif [ "$mode" = gpu ]; then
     build_for_gpu
     nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv | tee "$OUT/gpu.csv"
   fi
@@ -144,5 +162,5 @@ case "${1:-}" in
   pack) pack ;;
   run) run "${2:-gpu}" ;;
   flags) gpu_flags "${2:-}" ;;
-  *) die "usage: scripts/device-check.sh pack | run [--cpu] | flags CAPABILITY" ;;
+  *) die "usage: scripts/device-check.sh pack | run [--cpu | --rehearse] | flags CAPABILITY" ;;
 esac

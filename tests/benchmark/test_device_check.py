@@ -46,7 +46,7 @@ def test_a_run_says_what_it_lacks(tmp_path: Path) -> None:
     assert "OUT is not set" in no_out.stderr
     unknown = device_check("fly")
     assert unknown.returncode == 2
-    assert "usage: scripts/device-check.sh pack | run [--cpu] | flags CAPABILITY" in unknown.stderr
+    assert "usage: scripts/device-check.sh pack | run [--cpu | --rehearse] | flags CAPABILITY" in unknown.stderr
 
 
 def wiring(tmp_path: Path, slots: int, gpu_layers: int) -> argparse.Namespace:
