@@ -23,8 +23,10 @@ class Figure:
 
 
 def ratio(first: Figure | None, second: Figure | None) -> str:
-    """The second figure over the first, as text ("" when either is missing or the first is 0)."""
-    return f"{second.value / first.value:.2f}" if first and second and first.value else ""
+    """The second figure over the first, as text; "" when either is missing, or not above 0: a difference such as
+    queueing (time to first token over a lone stream's) can come out at or below 0 in noise, and its ratio says
+    nothing."""
+    return f"{second.value / first.value:.2f}" if first and second and first.value > 0 and second.value > 0 else ""
 
 
 def number(value: float) -> str:

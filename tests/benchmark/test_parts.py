@@ -13,7 +13,7 @@ from menlo_cortex.benchmark.card import CHARTS, render_card, write_card
 from menlo_cortex.benchmark.client import Completion
 from menlo_cortex.benchmark.durations import parse_duration
 from menlo_cortex.benchmark.errors import BenchError, UsageError
-from menlo_cortex.benchmark.figures import figures
+from menlo_cortex.benchmark.figures import Figure, figures, ratio
 from menlo_cortex.benchmark.host import host_facts
 from menlo_cortex.benchmark.report import comparison, table
 from menlo_cortex.benchmark.run_store import RunStore
@@ -90,6 +90,14 @@ def test_compare_prints_each_shared_figure_with_its_ratio(tmp_path: Path) -> Non
     assert row.split()[-1] == "2.00"
     shared = list(figures(report()))
     assert sum(1 for line in lines if line.startswith(tuple({f.kind for f in shared}))) == len(shared)
+
+
+@pytest.mark.parametrize(("first", "second", "shown"), [(10.0, 5.0, "0.50"), (-3.5, 53.1, ""), (53.1, -3.5, ""),
+                                                       (0.0, 4.0, ""), (4.0, 0.0, "")])  # fmt: skip
+def test_a_ratio_is_shown_only_between_figures_above_zero(first: float, second: float, shown: str) -> None:
+    """Queueing, a difference, comes out below 0 in noise: its ratio read -0.07 in a comparison."""
+    assert ratio(Figure("load", "2 streams: queueing", first, "ms", False),
+                 Figure("load", "2 streams: queueing", second, "ms", False)) == shown  # fmt: skip
 
 
 @pytest.mark.parametrize(
