@@ -11,8 +11,11 @@
 #                                         scripts/llama-server.sh's llama-server), on the CPU, briefly
 #   scripts/device-check.sh run --rehearse
 #                                         here: the GPU run's own steps (the packed wheels and sources, a linked
-#                                         build, the site folder) without CUDA, on the CPU: what a first GPU run
-#                                         would meet, bar CUDA (pack with DEVICE_PYTHON set to this python3's)
+#                                         build, the site folder) on a machine without a GPU: what a first GPU run
+#                                         would meet. With nvcc here the build compiles the CUDA kernels for
+#                                         DEVICE_CHECK_CAPABILITY (9.0: an H100's or H200's) and finds cuBLAS as
+#                                         the GPU run does (CUDA then finds no GPU, and the model runs on the CPU);
+#                                         without, the CPU alone. Pack with DEVICE_PYTHON set to this python3's.
 #   scripts/device-check.sh flags 9.0     the CMake flags for a GPU of that compute capability
 #
 # On the device tool: run(command="scripts/device-check.sh run", carry=[".device"], timeout_s=600).
@@ -22,6 +25,7 @@ here="$(cd "$(dirname "$0")/.." && pwd)"
 version="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
 pack_dir="$here/.device"
 sources="$here/build/device-src"  # ignored, as build/device-llama
+cublas_links="$here/build/device-cublas"
 device_python="${DEVICE_PYTHON:-3.12}"  # the GPU machine's (shared/notes/machine.md)
 # What Cortex runs with that the GPU machine lacks (it has numpy, jinja2, httpx, anyio and h11).
 wheels=(pydantic pydantic-core annotated-types typing-extensions typing-inspection ruamel.yaml starlette
@@ -71,6 +75,28 @@ pack() {
   echo "$pack_dir: $size MiB"
 }
 
+# CMake looks for cuBLAS in the CUDA toolkit only. A toolkit assembled from NVIDIA's pip wheels (this machine's
+# nvcc 13.0, and likely the GPU machine's) has none, where torch's wheels put one in site-packages: CMake is sent
+# there, through a folder holding the unversioned names its find_library wants. Prints the CMake flags, if any.
+cublas_flags() {
+  local toolkit found="" dir sub lib
+  toolkit="$(dirname "$(dirname "$(readlink -f "$(command -v nvcc)")")")"
+  [ -e "$toolkit/include/cublas_v2.h" ] && return 0
+  for dir in $(python3 -c 'import site; print(*site.getsitepackages(), site.getusersitepackages())'); do
+    for sub in nvidia/cu13 nvidia/cublas; do  # CUDA 13's wheels, then CUDA 12's
+      if [ -e "$dir/$sub/include/cublas_v2.h" ]; then found="$dir/$sub" && break 2; fi
+    done
+  done
+  [ -n "$found" ] || die "no cuBLAS: neither the CUDA toolkit ($toolkit) nor python3's site-packages has cublas_v2.h"
+  [[ "$found" != *[[:space:]]* ]] || die "cuBLAS is in a folder whose name has a space: '$found'"
+  mkdir -p "$cublas_links"
+  for lib in "$found"/lib/libcublas*.so.*; do
+    ln -sfn "$lib" "$cublas_links/${lib##*/}"
+    ln -sfn "$lib" "$cublas_links/$(basename "$lib" | sed 's/\.so\..*/.so/')"
+  done
+  echo "-DCMAKE_LIBRARY_PATH=$cublas_links -DCMAKE_CUDA_FLAGS=-I$found/include"
+}
+
 preflight() {  # what the GPU run needs, checked before minutes of building
   local tool tools=(cmake ninja python3)
   [ "$mode" = --rehearse ] || tools+=(nvidia-smi nvcc)
@@ -91,12 +117,15 @@ install_python() {  # the wheels and llama-cpp-python's Python code into $work/s
 }
 
 build_for_gpu() {  # llama-server and the libraries, in an ignored folder that a rerun on the same machine reuses
-  local cap flags="$cpu_flags" build="$here/build/device-llama"
-  if [ "$mode" = --rehearse ]; then
+  local cap flags="$cpu_flags" build="$here/build/device-llama" cuda=yes
+  if [ "$mode" = gpu ]; then
+    cap="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1)"
+    flags="$(gpu_flags "$cap") $(cublas_flags)"
+  elif command -v nvcc >/dev/null; then  # a rehearsal: no driver here to link against (GGML_CUDA_NO_VMM)
+    flags="$(gpu_flags "${DEVICE_CHECK_CAPABILITY:-9.0}") $(cublas_flags) -DGGML_CUDA_NO_VMM=ON"
     build+="-rehearsal"
   else
-    cap="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1)"
-    flags="$(gpu_flags "$cap")"
+    build+="-rehearsal-cpu" cuda=no
   fi
   # shellcheck disable=SC2086  # the flags are words
   {
@@ -104,7 +133,7 @@ build_for_gpu() {  # llama-server and the libraries, in an ignored folder that a
       -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON $flags
     cmake --build "$build" --target llama-server llama -j "$(nproc)"
   } 2>&1 | tee "$work/data/build.log" | tail -20  # the whole log comes back in logs.tar.gz
-  [ "$mode" = --rehearse ] || [ -e "$build/bin/libggml-cuda.so" ] || die "the build has no CUDA backend ($build/bin)"
+  [ "$cuda" = no ] || [ -e "$build/bin/libggml-cuda.so" ] || die "the build has no CUDA backend ($build/bin)"
   mkdir -p "$work/site/llama_cpp/lib"
   cp -a "$build"/bin/*.so* "$work/site/llama_cpp/lib/"
   server="$build/bin"

@@ -53,6 +53,10 @@ class ModelLoadError(Exception):
     """A model could not be loaded; the message names the model and its file."""
 
 
+class LlamaRefused(ModelLoadError):
+    """llama.cpp could not load a readable model's weights or make its context: on a GPU, most often its memory."""
+
+
 class TooManyTokens(ValueError):
     """An embedding request's inputs hold more tokens than it may embed; nothing was embedded."""
 
@@ -485,7 +489,7 @@ class Engine:
             # Its traceback holds the half-made Llama (a loaded model whose context failed): let it go now.
             error.__traceback__ = None
             del error
-            raise ModelLoadError(message) from None
+            raise LlamaRefused(message) from None
         llama = loaded[0]
         llama.verbose = False  # no per-request timing prints on stderr
         return llama
@@ -503,7 +507,7 @@ class Engine:
         self._context = llama_cpp.llama_init_from_model(llama._model.model, params)
         if not self._context:
             llama.close()
-            raise ModelLoadError(
+            raise LlamaRefused(
                 f"model `{self.model.id}`: llama.cpp could not make a context of {self.plan.n_ctx} tokens "
                 f"({self.plan.parallel} slots of {self.plan.context})"
             )

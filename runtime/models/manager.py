@@ -31,7 +31,7 @@ from menlo_cortex.cortexfile.schema.models import LoadPolicy
 from ..ops.metrics import Metrics
 from ..reload.plan import ModelChanges
 from .batching.plan import AUTO_MAX, MIB, SlotPlan
-from .engine import Engine, ModelLoadError, plan_engine
+from .engine import Engine, LlamaRefused, ModelLoadError, plan_engine
 from .errors import ModelFailed, ModelsBusy, QueueFull, Refused, Superseded, UnknownModel
 from .slot import Slot, describe, overview_of, placement
 
@@ -58,6 +58,7 @@ class ModelManager:
         self._retiring: list[Slot] = []  # replaced or removed, unloaded once their requests are done
         self._drained = asyncio.Event()  # a retiring model finished its last request
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False  # a load that failed is not tried again
         for model_id in self._slots:
             metrics.set("cortex_model_loaded", 0, model=model_id)
             metrics.set("cortex_queue_depth", 0, model=model_id)
@@ -69,6 +70,7 @@ class ModelManager:
         self._spawn(self._put_idle_models_to_sleep(), "cortex-idle-unload")
 
     async def close(self) -> None:
+        self._closing = True
         if isinstance(self._locate, Stoppable):
             self._locate.stop()  # a download in progress ends now instead of holding up the shutdown
         for task in list(self._tasks):
@@ -200,15 +202,14 @@ class ModelManager:
         self._skip_if_superseded(slot)  # a newer config changed it again while it waited: skipped, not waited for
         model = slot.model
         slot.state, slot.error = "loading", None
-        started = time.monotonic()
         try:
-            engine, plan = await self._load_placed(slot, path)
+            engine, plan, started = await self._load_placed(slot, path)
         except Refused:  # nothing was wrong with the model itself (e.g. every resident model busy)
             slot.state, slot.error = previous
             raise
         except Exception as exc:  # llama.cpp raises many kinds; each message names model and file
             raise self._failed(slot, exc) from None
-        seconds = time.monotonic() - started  # with any retry's (_load_placed)
+        seconds = time.monotonic() - started
         log.info(
             "model `%s` loaded from %s in %.2f s: %d slot(s) of %d tokens, about %.0f MiB of memory with its KV "
             "cache%s",
@@ -236,17 +237,19 @@ class ModelManager:
             log.info("%s", message)
             raise Superseded(message)
 
-    async def _load_placed(self, slot: Slot, path: Path) -> tuple[Engine, SlotPlan]:
-        """The model loaded as planned. Where `gpu_layers: auto` put layers on a GPU that could not take them (the
-        plan's estimate short, or another process's memory taken since), it loads again with at most half that GPU
-        memory, then with none: slower, but serving."""
+    async def _load_placed(self, slot: Slot, path: Path) -> tuple[Engine, SlotPlan, float]:
+        """The model loaded as planned, and when its loading began (once planned). Where llama.cpp could not load
+        what `gpu_layers: auto` put on a GPU (the plan's estimate short, or another process's memory taken since),
+        it loads again with at most half that GPU memory, then with none: slower, but serving."""
         plan = await self._planned(slot, path)
-        for gpu_cap in (plan.gpu.total // 2, 0):
+        started, caps = time.monotonic(), [plan.gpu.total // 2, 0]
+        while True:
             try:
-                return await self._load_engine(slot, path, plan), plan
-            except Exception as exc:
-                if slot.model.gpu_layers != "auto" or not plan.gpu.total:
+                return await self._load_engine(slot, path, plan), plan, started
+            except LlamaRefused as exc:
+                if not (caps and slot.model.gpu_layers == "auto" and plan.gpu.total and not self._closing):
                     raise
+                gpu_cap = caps.pop(0)
                 log.warning(
                     "%s; with %d layers planned on the GPU (%.0f MiB): loading it again with %s",
                     describe(slot.model, exc),
@@ -254,8 +257,9 @@ class ModelManager:
                     plan.gpu.total / MIB,
                     f"at most {gpu_cap / MIB:.0f} MiB there" if gpu_cap else "none there",
                 )
+            slot.gpu_layers, slot.gpu_bytes = None, 0  # none held now: not waited for as a copy that holds some
+            self._skip_if_superseded(slot)  # replaced or removed since: the retry is for the version wanted now
             plan = await self._planned(slot, path, gpu_cap)
-        return await self._load_engine(slot, path, plan), plan
 
     async def _load_engine(self, slot: Slot, path: Path, plan: SlotPlan) -> Engine:
         engine = Engine(slot.model, path, self.config.engines.llama_cpp, plan)
@@ -281,7 +285,7 @@ class ModelManager:
     async def _let_go_of_gpu_copies(self, slot: Slot) -> None:
         """A replaced copy of this model that holds GPU memory goes first, once its requests are done: the new copy
         would plan around that memory and keep the few layers left for it."""
-        for old in [s for s in self._retiring if s.model.id == slot.model.id and s.gpu_bytes]:
+        for old in [s for s in self._retiring if s.model.id == slot.model.id and s.gpu_bytes and s is not slot]:
             while old.pending > 0:
                 self._drained.clear()
                 await self._drained.wait()

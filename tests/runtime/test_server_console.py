@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -50,18 +51,20 @@ def server(
 
 
 @pytest.fixture
-def browser(tmp_path: Path) -> Iterator[WebDriver]:
+def browser() -> Iterator[WebDriver]:
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,900"):
         options.add_argument(argument)
-    # Chromium's singleton socket folders go in the test's own folder, not left in /tmp at each run.
-    service = Service("/usr/bin/chromedriver", env={**os.environ, "TMPDIR": str(tmp_path)})
-    driver = webdriver.Chrome(service=service, options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
+    # Chromium's singleton socket folders, left in /tmp at each run, go in a folder removed after it. A short one:
+    # the socket's path must stay under 108 bytes (pytest's tmp_path was 106 under xdist, and Chromium aborted).
+    with tempfile.TemporaryDirectory(prefix="cr-") as folder:
+        service = Service("/usr/bin/chromedriver", env={**os.environ, "TMPDIR": folder})
+        driver = webdriver.Chrome(service=service, options=options)
+        try:
+            yield driver
+        finally:
+            driver.quit()
 
 
 def until(driver: WebDriver, condition: Callable[[WebDriver], object], what: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import threading
 import time
@@ -20,7 +21,7 @@ from menlo_cortex.runtime.models import manager as manager_module
 from menlo_cortex.runtime.models.backends import Backends
 from menlo_cortex.runtime.models.batching.offload import GPU_MARGIN, NO_ROOM, OnGpu
 from menlo_cortex.runtime.models.batching.plan import MIB, SlotPlan
-from menlo_cortex.runtime.models.engine import Engine, ModelLoadError
+from menlo_cortex.runtime.models.engine import Engine, LlamaRefused, ModelLoadError
 from menlo_cortex.runtime.models.engine import plan_engine as plan_engine_of_engine
 from menlo_cortex.runtime.models.errors import ModelFailed, ModelsBusy, Refused
 from menlo_cortex.runtime.models.generation import Generation
@@ -222,7 +223,10 @@ class PretendGpu:
     estimate was short), the only part pretended here: this machine has none. The model, its plans and its loads
     are real; the CPU build ignores the layers asked."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, *, free: int, holds: int) -> None:
+    def __init__(
+        self, monkeypatch: pytest.MonkeyPatch, *, free: int, holds: int, refusing: Callable[[], object] = list
+    ) -> None:
+        """`refusing`: called at each refusal, before it is raised."""
         self.holds, self.tried = holds, list[OnGpu]()
         self._real_load = Engine.load
         monkeypatch.setattr(Backends, "gpu_free", lambda _: (free,))
@@ -230,18 +234,25 @@ class PretendGpu:
         async def load(engine: Any) -> None:  # a function: the class binds it to the engine
             self.tried.append(engine.plan.gpu)
             if engine.plan.gpu.total > self.holds:
-                raise ModelLoadError(f"model `{engine.model.id}`: llama.cpp failed to load it: out of GPU memory")
+                refusing()
+                await asyncio.sleep(0)  # what `refusing` started runs to its first wait
+                raise LlamaRefused(f"model `{engine.model.id}`: llama.cpp failed to load it: out of GPU memory")
             await self._real_load(engine)
 
         monkeypatch.setattr(Engine, "load", load)
 
 
-def load_on(model_path: Path, **settings: Any) -> dict[str, object]:
-    """The model's status once loaded, or once failed. Its long context puts most of its GPU memory in the layers'
-    KV cache: half that memory holds some layers (the output and a step's buffers, 170 and 70 MiB, stay)."""
-    entry = model_entry(model_path, "a", load="on_demand", context_size=32768, **settings)
+def long_context(model_path: Path, context_size: int = 32768, **settings: Any) -> Cortexfile:
+    """Model `a`, whose long context puts most of its GPU memory in the layers' KV cache: half that memory holds some
+    layers (the output and a step's buffers, 170 and 70 MiB, stay). 16384 tokens take 529 MiB, 32768 721."""
+    entry = model_entry(model_path, "a", load="on_demand", context_size=context_size, **settings)
     engines = {"llama_cpp": {"parallel": 4, "batch_size": 64}}
-    config = Cortexfile.model_validate({"version": 1, "engines": engines, "models": [entry]})
+    return Cortexfile.model_validate({"version": 1, "engines": engines, "models": [entry]})
+
+
+def load_on(model_path: Path, **settings: Any) -> dict[str, object]:
+    """The model's status once loaded, or once failed."""
+    config = long_context(model_path, **settings)
     seen: dict[str, object] = {}
 
     async def body(manager: ModelManager) -> None:
@@ -289,6 +300,64 @@ def test_a_number_of_gpu_layers_is_not_second_guessed(test_model_path: Path, mon
     assert len(full.tried) == 1
     assert status["state"] == "failed"
     assert status["error"] == "model `a`: llama.cpp failed to load it: out of GPU memory"
+
+
+def test_a_failure_that_is_not_the_gpus_is_not_tried_again(
+    test_model_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reranker's missing head, say: loading it again with less on the GPU would fail the same, three times."""
+    gpu = PretendGpu(monkeypatch, free=GPU_MARGIN + 10_000 * MIB, holds=10_000 * MIB)
+
+    async def load(engine: Any) -> None:
+        gpu.tried.append(engine.plan.gpu)
+        raise ModelLoadError("model `a`: the model's classification head has no output")
+
+    monkeypatch.setattr(Engine, "load", load)
+    status = load_on(test_model_path)
+    assert len(gpu.tried) == 1
+    assert (status["state"], status["gpu_layers"]) == ("failed", None)
+
+
+def test_a_model_replaced_while_its_gpu_refused_it_loads_as_it_is_now(
+    test_model_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The old version's retry ends (its copy had waited for itself to let go of the GPU, the residency lock held:
+    no model loaded again); the new one loads."""
+    manager = ModelManager(long_context(test_model_path), metrics=standard_metrics(), locate=locate_source)
+    replace = functools.partial(manager.apply, long_context(test_model_path, 16384), ModelChanges(replaced=("a",)))
+    gpu = PretendGpu(monkeypatch, free=GPU_MARGIN + 10_000 * MIB, holds=600 * MIB, refusing=replace)
+
+    async def main() -> None:
+        await manager.start()
+        try:
+            async with asyncio.timeout(60):
+                with pytest.raises(Refused, match="changed again before it loaded"):
+                    await _use(manager, "a")
+                await _use(manager, "a")
+            assert manager.status()[0]["state"] == "ready"
+        finally:
+            await manager.close()
+
+    asyncio.run(main())
+    assert [gpu.total // MIB for gpu in gpu.tried] == [721, 529]  # the old version once, the new one
+
+
+def test_a_load_the_gpu_refused_is_not_tried_again_once_the_server_closes(
+    test_model_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manager = ModelManager(long_context(test_model_path), metrics=standard_metrics(), locate=locate_source)
+    closing: list[asyncio.Task[None]] = []
+    gpu = PretendGpu(monkeypatch, free=GPU_MARGIN + 10_000 * MIB, holds=0,
+                     refusing=lambda: closing.append(asyncio.create_task(manager.close())))  # fmt: skip
+
+    async def main() -> None:
+        await manager.start()
+        with pytest.raises(ModelFailed, match="out of GPU memory"):
+            await _use(manager, "a")
+        await closing[0]
+
+    asyncio.run(main())
+    assert len(gpu.tried) == 1
 
 
 async def _use(manager: ModelManager, model_id: str) -> None:
