@@ -78,9 +78,11 @@ pack() {
 # CMake looks for cuBLAS in the CUDA toolkit only. A toolkit assembled from NVIDIA's pip wheels (this machine's
 # nvcc 13.0, and likely the GPU machine's) has none, where torch's wheels put one in site-packages: CMake is sent
 # there, through a folder holding the unversioned names its find_library wants. Prints the CMake flags, if any.
+cuda_toolkit() { dirname "$(dirname "$(readlink -f "$(command -v nvcc)")")"; }
+
 cublas_flags() {
   local toolkit found="" dir sub lib
-  toolkit="$(dirname "$(dirname "$(readlink -f "$(command -v nvcc)")")")"
+  toolkit="$(cuda_toolkit)"
   [ -e "$toolkit/include/cublas_v2.h" ] && return 0
   for dir in $(python3 -c 'import site; print(*site.getsitepackages(), site.getusersitepackages())'); do
     for sub in nvidia/cu13 nvidia/cublas; do  # CUDA 13's wheels, then CUDA 12's
@@ -137,6 +139,12 @@ build_for_gpu() {  # llama-server and the libraries, in an ignored folder that a
   mkdir -p "$work/site/llama_cpp/lib"
   cp -a "$build"/bin/*.so* "$work/site/llama_cpp/lib/"
   server="$build/bin"
+  if [ "$cuda" = yes ]; then  # the CUDA runtime where the loader may not look (the build's RUNPATH leaves it out)
+    local toolkit
+    toolkit="$(cuda_toolkit)"
+    export LD_LIBRARY_PATH="$toolkit/lib64:$toolkit/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  fi
+  python3 -c 'import llama_cpp' || die "llama-cpp-python does not load this build's libraries (above)"
 }
 
 finish() {  # however the run ends: the build's and the servers' logs back (8 files come back), the work gone
