@@ -78,18 +78,28 @@ pack() {
 # CMake looks for cuBLAS in the CUDA toolkit only. A toolkit assembled from NVIDIA's pip wheels (this machine's
 # nvcc 13.0, and likely the GPU machine's) has none, where torch's wheels put one in site-packages: CMake is sent
 # there, through a folder holding the unversioned names its find_library wants. Prints the CMake flags, if any.
-cuda_toolkit() { dirname "$(dirname "$(readlink -f "$(command -v nvcc)")")"; }
+cuda_toolkit() {  # nvcc's own toolkit (the nvcc on PATH may be a wrapper script elsewhere)
+  local top
+  top="$(nvcc --dryrun -x cu -c /dev/null -o /dev/null 2>&1 | sed -n 's/^#\$ TOP=//p')"
+  [ -n "$top" ] || die "nvcc does not say where its toolkit is (no TOP= in its --dryrun)"
+  readlink -f "$top"
+}
 
 cublas_flags() {
-  local toolkit found="" dir sub lib
+  local toolkit major found="" dir sub lib
   toolkit="$(cuda_toolkit)"
-  [ -e "$toolkit/include/cublas_v2.h" ] && return 0
+  ls "$toolkit"/include/cublas_v2.h "$toolkit"/targets/*/include/cublas_v2.h >/dev/null 2>&1 && return 0
+  major="$(nvcc --version | sed -n 's/.*release \([0-9]*\)\..*/\1/p')"  # cuBLAS of the same CUDA major only
   for dir in $(python3 -c 'import site; print(*site.getsitepackages(), site.getusersitepackages())'); do
-    for sub in nvidia/cu13 nvidia/cublas; do  # CUDA 13's wheels, then CUDA 12's
-      if [ -e "$dir/$sub/include/cublas_v2.h" ]; then found="$dir/$sub" && break 2; fi
+    for sub in "nvidia/cu$major" nvidia/cublas; do  # CUDA 13's wheels' folder, CUDA 12's
+      if [ -e "$dir/$sub/include/cublas_v2.h" ] && [ -e "$dir/$sub/lib/libcublas.so.$major" ]; then
+        found="$dir/$sub" && break 2
+      fi
     done
   done
-  [ -n "$found" ] || die "no cuBLAS: neither the CUDA toolkit ($toolkit) nor python3's site-packages has cublas_v2.h"
+  [ -n "$found" ] ||
+    die "no cuBLAS for CUDA $major: neither the toolkit ($toolkit) nor python3's site-packages (nvidia/cu$major," \
+      "nvidia/cublas) has cublas_v2.h and libcublas.so.$major"
   [[ "$found" != *[[:space:]]* ]] || die "cuBLAS is in a folder whose name has a space: '$found'"
   mkdir -p "$cublas_links"
   for lib in "$found"/lib/libcublas*.so.*; do
@@ -143,6 +153,7 @@ build_for_gpu() {  # llama-server and the libraries, in an ignored folder that a
     local toolkit
     toolkit="$(cuda_toolkit)"
     export LD_LIBRARY_PATH="$toolkit/lib64:$toolkit/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    echo "device-check: the CUDA toolkit in $toolkit"
   fi
   python3 -c 'import llama_cpp' || die "llama-cpp-python does not load this build's libraries (above)"
 }
