@@ -43,6 +43,11 @@ runpy.run_module("llama_cpp.server", run_name="__main__")
 """
 
 
+def library_path(args: argparse.Namespace) -> str:
+    """llama-server's libraries first, before what the loader was told already (device-check.sh's CUDA runtime)."""
+    return os.pathsep.join(filter(None, [args.llama_server, os.environ.get("LD_LIBRARY_PATH")]))
+
+
 def cortex(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "menlo_cortex", *args], check=True)
 
@@ -146,7 +151,7 @@ def main() -> None:
     before = {line.split()[0] for line in runs(args)}
     cortex("bench", "-f", str(write_cortexfile(args)), "--label", "cortex", "--type", args.type, *args.workload)
     port = free_port()
-    bench_url(args, "llama-server", llama_server(args, port), port, {"LD_LIBRARY_PATH": args.llama_server})
+    bench_url(args, "llama-server", llama_server(args, port), port, {"LD_LIBRARY_PATH": library_path(args)})
     if args.llama_cpp_python:
         port = free_port()
         bench_url(args, "llama-cpp-python", llama_cpp_python_server(args, port), port, {})

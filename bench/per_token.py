@@ -32,7 +32,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from compare import SLOTS, llama_server, resolve_inputs, serve, write_cortexfile  # bench/, the script's own folder
+from compare import (
+    SLOTS,
+    library_path,
+    llama_server,
+    resolve_inputs,
+    serve,
+    write_cortexfile,
+)  # bench/, the script's own folder
 from processes import free_port, stop
 
 HERE = Path(__file__).resolve().parent
@@ -169,7 +176,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 for name, python in pythons.items()}  # fmt: skip
     commands["llama-server"] = llama_server(args, ports["llama-server"])
     cortex_env = dict(item.split("=", 1) for item in args.cortex_env)
-    env = {**dict.fromkeys(pythons, cortex_env), "llama-server": {"LD_LIBRARY_PATH": args.llama_server}}
+    env = {**dict.fromkeys(pythons, cortex_env), "llama-server": {"LD_LIBRARY_PATH": library_path(args)}}
     processes = {name: serve(name, commands[name], ports[name], args.data / f"{name}.log", env[name])
                  for name in commands}  # fmt: skip
     try:

@@ -25,7 +25,7 @@ here="$(cd "$(dirname "$0")/.." && pwd)"
 version="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
 pack_dir="$here/.device"
 sources="$here/build/device-src"  # ignored, as build/device-llama
-cublas_links="$here/build/device-cublas"
+links="$here/build/device-cuda-links"
 device_python="${DEVICE_PYTHON:-3.12}"  # the GPU machine's (shared/notes/machine.md)
 # What Cortex runs with that the GPU machine lacks (it has numpy, jinja2, httpx, anyio and h11).
 wheels=(pydantic pydantic-core annotated-types typing-extensions typing-inspection ruamel.yaml starlette
@@ -68,6 +68,7 @@ pack() {
     -d "$packed/wheels" "${pins[@]}"
   model="$(cd "$here/bench" && "$python" -c 'from compare import test_model; print(test_model())')"
   "$python" "$here/bench/gguf_synth.py" skeleton "$model" "$packed/skeleton"
+  echo "python=$device_python sources=$(sources_digest)" >"$packed/stamp"
   local size
   size="$(du -sm "$packed" | cut -f1)"
   ((size < 60)) || die "the pack is $size MiB: a device call carries 64 MiB with the rest of the tree"
@@ -75,9 +76,6 @@ pack() {
   echo "$pack_dir: $size MiB"
 }
 
-# CMake looks for cuBLAS in the CUDA toolkit only. A toolkit assembled from NVIDIA's pip wheels (this machine's
-# nvcc 13.0, and likely the GPU machine's) has none, where torch's wheels put one in site-packages: CMake is sent
-# there, through a folder holding the unversioned names its find_library wants. Prints the CMake flags, if any.
 cuda_toolkit() {  # nvcc's own toolkit (the nvcc on PATH may be a wrapper script elsewhere)
   local top
   top="$(nvcc --dryrun -x cu -c /dev/null -o /dev/null 2>&1 | sed -n 's/^#\$ TOP=//p')"
@@ -85,11 +83,30 @@ cuda_toolkit() {  # nvcc's own toolkit (the nvcc on PATH may be a wrapper script
   readlink -f "$top"
 }
 
-cublas_flags() {
-  local toolkit major found="" dir sub lib
+in_toolkit() {  # whether the toolkit at $1 has the header $2, in either of its layouts
+  local header
+  for header in "$1/include/$2" "$1"/targets/*/include/"$2"; do [ -e "$header" ] && return 0; done
+  return 1
+}
+
+# CMake looks for cuBLAS and the driver's libcuda.so in the CUDA toolkit and the system's library folders only. A
+# toolkit assembled from NVIDIA's pip wheels (this machine's nvcc 13.0, and the GPU machine's, whose torch venv
+# holds nvidia-cublas; shared/notes, KINDS.md) has neither, and the driver there is a mount of its own: CMake is
+# sent to them through $links (the unversioned names find_library wants, and cuBLAS's headers alone). Where no
+# driver is found (a rehearsal), ggml's CUDA pool does without it (GGML_CUDA_NO_VMM). Prints the CMake flags.
+cuda_flags() {
+  local toolkit driver vmm=OFF
   toolkit="$(cuda_toolkit)"
-  ls "$toolkit"/include/cublas_v2.h "$toolkit"/targets/*/include/cublas_v2.h >/dev/null 2>&1 && return 0
-  major="$(nvcc --version | sed -n 's/.*release \([0-9]*\)\..*/\1/p')"  # cuBLAS of the same CUDA major only
+  rm -rf "$links" && mkdir -p "$links/include"
+  in_toolkit "$toolkit" cublas_v2.h || link_cublas "$toolkit"
+  driver="$(driver_library)"
+  if [ -n "$driver" ]; then ln -s "$driver" "$links/libcuda.so"; else vmm=ON; fi
+  echo "-DCMAKE_LIBRARY_PATH=$links -DCMAKE_CUDA_FLAGS=-I$links/include -DGGML_CUDA_NO_VMM=$vmm"
+}
+
+link_cublas() {  # torch's cuBLAS, of the toolkit's CUDA major, into $links
+  local major found="" dir sub lib
+  major="$(nvcc --version | sed -n 's/.*release \([0-9]*\)\..*/\1/p')"
   for dir in $(python3 -c 'import site; print(*site.getsitepackages(), site.getusersitepackages())'); do
     for sub in "nvidia/cu$major" nvidia/cublas; do  # CUDA 13's wheels' folder, CUDA 12's
       if [ -e "$dir/$sub/include/cublas_v2.h" ] && [ -e "$dir/$sub/lib/libcublas.so.$major" ]; then
@@ -98,15 +115,34 @@ cublas_flags() {
     done
   done
   [ -n "$found" ] ||
-    die "no cuBLAS for CUDA $major: neither the toolkit ($toolkit) nor python3's site-packages (nvidia/cu$major," \
+    die "no cuBLAS for CUDA $major: neither the toolkit ($1) nor python3's site-packages (nvidia/cu$major," \
       "nvidia/cublas) has cublas_v2.h and libcublas.so.$major"
-  [[ "$found" != *[[:space:]]* ]] || die "cuBLAS is in a folder whose name has a space: '$found'"
-  mkdir -p "$cublas_links"
   for lib in "$found"/lib/libcublas*.so.*; do
-    ln -sfn "$lib" "$cublas_links/${lib##*/}"
-    ln -sfn "$lib" "$cublas_links/$(basename "$lib" | sed 's/\.so\..*/.so/')"
+    ln -sfn "$lib" "$links/${lib##*/}"
+    ln -sfn "$lib" "$links/$(basename "$lib" | sed 's/\.so\..*/.so/')"
   done
-  echo "-DCMAKE_LIBRARY_PATH=$cublas_links -DCMAKE_CUDA_FLAGS=-I$found/include"
+  ln -s "$found"/include/cublas*.h "$links/include/"
+}
+
+driver_library() {  # the driver's libcuda.so.1: where the loader finds it, or where the GPU machine mounts it
+  local dir found
+  found="$(ldconfig -p 2>/dev/null | sed -n 's/.*libcuda\.so\.1 (libc6,x86-64) => //p' | head -1)"
+  [ -z "$found" ] || { echo "$found" && return 0; }
+  for dir in ${LD_LIBRARY_PATH:+${LD_LIBRARY_PATH//:/ }} /usr/local/nvidia/lib64 /usr/lib/x86_64-linux-gnu; do
+    [ ! -e "$dir/libcuda.so.1" ] || { echo "$dir/libcuda.so.1" && return 0; }
+  done
+}
+
+# The pack is made for one Python and one state of the sources: a stale one (another Python's wheels, an older
+# Cortex) would fail or measure other code. Its stamp: the Python, and a digest of what the wheel is made of.
+sources_digest() {
+  local folders
+  folders="$(cd "$here" && python3 -c 'import tomllib
+tool = tomllib.load(open("pyproject.toml", "rb"))["tool"]["setuptools"]
+print(*sorted({"menlo_cortex", *tool["package-dir"].values()}))')"
+  # shellcheck disable=SC2086  # the folders are words
+  (cd "$here" && find $folders pyproject.toml -type f ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 |
+    sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
 }
 
 preflight() {  # what the GPU run needs, checked before minutes of building
@@ -116,7 +152,10 @@ preflight() {  # what the GPU run needs, checked before minutes of building
     command -v "$tool" >/dev/null || die "no $tool on this machine"
   done
   python3 -c "import sys; sys.exit(sys.version_info[:2] != (${device_python/./, }))" ||
-    die "python3 is $(python3 -V 2>&1), the wheels in $pack_dir are for $device_python"
+    die "python3 is $(python3 -V 2>&1), the run expects $device_python (DEVICE_PYTHON sets it)"
+  [ "$(cat "$pack_dir/stamp" 2>/dev/null)" = "python=$device_python sources=$(sources_digest)" ] ||
+    die "$pack_dir was packed for another Python or other sources ($(cat "$pack_dir/stamp" 2>/dev/null ||
+      echo 'no stamp')): run 'scripts/device-check.sh pack' again here"
 }
 
 install_python() {  # the wheels and llama-cpp-python's Python code into $work/site; its libraries come later
@@ -128,37 +167,58 @@ install_python() {  # the wheels and llama-cpp-python's Python code into $work/s
   PYTHONPATH="$work/site" python3 -c 'import menlo_cortex.cli, pydantic, starlette, uvicorn, ruamel.yaml, watchfiles'
 }
 
-build_for_gpu() {  # llama-server and the libraries, in an ignored folder that a rerun on the same machine reuses
-  local cap flags="$cpu_flags" build="$here/build/device-llama" cuda=yes
+# llama-server and the libraries, in an ignored folder that a rerun on the same machine reuses (one cut short by the
+# run's time goes on from where it stopped). Its log goes to $OUT as it is written: it comes back however the run
+# ends.
+build_for_gpu() {
+  local cap="" gpu cuda flags="$cpu_flags" build="$here/build/device-llama" left
   if [ "$mode" = gpu ]; then
     cap="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1)"
-    flags="$(gpu_flags "$cap") $(cublas_flags)"
-  elif command -v nvcc >/dev/null; then  # a rehearsal: no driver here to link against (GGML_CUDA_NO_VMM)
-    flags="$(gpu_flags "${DEVICE_CHECK_CAPABILITY:-9.0}") $(cublas_flags) -DGGML_CUDA_NO_VMM=ON"
-    build+="-rehearsal"
+  elif command -v nvcc >/dev/null; then
+    cap="${DEVICE_CHECK_CAPABILITY:-9.0}" build+="-rehearsal"
   else
-    build+="-rehearsal-cpu" cuda=no
+    build+="-rehearsal-cpu"
   fi
+  if [ -n "$cap" ]; then  # each on its own line: a failure inside $(...) stops the run only as the last one
+    gpu="$(gpu_flags "$cap")"
+    cuda="$(cuda_flags)"
+    flags="$gpu $cuda"
+  fi
+  left=$((deadline - SECONDS - 150))  # what the bench needs at least
+  ((left > 0)) || die "no time left to build (DEVICE_CHECK_S sets the run's)"
   # shellcheck disable=SC2086  # the flags are words
   {
     cmake -S "$sources/llama_cpp_python-$version/vendor/llama.cpp" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-      -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON $flags
-    cmake --build "$build" --target llama-server llama -j "$(nproc)"
-  } 2>&1 | tee "$work/data/build.log" | tail -20  # the whole log comes back in logs.tar.gz
-  [ "$cuda" = no ] || [ -e "$build/bin/libggml-cuda.so" ] || die "the build has no CUDA backend ($build/bin)"
+      -DLLAMA_CURL=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+      -DLLAMA_BUILD_SERVER=ON $flags
+    timeout -k 10 "$left" cmake --build "$build" --target llama-server llama -j "$(nproc)" ||
+      die "the build stopped or ran out of the run's time: run again, it goes on from where it was"
+  } 2>&1 | tee -a "$OUT/build.log" | tail -20
+  [ -z "$cap" ] || [ -e "$build/bin/libggml-cuda.so" ] || die "the build has no CUDA backend ($build/bin)"
   mkdir -p "$work/site/llama_cpp/lib"
   cp -a "$build"/bin/*.so* "$work/site/llama_cpp/lib/"
   server="$build/bin"
-  if [ "$cuda" = yes ]; then  # the CUDA runtime where the loader may not look (the build's RUNPATH leaves it out)
-    local toolkit
+  check_build "$cap"
+}
+
+# What the build finds, through llama-cpp-python and through llama-server (as compare.py starts it), the CUDA
+# runtime first put where the loader looks (the build's RUNPATH leaves the toolkit out). On the GPU machine, a GPU,
+# or the run stops before minutes of benching the CPU.
+check_build() {
+  local toolkit
+  if [ -n "$1" ]; then
     toolkit="$(cuda_toolkit)"
     export LD_LIBRARY_PATH="$toolkit/lib64:$toolkit/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     echo "device-check: the CUDA toolkit in $toolkit"
   fi
   python3 -c 'import llama_cpp' || die "llama-cpp-python does not load this build's libraries (above)"
+  LD_LIBRARY_PATH="$server${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$server/llama-server" --list-devices 2>&1 |
+    tee -a "$OUT/build.log"
+  [ "$mode" != gpu ] || python3 -c 'import llama_cpp, sys; sys.exit(not llama_cpp.llama_supports_gpu_offload())' ||
+    die "this CUDA build finds no GPU (is the driver's CUDA, in nvidia-smi, older than nvcc's?)"
 }
 
-finish() {  # however the run ends: the build's and the servers' logs back (8 files come back), the work gone
+finish() {  # however the run ends: the servers' logs back (8 files come back from $OUT), the work gone
   tar -czf "$OUT/logs.tar.gz" --exclude='*.db' -C "$work/data" . || echo "device-check: logs not saved" >&2
   rm -rf "$work" || true
 }
@@ -190,8 +250,8 @@ run() {
     slots=4 gpu_layers=0 streams="1,2"
     build_for_gpu
   elif [ "$mode" = gpu ]; then
+    nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv | tee "$OUT/build.log"
     build_for_gpu
-    nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv | tee "$OUT/gpu.csv"
   fi
   local left=$((deadline - SECONDS))
   ((left > 60)) || die "$left s left of the run's time: too little to bench (DEVICE_CHECK_S sets it)"

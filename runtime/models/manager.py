@@ -58,7 +58,7 @@ class ModelManager:
         self._retiring: list[Slot] = []  # replaced or removed, unloaded once their requests are done
         self._drained = asyncio.Event()  # a retiring model finished its last request
         self._tasks: set[asyncio.Task[None]] = set()
-        self._closing = False  # a load that failed is not tried again
+        self._closing = False  # a load llama.cpp refused is not tried again
         for model_id in self._slots:
             metrics.set("cortex_model_loaded", 0, model=model_id)
             metrics.set("cortex_queue_depth", 0, model=model_id)
@@ -249,7 +249,7 @@ class ModelManager:
             except LlamaRefused as exc:
                 if not (caps and slot.model.gpu_layers == "auto" and plan.gpu.total and not self._closing):
                     raise
-                gpu_cap = caps.pop(0)
+                refused, gpu_cap = exc, caps.pop(0)
                 log.warning(
                     "%s; with %d layers planned on the GPU (%.0f MiB): loading it again with %s",
                     describe(slot.model, exc),
@@ -260,6 +260,8 @@ class ModelManager:
             slot.gpu_layers, slot.gpu_bytes = None, 0  # none held now: not waited for as a copy that holds some
             self._skip_if_superseded(slot)  # replaced or removed since: the retry is for the version wanted now
             plan = await self._planned(slot, path, gpu_cap)
+            if self._closing:  # while room was made for it
+                raise refused
 
     async def _load_engine(self, slot: Slot, path: Path, plan: SlotPlan) -> Engine:
         engine = Engine(slot.model, path, self.config.engines.llama_cpp, plan)
@@ -285,7 +287,8 @@ class ModelManager:
     async def _let_go_of_gpu_copies(self, slot: Slot) -> None:
         """A replaced copy of this model that holds GPU memory goes first, once its requests are done: the new copy
         would plan around that memory and keep the few layers left for it."""
-        for old in [s for s in self._retiring if s.model.id == slot.model.id and s.gpu_bytes and s is not slot]:
+        copies = [s for s in self._retiring if s.model.id == slot.model.id and s is not slot]
+        for old in [s for s in copies if s.gpu_bytes and s.engine is not None]:
             while old.pending > 0:
                 self._drained.clear()
                 await self._drained.wait()
