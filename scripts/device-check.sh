@@ -190,7 +190,7 @@ build_for_gpu() {
   {
     cmake -S "$sources/llama_cpp_python-$version/vendor/llama.cpp" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
       -DLLAMA_CURL=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
-      -DLLAMA_BUILD_SERVER=ON $flags
+      -DLLAMA_BUILD_SERVER=ON -U'CUDA_cu*_LIBRARY' $flags  # found again each run: $links is made anew
     timeout -k 10 "$left" cmake --build "$build" --target llama-server llama -j "$(nproc)" ||
       die "the build stopped or ran out of the run's time: run again, it goes on from where it was"
   } 2>&1 | tee -a "$OUT/build.log" | tail -20
