@@ -75,8 +75,17 @@ def unverified_release(accelerator: str, release: str) -> str:
     )
 
 
-def pinned_cuda(distro: str) -> str:
-    return f"the {distro}/cuda image is built with CUDA 12 only: set target.cuda_version: 12, or use distro ubuntu"
+def pinned_cuda(distro: str, cuda_version: str) -> str | None:
+    """Why the distro's CUDA image cannot take `cuda_version` (a major), where its CUDA is pinned; else None."""
+    if distro not in PINNED_CUDA:
+        return None
+    major = PINNED_CUDA[distro][0].split(".")[0]
+    if cuda_version == major:
+        return None
+    return (
+        f"the {distro}/cuda image is built with CUDA {major} only: set target.cuda_version: {major}, or use distro "
+        "ubuntu"
+    )
 
 
 def unsupported_image(distro: str, accelerator: str) -> str:
@@ -113,8 +122,8 @@ def _image_pair(view: Resolved) -> Iterator[Diagnostic]:
 def _cuda_of_a_pinned_image(view: Resolved) -> Iterator[Diagnostic]:
     target = view.config.target
     distro, (version, capabilities) = target.distro.value, PINNED_CUDA[target.distro]
-    if target.cuda_version != "12":
-        yield _located(view, ("target", "cuda_version"), pinned_cuda(distro))
+    if refused := pinned_cuda(distro, target.cuda_version):
+        yield _located(view, ("target", "cuda_version"), refused)
     elif outside := unbuilt(target.cuda_architectures, capabilities):
         names = ", ".join(outside)
         message = f"the {distro}/cuda image's CUDA {version} builds no compute capability {names}: use distro ubuntu"

@@ -14,7 +14,6 @@ from types import MappingProxyType
 
 from menlo_cortex.cortexfile.format_rules import (
     IMAGE_PAIRS,
-    PINNED_CUDA,
     UNVERIFIED_RELEASES,
     pinned_cuda,
     unsupported_image,
@@ -155,8 +154,8 @@ def flavor(distro: str, accelerator: str, release: str, cuda_version: str = "12"
         raise UnsupportedTarget(unsupported_image(distro, accelerator))
     if (distro, accelerator, release) in UNVERIFIED_RELEASES:
         raise UnsupportedTarget(unverified_release(accelerator, release))
-    if accelerator == "cuda" and cuda_version != "12" and distro in PINNED_CUDA:
-        raise UnsupportedTarget(pinned_cuda(distro))
+    if accelerator == "cuda" and (refused := pinned_cuda(distro, cuda_version)):
+        raise UnsupportedTarget(refused)
     cuda = CUDA[cuda_version]
     words = {"release": release, "cuda": cuda.packages, "cuda_devel": cuda.image.format(kind="devel"),
              "cuda_runtime": cuda.image.format(kind="runtime")}  # fmt: skip
