@@ -63,6 +63,10 @@ CUDA_CAPABILITIES = {
     CudaVersion.v12: CUDA_12_4_CAPABILITIES | {100, 101, 120},
     CudaVersion.v13: frozenset({75, 80, 86, 87, 89, 90, 100, 103, 110, 120, 121}),
 }
+# The Jetsons' integrated GPUs (Nano, TX2, Xavier, Orin, Thor before 13's rename). CUDA 12 for arm64 comes in two
+# kinds: L4T's for these, and the server kind (SBSA) that NVIDIA's arm64 images and repositories hold, which
+# crashes or finds no GPU on a Jetson. CUDA 13 is one kind for both: Thor's from JetPack 7, Orin's from 7.2.
+TEGRA_CAPABILITIES = frozenset({53, 62, 72, 87, 101})
 
 
 class Architecture(StrEnum):
@@ -156,7 +160,15 @@ class Target(Section):
         """Checked here, after the architectures (declared before it): the error is this key's."""
         if info.data.get("accelerator") is not Accelerator.cuda:
             return version
-        outside = unbuilt(info.data.get("cuda_architectures") or [], CUDA_CAPABILITIES[version])
+        architectures = info.data.get("cuda_architectures") or []
+        jetsons = [name for name in architectures if capability(name) in TEGRA_CAPABILITIES]
+        if version is CudaVersion.v12 and info.data.get("architecture") is Architecture.arm64 and jetsons:
+            raise ValueError(
+                f"CUDA 12's arm64 images hold NVIDIA's server CUDA (SBSA), which cannot run on a Jetson's GPU (compute "
+                f"capability {', '.join(jetsons)} in target.cuda_architectures): use cuda_version 13, NVIDIA's one "
+                "CUDA for both, on JetPack 7.2 or later (7 for Thor)"
+            )
+        outside = unbuilt(architectures, CUDA_CAPABILITIES[version])
         if outside:
             other = "12 for older GPUs" if version is CudaVersion.v13 else "13 for newer ones"
             raise ValueError(
@@ -174,7 +186,12 @@ class Target(Section):
 
 def unbuilt(architectures: Iterable[str], built: frozenset[int]) -> list[str]:
     """The architectures (`90`, `90a`, `87-real`) whose compute capability is not in `built`."""
-    return [name for name in architectures if int(re.sub(r"\D.*", "", name)) not in built]
+    return [name for name in architectures if capability(name) not in built]
+
+
+def capability(architecture: str) -> int:
+    """`87` of `87`, `87-real` or `90a`'s 90."""
+    return int(re.sub(r"\D.*", "", architecture))
 
 
 def _known_format(name: str) -> str:

@@ -102,6 +102,29 @@ def test_cuda_architectures_the_cuda_version_cannot_build_are_refused(
     assert f":5:17: target.cuda_version: CUDA {version} builds no compute capability {refused} (target." in err, err
 
 
+@pytest.mark.parametrize(("architecture", "architectures", "refused"),
+                         [("arm64", '["87"]', "87"), ("arm64", '["72", "90"]', "72"), ("arm64", '["90"]', None),
+                          ("amd64", '["87"]', None)])  # fmt: skip
+def test_cuda_12_for_arm64_is_refused_for_a_jetson(
+    architecture: str,
+    architectures: str,
+    refused: str | None,
+    write_cortexfile: Callable[..., Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """NVIDIA's arm64 CUDA 12 is the servers' (a GH200's 90 builds); a Jetson's GPU needs L4T's, or CUDA 13."""
+    target = (f"target:\n  distro: ubuntu\n  accelerator: cuda\n  architecture: {architecture}\n"
+              f"  cuda_architectures: {architectures}\n  cuda_version: 12\n")  # fmt: skip
+    code, err = validate(write_cortexfile(f"version: 1\n{target}"), capsys)
+    if refused is None:
+        assert code == 0, err
+        return
+    assert code == 2
+    assert (f":7:17: target.cuda_version: CUDA 12's arm64 images hold NVIDIA's server CUDA (SBSA), which cannot "
+            f"run on a Jetson's GPU (compute capability {refused} in target.cuda_architectures): use cuda_version 13"
+            ) in err  # fmt: skip
+
+
 def test_the_fedora_cuda_image_refuses_what_its_cuda_12_4_cannot_build(
     write_cortexfile: Callable[..., Path], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -98,7 +98,7 @@ def test_hardware_recipe_is_a_valid_partial_cortexfile(name: str) -> None:
 
 def test_required_hardware_recipes_exist() -> None:
     assert set(recipes.names("hardware")) >= {
-        "x86-64-avx2", "x86-64-cuda12", "raspberry-pi-5", "jetson-orin", "arm64-generic", "x86-64-vulkan"
+        "x86-64-avx2", "x86-64-cuda12", "raspberry-pi-5", "jetson-orin", "jetson-thor", "arm64-generic", "x86-64-vulkan"
     }  # fmt: skip
 
 
