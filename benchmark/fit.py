@@ -93,15 +93,16 @@ def fit_models(
     cortexfile: Path | None = None,
     *,
     gpu_free: Sequence[int] | None = None,
+    integrated: bool = False,
 ) -> list[dict[str, Any]]:
     """Each of the Cortexfile's models, run by a CPU module that can use `kernels`: those that fit first, faster
-    first. `gpu_free`: the free memory of each discrete GPU llama.cpp would use (None: of the machine's GPUs)."""
+    first. `gpu_free`: the free memory of each discrete GPU llama.cpp would use (None: of the machine's GPUs);
+    `integrated`: it would use an integrated one (Backends.integrated_gpu)."""
     env = dict(os.environ if environ is None else environ)
     store = ModelStore(config, data_dir(config, env), cortexfile)
     room = _room(config, machine)
-    engine = Engine(
-        config.engines.llama_cpp, config.server.limits.memory_budget_mb, kernels, gpu_room_of(machine, gpu_free)
-    )
+    budget_mb = config.server.limits.memory_budget_mb
+    engine = Engine(config.engines.llama_cpp, budget_mb, kernels, gpu_room_of(machine, gpu_free), integrated)
     rows = []
     for model in config.models:
         row: dict[str, Any] = {"id": model.id, "source": model.source}
@@ -122,6 +123,7 @@ def fit_catalogue(
     board: Board | None = None,
     *,
     gpu_free: Sequence[int] | None = None,
+    integrated: bool = False,
 ) -> list[dict[str, Any]]:
     """Each catalogue model at its preset's context and `config`'s engine settings, on this machine (or a board:
     its memory in MiB, its name): those that fit first, the largest first. `config` gives the data folder and
@@ -132,7 +134,8 @@ def fit_catalogue(
     store = ModelStore(config, data_dir(config, env))
     room = Room(board.memory_mb * MIB, f"on a {board.name}") if board else _room(config, machine)
     budget_mb = board.memory_mb if board else config.server.limits.memory_budget_mb
-    engine = Engine(config.engines.llama_cpp, budget_mb, kernels, None if board else gpu_room_of(machine, gpu_free))
+    here = Engine(config.engines.llama_cpp, budget_mb, kernels, gpu_room_of(machine, gpu_free), integrated)
+    engine = here._replace(gpu_room=None, integrated=False) if board else here
     bandwidth = None if board else machine.bandwidth
     rows = []
     for entry in catalogue.entries():
@@ -177,13 +180,13 @@ class Engine(NamedTuple):
     settings: LlamaCppEngine
     budget_mb: int | None  # what `parallel: auto` plans within (None: the memory available)
     kernels: Kernels  # what its CPU module can use (the weight copies it makes)
-    gpu_room: int | None = None  # what `gpu_layers: auto` may fill; None: no GPU
+    gpu_room: int | None = None  # what `gpu_layers: auto` may fill; None: no discrete GPU
+    integrated: bool = False  # llama.cpp would compute on an integrated GPU, in the host's memory
 
 
 def _estimate(model: Model, header: Header, engine: Engine, room: Room, bandwidth: float | None) -> dict[str, Any]:
-    plan = plan_placed(
-        model, header.sizes, engine.settings, engine.budget_mb, kernels=engine.kernels, gpu_room=engine.gpu_room
-    )
+    plan = plan_placed(model, header.sizes, engine.settings, engine.budget_mb, kernels=engine.kernels,
+                       gpu_room=engine.gpu_room, integrated=engine.integrated)  # fmt: skip
     total, on_gpu = plan.host_bytes, plan.gpu.total
     reason = _too_big(total, room, plan) if total + SERVER_BYTES > room.bytes else None
     if engine.gpu_room is not None and on_gpu > engine.gpu_room:

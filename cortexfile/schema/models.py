@@ -63,7 +63,8 @@ class Model(Section):
     gpu_layers: Literal["auto"] | Annotated[int, Field(ge=-1)] = setting(
         "auto",
         "Layers offloaded to the GPU: auto (as many as fit in the GPU memory free when the model loads, leaving "
-        "1 GiB; none without a GPU), a number (0: none), or -1 (all).",
+        "1 GiB; all on an integrated GPU, whose memory is the host's; none without a GPU), a number (0: none), or "
+        "-1 (all).",
     )
     chat_format: str | None = setting(None, "llama-cpp-python chat format (e.g. gemma, chatml, llama-3).")
     chat_template: str | None = setting(None, "Jinja chat template, overriding the GGUF's own.")

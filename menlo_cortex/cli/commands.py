@@ -69,8 +69,9 @@ def memory_warnings(resolved: Resolved, backends: Backends) -> list[Diagnostic]:
     room, budget = memory_room(budget_mb, available_memory())
     store = ModelStore(config, data_dir(config), resolved.path)
     named = "server.limits.memory_budget_mb" if budget else "available here"
-    gpus = gpu_room(backends.gpu_free())
-    return check(resolved, (room, named), budget_mb, found_in(store), backends.kernels, gpu_room=gpus)
+    gpus, integrated = gpu_room(backends.gpu_free()), backends.integrated_gpu
+    return check(resolved, (room, named), budget_mb, found_in(store), backends.kernels, gpu_room=gpus,
+                 integrated=integrated)  # fmt: skip
 
 
 def start_backends(config: Cortexfile) -> Backends:

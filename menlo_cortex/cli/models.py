@@ -88,18 +88,20 @@ def models_fit(args: argparse.Namespace) -> int:
     resolved = resolved_or_bare(args)
     board = board_of(args.hardware) if args.hardware and not args.file else None  # -f: this machine's models
     machine = this_machine(bandwidth_needed=board is None, gpus_needed=board is None)
-    gpu_free = None  # without the runtime: the machine's GPUs
+    gpu_free, integrated = None, False  # without the runtime: the machine's GPUs
     if board is None:
         here = backends_here(resolved)
         kernels, llama_cpp = kernels_of(here, machine.cpu_flags), llama_cpp_status(here)
-        gpu_free = None if isinstance(here, RuntimeError) else here.gpu_free()  # the GPUs start would use
+        if not isinstance(here, RuntimeError):  # the GPUs start would use
+            gpu_free, integrated = here.gpu_free(), here.integrated_gpu
     else:
         kernels, llama_cpp = board.kernels, None
     summary = machine_summary(machine) | {"llama_cpp": llama_cpp}
     if args.file:
-        rows = fit_models(resolved.config, machine, kernels, cortexfile=resolved.path, gpu_free=gpu_free)
+        rows = fit_models(resolved.config, machine, kernels, cortexfile=resolved.path, gpu_free=gpu_free,
+                          integrated=integrated)  # fmt: skip
     else:
-        rows = fit_catalogue(resolved.config, machine, kernels, board=board, gpu_free=gpu_free)
+        rows = fit_catalogue(resolved.config, machine, kernels, board=board, gpu_free=gpu_free, integrated=integrated)
     if args.json:
         print(json.dumps({"machine": summary, "models": rows}, indent=2))
     else:

@@ -71,6 +71,13 @@ class Backends:
         """Better CPU variants that failed their self-test, and why."""
         return self.choice.failed if self.choice else ()
 
+    @property
+    def integrated_gpu(self) -> bool:
+        """llama.cpp offloads to an integrated GPU (a Jetson's, an APU's): one is here, and no discrete one, which
+        it would take instead (llama.cpp's llama_model_load)."""
+        kinds = {gpu.kind for gpu in self.gpus}
+        return "igpu" in kinds and "gpu" not in kinds
+
     def describe(self) -> str:
         names = ", ".join(self.names)
         described = f"{names} (CPU variant {self.cpu_variant})" if self.cpu_variant else names

@@ -107,11 +107,13 @@ def plan_engine(
     budget can refuse it or make room for it first. `gpu_cap`: at most this much GPU memory for `auto`."""
     prepare_llama(model, path)
     backends = load_backends()
-    room = gpu_room(backends.gpu_free())
+    room, integrated = gpu_room(backends.gpu_free()), backends.integrated_gpu
     if room is not None and gpu_cap is not None:
         room = min(room, gpu_cap)
+    elif integrated and gpu_cap == 0:
+        room = 0  # the retry with none there: planned as a GPU without room, no large batch's work goes to it
     try:
-        return plan_slots(model, path, settings, budget_mb, backends.kernels, gpu_room=room)
+        return plan_slots(model, path, settings, budget_mb, backends.kernels, gpu_room=room, integrated=integrated)
     except ValueError as exc:
         raise ModelLoadError(f"model `{model.id}`: llama.cpp failed to load {path}: {exc}") from None
 

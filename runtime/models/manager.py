@@ -240,21 +240,22 @@ class ModelManager:
     async def _load_placed(self, slot: Slot, path: Path) -> tuple[Engine, SlotPlan, float]:
         """The model loaded as planned, and when its loading began (once planned). Where llama.cpp could not load
         what `gpu_layers: auto` put on a GPU (the plan's estimate short, or another process's memory taken since),
-        it loads again with at most half that GPU memory, then with none: slower, but serving."""
+        it loads again with at most half that GPU memory, then with none (an integrated GPU's: at once with none):
+        slower, but serving."""
         plan = await self._planned(slot, path)
-        started, caps = time.monotonic(), [plan.gpu.total // 2, 0]
+        started, caps = time.monotonic(), [plan.gpu.total // 2, 0] if plan.gpu.total else [0]
         while True:
             try:
                 return await self._load_engine(slot, path, plan), plan, started
             except LlamaRefused as exc:
-                if not (caps and slot.model.gpu_layers == "auto" and plan.gpu.total and not self._closing):
+                if not (caps and slot.model.gpu_layers == "auto" and plan.gpu.layers and not self._closing):
                     raise
                 refused, gpu_cap = exc, caps.pop(0)
                 log.warning(
-                    "%s; with %d layers planned on the GPU (%.0f MiB): loading it again with %s",
+                    "%s; with %d layers planned on the GPU (%s): loading it again with %s",
                     describe(slot.model, exc),
                     plan.gpu_layers,
-                    plan.gpu.total / MIB,
+                    f"{plan.gpu.total / MIB:.0f} MiB" if plan.gpu.total else "an integrated one",
                     f"at most {gpu_cap / MIB:.0f} MiB there" if gpu_cap else "none there",
                 )
             slot.gpu_layers, slot.gpu_bytes = None, 0  # none held now: not waited for as a copy that holds some

@@ -42,11 +42,13 @@ def memory_warnings(
     kernels: Kernels,
     *,
     gpu_room: int | None = None,
+    integrated: bool = False,
 ) -> list[Diagnostic]:
     """`room`: the bytes the server may take and what that figure is; `budget_mb`: what `parallel: auto` plans
     within (None: the memory available here); `locate`: the model's file, None when it is not here; `kernels`:
     what the CPU module that runs the models can use (the weight copies it makes); `gpu_room`: the GPU memory
-    free here less llama.cpp's margin (None: no GPU, or a build's device)."""
+    free here less llama.cpp's margin (None: no discrete GPU, or a build's device); `integrated`: an integrated
+    GPU here (Backends.integrated_gpu)."""
     config = resolved.config
     found = []
     for index, model in enumerate(config.models):
@@ -54,7 +56,8 @@ def memory_warnings(
         if path is None or not room[0]:
             continue
         try:
-            plan = plan_slots(model, path, config.engines.llama_cpp, budget_mb, kernels, gpu_room=gpu_room)
+            settings = config.engines.llama_cpp
+            plan = plan_slots(model, path, settings, budget_mb, kernels, gpu_room=gpu_room, integrated=integrated)
         except ValueError:
             continue  # its header is the start's error to report, with the model's load
         origin = resolved.origin(("models", index))

@@ -20,7 +20,7 @@ from menlo_cortex.runtime.models.batching.plan import MIB, read_sizes
 from menlo_cortex.runtime.models.cpu_variants import rank, variant_files
 from menlo_cortex.runtime.models.memory_check import found_in, memory_warnings
 from menlo_cortex.runtime.models.model_store import ModelStore
-from menlo_cortex.runtime.models.weight_copies import NONE
+from menlo_cortex.runtime.models.weight_copies import NONE, Kernels
 
 from tests.conftest import TEST_MODEL_SHA256
 from tests.runtime.cortex_server import MODEL_BLOCK
@@ -85,6 +85,27 @@ def test_a_gpu_takes_the_layers_that_fit_and_they_leave_host_memory(tmp_path: Pa
     assert 0 < tight["gpu_layers"] < layers + 1
     assert tight["memory"]["gpu"] <= room_mb * MIB
     assert all(row["fits"] for row in (on_cpu, every, tight))
+
+
+def test_an_integrated_gpu_takes_every_layer_in_host_memory(tmp_path: Path, test_data_dir: Path) -> None:
+    """As the runtime plans it where llama.cpp finds only a Jetson's or an APU's GPU: every layer there, counted
+    in host memory without the CPU kernels' copies; no CPU speed claimed."""
+    cortexfile = tmp_path / "Cortexfile.yaml"
+    cortexfile.write_text(f"version: 1\ndata:\n  path: {test_data_dir}\n{MODEL_BLOCK}", encoding="utf-8")
+    config = load(cortexfile).config
+    here = this_machine(bandwidth_needed=False, gpus_needed=False)
+    amx = Kernels(frozenset({"AMX_INT8", "AVX512_VNNI"}))  # kernels that copy weights: the copies must go
+    (on_cpu,) = fit_models(config, here, amx, cortexfile=cortexfile, gpu_free=[])
+    (integrated,) = fit_models(config, here, amx, cortexfile=cortexfile, gpu_free=[], integrated=True)
+    layers = read_sizes(test_data_dir / "models" / f"{TEST_MODEL_SHA256}.gguf").shape.layers
+    assert (on_cpu["gpu_layers"], integrated["gpu_layers"]) == (0, layers + 1)
+    assert on_cpu["memory"]["weight_copies"] > 0 == integrated["memory"]["weight_copies"]
+    assert integrated["memory"]["gpu"] == 0  # the host's memory
+    assert integrated["memory"]["total"] == on_cpu["memory"]["total"] - (
+        on_cpu["memory"]["weight_copies"] - on_cpu["memory"]["reclaimable"]
+    )
+    assert integrated["tokens_per_s"] is None
+    assert integrated["fits"]
 
 
 def test_a_number_of_layers_the_gpu_cannot_hold_is_explained(tmp_path: Path, test_data_dir: Path) -> None:

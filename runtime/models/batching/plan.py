@@ -176,10 +176,13 @@ def plan_slots(
     kernels: Kernels = NONE,
     *,
     gpu_room: int | None = None,
+    integrated: bool = False,
 ) -> SlotPlan:
     """`kernels`: what the CPU module that will run the model can use (the weight copies it makes); `gpu_room`:
-    the GPU memory `gpu_layers: auto` may fill (offload.gpu_room), None where llama.cpp has no GPU."""
-    return plan_placed(model, read_sizes(path), settings, budget_mb, kernels=kernels, gpu_room=gpu_room)
+    the GPU memory `gpu_layers: auto` may fill (offload.gpu_room), None where llama.cpp has no discrete GPU;
+    `integrated`: it has an integrated one (Backends.integrated_gpu)."""
+    sizes = read_sizes(path)
+    return plan_placed(model, sizes, settings, budget_mb, kernels=kernels, gpu_room=gpu_room, integrated=integrated)
 
 
 def read_sizes(path: Path) -> Sizes:
@@ -201,22 +204,21 @@ def plan_placed(
     *,
     kernels: Kernels,
     gpu_room: int | None,
+    integrated: bool = False,
 ) -> SlotPlan:
     """The plan with `gpu_layers` as the model asks, or with `auto` as many layers as `gpu_room` holds: the
     output first, then the layers from the last back, as llama.cpp offloads them. `parallel: auto` gives up slots
     for every layer to fit (all on the GPU with one slot is many times faster than most with four), and only for
-    that: where not all fit, the slots stay and the layers that fit go. Without a discrete GPU
-    (`gpu_room` None) the host's memory holds it all: `auto` offloads nothing, and a number still goes to
-    llama.cpp (an integrated GPU computes in the host's memory; with no GPU at all llama.cpp ignores it)."""
+    that: where not all fit, the slots stay and the layers that fit go. Without a discrete GPU (`gpu_room` None)
+    the host's memory holds it all, and a number still goes to llama.cpp (with no GPU at all it ignores it)."""
+    if gpu_room is None:
+        return _in_host_memory(model, sizes, settings, budget_mb, kernels=kernels, integrated=integrated)
 
     def placed(layers: int, slots_for_gpu: bool = True) -> SlotPlan:
         copied = weight_copies(model, settings, sizes.matrices, kernels, layers)
         room = gpu_room if slots_for_gpu else None
         return plan_shape(model, sizes, settings, budget_mb, copied=copied, gpu_layers=layers, gpu_room=room)
 
-    if gpu_room is None:
-        plan = placed(0)
-        return plan if model.gpu_layers == "auto" else dataclasses.replace(plan, gpu=OnGpu(model.gpu_layers))
     if model.gpu_layers != "auto":
         return placed(model.gpu_layers)
     every = placed(sizes.shape.layers + 1)
@@ -227,6 +229,18 @@ def plan_placed(
         if plan.gpu.total <= gpu_room:
             return plan
     return dataclasses.replace(placed(0, slots_for_gpu=False), gpu=NO_ROOM)
+
+
+def _in_host_memory(
+    model: Model, sizes: Sizes, settings: LlamaCppEngine, budget_mb: int | None, *, kernels: Kernels, integrated: bool
+) -> SlotPlan:
+    """The plan where no GPU has memory of its own. An integrated GPU computes in the host's memory, where its
+    buffers hold the weights in place of the CPU kernels' copies: `auto` puts every layer there, as llama.cpp's
+    own default does, or the GPU a Jetson is bought for sits idle. Without one, `auto` offloads nothing."""
+    layers = model.gpu_layers if model.gpu_layers != "auto" else sizes.shape.layers + 1 if integrated else 0
+    copied = weight_copies(model, settings, sizes.matrices, kernels, layers if integrated else 0)
+    plan = plan_shape(model, sizes, settings, budget_mb, copied=copied)
+    return dataclasses.replace(plan, gpu=OnGpu(layers)) if layers else plan
 
 
 def weight_copies(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -9,11 +10,11 @@ from menlo_cortex.cortexfile.schema import Model
 from menlo_cortex.cortexfile.schema.models import LlamaCppEngine
 from menlo_cortex.runtime.models.backends import Backends
 from menlo_cortex.runtime.models.batching.offload import GPU_MARGIN, NOTHING, Layout, gpu_room, layout_of, on_gpu
-from menlo_cortex.runtime.models.batching.plan import MIB, Shape, Sizes, plan_placed, plan_slots, read_sizes
+from menlo_cortex.runtime.models.batching.plan import MIB, Shape, Sizes, SlotPlan, plan_placed, plan_slots, read_sizes
 from menlo_cortex.runtime.models.engine import llama_arguments
 from menlo_cortex.runtime.models.ggml import Device
 from menlo_cortex.runtime.models.gguf import Tensor
-from menlo_cortex.runtime.models.weight_copies import NONE, tensor_bytes
+from menlo_cortex.runtime.models.weight_copies import NONE, Kernels, Matrix, tensor_bytes
 from pydantic import ValidationError
 
 F32, Q4_K = 0, 12
@@ -101,9 +102,29 @@ def test_without_a_discrete_gpu_auto_offloads_nothing_and_a_number_still_reaches
     on_cpu = plan_placed(model(gpu_layers=0), SIZES, settings, None, kernels=NONE, gpu_room=None)
     assert plan_placed(model(), SIZES, settings, None, kernels=NONE, gpu_room=None) == on_cpu
     asked = plan_placed(model(gpu_layers=-1), SIZES, settings, None, kernels=NONE, gpu_room=None)
-    assert asked.gpu_layers == -1  # an integrated GPU computes in host memory; with none llama.cpp ignores it
+    assert asked.gpu_layers == -1  # with no GPU at all llama.cpp ignores it
     assert asked.host_bytes == on_cpu.host_bytes
     assert asked.gpu.total == 0
+
+
+def test_auto_puts_every_layer_on_an_integrated_gpu_in_the_hosts_memory() -> None:
+    """A Jetson's or an APU's GPU: its buffers are host memory, which holds the weights once, not the CPU kernels'
+    copies (here an AMX Xeon's, 4 MiB of this model's matrices)."""
+    settings, amx = LlamaCppEngine(parallel=1), Kernels(frozenset({"AMX_INT8", "AVX512_VNNI"}))
+    sizes = dataclasses.replace(SIZES, matrices=(Matrix(Q4_K, columns=2048, rows=1024, count=4),))
+
+    def planned(integrated: bool, **fields: object) -> SlotPlan:
+        return plan_placed(model(**fields), sizes, settings, None, kernels=amx, gpu_room=None, integrated=integrated)
+
+    on_cpu, integrated = planned(False), planned(True)
+    assert (on_cpu.gpu_layers, integrated.gpu_layers) == (0, 5)  # every layer and the output
+    assert on_cpu.copied.bytes > 0
+    assert integrated.copied.bytes == integrated.gpu.total == 0
+    assert integrated.host_bytes == on_cpu.host_bytes - (on_cpu.copied.bytes - on_cpu.copied.reclaimable)
+    assert integrated.weights_bytes == sizes.file_bytes  # the weights once: the GPU's copy, the mapping let go
+    assert llama_arguments(model(), settings, integrated.gpu)["n_gpu_layers"] == 5
+    assert planned(True, gpu_layers=0) == on_cpu  # a number is the operator's: 0 is none
+    assert planned(True, gpu_layers=2).gpu_layers == 2
 
 
 def test_flash_attention_auto_is_counted_on_the_gpu_as_llama_cpp_chooses_it() -> None:
@@ -120,6 +141,9 @@ def test_only_discrete_gpus_give_room() -> None:
 
     assert backends().gpu_free() == ()
     assert backends("igpu").gpu_free() == ()  # its memory is the host's: the plan counts it there
+    assert [backends(*kinds).integrated_gpu for kinds in [(), ("igpu",), ("igpu", "gpu"), ("gpu",)]] == [
+        False, True, False, False  # llama.cpp takes an integrated GPU only where there is no discrete one
+    ]  # fmt: skip
 
 
 def test_a_number_of_layers_is_kept_even_where_it_does_not_fit() -> None:

@@ -20,7 +20,7 @@ from menlo_cortex.runtime.http.errors import ApiError
 from menlo_cortex.runtime.models import manager as manager_module
 from menlo_cortex.runtime.models.backends import Backends
 from menlo_cortex.runtime.models.batching.offload import GPU_MARGIN, NO_ROOM, OnGpu
-from menlo_cortex.runtime.models.batching.plan import MIB, SlotPlan
+from menlo_cortex.runtime.models.batching.plan import MIB, SlotPlan, read_sizes
 from menlo_cortex.runtime.models.engine import Engine, LlamaRefused, ModelLoadError
 from menlo_cortex.runtime.models.engine import plan_engine as plan_engine_of_engine
 from menlo_cortex.runtime.models.errors import ModelFailed, ModelsBusy, Refused
@@ -292,6 +292,31 @@ def test_auto_loads_on_the_cpu_alone_where_the_gpu_takes_nothing(
     assert (status["state"], status["gpu_layers"]) == ("ready", 0)
     assert "loading it again with none there" in caplog.text
     assert "; none on the GPU, which had no room for a layer" in caplog.text  # the loaded line
+
+
+def test_auto_puts_every_layer_on_an_integrated_gpu_and_without_it_where_it_refuses(
+    test_model_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Jetson's GPU, pretended (the CPU build ignores the layers asked): every layer there at first; where
+    llama.cpp cannot allocate its buffers, none at once (half of nothing is nothing)."""
+    caplog.set_level(logging.INFO, logger="cortex.models")
+    monkeypatch.setattr(Backends, "integrated_gpu", property(lambda _: True))
+    layers = read_sizes(test_model_path).shape.layers
+    assert load_on(test_model_path)["gpu_layers"] == layers + 1
+    assert f"; gpu_layers {layers + 1} goes to llama.cpp, counted in host memory" in caplog.text
+    tried, real_load = list[OnGpu](), Engine.load
+
+    async def refusing(engine: Any) -> None:
+        tried.append(engine.plan.gpu)
+        if engine.plan.gpu.layers:
+            raise LlamaRefused(f"model `{engine.model.id}`: llama.cpp failed to load it: out of memory")
+        await real_load(engine)
+
+    monkeypatch.setattr(Engine, "load", refusing)
+    status = load_on(test_model_path)
+    assert tried == [OnGpu(layers + 1), NO_ROOM]
+    assert (status["state"], status["gpu_layers"]) == ("ready", 0)
+    assert f"with {layers + 1} layers planned on the GPU (an integrated one): loading it again with none" in caplog.text
 
 
 def test_a_number_of_gpu_layers_is_not_second_guessed(test_model_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
