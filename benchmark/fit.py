@@ -23,7 +23,7 @@ from menlo_cortex.cortexfile.schema import Cortexfile, Model
 from menlo_cortex.cortexfile.schema.models import LlamaCppEngine, SourceKind, source_kind
 from menlo_cortex.cortexfile.secrets import SecretUnavailable
 from menlo_cortex.runtime.fetch.netsettings import net_settings
-from menlo_cortex.runtime.models.batching.offload import gpu_room
+from menlo_cortex.runtime.models.batching.offload import GPU_MARGIN, gpu_room
 from menlo_cortex.runtime.models.batching.plan import (
     SERVER_BYTES,
     SlotPlan,
@@ -48,6 +48,7 @@ class Board(NamedTuple):
     memory_mb: int
     name: str
     kernels: Kernels  # what its build's CPU module can use
+    integrated: bool = False  # its GPU computes in its memory (Target.integrated_gpu): a Jetson's
 
 
 class Room(NamedTuple):
@@ -135,7 +136,7 @@ def fit_catalogue(
     room = Room(board.memory_mb * MIB, f"on a {board.name}") if board else _room(config, machine)
     budget_mb = board.memory_mb if board else config.server.limits.memory_budget_mb
     here = Engine(config.engines.llama_cpp, budget_mb, kernels, gpu_room_of(machine, gpu_free), integrated)
-    engine = here._replace(gpu_room=None, integrated=False) if board else here
+    engine = here._replace(gpu_room=None, integrated=board.integrated) if board else here
     bandwidth = None if board else machine.bandwidth
     rows = []
     for entry in catalogue.entries():
@@ -143,7 +144,7 @@ def fit_catalogue(
         try:
             header = _header(entry.model, store, config, env)
         except Unreadable as exc:
-            rows.append(row | _from_facts(entry, room, bandwidth, str(exc)))
+            rows.append(row | _from_facts(entry, room, bandwidth, str(exc), engine.integrated))
             continue
         rows.append(row | _estimate(entry.model, header, engine, room, bandwidth))
     return sorted(rows, key=lambda row: (not row["fits"], -row["parameters"], row["size_bytes"]))
@@ -187,14 +188,16 @@ class Engine(NamedTuple):
 def _estimate(model: Model, header: Header, engine: Engine, room: Room, bandwidth: float | None) -> dict[str, Any]:
     plan = plan_placed(model, header.sizes, engine.settings, engine.budget_mb, kernels=engine.kernels,
                        gpu_room=engine.gpu_room, integrated=engine.integrated)  # fmt: skip
-    total, on_gpu = plan.host_bytes, plan.gpu.total
+    total, on_gpu = plan.host_bytes, plan.gpu.device
     reason = _too_big(total, room, plan) if total + SERVER_BYTES > room.bytes else None
     if engine.gpu_room is not None and on_gpu > engine.gpu_room:
         reason = (f"{plan.gpu_layers} layers need {on_gpu / MIB:.0f} MiB of GPU memory, {engine.gpu_room / MIB:.0f} "
                   "MiB free (less llama.cpp's margin): gpu_layers: auto takes as many as fit")  # fmt: skip
     speed = None if plan.gpu_layers else _tokens_per_s(model, bandwidth, _read(header, plan, engine.kernels))
+    shared = plan.gpu.total if plan.gpu.shared else 0  # an integrated GPU's buffers and runtime, in `total`
     memory = {"weights": plan.file_bytes, "weight_copies": plan.copied.bytes, "reclaimable": plan.copied.reclaimable,
-              "kv_cache": plan.host_kv_bytes, "buffers": plan.work_bytes, "total": total, "gpu": on_gpu}  # fmt: skip
+              "kv_cache": plan.host_kv_bytes, "buffers": plan.work_bytes, "total": total, "gpu": on_gpu,
+              "integrated_gpu": shared}  # fmt: skip
     return {
         "header": header.read_from,
         "context": plan.context,
@@ -214,10 +217,10 @@ def _read(header: Header, plan: SlotPlan, kernels: Kernels) -> int:
     return weights + sizes.shape.kv_bytes_per_token * plan.context // 2
 
 
-def _from_facts(entry: Entry, room: Room, bandwidth: float | None, why: str) -> dict[str, Any]:
+def _from_facts(entry: Entry, room: Room, bandwidth: float | None, why: str, integrated: bool) -> dict[str, Any]:
     weights = entry.facts.size_bytes
-    total = weights * 5 // 4
-    unknown = dict.fromkeys(("weight_copies", "reclaimable", "kv_cache", "buffers"))
+    total = weights * 5 // 4 + (GPU_MARGIN if integrated else 0)  # an integrated GPU's runtime, as plans count it
+    unknown = dict.fromkeys(("weight_copies", "reclaimable", "kv_cache", "buffers", "integrated_gpu"))
     fits = total + SERVER_BYTES <= room.bytes
     return {
         "header": f"sized from the catalogue: its header was not read ({why})",

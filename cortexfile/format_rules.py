@@ -88,6 +88,23 @@ def pinned_cuda(distro: str, cuda_version: str) -> str | None:
     )
 
 
+def jetson_off_arm64(architecture: str, jetson: bool) -> str | None:
+    """Why an image for a Jetson's GPU (Target.jetson) cannot be built for `architecture`; else None."""
+    if jetson and architecture != "arm64":
+        return "target.cuda_architectures name a Jetson's GPU, whose CPU is arm64: set target.architecture: arm64"
+    return None
+
+
+def cuda_off_amd64(distro: str, architecture: str) -> str | None:
+    """Why the distro's CUDA image cannot be built for `architecture`; else None."""
+    if architecture != "amd64" and distro != Distro.ubuntu.value:
+        return (
+            f"the {distro}/cuda image is built for amd64 only (the CUDA it installs is x86-64's): use distro ubuntu, "
+            "whose CUDA images NVIDIA makes for arm64 too"
+        )
+    return None
+
+
 def unsupported_image(distro: str, accelerator: str) -> str:
     supported = ", ".join(f"{d}/{a}" for d, a in sorted(IMAGE_PAIRS))
     return f"no image template for distro `{distro}` with accelerator `{accelerator}`; supported: {supported}"
@@ -115,7 +132,17 @@ def _image_pair(view: Resolved) -> Iterator[Diagnostic]:
         yield _located(
             view, ("target", "accelerator"), unverified_release(target.accelerator.value, target.release.value)
         )
-    elif target.accelerator is Accelerator.cuda and target.distro in PINNED_CUDA:
+    elif target.accelerator is Accelerator.cuda:
+        yield from _cuda_image(view)
+
+
+def _cuda_image(view: Resolved) -> Iterator[Diagnostic]:
+    target = view.config.target
+    if refused := jetson_off_arm64(target.architecture.value, target.jetson):
+        yield _located(view, ("target", "architecture"), refused)
+    elif refused := cuda_off_amd64(target.distro.value, target.architecture.value):
+        yield _located(view, ("target", "distro"), refused)
+    elif target.distro in PINNED_CUDA:
         yield from _cuda_of_a_pinned_image(view)
 
 

@@ -86,6 +86,7 @@ class BuildPlan:
     llama_cmake_args: tuple[str, ...]
     cuda_architectures: tuple[str, ...]
     cuda_version: str  # target.cuda_version: "12" or "13"
+    jetson: bool  # for a Jetson's GPU (Target.jetson)
     base_image: str | None
     builder_image: str | None
     tag: str | None
@@ -178,6 +179,7 @@ def make_plan(
         llama_cmake_args=tuple(target.llama_cmake_args),
         cuda_architectures=tuple(target.cuda_architectures),
         cuda_version=target.cuda_version.value,
+        jetson=target.jetson,
         base_image=options.base_image,
         builder_image=options.builder_image or options.base_image,
         tag=options.tag,

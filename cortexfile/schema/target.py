@@ -63,10 +63,13 @@ CUDA_CAPABILITIES = {
     CudaVersion.v12: CUDA_12_4_CAPABILITIES | {100, 101, 120},
     CudaVersion.v13: frozenset({75, 80, 86, 87, 89, 90, 100, 103, 110, 120, 121}),
 }
-# The Jetsons' integrated GPUs (Nano, TX2, Xavier, Orin, Thor before 13's rename). CUDA 12 for arm64 comes in two
-# kinds: L4T's for these, and the server kind (SBSA) that NVIDIA's arm64 images and repositories hold, which
-# crashes or finds no GPU on a Jetson. CUDA 13 is one kind for both: Thor's from JetPack 7, Orin's from 7.2.
-TEGRA_CAPABILITIES = frozenset({53, 62, 72, 87, 101})
+# The Jetsons' GPUs by compute capability. Until CUDA 13 a Jetson's CUDA was L4T's own kind, not the servers' (SBSA)
+# that NVIDIA's arm64 images and repositories hold, which crashes or finds no GPU on a Jetson. CUDA 13 is one kind
+# for both: Thor's (110; 101 in CUDA 12) from 13.0, Orin's (87) from 13.2 with JetPack 7.2. Nano, TX2 and Xavier
+# stay on L4T's CUDA of JetPack 5 or older, which no image here holds.
+JETSON_GPUS = frozenset({87, 110})
+LEGACY_JETSON_GPUS = frozenset({53, 62, 72})
+INTEGRATED_GPUS = JETSON_GPUS | {121}  # and a DGX Spark's (GB10): each computes in the host's memory
 
 
 class Architecture(StrEnum):
@@ -136,7 +139,9 @@ class Target(Section):
         ["-DGGML_NATIVE=OFF"], "CMake flags for building llama.cpp (portable: never -march=native)."
     )
     cuda_architectures: list[CudaArchitecture] = setting(
-        [], "CUDA compute capabilities to build for (e.g. 87 for Orin; unset: Turing to Hopper, and Blackwell with 13)."
+        [],
+        "CUDA compute capabilities to build for (e.g. 87 for Orin, with cuda_version 13; unset: Turing to Hopper, and "
+        "Blackwell with 13).",
     )
     cuda_version: CudaVersion = setting(
         CudaVersion.v12,
@@ -161,13 +166,8 @@ class Target(Section):
         if info.data.get("accelerator") is not Accelerator.cuda:
             return version
         architectures = info.data.get("cuda_architectures") or []
-        jetsons = [name for name in architectures if capability(name) in TEGRA_CAPABILITIES]
-        if version is CudaVersion.v12 and info.data.get("architecture") is Architecture.arm64 and jetsons:
-            raise ValueError(
-                f"CUDA 12's arm64 images hold NVIDIA's server CUDA (SBSA), which cannot run on a Jetson's GPU (compute "
-                f"capability {', '.join(jetsons)} in target.cuda_architectures): use cuda_version 13, NVIDIA's one "
-                "CUDA for both, on JetPack 7.2 or later (7 for Thor)"
-            )
+        if refused := jetson_refusal(architectures, version):
+            raise ValueError(refused)
         outside = unbuilt(architectures, CUDA_CAPABILITIES[version])
         if outside:
             other = "12 for older GPUs" if version is CudaVersion.v13 else "13 for newer ones"
@@ -182,6 +182,47 @@ class Target(Section):
     def _cuda_version_as_written(cls, value: object) -> object:
         """YAML reads `cuda_version: 12` as a number."""
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @property
+    def jetson(self) -> bool:
+        """Built for a Jetson's GPU: CUDA for Orin or Thor alone (jetson_refusal refuses a mix)."""
+        return self._cuda_for(JETSON_GPUS)
+
+    @property
+    def integrated_gpu(self) -> bool:
+        """Built for a GPU that computes in the host's memory: a Jetson's, a DGX Spark's."""
+        return self._cuda_for(INTEGRATED_GPUS)
+
+    def _cuda_for(self, gpus: frozenset[int]) -> bool:
+        found = {capability(name) for name in self.cuda_architectures}
+        return self.accelerator is Accelerator.cuda and bool(found) and found <= gpus
+
+
+def jetson_refusal(architectures: Iterable[str], version: CudaVersion) -> str | None:
+    """Why no image built for these CUDA architectures with this CUDA runs on the Jetson they name, or why one image
+    cannot serve a Jetson and another GPU; None where it can."""
+    found = {capability(name): name for name in architectures}
+    if legacy := sorted(found.keys() & LEGACY_JETSON_GPUS):
+        return (
+            f"compute capability {found[legacy[0]]} (target.cuda_architectures) is a Jetson Nano's, TX2's or "
+            "Xavier's, whose CUDA is L4T's of JetPack 5 or older, which no image here holds: use accelerator cpu"
+        )
+    if 101 in found:
+        return (
+            "compute capability 101 (target.cuda_architectures) is Jetson Thor's, which CUDA 13 calls 110: set "
+            'cuda_architectures ["110"] and cuda_version 13'
+        )
+    if 87 in found and version is CudaVersion.v12:
+        return (
+            "compute capability 87 (target.cuda_architectures) is Jetson Orin's, whose CUDA 12 is L4T's, which no "
+            "image here holds (NVIDIA's arm64 CUDA 12 images are the servers' kind, which crashes on a Jetson): "
+            "set cuda_version 13, whose images run on Orin from JetPack 7.2"
+        )
+    jetsons, others = sorted(found.keys() & JETSON_GPUS), sorted(found.keys() - JETSON_GPUS)
+    if jetsons and others:
+        return (f"compute capability {found[jetsons[0]]} (target.cuda_architectures) is a Jetson's, whose image is "
+                f"its own: build one for it and another for {', '.join(found[c] for c in others)}")  # fmt: skip
+    return None
 
 
 def unbuilt(architectures: Iterable[str], built: frozenset[int]) -> list[str]:

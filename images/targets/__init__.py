@@ -169,7 +169,8 @@ def device_memory_warnings(views: Views, options: BuildOptions, environ: Mapping
     store = ModelStore(config, model_store(views, options, environ), options.file)
     named = f"target.memory_mb{f' (recipe {config.target.hardware})' if config.target.hardware else ''}"
     kernels = kernels_for_build(config.target.architecture, config.target.llama_cmake_args)
-    return memory_warnings(views.host, (memory_mb * MIB, named), budget_mb, found_in(store), kernels)
+    return memory_warnings(views.host, (memory_mb * MIB, named), budget_mb, found_in(store), kernels,
+                           integrated=config.target.integrated_gpu)  # fmt: skip
 
 
 def check_host(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> None:

@@ -147,7 +147,7 @@ def board_of(name: str) -> Board:
         message = f"the {name} recipe names no memory (target.memory_mb): boards of that kind differ too much"
         raise ConfigError([Diagnostic(Origin(str(recipe.path)), "target.memory_mb", message)])
     target = Target.model_validate(recipe.body.get("target") or {})
-    return Board(memory, name, kernels_for_build(target.architecture, target.llama_cmake_args))
+    return Board(memory, name, kernels_for_build(target.architecture, target.llama_cmake_args), target.integrated_gpu)
 
 
 def _entry_json(entry: catalogue.Entry) -> dict[str, Any]:
@@ -175,9 +175,12 @@ def _print_table(machine: dict[str, Any], rows: list[dict[str, Any]], board: str
 
 
 def _on_gpu(row: dict[str, Any]) -> str:
-    """The layers on the GPU and the GPU memory they take: `19 (1210 MiB)`, or `-` with none."""
+    """The layers on the GPU and the GPU memory they take: `19 (1210 MiB)`, `19 (integrated)` where that memory is
+    the host's, or `-` with none."""
     if not row["gpu_layers"]:
         return "-"
+    if row["memory"]["integrated_gpu"]:
+        return f"{row['gpu_layers']} (integrated)"
     return f"{row['gpu_layers']} ({row['memory']['gpu'] / MIB:.0f} MiB)"
 
 

@@ -243,7 +243,7 @@ class ModelManager:
         it loads again with at most half that GPU memory, then with none (an integrated GPU's: at once with none):
         slower, but serving."""
         plan = await self._planned(slot, path)
-        started, caps = time.monotonic(), [plan.gpu.total // 2, 0] if plan.gpu.total else [0]
+        started, caps = time.monotonic(), [plan.gpu.device // 2, 0] if plan.gpu.device else [0]
         while True:
             try:
                 return await self._load_engine(slot, path, plan), plan, started
@@ -255,7 +255,7 @@ class ModelManager:
                     "%s; with %d layers planned on the GPU (%s): loading it again with %s",
                     describe(slot.model, exc),
                     plan.gpu_layers,
-                    f"{plan.gpu.total / MIB:.0f} MiB" if plan.gpu.total else "an integrated one",
+                    f"{plan.gpu.device / MIB:.0f} MiB" if plan.gpu.device else "an integrated one",
                     f"at most {gpu_cap / MIB:.0f} MiB there" if gpu_cap else "none there",
                 )
             slot.gpu_layers, slot.gpu_bytes = None, 0  # none held now: not waited for as a copy that holds some
@@ -282,7 +282,7 @@ class ModelManager:
             plan = await asyncio.to_thread(plan_engine, slot.model, path, settings, budget_mb, gpu_cap)
             slot.size_mb, slot.parallel = plan.total_mb, plan.parallel  # an embedding model's plan has one slot
             if not await self._make_room(slot):
-                slot.gpu_layers, slot.gpu_bytes = plan.gpu_layers, plan.gpu.total
+                slot.gpu_layers, slot.gpu_bytes = plan.gpu_layers, plan.gpu.device
                 return plan
 
     async def _let_go_of_gpu_copies(self, slot: Slot) -> None:

@@ -66,8 +66,8 @@ def memory_warnings(
                        f"tokens, buffers) and the server {SERVER_BYTES // MIB} MiB; {room[0] / MIB:.0f} MiB "
                        f"{room[1]}")  # fmt: skip
             found.append(Diagnostic(origin, f"models[{index}]", message, HINT, Severity.warning))
-        if gpu_room is not None and plan.gpu.total > gpu_room:
-            message = (f"its {plan.gpu_layers} layers on the GPU need about {plan.gpu.total / MIB:.0f} MiB of GPU "
+        if gpu_room is not None and plan.gpu.device > gpu_room:
+            message = (f"its {plan.gpu_layers} layers on the GPU need about {plan.gpu.device / MIB:.0f} MiB of GPU "
                        f"memory; {gpu_room / MIB:.0f} MiB is free here (less llama.cpp's margin)")  # fmt: skip
             found.append(Diagnostic(origin, f"models[{index}].gpu_layers", message, GPU_HINT, Severity.warning))
     return found

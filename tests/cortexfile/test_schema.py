@@ -96,6 +96,22 @@ def test_hardware_recipe_is_a_valid_partial_cortexfile(name: str) -> None:
     assert "-DGGML_NATIVE=OFF" in config.target.llama_cmake_args
 
 
+@pytest.mark.parametrize(
+    ("recipe", "jetson", "integrated"),
+    [("jetson-orin", True, True), ("jetson-thor", True, True), ("x86-64-cuda13", False, False),
+     ("raspberry-pi-5", False, False)],
+)  # fmt: skip
+def test_a_jetson_recipe_builds_for_a_jetsons_gpu_which_computes_in_the_hosts_memory(
+    recipe: str, jetson: bool, integrated: bool
+) -> None:
+    target = Cortexfile.model_validate({"version": 1, **recipes.load("hardware", recipe, "config").body}).target
+    assert (target.jetson, target.integrated_gpu) == (jetson, integrated)
+    spark = Cortexfile.model_validate(
+        {"version": 1, "target": {"accelerator": "cuda", "cuda_architectures": ["121"], "cuda_version": "13"}}
+    ).target
+    assert (spark.jetson, spark.integrated_gpu) == (False, True)  # a DGX Spark's GB10: no Jetson, its memory shared
+
+
 def test_required_hardware_recipes_exist() -> None:
     assert set(recipes.names("hardware")) >= {
         "x86-64-avx2", "x86-64-cuda12", "raspberry-pi-5", "jetson-orin", "jetson-thor", "arm64-generic", "x86-64-vulkan"

@@ -34,7 +34,8 @@ def builder_packages(plan: BuildPlan, chosen: Flavor) -> tuple[str, ...]:
 
 def render_dockerfile(plan: BuildPlan, *, bake_cortexfile: bool = True) -> str:
     """The Dockerfile text; UnsupportedTarget for a distro x accelerator pair without templates."""
-    chosen = flavor(plan.distro, plan.accelerator, plan.release, plan.cuda_version)
+    chosen = flavor(plan.distro, plan.accelerator, plan.release, plan.cuda_version, architecture=plan.architecture,
+                    jetson=plan.jetson)  # fmt: skip
     template = _environment().get_template("Dockerfile.j2")
     text = template.render(
         plan=plan,

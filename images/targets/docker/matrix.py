@@ -15,6 +15,8 @@ from types import MappingProxyType
 from menlo_cortex.cortexfile.format_rules import (
     IMAGE_PAIRS,
     UNVERIFIED_RELEASES,
+    cuda_off_amd64,
+    jetson_off_arm64,
     pinned_cuda,
     unsupported_image,
     unverified_release,
@@ -32,6 +34,7 @@ class Flavor:
     builder_extra: tuple[str, ...] = ()  # accelerator SDK for compiling
     runtime: tuple[str, ...] = ()  # what the final image adds to its base
     repo_setup: tuple[str, ...] = ()  # shell steps adding a vendor repository (CUDA, ROCm)
+    final_steps: tuple[str, ...] = ()  # shell steps on the final image's base, before its own set-up
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,11 @@ class Cuda:
 CUDA = MappingProxyType(
     {"12": Cuda("12-8", "12.8.1-{kind}-ubuntu24.04"), "13": Cuda("13-0", "13.0.2-{kind}-ubuntu24.04")}
 )
+# A Jetson's (Target.jetson): 13.2, the first CUDA whose arm64 images run on Orin (JetPack 7.2, and Thor on it too),
+# without the discrete GPUs' forward-compatibility driver in cuda/compat, which would shadow the Jetson's own
+# driver that the container toolkit mounts.
+JETSON_CUDA = Cuda("13-2", "13.2.1-{kind}-ubuntu24.04")
+_WITHOUT_COMPAT_DRIVER = ("rm -rf /usr/local/cuda-*/compat",)
 
 
 class UnsupportedTarget(ValueError):
@@ -146,17 +154,31 @@ if set(FLAVORS) != IMAGE_PAIRS:  # the pairs are declared once, in cortexfile/fo
     raise RuntimeError(f"image flavors {sorted(set(FLAVORS) ^ IMAGE_PAIRS)} differ from format_rules.IMAGE_PAIRS")
 
 
-def flavor(distro: str, accelerator: str, release: str, cuda_version: str = "12") -> Flavor:
-    """The flavor of a pair (a Debian one on `release`, a CUDA one with that CUDA), or UnsupportedTarget listing
-    the supported ones."""
+def flavor(
+    distro: str,
+    accelerator: str,
+    release: str,
+    cuda_version: str = "12",
+    *,
+    architecture: str = "amd64",
+    jetson: bool = False,
+) -> Flavor:
+    """The flavor of a pair (a Debian one on `release`, a CUDA one with that CUDA, for `architecture`, for a
+    Jetson's GPU), or UnsupportedTarget listing the supported ones."""
     found = FLAVORS.get((distro, accelerator))
     if found is None:
         raise UnsupportedTarget(unsupported_image(distro, accelerator))
     if (distro, accelerator, release) in UNVERIFIED_RELEASES:
         raise UnsupportedTarget(unverified_release(accelerator, release))
-    if accelerator == "cuda" and (refused := pinned_cuda(distro, cuda_version)):
+    if accelerator == "cuda" and (
+        refused := jetson_off_arm64(architecture, jetson)
+        or cuda_off_amd64(distro, architecture)
+        or pinned_cuda(distro, cuda_version)
+    ):
         raise UnsupportedTarget(refused)
-    cuda = CUDA[cuda_version]
+    if jetson:
+        found = replace(found, final_steps=found.final_steps + _WITHOUT_COMPAT_DRIVER)
+    cuda = JETSON_CUDA if jetson else CUDA[cuda_version]
     words = {"release": release, "cuda": cuda.packages, "cuda_devel": cuda.image.format(kind="devel"),
              "cuda_runtime": cuda.image.format(kind="runtime")}  # fmt: skip
 

@@ -32,7 +32,8 @@ class Bases:
 def bases(image_view: Resolved, base_image: str | None, builder_image: str | None) -> Bases:
     """The images the Dockerfile names FROM (as render_dockerfile chooses them)."""
     target = image_view.config.target
-    chosen = flavor(target.distro.value, target.accelerator.value, target.release.value, target.cuda_version.value)
+    chosen = flavor(target.distro.value, target.accelerator.value, target.release.value, target.cuda_version.value,
+                    architecture=target.architecture.value, jetson=target.jetson)  # fmt: skip
     return Bases(base_image or chosen.runtime_image, builder_image or base_image or chosen.builder_image)
 
 

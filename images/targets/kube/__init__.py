@@ -46,7 +46,8 @@ def model_facts(resolved: Resolved, store: Path) -> dict[str, ModelFacts]:
         path = find_local(model, store)
         if path is not None:
             try:
-                slots = plan_slots(model, path, config.engines.llama_cpp, UNBOUNDED_MB, kernels)
+                slots = plan_slots(model, path, config.engines.llama_cpp, UNBOUNDED_MB, kernels,
+                                   integrated=config.target.integrated_gpu)  # fmt: skip
             except ValueError as exc:
                 message = f"--format kube: {path} cannot be sized: {exc}"
                 raise ConfigError(

@@ -57,26 +57,37 @@ class OnGpu:
     # A large batch's work sent to the GPU with the host's weights (llama.cpp's op_offload, on by default): off
     # where `auto` found no room there, as that work's buffer would not fit either.
     batches: bool = True
+    # An integrated GPU's: its buffers are the host's memory, counted there (SlotPlan.host_bytes), with what its
+    # runtime takes beside them (`runtime`: its context, libraries and the backend's pool).
+    shared: bool = False
+    runtime: int = 0
 
     @property
     def total(self) -> int:
-        return self.weights + self.kv + self.work
+        return self.weights + self.kv + self.work + self.runtime
+
+    @property
+    def device(self) -> int:
+        """What it takes of GPU memory of the GPU's own: none of an integrated GPU's."""
+        return 0 if self.shared else self.total
 
 
 NOTHING = OnGpu(0)
 NO_ROOM = OnGpu(0, batches=False)
 
 
-def on_gpu(asked: int, n_layer: int, layout: Layout, kv_bytes: int, work_bytes: int) -> OnGpu:
+def on_gpu(asked: int, n_layer: int, layout: Layout, kv_bytes: int, work_bytes: int, *, shared: bool = False) -> OnGpu:
     """`asked` layers (-1: all) of a model of `n_layer` layers; `kv_bytes` its whole KV cache, `work_bytes` what
-    llama.cpp reserves for a step's buffers."""
+    llama.cpp reserves for a step's buffers; `shared`: on an integrated GPU, whose runtime is counted as a discrete
+    GPU's margin is left free (GPU_MARGIN)."""
     if asked == 0 or n_layer <= 0:
         return NOTHING
     layers = n_layer + 1 if asked < 0 else min(asked, n_layer + 1)
     repeating = layers - 1
     moved = layout.layers * repeating // n_layer
     freed = moved + (0 if layout.tied else layout.output)
-    return OnGpu(layers, moved + layout.output, kv_bytes * repeating // n_layer, work_bytes, freed)
+    kv, runtime = kv_bytes * repeating // n_layer, GPU_MARGIN if shared else 0
+    return OnGpu(layers, moved + layout.output, kv, work_bytes, freed, shared=shared, runtime=runtime)
 
 
 def gpu_room(free: Sequence[int]) -> int | None:

@@ -135,7 +135,8 @@ class SlotPlan:
 
     @property
     def host_bytes(self) -> int:
-        return self.weights_bytes + self.host_kv_bytes + self.work_bytes
+        shared = self.gpu.total if self.gpu.shared else 0  # an integrated GPU's buffers and runtime
+        return self.weights_bytes + self.host_kv_bytes + self.work_bytes + shared
 
     @property
     def total_mb(self) -> float:
@@ -234,11 +235,14 @@ def plan_placed(
 def _in_host_memory(
     model: Model, sizes: Sizes, settings: LlamaCppEngine, budget_mb: int | None, *, kernels: Kernels, integrated: bool
 ) -> SlotPlan:
-    """The plan where no GPU has memory of its own. An integrated GPU computes in the host's memory, where its
-    buffers hold the weights in place of the CPU kernels' copies: `auto` puts every layer there, as llama.cpp's
-    own default does, or the GPU a Jetson is bought for sits idle. Without one, `auto` offloads nothing."""
+    """The plan where no GPU has memory of its own. An integrated GPU computes in the host's memory: `auto` puts
+    every layer there, as llama.cpp's own default does, or the GPU a Jetson is bought for sits idle; its buffers
+    (which hold the weights in place of the CPU kernels' copies) and its runtime count as host memory. Without
+    one, `auto` offloads nothing, and a number goes to llama.cpp, which ignores it."""
     layers = model.gpu_layers if model.gpu_layers != "auto" else sizes.shape.layers + 1 if integrated else 0
     copied = weight_copies(model, settings, sizes.matrices, kernels, layers if integrated else 0)
+    if integrated:
+        return plan_shape(model, sizes, settings, budget_mb, copied=copied, gpu_layers=layers, shared=True)
     plan = plan_shape(model, sizes, settings, budget_mb, copied=copied)
     return dataclasses.replace(plan, gpu=OnGpu(layers)) if layers else plan
 
@@ -264,9 +268,10 @@ def plan_shape(
     copied: Copies = NO_COPIES,
     gpu_layers: int = 0,
     gpu_room: int | None = None,
+    shared: bool = False,
 ) -> SlotPlan:
-    """The plan of a model of these sizes, weight copies and layers on the GPU (-1: all); `parallel: auto` takes
-    as many slots as the memory holds, the host's and `gpu_room`."""
+    """The plan of a model of these sizes, weight copies and layers on the GPU (-1: all; `shared`: an integrated
+    one's); `parallel: auto` takes as many slots as the memory holds, the host's and `gpu_room`."""
     shape = sizes.shape
     context = model.context_size or shape.context_trained
     flash_attention = uses_flash_attention(settings, model)
@@ -275,7 +280,7 @@ def plan_shape(
         cells = -(-context * parallel // KV_PAD) * KV_PAD
         step = Step(parallel, settings.batch_size, cells, flash_attention, model.pooled)
         kv_bytes = shape.kv_bytes(step)
-        gpu = on_gpu(gpu_layers, shape.layers, sizes.layout, kv_bytes, shape.reserved_work_bytes(step))
+        gpu = on_gpu(gpu_layers, shape.layers, sizes.layout, kv_bytes, shape.reserved_work_bytes(step), shared=shared)
         return SlotPlan(parallel, context, sizes.file_bytes, kv_bytes, shape.work_bytes(step), copied, gpu)
 
     if model.pooled:

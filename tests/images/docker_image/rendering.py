@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
+from types import MappingProxyType
 
 from menlo_cortex.cortexfile import formats
 from menlo_cortex.cortexfile.loader import load
@@ -23,10 +25,19 @@ HASH_LABEL = "ai.menlo.cortex.config-hash"
 OPTIONS = ImageOptions(project_wheel=PROJECT_WHEEL, version="0.1.0", created="2026-01-01T00:00:00Z")
 
 
+JETSON = {"CORTEX_TARGET__ARCHITECTURE": "arm64", "CORTEX_TARGET__CUDA_ARCHITECTURES": '["87"]'}  # an Orin's
+
+
 def plan_for(
-    distro: str, accelerator: str, options: ImageOptions = OPTIONS, file: Path = CASE_FILE, cuda: str = "12"
+    distro: str,
+    accelerator: str,
+    options: ImageOptions = OPTIONS,
+    *,
+    file: Path = CASE_FILE,
+    cuda: str = "12",
+    target: Mapping[str, str] = MappingProxyType({}),
 ) -> BuildPlan:
-    environ = {"CORTEX_TARGET__DISTRO": distro, "CORTEX_TARGET__ACCELERATOR": accelerator}
+    environ = {"CORTEX_TARGET__DISTRO": distro, "CORTEX_TARGET__ACCELERATOR": accelerator, **target}
     environ["CORTEX_TARGET__CUDA_VERSION"] = cuda
     if (distro, accelerator) == ("debian", "cuda"):  # NVIDIA's repository is used for Debian 12 only
         environ["CORTEX_TARGET__RELEASE"] = "bookworm"
@@ -55,6 +66,7 @@ def cases() -> dict[str, str]:
     rendered["debian-cpu-prebuilt-wheels.Dockerfile"] = render_dockerfile(plan_for("debian", "cpu", prebuilt))
     for distro in CUDA_13:
         rendered[f"{distro}-cuda13.Dockerfile"] = render_dockerfile(plan_for(distro, "cuda", cuda="13"))
+    rendered["ubuntu-cuda-jetson.Dockerfile"] = render_dockerfile(plan_for("ubuntu", "cuda", cuda="13", target=JETSON))
     for name in ("alpine", "ubuntu"):
         rendered[f"variant-{name}.Dockerfile"] = render_dockerfile(variant_plan(name), bake_cortexfile=False)
     return rendered

@@ -252,11 +252,11 @@ def test_cmake_args_are_portable_whatever_the_cortexfile_says(tmp_path: Path) ->
     file = tmp_path / "Cortexfile.yaml"
     file.write_text(
         "version: 1\ntarget:\n  accelerator: cuda\n  distro: ubuntu\n"
-        '  llama_cmake_args: ["-DGGML_NATIVE=ON", "-DGGML_AVX2=ON"]\n  cuda_architectures: ["87"]\n',
+        '  llama_cmake_args: ["-DGGML_NATIVE=ON", "-DGGML_AVX2=ON"]\n  cuda_architectures: ["86"]\n',
         encoding="utf-8",
     )
     args = make_plan(load(file).config, OPTIONS).cmake_args
-    assert args == ("-DGGML_NATIVE=OFF", "-DGGML_AVX2=ON", "-DGGML_CUDA=ON", "-DCMAKE_CUDA_ARCHITECTURES=87")
+    assert args == ("-DGGML_NATIVE=OFF", "-DGGML_AVX2=ON", "-DGGML_CUDA=ON", "-DCMAKE_CUDA_ARCHITECTURES=86")
 
 
 DISPATCH = ("-DGGML_BACKEND_DL=ON", "-DGGML_CPU_ALL_VARIANTS=ON", "-DGGML_BACKEND_DIR:STRING=llama_cpp/lib")

@@ -108,20 +108,23 @@ def test_without_a_discrete_gpu_auto_offloads_nothing_and_a_number_still_reaches
 
 
 def test_auto_puts_every_layer_on_an_integrated_gpu_in_the_hosts_memory() -> None:
-    """A Jetson's or an APU's GPU: its buffers are host memory, which holds the weights once, not the CPU kernels'
-    copies (here an AMX Xeon's, 4 MiB of this model's matrices)."""
+    """A Jetson's or an APU's GPU: the buffers a discrete GPU would hold, and the margin its runtime takes, are host
+    memory; the CPU kernels copy nothing (here an AMX Xeon's would copy 4 MiB of this model's matrices)."""
     settings, amx = LlamaCppEngine(parallel=1), Kernels(frozenset({"AMX_INT8", "AVX512_VNNI"}))
     sizes = dataclasses.replace(SIZES, matrices=(Matrix(Q4_K, columns=2048, rows=1024, count=4),))
 
-    def planned(integrated: bool, **fields: object) -> SlotPlan:
-        return plan_placed(model(**fields), sizes, settings, None, kernels=amx, gpu_room=None, integrated=integrated)
+    def planned(integrated: bool, gpu_room: int | None = None, **fields: object) -> SlotPlan:
+        return plan_placed(model(**fields), sizes, settings, None, kernels=amx, gpu_room=gpu_room,
+                           integrated=integrated)  # fmt: skip
 
-    on_cpu, integrated = planned(False), planned(True)
-    assert (on_cpu.gpu_layers, integrated.gpu_layers) == (0, 5)  # every layer and the output
+    on_cpu, integrated, discrete = planned(False), planned(True), planned(False, gpu_room=10_000 * MIB)
+    assert (on_cpu.gpu_layers, integrated.gpu_layers, discrete.gpu_layers) == (0, 5, 5)  # every layer, the output
     assert on_cpu.copied.bytes > 0
-    assert integrated.copied.bytes == integrated.gpu.total == 0
-    assert integrated.host_bytes == on_cpu.host_bytes - (on_cpu.copied.bytes - on_cpu.copied.reclaimable)
-    assert integrated.weights_bytes == sizes.file_bytes  # the weights once: the GPU's copy, the mapping let go
+    assert integrated.copied.bytes == integrated.gpu.device == 0
+    assert integrated.host_bytes == discrete.host_bytes + discrete.gpu.total + GPU_MARGIN
+    tied = dataclasses.replace(sizes, layout=Layout(LAYOUT.layers, LAYOUT.output, tied=True))
+    tied_plan = plan_placed(model(), tied, settings, None, kernels=amx, gpu_room=None, integrated=True)
+    assert tied_plan.host_bytes - integrated.host_bytes == LAYOUT.output  # the embeddings, and their output copy
     assert llama_arguments(model(), settings, integrated.gpu)["n_gpu_layers"] == 5
     assert planned(True, gpu_layers=0) == on_cpu  # a number is the operator's: 0 is none
     assert planned(True, gpu_layers=2).gpu_layers == 2

@@ -303,7 +303,7 @@ def test_auto_puts_every_layer_on_an_integrated_gpu_and_without_it_where_it_refu
     monkeypatch.setattr(Backends, "integrated_gpu", property(lambda _: True))
     layers = read_sizes(test_model_path).shape.layers
     assert load_on(test_model_path)["gpu_layers"] == layers + 1
-    assert f"; gpu_layers {layers + 1} goes to llama.cpp, counted in host memory" in caplog.text
+    assert f"MiB of it with {layers + 1} layers on the integrated GPU" in caplog.text  # the loaded line
     tried, real_load = list[OnGpu](), Engine.load
 
     async def refusing(engine: Any) -> None:
@@ -314,7 +314,8 @@ def test_auto_puts_every_layer_on_an_integrated_gpu_and_without_it_where_it_refu
 
     monkeypatch.setattr(Engine, "load", refusing)
     status = load_on(test_model_path)
-    assert tried == [OnGpu(layers + 1), NO_ROOM]
+    assert [(gpu.layers, gpu.shared) for gpu in tried] == [(layers + 1, True), (0, False)]
+    assert tried[-1] == NO_ROOM  # and no batch's work there either
     assert (status["state"], status["gpu_layers"]) == ("ready", 0)
     assert f"with {layers + 1} layers planned on the GPU (an integrated one): loading it again with none" in caplog.text
 
