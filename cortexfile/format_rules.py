@@ -91,7 +91,10 @@ def pinned_cuda(distro: str, cuda_version: str) -> str | None:
 def jetson_off_arm64(architecture: str, jetson: bool) -> str | None:
     """Why an image for a Jetson's GPU (Target.jetson) cannot be built for `architecture`; else None."""
     if jetson and architecture != "arm64":
-        return "target.cuda_architectures name a Jetson's GPU, whose CPU is arm64: set target.architecture: arm64"
+        return (
+            "target.cuda_architectures name a Jetson's GPU alone, whose CPU is arm64: build for arm64 "
+            "(target.architecture, --platform)"
+        )
     return None
 
 

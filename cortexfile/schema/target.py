@@ -146,7 +146,8 @@ class Target(Section):
     cuda_version: CudaVersion = setting(
         CudaVersion.v12,
         "CUDA of images for accelerator cuda: 12 (CUDA 12.8, for NVIDIA drivers 570 and later) or 13 (CUDA 13.0, "
-        "drivers 580 and later, Turing GPUs and newer). Arch Linux images take Arch's own CUDA; Fedora's are 12.",
+        "drivers 580 and later, Turing GPUs and newer; a Jetson's: 13.2, JetPack 7.2 and later). Arch Linux images "
+        "take Arch's own CUDA; Fedora's are 12.",
     )
     memory_mb: int | None = setting(
         None,
@@ -159,6 +160,16 @@ class Target(Section):
     _arch = field_validator("architecture", mode="before")(normalize_architecture)
     _release = field_validator("release", mode="before")(normalize_release)
 
+    @field_validator("cuda_architectures")
+    @classmethod
+    def _run_on_the_jetson_they_name(cls, architectures: list[str], info: ValidationInfo) -> list[str]:
+        """An arm64 image's: on amd64 a Jetson's compute capability is only one more to build, for no GPU there
+        (an image for nothing else is refused by the docker format's rules)."""
+        cuda = info.data.get("accelerator") is Accelerator.cuda
+        if cuda and info.data.get("architecture") is Architecture.arm64 and (refused := jetson_refusal(architectures)):
+            raise ValueError(refused)
+        return architectures
+
     @field_validator("cuda_version")
     @classmethod
     def _builds_the_architectures(cls, version: CudaVersion, info: ValidationInfo) -> CudaVersion:
@@ -166,8 +177,9 @@ class Target(Section):
         if info.data.get("accelerator") is not Accelerator.cuda:
             return version
         architectures = info.data.get("cuda_architectures") or []
-        if refused := jetson_refusal(architectures, version):
-            raise ValueError(refused)
+        arm64 = info.data.get("architecture") is Architecture.arm64
+        if arm64 and version is CudaVersion.v12 and any(capability(name) == 87 for name in architectures):
+            raise ValueError(ORIN_ON_CUDA_12)
         outside = unbuilt(architectures, CUDA_CAPABILITIES[version])
         if outside:
             other = "12 for older GPUs" if version is CudaVersion.v13 else "13 for newer ones"
@@ -198,26 +210,24 @@ class Target(Section):
         return self.accelerator is Accelerator.cuda and bool(found) and found <= gpus
 
 
-def jetson_refusal(architectures: Iterable[str], version: CudaVersion) -> str | None:
-    """Why no image built for these CUDA architectures with this CUDA runs on the Jetson they name, or why one image
-    cannot serve a Jetson and another GPU; None where it can."""
+ORIN_ON_CUDA_12 = (
+    "compute capability 87 (target.cuda_architectures) is Jetson Orin's, whose CUDA 12 is L4T's, which no image here "
+    "holds (NVIDIA's arm64 CUDA 12 images are the servers' kind, which crashes on a Jetson): set cuda_version 13, "
+    "whose images run on Orin from JetPack 7.2"
+)
+
+
+def jetson_refusal(architectures: Iterable[str]) -> str | None:
+    """Why no arm64 image built for these CUDA architectures runs on the Jetson one of them names, or why one
+    image cannot serve a Jetson and another GPU; None where it can."""
     found = {capability(name): name for name in architectures}
     if legacy := sorted(found.keys() & LEGACY_JETSON_GPUS):
-        return (
-            f"compute capability {found[legacy[0]]} (target.cuda_architectures) is a Jetson Nano's, TX2's or "
-            "Xavier's, whose CUDA is L4T's of JetPack 5 or older, which no image here holds: use accelerator cpu"
-        )
+        fix = "drop it" if len(found) > 1 else "use accelerator cpu"
+        return (f"compute capability {found[legacy[0]]} (target.cuda_architectures) is a Jetson Nano's, TX2's or "
+                f"Xavier's, whose CUDA is L4T's of JetPack 5 or older, which no image here holds: {fix}")  # fmt: skip
     if 101 in found:
-        return (
-            "compute capability 101 (target.cuda_architectures) is Jetson Thor's, which CUDA 13 calls 110: set "
-            'cuda_architectures ["110"] and cuda_version 13'
-        )
-    if 87 in found and version is CudaVersion.v12:
-        return (
-            "compute capability 87 (target.cuda_architectures) is Jetson Orin's, whose CUDA 12 is L4T's, which no "
-            "image here holds (NVIDIA's arm64 CUDA 12 images are the servers' kind, which crashes on a Jetson): "
-            "set cuda_version 13, whose images run on Orin from JetPack 7.2"
-        )
+        return ("compute capability 101 (target.cuda_architectures) is Jetson Thor's, which CUDA 13 calls 110: "
+                "use 110, with cuda_version 13")  # fmt: skip
     jetsons, others = sorted(found.keys() & JETSON_GPUS), sorted(found.keys() - JETSON_GPUS)
     if jetsons and others:
         return (f"compute capability {found[jetsons[0]]} (target.cuda_architectures) is a Jetson's, whose image is "

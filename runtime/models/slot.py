@@ -38,7 +38,8 @@ def describe(model: Model, exc: Exception) -> str:
 def placement(plan: SlotPlan) -> str:
     """The loaded line's account of where the weights went: the GPUs', or the CPU kernels' copies."""
     if plan.gpu.shared:
-        return f", {plan.gpu.total / MIB:.0f} MiB of it with {plan.gpu_layers} layers on the integrated GPU"
+        shared = plan.gpu.total / MIB
+        return f", {shared:.0f} MiB of it on the integrated GPU ({plan.gpu_layers} layers and its runtime)"
     if plan.gpu.total:
         return f", and {plan.gpu.total / MIB:.0f} MiB of GPU memory ({plan.gpu_layers} layers offloaded)"
     if plan.gpu_layers:

@@ -28,8 +28,8 @@ from ... import sbom
 from ...artifacts import publish, staging, text, write_tree
 from ...debian import copy_root, debian_root, installed_packages
 from ...reproducible import source_epoch
+from ..platform import with_platform
 from ..systemd.build import build as build_bundle
-from ..systemd.build import with_platform
 from ..systemd.request import SystemdRequest
 from .layout import MIB, OFFSET_MIB, BootFile, Sizes, clamp_times, content_mib, make_disk
 from .plan import BOOT_MIB, DATA_MIB, FORMAT, DiskPlan, make_plan

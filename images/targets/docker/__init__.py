@@ -25,6 +25,7 @@ from ...artifacts import Files
 from ...project_wheel import build_project_wheel, prebuilt_wheels
 from ...reproducible import rfc3339, source_epoch
 from .. import BuildOptions, Views, baked_models, default_tag, model_store
+from ..platform import with_platform
 from . import engine, pins
 from .build import ContextFolderTaken, build_image, write_context
 from .plan import BuildPlan, ImageOptions, make_plan
@@ -51,7 +52,7 @@ def make(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> lis
 
 def build_docker(views: Views, request: DockerRequest, environ: Mapping[str, str]) -> Built:
     host_view = views.host
-    image_view = views.of(FORMAT)
+    image_view = with_platform(views.of(FORMAT), request.options.platform)
     _check_supported(image_view)
     client = None if request.options.context_only else engine.connect(environ)  # fail fast, before the heavy steps
     try:
@@ -104,7 +105,7 @@ def _pinned(
 def check_locked(views: Views, options: BuildOptions, environ: Mapping[str, str]) -> None:
     """ConfigError when the models or the base images differ from what Cortexfile.lock pins."""
     request = request_from(views, options, environ)
-    image_view = views.of(FORMAT)
+    image_view = with_platform(views.of(FORMAT), options.platform)
     models = baked_models(views.host, request.model_store) if image_view.config.build.bake_models else {}
     _pinned(request, lock.lock_path(options.file), (views.host, image_view), models)
 

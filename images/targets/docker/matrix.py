@@ -160,7 +160,7 @@ def flavor(
     release: str,
     cuda_version: str = "12",
     *,
-    architecture: str = "amd64",
+    architecture: str,
     jetson: bool = False,
 ) -> Flavor:
     """The flavor of a pair (a Debian one on `release`, a CUDA one with that CUDA, for `architecture`, for a

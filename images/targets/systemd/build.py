@@ -6,7 +6,6 @@ models in the store layout -> write it all in a private folder -> publish it by 
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from ...architectures import BUNDLE_PYTHONS
 from ...artifacts import Artifact, link_or_copy, publish, staging, write_tree
 from ...project_wheel import build_project_wheel, runtime_constraints
 from ...reproducible import source_epoch
+from ..platform import with_platform
 from .archive import write_tarball
 from .plan import ServicePlan, make_plan
 from .render import render
@@ -63,16 +63,6 @@ def _assemble(request: SystemdRequest, resolved: Resolved, llama: Path, work: Pa
     epoch = source_epoch([request.resolved.path, *sources], request.environ)
     tarball, sha = write_tarball(folder, epoch)
     return Bundle(folder, tarball, sha, plan)
-
-
-def with_platform(resolved: Resolved, platform: str | None) -> Resolved:
-    """`resolved` built for `platform` (`--platform`) instead of its target.architecture."""
-    if platform is None:
-        return resolved
-    target = resolved.config.target
-    # The schema's own validator reads `linux/arm64`, `aarch64`, `x86_64`...
-    target = target.model_validate({**target.model_dump(), "architecture": platform})
-    return dataclasses.replace(resolved, config=resolved.config.model_copy(update={"target": target}))
 
 
 def _gather_wheels(into: Path, architecture: str, llama: Path) -> Path:

@@ -24,7 +24,7 @@ from ...artifacts import publish, staging
 from ..disk.build import device_root, disk_sizes, wifi_psk
 from ..disk.layout import MIB, BootFile, root_file_system
 from ..disk.render import kernel_folder
-from ..systemd.build import with_platform
+from ..platform import with_platform
 from .artifact import push_update
 from .plan import UpdatePlan, make_update_plan
 from .request import UpdateRequest

@@ -294,3 +294,28 @@ def _case() -> Path:
 def _without_ca(plan: BuildPlan) -> BuildPlan:
     """The golden case names /etc/corp/ca.pem, which this host lacks: drop it from the plan."""
     return replace(plan, network=replace(plan.network, ca_certificates=()))
+
+
+@pytest.mark.parametrize(
+    ("target", "platform", "said"),
+    [("  distro: debian\n  release: bookworm\n", "linux/arm64",
+      "target.distro: the debian/cuda image is built for amd64 only"),
+     ('  distro: ubuntu\n  cuda_architectures: ["72", "90"]\n', "linux/arm64",
+      "flag --platform: target.cuda_architectures: compute capability 72 (target.cuda_architectures) is a Jetson"),
+     ('  distro: ubuntu\n  architecture: arm64\n  cuda_architectures: ["87"]\n  cuda_version: 13\n', "linux/amd64",
+      "target.cuda_architectures name a Jetson's GPU alone, whose CPU is arm64: build for arm64")],
+    ids=["debian-arm64", "xavier-arm64", "jetson-amd64"],
+)  # fmt: skip
+def test_the_platform_asked_for_is_checked_as_the_target_is_before_any_step(
+    target: str, platform: str, said: str, tmp_path: Path, cortex_command: list[str]
+) -> None:
+    """`--platform` stands for target.architecture: what validate would refuse for that architecture, the build
+    refuses at once (no wheel built, no context written)."""
+    cortexfile = tmp_path / "Cortexfile.yaml"
+    cortexfile.write_text(f"version: 1\ntarget:\n  accelerator: cuda\n{target}models: []\n", encoding="utf-8")
+    command = [*cortex_command, "build", "-f", str(cortexfile), "--format", "docker", "--context-only"]
+    done = subprocess.run([*command, "--context-dir", str(tmp_path / "context"), "--platform", platform],
+                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert said in done.stderr
+    assert not (tmp_path / "context").exists()

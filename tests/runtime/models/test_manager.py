@@ -303,7 +303,7 @@ def test_auto_puts_every_layer_on_an_integrated_gpu_and_without_it_where_it_refu
     monkeypatch.setattr(Backends, "integrated_gpu", property(lambda _: True))
     layers = read_sizes(test_model_path).shape.layers
     assert load_on(test_model_path)["gpu_layers"] == layers + 1
-    assert f"MiB of it with {layers + 1} layers on the integrated GPU" in caplog.text  # the loaded line
+    assert f"MiB of it on the integrated GPU ({layers + 1} layers and its runtime)" in caplog.text  # the loaded line
     tried, real_load = list[OnGpu](), Engine.load
 
     async def refusing(engine: Any) -> None:
