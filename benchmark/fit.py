@@ -194,10 +194,9 @@ def _estimate(model: Model, header: Header, engine: Engine, room: Room, bandwidt
         reason = (f"{plan.gpu_layers} layers need {on_gpu / MIB:.0f} MiB of GPU memory, {engine.gpu_room / MIB:.0f} "
                   "MiB free (less llama.cpp's margin): gpu_layers: auto takes as many as fit")  # fmt: skip
     speed = None if plan.gpu_layers else _tokens_per_s(model, bandwidth, _read(header, plan, engine.kernels))
-    shared = plan.gpu.total if plan.gpu.shared else 0  # an integrated GPU's buffers and runtime, in `total`
     memory = {"weights": plan.file_bytes, "weight_copies": plan.copied.bytes, "reclaimable": plan.copied.reclaimable,
               "kv_cache": plan.host_kv_bytes, "buffers": plan.work_bytes, "total": total, "gpu": on_gpu,
-              "integrated_gpu": shared}  # fmt: skip
+              "integrated_gpu": plan.gpu.in_host}  # fmt: skip
     return {
         "header": header.read_from,
         "context": plan.context,

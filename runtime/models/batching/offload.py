@@ -57,10 +57,13 @@ class OnGpu:
     # A large batch's work sent to the GPU with the host's weights (llama.cpp's op_offload, on by default): off
     # where `auto` found no room there, as that work's buffer would not fit either.
     batches: bool = True
-    # An integrated GPU's: its buffers are the host's memory, counted there (SlotPlan.host_bytes), with what its
-    # runtime takes beside them (`runtime`: its context, libraries and the backend's pool).
-    shared: bool = False
-    runtime: int = 0
+    shared: bool = False  # an integrated GPU's: its buffers are the host's memory, counted there
+
+    @property
+    def runtime(self) -> int:
+        """What an integrated GPU's runtime takes beside the buffers (its context, libraries, the backend's pool):
+        the margin a discrete GPU keeps free."""
+        return GPU_MARGIN if self.shared else 0
 
     @property
     def total(self) -> int:
@@ -68,8 +71,13 @@ class OnGpu:
 
     @property
     def device(self) -> int:
-        """What it takes of GPU memory of the GPU's own: none of an integrated GPU's."""
+        """What it takes of the GPU's own memory: none of an integrated GPU's."""
         return 0 if self.shared else self.total
+
+    @property
+    def in_host(self) -> int:
+        """What it takes of the host's memory besides the plan's own counts: an integrated GPU's all."""
+        return self.total if self.shared else 0
 
 
 NOTHING = OnGpu(0)
@@ -78,16 +86,14 @@ NO_ROOM = OnGpu(0, batches=False)
 
 def on_gpu(asked: int, n_layer: int, layout: Layout, kv_bytes: int, work_bytes: int, *, shared: bool = False) -> OnGpu:
     """`asked` layers (-1: all) of a model of `n_layer` layers; `kv_bytes` its whole KV cache, `work_bytes` what
-    llama.cpp reserves for a step's buffers; `shared`: on an integrated GPU, whose runtime is counted as a discrete
-    GPU's margin is left free (GPU_MARGIN)."""
+    llama.cpp reserves for a step's buffers; `shared`: on an integrated GPU."""
     if asked == 0 or n_layer <= 0:
         return NOTHING
     layers = n_layer + 1 if asked < 0 else min(asked, n_layer + 1)
     repeating = layers - 1
     moved = layout.layers * repeating // n_layer
     freed = moved + (0 if layout.tied else layout.output)
-    kv, runtime = kv_bytes * repeating // n_layer, GPU_MARGIN if shared else 0
-    return OnGpu(layers, moved + layout.output, kv, work_bytes, freed, shared=shared, runtime=runtime)
+    return OnGpu(layers, moved + layout.output, kv_bytes * repeating // n_layer, work_bytes, freed, shared=shared)
 
 
 def gpu_room(free: Sequence[int]) -> int | None:

@@ -135,8 +135,7 @@ class SlotPlan:
 
     @property
     def host_bytes(self) -> int:
-        shared = self.gpu.total if self.gpu.shared else 0  # an integrated GPU's buffers and runtime
-        return self.weights_bytes + self.host_kv_bytes + self.work_bytes + shared
+        return self.weights_bytes + self.host_kv_bytes + self.work_bytes + self.gpu.in_host
 
     @property
     def total_mb(self) -> float:
