@@ -30,10 +30,10 @@ from menlo_cortex.cortexfile.schema.models import LoadPolicy
 
 from ..ops.metrics import Metrics
 from ..reload.plan import ModelChanges
-from .batching.plan import AUTO_MAX, MIB, SlotPlan
+from .batching.plan import AUTO_MAX, SlotPlan
 from .engine import Engine, LlamaRefused, ModelLoadError, plan_engine
 from .errors import ModelFailed, ModelsBusy, QueueFull, Refused, Superseded, UnknownModel
-from .slot import Slot, describe, overview_of, placement
+from .slot import Slot, describe, overview_of, placement, retried
 
 log = logging.getLogger("cortex.models")
 SLEEP_CHECK_MIN_S, SLEEP_CHECK_MAX_S = 0.5, 30.0
@@ -251,13 +251,7 @@ class ModelManager:
                 if not (caps and slot.model.gpu_layers == "auto" and plan.gpu.layers and not self._closing):
                     raise
                 refused, gpu_cap = exc, caps.pop(0)
-                log.warning(
-                    "%s; with %d layers planned on the GPU (%s): loading it again with %s",
-                    describe(slot.model, exc),
-                    plan.gpu_layers,
-                    f"{plan.gpu.device / MIB:.0f} MiB" if plan.gpu.device else "an integrated one",
-                    f"at most {gpu_cap / MIB:.0f} MiB there" if gpu_cap else "none there",
-                )
+                log.warning("%s", retried(slot.model, exc, plan, gpu_cap))
             slot.gpu_layers, slot.gpu_bytes = None, 0  # none held now: not waited for as a copy that holds some
             self._skip_if_superseded(slot)  # replaced or removed since: the retry is for the version wanted now
             plan = await self._planned(slot, path, gpu_cap)

@@ -35,6 +35,14 @@ def describe(model: Model, exc: Exception) -> str:
     return message if model.id in message else f"model `{model.id}`: {message}"
 
 
+def retried(model: Model, exc: Exception, plan: SlotPlan, gpu_cap: int) -> str:
+    """The warning of a load tried again with at most `gpu_cap` bytes on the GPU, after llama.cpp refused `plan`."""
+    planned = f"{plan.gpu.device / MIB:.0f} MiB" if plan.gpu.device else "an integrated one"
+    less = f"at most {gpu_cap / MIB:.0f} MiB there" if gpu_cap else "none there"
+    layers = f"with {plan.gpu_layers} layers planned on the GPU ({planned})"
+    return f"{describe(model, exc)}; {layers}: loading it again with {less}"
+
+
 def placement(plan: SlotPlan) -> str:
     """The loaded line's account of where the weights went: the GPUs', or the CPU kernels' copies."""
     if plan.gpu.shared:
