@@ -135,8 +135,8 @@ def fit_catalogue(
     store = ModelStore(config, data_dir(config, env))
     room = Room(board.memory_mb * MIB, f"on a {board.name}") if board else _room(config, machine)
     budget_mb = board.memory_mb if board else config.server.limits.memory_budget_mb
-    here = Engine(config.engines.llama_cpp, budget_mb, kernels, gpu_room_of(machine, gpu_free), integrated)
-    engine = here._replace(gpu_room=None, integrated=board.integrated) if board else here
+    gpu = (None, board.integrated) if board else (gpu_room_of(machine, gpu_free), integrated)
+    engine = Engine(config.engines.llama_cpp, budget_mb, kernels, *gpu)
     bandwidth = None if board else machine.bandwidth
     rows = []
     for entry in catalogue.entries():

@@ -36,7 +36,7 @@ def _from_pydantic(error: Any, merged: Merged) -> Diagnostic:
         missing = next((p for p in error["loc"][len(path) :] if isinstance(p, str)), "?")
         message = f"`{missing}` is required"
         return Diagnostic(origin_of_value(merged, path), dotted((*path, missing)), message)
-    return Diagnostic(origin_of_value(merged, path), dotted(path), _message(error))
+    return Diagnostic(origin_of_value(merged, path), dotted(path), error_message(error))
 
 
 def _data_path(loc: tuple[Any, ...], data: Any) -> Path_:
@@ -53,7 +53,7 @@ def _data_path(loc: tuple[Any, ...], data: Any) -> Path_:
     return tuple(path)
 
 
-def _message(error: Any) -> str:
+def error_message(error: Any) -> str:
     message = str(error["msg"])
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)

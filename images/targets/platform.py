@@ -6,6 +6,7 @@ import dataclasses
 
 from menlo_cortex.cortexfile.errors import ConfigError, Diagnostic, Origin, dotted
 from menlo_cortex.cortexfile.loader import Resolved
+from menlo_cortex.cortexfile.validate import error_message
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
@@ -25,4 +26,4 @@ def with_platform(resolved: Resolved, platform: str | None) -> Resolved:
 
 def _at_the_flag(error: ErrorDetails) -> Diagnostic:
     key = dotted(("target", *(part for part in error["loc"] if isinstance(part, str))))
-    return Diagnostic(Origin("flag --platform"), key, error["msg"].removeprefix("Value error, "))
+    return Diagnostic(Origin("flag --platform"), key, error_message(error))
