@@ -50,19 +50,53 @@ def _repository(reference: str) -> str:
 
 def _digest(client: docker.DockerClient, reference: str) -> str:
     repository = _repository(reference)
+    image = _held(client, reference)
+    if re.search(DIGEST + "$", reference):  # already pinned: kept as named
+        return f"{repository}@{reference.rsplit('@', 1)[1]}"
+    named = sorted(
+        {d.split("@")[1] for d in image.attrs.get("RepoDigests") or [] if d.split("@")[0] in _names(repository)}
+    )
+    if not named:
+        raise EngineError(f"base image {reference}: the engine knows no digest for it (RepoDigests is empty)")
+    return f"{repository}@{_pulled_by(client, reference, named)}"
+
+
+def _held(client: docker.DockerClient, reference: str) -> Any:
     try:
-        image = client.images.get(reference)
+        return client.images.get(reference)
     except docker.errors.ImageNotFound:
         try:
-            image = client.images.pull(reference)
+            return client.images.pull(reference)
         except docker.errors.APIError as exc:
             raise EngineError(
                 f"base image {reference}: not on this engine and not pulled ({exc.explanation})"
             ) from None
-    named = [d for d in image.attrs.get("RepoDigests") or [] if d.split("@")[0] in _names(repository)]
-    if not named:
-        raise EngineError(f"base image {reference}: the engine knows no digest for it (RepoDigests is empty)")
-    return f"{repository}@{sorted(named)[0].split('@')[1]}"
+
+
+def _pulled_by(client: docker.DockerClient, reference: str, named: list[str]) -> str:
+    """The digest the tag named when the engine pulled it. For a multi-platform base that is its index, the same
+    for every platform; the manifest of this machine's platform beside it would make an arm64 build FROM amd64's
+    image. Docker lists only the digest it pulled by; Podman lists every manifest it holds, and its own API says
+    which one it pulled by."""
+    if len(named) == 1:
+        return named[0]
+    podman = _podman_digest(client, reference)
+    if podman in named:
+        return podman
+    raise EngineError(
+        f"base image {reference}: the engine holds it under {len(named)} digests ({', '.join(named)}) and does not "
+        "say which one its tag named: remove the image and pull it again, or name the base by digest"
+    )
+
+
+def _podman_digest(client: docker.DockerClient, reference: str) -> str | None:
+    """Podman's record of the digest it pulled `reference` by (its libpod API); None from another engine."""
+    try:
+        answer = client.api._result(client.api._get(client.api._url("/libpod/images/{0}/json", reference)), json=True)
+    except (docker.errors.APIError, ValueError):
+        return None
+    digest = answer.get("Digest") if isinstance(answer, dict) else None
+    return digest if isinstance(digest, str) else None
 
 
 def _names(repository: str) -> set[str]:
