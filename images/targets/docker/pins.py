@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import docker
+import requests
 from menlo_cortex.cortexfile.errors import ConfigError, Diagnostic, Origin
 from menlo_cortex.cortexfile.loader import Resolved
 
@@ -51,14 +52,13 @@ def _repository(reference: str) -> str:
 def _digest(client: docker.DockerClient, reference: str) -> str:
     repository = _repository(reference)
     image = _held(client, reference)
-    if re.search(DIGEST + "$", reference):  # already pinned: kept as named
-        return f"{repository}@{reference.rsplit('@', 1)[1]}"
-    named = sorted(
-        {d.split("@")[1] for d in image.attrs.get("RepoDigests") or [] if d.split("@")[0] in _names(repository)}
-    )
+    if pinned_digest := re.search(DIGEST + r"\Z", reference):  # already pinned: kept as named
+        return repository + pinned_digest.group()
+    held = image.attrs.get("RepoDigests") or []
+    named = sorted({digest.split("@")[1] for digest in held if digest.split("@")[0] in _names(repository)})
     if not named:
         raise EngineError(f"base image {reference}: the engine knows no digest for it (RepoDigests is empty)")
-    return f"{repository}@{_pulled_by(client, reference, named)}"
+    return f"{repository}@{_tag_digest(client, reference, named)}"
 
 
 def _held(client: docker.DockerClient, reference: str) -> Any:
@@ -73,30 +73,51 @@ def _held(client: docker.DockerClient, reference: str) -> Any:
             ) from None
 
 
-def _pulled_by(client: docker.DockerClient, reference: str, named: list[str]) -> str:
-    """The digest the tag named when the engine pulled it. For a multi-platform base that is its index, the same
-    for every platform; the manifest of this machine's platform beside it would make an arm64 build FROM amd64's
-    image. Docker lists only the digest it pulled by; Podman lists every manifest it holds, and its own API says
-    which one it pulled by."""
+def _tag_digest(client: docker.DockerClient, reference: str, named: list[str]) -> str:
+    """Of the digests the engine holds the image under, the one its tag names. For a multi-platform base that is
+    the index, the same for every platform; the manifest of this machine's platform beside it would make an arm64
+    build FROM amd64's image. One digest is the one. Of several: the registry's answer through Docker's API, else
+    through Podman's (which has no such call: the digests its index does not list as a platform's)."""
     if len(named) == 1:
         return named[0]
-    podman = _podman_digest(client, reference)
-    if podman in named:
-        return podman
+    if (digest := _registry_digest(client, reference)) in named:
+        return str(digest)
+    if digest := _podman_index(client, reference, named):
+        return digest
     raise EngineError(
-        f"base image {reference}: the engine holds it under {len(named)} digests ({', '.join(named)}) and does not "
-        "say which one its tag named: remove the image and pull it again, or name the base by digest"
+        f"base image {reference}: the engine holds it under {len(named)} digests ({', '.join(named)}) and neither "
+        "it nor the registry says which one its tag names: remove the image and pull it again, or name the base "
+        "by digest"
     )
 
 
-def _podman_digest(client: docker.DockerClient, reference: str) -> str | None:
-    """Podman's record of the digest it pulled `reference` by (its libpod API); None from another engine."""
+def _registry_digest(client: docker.DockerClient, reference: str) -> str | None:
     try:
-        answer = client.api._result(client.api._get(client.api._url("/libpod/images/{0}/json", reference)), json=True)
-    except (docker.errors.APIError, ValueError):
+        return str(client.images.get_registry_data(reference).id)
+    except (docker.errors.APIError, requests.RequestException):
         return None
-    digest = answer.get("Digest") if isinstance(answer, dict) else None
-    return digest if isinstance(digest, str) else None
+
+
+def _podman_index(client: docker.DockerClient, reference: str, named: list[str]) -> str | None:
+    """The one digest of `named` that the tag's index (as Podman reads it from the registry) does not list as a
+    platform's manifest; failing that, the one Podman first stored the image under, if it is such a digest."""
+    listed = _podman_call(client, "/libpod/manifests/{0}/json", reference).get("manifests")
+    entries = listed if isinstance(listed, list) else []
+    platforms = {entry.get("digest") for entry in entries if isinstance(entry, dict)}
+    others = [digest for digest in named if digest not in platforms]
+    if len(others) == 1:
+        return others[0]
+    first = _podman_call(client, "/libpod/images/{0}/json", reference).get("Digest")
+    return first if isinstance(first, str) and first in others else None
+
+
+def _podman_call(client: docker.DockerClient, path: str, reference: str) -> dict[str, Any]:
+    """A call of Podman's own API; {} from another engine, or when it fails."""
+    try:
+        answer = client.api._result(client.api._get(client.api._url(path, reference)), json=True)
+    except (docker.errors.APIError, requests.RequestException, ValueError):
+        return {}
+    return answer if isinstance(answer, dict) else {}
 
 
 def _names(repository: str) -> set[str]:

@@ -86,8 +86,9 @@ def test_a_chain_that_changes_a_logit_is_not_read_in_place(spec: SamplerSpec) ->
 
 
 def seeded_draws(llama: Any, seed: int | None, count: int = 16) -> list[int]:
-    """`count` draws at temperature 1 from the same logits, each accepted (the penalties see it) as in a reply."""
-    chain = SamplerChain(SamplerSpec(temperature=1.0, seed=seed), llama._model.vocab, llama.n_vocab())
+    """`count` draws at temperature 1 from the same logits, from the whole vocabulary: no two alike by chance."""
+    spec = SamplerSpec(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, seed=seed)
+    chain = SamplerChain(spec, llama._model.vocab, llama.n_vocab())
     try:
         return [chain.sample(llama._ctx.ctx, -1, GrammarBudget()) for _ in range(count)]
     finally:
