@@ -387,6 +387,42 @@ def test_a_lock_pins_each_base_to_its_own_repository_by_digest(tmp_path: Path) -
         pinned(bases, {"docker": "not a table"}, tmp_path / "Cortexfile.lock")
 
 
+class _DockerEngine:
+    """What Docker's classic store answers for an image held under two digests (no Docker here: Podman's answers are
+    tested on the real engine, test_multi_platform_pin.py): the registry names the tag's; no libpod API."""
+
+    def __init__(self, held: list[str], registry_says: str | None) -> None:
+        import docker
+
+        def registry_data(reference: str) -> Any:
+            if registry_says is None:
+                raise docker.errors.APIError("no registry")
+            return type("RegistryData", (), {"id": registry_says})()
+
+        def libpod(*_: Any, **__: Any) -> Any:
+            raise docker.errors.NotFound("page not found")
+
+        image = type("Image", (), {"attrs": {"RepoDigests": [f"debian@{digest}" for digest in held]}})()
+        self.images = type("Images", (), {"get": staticmethod(lambda _: image), "get_registry_data": registry_data})
+        self.api = type("Api", (), {"_url": staticmethod(lambda *a: ""), "_get": libpod, "_result": libpod})
+
+
+def test_a_lock_takes_the_digest_the_registry_names_of_those_the_engine_holds() -> None:
+    from menlo_cortex.images.targets.docker.engine import EngineError
+    from menlo_cortex.images.targets.docker.pins import Bases, digests
+
+    index, manifest = "sha256:" + "f" * 64, "sha256:" + "2" * 64  # the index sorts last
+    bases = Bases("debian:13-slim", "debian:13-slim")
+    assert digests(_DockerEngine([manifest, index], index), bases) == {"debian:13-slim": f"debian@{index}"}
+    assert digests(_DockerEngine([manifest], None), bases) == {"debian:13-slim": f"debian@{manifest}"}
+    with pytest.raises(EngineError, match=f"under 2 digests \\({manifest}, {index}\\).*name the base by digest"):
+        digests(_DockerEngine([index, manifest], None), bases)
+    pinned_by_digest = f"debian@{manifest}"
+    assert digests(_DockerEngine([manifest, index], index), Bases(pinned_by_digest, pinned_by_digest)) == {
+        pinned_by_digest: pinned_by_digest
+    }
+
+
 def test_a_lock_with_one_entry_twice_is_drift(tmp_path: Path) -> None:
     path = tmp_path / "Cortexfile.lock"
     doubled = _lock()
