@@ -76,8 +76,8 @@ def _held(client: docker.DockerClient, reference: str) -> Any:
 def _tag_digest(client: docker.DockerClient, reference: str, named: list[str]) -> str:
     """Of the digests the engine holds the image under, the one its tag names. For a multi-platform base that is
     the index, the same for every platform; the manifest of this machine's platform beside it would make an arm64
-    build FROM amd64's image. One digest is the one. Of several: the registry's answer through Docker's API, else
-    through Podman's (which has no such call: the digests its index does not list as a platform's)."""
+    build FROM amd64's image. One digest is the one. Of several, the registry tells: through Docker's API, else
+    through Podman's (which has no such call: the one its index does not list as a platform's manifest)."""
     if len(named) == 1:
         return named[0]
     if (digest := _registry_digest(client, reference)) in named:
@@ -85,39 +85,34 @@ def _tag_digest(client: docker.DockerClient, reference: str, named: list[str]) -
     if digest := _podman_index(client, reference, named):
         return digest
     raise EngineError(
-        f"base image {reference}: the engine holds it under {len(named)} digests ({', '.join(named)}) and neither "
-        "it nor the registry says which one its tag names: remove the image and pull it again, or name the base "
-        "by digest"
+        f"base image {reference}: the engine holds it under {len(named)} digests ({', '.join(named)}), and the "
+        "registry could not tell which one its tag names (offline, no credentials for it, or a name without its "
+        f"registry): name the base by its digest, {_repository(reference)}@sha256:..."
     )
 
 
 def _registry_digest(client: docker.DockerClient, reference: str) -> str | None:
     try:
         return str(client.images.get_registry_data(reference).id)
-    except (docker.errors.APIError, requests.RequestException):
+    except (docker.errors.DockerException, requests.RequestException):  # a credential helper's failure included
         return None
 
 
 def _podman_index(client: docker.DockerClient, reference: str, named: list[str]) -> str | None:
-    """The one digest of `named` that the tag's index (as Podman reads it from the registry) does not list as a
-    platform's manifest; failing that, the one Podman first stored the image under, if it is such a digest."""
-    listed = _podman_call(client, "/libpod/manifests/{0}/json", reference).get("manifests")
-    entries = listed if isinstance(listed, list) else []
-    platforms = {entry.get("digest") for entry in entries if isinstance(entry, dict)}
-    others = [digest for digest in named if digest not in platforms]
-    if len(others) == 1:
-        return others[0]
-    first = _podman_call(client, "/libpod/images/{0}/json", reference).get("Digest")
-    return first if isinstance(first, str) and first in others else None
-
-
-def _podman_call(client: docker.DockerClient, path: str, reference: str) -> dict[str, Any]:
-    """A call of Podman's own API; {} from another engine, or when it fails."""
+    """The one digest of `named` that the tag's index, as Podman reads it from the registry, does not list as a
+    platform's manifest. (Not Podman's own `Digest`: the first one it stored the image under, which is the
+    manifest's when the image was pulled by that digest before its tag.)"""
     try:
-        answer = client.api._result(client.api._get(client.api._url(path, reference)), json=True)
-    except (docker.errors.APIError, requests.RequestException, ValueError):
-        return {}
-    return answer if isinstance(answer, dict) else {}
+        path = client.api._url("/libpod/manifests/{0}/json", reference)
+        answer = client.api._result(client.api._get(path), json=True)
+    except (docker.errors.DockerException, requests.RequestException, ValueError):
+        return None
+    listed = answer.get("manifests") if isinstance(answer, dict) else None
+    if not isinstance(listed, list):
+        return None
+    platforms = {entry.get("digest") for entry in listed if isinstance(entry, dict)}
+    others = [digest for digest in named if digest not in platforms]
+    return others[0] if len(others) == 1 else None
 
 
 def _names(repository: str) -> set[str]:

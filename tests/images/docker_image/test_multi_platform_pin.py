@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from menlo_cortex.images.targets.docker.engine import EngineError
 from menlo_cortex.images.targets.docker.pins import Bases, digests
 
 from .engine_parts import PodmanApi, Registry
@@ -67,10 +68,16 @@ def test_a_multi_platform_base_is_pinned_by_its_index(
         manifest = f"{repository}@{sorted(held - {index})[0]}"  # named by digest: kept as named
         assert digests(client, Bases(manifest, manifest)) == {manifest: manifest}
 
-        podman_api.podman("rmi", "--force", name, manifest)  # Podman now first stores it under the manifest's digest
+        podman(podman_api, "rmi", "--force", name)
         client.images.pull(manifest, auth_config=auth)
         client.images.pull(name, auth_config=auth)
+        first = podman_api.podman("image", "inspect", "--format", "{{.Digest}}", name).stdout.strip()
+        assert f"{repository}@{first}" == manifest  # what Podman says it holds the image under: not the tag's
         assert digests(client, Bases(name, name)) == {name: f"{repository}@{index}"}
+
+        podman(podman_api, "logout", registry.address)  # the registry cannot be asked: refused, not guessed
+        with pytest.raises(EngineError, match="the registry could not tell which one its tag names"):
+            digests(client, Bases(name, name))
     finally:
         podman_api.podman("rmi", "--force", name)
         podman_api.podman("logout", registry.address)  # the other tests' pushes start without credentials

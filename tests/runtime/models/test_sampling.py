@@ -85,8 +85,9 @@ def test_a_chain_that_changes_a_logit_is_not_read_in_place(spec: SamplerSpec) ->
     assert not _plain_greedy(spec)
 
 
-def seeded_draws(llama: Any, seed: int | None, count: int = 16) -> list[int]:
-    """`count` draws at temperature 1 from the same logits, from the whole vocabulary: no two alike by chance."""
+def seeded_draws(llama: Any, seed: int | None, count: int = 32) -> list[int]:
+    """`count` draws at temperature 1 from the same logits, none cut off (top-k, top-p, min-p): two unseeded runs
+    alike by chance would take 32 draws alike."""
     spec = SamplerSpec(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, seed=seed)
     chain = SamplerChain(spec, llama._model.vocab, llama.n_vocab())
     try:
