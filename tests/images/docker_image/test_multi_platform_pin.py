@@ -23,7 +23,7 @@ def push_index(podman_api: PodmanApi, registry: Registry, folder: Path) -> tuple
     name = f"{registry.address}/cortex/multi:1"
     credentials = f"{registry.user}:{registry.password}"
     locals_ = [f"localhost/cortex-multi:{platform}" for platform in PLATFORMS]
-    podman_api.podman("manifest", "create", name, check=True)
+    podman(podman_api, "manifest", "create", name)
     try:
         for platform, local in zip(PLATFORMS, locals_, strict=True):
             context = folder / platform
